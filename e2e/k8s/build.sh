@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Builds pinned Kubernetes components and etcd from the Go module proxy with the ordinary `go`
+# client, into a cache directory outside the repository. Re-running is cheap: a binary is rebuilt
+# only when its pinned version changes (the version is part of the cache path).
+#
+#   e2e/k8s/build.sh [component ...]     default: etcd kube-apiserver kubectl kube-controller-manager
+#   prints the bin directory on stdout (last line).
+#
+# TETHER_CACHE overrides the cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/tether).
+set -euo pipefail
+shopt -s inherit_errexit
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+
+cache=${TETHER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tether}
+bin="$cache/k8s/$KUBERNETES_VERSION-etcd-$ETCD_VERSION/bin"
+mkdir -p "$bin"
+
+components=("$@")
+[ ${#components[@]} -gt 0 ] || components=(etcd kube-apiserver kubectl kube-controller-manager)
+
+log() { printf '[build-k8s] %s\n' "$*" >&2; }
+
+# k8s.io/kubernetes (and etcd's server module) pin their sibling modules with relative `replace`
+# directives (`=> ./staging/...`, `=> ../api`), which `go install pkg@version` refuses. A small
+# wrapper module requires the upstream module and replaces each sibling with its published release.
+#   wrapper_module <dir-name> <module> <version> <sibling-version> <package>...
+wrapper_module() {
+  local name=$1 module=$2 version=$3 sibling_version=$4
+  shift 4
+  local dir="$cache/k8s/wrapper-$name-$version"
+  if [ ! -f "$dir/.ready" ]; then
+    log "preparing wrapper module for $module $version in $dir"
+    rm -rf "$dir" && mkdir -p "$dir"
+    local gomod
+    gomod=$(go mod download -json "$module@$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+    {
+      echo "module tether.dev/build-$name"
+      echo
+      grep -m1 '^go ' "$gomod"
+      echo
+      echo "require $module $version"
+      echo
+      echo "replace ("
+      # Modules never published (k8s.io/sample-*) and etcd's FORBIDDEN_DEPENDENCY guards are skipped.
+      sed -n '/^replace (/,/^)/p; /^replace [^(]/p' "$gomod" | sed 's/^replace //' |
+        awk '$2 == "=>" && $3 ~ /^\.\.?\// && $3 !~ /FORBIDDEN/ {print $1}' |
+        while read -r mod; do
+          case "$mod" in k8s.io/sample-*) continue ;; esac
+          echo "	$mod => $mod $sibling_version"
+        done
+      echo ")"
+    } > "$dir/go.mod"
+    {
+      echo "//go:build tools"
+      echo
+      echo "// Package tools pins the commands this module builds."
+      echo "package tools"
+      echo
+      echo "import ("
+      for pkg in "$@"; do echo "	_ \"$pkg\""; done
+      echo ")"
+    } > "$dir/tools.go"
+    (cd "$dir" && GOFLAGS=-mod=mod go mod tidy >&2)
+    touch "$dir/.ready"
+  fi
+  echo "$dir"
+}
+
+k8s_wrapper() {
+  local cmds=() c
+  for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
+    cmds+=("k8s.io/kubernetes/cmd/$c")
+  done
+  wrapper_module kubernetes k8s.io/kubernetes "$KUBERNETES_VERSION" "$KUBERNETES_STAGING_VERSION" "${cmds[@]}"
+}
+
+# Version stamping, as the upstream build does (hack/lib/version.sh), so `kube-apiserver --version`
+# and the discovery /version endpoint report the real release.
+k8s_ldflags() {
+  local pkg v=$KUBERNETES_VERSION
+  local minor=${v#v1.}; minor=${minor%%.*}
+  local flags="-s -w"
+  for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+    flags+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  echo "$flags"
+}
+
+build_k8s() {
+  local name=$1 dir
+  dir=$(k8s_wrapper)
+  log "building $name $KUBERNETES_VERSION"
+  (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "$(k8s_ldflags)" \
+    -o "$bin/$name.tmp" "k8s.io/kubernetes/cmd/$name")
+  mv "$bin/$name.tmp" "$bin/$name"
+}
+
+build_etcd() {
+  local dir
+  dir=$(wrapper_module etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "$ETCD_VERSION" go.etcd.io/etcd/server/v3)
+  log "building etcd $ETCD_VERSION"
+  (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" \
+    -o "$bin/etcd.tmp" go.etcd.io/etcd/server/v3)
+  mv "$bin/etcd.tmp" "$bin/etcd"
+}
+
+for c in "${components[@]}"; do
+  if [ -x "$bin/$c" ]; then
+    log "$c cached in $bin"
+    continue
+  fi
+  case "$c" in
+    etcd) build_etcd ;;
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubelet | kube-proxy | kubectl) build_k8s "$c" ;;
+    *) log "unknown component: $c"; exit 2 ;;
+  esac
+done
+echo "$bin"
