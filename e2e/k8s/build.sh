@@ -3,7 +3,7 @@
 # client, into a cache directory outside the repository. Re-running is cheap: a binary is rebuilt
 # only when its pinned version changes (the version is part of the cache path).
 #
-#   e2e/k8s/build.sh [component ...]     default: etcd kube-apiserver kubectl kube-controller-manager
+#   e2e/k8s/build.sh [component ...]     default: etcd kube-apiserver kubectl kube-controller-manager helm
 #   prints the bin directory on stdout (last line).
 #
 # TETHER_CACHE overrides the cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/tether).
@@ -19,7 +19,7 @@ bin="$cache/k8s/$KUBERNETES_VERSION-etcd-$ETCD_VERSION/bin"
 mkdir -p "$bin"
 
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(etcd kube-apiserver kubectl kube-controller-manager)
+[ ${#components[@]} -gt 0 ] || components=(etcd kube-apiserver kubectl kube-controller-manager helm)
 
 log() { printf '[build-k8s] %s\n' "$*" >&2; }
 
@@ -108,13 +108,26 @@ build_etcd() {
   mv "$bin/etcd.tmp" "$bin/etcd"
 }
 
+build_helm() {
+  log "building helm $HELM_VERSION"
+  local gobin
+  gobin=$(mktemp -d)
+  GOBIN="$gobin" CGO_ENABLED=0 go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+  mv "$gobin/helm" "$bin/helm"
+  rm -rf "$gobin"
+  # helm is versioned apart from Kubernetes: a stamp records which release the binary is.
+  echo "$HELM_VERSION" > "$bin/helm.version"
+}
+
 for c in "${components[@]}"; do
-  if [ -x "$bin/$c" ]; then
+  if [ -x "$bin/$c" ] && { [ "$c" != helm ] || [ "$(cat "$bin/helm.version" 2>/dev/null)" = "$HELM_VERSION" ]; }; then
     log "$c cached in $bin"
     continue
   fi
   case "$c" in
     etcd) build_etcd ;;
+    helm) build_helm ;;
     kube-apiserver | kube-controller-manager | kube-scheduler | kubelet | kube-proxy | kubectl) build_k8s "$c" ;;
     *) log "unknown component: $c"; exit 2 ;;
   esac
