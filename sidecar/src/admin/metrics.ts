@@ -1,0 +1,169 @@
+// Prometheus text in Envoy's naming: envoy_cluster_<stat>{envoy_cluster_name="…"},
+// envoy_http_<stat>{envoy_http_conn_manager_prefix="…"}, envoy_tcp_<stat>{envoy_tcp_prefix="…"}.
+// Tether-only series are tether_*.
+import { HttpListener } from "../listeners/http/listener.ts";
+import type { Listener } from "../listeners/manager.ts";
+import { TcpListener } from "../listeners/tcp.ts";
+import type { Cluster } from "../upstream/cluster.ts";
+import {
+  CLUSTER_COUNTERS,
+  CONNECT_FAILURE_CLASSES,
+  ENVOY_BUCKETS_MS,
+  type Histogram,
+} from "../upstream/stats.ts";
+
+export interface ReloadCounts {
+  success: number;
+  failure: number;
+}
+
+type Sample = [labels: string, value: number];
+
+class Exposition {
+  private readonly lines: string[] = [];
+
+  family(name: string, type: "counter" | "gauge", samples: readonly Sample[]): void {
+    if (samples.length === 0) return;
+    this.lines.push(`# TYPE ${name} ${type}`);
+    for (const [labels, value] of samples) this.lines.push(`${name}{${labels}} ${value}`);
+  }
+
+  histogram(name: string, series: readonly [labels: string, h: Histogram][]): void {
+    if (series.length === 0) return;
+    this.lines.push(`# TYPE ${name} histogram`);
+    for (const [labels, h] of series) {
+      let acc = 0;
+      ENVOY_BUCKETS_MS.forEach((le, i) => {
+        acc += h.counts[i] ?? 0;
+        this.lines.push(`${name}_bucket{${labels},le="${le}"} ${acc}`);
+      });
+      this.lines.push(`${name}_bucket{${labels},le="+Inf"} ${h.count}`);
+      this.lines.push(`${name}_sum{${labels}} ${h.sum}`);
+      this.lines.push(`${name}_count{${labels}} ${h.count}`);
+    }
+  }
+
+  text(): string {
+    return this.lines.join("\n") + "\n";
+  }
+}
+
+function label(value: string): string {
+  return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+}
+
+function clusterFamilies(out: Exposition, clusters: readonly Cluster[]): void {
+  const l = (c: Cluster): string => `envoy_cluster_name="${label(c.name)}"`;
+  for (const counter of CLUSTER_COUNTERS) {
+    out.family(
+      `envoy_cluster_${counter}`,
+      "counter",
+      clusters.map((c) => [l(c), c.stats.counters[counter]]),
+    );
+  }
+  const gauges: [string, (c: Cluster) => number][] = [
+    ["upstream_cx_active", (c) => c.stats.upstream_cx_active],
+    ["upstream_rq_active", (c) => c.stats.upstream_rq_active],
+    ["upstream_rq_pending_active", (c) => c.stats.upstream_rq_pending_active],
+    ["outlier_detection_ejections_active", (c) => c.stats.outlier_detection_ejections_active],
+    ["membership_healthy", (c) => c.membership().healthy],
+    ["membership_degraded", (c) => c.membership().degraded],
+    ["membership_total", (c) => c.membership().total],
+  ];
+  for (const [name, get] of gauges)
+    out.family(
+      `envoy_cluster_${name}`,
+      "gauge",
+      clusters.map((c) => [l(c), get(c)]),
+    );
+  out.histogram(
+    "envoy_cluster_upstream_rq_time",
+    clusters.map((c) => [l(c), c.stats.rqTime]),
+  );
+  out.family(
+    "tether_held_requests",
+    "gauge",
+    clusters.map((c) => [l(c), c.stats.held_requests]),
+  );
+  out.family(
+    "tether_upstream_connect_failures_total",
+    "counter",
+    clusters.flatMap((c) =>
+      CONNECT_FAILURE_CLASSES.map((cls): Sample => [`${l(c)},class="${cls}"`, c.stats.connectFailures[cls]]),
+    ),
+  );
+}
+
+const HTTP_FIELDS = [
+  ["downstream_cx_total", "counter"],
+  ["downstream_cx_active", "gauge"],
+  ["downstream_cx_protocol_error", "counter"],
+  ["downstream_rq_total", "counter"],
+  ["downstream_rq_active", "gauge"],
+  ["downstream_rq_timeout", "counter"],
+  ["no_route", "counter"],
+  ["no_cluster", "counter"],
+  ["rq_overflow", "counter"],
+] as const;
+
+const TCP_FIELDS = [
+  ["downstream_cx_total", "counter"],
+  ["downstream_cx_active", "gauge"],
+  ["downstream_cx_rx_bytes_total", "counter"],
+  ["downstream_cx_tx_bytes_total", "counter"],
+  ["downstream_cx_no_route", "counter"],
+  ["idle_timeout", "counter"],
+  ["upstream_connect_attempts_exceeded", "counter"],
+] as const;
+
+function listenerFamilies(out: Exposition, listeners: readonly Listener[]): void {
+  const http = listeners.filter((x): x is HttpListener => x instanceof HttpListener);
+  const hl = (x: HttpListener): string => `envoy_http_conn_manager_prefix="${label(x.stats.prefix)}"`;
+  for (const [field, type] of HTTP_FIELDS) {
+    out.family(
+      `envoy_http_${field}`,
+      type,
+      http.map((x) => [hl(x), x.stats[field]]),
+    );
+  }
+  const classes = ["1", "2", "3", "4", "5"] as const;
+  out.family(
+    "envoy_http_downstream_rq_xx",
+    "counter",
+    http.flatMap((x) =>
+      classes.map((k): Sample => [
+        `${hl(x)},envoy_response_code_class="${k}"`,
+        x.stats[`downstream_rq_${k}xx`],
+      ]),
+    ),
+  );
+  out.histogram(
+    "envoy_http_downstream_rq_time",
+    http.map((x) => [hl(x), x.stats.downstream_rq_time]),
+  );
+  const tcp = listeners.filter((x): x is TcpListener => x instanceof TcpListener);
+  for (const [field, type] of TCP_FIELDS) {
+    out.family(
+      `envoy_tcp_${field}`,
+      type,
+      tcp.map((x) => [`envoy_tcp_prefix="${label(x.stats.prefix)}"`, x.stats[field]]),
+    );
+  }
+}
+
+export function renderMetrics(
+  clusters: readonly Cluster[],
+  listeners: readonly Listener[],
+  reloads: ReloadCounts,
+  live: boolean,
+): string {
+  const out = new Exposition();
+  out.family("envoy_server_live", "gauge", [["", live ? 1 : 0]]);
+  clusterFamilies(out, clusters);
+  listenerFamilies(out, listeners);
+  out.family("tether_config_reload_total", "counter", [
+    ['result="success"', reloads.success],
+    ['result="failure"', reloads.failure],
+  ]);
+  return out.text().replace(/\{\} /g, " ");
+}

@@ -1,0 +1,58 @@
+// The admin listener (fastify). It reads runtime state and never changes it.
+import Fastify, { type FastifyInstance } from "fastify";
+import { collectDefaultMetrics, Registry } from "prom-client";
+import type { Listener } from "../listeners/manager.ts";
+import type { Cluster } from "../upstream/cluster.ts";
+import { clustersJson, clustersText } from "./clusters.ts";
+import { renderMetrics, type ReloadCounts } from "./metrics.ts";
+
+export interface AdminView {
+  clusters(): readonly Cluster[];
+  listeners(): readonly Listener[];
+  reloads(): ReloadCounts;
+  /** "LIVE" when serving, otherwise PRE_INITIALIZING or DRAINING. */
+  state(): "PRE_INITIALIZING" | "LIVE" | "DRAINING";
+  configDump(): unknown;
+}
+
+export class AdminServer {
+  private readonly app: FastifyInstance;
+  private readonly registry = new Registry();
+
+  constructor(view: AdminView) {
+    collectDefaultMetrics({ register: this.registry });
+    const app = Fastify({ logger: false });
+    this.app = app;
+    app.get("/ready", async (_req, reply) => {
+      const state = view.state();
+      return reply
+        .code(state === "LIVE" ? 200 : 503)
+        .type("text/plain")
+        .send(state + "\n");
+    });
+    const metrics = async (): Promise<string> => {
+      const own = renderMetrics(view.clusters(), view.listeners(), view.reloads(), view.state() === "LIVE");
+      return own + (await this.registry.metrics());
+    };
+    app.get("/stats/prometheus", async (_req, reply) =>
+      reply.type("text/plain; version=0.0.4").send(await metrics()),
+    );
+    app.get("/metrics", async (_req, reply) => reply.type("text/plain; version=0.0.4").send(await metrics()));
+    app.get("/clusters", async (req, reply) => {
+      const format = (req.query as { format?: string }).format;
+      if (format === "json") return reply.send(clustersJson(view.clusters()));
+      return reply.type("text/plain").send(clustersText(view.clusters()));
+    });
+    app.get("/config_dump", async (_req, reply) => reply.send(view.configDump()));
+  }
+
+  async listen(address: string, port: number): Promise<number> {
+    await this.app.listen({ host: address, port });
+    const a = this.app.server.address();
+    return typeof a === "object" && a !== null ? a.port : port;
+  }
+
+  async close(): Promise<void> {
+    await this.app.close();
+  }
+}

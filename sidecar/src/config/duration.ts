@@ -1,0 +1,19 @@
+// Envoy's JSON mapping of google.protobuf.Duration: seconds with up to nine fractional digits and an
+// "s" suffix ("1.5s", "0.250s", "30s"). Parsed once at the config edge into milliseconds.
+const DURATION = /^(\d+)(?:\.(\d{1,9}))?s$/;
+
+/** Milliseconds for a protobuf-JSON duration string, or undefined if the text is not one. */
+export function parseDuration(text: string): number | undefined {
+  const m = DURATION.exec(text);
+  if (m === null) return undefined;
+  const seconds = Number(m[1]);
+  const fraction = m[2] ?? "";
+  const nanos = fraction === "" ? 0 : Number(fraction.padEnd(9, "0"));
+  return seconds * 1000 + nanos / 1e6;
+}
+
+/** The protobuf-JSON text for a duration in milliseconds (for config dumps and docs). */
+export function formatDuration(ms: number): string {
+  const seconds = ms / 1000;
+  return `${Number.isInteger(seconds) ? String(seconds) : seconds.toFixed(3).replace(/0+$/, "")}s`;
+}

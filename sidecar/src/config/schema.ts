@@ -1,0 +1,473 @@
+// The Envoy v3 bootstrap subset Tether implements, as zod schemas. Every object is strict: a field
+// outside the subset is an error naming its path, never silently ignored. Defaults are Envoy's.
+// Durations are protobuf-JSON strings ("1.5s") in the file and milliseconds after parsing.
+import { z } from "zod";
+import { parseDuration } from "./duration.ts";
+
+export const HCM_TYPE =
+  "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+export const TCP_PROXY_TYPE = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+export const ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+export const HTTP_PROTOCOL_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+export const HTTP_PROTOCOL_OPTIONS_TYPE = `type.googleapis.com/${HTTP_PROTOCOL_OPTIONS_KEY}`;
+
+/** A protobuf-JSON duration ("0.25s"), parsed to milliseconds. */
+export const duration = z.string().transform((text, ctx) => {
+  const ms = parseDuration(text);
+  if (ms === undefined) {
+    ctx.addIssue({ code: "custom", message: `expected a duration like "1.5s", got "${text}"` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const uint32 = z
+  .number()
+  .int()
+  .min(0)
+  .max(2 ** 32 - 1);
+const positiveUint32 = uint32.min(1);
+const percent = z.strictObject({ value: z.number().min(0).max(100) });
+
+export const socketAddressSchema = z.strictObject({
+  address: z.string().min(1),
+  port_value: z.number().int().min(0).max(65535),
+  protocol: z.literal("TCP").optional(),
+});
+
+export const addressSchema = z.strictObject({ socket_address: socketAddressSchema });
+
+// ---------------------------------------------------------------------------------------------
+// HTTP routing
+
+export const stringMatcherSchema = z
+  .strictObject({
+    exact: z.string().optional(),
+    prefix: z.string().min(1).optional(),
+    suffix: z.string().min(1).optional(),
+    contains: z.string().min(1).optional(),
+    ignore_case: z.boolean().default(false),
+  })
+  .superRefine((m, ctx) => {
+    const set = [m.exact, m.prefix, m.suffix, m.contains].filter((v) => v !== undefined).length;
+    if (set !== 1) {
+      ctx.addIssue({ code: "custom", message: "exactly one of exact, prefix, suffix, contains is required" });
+    }
+  });
+
+export const headerMatcherSchema = z
+  .strictObject({
+    name: z.string().min(1),
+    string_match: stringMatcherSchema.optional(),
+    present_match: z.boolean().optional(),
+    invert_match: z.boolean().default(false),
+  })
+  .superRefine((h, ctx) => {
+    if (h.string_match !== undefined && h.present_match !== undefined) {
+      ctx.addIssue({ code: "custom", message: "at most one of string_match, present_match may be set" });
+    }
+  });
+
+export const routeMatchSchema = z
+  .strictObject({
+    prefix: z.string().optional(),
+    path: z.string().optional(),
+    case_sensitive: z.boolean().default(true),
+    headers: z.array(headerMatcherSchema).default([]),
+  })
+  .superRefine((m, ctx) => {
+    const set = [m.prefix, m.path].filter((v) => v !== undefined).length;
+    if (set !== 1) ctx.addIssue({ code: "custom", message: "exactly one of prefix, path is required" });
+  });
+
+export const RETRY_ON_VALUES = [
+  "5xx",
+  "gateway-error",
+  "reset",
+  "reset-before-request",
+  "connect-failure",
+  "retriable-status-codes",
+] as const;
+export type RetryOn = (typeof RETRY_ON_VALUES)[number];
+
+const retryOnList = z.string().transform((text, ctx) => {
+  const out: RetryOn[] = [];
+  for (const raw of text.split(",")) {
+    const item = raw.trim();
+    if (item === "") continue;
+    if (!(RETRY_ON_VALUES as readonly string[]).includes(item)) {
+      ctx.addIssue({
+        code: "custom",
+        message: `unsupported retry_on value "${item}" (supported: ${RETRY_ON_VALUES.join(", ")})`,
+      });
+      return z.NEVER;
+    }
+    out.push(item as RetryOn);
+  }
+  return out;
+});
+
+export const backoffSchema = z
+  .strictObject({ base_interval: duration, max_interval: duration.optional() })
+  .superRefine((b, ctx) => {
+    if (b.base_interval <= 0) {
+      ctx.addIssue({ code: "custom", path: ["base_interval"], message: "must be greater than zero" });
+    }
+    if (b.max_interval !== undefined && b.max_interval < b.base_interval) {
+      ctx.addIssue({ code: "custom", path: ["max_interval"], message: "must be >= base_interval" });
+    }
+  })
+  // Envoy: max_interval defaults to ten times base_interval.
+  .transform((b) => ({
+    base_interval: b.base_interval,
+    max_interval: b.max_interval ?? b.base_interval * 10,
+  }));
+
+export const retryPolicySchema = z.strictObject({
+  retry_on: retryOnList.default([]),
+  num_retries: uint32.default(1),
+  per_try_timeout: duration.default(0),
+  retry_back_off: backoffSchema.optional(),
+  retriable_status_codes: z.array(z.number().int().min(100).max(599)).default([]),
+});
+
+export const routeActionSchema = z.strictObject({
+  cluster: z.string().min(1),
+  timeout: duration.default(15_000),
+  retry_policy: retryPolicySchema.optional(),
+});
+
+export const routeSchema = z.strictObject({
+  name: z.string().optional(),
+  match: routeMatchSchema,
+  route: routeActionSchema,
+});
+
+export const virtualHostSchema = z.strictObject({
+  name: z.string().min(1),
+  domains: z.array(z.string().min(1)).min(1),
+  routes: z.array(routeSchema).default([]),
+  retry_policy: retryPolicySchema.optional(),
+});
+
+export const routeConfigurationSchema = z.strictObject({
+  name: z.string().optional(),
+  virtual_hosts: z.array(virtualHostSchema).default([]),
+});
+
+export const routerFilterSchema = z.strictObject({
+  name: z.string().min(1),
+  typed_config: z.strictObject({ "@type": z.literal(ROUTER_TYPE) }),
+});
+
+export const httpConnectionManagerSchema = z.strictObject({
+  "@type": z.literal(HCM_TYPE),
+  stat_prefix: z.string().min(1),
+  codec_type: z.enum(["AUTO", "HTTP1"]).default("AUTO"),
+  route_config: routeConfigurationSchema,
+  http_filters: z.array(routerFilterSchema).min(1, "the router filter is required"),
+  common_http_protocol_options: z
+    .strictObject({ idle_timeout: duration.default(3_600_000) })
+    .default({ idle_timeout: 3_600_000 }),
+  stream_idle_timeout: duration.default(300_000),
+  request_timeout: duration.default(0),
+});
+
+// ---------------------------------------------------------------------------------------------
+// TCP proxy
+
+export const tcpProxySchema = z.strictObject({
+  "@type": z.literal(TCP_PROXY_TYPE),
+  stat_prefix: z.string().min(1),
+  cluster: z.string().min(1),
+  idle_timeout: duration.default(3_600_000),
+  max_connect_attempts: positiveUint32.default(1),
+  backoff_options: backoffSchema.optional(),
+});
+
+// ---------------------------------------------------------------------------------------------
+// Listeners
+
+export const networkFilterSchema = z.strictObject({
+  name: z.string().min(1),
+  typed_config: z.discriminatedUnion("@type", [httpConnectionManagerSchema, tcpProxySchema]),
+});
+
+export const filterChainSchema = z.strictObject({
+  name: z.string().optional(),
+  filters: z
+    .array(networkFilterSchema)
+    .length(1, "exactly one network filter (tcp_proxy or http_connection_manager)"),
+});
+
+export const listenerSchema = z.strictObject({
+  name: z.string().min(1),
+  address: addressSchema,
+  filter_chains: z.array(filterChainSchema).length(1, "exactly one filter chain is supported"),
+  per_connection_buffer_limit_bytes: uint32.default(1024 * 1024),
+});
+
+// ---------------------------------------------------------------------------------------------
+// Clusters
+
+export const healthCheckSchema = z
+  .strictObject({
+    timeout: duration,
+    interval: duration,
+    unhealthy_threshold: positiveUint32,
+    healthy_threshold: positiveUint32,
+    no_traffic_interval: duration.default(60_000),
+    unhealthy_interval: duration.optional(),
+    tcp_health_check: z.strictObject({}).optional(),
+    http_health_check: z
+      .strictObject({
+        path: z.string().min(1),
+        host: z.string().optional(),
+        expected_statuses: z
+          .array(z.strictObject({ start: z.number().int().min(100), end: z.number().int().max(600) }))
+          .optional(),
+      })
+      .optional(),
+  })
+  .superRefine((h, ctx) => {
+    const set = [h.tcp_health_check, h.http_health_check].filter((v) => v !== undefined).length;
+    if (set !== 1) {
+      ctx.addIssue({
+        code: "custom",
+        message: "exactly one of tcp_health_check, http_health_check is required",
+      });
+    }
+    if (h.interval <= 0)
+      ctx.addIssue({ code: "custom", path: ["interval"], message: "must be greater than zero" });
+    if (h.timeout <= 0)
+      ctx.addIssue({ code: "custom", path: ["timeout"], message: "must be greater than zero" });
+  });
+
+export const outlierDetectionSchema = z.strictObject({
+  consecutive_5xx: uint32.default(5),
+  consecutive_gateway_failure: uint32.default(5),
+  consecutive_local_origin_failure: uint32.default(5),
+  enforcing_consecutive_5xx: z.number().int().min(0).max(100).default(100),
+  enforcing_consecutive_gateway_failure: z.number().int().min(0).max(100).default(0),
+  enforcing_consecutive_local_origin_failure: z.number().int().min(0).max(100).default(100),
+  split_external_local_origin_errors: z.boolean().default(false),
+  interval: duration.default(10_000),
+  base_ejection_time: duration.default(30_000),
+  max_ejection_time: duration.default(300_000),
+  max_ejection_percent: z.number().int().min(0).max(100).default(10),
+  always_eject_one_host: z.boolean().default(false),
+  successful_active_health_check_uneject_host: z.boolean().default(true),
+});
+
+export const thresholdsSchema = z.strictObject({
+  priority: z.enum(["DEFAULT", "HIGH"]).default("DEFAULT"),
+  max_connections: uint32.default(1024),
+  max_pending_requests: uint32.default(1024),
+  max_requests: uint32.default(1024),
+  max_retries: uint32.default(3),
+  retry_budget: z
+    .strictObject({
+      budget_percent: percent.default({ value: 20 }),
+      min_retry_concurrency: uint32.default(3),
+    })
+    .optional(),
+  track_remaining: z.boolean().default(false),
+});
+
+export const lbEndpointSchema = z.strictObject({
+  endpoint: z.strictObject({
+    address: addressSchema,
+    hostname: z.string().optional(),
+  }),
+});
+
+export const localityLbEndpointsSchema = z.strictObject({
+  priority: z.number().int().min(0).max(127).default(0),
+  lb_endpoints: z.array(lbEndpointSchema).default([]),
+});
+
+export const clusterLoadAssignmentSchema = z.strictObject({
+  cluster_name: z.string().min(1),
+  endpoints: z.array(localityLbEndpointsSchema).default([]),
+  policy: z
+    .strictObject({ overprovisioning_factor: positiveUint32.default(140) })
+    .default({ overprovisioning_factor: 140 }),
+});
+
+export const httpProtocolOptionsSchema = z.strictObject({
+  "@type": z.literal(HTTP_PROTOCOL_OPTIONS_TYPE),
+  common_http_protocol_options: z
+    .strictObject({
+      idle_timeout: duration.default(3_600_000),
+      max_requests_per_connection: uint32.optional(),
+    })
+    .default({ idle_timeout: 3_600_000 }),
+  // Envoy requires one upstream protocol choice; Tether speaks HTTP/1.1 upstream only.
+  explicit_http_config: z.strictObject({ http_protocol_options: z.strictObject({}) }),
+});
+
+export const clusterSchema = z.strictObject({
+  name: z.string().min(1),
+  type: z.enum(["STATIC", "STRICT_DNS"]).default("STATIC"),
+  connect_timeout: duration.default(5_000),
+  lb_policy: z.enum(["ROUND_ROBIN", "LEAST_REQUEST"]).default("ROUND_ROBIN"),
+  least_request_lb_config: z.strictObject({ choice_count: z.number().int().min(2).default(2) }).optional(),
+  load_assignment: clusterLoadAssignmentSchema,
+  dns_refresh_rate: duration.default(5_000),
+  dns_lookup_family: z.enum(["AUTO", "V4_ONLY", "V6_ONLY", "V4_PREFERRED", "ALL"]).default("AUTO"),
+  health_checks: z.array(healthCheckSchema).max(1, "at most one health check is supported").default([]),
+  outlier_detection: outlierDetectionSchema.optional(),
+  circuit_breakers: z.strictObject({ thresholds: z.array(thresholdsSchema).default([]) }).optional(),
+  common_lb_config: z
+    .strictObject({ healthy_panic_threshold: percent.default({ value: 50 }) })
+    .default({ healthy_panic_threshold: { value: 50 } }),
+  close_connections_on_host_health_failure: z.boolean().default(false),
+  upstream_connection_options: z
+    .strictObject({
+      tcp_keepalive: z
+        .strictObject({
+          keepalive_probes: uint32.optional(),
+          keepalive_time: uint32.optional(),
+          keepalive_interval: uint32.optional(),
+        })
+        .optional(),
+    })
+    .optional(),
+  typed_extension_protocol_options: z
+    .strictObject({ [HTTP_PROTOCOL_OPTIONS_KEY]: httpProtocolOptionsSchema.optional() })
+    .optional(),
+});
+
+// ---------------------------------------------------------------------------------------------
+// Bootstrap
+
+export const bootstrapSchema = z
+  .strictObject({
+    node: z.strictObject({ id: z.string().optional(), cluster: z.string().optional() }).optional(),
+    admin: z.strictObject({ address: addressSchema }).optional(),
+    static_resources: z
+      .strictObject({
+        listeners: z.array(listenerSchema).default([]),
+        clusters: z.array(clusterSchema).default([]),
+      })
+      .default({ listeners: [], clusters: [] }),
+  })
+  .superRefine(crossCheck);
+
+type BootstrapShape = {
+  static_resources: {
+    listeners: z.output<typeof listenerSchema>[];
+    clusters: z.output<typeof clusterSchema>[];
+  };
+};
+
+/** Checks that span objects: unique names, references to clusters, STATIC addresses, filter order. */
+function crossCheck(cfg: BootstrapShape, ctx: z.RefinementCtx): void {
+  const clusters = new Map<string, number>();
+  cfg.static_resources.clusters.forEach((c, i) => {
+    const path = ["static_resources", "clusters", i];
+    if (clusters.has(c.name)) {
+      ctx.addIssue({
+        code: "custom",
+        path: [...path, "name"],
+        message: `duplicate cluster name "${c.name}"`,
+      });
+    }
+    clusters.set(c.name, i);
+    if (c.type === "STATIC") checkStaticAddresses(c, path, ctx);
+  });
+  const listenerNames = new Set<string>();
+  cfg.static_resources.listeners.forEach((l, i) => {
+    const path = ["static_resources", "listeners", i];
+    if (listenerNames.has(l.name)) {
+      ctx.addIssue({
+        code: "custom",
+        path: [...path, "name"],
+        message: `duplicate listener name "${l.name}"`,
+      });
+    }
+    listenerNames.add(l.name);
+    l.filter_chains.forEach((fc, j) => {
+      fc.filters.forEach((f, k) => {
+        const fpath = [...path, "filter_chains", j, "filters", k, "typed_config"];
+        const tc = f.typed_config;
+        if (tc["@type"] === TCP_PROXY_TYPE) {
+          if (!clusters.has(tc.cluster)) {
+            ctx.addIssue({
+              code: "custom",
+              path: [...fpath, "cluster"],
+              message: `unknown cluster "${tc.cluster}"`,
+            });
+          }
+          return;
+        }
+        tc.route_config.virtual_hosts.forEach((vh, v) => {
+          vh.routes.forEach((r, n) => {
+            if (!clusters.has(r.route.cluster)) {
+              ctx.addIssue({
+                code: "custom",
+                path: [...fpath, "route_config", "virtual_hosts", v, "routes", n, "route", "cluster"],
+                message: `unknown cluster "${r.route.cluster}"`,
+              });
+            }
+          });
+        });
+      });
+    });
+  });
+}
+
+function checkStaticAddresses(
+  c: z.output<typeof clusterSchema>,
+  path: (string | number)[],
+  ctx: z.RefinementCtx,
+): void {
+  c.load_assignment.endpoints.forEach((loc, i) => {
+    loc.lb_endpoints.forEach((ep, j) => {
+      const addr = ep.endpoint.address.socket_address.address;
+      if (!isIp(addr)) {
+        ctx.addIssue({
+          code: "custom",
+          path: [
+            ...path,
+            "load_assignment",
+            "endpoints",
+            i,
+            "lb_endpoints",
+            j,
+            "endpoint",
+            "address",
+            "socket_address",
+            "address",
+          ],
+          message: `STATIC clusters need an IP address, got "${addr}" (use type: STRICT_DNS for host names)`,
+        });
+      }
+    });
+  });
+}
+
+const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+function isIp(text: string): boolean {
+  const m = IPV4.exec(text);
+  if (m !== null) return m.slice(1).every((p) => Number(p) <= 255);
+  return text.includes(":") && /^[0-9a-fA-F:.]+$/.test(text);
+}
+
+export type BootstrapInput = z.input<typeof bootstrapSchema>;
+export type Bootstrap = z.output<typeof bootstrapSchema>;
+export type ListenerConfig = z.output<typeof listenerSchema>;
+export type ClusterConfig = z.output<typeof clusterSchema>;
+export type HealthCheckConfig = z.output<typeof healthCheckSchema>;
+export type OutlierDetectionConfig = z.output<typeof outlierDetectionSchema>;
+export type ThresholdsConfig = z.output<typeof thresholdsSchema>;
+export type HttpConnectionManagerConfig = z.output<typeof httpConnectionManagerSchema>;
+export type TcpProxyConfig = z.output<typeof tcpProxySchema>;
+export type RouteConfig = z.output<typeof routeSchema>;
+export type RouteMatchConfig = z.output<typeof routeMatchSchema>;
+export type HeaderMatcherConfig = z.output<typeof headerMatcherSchema>;
+export type StringMatcherConfig = z.output<typeof stringMatcherSchema>;
+export type RetryPolicyConfig = z.output<typeof retryPolicySchema>;
+export type VirtualHostConfig = z.output<typeof virtualHostSchema>;
+export type BackoffConfig = z.output<typeof backoffSchema>;
+export type SocketAddress = z.output<typeof socketAddressSchema>;

@@ -1,0 +1,187 @@
+// The http_connection_manager listener: node:http server, route table, proxying through clusters.
+// Config reloads swap the route table in place, so established connections stay open.
+import http from "node:http";
+import type { Socket } from "node:net";
+import type { HttpConnectionManagerConfig, ListenerConfig } from "../../config/schema.ts";
+import { nextConnectionId, type Logger } from "../../log.ts";
+import type { RandomSource } from "../../upstream/backoff.ts";
+import type { ClusterManager } from "../../upstream/cluster-manager.ts";
+import { ProxyStream, type ProxyEnv } from "./proxy.ts";
+import { RouteTable } from "./route-table.ts";
+import { HttpStats } from "./stats.ts";
+
+export class HttpListener implements ProxyEnv {
+  readonly name: string;
+  readonly stats: HttpStats;
+  readonly random: RandomSource;
+  bufferLimit: number;
+  private config: ListenerConfig;
+  private hcm: HttpConnectionManagerConfig;
+  private routes: RouteTable;
+  private readonly clusters: ClusterManager;
+  private readonly log: Logger;
+  private readonly server: http.Server;
+  private readonly sockets = new Set<Socket>();
+  private isDraining = false;
+
+  constructor(
+    config: ListenerConfig,
+    hcm: HttpConnectionManagerConfig,
+    clusters: ClusterManager,
+    log: Logger,
+    random: RandomSource,
+  ) {
+    this.name = config.name;
+    this.config = config;
+    this.hcm = hcm;
+    this.clusters = clusters;
+    this.log = log;
+    this.random = random;
+    this.stats = new HttpStats(hcm.stat_prefix);
+    this.bufferLimit = config.per_connection_buffer_limit_bytes;
+    this.routes = new RouteTable(hcm.route_config.virtual_hosts);
+    this.server = http.createServer({
+      keepAliveTimeout: hcm.common_http_protocol_options.idle_timeout,
+      requestTimeout: hcm.request_timeout,
+      noDelay: true,
+    });
+    this.server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+      this.onRequest(req, res);
+    });
+    this.server.on("connection", (socket: Socket) => {
+      this.onConnection(socket);
+    });
+    this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
+      this.onClientError(err, socket);
+    });
+  }
+
+  draining = (): boolean => this.isDraining;
+
+  get address(): { address: string; port: number } {
+    const sa = this.config.address.socket_address;
+    const bound = this.server.address();
+    return {
+      address: sa.address,
+      port: typeof bound === "object" && bound !== null ? bound.port : sa.port_value,
+    };
+  }
+
+  async start(): Promise<void> {
+    const sa = this.config.address.socket_address;
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(sa.port_value, sa.address, () => {
+        this.server.off("error", reject);
+        resolve();
+      });
+    });
+    this.log.info(
+      { listener: this.name, address: `${sa.address}:${this.address.port}` },
+      "http listener started",
+    );
+  }
+
+  /** New routes and settings for later requests; connections in progress are untouched. */
+  update(config: ListenerConfig, hcm: HttpConnectionManagerConfig): void {
+    this.config = config;
+    this.hcm = hcm;
+    this.bufferLimit = config.per_connection_buffer_limit_bytes;
+    this.routes = new RouteTable(hcm.route_config.virtual_hosts);
+    this.server.keepAliveTimeout = hcm.common_http_protocol_options.idle_timeout;
+  }
+
+  private onConnection(socket: Socket): void {
+    const id = nextConnectionId("d");
+    const started = performance.now();
+    this.sockets.add(socket);
+    this.stats.downstream_cx_total++;
+    this.stats.downstream_cx_active++;
+    this.log.info(
+      { conn: id, listener: this.name, remote: `${socket.remoteAddress}:${socket.remotePort}` },
+      "downstream connection open",
+    );
+    socket.once("close", (hadError: boolean) => {
+      this.sockets.delete(socket);
+      this.stats.downstream_cx_active--;
+      this.log.info(
+        {
+          conn: id,
+          listener: this.name,
+          bytesIn: socket.bytesRead,
+          bytesOut: socket.bytesWritten,
+          durationMs: Math.round(performance.now() - started),
+          reason: hadError ? "error" : this.isDraining ? "drain" : "closed",
+        },
+        "downstream connection closed",
+      );
+    });
+  }
+
+  private onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    this.stats.downstream_cx_protocol_error++;
+    if (err.code === "ECONNRESET" || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    this.stats.downstream_rq_4xx++;
+    this.log.debug({ listener: this.name, err: err.message, code: err.code }, "malformed downstream request");
+    const body = "Bad Request";
+    socket.end(
+      `HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  }
+
+  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const stats = this.stats;
+    stats.downstream_rq_total++;
+    stats.downstream_rq_active++;
+    if (this.isDraining) res.shouldKeepAlive = false;
+    const route = this.routes.match({
+      method: req.method ?? "GET",
+      url: req.url ?? "/",
+      authority: req.headers.host ?? "",
+      headers: req.headers,
+    });
+    if (route === undefined) {
+      stats.no_route++;
+      this.reply(res, 404, "no route matched");
+      return;
+    }
+    const cluster = this.clusters.get(route.cluster);
+    if (cluster === undefined) {
+      stats.no_cluster++;
+      this.reply(res, 503, "cluster not found");
+      return;
+    }
+    new ProxyStream(req, res, route, cluster, this).start();
+  }
+
+  private reply(res: http.ServerResponse, status: number, text: string): void {
+    this.stats.downstream_rq_active--;
+    this.stats.countStatus(status);
+    res.writeHead(status, { "content-type": "text/plain", "content-length": Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  /** Stop accepting; keep-alive connections close after their current response. */
+  stopAccepting(): void {
+    this.isDraining = true;
+    this.server.close();
+    this.server.closeIdleConnections();
+  }
+
+  /** Resolves when every connection closed, or forces them closed at the deadline. */
+  async drain(deadline: number): Promise<void> {
+    this.stopAccepting();
+    while (this.sockets.size > 0 && Date.now() < deadline) {
+      this.server.closeIdleConnections();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    this.server.closeAllConnections();
+  }
+
+  connectionCount(): number {
+    return this.sockets.size;
+  }
+}

@@ -1,0 +1,452 @@
+// One downstream request through route → retry → balancer → pool. The ProxyAttempt object is the
+// undici dispatch handler (no per-request closures on the hot path); a retry makes a new attempt so
+// late callbacks from an abandoned one are ignored.
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Dispatcher } from "undici";
+import { JitteredBackoff, type RandomSource } from "../../upstream/backoff.ts";
+import type { Cluster, PendingWaiter } from "../../upstream/cluster.ts";
+import { UpstreamConnectError } from "../../upstream/connect.ts";
+import type { Host } from "../../upstream/host.ts";
+import { retryOnFailure, retryOnStatus, type AttemptFailure } from "./retry.ts";
+import type { CompiledRoute } from "./route-table.ts";
+import type { HttpStats } from "./stats.ts";
+
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "te",
+  "upgrade",
+  "trailer",
+  "expect",
+  "http2-settings",
+]);
+
+export interface ProxyEnv {
+  readonly stats: HttpStats;
+  readonly random: RandomSource;
+  readonly bufferLimit: number;
+  readonly draining: () => boolean;
+}
+
+function requestHeaders(raw: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] ?? "";
+    if (HOP_BY_HOP.has(name.toLowerCase())) continue;
+    out.push(name, raw[i + 1] ?? "");
+  }
+  out.push("x-forwarded-proto", "http");
+  return out;
+}
+
+function responseHeaders(
+  raw: readonly Buffer[] | null,
+  parsed: Record<string, string | string[] | undefined>,
+): string[] {
+  const out: string[] = [];
+  if (raw !== null) {
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]?.toString("latin1") ?? "";
+      if (HOP_BY_HOP.has(name.toLowerCase())) continue;
+      out.push(name, raw[i + 1]?.toString("latin1") ?? "");
+    }
+    return out;
+  }
+  for (const [k, v] of Object.entries(parsed)) {
+    if (v === undefined || HOP_BY_HOP.has(k)) continue;
+    if (Array.isArray(v)) for (const x of v) out.push(k, x);
+    else out.push(k, v);
+  }
+  return out;
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const cl = req.headers["content-length"];
+  if (cl !== undefined) return cl !== "0";
+  return req.headers["transfer-encoding"] !== undefined;
+}
+
+class ProxyAttempt implements Dispatcher.DispatchHandler {
+  readonly stream: ProxyStream;
+  readonly host: Host;
+  controller: Dispatcher.DispatchController | undefined;
+  started = false;
+  abandoned = false;
+  finished = false;
+  status = 0;
+  perTryTimer: NodeJS.Timeout | undefined;
+
+  constructor(stream: ProxyStream, host: Host) {
+    this.stream = stream;
+    this.host = host;
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.abandoned) {
+      controller.abort(new Error("attempt abandoned"));
+      return;
+    }
+    this.started = true;
+  }
+
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+  ): void {
+    if (this.abandoned) return;
+    this.stream.onResponseStart(this, controller, statusCode, headers);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.abandoned) return;
+    this.stream.onResponseData(controller, chunk);
+  }
+
+  onResponseEnd(): void {
+    if (this.abandoned) return;
+    this.stream.onAttemptEnd(this);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    if (this.abandoned) return;
+    this.stream.onAttemptError(this, err);
+  }
+
+  /** Stop caring about this attempt (timeout, retry on status, client gone). */
+  abandon(): void {
+    this.abandoned = true;
+    clearTimeout(this.perTryTimer);
+    this.controller?.abort(new Error("attempt abandoned"));
+  }
+}
+
+function perTryTimeoutFired(attempt: ProxyAttempt): void {
+  attempt.perTryTimer = undefined;
+  attempt.stream.onPerTryTimeout(attempt);
+}
+
+function routeTimeoutFired(stream: ProxyStream): void {
+  stream.onRouteTimeout();
+}
+
+function backoffFired(stream: ProxyStream): void {
+  stream.onBackoffDone();
+}
+
+export class ProxyStream implements PendingWaiter {
+  private readonly req: IncomingMessage;
+  private readonly res: ServerResponse;
+  private readonly route: CompiledRoute;
+  private readonly cluster: Cluster;
+  private readonly env: ProxyEnv;
+  private readonly startedAt = performance.now();
+  private readonly headers: string[];
+  private body: Buffer | IncomingMessage | null = null;
+  private attempt: ProxyAttempt | undefined;
+  private retries = 0;
+  private backoff: JitteredBackoff | undefined;
+  private routeTimer: NodeJS.Timeout | undefined;
+  private backoffTimer: NodeJS.Timeout | undefined;
+  private state: "idle" | "pending" | "backoff" | "attempt" | "done" = "idle";
+  private responseStarted = false;
+
+  constructor(
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: CompiledRoute,
+    cluster: Cluster,
+    env: ProxyEnv,
+  ) {
+    this.req = req;
+    this.res = res;
+    this.route = route;
+    this.cluster = cluster;
+    this.env = env;
+    this.headers = requestHeaders(req.rawHeaders);
+  }
+
+  start(): void {
+    this.res.once("close", () => {
+      if (this.state === "done") return;
+      this.abort();
+      this.finish(499);
+    });
+    if (this.route.timeoutMs > 0) this.routeTimer = setTimeout(routeTimeoutFired, this.route.timeoutMs, this);
+    if (!hasBody(this.req)) {
+      this.req.resume();
+      this.dispatch();
+      return;
+    }
+    const length = Number(this.req.headers["content-length"] ?? NaN);
+    if (this.route.retry !== undefined && length <= this.env.bufferLimit) {
+      // Buffer small bodies so a retry can resend them; larger or chunked bodies stream once.
+      const chunks: Buffer[] = [];
+      this.req.on("data", (c: Buffer) => chunks.push(c));
+      this.req.once("end", () => {
+        this.body = chunks.length === 1 ? (chunks[0] ?? null) : Buffer.concat(chunks);
+        if (this.state === "idle") this.dispatch();
+      });
+      return;
+    }
+    this.body = this.req;
+    this.dispatch();
+  }
+
+  private dispatch(): void {
+    if (!this.cluster.tryAcquireRequest()) {
+      if (!this.cluster.enqueuePending(this)) {
+        this.env.stats.rq_overflow++;
+        this.localReply(
+          503,
+          "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+          true,
+        );
+        return;
+      }
+      this.state = "pending";
+      this.cluster.stats.held_requests++;
+      return;
+    }
+    this.send();
+  }
+
+  onRequestSlot(): void {
+    this.cluster.stats.held_requests--;
+    if (this.state !== "pending") {
+      this.cluster.releaseRequest();
+      return;
+    }
+    this.send();
+  }
+
+  /** Holds a request slot: pick a host and hand the request to its pool. */
+  private send(): void {
+    const host = this.cluster.chooseHost();
+    if (host === undefined) {
+      this.cluster.releaseRequest();
+      this.localReply(503, "no healthy upstream", false);
+      return;
+    }
+    this.state = "attempt";
+    const attempt = new ProxyAttempt(this, host);
+    this.attempt = attempt;
+    host.stats.rq_active++;
+    host.stats.rq_total++;
+    this.cluster.stats.counters.upstream_rq_total++;
+    const perTry = this.route.retry?.perTryTimeoutMs ?? 0;
+    if (perTry > 0) attempt.perTryTimer = setTimeout(perTryTimeoutFired, perTry, attempt);
+    this.cluster
+      .poolFor(host)
+      .dispatch(
+        {
+          path: this.req.url ?? "/",
+          method: this.req.method ?? "GET",
+          headers: this.headers,
+          body: this.body,
+        },
+        attempt,
+      );
+  }
+
+  /** Ends the attempt's hold on host and breaker. */
+  private endAttempt(attempt: ProxyAttempt): void {
+    if (attempt.finished) return;
+    attempt.finished = true;
+    clearTimeout(attempt.perTryTimer);
+    attempt.host.stats.rq_active--;
+    this.cluster.releaseRequest();
+  }
+
+  onResponseStart(
+    attempt: ProxyAttempt,
+    controller: Dispatcher.DispatchController,
+    status: number,
+    headers: Record<string, string | string[] | undefined>,
+  ): void {
+    attempt.status = status;
+    const retry = this.route.retry;
+    if (retry !== undefined && retryOnStatus(retry.bits, status, retry.retriableStatusCodes)) {
+      this.cluster.recordStatus(attempt.host, status);
+      if (this.scheduleRetry()) {
+        attempt.abandon();
+        this.endAttempt(attempt);
+        return;
+      }
+    }
+    clearTimeout(attempt.perTryTimer);
+    this.responseStarted = true;
+    const res = this.res;
+    if (this.env.draining()) res.shouldKeepAlive = false;
+    res.writeHead(
+      status,
+      responseHeaders((controller as { rawHeaders?: Buffer[] | null }).rawHeaders ?? null, headers),
+    );
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.res.write(chunk)) {
+      controller.pause();
+      this.res.once("drain", () => {
+        controller.resume();
+      });
+    }
+  }
+
+  onAttemptEnd(attempt: ProxyAttempt): void {
+    this.endAttempt(attempt);
+    this.cluster.recordStatus(attempt.host, attempt.status);
+    attempt.host.stats.rq_success++;
+    this.res.end();
+    this.finish(attempt.status);
+  }
+
+  onAttemptError(attempt: ProxyAttempt, err: Error): void {
+    this.endAttempt(attempt);
+    attempt.host.stats.rq_error++;
+    const c = this.cluster.stats.counters;
+    let failure: AttemptFailure;
+    if (err instanceof UpstreamConnectError) {
+      failure = "connect_failure";
+      this.cluster.recordLocalFailure(attempt.host, "connect_failed");
+    } else {
+      failure = attempt.started ? "reset_after_request" : "reset_before_request";
+      c.upstream_rq_rx_reset++;
+      this.cluster.recordLocalFailure(attempt.host, "reset");
+    }
+    if (this.responseStarted) {
+      // Headers already went out: all we can do is cut the downstream stream too.
+      this.res.destroy();
+      this.finish(502);
+      return;
+    }
+    this.failOrRetry(failure);
+  }
+
+  onPerTryTimeout(attempt: ProxyAttempt): void {
+    if (this.state !== "attempt" || this.attempt !== attempt || this.responseStarted) return;
+    this.cluster.stats.counters.upstream_rq_per_try_timeout++;
+    attempt.host.stats.rq_timeout++;
+    this.cluster.recordLocalFailure(attempt.host, "timeout");
+    attempt.abandon();
+    this.endAttempt(attempt);
+    this.failOrRetry("per_try_timeout");
+  }
+
+  private failOrRetry(failure: AttemptFailure): void {
+    const retry = this.route.retry;
+    const bodyReplayable = !(
+      this.body !== null &&
+      !Buffer.isBuffer(this.body) &&
+      failure !== "connect_failure"
+    );
+    if (retry !== undefined && bodyReplayable && retryOnFailure(retry.bits, failure) && this.scheduleRetry())
+      return;
+    if (failure === "per_try_timeout") {
+      this.localReply(504, "upstream request timeout", false);
+      return;
+    }
+    const reason = failure === "connect_failure" ? "connection failure" : "connection termination";
+    this.localReply(
+      503,
+      `upstream connect error or disconnect/reset before headers. reset reason: ${reason}`,
+      false,
+    );
+  }
+
+  /** True when a retry was scheduled (attempts left and the retry breaker/budget allows it). */
+  private scheduleRetry(): boolean {
+    const retry = this.route.retry;
+    if (retry === undefined) return false;
+    const c = this.cluster.stats.counters;
+    if (this.retries >= retry.numRetries) {
+      c.upstream_rq_retry_limit_exceeded++;
+      return false;
+    }
+    if (!this.cluster.tryAcquireRetry()) return false;
+    this.retries++;
+    c.upstream_rq_retry++;
+    c.upstream_rq_retry_backoff_exponential++;
+    this.backoff ??= new JitteredBackoff(retry.backoffBaseMs, retry.backoffMaxMs, this.env.random);
+    this.state = "backoff";
+    this.cluster.stats.held_requests++;
+    this.backoffTimer = setTimeout(backoffFired, this.backoff.next(), this);
+    return true;
+  }
+
+  onBackoffDone(): void {
+    this.backoffTimer = undefined;
+    this.cluster.stats.held_requests--;
+    this.cluster.releaseRetry();
+    if (this.state !== "backoff") return;
+    this.state = "idle";
+    this.dispatch();
+  }
+
+  onRouteTimeout(): void {
+    this.routeTimer = undefined;
+    if (this.state === "done") return;
+    this.cluster.stats.counters.upstream_rq_timeout++;
+    this.env.stats.downstream_rq_timeout++;
+    this.abort();
+    if (this.responseStarted) {
+      this.res.destroy();
+      this.finish(504);
+    } else {
+      this.localReply(504, "upstream request timeout", false);
+    }
+  }
+
+  /** Cancels whatever is in progress (attempt, pending slot, back-off); the caller replies. */
+  private abort(): void {
+    const state = this.state;
+    if (state === "attempt" && this.attempt !== undefined) {
+      this.attempt.abandon();
+      this.endAttempt(this.attempt);
+    } else if (state === "pending") {
+      this.cluster.cancelPending(this);
+      this.cluster.stats.held_requests--;
+    } else if (state === "backoff") {
+      clearTimeout(this.backoffTimer);
+      this.backoffTimer = undefined;
+      this.cluster.stats.held_requests--;
+      this.cluster.releaseRetry();
+    }
+    if (state !== "done") this.state = "idle";
+  }
+
+  private localReply(status: number, text: string, overloaded: boolean): void {
+    const res = this.res;
+    if (!res.headersSent && !res.destroyed) {
+      const headers: Record<string, string | number> = {
+        "content-type": "text/plain",
+        "content-length": Buffer.byteLength(text),
+      };
+      if (overloaded) headers["x-envoy-overloaded"] = "true";
+      if (this.env.draining()) res.shouldKeepAlive = false;
+      res.writeHead(status, headers);
+      res.end(text);
+    }
+    this.finish(status);
+  }
+
+  private finish(status: number): void {
+    if (this.state === "done") return;
+    this.state = "done";
+    clearTimeout(this.routeTimer);
+    clearTimeout(this.backoffTimer);
+    const ms = performance.now() - this.startedAt;
+    const stats = this.env.stats;
+    stats.downstream_rq_active--;
+    stats.countStatus(status);
+    stats.downstream_rq_time.observe(ms);
+    const cs = this.cluster.stats;
+    cs.counters.upstream_rq_completed++;
+    cs.countStatus(status);
+    cs.rqTime.observe(ms);
+    if (this.retries > 0 && status < 500) cs.counters.upstream_rq_retry_success++;
+  }
+}

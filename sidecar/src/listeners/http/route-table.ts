@@ -1,0 +1,135 @@
+// Virtual host and route matching as Envoy does it: host by exact domain, then longest "*.suffix",
+// then longest "prefix.*", then "*"; routes in order, first match wins (prefix / path + headers).
+import type {
+  HeaderMatcherConfig,
+  RouteConfig,
+  StringMatcherConfig,
+  VirtualHostConfig,
+} from "../../config/schema.ts";
+import type { IncomingHttpHeaders } from "node:http";
+import { compileRetryPolicy, type CompiledRetryPolicy } from "./retry.ts";
+
+export interface CompiledRoute {
+  readonly name: string | undefined;
+  readonly cluster: string;
+  readonly timeoutMs: number;
+  readonly retry: CompiledRetryPolicy | undefined;
+  readonly prefix: string | undefined;
+  readonly path: string | undefined;
+  readonly caseSensitive: boolean;
+  readonly headers: readonly HeaderMatcherConfig[];
+}
+
+interface CompiledVirtualHost {
+  readonly name: string;
+  readonly routes: readonly CompiledRoute[];
+}
+
+function compileRoute(r: RouteConfig, vh: VirtualHostConfig): CompiledRoute {
+  const sensitive = r.match.case_sensitive;
+  const fold = (s: string | undefined): string | undefined =>
+    s === undefined || sensitive ? s : s.toLowerCase();
+  return {
+    name: r.name,
+    cluster: r.route.cluster,
+    timeoutMs: r.route.timeout,
+    // A route's retry_policy replaces the virtual host's entirely, as in Envoy.
+    retry: compileRetryPolicy(r.route.retry_policy ?? vh.retry_policy),
+    prefix: fold(r.match.prefix),
+    path: fold(r.match.path),
+    caseSensitive: sensitive,
+    headers: r.match.headers,
+  };
+}
+
+function matchString(m: StringMatcherConfig, value: string): boolean {
+  const v = m.ignore_case ? value.toLowerCase() : value;
+  const f = (s: string): string => (m.ignore_case ? s.toLowerCase() : s);
+  if (m.exact !== undefined) return v === f(m.exact);
+  if (m.prefix !== undefined) return v.startsWith(f(m.prefix));
+  if (m.suffix !== undefined) return v.endsWith(f(m.suffix));
+  if (m.contains !== undefined) return v.includes(f(m.contains));
+  return false;
+}
+
+export interface RequestFacts {
+  readonly method: string;
+  readonly url: string;
+  readonly authority: string;
+  readonly headers: IncomingHttpHeaders;
+}
+
+function headerValue(name: string, req: RequestFacts): string | undefined {
+  if (name === ":method") return req.method;
+  if (name === ":path") return req.url;
+  if (name === ":authority") return req.authority;
+  const v = req.headers[name.toLowerCase()];
+  if (Array.isArray(v)) return v.join(",");
+  return v;
+}
+
+function matchHeader(h: HeaderMatcherConfig, req: RequestFacts): boolean {
+  const value = headerValue(h.name, req);
+  let ok: boolean;
+  if (h.present_match !== undefined) ok = (value !== undefined) === h.present_match;
+  else if (h.string_match !== undefined) ok = value !== undefined && matchString(h.string_match, value);
+  else ok = value !== undefined;
+  return h.invert_match ? !ok : ok;
+}
+
+export function routeMatches(route: CompiledRoute, req: RequestFacts): boolean {
+  const url = route.caseSensitive ? req.url : req.url.toLowerCase();
+  if (route.path !== undefined) {
+    const q = url.indexOf("?");
+    const path = q === -1 ? url : url.slice(0, q);
+    if (path !== route.path) return false;
+  } else if (route.prefix !== undefined && !url.startsWith(route.prefix)) {
+    return false;
+  }
+  for (const h of route.headers) if (!matchHeader(h, req)) return false;
+  return true;
+}
+
+export class RouteTable {
+  private readonly exact = new Map<string, CompiledVirtualHost>();
+  private readonly suffixes: { suffix: string; vh: CompiledVirtualHost }[] = [];
+  private readonly prefixes: { prefix: string; vh: CompiledVirtualHost }[] = [];
+  private wildcard: CompiledVirtualHost | undefined;
+
+  constructor(virtualHosts: readonly VirtualHostConfig[]) {
+    for (const vhc of virtualHosts) {
+      const vh: CompiledVirtualHost = { name: vhc.name, routes: vhc.routes.map((r) => compileRoute(r, vhc)) };
+      for (const raw of vhc.domains) {
+        const d = raw.toLowerCase();
+        if (d === "*") this.wildcard ??= vh;
+        else if (d.startsWith("*")) this.suffixes.push({ suffix: d.slice(1), vh });
+        else if (d.endsWith("*")) this.prefixes.push({ prefix: d.slice(0, -1), vh });
+        else if (!this.exact.has(d)) this.exact.set(d, vh);
+      }
+    }
+    this.suffixes.sort((a, b) => b.suffix.length - a.suffix.length);
+    this.prefixes.sort((a, b) => b.prefix.length - a.prefix.length);
+  }
+
+  private virtualHost(authority: string): CompiledVirtualHost | undefined {
+    if (this.exact.size === 0 && this.suffixes.length === 0 && this.prefixes.length === 0)
+      return this.wildcard;
+    const host = authority.toLowerCase();
+    const exact = this.exact.get(host);
+    if (exact !== undefined) return exact;
+    const colon = host.lastIndexOf(":");
+    const bare = colon > 0 && !host.endsWith("]") ? host.slice(0, colon) : host;
+    const bareExact = this.exact.get(bare);
+    if (bareExact !== undefined) return bareExact;
+    for (const s of this.suffixes) if (bare.endsWith(s.suffix)) return s.vh;
+    for (const p of this.prefixes) if (bare.startsWith(p.prefix)) return p.vh;
+    return this.wildcard;
+  }
+
+  match(req: RequestFacts): CompiledRoute | undefined {
+    const vh = this.virtualHost(req.authority);
+    if (vh === undefined) return undefined;
+    for (const r of vh.routes) if (routeMatches(r, req)) return r;
+    return undefined;
+  }
+}

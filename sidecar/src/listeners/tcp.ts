@@ -1,0 +1,278 @@
+// tcp_proxy: each downstream connection is held (paused) while up to max_connect_attempts run with
+// back-off, then bytes flow both ways. Sessions register with their host so that
+// close_connections_on_host_health_failure can cut them and the client reconnects through us.
+import net from "node:net";
+import type { ListenerConfig, TcpProxyConfig } from "../config/schema.ts";
+import { nextConnectionId, type Logger } from "../log.ts";
+import { JitteredBackoff, type RandomSource } from "../upstream/backoff.ts";
+import type { ClusterManager } from "../upstream/cluster-manager.ts";
+import type { Cluster } from "../upstream/cluster.ts";
+import { connectUpstream, type UpstreamConnectError } from "../upstream/connect.ts";
+import type { Host, HostSession } from "../upstream/host.ts";
+
+export class TcpStats {
+  readonly prefix: string;
+  downstream_cx_total = 0;
+  downstream_cx_active = 0;
+  downstream_cx_rx_bytes_total = 0;
+  downstream_cx_tx_bytes_total = 0;
+  downstream_cx_no_route = 0;
+  upstream_flush_total = 0;
+  idle_timeout = 0;
+  max_downstream_connection_duration = 0;
+  upstream_connect_attempts_exceeded = 0;
+
+  constructor(prefix: string) {
+    this.prefix = prefix;
+  }
+}
+
+class TcpSession implements HostSession {
+  private readonly listener: TcpListener;
+  private readonly downstream: net.Socket;
+  private readonly id = nextConnectionId("d");
+  private readonly started = performance.now();
+  private readonly config: TcpProxyConfig;
+  private cluster: Cluster | undefined;
+  private upstream: net.Socket | undefined;
+  private host: Host | undefined;
+  private attempts = 0;
+  private backoff: JitteredBackoff | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private closeReason = "";
+
+  constructor(listener: TcpListener, downstream: net.Socket, config: TcpProxyConfig) {
+    this.listener = listener;
+    this.downstream = downstream;
+    this.config = config;
+  }
+
+  start(): void {
+    const d = this.downstream;
+    d.pause();
+    d.setNoDelay(true);
+    d.on("error", () => {
+      this.close("downstream_error");
+    });
+    d.once("close", () => {
+      this.close("downstream_close");
+    });
+    this.listener.log.info(
+      { conn: this.id, listener: this.listener.name, remote: `${d.remoteAddress}:${d.remotePort}` },
+      "downstream connection open",
+    );
+    this.connect();
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    const cluster = this.listener.clusters.get(this.config.cluster);
+    const host = cluster?.chooseHost();
+    if (cluster === undefined || host === undefined) {
+      this.listener.stats.downstream_cx_no_route++;
+      this.close(cluster === undefined ? "no_cluster" : "no_healthy_upstream");
+      return;
+    }
+    if (cluster.stats.upstream_cx_active >= cluster.maxConnections) {
+      cluster.stats.counters.upstream_cx_overflow++;
+      this.close("upstream_cx_overflow");
+      return;
+    }
+    this.cluster = cluster;
+    this.attempts++;
+    connectUpstream(cluster, host, (err, socket) => {
+      this.onConnect(cluster, host, err, socket);
+    });
+  }
+
+  private onConnect(
+    cluster: Cluster,
+    host: Host,
+    err: UpstreamConnectError | null,
+    socket: net.Socket | null,
+  ): void {
+    if (err !== null || socket === null) {
+      cluster.recordLocalFailure(host, "connect_failed");
+      if (this.closed) return;
+      if (this.attempts >= this.config.max_connect_attempts) {
+        this.listener.stats.upstream_connect_attempts_exceeded++;
+        this.close(`connect_failed:${err?.failureClass ?? "other"}`);
+        return;
+      }
+      const b = this.config.backoff_options;
+      const delay =
+        b === undefined
+          ? 0
+          : (this.backoff ??= new JitteredBackoff(
+              b.base_interval,
+              b.max_interval,
+              this.listener.random,
+            )).next();
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        this.connect();
+      }, delay);
+      return;
+    }
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    cluster.recordConnectSuccess(host);
+    this.upstream = socket;
+    this.host = host;
+    host.sessions.add(this);
+    this.listener.log.info(
+      { conn: this.id, listener: this.listener.name, upstream: host.key, attempts: this.attempts },
+      "upstream connected",
+    );
+    this.pipe(socket);
+  }
+
+  private pipe(up: net.Socket): void {
+    const down = this.downstream;
+    const idle = this.config.idle_timeout;
+    if (idle > 0) {
+      this.idleTimer = setTimeout(() => {
+        this.listener.stats.idle_timeout++;
+        this.close("idle_timeout");
+      }, idle);
+    }
+    up.on("data", (chunk: Buffer) => {
+      this.idleTimer?.refresh();
+      if (!down.write(chunk)) up.pause();
+    });
+    down.on("data", (chunk: Buffer) => {
+      this.idleTimer?.refresh();
+      if (!up.write(chunk)) down.pause();
+    });
+    down.on("drain", () => up.resume());
+    up.on("drain", () => down.resume());
+    up.once("end", () => {
+      this.closeReason ||= "upstream_close";
+      down.end();
+    });
+    down.once("end", () => {
+      this.closeReason ||= "downstream_close";
+      up.end();
+    });
+    up.on("error", () => {
+      this.close("upstream_error");
+    });
+    up.once("close", () => {
+      this.close(this.closeReason || "upstream_close");
+    });
+    down.resume();
+  }
+
+  close(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.idleTimer);
+    this.host?.sessions.delete(this);
+    const down = this.downstream;
+    this.upstream?.destroy();
+    down.destroy();
+    const stats = this.listener.stats;
+    stats.downstream_cx_active--;
+    stats.downstream_cx_rx_bytes_total += down.bytesRead;
+    stats.downstream_cx_tx_bytes_total += down.bytesWritten;
+    this.listener.sessions.delete(this);
+    this.listener.log.info(
+      {
+        conn: this.id,
+        listener: this.listener.name,
+        upstream: this.host?.key,
+        bytesIn: down.bytesRead,
+        bytesOut: down.bytesWritten,
+        durationMs: Math.round(performance.now() - this.started),
+        connectAttempts: this.attempts,
+        reason: this.closeReason || reason,
+      },
+      "downstream connection closed",
+    );
+  }
+}
+
+export class TcpListener {
+  readonly name: string;
+  readonly stats: TcpStats;
+  readonly clusters: ClusterManager;
+  readonly log: Logger;
+  readonly random: RandomSource;
+  readonly sessions = new Set<TcpSession>();
+  private config: ListenerConfig;
+  private tcp: TcpProxyConfig;
+  private readonly server: net.Server;
+
+  constructor(
+    config: ListenerConfig,
+    tcp: TcpProxyConfig,
+    clusters: ClusterManager,
+    log: Logger,
+    random: RandomSource,
+  ) {
+    this.name = config.name;
+    this.config = config;
+    this.tcp = tcp;
+    this.clusters = clusters;
+    this.log = log;
+    this.random = random;
+    this.stats = new TcpStats(tcp.stat_prefix);
+    this.server = net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => {
+      this.stats.downstream_cx_total++;
+      this.stats.downstream_cx_active++;
+      const session = new TcpSession(this, socket, this.tcp);
+      this.sessions.add(session);
+      session.start();
+    });
+  }
+
+  get address(): { address: string; port: number } {
+    const sa = this.config.address.socket_address;
+    const bound = this.server.address();
+    return {
+      address: sa.address,
+      port: typeof bound === "object" && bound !== null ? bound.port : sa.port_value,
+    };
+  }
+
+  async start(): Promise<void> {
+    const sa = this.config.address.socket_address;
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(sa.port_value, sa.address, () => {
+        this.server.off("error", reject);
+        resolve();
+      });
+    });
+    this.log.info(
+      { listener: this.name, address: `${sa.address}:${this.address.port}` },
+      "tcp listener started",
+    );
+  }
+
+  update(config: ListenerConfig, tcp: TcpProxyConfig): void {
+    this.config = config;
+    this.tcp = tcp;
+  }
+
+  stopAccepting(): void {
+    this.server.close();
+  }
+
+  async drain(deadline: number): Promise<void> {
+    this.stopAccepting();
+    while (this.sessions.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    for (const s of [...this.sessions]) s.close("drain");
+  }
+
+  connectionCount(): number {
+    return this.sessions.size;
+  }
+}

@@ -1,0 +1,111 @@
+// tether-sidecar: --config FILE [--mode serve|validate] [--log-level LEVEL] [--drain-time-s N]
+import { parseArgs } from "node:util";
+import { loadConfigFile } from "./config/load.ts";
+import { ConfigWatcher } from "./config/watcher.ts";
+import { TetherError } from "./errors.ts";
+import { createLogger, LOG_LEVELS, type LogLevel } from "./log.ts";
+import { Runtime } from "./runtime.ts";
+
+const USAGE =
+  "usage: tether-sidecar --config FILE [--mode serve|validate] [--log-level trace|debug|info|warn|error] [--drain-time-s SECONDS]";
+
+interface Cli {
+  config: string;
+  mode: "serve" | "validate";
+  logLevel: LogLevel;
+  drainTimeS: number;
+}
+
+function parseCli(argv: string[]): Cli {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: "string", short: "c" },
+      "config-path": { type: "string" },
+      mode: { type: "string", default: "serve" },
+      "log-level": { type: "string", short: "l", default: "info" },
+      "drain-time-s": { type: "string", default: "10" },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+  });
+  if (values.help === true) {
+    process.stdout.write(USAGE + "\n");
+    process.exit(0);
+  }
+  const config = values.config ?? values["config-path"];
+  if (config === undefined) throw new TetherError("TETHER_ERR_CLI_USAGE", `--config is required\n${USAGE}`);
+  const mode = values.mode;
+  if (mode !== "serve" && mode !== "validate") {
+    throw new TetherError("TETHER_ERR_CLI_USAGE", `--mode must be serve or validate\n${USAGE}`);
+  }
+  const logLevel = values["log-level"];
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new TetherError("TETHER_ERR_CLI_USAGE", `--log-level must be one of ${LOG_LEVELS.join(", ")}`);
+  }
+  const drainTimeS = Number(values["drain-time-s"]);
+  if (!Number.isFinite(drainTimeS) || drainTimeS < 0) {
+    throw new TetherError("TETHER_ERR_CLI_USAGE", "--drain-time-s must be a non-negative number");
+  }
+  return { config, mode, logLevel: logLevel as LogLevel, drainTimeS };
+}
+
+async function main(): Promise<void> {
+  let cli: Cli;
+  try {
+    cli = parseCli(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  let loaded;
+  try {
+    loaded = await loadConfigFile(cli.config);
+  } catch (err) {
+    const e = err as TetherError;
+    process.stderr.write(`${e.code ?? "TETHER_ERR"}: ${e.message}\n`);
+    process.exit(1);
+  }
+  if (cli.mode === "validate") {
+    process.stdout.write(`configuration '${cli.config}' OK\n`);
+    return;
+  }
+  const log = createLogger(cli.logLevel);
+  const runtime = new Runtime({ log });
+  try {
+    await runtime.start(loaded);
+  } catch (err) {
+    log.fatal({ err: (err as Error).message, code: (err as NodeJS.ErrnoException).code }, "cannot start");
+    process.exit(1);
+  }
+  const watcher = new ConfigWatcher(cli.config, loaded.text, (text) => runtime.reload(text));
+  watcher.start();
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    watcher.stop();
+    const deadline = Date.now() + cli.drainTimeS * 1000;
+    log.info({ signal, drainTimeS: cli.drainTimeS }, "draining");
+    const force = setTimeout(
+      () => {
+        log.warn("drain deadline passed; exiting");
+        process.exit(0);
+      },
+      cli.drainTimeS * 1000 + 2000,
+    );
+    force.unref();
+    void runtime.drain(deadline).then(() => {
+      log.info("drained; exiting");
+      process.exit(0);
+    });
+  };
+  process.on("SIGTERM", () => {
+    shutdown("SIGTERM");
+  });
+  process.on("SIGINT", () => {
+    shutdown("SIGINT");
+  });
+}
+
+await main();

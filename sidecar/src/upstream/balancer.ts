@@ -1,0 +1,33 @@
+// Host choice within one priority level: ROUND_ROBIN (a cursor per level) or LEAST_REQUEST (Envoy's
+// power-of-N-choices over active requests). Pure apart from the cursor state passed in.
+import type { RandomSource } from "./backoff.ts";
+import type { Host } from "./host.ts";
+
+export interface BalancerState {
+  /** Round-robin cursor per priority level. */
+  rrCursor: number[];
+}
+
+export function pickHost(
+  policy: "ROUND_ROBIN" | "LEAST_REQUEST",
+  candidates: readonly Host[],
+  level: number,
+  state: BalancerState,
+  random: RandomSource,
+  choiceCount: number,
+): Host | undefined {
+  const n = candidates.length;
+  if (n === 0) return undefined;
+  if (n === 1) return candidates[0];
+  if (policy === "ROUND_ROBIN") {
+    const cursor = state.rrCursor[level] ?? 0;
+    state.rrCursor[level] = (cursor + 1) % 1_000_000_007;
+    return candidates[cursor % n];
+  }
+  let best: Host | undefined;
+  for (let i = 0; i < choiceCount; i++) {
+    const h = candidates[Math.floor(random() * n)];
+    if (h !== undefined && (best === undefined || h.stats.rq_active < best.stats.rq_active)) best = h;
+  }
+  return best;
+}

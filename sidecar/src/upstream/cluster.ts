@@ -1,0 +1,400 @@
+// A cluster: its endpoints grouped by priority, health (active + outlier), the load balancer,
+// per-endpoint HTTP pools, and the circuit breakers. Listeners ask it for a host and a pool.
+import { Pool } from "undici";
+import type net from "node:net";
+import { HTTP_PROTOCOL_OPTIONS_KEY, type ClusterConfig } from "../config/schema.ts";
+import type { Logger } from "../log.ts";
+import type { RandomSource } from "./backoff.ts";
+import { pickHost, type BalancerState } from "./balancer.ts";
+import { connectUpstream, type ConnectContext, type UpstreamConnectError } from "./connect.ts";
+import { resolveEndpoints } from "./dns.ts";
+import { HealthChecker, type HealthCheckOwner } from "./health-check.ts";
+import { Host } from "./host.ts";
+import { OutlierDetector, type OutlierOwner } from "./outlier.ts";
+import { computePriorityPlan, pickPriority, type PriorityPlan } from "./priority.ts";
+import { ClusterStats } from "./stats.ts";
+
+/** Something queued behind the request circuit breaker (max_requests / max_pending_requests). */
+export interface PendingWaiter {
+  /** Called when a request slot is free; the waiter now holds it. */
+  onRequestSlot(): void;
+}
+
+export interface ClusterDeps {
+  readonly log: Logger;
+  readonly random: RandomSource;
+  readonly now: () => number;
+}
+
+interface Level {
+  readonly all: Host[];
+  readonly healthy: Host[];
+}
+
+export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
+  readonly name: string;
+  readonly clusterName: string;
+  readonly config: ClusterConfig;
+  readonly stats = new ClusterStats();
+  readonly log: Logger;
+  readonly connectTimeoutMs: number;
+  readonly keepAliveTimeS: number | undefined;
+  hadTraffic = false;
+  private readonly deps: ClusterDeps;
+  private hosts: Host[] = [];
+  private levels: Level[] = [];
+  private plan: PriorityPlan = { load: [], panic: [] };
+  private readonly balancer: BalancerState = { rrCursor: [] };
+  private readonly healthChecker: HealthChecker | undefined;
+  private readonly outlier: OutlierDetector | undefined;
+  private dnsTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  // Circuit breaker state (priority DEFAULT).
+  private readonly maxActiveRequests: number;
+  private readonly maxPendingRequests: number;
+  readonly maxConnections: number;
+  private readonly maxRetries: number;
+  private readonly retryBudget: { percent: number; minConcurrency: number } | undefined;
+  private retriesActive = 0;
+  private readonly pending: PendingWaiter[] = [];
+  private pendingHead = 0;
+  private readonly poolOptions: Pool.Options;
+
+  constructor(config: ClusterConfig, deps: ClusterDeps) {
+    this.name = config.name;
+    this.clusterName = config.name;
+    this.config = config;
+    this.deps = deps;
+    this.log = deps.log;
+    this.connectTimeoutMs = config.connect_timeout;
+    this.keepAliveTimeS = config.upstream_connection_options?.tcp_keepalive
+      ? (config.upstream_connection_options.tcp_keepalive.keepalive_time ?? 7200)
+      : undefined;
+    const t = config.circuit_breakers?.thresholds.find((x) => x.priority === "DEFAULT");
+    this.maxConnections = t?.max_connections ?? 1024;
+    // HTTP/1.1 carries one request per connection, so active requests are bounded by both limits.
+    this.maxActiveRequests = Math.min(t?.max_requests ?? 1024, this.maxConnections);
+    this.maxPendingRequests = t?.max_pending_requests ?? 1024;
+    this.maxRetries = t?.max_retries ?? 3;
+    this.retryBudget = t?.retry_budget
+      ? { percent: t.retry_budget.budget_percent.value, minConcurrency: t.retry_budget.min_retry_concurrency }
+      : undefined;
+    const proto =
+      config.typed_extension_protocol_options?.[HTTP_PROTOCOL_OPTIONS_KEY]?.common_http_protocol_options;
+    const idle = proto?.idle_timeout ?? 3_600_000;
+    this.poolOptions = {
+      connections: this.maxConnections,
+      pipelining: 1,
+      keepAliveTimeout: idle,
+      keepAliveMaxTimeout: idle,
+      keepAliveTimeoutThreshold: 0,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      maxRequestsPerClient: proto?.max_requests_per_connection ?? 0,
+    };
+    const hc = config.health_checks[0];
+    this.healthChecker = hc === undefined ? undefined : new HealthChecker(hc, this);
+    this.outlier =
+      config.outlier_detection === undefined
+        ? undefined
+        : new OutlierDetector(config.outlier_detection, this, deps.now, deps.random);
+  }
+
+  /** Resolves endpoints and starts checking. Resolves after the first DNS pass (STRICT_DNS). */
+  async start(): Promise<void> {
+    if (this.config.type === "STATIC") {
+      this.setHosts(this.staticHosts());
+      return;
+    }
+    await this.refreshDns();
+  }
+
+  /** Resolves when the first health-check round is done (Envoy's cluster warming). */
+  async warmed(): Promise<void> {
+    await this.healthChecker?.initialRound();
+  }
+
+  private staticHosts(): Host[] {
+    const out: Host[] = [];
+    for (const loc of this.config.load_assignment.endpoints) {
+      for (const ep of loc.lb_endpoints) {
+        const sa = ep.endpoint.address.socket_address;
+        out.push(new Host(sa.address, sa.port_value, loc.priority, ep.endpoint.hostname));
+      }
+    }
+    return out;
+  }
+
+  private async refreshDns(): Promise<void> {
+    try {
+      const resolved = await resolveEndpoints(this.config);
+      if (this.stopped) return;
+      this.setHosts(resolved.map((r) => new Host(r.address, r.port, r.priority, r.hostname)));
+    } catch (err) {
+      this.stats.connectFailures.dns++;
+      this.log.warn(
+        { cluster: this.name, errorClass: "dns", err: (err as Error).message },
+        "dns resolution failed",
+      );
+    }
+    if (this.stopped) return;
+    this.dnsTimer = setTimeout(() => void this.refreshDns(), this.config.dns_refresh_rate);
+  }
+
+  /** Replaces the endpoint set, keeping state (health, pools) of endpoints that stay. */
+  private setHosts(next: Host[]): void {
+    const old = new Map(this.hosts.map((h) => [`${h.priority}/${h.key}`, h]));
+    const merged: Host[] = [];
+    for (const h of next) {
+      const id = `${h.priority}/${h.key}`;
+      const existing = old.get(id);
+      if (existing !== undefined) {
+        merged.push(existing);
+        old.delete(id);
+      } else {
+        merged.push(h);
+      }
+    }
+    const changed =
+      old.size > 0 || merged.length !== this.hosts.length || merged.some((h, i) => h !== this.hosts[i]);
+    if (!changed) return;
+    const added = merged.filter((h) => !this.hosts.includes(h));
+    this.hosts = merged;
+    for (const gone of old.values()) this.retireHost(gone);
+    for (const h of added) this.healthChecker?.addHost(h);
+    this.stats.counters.membership_change++;
+    this.recompute();
+  }
+
+  private retireHost(host: Host): void {
+    this.healthChecker?.removeHost(host);
+    const pool = host.pool;
+    host.pool = undefined;
+    if (pool !== undefined) void pool.close().catch(() => undefined);
+  }
+
+  private recompute(): void {
+    const levels: Level[] = [];
+    for (const h of this.hosts) {
+      while (levels.length <= h.priority) levels.push({ all: [], healthy: [] });
+      const level = levels[h.priority];
+      if (level === undefined) continue;
+      level.all.push(h);
+      if (h.isHealthy()) level.healthy.push(h);
+    }
+    this.levels = levels;
+    this.plan = computePriorityPlan(
+      levels.map((l) => ({ healthy: l.healthy.length, total: l.all.length })),
+      this.config.load_assignment.policy.overprovisioning_factor,
+      this.config.common_lb_config.healthy_panic_threshold.value,
+    );
+  }
+
+  // ---- load balancing ------------------------------------------------------------------------
+
+  /** The host for the next request or connection, or undefined when the cluster has none. */
+  chooseHost(): Host | undefined {
+    if (!this.hadTraffic) {
+      this.hadTraffic = true;
+      this.healthChecker?.trafficStarted();
+    }
+    const levels = this.levels;
+    if (levels.length === 0) return undefined;
+    const index = levels.length === 1 ? 0 : pickPriority(this.plan.load, this.deps.random() * 100);
+    const level = levels[index];
+    if (level === undefined) return undefined;
+    let candidates = level.healthy;
+    if (this.plan.panic[index] === true || candidates.length === 0) {
+      if (this.plan.panic[index] === true) this.stats.counters.lb_healthy_panic++;
+      candidates = level.all;
+    }
+    return pickHost(
+      this.config.lb_policy,
+      candidates,
+      index,
+      this.balancer,
+      this.deps.random,
+      this.choiceCount(),
+    );
+  }
+
+  private choiceCount(): number {
+    return this.config.least_request_lb_config?.choice_count ?? 2;
+  }
+
+  membership(): { healthy: number; total: number; degraded: number } {
+    let healthy = 0;
+    for (const h of this.hosts) if (h.isHealthy()) healthy++;
+    return { healthy, total: this.hosts.length, degraded: 0 };
+  }
+
+  allHosts(): readonly Host[] {
+    return this.hosts;
+  }
+
+  hostCount(): number {
+    return this.hosts.length;
+  }
+
+  priorityPlan(): PriorityPlan {
+    return this.plan;
+  }
+
+  // ---- health events ---------------------------------------------------------------------------
+
+  onActiveHealthChanged(host: Host, healthy: boolean): void {
+    this.log.info(
+      { cluster: this.name, upstream: host.key, priority: host.priority, healthy, cause: "active_hc" },
+      healthy ? "host healthy" : "host unhealthy",
+    );
+    this.recompute();
+    if (!healthy && this.config.close_connections_on_host_health_failure) this.closeHostConnections(host);
+  }
+
+  onActiveHealthPassed(host: Host): void {
+    this.outlier?.activeCheckPassed(host);
+  }
+
+  onOutlierChanged(host: Host, ejected: boolean): void {
+    this.log.info(
+      {
+        cluster: this.name,
+        upstream: host.key,
+        priority: host.priority,
+        ejected,
+        ejections: host.ejectionCount,
+      },
+      ejected ? "host ejected (outlier)" : "host returned from ejection",
+    );
+    this.recompute();
+  }
+
+  /** Cut every connection to `host` so clients reconnect (through us) to a healthy one. */
+  closeHostConnections(host: Host): void {
+    for (const s of host.sessions) s.close("host_unhealthy");
+    const pool = host.pool;
+    host.pool = undefined;
+    if (pool !== undefined) void pool.destroy().catch(() => undefined);
+  }
+
+  // ---- passive results -------------------------------------------------------------------------
+
+  recordStatus(host: Host, status: number): void {
+    this.outlier?.recordStatus(host, status);
+  }
+
+  recordLocalFailure(host: Host, kind: "connect_failed" | "timeout" | "reset"): void {
+    this.outlier?.recordLocalFailure(host, kind);
+  }
+
+  recordConnectSuccess(host: Host): void {
+    this.outlier?.recordLocalSuccess(host);
+  }
+
+  // ---- connections -----------------------------------------------------------------------------
+
+  /** The keep-alive pool for `host`, created on first use. */
+  poolFor(host: Host): Pool {
+    let pool = host.pool;
+    if (pool === undefined) {
+      pool = new Pool(`http://${host.key}`, {
+        ...this.poolOptions,
+        connect: (_opts, callback) => {
+          connectUpstream(this, host, (err: UpstreamConnectError | null, socket: net.Socket | null) => {
+            if (err !== null) callback(err, null);
+            else callback(null, socket as net.Socket);
+          });
+        },
+      });
+      host.pool = pool;
+    }
+    return pool;
+  }
+
+  // ---- circuit breakers ------------------------------------------------------------------------
+
+  /** Takes a request slot if one is free (max_requests, and max_connections for HTTP/1.1). */
+  tryAcquireRequest(): boolean {
+    if (this.stats.upstream_rq_active >= this.maxActiveRequests) return false;
+    this.stats.upstream_rq_active++;
+    return true;
+  }
+
+  /** Queues behind the breaker; false when max_pending_requests overflows (the caller answers 503). */
+  enqueuePending(waiter: PendingWaiter): boolean {
+    if (this.stats.upstream_rq_pending_active >= this.maxPendingRequests) {
+      this.stats.counters.upstream_rq_pending_overflow++;
+      return false;
+    }
+    this.stats.counters.upstream_rq_pending_total++;
+    this.stats.upstream_rq_pending_active++;
+    this.pending.push(waiter);
+    return true;
+  }
+
+  /** A queued waiter gave up (timeout, client gone) before getting a slot. */
+  cancelPending(waiter: PendingWaiter): void {
+    const i = this.pending.indexOf(waiter, this.pendingHead);
+    if (i === -1) return;
+    this.pending.splice(i, 1);
+    this.stats.upstream_rq_pending_active--;
+  }
+
+  releaseRequest(): void {
+    this.stats.upstream_rq_active--;
+    if (this.pendingHead < this.pending.length) {
+      const next = this.pending[this.pendingHead];
+      this.pending[this.pendingHead] = undefined as unknown as PendingWaiter;
+      this.pendingHead++;
+      if (this.pendingHead > 64 && this.pendingHead * 2 > this.pending.length) {
+        this.pending.splice(0, this.pendingHead);
+        this.pendingHead = 0;
+      }
+      this.stats.upstream_rq_pending_active--;
+      this.stats.upstream_rq_active++;
+      next?.onRequestSlot();
+    }
+  }
+
+  /**
+   * Takes a retry slot: max_retries concurrent retries, or with retry_budget
+   * max(min_retry_concurrency, budget_percent × outstanding requests). Requests waiting in a
+   * back-off count as outstanding, so a burst held through an outage keeps its budget.
+   */
+  tryAcquireRetry(): boolean {
+    const s = this.stats;
+    let limit = this.maxRetries;
+    if (this.retryBudget !== undefined) {
+      const outstanding = s.upstream_rq_active + s.upstream_rq_pending_active + this.retriesActive;
+      limit = Math.max(
+        this.retryBudget.minConcurrency,
+        Math.floor((this.retryBudget.percent / 100) * outstanding),
+      );
+    }
+    if (this.retriesActive >= limit) {
+      s.counters.upstream_rq_retry_overflow++;
+      return false;
+    }
+    this.retriesActive++;
+    return true;
+  }
+
+  releaseRetry(): void {
+    this.retriesActive--;
+  }
+
+  /** Stops timers and closes idle pools; in-flight requests finish on their connections. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.dnsTimer);
+    this.healthChecker?.stop();
+    this.outlier?.stop();
+    await Promise.all(
+      this.hosts.map(async (h) => {
+        const pool = h.pool;
+        h.pool = undefined;
+        if (pool !== undefined) await pool.close().catch(() => undefined);
+      }),
+    );
+  }
+}

@@ -1,0 +1,135 @@
+// Opening upstream TCP connections: connect timeout, keepalive, per-cluster/host accounting, and
+// failure classes (refused / timeout / dns / tls / unreachable) with elapsed time in logs and metrics.
+import net from "node:net";
+import type { Logger } from "../log.ts";
+import { nextConnectionId } from "../log.ts";
+import type { Host } from "./host.ts";
+import type { ClusterStats, ConnectFailureClass } from "./stats.ts";
+
+export class UpstreamConnectError extends Error {
+  readonly code = "TETHER_ERR_UPSTREAM_CONNECT";
+  readonly failureClass: ConnectFailureClass;
+  readonly elapsedMs: number;
+  readonly endpoint: string;
+
+  constructor(
+    endpoint: string,
+    failureClass: ConnectFailureClass,
+    elapsedMs: number,
+    cause: Error | undefined,
+  ) {
+    super(`connect to ${endpoint} failed (${failureClass}) after ${Math.round(elapsedMs)} ms`, { cause });
+    this.name = "UpstreamConnectError";
+    this.failureClass = failureClass;
+    this.elapsedMs = elapsedMs;
+    this.endpoint = endpoint;
+  }
+}
+
+export function classifyConnectError(err: unknown): ConnectFailureClass {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== "string") return "other";
+  if (code === "ECONNREFUSED") return "refused";
+  if (code === "ETIMEDOUT" || code === "UND_ERR_CONNECT_TIMEOUT") return "timeout";
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "EAI_FAIL") return "dns";
+  if (code.startsWith("ERR_TLS") || code.startsWith("ERR_SSL") || code.includes("CERT")) return "tls";
+  if (code === "EHOSTUNREACH" || code === "ENETUNREACH" || code === "EHOSTDOWN") return "unreachable";
+  if (code === "ECONNRESET" || code === "EPIPE") return "reset";
+  return "other";
+}
+
+export interface ConnectContext {
+  readonly clusterName: string;
+  readonly stats: ClusterStats;
+  readonly log: Logger;
+  readonly connectTimeoutMs: number;
+  /** Seconds of idle before TCP keepalive probes, when upstream_connection_options.tcp_keepalive is set. */
+  readonly keepAliveTimeS: number | undefined;
+}
+
+export type ConnectCallback = (err: UpstreamConnectError | null, socket: net.Socket | null) => void;
+
+/** Opens a connection to `host`; the callback runs exactly once. Accounting follows the socket's life. */
+export function connectUpstream(ctx: ConnectContext, host: Host, callback: ConnectCallback): void {
+  const started = performance.now();
+  const socket = net.connect({
+    host: host.address,
+    port: host.port,
+    noDelay: true,
+    keepAlive: ctx.keepAliveTimeS !== undefined,
+    keepAliveInitialDelay: (ctx.keepAliveTimeS ?? 0) * 1000,
+  });
+  let settled = false;
+  const fail = (cls: ConnectFailureClass, cause: Error | undefined): void => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    socket.destroy();
+    const elapsed = performance.now() - started;
+    ctx.stats.counters.upstream_cx_connect_fail++;
+    if (cls === "timeout") ctx.stats.counters.upstream_cx_connect_timeout++;
+    ctx.stats.connectFailures[cls]++;
+    host.stats.cx_connect_fail++;
+    ctx.log.warn(
+      {
+        cluster: ctx.clusterName,
+        upstream: host.key,
+        errorClass: cls,
+        elapsedMs: Math.round(elapsed),
+        err: cause?.message,
+      },
+      "upstream connect failed",
+    );
+    callback(new UpstreamConnectError(host.key, cls, elapsed, cause), null);
+  };
+  const timer = setTimeout(() => {
+    fail("timeout", undefined);
+  }, ctx.connectTimeoutMs);
+  socket.once("error", (err) => {
+    fail(classifyConnectError(err), err);
+  });
+  socket.once("connect", () => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    socket.removeAllListeners("error");
+    trackConnection(ctx, host, socket, started);
+    callback(null, socket);
+  });
+}
+
+function trackConnection(ctx: ConnectContext, host: Host, socket: net.Socket, started: number): void {
+  const id = nextConnectionId("u");
+  const stats = ctx.stats;
+  stats.counters.upstream_cx_total++;
+  stats.upstream_cx_active++;
+  host.stats.cx_total++;
+  host.stats.cx_active++;
+  let remoteClosed = false;
+  ctx.log.info({ conn: id, cluster: ctx.clusterName, upstream: host.key }, "upstream connection open");
+  socket.once("end", () => {
+    remoteClosed = true;
+  });
+  // undici and tcp_proxy attach their own error handlers; this one keeps a stray error from crashing.
+  socket.on("error", () => undefined);
+  socket.once("close", () => {
+    stats.upstream_cx_active--;
+    host.stats.cx_active--;
+    if (remoteClosed) stats.counters.upstream_cx_destroy_remote++;
+    else stats.counters.upstream_cx_destroy_local++;
+    stats.counters.upstream_cx_rx_bytes_total += socket.bytesRead;
+    stats.counters.upstream_cx_tx_bytes_total += socket.bytesWritten;
+    ctx.log.info(
+      {
+        conn: id,
+        cluster: ctx.clusterName,
+        upstream: host.key,
+        bytesIn: socket.bytesRead,
+        bytesOut: socket.bytesWritten,
+        durationMs: Math.round(performance.now() - started),
+        reason: remoteClosed ? "remote_close" : "local_close",
+      },
+      "upstream connection closed",
+    );
+  });
+}

@@ -1,0 +1,50 @@
+// One upstream endpoint: its address, priority, health flags, passive-failure counters and pools.
+import type { Pool } from "undici";
+import { HostStats } from "./stats.ts";
+
+/** Something holding a connection to this host that can be told to close (a tcp_proxy session). */
+export interface HostSession {
+  close(reason: string): void;
+}
+
+export class Host {
+  readonly address: string;
+  readonly port: number;
+  readonly priority: number;
+  readonly hostname: string | undefined;
+  readonly key: string;
+  readonly stats = new HostStats();
+  /** Failed (or has not yet passed) active health checking. */
+  failedActiveHc = false;
+  /** Waiting for the first active health check result. */
+  pendingActiveHc = false;
+  outlierEjected = false;
+  ejectedUntil = 0;
+  ejectionCount = 0;
+  consecutive5xx = 0;
+  consecutiveGatewayFailure = 0;
+  consecutiveLocalOriginFailure = 0;
+  readonly sessions = new Set<HostSession>();
+  pool: Pool | undefined;
+
+  constructor(address: string, port: number, priority: number, hostname?: string) {
+    this.address = address;
+    this.port = port;
+    this.priority = priority;
+    this.hostname = hostname;
+    this.key = address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`;
+  }
+
+  isHealthy(): boolean {
+    return !this.failedActiveHc && !this.outlierEjected;
+  }
+
+  /** Envoy's health_flags text for /clusters. */
+  healthFlags(): string {
+    const flags: string[] = [];
+    if (this.failedActiveHc) flags.push("/failed_active_hc");
+    if (this.pendingActiveHc) flags.push("/pending_active_hc");
+    if (this.outlierEjected) flags.push("/failed_outlier_check");
+    return flags.length === 0 ? "healthy" : flags.join("");
+  }
+}

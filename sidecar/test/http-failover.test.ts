@@ -1,0 +1,169 @@
+// HTTP through the built sidecar: failover when an endpoint dies under load, holding requests
+// while the only endpoint restarts, priority failover and back.
+import { afterEach, describe, expect, it } from "vitest";
+import { Pool } from "undici";
+import {
+  bootstrapYaml,
+  clusterYaml,
+  freePort,
+  healthCheckYaml,
+  httpListenerYaml,
+  routeYaml,
+  Sidecar,
+  Upstream,
+  waitFor,
+} from "./support/harness.ts";
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function upstream(port: number, name: string): Promise<Upstream> {
+  const u = await new Upstream(port, name).start();
+  cleanups.push(() => u.kill());
+  return u;
+}
+
+async function sidecar(yaml: string, adminPort: number): Promise<Sidecar> {
+  const s = new Sidecar(adminPort, Sidecar.writeConfig(yaml));
+  cleanups.push(() => s.stop());
+  return s.start();
+}
+
+interface LoadResult {
+  ok: number;
+  failures: string[];
+  maxMs: number;
+  byUpstream: Map<string, number>;
+}
+
+/** Steady GET load from `workers` sequential loops until stop() resolves. */
+function steadyLoad(port: number, workers: number): { stop: () => Promise<LoadResult>; result: LoadResult } {
+  const client = new Pool(`http://127.0.0.1:${port}`, { connections: workers });
+  const result: LoadResult = { ok: 0, failures: [], maxMs: 0, byUpstream: new Map() };
+  let running = true;
+  const loop = async (): Promise<void> => {
+    while (running) {
+      const t0 = performance.now();
+      try {
+        const res = await client.request({ path: "/work", method: "GET" });
+        const text = await res.body.text();
+        if (res.statusCode === 200) {
+          result.ok++;
+          const name = text.split(" ")[0] ?? "?";
+          result.byUpstream.set(name, (result.byUpstream.get(name) ?? 0) + 1);
+        } else result.failures.push(`${res.statusCode} ${text}`);
+      } catch (err) {
+        result.failures.push(String(err));
+      }
+      result.maxMs = Math.max(result.maxMs, performance.now() - t0);
+    }
+  };
+  const loops = Array.from({ length: workers }, () => loop());
+  return {
+    result,
+    stop: async () => {
+      running = false;
+      await Promise.all(loops);
+      await client.close();
+      return result;
+    },
+  };
+}
+
+describe("http failover", () => {
+  it("keeps serving with 0 failures when one of two endpoints is killed under load", async () => {
+    const [p1, p2, listen, admin] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    const a = await upstream(p1, "a");
+    await upstream(p2, "b");
+    const outlier = `      outlier_detection: { consecutive_5xx: 2, interval: 0.1s, base_ejection_time: 1s, always_eject_one_host: true }\n`;
+    const yaml = bootstrapYaml(
+      admin,
+      httpListenerYaml(listen, [routeYaml({ retryOn: "connect-failure,reset", numRetries: 5 })]),
+      clusterYaml({
+        endpoints: [{ port: p1 }, { port: p2 }],
+        healthCheck: healthCheckYaml("tcp"),
+        extra: outlier,
+      }),
+    );
+    const s = await sidecar(yaml, admin);
+    const load = steadyLoad(listen, 4);
+    await waitFor(
+      "traffic on both endpoints",
+      () => (load.result.byUpstream.get("a") ?? 0) > 50 && (load.result.byUpstream.get("b") ?? 0) > 50,
+    );
+    await a.kill();
+    const okAtKill = load.result.ok;
+    await waitFor(
+      "endpoint a marked unhealthy",
+      async () => (await s.metric("envoy_cluster_membership_healthy", "backend")) === 1,
+    );
+    await waitFor("more traffic after the kill", () => load.result.ok > okAtKill + 300);
+    const r = await load.stop();
+    expect(r.failures).toEqual([]);
+    expect(r.ok).toBeGreaterThan(400);
+  });
+
+  it("holds requests while the single endpoint restarts: 0 failures", async () => {
+    const [p1, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
+    const a = await upstream(p1, "a");
+    const budget = `      circuit_breakers:
+        thresholds:
+          - retry_budget: { budget_percent: { value: 100 }, min_retry_concurrency: 10 }
+`;
+    const yaml = bootstrapYaml(
+      admin,
+      httpListenerYaml(listen, [
+        routeYaml({ retryOn: "connect-failure,reset", numRetries: 100, timeout: "10s", backoff: "0.02s" }),
+      ]),
+      clusterYaml({ endpoints: [{ port: p1 }], healthCheck: healthCheckYaml("tcp"), extra: budget }),
+    );
+    const s = await sidecar(yaml, admin);
+    const load = steadyLoad(listen, 8);
+    await waitFor("traffic", () => load.result.ok > 100);
+    await a.kill();
+    // Let held requests pile up while nothing answers, then bring the endpoint back.
+    await waitFor("requests held", async () => (await s.metric("tether_held_requests", "backend")) >= 4);
+    const downAt = performance.now();
+    await a.start();
+    const okAtRestart = load.result.ok;
+    await waitFor("traffic after restart", () => load.result.ok > okAtRestart + 100);
+    const r = await load.stop();
+    expect(r.failures).toEqual([]);
+    // Held no longer than the outage plus one back-off step (max 0.2 s) and some scheduling slack.
+    expect(r.maxMs).toBeLessThan(performance.now() - downAt + 2000);
+    expect(await s.metric("envoy_cluster_upstream_rq_retry", "backend")).toBeGreaterThan(0);
+  });
+
+  it("fails over from priority 0 to priority 1 and back", async () => {
+    const [p0, p1, listen, admin] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    const primary = await upstream(p0, "primary");
+    await upstream(p1, "secondary");
+    const yaml = bootstrapYaml(
+      admin,
+      httpListenerYaml(listen, [routeYaml({ retryOn: "connect-failure,reset", numRetries: 5 })]),
+      clusterYaml({
+        endpoints: [
+          { port: p0, priority: 0 },
+          { port: p1, priority: 1 },
+        ],
+        healthCheck: healthCheckYaml("tcp", 0.1, 2, 2),
+      }),
+    );
+    await sidecar(yaml, admin);
+    const client = new Pool(`http://127.0.0.1:${listen}`, { connections: 1 });
+    cleanups.push(() => client.close());
+    const who = async (): Promise<string> => {
+      const res = await client.request({ path: "/", method: "GET" });
+      return (await res.body.text()).split(" ")[0] ?? "";
+    };
+    for (let i = 0; i < 20; i++) expect(await who()).toBe("primary");
+    await primary.kill();
+    await waitFor("traffic on secondary", async () => (await who()) === "secondary");
+    for (let i = 0; i < 20; i++) expect(await who()).toBe("secondary");
+    await primary.start();
+    await waitFor("traffic back on primary", async () => (await who()) === "primary");
+    for (let i = 0; i < 20; i++) expect(await who()).toBe("primary");
+  });
+});

@@ -1,0 +1,339 @@
+// Test helpers: child-process upstreams and sidecars on loopback, free ports, waiting with deadlines.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { request } from "undici";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const BIN = path.resolve(here, "../../bin/tether-sidecar.js");
+const UPSTREAM = path.resolve(here, "upstream.ts");
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      const port = typeof a === "object" && a !== null ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Polls `check` every 20 ms until it returns a value other than undefined/false, or throws at the deadline. */
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      lastErr = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ""}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function waitForLine(
+  proc: ChildProcess,
+  match: (line: string) => boolean,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = "";
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`timed out waiting for ${what}`));
+    }, timeoutMs);
+    const onData = (chunk: Buffer): void => {
+      buf += chunk.toString();
+      let i;
+      while ((i = buf.indexOf("\n")) !== -1) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (match(line)) {
+          cleanup();
+          resolve(line);
+          return;
+        }
+      }
+    };
+    const onExit = (code: number | null): void => {
+      cleanup();
+      reject(new Error(`${what}: process exited with ${code}`));
+    };
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      proc.stdout?.off("data", onData);
+      proc.off("exit", onExit);
+    };
+    proc.stdout?.on("data", onData);
+    proc.once("exit", onExit);
+  });
+}
+
+export function exited(proc: ChildProcess): Promise<number | null> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve(proc.exitCode);
+  return new Promise((resolve) => proc.once("exit", (code) => resolve(code)));
+}
+
+export class Upstream {
+  readonly port: number;
+  readonly name: string;
+  readonly mode: "http" | "tcp";
+  proc: ChildProcess | undefined;
+
+  constructor(port: number, name: string, mode: "http" | "tcp" = "http") {
+    this.port = port;
+    this.name = name;
+    this.mode = mode;
+  }
+
+  async start(): Promise<this> {
+    const proc = spawn(
+      process.execPath,
+      [UPSTREAM, "--port", String(this.port), "--name", this.name, "--mode", this.mode],
+      {
+        stdio: ["ignore", "pipe", "inherit"],
+      },
+    );
+    this.proc = proc;
+    await waitForLine(proc, (l) => l.includes('"listening"'), `upstream ${this.name} to listen`);
+    return this;
+  }
+
+  async kill(): Promise<void> {
+    const proc = this.proc;
+    if (proc === undefined) return;
+    this.proc = undefined;
+    proc.kill("SIGKILL");
+    await exited(proc);
+  }
+
+  async stats(): Promise<{ connections: number; openConnections: number; paths: Record<string, number> }> {
+    const res = await request(`http://127.0.0.1:${this.port}/__stats`, { reset: true });
+    return (await res.body.json()) as {
+      connections: number;
+      openConnections: number;
+      paths: Record<string, number>;
+    };
+  }
+}
+
+export class Sidecar {
+  readonly adminPort: number;
+  readonly configFile: string;
+  proc: ChildProcess | undefined;
+  logs = "";
+
+  constructor(adminPort: number, configFile: string) {
+    this.adminPort = adminPort;
+    this.configFile = configFile;
+  }
+
+  static writeConfig(yaml: string, dir = mkdtempSync(path.join(os.tmpdir(), "tether-test-"))): string {
+    const file = path.join(dir, "envoy.yaml");
+    writeFileSync(file, yaml);
+    return file;
+  }
+
+  async start(waitReady = true): Promise<this> {
+    const proc = spawn(
+      process.execPath,
+      [BIN, "--config", this.configFile, "--log-level", "info", "--drain-time-s", "5"],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    this.proc = proc;
+    proc.stdout?.on("data", (c: Buffer) => {
+      this.logs += c.toString();
+    });
+    proc.stderr?.on("data", (c: Buffer) => {
+      this.logs += c.toString();
+    });
+    if (waitReady) {
+      await waitFor("sidecar /ready", async () => {
+        if (proc.exitCode !== null) throw new Error(`sidecar exited: ${this.logs}`);
+        const res = await request(`http://127.0.0.1:${this.adminPort}/ready`);
+        await res.body.text();
+        return res.statusCode === 200;
+      });
+    }
+    return this;
+  }
+
+  async metrics(): Promise<Map<string, number>> {
+    const res = await request(`http://127.0.0.1:${this.adminPort}/stats/prometheus`);
+    const text = await res.body.text();
+    const out = new Map<string, number>();
+    for (const line of text.split("\n")) {
+      if (line.startsWith("#") || line === "") continue;
+      const i = line.lastIndexOf(" ");
+      out.set(line.slice(0, i), Number(line.slice(i + 1)));
+    }
+    return out;
+  }
+
+  async metric(name: string, cluster?: string): Promise<number> {
+    const m = await this.metrics();
+    const key = cluster === undefined ? name : `${name}{envoy_cluster_name="${cluster}"}`;
+    return m.get(key) ?? NaN;
+  }
+
+  async stop(): Promise<void> {
+    const proc = this.proc;
+    if (proc === undefined) return;
+    this.proc = undefined;
+    proc.kill("SIGKILL");
+    await exited(proc);
+  }
+}
+
+export interface ClusterOptions {
+  name?: string;
+  endpoints: { port: number; priority?: number }[];
+  extra?: string;
+  healthCheck?: string;
+  lbPolicy?: string;
+}
+
+/** YAML for one STATIC cluster on loopback. */
+export function clusterYaml(o: ClusterOptions): string {
+  const name = o.name ?? "backend";
+  const byPriority = new Map<number, number[]>();
+  for (const e of o.endpoints) {
+    const p = e.priority ?? 0;
+    byPriority.set(p, [...(byPriority.get(p) ?? []), e.port]);
+  }
+  const endpoints = [...byPriority.entries()]
+    .map(
+      ([p, ports]) =>
+        `        - priority: ${p}\n          lb_endpoints:\n` +
+        ports
+          .map(
+            (port) =>
+              `            - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${port} } } }`,
+          )
+          .join("\n"),
+    )
+    .join("\n");
+  return `    - name: ${name}
+      type: STATIC
+      connect_timeout: 0.25s
+      lb_policy: ${o.lbPolicy ?? "ROUND_ROBIN"}
+      load_assignment:
+        cluster_name: ${name}
+        endpoints:
+${endpoints}
+${o.healthCheck ?? ""}${o.extra ?? ""}`;
+}
+
+export function healthCheckYaml(kind: "tcp" | "http", intervalS = 0.1, unhealthy = 2, healthy = 1): string {
+  const check = kind === "tcp" ? "tcp_health_check: {}" : "http_health_check: { path: /healthz }";
+  return `      health_checks:
+        - timeout: 0.25s
+          interval: ${intervalS}s
+          no_traffic_interval: ${intervalS}s
+          unhealthy_threshold: ${unhealthy}
+          healthy_threshold: ${healthy}
+          ${check}
+`;
+}
+
+export function bootstrapYaml(adminPort: number, listeners: string, clusters: string): string {
+  return `admin:
+  address: { socket_address: { address: 127.0.0.1, port_value: ${adminPort} } }
+static_resources:
+  listeners:
+${listeners}
+  clusters:
+${clusters}
+`;
+}
+
+export interface RouteOptions {
+  cluster?: string;
+  timeout?: string;
+  retryOn?: string;
+  numRetries?: number;
+  perTryTimeout?: string;
+  backoff?: string;
+  method?: string;
+}
+
+export function routeYaml(r: RouteOptions): string {
+  const headers =
+    r.method === undefined
+      ? ""
+      : `\n                          headers: [{ name: ":method", string_match: { exact: ${r.method} } }]`;
+  const retry =
+    r.retryOn === undefined
+      ? ""
+      : `
+                          retry_policy:
+                            retry_on: ${r.retryOn}
+                            num_retries: ${r.numRetries ?? 1}${r.perTryTimeout ? `\n                            per_try_timeout: ${r.perTryTimeout}` : ""}
+                            retry_back_off: { base_interval: ${r.backoff ?? "0.02s"}, max_interval: 0.2s }`;
+  return `                      - match:
+                          prefix: "/"${headers}
+                        route:
+                          cluster: ${r.cluster ?? "backend"}
+                          timeout: ${r.timeout ?? "5s"}${retry}`;
+}
+
+export function httpListenerYaml(port: number, routes: string[], name = "http"): string {
+  return `    - name: ${name}
+      address: { socket_address: { address: 127.0.0.1, port_value: ${port} } }
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: ingress_http
+                route_config:
+                  virtual_hosts:
+                    - name: all
+                      domains: ["*"]
+                      routes:
+${routes.join("\n")}
+                http_filters:
+                  - name: envoy.filters.http.router
+                    typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }`;
+}
+
+export function tcpListenerYaml(port: number, extra = "", cluster = "backend"): string {
+  return `    - name: tcp
+      address: { socket_address: { address: 127.0.0.1, port_value: ${port} } }
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.tcp_proxy
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+                stat_prefix: tcp
+                cluster: ${cluster}${extra}`;
+}
+
+export function protocolOptionsYaml(idle = "30s", maxRequests?: number): string {
+  return `      typed_extension_protocol_options:
+        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+          common_http_protocol_options:
+            idle_timeout: ${idle}${maxRequests === undefined ? "" : `\n            max_requests_per_connection: ${maxRequests}`}
+          explicit_http_config: { http_protocol_options: {} }
+`;
+}

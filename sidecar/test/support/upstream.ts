@@ -1,0 +1,91 @@
+// A small upstream for integration tests, run as a child process (so tests can SIGKILL it):
+//   node upstream.ts --port N --name NAME [--mode http|tcp]
+// http: GET /healthz → 200; GET /slow?ms=N → waits; /reset → counts, then destroys the socket
+// without answering; /flaky → resets every odd request, answers even ones; /__stats → JSON counts.
+// tcp: echoes bytes; a line "whoami\n" answers with the name.
+import http from "node:http";
+import net from "node:net";
+import { parseArgs } from "node:util";
+
+const { values } = parseArgs({
+  options: {
+    port: { type: "string" },
+    name: { type: "string", default: "upstream" },
+    mode: { type: "string", default: "http" },
+    "keep-alive-ms": { type: "string", default: "60000" },
+  },
+});
+const port = Number(values.port);
+const name = values.name;
+let connections = 0;
+let openConnections = 0;
+const paths = new Map<string, number>();
+let flaky = 0;
+
+function count(path: string): void {
+  paths.set(path, (paths.get(path) ?? 0) + 1);
+}
+
+function ready(): void {
+  process.stdout.write(JSON.stringify({ listening: port, pid: process.pid }) + "\n");
+}
+
+if (values.mode === "tcp") {
+  const server = net.createServer((socket) => {
+    connections++;
+    openConnections++;
+    socket.on("close", () => openConnections--);
+    socket.on("error", () => undefined);
+    socket.on("data", (chunk) => {
+      const text = chunk.toString();
+      if (text.includes("whoami")) socket.write(`${name}\n`);
+      else socket.write(chunk);
+    });
+  });
+  server.listen(port, "127.0.0.1", ready);
+} else {
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://x");
+    const path = url.pathname;
+    if (path === "/__stats") {
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ name, connections, openConnections, paths: Object.fromEntries(paths) }));
+      return;
+    }
+    count(`${req.method} ${path}`);
+    const body: Buffer[] = [];
+    req.on("data", (c: Buffer) => body.push(c));
+    req.on("end", () => {
+      if (path === "/reset") {
+        req.socket.destroy();
+        return;
+      }
+      if (path === "/flaky") {
+        flaky++;
+        if (flaky % 2 === 1) {
+          req.socket.destroy();
+          return;
+        }
+      }
+      if (path === "/status") {
+        res.statusCode = Number(url.searchParams.get("code") ?? "200");
+        res.end(name);
+        return;
+      }
+      const ms = Number(url.searchParams.get("ms") ?? "0");
+      const answer = (): void => {
+        res.setHeader("x-upstream", name);
+        res.end(`${name} ${req.method} ${path} ${Buffer.concat(body).length}`);
+      };
+      if (path === "/slow" && ms > 0) setTimeout(answer, ms);
+      else answer();
+    });
+  });
+  server.keepAliveTimeout = Number(values["keep-alive-ms"]);
+  server.on("connection", (socket) => {
+    connections++;
+    openConnections++;
+    socket.on("close", () => openConnections--);
+  });
+  server.listen(port, "127.0.0.1", ready);
+}
