@@ -124,6 +124,15 @@ export class Upstream {
     await exited(proc);
   }
 
+  /** SIGSTOP: the process hangs; its sockets stay open but nothing answers. */
+  pause(): void {
+    this.proc?.kill("SIGSTOP");
+  }
+
+  resume(): void {
+    this.proc?.kill("SIGCONT");
+  }
+
   async stats(): Promise<{ connections: number; openConnections: number; paths: Record<string, number> }> {
     const res = await request(`http://127.0.0.1:${this.port}/__stats`, { reset: true });
     return (await res.body.json()) as {
@@ -243,10 +252,16 @@ ${endpoints}
 ${o.healthCheck ?? ""}${o.extra ?? ""}`;
 }
 
-export function healthCheckYaml(kind: "tcp" | "http", intervalS = 0.1, unhealthy = 2, healthy = 1): string {
+export function healthCheckYaml(
+  kind: "tcp" | "http",
+  intervalS = 0.1,
+  unhealthy = 2,
+  healthy = 1,
+  timeoutS = 0.25,
+): string {
   const check = kind === "tcp" ? "tcp_health_check: {}" : "http_health_check: { path: /healthz }";
   return `      health_checks:
-        - timeout: 0.25s
+        - timeout: ${timeoutS}s
           interval: ${intervalS}s
           no_traffic_interval: ${intervalS}s
           unhealthy_threshold: ${unhealthy}

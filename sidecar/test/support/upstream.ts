@@ -38,7 +38,9 @@ if (values.mode === "tcp") {
     socket.on("error", () => undefined);
     socket.on("data", (chunk) => {
       const text = chunk.toString();
-      if (text.includes("whoami")) socket.write(`${name}\n`);
+      // Lets an http_health_check probe this TCP server too.
+      if (text.startsWith("GET /healthz")) socket.end("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+      else if (text.includes("whoami")) socket.write(`${name}\n`);
       else socket.write(chunk);
     });
   });

@@ -239,17 +239,15 @@ export class ProxyStream implements PendingWaiter {
     this.cluster.stats.counters.upstream_rq_total++;
     const perTry = this.route.retry?.perTryTimeoutMs ?? 0;
     if (perTry > 0) attempt.perTryTimer = setTimeout(perTryTimeoutFired, perTry, attempt);
-    this.cluster
-      .poolFor(host)
-      .dispatch(
-        {
-          path: this.req.url ?? "/",
-          method: this.req.method ?? "GET",
-          headers: this.headers,
-          body: this.body,
-        },
-        attempt,
-      );
+    this.cluster.poolFor(host).dispatch(
+      {
+        path: this.req.url ?? "/",
+        method: this.req.method ?? "GET",
+        headers: this.headers,
+        body: this.body,
+      },
+      attempt,
+    );
   }
 
   /** Ends the attempt's hold on host and breaker. */
