@@ -1,0 +1,284 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { parse, stringify } from "yaml";
+import { TetherError } from "../errors.ts";
+import { parseDuration } from "./duration.ts";
+import { parseConfigText } from "./load.ts";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const HTTP_EXAMPLE = readFileSync(path.resolve(here, "../../../examples/sidecar/envoy-http.yaml"), "utf8");
+const TCP_EXAMPLE = readFileSync(path.resolve(here, "../../../examples/sidecar/envoy-tcp.yaml"), "utf8");
+
+type Doc = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** Problems reported for the HTTP example after `edit` changes it. */
+function problems(edit: (doc: Doc) => void, base = HTTP_EXAMPLE): string[] {
+  const doc = parse(base) as Doc;
+  edit(doc);
+  try {
+    parseConfigText(stringify(doc));
+  } catch (err) {
+    expect(err).toBeInstanceOf(TetherError);
+    expect((err as TetherError).code).toBe("TETHER_ERR_CONFIG_INVALID");
+    return [...(err as TetherError).problems];
+  }
+  return [];
+}
+
+const cluster = (d: Doc): Doc => d.static_resources.clusters[0];
+const hcm = (d: Doc): Doc => d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+const route = (d: Doc): Doc => hcm(d).route_config.virtual_hosts[0].routes[0];
+const C = "static_resources.clusters[0]";
+const H = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config";
+const R = `${H}.route_config.virtual_hosts[0].routes[0]`;
+
+describe("config: valid files and Envoy defaults", () => {
+  it("accepts the examples", () => {
+    expect(() => parseConfigText(HTTP_EXAMPLE)).not.toThrow();
+    expect(() => parseConfigText(TCP_EXAMPLE)).not.toThrow();
+  });
+
+  it("fills Envoy's defaults", () => {
+    const b = parseConfigText(`
+static_resources:
+  clusters:
+    - name: c
+      load_assignment: { cluster_name: c, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 10.0.0.1, port_value: 80 } } } }] }] }
+      outlier_detection: {}
+      circuit_breakers: { thresholds: [{}] }
+`).bootstrap;
+    const c = b.static_resources.clusters[0]!;
+    expect(c.type).toBe("STATIC");
+    expect(c.connect_timeout).toBe(5000);
+    expect(c.lb_policy).toBe("ROUND_ROBIN");
+    expect(c.load_assignment.policy.overprovisioning_factor).toBe(140);
+    expect(c.common_lb_config.healthy_panic_threshold.value).toBe(50);
+    expect(c.dns_refresh_rate).toBe(5000);
+    expect(c.outlier_detection).toMatchObject({
+      consecutive_5xx: 5,
+      interval: 10_000,
+      base_ejection_time: 30_000,
+      max_ejection_percent: 10,
+      enforcing_consecutive_gateway_failure: 0,
+      always_eject_one_host: false,
+    });
+    expect(c.circuit_breakers?.thresholds[0]).toMatchObject({
+      max_connections: 1024,
+      max_pending_requests: 1024,
+      max_requests: 1024,
+      max_retries: 3,
+    });
+  });
+
+  it("fills route and retry defaults", () => {
+    const doc = parse(HTTP_EXAMPLE) as Doc;
+    delete route(doc).route.timeout;
+    route(doc).route.retry_policy = { retry_on: "reset", retry_back_off: { base_interval: "0.5s" } };
+    const r = parseConfigText(stringify(doc)).bootstrap.static_resources.listeners[0]!.filter_chains[0]!
+      .filters[0]!.typed_config;
+    if (!("route_config" in r)) throw new Error("expected an HCM");
+    const rr = r.route_config.virtual_hosts[0]!.routes[0]!.route;
+    expect(rr.timeout).toBe(15_000);
+    expect(rr.retry_policy).toMatchObject({
+      num_retries: 1,
+      per_try_timeout: 0,
+      retry_back_off: { base_interval: 500, max_interval: 5000 },
+    });
+  });
+
+  it("parses protobuf-JSON durations", () => {
+    expect(parseDuration("1.5s")).toBe(1500);
+    expect(parseDuration("0.250s")).toBe(250);
+    expect(parseDuration("30s")).toBe(30_000);
+    expect(parseDuration("0.000000001s")).toBeCloseTo(0.000001);
+    expect(parseDuration("500ms")).toBeUndefined();
+    expect(parseDuration("1m")).toBeUndefined();
+    expect(parseDuration("-1s")).toBeUndefined();
+  });
+});
+
+describe("config: every bad case names its path", () => {
+  const cases: [string, (d: Doc) => void, string][] = [
+    ["unknown cluster field", (d) => (cluster(d).foo = 1), `${C}.foo: unsupported field`],
+    ["unknown top-level field", (d) => (d.layered_runtime = {}), "layered_runtime: unsupported field"],
+    [
+      "bad duration",
+      (d) => (cluster(d).connect_timeout = "1000ms"),
+      `${C}.connect_timeout: expected a duration like "1.5s", got "1000ms"`,
+    ],
+    ["numeric duration", (d) => (cluster(d).connect_timeout = 1), `${C}.connect_timeout:`],
+    ["unsupported cluster type", (d) => (cluster(d).type = "EDS"), `${C}.type:`],
+    ["unsupported lb_policy", (d) => (cluster(d).lb_policy = "MAGLEV"), `${C}.lb_policy:`],
+    ["missing cluster name", (d) => delete cluster(d).name, `${C}.name: required field missing`],
+    [
+      "missing load_assignment",
+      (d) => delete cluster(d).load_assignment,
+      `${C}.load_assignment: required field missing`,
+    ],
+    [
+      "host name in a STATIC cluster",
+      (d) =>
+        (cluster(d).load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address =
+          "ps.example.com"),
+      `${C}.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address: STATIC clusters need an IP address`,
+    ],
+    [
+      "port out of range",
+      (d) =>
+        (cluster(d).load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value =
+          70000),
+      `${C}.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value:`,
+    ],
+    [
+      "health check without a kind",
+      (d) => delete cluster(d).health_checks[0].http_health_check,
+      `${C}.health_checks[0]: exactly one of tcp_health_check, http_health_check is required`,
+    ],
+    [
+      "health check missing threshold",
+      (d) => delete cluster(d).health_checks[0].unhealthy_threshold,
+      `${C}.health_checks[0].unhealthy_threshold: required field missing`,
+    ],
+    [
+      "health check tcp send/receive",
+      (d) =>
+        (cluster(d).health_checks[0] = {
+          ...cluster(d).health_checks[0],
+          http_health_check: undefined,
+          tcp_health_check: { send: { text: "00" } },
+        }),
+      `${C}.health_checks[0].tcp_health_check.send: unsupported field`,
+    ],
+    [
+      "panic threshold above 100",
+      (d) => (cluster(d).common_lb_config.healthy_panic_threshold.value = 150),
+      `${C}.common_lb_config.healthy_panic_threshold.value:`,
+    ],
+    [
+      "unknown outlier field",
+      (d) => (cluster(d).outlier_detection.success_rate_stdev_factor = 1900),
+      `${C}.outlier_detection.success_rate_stdev_factor: unsupported field`,
+    ],
+    [
+      "unknown breaker priority",
+      (d) => (cluster(d).circuit_breakers.thresholds[0].priority = "LOW"),
+      `${C}.circuit_breakers.thresholds[0].priority:`,
+    ],
+    [
+      "protocol options without explicit_http_config",
+      (d) =>
+        delete cluster(d).typed_extension_protocol_options[
+          "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+        ].explicit_http_config,
+      `${C}.typed_extension_protocol_options.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.explicit_http_config: required field missing`,
+    ],
+    [
+      "unknown protocol options key",
+      (d) =>
+        (cluster(d).typed_extension_protocol_options["envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions"] =
+          {}),
+      "TcpProtocolOptions: unsupported field",
+    ],
+    [
+      "duplicate cluster",
+      (d) => d.static_resources.clusters.push(structuredClone(cluster(d))),
+      `static_resources.clusters[1].name: duplicate cluster name "policy_servers"`,
+    ],
+    [
+      "route to an unknown cluster",
+      (d) => (route(d).route.cluster = "nope"),
+      `${R}.route.cluster: unknown cluster "nope"`,
+    ],
+    [
+      "unsupported retry_on",
+      (d) => (route(d).route.retry_policy.retry_on = "connect-failure,envoy-ratelimited"),
+      `${R}.route.retry_policy.retry_on: unsupported retry_on value "envoy-ratelimited"`,
+    ],
+    [
+      "back-off max below base",
+      (d) => (route(d).route.retry_policy.retry_back_off = { base_interval: "1s", max_interval: "0.5s" }),
+      `${R}.route.retry_policy.retry_back_off.max_interval: must be >= base_interval`,
+    ],
+    [
+      "route without a path specifier",
+      (d) => delete route(d).match.prefix,
+      `${R}.match: exactly one of prefix, path is required`,
+    ],
+    [
+      "route with two path specifiers",
+      (d) => (route(d).match.path = "/x"),
+      `${R}.match: exactly one of prefix, path is required`,
+    ],
+    [
+      "header matcher with two matchers",
+      (d) => (route(d).match.headers[0].string_match = { exact: "GET", prefix: "G" }),
+      `${R}.match.headers[0].string_match: exactly one of exact, prefix, suffix, contains is required`,
+    ],
+    [
+      "weighted clusters (unsupported)",
+      (d) => (route(d).route.weighted_clusters = {}),
+      `${R}.route.weighted_clusters: unsupported field`,
+    ],
+    [
+      "unknown filter @type",
+      (d) =>
+        (hcm(d)["@type"] = "type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy"),
+      `${H}.@type: unsupported or missing type`,
+    ],
+    ["missing stat_prefix", (d) => delete hcm(d).stat_prefix, `${H}.stat_prefix: required field missing`],
+    [
+      "http filter other than router",
+      (d) =>
+        (hcm(d).http_filters[0].typed_config["@type"] =
+          "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"),
+      `${H}.http_filters[0].typed_config.@type:`,
+    ],
+    ["missing admin address", (d) => (d.admin = {}), "admin.address: required field missing"],
+    [
+      "two filter chains",
+      (d) =>
+        d.static_resources.listeners[0].filter_chains.push(
+          structuredClone(d.static_resources.listeners[0].filter_chains[0]),
+        ),
+      "static_resources.listeners[0].filter_chains: exactly one filter chain is supported",
+    ],
+  ];
+  for (const [name, edit, expected] of cases) {
+    it(name, () => {
+      const p = problems(edit);
+      expect(
+        p.some((x) => x.includes(expected)),
+        `${expected}\n in\n${p.join("\n")}`,
+      ).toBe(true);
+    });
+  }
+
+  it("tcp_proxy: max_connect_attempts ≥ 1, unknown cluster, unknown field", () => {
+    const base = TCP_EXAMPLE;
+    const tp = (d: Doc): Doc => d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+    expect(problems((d) => (tp(d).max_connect_attempts = 0), base).join()).toContain(
+      `${H}.max_connect_attempts:`,
+    );
+    expect(problems((d) => (tp(d).cluster = "x"), base)).toContain(`${H}.cluster: unknown cluster "x"`);
+    expect(problems((d) => (tp(d).weighted_clusters = {}), base)).toContain(
+      `${H}.weighted_clusters: unsupported field`,
+    );
+  });
+
+  it("reports several problems at once, and YAML syntax errors with their code", () => {
+    const p = problems((d) => {
+      cluster(d).foo = 1;
+      cluster(d).bar = 2;
+      cluster(d).connect_timeout = "x";
+    });
+    expect(p.length).toBeGreaterThanOrEqual(3);
+    try {
+      parseConfigText("static_resources: [unclosed");
+      expect.unreachable();
+    } catch (err) {
+      expect((err as TetherError).code).toBe("TETHER_ERR_CONFIG_YAML");
+    }
+  });
+});

@@ -1,0 +1,21 @@
+import { describe, expect, it } from "vitest";
+import { JitteredBackoff } from "./backoff.ts";
+
+describe("JitteredBackoff", () => {
+  it("doubles the ceiling up to max_interval, with full jitter below it", () => {
+    const b = new JitteredBackoff(100, 1000, () => 0.999999);
+    expect([b.next(), b.next(), b.next(), b.next(), b.next(), b.next()]).toEqual([
+      99, 199, 399, 799, 999, 999,
+    ]);
+  });
+
+  it("can return zero (jitter from 0) and resets to base", () => {
+    const b = new JitteredBackoff(25, 250, () => 0);
+    expect(b.next()).toBe(0);
+    const c = new JitteredBackoff(10, 100, () => 0.5);
+    c.next();
+    c.next();
+    c.reset();
+    expect(c.next()).toBe(5);
+  });
+});

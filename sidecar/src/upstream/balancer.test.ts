@@ -1,0 +1,33 @@
+import { describe, expect, it } from "vitest";
+import { pickHost, type BalancerState } from "./balancer.ts";
+import { Host } from "./host.ts";
+
+const hosts = [new Host("10.0.0.1", 80, 0), new Host("10.0.0.2", 80, 0), new Host("10.0.0.3", 80, 0)];
+
+describe("balancer", () => {
+  it("round robin cycles through candidates per level", () => {
+    const state: BalancerState = { rrCursor: [] };
+    const picked = Array.from(
+      { length: 6 },
+      () => pickHost("ROUND_ROBIN", hosts, 0, state, Math.random, 2)?.address,
+    );
+    expect(picked).toEqual(["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+    expect(pickHost("ROUND_ROBIN", hosts, 1, state, Math.random, 2)?.address).toBe("10.0.0.1");
+  });
+
+  it("least request picks the less loaded of the sampled hosts", () => {
+    hosts[0]!.stats.rq_active = 5;
+    hosts[1]!.stats.rq_active = 1;
+    const draws = [0.0, 0.4]; // samples hosts[0] and hosts[1]
+    let i = 0;
+    const random = (): number => draws[i++ % draws.length]!;
+    expect(pickHost("LEAST_REQUEST", hosts, 0, { rrCursor: [] }, random, 2)?.address).toBe("10.0.0.2");
+    hosts[0]!.stats.rq_active = 0;
+    hosts[1]!.stats.rq_active = 0;
+  });
+
+  it("returns undefined with no candidates and the only host with one", () => {
+    expect(pickHost("ROUND_ROBIN", [], 0, { rrCursor: [] }, Math.random, 2)).toBeUndefined();
+    expect(pickHost("LEAST_REQUEST", [hosts[2]!], 0, { rrCursor: [] }, Math.random, 2)).toBe(hosts[2]);
+  });
+});
