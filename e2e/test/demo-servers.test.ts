@@ -111,7 +111,11 @@ describe("demo policy server, TCP line protocol", () => {
     let received = "";
     socket.on("data", (chunk: string) => (received += chunk));
     socket.write("AUTHZ 1 /app GET\n");
-    await new Promise<void>((resolve) => socket.once("close", () => resolve()));
+    await new Promise<void>((resolve) =>
+      socket.once("close", () => {
+        resolve();
+      }),
+    );
     expect(received).toContain(`instance=${ps.listening.instance}`);
     expect(received).toContain(
       `ERR ${ERR_NO_CLIENT_HELLO} bad security handshake: failed to receive client hello`,

@@ -86,8 +86,13 @@ export async function freePort(host = "127.0.0.1"): Promise<number> {
   });
 }
 
+export interface LoadDemoConfigOptions {
+  /** Move every port to a fresh free one, taken or not (tests running beside other work). */
+  readonly freshPorts?: boolean;
+}
+
 /** Loads the example, moving every port that is taken to a free one (in a temp copy). */
-export async function loadDemoConfig(path: string): Promise<DemoConfig> {
+export async function loadDemoConfig(path: string, options: LoadDemoConfigOptions = {}): Promise<DemoConfig> {
   const document = parse(readFileSync(path, "utf8")) as unknown;
   const adminNode = socketAddressAt(document, ["admin", "address", "socket_address"]);
   const listenerNode = socketAddressAt(document, [
@@ -119,7 +124,7 @@ export async function loadDemoConfig(path: string): Promise<DemoConfig> {
   let rewritten = false;
   for (const node of [adminNode, listenerNode, ...endpointNodes]) {
     const address = toAddress(node, "socket_address");
-    if (!(await portIsFree(address.host, address.port))) {
+    if (options.freshPorts === true || !(await portIsFree(address.host, address.port))) {
       node.port_value = await freePort(address.host);
       rewritten = true;
     }
