@@ -1,0 +1,235 @@
+/**
+ * An Agent's sidecar bootstrap: a listener on 127.0.0.1:<listener.port> the agent connects to, the
+ * policy-server cluster behind it, and the HTTP listeners and clusters of its ProxyRoutes.
+ */
+import type { AgentSpec, PolicyServerClusterSpec } from "../api/index.ts";
+import { parseDuration } from "../api/index.ts";
+import {
+  admin,
+  attemptsWithin,
+  discoveryType,
+  envoyDuration,
+  healthCheck,
+  httpProtocolOptions,
+  loadAssignment,
+  outlierDetection,
+  routerFilter,
+  socketAddress,
+  tlsTransportSocket,
+  TYPE_DECISION_CACHE,
+  TYPE_HCM,
+  TYPE_TCP_PROXY,
+  type EnvoyObject,
+  type UpstreamServer,
+} from "./envoy.ts";
+import { serviceHost } from "./meta.ts";
+import { renderRoutes, type AcceptedRoute } from "./routes.ts";
+import { secretFile } from "./secrets.ts";
+
+export const POLICY_SERVER_CLUSTER = "policy-server";
+export const POLICY_SERVER_LISTENER = "policy-server";
+
+export interface PolicyServers {
+  readonly name: string;
+  readonly spec: PolicyServerClusterSpec;
+}
+
+export interface AgentBootstrapInput {
+  readonly name: string;
+  readonly namespace: string;
+  readonly spec: AgentSpec;
+  readonly policyServers: PolicyServers;
+  readonly routes: readonly AcceptedRoute[];
+  readonly clusterDomain: string;
+}
+
+/** The 127.0.0.1 port the agent connects to: listener.port, else the PolicyServerCluster's port. */
+export function agentListenerPort(spec: AgentSpec, psc: PolicyServerClusterSpec): number {
+  return spec.listener.port ?? psc.port;
+}
+
+/** Sidecar ports a ProxyRoute cannot take, with what holds them (for status messages). */
+export function reservedPorts(
+  spec: AgentSpec,
+  psc: PolicyServerClusterSpec | undefined,
+): Map<number, string> {
+  const ports = new Map<number, string>([[spec.sidecar.adminPort, "the sidecar admin port"]]);
+  const listener = psc === undefined ? spec.listener.port : agentListenerPort(spec, psc);
+  if (listener !== undefined) ports.set(listener, "the policy-server listener");
+  return ports;
+}
+
+/** The policy servers as upstream addresses: the headless Service (one DNS answer per pod) or the list. */
+export function policyServerAddresses(
+  psc: PolicyServers,
+  namespace: string,
+  clusterDomain: string,
+): UpstreamServer[] {
+  if (psc.spec.managed !== undefined) {
+    return [{ host: serviceHost(psc.name, namespace, clusterDomain), port: psc.spec.port, priority: 0 }];
+  }
+  return (psc.spec.external?.servers ?? []).map((s) => ({
+    host: s.host,
+    port: s.port ?? psc.spec.port,
+    priority: s.priority,
+  }));
+}
+
+function serverCount(psc: PolicyServerClusterSpec): number {
+  if (psc.managed !== undefined) return Math.max(1, psc.managed.replicas);
+  return Math.max(1, psc.external?.servers.length ?? 1);
+}
+
+function policyServerCluster(input: AgentBootstrapInput): EnvoyObject {
+  const { spec, policyServers } = input;
+  const psc = policyServers.spec;
+  const servers = policyServerAddresses(policyServers, input.namespace, input.clusterDomain);
+  const cluster: EnvoyObject = {
+    name: POLICY_SERVER_CLUSTER,
+    type: psc.managed !== undefined ? "STRICT_DNS" : discoveryType(servers),
+    connect_timeout: envoyDuration(spec.reconnect.connectTimeout),
+    lb_policy: "ROUND_ROBIN",
+    load_assignment: loadAssignment(POLICY_SERVER_CLUSTER, servers, psc.failover.mode === "balanced"),
+  };
+  // Managed servers get new pod IPs when they restart: re-resolve as often as they are checked.
+  if (cluster["type"] === "STRICT_DNS") cluster["dns_refresh_rate"] = envoyDuration(psc.healthCheck.interval);
+  cluster["health_checks"] = [healthCheck(psc.healthCheck)];
+  cluster["outlier_detection"] = outlierDetection();
+  // pool.maxConnections is per server; Envoy's breaker is per cluster.
+  cluster["circuit_breakers"] = {
+    thresholds: [
+      {
+        max_connections: spec.pool.maxConnections * serverCount(psc),
+        // Requests held while no server answers wait here; a retry budget replaces Envoy's 3 retries.
+        max_pending_requests: spec.pool.maxConnections * serverCount(psc),
+        retry_budget: { budget_percent: { value: 100 }, min_retry_concurrency: spec.pool.maxConnections },
+      },
+    ],
+  };
+  if (psc.protocol === "tcp") {
+    // A dead server's connections are cut so the agent reconnects through the sidecar (seed 000).
+    cluster["close_connections_on_host_health_failure"] = true;
+    cluster["upstream_connection_options"] = {
+      tcp_keepalive: { keepalive_time: 30, keepalive_interval: 5, keepalive_probes: 3 },
+    };
+  } else {
+    cluster["typed_extension_protocol_options"] = httpProtocolOptions(
+      spec.pool.idleTimeout,
+      spec.pool.maxRequestsPerConnection,
+    );
+  }
+  if (psc.tls.enabled) {
+    const ca = psc.tls.caSecretRef;
+    const client = psc.tls.clientCertSecretRef;
+    cluster["transport_socket"] = tlsTransportSocket({
+      serverName: psc.tls.serverName,
+      caFile: ca === undefined ? undefined : secretFile(ca.name, ca.key),
+      clientCert:
+        client === undefined
+          ? undefined
+          : { certFile: secretFile(client.name, "tls.crt"), keyFile: secretFile(client.name, "tls.key") },
+    });
+  }
+  return cluster;
+}
+
+function holdAttempts(spec: AgentSpec): number {
+  const r = spec.reconnect;
+  return attemptsWithin(
+    parseDuration(r.holdTimeout),
+    parseDuration(r.retryInterval),
+    parseDuration(r.maxRetryInterval),
+  );
+}
+
+function tcpListenerFilter(spec: AgentSpec): EnvoyObject {
+  return {
+    name: "envoy.filters.network.tcp_proxy",
+    typed_config: {
+      "@type": TYPE_TCP_PROXY,
+      stat_prefix: "policy_server",
+      cluster: POLICY_SERVER_CLUSTER,
+      // New connections are held while no server answers: attempts with back-off up to holdTimeout.
+      max_connect_attempts: holdAttempts(spec),
+      backoff_options: {
+        base_interval: envoyDuration(spec.reconnect.retryInterval),
+        max_interval: envoyDuration(spec.reconnect.maxRetryInterval),
+      },
+    },
+  };
+}
+
+function decisionCacheFilter(spec: AgentSpec): EnvoyObject {
+  return {
+    name: "tether.filters.http.decision_cache",
+    typed_config: {
+      "@type": TYPE_DECISION_CACHE,
+      ttl: envoyDuration(spec.cache.ttl),
+      notifications: spec.cache.notifications,
+    },
+  };
+}
+
+function policyRoute(spec: AgentSpec, idempotent: boolean, method?: string): EnvoyObject {
+  const match: EnvoyObject = { prefix: "/" };
+  if (method !== undefined) match["headers"] = [{ name: ":method", string_match: { exact: method } }];
+  return {
+    name: `policy-server/${method ?? "idempotent"}`,
+    match,
+    route: {
+      cluster: POLICY_SERVER_CLUSTER,
+      // holdTimeout is the deadline of the whole request, retries included (seed 002).
+      timeout: envoyDuration(spec.reconnect.holdTimeout),
+      retry_policy: {
+        retry_on: idempotent ? "connect-failure,reset" : "connect-failure,reset-before-request",
+        num_retries: holdAttempts(spec) - 1,
+        retry_back_off: {
+          base_interval: envoyDuration(spec.reconnect.retryInterval),
+          max_interval: envoyDuration(spec.reconnect.maxRetryInterval),
+        },
+      },
+    },
+  };
+}
+
+function httpListenerFilter(spec: AgentSpec): EnvoyObject {
+  const routes = [
+    ...["POST", "PATCH", "CONNECT"].map((m) => policyRoute(spec, false, m)),
+    policyRoute(spec, true),
+  ];
+  return {
+    name: "envoy.filters.network.http_connection_manager",
+    typed_config: {
+      "@type": TYPE_HCM,
+      stat_prefix: "policy_server",
+      codec_type: "AUTO",
+      route_config: {
+        name: POLICY_SERVER_LISTENER,
+        virtual_hosts: [{ name: POLICY_SERVER_LISTENER, domains: ["*"], routes }],
+      },
+      http_filters: [...(spec.cache.enabled ? [decisionCacheFilter(spec)] : []), routerFilter()],
+    },
+  };
+}
+
+/** The whole bootstrap, as a plain object (serialized to YAML by the ConfigMap renderer). */
+export function renderAgentBootstrap(input: AgentBootstrapInput): EnvoyObject {
+  const { spec, policyServers } = input;
+  const psc = policyServers.spec;
+  const policyListener: EnvoyObject = {
+    name: POLICY_SERVER_LISTENER,
+    address: socketAddress("127.0.0.1", agentListenerPort(spec, psc)),
+    filter_chains: [
+      { filters: [psc.protocol === "tcp" ? tcpListenerFilter(spec) : httpListenerFilter(spec)] },
+    ],
+  };
+  const routes = renderRoutes(input.routes, input.namespace, input.clusterDomain);
+  return {
+    node: { id: `${input.namespace}/${input.name}`, cluster: input.name },
+    admin: admin(spec.sidecar.adminPort),
+    static_resources: {
+      listeners: [policyListener, ...routes.listeners],
+      clusters: [policyServerCluster(input), ...routes.clusters],
+    },
+  };
+}

@@ -1,0 +1,338 @@
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { agent, psc, route } from "../../test/fixtures/specs.ts";
+import type { AgentSpec, PolicyServerClusterSpec } from "../api/index.ts";
+import { renderAgent, type AgentInput } from "./agent.ts";
+import { reservedPorts } from "./agent-bootstrap.ts";
+import { TYPE_DECISION_CACHE, TYPE_HCM, TYPE_ROUTER, TYPE_TCP_PROXY, type EnvoyObject } from "./envoy.ts";
+import { POD_TEMPLATE_HASH_ANNOTATION } from "./meta.ts";
+import type { AcceptedRoute } from "./routes.ts";
+
+const owner = { kind: "Agent" as const, name: "web", namespace: "shop", uid: "uid-web" };
+const options = { sidecarImage: "localhost/tether/sidecar:0.1.0", clusterDomain: "cluster.local" };
+
+function input(spec: AgentSpec, pscSpec: PolicyServerClusterSpec, routes: AcceptedRoute[] = []): AgentInput {
+  return { owner, spec, policyServers: { name: "ps", spec: pscSpec }, routes, options };
+}
+
+interface Bootstrap {
+  admin: EnvoyObject;
+  static_resources: { listeners: EnvoyObject[]; clusters: EnvoyObject[] };
+}
+function bootstrapOf(i: AgentInput): Bootstrap {
+  return parse(renderAgent(i).sidecarConfig.data["envoy.yaml"]!) as Bootstrap;
+}
+function filterOf(listener: EnvoyObject | undefined): EnvoyObject {
+  return (listener as { filter_chains: { filters: { typed_config: EnvoyObject }[] }[] }).filter_chains[0]!
+    .filters[0]!.typed_config;
+}
+type Container = Record<string, unknown> & { name: string };
+
+describe("Agent children", () => {
+  it("names and labels the three children and makes the Agent their controller", () => {
+    const out = renderAgent(input(agent(), psc()));
+    expect(out.deployment.metadata.name).toBe("web");
+    expect(out.sidecarConfig.metadata.name).toBe("web-sidecar");
+    expect(out.agentConfig.metadata.name).toBe("web-agent-config");
+    for (const child of [out.deployment, out.sidecarConfig, out.agentConfig]) {
+      expect(child.metadata.namespace).toBe("shop");
+      expect(child.metadata.labels).toEqual({
+        "app.kubernetes.io/name": "tether",
+        "app.kubernetes.io/instance": "web",
+        "app.kubernetes.io/component": "agent",
+        "app.kubernetes.io/managed-by": "tether-operator",
+      });
+      expect(child.metadata.ownerReferences).toEqual([
+        {
+          apiVersion: "tether.dev/v1alpha1",
+          kind: "Agent",
+          name: "web",
+          uid: "uid-web",
+          controller: true,
+          blockOwnerDeletion: true,
+        },
+      ]);
+    }
+  });
+
+  it("adds the sidecar, env vars and config volumes to the user's pod template", () => {
+    const spec = agent({
+      replicas: 3,
+      listener: { port: 15001 },
+      sidecar: { resources: { limits: { memory: "128Mi" } } },
+      template: {
+        metadata: { labels: { team: "web" } },
+        spec: {
+          containers: [
+            {
+              name: "agent",
+              image: "agent:1",
+              env: [
+                { name: "A", value: "1" },
+                { name: "TETHER_POLICY_SERVER_PORT", value: "1" },
+              ],
+            },
+          ],
+        },
+      },
+    });
+    const d = renderAgent(input(spec, psc())).deployment;
+    expect(d.spec.replicas).toBe(3);
+    expect(d.spec.selector.matchLabels).toEqual({
+      "app.kubernetes.io/name": "tether",
+      "app.kubernetes.io/instance": "web",
+      "app.kubernetes.io/component": "agent",
+    });
+    const tpl = d.spec.template;
+    expect(tpl.metadata.labels).toMatchObject({ team: "web", "app.kubernetes.io/instance": "web" });
+    const containers = tpl.spec.containers as Container[];
+    expect(containers.map((c) => c.name)).toEqual(["agent", "tether-sidecar"]);
+    expect(containers[0]!["env"]).toEqual([
+      { name: "A", value: "1" },
+      { name: "TETHER_POLICY_SERVER_HOST", value: "127.0.0.1" },
+      { name: "TETHER_POLICY_SERVER_PORT", value: "15001" },
+      { name: "TETHER_AGENT_CONFIG_DIR", value: "/etc/tether/agent" },
+    ]);
+    expect(containers[0]!["volumeMounts"]).toEqual([
+      { name: "tether-agent-config", mountPath: "/etc/tether/agent", readOnly: true },
+    ]);
+    const sidecar = containers[1]!;
+    expect(sidecar["image"]).toBe("localhost/tether/sidecar:0.1.0");
+    expect(sidecar["args"]).toEqual(["--config", "/etc/tether/sidecar/envoy.yaml"]);
+    expect(sidecar["readinessProbe"]).toMatchObject({ httpGet: { path: "/ready", port: 9901 } });
+    expect(sidecar["livenessProbe"]).toMatchObject({ httpGet: { path: "/ready", port: 9901 } });
+    expect(sidecar["resources"]).toEqual({ limits: { memory: "128Mi" } });
+    expect(sidecar["securityContext"]).toEqual({
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ["ALL"] },
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      runAsUser: 65532,
+      runAsGroup: 65532,
+      seccompProfile: { type: "RuntimeDefault" },
+    });
+    expect(tpl.spec["volumes"]).toEqual([
+      { name: "tether-sidecar-config", configMap: { name: "web-sidecar" } },
+      { name: "tether-agent-config", configMap: { name: "web-agent-config" } },
+    ]);
+  });
+
+  it("uses the PolicyServerCluster's port when listener.port is unset, and the Agent's own image if set", () => {
+    const d = renderAgent(input(agent({ sidecar: { image: "mine:2" } }), psc({ port: 7000 }))).deployment;
+    const [app, sidecar] = d.spec.template.spec.containers as Container[];
+    expect(app!["env"]).toContainEqual({ name: "TETHER_POLICY_SERVER_PORT", value: "7000" });
+    expect(sidecar!["image"]).toBe("mine:2");
+  });
+
+  it("puts agentConfig into the agent-config ConfigMap", () => {
+    const out = renderAgent(input(agent({ agentConfig: { "agent.conf": "A=1\n" } }), psc()));
+    expect(out.agentConfig.data).toEqual({ "agent.conf": "A=1\n" });
+  });
+
+  it("keeps the pod-template hash when only the sidecar config changes, and changes it with the template", () => {
+    const base = renderAgent(input(agent(), psc()));
+    const configOnly = renderAgent(
+      input(agent({ reconnect: { holdTimeout: "60s" } }), psc({ port: 44443 }), [
+        { name: "r", spec: route() },
+      ]),
+    );
+    const hashOf = (d: typeof base.deployment): string | undefined =>
+      d.spec.template.metadata.annotations?.[POD_TEMPLATE_HASH_ANNOTATION];
+    expect(configOnly.sidecarConfig.data["envoy.yaml"]).not.toBe(base.sidecarConfig.data["envoy.yaml"]);
+    // A route adds a container port, so compare with a template-identical change instead.
+    const holdOnly = renderAgent(input(agent({ reconnect: { holdTimeout: "60s" } }), psc()));
+    expect(hashOf(holdOnly.deployment)).toBe(hashOf(base.deployment));
+    expect(holdOnly.deployment).toEqual(base.deployment);
+    const newImage = renderAgent(input(agent({ sidecar: { image: "other:1" } }), psc()));
+    expect(hashOf(newImage.deployment)).not.toBe(hashOf(base.deployment));
+    expect(hashOf(base.deployment)).toMatch(/^[0-9a-f]{16}$/);
+  });
+
+  it("mounts TLS Secrets into the sidecar only", () => {
+    const spec = psc({
+      tls: { enabled: true, caSecretRef: { name: "ps-ca" }, clientCertSecretRef: { name: "agent-cert" } },
+    });
+    const tpl = renderAgent(input(agent(), spec)).deployment.spec.template;
+    const volumes = tpl.spec["volumes"] as { name: string; secret?: { secretName: string } }[];
+    expect(volumes.filter((v) => v.secret !== undefined).map((v) => v.secret?.secretName)).toEqual([
+      "agent-cert",
+      "ps-ca",
+    ]);
+    const [app, sidecar] = tpl.spec.containers as Container[];
+    expect(JSON.stringify(app!["volumeMounts"])).not.toContain("/etc/tether/secrets");
+    expect(sidecar!["volumeMounts"]).toContainEqual({
+      name: volumes.find((v) => v.secret?.secretName === "ps-ca")!.name,
+      mountPath: "/etc/tether/secrets/ps-ca",
+      readOnly: true,
+    });
+  });
+});
+
+describe("Agent sidecar bootstrap", () => {
+  it("renders a tcp_proxy on 127.0.0.1 to a STRICT_DNS cluster on the headless Service", () => {
+    const spec = agent({
+      listener: { port: 15001 },
+      pool: { maxConnections: 10, idleTimeout: "20s" },
+      reconnect: { connectTimeout: "2s", retryInterval: "250ms", maxRetryInterval: "2s", holdTimeout: "30s" },
+    });
+    const b = bootstrapOf(input(spec, psc()));
+    expect(b.admin).toEqual({ address: { socket_address: { address: "0.0.0.0", port_value: 9901 } } });
+    const [listener] = b.static_resources.listeners;
+    expect(listener!["address"]).toEqual({ socket_address: { address: "127.0.0.1", port_value: 15001 } });
+    const tcp = filterOf(listener);
+    expect(tcp["@type"]).toBe(TYPE_TCP_PROXY);
+    expect(tcp["cluster"]).toBe("policy-server");
+    expect(tcp["backoff_options"]).toEqual({ base_interval: "0.250s", max_interval: "2s" });
+    expect(tcp["max_connect_attempts"]).toBeGreaterThan(10);
+    const [cluster] = b.static_resources.clusters;
+    expect(cluster).toMatchObject({
+      name: "policy-server",
+      type: "STRICT_DNS",
+      connect_timeout: "2s",
+      dns_refresh_rate: "2s",
+      close_connections_on_host_health_failure: true,
+      health_checks: [
+        {
+          timeout: "1s",
+          interval: "2s",
+          no_traffic_interval: "2s",
+          unhealthy_threshold: 2,
+          healthy_threshold: 1,
+          tcp_health_check: {},
+        },
+      ],
+      circuit_breakers: { thresholds: [{ max_connections: 20 }] },
+    });
+    expect(JSON.stringify(cluster!["load_assignment"])).toContain(
+      '"address":"ps.shop.svc.cluster.local","port_value":44443',
+    );
+    expect(cluster!["typed_extension_protocol_options"]).toBeUndefined();
+  });
+
+  it("renders external servers with priorities, or all in priority 0 when balanced", () => {
+    const external = {
+      external: {
+        servers: [
+          { host: "192.0.2.1", priority: 0 },
+          { host: "192.0.2.2", port: 5000, priority: 1 },
+        ],
+      },
+    };
+    const prio = bootstrapOf(input(agent(), psc({ managed: undefined, ...external })));
+    const c = prio.static_resources.clusters[0]!;
+    expect(c["type"]).toBe("STATIC");
+    expect(c["dns_refresh_rate"]).toBeUndefined();
+    expect(c["load_assignment"]).toEqual({
+      cluster_name: "policy-server",
+      endpoints: [
+        {
+          priority: 0,
+          lb_endpoints: [
+            { endpoint: { address: { socket_address: { address: "192.0.2.1", port_value: 44443 } } } },
+          ],
+        },
+        {
+          priority: 1,
+          lb_endpoints: [
+            { endpoint: { address: { socket_address: { address: "192.0.2.2", port_value: 5000 } } } },
+          ],
+        },
+      ],
+    });
+    const balanced = bootstrapOf(
+      input(agent(), psc({ managed: undefined, ...external, failover: { mode: "balanced" } })),
+    );
+    const endpoints = (
+      balanced.static_resources.clusters[0]!["load_assignment"] as {
+        endpoints: { priority: number; lb_endpoints: unknown[] }[];
+      }
+    ).endpoints;
+    expect(endpoints).toHaveLength(1);
+    expect(endpoints[0]?.lb_endpoints).toHaveLength(2);
+  });
+
+  it("renders an HTTP listener with hold-and-retry routes, the decision cache and pool settings for protocol http", () => {
+    const spec = agent({
+      cache: { enabled: true, ttl: "3m" },
+      pool: { idleTimeout: "25s", maxRequestsPerConnection: 100 },
+    });
+    const b = bootstrapOf(
+      input(spec, psc({ protocol: "http", healthCheck: { type: "http", path: "/healthz" } })),
+    );
+    const hcm = filterOf(b.static_resources.listeners[0]);
+    expect(hcm["@type"]).toBe(TYPE_HCM);
+    expect(hcm["http_filters"]).toEqual([
+      {
+        name: "tether.filters.http.decision_cache",
+        typed_config: { "@type": TYPE_DECISION_CACHE, ttl: "180s", notifications: true },
+      },
+      { name: "envoy.filters.http.router", typed_config: { "@type": TYPE_ROUTER } },
+    ]);
+    const routes = (
+      hcm["route_config"] as { virtual_hosts: { routes: { name: string; route: EnvoyObject }[] }[] }
+    ).virtual_hosts[0]!.routes;
+    expect(routes.map((r) => r.name)).toEqual([
+      "policy-server/POST",
+      "policy-server/PATCH",
+      "policy-server/CONNECT",
+      "policy-server/idempotent",
+    ]);
+    expect(routes[3]!.route).toMatchObject({
+      cluster: "policy-server",
+      timeout: "30s",
+      retry_policy: {
+        retry_on: "connect-failure,reset",
+        retry_back_off: { base_interval: "0.250s", max_interval: "2s" },
+      },
+    });
+    const c = b.static_resources.clusters[0]!;
+    expect(c["health_checks"]).toMatchObject([{ http_health_check: { path: "/healthz" } }]);
+    expect(c["close_connections_on_host_health_failure"]).toBeUndefined();
+    expect(c["typed_extension_protocol_options"]).toEqual({
+      "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        common_http_protocol_options: { idle_timeout: "25s", max_requests_per_connection: 100 },
+        explicit_http_config: { http_protocol_options: {} },
+      },
+    });
+  });
+
+  it("leaves the decision cache out when disabled", () => {
+    const b = bootstrapOf(input(agent(), psc({ protocol: "http" })));
+    expect(JSON.stringify(b)).not.toContain("DecisionCache");
+  });
+
+  it("adds the routes' listeners and clusters after the policy server's", () => {
+    const b = bootstrapOf(input(agent(), psc(), [{ name: "app", spec: route() }]));
+    expect(b.static_resources.listeners.map((l) => l["name"])).toEqual(["policy-server", "http-8080"]);
+    expect(b.static_resources.clusters.map((c) => c["name"])).toEqual(["policy-server", "route-app"]);
+    const sidecar = (
+      renderAgent(input(agent(), psc(), [{ name: "app", spec: route() }])).deployment.spec.template.spec
+        .containers as Container[]
+    )[1]!;
+    expect(sidecar["ports"]).toContainEqual({ name: "tether-8080", containerPort: 8080, protocol: "TCP" });
+  });
+
+  it("is deterministic", () => {
+    const a = renderAgent(
+      input(agent(), psc(), [
+        { name: "b", spec: route() },
+        { name: "a", spec: route({ listenerPort: 81 }) },
+      ]),
+    );
+    const b = renderAgent(
+      input(agent(), psc(), [
+        { name: "a", spec: route({ listenerPort: 81 }) },
+        { name: "b", spec: route() },
+      ]),
+    );
+    expect(a).toEqual(b);
+  });
+
+  it("reserves the admin and listener ports for routes", () => {
+    expect([...reservedPorts(agent({ listener: { port: 15001 } }), psc()).keys()].sort()).toEqual([
+      15001, 9901,
+    ]);
+    expect([...reservedPorts(agent(), undefined).keys()]).toEqual([9901]);
+  });
+});

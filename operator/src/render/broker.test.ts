@@ -1,0 +1,92 @@
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { broker } from "../../test/fixtures/specs.ts";
+import { brokerAdminPort, renderBroker } from "./broker.ts";
+import { TYPE_PROXY_PROTOCOL_UPSTREAM, TYPE_TCP_PROXY, type EnvoyObject } from "./envoy.ts";
+
+const owner = { kind: "Broker" as const, name: "appserver-broker", namespace: "default", uid: "uid-b" };
+const options = { sidecarImage: "localhost/tether/sidecar:0.1.0", clusterDomain: "cluster.local" };
+
+interface Bootstrap {
+  admin: EnvoyObject;
+  static_resources: {
+    listeners: { address: EnvoyObject; filter_chains: { filters: { typed_config: EnvoyObject }[] }[] }[];
+    clusters: EnvoyObject[];
+  };
+}
+
+describe("renderBroker", () => {
+  it("renders a Deployment running the sidecar alone, a Service and the sidecar ConfigMap", () => {
+    const out = renderBroker({
+      owner,
+      spec: broker({ replicas: 2, service: { type: "NodePort", port: 30001 } }),
+      options,
+    });
+    expect(out.deployment.metadata.name).toBe("appserver-broker");
+    expect(out.service.metadata.name).toBe("appserver-broker");
+    expect(out.sidecarConfig.metadata.name).toBe("appserver-broker-sidecar");
+    expect(out.deployment.metadata.labels["app.kubernetes.io/component"]).toBe("broker");
+    expect(out.deployment.spec.replicas).toBe(2);
+    const containers = out.deployment.spec.template.spec.containers as EnvoyObject[];
+    expect(containers.map((c) => c["name"])).toEqual(["tether-sidecar"]);
+    expect(containers[0]!["ports"]).toEqual([
+      { name: "tether-admin", containerPort: 9901, protocol: "TCP" },
+      { name: "broker", containerPort: 20001, protocol: "TCP" },
+    ]);
+    expect(containers[0]!["readinessProbe"]).toMatchObject({ httpGet: { path: "/ready", port: 9901 } });
+    expect(out.service.spec).toEqual({
+      type: "NodePort",
+      selector: out.deployment.spec.selector.matchLabels,
+      ports: [{ name: "broker", port: 30001, targetPort: 20001, protocol: "TCP" }],
+    });
+  });
+
+  it("renders a tcp_proxy listener on all interfaces to health-checked backends", () => {
+    const spec = broker({
+      backends: {
+        servers: [
+          { host: "app-0.app", port: 50001 },
+          { host: "app-1.app", port: 50001, priority: 1 },
+        ],
+      },
+      balance: "leastConnections",
+      healthCheck: { type: "tls", interval: "5s", timeout: "2s" },
+      idleTimeout: "1h",
+    });
+    const b = parse(renderBroker({ owner, spec, options }).sidecarConfig.data["envoy.yaml"]!) as Bootstrap;
+    const listener = b.static_resources.listeners[0]!;
+    expect(listener.address).toEqual({ socket_address: { address: "0.0.0.0", port_value: 20001 } });
+    expect(listener.filter_chains[0]!.filters[0]!.typed_config).toEqual({
+      "@type": TYPE_TCP_PROXY,
+      stat_prefix: "broker",
+      cluster: "backends",
+      idle_timeout: "3600s",
+    });
+    expect(b.static_resources.clusters[0]).toMatchObject({
+      name: "backends",
+      type: "STRICT_DNS",
+      lb_policy: "LEAST_REQUEST",
+      close_connections_on_host_health_failure: true,
+      health_checks: [{ interval: "5s", timeout: "2s", tcp_health_check: {} }],
+    });
+    expect(b.static_resources.clusters[0]!["transport_socket"]).toBeUndefined();
+  });
+
+  it("resolves a serviceRef by DNS and adds PROXY protocol v2 when asked", () => {
+    const spec = broker({
+      backends: { serviceRef: { name: "appserver", port: 50001 } },
+      proxyProtocol: "v2",
+    });
+    const b = parse(renderBroker({ owner, spec, options }).sidecarConfig.data["envoy.yaml"]!) as Bootstrap;
+    const c = b.static_resources.clusters[0]!;
+    expect(JSON.stringify(c["load_assignment"])).toContain("appserver.default.svc.cluster.local");
+    expect(c["transport_socket"]).toMatchObject({
+      typed_config: { "@type": TYPE_PROXY_PROTOCOL_UPSTREAM, config: { version: "V2" } },
+    });
+  });
+
+  it("moves the admin port off the broker's own port", () => {
+    expect(brokerAdminPort(broker({ port: 9901 }))).toBe(9902);
+    expect(brokerAdminPort(broker())).toBe(9901);
+  });
+});

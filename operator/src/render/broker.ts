@@ -1,0 +1,158 @@
+/**
+ * Broker → Deployment `<name>` running the sidecar standalone, Service `<name>`, and ConfigMap
+ * `<name>-sidecar` with a tcp_proxy listener in front of the health-checked backends.
+ */
+import type { BrokerSpec } from "../api/index.ts";
+import type { Deployment, RenderOptions } from "./agent.ts";
+import { bootstrapYaml, type ConfigMap } from "./configmap.ts";
+import {
+  admin,
+  discoveryType,
+  envoyDuration,
+  healthCheck,
+  loadAssignment,
+  outlierDetection,
+  socketAddress,
+  TYPE_PROXY_PROTOCOL_UPSTREAM,
+  TYPE_RAW_BUFFER,
+  TYPE_TCP_PROXY,
+  type EnvoyObject,
+  requiredPort,
+  type UpstreamServer,
+} from "./envoy.ts";
+import { childMeta, childNames, selectorLabels, serviceHost, type OwnerMeta } from "./meta.ts";
+import { configMapVolume, sidecarContainer, withTemplateHash, type PodTemplate } from "./pod.ts";
+import type { Service } from "./policy-server-cluster.ts";
+
+export const BROKER_CLUSTER = "backends";
+export const BROKER_LISTENER = "broker";
+const DEFAULT_ADMIN_PORT = 9901;
+
+export interface BrokerInput {
+  readonly owner: OwnerMeta;
+  readonly spec: BrokerSpec;
+  readonly options: RenderOptions;
+}
+
+export interface BrokerChildren {
+  readonly deployment: Deployment;
+  readonly service: Service;
+  readonly sidecarConfig: ConfigMap;
+}
+
+/** The admin port: 9901 unless the broker listens there itself. */
+export function brokerAdminPort(spec: BrokerSpec): number {
+  return spec.port === DEFAULT_ADMIN_PORT ? DEFAULT_ADMIN_PORT + 1 : DEFAULT_ADMIN_PORT;
+}
+
+export function brokerBackends(spec: BrokerSpec, namespace: string, clusterDomain: string): UpstreamServer[] {
+  const ref = spec.backends.serviceRef;
+  if (ref !== undefined) {
+    return [{ host: serviceHost(ref.name, namespace, clusterDomain), port: ref.port, priority: 0 }];
+  }
+  return (spec.backends.servers ?? []).map((s) => ({
+    host: s.host,
+    port: requiredPort(s.port, s.host),
+    priority: s.priority,
+  }));
+}
+
+export function renderBrokerBootstrap(input: BrokerInput): EnvoyObject {
+  const { spec, owner } = input;
+  const servers = brokerBackends(spec, owner.namespace, input.options.clusterDomain);
+  const cluster: EnvoyObject = {
+    name: BROKER_CLUSTER,
+    type: discoveryType(servers),
+    connect_timeout: "5s",
+    lb_policy: spec.balance === "leastConnections" ? "LEAST_REQUEST" : "ROUND_ROBIN",
+    load_assignment: loadAssignment(BROKER_CLUSTER, servers),
+    // A tls check is a full handshake in the sidecar; Envoy's nearest field is a tcp connect check.
+    health_checks: [healthCheck({ ...spec.healthCheck, type: "tcp" })],
+    outlier_detection: outlierDetection(),
+    close_connections_on_host_health_failure: true,
+  };
+  if (spec.proxyProtocol === "v2") {
+    cluster["transport_socket"] = {
+      name: "envoy.transport_sockets.upstream_proxy_protocol",
+      typed_config: {
+        "@type": TYPE_PROXY_PROTOCOL_UPSTREAM,
+        config: { version: "V2" },
+        transport_socket: {
+          name: "envoy.transport_sockets.raw_buffer",
+          typed_config: { "@type": TYPE_RAW_BUFFER },
+        },
+      },
+    };
+  }
+  const listener: EnvoyObject = {
+    name: BROKER_LISTENER,
+    address: socketAddress("0.0.0.0", spec.port),
+    filter_chains: [
+      {
+        filters: [
+          {
+            name: "envoy.filters.network.tcp_proxy",
+            typed_config: {
+              "@type": TYPE_TCP_PROXY,
+              stat_prefix: "broker",
+              cluster: BROKER_CLUSTER,
+              idle_timeout: envoyDuration(spec.idleTimeout),
+            },
+          },
+        ],
+      },
+    ],
+  };
+  return {
+    node: { id: `${owner.namespace}/${owner.name}`, cluster: owner.name },
+    admin: admin(brokerAdminPort(spec)),
+    static_resources: { listeners: [listener], clusters: [cluster] },
+  };
+}
+
+export function renderBroker(input: BrokerInput): BrokerChildren {
+  const { owner, spec } = input;
+  const selector = selectorLabels(owner, "broker");
+  const template: PodTemplate = {
+    metadata: { labels: selector },
+    spec: {
+      containers: [
+        sidecarContainer({
+          image: input.options.sidecarImage,
+          adminPort: brokerAdminPort(spec),
+          ports: [{ name: "broker", containerPort: spec.port }],
+        }),
+      ],
+      volumes: [configMapVolume("tether-sidecar-config", childNames.sidecarConfigMap(owner.name))],
+    },
+  };
+  const deployment: Deployment = {
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: childMeta(owner, childNames.deployment(owner.name), "broker"),
+    spec: {
+      replicas: spec.replicas,
+      selector: { matchLabels: selector },
+      template: withTemplateHash(template),
+    },
+  };
+  const service: Service = {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: childMeta(owner, childNames.service(owner.name), "broker"),
+    spec: {
+      type: spec.service.type,
+      selector,
+      ports: [
+        { name: "broker", port: spec.service.port ?? spec.port, targetPort: spec.port, protocol: "TCP" },
+      ],
+    },
+  };
+  const sidecarConfig: ConfigMap = {
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    metadata: childMeta(owner, childNames.sidecarConfigMap(owner.name), "broker"),
+    data: { "envoy.yaml": bootstrapYaml(owner, renderBrokerBootstrap(input)) },
+  };
+  return { deployment, service, sidecarConfig };
+}

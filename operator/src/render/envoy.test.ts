@@ -1,0 +1,100 @@
+import { describe, expect, it } from "vitest";
+import {
+  attemptsWithin,
+  discoveryType,
+  envoyDuration,
+  healthCheck,
+  isIpAddress,
+  loadAssignment,
+} from "./envoy.ts";
+import { canonicalJson, stableHash } from "./hash.ts";
+import { userTemplate, withTemplateHash } from "./pod.ts";
+import { secretMount, uniqueMounts } from "./secrets.ts";
+
+describe("envoy helpers", () => {
+  it("converts Tether durations to Envoy's", () => {
+    expect(envoyDuration("250ms")).toBe("0.250s");
+    expect(envoyDuration("3m")).toBe("180s");
+  });
+
+  it("tells IP addresses from host names", () => {
+    expect(isIpAddress("10.0.0.1")).toBe(true);
+    expect(isIpAddress("::1")).toBe(true);
+    expect(isIpAddress("300.0.0.1")).toBe(false);
+    expect(isIpAddress("ps1.corp")).toBe(false);
+    expect(discoveryType([{ host: "10.0.0.1", port: 1, priority: 0 }])).toBe("STATIC");
+    expect(
+      discoveryType([
+        { host: "10.0.0.1", port: 1, priority: 0 },
+        { host: "a", port: 1, priority: 0 },
+      ]),
+    ).toBe("STRICT_DNS");
+  });
+
+  it("renumbers priorities to be contiguous, keeping their order", () => {
+    const la = loadAssignment("c", [
+      { host: "c", port: 1, priority: 5 },
+      { host: "a", port: 1, priority: 2 },
+    ]) as {
+      endpoints: {
+        priority: number;
+        lb_endpoints: { endpoint: { address: { socket_address: { address: string } } } }[];
+      }[];
+    };
+    expect(
+      la.endpoints.map((e) => [e.priority, e.lb_endpoints[0]?.endpoint.address.socket_address.address]),
+    ).toEqual([
+      [0, "a"],
+      [1, "c"],
+    ]);
+  });
+
+  it("counts back-off attempts whose expected total reaches the hold time", () => {
+    // expected waits: 0.5, 1, 1, 1, ... (half of min(step, 2s)) → 1 + 1 + 9 steps within 10 s
+    expect(attemptsWithin(10_000, 1000, 2000)).toBe(11);
+    expect(attemptsWithin(0, 250, 2000)).toBe(1);
+    expect(attemptsWithin(1e12, 1, 1, 50)).toBe(50);
+  });
+
+  it("renders tcp and http health checks with no_traffic_interval equal to the interval", () => {
+    const base = { interval: "2s", timeout: "1s", unhealthyThreshold: 3, healthyThreshold: 2 };
+    expect(healthCheck({ ...base, type: "tcp" })).toEqual({
+      timeout: "1s",
+      interval: "2s",
+      no_traffic_interval: "2s",
+      unhealthy_threshold: 3,
+      healthy_threshold: 2,
+      tcp_health_check: {},
+    });
+    expect(healthCheck({ ...base, type: "http", path: "/h" })["http_health_check"]).toEqual({ path: "/h" });
+  });
+});
+
+describe("hashing and pod templates", () => {
+  it("hashes equal values equally whatever the key order", () => {
+    expect(canonicalJson({ b: 1, a: [1, { d: 2, c: undefined }] })).toBe('{"a":[1,{"d":2}],"b":1}');
+    expect(stableHash({ a: 1, b: 2 })).toBe(stableHash({ b: 2, a: 1 }));
+    expect(stableHash({ a: 1 })).not.toBe(stableHash({ a: 2 }));
+  });
+
+  it("stamps a template with a hash that ignores a previous stamp", () => {
+    const t = userTemplate({ spec: { containers: [{ name: "a" }] } }, { app: "x" });
+    const once = withTemplateHash(t);
+    expect(withTemplateHash(once)).toEqual(once);
+    expect(t.metadata.labels).toEqual({ app: "x" });
+  });
+
+  it("does not let the user's labels override the selector labels", () => {
+    const t = userTemplate(
+      { metadata: { labels: { app: "mine", other: "1" } }, spec: { containers: [] } },
+      { app: "x" },
+    );
+    expect(t.metadata.labels).toEqual({ app: "x", other: "1" });
+  });
+
+  it("gives every Secret a DNS-label volume name", () => {
+    const long = "s".repeat(250);
+    expect(secretMount(long).volumeName).toMatch(/^secret-[0-9a-f]{12}$/);
+    expect(uniqueMounts(["b", "a", "b"]).map((m) => m.secretName)).toEqual(["a", "b"]);
+  });
+});

@@ -1,0 +1,196 @@
+/**
+ * Building blocks of the Envoy v3 bootstrap the sidecar runs. Only fields in the subset listed in
+ * DESIGN.md ("Sidecar configuration"), with Envoy's names and @type URLs, so the same file runs on
+ * real Envoy. Where Tether's default differs from Envoy's, the field is written explicitly.
+ */
+import { parseDuration, toEnvoyDuration } from "../api/index.ts";
+
+export const TYPE_TCP_PROXY = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+export const TYPE_HCM =
+  "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+export const TYPE_ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+export const HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+export const TYPE_HTTP_PROTOCOL_OPTIONS = `type.googleapis.com/${HTTP_PROTOCOL_OPTIONS}`;
+export const TYPE_UPSTREAM_TLS =
+  "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
+export const TYPE_PROXY_PROTOCOL_UPSTREAM =
+  "type.googleapis.com/envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport";
+export const TYPE_RAW_BUFFER =
+  "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer";
+export const TYPE_DECISION_CACHE = "type.googleapis.com/tether.v1alpha1.DecisionCache";
+
+/** A JSON object of Envoy config; built by the functions below, serialized to YAML as is. */
+export type EnvoyObject = Record<string, unknown>;
+
+/** A Tether duration string (`250ms`) as an Envoy duration (`0.250s`). */
+export function envoyDuration(tetherDuration: string): string {
+  return toEnvoyDuration(parseDuration(tetherDuration));
+}
+
+export function socketAddress(address: string, port: number): EnvoyObject {
+  return { socket_address: { address, port_value: port } };
+}
+
+export interface UpstreamServer {
+  readonly host: string;
+  readonly port: number;
+  readonly priority: number;
+}
+
+/** Backend ports are required by the API schema; the parsed type still allows undefined. */
+export function requiredPort(port: number | undefined, host: string): number {
+  if (port === undefined) throw new TypeError(`server ${host} has no port`);
+  return port;
+}
+
+const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+
+export function isIpAddress(host: string): boolean {
+  const m = IPV4.exec(host);
+  if (m !== null) return m.slice(1).every((part) => Number(part) <= 255);
+  return host.includes(":") && /^[0-9a-fA-F:.]+$/.test(host);
+}
+
+/** STATIC when every host is an IP address, STRICT_DNS otherwise (each DNS answer is a host). */
+export function discoveryType(servers: readonly UpstreamServer[]): "STATIC" | "STRICT_DNS" {
+  return servers.every((s) => isIpAddress(s.host)) ? "STATIC" : "STRICT_DNS";
+}
+
+/**
+ * load_assignment with one locality per priority, lowest priority number first. With
+ * `ignorePriorities` (balanced failover) every server lands in priority 0.
+ */
+export function loadAssignment(
+  clusterName: string,
+  servers: readonly UpstreamServer[],
+  ignorePriorities = false,
+): EnvoyObject {
+  const byPriority = new Map<number, UpstreamServer[]>();
+  for (const s of servers) {
+    const p = ignorePriorities ? 0 : s.priority;
+    const list = byPriority.get(p) ?? [];
+    list.push(s);
+    byPriority.set(p, list);
+  }
+  const priorities = [...byPriority.keys()].sort((a, b) => a - b);
+  // Envoy needs priorities to be contiguous from 0: renumber (0, 2) as (0, 1), keeping the order.
+  const endpoints = priorities.map((p, index) => ({
+    priority: index,
+    lb_endpoints: (byPriority.get(p) ?? []).map((s) => ({
+      endpoint: { address: socketAddress(s.host, s.port) },
+    })),
+  }));
+  return { cluster_name: clusterName, endpoints };
+}
+
+export interface HealthCheckSpec {
+  readonly type: string;
+  readonly path?: string | undefined;
+  readonly interval: string;
+  readonly timeout: string;
+  readonly unhealthyThreshold: number;
+  readonly healthyThreshold: number;
+}
+
+/**
+ * An active health check. `no_traffic_interval` is set to the interval: Envoy's default (60 s) would
+ * leave an idle sidecar blind to a restarted server for a minute.
+ */
+export function healthCheck(hc: HealthCheckSpec): EnvoyObject {
+  const interval = envoyDuration(hc.interval);
+  const check: EnvoyObject = {
+    timeout: envoyDuration(hc.timeout),
+    interval,
+    no_traffic_interval: interval,
+    unhealthy_threshold: hc.unhealthyThreshold,
+    healthy_threshold: hc.healthyThreshold,
+  };
+  if (hc.type === "http") check["http_health_check"] = { path: hc.path ?? "/" };
+  else check["tcp_health_check"] = {};
+  return check;
+}
+
+/**
+ * Passive outlier detection. Tether's defaults differ from Envoy's on purpose: a small cluster may
+ * eject every failing host (max_ejection_percent 100, always_eject_one_host), so failover to the
+ * next priority does not wait for the active health check.
+ */
+export function outlierDetection(): EnvoyObject {
+  return {
+    consecutive_5xx: 5,
+    consecutive_gateway_failure: 3,
+    enforcing_consecutive_gateway_failure: 100,
+    consecutive_local_origin_failure: 3,
+    interval: "5s",
+    base_ejection_time: "10s",
+    max_ejection_time: "60s",
+    max_ejection_percent: 100,
+    always_eject_one_host: true,
+  };
+}
+
+/** Upstream HTTP/1.1 pool settings. max_requests_per_connection 0 (unlimited) is left out. */
+export function httpProtocolOptions(idleTimeout: string, maxRequestsPerConnection: number): EnvoyObject {
+  const common: EnvoyObject = { idle_timeout: envoyDuration(idleTimeout) };
+  if (maxRequestsPerConnection > 0) common["max_requests_per_connection"] = maxRequestsPerConnection;
+  return {
+    [HTTP_PROTOCOL_OPTIONS]: {
+      "@type": TYPE_HTTP_PROTOCOL_OPTIONS,
+      common_http_protocol_options: common,
+      explicit_http_config: { http_protocol_options: {} },
+    },
+  };
+}
+
+export interface UpstreamTls {
+  readonly serverName?: string | undefined;
+  /** Path of the CA bundle inside the sidecar container. */
+  readonly caFile?: string | undefined;
+  /** Paths of the client certificate and key inside the sidecar container. */
+  readonly clientCert?: { readonly certFile: string; readonly keyFile: string } | undefined;
+}
+
+export function tlsTransportSocket(tls: UpstreamTls): EnvoyObject {
+  const common: EnvoyObject = {};
+  if (tls.caFile !== undefined) common["validation_context"] = { trusted_ca: { filename: tls.caFile } };
+  if (tls.clientCert !== undefined) {
+    common["tls_certificates"] = [
+      {
+        certificate_chain: { filename: tls.clientCert.certFile },
+        private_key: { filename: tls.clientCert.keyFile },
+      },
+    ];
+  }
+  const context: EnvoyObject = { "@type": TYPE_UPSTREAM_TLS };
+  if (tls.serverName !== undefined && tls.serverName !== "") context["sni"] = tls.serverName;
+  context["common_tls_context"] = common;
+  return { name: "envoy.transport_sockets.tls", typed_config: context };
+}
+
+export function routerFilter(): EnvoyObject {
+  return { name: "envoy.filters.http.router", typed_config: { "@type": TYPE_ROUTER } };
+}
+
+/**
+ * How many attempts fit in `holdMs` with jittered exponential back-off from `baseMs` up to `maxMs`.
+ * Envoy waits a uniform random time below the current step, so the expected wait is half a step;
+ * the count is chosen so that the expected total back-off reaches the hold time. At least 1.
+ */
+export function attemptsWithin(holdMs: number, baseMs: number, maxMs: number, limit = 1000): number {
+  let attempts = 1;
+  let elapsed = 0;
+  let step = baseMs;
+  while (attempts < limit && step > 0) {
+    const expectedWait = Math.min(step, maxMs) / 2;
+    if (elapsed + expectedWait > holdMs) break;
+    elapsed += expectedWait;
+    attempts++;
+    step = Math.min(step * 2, maxMs);
+  }
+  return attempts;
+}
+
+/** An admin block: bound on all interfaces so the kubelet can probe /ready on the pod IP. */
+export function admin(port: number): EnvoyObject {
+  return { address: socketAddress("0.0.0.0", port) };
+}

@@ -1,0 +1,118 @@
+/** Pod-template helpers shared by the Agent, PolicyServerCluster and Broker renderers. */
+import { POD_TEMPLATE_HASH_ANNOTATION } from "./meta.ts";
+import { stableHash } from "./hash.ts";
+
+export type JsonObject = Record<string, unknown>;
+
+export interface PodTemplate {
+  metadata: { labels: Record<string, string>; annotations?: Record<string, string> } & JsonObject;
+  spec: { containers: JsonObject[] } & JsonObject;
+}
+
+export const SIDECAR_CONTAINER = "tether-sidecar";
+export const SIDECAR_CONFIG_DIR = "/etc/tether/sidecar";
+export const SIDECAR_CONFIG_FILE = `${SIDECAR_CONFIG_DIR}/envoy.yaml`;
+export const AGENT_CONFIG_DIR = "/etc/tether/agent";
+/** The sidecar image's non-root user; set explicitly so runAsNonRoot holds whatever the image says. */
+export const SIDECAR_UID = 65532;
+
+function asObject(value: unknown): JsonObject {
+  return value !== null && typeof value === "object" && !Array.isArray(value) ? (value as JsonObject) : {};
+}
+
+function asStringMap(value: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(asObject(value))) if (typeof v === "string") out[k] = v;
+  return out;
+}
+
+/** A deep copy of the user's template with our selector labels forced on (ours win). */
+export function userTemplate(template: unknown, labels: Record<string, string>): PodTemplate {
+  const copy = asObject(structuredClone(template));
+  const metadata = asObject(copy["metadata"]);
+  const spec = asObject(copy["spec"]);
+  const containers = Array.isArray(spec["containers"]) ? (spec["containers"] as unknown[]).map(asObject) : [];
+  const annotations = asStringMap(metadata["annotations"]);
+  const out: PodTemplate = {
+    metadata: { ...metadata, labels: { ...asStringMap(metadata["labels"]), ...labels } },
+    spec: { ...spec, containers },
+  };
+  if (Object.keys(annotations).length > 0) out.metadata.annotations = annotations;
+  else delete out.metadata["annotations"];
+  return out;
+}
+
+/** Stamps the template with a hash of itself; the hash changes exactly when the template does. */
+export function withTemplateHash(template: PodTemplate): PodTemplate {
+  const annotations = Object.fromEntries(
+    Object.entries(template.metadata.annotations ?? {}).filter(([k]) => k !== POD_TEMPLATE_HASH_ANNOTATION),
+  );
+  const unstamped: PodTemplate = {
+    ...template,
+    metadata: { ...template.metadata, annotations },
+  };
+  if (Object.keys(annotations).length === 0) delete unstamped.metadata["annotations"];
+  const hash = stableHash(unstamped);
+  return {
+    ...template,
+    metadata: { ...template.metadata, annotations: { ...annotations, [POD_TEMPLATE_HASH_ANNOTATION]: hash } },
+  };
+}
+
+/** Kubernetes' "restricted" Pod Security Standard, at container level. */
+export function restrictedSecurityContext(): JsonObject {
+  return {
+    allowPrivilegeEscalation: false,
+    capabilities: { drop: ["ALL"] },
+    readOnlyRootFilesystem: true,
+    runAsNonRoot: true,
+    runAsUser: SIDECAR_UID,
+    runAsGroup: SIDECAR_UID,
+    seccompProfile: { type: "RuntimeDefault" },
+  };
+}
+
+/** Readiness and liveness on the sidecar admin's /ready (Envoy's: the server is live). */
+export function sidecarProbes(adminPort: number): JsonObject {
+  const httpGet = { path: "/ready", port: adminPort };
+  return {
+    readinessProbe: { httpGet, periodSeconds: 5, timeoutSeconds: 2, failureThreshold: 3 },
+    livenessProbe: { httpGet, periodSeconds: 10, timeoutSeconds: 2, failureThreshold: 6 },
+    startupProbe: { httpGet, periodSeconds: 1, timeoutSeconds: 2, failureThreshold: 60 },
+  };
+}
+
+export interface SidecarContainerInput {
+  readonly image: string;
+  readonly adminPort: number;
+  readonly ports: readonly { readonly name: string; readonly containerPort: number }[];
+  readonly resources?: JsonObject | undefined;
+  readonly extraMounts?: readonly JsonObject[];
+  readonly args?: readonly string[];
+}
+
+export function sidecarContainer(input: SidecarContainerInput): JsonObject {
+  const container: JsonObject = {
+    name: SIDECAR_CONTAINER,
+    image: input.image,
+    args: ["--config", SIDECAR_CONFIG_FILE, ...(input.args ?? [])],
+    ports: [
+      { name: "tether-admin", containerPort: input.adminPort, protocol: "TCP" },
+      ...input.ports.map((p) => ({ ...p, protocol: "TCP" })),
+    ],
+    ...sidecarProbes(input.adminPort),
+    volumeMounts: [
+      { name: "tether-sidecar-config", mountPath: SIDECAR_CONFIG_DIR, readOnly: true },
+      ...(input.extraMounts ?? []),
+    ],
+    securityContext: restrictedSecurityContext(),
+  };
+  if (input.resources !== undefined && Object.keys(input.resources).length > 0) {
+    container["resources"] = input.resources;
+  }
+  return container;
+}
+
+export function configMapVolume(name: string, configMapName: string): JsonObject {
+  return { name, configMap: { name: configMapName } };
+}

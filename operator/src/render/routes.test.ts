@@ -1,0 +1,276 @@
+import { describe, expect, it } from "vitest";
+import { route } from "../../test/fixtures/specs.ts";
+import {
+  compareSpecificity,
+  evaluateRoutes,
+  methodGroups,
+  renderEnvoyRoutes,
+  renderRouteCluster,
+  renderRoutes,
+  type AcceptedRoute,
+  type RouteContext,
+} from "./routes.ts";
+import { HTTP_PROTOCOL_OPTIONS, TYPE_HCM, TYPE_UPSTREAM_TLS, type EnvoyObject } from "./envoy.ts";
+
+const ctx = (over: Partial<RouteContext> = {}): RouteContext => ({
+  namespace: "default",
+  agentName: "web",
+  agentExists: true,
+  reservedPorts: new Map([
+    [9901, "the sidecar admin port"],
+    [15001, "the policy-server listener"],
+  ]),
+  serviceExists: () => true,
+  ...over,
+});
+
+type Route = { name: string; match: EnvoyObject; route: EnvoyObject };
+const envoyRoutes = (r: AcceptedRoute): Route[] => renderEnvoyRoutes(r) as Route[];
+
+describe("evaluateRoutes", () => {
+  it("accepts a valid route and names the Agent and port", () => {
+    const [v] = evaluateRoutes([{ name: "app", spec: route() }], ctx());
+    expect(v?.accepted).toEqual({
+      status: "True",
+      reason: "Accepted",
+      message: "Served by Agent web on port 8080",
+    });
+    expect(v?.resolvedRefs.status).toBe("True");
+  });
+
+  it("reports a missing Agent by name, in ResolvedRefs and Accepted", () => {
+    const [v] = evaluateRoutes([{ name: "app", spec: route() }], ctx({ agentExists: false }));
+    expect(v?.resolvedRefs).toEqual({
+      status: "False",
+      reason: "AgentNotFound",
+      message: "Agent web not found in namespace default",
+    });
+    expect(v?.accepted.status).toBe("False");
+    expect(v?.accepted.reason).toBe("UnresolvedRefs");
+  });
+
+  it("reports a missing backend Service by name", () => {
+    const spec = route({ backend: { serviceRef: { name: "wls", port: 7001 } } });
+    const [v] = evaluateRoutes([{ name: "app", spec }], ctx({ serviceExists: (n) => n !== "wls" }));
+    expect(v?.resolvedRefs.reason).toBe("BackendNotFound");
+    expect(v?.resolvedRefs.message).toContain("Service wls not found");
+  });
+
+  it("rejects a listenerPort the Agent already uses", () => {
+    const [v] = evaluateRoutes([{ name: "app", spec: route({ listenerPort: 15001 }) }], ctx());
+    expect(v?.accepted.reason).toBe("PortConflict");
+    expect(v?.accepted.message).toContain("policy-server listener");
+  });
+
+  it("lets the older of two identical matches win, and names it", () => {
+    const verdicts = evaluateRoutes(
+      [
+        { name: "b-new", creationTimestamp: "2026-01-02T00:00:00Z", spec: route() },
+        { name: "a-old", creationTimestamp: "2026-01-01T00:00:00Z", spec: route() },
+      ],
+      ctx(),
+    );
+    expect(verdicts.map((v) => [v.route.name, v.accepted.reason])).toEqual([
+      ["a-old", "Accepted"],
+      ["b-new", "Conflicted"],
+    ]);
+    expect(verdicts[1]?.accepted.message).toContain("ProxyRoute a-old");
+  });
+
+  it("does not conflict on disjoint methods or other ports", () => {
+    const verdicts = evaluateRoutes(
+      [
+        { name: "get", spec: route({ methods: ["GET"] }) },
+        { name: "post", spec: route({ methods: ["POST"] }) },
+        { name: "other", spec: route({ listenerPort: 8081 }) },
+      ],
+      ctx(),
+    );
+    expect(verdicts.every((v) => v.accepted.status === "True")).toBe(true);
+  });
+
+  it("reports an invalid spec with its message", () => {
+    const [v] = evaluateRoutes([{ name: "bad", spec: undefined, specError: "spec.match: required" }], ctx());
+    expect(v?.accepted).toEqual({ status: "False", reason: "InvalidSpec", message: "spec.match: required" });
+  });
+});
+
+describe("route ordering", () => {
+  it("puts exact paths first, then longer prefixes, then extensions", () => {
+    const routes: AcceptedRoute[] = [
+      { name: "ext", spec: route({ match: { extensions: ["jsp"] } }) },
+      { name: "short", spec: route({ match: { pathPrefix: "/" } }) },
+      { name: "long", spec: route({ match: { pathPrefix: "/app/admin/" } }) },
+      { name: "exact", spec: route({ match: { path: "/app/login" } }) },
+    ];
+    expect([...routes].sort(compareSpecificity).map((r) => r.name)).toEqual([
+      "exact",
+      "long",
+      "short",
+      "ext",
+    ]);
+  });
+
+  it("renders one listener per port with routes in that order", () => {
+    const { listeners } = renderRoutes(
+      [
+        { name: "short", spec: route({ match: { pathPrefix: "/" }, retries: { onReset: "never" } }) },
+        { name: "exact", spec: route({ match: { path: "/x" }, retries: { onReset: "never" } }) },
+        { name: "p9", spec: route({ listenerPort: 9090 }) },
+      ],
+      "default",
+      "cluster.local",
+    );
+    expect(listeners.map((l) => l["name"])).toEqual(["http-8080", "http-9090"]);
+    const hcm = (listeners[0] as { filter_chains: { filters: { typed_config: EnvoyObject }[] }[] })
+      .filter_chains[0]!.filters[0]!.typed_config;
+    expect(hcm["@type"]).toBe(TYPE_HCM);
+    const vh = (hcm["route_config"] as { virtual_hosts: { domains: string[]; routes: Route[] }[] })
+      .virtual_hosts[0]!;
+    expect(vh.domains).toEqual(["*"]);
+    expect(vh.routes.map((r) => r.name)).toEqual(["exact/any", "short/any"]);
+  });
+});
+
+describe("safe retries", () => {
+  it("splits non-idempotent methods into reset-before-request routes before an idempotent catch-all", () => {
+    const routes = envoyRoutes({ name: "app", spec: route() });
+    expect(routes.map((r) => [r.name, (r.route["retry_policy"] as EnvoyObject)["retry_on"]])).toEqual([
+      ["app/POST", "connect-failure,reset-before-request"],
+      ["app/PATCH", "connect-failure,reset-before-request"],
+      ["app/CONNECT", "connect-failure,reset-before-request"],
+      ["app/idempotent", "connect-failure,reset"],
+    ]);
+    expect(routes[0]?.match["headers"]).toEqual([{ name: ":method", string_match: { exact: "POST" } }]);
+    expect(routes[3]?.match["headers"]).toBeUndefined();
+  });
+
+  it("matches listed methods one by one", () => {
+    const groups = methodGroups(route({ methods: ["GET", "POST"] }));
+    expect(groups).toEqual([
+      { method: "GET", idempotent: true },
+      { method: "POST", idempotent: false },
+    ]);
+  });
+
+  it("never retries a reset after sending when onReset is never", () => {
+    const routes = envoyRoutes({ name: "app", spec: route({ retries: { onReset: "never", attempts: 2 } }) });
+    expect(routes).toHaveLength(1);
+    expect(routes[0]?.route["retry_policy"]).toEqual({
+      retry_on: "connect-failure,reset-before-request",
+      num_retries: 2,
+      retry_back_off: { base_interval: "2s", max_interval: "2s" },
+    });
+  });
+
+  it("leaves retries out when attempts is 0", () => {
+    const routes = envoyRoutes({ name: "app", spec: route({ retries: { attempts: 0 } }) });
+    expect(routes.every((r) => r.route["retry_policy"] === undefined)).toBe(true);
+  });
+});
+
+describe("matches and rewrites", () => {
+  it("trims and prepends on a prefix match", () => {
+    const spec = route({ rewrite: { pathTrim: "/app", pathPrepend: "/api" } });
+    const r = envoyRoutes({ name: "app", spec }).at(-1)!;
+    expect(r.match["prefix"]).toBe("/app/");
+    expect(r.route["prefix_rewrite"]).toBe("/api/");
+    expect(r.route["timeout"]).toBe("30s");
+  });
+
+  it("rewrites a fully trimmed path to /", () => {
+    const spec = route({ match: { path: "/legacy" }, rewrite: { pathTrim: "/legacy" } });
+    expect(envoyRoutes({ name: "x", spec }).at(-1)!.route["prefix_rewrite"]).toBe("/");
+  });
+
+  it("matches extensions with an escaped safe_regex and prepends with regex_rewrite", () => {
+    const spec = route({ match: { extensions: ["jspx", "jsp"] }, rewrite: { pathPrepend: "/jspfiles" } });
+    const r = envoyRoutes({ name: "jsp", spec }).at(-1)!;
+    expect(r.match["safe_regex"]).toEqual({ regex: ".*\\.(jsp|jspx)" });
+    expect(new RegExp(`^${(r.match["safe_regex"] as { regex: string }).regex}$`).test("/a/b.jsp")).toBe(true);
+    expect(new RegExp(`^${(r.match["safe_regex"] as { regex: string }).regex}$`).test("/a/bjsp")).toBe(false);
+    expect(r.route["regex_rewrite"]).toEqual({ pattern: { regex: "^(.*)$" }, substitution: "/jspfiles\\1" });
+  });
+
+  it("hashes on the session cookie", () => {
+    const r = envoyRoutes({ name: "a", spec: route({ sessionAffinity: { cookieName: "JSESSIONID" } }) })[0]!;
+    expect(r.route["hash_policy"]).toEqual([{ cookie: { name: "JSESSIONID" } }]);
+  });
+});
+
+describe("renderRouteCluster", () => {
+  it("renders a STATIC cluster with priorities, timeouts and keep-alive", () => {
+    const spec = route({
+      backend: {
+        servers: [
+          { host: "10.0.0.2", port: 7001, priority: 1 },
+          { host: "10.0.0.1", port: 7001 },
+        ],
+      },
+      timeouts: { connect: "3s" },
+      keepAlive: { idleTimeout: "15s" },
+    });
+    const c = renderRouteCluster({ name: "app", spec }, "default", "cluster.local");
+    expect(c["name"]).toBe("route-app");
+    expect(c["type"]).toBe("STATIC");
+    expect(c["connect_timeout"]).toBe("3s");
+    expect(c["lb_policy"]).toBe("ROUND_ROBIN");
+    expect(c["load_assignment"]).toEqual({
+      cluster_name: "route-app",
+      endpoints: [
+        {
+          priority: 0,
+          lb_endpoints: [
+            { endpoint: { address: { socket_address: { address: "10.0.0.1", port_value: 7001 } } } },
+          ],
+        },
+        {
+          priority: 1,
+          lb_endpoints: [
+            { endpoint: { address: { socket_address: { address: "10.0.0.2", port_value: 7001 } } } },
+          ],
+        },
+      ],
+    });
+    const opts = (c["typed_extension_protocol_options"] as Record<string, EnvoyObject>)[
+      HTTP_PROTOCOL_OPTIONS
+    ]!;
+    expect(opts["common_http_protocol_options"]).toEqual({ idle_timeout: "15s" });
+  });
+
+  it("uses STRICT_DNS on the Service name, RING_HASH for affinity, one request per connection without keep-alive", () => {
+    const spec = route({
+      backend: { serviceRef: { name: "wls", port: 7001 } },
+      sessionAffinity: { cookieName: "JSESSIONID" },
+      keepAlive: { enabled: false },
+    });
+    const c = renderRouteCluster({ name: "app", spec }, "shop", "cluster.local");
+    expect(c["type"]).toBe("STRICT_DNS");
+    expect(c["lb_policy"]).toBe("RING_HASH");
+    expect(JSON.stringify(c["load_assignment"])).toContain(
+      '"address":"wls.shop.svc.cluster.local","port_value":7001',
+    );
+    const opts = (c["typed_extension_protocol_options"] as Record<string, EnvoyObject>)[
+      HTTP_PROTOCOL_OPTIONS
+    ]!;
+    expect(opts["common_http_protocol_options"]).toEqual({
+      idle_timeout: "30s",
+      max_requests_per_connection: 1,
+    });
+  });
+
+  it("adds a verified TLS transport socket from the CA Secret", () => {
+    const spec = route({ tls: { enabled: true, serverName: "wls.corp", caSecretRef: { name: "wls-ca" } } });
+    const c = renderRouteCluster({ name: "app", spec }, "default", "cluster.local");
+    expect(c["transport_socket"]).toEqual({
+      name: "envoy.transport_sockets.tls",
+      typed_config: {
+        "@type": TYPE_UPSTREAM_TLS,
+        sni: "wls.corp",
+        common_tls_context: {
+          validation_context: { trusted_ca: { filename: "/etc/tether/secrets/wls-ca/ca.crt" } },
+        },
+      },
+    });
+  });
+});
