@@ -1,0 +1,249 @@
+// `npm run bench`: direct vs tether-sidecar vs HAProxy vs nginx in front of the same nginx
+// upstream, then the restart scenarios. See bench/README.md for what each number means.
+//
+//   node bench/src/main.ts [--rounds 2] [--targets direct,tether-sidecar,haproxy,nginx]
+//                          [--scenarios all|none|<proxy,…>] [--out FILE]
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import type { LoadSummary } from "./loadgen.ts";
+import { measureDuring, memory } from "./procstat.ts";
+import { BenchError, Proc, freePort, pause } from "./proc.ts";
+import { fixedRateTable, memoryTable, saturationTable, scenarioErrors, scenarioTable } from "./report.ts";
+import type { MemoryMeasurement, RoundMeasurement } from "./report.ts";
+import { SCENARIOS, runScenario } from "./scenarios.ts";
+import type { ScenarioResult } from "./scenarios.ts";
+import { REPO_ROOT, startProxy, startUpstreamNginx, waitServing } from "./targets.ts";
+import type { ProxyKind, Target } from "./targets.ts";
+import { runWrk } from "./wrk.ts";
+
+const PROXY_CPU = "0";
+const LOAD_CPU = "1";
+const PAYLOAD_PATH = "/payload";
+const FIXED_RATE = 1000;
+const PROXIES: readonly ProxyKind[] = ["tether-sidecar", "haproxy", "nginx"];
+
+function log(message: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+
+function preflight(): void {
+  const missing = ["wrk", "haproxy", "nginx", "taskset"].filter((tool) => {
+    try {
+      execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  if (missing.length > 0) {
+    throw new BenchError(
+      "TETHER_ERR_BENCH_TOOLS",
+      `missing ${missing.join(", ")}: apt-get install -y wrk haproxy nginx util-linux`,
+    );
+  }
+  if (os.availableParallelism() < 2) log("warning: fewer than 2 CPUs; proxy and load share a core");
+}
+
+async function fixedRate(url: string): Promise<LoadSummary> {
+  const proc = new Proc({
+    name: "loadgen",
+    command: process.execPath,
+    args: [
+      `${REPO_ROOT}bench/src/loadgen.ts`,
+      "--url",
+      url,
+      "--rate",
+      String(FIXED_RATE),
+      "--duration-ms",
+      "5000",
+    ],
+    cpus: LOAD_CPU,
+  });
+  const output = await proc.collectStdout();
+  const status = await proc.exited;
+  const last = output.trim().split("\n").pop() ?? "";
+  if (status.code !== 0 || !last.startsWith("{")) {
+    throw new BenchError(
+      "TETHER_ERR_BENCH_LOADGEN",
+      `loadgen failed (${status.code ?? status.signal}):\n${proc.output()}`,
+    );
+  }
+  return JSON.parse(last) as LoadSummary;
+}
+
+async function measureRound(target: Target, round: number): Promise<RoundMeasurement> {
+  const url = `${target.origin}${PAYLOAD_PATH}`;
+  const pid = target.proc?.pid ?? null;
+  await runWrk({ url, threads: 1, connections: 32, durationS: 1, cpus: LOAD_CPU }); // warm-up, discarded
+  const saturation = await measureDuring(pid, () =>
+    runWrk({ url, threads: 1, connections: 32, durationS: 5, cpus: LOAD_CPU }),
+  );
+  const rate = await measureDuring(pid, () => fixedRate(url));
+  log(
+    `  ${target.name}: ${saturation.result.requestsPerSecond.toFixed(0)} req/s; @${FIXED_RATE}/s p50 ` +
+      `${rate.result.p50Ms.toFixed(3)} ms p99 ${rate.result.p99Ms.toFixed(3)} ms, ${rate.result.failures} failures`,
+  );
+  return {
+    target: target.name,
+    round,
+    saturation: saturation.result,
+    saturationCpu: saturation.cpuCores,
+    saturationRssMb: saturation.maxRssMb,
+    fixedRate: rate.result,
+    fixedRateCpu: rate.cpuCores,
+  };
+}
+
+function machine(): string {
+  const run = (cmd: string): string => {
+    try {
+      return execFileSync("sh", ["-c", cmd], { encoding: "utf8" }).trim();
+    } catch {
+      return "(unavailable)";
+    }
+  };
+  return [
+    `nproc: ${run("nproc")}`,
+    run("lscpu | head -n 20 | grep -E 'Model name|^CPU\\(s\\)|Thread|Hypervisor'"),
+    `kernel: ${run("uname -r")}; load average at report time: ${run("cat /proc/loadavg")}`,
+    `node: ${process.version}; ${run("haproxy -v | head -n 1")}; ${run("nginx -v 2>&1")}; ${run("wrk --version 2>&1 | head -n 1")}`,
+  ].join("\n");
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      rounds: { type: "string", default: "2" },
+      targets: { type: "string", default: "direct,tether-sidecar,haproxy,nginx" },
+      scenarios: { type: "string", default: "all" },
+      out: { type: "string" },
+    },
+  });
+  preflight();
+  const rounds = Number(values.rounds);
+  const wanted = values.targets.split(",").map((t) => t.trim());
+  let proxies = PROXIES.filter((p) => wanted.includes(p));
+  if (proxies.includes("tether-sidecar") && !existsSync(`${REPO_ROOT}sidecar/dist/main.js`)) {
+    log("sidecar/dist/main.js missing (run `npm run build`): tether-sidecar is left out");
+    proxies = proxies.filter((p) => p !== "tether-sidecar");
+  }
+  const dir = mkdtempSync(join(os.tmpdir(), "tether-bench-"));
+  const started: Proc[] = [];
+  const measurements: RoundMeasurement[] = [];
+  const memoryRows: MemoryMeasurement[] = [];
+  const scenarioResults: ScenarioResult[] = [];
+  const startedAt = Date.now();
+  const loadAtStart = readFileSync("/proc/loadavg", "utf8").trim();
+  try {
+    const upstreamPorts = [await freePort(), await freePort()];
+    const upstream = await startUpstreamNginx(dir, upstreamPorts, LOAD_CPU);
+    started.push(upstream);
+    const upstreams = upstreamPorts.map((port) => ({ host: "127.0.0.1", port }));
+    const targets: Target[] = wanted.includes("direct")
+      ? [{ name: "direct", origin: `http://127.0.0.1:${upstreamPorts[0] ?? 0}`, proc: null }]
+      : [];
+    for (const kind of proxies) {
+      const target = await startProxy(kind, {
+        dir,
+        port: await freePort(),
+        adminPort: await freePort(),
+        upstreams,
+        cpus: PROXY_CPU,
+      });
+      if (target.proc) started.push(target.proc);
+      targets.push(target);
+    }
+    for (const target of targets) await waitServing(target.origin, PAYLOAD_PATH, 10_000);
+
+    log("idle: 3 s");
+    const idle = await Promise.all(
+      targets.map(async (t) =>
+        t.proc ? { target: t, ...(await measureDuring(t.proc.pid, () => pause(3000))) } : null,
+      ),
+    );
+    for (let round = 1; round <= rounds; round++) {
+      log(`round ${round}/${rounds}`);
+      for (const target of targets) measurements.push(await measureRound(target, round));
+    }
+    await pause(3000);
+    for (const entry of idle) {
+      if (!entry?.target.proc) continue;
+      const now = memory(entry.target.proc.pid);
+      const loadRss = Math.max(
+        ...measurements.filter((m) => m.target === entry.target.name).map((m) => m.saturationRssMb),
+      );
+      memoryRows.push({
+        target: entry.target.name,
+        idleCpu: entry.cpuCores,
+        idleRssMb: entry.maxRssMb,
+        loadRssMb: loadRss,
+        peakRssMb: now.hwmMb,
+        settledRssMb: now.rssMb,
+      });
+    }
+    for (const target of targets) await target.proc?.kill();
+
+    const scenarioProxies =
+      values.scenarios === "all" ? proxies : proxies.filter((p) => values.scenarios.split(",").includes(p));
+    for (const plan of SCENARIOS) {
+      for (const proxy of scenarioProxies) {
+        log(`scenario "${plan.name}" through ${proxy}`);
+        scenarioResults.push(await runScenario(plan, proxy, dir));
+      }
+    }
+  } finally {
+    await Promise.all(started.map((proc) => proc.kill()));
+  }
+
+  const report = [
+    `# bench run ${new Date().toISOString()}`,
+    "",
+    "```",
+    machine(),
+    `load average at start: ${loadAtStart}`,
+    "```",
+    "",
+    `Command: \`npm run bench\` (node bench/src/main.ts ${process.argv.slice(2).join(" ")}); ${rounds} rounds, ` +
+      `${((Date.now() - startedAt) / 1000).toFixed(0)} s. Proxy on CPU ${PROXY_CPU}; wrk, loadgen and upstream nginx on CPU ${LOAD_CPU}.`,
+    "",
+    "## Saturation: wrk -t1 -c32 -d5s, 1 KB body",
+    "",
+    saturationTable(measurements),
+    "",
+    `## Latency at a fixed ${FIXED_RATE} req/s (open loop, from intended send time, 5 s after 1 s warm-up)`,
+    "",
+    fixedRateTable(measurements, FIXED_RATE),
+    "",
+    "## CPU and memory of the proxy process",
+    "",
+    memoryTable(memoryRows),
+    "",
+    "## Restart scenarios (demo policy servers as upstreams, SIGKILL and restart)",
+    "",
+    scenarioTable(scenarioResults),
+    "",
+    scenarioErrors(scenarioResults),
+    "",
+  ].join("\n");
+  process.stdout.write(report);
+  const out = values.out ?? join(dir, "results.md");
+  writeFileSync(out, report);
+  writeFileSync(
+    out.replace(/\.md$/, "") + ".json",
+    JSON.stringify({ measurements, memoryRows, scenarioResults }, null, 2),
+  );
+  log(`report written to ${out}`);
+  if (values.out === undefined) return;
+  rmSync(dir, { recursive: true, force: true });
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    process.stderr.write(`bench failed: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  },
+);
