@@ -168,6 +168,7 @@ export function scenarioTable(results: readonly ScenarioResult[]): string {
       r.proxy,
       `${r.rate}/s`,
       String(r.requests),
+      ms(r.outageMs),
       String(r.failures),
       ms(r.p99Ms),
       ms(r.longestMs),

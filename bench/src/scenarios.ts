@@ -50,6 +50,8 @@ export interface ScenarioResult {
   readonly failures: number;
   readonly p99Ms: number;
   readonly longestMs: number;
+  /** From the kill to the last restarted server listening again (includes its start-up time). */
+  readonly outageMs: number;
   /** ms from the restarted server listening to its first answer through the proxy; null: none. */
   readonly firstServedAfterMs: number | null;
   readonly errors: Readonly<Record<string, number>>;
@@ -160,6 +162,7 @@ export async function runScenario(
     load.start();
     await pause(2000);
     const victims = plan.kill.map((i) => servers[i]).filter((s) => s !== undefined);
+    const killedAt = performance.now();
     await Promise.all(victims.map((server) => server.kill()));
     await pause(plan.outageMs);
     const listening = await Promise.all(victims.map((server) => server.start()));
@@ -177,6 +180,7 @@ export async function runScenario(
       failures: summary.failures,
       p99Ms: summary.p99Ms,
       longestMs: summary.maxMs,
+      outageMs: Math.max(...listening) - killedAt,
       firstServedAfterMs: first ? first.doneAt - timedListening : null,
       errors: summary.errors,
     };
