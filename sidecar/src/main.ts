@@ -62,8 +62,8 @@ async function main(): Promise<void> {
   try {
     loaded = await loadConfigFile(cli.config);
   } catch (err) {
-    const e = err as TetherError;
-    process.stderr.write(`${e.code ?? "TETHER_ERR"}: ${e.message}\n`);
+    const code = err instanceof TetherError ? err.code : "TETHER_ERR";
+    process.stderr.write(`${code}: ${(err as Error).message}\n`);
     process.exit(1);
   }
   if (cli.mode === "validate") {

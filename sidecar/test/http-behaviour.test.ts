@@ -178,7 +178,9 @@ describe("circuit breakers and bad input", () => {
       const sock = net.connect(listen, "127.0.0.1", () => sock.write("GARBAGE\x01 / HTTP/9.9\r\n\r\n"));
       let data = "";
       sock.on("data", (c) => (data += c.toString()));
-      sock.on("close", () => resolve(data));
+      sock.on("close", () => {
+        resolve(data);
+      });
       sock.on("error", reject);
     });
     expect(reply).toMatch(/^HTTP\/1\.1 400/);

@@ -77,7 +77,13 @@ describe("http failover", () => {
     const [p1, p2, listen, admin] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
     const a = await upstream(p1, "a");
     await upstream(p2, "b");
-    const outlier = `      outlier_detection: { consecutive_5xx: 2, interval: 0.1s, base_ejection_time: 1s, always_eject_one_host: true }\n`;
+    // The retry budget lets every in-flight request on the dead endpoint retry at once (the default
+    // max_retries of 3 concurrent retries would fail the fourth).
+    const outlier = `      outlier_detection: { consecutive_5xx: 2, interval: 0.1s, base_ejection_time: 1s, always_eject_one_host: true }
+      circuit_breakers:
+        thresholds:
+          - retry_budget: { budget_percent: { value: 100 }, min_retry_concurrency: 8 }
+`;
     const yaml = bootstrapYaml(
       admin,
       httpListenerYaml(listen, [routeYaml({ retryOn: "connect-failure,reset", numRetries: 5 })]),
@@ -103,6 +109,7 @@ describe("http failover", () => {
     const r = await load.stop();
     expect(r.failures).toEqual([]);
     expect(r.ok).toBeGreaterThan(400);
+    expect(await s.metric("envoy_cluster_upstream_rq_retry_overflow", "backend")).toBe(0);
   });
 
   it("holds requests while the single endpoint restarts: 0 failures", async () => {

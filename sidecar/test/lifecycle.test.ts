@@ -37,7 +37,9 @@ function run(args: string[]): Promise<{ code: number | null; stdout: string; std
     let stderr = "";
     p.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
     p.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
-    p.on("exit", (code) => resolve({ code, stdout, stderr }));
+    p.on("exit", (code) => {
+      resolve({ code, stdout, stderr });
+    });
   });
 }
 
@@ -191,7 +193,9 @@ describe("SIGTERM", () => {
             c.destroy();
             resolve(false);
           });
-          c.on("error", () => resolve(true));
+          c.on("error", () => {
+            resolve(true);
+          });
         }),
     );
     const res = await inFlight;

@@ -14,7 +14,7 @@ import {
   waitFor,
 } from "./support/harness.ts";
 
-const cleanups: (() => Promise<void>)[] = [];
+const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
@@ -48,7 +48,9 @@ class LineClient {
 
   ask(text: string, timeoutMs = 5000): Promise<string> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no answer to ${text}`)), timeoutMs);
+      const timer = setTimeout(() => {
+        reject(new Error(`no answer to ${text}`));
+      }, timeoutMs);
       this.waiters.push((line) => {
         clearTimeout(timer);
         resolve(line);
@@ -96,7 +98,9 @@ describe("tcp_proxy", () => {
       "http",
     );
     const clients = Array.from({ length: 6 }, () => new LineClient(listen));
-    cleanups.push(async () => clients.forEach((c) => c.socket.destroy()));
+    cleanups.push(() => {
+      clients.forEach((c) => c.socket.destroy());
+    });
     const names = await Promise.all(clients.map((c) => c.ask("whoami")));
     expect(new Set(names)).toEqual(new Set(["t0", "t1"]));
     const onT0 = clients.filter((_, i) => names[i] === "t0");
@@ -104,28 +108,36 @@ describe("tcp_proxy", () => {
     // A stopped process keeps its sockets open (no FIN, no RST): only health checking can tell.
     const t0 = ups[0]!;
     t0.pause();
-    cleanups.push(async () => t0.resume());
+    cleanups.push(() => {
+      t0.resume();
+    });
     const hungAt = performance.now();
     await Promise.all(onT0.map((c) => c.closed));
     // interval 0.2 s × unhealthy_threshold 2 + one interval, plus each check's 0.1 s timeout and slack.
     for (const c of onT0) expect(c.closedAt! - hungAt).toBeLessThan(200 * 2 + 200 + 2 * 100 + 250);
     for (const c of onT1) expect(c.closedAt).toBeUndefined();
     const again = new LineClient(listen);
-    cleanups.push(async () => again.socket.destroy());
+    cleanups.push(() => {
+      again.socket.destroy();
+    });
     expect(await again.ask("whoami")).toBe("t1");
   });
 
   it("relays until the endpoint is SIGKILLed, then a reconnect reaches the restarted endpoint", async () => {
     const { ups, listen } = await setup("", "      close_connections_on_host_health_failure: true\n", 1);
     const first = new LineClient(listen);
-    cleanups.push(async () => first.socket.destroy());
+    cleanups.push(() => {
+      first.socket.destroy();
+    });
     expect(await first.ask("whoami")).toBe("t0");
     await ups[0]!.kill();
     await first.closed;
     await ups[0]!.start();
     const second = await waitFor("a fresh connection through the sidecar", async () => {
       const c = new LineClient(listen);
-      cleanups.push(async () => c.socket.destroy());
+      cleanups.push(() => {
+        c.socket.destroy();
+      });
       return (await c.ask("whoami", 1000)) === "t0" ? c : undefined;
     });
     expect(await second.ask("hello")).toBe("hello");
@@ -140,7 +152,9 @@ describe("tcp_proxy", () => {
     const u = ups[0]!;
     await u.kill();
     const client = new LineClient(listen);
-    cleanups.push(async () => client.socket.destroy());
+    cleanups.push(() => {
+      client.socket.destroy();
+    });
     await waitFor(
       "connect attempts failing",
       async () => (await s.metric("envoy_cluster_upstream_cx_connect_fail", "backend")) >= 2,

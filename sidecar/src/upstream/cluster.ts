@@ -301,8 +301,8 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
         ...this.poolOptions,
         connect: (_opts, callback) => {
           connectUpstream(this, host, (err: UpstreamConnectError | null, socket: net.Socket | null) => {
-            if (err !== null) callback(err, null);
-            else callback(null, socket as net.Socket);
+            if (socket !== null) callback(null, socket);
+            else callback(err ?? new Error("connect failed"), null);
           });
         },
       });

@@ -18,7 +18,9 @@ export async function freePort(): Promise<number> {
     s.listen(0, "127.0.0.1", () => {
       const a = s.address();
       const port = typeof a === "object" && a !== null ? a.port : 0;
-      s.close(() => resolve(port));
+      s.close(() => {
+        resolve(port);
+      });
     });
   });
 }
@@ -40,7 +42,7 @@ export async function waitFor<T>(
     }
     if (Date.now() > deadline) {
       throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ""}`,
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastErr instanceof Error ? `: ${lastErr.message}` : ""}`,
       );
     }
     await new Promise((r) => setTimeout(r, 20));
@@ -88,7 +90,11 @@ function waitForLine(
 
 export function exited(proc: ChildProcess): Promise<number | null> {
   if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve(proc.exitCode);
-  return new Promise((resolve) => proc.once("exit", (code) => resolve(code)));
+  return new Promise((resolve) =>
+    proc.once("exit", (code) => {
+      resolve(code);
+    }),
+  );
 }
 
 export class Upstream {
@@ -169,10 +175,10 @@ export class Sidecar {
       },
     );
     this.proc = proc;
-    proc.stdout?.on("data", (c: Buffer) => {
+    proc.stdout.on("data", (c: Buffer) => {
       this.logs += c.toString();
     });
-    proc.stderr?.on("data", (c: Buffer) => {
+    proc.stderr.on("data", (c: Buffer) => {
       this.logs += c.toString();
     });
     if (waitReady) {
