@@ -1,10 +1,11 @@
 /**
- * `npm run generate`: writes crds/*.yaml (and the Helm chart's copy, when the chart exists) from
- * the zod schemas. `--check` writes nothing and exits 1 when a file is stale.
+ * `npm run generate`: writes crds/*.yaml and the Helm chart's copy from the zod schemas, and the
+ * chart's Grafana dashboard from operator/src/observability. `--check` writes nothing and exits 1 when a file is stale.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { grafanaDashboard } from "../observability/dashboard.ts";
 import { crdFileName, customResourceDefinitionYaml, KINDS } from "./index.ts";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -21,6 +22,12 @@ export function generatedFiles(root: string = REPO_ROOT): Map<string, string> {
   const files = new Map<string, string>();
   for (const dir of crdDirectories(root)) {
     for (const kind of KINDS) files.set(join(dir, crdFileName(kind)), customResourceDefinitionYaml(kind));
+  }
+  if (existsSync(join(root, "charts/tether/Chart.yaml"))) {
+    files.set(
+      join(root, "charts/tether/dashboards/tether.json"),
+      JSON.stringify(grafanaDashboard(), null, 2) + "\n",
+    );
   }
   return files;
 }

@@ -4,7 +4,6 @@
  */
 import { API_VERSION } from "../api/index.ts";
 
-export const FIELD_MANAGER = "tether-operator";
 export const MANAGED_BY = "tether-operator";
 /** On the pod template: changes only when the pod template itself changes (config hot-reloads). */
 export const POD_TEMPLATE_HASH_ANNOTATION = "tether.dev/pod-template-hash";

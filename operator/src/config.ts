@@ -1,0 +1,217 @@
+/**
+ * Command-line flags, each with an environment variable (the flag wins). Bad values are errors
+ * naming the flag, with code TETHER_ERR_OPERATOR_CONFIG.
+ */
+import { hostname } from "node:os";
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+
+export const DEFAULT_SIDECAR_IMAGE = "localhost/tether/sidecar:0.1.0";
+
+export interface OperatorConfig {
+  readonly kubeconfig: string | undefined;
+  /** Empty: all namespaces. */
+  readonly namespaces: string[];
+  readonly sidecarImage: string;
+  readonly clusterDomain: string;
+  readonly adminHost: string;
+  readonly adminPort: number;
+  readonly leaderElect: boolean;
+  readonly leaseName: string;
+  readonly leaseNamespace: string;
+  readonly identity: string;
+  readonly leaseDurationMs: number;
+  readonly renewDeadlineMs: number;
+  readonly retryPeriodMs: number;
+  readonly concurrency: number;
+  readonly resyncPeriodMs: number;
+  readonly watchTimeoutSeconds: number;
+  readonly logLevel: string;
+}
+
+export class ConfigError extends Error {
+  readonly code = "TETHER_ERR_OPERATOR_CONFIG";
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+/** Each flag, its environment variable and its default. */
+export const FLAGS = {
+  kubeconfig: {
+    env: "KUBECONFIG",
+    default: "",
+    help: "kubeconfig file (default: KUBECONFIG, ~/.kube/config, or in-cluster)",
+  },
+  namespaces: {
+    env: "TETHER_NAMESPACES",
+    default: "",
+    help: "comma-separated namespaces to watch; empty or '*' = all",
+  },
+  "sidecar-image": {
+    env: "TETHER_SIDECAR_IMAGE",
+    default: DEFAULT_SIDECAR_IMAGE,
+    help: "sidecar image for Agents and Brokers that name none",
+  },
+  "cluster-domain": {
+    env: "TETHER_CLUSTER_DOMAIN",
+    default: "cluster.local",
+    help: "cluster DNS domain for Service host names",
+  },
+  "admin-address": {
+    env: "TETHER_ADMIN_ADDRESS",
+    default: "0.0.0.0:8080",
+    help: "host:port of /metrics, /healthz, /readyz (port 0 = any free port)",
+  },
+  "leader-elect": { env: "TETHER_LEADER_ELECT", default: "true", help: "run leader election (true|false)" },
+  "lease-name": {
+    env: "TETHER_LEASE_NAME",
+    default: "tether-operator",
+    help: "name of the leader-election Lease",
+  },
+  "lease-namespace": {
+    env: "TETHER_LEASE_NAMESPACE",
+    default: "",
+    help: "namespace of the Lease (default: the pod's namespace, else default)",
+  },
+  identity: {
+    env: "TETHER_IDENTITY",
+    default: "",
+    help: "this replica's identity in the Lease (default: hostname-pid)",
+  },
+  "lease-duration": {
+    env: "TETHER_LEASE_DURATION",
+    default: "10s",
+    help: "how long a lease is valid without renewal",
+  },
+  "renew-deadline": {
+    env: "TETHER_RENEW_DEADLINE",
+    default: "7s",
+    help: "a leader that cannot renew for this long stops writing",
+  },
+  "retry-period": {
+    env: "TETHER_RETRY_PERIOD",
+    default: "2s",
+    help: "how often to try to acquire or renew the lease",
+  },
+  concurrency: {
+    env: "TETHER_CONCURRENCY",
+    default: "4",
+    help: "reconciles run in parallel (different keys)",
+  },
+  "resync-period": {
+    env: "TETHER_RESYNC_PERIOD",
+    default: "10m",
+    help: "reconcile everything this often; 0 = never",
+  },
+  "watch-timeout": {
+    env: "TETHER_WATCH_TIMEOUT",
+    default: "5m",
+    help: "server-side watch timeout; the watchdog fires 60s after it",
+  },
+  "log-level": {
+    env: "TETHER_LOG_LEVEL",
+    default: "info",
+    help: "pino level: trace, debug, info, warn, error",
+  },
+} as const;
+
+type FlagName = keyof typeof FLAGS;
+
+const DURATION = /^(\d+)(ms|s|m|h)$/;
+const UNIT: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+function durationMs(flag: string, text: string): number {
+  const m = DURATION.exec(text.trim());
+  if (m === null) throw new ConfigError(`--${flag}: "${text}" is not a duration like 500ms, 10s or 5m`);
+  return Number(m[1]) * (UNIT[m[2] ?? "s"] ?? 1000);
+}
+
+function positiveInt(flag: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new ConfigError(`--${flag}: "${text}" is not a positive integer`);
+  return n;
+}
+
+function bool(flag: string, text: string): boolean {
+  if (/^(true|1|yes|on)$/i.test(text)) return true;
+  if (/^(false|0|no|off)$/i.test(text)) return false;
+  throw new ConfigError(`--${flag}: "${text}" is not true or false`);
+}
+
+function address(flag: string, text: string): { host: string; port: number } {
+  const i = text.lastIndexOf(":");
+  const port = Number(text.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new ConfigError(`--${flag}: "${text}" is not host:port`);
+  }
+  return { host: text.slice(0, i).replace(/^\[|\]$/g, "") || "0.0.0.0", port };
+}
+
+function podNamespace(): string | undefined {
+  try {
+    return readFileSync("/var/run/secrets/kubernetes.io/serviceaccount/namespace", "utf8").trim();
+  } catch {
+    return undefined;
+  }
+}
+
+export function usage(): string {
+  const lines = Object.entries(FLAGS).map(
+    ([name, f]) => `  --${name.padEnd(16)} ${f.help} [env ${f.env}; default "${f.default}"]`,
+  );
+  return `Usage: tether-operator [flags]\n${lines.join("\n")}\n  --help             this text`;
+}
+
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): OperatorConfig | "help" {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    const options = Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: "string" as const }]));
+    values = parseArgs({
+      args: [...argv],
+      options: { ...options, help: { type: "boolean" } },
+      strict: true,
+    }).values;
+  } catch (error) {
+    throw new ConfigError(error instanceof Error ? error.message : String(error));
+  }
+  if (values["help"] === true) return "help";
+  const get = (name: FlagName): string => {
+    const flag = values[name];
+    if (typeof flag === "string") return flag;
+    return env[FLAGS[name].env] ?? FLAGS[name].default;
+  };
+  const ns = get("namespaces").trim();
+  const admin = address("admin-address", get("admin-address"));
+  const leaseDurationMs = durationMs("lease-duration", get("lease-duration"));
+  const renewDeadlineMs = durationMs("renew-deadline", get("renew-deadline"));
+  if (renewDeadlineMs >= leaseDurationMs)
+    throw new ConfigError("--renew-deadline must be shorter than --lease-duration");
+  const kubeconfig = get("kubeconfig");
+  return {
+    kubeconfig: kubeconfig === "" ? undefined : kubeconfig,
+    namespaces:
+      ns === "" || ns === "*"
+        ? []
+        : ns
+            .split(",")
+            .map((s) => s.trim())
+            .filter((s) => s !== ""),
+    sidecarImage: get("sidecar-image"),
+    clusterDomain: get("cluster-domain"),
+    adminHost: admin.host,
+    adminPort: admin.port,
+    leaderElect: bool("leader-elect", get("leader-elect")),
+    leaseName: get("lease-name"),
+    leaseNamespace: get("lease-namespace") || env["POD_NAMESPACE"] || podNamespace() || "default",
+    identity: get("identity") || `${hostname()}-${process.pid}`,
+    leaseDurationMs,
+    renewDeadlineMs,
+    retryPeriodMs: durationMs("retry-period", get("retry-period")),
+    concurrency: positiveInt("concurrency", get("concurrency")),
+    resyncPeriodMs: get("resync-period") === "0" ? 0 : durationMs("resync-period", get("resync-period")),
+    watchTimeoutSeconds: Math.max(1, Math.round(durationMs("watch-timeout", get("watch-timeout")) / 1000)),
+    logLevel: get("log-level"),
+  };
+}

@@ -1,0 +1,95 @@
+/** Broker → Deployment (sidecar standalone) + Service + sidecar ConfigMap; status from the Deployment. */
+import type { Condition } from "../api/index.ts";
+import { RESOURCES, type KubeObject } from "../kube/resources.ts";
+import { renderBroker } from "../render/index.ts";
+import { applyChildren, conflictMessage, writeStatusIfChanged, type ApplyOutcome } from "./children.ts";
+import { mergeConditions, type ConditionUpdate, type StatusWithConditions } from "./conditions.ts";
+import type { ControllerContext } from "./context.ts";
+import { notify } from "./notify.ts";
+import { deploymentReadiness, generationOf, ownerMeta, parseBroker } from "./parse.ts";
+
+export async function reconcileBroker(
+  ctx: ControllerContext,
+  namespace: string,
+  name: string,
+): Promise<void> {
+  const object = ctx.stores.brokers.get(namespace, name);
+  if (object === undefined || object.metadata.deletionTimestamp !== undefined) return;
+  const generation = generationOf(object);
+  const previous = (object["status"] as { conditions?: Condition[] } | undefined)?.conditions;
+  const parsed = parseBroker(object);
+  if (!parsed.ok) {
+    const ready: ConditionUpdate = {
+      type: "Ready",
+      status: "False",
+      reason: "InvalidSpec",
+      message: parsed.message,
+    };
+    await finish(ctx, object, {
+      observedGeneration: generation,
+      conditions: mergeConditions(previous, [ready], generation, ctx.now()),
+    });
+    return;
+  }
+  const spec = parsed.spec;
+  const children = renderBroker({ owner: ownerMeta("Broker", object), spec, options: ctx.render });
+  const outcome = await applyChildren(ctx, object.metadata.uid ?? "", [
+    children.sidecarConfig,
+    children.deployment,
+    children.service,
+  ]);
+  const deployment = outcome.observed.get(`Deployment/${name}`);
+  const r = deploymentReadiness(deployment);
+  const serviceRef = spec.backends.serviceRef;
+  let ready: ConditionUpdate;
+  if (outcome.conflicts.length > 0) {
+    ready = {
+      type: "Ready",
+      status: "False",
+      reason: "NameConflict",
+      message: conflictMessage(outcome.conflicts, namespace, "Broker"),
+    };
+  } else if (serviceRef !== undefined && ctx.stores.services.get(namespace, serviceRef.name) === undefined) {
+    ready = {
+      type: "Ready",
+      status: "False",
+      reason: "BackendNotFound",
+      message: `Service ${serviceRef.name} not found in namespace ${namespace}`,
+    };
+  } else if (r.readyReplicas >= r.desired) {
+    ready = {
+      type: "Ready",
+      status: "True",
+      reason: "Available",
+      message: `${r.readyReplicas}/${r.desired} broker pods ready`,
+    };
+  } else {
+    ready = {
+      type: "Ready",
+      status: "False",
+      reason: "Progressing",
+      message: `${r.readyReplicas}/${r.desired} broker pods ready`,
+    };
+  }
+  await finish(
+    ctx,
+    object,
+    {
+      observedGeneration: generation,
+      conditions: mergeConditions(previous, [ready], generation, ctx.now()),
+      readyReplicas: r.readyReplicas,
+    },
+    outcome,
+  );
+}
+
+async function finish(
+  ctx: ControllerContext,
+  object: KubeObject,
+  status: StatusWithConditions,
+  outcome?: ApplyOutcome,
+): Promise<void> {
+  const before = (object["status"] as { conditions?: Condition[] } | undefined)?.conditions;
+  const changed = await writeStatusIfChanged(ctx, RESOURCES.brokers, ctx.stores.brokers, object, status);
+  notify(ctx, object, before, changed ? status.conditions : undefined, outcome);
+}

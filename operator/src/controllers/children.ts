@@ -1,0 +1,119 @@
+/**
+ * Converging children: compare the desired object with what is there, apply only what differs,
+ * and never touch an object of the same name that this resource does not control.
+ */
+import { applyStatus, serverSideApply } from "../kube/apply.ts";
+import { isNotFound } from "../kube/errors.ts";
+import { isSubset } from "../kube/compare.ts";
+import { RESOURCES, resourcePath, type KubeObject, type ResourceType } from "../kube/resources.ts";
+import type { Store } from "../kube/store.ts";
+import type { ControllerContext } from "./context.ts";
+import { sameStatus } from "./conditions.ts";
+
+export interface DesiredChild {
+  readonly apiVersion: string;
+  readonly kind: "Deployment" | "Service" | "ConfigMap";
+  readonly metadata: { name: string; namespace: string };
+}
+
+export interface ChildConflict {
+  readonly kind: string;
+  readonly name: string;
+  /** Who controls it instead, for the message. */
+  readonly controller: string;
+}
+
+export interface ApplyOutcome {
+  /** The children as they are now (after any apply), by kind. */
+  readonly observed: Map<string, KubeObject>;
+  readonly conflicts: ChildConflict[];
+  /** Kinds/names applied in this reconcile (empty when nothing changed). */
+  readonly applied: string[];
+}
+
+function typeAndStore(ctx: ControllerContext, kind: DesiredChild["kind"]): [ResourceType, Store] {
+  if (kind === "Deployment") return [RESOURCES.deployments, ctx.stores.deployments];
+  if (kind === "Service") return [RESOURCES.services, ctx.stores.services];
+  return [RESOURCES.configMaps, ctx.stores.configMaps];
+}
+
+export function controllerOf(object: KubeObject): string | undefined {
+  const ref = object.metadata.ownerReferences?.find((r) => r.controller === true);
+  return ref === undefined ? undefined : `${ref.kind} ${ref.name}`;
+}
+
+export function isControlledBy(object: KubeObject, ownerUid: string): boolean {
+  return object.metadata.ownerReferences?.some((r) => r.controller === true && r.uid === ownerUid) ?? false;
+}
+
+/** The object from the cache, or (not cached: the cache only holds labelled children) from the server. */
+async function observe(ctx: ControllerContext, resource: ResourceType, store: Store, desired: DesiredChild) {
+  const { namespace, name } = desired.metadata;
+  const cached = store.get(namespace, name);
+  if (cached !== undefined) return cached;
+  try {
+    return await ctx.client.request<KubeObject>("GET", resourcePath(resource, namespace, name));
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    throw error;
+  }
+}
+
+export async function applyChildren(
+  ctx: ControllerContext,
+  ownerUid: string,
+  children: readonly DesiredChild[],
+): Promise<ApplyOutcome> {
+  const observed = new Map<string, KubeObject>();
+  const conflicts: ChildConflict[] = [];
+  const applied: string[] = [];
+  for (const child of children) {
+    const [resource, store] = typeAndStore(ctx, child.kind);
+    const current = await observe(ctx, resource, store, child);
+    if (current !== undefined && !isControlledBy(current, ownerUid)) {
+      conflicts.push({
+        kind: child.kind,
+        name: child.metadata.name,
+        controller: controllerOf(current) ?? "no controller",
+      });
+      continue;
+    }
+    // Lists leave apiVersion and kind out of their items: compare what the object holds.
+    if (current !== undefined && isSubset({ ...child, apiVersion: undefined, kind: undefined }, current)) {
+      observed.set(child.kind + "/" + child.metadata.name, current);
+      continue;
+    }
+    const result = await serverSideApply(ctx.client, resource, child as unknown as KubeObject);
+    store.remember(result);
+    observed.set(child.kind + "/" + child.metadata.name, result);
+    applied.push(`${child.kind} ${child.metadata.name}`);
+  }
+  return { observed, conflicts, applied };
+}
+
+export function conflictMessage(
+  conflicts: readonly ChildConflict[],
+  namespace: string,
+  ownerKind: string,
+): string {
+  return conflicts
+    .map(
+      (c) =>
+        `${c.kind} ${namespace}/${c.name} already exists and is controlled by ${c.controller}, not this ${ownerKind}; rename or delete it`,
+    )
+    .join("; ");
+}
+
+/** Writes status through the status subresource, only when it differs from what is stored. */
+export async function writeStatusIfChanged(
+  ctx: ControllerContext,
+  resource: ResourceType,
+  store: Store,
+  object: KubeObject,
+  status: unknown,
+): Promise<boolean> {
+  if (sameStatus(object["status"], status)) return false;
+  const result = await applyStatus(ctx.client, resource, object, status);
+  store.remember(result);
+  return true;
+}

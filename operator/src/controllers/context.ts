@@ -1,0 +1,41 @@
+/** What every controller gets: the caches, the API client, events, render options, metrics. */
+import type { Logger } from "pino";
+import type { KubeTransport } from "../kube/client.ts";
+import type { EventRecorder } from "../kube/events.ts";
+import type { Store } from "../kube/store.ts";
+import type { RenderOptions } from "../render/index.ts";
+
+export interface Stores {
+  readonly policyServerClusters: Store;
+  readonly agents: Store;
+  readonly brokers: Store;
+  readonly proxyRoutes: Store;
+  /** Only objects labelled managed-by=tether-operator. */
+  readonly deployments: Store;
+  /** Every Service (ProxyRoutes and Brokers may reference any). */
+  readonly services: Store;
+  /** Only objects labelled managed-by=tether-operator. */
+  readonly configMaps: Store;
+}
+
+export interface ControllerContext {
+  readonly client: KubeTransport;
+  readonly stores: Stores;
+  readonly events: EventRecorder;
+  readonly render: RenderOptions;
+  readonly logger: Logger;
+  /** The clock for condition timestamps. */
+  readonly now: () => Date;
+}
+
+export type TetherKind = "PolicyServerCluster" | "Agent" | "Broker" | "ProxyRoute";
+
+/** Queue keys: `Kind/namespace/name`. */
+export function queueKey(kind: TetherKind, namespace: string, name: string): string {
+  return `${kind}/${namespace}/${name}`;
+}
+
+export function parseQueueKey(key: string): { kind: TetherKind; namespace: string; name: string } {
+  const [kind, namespace, name] = key.split("/");
+  return { kind: kind as TetherKind, namespace: namespace ?? "", name: name ?? "" };
+}

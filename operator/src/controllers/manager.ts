@@ -1,0 +1,240 @@
+/**
+ * Wires the caches to the work queue: every event becomes the keys of the resources it affects
+ * (its owner, the Agents using a PolicyServerCluster, the Agent of a ProxyRoute, ...), and each key
+ * is reconciled level-based from the caches. Only the leader runs the queue.
+ */
+import type { Logger } from "pino";
+import { GROUP } from "../api/index.ts";
+import type { KubeTransport } from "../kube/client.ts";
+import { EventRecorder } from "../kube/events.ts";
+import type { InformerEventType } from "../kube/informer.ts";
+import { WorkQueue } from "../kube/queue.ts";
+import { RESOURCES, type KubeObject } from "../kube/resources.ts";
+import { Store, type StoreOptions } from "../kube/store.ts";
+import type { OperatorMetrics } from "../metrics.ts";
+import { MANAGED_BY, type RenderOptions } from "../render/index.ts";
+import { reconcileAgent } from "./agent.ts";
+import { reconcileBroker } from "./broker.ts";
+import { parseQueueKey, queueKey, type ControllerContext, type Stores, type TetherKind } from "./context.ts";
+import { reconcilePolicyServerCluster } from "./policy-server-cluster.ts";
+import { reconcileProxyRoute } from "./proxy-route.ts";
+
+export interface ManagerOptions {
+  readonly client: KubeTransport;
+  readonly logger: Logger;
+  readonly metrics: OperatorMetrics;
+  readonly namespaces: readonly string[];
+  readonly render: RenderOptions;
+  readonly concurrency: number;
+  /** Every key is reconciled again this often (level-based safety net); 0 = never. */
+  readonly resyncPeriodMs: number;
+  readonly informer?: StoreOptions["informer"];
+  readonly now?: () => Date;
+}
+
+const OWNED_SELECTOR = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
+
+export class ControllerManager {
+  readonly stores: Stores;
+  readonly queue: WorkQueue;
+  private readonly ctx: ControllerContext;
+  private readonly options: ManagerOptions;
+  private resyncTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: ManagerOptions) {
+    this.options = options;
+    const { client, logger, metrics } = options;
+    const store = (resource: StoreOptions["resource"], labelSelector?: string): Store =>
+      new Store({
+        resource,
+        namespaces: options.namespaces,
+        client,
+        logger,
+        ...(labelSelector === undefined ? {} : { labelSelector }),
+        informer: {
+          ...options.informer,
+          onRestart: (reason) => {
+            metrics.watchRestarts.inc({ resource: resource.plural, reason });
+          },
+        },
+      });
+    this.stores = {
+      policyServerClusters: store(RESOURCES.policyServerClusters),
+      agents: store(RESOURCES.agents),
+      brokers: store(RESOURCES.brokers),
+      proxyRoutes: store(RESOURCES.proxyRoutes),
+      deployments: store(RESOURCES.deployments, OWNED_SELECTOR),
+      services: store(RESOURCES.services),
+      configMaps: store(RESOURCES.configMaps, OWNED_SELECTOR),
+    };
+    this.ctx = {
+      client,
+      stores: this.stores,
+      events: new EventRecorder(client, logger),
+      render: options.render,
+      logger,
+      now: options.now ?? ((): Date => new Date()),
+    };
+    this.queue = new WorkQueue({
+      concurrency: options.concurrency,
+      handler: (key) => this.reconcile(key),
+      onError: (key, error, retryInMs) => {
+        logger.warn({ key, err: error, retryInMs }, "reconcile failed; retrying");
+      },
+      onDepthChange: (depth) => {
+        metrics.queueDepth.set(depth);
+      },
+    });
+    this.wire();
+  }
+
+  private all(): Store[] {
+    return Object.values(this.stores) as Store[];
+  }
+
+  get hasSynced(): boolean {
+    return this.all().every((s) => s.hasSynced);
+  }
+
+  start(): void {
+    for (const s of this.all()) s.start();
+    if (this.options.resyncPeriodMs > 0) {
+      this.resyncTimer = setInterval(() => {
+        this.enqueueAll();
+      }, this.options.resyncPeriodMs);
+    }
+  }
+
+  async synced(): Promise<void> {
+    await Promise.all(this.all().map((s) => s.synced()));
+  }
+
+  /** Leadership gained: run the queue over everything once caches are complete. */
+  async startReconciling(): Promise<void> {
+    await this.synced();
+    this.enqueueAll();
+    this.queue.resume();
+  }
+
+  stopReconciling(): void {
+    this.queue.pause();
+  }
+
+  async stop(): Promise<void> {
+    if (this.resyncTimer !== undefined) clearInterval(this.resyncTimer);
+    await this.queue.stop();
+    await Promise.all(this.all().map((s) => s.stop()));
+  }
+
+  enqueueAll(): void {
+    const kinds: [TetherKind, Store][] = [
+      ["PolicyServerCluster", this.stores.policyServerClusters],
+      ["Agent", this.stores.agents],
+      ["Broker", this.stores.brokers],
+      ["ProxyRoute", this.stores.proxyRoutes],
+    ];
+    for (const [kind, s] of kinds) for (const o of s.list()) this.add(kind, o);
+  }
+
+  private add(kind: TetherKind, object: KubeObject, name = object.metadata.name): void {
+    this.queue.add(queueKey(kind, object.metadata.namespace ?? "", name));
+  }
+
+  private async reconcile(key: string): Promise<undefined> {
+    const { kind, namespace, name } = parseQueueKey(key);
+    const end = this.options.metrics.reconcileDuration.startTimer({ kind });
+    try {
+      if (kind === "Agent") await reconcileAgent(this.ctx, namespace, name);
+      else if (kind === "PolicyServerCluster") await reconcilePolicyServerCluster(this.ctx, namespace, name);
+      else if (kind === "Broker") await reconcileBroker(this.ctx, namespace, name);
+      else await reconcileProxyRoute(this.ctx, namespace, name);
+      this.options.metrics.reconciles.inc({ kind, result: "success" });
+    } catch (error) {
+      this.options.metrics.reconciles.inc({ kind, result: "error" });
+      throw error;
+    } finally {
+      end();
+    }
+    return undefined;
+  }
+
+  private wire(): void {
+    const s = this.stores;
+    s.policyServerClusters.on((type, o, old) => {
+      if (!specChanged(type, o, old)) return;
+      this.add("PolicyServerCluster", o);
+      for (const agent of s.agents.list(o.metadata.namespace)) {
+        if (refName(agent, "policyServerClusterRef") === o.metadata.name) this.add("Agent", agent);
+      }
+    });
+    s.agents.on((type, o, old) => {
+      if (!specChanged(type, o, old)) return;
+      this.add("Agent", o);
+      // Routes report whether their Agent exists and which ports it holds.
+      for (const route of s.proxyRoutes.list(o.metadata.namespace)) {
+        if (refName(route, "agentRef") === o.metadata.name) this.add("ProxyRoute", route);
+      }
+    });
+    s.proxyRoutes.on((type, o, old) => {
+      if (!specChanged(type, o, old)) return;
+      const agents = new Set([
+        refName(o, "agentRef"),
+        old === undefined ? undefined : refName(old, "agentRef"),
+      ]);
+      for (const agent of agents) {
+        if (agent === undefined) continue;
+        this.add("Agent", o, agent);
+        // Sibling routes: a deleted or changed route may end or start a conflict.
+        for (const route of s.proxyRoutes.list(o.metadata.namespace)) {
+          if (refName(route, "agentRef") === agent) this.add("ProxyRoute", route);
+        }
+      }
+      this.add("ProxyRoute", o);
+    });
+    s.brokers.on((type, o, old) => {
+      if (specChanged(type, o, old)) this.add("Broker", o);
+    });
+    const toOwner = (_type: InformerEventType, o: KubeObject): void => {
+      const ref = o.metadata.ownerReferences?.find(
+        (r) => r.controller === true && r.apiVersion.startsWith(`${GROUP}/`),
+      );
+      if (ref !== undefined) this.add(ref.kind as TetherKind, o, ref.name);
+    };
+    s.deployments.on(toOwner);
+    s.configMaps.on(toOwner);
+    s.services.on((type, o) => {
+      toOwner(type, o);
+      if (type === "MODIFIED") return; // only existence matters to references
+      const ns = o.metadata.namespace;
+      for (const route of s.proxyRoutes.list(ns)) {
+        if (backendServiceName(route, "backend") === o.metadata.name) {
+          this.add("ProxyRoute", route);
+          const agent = refName(route, "agentRef");
+          if (agent !== undefined) this.add("Agent", route, agent);
+        }
+      }
+      for (const broker of s.brokers.list(ns)) {
+        if (backendServiceName(broker, "backends") === o.metadata.name) this.add("Broker", broker);
+      }
+    });
+  }
+}
+
+/** Status-only updates (our own writes, mostly) change nothing a reconcile reads. */
+function specChanged(type: InformerEventType, o: KubeObject, old: KubeObject | undefined): boolean {
+  if (type !== "MODIFIED" || old === undefined) return true;
+  return (
+    o.metadata.generation !== old.metadata.generation ||
+    o.metadata.deletionTimestamp !== old.metadata.deletionTimestamp
+  );
+}
+
+function refName(o: KubeObject, field: string): string | undefined {
+  const spec = o["spec"] as Record<string, { name?: string } | undefined> | undefined;
+  return spec?.[field]?.name;
+}
+
+function backendServiceName(o: KubeObject, field: string): string | undefined {
+  const spec = o["spec"] as Record<string, { serviceRef?: { name?: string } } | undefined> | undefined;
+  return spec?.[field]?.serviceRef?.name;
+}
