@@ -75,12 +75,14 @@ function convert(schema: z.ZodType, path: string): { node: OpenApiSchema; option
       result = { node: convert(inner(def, path), path).node, optional: true };
       break;
     case "default":
-    case "prefault":
-      result = {
-        node: { ...convert(inner(def, path), path).node, default: def.defaultValue },
-        optional: true,
-      };
+    case "prefault": {
+      // A prefault ({}) is parsed by the inner schema, so the CRD default must be that output: the
+      // API server checks a default against the CEL rules, and `{}` lacks the fields they read.
+      const innerSchema = inner(def, path);
+      const value = def.type === "prefault" ? innerSchema.parse(def.defaultValue) : def.defaultValue;
+      result = { node: { ...convert(innerSchema, path).node, default: value }, optional: true };
       break;
+    }
     default:
       result = { node: convertBase(def, path), optional: false };
   }
