@@ -74,6 +74,9 @@ export class Runtime implements AdminView {
       );
       return;
     }
+    if (JSON.stringify(next.bootstrap.admin) !== JSON.stringify(this.current?.bootstrap.admin)) {
+      this.log.warn("admin settings changed; they take effect at the next restart");
+    }
     try {
       await this.clustersMgr.apply(next.bootstrap.static_resources.clusters);
       await this.listenersMgr.apply(next.bootstrap.static_resources.listeners, this.listenerDrainMs);

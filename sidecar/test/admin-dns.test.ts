@@ -1,0 +1,141 @@
+// Admin endpoints, Envoy-named metrics, connection logs, and a STRICT_DNS cluster.
+import { afterEach, describe, expect, it } from "vitest";
+import { request } from "undici";
+import {
+  bootstrapYaml,
+  clusterYaml,
+  freePort,
+  healthCheckYaml,
+  httpListenerYaml,
+  routeYaml,
+  Sidecar,
+  Upstream,
+  waitFor,
+} from "./support/harness.ts";
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+describe("admin", () => {
+  it("serves /ready, /clusters (text and JSON), /config_dump and Envoy-named metrics", async () => {
+    const [pa, pdead, listen, admin] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    const a = await new Upstream(pa, "a").start();
+    cleanups.push(() => a.kill());
+    const s = new Sidecar(
+      admin,
+      Sidecar.writeConfig(
+        bootstrapYaml(
+          admin,
+          httpListenerYaml(listen, [routeYaml({ retryOn: "connect-failure", numRetries: 3 })]),
+          clusterYaml({ endpoints: [{ port: pa }, { port: pdead }], healthCheck: healthCheckYaml("http") }),
+        ),
+      ),
+    );
+    cleanups.push(() => s.stop());
+    await s.start();
+    const ready = await request(`http://127.0.0.1:${admin}/ready`);
+    expect(ready.statusCode).toBe(200);
+    expect(await ready.body.text()).toBe("LIVE\n");
+
+    for (let i = 0; i < 10; i++) expect((await request(`http://127.0.0.1:${listen}/`)).statusCode).toBe(200);
+
+    const text = await (await request(`http://127.0.0.1:${admin}/clusters`)).body.text();
+    expect(text).toContain(`backend::127.0.0.1:${pa}::health_flags::healthy`);
+    expect(text).toContain(`backend::127.0.0.1:${pdead}::health_flags::/failed_active_hc`);
+    expect(text).toMatch(new RegExp(`backend::127.0.0.1:${pa}::rq_total::(\\d+)`));
+    const json = (await (await request(`http://127.0.0.1:${admin}/clusters?format=json`)).body.json()) as {
+      cluster_statuses: {
+        name: string;
+        host_statuses: { healthy: boolean; stats: { name: string; value: number }[] }[];
+      }[];
+    };
+    const hosts = json.cluster_statuses[0]!.host_statuses;
+    expect(hosts.map((h) => h.healthy)).toEqual([true, false]);
+    expect(hosts[0]!.stats.find((x) => x.name === "rq_total")!.value).toBe(10);
+
+    const dump = (await (await request(`http://127.0.0.1:${admin}/config_dump`)).body.json()) as {
+      configs: { bootstrap: { static_resources: { clusters: { name: string }[] } } }[];
+    };
+    expect(dump.configs[0]!.bootstrap.static_resources.clusters[0]!.name).toBe("backend");
+
+    const m = await s.metrics();
+    expect(m.get('envoy_cluster_membership_healthy{envoy_cluster_name="backend"}')).toBe(1);
+    expect(m.get('envoy_cluster_membership_total{envoy_cluster_name="backend"}')).toBe(2);
+    expect(m.get('envoy_cluster_upstream_rq_2xx{envoy_cluster_name="backend"}')).toBe(10);
+    expect(m.get('envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix="ingress_http"}')).toBe(10);
+    expect(m.get('envoy_cluster_upstream_rq_time_count{envoy_cluster_name="backend"}')).toBe(10);
+    expect(
+      m.get(
+        'envoy_http_downstream_rq_xx{envoy_http_conn_manager_prefix="ingress_http",envoy_response_code_class="2"}',
+      ),
+    ).toBe(10);
+    expect(m.has("process_resident_memory_bytes")).toBe(true);
+    const same = await (await request(`http://127.0.0.1:${admin}/metrics`)).body.text();
+    expect(same).toContain("# TYPE envoy_cluster_upstream_cx_active gauge");
+
+    // Logs: JSON lines with connection ids.
+    await waitFor("connection log lines", () => s.logs.includes('"msg":"downstream connection open"'));
+    const open = s.logs.split("\n").find((l) => l.includes('"msg":"upstream connection open"'));
+    expect(JSON.parse(open!)).toMatchObject({
+      conn: expect.stringMatching(/^u\d+$/),
+      upstream: `127.0.0.1:${pa}`,
+    });
+  });
+
+  it("logs failed connects with their class and elapsed time", async () => {
+    const [pdead, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
+    const s = new Sidecar(
+      admin,
+      Sidecar.writeConfig(
+        bootstrapYaml(
+          admin,
+          httpListenerYaml(listen, [routeYaml({})]),
+          clusterYaml({ endpoints: [{ port: pdead }] }),
+        ),
+      ),
+    );
+    cleanups.push(() => s.stop());
+    await s.start();
+    const res = await request(`http://127.0.0.1:${listen}/`);
+    expect(res.statusCode).toBe(503);
+    expect(await res.body.text()).toContain("reset reason: connection failure");
+    await waitFor("connect failure log", () => s.logs.includes('"msg":"upstream connect failed"'));
+    const line = s.logs.split("\n").find((l) => l.includes('"msg":"upstream connect failed"'))!;
+    expect(JSON.parse(line)).toMatchObject({
+      errorClass: "refused",
+      upstream: `127.0.0.1:${pdead}`,
+      elapsedMs: expect.any(Number),
+    });
+    const m = await s.metrics();
+    expect(
+      m.get('tether_upstream_connect_failures_total{envoy_cluster_name="backend",class="refused"}'),
+    ).toBe(1);
+  });
+});
+
+describe("STRICT_DNS", () => {
+  it("resolves endpoint names and proxies to them", async () => {
+    const [pa, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
+    const a = await new Upstream(pa, "a").start();
+    cleanups.push(() => a.kill());
+    const cluster = clusterYaml({ endpoints: [{ port: pa }] })
+      .replace(
+        "type: STATIC",
+        "type: STRICT_DNS\n      dns_lookup_family: V4_ONLY\n      dns_refresh_rate: 0.5s",
+      )
+      .replace("address: 127.0.0.1", "address: localhost");
+    const s = new Sidecar(
+      admin,
+      Sidecar.writeConfig(bootstrapYaml(admin, httpListenerYaml(listen, [routeYaml({})]), cluster)),
+    );
+    cleanups.push(() => s.stop());
+    await s.start();
+    const res = await request(`http://127.0.0.1:${listen}/dns`);
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.text()).toContain("a GET /dns");
+    const text = await (await request(`http://127.0.0.1:${admin}/clusters`)).body.text();
+    expect(text).toContain(`backend::127.0.0.1:${pa}::hostname::localhost`);
+  });
+});
