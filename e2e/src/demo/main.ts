@@ -108,6 +108,11 @@ async function main(): Promise<number> {
     const summaries = summarizePhases(traffic.records, windows);
     process.stdout.write("\n" + renderPhaseTable(summaries) + "\n\n");
     for (const summary of summaries) {
+      if (summary.firstFailureAtMs !== null) {
+        process.stdout.write(
+          `  ${summary.name}: first failure scheduled ${summary.firstFailureAtMs.toFixed(0)} ms into the phase\n`,
+        );
+      }
       for (const { error, count } of summary.errors.slice(0, 3)) {
         process.stdout.write(`  ${summary.name}: ${count} × ${error}\n`);
       }

@@ -23,6 +23,8 @@ export interface PhaseSummary {
   readonly backInRotationMs: Readonly<Record<string, number | null>>;
   /** Distinct failure messages with counts, most frequent first. */
   readonly errors: readonly { readonly error: string; readonly count: number }[];
+  /** When the first failed request of the phase was scheduled, ms into the phase (null: none). */
+  readonly firstFailureAtMs: number | null;
 }
 
 /** Nearest-rank percentile of a sorted array; 0 for an empty one. */
@@ -46,6 +48,7 @@ export function summarizePhases(
       if (record.ok) servedBy[record.server ?? "?"] = (servedBy[record.server ?? "?"] ?? 0) + 1;
       else errors.set(record.error ?? "?", (errors.get(record.error ?? "?") ?? 0) + 1);
     }
+    const firstFailure = inPhase.find((r) => !r.ok);
     const backInRotationMs: Record<string, number | null> = {};
     for (const { server, listeningAt } of phase.restarted) {
       let first: number | null = null;
@@ -67,6 +70,7 @@ export function summarizePhases(
       servedBy,
       backInRotationMs,
       errors: [...errors].map(([error, count]) => ({ error, count })).sort((a, b) => b.count - a.count),
+      firstFailureAtMs: firstFailure === undefined ? null : firstFailure.intendedAt - phase.startAt,
     };
   });
 }
