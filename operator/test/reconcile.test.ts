@@ -1,0 +1,407 @@
+/**
+ * The operator as a real process against a real kube-apiserver + etcd (+ kube-controller-manager for
+ * garbage collection): children appear with the right names, labels, owners and content; updates
+ * converge; missing references are reported and recover by themselves; name conflicts are left
+ * alone; deletion is followed by garbage collection; a no-op resync or a restart writes nothing.
+ */
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { TestCluster, type KubeJson } from "./helpers/cluster.ts";
+import { buildOperator, OperatorProcess, REPO_ROOT } from "./helpers/operator-process.ts";
+import { waitFor } from "./helpers/wait.ts";
+
+let cluster: TestCluster;
+let operator: OperatorProcess;
+const RESYNC = "2s";
+
+beforeAll(async () => {
+  buildOperator();
+  cluster = await TestCluster.start({ controllers: true });
+  operator = await OperatorProcess.start({
+    kubeconfig: cluster.kubeconfig,
+    args: [
+      "--leader-elect",
+      "false",
+      "--resync-period",
+      RESYNC,
+      "--sidecar-image",
+      "registry.test/tether/sidecar:9",
+    ],
+  });
+});
+
+afterAll(async () => {
+  // Undefined when beforeAll failed part-way.
+  await (operator as OperatorProcess | undefined)?.stop();
+  await (cluster as TestCluster | undefined)?.stop();
+});
+
+type Container = { name: string; image?: string; env?: { name: string; value: string }[] };
+const containersOf = (d: KubeJson): Container[] =>
+  (d.spec?.["template"] as { spec: { containers: Container[] } }).spec.containers;
+const templateHash = (d: KubeJson): string | undefined =>
+  (d.spec?.["template"] as { metadata: { annotations?: Record<string, string> } }).metadata.annotations?.[
+    "tether.dev/pod-template-hash"
+  ];
+const envoyOf = (cm: KubeJson): Record<string, unknown> =>
+  parse(cm.data?.["envoy.yaml"] ?? "") as Record<string, unknown>;
+
+function agentManifest(name: string, psc: string, extra = ""): string {
+  return `apiVersion: tether.dev/v1alpha1
+kind: Agent
+metadata: {name: ${name}}
+spec:
+  policyServerClusterRef: {name: ${psc}}
+  template:
+    spec:
+      containers: [{name: agent, image: "agent:1"}]
+${extra}`;
+}
+
+function pscManifest(name: string, port = 44443): string {
+  return `apiVersion: tether.dev/v1alpha1
+kind: PolicyServerCluster
+metadata: {name: ${name}}
+spec:
+  port: ${port}
+  external:
+    servers: [{host: 192.0.2.10}, {host: 192.0.2.11, priority: 1}]
+`;
+}
+
+describe("quick-start examples", () => {
+  beforeAll(async () => {
+    await cluster.ok(["apply", "-n", "default", "-f", join(REPO_ROOT, "examples", "quick-start")]);
+  });
+
+  it("creates the Agent's Deployment and ConfigMaps with labels, owner and content", async () => {
+    const agent = await cluster.waitFor("agent", "web", (o) => o.status?.["observedGeneration"] === 1);
+    const deployment = await cluster.waitFor("deployment", "web", () => true);
+    const sidecarCm = await cluster.waitFor("configmap", "web-sidecar", () => true);
+    const agentCm = await cluster.waitFor("configmap", "web-agent-config", () => true);
+    for (const child of [deployment, sidecarCm, agentCm]) {
+      expect(child.metadata.labels).toMatchObject({
+        "app.kubernetes.io/name": "tether",
+        "app.kubernetes.io/instance": "web",
+        "app.kubernetes.io/component": "agent",
+        "app.kubernetes.io/managed-by": "tether-operator",
+      });
+      expect(child.metadata.ownerReferences).toEqual([
+        expect.objectContaining({
+          kind: "Agent",
+          name: "web",
+          uid: agent.metadata.uid,
+          controller: true,
+          blockOwnerDeletion: true,
+        }),
+      ]);
+    }
+    const [app, sidecar] = containersOf(deployment);
+    expect(sidecar?.name).toBe("tether-sidecar");
+    expect(sidecar?.image).toBe("registry.test/tether/sidecar:9");
+    expect(app?.env).toEqual(
+      expect.arrayContaining([
+        { name: "TETHER_POLICY_SERVER_HOST", value: "127.0.0.1" },
+        { name: "TETHER_POLICY_SERVER_PORT", value: "15001" },
+      ]),
+    );
+    expect(agentCm.data?.["agent.conf"]).toContain("DefaultAgentName=web");
+    const envoy = envoyOf(sidecarCm) as {
+      static_resources: { listeners: { name: string }[]; clusters: { name: string }[] };
+    };
+    expect(envoy.static_resources.listeners.map((l) => l.name)).toEqual(["policy-server", "http-8080"]);
+    expect(envoy.static_resources.clusters.map((c) => c.name)).toEqual(["policy-server", "route-app"]);
+  });
+
+  it("creates the managed PolicyServerCluster's Deployment and headless Service", async () => {
+    const svc = await cluster.waitFor("service", "ps-main", () => true);
+    expect(svc.spec?.["clusterIP"]).toBe("None");
+    const d = await cluster.waitFor("deployment", "ps-main", () => true);
+    expect(d.metadata.labels?.["app.kubernetes.io/component"]).toBe("policy-server");
+    const psc = await cluster.waitFor("psc", "ps-main", (o) => o.status?.["endpoints"] !== undefined);
+    expect(psc.status?.["endpoints"]).toEqual({ ready: 0, total: 2 });
+  });
+
+  it("creates the Broker's Deployment, Service and sidecar ConfigMap", async () => {
+    const d = await cluster.waitFor("deployment", "appserver-broker", () => true);
+    expect(containersOf(d).map((c) => c.name)).toEqual(["tether-sidecar"]);
+    const svc = await cluster.waitFor("service", "appserver-broker", () => true);
+    expect((svc.spec?.["ports"] as { port: number }[])[0]?.port).toBe(20001);
+    const cm = await cluster.waitFor("configmap", "appserver-broker-sidecar", () => true);
+    expect(JSON.stringify(envoyOf(cm))).toContain("appserver-0.appserver.default.svc.cluster.local");
+  });
+
+  it("reports status a person can act on", async () => {
+    const agent = await cluster.waitFor("agent", "web", (o) => o.status?.["conditions"] !== undefined);
+    const conditions = agent.status?.["conditions"] as Record<string, unknown>[];
+    expect(conditions.map((c) => [c["type"], c["status"], c["reason"]])).toEqual([
+      ["Ready", "False", "Progressing"],
+      ["PolicyServerResolved", "True", "Resolved"],
+      ["RoutesAccepted", "True", "Accepted"],
+    ]);
+    expect(conditions[0]?.["message"]).toBe("0/2 agent pods ready");
+    const route = await cluster.waitFor("proxyroute", "app", (o) => o.status?.["conditions"] !== undefined);
+    expect(route.status?.["conditions"]).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ type: "Accepted", status: "True", observedGeneration: 1 }),
+      ]),
+    );
+  });
+});
+
+describe("updates", () => {
+  it("hot-reloads a config-only change without rolling the Deployment, and rolls a template change", async () => {
+    await cluster.apply(pscManifest("ps-upd"));
+    await cluster.apply(agentManifest("upd", "ps-upd"));
+    const before = await cluster.waitFor("deployment", "upd", () => true);
+    const oldConfig = (await cluster.waitFor("configmap", "upd-sidecar", () => true)).data?.["envoy.yaml"];
+    await cluster.ok([
+      "patch",
+      "agent",
+      "upd",
+      "--type=merge",
+      "-p",
+      '{"spec":{"reconnect":{"holdTimeout":"45s"}}}',
+    ]);
+    await cluster.waitFor("configmap", "upd-sidecar", (o) => o.data?.["envoy.yaml"] !== oldConfig);
+    await cluster.waitFor("agent", "upd", (o) => o.status?.["observedGeneration"] === 2);
+    const after = await cluster.get("deployment", "upd");
+    expect(after?.metadata.generation).toBe(before.metadata.generation);
+    expect(templateHash(after!)).toBe(templateHash(before));
+
+    await cluster.ok([
+      "patch",
+      "agent",
+      "upd",
+      "--type=json",
+      "-p",
+      '[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"agent:2"}]',
+    ]);
+    const rolled = await cluster.waitFor("deployment", "upd", (o) => containersOf(o)[0]?.image === "agent:2");
+    expect(rolled.metadata.generation).toBeGreaterThan(before.metadata.generation ?? 0);
+    expect(templateHash(rolled)).not.toBe(templateHash(before));
+  });
+
+  it("renders a changed PolicyServerCluster into its Agents' sidecar config", async () => {
+    await cluster.apply(pscManifest("ps-dep", 5000));
+    await cluster.apply(agentManifest("dep", "ps-dep"));
+    await cluster.waitFor("configmap", "dep-sidecar", (o) =>
+      (o.data?.["envoy.yaml"] ?? "").includes("port_value: 5000"),
+    );
+    await cluster.ok(["patch", "psc", "ps-dep", "--type=merge", "-p", '{"spec":{"port":5001}}']);
+    await cluster.waitFor("configmap", "dep-sidecar", (o) =>
+      (o.data?.["envoy.yaml"] ?? "").includes("port_value: 5001"),
+    );
+    const d = await cluster.waitFor(
+      "deployment",
+      "dep",
+      (o) =>
+        containersOf(o)[0]?.env?.some((e) => e.name === "TETHER_POLICY_SERVER_PORT" && e.value === "5001") ===
+        true,
+    );
+    expect(d).toBeDefined();
+  });
+});
+
+describe("references", () => {
+  it("reports a missing PolicyServerCluster by name and recovers when it appears (any creation order)", async () => {
+    await cluster.apply(agentManifest("early", "ps-late"));
+    await cluster.waitFor(
+      "agent",
+      "early",
+      (o) =>
+        (o.status?.["conditions"] as Record<string, unknown>[] | undefined)?.some(
+          (c) => c["type"] === "PolicyServerResolved" && c["status"] === "False",
+        ) === true,
+    );
+    const resolved = await cluster.condition("agent", "early", "PolicyServerResolved");
+    expect(resolved).toMatchObject({
+      reason: "NotFound",
+      message: "PolicyServerCluster ps-late not found in namespace default",
+    });
+    const ready = await cluster.condition("agent", "early", "Ready");
+    expect(ready).toMatchObject({ status: "False", reason: "PolicyServerNotResolved" });
+    expect(await cluster.get("deployment", "early")).toBeUndefined();
+
+    await cluster.apply(pscManifest("ps-late"));
+    await cluster.waitFor(
+      "agent",
+      "early",
+      (o) =>
+        (o.status?.["conditions"] as Record<string, unknown>[] | undefined)?.some(
+          (c) => c["type"] === "PolicyServerResolved" && c["status"] === "True",
+        ) === true,
+    );
+    await cluster.waitFor("deployment", "early", () => true);
+  });
+
+  it("reports a ProxyRoute whose Agent is missing, then accepts it", async () => {
+    await cluster.apply(`apiVersion: tether.dev/v1alpha1
+kind: ProxyRoute
+metadata: {name: orphan}
+spec:
+  agentRef: {name: later}
+  match: {pathPrefix: /x/}
+  backend: {servers: [{host: 10.0.0.9, port: 80}]}
+`);
+    await cluster.waitFor("proxyroute", "orphan", (o) => o.status?.["conditions"] !== undefined);
+    expect(await cluster.condition("proxyroute", "orphan", "ResolvedRefs")).toMatchObject({
+      status: "False",
+      reason: "AgentNotFound",
+      message: "Agent later not found in namespace default",
+    });
+    await cluster.apply(pscManifest("ps-later"));
+    await cluster.apply(agentManifest("later", "ps-later"));
+    await cluster.waitFor("proxyroute", "orphan", (o) =>
+      (o.status?.["conditions"] as Record<string, unknown>[]).some(
+        (c) => c["type"] === "Accepted" && c["status"] === "True",
+      ),
+    );
+    await cluster.waitFor("configmap", "later-sidecar", (o) =>
+      (o.data?.["envoy.yaml"] ?? "").includes("route-orphan"),
+    );
+  });
+
+  it("marks lastTransitionTime only when a condition's status changes", async () => {
+    const first = await cluster.condition("agent", "later", "PolicyServerResolved");
+    await cluster.ok(["patch", "agent", "later", "--type=merge", "-p", '{"spec":{"replicas":3}}']);
+    await cluster.waitFor("agent", "later", (o) => o.status?.["observedGeneration"] === 2);
+    const second = await cluster.condition("agent", "later", "PolicyServerResolved");
+    expect(second?.["lastTransitionTime"]).toBe(first?.["lastTransitionTime"]);
+    expect(second?.["observedGeneration"]).toBe(2);
+  });
+});
+
+describe("name conflicts", () => {
+  it("leaves an object it does not control untouched and says so, then recovers when it is gone", async () => {
+    await cluster.ok([
+      "create",
+      "configmap",
+      "taken-sidecar",
+      "-n",
+      "default",
+      "--from-literal=owner=someone-else",
+    ]);
+    await cluster.apply(pscManifest("ps-taken"));
+    await cluster.apply(agentManifest("taken", "ps-taken"));
+    await cluster.waitFor(
+      "agent",
+      "taken",
+      (o) =>
+        (o.status?.["conditions"] as Record<string, unknown>[] | undefined)?.some(
+          (c) => c["reason"] === "NameConflict",
+        ) === true,
+    );
+    const ready = await cluster.condition("agent", "taken", "Ready");
+    expect(ready?.["message"]).toContain("ConfigMap default/taken-sidecar already exists");
+    const cm = await cluster.get("configmap", "taken-sidecar");
+    expect(cm?.data).toEqual({ owner: "someone-else" });
+    expect(cm?.metadata.ownerReferences).toBeUndefined();
+
+    await cluster.ok(["delete", "configmap", "taken-sidecar", "-n", "default"]);
+    // Nothing watches unlabelled ConfigMaps: the periodic resync notices the name is free.
+    const owned = await cluster.waitFor(
+      "configmap",
+      "taken-sidecar",
+      (o) => o.metadata.ownerReferences !== undefined,
+    );
+    expect(owned.data?.["envoy.yaml"]).toContain("policy-server");
+    await cluster.waitFor("agent", "taken", (o) =>
+      (o.status?.["conditions"] as Record<string, unknown>[]).every((c) => c["reason"] !== "NameConflict"),
+    );
+  });
+});
+
+describe("deletion", () => {
+  it("garbage-collects the children through their ownerReferences", async () => {
+    await cluster.apply(pscManifest("ps-gone"));
+    await cluster.apply(agentManifest("gone", "ps-gone"));
+    await cluster.waitFor("deployment", "gone", () => true);
+    await cluster.ok(["delete", "agent", "gone", "-n", "default"]);
+    await waitFor(
+      "children to be garbage-collected",
+      async () => {
+        const left = await Promise.all([
+          cluster.get("deployment", "gone"),
+          cluster.get("configmap", "gone-sidecar"),
+          cluster.get("configmap", "gone-agent-config"),
+        ]);
+        return left.every((o) => o === undefined);
+      },
+      { timeoutMs: 60_000 },
+    );
+  });
+});
+
+describe("quiet when nothing changed", () => {
+  async function resourceVersions(): Promise<Map<string, string>> {
+    const items = await cluster.list(
+      "agents,policyserverclusters,proxyroutes,brokers,deployments,services,configmaps",
+    );
+    return new Map(
+      items.map((o) => [`${o.kind ?? ""}/${o.metadata.name}`, o.metadata.resourceVersion ?? ""]),
+    );
+  }
+
+  it("writes nothing on resync once converged", async () => {
+    await waitFor(
+      "the queue to drain",
+      async () => (await operator.metric("tether_operator_queue_depth")) === 0,
+    );
+    // Converged: two resync periods in a row without a write.
+    let writes = await operator.writes();
+    await waitFor(
+      "a quiet period",
+      async () => {
+        const reconciles = await operator.reconciles();
+        await waitFor("a resync", async () => (await operator.reconciles()) > reconciles + 5, {
+          timeoutMs: 10_000,
+        });
+        const now = await operator.writes();
+        const quiet = now === writes;
+        writes = now;
+        return quiet;
+      },
+      { timeoutMs: 60_000 },
+    );
+    const before = await resourceVersions();
+    const reconcilesBefore = await operator.reconciles();
+    const eventsBefore = (await cluster.list("events")).length;
+    await waitFor(
+      "two more resyncs",
+      async () => (await operator.reconciles()) >= reconcilesBefore + 2 * 12,
+      {
+        timeoutMs: 20_000,
+      },
+    );
+    expect(await operator.writes()).toBe(writes);
+    expect(await resourceVersions()).toEqual(before);
+    expect((await cluster.list("events")).length).toBe(eventsBefore);
+  });
+
+  it("writes nothing after an operator restart", async () => {
+    const before = await resourceVersions();
+    await operator.stop();
+    operator = await OperatorProcess.start({
+      kubeconfig: cluster.kubeconfig,
+      args: [
+        "--leader-elect",
+        "false",
+        "--resync-period",
+        RESYNC,
+        "--sidecar-image",
+        "registry.test/tether/sidecar:9",
+      ],
+    });
+    await waitFor("a full pass", async () => (await operator.reconciles()) >= before.size / 2, {
+      timeoutMs: 20_000,
+    });
+    await waitFor(
+      "the queue to drain",
+      async () => (await operator.metric("tether_operator_queue_depth")) === 0,
+    );
+    expect(await operator.writes()).toBe(0);
+    expect(await resourceVersions()).toEqual(before);
+  });
+});
