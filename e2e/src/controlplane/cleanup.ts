@@ -11,12 +11,13 @@ import { signalGroup } from "./supervise.ts";
  *    failing test, process.exit() and Ctrl-C, but not a SIGKILL of our own process.
  *
  * 2. A watchdog (out of process): one small bash process per control plane, in its own session,
- *    whose stdin is a pipe from us. We write the pgid of each component to it. Its `read` sees EOF
+ *    whose stdin is a pipe (a socketpair, as libuv makes it) from us. We write the pgid of each component to it. Its `read` sees EOF
  *    only when every writer is gone, i.e. when our process has died, however it died (the kernel
  *    closes the pipe even on SIGKILL; libuv opens the pipe close-on-exec, so no component inherits
- *    the write end). On EOF it sends SIGTERM, then SIGKILL, to the groups and removes the directory.
+ *    the write end). On EOF it SIGKILLs the groups, waits until they are dead, removes the directory.
  *    A pipe was chosen over polling the parent pid: no interval, no pid-reuse race, instant reaction.
- *    On a normal stop() the watchdog is dismissed (SIGKILL, it is blocked in `read`) first.
+ *    A normal stop() dismisses the watchdog (SIGKILL; it is blocked in `read`) once the components
+ *    are stopped and reaped.
  */
 
 const WATCHDOG_SCRIPT = `
@@ -26,14 +27,14 @@ dir=$1
 running() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=\${s##*) }; [ "\${s%% *}" != Z ]; }
 groups=()
 while IFS= read -r pgid; do groups+=("$pgid"); done
-for g in "\${groups[@]}"; do kill -TERM -- "-$g" 2>/dev/null; done
+# The owner is gone and the data is throwaway: no graceful shutdown, which could stall on etcd.
+for g in "\${groups[@]}"; do kill -KILL -- "-$g" 2>/dev/null; done
 for _ in $(seq 50); do
   alive=0
   for g in "\${groups[@]}"; do running "$g" && alive=1; done
   [ "$alive" = 0 ] && break
   sleep 0.1
 done
-for g in "\${groups[@]}"; do kill -KILL -- "-$g" 2>/dev/null; done
 [ -n "$dir" ] && rm -rf -- "$dir"
 `;
 
