@@ -107,6 +107,22 @@ describe("safe retries", () => {
     expect(await s.metric("envoy_cluster_upstream_rq_retry", "backend")).toBe(1);
   });
 
+  it("hides the stale keep-alive race from idempotent requests", async () => {
+    const { ups, s, listen } = await setup([
+      routeYaml({ method: "GET", retryOn: "connect-failure,reset", numRetries: 2 }),
+    ]);
+    const client = new Client(`http://127.0.0.1:${listen}`);
+    cleanups.push(() => client.close());
+    for (let i = 0; i < 20; i++) {
+      const res = await client.request({ path: "/stale", method: "GET" });
+      expect(res.statusCode).toBe(200);
+      await res.body.text();
+    }
+    // Every request after the first met a dead pooled connection and was retried on a fresh one.
+    expect((await ups[0]!.stats()).paths["GET /stale"]).toBe(39);
+    expect(await s.metric("envoy_cluster_upstream_rq_retry", "backend")).toBe(19);
+  });
+
   it("retries a POST whose connection was refused (nothing was sent)", async () => {
     const { ups, s, listen } = await setup([
       routeYaml({ retryOn: "connect-failure,reset-before-request", numRetries: 50, backoff: "0.02s" }),

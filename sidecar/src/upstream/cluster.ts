@@ -365,7 +365,8 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
     const s = this.stats;
     let limit = this.maxRetries;
     if (this.retryBudget !== undefined) {
-      const outstanding = s.upstream_rq_active + s.upstream_rq_pending_active + this.retriesActive;
+      // +1: the request asking has already released its own request slot.
+      const outstanding = s.upstream_rq_active + s.upstream_rq_pending_active + this.retriesActive + 1;
       limit = Math.max(
         this.retryBudget.minConcurrency,
         Math.floor((this.retryBudget.percent / 100) * outstanding),

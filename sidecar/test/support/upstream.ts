@@ -21,6 +21,7 @@ let connections = 0;
 let openConnections = 0;
 const paths = new Map<string, number>();
 let flaky = 0;
+const servedOnSocket = new WeakMap<object, number>();
 
 function count(path: string): void {
   paths.set(path, (paths.get(path) ?? 0) + 1);
@@ -61,6 +62,16 @@ if (values.mode === "tcp") {
       if (path === "/reset") {
         req.socket.destroy();
         return;
+      }
+      if (path === "/stale") {
+        // Each connection answers once; a second request on it meets a closed connection, as when
+        // a server drops an idle keep-alive connection just as the proxy reuses it.
+        const served = servedOnSocket.get(req.socket) ?? 0;
+        servedOnSocket.set(req.socket, served + 1);
+        if (served >= 1) {
+          req.socket.destroy();
+          return;
+        }
       }
       if (path === "/flaky") {
         flaky++;
