@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureBinaries, startControlPlane, type ControlPlane } from "../src/controlplane/index.ts";
@@ -23,6 +24,21 @@ async function eventually(condition: () => boolean, timeoutMs: number): Promise<
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   return true;
+}
+
+/** Pids of running processes whose command line mentions `text` (e.g. a control plane's directory). */
+function processesMentioning(text: string): number[] {
+  return readdirSync("/proc")
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(text);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number)
+    .filter((pid) => pid !== process.pid && isRunning(pid));
 }
 
 function allPids(cp: Pick<ControlPlane, "pids">): number[] {
@@ -93,6 +109,35 @@ describe("control plane", () => {
     for (const pid of [cp.pids.etcd, cp.pids.apiserver]) expect(() => process.kill(pid, 0)).toThrow();
     expect(existsSync(cp.dir)).toBe(false);
     await cp.stop(); // idempotent
+  });
+});
+
+describe("a control plane that cannot start", () => {
+  it("rejects bad options naming the field, before starting anything", async () => {
+    await expect(startControlPlane({ binDir, startTimeoutMs: -1 })).rejects.toMatchObject({
+      code: "TETHER_ERR_CONTROL_PLANE_OPTIONS",
+      message: expect.stringContaining("options.startTimeoutMs") as unknown,
+    });
+    await expect(startControlPlane({ binDir, apiServerArgs: ["feature-gates=x"] })).rejects.toMatchObject({
+      code: "TETHER_ERR_CONTROL_PLANE_OPTIONS",
+      message: expect.stringContaining("options.apiServerArgs[0]") as unknown,
+    });
+    await expect(startControlPlane({ binDir: tmpdir() })).rejects.toMatchObject({
+      code: "TETHER_ERR_CONTROL_PLANE_OPTIONS",
+      message: expect.stringContaining("options.binDir") as unknown,
+    });
+  });
+
+  it("fails fast with the component's log, and leaves nothing behind", async () => {
+    const dir = join(tmpdir(), `tether-cp-fail-${process.pid}`);
+    const started = Date.now();
+    const failure = startControlPlane({ binDir, dir, apiServerArgs: ["--no-such-flag=1"] });
+    await expect(failure).rejects.toMatchObject({ code: "TETHER_ERR_CONTROL_PLANE_START" });
+    await expect(failure).rejects.toThrow(/kube-apiserver exited early[\s\S]*unknown flag: --no-such-flag/);
+    // It noticed the exit rather than waiting for the start deadline (120 s).
+    expect(Date.now() - started).toBeLessThan(60_000);
+    expect(existsSync(dir)).toBe(false);
+    expect(await eventually(() => processesMentioning(dir).length === 0, 5_000)).toBe(true);
   });
 });
 

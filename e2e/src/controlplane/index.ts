@@ -337,7 +337,9 @@ async function describeFailure(run: Run, error: unknown): Promise<Error> {
     return error instanceof Error ? error : new Error(String(error));
   }
   const sections: string[] = [];
-  for (const component of run.components) {
+  // The component that died first is the likely culprit: its log comes first.
+  const ordered = [...run.components].sort((a, b) => Number(b.hasExited()) - Number(a.hasExited()));
+  for (const component of ordered) {
     const status = component.hasExited() ? await exitText(component) : "was running";
     sections.push(
       `--- ${component.name} (${status}), last log lines ---\n${await tailLog(component.logPath)}`,
