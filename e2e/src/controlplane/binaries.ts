@@ -15,17 +15,20 @@ let cached: Promise<string> | undefined;
 /**
  * Runs e2e/k8s/build.sh (a no-op when the pinned versions are cached) and returns the bin directory
  * it prints on its last stdout line. A cold build compiles Kubernetes and takes many minutes, hence
- * the long default timeout. The answer is memoised for the life of the process.
+ * the long default timeout; `progress` receives the script's log as it runs. The answer is memoised
+ * for the life of the process.
  */
-export function ensureBinaries(options: { timeoutMs?: number } = {}): Promise<string> {
-  cached ??= runBuild(options.timeoutMs ?? 60 * 60_000).catch((error: unknown) => {
+export function ensureBinaries(
+  options: { timeoutMs?: number; progress?: NodeJS.WritableStream } = {},
+): Promise<string> {
+  cached ??= runBuild(options.timeoutMs ?? 60 * 60_000, options.progress).catch((error: unknown) => {
     cached = undefined;
     throw error;
   });
   return cached;
 }
 
-function runBuild(timeoutMs: number): Promise<string> {
+function runBuild(timeoutMs: number, progress: NodeJS.WritableStream | undefined): Promise<string> {
   return new Promise((resolve, reject) => {
     // Only what a control plane runs: other components the script may build do not delay a test.
     const child = spawn("bash", [BUILD_SCRIPT, ...REQUIRED_BINARIES], {
@@ -36,6 +39,9 @@ function runBuild(timeoutMs: number): Promise<string> {
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
     child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      // "<binary> cached in <dir>" lines are noise on a warm run; show everything else of a build.
+      const news = chunk.split("\n").filter((line) => !/^\[build-k8s\] \S+ cached in /.test(line));
+      if (news.some((line) => line !== "")) progress?.write(news.join("\n"));
       stderr = (stderr + chunk).slice(-8192);
     });
     child.on("error", (error) => {

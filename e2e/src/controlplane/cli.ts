@@ -12,7 +12,7 @@ import { spawn } from "node:child_process";
 import { copyFile, mkdir, open, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { readFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import { REPO_ROOT } from "./binaries.ts";
+import { ensureBinaries, REPO_ROOT } from "./binaries.ts";
 import { runKubectl } from "./kubectl.ts";
 import { startControlPlane, type ControlPlanePids } from "./index.ts";
 import { isRunning, signalGroup } from "./supervise.ts";
@@ -116,9 +116,12 @@ async function up(args: readonly string[]): Promise<number> {
   if (existing !== undefined) await down({ quiet: true });
   await rm(STATE_DIR, { recursive: true, force: true });
   await mkdir(STATE_DIR, { recursive: true });
-  console.log("Starting the control plane (builds the pinned binaries first if they are not cached)...");
+  // Built here, in the foreground, so a cold build (many minutes) shows its progress and is not
+  // subject to the daemon's start deadline.
+  const binDir = await ensureBinaries({ progress: process.stderr });
+  console.log("Starting the control plane...");
   const log = await open(LOG_FILE, "a");
-  const daemon = spawn(process.execPath, [import.meta.filename, "serve", ...args], {
+  const daemon = spawn(process.execPath, [import.meta.filename, "serve", binDir, ...args], {
     cwd: REPO_ROOT,
     detached: true,
     stdio: ["ignore", log.fd, log.fd, "ipc"],
@@ -158,7 +161,7 @@ async function up(args: readonly string[]): Promise<number> {
 }
 
 /** The daemon: owns the control plane until SIGTERM (down) or until a component dies. */
-async function serve(args: readonly string[]): Promise<number> {
+async function serve(binDir: string | undefined, args: readonly string[]): Promise<number> {
   const send = (message: DaemonMessage): void => {
     if (process.connected) process.send?.(message);
   };
@@ -166,7 +169,12 @@ async function serve(args: readonly string[]): Promise<number> {
   const shutdown = { requested: false };
   let controlPlane;
   try {
-    controlPlane = await startControlPlane({ dir: RUN_DIR, controllers: !args.includes("--no-controllers") });
+    controlPlane = await startControlPlane({
+      binDir,
+      dir: RUN_DIR,
+      controllers: !args.includes("--no-controllers"),
+      startTimeoutMs: START_TIMEOUT_MS,
+    });
   } catch (error) {
     console.error(error);
     send({ type: "failed", message: error instanceof Error ? error.message : String(error) });
@@ -282,7 +290,7 @@ async function main(argv: readonly string[]): Promise<number> {
     case "status":
       return status();
     case "serve":
-      return serve(args);
+      return serve(args[0], args.slice(1));
     case undefined:
     case "help":
     case "--help":
