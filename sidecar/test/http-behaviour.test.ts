@@ -164,6 +164,52 @@ describe("safe retries", () => {
   });
 });
 
+describe("routing", () => {
+  it("rewrites paths and sends retries to other hosts with previous_hosts", async () => {
+    const ports = await Promise.all([freePort(), freePort()]);
+    const [listen, admin] = await Promise.all([freePort(), freePort()]);
+    for (const [i, p] of ports.entries()) {
+      const u = await new Upstream(p, `u${i}`).start();
+      cleanups.push(() => u.kill());
+    }
+    const routes = `                      - match: { prefix: "/weblogic/" }
+                        route:
+                          cluster: backend
+                          prefix_rewrite: "/"
+                      - match: { safe_regex: { regex: '.*\\.jsp' } }
+                        route:
+                          cluster: backend
+                          regex_rewrite: { pattern: { regex: "^/(.*)$" }, substitution: '/jspfiles/\\1' }
+                      - match: { prefix: "/" }
+                        route:
+                          cluster: backend
+                          retry_policy:
+                            retry_on: 5xx
+                            num_retries: 1
+                            retry_host_predicate:
+                              - name: envoy.retry_host_predicates.previous_hosts
+                                typed_config: { "@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate }
+                            host_selection_retry_max_attempts: 20`;
+    const yaml = bootstrapYaml(
+      admin,
+      httpListenerYaml(listen, [routes]),
+      clusterYaml({ endpoints: ports.map((port) => ({ port })), lbPolicy: "LEAST_REQUEST" }),
+    );
+    const s = new Sidecar(admin, Sidecar.writeConfig(yaml));
+    cleanups.push(() => s.stop());
+    await s.start();
+    const text = async (p: string): Promise<string> =>
+      await (await request(`http://127.0.0.1:${listen}${p}`)).body.text();
+    expect(await text("/weblogic/console?x=1")).toMatch(/ GET \/console /);
+    expect(await text("/dir/page.jsp")).toMatch(/ GET \/jspfiles\/dir\/page.jsp /);
+    for (let i = 0; i < 40; i++) {
+      const res = await request(`http://127.0.0.1:${listen}/fail-on?name=u0`);
+      expect(res.statusCode).toBe(200);
+      expect(await res.body.text()).toBe("u1");
+    }
+  });
+});
+
 describe("circuit breakers and bad input", () => {
   it("answers 503 with x-envoy-overloaded and counts pending overflow", async () => {
     const breakers = `      circuit_breakers:

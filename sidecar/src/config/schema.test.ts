@@ -206,17 +206,17 @@ describe("config: every bad case names its path", () => {
     [
       "route without a path specifier",
       (d) => delete route(d).match.prefix,
-      `${R}.match: exactly one of prefix, path is required`,
+      `${R}.match: exactly one of prefix, path, safe_regex is required`,
     ],
     [
       "route with two path specifiers",
       (d) => (route(d).match.path = "/x"),
-      `${R}.match: exactly one of prefix, path is required`,
+      `${R}.match: exactly one of prefix, path, safe_regex is required`,
     ],
     [
       "header matcher with two matchers",
       (d) => (route(d).match.headers[0].string_match = { exact: "GET", prefix: "G" }),
-      `${R}.match.headers[0].string_match: exactly one of exact, prefix, suffix, contains is required`,
+      `${R}.match.headers[0].string_match: exactly one of exact, prefix, suffix, contains, safe_regex is required`,
     ],
     [
       "weighted clusters (unsupported)",

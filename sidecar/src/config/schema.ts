@@ -40,18 +40,36 @@ export const addressSchema = z.strictObject({ socket_address: socketAddressSchem
 // ---------------------------------------------------------------------------------------------
 // HTTP routing
 
+/** Envoy's RegexMatcher (RE2). Compiled as a JavaScript RegExp; RE2 syntax is a subset of it. */
+export const regexMatcherSchema = z
+  .strictObject({
+    google_re2: z.strictObject({}).optional(),
+    regex: z.string().min(1),
+  })
+  .superRefine((m, ctx) => {
+    try {
+      new RegExp(m.regex);
+    } catch (err) {
+      ctx.addIssue({ code: "custom", path: ["regex"], message: `invalid regex: ${(err as Error).message}` });
+    }
+  });
+
 export const stringMatcherSchema = z
   .strictObject({
     exact: z.string().optional(),
     prefix: z.string().min(1).optional(),
     suffix: z.string().min(1).optional(),
     contains: z.string().min(1).optional(),
+    safe_regex: regexMatcherSchema.optional(),
     ignore_case: z.boolean().default(false),
   })
   .superRefine((m, ctx) => {
-    const set = [m.exact, m.prefix, m.suffix, m.contains].filter((v) => v !== undefined).length;
+    const set = [m.exact, m.prefix, m.suffix, m.contains, m.safe_regex].filter((v) => v !== undefined).length;
     if (set !== 1) {
-      ctx.addIssue({ code: "custom", message: "exactly one of exact, prefix, suffix, contains is required" });
+      ctx.addIssue({
+        code: "custom",
+        message: "exactly one of exact, prefix, suffix, contains, safe_regex is required",
+      });
     }
   });
 
@@ -72,12 +90,14 @@ export const routeMatchSchema = z
   .strictObject({
     prefix: z.string().optional(),
     path: z.string().optional(),
+    safe_regex: regexMatcherSchema.optional(),
     case_sensitive: z.boolean().default(true),
     headers: z.array(headerMatcherSchema).default([]),
   })
   .superRefine((m, ctx) => {
-    const set = [m.prefix, m.path].filter((v) => v !== undefined).length;
-    if (set !== 1) ctx.addIssue({ code: "custom", message: "exactly one of prefix, path is required" });
+    const set = [m.prefix, m.path, m.safe_regex].filter((v) => v !== undefined).length;
+    if (set !== 1)
+      ctx.addIssue({ code: "custom", message: "exactly one of prefix, path, safe_regex is required" });
   });
 
 export const RETRY_ON_VALUES = [
@@ -123,19 +143,39 @@ export const backoffSchema = z
     max_interval: b.max_interval ?? b.base_interval * 10,
   }));
 
+export const PREVIOUS_HOSTS_TYPE =
+  "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate";
+
 export const retryPolicySchema = z.strictObject({
   retry_on: retryOnList.default([]),
   num_retries: uint32.default(1),
   per_try_timeout: duration.default(0),
   retry_back_off: backoffSchema.optional(),
   retriable_status_codes: z.array(z.number().int().min(100).max(599)).default([]),
+  retry_host_predicate: z
+    .array(
+      z.strictObject({
+        name: z.string().min(1),
+        typed_config: z.strictObject({ "@type": z.literal(PREVIOUS_HOSTS_TYPE) }),
+      }),
+    )
+    .default([]),
+  host_selection_retry_max_attempts: z.number().int().min(0).default(1),
 });
 
-export const routeActionSchema = z.strictObject({
-  cluster: z.string().min(1),
-  timeout: duration.default(15_000),
-  retry_policy: retryPolicySchema.optional(),
-});
+export const routeActionSchema = z
+  .strictObject({
+    cluster: z.string().min(1),
+    timeout: duration.default(15_000),
+    retry_policy: retryPolicySchema.optional(),
+    prefix_rewrite: z.string().optional(),
+    regex_rewrite: z.strictObject({ pattern: regexMatcherSchema, substitution: z.string() }).optional(),
+  })
+  .superRefine((r, ctx) => {
+    if (r.prefix_rewrite !== undefined && r.regex_rewrite !== undefined) {
+      ctx.addIssue({ code: "custom", message: "at most one of prefix_rewrite, regex_rewrite may be set" });
+    }
+  });
 
 export const routeSchema = z.strictObject({
   name: z.string().optional(),

@@ -192,8 +192,20 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
 
   // ---- load balancing ------------------------------------------------------------------------
 
-  /** The host for the next request or connection, or undefined when the cluster has none. */
-  chooseHost(): Host | undefined {
+  /**
+   * The host for the next request or connection, or undefined when the cluster has none. With
+   * `avoid` (retry_host_predicate previous_hosts), up to `maxReselects` more picks look for a host
+   * not in it; the last pick stands if none is found, as in Envoy.
+   */
+  chooseHost(avoid?: readonly Host[], maxReselects = 0): Host | undefined {
+    let host = this.pickOnce();
+    if (avoid === undefined || avoid.length === 0) return host;
+    for (let i = 0; i < maxReselects && host !== undefined && avoid.includes(host); i++)
+      host = this.pickOnce();
+    return host;
+  }
+
+  private pickOnce(): Host | undefined {
     if (!this.hadTraffic) {
       this.hadTraffic = true;
       this.healthChecker?.trafficStarted();

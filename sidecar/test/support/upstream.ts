@@ -80,6 +80,11 @@ if (values.mode === "tcp") {
           return;
         }
       }
+      if (path === "/fail-on") {
+        res.statusCode = url.searchParams.get("name") === name ? 503 : 200;
+        res.end(name);
+        return;
+      }
       if (path === "/status") {
         res.statusCode = Number(url.searchParams.get("code") ?? "200");
         res.end(name);

@@ -145,6 +145,8 @@ export class ProxyStream implements PendingWaiter {
   private readonly env: ProxyEnv;
   private readonly startedAt = performance.now();
   private readonly headers: string[];
+  private readonly path: string;
+  private triedHosts: Host[] | undefined;
   private body: Buffer | IncomingMessage | null = null;
   private attempt: ProxyAttempt | undefined;
   private retries = 0;
@@ -167,6 +169,8 @@ export class ProxyStream implements PendingWaiter {
     this.cluster = cluster;
     this.env = env;
     this.headers = requestHeaders(req.rawHeaders);
+    const url = req.url ?? "/";
+    this.path = route.rewrite === undefined ? url : route.rewrite(url);
   }
 
   start(): void {
@@ -225,12 +229,15 @@ export class ProxyStream implements PendingWaiter {
 
   /** Holds a request slot: pick a host and hand the request to its pool. */
   private send(): void {
-    const host = this.cluster.chooseHost();
+    const retry = this.route.retry;
+    const avoid = retry?.avoidPreviousHosts === true ? this.triedHosts : undefined;
+    const host = this.cluster.chooseHost(avoid, retry?.hostSelectionMaxAttempts ?? 0);
     if (host === undefined) {
       this.cluster.releaseRequest();
       this.localReply(503, "no healthy upstream", false);
       return;
     }
+    if (retry?.avoidPreviousHosts === true) (this.triedHosts ??= []).push(host);
     this.state = "attempt";
     const attempt = new ProxyAttempt(this, host);
     this.attempt = attempt;
@@ -241,7 +248,7 @@ export class ProxyStream implements PendingWaiter {
     if (perTry > 0) attempt.perTryTimer = setTimeout(perTryTimeoutFired, perTry, attempt);
     this.cluster.poolFor(host).dispatch(
       {
-        path: this.req.url ?? "/",
+        path: this.path,
         method: this.req.method ?? "GET",
         headers: this.headers,
         body: this.body,

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { retryPolicySchema } from "../../config/schema.ts";
 import { compileRetryPolicy, retryOnBits, retryOnFailure, retryOnStatus } from "./retry.ts";
 
 describe("retry_on decisions (Envoy semantics)", () => {
@@ -37,12 +38,7 @@ describe("retry_on decisions (Envoy semantics)", () => {
   });
 
   it("compiles defaults: 1 retry, 25 ms / 250 ms back-off", () => {
-    const p = compileRetryPolicy({
-      retry_on: ["reset"],
-      num_retries: 1,
-      per_try_timeout: 0,
-      retriable_status_codes: [],
-    });
+    const p = compileRetryPolicy(retryPolicySchema.parse({ retry_on: "reset" }));
     expect(p).toMatchObject({ numRetries: 1, backoffBaseMs: 25, backoffMaxMs: 250, perTryTimeoutMs: 0 });
     expect(compileRetryPolicy(undefined)).toBeUndefined();
   });

@@ -57,6 +57,9 @@ export interface CompiledRetryPolicy {
   readonly backoffBaseMs: number;
   readonly backoffMaxMs: number;
   readonly retriableStatusCodes: readonly number[];
+  /** retry_host_predicate previous_hosts: a retry avoids hosts already tried. */
+  readonly avoidPreviousHosts: boolean;
+  readonly hostSelectionMaxAttempts: number;
 }
 
 export function compileRetryPolicy(p: RetryPolicyConfig | undefined): CompiledRetryPolicy | undefined {
@@ -68,5 +71,7 @@ export function compileRetryPolicy(p: RetryPolicyConfig | undefined): CompiledRe
     backoffBaseMs: p.retry_back_off?.base_interval ?? 25,
     backoffMaxMs: p.retry_back_off?.max_interval ?? 250,
     retriableStatusCodes: p.retriable_status_codes,
+    avoidPreviousHosts: p.retry_host_predicate.length > 0,
+    hostSelectionMaxAttempts: p.host_selection_retry_max_attempts,
   };
 }

@@ -86,3 +86,57 @@ describe("route table", () => {
     expect(t2.match(req("/", "POST"))?.retry?.numRetries).toBe(7);
   });
 });
+
+describe("route table: regex and rewrites", () => {
+  const t = table([
+    {
+      name: "v",
+      domains: ["*"],
+      routes: [
+        { match: { path: "/login" }, route: { cluster: "exact", prefix_rewrite: "/auth/login" } },
+        { match: { prefix: "/weblogic/" }, route: { cluster: "trim", prefix_rewrite: "/" } },
+        { match: { prefix: "/app" }, route: { cluster: "prepend", prefix_rewrite: "/ctx/app" } },
+        {
+          match: { safe_regex: { regex: ".*\\.jsp" } },
+          route: {
+            cluster: "jsp",
+            regex_rewrite: { pattern: { regex: "^/(.*)$" }, substitution: "/jspfiles/\\1" },
+          },
+        },
+        {
+          match: {
+            prefix: "/",
+            headers: [{ name: "x-v", string_match: { safe_regex: { regex: "v[0-9]+" } } }],
+          },
+          route: { cluster: "versioned" },
+        },
+        { match: { prefix: "/" }, route: { cluster: "other" } },
+      ],
+    },
+  ]);
+  const rewrite = (url: string): [string | undefined, string] => {
+    const r = t.match(req(url));
+    return [r?.cluster, r?.rewrite ? r.rewrite(url) : url];
+  };
+
+  it("path match with prefix_rewrite swaps the whole path", () => {
+    expect(rewrite("/login?next=/")).toEqual(["exact", "/auth/login?next=/"]);
+  });
+
+  it("prefix_rewrite trims (PathTrim) and prepends (PathPrepend), keeping the query", () => {
+    expect(rewrite("/weblogic/console?x=1")).toEqual(["trim", "/console?x=1"]);
+    expect(rewrite("/weblogic/")).toEqual(["trim", "/"]);
+    expect(rewrite("/app/a.html")).toEqual(["prepend", "/ctx/app/a.html"]);
+    expect(rewrite("/app")).toEqual(["prepend", "/ctx/app"]);
+  });
+
+  it("safe_regex must match the whole path (query excluded) and regex_rewrite uses \\1 groups", () => {
+    expect(rewrite("/pages/index.jsp?a=b")).toEqual(["jsp", "/jspfiles/pages/index.jsp?a=b"]);
+    expect(rewrite("/pages/index.jspx")[0]).toBe("other");
+  });
+
+  it("header string_match safe_regex is a full match", () => {
+    expect(t.match(req("/x", "GET", "h", { "x-v": "v12" }))?.cluster).toBe("versioned");
+    expect(t.match(req("/x", "GET", "h", { "x-v": "v12b" }))?.cluster).toBe("other");
+  });
+});

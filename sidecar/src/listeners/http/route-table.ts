@@ -16,8 +16,54 @@ export interface CompiledRoute {
   readonly retry: CompiledRetryPolicy | undefined;
   readonly prefix: string | undefined;
   readonly path: string | undefined;
+  /** safe_regex, anchored: it must match the whole path (query string excluded), as RE2 FullMatch. */
+  readonly regex: RegExp | undefined;
   readonly caseSensitive: boolean;
   readonly headers: readonly HeaderMatcherConfig[];
+  /** The upstream :path for a request URL, when the route rewrites it. */
+  readonly rewrite: ((url: string) => string) | undefined;
+}
+
+const regexCache = new Map<string, RegExp>();
+function fullMatch(regex: string, flags = ""): RegExp {
+  const key = `${flags}/${regex}`;
+  let re = regexCache.get(key);
+  if (re === undefined) {
+    re = new RegExp(`^(?:${regex})$`, flags);
+    regexCache.set(key, re);
+  }
+  return re;
+}
+
+function splitQuery(url: string): [path: string, query: string] {
+  const q = url.indexOf("?");
+  return q === -1 ? [url, ""] : [url.slice(0, q), url.slice(q)];
+}
+
+function compileRewrite(r: RouteConfig): ((url: string) => string) | undefined {
+  const prefixRewrite = r.route.prefix_rewrite;
+  if (prefixRewrite !== undefined) {
+    // The matched prefix (or the whole path for a path match) is swapped for the rewrite.
+    const matched = r.match.prefix ?? r.match.path ?? "";
+    const sensitive = r.match.case_sensitive;
+    return (url) => {
+      const [path, query] = splitQuery(url);
+      const head = path.slice(0, matched.length);
+      const same = sensitive ? head === matched : head.toLowerCase() === matched.toLowerCase();
+      return same ? prefixRewrite + path.slice(matched.length) + query : url;
+    };
+  }
+  const rr = r.route.regex_rewrite;
+  if (rr !== undefined) {
+    // Every match in the path is replaced; RE2's \1 group references become JavaScript's $1.
+    const re = new RegExp(rr.pattern.regex, "g");
+    const substitution = rr.substitution.replace(/\$/g, "$$$$").replace(/\\(\d)/g, "$$$1");
+    return (url) => {
+      const [path, query] = splitQuery(url);
+      return path.replace(re, substitution) + query;
+    };
+  }
+  return undefined;
 }
 
 interface CompiledVirtualHost {
@@ -37,8 +83,10 @@ function compileRoute(r: RouteConfig, vh: VirtualHostConfig): CompiledRoute {
     retry: compileRetryPolicy(r.route.retry_policy ?? vh.retry_policy),
     prefix: fold(r.match.prefix),
     path: fold(r.match.path),
+    regex: r.match.safe_regex === undefined ? undefined : fullMatch(r.match.safe_regex.regex),
     caseSensitive: sensitive,
     headers: r.match.headers,
+    rewrite: compileRewrite(r),
   };
 }
 
@@ -49,6 +97,7 @@ function matchString(m: StringMatcherConfig, value: string): boolean {
   if (m.prefix !== undefined) return v.startsWith(f(m.prefix));
   if (m.suffix !== undefined) return v.endsWith(f(m.suffix));
   if (m.contains !== undefined) return v.includes(f(m.contains));
+  if (m.safe_regex !== undefined) return fullMatch(m.safe_regex.regex, m.ignore_case ? "i" : "").test(value);
   return false;
 }
 
@@ -78,6 +127,11 @@ function matchHeader(h: HeaderMatcherConfig, req: RequestFacts): boolean {
 }
 
 export function routeMatches(route: CompiledRoute, req: RequestFacts): boolean {
+  if (route.regex !== undefined) {
+    if (!route.regex.test(splitQuery(req.url)[0])) return false;
+    for (const h of route.headers) if (!matchHeader(h, req)) return false;
+    return true;
+  }
   const url = route.caseSensitive ? req.url : req.url.toLowerCase();
   if (route.path !== undefined) {
     const q = url.indexOf("?");
