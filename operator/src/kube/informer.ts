@@ -196,6 +196,8 @@ export class Informer {
       watchAbort.abort();
     };
     this.abort.signal.addEventListener("abort", onStop, { once: true });
+    // stop() may have run between the list and this watch: an aborted signal fires no listener.
+    if (this.stopped) watchAbort.abort();
     const watchdogState = { stalled: false };
     this.lastActivity = Date.now();
     const watchdog = setInterval(

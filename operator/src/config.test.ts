@@ -1,0 +1,69 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, DEFAULT_SIDECAR_IMAGE, loadConfig, usage, type OperatorConfig } from "./config.ts";
+import { resourceOfPath } from "./metrics.ts";
+
+const load = (argv: string[], env: Record<string, string> = {}): OperatorConfig => {
+  const c = loadConfig(argv, env);
+  if (c === "help") throw new Error("help");
+  return c;
+};
+
+describe("loadConfig", () => {
+  it("has the documented defaults", () => {
+    const c = load([], { POD_NAMESPACE: "tether-system" });
+    expect(c).toMatchObject({
+      namespaces: [],
+      sidecarImage: DEFAULT_SIDECAR_IMAGE,
+      adminHost: "0.0.0.0",
+      adminPort: 8080,
+      leaderElect: true,
+      leaseName: "tether-operator",
+      leaseNamespace: "tether-system",
+      leaseDurationMs: 10_000,
+      renewDeadlineMs: 7_000,
+      retryPeriodMs: 2_000,
+      concurrency: 4,
+      resyncPeriodMs: 600_000,
+      clusterDomain: "cluster.local",
+    });
+    expect(DEFAULT_SIDECAR_IMAGE).toBe("localhost/tether/sidecar:0.1.0");
+  });
+
+  it("takes environment variables, and flags over them", () => {
+    const env = { TETHER_NAMESPACES: "a, b", TETHER_SIDECAR_IMAGE: "env:1", TETHER_LEADER_ELECT: "false" };
+    expect(load([], env)).toMatchObject({
+      namespaces: ["a", "b"],
+      sidecarImage: "env:1",
+      leaderElect: false,
+    });
+    expect(load(["--sidecar-image", "flag:2", "--namespaces", "*"], env)).toMatchObject({
+      sidecarImage: "flag:2",
+      namespaces: [],
+    });
+  });
+
+  it("rejects bad values naming the flag, with a stable code", () => {
+    expect(() => load(["--concurrency", "0"])).toThrow(/--concurrency/);
+    expect(() => load(["--admin-address", "nope"])).toThrow(/--admin-address/);
+    expect(() => load(["--lease-duration", "5s", "--renew-deadline", "6s"])).toThrow(/--renew-deadline/);
+    expect(() => load(["--unknown"])).toThrow(ConfigError);
+    try {
+      load(["--leader-elect", "maybe"]);
+    } catch (error) {
+      expect((error as ConfigError).code).toBe("TETHER_ERR_OPERATOR_CONFIG");
+    }
+  });
+
+  it("prints usage for --help", () => {
+    expect(loadConfig(["--help"], {})).toBe("help");
+    expect(usage()).toContain("--sidecar-image");
+  });
+});
+
+describe("resourceOfPath", () => {
+  it("names the resource and subresource of a REST path", () => {
+    expect(resourceOfPath("/apis/apps/v1/namespaces/ns/deployments/web")).toBe("deployments");
+    expect(resourceOfPath("/apis/tether.dev/v1alpha1/namespaces/ns/agents/web/status")).toBe("agents/status");
+    expect(resourceOfPath("/api/v1/namespaces/ns/events")).toBe("events");
+  });
+});
