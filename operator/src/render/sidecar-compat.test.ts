@@ -1,0 +1,111 @@
+/**
+ * Everything the operator renders must be accepted by the sidecar's own config schema (the Envoy
+ * subset it implements): an unsupported field would make the sidecar refuse the file.
+ * Cases marked `it.fails` render fields the sidecar does not accept yet; they start failing (and
+ * must be turned into plain `it`) the day the sidecar supports them.
+ */
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { bootstrapSchema } from "../../../sidecar/src/config/schema.ts";
+import { agent, broker, example, psc, route } from "../../test/fixtures/specs.ts";
+import { agentSpec, brokerSpec, policyServerClusterSpec, proxyRouteSpec } from "../api/index.ts";
+import { renderAgent, type AcceptedRoute } from "./agent.ts";
+import { renderBroker } from "./broker.ts";
+import type { ConfigMap } from "./configmap.ts";
+
+const owner = { kind: "Agent" as const, name: "web", namespace: "default", uid: "u" };
+const options = { sidecarImage: "img", clusterDomain: "cluster.local" };
+
+function problems(cm: ConfigMap): string[] {
+  const result = bootstrapSchema.safeParse(parse(cm.data["envoy.yaml"] ?? ""));
+  return result.success ? [] : result.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+}
+
+function agentConfig(pscSpec = psc(), routes: AcceptedRoute[] = [], spec = agent()): ConfigMap {
+  return renderAgent({ owner, spec, policyServers: { name: "ps", spec: pscSpec }, routes, options })
+    .sidecarConfig;
+}
+
+describe("rendered configs the sidecar accepts", () => {
+  it("tcp policy servers, managed (STRICT_DNS), with hold-and-retry and connection cutting", () => {
+    expect(problems(agentConfig())).toEqual([]);
+  });
+
+  it("tcp policy servers, external with priorities and TLS (CA, client certificate, SNI)", () => {
+    const spec = psc({
+      managed: undefined,
+      external: { servers: [{ host: "10.0.0.1" }, { host: "ps2.corp", priority: 1 }] },
+      tls: {
+        enabled: true,
+        caSecretRef: { name: "ca" },
+        clientCertSecretRef: { name: "cert" },
+        serverName: "ps",
+      },
+    });
+    expect(problems(agentConfig(spec))).toEqual([]);
+  });
+
+  it("http policy servers with http health checks and ProxyRoutes of every match kind", () => {
+    const routes: AcceptedRoute[] = [
+      { name: "prefix", spec: route({ rewrite: { pathTrim: "/app", pathPrepend: "/api" } }) },
+      { name: "exact", spec: route({ match: { path: "/login" }, methods: ["GET", "POST"] }) },
+      {
+        name: "jsp",
+        spec: route({
+          match: { extensions: ["jsp"] },
+          rewrite: { pathPrepend: "/jspfiles" },
+          backend: { serviceRef: { name: "wls", port: 7001 } },
+          keepAlive: { enabled: false },
+          tls: { enabled: true, caSecretRef: { name: "wls-ca" }, serverName: "wls" },
+        }),
+      },
+      { name: "other-port", spec: route({ listenerPort: 9090, retries: { onReset: "never" } }) },
+    ];
+    const spec = psc({ protocol: "http", healthCheck: { type: "http", path: "/healthz" } });
+    expect(problems(agentConfig(spec, routes))).toEqual([]);
+  });
+
+  it("the quick-start Broker", () => {
+    const cm = renderBroker({
+      owner: { ...owner, kind: "Broker" },
+      spec: brokerSpec.parse(example("04-broker.yaml")),
+      options,
+    });
+    expect(problems(cm.sidecarConfig)).toEqual([]);
+  });
+});
+
+describe("rendered configs the sidecar does not accept yet", () => {
+  it.fails("the decision cache filter (tether.v1alpha1.DecisionCache)", () => {
+    const spec = agent({ cache: { enabled: true } });
+    expect(problems(agentConfig(psc({ protocol: "http" }), [], spec))).toEqual([]);
+  });
+
+  it.fails("sticky sessions: route hash_policy cookie with a RING_HASH cluster", () => {
+    const routes = [{ name: "sticky", spec: route({ sessionAffinity: { cookieName: "JSESSIONID" } }) }];
+    expect(problems(agentConfig(psc(), routes))).toEqual([]);
+  });
+
+  it.fails("a Broker sending PROXY protocol v2 (upstream_proxy_protocol transport socket)", () => {
+    const cm = renderBroker({
+      owner: { ...owner, kind: "Broker" },
+      spec: broker({ proxyProtocol: "v2" }),
+      options,
+    });
+    expect(problems(cm.sidecarConfig)).toEqual([]);
+  });
+
+  it.fails("the full quick-start Agent (cache and sticky route)", () => {
+    const cm = renderAgent({
+      owner,
+      spec: agentSpec.parse(example("02-agent.yaml")),
+      policyServers: {
+        name: "ps-main",
+        spec: policyServerClusterSpec.parse(example("01-policy-server-cluster.yaml")),
+      },
+      routes: [{ name: "app", spec: proxyRouteSpec.parse(example("03-proxy-route.yaml")) }],
+      options,
+    }).sidecarConfig;
+    expect(problems(cm)).toEqual([]);
+  });
+});
