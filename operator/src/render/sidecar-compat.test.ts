@@ -9,7 +9,8 @@ import { parse } from "yaml";
 import { bootstrapSchema } from "../../../sidecar/src/config/schema.ts";
 import { agent, broker, example, psc, route } from "../../test/fixtures/specs.ts";
 import { agentSpec, brokerSpec, policyServerClusterSpec, proxyRouteSpec } from "../api/index.ts";
-import { renderAgent, type AcceptedRoute } from "./agent.ts";
+import { renderAgent } from "./agent.ts";
+import type { AcceptedRoute } from "./routes.ts";
 import { renderBroker } from "./broker.ts";
 import type { ConfigMap } from "./configmap.ts";
 
