@@ -25,74 +25,24 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { checkBinaries, ensureBinaries } from "./binaries.ts";
 import { generateCerts, type ControlPlaneCerts } from "./certs.ts";
-import { killNow, registerEmergencyCleanup, startWatchdog, type Watchdog } from "./cleanup.ts";
-import {
-  apiserverArgs,
-  controllerManagerArgs,
-  DEFAULT_CONTROLLERS,
-  etcdArgs,
-  FIRST_SERVICE_IP,
-} from "./components.ts";
+import { killNow, registerEmergencyCleanup, startWatchdog } from "./cleanup.ts";
+import { apiserverArgs, controllerManagerArgs, etcdArgs, FIRST_SERVICE_IP } from "./components.ts";
 import { ControlPlaneError } from "./errors.ts";
+import { makeHandle, type ControlPlane, type Run } from "./handle.ts";
 import { get, pollUntil, type ClientTls } from "./http.ts";
 import { writeKubeconfig } from "./kubeconfig.ts";
-import { runKubectl, type KubectlOptions, type KubectlResult } from "./kubectl.ts";
+import { optionsError, validateOptions, type ControlPlaneOptions, type Settings } from "./options.ts";
 import { freeLoopbackPorts } from "./ports.ts";
-import { startComponent, stopComponents, tailLog, type Component, type ComponentExit } from "./supervise.ts";
+import { startComponent, stopComponents, tailLog, type Component } from "./supervise.ts";
 
 export { ensureBinaries } from "./binaries.ts";
-export { ControlPlaneError, type ControlPlaneErrorCode } from "./errors.ts";
-export type { KubectlOptions, KubectlResult } from "./kubectl.ts";
-export type { ComponentExit } from "./supervise.ts";
 export { DEFAULT_CONTROLLERS } from "./components.ts";
+export { ControlPlaneError, type ControlPlaneErrorCode } from "./errors.ts";
+export type { ControlPlane, ControlPlanePids } from "./handle.ts";
+export type { KubectlOptions, KubectlResult } from "./kubectl.ts";
+export type { ControlPlaneOptions } from "./options.ts";
+export type { ComponentExit } from "./supervise.ts";
 
-export interface ControlPlaneOptions {
-  /** Directory with etcd, kube-apiserver, kubectl, kube-controller-manager; default: ensureBinaries(). */
-  readonly binDir?: string;
-  /** Also run kube-controller-manager: true for DEFAULT_CONTROLLERS, or the controller names. Default false. */
-  readonly controllers?: boolean | readonly string[];
-  /** Working directory, created (must not exist or be empty) and removed by stop(); default a temp dir. */
-  readonly dir?: string;
-  /** Deadline for the whole start, in ms; default 120 000. */
-  readonly startTimeoutMs?: number;
-  /** Extra kube-apiserver flags (`--name=value`), e.g. feature gates. */
-  readonly apiServerArgs?: readonly string[];
-}
-
-export interface ControlPlanePids {
-  readonly etcd: number;
-  readonly apiserver: number;
-  readonly controllerManager?: number;
-  readonly watchdog: number;
-}
-
-export interface ControlPlane {
-  /** Admin kubeconfig (O=system:masters), self-contained. */
-  readonly kubeconfigPath: string;
-  /** https://127.0.0.1:<port> */
-  readonly server: string;
-  readonly binDir: string;
-  readonly dir: string;
-  readonly pids: ControlPlanePids;
-  /** Resolves when the first component exits, whether by stop() or by a crash. */
-  readonly exited: Promise<ComponentExit>;
-  /** Runs the pinned kubectl as admin (or as `options.kubeconfig`); resolves for any exit code. */
-  kubectl(args: readonly string[], options?: KubectlOptions): Promise<KubectlResult>;
-  /**
-   * Writes a kubeconfig that authenticates as an existing ServiceAccount with a bound token
-   * (`kubectl create token`), so a client runs with exactly that account's RBAC. Returns its path.
-   */
-  kubeconfigForServiceAccount(
-    namespace: string,
-    name: string,
-    options?: { durationSeconds?: number },
-  ): Promise<string>;
-  /** Stops every process and removes `dir`. Idempotent. */
-  stop(): Promise<void>;
-}
-
-const DEFAULT_START_TIMEOUT_MS = 120_000;
-const STOP_GRACE_MS = 5_000;
 const MAX_START_ATTEMPTS = 3;
 
 /** Starts etcd + kube-apiserver (+ kube-controller-manager) and resolves once they serve. */
@@ -112,49 +62,6 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   }
 }
 
-interface Settings {
-  readonly controllers: readonly string[];
-  readonly dir: string | undefined;
-  readonly startTimeoutMs: number;
-  readonly apiServerArgs: readonly string[];
-}
-
-function optionsError(message: string): ControlPlaneError {
-  return new ControlPlaneError("TETHER_ERR_CONTROL_PLANE_OPTIONS", message);
-}
-
-function validateOptions(options: ControlPlaneOptions): Settings {
-  const { controllers = false, dir, startTimeoutMs = DEFAULT_START_TIMEOUT_MS, apiServerArgs = [] } = options;
-  if (typeof controllers !== "boolean" && !Array.isArray(controllers)) {
-    throw optionsError("options.controllers must be a boolean or an array of controller names");
-  }
-  const names = controllers === true ? DEFAULT_CONTROLLERS : controllers === false ? [] : controllers;
-  names.forEach((name, i) => {
-    if (typeof name !== "string" || !/^[a-z0-9*-]+$/.test(name)) {
-      throw optionsError(
-        `options.controllers[${i}] must be a controller name like "garbage-collector-controller"`,
-      );
-    }
-  });
-  if (dir !== undefined && (typeof dir !== "string" || dir === "")) {
-    throw optionsError("options.dir must be a non-empty path");
-  }
-  if (typeof startTimeoutMs !== "number" || !Number.isFinite(startTimeoutMs) || startTimeoutMs <= 0) {
-    throw optionsError("options.startTimeoutMs must be a positive number of milliseconds");
-  }
-  apiServerArgs.forEach((arg, i) => {
-    if (typeof arg !== "string" || !arg.startsWith("--")) {
-      throw optionsError(`options.apiServerArgs[${i}] must be a flag like "--feature-gates=..."`);
-    }
-  });
-  return {
-    controllers: names,
-    dir: dir === undefined ? undefined : resolve(dir),
-    startTimeoutMs,
-    apiServerArgs,
-  };
-}
-
 class PortTakenError extends Error {
   readonly failure: ControlPlaneError;
 
@@ -169,15 +76,6 @@ async function makeDir(dir: string | undefined): Promise<string> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   if ((await readdir(dir)).length > 0) throw optionsError(`options.dir: ${dir} is not empty`);
   return dir;
-}
-
-/** State of one start attempt, shared with the failure path. */
-interface Run {
-  readonly dir: string;
-  readonly binDir: string;
-  readonly watchdog: Watchdog;
-  readonly components: Component[];
-  readonly deadline: number;
 }
 
 async function startOnce(binDir: string, settings: Settings): Promise<ControlPlane> {
@@ -234,7 +132,7 @@ async function startOnce(binDir: string, settings: Settings): Promise<ControlPla
         settings.controllers,
       );
     }
-    return handle(run, {
+    return makeHandle(run, {
       kubeconfigPath,
       server,
       caPem: tls.ca,
@@ -359,85 +257,4 @@ async function describeFailure(run: Run, error: unknown): Promise<Error> {
 async function exitText(component: Component): Promise<string> {
   const exit = await component.exited;
   return exit.signal === null ? `exited with code ${exit.code}` : `killed by ${exit.signal}`;
-}
-
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
-
-function handle(
-  run: Run,
-  started: {
-    kubeconfigPath: string;
-    server: string;
-    caPem: string;
-    pids: ControlPlanePids;
-    unregister: () => void;
-  },
-): ControlPlane {
-  const { dir, binDir, components } = run;
-  const kubectlBinary = join(binDir, "kubectl");
-  const kubectl = (args: readonly string[], options: KubectlOptions = {}): Promise<KubectlResult> =>
-    runKubectl(
-      kubectlBinary,
-      options.kubeconfig ?? started.kubeconfigPath,
-      join(dir, "kube-cache"),
-      args,
-      options,
-    );
-  let stopping: Promise<void> | undefined;
-  const stop = async (): Promise<void> => {
-    // The apiserver and controller manager first, so they do not spend their shutdown retrying etcd.
-    await stopComponents(
-      components.filter((component) => component.name !== "etcd"),
-      STOP_GRACE_MS,
-    );
-    await stopComponents(
-      components.filter((component) => component.name === "etcd"),
-      STOP_GRACE_MS,
-    );
-    run.watchdog.dismiss();
-    started.unregister();
-    await rm(dir, { recursive: true, force: true });
-  };
-  return {
-    kubeconfigPath: started.kubeconfigPath,
-    server: started.server,
-    binDir,
-    dir,
-    pids: started.pids,
-    exited: Promise.race(components.map((component) => component.exited)),
-    kubectl,
-    async kubeconfigForServiceAccount(namespace, name, options = {}): Promise<string> {
-      if (!DNS_LABEL.test(namespace))
-        throw optionsError(`namespace: "${namespace}" is not a valid namespace name`);
-      if (!DNS_SUBDOMAIN.test(name)) throw optionsError(`name: "${name}" is not a valid ServiceAccount name`);
-      const durationSeconds = options.durationSeconds ?? 24 * 3600;
-      if (!Number.isInteger(durationSeconds) || durationSeconds < 600) {
-        throw optionsError("options.durationSeconds must be an integer of at least 600 (the API's minimum)");
-      }
-      const result = await kubectl([
-        "create",
-        "token",
-        name,
-        "-n",
-        namespace,
-        `--duration=${durationSeconds}s`,
-      ]);
-      const token = result.stdout.trim();
-      if (result.code !== 0 || token === "") {
-        throw new ControlPlaneError(
-          "TETHER_ERR_CONTROL_PLANE_KUBECTL",
-          `kubectl create token ${name} -n ${namespace} failed: ${result.stderr.trim()}`,
-        );
-      }
-      await mkdir(join(dir, "serviceaccounts"), { recursive: true });
-      const path = join(dir, "serviceaccounts", `${namespace}.${name}.kubeconfig`);
-      await writeKubeconfig(path, started.server, started.caPem, {
-        name: `system:serviceaccount:${namespace}:${name}`,
-        token,
-      });
-      return path;
-    },
-    stop: () => (stopping ??= stop()),
-  };
 }
