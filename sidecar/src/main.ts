@@ -5,6 +5,7 @@ import { ConfigWatcher } from "./config/watcher.ts";
 import { TetherError } from "./errors.ts";
 import { createLogger, LOG_LEVELS, type LogLevel } from "./log.ts";
 import { Runtime } from "./runtime.ts";
+import { tlsConnectOptions } from "./upstream/tls.ts";
 
 const USAGE =
   "usage: tether-sidecar --config FILE [--mode serve|validate] [--log-level trace|debug|info|warn|error] [--drain-time-s SECONDS]";
@@ -67,6 +68,22 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   if (cli.mode === "validate") {
+    try {
+      // Files the config refers to (TLS material) must be readable too.
+      loaded.bootstrap.static_resources.clusters.forEach((c, i) => {
+        if (c.transport_socket !== undefined) {
+          tlsConnectOptions(
+            c.transport_socket.typed_config,
+            `static_resources.clusters[${i}].transport_socket`,
+          );
+        }
+      });
+    } catch (err) {
+      process.stderr.write(
+        `${err instanceof TetherError ? err.code : "TETHER_ERR"}: ${(err as Error).message}\n`,
+      );
+      process.exit(1);
+    }
     process.stdout.write(`configuration '${cli.config}' OK\n`);
     return;
   }

@@ -346,7 +346,66 @@ export const httpProtocolOptionsSchema = z.strictObject({
   explicit_http_config: z.strictObject({ http_protocol_options: z.strictObject({}) }),
 });
 
+// ---------------------------------------------------------------------------------------------
+// TLS to upstreams
+
+/** Envoy's DataSource: a file (read when the cluster is built) or inline text. */
+export const dataSourceSchema = z
+  .strictObject({
+    filename: z.string().min(1).optional(),
+    inline_string: z.string().min(1).optional(),
+  })
+  .superRefine((d, ctx) => {
+    if ((d.filename === undefined) === (d.inline_string === undefined)) {
+      ctx.addIssue({ code: "custom", message: "exactly one of filename, inline_string is required" });
+    }
+  });
+
+export const UPSTREAM_TLS_TYPE =
+  "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
+
+const tlsVersion = z.enum(["TLS_AUTO", "TLSv1_2", "TLSv1_3"]);
+
+export const upstreamTlsContextSchema = z.strictObject({
+  "@type": z.literal(UPSTREAM_TLS_TYPE),
+  sni: z.string().min(1).optional(),
+  common_tls_context: z
+    .strictObject({
+      tls_certificates: z
+        .array(z.strictObject({ certificate_chain: dataSourceSchema, private_key: dataSourceSchema }))
+        .max(1, "at most one client certificate is supported")
+        .default([]),
+      validation_context: z
+        .strictObject({
+          trusted_ca: dataSourceSchema.optional(),
+          match_typed_subject_alt_names: z
+            .array(
+              z.strictObject({
+                san_type: z.enum(["DNS", "URI", "IP_ADDRESS"]),
+                matcher: stringMatcherSchema,
+              }),
+            )
+            .default([]),
+        })
+        .optional(),
+      alpn_protocols: z.array(z.string().min(1)).default([]),
+      tls_params: z
+        .strictObject({
+          tls_minimum_protocol_version: tlsVersion.default("TLS_AUTO"),
+          tls_maximum_protocol_version: tlsVersion.default("TLS_AUTO"),
+        })
+        .optional(),
+    })
+    .default({ tls_certificates: [], alpn_protocols: [] }),
+});
+
+export const transportSocketSchema = z.strictObject({
+  name: z.string().min(1),
+  typed_config: upstreamTlsContextSchema,
+});
+
 export const clusterSchema = z.strictObject({
+  transport_socket: transportSocketSchema.optional(),
   name: z.string().min(1),
   type: z.enum(["STATIC", "STRICT_DNS"]).default("STATIC"),
   connect_timeout: duration.default(5_000),
@@ -511,3 +570,5 @@ export type RetryPolicyConfig = z.output<typeof retryPolicySchema>;
 export type VirtualHostConfig = z.output<typeof virtualHostSchema>;
 export type BackoffConfig = z.output<typeof backoffSchema>;
 export type SocketAddress = z.output<typeof socketAddressSchema>;
+export type UpstreamTlsContextConfig = z.output<typeof upstreamTlsContextSchema>;
+export type DataSourceConfig = z.output<typeof dataSourceSchema>;

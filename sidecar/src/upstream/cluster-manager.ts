@@ -1,7 +1,8 @@
 // The set of live clusters. A reload keeps a cluster whose config is unchanged (its pools, health
 // state and counters survive) and replaces the others; retired clusters finish in-flight work.
 import type { ClusterConfig } from "../config/schema.ts";
-import { Cluster, type ClusterDeps } from "./cluster.ts";
+import { Cluster, type ClusterDeps, type ClusterResources } from "./cluster.ts";
+import { tlsConnectOptions } from "./tls.ts";
 
 export class ClusterManager {
   private readonly deps: ClusterDeps;
@@ -23,14 +24,24 @@ export class ClusterManager {
   async apply(configs: readonly ClusterConfig[]): Promise<void> {
     const next = new Map<string, { cluster: Cluster; json: string }>();
     const started: Promise<void>[] = [];
-    for (const config of configs) {
+    // Resolve files (TLS material) first: a failure here throws before anything changed.
+    const resources = configs.map((config, i): ClusterResources => {
+      const ts = config.transport_socket;
+      return {
+        tls:
+          ts === undefined
+            ? undefined
+            : tlsConnectOptions(ts.typed_config, `static_resources.clusters[${i}].transport_socket`),
+      };
+    });
+    for (const [i, config] of configs.entries()) {
       const json = JSON.stringify(config);
       const existing = this.clusters.get(config.name);
       if (existing !== undefined && existing.json === json) {
         next.set(config.name, existing);
         continue;
       }
-      const cluster = new Cluster(config, this.deps);
+      const cluster = new Cluster(config, this.deps, resources[i]);
       started.push(cluster.start());
       next.set(config.name, { cluster, json });
     }

@@ -2,6 +2,7 @@
 // per-endpoint HTTP pools, and the circuit breakers. Listeners ask it for a host and a pool.
 import { Pool } from "undici";
 import type net from "node:net";
+import type { ConnectionOptions } from "node:tls";
 import { HTTP_PROTOCOL_OPTIONS_KEY, type ClusterConfig } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import type { RandomSource } from "./backoff.ts";
@@ -26,6 +27,11 @@ export interface ClusterDeps {
   readonly now: () => number;
 }
 
+/** Build inputs resolved before any cluster is created, so a bad file cannot half-apply a config. */
+export interface ClusterResources {
+  readonly tls: ConnectionOptions | undefined;
+}
+
 interface Level {
   readonly all: Host[];
   readonly healthy: Host[];
@@ -39,6 +45,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
   readonly log: Logger;
   readonly connectTimeoutMs: number;
   readonly keepAliveTimeS: number | undefined;
+  readonly tls: ConnectionOptions | undefined;
   hadTraffic = false;
   private readonly deps: ClusterDeps;
   private hosts: Host[] = [];
@@ -60,8 +67,9 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
   private pendingHead = 0;
   private readonly poolOptions: Pool.Options;
 
-  constructor(config: ClusterConfig, deps: ClusterDeps) {
+  constructor(config: ClusterConfig, deps: ClusterDeps, resources: ClusterResources = { tls: undefined }) {
     this.name = config.name;
+    this.tls = resources.tls;
     this.clusterName = config.name;
     this.config = config;
     this.deps = deps;
@@ -93,7 +101,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
       maxRequestsPerClient: proto?.max_requests_per_connection ?? 0,
     };
     const hc = config.health_checks[0];
-    this.healthChecker = hc === undefined ? undefined : new HealthChecker(hc, this);
+    this.healthChecker = hc === undefined ? undefined : new HealthChecker(hc, this, this.tls);
     this.outlier =
       config.outlier_detection === undefined
         ? undefined

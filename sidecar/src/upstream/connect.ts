@@ -1,6 +1,7 @@
 // Opening upstream TCP connections: connect timeout, keepalive, per-cluster/host accounting, and
 // failure classes (refused / timeout / dns / tls / unreachable) with elapsed time in logs and metrics.
 import net from "node:net";
+import tls, { type ConnectionOptions } from "node:tls";
 import type { Logger } from "../log.ts";
 import { nextConnectionId } from "../log.ts";
 import type { Host } from "./host.ts";
@@ -45,6 +46,8 @@ export interface ConnectContext {
   readonly connectTimeoutMs: number;
   /** Seconds of idle before TCP keepalive probes, when upstream_connection_options.tcp_keepalive is set. */
   readonly keepAliveTimeS: number | undefined;
+  /** Set when the cluster has an UpstreamTlsContext transport socket. */
+  readonly tls: ConnectionOptions | undefined;
 }
 
 export type ConnectCallback = (err: UpstreamConnectError | null, socket: net.Socket | null) => void;
@@ -52,13 +55,10 @@ export type ConnectCallback = (err: UpstreamConnectError | null, socket: net.Soc
 /** Opens a connection to `host`; the callback runs exactly once. Accounting follows the socket's life. */
 export function connectUpstream(ctx: ConnectContext, host: Host, callback: ConnectCallback): void {
   const started = performance.now();
-  const socket = net.connect({
-    host: host.address,
-    port: host.port,
-    noDelay: true,
-    keepAlive: ctx.keepAliveTimeS !== undefined,
-    keepAliveInitialDelay: (ctx.keepAliveTimeS ?? 0) * 1000,
-  });
+  const socket = openSocket(host, ctx.tls);
+  if (ctx.keepAliveTimeS !== undefined) socket.setKeepAlive(true, ctx.keepAliveTimeS * 1000);
+  const readyEvent = ctx.tls === undefined ? "connect" : "secureConnect";
+  let tcpConnected = false;
   let settled = false;
   const fail = (cls: ConnectFailureClass, cause: Error | undefined): void => {
     if (settled) return;
@@ -86,9 +86,15 @@ export function connectUpstream(ctx: ConnectContext, host: Host, callback: Conne
     fail("timeout", undefined);
   }, ctx.connectTimeoutMs);
   socket.once("error", (err) => {
-    fail(classifyConnectError(err), err);
+    // A failure after the TCP handshake but before the TLS one completed is a TLS failure.
+    fail(tcpConnected && ctx.tls !== undefined ? "tls" : classifyConnectError(err), err);
   });
-  socket.once("connect", () => {
+  if (ctx.tls !== undefined) {
+    socket.once("connect", () => {
+      tcpConnected = true;
+    });
+  }
+  socket.once(readyEvent, () => {
     if (settled) return;
     settled = true;
     clearTimeout(timer);
@@ -96,6 +102,14 @@ export function connectUpstream(ctx: ConnectContext, host: Host, callback: Conne
     trackConnection(ctx, host, socket, started);
     callback(null, socket);
   });
+}
+
+/** A TCP or TLS socket to `host`, connecting. */
+export function openSocket(host: Host, tlsOptions: ConnectionOptions | undefined): net.Socket {
+  if (tlsOptions === undefined) return net.connect({ host: host.address, port: host.port, noDelay: true });
+  const socket = tls.connect({ ...tlsOptions, host: host.address, port: host.port });
+  socket.setNoDelay(true);
+  return socket;
 }
 
 function trackConnection(ctx: ConnectContext, host: Host, socket: net.Socket, started: number): void {

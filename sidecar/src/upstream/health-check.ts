@@ -1,8 +1,10 @@
 // Active health checking (tcp connect or HTTP GET on a path), with Envoy's threshold semantics: a
 // host leaves rotation after unhealthy_threshold consecutive failures and returns after
 // healthy_threshold passes; a new host is admitted on its first pass.
-import net from "node:net";
+import type net from "node:net";
+import type { ConnectionOptions } from "node:tls";
 import type { HealthCheckConfig } from "../config/schema.ts";
+import { openSocket } from "./connect.ts";
 import type { Host } from "./host.ts";
 import type { ClusterStats } from "./stats.ts";
 
@@ -29,9 +31,13 @@ export class HealthChecker {
   private initialRemaining = 0;
   private initialWaiters: (() => void)[] = [];
 
-  constructor(config: HealthCheckConfig, owner: HealthCheckOwner) {
+  private readonly tls: ConnectionOptions | undefined;
+
+  /** `tls`: the cluster's transport socket; checks then include a full TLS handshake, as in Envoy. */
+  constructor(config: HealthCheckConfig, owner: HealthCheckOwner, tls?: ConnectionOptions) {
     this.config = config;
     this.owner = owner;
+    this.tls = tls;
   }
 
   addHost(host: Host): void {
@@ -118,7 +124,7 @@ export class HealthChecker {
       this.record(host, state, ok, network);
       this.schedule(host, state);
     };
-    state.inFlight = probe(host, this.config, done);
+    state.inFlight = probe(host, this.config, this.tls, done);
   }
 
   private record(host: Host, state: HostCheckState, ok: boolean, network: boolean): void {
@@ -153,8 +159,13 @@ export class HealthChecker {
 type ProbeDone = (ok: boolean, networkFailure: boolean) => void;
 
 /** One check; returns the socket so a stop can cut it short. `done` runs exactly once. */
-function probe(host: Host, config: HealthCheckConfig, done: ProbeDone): net.Socket {
-  const socket = net.connect({ host: host.address, port: host.port, noDelay: true });
+function probe(
+  host: Host,
+  config: HealthCheckConfig,
+  tls: ConnectionOptions | undefined,
+  done: ProbeDone,
+): net.Socket {
+  const socket = openSocket(host, tls);
   let finished = false;
   const finish = (ok: boolean, network: boolean): void => {
     if (finished) return;
@@ -173,7 +184,7 @@ function probe(host: Host, config: HealthCheckConfig, done: ProbeDone): net.Sock
     finish(false, true);
   });
   const http = config.http_health_check;
-  socket.once("connect", () => {
+  socket.once(tls === undefined ? "connect" : "secureConnect", () => {
     if (http === undefined) {
       finish(true, false);
       return;

@@ -1,11 +1,11 @@
 // Test helpers: child-process upstreams and sidecars on loopback, free ports, waiting with deadlines.
-import { spawn, type ChildProcess } from "node:child_process";
+import { execSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { request } from "undici";
+import { Agent, request } from "undici";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BIN = path.resolve(here, "../../bin/tether-sidecar.js");
@@ -97,26 +97,46 @@ export function exited(proc: ChildProcess): Promise<number | null> {
   );
 }
 
+export interface UpstreamStats {
+  connections: number;
+  openConnections: number;
+  lastServername?: string | false;
+  paths: Record<string, number>;
+}
+
 export class Upstream {
   readonly port: number;
   readonly name: string;
   readonly mode: "http" | "tcp";
   proc: ChildProcess | undefined;
 
-  constructor(port: number, name: string, mode: "http" | "tcp" = "http") {
+  readonly tls: { cert: string; key: string } | undefined;
+
+  constructor(
+    port: number,
+    name: string,
+    mode: "http" | "tcp" = "http",
+    tls?: { cert: string; key: string },
+  ) {
     this.port = port;
     this.name = name;
     this.mode = mode;
+    this.tls = tls;
   }
 
   async start(): Promise<this> {
-    const proc = spawn(
-      process.execPath,
-      [UPSTREAM, "--port", String(this.port), "--name", this.name, "--mode", this.mode],
-      {
-        stdio: ["ignore", "pipe", "inherit"],
-      },
-    );
+    const tlsArgs = this.tls === undefined ? [] : ["--tls-cert", this.tls.cert, "--tls-key", this.tls.key];
+    const args = [
+      UPSTREAM,
+      "--port",
+      String(this.port),
+      "--name",
+      this.name,
+      "--mode",
+      this.mode,
+      ...tlsArgs,
+    ];
+    const proc = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
     this.proc = proc;
     await waitForLine(proc, (l) => l.includes('"listening"'), `upstream ${this.name} to listen`);
     return this;
@@ -139,13 +159,16 @@ export class Upstream {
     this.proc?.kill("SIGCONT");
   }
 
-  async stats(): Promise<{ connections: number; openConnections: number; paths: Record<string, number> }> {
+  async stats(): Promise<UpstreamStats> {
+    if (this.tls !== undefined) {
+      const dispatcher = new Agent({ connect: { rejectUnauthorized: false } });
+      const res = await request(`https://127.0.0.1:${this.port}/__stats`, { dispatcher });
+      const body = (await res.body.json()) as UpstreamStats;
+      await dispatcher.close();
+      return body;
+    }
     const res = await request(`http://127.0.0.1:${this.port}/__stats`, { reset: true });
-    return (await res.body.json()) as {
-      connections: number;
-      openConnections: number;
-      paths: Record<string, number>;
-    };
+    return (await res.body.json()) as UpstreamStats;
   }
 }
 
@@ -357,4 +380,21 @@ export function protocolOptionsYaml(idle = "30s", maxRequests?: number): string 
             idle_timeout: ${idle}${maxRequests === undefined ? "" : `\n            max_requests_per_connection: ${maxRequests}`}
           explicit_http_config: { http_protocol_options: {} }
 `;
+}
+
+/** A CA, a server certificate for `policy.test` signed by it, and an unrelated CA, made with openssl. */
+export function makeCertificates(): { dir: string; ca: string; wrongCa: string; cert: string; key: string } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "tether-tls-"));
+  const f = (n: string): string => path.join(dir, n);
+  const openssl = (args: string): void => {
+    execSync(`openssl ${args}`, { cwd: dir, stdio: "ignore" });
+  };
+  openssl(`req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=tether-test-ca -keyout ca.key -out ca.pem`);
+  openssl(`req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca -keyout other.key -out other.pem`);
+  openssl(`req -newkey rsa:2048 -nodes -subj /CN=policy.test -keyout server.key -out server.csr`);
+  writeFileSync(f("san.ext"), "subjectAltName=DNS:policy.test\n");
+  openssl(
+    `x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out server.pem`,
+  );
+  return { dir, ca: f("ca.pem"), wrongCa: f("other.pem"), cert: f("server.pem"), key: f("server.key") };
 }

@@ -3,7 +3,9 @@
 // http: GET /healthz → 200; GET /slow?ms=N → waits; /reset → counts, then destroys the socket
 // without answering; /flaky → resets every odd request, answers even ones; /__stats → JSON counts.
 // tcp: echoes bytes; a line "whoami\n" answers with the name.
+import { readFileSync } from "node:fs";
 import http from "node:http";
+import https from "node:https";
 import net from "node:net";
 import { parseArgs } from "node:util";
 
@@ -13,6 +15,8 @@ const { values } = parseArgs({
     name: { type: "string", default: "upstream" },
     mode: { type: "string", default: "http" },
     "keep-alive-ms": { type: "string", default: "60000" },
+    "tls-cert": { type: "string" },
+    "tls-key": { type: "string" },
   },
 });
 const port = Number(values.port);
@@ -21,6 +25,7 @@ let connections = 0;
 let openConnections = 0;
 const paths = new Map<string, number>();
 let flaky = 0;
+let lastServername: string | false | undefined;
 const servedOnSocket = new WeakMap<object, number>();
 
 function count(path: string): void {
@@ -47,15 +52,25 @@ if (values.mode === "tcp") {
   });
   server.listen(port, "127.0.0.1", ready);
 } else {
-  const server = http.createServer((req, res) => {
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const url = new URL(req.url ?? "/", "http://x");
     const path = url.pathname;
     if (path === "/__stats") {
       res.setHeader("content-type", "application/json");
-      res.end(JSON.stringify({ name, connections, openConnections, paths: Object.fromEntries(paths) }));
+      res.end(
+        JSON.stringify({
+          name,
+          connections,
+          openConnections,
+          lastServername,
+          paths: Object.fromEntries(paths),
+        }),
+      );
       return;
     }
     count(`${req.method} ${path}`);
+    const servername = (req.socket as { servername?: string | false }).servername;
+    if (servername !== undefined) lastServername = servername;
     const body: Buffer[] = [];
     req.on("data", (c: Buffer) => body.push(c));
     req.on("end", () => {
@@ -98,7 +113,13 @@ if (values.mode === "tcp") {
       if (path === "/slow" && ms > 0) setTimeout(answer, ms);
       else answer();
     });
-  });
+  };
+  const cert = values["tls-cert"];
+  const key = values["tls-key"];
+  const server: http.Server =
+    cert !== undefined && key !== undefined
+      ? https.createServer({ cert: readFileSync(cert), key: readFileSync(key) }, handler)
+      : http.createServer(handler);
   server.keepAliveTimeout = Number(values["keep-alive-ms"]);
   server.on("connection", (socket) => {
     connections++;
