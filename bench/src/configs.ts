@@ -118,8 +118,7 @@ export interface SidecarBenchConfig {
  * one round-robin cluster with keep-alive pools (64 connections), HTTP health checks every second
  * (2 to fail, 2 to recover), outlier detection, and GET retries on connect-failure/reset with
  * 0.1–1 s back-off inside a 15 s route timeout — the "hold while nothing answers" behaviour the
- * restart scenarios measure. One deliberate difference from the example: `min_retry_concurrency`
- * is 1024, not 10, so a full outage at hundreds of req/s is held rather than cut at 10 retries.
+ * restart scenarios measure. Only the addresses differ from the example.
  */
 export function sidecarConfig(config: SidecarBenchConfig): string {
   const endpoints = config.upstreams
@@ -205,7 +204,7 @@ ${endpoints}
             max_requests: 4096
             retry_budget:
               budget_percent: { value: 100 }
-              min_retry_concurrency: 1024
+              min_retry_concurrency: 10
       close_connections_on_host_health_failure: true
       typed_extension_protocol_options:
         envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
