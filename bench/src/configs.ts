@@ -118,7 +118,7 @@ export interface SidecarBenchConfig {
  * one round-robin cluster with keep-alive pools (64 connections), HTTP health checks every second
  * (2 to fail, 2 to recover), outlier detection, and GET retries on connect-failure/reset with
  * 0.1–1 s back-off inside a 15 s route timeout — the "hold while nothing answers" behaviour the
- * restart scenarios measure. Only the addresses differ from the example.
+ * restart scenarios measure. Only names and addresses differ from the example.
  */
 export function sidecarConfig(config: SidecarBenchConfig): string {
   const endpoints = config.upstreams
@@ -152,6 +152,19 @@ static_resources:
                             headers:
                               - name: ":method"
                                 string_match: { exact: GET }
+                          route:
+                            cluster: pool
+                            timeout: 15s
+                            retry_policy:
+                              retry_on: connect-failure,reset
+                              num_retries: 40
+                              per_try_timeout: 5s
+                              retry_back_off: { base_interval: 0.1s, max_interval: 1s }
+                        - match:
+                            prefix: "/"
+                            headers:
+                              - name: ":method"
+                                string_match: { exact: HEAD }
                           route:
                             cluster: pool
                             timeout: 15s
@@ -200,12 +213,16 @@ ${endpoints}
         thresholds:
           - priority: DEFAULT
             max_connections: 64
-            max_pending_requests: 4096
-            max_requests: 4096
+            max_pending_requests: 1024
+            max_requests: 1024
             retry_budget:
               budget_percent: { value: 100 }
               min_retry_concurrency: 10
+      common_lb_config:
+        healthy_panic_threshold: { value: 50 }
       close_connections_on_host_health_failure: true
+      upstream_connection_options:
+        tcp_keepalive: { keepalive_time: 30, keepalive_interval: 5, keepalive_probes: 3 }
       typed_extension_protocol_options:
         envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
           "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
