@@ -1,0 +1,80 @@
+/**
+ * Helpers for testing the Helm chart against a real API server: the pinned helm binary, the
+ * Prometheus Operator's CRDs (from its Go module, at the version pinned in e2e/k8s/versions.env),
+ * and `helm template` with values.
+ */
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { REPO_ROOT } from "../controlplane/binaries.ts";
+
+const run = promisify(execFile);
+
+export const CHART_DIR = join(REPO_ROOT, "charts", "tether");
+
+/** The pinned versions of e2e/k8s/versions.env, by name. */
+export function pinnedVersions(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of readFileSync(join(REPO_ROOT, "e2e/k8s/versions.env"), "utf8").split("\n")) {
+    const m = /^([A-Z_]+)=(\S+)$/.exec(line.trim());
+    if (m?.[1] !== undefined && m[2] !== undefined) out[m[1]] = m[2];
+  }
+  return out;
+}
+
+/** Directory of the Prometheus Operator's CRD files, downloaded through the Go module proxy. */
+export async function monitoringCrdDir(): Promise<string> {
+  const version = pinnedVersions().PROMETHEUS_OPERATOR_VERSION;
+  if (version === undefined) throw new Error("PROMETHEUS_OPERATOR_VERSION missing from e2e/k8s/versions.env");
+  const { stdout } = await run(
+    "go",
+    ["mod", "download", "-json", `github.com/prometheus-operator/prometheus-operator@${version}`],
+    {
+      timeout: 300_000,
+      maxBuffer: 1 << 20,
+    },
+  );
+  const dir = (JSON.parse(stdout) as { Dir?: string }).Dir;
+  if (dir === undefined)
+    throw new Error(`go mod download gave no directory for prometheus-operator ${version}`);
+  return join(dir, "example", "prometheus-operator-crd");
+}
+
+export interface HelmResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs the pinned helm; resolves for any exit code. */
+export async function helm(binDir: string, args: readonly string[]): Promise<HelmResult> {
+  try {
+    const { stdout, stderr } = await run(join(binDir, "helm"), [...args], {
+      timeout: 120_000,
+      maxBuffer: 32 << 20,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code?: number; stdout?: string; stderr?: string };
+    return {
+      code: typeof e.code === "number" ? e.code : 1,
+      stdout: e.stdout ?? "",
+      stderr: e.stderr ?? String(error),
+    };
+  }
+}
+
+/** `--set` arguments that turn every optional feature of the chart on. */
+export const ALL_FEATURES = [
+  "--set",
+  "serviceMonitor.enabled=true",
+  "--set",
+  "prometheusRule.enabled=true",
+  "--set",
+  "grafanaDashboard.enabled=true",
+  "--set",
+  "operator.podDisruptionBudget.enabled=true",
+  "--set",
+  "metrics.service.enabled=true",
+] as const;
