@@ -9,10 +9,16 @@ import { ALL_FEATURES, CHART_DIR, helm, monitoringCrdDir } from "../src/chart/in
 import { REPO_ROOT } from "../src/controlplane/binaries.ts";
 import { startControlPlane, type ControlPlane } from "../src/controlplane/index.ts";
 
-let cp: ControlPlane;
+let cp: ControlPlane | undefined;
+
+/** The running control plane (beforeAll started it). */
+function plane(): ControlPlane {
+  if (cp === undefined) throw new Error("control plane not started");
+  return cp;
+}
 
 async function kubectlOk(args: string[], input?: string): Promise<string> {
-  const r = await cp.kubectl(args, input === undefined ? {} : { input });
+  const r = await plane().kubectl(args, input === undefined ? {} : { input });
   if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")} failed (${r.code}): ${r.stderr}`);
   return r.stdout;
 }
@@ -35,7 +41,7 @@ afterAll(async () => {
 describe("Helm chart", () => {
   it("passes helm lint --strict, with defaults and with every feature on", async () => {
     for (const extra of [[], ALL_FEATURES]) {
-      const r = await helm(cp.binDir, ["lint", "--strict", CHART_DIR, ...extra]);
+      const r = await helm(plane().binDir, ["lint", "--strict", CHART_DIR, ...extra]);
       expect(r.stderr + r.stdout).toContain("1 chart(s) linted, 0 chart(s) failed");
       expect(r.code).toBe(0);
     }
@@ -56,7 +62,7 @@ describe("Helm chart", () => {
       ],
     ],
   ])("renders objects the API server accepts: %s", async (_label, extra) => {
-    const rendered = await helm(cp.binDir, [
+    const rendered = await helm(plane().binDir, [
       "template",
       "tether",
       CHART_DIR,
@@ -74,10 +80,10 @@ describe("Helm chart", () => {
   });
 
   it("renders the monitoring objects only when asked", async () => {
-    const plain = await helm(cp.binDir, ["template", "tether", CHART_DIR]);
+    const plain = await helm(plane().binDir, ["template", "tether", CHART_DIR]);
     expect(plain.stdout).not.toMatch(/kind: (ServiceMonitor|PodMonitor|PrometheusRule)/);
     expect(plain.stdout).toMatch(/grafana_dashboard: "1"/);
-    const all = await helm(cp.binDir, ["template", "tether", CHART_DIR, ...ALL_FEATURES]);
+    const all = await helm(plane().binDir, ["template", "tether", CHART_DIR, ...ALL_FEATURES]);
     for (const kind of ["ServiceMonitor", "PodMonitor", "PrometheusRule", "PodDisruptionBudget"]) {
       expect(all.stdout).toContain(`kind: ${kind}`);
     }
@@ -89,7 +95,7 @@ describe("Helm chart", () => {
     ["prometheusRule.errorRatioThreshold=2", "/prometheusRule/errorRatioThreshold"],
     ["operator.bogus=1", "bogus"],
   ])("rejects --set %s through values.schema.json", async (value, field) => {
-    const r = await helm(cp.binDir, ["template", "tether", CHART_DIR, "--set", value]);
+    const r = await helm(plane().binDir, ["template", "tether", CHART_DIR, "--set", value]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain(field);
   });

@@ -11,10 +11,19 @@ import { API_VERSION, KINDS } from "../src/api/index.ts";
 import { REPO_ROOT } from "../src/api/generate.ts";
 import { INVALID_CASES } from "./fixtures/invalid-resources.ts";
 
-let cp: ControlPlane;
+let cp: ControlPlane | undefined;
 
-async function kubectl(args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return cp.kubectl(args, input === undefined ? {} : { input });
+/** The running control plane (beforeAll started it). */
+function plane(): ControlPlane {
+  if (cp === undefined) throw new Error("control plane not started");
+  return cp;
+}
+
+async function kubectl(
+  args: string[],
+  input?: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return plane().kubectl(args, input === undefined ? {} : { input });
 }
 
 async function kubectlOk(args: string[], input?: string): Promise<string> {
@@ -26,7 +35,12 @@ async function kubectlOk(args: string[], input?: string): Promise<string> {
 beforeAll(async () => {
   cp = await startControlPlane();
   await kubectlOk(["apply", "--server-side", "-f", join(REPO_ROOT, "crds")]);
-  await kubectlOk(["wait", "--for=condition=Established", "--timeout=60s", ...KINDS.map((k) => `crd/${k.plural}.tether.dev`)]);
+  await kubectlOk([
+    "wait",
+    "--for=condition=Established",
+    "--timeout=60s",
+    ...KINDS.map((k) => `crd/${k.plural}.tether.dev`),
+  ]);
 });
 
 afterAll(async () => {
