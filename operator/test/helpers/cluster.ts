@@ -32,8 +32,13 @@ export class TestCluster {
     this.cp = cp;
   }
 
-  static async start(options: { controllers?: boolean } = {}): Promise<TestCluster> {
-    const cp = await startControlPlane({ controllers: options.controllers ?? false });
+  static async start(
+    options: { controllers?: boolean; apiServerArgs?: string[] } = {},
+  ): Promise<TestCluster> {
+    const cp = await startControlPlane({
+      controllers: options.controllers ?? false,
+      apiServerArgs: options.apiServerArgs ?? [],
+    });
     const cluster = new TestCluster(cp);
     await cluster.ok(["apply", "--server-side", "-f", join(REPO_ROOT, "crds")]);
     await cluster.ok([

@@ -1,0 +1,47 @@
+/**
+ * Every API permission the operator uses, and nothing more. operator/README.md lists the same rules
+ * and the Helm chart's ClusterRole is built from them; test/rbac.test.ts runs the operator as a
+ * ServiceAccount holding exactly these rules.
+ */
+import { GROUP } from "./api/index.ts";
+
+export interface PolicyRule {
+  readonly apiGroups: readonly string[];
+  readonly resources: readonly string[];
+  readonly verbs: readonly string[];
+}
+
+/** Cluster-wide (ClusterRole), or per watched namespace (Role) with --namespaces. */
+export const OPERATOR_RULES: readonly PolicyRule[] = [
+  // Watch the four kinds.
+  {
+    apiGroups: [GROUP],
+    resources: ["policyserverclusters", "agents", "brokers", "proxyroutes"],
+    verbs: ["list", "watch"],
+  },
+  // Status through the status subresource (server-side apply = PATCH).
+  {
+    apiGroups: [GROUP],
+    resources: ["policyserverclusters/status", "agents/status", "brokers/status", "proxyroutes/status"],
+    verbs: ["patch"],
+  },
+  // ownerReferences with blockOwnerDeletion need this where OwnerReferencesPermissionEnforcement is on.
+  {
+    apiGroups: [GROUP],
+    resources: ["policyserverclusters/finalizers", "agents/finalizers", "brokers/finalizers"],
+    verbs: ["update"],
+  },
+  // Children: cached (list/watch), read by name to detect name conflicts (get), server-side applied (patch; create for new ones).
+  { apiGroups: ["apps"], resources: ["deployments"], verbs: ["get", "list", "watch", "create", "patch"] },
+  {
+    apiGroups: [""],
+    resources: ["services", "configmaps"],
+    verbs: ["get", "list", "watch", "create", "patch"],
+  },
+  { apiGroups: [""], resources: ["events"], verbs: ["create"] },
+];
+
+/** In the Lease's namespace only (Role), when leader election is on. */
+export const LEADER_ELECTION_RULES: readonly PolicyRule[] = [
+  { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
+];

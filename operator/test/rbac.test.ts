@@ -1,0 +1,119 @@
+/**
+ * The operator runs as a ServiceAccount holding exactly OPERATOR_RULES (ClusterRole) and
+ * LEADER_ELECTION_RULES (Role in its namespace) — the rules operator/README.md lists — and does all
+ * of its work: no request is forbidden.
+ */
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { stringify } from "yaml";
+import { LEADER_ELECTION_RULES, OPERATOR_RULES } from "../src/rbac.ts";
+import { TestCluster } from "./helpers/cluster.ts";
+import { buildOperator, OperatorProcess, REPO_ROOT } from "./helpers/operator-process.ts";
+import { waitFor } from "./helpers/wait.ts";
+
+let cluster: TestCluster;
+let operator: OperatorProcess;
+
+function rbacManifest(): string {
+  const docs = [
+    { apiVersion: "v1", kind: "Namespace", metadata: { name: "tether-system" } },
+    {
+      apiVersion: "v1",
+      kind: "ServiceAccount",
+      metadata: { name: "tether-operator", namespace: "tether-system" },
+    },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRole",
+      metadata: { name: "tether-operator" },
+      rules: OPERATOR_RULES,
+    },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRoleBinding",
+      metadata: { name: "tether-operator" },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "tether-operator" },
+      subjects: [{ kind: "ServiceAccount", name: "tether-operator", namespace: "tether-system" }],
+    },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "Role",
+      metadata: { name: "tether-operator-leader-election", namespace: "tether-system" },
+      rules: LEADER_ELECTION_RULES,
+    },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "RoleBinding",
+      metadata: { name: "tether-operator-leader-election", namespace: "tether-system" },
+      roleRef: {
+        apiGroup: "rbac.authorization.k8s.io",
+        kind: "Role",
+        name: "tether-operator-leader-election",
+      },
+      subjects: [{ kind: "ServiceAccount", name: "tether-operator", namespace: "tether-system" }],
+    },
+  ];
+  return docs.map((d) => stringify(d)).join("---\n");
+}
+
+beforeAll(async () => {
+  buildOperator();
+  // As on clusters that enforce it: setting blockOwnerDeletion needs `update` on <owner>/finalizers.
+  cluster = await TestCluster.start({
+    apiServerArgs: ["--enable-admission-plugins=OwnerReferencesPermissionEnforcement"],
+  });
+  await cluster.ok(["apply", "-f", "-"], rbacManifest());
+  const kubeconfig = await cluster.cp.kubeconfigForServiceAccount("tether-system", "tether-operator");
+  operator = await OperatorProcess.start({
+    kubeconfig,
+    args: ["--leader-elect", "true", "--lease-namespace", "tether-system", "--resync-period", "0"],
+  });
+});
+
+afterAll(async () => {
+  await (operator as OperatorProcess | undefined)?.stop();
+  await (cluster as TestCluster | undefined)?.stop();
+});
+
+describe("RBAC", () => {
+  it("does everything with exactly the documented rules", async () => {
+    await cluster.ok(["apply", "-n", "default", "-f", join(REPO_ROOT, "examples", "quick-start")]);
+    await waitFor("leadership", async () => (await operator.metric("tether_operator_leader")) === 1);
+    for (const [kind, name] of [
+      ["deployment", "web"],
+      ["configmap", "web-sidecar"],
+      ["configmap", "web-agent-config"],
+      ["deployment", "ps-main"],
+      ["service", "ps-main"],
+      ["deployment", "appserver-broker"],
+      ["service", "appserver-broker"],
+      ["configmap", "appserver-broker-sidecar"],
+    ] as const) {
+      await cluster.waitFor(kind, name, () => true);
+    }
+    for (const [kind, name] of [
+      ["agent", "web"],
+      ["psc", "ps-main"],
+      ["broker", "appserver-broker"],
+      ["proxyroute", "app"],
+    ] as const) {
+      await cluster.waitFor(kind, name, (o) => o.status?.["observedGeneration"] === 1);
+    }
+    // A conflict is detected with a GET by name, and reported with an Event.
+    await cluster.ok(["create", "configmap", "clash-sidecar", "-n", "default"]);
+    await cluster.apply(`apiVersion: tether.dev/v1alpha1
+kind: Agent
+metadata: {name: clash}
+spec:
+  policyServerClusterRef: {name: ps-main}
+  template: {spec: {containers: [{name: agent, image: "agent:1"}]}}
+`);
+    await waitFor("the NameConflict event", async () =>
+      (await cluster.list("events")).some(
+        (e) => (e as unknown as { reason?: string }).reason === "NameConflict",
+      ),
+    );
+    expect(await operator.metric("tether_operator_reconcile_total", { result: "error" })).toBe(0);
+    expect(operator.logText()).not.toMatch(/forbidden/i);
+  });
+});
