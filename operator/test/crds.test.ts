@@ -22,7 +22,7 @@ function plane(): ControlPlane {
 async function kubectl(
   args: string[],
   input?: string,
-): Promise<{ code: number; stdout: string; stderr: string }> {
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return plane().kubectl(args, input === undefined ? {} : { input });
 }
 
