@@ -163,9 +163,29 @@ export const retryPolicySchema = z.strictObject({
   host_selection_retry_max_attempts: z.number().int().min(0).default(1),
 });
 
+export const hashPolicySchema = z
+  .strictObject({
+    header: z.strictObject({ header_name: z.string().min(1) }).optional(),
+    cookie: z
+      .strictObject({ name: z.string().min(1), ttl: duration.optional(), path: z.string().optional() })
+      .optional(),
+    connection_properties: z.strictObject({ source_ip: z.boolean() }).optional(),
+    terminal: z.boolean().default(false),
+  })
+  .superRefine((h, ctx) => {
+    const set = [h.header, h.cookie, h.connection_properties].filter((v) => v !== undefined).length;
+    if (set !== 1) {
+      ctx.addIssue({
+        code: "custom",
+        message: "exactly one of header, cookie, connection_properties is required",
+      });
+    }
+  });
+
 export const routeActionSchema = z
   .strictObject({
     cluster: z.string().min(1),
+    hash_policy: z.array(hashPolicySchema).default([]),
     timeout: duration.default(15_000),
     retry_policy: retryPolicySchema.optional(),
     prefix_rewrite: z.string().optional(),
@@ -409,8 +429,15 @@ export const clusterSchema = z.strictObject({
   name: z.string().min(1),
   type: z.enum(["STATIC", "STRICT_DNS"]).default("STATIC"),
   connect_timeout: duration.default(5_000),
-  lb_policy: z.enum(["ROUND_ROBIN", "LEAST_REQUEST"]).default("ROUND_ROBIN"),
+  lb_policy: z.enum(["ROUND_ROBIN", "LEAST_REQUEST", "RING_HASH"]).default("ROUND_ROBIN"),
   least_request_lb_config: z.strictObject({ choice_count: z.number().int().min(2).default(2) }).optional(),
+  ring_hash_lb_config: z
+    .strictObject({
+      minimum_ring_size: z.number().int().min(1).max(8_388_608).default(1024),
+      maximum_ring_size: z.number().int().min(1).max(8_388_608).default(8_388_608),
+      hash_function: z.enum(["XX_HASH", "MURMUR_HASH_2"]).default("XX_HASH"),
+    })
+    .optional(),
   load_assignment: clusterLoadAssignmentSchema,
   dns_refresh_rate: duration.default(5_000),
   dns_lookup_family: z.enum(["AUTO", "V4_ONLY", "V6_ONLY", "V4_PREFERRED", "ALL"]).default("AUTO"),
@@ -570,5 +597,6 @@ export type RetryPolicyConfig = z.output<typeof retryPolicySchema>;
 export type VirtualHostConfig = z.output<typeof virtualHostSchema>;
 export type BackoffConfig = z.output<typeof backoffSchema>;
 export type SocketAddress = z.output<typeof socketAddressSchema>;
+export type HashPolicyConfig = z.output<typeof hashPolicySchema>;
 export type UpstreamTlsContextConfig = z.output<typeof upstreamTlsContextSchema>;
 export type DataSourceConfig = z.output<typeof dataSourceSchema>;

@@ -9,7 +9,7 @@ export interface BalancerState {
 }
 
 export function pickHost(
-  policy: "ROUND_ROBIN" | "LEAST_REQUEST",
+  policy: "ROUND_ROBIN" | "LEAST_REQUEST" | "RING_HASH",
   candidates: readonly Host[],
   level: number,
   state: BalancerState,
@@ -19,6 +19,7 @@ export function pickHost(
   const n = candidates.length;
   if (n === 0) return undefined;
   if (n === 1) return candidates[0];
+  if (policy === "RING_HASH") return candidates[Math.floor(random() * n)]; // no hash: any host, as Envoy
   if (policy === "ROUND_ROBIN") {
     const cursor = state.rrCursor[level] ?? 0;
     state.rrCursor[level] = (cursor + 1) % 1_000_000_007;

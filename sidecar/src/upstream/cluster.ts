@@ -13,6 +13,7 @@ import { HealthChecker, type HealthCheckOwner } from "./health-check.ts";
 import { Host } from "./host.ts";
 import { OutlierDetector, type OutlierOwner } from "./outlier.ts";
 import { computePriorityPlan, pickPriority, type PriorityPlan } from "./priority.ts";
+import { buildRing, entriesPerHost, hash32, ringLookup, type Ring } from "./ring.ts";
 import { ClusterStats } from "./stats.ts";
 
 /** Something queued behind the request circuit breaker (max_requests / max_pending_requests). */
@@ -35,6 +36,9 @@ export interface ClusterResources {
 interface Level {
   readonly all: Host[];
   readonly healthy: Host[];
+  /** RING_HASH: rings over all hosts and over healthy hosts of the level. */
+  allRing?: Ring<Host>;
+  healthyRing?: Ring<Host>;
 }
 
 export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
@@ -190,6 +194,18 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
       level.all.push(h);
       if (h.isHealthy()) level.healthy.push(h);
     }
+    if (this.config.lb_policy === "RING_HASH") {
+      const rc = this.config.ring_hash_lb_config;
+      const perHost = entriesPerHost(
+        this.hosts.length,
+        rc?.minimum_ring_size ?? 1024,
+        rc?.maximum_ring_size ?? 8_388_608,
+      );
+      for (const level of levels) {
+        level.allRing = buildRing(level.all, perHost);
+        level.healthyRing = buildRing(level.healthy, perHost);
+      }
+    }
     this.levels = levels;
     this.plan = computePriorityPlan(
       levels.map((l) => ({ healthy: l.healthy.length, total: l.all.length })),
@@ -205,29 +221,35 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
    * `avoid` (retry_host_predicate previous_hosts), up to `maxReselects` more picks look for a host
    * not in it; the last pick stands if none is found, as in Envoy.
    */
-  chooseHost(avoid?: readonly Host[], maxReselects = 0): Host | undefined {
-    let host = this.pickOnce();
+  chooseHost(avoid?: readonly Host[], maxReselects = 0, hash?: number): Host | undefined {
+    let host = this.pickOnce(hash);
     if (avoid === undefined || avoid.length === 0) return host;
-    for (let i = 0; i < maxReselects && host !== undefined && avoid.includes(host); i++)
-      host = this.pickOnce();
+    for (let i = 1; i <= maxReselects && host !== undefined && avoid.includes(host); i++) {
+      // A reselect with a hash policy perturbs the hash, or it would land on the same host.
+      host = this.pickOnce(hash === undefined ? undefined : hash32(String(hash), i));
+    }
     return host;
   }
 
-  private pickOnce(): Host | undefined {
+  private pickOnce(hash?: number): Host | undefined {
     if (!this.hadTraffic) {
       this.hadTraffic = true;
       this.healthChecker?.trafficStarted();
     }
     const levels = this.levels;
     if (levels.length === 0) return undefined;
-    const index = levels.length === 1 ? 0 : pickPriority(this.plan.load, this.deps.random() * 100);
+    const draw = hash === undefined ? this.deps.random() * 100 : hash % 100;
+    const index = levels.length === 1 ? 0 : pickPriority(this.plan.load, draw);
     const level = levels[index];
     if (level === undefined) return undefined;
     let candidates = level.healthy;
+    let ring = level.healthyRing;
     if (this.plan.panic[index] === true || candidates.length === 0) {
       if (this.plan.panic[index] === true) this.stats.counters.lb_healthy_panic++;
       candidates = level.all;
+      ring = level.allRing;
     }
+    if (hash !== undefined && ring !== undefined) return ringLookup(ring, hash);
     return pickHost(
       this.config.lb_policy,
       candidates,

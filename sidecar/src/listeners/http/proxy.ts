@@ -7,6 +7,7 @@ import { JitteredBackoff, type RandomSource } from "../../upstream/backoff.ts";
 import type { Cluster, PendingWaiter } from "../../upstream/cluster.ts";
 import { UpstreamConnectError } from "../../upstream/connect.ts";
 import type { Host } from "../../upstream/host.ts";
+import { requestHash } from "./hash-policy.ts";
 import { retryOnFailure, retryOnStatus, type AttemptFailure } from "./retry.ts";
 import type { CompiledRoute } from "./route-table.ts";
 import type { HttpStats } from "./stats.ts";
@@ -147,6 +148,8 @@ export class ProxyStream implements PendingWaiter {
   private readonly headers: string[];
   private readonly path: string;
   private triedHosts: Host[] | undefined;
+  private readonly hash: number | undefined;
+  private readonly setCookie: string | undefined;
   private body: Buffer | IncomingMessage | null = null;
   private attempt: ProxyAttempt | undefined;
   private retries = 0;
@@ -171,6 +174,11 @@ export class ProxyStream implements PendingWaiter {
     this.headers = requestHeaders(req.rawHeaders);
     const url = req.url ?? "/";
     this.path = route.rewrite === undefined ? url : route.rewrite(url);
+    if (route.hashPolicy.length > 0) {
+      const h = requestHash(route.hashPolicy, req);
+      this.hash = h.hash;
+      this.setCookie = h.setCookie;
+    }
   }
 
   start(): void {
@@ -231,7 +239,7 @@ export class ProxyStream implements PendingWaiter {
   private send(): void {
     const retry = this.route.retry;
     const avoid = retry?.avoidPreviousHosts === true ? this.triedHosts : undefined;
-    const host = this.cluster.chooseHost(avoid, retry?.hostSelectionMaxAttempts ?? 0);
+    const host = this.cluster.chooseHost(avoid, retry?.hostSelectionMaxAttempts ?? 0, this.hash);
     if (host === undefined) {
       this.cluster.releaseRequest();
       this.localReply(503, "no healthy upstream", false);
@@ -286,10 +294,9 @@ export class ProxyStream implements PendingWaiter {
     this.responseStarted = true;
     const res = this.res;
     if (this.env.draining()) res.shouldKeepAlive = false;
-    res.writeHead(
-      status,
-      responseHeaders((controller as { rawHeaders?: Buffer[] | null }).rawHeaders ?? null, headers),
-    );
+    const out = responseHeaders((controller as { rawHeaders?: Buffer[] | null }).rawHeaders ?? null, headers);
+    if (this.setCookie !== undefined) out.push("set-cookie", this.setCookie);
+    res.writeHead(status, out);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {

@@ -1,6 +1,7 @@
 // Virtual host and route matching as Envoy does it: host by exact domain, then longest "*.suffix",
 // then longest "prefix.*", then "*"; routes in order, first match wins (prefix / path + headers).
 import type {
+  HashPolicyConfig,
   HeaderMatcherConfig,
   RouteConfig,
   StringMatcherConfig,
@@ -22,6 +23,7 @@ export interface CompiledRoute {
   readonly headers: readonly HeaderMatcherConfig[];
   /** The upstream :path for a request URL, when the route rewrites it. */
   readonly rewrite: ((url: string) => string) | undefined;
+  readonly hashPolicy: readonly HashPolicyConfig[];
 }
 
 const regexCache = new Map<string, RegExp>();
@@ -87,6 +89,7 @@ function compileRoute(r: RouteConfig, vh: VirtualHostConfig): CompiledRoute {
     caseSensitive: sensitive,
     headers: r.match.headers,
     rewrite: compileRewrite(r),
+    hashPolicy: r.route.hash_policy,
   };
 }
 
