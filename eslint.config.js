@@ -3,7 +3,9 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["**/dist/**", "**/node_modules/**", "coverage/**", ".tether/**", "charts/**", "**/.scratch/**"] },
+  {
+    ignores: ["**/dist/**", "**/node_modules/**", "coverage/**", ".tether/**", "charts/**", "**/.scratch/**"],
+  },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {
