@@ -1,7 +1,7 @@
 // `npm run bench`: direct vs tether-sidecar vs HAProxy vs nginx in front of the same nginx
 // upstream, then the restart scenarios. See bench/README.md for what each number means.
 //
-//   node bench/src/main.ts [--rounds 2] [--targets direct,tether-sidecar,haproxy,nginx]
+//   node bench/src/main.ts [--rounds 3] [--targets direct,tether-sidecar,haproxy,nginx]
 //                          [--scenarios all|none|<proxy,…>] [--out FILE]
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -116,7 +116,7 @@ function machine(): string {
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      rounds: { type: "string", default: "2" },
+      rounds: { type: "string", default: "3" },
       targets: { type: "string", default: "direct,tether-sidecar,haproxy,nginx" },
       scenarios: { type: "string", default: "all" },
       out: { type: "string" },
