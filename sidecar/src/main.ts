@@ -5,7 +5,7 @@ import { ConfigWatcher } from "./config/watcher.ts";
 import { TetherError } from "./errors.ts";
 import { createLogger, LOG_LEVELS, type LogLevel } from "./log.ts";
 import { Runtime } from "./runtime.ts";
-import { tlsConnectOptions } from "./upstream/tls.ts";
+import { resolveTransport } from "./upstream/tls.ts";
 
 const USAGE =
   "usage: tether-sidecar --config FILE [--mode serve|validate] [--log-level trace|debug|info|warn|error] [--drain-time-s SECONDS]";
@@ -71,12 +71,7 @@ async function main(): Promise<void> {
     try {
       // Files the config refers to (TLS material) must be readable too.
       loaded.bootstrap.static_resources.clusters.forEach((c, i) => {
-        if (c.transport_socket !== undefined) {
-          tlsConnectOptions(
-            c.transport_socket.typed_config,
-            `static_resources.clusters[${i}].transport_socket`,
-          );
-        }
+        resolveTransport(c.transport_socket, `static_resources.clusters[${i}].transport_socket`);
       });
     } catch (err) {
       process.stderr.write(

@@ -168,6 +168,42 @@ describe("tcp_proxy", () => {
     ).toBeGreaterThanOrEqual(2);
   });
 
+  it("sends a PROXY protocol v2 header naming the real client (Broker)", async () => {
+    const [pu, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
+    const u = await new Upstream(pu, "pp", "tcp", undefined, ["--expect-proxy"]).start();
+    cleanups.push(() => u.kill());
+    const transport = `      transport_socket:
+        name: envoy.transport_sockets.upstream_proxy_protocol
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport
+          config: { version: V2 }
+          transport_socket:
+            name: envoy.transport_sockets.raw_buffer
+            typed_config: { "@type": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer }
+`;
+    const yaml = bootstrapYaml(
+      admin,
+      tcpListenerYaml(listen),
+      clusterYaml({
+        endpoints: [{ port: pu }],
+        healthCheck: healthCheckYaml("tcp", 0.2, 2, 1, 0.1),
+        extra: transport,
+      }),
+    );
+    const s = new Sidecar(admin, Sidecar.writeConfig(yaml));
+    cleanups.push(() => s.stop());
+    await s.start();
+    const client = new LineClient(listen);
+    cleanups.push(() => {
+      client.socket.destroy();
+    });
+    await new Promise((r) => client.socket.once("connect", r));
+    expect(await client.ask("whoami")).toBe(`pp 127.0.0.1:${client.socket.localPort}`);
+    expect(await client.ask("echo me")).toBe("echo me");
+    // Health checks (LOCAL headers) kept the endpoint healthy.
+    expect(await s.metric("envoy_cluster_membership_healthy", "backend")).toBe(1);
+  });
+
   it("closes the downstream after max_connect_attempts fail", async () => {
     const { ups, s, listen } = await setup(
       "\n                max_connect_attempts: 3\n                backoff_options: { base_interval: 0.02s }",

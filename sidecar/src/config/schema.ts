@@ -419,9 +419,32 @@ export const upstreamTlsContextSchema = z.strictObject({
     .default({ tls_certificates: [], alpn_protocols: [] }),
 });
 
+export const RAW_BUFFER_TYPE =
+  "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer";
+export const PROXY_PROTOCOL_UPSTREAM_TYPE =
+  "type.googleapis.com/envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport";
+
+const rawBufferSchema = z.strictObject({ "@type": z.literal(RAW_BUFFER_TYPE) });
+
+/** The socket a PROXY-protocol transport wraps: plain TCP (raw_buffer) or TLS. */
+export const innerTransportSocketSchema = z.strictObject({
+  name: z.string().min(1),
+  typed_config: z.discriminatedUnion("@type", [upstreamTlsContextSchema, rawBufferSchema]),
+});
+
+export const proxyProtocolUpstreamSchema = z.strictObject({
+  "@type": z.literal(PROXY_PROTOCOL_UPSTREAM_TYPE),
+  config: z.strictObject({ version: z.enum(["V1", "V2"]).default("V1") }).default({ version: "V1" }),
+  transport_socket: innerTransportSocketSchema,
+});
+
 export const transportSocketSchema = z.strictObject({
   name: z.string().min(1),
-  typed_config: upstreamTlsContextSchema,
+  typed_config: z.discriminatedUnion("@type", [
+    upstreamTlsContextSchema,
+    rawBufferSchema,
+    proxyProtocolUpstreamSchema,
+  ]),
 });
 
 export const clusterSchema = z.strictObject({
@@ -600,3 +623,4 @@ export type SocketAddress = z.output<typeof socketAddressSchema>;
 export type HashPolicyConfig = z.output<typeof hashPolicySchema>;
 export type UpstreamTlsContextConfig = z.output<typeof upstreamTlsContextSchema>;
 export type DataSourceConfig = z.output<typeof dataSourceSchema>;
+export type TransportSocketConfig = z.output<typeof transportSocketSchema>;

@@ -82,9 +82,21 @@ class TcpSession implements HostSession {
     }
     this.cluster = cluster;
     this.attempts++;
-    connectUpstream(cluster, host, (err, socket) => {
-      this.onConnect(cluster, host, err, socket);
-    });
+    const d = this.downstream;
+    const proxied = {
+      sourceAddress: d.remoteAddress ?? "",
+      sourcePort: d.remotePort ?? 0,
+      destinationAddress: d.localAddress ?? "",
+      destinationPort: d.localPort ?? 0,
+    };
+    connectUpstream(
+      cluster,
+      host,
+      (err, socket) => {
+        this.onConnect(cluster, host, err, socket);
+      },
+      proxied,
+    );
   }
 
   private onConnect(

@@ -2,7 +2,7 @@
 // state and counters survive) and replaces the others; retired clusters finish in-flight work.
 import type { ClusterConfig } from "../config/schema.ts";
 import { Cluster, type ClusterDeps, type ClusterResources } from "./cluster.ts";
-import { tlsConnectOptions } from "./tls.ts";
+import { resolveTransport } from "./tls.ts";
 
 export class ClusterManager {
   private readonly deps: ClusterDeps;
@@ -25,15 +25,12 @@ export class ClusterManager {
     const next = new Map<string, { cluster: Cluster; json: string }>();
     const started: Promise<void>[] = [];
     // Resolve files (TLS material) first: a failure here throws before anything changed.
-    const resources = configs.map((config, i): ClusterResources => {
-      const ts = config.transport_socket;
-      return {
-        tls:
-          ts === undefined
-            ? undefined
-            : tlsConnectOptions(ts.typed_config, `static_resources.clusters[${i}].transport_socket`),
-      };
-    });
+    const resources = configs.map((config, i): ClusterResources => ({
+      transport: resolveTransport(
+        config.transport_socket,
+        `static_resources.clusters[${i}].transport_socket`,
+      ),
+    }));
     for (const [i, config] of configs.entries()) {
       const json = JSON.stringify(config);
       const existing = this.clusters.get(config.name);

@@ -2,12 +2,17 @@
 // per-endpoint HTTP pools, and the circuit breakers. Listeners ask it for a host and a pool.
 import { Pool } from "undici";
 import type net from "node:net";
-import type { ConnectionOptions } from "node:tls";
 import { HTTP_PROTOCOL_OPTIONS_KEY, type ClusterConfig } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import type { RandomSource } from "./backoff.ts";
 import { pickHost, type BalancerState } from "./balancer.ts";
-import { connectUpstream, type ConnectContext, type UpstreamConnectError } from "./connect.ts";
+import {
+  connectUpstream,
+  PLAIN_TRANSPORT,
+  type ConnectContext,
+  type Transport,
+  type UpstreamConnectError,
+} from "./connect.ts";
 import { resolveEndpoints } from "./dns.ts";
 import { HealthChecker, type HealthCheckOwner } from "./health-check.ts";
 import { Host } from "./host.ts";
@@ -30,7 +35,7 @@ export interface ClusterDeps {
 
 /** Build inputs resolved before any cluster is created, so a bad file cannot half-apply a config. */
 export interface ClusterResources {
-  readonly tls: ConnectionOptions | undefined;
+  readonly transport: Transport;
 }
 
 interface Level {
@@ -49,7 +54,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
   readonly log: Logger;
   readonly connectTimeoutMs: number;
   readonly keepAliveTimeS: number | undefined;
-  readonly tls: ConnectionOptions | undefined;
+  readonly transport: Transport;
   hadTraffic = false;
   private readonly deps: ClusterDeps;
   private hosts: Host[] = [];
@@ -71,9 +76,13 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
   private pendingHead = 0;
   private readonly poolOptions: Pool.Options;
 
-  constructor(config: ClusterConfig, deps: ClusterDeps, resources: ClusterResources = { tls: undefined }) {
+  constructor(
+    config: ClusterConfig,
+    deps: ClusterDeps,
+    resources: ClusterResources = { transport: PLAIN_TRANSPORT },
+  ) {
     this.name = config.name;
-    this.tls = resources.tls;
+    this.transport = resources.transport;
     this.clusterName = config.name;
     this.config = config;
     this.deps = deps;
@@ -105,7 +114,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
       maxRequestsPerClient: proto?.max_requests_per_connection ?? 0,
     };
     const hc = config.health_checks[0];
-    this.healthChecker = hc === undefined ? undefined : new HealthChecker(hc, this, this.tls);
+    this.healthChecker = hc === undefined ? undefined : new HealthChecker(hc, this, this.transport);
     this.outlier =
       config.outlier_detection === undefined
         ? undefined

@@ -5,6 +5,7 @@ import tls, { type ConnectionOptions } from "node:tls";
 import type { Logger } from "../log.ts";
 import { nextConnectionId } from "../log.ts";
 import type { Host } from "./host.ts";
+import { proxyHeaderV1, proxyHeaderV2, type ProxiedAddresses } from "./proxy-protocol.ts";
 import type { ClusterStats, ConnectFailureClass } from "./stats.ts";
 
 export class UpstreamConnectError extends Error {
@@ -39,6 +40,14 @@ export function classifyConnectError(err: unknown): ConnectFailureClass {
   return "other";
 }
 
+/** How bytes reach the upstream: optional PROXY protocol header first, then optional TLS. */
+export interface Transport {
+  readonly tls: ConnectionOptions | undefined;
+  readonly proxyProtocol: "V1" | "V2" | undefined;
+}
+
+export const PLAIN_TRANSPORT: Transport = { tls: undefined, proxyProtocol: undefined };
+
 export interface ConnectContext {
   readonly clusterName: string;
   readonly stats: ClusterStats;
@@ -46,70 +55,108 @@ export interface ConnectContext {
   readonly connectTimeoutMs: number;
   /** Seconds of idle before TCP keepalive probes, when upstream_connection_options.tcp_keepalive is set. */
   readonly keepAliveTimeS: number | undefined;
-  /** Set when the cluster has an UpstreamTlsContext transport socket. */
-  readonly tls: ConnectionOptions | undefined;
+  readonly transport: Transport;
+}
+
+export type DialCallback = (
+  failure: { cls: ConnectFailureClass; cause: Error | undefined } | null,
+  socket: net.Socket | null,
+) => void;
+
+/**
+ * TCP connect, then the PROXY header (when configured), then the TLS handshake (when configured),
+ * all within `timeoutMs`. The callback runs exactly once; on failure the socket is destroyed.
+ */
+export function dial(
+  host: Host,
+  transport: Transport,
+  proxied: ProxiedAddresses | undefined,
+  timeoutMs: number,
+  callback: DialCallback,
+): net.Socket {
+  const raw = net.connect({ host: host.address, port: host.port, noDelay: true });
+  let current: net.Socket = raw;
+  let tcpConnected = false;
+  let settled = false;
+  const settle = (failure: { cls: ConnectFailureClass; cause: Error | undefined } | null): void => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    if (failure !== null) {
+      current.destroy();
+      raw.destroy();
+      callback(failure, null);
+      return;
+    }
+    current.removeAllListeners("error");
+    raw.removeAllListeners("error");
+    callback(null, current);
+  };
+  const timer = setTimeout(() => {
+    settle({ cls: "timeout", cause: undefined });
+  }, timeoutMs);
+  const onError = (err: Error): void => {
+    // A failure after the TCP handshake but before the TLS one completed is a TLS failure.
+    settle({
+      cls: tcpConnected && transport.tls !== undefined ? "tls" : classifyConnectError(err),
+      cause: err,
+    });
+  };
+  raw.once("error", onError);
+  raw.once("connect", () => {
+    tcpConnected = true;
+    if (transport.proxyProtocol !== undefined) {
+      raw.write(transport.proxyProtocol === "V2" ? proxyHeaderV2(proxied) : proxyHeaderV1(proxied));
+    }
+    if (transport.tls === undefined) {
+      settle(null);
+      return;
+    }
+    const secure = tls.connect({ ...transport.tls, socket: raw });
+    current = secure;
+    secure.once("error", onError);
+    secure.once("secureConnect", () => {
+      settle(null);
+    });
+  });
+  return raw;
 }
 
 export type ConnectCallback = (err: UpstreamConnectError | null, socket: net.Socket | null) => void;
 
 /** Opens a connection to `host`; the callback runs exactly once. Accounting follows the socket's life. */
-export function connectUpstream(ctx: ConnectContext, host: Host, callback: ConnectCallback): void {
+export function connectUpstream(
+  ctx: ConnectContext,
+  host: Host,
+  callback: ConnectCallback,
+  proxied?: ProxiedAddresses,
+): void {
   const started = performance.now();
-  const socket = openSocket(host, ctx.tls);
-  if (ctx.keepAliveTimeS !== undefined) socket.setKeepAlive(true, ctx.keepAliveTimeS * 1000);
-  const readyEvent = ctx.tls === undefined ? "connect" : "secureConnect";
-  let tcpConnected = false;
-  let settled = false;
-  const fail = (cls: ConnectFailureClass, cause: Error | undefined): void => {
-    if (settled) return;
-    settled = true;
-    clearTimeout(timer);
-    socket.destroy();
-    const elapsed = performance.now() - started;
-    ctx.stats.counters.upstream_cx_connect_fail++;
-    if (cls === "timeout") ctx.stats.counters.upstream_cx_connect_timeout++;
-    ctx.stats.connectFailures[cls]++;
-    host.stats.cx_connect_fail++;
-    ctx.log.warn(
-      {
-        cluster: ctx.clusterName,
-        upstream: host.key,
-        errorClass: cls,
-        elapsedMs: Math.round(elapsed),
-        err: cause?.message,
-      },
-      "upstream connect failed",
-    );
-    callback(new UpstreamConnectError(host.key, cls, elapsed, cause), null);
-  };
-  const timer = setTimeout(() => {
-    fail("timeout", undefined);
-  }, ctx.connectTimeoutMs);
-  socket.once("error", (err) => {
-    // A failure after the TCP handshake but before the TLS one completed is a TLS failure.
-    fail(tcpConnected && ctx.tls !== undefined ? "tls" : classifyConnectError(err), err);
-  });
-  if (ctx.tls !== undefined) {
-    socket.once("connect", () => {
-      tcpConnected = true;
-    });
-  }
-  socket.once(readyEvent, () => {
-    if (settled) return;
-    settled = true;
-    clearTimeout(timer);
-    socket.removeAllListeners("error");
+  dial(host, ctx.transport, proxied, ctx.connectTimeoutMs, (failure, socket) => {
+    if (failure !== null || socket === null) {
+      const cls = failure?.cls ?? "other";
+      const elapsed = performance.now() - started;
+      ctx.stats.counters.upstream_cx_connect_fail++;
+      if (cls === "timeout") ctx.stats.counters.upstream_cx_connect_timeout++;
+      ctx.stats.connectFailures[cls]++;
+      host.stats.cx_connect_fail++;
+      ctx.log.warn(
+        {
+          cluster: ctx.clusterName,
+          upstream: host.key,
+          errorClass: cls,
+          elapsedMs: Math.round(elapsed),
+          err: failure?.cause?.message,
+        },
+        "upstream connect failed",
+      );
+      callback(new UpstreamConnectError(host.key, cls, elapsed, failure?.cause), null);
+      return;
+    }
+    if (ctx.keepAliveTimeS !== undefined) socket.setKeepAlive(true, ctx.keepAliveTimeS * 1000);
     trackConnection(ctx, host, socket, started);
     callback(null, socket);
   });
-}
-
-/** A TCP or TLS socket to `host`, connecting. */
-export function openSocket(host: Host, tlsOptions: ConnectionOptions | undefined): net.Socket {
-  if (tlsOptions === undefined) return net.connect({ host: host.address, port: host.port, noDelay: true });
-  const socket = tls.connect({ ...tlsOptions, host: host.address, port: host.port });
-  socket.setNoDelay(true);
-  return socket;
 }
 
 function trackConnection(ctx: ConnectContext, host: Host, socket: net.Socket, started: number): void {

@@ -2,9 +2,9 @@
 // host leaves rotation after unhealthy_threshold consecutive failures and returns after
 // healthy_threshold passes; a new host is admitted on its first pass.
 import type net from "node:net";
-import type { ConnectionOptions } from "node:tls";
+
 import type { HealthCheckConfig } from "../config/schema.ts";
-import { openSocket } from "./connect.ts";
+import { dial, PLAIN_TRANSPORT, type Transport } from "./connect.ts";
 import type { Host } from "./host.ts";
 import type { ClusterStats } from "./stats.ts";
 
@@ -31,13 +31,16 @@ export class HealthChecker {
   private initialRemaining = 0;
   private initialWaiters: (() => void)[] = [];
 
-  private readonly tls: ConnectionOptions | undefined;
+  private readonly transport: Transport;
 
-  /** `tls`: the cluster's transport socket; checks then include a full TLS handshake, as in Envoy. */
-  constructor(config: HealthCheckConfig, owner: HealthCheckOwner, tls?: ConnectionOptions) {
+  /**
+   * `transport`: the cluster's transport socket, used by checks too, as in Envoy (a TLS cluster's
+   * tcp check is a full handshake; a PROXY-protocol cluster's checks send a LOCAL header).
+   */
+  constructor(config: HealthCheckConfig, owner: HealthCheckOwner, transport: Transport = PLAIN_TRANSPORT) {
     this.config = config;
     this.owner = owner;
-    this.tls = tls;
+    this.transport = transport;
   }
 
   addHost(host: Host): void {
@@ -124,7 +127,7 @@ export class HealthChecker {
       this.record(host, state, ok, network);
       this.schedule(host, state);
     };
-    state.inFlight = probe(host, this.config, this.tls, done);
+    state.inFlight = probe(host, this.config, this.transport, done);
   }
 
   private record(host: Host, state: HostCheckState, ok: boolean, network: boolean): void {
@@ -159,43 +162,43 @@ export class HealthChecker {
 type ProbeDone = (ok: boolean, networkFailure: boolean) => void;
 
 /** One check; returns the socket so a stop can cut it short. `done` runs exactly once. */
-function probe(
-  host: Host,
-  config: HealthCheckConfig,
-  tls: ConnectionOptions | undefined,
-  done: ProbeDone,
-): net.Socket {
-  const socket = openSocket(host, tls);
+function probe(host: Host, config: HealthCheckConfig, transport: Transport, done: ProbeDone): net.Socket {
   let finished = false;
+  let socket: net.Socket | null = null;
   const finish = (ok: boolean, network: boolean): void => {
     if (finished) return;
     finished = true;
     clearTimeout(timer);
-    socket.destroy();
+    socket?.destroy();
     done(ok, network);
   };
   const timer = setTimeout(() => {
     finish(false, true);
   }, config.timeout);
-  socket.on("error", () => {
-    finish(false, true);
-  });
-  socket.on("close", () => {
-    finish(false, true);
-  });
-  const http = config.http_health_check;
-  socket.once(tls === undefined ? "connect" : "secureConnect", () => {
+  const raw = dial(host, transport, undefined, config.timeout, (failure, connected) => {
+    if (failure !== null || connected === null) {
+      finish(false, true);
+      return;
+    }
+    socket = connected;
+    connected.on("error", () => {
+      finish(false, true);
+    });
+    connected.on("close", () => {
+      finish(false, true);
+    });
+    const http = config.http_health_check;
     if (http === undefined) {
       finish(true, false);
       return;
     }
     const hostHeader = http.host ?? host.hostname ?? host.key;
-    socket.write(
+    connected.write(
       `GET ${http.path} HTTP/1.1\r\nhost: ${hostHeader}\r\nuser-agent: Envoy/HC\r\nconnection: close\r\n\r\n`,
     );
     let head = "";
-    socket.setEncoding("latin1");
-    socket.on("data", (chunk: string) => {
+    connected.setEncoding("latin1");
+    connected.on("data", (chunk: string) => {
       head += chunk;
       const eol = head.indexOf("\r\n");
       if (eol === -1) {
@@ -206,7 +209,8 @@ function probe(
       finish(statusExpected(status, http.expected_statuses), false);
     });
   });
-  return socket;
+  socket = raw;
+  return raw;
 }
 
 function statusExpected(

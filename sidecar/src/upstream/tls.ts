@@ -3,7 +3,15 @@
 // only against match_typed_subject_alt_names; SNI is sent only when `sni` is set.
 import { readFileSync } from "node:fs";
 import type { ConnectionOptions, PeerCertificate } from "node:tls";
-import type { DataSourceConfig, StringMatcherConfig, UpstreamTlsContextConfig } from "../config/schema.ts";
+import {
+  PROXY_PROTOCOL_UPSTREAM_TYPE,
+  UPSTREAM_TLS_TYPE,
+  type DataSourceConfig,
+  type StringMatcherConfig,
+  type TransportSocketConfig,
+  type UpstreamTlsContextConfig,
+} from "../config/schema.ts";
+import { PLAIN_TRANSPORT, type Transport } from "./connect.ts";
 import { TetherError } from "../errors.ts";
 
 function read(source: DataSourceConfig, path: string): string {
@@ -76,4 +84,21 @@ export function tlsConnectOptions(ctx: UpstreamTlsContextConfig, path: string): 
       options.maxVersion = VERSIONS[params.tls_maximum_protocol_version];
   }
   return options;
+}
+
+/** The cluster's transport_socket → how to dial: PROXY header version and TLS options. */
+export function resolveTransport(ts: TransportSocketConfig | undefined, path: string): Transport {
+  if (ts === undefined) return PLAIN_TRANSPORT;
+  const tc = ts.typed_config;
+  if (tc["@type"] === UPSTREAM_TLS_TYPE)
+    return { tls: tlsConnectOptions(tc, path), proxyProtocol: undefined };
+  if (tc["@type"] === PROXY_PROTOCOL_UPSTREAM_TYPE) {
+    const inner = tc.transport_socket.typed_config;
+    const innerPath = `${path}.typed_config.transport_socket`;
+    return {
+      tls: inner["@type"] === UPSTREAM_TLS_TYPE ? tlsConnectOptions(inner, innerPath) : undefined,
+      proxyProtocol: tc.config.version,
+    };
+  }
+  return PLAIN_TRANSPORT;
 }

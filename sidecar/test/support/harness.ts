@@ -111,17 +111,20 @@ export class Upstream {
   proc: ChildProcess | undefined;
 
   readonly tls: { cert: string; key: string } | undefined;
+  readonly extraArgs: readonly string[];
 
   constructor(
     port: number,
     name: string,
     mode: "http" | "tcp" = "http",
     tls?: { cert: string; key: string },
+    extraArgs: readonly string[] = [],
   ) {
     this.port = port;
     this.name = name;
     this.mode = mode;
     this.tls = tls;
+    this.extraArgs = extraArgs;
   }
 
   async start(): Promise<this> {
@@ -135,6 +138,7 @@ export class Upstream {
       "--mode",
       this.mode,
       ...tlsArgs,
+      ...this.extraArgs,
     ];
     const proc = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
     this.proc = proc;

@@ -8,6 +8,7 @@ import http from "node:http";
 import https from "node:https";
 import net from "node:net";
 import { parseArgs } from "node:util";
+import { parseProxyHeaderV2 } from "../../src/upstream/proxy-protocol.ts";
 
 const { values } = parseArgs({
   options: {
@@ -17,6 +18,7 @@ const { values } = parseArgs({
     "keep-alive-ms": { type: "string", default: "60000" },
     "tls-cert": { type: "string" },
     "tls-key": { type: "string" },
+    "expect-proxy": { type: "boolean", default: false },
   },
 });
 const port = Number(values.port);
@@ -42,11 +44,30 @@ if (values.mode === "tcp") {
     openConnections++;
     socket.on("close", () => openConnections--);
     socket.on("error", () => undefined);
-    socket.on("data", (chunk) => {
+    // With --expect-proxy every connection starts with a PROXY v2 header naming the real client.
+    let pending: Buffer | undefined = values["expect-proxy"] ? Buffer.alloc(0) : undefined;
+    let client = "direct";
+    socket.on("data", (data: Buffer) => {
+      let chunk = data;
+      if (pending !== undefined) {
+        pending = Buffer.concat([pending, chunk]);
+        const header = parseProxyHeaderV2(pending);
+        if (header === undefined) {
+          if (pending.length > 64) socket.destroy();
+          return;
+        }
+        client = header.addresses
+          ? `${header.addresses.sourceAddress}:${header.addresses.sourcePort}`
+          : "local";
+        chunk = pending.subarray(header.length);
+        pending = undefined;
+        if (chunk.length === 0) return;
+      }
       const text = chunk.toString();
       // Lets an http_health_check probe this TCP server too.
       if (text.startsWith("GET /healthz")) socket.end("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-      else if (text.includes("whoami")) socket.write(`${name}\n`);
+      else if (text.includes("whoami"))
+        socket.write(values["expect-proxy"] ? `${name} ${client}\n` : `${name}\n`);
       else socket.write(chunk);
     });
   });
