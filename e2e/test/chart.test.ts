@@ -5,6 +5,8 @@
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseAllDocuments } from "yaml";
+import { LEADER_ELECTION_RULES, OPERATOR_RULES } from "../../operator/src/rbac.ts";
 import { ALL_FEATURES, CHART_DIR, helm, monitoringCrdDir } from "../src/chart/index.ts";
 import { REPO_ROOT } from "../src/controlplane/binaries.ts";
 import { startControlPlane, type ControlPlane } from "../src/controlplane/index.ts";
@@ -98,5 +100,16 @@ describe("Helm chart", () => {
     const r = await helm(plane().binDir, ["template", "tether", CHART_DIR, "--set", value]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain(field);
+  });
+
+  it("grants exactly the rules the operator declares (operator/src/rbac.ts), and nothing on Secrets", async () => {
+    const r = await helm(plane().binDir, ["template", "tether", CHART_DIR, "-s", "templates/rbac.yaml"]);
+    expect(r.code, r.stderr).toBe(0);
+    const docs = parseAllDocuments(r.stdout).map((d) => d.toJS() as { kind: string; rules?: unknown[] });
+    const clusterRole = docs.find((d) => d.kind === "ClusterRole");
+    const role = docs.find((d) => d.kind === "Role");
+    expect(clusterRole?.rules).toEqual(OPERATOR_RULES);
+    expect(role?.rules).toEqual(LEADER_ELECTION_RULES);
+    expect(JSON.stringify(clusterRole)).not.toContain("secrets");
   });
 });
