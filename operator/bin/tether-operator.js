@@ -1,3 +1,18 @@
 #!/usr/bin/env node
-// Runs the built operator (`npm run build` first). Kept as plain JS so npm can link it before a build.
-await import("../dist/main.js");
+// Runs the built operator (`npm run build` first). Plain JS so npm can link it before a build, and so an
+// old Node gets a clear message instead of a crash deep inside a dependency.
+const major = Number(process.versions.node.split(".")[0]);
+if (major < 24) {
+  console.error(
+    `tether-operator: needs Node.js 24 or newer, found ${process.version}. Run it through npx/npm (which use the ` +
+      "pinned runtime in node_modules/.bin), or: export PATH=$PWD/node_modules/.bin:$PATH",
+  );
+  process.exit(1);
+}
+const main = new URL("../dist/main.js", import.meta.url);
+const { existsSync } = await import("node:fs");
+if (!existsSync(main)) {
+  console.error(`tether-operator: not built yet (${main.pathname} is missing): run npm run build`);
+  process.exit(1);
+}
+await import(main.href);
