@@ -63,6 +63,9 @@ async function main(): Promise<void> {
     "tether-operator starting",
   );
   manager.start();
+  void manager.synced().then(() => {
+    logger.info({ sinceStartMs: Math.round(performance.now()) }, "caches synced");
+  });
 
   const startReconciling = (): void => {
     metrics.leader.set(1);

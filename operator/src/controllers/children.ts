@@ -67,28 +67,42 @@ export async function applyChildren(
   const observed = new Map<string, KubeObject>();
   const conflicts: ChildConflict[] = [];
   const applied: string[] = [];
-  for (const child of children) {
-    const [resource, store] = typeAndStore(ctx, child.kind);
-    const current = await observe(ctx, resource, store, child);
-    if (current !== undefined && !isControlledBy(current, ownerUid)) {
-      conflicts.push({
-        kind: child.kind,
-        name: child.metadata.name,
-        controller: controllerOf(current) ?? "no controller",
-      });
-      continue;
-    }
-    // Lists leave apiVersion and kind out of their items: compare what the object holds.
-    if (current !== undefined && isSubset({ ...child, apiVersion: undefined, kind: undefined }, current)) {
-      observed.set(child.kind + "/" + child.metadata.name, current);
-      continue;
-    }
-    const result = await serverSideApply(ctx.client, resource, child as unknown as KubeObject);
-    store.remember(result);
-    observed.set(child.kind + "/" + child.metadata.name, result);
-    applied.push(`${child.kind} ${child.metadata.name}`);
-  }
+  // Children are independent: converge them in parallel (a cold start is bound by round trips).
+  const results = await Promise.all(children.map((child) => convergeChild(ctx, ownerUid, child)));
+  results.forEach((result, i) => {
+    const child = children[i];
+    if (child === undefined) return;
+    if (result.conflict !== undefined) conflicts.push(result.conflict);
+    if (result.object !== undefined) observed.set(`${child.kind}/${child.metadata.name}`, result.object);
+    if (result.applied) applied.push(`${child.kind} ${child.metadata.name}`);
+  });
   return { observed, conflicts, applied };
+}
+
+interface ChildResult {
+  readonly object?: KubeObject;
+  readonly conflict?: ChildConflict;
+  readonly applied: boolean;
+}
+
+async function convergeChild(
+  ctx: ControllerContext,
+  ownerUid: string,
+  child: DesiredChild,
+): Promise<ChildResult> {
+  const [resource, store] = typeAndStore(ctx, child.kind);
+  const current = await observe(ctx, resource, store, child);
+  if (current !== undefined && !isControlledBy(current, ownerUid)) {
+    const controller = controllerOf(current) ?? "no controller";
+    return { conflict: { kind: child.kind, name: child.metadata.name, controller }, applied: false };
+  }
+  // Lists leave apiVersion and kind out of their items: compare what the object holds.
+  if (current !== undefined && isSubset({ ...child, apiVersion: undefined, kind: undefined }, current)) {
+    return { object: current, applied: false };
+  }
+  const result = await serverSideApply(ctx.client, resource, child as unknown as KubeObject);
+  store.remember(result);
+  return { object: result, applied: true };
 }
 
 export function conflictMessage(

@@ -113,6 +113,7 @@ export class ControllerManager {
   async startReconciling(): Promise<void> {
     await this.synced();
     this.enqueueAll();
+    this.options.logger.info({ queued: this.queue.depth }, "reconciling");
     this.queue.resume();
   }
 

@@ -164,7 +164,7 @@ export class Informer {
           signal: this.abort.signal,
         },
       );
-      for (const item of page.items) seen.set(objectKey(item.metadata.namespace, item.metadata.name), item);
+      for (const item of page.items) seen.set(objectKey(item.metadata.namespace, item.metadata.name), slim(item));
       continueToken = page.metadata.continue === "" ? undefined : page.metadata.continue;
       rv = page.metadata.resourceVersion;
     } while (continueToken !== undefined);
@@ -250,7 +250,7 @@ export class Informer {
   }
 
   private apply(event: WatchEvent): void {
-    const object = event.object;
+    const object = slim(event.object);
     if (event.type === "ERROR") {
       const code = object.code ?? 0;
       throw new KubeError(
@@ -284,6 +284,12 @@ export class Informer {
       return;
     this.cache.set(objectKey(object.metadata.namespace, object.metadata.name), object);
   }
+}
+
+/** The cache never needs managedFields, often the largest part of an object: drop them. */
+function slim<T extends { metadata?: { managedFields?: unknown } }>(object: T): T {
+  if (object.metadata?.managedFields !== undefined) delete object.metadata.managedFields;
+  return object;
 }
 
 /** Equality-based selectors only (`a=b,c=d`), the form the operator uses. */

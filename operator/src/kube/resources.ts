@@ -56,6 +56,7 @@ export interface ObjectMeta {
   deletionTimestamp?: string;
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
+  managedFields?: unknown;
   ownerReferences?: {
     apiVersion: string;
     kind: string;

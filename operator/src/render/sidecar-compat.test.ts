@@ -1,8 +1,6 @@
 /**
  * Everything the operator renders must be accepted by the sidecar's own config schema (the Envoy
  * subset it implements): an unsupported field would make the sidecar refuse the file.
- * Cases marked `it.fails` render fields the sidecar does not accept yet; they start failing (and
- * must be turned into plain `it`) the day the sidecar supports them.
  */
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
@@ -74,20 +72,18 @@ describe("rendered configs the sidecar accepts", () => {
     });
     expect(problems(cm.sidecarConfig)).toEqual([]);
   });
-});
 
-describe("rendered configs the sidecar does not accept yet", () => {
-  it.fails("the decision cache filter (tether.v1alpha1.DecisionCache)", () => {
+  it("the decision cache filter (tether.v1alpha1.DecisionCache)", () => {
     const spec = agent({ cache: { enabled: true } });
     expect(problems(agentConfig(psc({ protocol: "http" }), [], spec))).toEqual([]);
   });
 
-  it.fails("sticky sessions: route hash_policy cookie with a RING_HASH cluster", () => {
+  it("sticky sessions: route hash_policy cookie with a RING_HASH cluster", () => {
     const routes = [{ name: "sticky", spec: route({ sessionAffinity: { cookieName: "JSESSIONID" } }) }];
     expect(problems(agentConfig(psc(), routes))).toEqual([]);
   });
 
-  it.fails("a Broker sending PROXY protocol v2 (upstream_proxy_protocol transport socket)", () => {
+  it("a Broker sending PROXY protocol v2 (upstream_proxy_protocol transport socket)", () => {
     const cm = renderBroker({
       owner: { ...owner, kind: "Broker" },
       spec: broker({ proxyProtocol: "v2" }),
@@ -96,7 +92,7 @@ describe("rendered configs the sidecar does not accept yet", () => {
     expect(problems(cm.sidecarConfig)).toEqual([]);
   });
 
-  it.fails("the full quick-start Agent (cache and sticky route)", () => {
+  it("the full quick-start Agent (cache and sticky route)", () => {
     const cm = renderAgent({
       owner,
       spec: agentSpec.parse(example("02-agent.yaml")),
