@@ -2,6 +2,7 @@
 // deadline, and always killed — on success, failure or Ctrl-C.
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import net from "node:net";
 
 export class BenchError extends Error {
@@ -42,21 +43,32 @@ export class Proc {
 
   constructor(options: ProcOptions) {
     this.name = options.name;
-    // Pinned processes are the ones measured: they also get a higher priority (nice -15, which
-    // needs root; without it nice warns and runs the command unchanged), so unrelated work on a
-    // shared machine disturbs them less.
-    const [command, args] =
-      options.cpus === undefined
-        ? [options.command, options.args]
-        : [
-            "taskset",
-            ["-c", options.cpus, "nice", "-n", String(MEASURED_NICENESS), options.command, ...options.args],
-          ];
+    // Pinned processes are the ones measured: they also get a higher priority, so unrelated work on
+    // a shared machine disturbs them less. With autogroup scheduling (Linux's default for desktop
+    // and many VM kernels) nice only ranks processes within one session, so each measured process
+    // gets its own session (setsid) and that session's autogroup is given the niceness too.
+    const pinned = options.cpus !== undefined;
+    const [command, args] = pinned
+      ? [
+          "taskset",
+          [
+            "-c",
+            options.cpus ?? "0",
+            "nice",
+            "-n",
+            String(MEASURED_NICENESS),
+            options.command,
+            ...options.args,
+          ],
+        ]
+      : [options.command, options.args];
     this.child = spawn(command, [...args], {
       cwd: options.cwd,
       env: options.env ?? process.env,
       stdio: ["ignore", "pipe", "pipe"],
+      detached: pinned,
     });
+    if (pinned && this.child.pid !== undefined) raiseAutogroup(this.child.pid);
     live.add(this.child);
     this.exited = new Promise((resolve) => {
       this.child.once("exit", (code, signal) => {
@@ -169,6 +181,15 @@ export class Proc {
 
   private keep(text: string): void {
     this.tail = (this.tail + text).slice(-8192);
+  }
+}
+
+/** Best effort: needs root and a kernel with autogroup; otherwise the process keeps its priority. */
+function raiseAutogroup(pid: number): void {
+  try {
+    writeFileSync(`/proc/${pid}/autogroup`, String(MEASURED_NICENESS));
+  } catch {
+    // not root, or no autogroup: plain nice still applies
   }
 }
 
