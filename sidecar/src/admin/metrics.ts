@@ -1,6 +1,7 @@
 // Prometheus text in Envoy's naming: envoy_cluster_<stat>{envoy_cluster_name="…"},
 // envoy_http_<stat>{envoy_http_conn_manager_prefix="…"}, envoy_tcp_<stat>{envoy_tcp_prefix="…"}.
 // Tether-only series are tether_*.
+import { DecisionCacheStats } from "../listeners/http/decision-cache.ts";
 import { HttpListener } from "../listeners/http/listener.ts";
 import type { Listener } from "../listeners/manager.ts";
 import { TcpListener } from "../listeners/tcp.ts";
@@ -140,6 +141,28 @@ function listenerFamilies(out: Exposition, listeners: readonly Listener[]): void
   out.histogram(
     "envoy_http_downstream_rq_time",
     http.map((x) => [hl(x), x.stats.downstream_rq_time]),
+  );
+  const cached = http.filter((x) => x.cache !== undefined);
+  const cs = (x: HttpListener): DecisionCacheStats => x.cache?.stats ?? new DecisionCacheStats();
+  for (const field of ["hits", "misses", "insertions", "expired", "evicted"] as const) {
+    out.family(
+      `tether_decision_cache_${field}_total`,
+      "counter",
+      cached.map((x) => [hl(x), cs(x)[field]]),
+    );
+  }
+  out.family(
+    "tether_decision_cache_invalidations_total",
+    "counter",
+    cached.flatMap((x): Sample[] => [
+      [`${hl(x)},reason="session"`, cs(x).invalidated_session],
+      [`${hl(x)},reason="policy_changed"`, cs(x).invalidated_policy],
+    ]),
+  );
+  out.family(
+    "tether_decision_cache_entries",
+    "gauge",
+    cached.map((x) => [hl(x), x.cache?.size ?? 0]),
   );
   const tcp = listeners.filter((x): x is TcpListener => x instanceof TcpListener);
   for (const [field, type] of TCP_FIELDS) {

@@ -1,6 +1,7 @@
 // The admin listener (fastify). It reads runtime state and never changes it.
 import Fastify, { type FastifyInstance } from "fastify";
 import { collectDefaultMetrics, Registry } from "prom-client";
+import { HttpListener } from "../listeners/http/listener.ts";
 import type { Listener } from "../listeners/manager.ts";
 import type { Cluster } from "../upstream/cluster.ts";
 import { clustersJson, clustersText } from "./clusters.ts";
@@ -44,6 +45,26 @@ export class AdminServer {
       return reply.type("text/plain").send(clustersText(view.clusters()));
     });
     app.get("/config_dump", async (_req, reply) => reply.send(view.configDump()));
+    // Hybrid mode of the decision cache (seed 003): the policy side reports a session that ended or
+    // changed ({"session": "id"}) or a policy change ({"type": "policy-changed"}).
+    app.post("/notifications", async (req, reply) => {
+      const caches = view
+        .listeners()
+        .flatMap((l) =>
+          l instanceof HttpListener && l.cache?.config.notifications === true ? [l.cache] : [],
+        );
+      if (caches.length === 0) return reply.code(404).send({ error: "no decision cache with notifications" });
+      const body = (req.body ?? {}) as { session?: unknown; type?: unknown };
+      if (typeof body.session === "string" && body.session !== "") {
+        return reply.send({
+          invalidated: caches.reduce((n, c) => n + c.invalidateSession(body.session as string), 0),
+        });
+      }
+      if (body.type === "policy-changed") {
+        return reply.send({ invalidated: caches.reduce((n, c) => n + c.invalidateAll(), 0) });
+      }
+      return reply.code(400).send({ error: 'expected {"session": "<id>"} or {"type": "policy-changed"}' });
+    });
   }
 
   async listen(address: string, port: number): Promise<number> {

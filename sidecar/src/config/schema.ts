@@ -215,6 +215,37 @@ export const routeConfigurationSchema = z.strictObject({
   virtual_hosts: z.array(virtualHostSchema).default([]),
 });
 
+export const DECISION_CACHE_TYPE = "type.googleapis.com/tether.v1alpha1.DecisionCache";
+
+/** Tether-only HTTP filter (seed 003): caches successful decisions; leave it out for plain Envoy. */
+export const decisionCacheSchema = z.strictObject({
+  "@type": z.literal(DECISION_CACHE_TYPE),
+  /** Entries expire this long after they were stored (the agent cache's polling period). */
+  ttl: duration.default(180_000),
+  /** Hybrid mode: POST /notifications on the admin listener invalidates entries at once. */
+  notifications: z.boolean().default(true),
+  /** Request headers that are part of the key besides method and path (the session token). */
+  key_headers: z.array(z.string().min(1)).default(["authorization", "cookie"]),
+  /** The request header naming the session, for session notifications. */
+  session_header: z.string().min(1).default("x-session-id"),
+  methods: z
+    .array(z.enum(["GET", "HEAD"]))
+    .min(1)
+    .default(["GET", "HEAD"]),
+  max_entries: z.number().int().min(1).default(10_000),
+  /** Larger responses are passed through, not stored. */
+  max_body_bytes: z.number().int().min(0).default(65_536),
+});
+
+export const httpFilterSchema = z.strictObject({
+  name: z.string().min(1),
+  typed_config: z.discriminatedUnion("@type", [
+    z.strictObject({ "@type": z.literal(ROUTER_TYPE) }),
+    decisionCacheSchema,
+  ]),
+});
+
+/** Kept for readers of the earlier API: the router filter entry. */
 export const routerFilterSchema = z.strictObject({
   name: z.string().min(1),
   typed_config: z.strictObject({ "@type": z.literal(ROUTER_TYPE) }),
@@ -225,7 +256,24 @@ export const httpConnectionManagerSchema = z.strictObject({
   stat_prefix: z.string().min(1),
   codec_type: z.enum(["AUTO", "HTTP1"]).default("AUTO"),
   route_config: routeConfigurationSchema,
-  http_filters: z.array(routerFilterSchema).min(1, "the router filter is required"),
+  http_filters: z
+    .array(httpFilterSchema)
+    .min(1, "the router filter is required")
+    .superRefine((filters, ctx) => {
+      filters.forEach((f, i) => {
+        const isRouter = f.typed_config["@type"] === ROUTER_TYPE;
+        if (isRouter !== (i === filters.length - 1)) {
+          ctx.addIssue({
+            code: "custom",
+            path: [i],
+            message: "the router filter must be the last filter, exactly once",
+          });
+        }
+      });
+      if (filters.filter((f) => f.typed_config["@type"] === DECISION_CACHE_TYPE).length > 1) {
+        ctx.addIssue({ code: "custom", message: "at most one DecisionCache filter" });
+      }
+    }),
   common_http_protocol_options: z
     .strictObject({ idle_timeout: duration.default(3_600_000) })
     .default({ idle_timeout: 3_600_000 }),
@@ -621,6 +669,7 @@ export type VirtualHostConfig = z.output<typeof virtualHostSchema>;
 export type BackoffConfig = z.output<typeof backoffSchema>;
 export type SocketAddress = z.output<typeof socketAddressSchema>;
 export type HashPolicyConfig = z.output<typeof hashPolicySchema>;
+export type DecisionCacheConfig = z.output<typeof decisionCacheSchema>;
 export type UpstreamTlsContextConfig = z.output<typeof upstreamTlsContextSchema>;
 export type DataSourceConfig = z.output<typeof dataSourceSchema>;
 export type TransportSocketConfig = z.output<typeof transportSocketSchema>;

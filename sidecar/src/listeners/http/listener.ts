@@ -2,10 +2,16 @@
 // Config reloads swap the route table in place, so established connections stay open.
 import http from "node:http";
 import type { Socket } from "node:net";
-import type { HttpConnectionManagerConfig, ListenerConfig } from "../../config/schema.ts";
+import {
+  DECISION_CACHE_TYPE,
+  type DecisionCacheConfig,
+  type HttpConnectionManagerConfig,
+  type ListenerConfig,
+} from "../../config/schema.ts";
 import { nextConnectionId, type Logger } from "../../log.ts";
 import type { RandomSource } from "../../upstream/backoff.ts";
 import type { ClusterManager } from "../../upstream/cluster-manager.ts";
+import { DecisionCache } from "./decision-cache.ts";
 import { ProxyStream, type ProxyEnv } from "./proxy.ts";
 import { RouteTable } from "./route-table.ts";
 import { HttpStats } from "./stats.ts";
@@ -23,6 +29,8 @@ export class HttpListener implements ProxyEnv {
   private readonly server: http.Server;
   private readonly sockets = new Set<Socket>();
   private isDraining = false;
+  /** The DecisionCache filter, when the filter chain has one. */
+  cache: DecisionCache | undefined;
 
   constructor(
     config: ListenerConfig,
@@ -40,6 +48,7 @@ export class HttpListener implements ProxyEnv {
     this.stats = new HttpStats(hcm.stat_prefix);
     this.bufferLimit = config.per_connection_buffer_limit_bytes;
     this.routes = new RouteTable(hcm.route_config.virtual_hosts);
+    this.cache = HttpListener.buildCache(hcm, undefined);
     this.server = http.createServer({
       keepAliveTimeout: hcm.common_http_protocol_options.idle_timeout,
       requestTimeout: hcm.request_timeout,
@@ -82,12 +91,25 @@ export class HttpListener implements ProxyEnv {
     );
   }
 
+  /** Keeps the current cache (and its entries) when its config did not change. */
+  private static buildCache(
+    hcm: HttpConnectionManagerConfig,
+    current: DecisionCache | undefined,
+  ): DecisionCache | undefined {
+    const filter = hcm.http_filters.find((f) => f.typed_config["@type"] === DECISION_CACHE_TYPE);
+    if (filter === undefined) return undefined;
+    const config = filter.typed_config as DecisionCacheConfig;
+    if (current !== undefined && JSON.stringify(current.config) === JSON.stringify(config)) return current;
+    return new DecisionCache(config);
+  }
+
   /** New routes and settings for later requests; connections in progress are untouched. */
   update(config: ListenerConfig, hcm: HttpConnectionManagerConfig): void {
     this.config = config;
     this.hcm = hcm;
     this.bufferLimit = config.per_connection_buffer_limit_bytes;
     this.routes = new RouteTable(hcm.route_config.virtual_hosts);
+    this.cache = HttpListener.buildCache(hcm, this.cache);
     this.server.keepAliveTimeout = hcm.common_http_protocol_options.idle_timeout;
   }
 
@@ -154,7 +176,35 @@ export class HttpListener implements ProxyEnv {
       this.reply(res, 503, "cluster not found");
       return;
     }
-    new ProxyStream(req, res, route, cluster, this).start();
+    const stream = new ProxyStream(req, res, route, cluster, this);
+    const cache = this.cache;
+    if (cache !== undefined) {
+      const key = cache.keyFor(req);
+      if (key !== undefined) {
+        const hit = cache.lookup(key);
+        if (hit !== undefined) {
+          this.replyFromCache(req, res, hit.status, hit.headers, hit.body);
+          return;
+        }
+        stream.captureFor(cache, key, cache.sessionOf(req));
+      }
+    }
+    stream.start();
+  }
+
+  private replyFromCache(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    status: number,
+    headers: readonly string[],
+    body: Buffer,
+  ): void {
+    req.resume();
+    this.stats.downstream_rq_active--;
+    this.stats.countStatus(status);
+    res.writeHead(status, [...headers, "x-tether-cache", "hit"]);
+    if (req.method === "HEAD") res.end();
+    else res.end(body);
   }
 
   private reply(res: http.ServerResponse, status: number, text: string): void {

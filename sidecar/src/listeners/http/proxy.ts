@@ -7,6 +7,7 @@ import { JitteredBackoff, type RandomSource } from "../../upstream/backoff.ts";
 import type { Cluster, PendingWaiter } from "../../upstream/cluster.ts";
 import { UpstreamConnectError } from "../../upstream/connect.ts";
 import type { Host } from "../../upstream/host.ts";
+import type { DecisionCache } from "./decision-cache.ts";
 import { requestHash } from "./hash-policy.ts";
 import { retryOnFailure, retryOnStatus, type AttemptFailure } from "./retry.ts";
 import type { CompiledRoute } from "./route-table.ts";
@@ -150,6 +151,13 @@ export class ProxyStream implements PendingWaiter {
   private triedHosts: Host[] | undefined;
   private readonly hash: number | undefined;
   private readonly setCookie: string | undefined;
+  // DecisionCache capture (only when the filter is configured and the request is cacheable).
+  private cache: DecisionCache | undefined;
+  private cacheKey = "";
+  private cacheSession: string | undefined;
+  private captured: Buffer[] | undefined;
+  private capturedBytes = 0;
+  private capturedHeaders: string[] = [];
   private body: Buffer | IncomingMessage | null = null;
   private attempt: ProxyAttempt | undefined;
   private retries = 0;
@@ -179,6 +187,13 @@ export class ProxyStream implements PendingWaiter {
       this.hash = h.hash;
       this.setCookie = h.setCookie;
     }
+  }
+
+  /** Store a successful response in `cache` under `key` when it completes. */
+  captureFor(cache: DecisionCache, key: string, session: string | undefined): void {
+    this.cache = cache;
+    this.cacheKey = key;
+    this.cacheSession = session;
   }
 
   start(): void {
@@ -296,10 +311,20 @@ export class ProxyStream implements PendingWaiter {
     if (this.env.draining()) res.shouldKeepAlive = false;
     const out = responseHeaders((controller as { rawHeaders?: Buffer[] | null }).rawHeaders ?? null, headers);
     if (this.setCookie !== undefined) out.push("set-cookie", this.setCookie);
+    if (this.cache?.cacheable(status, out) === true) {
+      this.captured = [];
+      this.capturedHeaders = out;
+    }
     res.writeHead(status, out);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.captured !== undefined) {
+      this.capturedBytes += chunk.length;
+      if (this.cache !== undefined && this.capturedBytes <= this.cache.config.max_body_bytes)
+        this.captured.push(chunk);
+      else this.captured = undefined;
+    }
     if (!this.res.write(chunk)) {
       controller.pause();
       this.res.once("drain", () => {
@@ -312,6 +337,12 @@ export class ProxyStream implements PendingWaiter {
     this.endAttempt(attempt);
     this.cluster.recordStatus(attempt.host, attempt.status);
     attempt.host.stats.rq_success++;
+    if (this.captured !== undefined && this.cache !== undefined) {
+      const body =
+        this.captured.length === 1 ? (this.captured[0] ?? Buffer.alloc(0)) : Buffer.concat(this.captured);
+      this.cache.store(this.cacheKey, attempt.status, this.capturedHeaders, body, this.cacheSession);
+      this.captured = undefined;
+    }
     this.res.end();
     this.finish(attempt.status);
   }
