@@ -169,11 +169,19 @@ describe("http failover", () => {
         return res.statusCode;
       }),
     );
+    // Every request is in the sidecar and has met the dead endpoint at least once.
     await waitFor(
-      "all 300 held",
-      async () => (await s.metric("tether_held_requests", "backend")) >= 290,
-      15_000,
+      "all 300 requests in and retrying",
+      async () => {
+        const m = await s.metrics();
+        return (
+          m.get('envoy_http_downstream_rq_active{envoy_http_conn_manager_prefix="ingress_http"}') === 300 &&
+          (m.get('envoy_cluster_upstream_rq_retry{envoy_cluster_name="backend"}') ?? 0) >= 300
+        );
+      },
+      30_000,
     );
+    expect(await s.metric("tether_held_requests", "backend")).toBeGreaterThan(0);
     await a.start();
     const statuses = await burst;
     expect(statuses.filter((x) => x !== 200)).toEqual([]);
