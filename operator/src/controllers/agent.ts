@@ -2,7 +2,13 @@
 import type { AgentSpec, Condition, PolicyServerClusterSpec } from "../api/index.ts";
 import { RESOURCES, type KubeObject } from "../kube/resources.ts";
 import { renderAgent, type RouteVerdict } from "../render/index.ts";
-import { applyChildren, conflictMessage, writeStatusIfChanged, type ApplyOutcome } from "./children.ts";
+import {
+  applyChildren,
+  conflictMessage,
+  recheckConflicts,
+  writeStatusIfChanged,
+  type ApplyOutcome,
+} from "./children.ts";
 import { mergeConditions, type ConditionUpdate, type StatusWithConditions } from "./conditions.ts";
 import type { ControllerContext } from "./context.ts";
 import {
@@ -155,6 +161,7 @@ export async function reconcileAgent(ctx: ControllerContext, namespace: string, 
       children.sidecarConfig,
       children.agentConfig,
     ]);
+    recheckConflicts(ctx, outcome, "Agent", namespace, name);
   }
   // Without a resolved PolicyServerCluster the children are left as they were: a sidecar keeps
   // serving its last config rather than losing its servers.

@@ -7,7 +7,7 @@ import { isNotFound } from "../kube/errors.ts";
 import { isSubset } from "../kube/compare.ts";
 import { RESOURCES, resourcePath, type KubeObject, type ResourceType } from "../kube/resources.ts";
 import type { Store } from "../kube/store.ts";
-import type { ControllerContext } from "./context.ts";
+import { CONFLICT_RECHECK_MS, type ControllerContext, type TetherKind } from "./context.ts";
 import { sameStatus } from "./conditions.ts";
 
 export interface DesiredChild {
@@ -103,6 +103,17 @@ async function convergeChild(
   const result = await serverSideApply(ctx.client, resource, child as unknown as KubeObject);
   store.remember(result);
   return { object: result, applied: true };
+}
+
+/** Name conflicts are not watched (the other object is not ours): look again later. */
+export function recheckConflicts(
+  ctx: ControllerContext,
+  outcome: ApplyOutcome,
+  kind: TetherKind,
+  namespace: string,
+  name: string,
+): void {
+  if (outcome.conflicts.length > 0) ctx.requeueAfter(kind, namespace, name, CONFLICT_RECHECK_MS);
 }
 
 export function conflictMessage(

@@ -74,6 +74,9 @@ export class ControllerManager {
       render: options.render,
       logger,
       now: options.now ?? ((): Date => new Date()),
+      requeueAfter: (kind, namespace, name, ms) => {
+        this.queue.addAfter(queueKey(kind, namespace, name), ms);
+      },
     };
     this.queue = new WorkQueue({
       concurrency: options.concurrency,

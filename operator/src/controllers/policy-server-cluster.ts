@@ -2,7 +2,13 @@
 import type { Condition } from "../api/index.ts";
 import { RESOURCES, type KubeObject } from "../kube/resources.ts";
 import { renderPolicyServerCluster } from "../render/index.ts";
-import { applyChildren, conflictMessage, writeStatusIfChanged, type ApplyOutcome } from "./children.ts";
+import {
+  applyChildren,
+  conflictMessage,
+  recheckConflicts,
+  writeStatusIfChanged,
+  type ApplyOutcome,
+} from "./children.ts";
 import { mergeConditions, type ConditionUpdate, type StatusWithConditions } from "./conditions.ts";
 import type { ControllerContext } from "./context.ts";
 import { notify } from "./notify.ts";
@@ -51,6 +57,7 @@ export async function reconcilePolicyServerCluster(
     children.deployment,
     children.service,
   ]);
+  recheckConflicts(ctx, outcome, "PolicyServerCluster", namespace, name);
   const deployment = outcome.observed.get(`Deployment/${name}`);
   const r = deploymentReadiness(deployment);
   let ready: ConditionUpdate;
