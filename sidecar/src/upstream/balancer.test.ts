@@ -26,6 +26,16 @@ describe("balancer", () => {
     hosts[1]!.stats.rq_active = 0;
   });
 
+  it("least request counts open tcp_proxy sessions too (least connections for brokers)", () => {
+    const session = { close: () => undefined };
+    hosts[0]!.sessions.add(session);
+    const draws = [0.0, 0.4];
+    let i = 0;
+    const random = (): number => draws[i++ % draws.length]!;
+    expect(pickHost("LEAST_REQUEST", hosts, 0, { rrCursor: [] }, random, 2)?.address).toBe("10.0.0.2");
+    hosts[0]!.sessions.delete(session);
+  });
+
   it("returns undefined with no candidates and the only host with one", () => {
     expect(pickHost("ROUND_ROBIN", [], 0, { rrCursor: [] }, Math.random, 2)).toBeUndefined();
     expect(pickHost("LEAST_REQUEST", [hosts[2]!], 0, { rrCursor: [] }, Math.random, 2)).toBe(hosts[2]);

@@ -8,6 +8,11 @@ export interface BalancerState {
   rrCursor: number[];
 }
 
+/** Outstanding work on a host: HTTP requests in flight plus open tcp_proxy sessions (least connections). */
+function load(h: Host): number {
+  return h.stats.rq_active + h.sessions.size;
+}
+
 export function pickHost(
   policy: "ROUND_ROBIN" | "LEAST_REQUEST" | "RING_HASH",
   candidates: readonly Host[],
@@ -28,7 +33,7 @@ export function pickHost(
   let best: Host | undefined;
   for (let i = 0; i < choiceCount; i++) {
     const h = candidates[Math.floor(random() * n)];
-    if (h !== undefined && (best === undefined || h.stats.rq_active < best.stats.rq_active)) best = h;
+    if (h !== undefined && (best === undefined || load(h) < load(best))) best = h;
   }
   return best;
 }
