@@ -172,9 +172,8 @@ async function main(): Promise<void> {
     for (const entry of idle) {
       if (!entry?.target.proc) continue;
       const now = memory(entry.target.proc.pid);
-      const loadRss = Math.max(
-        ...measurements.filter((m) => m.target === entry.target.name).map((m) => m.saturationRssMb),
-      );
+      const loads = measurements.filter((m) => m.target === entry.target.name).map((m) => m.saturationRssMb);
+      const loadRss = loads.length === 0 ? Number.NaN : Math.max(...loads);
       memoryRows.push({
         target: entry.target.name,
         idleCpu: entry.cpuCores,

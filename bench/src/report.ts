@@ -39,6 +39,10 @@ export function ms(value: number | null): string {
   return `${value.toFixed(0)} ms`;
 }
 
+function mb(value: number): string {
+  return Number.isNaN(value) ? "—" : `${value.toFixed(1)} MB`;
+}
+
 function signedMs(value: number): string {
   if (Number.isNaN(value)) return "—";
   return (value >= 0 ? "+" : "−") + ms(Math.abs(value));
@@ -144,10 +148,10 @@ export function memoryTable(memory: readonly MemoryMeasurement[]): string {
     memory.map((m) => [
       m.target,
       m.idleCpu.toFixed(3),
-      `${m.idleRssMb.toFixed(1)} MB`,
-      `${m.loadRssMb.toFixed(1)} MB`,
-      `${m.peakRssMb.toFixed(1)} MB`,
-      `${m.settledRssMb.toFixed(1)} MB`,
+      mb(m.idleRssMb),
+      mb(m.loadRssMb),
+      mb(m.peakRssMb),
+      mb(m.settledRssMb),
     ]),
   );
 }
