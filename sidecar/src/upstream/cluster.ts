@@ -108,7 +108,9 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
       pipelining: 1,
       keepAliveTimeout: idle,
       keepAliveMaxTimeout: idle,
-      keepAliveTimeoutThreshold: 0,
+      // Close a pooled connection this long before the server's Keep-Alive: timeout hint runs out,
+      // so a request is not sent on a connection the server is about to drop (the stale keep-alive race).
+      keepAliveTimeoutThreshold: 1000,
       headersTimeout: 0,
       bodyTimeout: 0,
       maxRequestsPerClient: proto?.max_requests_per_connection ?? 0,

@@ -176,19 +176,17 @@ export class HttpListener implements ProxyEnv {
       this.reply(res, 503, "cluster not found");
       return;
     }
-    const stream = new ProxyStream(req, res, route, cluster, this);
     const cache = this.cache;
-    if (cache !== undefined) {
-      const key = cache.keyFor(req);
-      if (key !== undefined) {
-        const hit = cache.lookup(key);
-        if (hit !== undefined) {
-          this.replyFromCache(req, res, hit.status, hit.headers, hit.body);
-          return;
-        }
-        stream.captureFor(cache, key, cache.sessionOf(req));
+    const key = cache?.keyFor(req);
+    if (cache !== undefined && key !== undefined) {
+      const hit = cache.lookup(key);
+      if (hit !== undefined) {
+        this.replyFromCache(req, res, hit.status, hit.headers, hit.body);
+        return;
       }
     }
+    const stream = new ProxyStream(req, res, route, cluster, this);
+    if (cache !== undefined && key !== undefined) stream.captureFor(cache, key, cache.sessionOf(req));
     stream.start();
   }
 
