@@ -188,6 +188,37 @@ describe("http failover", () => {
     expect(await s.metric("envoy_cluster_upstream_rq_retry_overflow", "backend")).toBe(0);
   });
 
+  it("ejects a dead endpoint by outlier detection alone (no health checks), with always_eject_one_host", async () => {
+    const [p1, p2, listen, admin] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    const a = await upstream(p1, "a");
+    await upstream(p2, "b");
+    const outlier = `      outlier_detection: { consecutive_5xx: 3, interval: 10s, base_ejection_time: 30s, always_eject_one_host: true }
+`;
+    const yaml = bootstrapYaml(
+      admin,
+      httpListenerYaml(listen, [routeYaml({ retryOn: "connect-failure", numRetries: 3 })]),
+      clusterYaml({ endpoints: [{ port: p1 }, { port: p2 }], extra: outlier }),
+    );
+    const s = await sidecar(yaml, admin);
+    const client = new Pool(`http://127.0.0.1:${listen}`, { connections: 1 });
+    cleanups.push(() => client.close());
+    const who = async (): Promise<string> => {
+      const res = await client.request({ path: "/", method: "GET" });
+      expect(res.statusCode).toBe(200);
+      return (await res.body.text()).split(" ")[0] ?? "";
+    };
+    await a.kill();
+    // Connect failures count as 503s: after three, a is ejected and every request goes to b.
+    await waitFor("a ejected", async () => {
+      await who();
+      return (await s.metric("envoy_cluster_outlier_detection_ejections_active", "backend")) === 1;
+    });
+    const failsBefore = await s.metric("envoy_cluster_upstream_cx_connect_fail", "backend");
+    for (let i = 0; i < 20; i++) expect(await who()).toBe("b");
+    expect(await s.metric("envoy_cluster_upstream_cx_connect_fail", "backend")).toBe(failsBefore);
+    expect(await s.metric("envoy_cluster_membership_healthy", "backend")).toBe(1);
+  });
+
   it("fails over from priority 0 to priority 1 and back", async () => {
     const [p0, p1, listen, admin] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
     const primary = await upstream(p0, "primary");
