@@ -1,5 +1,10 @@
 // TLS to upstreams (UpstreamTlsContext): a good CA passes, a wrong CA fails with error class tls,
 // SNI reaches the server, health checks do the handshake too.
+import { spawnSync } from "node:child_process";
+import { X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
+import tls from "node:tls";
+import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { request } from "undici";
 import {
@@ -11,6 +16,7 @@ import {
   makeCertificates,
   routeYaml,
   Sidecar,
+  tcpListenerYaml,
   Upstream,
 } from "./support/harness.ts";
 
@@ -83,8 +89,6 @@ describe("upstream TLS", () => {
     const file = Sidecar.writeConfig(
       bootstrapYaml(admin, httpListenerYaml(listen, [routeYaml({})]), cluster),
     );
-    const { spawnSync } = await import("node:child_process");
-    const { fileURLToPath } = await import("node:url");
     const bin = fileURLToPath(new URL("../bin/tether-sidecar.js", import.meta.url));
     const r = spawnSync(process.execPath, [bin, "--config", file, "--mode", "validate"], {
       encoding: "utf8",
@@ -93,5 +97,46 @@ describe("upstream TLS", () => {
     expect(r.stderr).toContain(
       "static_resources.clusters[0].transport_socket.typed_config.common_tls_context.validation_context.trusted_ca.filename: cannot read /nonexistent/ca.pem",
     );
+  });
+});
+
+describe("broker TLS passthrough", () => {
+  it("relays a client's TLS session untouched to a TLS backend", async () => {
+    const [pu, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
+    const u = await new Upstream(pu, "backend", "http", { cert: certs.cert, key: certs.key }).start();
+    cleanups.push(() => u.kill());
+    const s = new Sidecar(
+      admin,
+      Sidecar.writeConfig(
+        bootstrapYaml(admin, tcpListenerYaml(listen), clusterYaml({ endpoints: [{ port: pu }] })),
+      ),
+    );
+    cleanups.push(() => s.stop());
+    await s.start();
+    const socket = tls.connect({
+      host: "127.0.0.1",
+      port: listen,
+      servername: "policy.test",
+      ca: readFileSync(certs.ca),
+    });
+    cleanups.push(async () => {
+      socket.destroy();
+      await Promise.resolve();
+    });
+    await new Promise<void>((resolve, reject) => {
+      socket.once("secureConnect", resolve);
+      socket.once("error", reject);
+    });
+    expect(socket.authorized).toBe(true);
+    const seen = socket.getPeerX509Certificate();
+    expect(seen?.fingerprint256).toBe(new X509Certificate(readFileSync(certs.cert)).fingerprint256);
+    socket.write("GET /through HTTP/1.1\r\nhost: policy.test\r\nconnection: close\r\n\r\n");
+    let reply = "";
+    socket.setEncoding("utf8");
+    socket.on("data", (c: string) => (reply += c));
+    await new Promise((r) => socket.once("end", r));
+    expect(reply).toMatch(/^HTTP\/1\.1 200/);
+    expect(reply).toContain("backend GET /through");
+    expect((await u.stats()).lastServername).toBe("policy.test");
   });
 });
