@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import tls from "node:tls";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { request } from "undici";
+import { Agent, request } from "undici";
 import {
   bootstrapYaml,
   clusterYaml,
@@ -97,6 +97,52 @@ describe("upstream TLS", () => {
     expect(r.stderr).toContain(
       "static_resources.clusters[0].transport_socket.typed_config.common_tls_context.validation_context.trusted_ca.filename: cannot read /nonexistent/ca.pem",
     );
+  });
+});
+
+describe("client certificates", () => {
+  it("presents tls_certificates to a server that requires them", async () => {
+    const [pu, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
+    const u = await new Upstream(pu, "mtls", "http", { cert: certs.cert, key: certs.key }, [
+      "--tls-client-ca",
+      certs.ca,
+    ]).start();
+    cleanups.push(() => u.kill());
+    const withClientCert = tlsYaml(certs.ca).replace(
+      "          common_tls_context:\n",
+      `          common_tls_context:
+            tls_certificates:
+              - certificate_chain: { filename: ${certs.clientCert} }
+                private_key: { filename: ${certs.clientKey} }
+`,
+    );
+    const s = new Sidecar(
+      admin,
+      Sidecar.writeConfig(
+        bootstrapYaml(
+          admin,
+          httpListenerYaml(listen, [routeYaml({})]),
+          clusterYaml({ endpoints: [{ port: pu }], extra: withClientCert }),
+        ),
+      ),
+    );
+    cleanups.push(() => s.stop());
+    await s.start();
+    const res = await request(`http://127.0.0.1:${listen}/mutual`);
+    expect(res.statusCode).toBe(200);
+    await res.body.text();
+    const dispatcher = new Agent({
+      connect: {
+        rejectUnauthorized: false,
+        cert: readFileSync(certs.clientCert),
+        key: readFileSync(certs.clientKey),
+      },
+    });
+    const stats = (await (await request(`https://127.0.0.1:${pu}/__stats`, { dispatcher })).body.json()) as {
+      paths: Record<string, number>;
+    };
+    await dispatcher.close();
+    expect(stats.paths["GET /mutual"]).toBe(1);
   });
 });
 

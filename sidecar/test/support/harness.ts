@@ -101,6 +101,7 @@ export interface UpstreamStats {
   connections: number;
   openConnections: number;
   lastServername?: string | false;
+  lastClientCn?: string;
   paths: Record<string, number>;
 }
 
@@ -387,7 +388,15 @@ export function protocolOptionsYaml(idle = "30s", maxRequests?: number): string 
 }
 
 /** A CA, a server certificate for `policy.test` signed by it, and an unrelated CA, made with openssl. */
-export function makeCertificates(): { dir: string; ca: string; wrongCa: string; cert: string; key: string } {
+export function makeCertificates(): {
+  dir: string;
+  ca: string;
+  wrongCa: string;
+  cert: string;
+  key: string;
+  clientCert: string;
+  clientKey: string;
+} {
   const dir = mkdtempSync(path.join(os.tmpdir(), "tether-tls-"));
   const f = (n: string): string => path.join(dir, n);
   const openssl = (args: string): void => {
@@ -396,9 +405,19 @@ export function makeCertificates(): { dir: string; ca: string; wrongCa: string; 
   openssl(`req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=tether-test-ca -keyout ca.key -out ca.pem`);
   openssl(`req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca -keyout other.key -out other.pem`);
   openssl(`req -newkey rsa:2048 -nodes -subj /CN=policy.test -keyout server.key -out server.csr`);
+  openssl(`req -newkey rsa:2048 -nodes -subj /CN=tether-agent -keyout client.key -out client.csr`);
+  openssl(`x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out client.pem`);
   writeFileSync(f("san.ext"), "subjectAltName=DNS:policy.test\n");
   openssl(
     `x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out server.pem`,
   );
-  return { dir, ca: f("ca.pem"), wrongCa: f("other.pem"), cert: f("server.pem"), key: f("server.key") };
+  return {
+    dir,
+    ca: f("ca.pem"),
+    wrongCa: f("other.pem"),
+    cert: f("server.pem"),
+    key: f("server.key"),
+    clientCert: f("client.pem"),
+    clientKey: f("client.key"),
+  };
 }

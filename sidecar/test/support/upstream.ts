@@ -19,6 +19,7 @@ const { values } = parseArgs({
     "tls-cert": { type: "string" },
     "tls-key": { type: "string" },
     "expect-proxy": { type: "boolean", default: false },
+    "tls-client-ca": { type: "string" },
   },
 });
 const port = Number(values.port);
@@ -28,6 +29,7 @@ let openConnections = 0;
 const paths = new Map<string, number>();
 let flaky = 0;
 let lastServername: string | false | undefined;
+let lastClientCn: string | undefined;
 const servedOnSocket = new WeakMap<object, number>();
 
 function count(path: string): void {
@@ -84,6 +86,7 @@ if (values.mode === "tcp") {
           connections,
           openConnections,
           lastServername,
+          lastClientCn,
           paths: Object.fromEntries(paths),
         }),
       );
@@ -92,6 +95,10 @@ if (values.mode === "tcp") {
     count(`${req.method} ${path}`);
     const servername = (req.socket as { servername?: string | false }).servername;
     if (servername !== undefined) lastServername = servername;
+    const peer = (
+      req.socket as { getPeerCertificate?: () => { subject?: { CN?: string } } }
+    ).getPeerCertificate?.();
+    if (peer?.subject?.CN !== undefined) lastClientCn = peer.subject.CN;
     const body: Buffer[] = [];
     req.on("data", (c: Buffer) => body.push(c));
     req.on("end", () => {
@@ -139,7 +146,17 @@ if (values.mode === "tcp") {
   const key = values["tls-key"];
   const server: http.Server =
     cert !== undefined && key !== undefined
-      ? https.createServer({ cert: readFileSync(cert), key: readFileSync(key) }, handler)
+      ? https.createServer(
+          {
+            cert: readFileSync(cert),
+            key: readFileSync(key),
+            // With --tls-client-ca the server demands a client certificate signed by that CA.
+            ...(values["tls-client-ca"] === undefined
+              ? {}
+              : { ca: readFileSync(values["tls-client-ca"]), requestCert: true, rejectUnauthorized: true }),
+          },
+          handler,
+        )
       : http.createServer(handler);
   server.keepAliveTimeout = Number(values["keep-alive-ms"]);
   server.on("connection", (socket) => {
