@@ -21,6 +21,13 @@ const live = new Set<ChildProcess>();
 process.on("exit", () => {
   for (const child of live) child.kill("SIGKILL");
 });
+// Measured children run in their own sessions, so Ctrl-C does not reach them: end them here.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`bench: ${signal}, stopping every process it started\n`);
+    process.exit(130);
+  });
+}
 
 export interface ProcOptions {
   readonly name: string;
