@@ -107,6 +107,25 @@ function until(what: string, check: () => boolean, timeoutMs: number): Promise<v
   });
 }
 
+/** Totals from the operator's /metrics. */
+async function operatorMetrics(
+  address: string,
+): Promise<{ reconciles: number; reconcileSeconds: number; writes: number }> {
+  const text = await (
+    await fetch(`http://${address}/metrics`, { signal: AbortSignal.timeout(5_000) })
+  ).text();
+  const sum = (name: string): number =>
+    text
+      .split("\n")
+      .filter((l) => l.startsWith(name))
+      .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
+  return {
+    reconciles: sum("tether_operator_reconcile_total"),
+    reconcileSeconds: sum("tether_operator_reconcile_duration_seconds_sum"),
+    writes: sum("tether_operator_api_writes_total"),
+  };
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -221,8 +240,10 @@ async function main(): Promise<void> {
     );
     operatorPid = operator.pid;
     const milestones: string[] = [];
+    let adminAddress = "";
     operator.stdout.on("data", (chunk: Buffer) => {
       for (const line of chunk.toString("utf8").split("\n")) {
+        adminAddress ||= /"admin":"([^"]+)"/.exec(line)?.[1] ?? "";
         const msg = /"msg":"([^"]+)"/.exec(line)?.[1];
         if (msg !== undefined && milestones.length < 5)
           milestones.push(`${msg} +${(performance.now() - spawnedAt).toFixed(0)}ms`);
@@ -246,6 +267,7 @@ async function main(): Promise<void> {
     const coldMs = lastProgress - spawnedAt;
     process.stderr.write(`operator milestones: ${milestones.join(", ")}\n`);
     const coldCpu = cpuSeconds(pid);
+    const coldMetrics = await operatorMetrics(adminAddress);
     const rssAfterCold = memory(pid).rssMb;
 
     // 2. Latency: Agent spec change → updated sidecar ConfigMap.
@@ -332,6 +354,7 @@ async function main(): Promise<void> {
       `| operator RSS after the cold start / peak | ${rssAfterCold.toFixed(0)} MiB / ${peakRss.toFixed(0)} MiB |`,
       `| Agent spec change → updated sidecar ConfigMap (watch), ${samples} sequential samples | p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${(latencies.at(-1) ?? 0).toFixed(1)} ms |`,
       `| PolicyServerCluster change → all ${perPsc} of its Agents' ConfigMaps updated, 5 samples | p50 ${percentile(fanout, 50).toFixed(1)} ms, max ${(fanout.at(-1) ?? 0).toFixed(1)} ms |`,
+      `| reconciles during the cold start / mean reconcile time / API writes | ${String(coldMetrics.reconciles)} / ${((coldMetrics.reconcileSeconds / Math.max(1, coldMetrics.reconciles)) * 1000).toFixed(1)} ms / ${String(coldMetrics.writes)} |`,
       `| operator CPU while idle (10 s, no changes, no resync) | ${(idleCores * 100).toFixed(2)} % of a core |`,
       "",
     ];
