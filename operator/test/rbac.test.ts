@@ -117,3 +117,58 @@ spec:
     expect(operator.logText()).not.toMatch(/forbidden/i);
   });
 });
+
+describe("RBAC for chosen namespaces", () => {
+  it("works with Roles in the watched namespace only, and leaves other namespaces alone", async () => {
+    await operator.stop(); // the cluster-wide operator above would reconcile team-a too
+    const role = (name: string, rules: unknown): Record<string, unknown> => ({
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "Role",
+      metadata: { name, namespace: "team-a" },
+      rules,
+    });
+    const binding = (name: string): Record<string, unknown> => ({
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "RoleBinding",
+      metadata: { name, namespace: "team-a" },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name },
+      subjects: [{ kind: "ServiceAccount", name: "team-operator", namespace: "team-a" }],
+    });
+    const docs = [
+      { apiVersion: "v1", kind: "Namespace", metadata: { name: "team-a" } },
+      { apiVersion: "v1", kind: "Namespace", metadata: { name: "team-b" } },
+      { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "team-operator", namespace: "team-a" } },
+      role("team-operator", OPERATOR_RULES),
+      binding("team-operator"),
+      role("team-operator-leader-election", LEADER_ELECTION_RULES),
+      binding("team-operator-leader-election"),
+    ];
+    await cluster.ok(["apply", "-f", "-"], docs.map((d) => stringify(d)).join("---\n"));
+    const kubeconfig = await cluster.cp.kubeconfigForServiceAccount("team-a", "team-operator");
+    operator = await OperatorProcess.start({
+      kubeconfig,
+      args: ["--namespaces", "team-a", "--lease-namespace", "team-a", "--lease-name", "team-operator"],
+    });
+    const resources = `apiVersion: tether.dev/v1alpha1
+kind: PolicyServerCluster
+metadata: {name: ps}
+spec: {port: 44443, external: {servers: [{host: 192.0.2.1}]}}
+---
+apiVersion: tether.dev/v1alpha1
+kind: Agent
+metadata: {name: web}
+spec:
+  policyServerClusterRef: {name: ps}
+  template: {spec: {containers: [{name: agent, image: "agent:1"}]}}
+`;
+    await cluster.apply(resources, "team-a");
+    await cluster.apply(resources, "team-b");
+    await cluster.waitFor("deployment", "web", () => true, "team-a");
+    await cluster.waitFor("agent", "web", (o) => o.status?.["observedGeneration"] === 1, "team-a");
+    await waitFor("leadership", async () => (await operator.metric("tether_operator_leader")) === 1);
+    expect(await cluster.get("deployment", "web", "team-b")).toBeUndefined();
+    expect((await cluster.get("agent", "web", "team-b"))?.status).toBeUndefined();
+    expect(await operator.metric("tether_operator_reconcile_total", { result: "error" })).toBe(0);
+    expect(operator.logText()).not.toMatch(/forbidden/i);
+  });
+});
