@@ -246,6 +246,101 @@ describe("config: every bad case names its path", () => {
         ),
       "static_resources.listeners[0].filter_chains: exactly one filter chain is supported",
     ],
+    [
+      "invalid safe_regex",
+      (d) => (route(d).match = { safe_regex: { regex: "(unclosed" } }),
+      `${R}.match.safe_regex.regex: invalid regex`,
+    ],
+    [
+      "both rewrites",
+      (d) =>
+        Object.assign(route(d).route, {
+          prefix_rewrite: "/",
+          regex_rewrite: { pattern: { regex: "x" }, substitution: "y" },
+        }),
+      `${R}.route: at most one of prefix_rewrite, regex_rewrite may be set`,
+    ],
+    [
+      "unknown retry host predicate",
+      (d) =>
+        (route(d).route.retry_policy.retry_host_predicate = [
+          {
+            name: "x",
+            typed_config: {
+              "@type":
+                "type.googleapis.com/envoy.extensions.retry.host.omit_canary_hosts.v3.OmitCanaryHostsPredicate",
+            },
+          },
+        ]),
+      `${R}.route.retry_policy.retry_host_predicate[0].typed_config.@type:`,
+    ],
+    [
+      "hash policy without a kind",
+      (d) => (route(d).route.hash_policy = [{ terminal: true }]),
+      `${R}.route.hash_policy[0]: exactly one of header, cookie, connection_properties is required`,
+    ],
+    [
+      "unknown ring hash function",
+      (d) =>
+        Object.assign(cluster(d), { lb_policy: "RING_HASH", ring_hash_lb_config: { hash_function: "CRC" } }),
+      `${C}.ring_hash_lb_config.hash_function:`,
+    ],
+    [
+      "transport socket with an unknown @type",
+      (d) =>
+        (cluster(d).transport_socket = {
+          name: "tls",
+          typed_config: {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+          },
+        }),
+      `${C}.transport_socket.typed_config.@type:`,
+    ],
+    [
+      "data source with two sources",
+      (d) =>
+        (cluster(d).transport_socket = {
+          name: "tls",
+          typed_config: {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            common_tls_context: {
+              validation_context: { trusted_ca: { filename: "/a", inline_string: "b" } },
+            },
+          },
+        }),
+      `${C}.transport_socket.typed_config.common_tls_context.validation_context.trusted_ca: exactly one of filename, inline_string is required`,
+    ],
+    [
+      "proxy protocol without an inner transport socket",
+      (d) =>
+        (cluster(d).transport_socket = {
+          name: "pp",
+          typed_config: {
+            "@type":
+              "type.googleapis.com/envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport",
+            config: { version: "V2" },
+          },
+        }),
+      `${C}.transport_socket.typed_config.transport_socket: required field missing`,
+    ],
+    [
+      "router filter not last",
+      (d) =>
+        hcm(d).http_filters.push({
+          name: "c",
+          typed_config: { "@type": "type.googleapis.com/tether.v1alpha1.DecisionCache" },
+        }),
+      `${H}.http_filters[0]: the router filter must be the last filter, exactly once`,
+    ],
+    [
+      "unknown DecisionCache field",
+      (d) =>
+        hcm(d).http_filters.unshift({
+          name: "c",
+          typed_config: { "@type": "type.googleapis.com/tether.v1alpha1.DecisionCache", subscribe: {} },
+        }),
+      `${H}.http_filters[0].typed_config.subscribe: unsupported field`,
+    ],
   ];
   for (const [name, edit, expected] of cases) {
     it(name, () => {
