@@ -273,6 +273,47 @@ spec:
   });
 });
 
+describe("children the API server refuses", () => {
+  it("reports an invalid pod template in status instead of retrying forever, and recovers when fixed", async () => {
+    await cluster.apply(pscManifest("ps-bad"));
+    await cluster.apply(`apiVersion: tether.dev/v1alpha1
+kind: Agent
+metadata: {name: bad}
+spec:
+  policyServerClusterRef: {name: ps-bad}
+  template: {spec: {containers: [{name: Not_A_Dns_Label, image: "agent:1"}]}}
+`);
+    await cluster.waitFor(
+      "agent",
+      "bad",
+      (o) =>
+        (o.status?.["conditions"] as Record<string, unknown>[] | undefined)?.some(
+          (c) => c["reason"] === "ApplyFailed",
+        ) === true,
+    );
+    const ready = await cluster.condition("agent", "bad", "Ready");
+    expect(ready?.["message"]).toContain("Deployment default/bad was rejected");
+    expect(ready?.["message"]).toContain("Not_A_Dns_Label");
+    expect(await cluster.get("deployment", "bad")).toBeUndefined();
+    // The ConfigMaps are independent of the pod template and exist already.
+    expect(await cluster.get("configmap", "bad-sidecar")).toBeDefined();
+    await cluster.ok([
+      "patch",
+      "agent",
+      "bad",
+      "--type=json",
+      "-p",
+      '[{"op":"replace","path":"/spec/template/spec/containers/0/name","value":"agent"}]',
+    ]);
+    await cluster.waitFor("deployment", "bad", () => true);
+    await cluster.waitFor("agent", "bad", (o) =>
+      (o.status?.["conditions"] as Record<string, unknown>[]).some(
+        (c) => c["type"] === "Ready" && c["reason"] === "Progressing",
+      ),
+    );
+  });
+});
+
 describe("name conflicts", () => {
   it("leaves an object it does not control untouched and says so, then recovers when it is gone", async () => {
     await cluster.ok([

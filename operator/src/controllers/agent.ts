@@ -6,6 +6,7 @@ import {
   applyChildren,
   conflictMessage,
   recheckConflicts,
+  rejectionMessage,
   writeStatusIfChanged,
   type ApplyOutcome,
 } from "./children.ts";
@@ -103,6 +104,14 @@ function readyCondition(
       reason: "PolicyServerNotResolved",
       message: resolution.condition.message,
     };
+  if (outcome !== undefined && outcome.rejected.length > 0) {
+    return {
+      type,
+      status: "False",
+      reason: "ApplyFailed",
+      message: rejectionMessage(outcome.rejected, namespace),
+    };
+  }
   if (outcome !== undefined && outcome.conflicts.length > 0) {
     return {
       type,

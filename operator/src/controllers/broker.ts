@@ -6,6 +6,7 @@ import {
   applyChildren,
   conflictMessage,
   recheckConflicts,
+  rejectionMessage,
   writeStatusIfChanged,
   type ApplyOutcome,
 } from "./children.ts";
@@ -49,7 +50,14 @@ export async function reconcileBroker(
   const r = deploymentReadiness(deployment);
   const serviceRef = spec.backends.serviceRef;
   let ready: ConditionUpdate;
-  if (outcome.conflicts.length > 0) {
+  if (outcome.rejected.length > 0) {
+    ready = {
+      type: "Ready",
+      status: "False",
+      reason: "ApplyFailed",
+      message: rejectionMessage(outcome.rejected, namespace),
+    };
+  } else if (outcome.conflicts.length > 0) {
     ready = {
       type: "Ready",
       status: "False",

@@ -3,7 +3,7 @@
  * and never touch an object of the same name that this resource does not control.
  */
 import { applyStatus, serverSideApply } from "../kube/apply.ts";
-import { isNotFound } from "../kube/errors.ts";
+import { isNotFound, KubeError } from "../kube/errors.ts";
 import { isSubset } from "../kube/compare.ts";
 import { RESOURCES, resourcePath, type KubeObject, type ResourceType } from "../kube/resources.ts";
 import type { Store } from "../kube/store.ts";
@@ -29,6 +29,14 @@ export interface ApplyOutcome {
   readonly conflicts: ChildConflict[];
   /** Kinds/names applied in this reconcile (empty when nothing changed). */
   readonly applied: string[];
+  /** Children the API server refused as invalid (retrying cannot help until the spec changes). */
+  readonly rejected: ChildRejection[];
+}
+
+export interface ChildRejection {
+  readonly kind: string;
+  readonly name: string;
+  readonly message: string;
 }
 
 function typeAndStore(ctx: ControllerContext, kind: DesiredChild["kind"]): [ResourceType, Store] {
@@ -67,6 +75,7 @@ export async function applyChildren(
   const observed = new Map<string, KubeObject>();
   const conflicts: ChildConflict[] = [];
   const applied: string[] = [];
+  const rejected: ChildRejection[] = [];
   // Children are independent: converge them in parallel (a cold start is bound by round trips).
   const results = await Promise.all(children.map((child) => convergeChild(ctx, ownerUid, child)));
   results.forEach((result, i) => {
@@ -75,14 +84,18 @@ export async function applyChildren(
     if (result.conflict !== undefined) conflicts.push(result.conflict);
     if (result.object !== undefined) observed.set(`${child.kind}/${child.metadata.name}`, result.object);
     if (result.applied) applied.push(`${child.kind} ${child.metadata.name}`);
+    if (result.rejected !== undefined) {
+      rejected.push({ kind: child.kind, name: child.metadata.name, message: result.rejected });
+    }
   });
-  return { observed, conflicts, applied };
+  return { observed, conflicts, applied, rejected };
 }
 
 interface ChildResult {
   readonly object?: KubeObject;
   readonly conflict?: ChildConflict;
   readonly applied: boolean;
+  readonly rejected?: string;
 }
 
 async function convergeChild(
@@ -100,7 +113,17 @@ async function convergeChild(
   if (current !== undefined && isSubset({ ...child, apiVersion: undefined, kind: undefined }, current)) {
     return { object: current, applied: false };
   }
-  const result = await serverSideApply(ctx.client, resource, child as unknown as KubeObject);
+  let result: KubeObject;
+  try {
+    result = await serverSideApply(ctx.client, resource, child as unknown as KubeObject);
+  } catch (error) {
+    // 422 Invalid / 400 BadRequest: the rendered object (e.g. the user's pod template) is not
+    // acceptable; say so in status instead of retrying forever. Anything else is retried.
+    if (error instanceof KubeError && (error.status === 422 || error.status === 400)) {
+      return { object: current, applied: false, rejected: error.message };
+    }
+    throw error;
+  }
   store.remember(result);
   return { object: result, applied: true };
 }
@@ -114,6 +137,11 @@ export function recheckConflicts(
   name: string,
 ): void {
   if (outcome.conflicts.length > 0) ctx.requeueAfter(kind, namespace, name, CONFLICT_RECHECK_MS);
+}
+
+/** One line per child the API server refused, with its reason. */
+export function rejectionMessage(rejected: readonly ChildRejection[], namespace: string): string {
+  return rejected.map((r) => `${r.kind} ${namespace}/${r.name} was rejected: ${r.message}`).join("; ");
 }
 
 export function conflictMessage(

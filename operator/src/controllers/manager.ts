@@ -83,6 +83,7 @@ export class ControllerManager {
       handler: (key) => this.reconcile(key),
       onError: (key, error, retryInMs) => {
         logger.warn({ key, err: error, retryInMs }, "reconcile failed; retrying");
+        this.recordFailure(key, error);
       },
       onDepthChange: (depth) => {
         metrics.queueDepth.set(depth);
@@ -138,6 +139,21 @@ export class ControllerManager {
       ["ProxyRoute", this.stores.proxyRoutes],
     ];
     for (const [kind, s] of kinds) for (const o of s.list()) this.add(kind, o);
+  }
+
+  /** A Warning Event on the resource (deduplicated by the recorder) for a failed reconcile. */
+  private recordFailure(key: string, error: unknown): void {
+    const { kind, namespace, name } = parseQueueKey(key);
+    const store = {
+      PolicyServerCluster: this.stores.policyServerClusters,
+      Agent: this.stores.agents,
+      Broker: this.stores.brokers,
+      ProxyRoute: this.stores.proxyRoutes,
+    }[kind];
+    const object = store.get(namespace, name);
+    if (object === undefined) return;
+    const message = error instanceof Error ? error.message : String(error);
+    void this.ctx.events.record(object, "Warning", "ReconcileFailed", `${message} (retrying)`);
   }
 
   private add(kind: TetherKind, object: KubeObject, name = object.metadata.name): void {

@@ -6,6 +6,7 @@ import {
   applyChildren,
   conflictMessage,
   recheckConflicts,
+  rejectionMessage,
   writeStatusIfChanged,
   type ApplyOutcome,
 } from "./children.ts";
@@ -61,7 +62,14 @@ export async function reconcilePolicyServerCluster(
   const deployment = outcome.observed.get(`Deployment/${name}`);
   const r = deploymentReadiness(deployment);
   let ready: ConditionUpdate;
-  if (outcome.conflicts.length > 0) {
+  if (outcome.rejected.length > 0) {
+    ready = {
+      type: "Ready",
+      status: "False",
+      reason: "ApplyFailed",
+      message: rejectionMessage(outcome.rejected, namespace),
+    };
+  } else if (outcome.conflicts.length > 0) {
     ready = {
       type: "Ready",
       status: "False",
