@@ -4,11 +4,19 @@
  * converge; missing references are reported and recover by themselves; name conflicts are left
  * alone; deletion is followed by garbage collection; a no-op resync or a restart writes nothing.
  */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { TestCluster, type KubeJson } from "./helpers/cluster.ts";
-import { buildOperator, OperatorProcess, REPO_ROOT } from "./helpers/operator-process.ts";
+import {
+  buildOperator,
+  buildSidecar,
+  OperatorProcess,
+  REPO_ROOT,
+  validateWithSidecar,
+} from "./helpers/operator-process.ts";
 import { waitFor } from "./helpers/wait.ts";
 
 let cluster: TestCluster;
@@ -130,6 +138,22 @@ describe("quick-start examples", () => {
     expect((svc.spec?.["ports"] as { port: number }[])[0]?.port).toBe(20001);
     const cm = await cluster.waitFor("configmap", "appserver-broker-sidecar", () => true);
     expect(JSON.stringify(envoyOf(cm))).toContain("appserver-0.appserver.default.svc.cluster.local");
+  });
+
+  it("renders sidecar configs that the real sidecar validates", async () => {
+    buildSidecar();
+    const dir = await mkdtemp(join(tmpdir(), "tether-operator-test-"));
+    try {
+      for (const name of ["web-sidecar", "appserver-broker-sidecar"]) {
+        const cm = await cluster.waitFor("configmap", name, () => true);
+        const file = join(dir, `${name}.yaml`);
+        await writeFile(file, cm.data?.["envoy.yaml"] ?? "");
+        const result = await validateWithSidecar(file);
+        expect({ name, ...result }).toMatchObject({ name, code: 0 });
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("reports status a person can act on", async () => {

@@ -21,6 +21,38 @@ export function buildOperator(): void {
   );
 }
 
+/** Builds sidecar/dist, for `tether-sidecar --mode validate` on rendered configs. */
+export function buildSidecar(): void {
+  execFileSync(
+    process.execPath,
+    [join(REPO_ROOT, "node_modules", "typescript", "bin", "tsc"), "-b", "sidecar"],
+    {
+      cwd: REPO_ROOT,
+      stdio: "pipe",
+    },
+  );
+}
+
+/** Runs the real sidecar's validation on a config file; resolves with its exit code and output. */
+export function validateWithSidecar(configPath: string): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [join(REPO_ROOT, "sidecar", "bin", "tether-sidecar.js"), "--config", configPath, "--mode", "validate"],
+      { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let output = "";
+    child.stdout.on("data", (c: Buffer) => (output += c.toString("utf8")));
+    child.stderr.on("data", (c: Buffer) => (output += c.toString("utf8")));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    child.once("error", reject);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
+
 export interface OperatorOptions {
   readonly kubeconfig: string;
   readonly args?: readonly string[];
