@@ -149,6 +149,9 @@ function tcpListenerFilter(spec: AgentSpec): EnvoyObject {
       "@type": TYPE_TCP_PROXY,
       stat_prefix: "policy_server",
       cluster: POLICY_SERVER_CLUSTER,
+      // pool.idleTimeout: an idle connection is closed before a server or a middlebox drops it
+      // silently; the agent reconnects through the sidecar, whose address never changes.
+      idle_timeout: envoyDuration(spec.pool.idleTimeout),
       // New connections are held while no server answers: attempts with back-off up to holdTimeout.
       max_connect_attempts: holdAttempts(spec),
       backoff_options: {

@@ -183,6 +183,7 @@ describe("Agent sidecar bootstrap", () => {
     expect(tcp["@type"]).toBe(TYPE_TCP_PROXY);
     expect(tcp["cluster"]).toBe("policy-server");
     expect(tcp["backoff_options"]).toEqual({ base_interval: "0.250s", max_interval: "2s" });
+    expect(tcp["idle_timeout"]).toBe("20s");
     expect(tcp["max_connect_attempts"]).toBeGreaterThan(10);
     const [cluster] = b.static_resources.clusters;
     expect(cluster).toMatchObject({
