@@ -287,6 +287,60 @@ spec:
     );
   });
 
+  it("reports a Broker's missing backend Service and recovers when it appears", async () => {
+    await cluster.apply(`apiVersion: tether.dev/v1alpha1
+kind: Broker
+metadata: {name: brk}
+spec:
+  port: 20002
+  backends: {serviceRef: {name: appsvc, port: 50001}}
+`);
+    await cluster.waitFor("broker", "brk", (o) => o.status?.["conditions"] !== undefined);
+    expect(await cluster.condition("broker", "brk", "Ready")).toMatchObject({
+      status: "False",
+      reason: "BackendNotFound",
+      message: "Service appsvc not found in namespace default",
+    });
+    await cluster.ok(["create", "service", "clusterip", "appsvc", "-n", "default", "--tcp=50001:50001"]);
+    await cluster.waitFor("broker", "brk", (o) =>
+      (o.status?.["conditions"] as Record<string, unknown>[]).some((c) => c["reason"] === "Progressing"),
+    );
+  });
+
+  it("rejects a ProxyRoute on a port the Agent already uses, naming it", async () => {
+    await cluster.apply(`apiVersion: tether.dev/v1alpha1
+kind: ProxyRoute
+metadata: {name: clash-port}
+spec:
+  agentRef: {name: web}
+  listenerPort: 15001
+  match: {path: /x}
+  backend: {servers: [{host: 10.0.0.9, port: 80}]}
+`);
+    await cluster.waitFor("proxyroute", "clash-port", (o) => o.status?.["conditions"] !== undefined);
+    expect(await cluster.condition("proxyroute", "clash-port", "Accepted")).toMatchObject({
+      status: "False",
+      reason: "PortConflict",
+      message: "listenerPort 15001 is taken by the policy-server listener of Agent web",
+    });
+    await cluster.waitFor("agent", "web", (o) =>
+      (o.status?.["conditions"] as Record<string, unknown>[]).some(
+        (c) => c["type"] === "RoutesAccepted" && c["status"] === "False",
+      ),
+    );
+    expect((await cluster.condition("agent", "web", "RoutesAccepted"))?.["message"]).toContain(
+      "ProxyRoute clash-port: listenerPort 15001",
+    );
+    const cm = await cluster.get("configmap", "web-sidecar");
+    expect(cm?.data?.["envoy.yaml"]).not.toContain("route-clash-port");
+    await cluster.ok(["delete", "proxyroute", "clash-port", "-n", "default"]);
+    await cluster.waitFor("agent", "web", (o) =>
+      (o.status?.["conditions"] as Record<string, unknown>[]).some(
+        (c) => c["type"] === "RoutesAccepted" && c["status"] === "True",
+      ),
+    );
+  });
+
   it("marks lastTransitionTime only when a condition's status changes", async () => {
     const first = await cluster.condition("agent", "later", "PolicyServerResolved");
     await cluster.ok(["patch", "agent", "later", "--type=merge", "-p", '{"spec":{"replicas":3}}']);
