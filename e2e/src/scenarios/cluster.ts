@@ -1,0 +1,150 @@
+/**
+ * A Kubernetes cluster reached through `kubectl` and the KUBECONFIG it is given: kind in CI, or any
+ * cluster where the chart is installed and the images can be pulled. Only what the scenarios need:
+ * apply, delete, wait, read JSON, pod restart counts, and port-forwards to 127.0.0.1 (the test's
+ * traffic never leaves loopback on this side).
+ */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { ChildHandle } from "../demo/processes.ts";
+
+const run = promisify(execFile);
+
+export class ClusterError extends Error {
+  readonly code = "TETHER_ERR_E2E_CLUSTER";
+  constructor(message: string) {
+    super(`TETHER_ERR_E2E_CLUSTER: ${message}`);
+    this.name = "ClusterError";
+  }
+}
+
+export interface ClusterOptions {
+  readonly kubeconfig: string;
+  /** The kubectl binary. Default `kubectl` from PATH. */
+  readonly kubectl?: string;
+}
+
+export interface PortForward {
+  readonly origin: string;
+  stop(): Promise<void>;
+}
+
+interface PodJson {
+  metadata: { name: string; labels?: Record<string, string> };
+  status?: { containerStatuses?: { name: string; restartCount: number; ready: boolean }[] };
+}
+
+export class Cluster {
+  readonly kubeconfig: string;
+  readonly kubectlBin: string;
+
+  constructor(options: ClusterOptions) {
+    this.kubeconfig = options.kubeconfig;
+    this.kubectlBin = options.kubectl ?? "kubectl";
+  }
+
+  /**
+   * The cluster named by TETHER_E2E_KUBECONFIG (deliberately not KUBECONFIG: a developer's current
+   * cluster is never used by accident); undefined when it is not set. KUBECTL names the binary.
+   */
+  static fromEnv(env: NodeJS.ProcessEnv = process.env): Cluster | undefined {
+    const kubeconfig = env["TETHER_E2E_KUBECONFIG"];
+    if (kubeconfig === undefined || kubeconfig === "") return undefined;
+    return new Cluster({ kubeconfig, ...(env["KUBECTL"] === undefined ? {} : { kubectl: env["KUBECTL"] }) });
+  }
+
+  /** Runs kubectl; throws a ClusterError with its stderr on a non-zero exit. */
+  async kubectl(args: readonly string[], input?: string, timeoutMs = 120_000): Promise<string> {
+    const child = run(this.kubectlBin, [...args], {
+      env: { ...process.env, KUBECONFIG: this.kubeconfig },
+      timeout: timeoutMs,
+      maxBuffer: 16 << 20,
+    });
+    if (input !== undefined) {
+      child.child.stdin?.end(input);
+    }
+    try {
+      return (await child).stdout;
+    } catch (error) {
+      const e = error as { stderr?: string; message?: string };
+      throw new ClusterError(`kubectl ${args.join(" ")}: ${e.stderr ?? e.message ?? String(error)}`);
+    }
+  }
+
+  async apply(namespace: string, manifest: string): Promise<void> {
+    await this.kubectl(["apply", "-n", namespace, "-f", "-"], manifest);
+  }
+
+  async createNamespace(name: string): Promise<void> {
+    await this.kubectl(["create", "namespace", name]);
+  }
+
+  async deleteNamespace(name: string): Promise<void> {
+    await this.kubectl(["delete", "namespace", name, "--ignore-not-found", "--wait=true", "--timeout=120s"]);
+  }
+
+  /** `kubectl wait` with a deadline, e.g. wait(ns, "deployment/web", "condition=Available"). */
+  async wait(namespace: string, target: string, condition: string, timeoutSeconds = 180): Promise<void> {
+    await this.kubectl(
+      ["wait", "-n", namespace, target, `--for=${condition}`, `--timeout=${timeoutSeconds}s`],
+      undefined,
+      (timeoutSeconds + 10) * 1000,
+    );
+  }
+
+  async rolloutStatus(namespace: string, deployment: string, timeoutSeconds = 180): Promise<void> {
+    await this.kubectl(
+      ["rollout", "status", "-n", namespace, `deployment/${deployment}`, `--timeout=${timeoutSeconds}s`],
+      undefined,
+      (timeoutSeconds + 10) * 1000,
+    );
+  }
+
+  async pods(namespace: string, selector: string): Promise<PodJson[]> {
+    const out = await this.kubectl(["get", "pods", "-n", namespace, "-l", selector, "-o", "json"]);
+    return (JSON.parse(out) as { items: PodJson[] }).items;
+  }
+
+  /** Sum of the restart counts of the selected pods' containers (by container name). */
+  async restarts(namespace: string, selector: string): Promise<Record<string, number>> {
+    const counts: Record<string, number> = {};
+    for (const pod of await this.pods(namespace, selector)) {
+      for (const c of pod.status?.containerStatuses ?? [])
+        counts[c.name] = (counts[c.name] ?? 0) + c.restartCount;
+    }
+    return counts;
+  }
+
+  /** Deletes the named pods at once (grace 0 with `force`: a crash rather than a shutdown). */
+  async deletePods(namespace: string, names: readonly string[], force = false): Promise<void> {
+    await this.kubectl([
+      "delete",
+      "pod",
+      "-n",
+      namespace,
+      ...names,
+      "--wait=false",
+      ...(force ? ["--grace-period=0", "--force"] : []),
+    ]);
+  }
+
+  /** `kubectl port-forward <target> :<port>` on 127.0.0.1; resolves once it forwards. */
+  async portForward(namespace: string, target: string, port: number): Promise<PortForward> {
+    const child = new ChildHandle({
+      name: `port-forward ${namespace}/${target}`,
+      command: this.kubectlBin,
+      args: ["port-forward", "-n", namespace, "--address", "127.0.0.1", target, `:${port}`],
+      env: { ...process.env, KUBECONFIG: this.kubeconfig },
+    });
+    const local = await child.waitForLine((line) => {
+      const m = /Forwarding from 127\.0\.0\.1:(\d+)/.exec(line);
+      return m?.[1] === undefined ? undefined : Number(m[1]);
+    }, 30_000);
+    return {
+      origin: `http://127.0.0.1:${local}`,
+      stop: async () => {
+        await child.stop(2_000);
+      },
+    };
+  }
+}
