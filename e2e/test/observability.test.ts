@@ -357,23 +357,23 @@ describe("dashboard and alerts against a real Prometheus", () => {
 
   it("TetherOperatorReconcileErrors fires when reconciles fail, not before", async () => {
     expect(await firstFiring("TetherOperatorReconcileErrors")).toBeUndefined();
-    // Valid for the CRD (the pod template is free-form), rejected by the API server as a Deployment.
+    // A namespace whose ResourceQuota has no status yet (no quota controller runs here): the API
+    // server refuses every ConfigMap created in it (403 "status unknown for quota"), so reconciling
+    // an Agent there fails, and keeps failing with back-off, as an exhausted quota would.
+    const ns = "quota-exhausted";
+    await kubectlOk(["create", "namespace", ns]);
     await kubectlOk(
-      ["apply", "-n", SIDECAR_LABELS.namespace, "-f", "-"],
+      ["apply", "-n", ns, "-f", "-"],
       stringify({
-        apiVersion: "tether.dev/v1alpha1",
-        kind: "Agent",
-        metadata: { name: "broken" },
-        spec: {
-          policyServerClusterRef: { name: "ps-main" },
-          template: {
-            spec: { containers: [{ name: "Not_A_DNS_Label", image: "localhost/tether/demo:0.1.0" }] },
-          },
-        },
+        apiVersion: "v1",
+        kind: "ResourceQuota",
+        metadata: { name: "none" },
+        spec: { hard: { configmaps: "0" } },
       }),
     );
+    await kubectlOk(["apply", "-n", ns, "-f", join(REPO_ROOT, "examples/quick-start/02-agent.yaml")]);
     await waitFiring("TetherOperatorReconcileErrors", 30_000);
-    await kubectlOk(["delete", "agent", "broken", "-n", SIDECAR_LABELS.namespace]);
+    await kubectlOk(["delete", "namespace", ns, "--wait=false"]);
   });
 
   it("TetherHighErrorRatio fires when upstream requests fail, not before", async () => {
@@ -442,7 +442,7 @@ describe("dashboard and alerts against a real Prometheus", () => {
         }
       }
     }
-    expect(missing).toEqual([]);
+    expect(missing, operator?.output()).toEqual([]);
     expect(unexpected).toEqual([]);
   });
 
@@ -495,7 +495,7 @@ describe("dashboard and alerts against a real Prometheus", () => {
   });
 
   it("TetherOperatorNoLeader never fired while the operator led, and fires once no operator runs", async () => {
-    expect(await firstFiring("TetherOperatorNoLeader")).toBeUndefined();
+    expect(await firstFiring("TetherOperatorNoLeader"), operator?.output()).toBeUndefined();
     await operator?.stop(5_000);
     await waitFiring("TetherOperatorNoLeader", 30_000);
   });
