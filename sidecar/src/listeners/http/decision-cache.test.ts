@@ -1,7 +1,8 @@
-import type { IncomingMessage } from "node:http";
+import http, { type IncomingMessage } from "node:http";
+import type { AddressInfo } from "node:net";
 import { describe, expect, it } from "vitest";
 import { decisionCacheSchema } from "../../config/schema.ts";
-import { DecisionCache } from "./decision-cache.ts";
+import { DecisionCache, NotificationStream, parseNotification } from "./decision-cache.ts";
 
 const config = (extra: Record<string, unknown> = {}) =>
   decisionCacheSchema.parse({ "@type": "type.googleapis.com/tether.v1alpha1.DecisionCache", ...extra });
@@ -59,5 +60,85 @@ describe("DecisionCache", () => {
     c.store("big", 200, [], Buffer.from("12345"), undefined);
     expect(c.lookup("big")).toBeUndefined();
     expect(c.stats.evicted).toBe(1);
+  });
+});
+
+describe("NotificationStream (the policy server's notification stream)", () => {
+  async function until(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!check()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  it("applies session and policy-changed events, skips heartbeats, reconnects with back-off and then drops everything", async () => {
+    const streams: http.ServerResponse[] = [];
+    let requests = 0;
+    const server = http.createServer((req, res) => {
+      requests++;
+      // The first attempt is refused by the application: the subscription must retry.
+      if (requests === 1 || req.url !== "/notifications/stream") {
+        res.statusCode = 503;
+        res.end();
+        return;
+      }
+      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      res.flushHeaders();
+      streams.push(res);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as AddressInfo).port;
+    const c = new DecisionCache(config());
+    const sub = new NotificationStream(c, {
+      open: () => http.request({ host: "127.0.0.1", port, path: "/notifications/stream", agent: false }),
+      baseIntervalMs: 20,
+      maxIntervalMs: 40,
+      random: () => 0.5,
+    });
+    try {
+      c.store("a", 200, [], Buffer.from("x"), "s1");
+      c.store("b", 200, [], Buffer.from("x"), "s2");
+      sub.start();
+      await until("the stream to open after a refused attempt", () => streams.length === 1);
+      expect(sub.stats.disconnects).toBe(1);
+      await until("connected", () => sub.stats.connects === 1);
+      // The first connection keeps what is cached.
+      expect(c.size).toBe(2);
+      streams[0]!.write('\n{"session": "s1"}\n');
+      await until("session event", () => c.size === 1);
+      expect(c.lookup("b")).toBeDefined();
+      streams[0]!.write('not json\n{"sess');
+      streams[0]!.write('ion": "nobody"}\n');
+      await until("two events", () => sub.stats.events === 2);
+      expect(sub.stats.bad_events).toBe(1);
+      // The server drops the stream: events may be lost, so the reconnect invalidates everything.
+      c.store("c", 200, [], Buffer.from("x"), "s3");
+      streams[0]!.destroy();
+      await until("reconnected", () => sub.stats.connects === 2 && streams.length === 2);
+      expect(c.size).toBe(0);
+      expect(c.stats.invalidated_policy).toBe(2);
+      c.store("d", 200, [], Buffer.from("x"), "s4");
+      streams[1]!.write('{"type": "policy-changed"}\n');
+      await until("policy change", () => c.size === 0);
+      streams[1]!.write('{"policy-changed": true}\n');
+      await until("second form", () => sub.stats.events === 4);
+    } finally {
+      sub.stop();
+      for (const s of streams) s.destroy();
+      await new Promise((r) => server.close(r));
+    }
+    const before = requests;
+    await new Promise((r) => setTimeout(r, 60)); // longer than the back-off: no reconnect after stop
+    expect(requests).toBe(before);
+  });
+
+  it("parses the notification shapes", () => {
+    expect(parseNotification({ session: "s" })).toEqual({ session: "s" });
+    expect(parseNotification({ type: "policy-changed" })).toEqual({ policyChanged: true });
+    expect(parseNotification({ "policy-changed": true })).toEqual({ policyChanged: true });
+    expect(parseNotification({ session: "" })).toBeUndefined();
+    expect(parseNotification({ type: "other" })).toBeUndefined();
+    expect(parseNotification("x")).toBeUndefined();
   });
 });

@@ -2,8 +2,10 @@
 // `ttl`, keyed by method, path and the configured headers; notifications invalidate a session's
 // entries or everything at once (hybrid mode). Errors are never cached. Memory is bounded by
 // max_entries (least recently used evicted) × max_body_bytes.
-import type { IncomingMessage } from "node:http";
+import type { ClientRequest, IncomingMessage } from "node:http";
 import type { DecisionCacheConfig } from "../../config/schema.ts";
+import type { Logger } from "../../log.ts";
+import { JitteredBackoff, type RandomSource } from "../../upstream/backoff.ts";
 
 export interface CachedResponse {
   readonly status: number;
@@ -128,5 +130,153 @@ export class DecisionCache {
     this.entries.clear();
     this.stats.invalidated_policy += n;
     return n;
+  }
+}
+
+/** A notification, from `POST /notifications` or the policy server's stream. */
+export type CacheNotification = { readonly session: string } | { readonly policyChanged: true };
+
+/**
+ * `{"session": "<id>"}` → that session; `{"type": "policy-changed"}` (or `{"policy-changed": true}`)
+ * → everything. Anything else is undefined.
+ */
+export function parseNotification(value: unknown): CacheNotification | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const v = value as Record<string, unknown>;
+  if (typeof v["session"] === "string" && v["session"] !== "") return { session: v["session"] };
+  if (v["type"] === "policy-changed" || v["policy-changed"] === true) return { policyChanged: true };
+  return undefined;
+}
+
+export function applyNotification(cache: DecisionCache, n: CacheNotification): number {
+  return "session" in n ? cache.invalidateSession(n.session) : cache.invalidateAll();
+}
+
+export interface NotificationStreamOptions {
+  /**
+   * Opens the long-lived GET on the policy server (the wiring builds it on the cluster's dialer, so
+   * TLS and PROXY settings apply); the subscription ends it on stop.
+   */
+  readonly open: () => ClientRequest;
+  /** Reconnect back-off (jittered exponential), as `retry_back_off`. */
+  readonly baseIntervalMs: number;
+  readonly maxIntervalMs: number;
+  readonly random?: RandomSource;
+  readonly log?: Logger;
+}
+
+export class NotificationStreamStats {
+  connects = 0;
+  disconnects = 0;
+  events = 0;
+  bad_events = 0;
+}
+
+/**
+ * Subscribes a cache to the policy server's notification stream: a GET answered 200 with
+ * newline-delimited JSON, one notification per line (`{"session": "<id>"}`, `{"type":
+ * "policy-changed"}`); blank lines are heartbeats. A dropped or refused stream is reopened after a
+ * jittered back-off. Events sent while disconnected are lost, so every reconnect after the first
+ * connection drops every entry — the cache never serves a decision a missed event revoked.
+ */
+export class NotificationStream {
+  readonly stats = new NotificationStreamStats();
+  private readonly cache: DecisionCache;
+  private readonly options: NotificationStreamOptions;
+  private readonly backoff: JitteredBackoff;
+  private request: ClientRequest | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private everConnected = false;
+
+  constructor(cache: DecisionCache, options: NotificationStreamOptions) {
+    this.cache = cache;
+    this.options = options;
+    this.backoff = new JitteredBackoff(options.baseIntervalMs, options.maxIntervalMs, options.random);
+  }
+
+  start(): void {
+    if (this.stopped || this.request !== undefined) return;
+    let ended = false;
+    const end = (why: string): void => {
+      if (ended) return;
+      ended = true;
+      this.request = undefined;
+      req.destroy();
+      if (this.stopped) return;
+      this.stats.disconnects++;
+      const wait = this.backoff.next();
+      this.options.log?.warn({ reason: why, retryInMs: wait }, "decision cache notification stream down");
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.start();
+      }, wait);
+    };
+    const req = this.options.open();
+    this.request = req;
+    req.on("error", (err) => {
+      end(err.message);
+    });
+    req.on("close", () => {
+      end("closed");
+    });
+    req.on("response", (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        end(`status ${res.statusCode ?? 0}`);
+        return;
+      }
+      this.onConnected();
+      res.setEncoding("utf8");
+      let pending = "";
+      res.on("data", (chunk: string) => {
+        pending += chunk;
+        let i;
+        while ((i = pending.indexOf("\n")) !== -1) {
+          this.onLine(pending.slice(0, i));
+          pending = pending.slice(i + 1);
+        }
+      });
+      res.on("error", (err) => {
+        end(err.message);
+      });
+      res.on("end", () => {
+        end("stream ended");
+      });
+    });
+    req.end();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.request?.destroy();
+    this.request = undefined;
+  }
+
+  private onConnected(): void {
+    this.stats.connects++;
+    this.backoff.reset();
+    if (this.everConnected) this.cache.invalidateAll();
+    this.everConnected = true;
+    this.options.log?.info({ connects: this.stats.connects }, "decision cache notification stream open");
+  }
+
+  private onLine(line: string): void {
+    const text = line.trim();
+    if (text === "") return;
+    let n: CacheNotification | undefined;
+    try {
+      n = parseNotification(JSON.parse(text));
+    } catch {
+      n = undefined;
+    }
+    if (n === undefined) {
+      this.stats.bad_events++;
+      this.options.log?.warn({ line: text.slice(0, 200) }, "decision cache notification not understood");
+      return;
+    }
+    this.stats.events++;
+    applyNotification(this.cache, n);
   }
 }
