@@ -113,6 +113,12 @@ spec:
         (e) => (e as unknown as { reason?: string }).reason === "NameConflict",
       ),
     );
+    // The name is freed: the Agent takes it at once (no resync runs here).
+    await cluster.ok(["delete", "configmap", "clash-sidecar", "-n", "default"]);
+    await cluster.waitFor("configmap", "clash-sidecar", (o) => o.metadata.ownerReferences !== undefined);
+    await cluster.waitFor("agent", "clash", (o) =>
+      (o.status?.["conditions"] as Record<string, unknown>[]).every((c) => c["reason"] !== "NameConflict"),
+    );
     expect(await operator.metric("tether_operator_reconcile_total", { result: "error" })).toBe(0);
     expect(operator.logText()).not.toMatch(/forbidden/i);
   });

@@ -5,7 +5,6 @@ import { renderAgent, type RouteVerdict } from "../render/index.ts";
 import {
   applyChildren,
   conflictMessage,
-  recheckConflicts,
   rejectionMessage,
   writeStatusIfChanged,
   type ApplyOutcome,
@@ -170,7 +169,6 @@ export async function reconcileAgent(ctx: ControllerContext, namespace: string, 
       children.sidecarConfig,
       children.agentConfig,
     ]);
-    recheckConflicts(ctx, outcome, "Agent", namespace, name);
   }
   // Without a resolved PolicyServerCluster the children are left as they were: a sidecar keeps
   // serving its last config rather than losing its servers.

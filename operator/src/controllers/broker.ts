@@ -5,7 +5,6 @@ import { renderBroker } from "../render/index.ts";
 import {
   applyChildren,
   conflictMessage,
-  recheckConflicts,
   rejectionMessage,
   writeStatusIfChanged,
   type ApplyOutcome,
@@ -45,7 +44,6 @@ export async function reconcileBroker(
     children.deployment,
     children.service,
   ]);
-  recheckConflicts(ctx, outcome, "Broker", namespace, name);
   const deployment = outcome.observed.get(`Deployment/${name}`);
   const r = deploymentReadiness(deployment);
   const serviceRef = spec.backends.serviceRef;

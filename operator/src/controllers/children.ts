@@ -7,7 +7,7 @@ import { isNotFound, KubeError } from "../kube/errors.ts";
 import { isSubset } from "../kube/compare.ts";
 import { RESOURCES, resourcePath, type KubeObject, type ResourceType } from "../kube/resources.ts";
 import type { Store } from "../kube/store.ts";
-import { CONFLICT_RECHECK_MS, type ControllerContext, type TetherKind } from "./context.ts";
+import type { ControllerContext } from "./context.ts";
 import { sameStatus } from "./conditions.ts";
 
 export interface DesiredChild {
@@ -39,10 +39,20 @@ export interface ChildRejection {
   readonly message: string;
 }
 
-function typeAndStore(ctx: ControllerContext, kind: DesiredChild["kind"]): [ResourceType, Store] {
-  if (kind === "Deployment") return [RESOURCES.deployments, ctx.stores.deployments];
-  if (kind === "Service") return [RESOURCES.services, ctx.stores.services];
-  return [RESOURCES.configMaps, ctx.stores.configMaps];
+interface ChildStores {
+  readonly resource: ResourceType;
+  /** Whole objects, only Tether's (labelled managed-by=tether-operator) for Deployments and ConfigMaps. */
+  readonly objects: Store;
+  /** Metadata of every object of the type (the Services cache already holds them all). */
+  readonly names: Store;
+}
+
+function storesFor(ctx: ControllerContext, kind: DesiredChild["kind"]): ChildStores {
+  const s = ctx.stores;
+  if (kind === "Deployment")
+    return { resource: RESOURCES.deployments, objects: s.deployments, names: s.deploymentNames };
+  if (kind === "Service") return { resource: RESOURCES.services, objects: s.services, names: s.services };
+  return { resource: RESOURCES.configMaps, objects: s.configMaps, names: s.configMapNames };
 }
 
 export function controllerOf(object: KubeObject): string | undefined {
@@ -54,13 +64,23 @@ export function isControlledBy(object: KubeObject, ownerUid: string): boolean {
   return object.metadata.ownerReferences?.some((r) => r.controller === true && r.uid === ownerUid) ?? false;
 }
 
-/** The object from the cache, or (not cached: the cache only holds labelled children) from the server. */
-async function observe(ctx: ControllerContext, resource: ResourceType, store: Store, desired: DesiredChild) {
+/**
+ * What is there under the child's name: our cached object, another object's metadata (a name
+ * conflict, or our child without its labels), or nothing. No request in the common cases.
+ */
+async function observe(
+  ctx: ControllerContext,
+  stores: ChildStores,
+  desired: DesiredChild,
+): Promise<KubeObject | undefined> {
   const { namespace, name } = desired.metadata;
-  const cached = store.get(namespace, name);
+  const cached = stores.objects.get(namespace, name);
   if (cached !== undefined) return cached;
+  const meta = stores.names.get(namespace, name);
+  if (meta === undefined) return undefined;
+  // Ours but not in the labelled cache (someone removed a label): read it whole to compare.
   try {
-    return await ctx.client.request<KubeObject>("GET", resourcePath(resource, namespace, name));
+    return await ctx.client.request<KubeObject>("GET", resourcePath(stores.resource, namespace, name));
   } catch (error) {
     if (isNotFound(error)) return undefined;
     throw error;
@@ -103,8 +123,15 @@ async function convergeChild(
   ownerUid: string,
   child: DesiredChild,
 ): Promise<ChildResult> {
-  const [resource, store] = typeAndStore(ctx, child.kind);
-  const current = await observe(ctx, resource, store, child);
+  const stores = storesFor(ctx, child.kind);
+  const meta =
+    stores.objects.get(child.metadata.namespace, child.metadata.name) ??
+    stores.names.get(child.metadata.namespace, child.metadata.name);
+  if (meta !== undefined && !isControlledBy(meta, ownerUid)) {
+    const controller = controllerOf(meta) ?? "no controller";
+    return { conflict: { kind: child.kind, name: child.metadata.name, controller }, applied: false };
+  }
+  const current = await observe(ctx, stores, child);
   if (current !== undefined && !isControlledBy(current, ownerUid)) {
     const controller = controllerOf(current) ?? "no controller";
     return { conflict: { kind: child.kind, name: child.metadata.name, controller }, applied: false };
@@ -115,7 +142,7 @@ async function convergeChild(
   }
   let result: KubeObject;
   try {
-    result = await serverSideApply(ctx.client, resource, child as unknown as KubeObject);
+    result = await serverSideApply(ctx.client, stores.resource, child as unknown as KubeObject);
   } catch (error) {
     // 422 Invalid / 400 BadRequest: the rendered object (e.g. the user's pod template) is not
     // acceptable; say so in status instead of retrying forever. Anything else is retried.
@@ -124,19 +151,8 @@ async function convergeChild(
     }
     throw error;
   }
-  store.remember(result);
+  stores.objects.remember(result);
   return { object: result, applied: true };
-}
-
-/** Name conflicts are not watched (the other object is not ours): look again later. */
-export function recheckConflicts(
-  ctx: ControllerContext,
-  outcome: ApplyOutcome,
-  kind: TetherKind,
-  namespace: string,
-  name: string,
-): void {
-  if (outcome.conflicts.length > 0) ctx.requeueAfter(kind, namespace, name, CONFLICT_RECHECK_MS);
 }
 
 /** One line per child the API server refused, with its reason. */

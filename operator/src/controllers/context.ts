@@ -16,6 +16,10 @@ export interface Stores {
   readonly services: Store;
   /** Only objects labelled managed-by=tether-operator. */
   readonly configMaps: Store;
+  /** Metadata of every Deployment: which names are taken, and by whom. */
+  readonly deploymentNames: Store;
+  /** Metadata of every ConfigMap: which names are taken, and by whom. */
+  readonly configMapNames: Store;
 }
 
 export interface ControllerContext {
@@ -26,12 +30,7 @@ export interface ControllerContext {
   readonly logger: Logger;
   /** The clock for condition timestamps. */
   readonly now: () => Date;
-  /** Reconcile this resource again after `ms` (for what no watch reports, e.g. a conflicting object going away). */
-  readonly requeueAfter: (kind: TetherKind, namespace: string, name: string, ms: number) => void;
 }
-
-/** How soon a resource blocked by a name conflict looks again (unlabelled objects are not watched). */
-export const CONFLICT_RECHECK_MS = 30_000;
 
 export type TetherKind = "PolicyServerCluster" | "Agent" | "Broker" | "ProxyRoute";
 

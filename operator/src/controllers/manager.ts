@@ -14,6 +14,7 @@ import { Store, type StoreOptions } from "../kube/store.ts";
 import type { OperatorMetrics } from "../metrics.ts";
 import { MANAGED_BY, type RenderOptions } from "../render/index.ts";
 import { reconcileAgent } from "./agent.ts";
+import { controllerOf } from "./children.ts";
 import { reconcileBroker } from "./broker.ts";
 import { parseQueueKey, queueKey, type ControllerContext, type Stores, type TetherKind } from "./context.ts";
 import { reconcilePolicyServerCluster } from "./policy-server-cluster.ts";
@@ -44,17 +45,19 @@ export class ControllerManager {
   constructor(options: ManagerOptions) {
     this.options = options;
     const { client, logger, metrics } = options;
-    const store = (resource: StoreOptions["resource"], labelSelector?: string): Store =>
+    const store = (resource: StoreOptions["resource"], labelSelector?: string, metadataOnly = false): Store =>
       new Store({
         resource,
         namespaces: options.namespaces,
         client,
         logger,
+        metadataOnly,
         ...(labelSelector === undefined ? {} : { labelSelector }),
         informer: {
           ...options.informer,
           onRestart: (reason) => {
-            metrics.watchRestarts.inc({ resource: resource.plural, reason });
+            const label = metadataOnly ? `${resource.plural}(metadata)` : resource.plural;
+            metrics.watchRestarts.inc({ resource: label, reason });
           },
         },
       });
@@ -66,6 +69,8 @@ export class ControllerManager {
       deployments: store(RESOURCES.deployments, OWNED_SELECTOR),
       services: store(RESOURCES.services),
       configMaps: store(RESOURCES.configMaps, OWNED_SELECTOR),
+      deploymentNames: store(RESOURCES.deployments, undefined, true),
+      configMapNames: store(RESOURCES.configMaps, undefined, true),
     };
     this.ctx = {
       client,
@@ -74,9 +79,6 @@ export class ControllerManager {
       render: options.render,
       logger,
       now: options.now ?? ((): Date => new Date()),
-      requeueAfter: (kind, namespace, name, ms) => {
-        this.queue.addAfter(queueKey(kind, namespace, name), ms);
-      },
     };
     this.queue = new WorkQueue({
       concurrency: options.concurrency,
@@ -141,16 +143,17 @@ export class ControllerManager {
     for (const [kind, s] of kinds) for (const o of s.list()) this.add(kind, o);
   }
 
+  private storeOf(kind: TetherKind): Store {
+    if (kind === "PolicyServerCluster") return this.stores.policyServerClusters;
+    if (kind === "Agent") return this.stores.agents;
+    if (kind === "Broker") return this.stores.brokers;
+    return this.stores.proxyRoutes;
+  }
+
   /** A Warning Event on the resource (deduplicated by the recorder) for a failed reconcile. */
   private recordFailure(key: string, error: unknown): void {
     const { kind, namespace, name } = parseQueueKey(key);
-    const store = {
-      PolicyServerCluster: this.stores.policyServerClusters,
-      Agent: this.stores.agents,
-      Broker: this.stores.brokers,
-      ProxyRoute: this.stores.proxyRoutes,
-    }[kind];
-    const object = store.get(namespace, name);
+    const object = this.storeOf(kind).get(namespace, name);
     if (object === undefined) return;
     const message = error instanceof Error ? error.message : String(error);
     void this.ctx.events.record(object, "Warning", "ReconcileFailed", `${message} (retrying)`);
@@ -222,8 +225,33 @@ export class ControllerManager {
     };
     s.deployments.on(toOwner);
     s.configMaps.on(toOwner);
-    s.services.on((type, o) => {
+    // A name taken by someone else may be freed: the resources that want it try again at once.
+    const wanters = (
+      type: InformerEventType,
+      o: KubeObject,
+      old: KubeObject | undefined,
+      kinds: TetherKind[],
+      base: string,
+    ): void => {
+      if (type === "ADDED") return;
+      if (type === "MODIFIED" && old !== undefined && controllerOf(o) === controllerOf(old)) return;
+      const ns = o.metadata.namespace ?? "";
+      for (const kind of kinds)
+        if (this.storeOf(kind).get(ns, base) !== undefined) this.queue.add(queueKey(kind, ns, base));
+    };
+    s.deploymentNames.on((type, o, old) => {
+      wanters(type, o, old, ["Agent", "PolicyServerCluster", "Broker"], o.metadata.name);
+    });
+    s.configMapNames.on((type, o, old) => {
+      const name = o.metadata.name;
+      if (name.endsWith("-sidecar"))
+        wanters(type, o, old, ["Agent", "Broker"], name.slice(0, -"-sidecar".length));
+      if (name.endsWith("-agent-config"))
+        wanters(type, o, old, ["Agent"], name.slice(0, -"-agent-config".length));
+    });
+    s.services.on((type, o, old) => {
       toOwner(type, o);
+      wanters(type, o, old, ["PolicyServerCluster", "Broker"], o.metadata.name);
       if (type === "MODIFIED") return; // only existence matters to references
       const ns = o.metadata.namespace;
       for (const route of s.proxyRoutes.list(ns)) {

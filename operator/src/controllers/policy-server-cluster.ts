@@ -5,7 +5,6 @@ import { renderPolicyServerCluster } from "../render/index.ts";
 import {
   applyChildren,
   conflictMessage,
-  recheckConflicts,
   rejectionMessage,
   writeStatusIfChanged,
   type ApplyOutcome,
@@ -58,7 +57,6 @@ export async function reconcilePolicyServerCluster(
     children.deployment,
     children.service,
   ]);
-  recheckConflicts(ctx, outcome, "PolicyServerCluster", namespace, name);
   const deployment = outcome.observed.get(`Deployment/${name}`);
   const r = deploymentReadiness(deployment);
   let ready: ConditionUpdate;

@@ -13,6 +13,8 @@ export interface RequestOptions {
   readonly contentType?: string;
   readonly signal?: AbortSignal;
   readonly timeoutMs?: number;
+  /** Accept header; default application/json (e.g. PartialObjectMetadata for metadata-only lists). */
+  readonly accept?: string;
 }
 
 export interface KubeClientOptions {
@@ -83,10 +85,10 @@ export class KubeClient implements KubeTransport {
     await this.dispatcher.close();
   }
 
-  private async headers(contentType?: string): Promise<Record<string, string>> {
+  private async headers(contentType?: string, accept = "application/json"): Promise<Record<string, string>> {
     const opts: { headers?: Record<string, unknown> } = {};
     await this.config.applyToHTTPSOptions(opts as Parameters<KubeConfig["applyToHTTPSOptions"]>[0]);
-    const headers: Record<string, string> = { accept: "application/json" };
+    const headers: Record<string, string> = { accept };
     for (const [k, v] of Object.entries(opts.headers ?? {})) headers[k.toLowerCase()] = String(v);
     if (contentType !== undefined) headers["content-type"] = contentType;
     return headers;
@@ -116,6 +118,7 @@ export class KubeClient implements KubeTransport {
         method,
         headers: await this.headers(
           body === undefined ? undefined : (options.contentType ?? "application/json"),
+          options.accept,
         ),
         body,
         dispatcher: this.dispatcher,
@@ -143,7 +146,7 @@ export class KubeClient implements KubeTransport {
     try {
       response = await request(this.url(path, options.query), {
         method: "GET",
-        headers: await this.headers(),
+        headers: await this.headers(undefined, options.accept),
         dispatcher: this.dispatcher,
         signal: options.signal,
         headersTimeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,

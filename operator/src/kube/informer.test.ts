@@ -17,16 +17,21 @@ class FakeTransport implements KubeTransport {
   listRv = "10";
   lists = 0;
   watchQueries: RequestOptions["query"][] = [];
+  accepts: (string | undefined)[] = [];
   watches: ((signal: AbortSignal) => AsyncIterable<Buffer>)[] = [];
 
-  request<T>(method: string): Promise<T> {
+  request<T>(method: string, _path: string, options: RequestOptions = {}): Promise<T> {
     if (method !== "GET") throw new Error("read-only");
     this.lists++;
-    return Promise.resolve({ metadata: { resourceVersion: this.listRv }, items: this.items } as T);
+    this.accepts.push(options.accept);
+    // An empty PartialObjectMetadataList carries items: null.
+    const items = this.items.length === 0 ? null : this.items;
+    return Promise.resolve({ metadata: { resourceVersion: this.listRv }, items } as T);
   }
 
   stream(_path: string, options: RequestOptions): Promise<AsyncIterable<Buffer>> {
     this.watchQueries.push(options.query);
+    this.accepts.push(options.accept);
     const next = this.watches.shift() ?? hang;
     return Promise.resolve(next(options.signal!));
   }
@@ -87,6 +92,18 @@ describe("Informer", () => {
       allowWatchBookmarks: true,
     });
     expect(inf.list().map((o) => o.metadata.name)).toEqual(["a"]);
+    await inf.stop();
+  });
+
+  it("asks for metadata only when told, and takes an empty list's null items", async () => {
+    const t = new FakeTransport();
+    t.watches = [lines({ type: "ADDED", object: cm("x", "11") })];
+    const inf = new Informer({ resource: RESOURCES.configMaps, client: t, logger, metadataOnly: true });
+    inf.start();
+    await inf.synced;
+    await until(() => inf.get("ns", "x") !== undefined);
+    expect(t.accepts[0]).toContain("as=PartialObjectMetadataList;g=meta.k8s.io;v=v1");
+    expect(t.accepts[1]).toContain("as=PartialObjectMetadata;g=meta.k8s.io;v=v1");
     await inf.stop();
   });
 

@@ -9,6 +9,7 @@ export interface StoreOptions {
   /** Empty: all namespaces. */
   readonly namespaces: readonly string[];
   readonly labelSelector?: string;
+  readonly metadataOnly?: boolean;
   readonly client: KubeTransport;
   readonly logger: Logger;
   readonly informer?: Partial<
@@ -32,6 +33,7 @@ export class Store {
         client: options.client,
         logger: options.logger,
         ...(options.labelSelector === undefined ? {} : { labelSelector: options.labelSelector }),
+        ...(options.metadataOnly === true ? { metadataOnly: true } : {}),
       });
       this.byNamespace.set(namespace, informer);
       return informer;
