@@ -8,6 +8,11 @@
 // stdout — {"event":"listening","server":…,"protocol":…,"host":…,"port":…,"instance":…,"pid":…} —
 // which processes.ts waits for. `--port 0` picks a free port and reports it on that line.
 // SIGTERM / SIGINT stop accepting, let in-flight requests finish (1 s at most) and exit 0.
+//
+// HTTP mode also serves the decision cache's notification stream: `GET /notifications/stream`
+// answers 200 with newline-delimited JSON kept open (a blank heartbeat line every 15 s), and
+// `POST /notifications/publish` with `{"session": "<id>"}` or `{"type": "policy-changed"}` sends
+// that line to every open stream and answers `{"delivered": n}`.
 import { randomBytes } from "node:crypto";
 import type http from "node:http";
 import type net from "node:net";
@@ -36,8 +41,80 @@ export interface RunningPolicyServer {
   readonly host: string;
   readonly port: number;
   readonly counters: ServerCounters;
+  /** Sends one notification line to every open notification stream (HTTP only); returns how many. */
+  notify(event: object): number;
   /** Stops accepting, ends idle connections, waits for the rest up to `graceMs`. */
   close(graceMs?: number): Promise<void>;
+}
+
+export const NOTIFICATION_STREAM_PATH = "/notifications/stream";
+export const NOTIFICATION_PUBLISH_PATH = "/notifications/publish";
+const HEARTBEAT_MS = 15_000;
+
+/** Streams of notifications to subscribed sidecars; a separate layer in front of the decision handler. */
+class NotificationStreams {
+  private readonly open = new Set<http.ServerResponse>();
+
+  /** Routes the notification paths here and every other request to the server's own handler. */
+  attach(server: http.Server): void {
+    const decisions = server.listeners("request") as ((
+      req: http.IncomingMessage,
+      res: http.ServerResponse,
+    ) => void)[];
+    server.removeAllListeners("request");
+    server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const path = (req.url ?? "/").split("?")[0];
+      if (req.method === "GET" && path === NOTIFICATION_STREAM_PATH) this.subscribe(res);
+      else if (req.method === "POST" && path === NOTIFICATION_PUBLISH_PATH) this.publishFrom(req, res);
+      else for (const handler of decisions) handler.call(server, req, res);
+    });
+  }
+
+  notify(event: object): number {
+    const line = JSON.stringify(event) + "\n";
+    for (const res of this.open) res.write(line);
+    return this.open.size;
+  }
+
+  endAll(): void {
+    for (const res of this.open) res.end();
+  }
+
+  private subscribe(res: http.ServerResponse): void {
+    res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
+    res.flushHeaders();
+    this.open.add(res);
+    const heartbeat = setInterval(() => res.write("\n"), HEARTBEAT_MS);
+    res.on("close", () => {
+      clearInterval(heartbeat);
+      this.open.delete(res);
+    });
+  }
+
+  private publishFrom(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      let event: unknown;
+      try {
+        event = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+      } catch {
+        event = undefined;
+      }
+      const ok =
+        typeof event === "object" &&
+        event !== null &&
+        (typeof (event as { session?: unknown }).session === "string" ||
+          (event as { type?: unknown }).type === "policy-changed");
+      res.setHeader("content-type", "application/json");
+      if (!ok) {
+        res.statusCode = 400;
+        res.end(JSON.stringify({ error: 'expected {"session": "<id>"} or {"type": "policy-changed"}' }));
+        return;
+      }
+      res.end(JSON.stringify({ delivered: this.notify(event as object) }));
+    });
+  }
 }
 
 export class PolicyServerConfigError extends Error {
@@ -64,6 +141,8 @@ export async function listenPolicyServer(options: PolicyServerOptions): Promise<
       : createTcpPolicyServer(identity, counters, {
           handshakeTimeoutMs: options.handshakeTimeoutMs ?? 10_000,
         });
+  const notifications = new NotificationStreams();
+  if (protocol === "http") notifications.attach(server as http.Server);
   const sockets = new Set<net.Socket>();
   server.on("connection", (socket: net.Socket) => {
     sockets.add(socket);
@@ -84,7 +163,9 @@ export async function listenPolicyServer(options: PolicyServerOptions): Promise<
     host,
     port,
     counters,
+    notify: (event) => notifications.notify(event),
     close: async (graceMs = 1000) => {
+      notifications.endAll();
       const closed = new Promise<void>((resolve) =>
         server.close(() => {
           resolve();
