@@ -45,19 +45,62 @@ const RATE_INTERVAL = "30s";
 /** Panels whose metrics cannot exist yet, with the reason; the test fails once they do have data. */
 const NO_DATA_YET = new Map([
   [
-    "Watch restarts",
-    "tether_operator_watch_restarts_total has no series until a watch restarts (label values are not pre-set to 0); provoking one needs an API-server restart, which would also cost the operator its lease",
-  ],
-  [
     "Decision cache hit ratio",
     "tether_decision_cache_hits_total / _misses_total are not emitted by the sidecar yet (issue 5)",
   ],
 ]);
 
 /**
- * Shortened `for:` per alert. TetherOperatorNoLeader keeps a few seconds so that Prometheus's first
- * rule evaluation, which may run before the operator's first scrape (absent() is true then), does
- * not fire it.
+ * Panels with data only after an event the test does not cause, with the reason: not asserted
+ * either way (the event may or may not happen during a run).
+ */
+const ONLY_AFTER_EVENT = new Map([
+  [
+    "Watch restarts",
+    "tether_operator_watch_restarts_total has no series until a watch restarts (its label values are not pre-set to 0); one happens only if the API server answers a watch with an error (e.g. 429 while just-installed CRDs initialise)",
+  ],
+]);
+
+/** Denies creating or updating ConfigMaps in namespaces labelled tether.dev/test-frozen=true (403). */
+const FROZEN_CONFIGMAPS_POLICY = [
+  {
+    apiVersion: "admissionregistration.k8s.io/v1",
+    kind: "ValidatingAdmissionPolicy",
+    metadata: { name: "tether-test-frozen-configmaps" },
+    spec: {
+      failurePolicy: "Fail",
+      matchConstraints: {
+        resourceRules: [
+          {
+            apiGroups: [""],
+            apiVersions: ["v1"],
+            operations: ["CREATE", "UPDATE"],
+            resources: ["configmaps"],
+          },
+        ],
+      },
+      validations: [
+        { expression: "false", message: "ConfigMaps are frozen in this namespace", reason: "Forbidden" },
+      ],
+    },
+  },
+  {
+    apiVersion: "admissionregistration.k8s.io/v1",
+    kind: "ValidatingAdmissionPolicyBinding",
+    metadata: { name: "tether-test-frozen-configmaps" },
+    spec: {
+      policyName: "tether-test-frozen-configmaps",
+      validationActions: ["Deny"],
+      matchResources: { namespaceSelector: { matchLabels: { "tether.dev/test-frozen": "true" } } },
+    },
+  },
+]
+  .map((doc) => stringify(doc))
+  .join("---\n");
+
+/**
+ * Shortened `for:` per alert. TetherOperatorNoLeader keeps a few seconds: a scrape that fails on a
+ * loaded machine makes its series stale, and absent() true, until the next one.
  */
 const FOR = (alert: string): string => (alert === "TetherOperatorNoLeader" ? "5s" : "2s");
 
@@ -194,6 +237,15 @@ beforeAll(async () => {
     await kubectlOk(["apply", "-n", SIDECAR_LABELS.namespace, "-f", join(examples, file)]);
   }
 
+  // Prometheus starts once the operator leads, so "no leader" never holds while it is scraped.
+  await pollUntil(
+    "the operator to lead",
+    async () => {
+      const res = await fetch(`http://${operatorAddress}/metrics`, { signal: AbortSignal.timeout(5_000) });
+      return /^tether_operator_leader 1$/m.test(await res.text());
+    },
+    60_000,
+  );
   startedAt = nowSeconds();
   prometheus = await startPrometheus({
     jobs: [
@@ -204,7 +256,6 @@ beforeAll(async () => {
       },
       { name: "tether-operator", targets: [{ address: operatorAddress, labels: OPERATOR_LABELS }] },
     ],
-    ruleFiles: { "tether-alerts.yml": ruleFile(groups) },
     scrapeIntervalSeconds: 1,
     evaluationIntervalSeconds: 1,
   });
@@ -216,6 +267,9 @@ beforeAll(async () => {
     },
     20_000,
   );
+  // The alerts are evaluated from here on: with shortened `for:`, an evaluation before the first
+  // scrape (absent() is true then) could otherwise fire TetherOperatorNoLeader.
+  await prom().loadRules({ "tether-alerts.yml": ruleFile(groups) });
 }, 240_000);
 
 afterAll(async () => {
@@ -357,23 +411,28 @@ describe("dashboard and alerts against a real Prometheus", () => {
 
   it("TetherOperatorReconcileErrors fires when reconciles fail, not before", async () => {
     expect(await firstFiring("TetherOperatorReconcileErrors")).toBeUndefined();
-    // A namespace whose ResourceQuota has no status yet (no quota controller runs here): the API
-    // server refuses every ConfigMap created in it (403 "status unknown for quota"), so reconciling
-    // an Agent there fails, and keeps failing with back-off, as an exhausted quota would.
-    const ns = "quota-exhausted";
+    // A cluster policy (a ValidatingAdmissionPolicy) forbids ConfigMaps in one namespace, so
+    // reconciling an Agent there (its ConfigMaps) fails with 403, and keeps failing with back-off.
+    const ns = "frozen";
     await kubectlOk(["create", "namespace", ns]);
-    await kubectlOk(
-      ["apply", "-n", ns, "-f", "-"],
-      stringify({
-        apiVersion: "v1",
-        kind: "ResourceQuota",
-        metadata: { name: "none" },
-        spec: { hard: { configmaps: "0" } },
-      }),
+    await kubectlOk(["label", "namespace", ns, "tether.dev/test-frozen=true"]);
+    await kubectlOk(["apply", "-f", "-"], FROZEN_CONFIGMAPS_POLICY);
+    await pollUntil(
+      "the admission policy to deny ConfigMaps",
+      async () => {
+        const r = await cp?.kubectl(["create", "configmap", "probe", "-n", ns, "--dry-run=server"]);
+        return r !== undefined && r.code !== 0 && r.stderr.includes("frozen");
+      },
+      20_000,
     );
-    await kubectlOk(["apply", "-n", ns, "-f", join(REPO_ROOT, "examples/quick-start/02-agent.yaml")]);
+    for (const file of ["01-policy-server-cluster.yaml", "02-agent.yaml"]) {
+      await kubectlOk(["apply", "-n", ns, "-f", join(REPO_ROOT, "examples/quick-start", file)]);
+    }
     await waitFiring("TetherOperatorReconcileErrors", 30_000);
-    await kubectlOk(["delete", "namespace", ns, "--wait=false"]);
+    const alert = (await prom().client.alerts()).find(
+      (a) => a.labels["alertname"] === "TetherOperatorReconcileErrors",
+    );
+    expect(alert?.labels).toMatchObject({ namespace: RELEASE_NAMESPACE, kind: "Agent" });
   });
 
   it("TetherHighErrorRatio fires when upstream requests fail, not before", async () => {
@@ -435,6 +494,7 @@ describe("dashboard and alerts against a real Prometheus", () => {
         const query = substituteVariables(expr, values);
         const series = await client.queryRange(query, startedAt, end, 1);
         const hasData = maxFinite(series) !== undefined;
+        if (ONLY_AFTER_EVENT.has(panel)) continue;
         if (NO_DATA_YET.has(panel)) {
           if (hasData) unexpected.push(`${panel}: has data now; remove it from NO_DATA_YET`);
         } else if (!hasData) {
@@ -495,7 +555,19 @@ describe("dashboard and alerts against a real Prometheus", () => {
   });
 
   it("TetherOperatorNoLeader never fired while the operator led, and fires once no operator runs", async () => {
-    expect(await firstFiring("TetherOperatorNoLeader"), operator?.output()).toBeUndefined();
+    const fired = await firstFiring("TetherOperatorNoLeader");
+    if (fired !== undefined) {
+      // Say why: missed scrapes (up 0) or a replica not leading (leader 0), and when.
+      const client = prom().client;
+      const gaps = async (expr: string): Promise<number[]> =>
+        (await client.queryRange(expr, startedAt, nowSeconds(), 1)).flatMap((x) => x.values.map(([t]) => t));
+      const detail = {
+        fired,
+        operatorDown: await gaps('up{job="tether-operator"} == 0'),
+        notLeading: await gaps("tether_operator_leader < 1"),
+      };
+      expect.fail(`TetherOperatorNoLeader fired while the operator ran: ${JSON.stringify(detail)}`);
+    }
     await operator?.stop(5_000);
     await waitFiring("TetherOperatorNoLeader", 30_000);
   });

@@ -5,9 +5,10 @@
  * the test process exits (processes.ts).
  */
 import { accessSync, constants } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
+import { parse } from "yaml";
 import { freePort } from "../demo/demo-config.ts";
 import { ChildHandle } from "../demo/processes.ts";
 import { PrometheusClient, pollUntil } from "./client.ts";
@@ -15,7 +16,7 @@ import { PrometheusError, prometheusConfig, type ScrapeJob } from "./config.ts";
 
 export interface PrometheusOptions {
   readonly jobs: readonly ScrapeJob[];
-  /** Rule files' contents, by file name (written next to the config). */
+  /** Rule files' contents, by file name (`*.yml`), loaded from the start. See also loadRules(). */
   readonly ruleFiles?: Readonly<Record<string, string>>;
   readonly scrapeIntervalSeconds?: number;
   readonly evaluationIntervalSeconds?: number;
@@ -30,6 +31,11 @@ export interface RunningPrometheus {
   readonly origin: string;
   readonly dir: string;
   readonly child: ChildHandle;
+  /**
+   * Adds (or replaces) rule files and reloads Prometheus (SIGHUP); resolves once the rules API lists
+   * every group of the new files. Lets a test start evaluating alerts only once targets are scraped.
+   */
+  loadRules(ruleFiles: Readonly<Record<string, string>>, timeoutMs?: number): Promise<void>;
   /** SIGTERM (SIGKILL after 5 s), then removes the data directory. */
   stop(): Promise<void>;
 }
@@ -60,21 +66,19 @@ export function findPrometheus(binary?: string): string {
 /** Starts Prometheus and resolves once /-/ready answers; throws with its log if it does not. */
 export async function startPrometheus(options: PrometheusOptions): Promise<RunningPrometheus> {
   const binary = findPrometheus(options.binary);
-  const ruleFiles = Object.entries(options.ruleFiles ?? {});
-  for (const [name] of ruleFiles) {
-    if (!/^[\w.-]+$/.test(name)) {
-      throw new PrometheusError("TETHER_ERR_PROMETHEUS_CONFIG", `ruleFiles.${name}: not a plain file name`);
-    }
-  }
+  checkRuleFileNames(options.ruleFiles ?? {});
   const dir = await mkdtemp(join(tmpdir(), "tether-prometheus-"));
   const configPath = join(dir, "prometheus.yml");
+  const rulesDir = join(dir, "rules");
   try {
-    for (const [name, text] of ruleFiles) await writeFile(join(dir, name), text);
+    await mkdir(rulesDir);
+    await writeRuleFiles(rulesDir, options.ruleFiles ?? {});
     await writeFile(
       configPath,
       prometheusConfig({
         jobs: options.jobs,
-        ruleFiles: ruleFiles.map(([name]) => join(dir, name)),
+        // A glob: files added later are picked up by loadRules()' reload.
+        ruleFiles: [join(rulesDir, "*.yml")],
         ...(options.scrapeIntervalSeconds === undefined
           ? {}
           : { scrapeIntervalSeconds: options.scrapeIntervalSeconds }),
@@ -126,5 +130,40 @@ export async function startPrometheus(options: PrometheusOptions): Promise<Runni
       `${error instanceof Error ? error.message : String(error)}\n${log}`,
     );
   }
-  return { client, origin, dir, child, stop };
+  const loadRules = async (
+    ruleFiles: Readonly<Record<string, string>>,
+    timeoutMs = 20_000,
+  ): Promise<void> => {
+    checkRuleFileNames(ruleFiles);
+    await writeRuleFiles(rulesDir, ruleFiles);
+    const wanted = Object.values(ruleFiles).flatMap((text) =>
+      ((parse(text) as { groups?: { name?: string }[] } | null)?.groups ?? []).map((g) => g.name ?? ""),
+    );
+    child.process.kill("SIGHUP");
+    await pollUntil(
+      `prometheus to load the rule groups ${wanted.join(", ")}`,
+      async () => {
+        const loaded = new Set((await client.rules()).map((g) => g.name));
+        return wanted.every((name) => loaded.has(name));
+      },
+      timeoutMs,
+      100,
+    );
+  };
+  return { client, origin, dir, child, stop, loadRules };
+}
+
+function checkRuleFileNames(ruleFiles: Readonly<Record<string, string>>): void {
+  for (const name of Object.keys(ruleFiles)) {
+    if (!/^[\w.-]+\.yml$/.test(name)) {
+      throw new PrometheusError(
+        "TETHER_ERR_PROMETHEUS_CONFIG",
+        `ruleFiles.${name}: expected a plain file name ending in .yml`,
+      );
+    }
+  }
+}
+
+async function writeRuleFiles(dir: string, ruleFiles: Readonly<Record<string, string>>): Promise<void> {
+  for (const [name, text] of Object.entries(ruleFiles)) await writeFile(join(dir, name), text);
 }
