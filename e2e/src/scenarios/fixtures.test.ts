@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { agent, podsOf, policyServerCluster } from "./fixtures.ts";
+import { agent, podsOf, policyServerCluster, proxyRoutes } from "./fixtures.ts";
+import { parseAllDocuments } from "yaml";
 
 describe("scenario fixtures (from examples/quick-start)", () => {
   it("scales the policy servers and keeps the rest of the example", () => {
@@ -29,5 +30,20 @@ describe("scenario fixtures (from examples/quick-start)", () => {
 
   it("selects pods by the child labels", () => {
     expect(podsOf("web", "agent")).toBe("app.kubernetes.io/instance=web,app.kubernetes.io/component=agent");
+  });
+
+  it("routes /app/ (sticky) and *.jsp from the agent's sidecar to the demo servers", () => {
+    const routes = parseAllDocuments(proxyRoutes()).map(
+      (d) => d.toJS() as { metadata: { name: string }; spec: Record<string, unknown> },
+    );
+    expect(routes.map((r) => r.metadata.name)).toEqual(["app", "pages"]);
+    expect(routes[0]?.spec).toMatchObject({
+      agentRef: { name: "web" },
+      match: { pathPrefix: "/app/" },
+      rewrite: { pathTrim: "/app" },
+      sessionAffinity: { cookieName: "JSESSIONID" },
+      backend: { serviceRef: { name: "ps-main", port: 8080 } },
+    });
+    expect(routes[1]?.spec["match"]).toEqual({ extensions: ["jsp"] });
   });
 });

@@ -46,3 +46,43 @@ export function podsOf(name: string, component: "agent" | "policy-server"): stri
 
 /** The port the demo agent serves on in the example. */
 export const AGENT_PORT = 8000;
+
+/**
+ * ProxyRoutes on the Agent `web` to the demo servers of a PolicyServerCluster (their headless
+ * Service): `/app/…` with the prefix trimmed and sticky sessions by the JSESSIONID cookie, and
+ * `*.jsp` by extension. The demo servers answer with their own name (the pod's), so a test sees
+ * which server served each request.
+ */
+export function proxyRoutes(options: { backend?: string; listenerPort?: number } = {}): string {
+  const backend = { serviceRef: { name: options.backend ?? "ps-main", port: 8080 } };
+  const common = {
+    agentRef: { name: "web" },
+    listenerPort: options.listenerPort ?? PROXY_PORT,
+    backend,
+    timeouts: { connect: "1s", retryInterval: "250ms", request: "30s" },
+  };
+  return [
+    {
+      apiVersion: "tether.dev/v1alpha1",
+      kind: "ProxyRoute",
+      metadata: { name: "app" },
+      spec: {
+        ...common,
+        match: { pathPrefix: "/app/" },
+        rewrite: { pathTrim: "/app" },
+        sessionAffinity: { cookieName: "JSESSIONID" },
+      },
+    },
+    {
+      apiVersion: "tether.dev/v1alpha1",
+      kind: "ProxyRoute",
+      metadata: { name: "pages" },
+      spec: { ...common, match: { extensions: ["jsp"] } },
+    },
+  ]
+    .map((doc) => stringify(doc))
+    .join("---\n");
+}
+
+/** The sidecar's inbound HTTP port for the scenarios' ProxyRoutes. */
+export const PROXY_PORT = 8080;

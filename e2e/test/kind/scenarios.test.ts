@@ -10,7 +10,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Cluster, type PortForward } from "../../src/scenarios/cluster.ts";
-import { AGENT_PORT, agent, podsOf, policyServerCluster } from "../../src/scenarios/fixtures.ts";
+import {
+  AGENT_PORT,
+  PROXY_PORT,
+  agent,
+  podsOf,
+  policyServerCluster,
+  proxyRoutes,
+} from "../../src/scenarios/fixtures.ts";
 import { describeFailures, underLoad } from "../../src/scenarios/load.ts";
 
 const cluster = Cluster.fromEnv();
@@ -152,10 +159,51 @@ describe.skipIf(cluster === undefined)("end-to-end scenarios (TETHER_E2E_KUBECON
     );
   });
 
-  // Not written yet: each needs a test peer the demo image does not have.
+  // Not written yet: S6 needs a TLS backend peer the demo image does not have; S8 the sidecar's decision cache.
   it.todo("S6: broker with TLS passthrough and a backend loss (needs a TLS backend peer in the demo image)");
-  it.todo(
-    "S7: proxy routes by path and extension with sticky failover (needs app-server peers behind a ProxyRoute)",
+  it(
+    "S7: proxy routes by path and by extension; a sticky session fails over when its server dies",
+    async () => {
+      const ns = "tether-e2e-s7";
+      await k().createNamespace(ns);
+      try {
+        const forward = await deploy(ns, "servers-first", 2);
+        await forward.stop();
+        await k().apply(ns, proxyRoutes());
+        await k().wait(ns, "proxyroute/app", "condition=Accepted");
+        await k().wait(ns, "proxyroute/pages", "condition=Accepted");
+        await k().rolloutStatus(ns, "web");
+        const proxy = await k().portForward(ns, "deployment/web", PROXY_PORT);
+        try {
+          const get = async (path: string): Promise<{ status: number; server: string }> => {
+            const res = await fetch(`${proxy.origin}${path}`, {
+              headers: { cookie: "JSESSIONID=s7" },
+              signal: AbortSignal.timeout(45_000),
+            });
+            const body = (await res.json()) as { server?: string };
+            return { status: res.status, server: body.server ?? "" };
+          };
+          const decision = "/app/authorize?resource=/orders&action=GET";
+          // By path: /app/authorize → /authorize on a demo server; one session sticks to one server.
+          const first = await get(decision);
+          expect(first.status).toBe(200);
+          for (let i = 0; i < 10; i++) expect(await get(decision)).toEqual(first);
+          // By extension: *.jsp reaches a demo server too (which does not know the page: its own 404).
+          expect((await get("/shop/cart.jsp")).server).not.toBe("");
+          // The session's server dies: the session moves to the other server, without a failure.
+          await k().deletePods(ns, [first.server], true);
+          const moved = await get(decision);
+          expect(moved.status).toBe(200);
+          expect(moved.server).not.toBe(first.server);
+          for (let i = 0; i < 10; i++) expect(await get(decision)).toEqual(moved);
+        } finally {
+          await proxy.stop();
+        }
+      } finally {
+        await k().deleteNamespace(ns);
+      }
+    },
+    SCENARIO_TIMEOUT,
   );
   it.todo("S8: decision-cache expiry and notification (needs the sidecar's decision cache, issue 5)");
 });
