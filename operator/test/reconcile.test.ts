@@ -175,7 +175,7 @@ describe("quick-start examples", () => {
 });
 
 describe("updates", () => {
-  it("hot-reloads a config-only change without rolling the Deployment, and rolls a template change", async () => {
+  it("hot-reloads config-only changes (spec, new route) without rolling the Deployment, and rolls a template change", async () => {
     await cluster.apply(pscManifest("ps-upd"));
     await cluster.apply(agentManifest("upd", "ps-upd"));
     const before = await cluster.waitFor("deployment", "upd", () => true);
@@ -190,6 +190,19 @@ describe("updates", () => {
     ]);
     await cluster.waitFor("configmap", "upd-sidecar", (o) => o.data?.["envoy.yaml"] !== oldConfig);
     await cluster.waitFor("agent", "upd", (o) => o.status?.["observedGeneration"] === 2);
+    // A new ProxyRoute is configuration too.
+    await cluster.apply(`apiVersion: tether.dev/v1alpha1
+kind: ProxyRoute
+metadata: {name: upd-route}
+spec:
+  agentRef: {name: upd}
+  listenerPort: 8081
+  match: {pathPrefix: /u/}
+  backend: {servers: [{host: 10.0.0.7, port: 80}]}
+`);
+    await cluster.waitFor("configmap", "upd-sidecar", (o) =>
+      (o.data?.["envoy.yaml"] ?? "").includes("route-upd-route"),
+    );
     const after = await cluster.get("deployment", "upd");
     expect(after?.metadata.generation).toBe(before.metadata.generation);
     expect(templateHash(after!)).toBe(templateHash(before));

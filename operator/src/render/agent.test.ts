@@ -129,22 +129,22 @@ describe("Agent children", () => {
     expect(out.agentConfig.data).toEqual({ "agent.conf": "A=1\n" });
   });
 
-  it("keeps the pod-template hash when only the sidecar config changes, and changes it with the template", () => {
+  it("keeps the pod template (and its hash) when only the sidecar config changes, and changes it with the template", () => {
     const base = renderAgent(input(agent(), psc()));
     const configOnly = renderAgent(
-      input(agent({ reconnect: { holdTimeout: "60s" } }), psc({ port: 44443 }), [
+      input(agent({ reconnect: { holdTimeout: "60s" } }), psc({ healthCheck: { interval: "5s" } }), [
         { name: "r", spec: route() },
+        { name: "r2", spec: route({ listenerPort: 9090 }) },
       ]),
     );
     const hashOf = (d: typeof base.deployment): string | undefined =>
       d.spec.template.metadata.annotations?.[POD_TEMPLATE_HASH_ANNOTATION];
     expect(configOnly.sidecarConfig.data["envoy.yaml"]).not.toBe(base.sidecarConfig.data["envoy.yaml"]);
-    // A route adds a container port, so compare with a template-identical change instead.
-    const holdOnly = renderAgent(input(agent({ reconnect: { holdTimeout: "60s" } }), psc()));
-    expect(hashOf(holdOnly.deployment)).toBe(hashOf(base.deployment));
-    expect(holdOnly.deployment).toEqual(base.deployment);
+    expect(configOnly.deployment).toEqual(base.deployment);
     const newImage = renderAgent(input(agent({ sidecar: { image: "other:1" } }), psc()));
     expect(hashOf(newImage.deployment)).not.toBe(hashOf(base.deployment));
+    const newPort = renderAgent(input(agent(), psc({ port: 5000 })));
+    expect(hashOf(newPort.deployment)).not.toBe(hashOf(base.deployment)); // TETHER_POLICY_SERVER_PORT
     expect(hashOf(base.deployment)).toMatch(/^[0-9a-f]{16}$/);
   });
 
@@ -311,7 +311,7 @@ describe("Agent sidecar bootstrap", () => {
       renderAgent(input(agent(), psc(), [{ name: "app", spec: route() }])).deployment.spec.template.spec
         .containers as Container[]
     )[1]!;
-    expect(sidecar["ports"]).toContainEqual({ name: "tether-8080", containerPort: 8080, protocol: "TCP" });
+    expect(sidecar["ports"]).toEqual([{ name: "tether-admin", containerPort: 9901, protocol: "TCP" }]);
   });
 
   it("is deterministic", () => {

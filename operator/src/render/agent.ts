@@ -126,11 +126,12 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
   const listenerPort = agentListenerPort(spec, input.policyServers.spec);
   const template = userTemplate(spec.template, selectorLabels(owner, "agent"));
   const secrets = uniqueMounts(secretNames(input));
-  const routePorts = [...new Set(input.routes.map((r) => r.spec.listenerPort))].sort((a, b) => a - b);
   const sidecar = sidecarContainer({
     image: spec.sidecar.image ?? input.options.sidecarImage,
     adminPort: spec.sidecar.adminPort,
-    ports: routePorts.map((p) => ({ name: `tether-${p}`, containerPort: p })),
+    // Route listener ports are not declared (declaring is informational): a ProxyRoute added or
+    // removed is then a config-only change that the sidecar hot-reloads, not a rollout.
+    ports: [],
     resources: spec.sidecar.resources,
     extraMounts: secrets.map((s) => ({ name: s.volumeName, mountPath: s.mountPath, readOnly: true })),
   });
