@@ -122,6 +122,10 @@ describe("Agent children", () => {
     const [app, sidecar] = d.spec.template.spec.containers as Container[];
     expect(app!["env"]).toContainEqual({ name: "TETHER_POLICY_SERVER_PORT", value: "7000" });
     expect(sidecar!["image"]).toBe("mine:2");
+    const empty = renderAgent(input(agent({ sidecar: { image: "" } }), psc())).deployment;
+    expect((empty.spec.template.spec.containers as Container[])[1]!["image"]).toBe(
+      "localhost/tether/sidecar:0.1.0",
+    );
   });
 
   it("puts agentConfig into the agent-config ConfigMap", () => {

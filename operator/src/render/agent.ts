@@ -127,7 +127,11 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
   const template = userTemplate(spec.template, selectorLabels(owner, "agent"));
   const secrets = uniqueMounts(secretNames(input));
   const sidecar = sidecarContainer({
-    image: spec.sidecar.image ?? input.options.sidecarImage,
+    // API.md: an empty image means the operator's configured one.
+    image:
+      spec.sidecar.image === undefined || spec.sidecar.image === ""
+        ? input.options.sidecarImage
+        : spec.sidecar.image,
     adminPort: spec.sidecar.adminPort,
     // Route listener ports are not declared (declaring is informational): a ProxyRoute added or
     // removed is then a config-only change that the sidecar hot-reloads, not a rollout.
