@@ -92,6 +92,20 @@ export class ControllerManager {
       },
     });
     this.wire();
+    // Every series exists from the start (at 0), so dashboards and alerts see them before the first event.
+    for (const kind of ["PolicyServerCluster", "Agent", "Broker", "ProxyRoute"]) {
+      for (const result of ["success", "error"]) metrics.reconciles.inc({ kind, result }, 0);
+    }
+    const watched = [
+      ...Object.values(RESOURCES)
+        .filter((r) => r.kind !== "Event" && r.kind !== "Lease")
+        .map((r) => r.plural),
+      "deployments(metadata)",
+      "configmaps(metadata)",
+    ];
+    for (const resource of watched) {
+      for (const reason of ["error", "stall", "gone"]) metrics.watchRestarts.inc({ resource, reason }, 0);
+    }
   }
 
   private all(): Store[] {
