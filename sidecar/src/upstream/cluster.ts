@@ -1,6 +1,6 @@
 // A cluster: its endpoints grouped by priority, health (active + outlier), the load balancer,
 // per-endpoint HTTP pools, and the circuit breakers. Listeners ask it for a host and a pool.
-import { Pool } from "undici";
+import { Pool, type PoolOptions } from "./pool.ts";
 import type net from "node:net";
 import { HTTP_PROTOCOL_OPTIONS_KEY, type ClusterConfig } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
@@ -74,7 +74,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
   private retriesActive = 0;
   private readonly pending: PendingWaiter[] = [];
   private pendingHead = 0;
-  private readonly poolOptions: Pool.Options;
+  private readonly poolOptions: PoolOptions;
 
   constructor(
     config: ClusterConfig,

@@ -1,5 +1,5 @@
 // One upstream endpoint: its address, priority, health flags, passive-failure counters and pools.
-import type { Pool } from "undici";
+import type { Pool } from "./pool.ts";
 import { HostStats } from "./stats.ts";
 
 /** Something holding a connection to this host that can be told to close (a tcp_proxy session). */
