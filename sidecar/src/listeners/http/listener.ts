@@ -13,8 +13,40 @@ import type { RandomSource } from "../../upstream/backoff.ts";
 import type { ClusterManager } from "../../upstream/cluster-manager.ts";
 import { DecisionCache } from "./decision-cache.ts";
 import { ProxyStream, type ProxyEnv } from "./proxy.ts";
-import { RouteTable } from "./route-table.ts";
+import { RouteTable, type RequestFacts } from "./route-table.ts";
 import { HttpStats } from "./stats.ts";
+
+/**
+ * What route matching reads from a request. Node builds `req.headers` lazily, on first access; this
+ * view reads the Host header from the raw list and leaves `headers` for the header matchers that
+ * actually need it.
+ */
+class RequestView implements RequestFacts {
+  readonly method: string;
+  readonly url: string;
+  readonly authority: string;
+  private readonly req: http.IncomingMessage;
+
+  constructor(req: http.IncomingMessage) {
+    this.req = req;
+    this.method = req.method ?? "GET";
+    this.url = req.url ?? "/";
+    this.authority = hostOf(req.rawHeaders);
+  }
+
+  get headers(): http.IncomingHttpHeaders {
+    return this.req.headers;
+  }
+}
+
+/** The first Host header (Node keeps the first one as well), or "". */
+function hostOf(raw: readonly string[]): string {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] ?? "";
+    if (name.length === 4 && name.toLowerCase() === "host") return raw[i + 1] ?? "";
+  }
+  return "";
+}
 
 export class HttpListener implements ProxyEnv {
   readonly name: string;
@@ -159,12 +191,7 @@ export class HttpListener implements ProxyEnv {
     stats.downstream_rq_total++;
     stats.downstream_rq_active++;
     if (this.isDraining) res.shouldKeepAlive = false;
-    const route = this.routes.match({
-      method: req.method ?? "GET",
-      url: req.url ?? "/",
-      authority: req.headers.host ?? "",
-      headers: req.headers,
-    });
+    const route = this.routes.match(new RequestView(req));
     if (route === undefined) {
       stats.no_route++;
       this.reply(res, 404, "no route matched");

@@ -32,42 +32,43 @@ export interface ProxyEnv {
   readonly draining: () => boolean;
 }
 
-function requestHeaders(raw: readonly string[]): string[] {
+/** What the request's raw headers say about its body, found while copying them. */
+interface BodyFacts {
+  contentLength: string | undefined;
+  chunked: boolean;
+}
+
+/** The request headers to send upstream (hop-by-hop ones dropped), without building req.headers. */
+function requestHeaders(raw: readonly string[], body: BodyFacts): string[] {
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] ?? "";
-    if (HOP_BY_HOP.has(name.toLowerCase())) continue;
-    out.push(name, raw[i + 1] ?? "");
+    const value = raw[i + 1] ?? "";
+    const lower = name.toLowerCase();
+    if (lower === "content-length") body.contentLength ??= value;
+    else if (HOP_BY_HOP.has(lower)) {
+      if (lower === "transfer-encoding") body.chunked = true;
+      continue;
+    }
+    out.push(name, value);
   }
   out.push("x-forwarded-proto", "http");
   return out;
 }
 
-function responseHeaders(
-  raw: readonly Buffer[] | null,
-  parsed: Record<string, string | string[] | undefined>,
-): string[] {
+/**
+ * The response headers to send downstream, from the object undici has already parsed (names in
+ * lower case, repeated headers as arrays), so the raw bytes are not converted to strings twice.
+ */
+function responseHeaders(parsed: Record<string, string | string[] | undefined>): string[] {
   const out: string[] = [];
-  if (raw !== null) {
-    for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i]?.toString("latin1") ?? "";
-      if (HOP_BY_HOP.has(name.toLowerCase())) continue;
-      out.push(name, raw[i + 1]?.toString("latin1") ?? "");
-    }
-    return out;
-  }
-  for (const [k, v] of Object.entries(parsed)) {
+  for (const k in parsed) {
+    const v = parsed[k];
     if (v === undefined || HOP_BY_HOP.has(k)) continue;
-    if (Array.isArray(v)) for (const x of v) out.push(k, x);
-    else out.push(k, v);
+    if (typeof v === "string") out.push(k, v);
+    else for (const x of v) out.push(k, x);
   }
   return out;
-}
-
-function hasBody(req: IncomingMessage): boolean {
-  const cl = req.headers["content-length"];
-  if (cl !== undefined) return cl !== "0";
-  return req.headers["transfer-encoding"] !== undefined;
 }
 
 class ProxyAttempt implements Dispatcher.DispatchHandler {
@@ -95,12 +96,12 @@ class ProxyAttempt implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(
-    controller: Dispatcher.DispatchController,
+    _controller: Dispatcher.DispatchController,
     statusCode: number,
     headers: Record<string, string | string[] | undefined>,
   ): void {
     if (this.abandoned) return;
-    this.stream.onResponseStart(this, controller, statusCode, headers);
+    this.stream.onResponseStart(this, statusCode, headers);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -139,6 +140,14 @@ function backoffFired(stream: ProxyStream): void {
   stream.onBackoffDone();
 }
 
+// The stream rides on its response, so one shared "close" listener serves every request.
+const STREAM = Symbol("tether.proxyStream");
+type StreamResponse = ServerResponse & { [STREAM]?: ProxyStream };
+
+function downstreamClosed(this: StreamResponse): void {
+  this[STREAM]?.onDownstreamClose();
+}
+
 export class ProxyStream implements PendingWaiter {
   private readonly req: IncomingMessage;
   private readonly res: ServerResponse;
@@ -166,6 +175,11 @@ export class ProxyStream implements PendingWaiter {
   private backoffTimer: NodeJS.Timeout | undefined;
   private state: "idle" | "pending" | "backoff" | "attempt" | "done" = "idle";
   private responseStarted = false;
+  private readonly bodyFacts: BodyFacts = { contentLength: undefined, chunked: false };
+  /** Response body bytes still expected (from content-length), or -1 when unknown. */
+  private responseRemaining = -1;
+  /** The response's last chunk, held so it goes out with res.end() in one write. */
+  private lastChunk: Buffer | undefined;
 
   constructor(
     req: IncomingMessage,
@@ -179,7 +193,7 @@ export class ProxyStream implements PendingWaiter {
     this.route = route;
     this.cluster = cluster;
     this.env = env;
-    this.headers = requestHeaders(req.rawHeaders);
+    this.headers = requestHeaders(req.rawHeaders, this.bodyFacts);
     const url = req.url ?? "/";
     this.path = route.rewrite === undefined ? url : route.rewrite(url);
     if (route.hashPolicy.length > 0) {
@@ -197,18 +211,16 @@ export class ProxyStream implements PendingWaiter {
   }
 
   start(): void {
-    this.res.once("close", () => {
-      if (this.state === "done") return;
-      this.abort();
-      this.finish(499);
-    });
+    (this.res as StreamResponse)[STREAM] = this;
+    this.res.on("close", downstreamClosed);
     if (this.route.timeoutMs > 0) this.routeTimer = setTimeout(routeTimeoutFired, this.route.timeoutMs, this);
-    if (!hasBody(this.req)) {
+    const body = this.bodyFacts;
+    if (body.contentLength === undefined ? !body.chunked : body.contentLength === "0") {
       this.req.resume();
       this.dispatch();
       return;
     }
-    const length = Number(this.req.headers["content-length"] ?? NaN);
+    const length = Number(body.contentLength ?? NaN);
     if (this.route.retry !== undefined && length <= this.env.bufferLimit) {
       // Buffer small bodies so a retry can resend them; larger or chunked bodies stream once.
       const chunks: Buffer[] = [];
@@ -239,6 +251,13 @@ export class ProxyStream implements PendingWaiter {
       return;
     }
     this.send();
+  }
+
+  /** The downstream response closed (sent, or the client went away). */
+  onDownstreamClose(): void {
+    if (this.state === "done") return;
+    this.abort();
+    this.finish(499);
   }
 
   onRequestSlot(): void {
@@ -291,7 +310,6 @@ export class ProxyStream implements PendingWaiter {
 
   onResponseStart(
     attempt: ProxyAttempt,
-    controller: Dispatcher.DispatchController,
     status: number,
     headers: Record<string, string | string[] | undefined>,
   ): void {
@@ -309,7 +327,9 @@ export class ProxyStream implements PendingWaiter {
     this.responseStarted = true;
     const res = this.res;
     if (this.env.draining()) res.shouldKeepAlive = false;
-    const out = responseHeaders((controller as { rawHeaders?: Buffer[] | null }).rawHeaders ?? null, headers);
+    const out = responseHeaders(headers);
+    const length = headers["content-length"];
+    this.responseRemaining = typeof length === "string" ? Number(length) : -1;
     if (this.setCookie !== undefined) out.push("set-cookie", this.setCookie);
     if (this.cache?.cacheable(status, out) === true) {
       this.captured = [];
@@ -325,6 +345,13 @@ export class ProxyStream implements PendingWaiter {
         this.captured.push(chunk);
       else this.captured = undefined;
     }
+    if (this.responseRemaining === chunk.length && this.lastChunk === undefined) {
+      // The body's last bytes: they leave with res.end(), headers and body in one write.
+      this.responseRemaining = 0;
+      this.lastChunk = chunk;
+      return;
+    }
+    if (this.responseRemaining > 0) this.responseRemaining -= chunk.length;
     if (!this.res.write(chunk)) {
       controller.pause();
       this.res.once("drain", () => {
@@ -343,7 +370,10 @@ export class ProxyStream implements PendingWaiter {
       this.cache.store(this.cacheKey, attempt.status, this.capturedHeaders, body, this.cacheSession);
       this.captured = undefined;
     }
-    this.res.end();
+    const last = this.lastChunk;
+    this.lastChunk = undefined;
+    if (last === undefined) this.res.end();
+    else this.res.end(last);
     this.finish(attempt.status);
   }
 
