@@ -50,17 +50,6 @@ const NO_DATA_YET = new Map([
   ],
 ]);
 
-/**
- * Panels with data only after an event the test does not cause, with the reason: not asserted
- * either way (the event may or may not happen during a run).
- */
-const ONLY_AFTER_EVENT = new Map([
-  [
-    "Watch restarts",
-    "tether_operator_watch_restarts_total has no series until a watch restarts (its label values are not pre-set to 0); one happens only if the API server answers a watch with an error (e.g. 429 while just-installed CRDs initialise)",
-  ],
-]);
-
 /** Denies creating or updating ConfigMaps in namespaces labelled tether.dev/test-frozen=true (403). */
 const FROZEN_CONFIGMAPS_POLICY = [
   {
@@ -494,7 +483,6 @@ describe("dashboard and alerts against a real Prometheus", () => {
         const query = substituteVariables(expr, values);
         const series = await client.queryRange(query, startedAt, end, 1);
         const hasData = maxFinite(series) !== undefined;
-        if (ONLY_AFTER_EVENT.has(panel)) continue;
         if (NO_DATA_YET.has(panel)) {
           if (hasData) unexpected.push(`${panel}: has data now; remove it from NO_DATA_YET`);
         } else if (!hasData) {
