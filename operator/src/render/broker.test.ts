@@ -61,6 +61,8 @@ describe("renderBroker", () => {
       stat_prefix: "broker",
       cluster: "backends",
       idle_timeout: "3600s",
+      max_connect_attempts: 3,
+      backoff_options: { base_interval: "0.100s", max_interval: "1s" },
     });
     expect(b.static_resources.clusters[0]).toMatchObject({
       name: "backends",

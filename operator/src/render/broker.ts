@@ -24,6 +24,8 @@ import { childMeta, childNames, selectorLabels, serviceHost, type OwnerMeta } fr
 import { configMapVolume, sidecarContainer, withTemplateHash, type PodTemplate } from "./pod.ts";
 import type { Service } from "./policy-server-cluster.ts";
 
+/** Connection attempts per new client connection (tcp_proxy max_connect_attempts). */
+const BROKER_CONNECT_ATTEMPTS = 3;
 export const BROKER_CLUSTER = "backends";
 export const BROKER_LISTENER = "broker";
 const DEFAULT_ADMIN_PORT = 9901;
@@ -97,6 +99,10 @@ export function renderBrokerBootstrap(input: BrokerInput): EnvoyObject {
               stat_prefix: "broker",
               cluster: BROKER_CLUSTER,
               idle_timeout: envoyDuration(spec.idleTimeout),
+              // A backend that just died is still in rotation until health checks notice; a second
+              // and third attempt (balanced afresh) move the new connection to a live backend.
+              max_connect_attempts: BROKER_CONNECT_ATTEMPTS,
+              backoff_options: { base_interval: "0.100s", max_interval: "1s" },
             },
           },
         ],

@@ -183,6 +183,52 @@ describe("matches and rewrites", () => {
     expect(envoyRoutes({ name: "x", spec }).at(-1)!.route["prefix_rewrite"]).toBe("/");
   });
 
+  /** What Envoy does with a rendered route: replace the matched prefix, or the regex over the path. */
+  function forwardedPath(
+    r: { match: Record<string, unknown>; route: Record<string, unknown> },
+    path: string,
+  ): string {
+    const regex = r.route["regex_rewrite"] as
+      { pattern: { regex: string }; substitution: string } | undefined;
+    if (regex !== undefined) {
+      return path.replace(new RegExp(regex.pattern.regex), regex.substitution.replace(/\\(\d)/g, "$$$1"));
+    }
+    const prefix = (r.match["prefix"] ?? r.match["path"]) as string;
+    const replacement = r.route["prefix_rewrite"] as string | undefined;
+    return replacement === undefined ? path : replacement + path.slice(prefix.length);
+  }
+
+  it.each([
+    // [pathPrefix, pathTrim, pathPrepend, request, forwarded]
+    ["/weblogic", "/weblogic", undefined, "/weblogic/console", "/console"],
+    ["/weblogic", "/weblogic", undefined, "/weblogic", "/"],
+    ["/weblogic/", "/weblogic", undefined, "/weblogic/console", "/console"],
+    ["/weblogic/", "/weblogic/", undefined, "/weblogic/console", "/console"],
+    ["/weblogic", "/weblogic", "/jspfiles", "/weblogic/a.jsp", "/jspfiles/a.jsp"],
+    ["/weblogic/", "/weblogic", "/jspfiles/", "/weblogic/a.jsp", "/jspfiles/a.jsp"],
+    ["/app/v1/", "/app", "/api", "/app/v1/orders", "/api/v1/orders"],
+    ["/app", undefined, "/api", "/app/orders", "/api/app/orders"],
+  ] as const)(
+    "prefix %s, trim %s, prepend %s: %s is forwarded as %s",
+    (prefix, trim, prepend, request, expected) => {
+      const rewrite = {
+        ...(trim !== undefined ? { pathTrim: trim } : {}),
+        ...(prepend !== undefined ? { pathPrepend: prepend } : {}),
+      };
+      const spec = route({ match: { pathPrefix: prefix }, rewrite });
+      expect(forwardedPath(envoyRoutes({ name: "x", spec }).at(-1)!, request)).toBe(expected);
+    },
+  );
+
+  it.each([
+    ["/legacy/page", "/legacy", "/new", "/new/page"],
+    ["/legacy/page", "/legacy", "/new/", "/new/page"],
+    ["/legacy", "/legacy", "/new", "/new"],
+  ] as const)("exact path %s, trim %s, prepend %s: forwarded as %s", (path, trim, prepend, expected) => {
+    const spec = route({ match: { path }, rewrite: { pathTrim: trim, pathPrepend: prepend } });
+    expect(forwardedPath(envoyRoutes({ name: "x", spec }).at(-1)!, path)).toBe(expected);
+  });
+
   it("matches extensions with an escaped safe_regex and prepends with regex_rewrite", () => {
     const spec = route({ match: { extensions: ["jspx", "jsp"] }, rewrite: { pathPrepend: "/jspfiles" } });
     const r = envoyRoutes({ name: "jsp", spec }).at(-1)!;

@@ -201,19 +201,37 @@ function routeMatch(spec: ProxyRouteSpec, method: string | undefined): EnvoyObje
   return match;
 }
 
-/** pathTrim then pathPrepend, as Envoy rewrites: the matched prefix or path is replaced. */
+/** `head` and `tail` joined by exactly one slash: `/api` + `/x` and `/api/` + `x` both give `/api/x`. */
+function joinPath(head: string, tail: string): string {
+  return `${head.replace(/\/+$/, "")}/${tail.replace(/^\/+/, "")}`;
+}
+
+/**
+ * pathTrim then pathPrepend, as the legacy plug-in did: `/weblogic/console` with pathTrim
+ * `/weblogic` becomes `/console`, never `//console`. Envoy's prefix_rewrite replaces the matched
+ * prefix verbatim, which is exact only when the prefix ends in `/`; other prefixes use a
+ * regex_rewrite that also swallows the slash after the prefix.
+ */
 function rewrite(spec: ProxyRouteSpec): EnvoyObject {
   const trim = spec.rewrite?.pathTrim ?? "";
   const prepend = spec.rewrite?.pathPrepend ?? "";
   if (trim === "" && prepend === "") return {};
-  const matched = spec.match.path ?? spec.match.pathPrefix;
-  if (matched === undefined) {
+  const { path, pathPrefix } = spec.match;
+  if (path !== undefined) {
+    const rest = path.slice(trim.length);
+    const joined = rest === "" ? prepend.replace(/\/+$/, "") : joinPath(prepend, rest);
+    return { prefix_rewrite: joined === "" ? "/" : joined };
+  }
+  if (pathPrefix === undefined) {
     // Extension routes have no matched prefix to replace (pathTrim is rejected for them by the API).
     return { regex_rewrite: { pattern: { regex: "^(.*)$" }, substitution: `${prepend}\\1` } };
   }
-  let replaced = prepend + matched.slice(trim.length);
-  if (replaced === "") replaced = "/";
-  return { prefix_rewrite: replaced };
+  const base = joinPath(prepend, pathPrefix.slice(trim.length));
+  if (pathPrefix.endsWith("/")) return { prefix_rewrite: base };
+  const head = base.endsWith("/") ? base : `${base}/`;
+  return {
+    regex_rewrite: { pattern: { regex: `^${escapeRegex(pathPrefix)}/?(.*)$` }, substitution: `${head}\\1` },
+  };
 }
 
 interface MethodGroup {
