@@ -39,7 +39,7 @@ import {
 const RELEASE_NAMESPACE = "tether-system";
 const SIDECAR_LABELS = { namespace: "demo", app_kubernetes_io_instance: "web", pod: "web-5d8f7c-x2k4q" };
 const OPERATOR_LABELS = { namespace: RELEASE_NAMESPACE, pod: "tether-operator-7b9c4-abcde" };
-const CLUSTER = "policy_servers";
+const CLUSTER = "policy-server";
 const RATE_INTERVAL = "30s";
 
 /** Panels whose metrics cannot exist yet, with the reason; the test fails once they do have data. */

@@ -186,7 +186,7 @@ describe("config: every bad case names its path", () => {
     [
       "duplicate cluster",
       (d) => d.static_resources.clusters.push(structuredClone(cluster(d))),
-      `static_resources.clusters[1].name: duplicate cluster name "policy_servers"`,
+      `static_resources.clusters[1].name: duplicate cluster name "policy-server"`,
     ],
     [
       "route to an unknown cluster",
