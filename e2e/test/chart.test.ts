@@ -96,6 +96,7 @@ describe("Helm chart", () => {
     ["operator.logLevel=loud", "/operator/logLevel"],
     ["prometheusRule.errorRatioThreshold=2", "/prometheusRule/errorRatioThreshold"],
     ["operator.bogus=1", "bogus"],
+    ["metrics.service.enabled=false,serviceMonitor.enabled=true", "needs metrics.service.enabled=true"],
   ])("rejects --set %s through values.schema.json", async (value, field) => {
     const r = await helm(plane().binDir, ["template", "tether", CHART_DIR, "--set", value]);
     expect(r.code).not.toBe(0);
