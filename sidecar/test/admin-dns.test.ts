@@ -63,7 +63,9 @@ describe("admin", () => {
     const m = await s.metrics();
     expect(m.get('envoy_cluster_membership_healthy{envoy_cluster_name="backend"}')).toBe(1);
     expect(m.get('envoy_cluster_membership_total{envoy_cluster_name="backend"}')).toBe(2);
-    expect(m.get('envoy_cluster_upstream_rq_2xx{envoy_cluster_name="backend"}')).toBe(10);
+    expect(
+      m.get('envoy_cluster_upstream_rq_xx{envoy_cluster_name="backend",envoy_response_code_class="2"}'),
+    ).toBe(10);
     expect(m.get('envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix="ingress_http"}')).toBe(10);
     expect(m.get('envoy_cluster_upstream_rq_time_count{envoy_cluster_name="backend"}')).toBe(10);
     expect(

@@ -54,7 +54,7 @@ export const DASHBOARD_ROWS: readonly Row[] = [
         unit: "percentunit",
         targets: [
           {
-            expr: `${byCluster(`rate(envoy_cluster_upstream_rq_5xx{${SIDECAR}}[${RATE}])`)} / clamp_min(${byCluster(`rate(envoy_cluster_upstream_rq_total{${SIDECAR}}[${RATE}])`)}, 1e-9)`,
+            expr: `${byCluster(`rate(envoy_cluster_upstream_rq_xx{${SIDECAR}, envoy_response_code_class="5"}[${RATE}])`)} / clamp_min(${byCluster(`rate(envoy_cluster_upstream_rq_total{${SIDECAR}}[${RATE}])`)}, 1e-9)`,
             legend: "{{envoy_cluster_name}}",
           },
         ],

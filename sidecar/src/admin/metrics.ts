@@ -53,9 +53,15 @@ function label(value: string): string {
   return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 }
 
+const RESPONSE_CLASSES = ["1", "2", "3", "4", "5"] as const;
+const RESPONSE_CLASS_COUNTERS: ReadonlySet<string> = new Set(
+  RESPONSE_CLASSES.map((k) => `upstream_rq_${k}xx`),
+);
+
 function clusterFamilies(out: Exposition, clusters: readonly Cluster[]): void {
   const l = (c: Cluster): string => `envoy_cluster_name="${label(c.name)}"`;
   for (const counter of CLUSTER_COUNTERS) {
+    if (RESPONSE_CLASS_COUNTERS.has(counter)) continue;
     out.family(
       `envoy_cluster_${counter}`,
       "counter",
@@ -77,6 +83,17 @@ function clusterFamilies(out: Exposition, clusters: readonly Cluster[]): void {
       "gauge",
       clusters.map((c) => [l(c), get(c)]),
     );
+  // Envoy's Prometheus output folds upstream_rq_<N>xx into one family with a class label.
+  out.family(
+    "envoy_cluster_upstream_rq_xx",
+    "counter",
+    clusters.flatMap((c) =>
+      RESPONSE_CLASSES.map((k): Sample => [
+        `${l(c)},envoy_response_code_class="${k}"`,
+        c.stats.counters[`upstream_rq_${k}xx`],
+      ]),
+    ),
+  );
   out.histogram(
     "envoy_cluster_upstream_rq_time",
     clusters.map((c) => [l(c), c.stats.rqTime]),
