@@ -9,7 +9,12 @@ import {
   writeStatusIfChanged,
   type ApplyOutcome,
 } from "./children.ts";
-import { mergeConditions, type ConditionUpdate, type StatusWithConditions } from "./conditions.ts";
+import {
+  invalidSpecStatus,
+  mergeConditions,
+  type ConditionUpdate,
+  type StatusWithConditions,
+} from "./conditions.ts";
 import type { ControllerContext } from "./context.ts";
 import {
   deploymentReadiness,
@@ -143,13 +148,7 @@ export async function reconcileAgent(ctx: ControllerContext, namespace: string, 
   const previous = object["status"] as { conditions?: Condition[] } | undefined;
   const parsed = parseAgent(object);
   if (!parsed.ok) {
-    const conditions = mergeConditions(
-      previous?.conditions,
-      [{ type: "Ready", status: "False", reason: "InvalidSpec", message: parsed.message }],
-      generation,
-      ctx.now(),
-    );
-    await finish(ctx, object, { observedGeneration: generation, conditions });
+    await finish(ctx, object, invalidSpecStatus(previous?.conditions, generation, parsed.message, ctx.now()));
     return;
   }
   const spec = parsed.spec;

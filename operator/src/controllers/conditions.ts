@@ -49,3 +49,21 @@ export function findCondition(
 export function sameStatus(a: unknown, b: unknown): boolean {
   return canonicalJson(a ?? {}) === canonicalJson(b ?? {});
 }
+
+/** The status of a resource whose spec cannot be parsed: Ready False, reason InvalidSpec. */
+export function invalidSpecStatus(
+  previous: readonly Condition[] | undefined,
+  generation: number,
+  message: string,
+  now: Date,
+): StatusWithConditions {
+  return {
+    observedGeneration: generation,
+    conditions: mergeConditions(
+      previous,
+      [{ type: "Ready", status: "False", reason: "InvalidSpec", message }],
+      generation,
+      now,
+    ),
+  };
+}

@@ -9,7 +9,12 @@ import {
   writeStatusIfChanged,
   type ApplyOutcome,
 } from "./children.ts";
-import { mergeConditions, type ConditionUpdate, type StatusWithConditions } from "./conditions.ts";
+import {
+  invalidSpecStatus,
+  mergeConditions,
+  type ConditionUpdate,
+  type StatusWithConditions,
+} from "./conditions.ts";
 import type { ControllerContext } from "./context.ts";
 import { notify } from "./notify.ts";
 import { deploymentReadiness, generationOf, ownerMeta, parsePolicyServerCluster } from "./parse.ts";
@@ -25,16 +30,7 @@ export async function reconcilePolicyServerCluster(
   const previous = (object["status"] as { conditions?: Condition[] } | undefined)?.conditions;
   const parsed = parsePolicyServerCluster(object);
   if (!parsed.ok) {
-    const ready: ConditionUpdate = {
-      type: "Ready",
-      status: "False",
-      reason: "InvalidSpec",
-      message: parsed.message,
-    };
-    await finish(ctx, object, {
-      observedGeneration: generation,
-      conditions: mergeConditions(previous, [ready], generation, ctx.now()),
-    });
+    await finish(ctx, object, invalidSpecStatus(previous, generation, parsed.message, ctx.now()));
     return;
   }
   const spec = parsed.spec;
