@@ -209,7 +209,9 @@ describe("broker", () => {
     for (const open of opens) {
       const id = open.conn!;
       expect(id).toMatch(/^d\d+$/);
-      const mine = lines.filter((l) => l.conn === id).map((l) => l.msg);
+      const mine = lines
+        .filter((l) => l.conn === id && l.msg !== "upstream connect failed")
+        .map((l) => l.msg);
       expect(mine).toEqual([
         "downstream connection open",
         "upstream connected",
@@ -224,12 +226,16 @@ describe("broker", () => {
       .filter((l) => l.msg === "downstream connection closed")
       .map((l) => l.connectAttempts ?? 0);
     for (const n of attempts) expect([1, 2]).toContain(n);
-    // Known gap: the "upstream connect failed" line of a first attempt is logged by the shared dialer
-    // without the downstream id (it names the endpoint and the class only).
+    // Each failed first attempt is logged under the session it was for.
     const failed = lines.filter((l) => l.msg === "upstream connect failed");
     expect(failed.length).toBe(attempts[0]! + attempts[1]! - 2);
     expect(failed.length).toBeGreaterThanOrEqual(1);
     for (const f of failed) expect(f).toMatchObject({ upstream: `127.0.0.1:${dead}`, errorClass: "refused" });
+    for (const open of opens) {
+      const closed = lines.find((l) => l.conn === open.conn && l.msg === "downstream connection closed")!;
+      const mineFailed = failed.filter((f) => f.conn === open.conn).length;
+      expect(mineFailed).toBe((closed.connectAttempts ?? 1) - 1);
+    }
   });
 });
 
@@ -244,9 +250,11 @@ describe("broker connect errors", () => {
     const failed = lines.find((l) => l.msg === "upstream connect failed")!;
     expect(failed.errorClass).toBe("refused");
     expect(failed.elapsedMs).toBeLessThan(200);
-    expect(lines.find((l) => l.msg === "downstream connection closed")?.reason).toBe(
-      "connect_failed:refused",
-    );
+    const closed = lines.find((l) => l.msg === "downstream connection closed");
+    expect(closed?.reason).toBe("connect_failed:refused");
+    // The failed attempt names the downstream connection it was for.
+    expect(failed.conn).toBeDefined();
+    expect(failed.conn).toBe(closed?.conn);
     const m = await s.metrics();
     expect(
       m.get('tether_upstream_connect_failures_total{envoy_cluster_name="backend",class="refused"}'),

@@ -96,6 +96,7 @@ class TcpSession implements HostSession {
         this.onConnect(cluster, host, err, socket);
       },
       proxied,
+      this.id,
     );
   }
 

@@ -124,12 +124,16 @@ export function dial(
 
 export type ConnectCallback = (err: UpstreamConnectError | null, socket: net.Socket | null) => void;
 
-/** Opens a connection to `host`; the callback runs exactly once. Accounting follows the socket's life. */
+/**
+ * Opens a connection to `host`; the callback runs exactly once. Accounting follows the socket's life.
+ * `conn` is the downstream connection the attempt serves (tcp_proxy), logged with a failure.
+ */
 export function connectUpstream(
   ctx: ConnectContext,
   host: Host,
   callback: ConnectCallback,
   proxied?: ProxiedAddresses,
+  conn?: number | string,
 ): void {
   const started = performance.now();
   dial(host, ctx.transport, proxied, ctx.connectTimeoutMs, (failure, socket) => {
@@ -142,6 +146,7 @@ export function connectUpstream(
       host.stats.cx_connect_fail++;
       ctx.log.warn(
         {
+          ...(conn !== undefined ? { conn } : {}),
           cluster: ctx.clusterName,
           upstream: host.key,
           errorClass: cls,
