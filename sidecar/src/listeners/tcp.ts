@@ -9,6 +9,7 @@ import type { ClusterManager } from "../upstream/cluster-manager.ts";
 import type { Cluster } from "../upstream/cluster.ts";
 import { connectUpstream, type UpstreamConnectError } from "../upstream/connect.ts";
 import type { Host, HostSession } from "../upstream/host.ts";
+import { boundAddress, listenOn } from "./bind.ts";
 
 export class TcpStats {
   readonly prefix: string;
@@ -245,23 +246,12 @@ export class TcpListener {
   }
 
   get address(): { address: string; port: number } {
-    const sa = this.config.address.socket_address;
-    const bound = this.server.address();
-    return {
-      address: sa.address,
-      port: typeof bound === "object" && bound !== null ? bound.port : sa.port_value,
-    };
+    return boundAddress(this.server, this.config.address.socket_address);
   }
 
   async start(): Promise<void> {
     const sa = this.config.address.socket_address;
-    await new Promise<void>((resolve, reject) => {
-      this.server.once("error", reject);
-      this.server.listen(sa.port_value, sa.address, () => {
-        this.server.off("error", reject);
-        resolve();
-      });
-    });
+    await listenOn(this.server, sa);
     this.log.info(
       { listener: this.name, address: `${sa.address}:${this.address.port}` },
       "tcp listener started",

@@ -15,6 +15,7 @@ import { DecisionCache } from "./decision-cache.ts";
 import { ProxyStream, type ProxyEnv } from "./proxy.ts";
 import { RouteTable, type RequestFacts } from "./route-table.ts";
 import { HttpStats } from "./stats.ts";
+import { boundAddress, listenOn } from "../bind.ts";
 
 /**
  * What route matching reads from a request. Node builds `req.headers` lazily, on first access; this
@@ -100,23 +101,12 @@ export class HttpListener implements ProxyEnv {
   draining = (): boolean => this.isDraining;
 
   get address(): { address: string; port: number } {
-    const sa = this.config.address.socket_address;
-    const bound = this.server.address();
-    return {
-      address: sa.address,
-      port: typeof bound === "object" && bound !== null ? bound.port : sa.port_value,
-    };
+    return boundAddress(this.server, this.config.address.socket_address);
   }
 
   async start(): Promise<void> {
     const sa = this.config.address.socket_address;
-    await new Promise<void>((resolve, reject) => {
-      this.server.once("error", reject);
-      this.server.listen(sa.port_value, sa.address, () => {
-        this.server.off("error", reject);
-        resolve();
-      });
-    });
+    await listenOn(this.server, sa);
     this.log.info(
       { listener: this.name, address: `${sa.address}:${this.address.port}` },
       "http listener started",
