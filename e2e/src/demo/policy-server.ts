@@ -232,10 +232,14 @@ function positiveInt(value: string, flag: string): number {
   return parsed;
 }
 
-async function main(): Promise<void> {
+/**
+ * The command line: parse `argv` (exit 2 naming the bad flag), listen, announce a "listening" JSON
+ * line on stdout, close on SIGTERM/SIGINT. Shared by this file's main and the image entry point.
+ */
+export async function runPolicyServerCli(argv: readonly string[]): Promise<void> {
   let options: PolicyServerOptions;
   try {
-    options = parsePolicyServerArgs(process.argv.slice(2));
+    options = parsePolicyServerArgs(argv);
   } catch (error) {
     process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
     process.exit(2);
@@ -260,7 +264,7 @@ async function main(): Promise<void> {
 }
 
 if (import.meta.main) {
-  main().catch((error: unknown) => {
+  runPolicyServerCli(process.argv.slice(2)).catch((error: unknown) => {
     process.stderr.write(`policy server failed: ${error instanceof Error ? error.message : String(error)}\n`);
     process.exit(1);
   });

@@ -6,7 +6,7 @@
 //                           sidecar at TETHER_POLICY_SERVER_HOST:TETHER_POLICY_SERVER_PORT
 import { hostname } from "node:os";
 import { runAgent } from "../demo/agent.ts";
-import { listenPolicyServer, parsePolicyServerArgs } from "../demo/policy-server.ts";
+import { runPolicyServerCli } from "../demo/policy-server.ts";
 
 export const USAGE = "usage: tether-demo policy-server --port N [flags] | tether-demo agent --port N [flags]";
 
@@ -21,30 +21,7 @@ export function policyServerArgs(argv: readonly string[], podName: string): stri
 }
 
 async function runPolicyServer(argv: readonly string[]): Promise<void> {
-  let options;
-  try {
-    options = parsePolicyServerArgs(policyServerArgs(argv, hostname()));
-  } catch (error) {
-    process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
-    process.exit(2);
-  }
-  const running = await listenPolicyServer(options);
-  process.stdout.write(
-    JSON.stringify({
-      event: "listening",
-      server: running.identity.name,
-      protocol: running.protocol,
-      host: running.host,
-      port: running.port,
-      instance: running.identity.instance,
-      pid: process.pid,
-    }) + "\n",
-  );
-  const shutdown = (): void => {
-    void running.close().then(() => process.exit(0));
-  };
-  process.once("SIGTERM", shutdown);
-  process.once("SIGINT", shutdown);
+  await runPolicyServerCli(policyServerArgs(argv, hostname()));
 }
 
 async function main(argv: readonly string[]): Promise<void> {
