@@ -18,6 +18,7 @@ import type { ScenarioResult } from "./scenarios.ts";
 import { REPO_ROOT, startProxy, startUpstreamNginx, waitServing } from "./targets.ts";
 import type { ProxyKind, Target } from "./targets.ts";
 import { runWrk } from "./wrk.ts";
+import { fixedRateLoad } from "./fixed-rate.ts";
 
 const PROXY_CPU = "0";
 const LOAD_CPU = "1";
@@ -48,30 +49,7 @@ function preflight(): void {
 }
 
 async function fixedRate(url: string): Promise<LoadSummary> {
-  const proc = new Proc({
-    name: "loadgen",
-    command: process.execPath,
-    args: [
-      `${REPO_ROOT}bench/src/loadgen.ts`,
-      "--url",
-      url,
-      "--rate",
-      String(FIXED_RATE),
-      "--duration-ms",
-      "5000",
-    ],
-    cpus: LOAD_CPU,
-  });
-  const output = await proc.collectStdout();
-  const status = await proc.exited;
-  const last = output.trim().split("\n").pop() ?? "";
-  if (status.code !== 0 || !last.startsWith("{")) {
-    throw new BenchError(
-      "TETHER_ERR_BENCH_LOADGEN",
-      `loadgen failed (${status.code ?? status.signal}):\n${proc.output()}`,
-    );
-  }
-  return JSON.parse(last) as LoadSummary;
+  return fixedRateLoad(url, { rate: FIXED_RATE, durationMs: 5000, cpus: LOAD_CPU });
 }
 
 async function measureRound(target: Target, round: number): Promise<RoundMeasurement> {

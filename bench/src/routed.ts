@@ -20,6 +20,7 @@ import { fixedRateTable, saturationTable } from "./report.ts";
 import type { RoundMeasurement } from "./report.ts";
 import { REPO_ROOT, startUpstreamNginx, waitServing } from "./targets.ts";
 import { runWrk } from "./wrk.ts";
+import { fixedRateLoad } from "./fixed-rate.ts";
 
 export const PROXY_CPU = "0";
 export const LOAD_CPU = "1";
@@ -38,30 +39,7 @@ export interface PathTarget {
 }
 
 async function fixedRate(url: string): Promise<LoadSummary> {
-  const proc = new Proc({
-    name: "loadgen",
-    command: process.execPath,
-    args: [
-      `${REPO_ROOT}bench/src/loadgen.ts`,
-      "--url",
-      url,
-      "--rate",
-      String(FIXED_RATE),
-      "--duration-ms",
-      "5000",
-    ],
-    cpus: LOAD_CPU,
-  });
-  const output = await proc.collectStdout();
-  const status = await proc.exited;
-  const last = output.trim().split("\n").pop() ?? "";
-  if (status.code !== 0 || !last.startsWith("{")) {
-    throw new BenchError(
-      "TETHER_ERR_BENCH_LOADGEN",
-      `loadgen failed (${status.code ?? status.signal}):\n${proc.output()}`,
-    );
-  }
-  return JSON.parse(last) as LoadSummary;
+  return fixedRateLoad(url, { rate: FIXED_RATE, durationMs: 5000, cpus: LOAD_CPU });
 }
 
 /** wrk -t1 -c32 5 s (after a discarded 1 s warm-up), then 5 s at a fixed 1000 req/s; targets alternate. */

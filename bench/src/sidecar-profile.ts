@@ -19,6 +19,7 @@ import { BenchError, Proc, freePort, pause } from "./proc.ts";
 import { cpuSeconds, measureDuring, memory } from "./procstat.ts";
 import { REPO_ROOT, startUpstreamNginx, waitServing } from "./targets.ts";
 import { runWrk } from "./wrk.ts";
+import { fixedRateLoad } from "./fixed-rate.ts";
 
 const PROXY_CPU = "0";
 const LOAD_CPU = "1";
@@ -102,17 +103,7 @@ async function waitReady(url: string, proc: Proc): Promise<void> {
 }
 
 async function fixedRate(url: string, rate: number): Promise<LoadSummary> {
-  const proc = new Proc({
-    name: "loadgen",
-    command: process.execPath,
-    args: [`${REPO_ROOT}bench/src/loadgen.ts`, "--url", url, "--rate", String(rate), "--duration-ms", "4000"],
-    cpus: LOAD_CPU,
-  });
-  const output = await proc.collectStdout();
-  await proc.exited;
-  const last = output.trim().split("\n").pop() ?? "";
-  if (!last.startsWith("{")) throw new BenchError("TETHER_ERR_BENCH_LOADGEN", proc.output());
-  return JSON.parse(last) as LoadSummary;
+  return fixedRateLoad(url, { rate, durationMs: 4000, cpus: LOAD_CPU });
 }
 
 async function measureVariant(
