@@ -4,6 +4,7 @@
 # only when its pinned version changes (the version is part of the cache path).
 #
 #   e2e/k8s/build.sh [component ...]     default: etcd kube-apiserver kubectl kube-controller-manager helm
+#   also: kube-scheduler kubelet kube-proxy containerd containerd-shim-runc-v2 ctr coredns (local cluster)
 #   prints the bin directory on stdout (last line).
 #
 # TETHER_CACHE overrides the cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/tether).
@@ -108,6 +109,26 @@ build_etcd() {
   mv "$bin/etcd.tmp" "$bin/etcd"
 }
 
+# containerd and CoreDNS have no relative replace directives, so `go install` builds them directly.
+#   go_install <name> <package@version> <version-stamp> [ldflags...]
+go_install() {
+  local name=$1 pkg=$2 stamp=$3 gobin
+  shift 3
+  log "building $name from $pkg"
+  gobin=$(mktemp -d)
+  GOBIN="$gobin" CGO_ENABLED=0 go install -trimpath -tags "no_btrfs no_devmapper no_zfs" \
+    -ldflags "-s -w $*" "$pkg"
+  mv "$gobin/$(basename "${pkg%@*}")" "$bin/$name"
+  rm -rf "$gobin"
+  echo "$stamp" > "$bin/$name.version"
+}
+
+build_containerd() {
+  local name=$1
+  go_install "$name" "github.com/containerd/containerd/v2/cmd/$name@$CONTAINERD_VERSION" "$CONTAINERD_VERSION" \
+    "-X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION"
+}
+
 build_helm() {
   log "building helm $HELM_VERSION"
   local gobin
@@ -120,8 +141,18 @@ build_helm() {
   echo "$HELM_VERSION" > "$bin/helm.version"
 }
 
+# Components versioned apart from Kubernetes carry a stamp file naming their release.
+stamp_of() {
+  case "$1" in
+    helm) echo "$HELM_VERSION" ;;
+    containerd | containerd-shim-runc-v2 | ctr) echo "$CONTAINERD_VERSION" ;;
+    coredns) echo "$COREDNS_VERSION" ;;
+  esac
+}
+
 for c in "${components[@]}"; do
-  if [ -x "$bin/$c" ] && { [ "$c" != helm ] || [ "$(cat "$bin/helm.version" 2>/dev/null)" = "$HELM_VERSION" ]; }; then
+  want=$(stamp_of "$c")
+  if [ -x "$bin/$c" ] && { [ -z "$want" ] || [ "$(cat "$bin/$c.version" 2>/dev/null)" = "$want" ]; }; then
     log "$c cached in $bin"
     continue
   fi
@@ -129,6 +160,8 @@ for c in "${components[@]}"; do
     etcd) build_etcd ;;
     helm) build_helm ;;
     kube-apiserver | kube-controller-manager | kube-scheduler | kubelet | kube-proxy | kubectl) build_k8s "$c" ;;
+    containerd | containerd-shim-runc-v2 | ctr) build_containerd "$c" ;;
+    coredns) go_install coredns "github.com/coredns/coredns@$COREDNS_VERSION" "$COREDNS_VERSION" ;;
     *) log "unknown component: $c"; exit 2 ;;
   esac
 done
