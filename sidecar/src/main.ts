@@ -5,7 +5,7 @@ import { ConfigWatcher } from "./config/watcher.ts";
 import { TetherError } from "./errors.ts";
 import { createLogger, LOG_LEVELS, type LogLevel } from "./log.ts";
 import { Runtime } from "./runtime.ts";
-import { resolveTransport } from "./upstream/tls.ts";
+import { resolveClusterTransports } from "./upstream/transport-match.ts";
 
 const USAGE =
   "usage: tether-sidecar --config FILE [--mode serve|validate] [--log-level trace|debug|info|warn|error] [--drain-time-s SECONDS]";
@@ -71,7 +71,7 @@ async function main(): Promise<void> {
     try {
       // Files the config refers to (TLS material) must be readable too.
       loaded.bootstrap.static_resources.clusters.forEach((c, i) => {
-        resolveTransport(c.transport_socket, `static_resources.clusters[${i}].transport_socket`);
+        resolveClusterTransports(c, i);
       });
     } catch (err) {
       process.stderr.write(

@@ -3,7 +3,10 @@
 // certificate seen by the client (tls.test.ts "broker TLS passthrough"), the PROXY v2 header parsed
 // by a backend (tcp-proxy.test.ts), a hung backend's sessions cut by health checking (tcp-proxy.test.ts).
 import { spawn, type ChildProcess } from "node:child_process";
+import { X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
 import net from "node:net";
+import tls from "node:tls";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { request } from "undici";
 import { classifyConnectError } from "../src/upstream/connect.ts";
@@ -81,6 +84,7 @@ interface LogLine {
   errorClass?: string;
   elapsedMs?: number;
   connectAttempts?: number;
+  transportSocket?: string;
 }
 
 function logLines(s: Sidecar): LogLine[] {
@@ -236,6 +240,153 @@ describe("broker", () => {
       const mineFailed = failed.filter((f) => f.conn === open.conn).length;
       expect(mineFailed).toBe((closed.connectAttempts ?? 1) - 1);
     }
+  });
+});
+
+/**
+ * A passthrough cluster (no transport socket: traffic is raw TCP) whose tcp health check picks a TLS
+ * transport socket through transport_socket_match_criteria: the check is a full handshake.
+ */
+function tlsCheckedCluster(ports: number[], ca: string): string {
+  return clusterYaml({
+    endpoints: ports.map((port) => ({ port })),
+    healthCheck: `      health_checks:
+        - timeout: 0.5s
+          interval: 0.1s
+          no_traffic_interval: 0.1s
+          unhealthy_threshold: 2
+          healthy_threshold: 1
+          tcp_health_check: {}
+          transport_socket_match_criteria: { tether_health_check: tls }
+`,
+    extra: `      close_connections_on_host_health_failure: true
+      transport_socket_matches:
+        - name: tls-health-check
+          match: { tether_health_check: tls }
+          transport_socket:
+            name: envoy.transport_sockets.tls
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+              sni: policy.test
+              common_tls_context:
+                validation_context: { trusted_ca: { filename: ${ca} } }
+`,
+  });
+}
+
+/** A TLS client through the broker: resolves with the certificate the client saw, or rejects. */
+async function tlsThrough(port: number): Promise<string | undefined> {
+  const socket = tls.connect({
+    host: "127.0.0.1",
+    port,
+    servername: "policy.test",
+    ca: readFileSync(certs.ca),
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new Error("no TLS handshake through the broker within 5 s"));
+      }, 5000);
+      socket.once("secureConnect", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      socket.once("error", (err: Error) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+    expect(socket.authorized).toBe(true);
+    return socket.getPeerX509Certificate()?.fingerprint256;
+  } finally {
+    socket.destroy();
+  }
+}
+
+async function startTlsBackend(name: string, port?: number): Promise<Upstream> {
+  const u = await new Upstream(port ?? (await freePort()), name, "http", {
+    cert: certs.cert,
+    key: certs.key,
+  }).start();
+  cleanups.push(() => u.kill());
+  return u;
+}
+
+describe("broker tls health check (transport_socket_matches + transport_socket_match_criteria)", () => {
+  it("passes a TLS backend, fails a plain-TCP one with class tls, and keeps the data path passthrough", async () => {
+    const secure = await startTlsBackend("secure");
+    const plain = (await startTcpBackends(1))[0]!;
+    const { s, listen } = await startBroker(tlsCheckedCluster([plain.port, secure.port], certs.ca));
+    expect(await healthFlags(s, secure.port)).toBe("healthy");
+    // The plain backend accepts the TCP connection (a tcp connect check would pass it) but echoes
+    // the ClientHello back instead of answering it: the handshake fails.
+    expect(await healthFlags(s, plain.port)).toContain("/failed_active_hc");
+    expect(await s.metric("envoy_cluster_membership_healthy", "backend")).toBe(1);
+    const m = await s.metrics();
+    expect(
+      m.get('tether_health_check_failures_total{envoy_cluster_name="backend",class="tls"}'),
+    ).toBeGreaterThanOrEqual(1);
+    const failed = logLines(s).find((l) => l.msg === "health check failed");
+    expect(failed).toMatchObject({
+      upstream: `127.0.0.1:${plain.port}`,
+      errorClass: "tls",
+      transportSocket: "tls-health-check",
+    });
+    // Traffic is raw TCP: each client's own TLS session ends at the healthy backend, whose
+    // certificate it sees; none is sent to the plain backend.
+    const backendCert = new X509Certificate(readFileSync(certs.cert)).fingerprint256;
+    for (let i = 0; i < 4; i++) expect(await tlsThrough(listen)).toBe(backendCert);
+    expect(await s.metric("envoy_cluster_upstream_cx_connect_fail", "backend")).toBe(0);
+  });
+
+  it("ejects a backend that stops speaking TLS, logging class tls on the way out", async () => {
+    const a = await startTlsBackend("a");
+    // A backend on a real loopback socket that speaks TLS until told to answer plain TCP (an echo,
+    // as a misconfigured server would): connects keep succeeding, handshakes stop.
+    let speaksTls = true;
+    const material = { cert: readFileSync(certs.cert), key: readFileSync(certs.key) };
+    const b = net.createServer((socket) => {
+      socket.on("error", () => undefined);
+      if (!speaksTls) {
+        socket.pipe(socket);
+        return;
+      }
+      const secure = new tls.TLSSocket(socket, { isServer: true, ...material });
+      secure.on("error", () => undefined);
+    });
+    await new Promise<void>((resolve) => b.listen(0, "127.0.0.1", resolve));
+    cleanups.push(async () => {
+      b.close();
+      await Promise.resolve();
+    });
+    const bPort = (b.address() as net.AddressInfo).port;
+    const { s, listen } = await startBroker(tlsCheckedCluster([a.port, bPort], certs.ca));
+    expect(await s.metric("envoy_cluster_membership_healthy", "backend")).toBe(2);
+    speaksTls = false;
+    const out = await waitFor("b marked unhealthy", () =>
+      logLines(s).find((l) => l.msg === "host unhealthy" && l.upstream === `127.0.0.1:${bPort}`),
+    );
+    expect(out.errorClass).toBe("tls");
+    expect(await s.metric("envoy_cluster_membership_healthy", "backend")).toBe(1);
+    expect(await healthFlags(s, bPort)).toContain("/failed_active_hc");
+    // Round robin over both would hand b every other client, whose handshake would then fail.
+    const backendCert = new X509Certificate(readFileSync(certs.cert)).fingerprint256;
+    for (let i = 0; i < 4; i++) expect(await tlsThrough(listen)).toBe(backendCert);
+  });
+
+  it("fails the check with class tls when the backend's certificate is not signed by the given CA", async () => {
+    const secure = await startTlsBackend("secure");
+    const { s } = await startBroker(tlsCheckedCluster([secure.port], certs.wrongCa));
+    expect(await healthFlags(s, secure.port)).toContain("/failed_active_hc");
+    expect(await s.metric("envoy_cluster_membership_healthy", "backend")).toBe(0);
+    const m = await s.metrics();
+    expect(
+      m.get('tether_health_check_failures_total{envoy_cluster_name="backend",class="tls"}'),
+    ).toBeGreaterThanOrEqual(1);
+    expect(logLines(s).find((l) => l.msg === "health check failed")).toMatchObject({
+      upstream: `127.0.0.1:${secure.port}`,
+      errorClass: "tls",
+    });
   });
 });
 

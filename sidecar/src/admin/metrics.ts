@@ -10,6 +10,7 @@ import {
   CLUSTER_COUNTERS,
   CONNECT_FAILURE_CLASSES,
   ENVOY_BUCKETS_MS,
+  HEALTH_CHECK_FAILURE_CLASSES,
   type Histogram,
 } from "../upstream/stats.ts";
 
@@ -108,6 +109,18 @@ function clusterFamilies(out: Exposition, clusters: readonly Cluster[]): void {
     "counter",
     clusters.flatMap((c) =>
       CONNECT_FAILURE_CLASSES.map((cls): Sample => [`${l(c)},class="${cls}"`, c.stats.connectFailures[cls]]),
+    ),
+  );
+  out.family(
+    "tether_health_check_failures_total",
+    "counter",
+    clusters.flatMap((c) =>
+      c.config.health_checks.length === 0
+        ? []
+        : HEALTH_CHECK_FAILURE_CLASSES.map((cls): Sample => [
+            `${l(c)},class="${cls}"`,
+            c.stats.healthCheckFailures[cls],
+          ]),
     ),
   );
 }

@@ -324,6 +324,41 @@ describe("config: every bad case names its path", () => {
       `${C}.transport_socket.typed_config.transport_socket: required field missing`,
     ],
     [
+      "transport_socket_matches entry without a transport socket",
+      (d) => (cluster(d).transport_socket_matches = [{ name: "tls", match: { tls: true } }]),
+      `${C}.transport_socket_matches[0].transport_socket: required field missing`,
+    ],
+    [
+      "transport_socket_matches entry with an unknown field",
+      (d) =>
+        (cluster(d).transport_socket_matches = [
+          {
+            name: "tls",
+            transport_socket: {
+              name: "raw",
+              typed_config: {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer",
+              },
+            },
+            priority: 1,
+          },
+        ]),
+      `${C}.transport_socket_matches[0].priority: unsupported field`,
+    ],
+    [
+      "health check match criteria that are not a map",
+      (d) => (cluster(d).health_checks[0].transport_socket_match_criteria = "tls"),
+      `${C}.health_checks[0].transport_socket_match_criteria:`,
+    ],
+    [
+      "endpoint metadata outside envoy.transport_socket_match",
+      (d) =>
+        (cluster(d).load_assignment.endpoints[0].lb_endpoints[0].metadata = {
+          filter_metadata: { "envoy.lb": { canary: true } },
+        }),
+      `${C}.load_assignment.endpoints[0].lb_endpoints[0].metadata.filter_metadata.envoy.lb: unsupported field`,
+    ],
+    [
       "router filter not last",
       (d) =>
         hcm(d).http_filters.push({

@@ -29,6 +29,15 @@ const uint32 = z
 const positiveUint32 = uint32.min(1);
 const percent = z.strictObject({ value: z.number().min(0).max(100) });
 
+/**
+ * A protobuf Struct as written in YAML (string keys, any JSON values). Metadata label matches compare
+ * values by kind and value, as Envoy does: `true` and `"true"` differ.
+ */
+export const structSchema = z.record(z.string(), z.json());
+
+/** The endpoint metadata namespace that transport_socket_matches read (Envoy's well-known name). */
+export const TRANSPORT_SOCKET_MATCH_KEY = "envoy.transport_socket_match";
+
 export const socketAddressSchema = z.strictObject({
   address: z.string().min(1),
   port_value: z.number().int().min(0).max(65535),
@@ -326,6 +335,12 @@ export const healthCheckSchema = z
     healthy_threshold: positiveUint32,
     no_traffic_interval: duration.default(60_000),
     unhealthy_interval: duration.optional(),
+    /**
+     * Picks the checks' transport socket from the cluster's transport_socket_matches (the first
+     * whose `match` these pairs satisfy; none → the cluster's transport_socket), in place of the
+     * endpoint's metadata: a check can do a TLS handshake while traffic stays raw TCP.
+     */
+    transport_socket_match_criteria: structSchema.optional(),
     tcp_health_check: z.strictObject({}).optional(),
     http_health_check: z
       .strictObject({
@@ -387,6 +402,12 @@ export const lbEndpointSchema = z.strictObject({
     address: addressSchema,
     hostname: z.string().optional(),
   }),
+  /** Only the envoy.transport_socket_match namespace: it picks the endpoint's transport socket. */
+  metadata: z
+    .strictObject({
+      filter_metadata: z.strictObject({ [TRANSPORT_SOCKET_MATCH_KEY]: structSchema.optional() }),
+    })
+    .optional(),
 });
 
 export const localityLbEndpointsSchema = z.strictObject({
@@ -495,8 +516,20 @@ export const transportSocketSchema = z.strictObject({
   ]),
 });
 
+/**
+ * One entry of a cluster's transport_socket_matches: an endpoint (or a health check, through its
+ * transport_socket_match_criteria) whose envoy.transport_socket_match metadata holds every pair of
+ * `match` uses this transport socket. An empty `match` matches every endpoint.
+ */
+export const transportSocketMatchSchema = z.strictObject({
+  name: z.string().min(1),
+  match: structSchema.default({}),
+  transport_socket: transportSocketSchema,
+});
+
 export const clusterSchema = z.strictObject({
   transport_socket: transportSocketSchema.optional(),
+  transport_socket_matches: z.array(transportSocketMatchSchema).default([]),
   name: z.string().min(1),
   type: z.enum(["STATIC", "STRICT_DNS"]).default("STATIC"),
   connect_timeout: duration.default(5_000),
@@ -673,3 +706,5 @@ export type DecisionCacheConfig = z.output<typeof decisionCacheSchema>;
 export type UpstreamTlsContextConfig = z.output<typeof upstreamTlsContextSchema>;
 export type DataSourceConfig = z.output<typeof dataSourceSchema>;
 export type TransportSocketConfig = z.output<typeof transportSocketSchema>;
+export type TransportSocketMatchConfig = z.output<typeof transportSocketMatchSchema>;
+export type StructValue = z.output<typeof structSchema>;

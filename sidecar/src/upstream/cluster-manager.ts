@@ -2,7 +2,7 @@
 // state and counters survive) and replaces the others; retired clusters finish in-flight work.
 import type { ClusterConfig } from "../config/schema.ts";
 import { Cluster, type ClusterDeps, type ClusterResources } from "./cluster.ts";
-import { resolveTransport } from "./tls.ts";
+import { resolveClusterTransports } from "./transport-match.ts";
 
 export class ClusterManager {
   private readonly deps: ClusterDeps;
@@ -26,10 +26,7 @@ export class ClusterManager {
     const started: Promise<void>[] = [];
     // Resolve files (TLS material) first: a failure here throws before anything changed.
     const resources = configs.map((config, i): ClusterResources => ({
-      transport: resolveTransport(
-        config.transport_socket,
-        `static_resources.clusters[${i}].transport_socket`,
-      ),
+      transports: resolveClusterTransports(config, i),
     }));
     for (const [i, config] of configs.entries()) {
       const json = JSON.stringify(config);

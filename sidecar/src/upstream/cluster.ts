@@ -2,7 +2,11 @@
 // per-endpoint HTTP pools, and the circuit breakers. Listeners ask it for a host and a pool.
 import { Pool, type PoolOptions } from "./pool.ts";
 import type net from "node:net";
-import { HTTP_PROTOCOL_OPTIONS_KEY, type ClusterConfig } from "../config/schema.ts";
+import {
+  HTTP_PROTOCOL_OPTIONS_KEY,
+  TRANSPORT_SOCKET_MATCH_KEY,
+  type ClusterConfig,
+} from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import type { RandomSource } from "./backoff.ts";
 import { pickHost, type BalancerState } from "./balancer.ts";
@@ -10,16 +14,16 @@ import {
   connectUpstream,
   PLAIN_TRANSPORT,
   type ConnectContext,
-  type Transport,
   type UpstreamConnectError,
 } from "./connect.ts";
 import { resolveEndpoints } from "./dns.ts";
-import { HealthChecker, type HealthCheckOwner } from "./health-check.ts";
+import { HealthChecker, type HealthCheckFailure, type HealthCheckOwner } from "./health-check.ts";
 import { Host } from "./host.ts";
 import { OutlierDetector, type OutlierOwner } from "./outlier.ts";
 import { computePriorityPlan, pickPriority, type PriorityPlan } from "./priority.ts";
 import { buildRing, entriesPerHost, hash32, ringLookup, type Ring } from "./ring.ts";
 import { ClusterStats } from "./stats.ts";
+import { TransportSocketMatcher } from "./transport-match.ts";
 
 /** Something queued behind the request circuit breaker (max_requests / max_pending_requests). */
 export interface PendingWaiter {
@@ -35,8 +39,15 @@ export interface ClusterDeps {
 
 /** Build inputs resolved before any cluster is created, so a bad file cannot half-apply a config. */
 export interface ClusterResources {
-  readonly transport: Transport;
+  /** transport_socket and transport_socket_matches, TLS files already read. */
+  readonly transports: TransportSocketMatcher;
 }
+
+/**
+ * Told when active health checking or outlier detection changed a host's state; `healthy` is whether
+ * it is in rotation now.
+ */
+export type HostHealthListener = (host: Host, healthy: boolean) => void;
 
 interface Level {
   readonly all: Host[];
@@ -54,7 +65,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
   readonly log: Logger;
   readonly connectTimeoutMs: number;
   readonly keepAliveTimeS: number | undefined;
-  readonly transport: Transport;
+  readonly transports: TransportSocketMatcher;
   hadTraffic = false;
   private readonly deps: ClusterDeps;
   private hosts: Host[] = [];
@@ -75,14 +86,15 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
   private readonly pending: PendingWaiter[] = [];
   private pendingHead = 0;
   private readonly poolOptions: PoolOptions;
+  private readonly healthListeners = new Set<HostHealthListener>();
 
   constructor(
     config: ClusterConfig,
     deps: ClusterDeps,
-    resources: ClusterResources = { transport: PLAIN_TRANSPORT },
+    resources: ClusterResources = { transports: new TransportSocketMatcher(PLAIN_TRANSPORT) },
   ) {
     this.name = config.name;
-    this.transport = resources.transport;
+    this.transports = resources.transports;
     this.clusterName = config.name;
     this.config = config;
     this.deps = deps;
@@ -116,7 +128,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
       maxRequestsPerClient: proto?.max_requests_per_connection ?? 0,
     };
     const hc = config.health_checks[0];
-    this.healthChecker = hc === undefined ? undefined : new HealthChecker(hc, this, this.transport);
+    this.healthChecker = hc === undefined ? undefined : new HealthChecker(hc, this, this.transports);
     this.outlier =
       config.outlier_detection === undefined
         ? undefined
@@ -142,7 +154,10 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
     for (const loc of this.config.load_assignment.endpoints) {
       for (const ep of loc.lb_endpoints) {
         const sa = ep.endpoint.address.socket_address;
-        out.push(new Host(sa.address, sa.port_value, loc.priority, ep.endpoint.hostname));
+        const transport = this.transports.resolve(ep.metadata?.filter_metadata[TRANSPORT_SOCKET_MATCH_KEY]);
+        out.push(
+          new Host(sa.address, sa.port_value, loc.priority, ep.endpoint.hostname, transport.transport),
+        );
       }
     }
     return out;
@@ -152,7 +167,18 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
     try {
       const resolved = await resolveEndpoints(this.config);
       if (this.stopped) return;
-      this.setHosts(resolved.map((r) => new Host(r.address, r.port, r.priority, r.hostname)));
+      this.setHosts(
+        resolved.map(
+          (r) =>
+            new Host(
+              r.address,
+              r.port,
+              r.priority,
+              r.hostname,
+              this.transports.resolve(r.transportMatch).transport,
+            ),
+        ),
+      );
     } catch (err) {
       this.stats.connectFailures.dns++;
       this.log.warn(
@@ -295,13 +321,34 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
 
   // ---- health events ---------------------------------------------------------------------------
 
-  onActiveHealthChanged(host: Host, healthy: boolean): void {
+  onActiveHealthChanged(host: Host, healthy: boolean, failure?: HealthCheckFailure): void {
     this.log.info(
-      { cluster: this.name, upstream: host.key, priority: host.priority, healthy, cause: "active_hc" },
+      {
+        cluster: this.name,
+        upstream: host.key,
+        priority: host.priority,
+        healthy,
+        cause: "active_hc",
+        ...(failure === undefined ? {} : { errorClass: failure.cls, err: failure.message }),
+      },
       healthy ? "host healthy" : "host unhealthy",
     );
     this.recompute();
     if (!healthy && this.config.close_connections_on_host_health_failure) this.closeHostConnections(host);
+    this.notifyHealth(host);
+  }
+
+  /** Registers a listener for hosts leaving or rejoining rotation; returns its removal. */
+  onHostHealth(listener: HostHealthListener): () => void {
+    this.healthListeners.add(listener);
+    return () => {
+      this.healthListeners.delete(listener);
+    };
+  }
+
+  private notifyHealth(host: Host): void {
+    const healthy = host.isHealthy();
+    for (const listener of this.healthListeners) listener(host, healthy);
   }
 
   onActiveHealthPassed(host: Host): void {
@@ -320,6 +367,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
       ejected ? "host ejected (outlier)" : "host returned from ejection",
     );
     this.recompute();
+    this.notifyHealth(host);
   }
 
   /** Cut every connection to `host` so clients reconnect (through us) to a healthy one. */
@@ -443,6 +491,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
     clearTimeout(this.dnsTimer);
     this.healthChecker?.stop();
     this.outlier?.stop();
+    this.healthListeners.clear();
     await Promise.all(
       this.hosts.map(async (h) => {
         const pool = h.pool;

@@ -55,7 +55,6 @@ export interface ConnectContext {
   readonly connectTimeoutMs: number;
   /** Seconds of idle before TCP keepalive probes, when upstream_connection_options.tcp_keepalive is set. */
   readonly keepAliveTimeS: number | undefined;
-  readonly transport: Transport;
 }
 
 export type DialCallback = (
@@ -125,7 +124,8 @@ export function dial(
 export type ConnectCallback = (err: UpstreamConnectError | null, socket: net.Socket | null) => void;
 
 /**
- * Opens a connection to `host`; the callback runs exactly once. Accounting follows the socket's life.
+ * Opens a connection to `host` over its transport (the cluster's transport socket, or the one its
+ * metadata matched); the callback runs exactly once. Accounting follows the socket's life.
  * `conn` is the downstream connection the attempt serves (tcp_proxy), logged with a failure.
  */
 export function connectUpstream(
@@ -136,7 +136,7 @@ export function connectUpstream(
   conn?: number | string,
 ): void {
   const started = performance.now();
-  dial(host, ctx.transport, proxied, ctx.connectTimeoutMs, (failure, socket) => {
+  dial(host, host.transport, proxied, ctx.connectTimeoutMs, (failure, socket) => {
     if (failure !== null || socket === null) {
       const cls = failure?.cls ?? "other";
       const elapsed = performance.now() - started;

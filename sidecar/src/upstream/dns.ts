@@ -1,12 +1,14 @@
 // STRICT_DNS: every endpoint's host name resolves to all its addresses; each address is a host.
 import { lookup } from "node:dns/promises";
-import type { ClusterConfig } from "../config/schema.ts";
+import { TRANSPORT_SOCKET_MATCH_KEY, type ClusterConfig, type StructValue } from "../config/schema.ts";
 
 export interface ResolvedEndpoint {
   readonly address: string;
   readonly port: number;
   readonly priority: number;
   readonly hostname: string;
+  /** The endpoint's envoy.transport_socket_match metadata, shared by every address it resolves to. */
+  readonly transportMatch: StructValue | undefined;
 }
 
 type Family = ClusterConfig["dns_lookup_family"];
@@ -30,8 +32,15 @@ export async function resolveEndpoints(config: ClusterConfig): Promise<ResolvedE
     for (const ep of loc.lb_endpoints) {
       const sa = ep.endpoint.address.socket_address;
       const addresses = await resolveName(sa.address, config.dns_lookup_family);
+      const transportMatch = ep.metadata?.filter_metadata[TRANSPORT_SOCKET_MATCH_KEY];
       for (const address of addresses) {
-        out.push({ address, port: sa.port_value, priority: loc.priority, hostname: sa.address });
+        out.push({
+          address,
+          port: sa.port_value,
+          priority: loc.priority,
+          hostname: sa.address,
+          transportMatch,
+        });
       }
     }
   }

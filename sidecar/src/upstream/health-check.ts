@@ -1,24 +1,37 @@
 // Active health checking (tcp connect or HTTP GET on a path), with Envoy's threshold semantics: a
 // host leaves rotation after unhealthy_threshold consecutive failures and returns after
-// healthy_threshold passes; a new host is admitted on its first pass.
+// healthy_threshold passes; a new host is admitted on its first pass. A failed check has a class
+// (refused / timeout / tls / … / status), counted and logged when a run of failures starts.
 import type net from "node:net";
 
 import type { HealthCheckConfig } from "../config/schema.ts";
-import { dial, PLAIN_TRANSPORT, type Transport } from "./connect.ts";
+import type { Logger } from "../log.ts";
+import { classifyConnectError, dial, PLAIN_TRANSPORT, type Transport } from "./connect.ts";
 import type { Host } from "./host.ts";
-import type { ClusterStats } from "./stats.ts";
+import type { ClusterStats, HealthCheckFailureClass } from "./stats.ts";
+import { TransportSocketMatcher, type NamedTransport } from "./transport-match.ts";
+
+export interface HealthCheckFailure {
+  readonly cls: HealthCheckFailureClass;
+  readonly message: string | undefined;
+}
 
 export interface HealthCheckOwner {
+  readonly name: string;
+  readonly log: Logger;
   readonly stats: ClusterStats;
   /** True once any request was routed to the cluster (Envoy then leaves no_traffic_interval). */
   readonly hadTraffic: boolean;
-  onActiveHealthChanged(host: Host, healthy: boolean): void;
+  /** `failure`: the check that took the host out of rotation. */
+  onActiveHealthChanged(host: Host, healthy: boolean, failure?: HealthCheckFailure): void;
   onActiveHealthPassed(host: Host): void;
 }
 
 interface HostCheckState {
   consecutiveFailures: number;
   consecutiveSuccesses: number;
+  /** The class of the last failure, so a run of equal failures is logged once. */
+  lastFailureClass: HealthCheckFailureClass | undefined;
   timer: NodeJS.Timeout | undefined;
   inFlight: net.Socket | undefined;
 }
@@ -31,16 +44,27 @@ export class HealthChecker {
   private initialRemaining = 0;
   private initialWaiters: (() => void)[] = [];
 
-  private readonly transport: Transport;
+  /** The transport picked by transport_socket_match_criteria; undefined → each host's own. */
+  private readonly criteriaTransport: NamedTransport | undefined;
 
   /**
-   * `transport`: the cluster's transport socket, used by checks too, as in Envoy (a TLS cluster's
-   * tcp check is a full handshake; a PROXY-protocol cluster's checks send a LOCAL header).
+   * Checks connect the way traffic does, as in Envoy: over the host's transport socket (a TLS
+   * cluster's tcp check is a full handshake; a PROXY-protocol cluster's checks send a LOCAL header),
+   * unless transport_socket_match_criteria pick one of the cluster's transport_socket_matches.
    */
-  constructor(config: HealthCheckConfig, owner: HealthCheckOwner, transport: Transport = PLAIN_TRANSPORT) {
+  constructor(
+    config: HealthCheckConfig,
+    owner: HealthCheckOwner,
+    transports: TransportSocketMatcher = new TransportSocketMatcher(PLAIN_TRANSPORT),
+  ) {
     this.config = config;
     this.owner = owner;
-    this.transport = transport;
+    const criteria = config.transport_socket_match_criteria;
+    this.criteriaTransport = criteria === undefined ? undefined : transports.resolve(criteria);
+  }
+
+  private transportFor(host: Host): Transport {
+    return this.criteriaTransport?.transport ?? host.transport;
   }
 
   addHost(host: Host): void {
@@ -49,6 +73,7 @@ export class HealthChecker {
     const state: HostCheckState = {
       consecutiveFailures: 0,
       consecutiveSuccesses: 0,
+      lastFailureClass: undefined,
       timer: undefined,
       inFlight: undefined,
     };
@@ -121,21 +146,22 @@ export class HealthChecker {
   private runCheck(host: Host, state: HostCheckState): void {
     if (this.stopped) return;
     this.owner.stats.counters.health_check_attempt++;
-    const done = (ok: boolean, network: boolean): void => {
+    const done = (result: ProbeResult): void => {
       state.inFlight = undefined;
       if (this.stopped || this.states.get(host) !== state) return;
-      this.record(host, state, ok, network);
+      this.record(host, state, result);
       this.schedule(host, state);
     };
-    state.inFlight = probe(host, this.config, this.transport, done);
+    state.inFlight = probe(host, this.config, this.transportFor(host), done);
   }
 
-  private record(host: Host, state: HostCheckState, ok: boolean, network: boolean): void {
+  private record(host: Host, state: HostCheckState, result: ProbeResult): void {
     const c = this.owner.stats.counters;
     const wasPending = host.pendingActiveHc;
-    if (ok) {
+    if (result.failure === undefined) {
       c.health_check_success++;
       state.consecutiveFailures = 0;
+      state.lastFailureClass = undefined;
       state.consecutiveSuccesses++;
       if (
         host.failedActiveHc &&
@@ -146,50 +172,82 @@ export class HealthChecker {
       }
       this.owner.onActiveHealthPassed(host);
     } else {
+      const failure = result.failure;
       c.health_check_failure++;
-      if (network) c.health_check_network_failure++;
+      if (failure.cls !== "status") c.health_check_network_failure++;
+      this.owner.stats.healthCheckFailures[failure.cls]++;
       state.consecutiveSuccesses = 0;
       state.consecutiveFailures++;
+      this.logFailure(host, state, failure);
       if (!host.failedActiveHc && state.consecutiveFailures >= this.config.unhealthy_threshold) {
         host.failedActiveHc = true;
-        this.owner.onActiveHealthChanged(host, false);
+        this.owner.onActiveHealthChanged(host, false, failure);
       }
     }
     if (wasPending) this.initialDone(host);
   }
+
+  /** The first failure of a run (or one of another class) at warn; repeats at debug. */
+  private logFailure(host: Host, state: HostCheckState, failure: HealthCheckFailure): void {
+    const fields = {
+      cluster: this.owner.name,
+      upstream: host.key,
+      errorClass: failure.cls,
+      err: failure.message,
+      consecutiveFailures: state.consecutiveFailures,
+      ...(this.criteriaTransport === undefined ? {} : { transportSocket: this.criteriaTransport.name }),
+    };
+    if (state.lastFailureClass === failure.cls) this.owner.log.debug(fields, "health check failed");
+    else this.owner.log.warn(fields, "health check failed");
+    state.lastFailureClass = failure.cls;
+  }
 }
 
-type ProbeDone = (ok: boolean, networkFailure: boolean) => void;
+interface ProbeResult {
+  /** Undefined when the check passed. */
+  readonly failure: HealthCheckFailure | undefined;
+}
+
+const PASSED: ProbeResult = { failure: undefined };
+
+function failed(cls: HealthCheckFailureClass, message: string | undefined): ProbeResult {
+  return { failure: { cls, message } };
+}
 
 /** One check; returns the socket so a stop can cut it short. `done` runs exactly once. */
-function probe(host: Host, config: HealthCheckConfig, transport: Transport, done: ProbeDone): net.Socket {
+function probe(
+  host: Host,
+  config: HealthCheckConfig,
+  transport: Transport,
+  done: (result: ProbeResult) => void,
+): net.Socket {
   let finished = false;
   let socket: net.Socket | null = null;
-  const finish = (ok: boolean, network: boolean): void => {
+  const finish = (result: ProbeResult): void => {
     if (finished) return;
     finished = true;
     clearTimeout(timer);
     socket?.destroy();
-    done(ok, network);
+    done(result);
   };
   const timer = setTimeout(() => {
-    finish(false, true);
+    finish(failed("timeout", `no result within ${config.timeout} ms`));
   }, config.timeout);
   const raw = dial(host, transport, undefined, config.timeout, (failure, connected) => {
     if (failure !== null || connected === null) {
-      finish(false, true);
+      finish(failed(failure?.cls ?? "other", failure?.cause?.message));
       return;
     }
     socket = connected;
-    connected.on("error", () => {
-      finish(false, true);
+    connected.on("error", (err) => {
+      finish(failed(classifyConnectError(err), err.message));
     });
     connected.on("close", () => {
-      finish(false, true);
+      finish(failed("reset", "connection closed before a response"));
     });
     const http = config.http_health_check;
     if (http === undefined) {
-      finish(true, false);
+      finish(PASSED);
       return;
     }
     const hostHeader = http.host ?? host.hostname ?? host.key;
@@ -202,11 +260,11 @@ function probe(host: Host, config: HealthCheckConfig, transport: Transport, done
       head += chunk;
       const eol = head.indexOf("\r\n");
       if (eol === -1) {
-        if (head.length > 4096) finish(false, false);
+        if (head.length > 4096) finish(failed("status", "no status line in the first 4096 bytes"));
         return;
       }
       const status = Number(head.slice(0, eol).split(" ")[1]);
-      finish(statusExpected(status, http.expected_statuses), false);
+      finish(statusExpected(status, http.expected_statuses) ? PASSED : failed("status", `status ${status}`));
     });
   });
   socket = raw;

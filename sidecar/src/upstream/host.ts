@@ -1,4 +1,5 @@
 // One upstream endpoint: its address, priority, health flags, passive-failure counters and pools.
+import { PLAIN_TRANSPORT, type Transport } from "./connect.ts";
 import type { Pool } from "./pool.ts";
 import { HostStats } from "./stats.ts";
 
@@ -26,12 +27,21 @@ export class Host {
   consecutiveLocalOriginFailure = 0;
   readonly sessions = new Set<HostSession>();
   pool: Pool | undefined;
+  /** How connections to this endpoint are made: the cluster's transport socket, or a matched one. */
+  readonly transport: Transport;
 
-  constructor(address: string, port: number, priority: number, hostname?: string) {
+  constructor(
+    address: string,
+    port: number,
+    priority: number,
+    hostname?: string,
+    transport: Transport = PLAIN_TRANSPORT,
+  ) {
     this.address = address;
     this.port = port;
     this.priority = priority;
     this.hostname = hostname;
+    this.transport = transport;
     this.key = address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`;
   }
 

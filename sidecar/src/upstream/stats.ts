@@ -74,6 +74,10 @@ export const CONNECT_FAILURE_CLASSES = [
 ] as const;
 export type ConnectFailureClass = (typeof CONNECT_FAILURE_CLASSES)[number];
 
+/** Why an active health check failed: a connect failure class, or `status` (an unexpected HTTP answer). */
+export const HEALTH_CHECK_FAILURE_CLASSES = [...CONNECT_FAILURE_CLASSES, "status"] as const;
+export type HealthCheckFailureClass = (typeof HEALTH_CHECK_FAILURE_CLASSES)[number];
+
 export class ClusterStats {
   readonly counters: Record<ClusterCounter, number>;
   // Gauges.
@@ -85,11 +89,16 @@ export class ClusterStats {
   held_requests = 0;
   readonly rqTime = new Histogram();
   readonly connectFailures: Record<ConnectFailureClass, number>;
+  readonly healthCheckFailures: Record<HealthCheckFailureClass, number>;
 
   constructor() {
     this.counters = Object.fromEntries(CLUSTER_COUNTERS.map((c) => [c, 0])) as Record<ClusterCounter, number>;
     this.connectFailures = Object.fromEntries(CONNECT_FAILURE_CLASSES.map((c) => [c, 0])) as Record<
       ConnectFailureClass,
+      number
+    >;
+    this.healthCheckFailures = Object.fromEntries(HEALTH_CHECK_FAILURE_CLASSES.map((c) => [c, 0])) as Record<
+      HealthCheckFailureClass,
       number
     >;
   }
