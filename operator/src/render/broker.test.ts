@@ -1,8 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { broker } from "../../test/fixtures/specs.ts";
-import { brokerAdminPort, renderBroker } from "./broker.ts";
-import { TYPE_PROXY_PROTOCOL_UPSTREAM, TYPE_TCP_PROXY, type EnvoyObject } from "./envoy.ts";
+import { brokerAdminPort, renderBroker, TLS_HEALTH_CHECK_SOCKET } from "./broker.ts";
+import {
+  TYPE_PROXY_PROTOCOL_UPSTREAM,
+  TYPE_RAW_BUFFER,
+  TYPE_TCP_PROXY,
+  TYPE_UPSTREAM_TLS,
+  type EnvoyObject,
+} from "./envoy.ts";
 
 const owner = { kind: "Broker" as const, name: "appserver-broker", namespace: "default", uid: "uid-b" };
 const options = { sidecarImage: "localhost/tether/sidecar:0.1.0", clusterDomain: "cluster.local" };
@@ -84,6 +90,66 @@ describe("renderBroker", () => {
     expect(JSON.stringify(c["load_assignment"])).toContain("appserver.default.svc.cluster.local");
     expect(c["transport_socket"]).toMatchObject({
       typed_config: { "@type": TYPE_PROXY_PROTOCOL_UPSTREAM, config: { version: "V2" } },
+    });
+  });
+
+  it("renders a tls health check as a tcp check over a TLS socket picked by transport_socket_matches", () => {
+    const spec = broker({ healthCheck: { type: "tls", interval: "5s", timeout: "2s" } });
+    const b = parse(renderBroker({ owner, spec, options }).sidecarConfig.data["envoy.yaml"]!) as Bootstrap;
+    const c = b.static_resources.clusters[0]!;
+    // The data path stays raw TCP (passthrough): no cluster transport socket.
+    expect(c["transport_socket"]).toBeUndefined();
+    expect(c["health_checks"]).toEqual([
+      {
+        timeout: "2s",
+        interval: "5s",
+        no_traffic_interval: "5s",
+        unhealthy_threshold: 2,
+        healthy_threshold: 1,
+        tcp_health_check: {},
+        transport_socket_match_criteria: { tether_health_check: "tls" },
+      },
+    ]);
+    expect(c["transport_socket_matches"]).toEqual([
+      {
+        name: TLS_HEALTH_CHECK_SOCKET,
+        match: { tether_health_check: "tls" },
+        transport_socket: {
+          name: "envoy.transport_sockets.tls",
+          typed_config: { "@type": TYPE_UPSTREAM_TLS, common_tls_context: {} },
+        },
+      },
+    ]);
+  });
+
+  it("renders a tcp health check without transport socket matches", () => {
+    const b = parse(
+      renderBroker({ owner, spec: broker({ healthCheck: { type: "tcp" } }), options }).sidecarConfig.data[
+        "envoy.yaml"
+      ]!,
+    ) as Bootstrap;
+    const c = b.static_resources.clusters[0]!;
+    expect(c["transport_socket_matches"]).toBeUndefined();
+    expect((c["health_checks"] as EnvoyObject[])[0]).not.toHaveProperty("transport_socket_match_criteria");
+    expect((c["health_checks"] as EnvoyObject[])[0]).toHaveProperty("tcp_health_check", {});
+  });
+
+  it("sends the PROXY v2 header before the tls check's handshake too", () => {
+    const spec = broker({ healthCheck: { type: "tls" }, proxyProtocol: "v2" });
+    const b = parse(renderBroker({ owner, spec, options }).sidecarConfig.data["envoy.yaml"]!) as Bootstrap;
+    const c = b.static_resources.clusters[0]!;
+    const proxy = (inner: string): EnvoyObject => ({
+      name: "envoy.transport_sockets.upstream_proxy_protocol",
+      typed_config: {
+        "@type": TYPE_PROXY_PROTOCOL_UPSTREAM,
+        config: { version: "V2" },
+        transport_socket: { typed_config: expect.objectContaining({ "@type": inner }) as unknown },
+      },
+    });
+    expect(c["transport_socket"]).toMatchObject(proxy(TYPE_RAW_BUFFER));
+    expect((c["transport_socket_matches"] as EnvoyObject[])[0]).toMatchObject({
+      name: TLS_HEALTH_CHECK_SOCKET,
+      transport_socket: proxy(TYPE_UPSTREAM_TLS),
     });
   });
 

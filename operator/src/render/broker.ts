@@ -13,6 +13,7 @@ import {
   loadAssignment,
   outlierDetection,
   socketAddress,
+  tlsTransportSocket,
   TYPE_PROXY_PROTOCOL_UPSTREAM,
   TYPE_RAW_BUFFER,
   TYPE_TCP_PROXY,
@@ -29,6 +30,9 @@ const BROKER_CONNECT_ATTEMPTS = 3;
 export const BROKER_CLUSTER = "backends";
 export const BROKER_LISTENER = "broker";
 const DEFAULT_ADMIN_PORT = 9901;
+/** The transport_socket_matches entry a `tls` health check selects with its match criteria. */
+export const TLS_HEALTH_CHECK_SOCKET = "tls-health-check";
+const TLS_HEALTH_CHECK_MATCH = { tether_health_check: "tls" } as const;
 
 export interface BrokerInput {
   readonly owner: OwnerMeta;
@@ -68,23 +72,25 @@ export function renderBrokerBootstrap(input: BrokerInput): EnvoyObject {
     connect_timeout: "5s",
     lb_policy: spec.balance === "leastConnections" ? "LEAST_REQUEST" : "ROUND_ROBIN",
     load_assignment: loadAssignment(BROKER_CLUSTER, servers),
-    // A tls check is a full handshake in the sidecar; Envoy's nearest field is a tcp connect check.
-    health_checks: [healthCheck({ ...spec.healthCheck, type: "tcp" })],
+    health_checks: [brokerHealthCheck(spec)],
     outlier_detection: outlierDetection(),
     close_connections_on_host_health_failure: true,
   };
-  if (spec.proxyProtocol === "v2") {
-    cluster["transport_socket"] = {
-      name: "envoy.transport_sockets.upstream_proxy_protocol",
-      typed_config: {
-        "@type": TYPE_PROXY_PROTOCOL_UPSTREAM,
-        config: { version: "V2" },
-        transport_socket: {
-          name: "envoy.transport_sockets.raw_buffer",
-          typed_config: { "@type": TYPE_RAW_BUFFER },
-        },
+  if (spec.healthCheck.type === "tls") {
+    // Traffic stays raw TCP (passthrough); only the check's connections pick this TLS socket.
+    cluster["transport_socket_matches"] = [
+      {
+        name: TLS_HEALTH_CHECK_SOCKET,
+        match: { ...TLS_HEALTH_CHECK_MATCH },
+        transport_socket: withProxyProtocol(spec, tlsTransportSocket({})),
       },
-    };
+    ];
+  }
+  if (spec.proxyProtocol === "v2") {
+    cluster["transport_socket"] = withProxyProtocol(spec, {
+      name: "envoy.transport_sockets.raw_buffer",
+      typed_config: { "@type": TYPE_RAW_BUFFER },
+    });
   }
   const listener: EnvoyObject = {
     name: BROKER_LISTENER,
@@ -113,6 +119,31 @@ export function renderBrokerBootstrap(input: BrokerInput): EnvoyObject {
     node: { id: `${owner.namespace}/${owner.name}`, cluster: owner.name },
     admin: admin(brokerAdminPort(spec)),
     static_resources: { listeners: [listener], clusters: [cluster] },
+  };
+}
+
+/**
+ * A tcp connect check; for `tls` the same check over the TLS socket of transport_socket_matches,
+ * so it passes only when the TLS handshake completes. The backends' certificates are not verified
+ * (the Broker names no CA): the check proves the backend speaks TLS, not who it is.
+ */
+function brokerHealthCheck(spec: BrokerSpec): EnvoyObject {
+  const check = healthCheck({ ...spec.healthCheck, type: "tcp" });
+  if (spec.healthCheck.type === "tls")
+    check["transport_socket_match_criteria"] = { ...TLS_HEALTH_CHECK_MATCH };
+  return check;
+}
+
+/** With PROXY protocol v2, every connection (checks included) starts with the header, then `inner`. */
+function withProxyProtocol(spec: BrokerSpec, inner: EnvoyObject): EnvoyObject {
+  if (spec.proxyProtocol !== "v2") return inner;
+  return {
+    name: "envoy.transport_sockets.upstream_proxy_protocol",
+    typed_config: {
+      "@type": TYPE_PROXY_PROTOCOL_UPSTREAM,
+      config: { version: "V2" },
+      transport_socket: inner,
+    },
   };
 }
 
