@@ -30,6 +30,8 @@ export interface ChildOptions {
   readonly cpus?: string;
   /** How many characters of stdout+stderr to keep for error messages. Default 16 KiB. */
   readonly keepOutputChars?: number;
+  /** "pipe" keeps the child's stdin open for `write`/`endInput`; default "ignore" (/dev/null). */
+  readonly stdin?: "ignore" | "pipe";
 }
 
 const live = new Set<ChildProcess>();
@@ -64,9 +66,11 @@ export class ChildHandle {
     this.process = spawn(command, [...args], {
       cwd: options.cwd,
       env: options.env ?? process.env,
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: [options.stdin ?? "ignore", "pipe", "pipe"],
     });
     live.add(this.process);
+    // A child that exited closes its stdin pipe: EPIPE on a late write is not this process's failure.
+    this.process.stdin?.on("error", () => undefined);
     this.exited = new Promise((resolve) => {
       this.process.once("exit", (code, signal) => {
         live.delete(this.process);
@@ -139,6 +143,19 @@ export class ChildHandle {
         );
       });
     });
+  }
+
+  /** Writes to the child's stdin (started with `stdin: "pipe"`); false when it is closed. */
+  write(text: string): boolean {
+    const stdin = this.process.stdin;
+    if (stdin === null || stdin.destroyed || stdin.writableEnded) return false;
+    return stdin.write(text);
+  }
+
+  /** Ends the child's stdin (EOF), if it was piped. */
+  endInput(): void {
+    const stdin = this.process.stdin;
+    if (stdin !== null && !stdin.writableEnded) stdin.end();
   }
 
   /** Sends SIGKILL and resolves once the child is gone. */

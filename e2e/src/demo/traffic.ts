@@ -1,8 +1,9 @@
-// Open-loop, constant-rate HTTP traffic for the demo and e2e tests. Requests are sent on a fixed
+// Open-loop, constant-rate traffic for the demo and e2e tests. Requests are sent on a fixed
 // schedule whatever the answers do, and latency is measured from each request's *intended* send
 // time, so a stall shows up in the numbers instead of quietly slowing the generator down
-// ("coordinated omission").
-import { Pool } from "undici";
+// ("coordinated omission"). Node built-ins only (node:http): the demo image runs this as its
+// `load` command without any node_modules.
+import http from "node:http";
 
 export interface RequestRecord {
   /** When the schedule said this request should go out (clock units: ms). */
@@ -17,26 +18,51 @@ export interface RequestRecord {
   error: string | null;
 }
 
-export interface TrafficOptions {
-  /** Origin to send to, e.g. http://127.0.0.1:15001 */
-  readonly origin: string;
-  /** Request path (with query). */
-  readonly path: string;
+/** What one exchange (one request, or one connection for a custom exchange) came back with. */
+export interface ExchangeResult {
+  /** HTTP status, 200 for a good answer of a custom exchange, 0 for none. */
+  readonly status: number;
+  readonly server: string | null;
+  /** Why it failed (null when status is 200). */
+  readonly error: string | null;
+}
+
+/** One exchange with the target; must settle (never reject) within `timeoutMs`. */
+export type Exchange = (timeoutMs: number) => Promise<ExchangeResult>;
+
+interface CommonTrafficOptions {
   readonly ratePerSecond: number;
   /** Requests allowed in flight at once; a scheduled request beyond this fails as "overload". */
   readonly maxInFlight?: number;
-  /** Per-request deadline. */
+  /** Per-request deadline, the whole request from the first byte sent to the last received. */
   readonly requestTimeoutMs?: number;
   /** Monotonic clock in ms; `performance.now` by default. */
   readonly now?: () => number;
 }
 
+/** GETs of one path on one origin over keep-alive connections. */
+export interface HttpTrafficOptions extends CommonTrafficOptions {
+  /** Origin to send to, e.g. http://127.0.0.1:15001 */
+  readonly origin: string;
+  /** Request path (with query). */
+  readonly path: string;
+  /** Extra request headers, e.g. a session cookie. */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/** Any exchange on the same schedule (e.g. one TLS connection per request). */
+export interface CustomTrafficOptions extends CommonTrafficOptions {
+  readonly exchange: Exchange;
+}
+
+export type TrafficOptions = HttpTrafficOptions | CustomTrafficOptions;
+
 type RecordListener = (record: RequestRecord) => void;
 
 export class ConstantRateTraffic {
   readonly records: RequestRecord[] = [];
-  private readonly pool: Pool;
-  private readonly options: TrafficOptions;
+  private readonly agent: http.Agent | null;
+  private readonly exchange: Exchange;
   private readonly now: () => number;
   private readonly intervalMs: number;
   private readonly maxInFlight: number;
@@ -48,18 +74,21 @@ export class ConstantRateTraffic {
   private drained: (() => void) | null = null;
 
   constructor(options: TrafficOptions) {
-    this.options = options;
+    if (!(options.ratePerSecond > 0)) {
+      throw new RangeError(`ratePerSecond: expected a positive number, got ${options.ratePerSecond}`);
+    }
     this.now = options.now ?? (() => performance.now());
     this.intervalMs = 1000 / options.ratePerSecond;
     this.maxInFlight = options.maxInFlight ?? 4096;
     this.timeoutMs = options.requestTimeoutMs ?? 30_000;
-    this.pool = new Pool(options.origin, {
-      connections: this.maxInFlight,
-      pipelining: 1,
-      headersTimeout: this.timeoutMs,
-      bodyTimeout: this.timeoutMs,
-      connectTimeout: this.timeoutMs,
-    });
+    if ("exchange" in options) {
+      this.agent = null;
+      this.exchange = options.exchange;
+    } else {
+      // lifo reuses the most recent connection; the agent honours the server's Keep-Alive hint.
+      this.agent = new http.Agent({ keepAlive: true, maxSockets: this.maxInFlight, scheduling: "lifo" });
+      this.exchange = httpGet(options.origin, options.path, options.headers ?? {}, this.agent);
+    }
   }
 
   start(): void {
@@ -68,7 +97,7 @@ export class ConstantRateTraffic {
     this.tick();
   }
 
-  /** Stops scheduling, waits for in-flight requests (up to `drainTimeoutMs`), closes the pool. */
+  /** Stops scheduling, waits for in-flight requests (up to `drainTimeoutMs`), closes the connections. */
   async stop(drainTimeoutMs = this.timeoutMs + 1000): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
@@ -80,7 +109,7 @@ export class ConstantRateTraffic {
       ]);
       clearTimeout(deadline);
     }
-    await this.pool.destroy();
+    this.agent?.destroy();
   }
 
   /**
@@ -129,19 +158,10 @@ export class ConstantRateTraffic {
       return;
     }
     this.inFlight++;
-    this.pool
-      .request({ method: "GET", path: this.options.path })
-      .then(async (response) => {
-        const text = await response.body.text();
-        this.finish(
-          record,
-          response.statusCode,
-          serverOf(text),
-          response.statusCode === 200 ? null : text.slice(0, 200),
-        );
-      })
-      .catch((error: unknown) => {
-        this.finish(record, 0, null, describeError(error));
+    void this.exchange(this.timeoutMs)
+      .catch((error: unknown): ExchangeResult => ({ status: 0, server: null, error: describeError(error) }))
+      .then((result) => {
+        this.finish(record, result.status, result.server, result.error);
       })
       .finally(() => {
         this.inFlight--;
@@ -159,6 +179,48 @@ export class ConstantRateTraffic {
   }
 }
 
+/** GET `path` on `origin` through `agent`; the whole exchange is bounded by `timeoutMs`. */
+function httpGet(
+  origin: string,
+  path: string,
+  headers: Readonly<Record<string, string>>,
+  agent: http.Agent,
+): Exchange {
+  const url = new URL(origin);
+  if (url.protocol !== "http:") throw new RangeError(`origin: expected an http:// origin, got ${origin}`);
+  const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  const port = url.port === "" ? 80 : Number(url.port);
+  return (timeoutMs) =>
+    new Promise<ExchangeResult>((resolve) => {
+      let settled = false;
+      const settle = (result: ExchangeResult): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(result);
+      };
+      const request = http.request({ host, port, path, method: "GET", headers, agent }, (response) => {
+        const chunks: Buffer[] = [];
+        response.on("data", (chunk: Buffer) => chunks.push(chunk));
+        response.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          const status = response.statusCode ?? 0;
+          settle({ status, server: serverOf(text), error: status === 200 ? null : text.slice(0, 200) });
+        });
+        response.on("error", (error) => {
+          settle({ status: 0, server: null, error: describeError(error) });
+        });
+      });
+      const timer = setTimeout(() => {
+        request.destroy(new Error(`timeout: no complete answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      request.on("error", (error) => {
+        settle({ status: 0, server: null, error: describeError(error) });
+      });
+      request.end();
+    });
+}
+
 function serverOf(body: string): string | null {
   try {
     const parsed = JSON.parse(body) as { server?: unknown };
@@ -168,7 +230,8 @@ function serverOf(body: string): string | null {
   }
 }
 
-function describeError(error: unknown): string {
+/** An error as one line: `CODE: message` when it has a code. */
+export function describeError(error: unknown): string {
   if (error instanceof Error) {
     const code = (error as { code?: unknown }).code;
     return typeof code === "string" ? `${code}: ${error.message}` : error.message;
