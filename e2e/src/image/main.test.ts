@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseAgentArgs } from "../demo/agent.ts";
-import { policyServerArgs } from "./main.ts";
+import { ROLES, USAGE, idleEvent, podServerName, policyServerArgs } from "./main.ts";
 
 describe("demo image entry", () => {
   it("adds the in-pod defaults to the policy server's flags, unless given", () => {
@@ -38,5 +38,17 @@ describe("demo image entry", () => {
     [["--port", "8000", "--bogus"], "bogus"],
   ])("rejects agent flags %j, naming the flag", (argv, flag) => {
     expect(() => parseAgentArgs(argv, {})).toThrow(flag);
+  });
+
+  it("lists every role in the usage, names servers after pods, prints the idle exec line", () => {
+    expect(ROLES).toEqual(["policy-server", "agent", "tls-backend", "load", "request", "idle"]);
+    for (const role of ROLES) expect(USAGE).toContain(role);
+    expect(podServerName("appserver-0", "x")).toBe("appserver-0");
+    expect(podServerName("a b/c", "x")).toBe("a-b-c");
+    expect(podServerName("", "tls-backend")).toBe("tls-backend");
+    expect(JSON.parse(idleEvent("/usr/local/bin/node", "/app/e2e/dist/image/main.js"))).toEqual({
+      event: "idle",
+      exec: ["/usr/local/bin/node", "/app/e2e/dist/image/main.js"],
+    });
   });
 });
