@@ -1,8 +1,9 @@
 /**
- * A Kubernetes cluster reached through `kubectl` and the KUBECONFIG it is given: kind in CI, or any
- * cluster where the chart is installed and the images can be pulled. Only what the scenarios need:
- * apply, delete, wait, read JSON, pod restart counts, and port-forwards to 127.0.0.1 (the test's
- * traffic never leaves loopback on this side).
+ * A Kubernetes cluster reached through `kubectl` and the KUBECONFIG it is given: kind in CI, or the
+ * local one-node cluster, or any cluster where the chart is installed and the images can be pulled.
+ * Only what the scenarios need: apply, delete, wait, read JSON, pod restart counts, logs, `kubectl
+ * exec` (the scenarios' traffic comes from a client pod inside the cluster), and port-forwards to
+ * 127.0.0.1 (the test's own traffic never leaves loopback on this side).
  */
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
@@ -29,9 +30,20 @@ export interface PortForward {
   stop(): Promise<void>;
 }
 
-interface PodJson {
+export interface PodJson {
   metadata: { name: string; labels?: Record<string, string> };
-  status?: { containerStatuses?: { name: string; restartCount: number; ready: boolean }[] };
+  status?: {
+    podIP?: string;
+    phase?: string;
+    containerStatuses?: { name: string; restartCount: number; ready: boolean }[];
+  };
+}
+
+export interface ExecResult {
+  readonly stdout: string;
+  readonly stderr: string;
+  /** The exit code of `kubectl exec` (the command's own, when it ran). */
+  readonly code: number;
 }
 
 export class Cluster {
@@ -56,7 +68,7 @@ export class Cluster {
   /** Runs kubectl; throws a ClusterError with its stderr on a non-zero exit. */
   async kubectl(args: readonly string[], input?: string, timeoutMs = 120_000): Promise<string> {
     const child = run(this.kubectlBin, [...args], {
-      env: { ...process.env, KUBECONFIG: this.kubeconfig },
+      env: this.env(),
       timeout: timeoutMs,
       maxBuffer: 16 << 20,
     });
@@ -69,6 +81,55 @@ export class Cluster {
       const e = error as { stderr?: string; message?: string };
       throw new ClusterError(`kubectl ${args.join(" ")}: ${e.stderr ?? e.message ?? String(error)}`);
     }
+  }
+
+  /** The environment kubectl runs with (this cluster's KUBECONFIG). */
+  env(): NodeJS.ProcessEnv {
+    return { ...process.env, KUBECONFIG: this.kubeconfig };
+  }
+
+  /**
+   * `kubectl exec -n <ns> <pod> -- <command…>` without stdin; resolves with the output and exit code
+   * whatever the code (a command may report a failure as JSON and exit 1). Throws a ClusterError
+   * only when kubectl could not run or the deadline passed.
+   */
+  async exec(
+    namespace: string,
+    pod: string,
+    command: readonly string[],
+    timeoutMs = 60_000,
+  ): Promise<ExecResult> {
+    const args = ["exec", "-n", namespace, pod, "--", ...command];
+    try {
+      const { stdout, stderr } = await run(this.kubectlBin, args, {
+        env: this.env(),
+        timeout: timeoutMs,
+        maxBuffer: 16 << 20,
+      });
+      return { stdout, stderr, code: 0 };
+    } catch (error) {
+      const e = error as {
+        code?: unknown;
+        stdout?: string;
+        stderr?: string;
+        killed?: boolean;
+        message?: string;
+      };
+      if (typeof e.code !== "number" || e.killed === true) {
+        throw new ClusterError(`kubectl ${args.join(" ")}: ${e.stderr ?? e.message ?? String(error)}`);
+      }
+      return { stdout: e.stdout ?? "", stderr: e.stderr ?? "", code: e.code };
+    }
+  }
+
+  /** A long-running kubectl (e.g. `exec -i`) as a child process; `stdin: "pipe"` keeps its input open. */
+  spawn(name: string, args: readonly string[], stdin: "ignore" | "pipe" = "ignore"): ChildHandle {
+    return new ChildHandle({ name, command: this.kubectlBin, args, env: this.env(), stdin });
+  }
+
+  /** The logs of a pod's (only) container. */
+  async logs(namespace: string, pod: string): Promise<string> {
+    return this.kubectl(["logs", "-n", namespace, pod]);
   }
 
   async apply(namespace: string, manifest: string): Promise<void> {
@@ -128,13 +189,56 @@ export class Cluster {
     ]);
   }
 
+  /**
+   * Waits until `count` selected pods — none of them named in `replaced` — have every container
+   * ready: the replacements of deleted pods are serving. Polls the pods (every 500 ms) until the
+   * deadline.
+   */
+  async waitReplaced(
+    namespace: string,
+    selector: string,
+    count: number,
+    replaced: readonly string[],
+    timeoutMs = 180_000,
+  ): Promise<string[]> {
+    const deadline = performance.now() + timeoutMs;
+    let seen: string[];
+    for (;;) {
+      const pods = await this.pods(namespace, selector);
+      seen = pods
+        .filter((p) => !replaced.includes(p.metadata.name))
+        .filter((p) => {
+          const statuses = p.status?.containerStatuses ?? [];
+          return statuses.length > 0 && statuses.every((c) => c.ready);
+        })
+        .map((p) => p.metadata.name);
+      if (seen.length >= count) return seen;
+      if (performance.now() > deadline) break;
+      await new Promise<void>((resolve) => setTimeout(resolve, 500));
+    }
+    throw new ClusterError(
+      `${namespace}: ${count} ready pods (${selector}) replacing ${replaced.join(", ")} not seen within ${timeoutMs} ms; ready: ${seen.join(", ")}`,
+    );
+  }
+
+  /** Waits until the named object is gone (`kubectl wait --for=delete`). */
+  async waitDeleted(namespace: string, target: string, timeoutSeconds = 120): Promise<void> {
+    try {
+      await this.wait(namespace, target, "delete", timeoutSeconds);
+    } catch (error) {
+      // Already gone before the wait began: some kubectl versions report that as an error.
+      if (error instanceof ClusterError && /not ?found/i.test(error.message)) return;
+      throw error;
+    }
+  }
+
   /** `kubectl port-forward <target> :<port>` on 127.0.0.1; resolves once it forwards. */
   async portForward(namespace: string, target: string, port: number): Promise<PortForward> {
     const child = new ChildHandle({
       name: `port-forward ${namespace}/${target}`,
       command: this.kubectlBin,
       args: ["port-forward", "-n", namespace, "--address", "127.0.0.1", target, `:${port}`],
-      env: { ...process.env, KUBECONFIG: this.kubeconfig },
+      env: this.env(),
     });
     const local = await child.waitForLine((line) => {
       const m = /Forwarding from 127\.0\.0\.1:(\d+)/.exec(line);

@@ -23,11 +23,18 @@ export function policyServerCluster(options: { name?: string; replicas?: number 
 }
 
 /**
- * The quick-start Agent (demo agent + tether-sidecar), one replica by default so a port-forward
- * reaches the pod whose restarts are counted. The decision cache is off until the sidecar has it.
+ * The quick-start Agent (demo agent + tether-sidecar), one replica by default so the client's
+ * traffic reaches the pod whose restarts are counted. The decision cache is off unless `cache`
+ * is given: with it on, every request for one path after the first would be answered by the
+ * sidecar and the policy servers' restarts would go unseen.
  */
 export function agent(
-  options: { name?: string; policyServerCluster?: string; replicas?: number } = {},
+  options: {
+    name?: string;
+    policyServerCluster?: string;
+    replicas?: number;
+    cache?: { ttl: string; notifications?: boolean };
+  } = {},
 ): string {
   const a = example("02-agent.yaml");
   a.metadata.name = options.name ?? a.metadata.name;
@@ -35,14 +42,248 @@ export function agent(
   if (options.policyServerCluster !== undefined) {
     a.spec["policyServerClusterRef"] = { name: options.policyServerCluster };
   }
-  a.spec["cache"] = { enabled: false };
+  a.spec["cache"] =
+    options.cache === undefined
+      ? { enabled: false }
+      : { enabled: true, ttl: options.cache.ttl, notifications: options.cache.notifications ?? true };
   return stringify(a);
 }
 
-/** Label selector of the pods of an Agent or a managed PolicyServerCluster (API.md's child labels). */
-export function podsOf(name: string, component: "agent" | "policy-server"): string {
+/** Label selector of the pods of an Agent, a managed PolicyServerCluster or a Broker (API.md's child labels). */
+export function podsOf(name: string, component: "agent" | "policy-server" | "broker"): string {
   return `app.kubernetes.io/instance=${name},app.kubernetes.io/component=${component}`;
 }
+
+/** The demo image, as the quick-start examples name it (localhost/tether/demo:<version>). */
+export function demoImage(): string {
+  const psc = example("01-policy-server-cluster.yaml");
+  const template = (psc.spec["managed"] as { template: { spec: { containers: { image: string }[] } } })
+    .template;
+  const image = template.spec.containers[0]?.image;
+  if (image === undefined)
+    throw new Error("examples/quick-start/01-policy-server-cluster.yaml: no container image");
+  return image;
+}
+
+/** A container security context that passes the restricted Pod Security Standard (but seccomp). */
+const RESTRICTED = {
+  runAsNonRoot: true,
+  runAsUser: 65532,
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  capabilities: { drop: ["ALL"] },
+};
+
+/**
+ * A ClusterIP Service in front of an Agent's pods (the operator makes none: users choose how their
+ * web servers are reached): the demo agent's port and the sidecar's proxy port.
+ */
+export function agentService(name = "web"): string {
+  return stringify({
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: { name },
+    spec: {
+      selector: { "app.kubernetes.io/instance": name, "app.kubernetes.io/component": "agent" },
+      ports: [
+        { name: "agent", port: AGENT_PORT, targetPort: AGENT_PORT },
+        { name: "proxy", port: PROXY_PORT, targetPort: PROXY_PORT },
+      ],
+    },
+  });
+}
+
+export interface Mount {
+  /** Volume name. */
+  readonly name: string;
+  readonly mountPath: string;
+  /** Exactly one of a Secret or a ConfigMap. */
+  readonly secret?: string;
+  readonly configMap?: string;
+}
+
+function volumes(mounts: readonly Mount[]): { volumes?: unknown[]; volumeMounts?: unknown[] } {
+  if (mounts.length === 0) return {};
+  return {
+    volumes: mounts.map((m) =>
+      m.secret !== undefined
+        ? { name: m.name, secret: { secretName: m.secret } }
+        : { name: m.name, configMap: { name: m.configMap } },
+    ),
+    volumeMounts: mounts.map((m) => ({ name: m.name, mountPath: m.mountPath, readOnly: true })),
+  };
+}
+
+/**
+ * The scenarios' client: a pod running the demo image's `idle` role, into which the suite `kubectl
+ * exec`s the `load` and `request` commands, so traffic starts inside the cluster (Service DNS,
+ * kube-proxy, pod network) rather than at a port-forward.
+ */
+export function clientPod(options: { name?: string; mounts?: readonly Mount[] } = {}): string {
+  const { volumes: vols, volumeMounts } = volumes(options.mounts ?? []);
+  return stringify({
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name: options.name ?? CLIENT_POD, labels: { "app.kubernetes.io/name": "tether-e2e-client" } },
+    spec: {
+      restartPolicy: "Never",
+      terminationGracePeriodSeconds: 1,
+      automountServiceAccountToken: false,
+      containers: [
+        {
+          name: "client",
+          image: demoImage(),
+          imagePullPolicy: "IfNotPresent",
+          args: ["idle"],
+          securityContext: RESTRICTED,
+          ...(volumeMounts === undefined ? {} : { volumeMounts }),
+        },
+      ],
+      ...(vols === undefined ? {} : { volumes: vols }),
+    },
+  });
+}
+
+/** The client pod's default name. */
+export const CLIENT_POD = "client";
+
+/**
+ * Bare backend pods `<name>-0 … <name>-(n-1)` behind a headless Service `<name>` (each pod also gets
+ * `<name>-i.<name>` in DNS, as a StatefulSet's would). Bare on purpose: a killed backend is not
+ * replaced, so "after the loss" means exactly one fewer backend. `args` gets the pod's index.
+ */
+function backendPods(options: {
+  name: string;
+  count: number;
+  port: number;
+  args: (index: number) => string[];
+  mounts?: (index: number) => Mount[];
+}): string {
+  const labels = {
+    "app.kubernetes.io/name": "tether-e2e-backend",
+    "app.kubernetes.io/instance": options.name,
+  };
+  const docs: unknown[] = [
+    {
+      apiVersion: "v1",
+      kind: "Service",
+      metadata: { name: options.name },
+      spec: {
+        clusterIP: "None",
+        selector: labels,
+        ports: [{ name: "app", port: options.port, targetPort: options.port }],
+      },
+    },
+  ];
+  for (let i = 0; i < options.count; i++) {
+    const { volumes: vols, volumeMounts } = volumes(options.mounts?.(i) ?? []);
+    docs.push({
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: `${options.name}-${i}`, labels },
+      spec: {
+        hostname: `${options.name}-${i}`,
+        subdomain: options.name,
+        restartPolicy: "Never",
+        terminationGracePeriodSeconds: 1,
+        automountServiceAccountToken: false,
+        containers: [
+          {
+            name: "backend",
+            image: demoImage(),
+            imagePullPolicy: "IfNotPresent",
+            args: options.args(i),
+            ports: [{ name: "app", containerPort: options.port }],
+            readinessProbe: { tcpSocket: { port: options.port }, periodSeconds: 1 },
+            securityContext: RESTRICTED,
+            ...(volumeMounts === undefined ? {} : { volumeMounts }),
+          },
+        ],
+        ...(vols === undefined ? {} : { volumes: vols }),
+      },
+    });
+  }
+  return docs.map((doc) => stringify(doc)).join("---\n");
+}
+
+/** Demo HTTP servers `<name>-i` (answering with their own name) for the ProxyRoute scenario. */
+export function httpBackends(options: { name?: string; count?: number; port?: number } = {}): string {
+  const port = options.port ?? PROXY_BACKEND_PORT;
+  return backendPods({
+    name: options.name ?? "app",
+    count: options.count ?? 2,
+    port,
+    args: () => ["policy-server", "--port", String(port), "--protocol", "http"],
+  });
+}
+
+export const PROXY_BACKEND_PORT = 8080;
+
+/** Where a TLS backend pod finds its kubernetes.io/tls Secret and the client pod the CA. */
+export const TLS_MOUNT = "/etc/tether-e2e/tls";
+export const CA_MOUNT = "/etc/tether-e2e/ca";
+
+/** Demo TLS backends `<name>-i`, each serving the certificate of Secret `<name>-i-tls`. */
+export function tlsBackends(options: { name?: string; count?: number; port?: number } = {}): string {
+  const name = options.name ?? "appserver";
+  const port = options.port ?? TLS_BACKEND_PORT;
+  return backendPods({
+    name,
+    count: options.count ?? 2,
+    port,
+    args: () => [
+      "tls-backend",
+      "--port",
+      String(port),
+      "--cert",
+      `${TLS_MOUNT}/tls.crt`,
+      "--key",
+      `${TLS_MOUNT}/tls.key`,
+    ],
+    mounts: (i) => [{ name: "tls", mountPath: TLS_MOUNT, secret: `${name}-${i}-tls` }],
+  });
+}
+
+export const TLS_BACKEND_PORT = 50001;
+
+/** A kubernetes.io/tls Secret. */
+export function tlsSecret(name: string, certPem: string, keyPem: string): string {
+  return stringify({
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name },
+    type: "kubernetes.io/tls",
+    stringData: { "tls.crt": certPem, "tls.key": keyPem },
+  });
+}
+
+/** A ConfigMap holding a CA certificate under `ca.crt` (public: no Secret needed). */
+export function caConfigMap(name: string, caPem: string): string {
+  return stringify({ apiVersion: "v1", kind: "ConfigMap", metadata: { name }, data: { "ca.crt": caPem } });
+}
+
+/**
+ * The quick-start Broker in front of the TLS backends' headless Service, with health checks fast
+ * enough that a lost backend leaves rotation within a few seconds.
+ */
+export function broker(options: { backend?: string; port?: number; replicas?: number } = {}): string {
+  const b = example("04-broker.yaml");
+  b.spec["backends"] = {
+    serviceRef: { name: options.backend ?? "appserver", port: options.port ?? TLS_BACKEND_PORT },
+  };
+  b.spec["healthCheck"] = {
+    type: "tls",
+    interval: "1s",
+    timeout: "500ms",
+    unhealthyThreshold: 2,
+    healthyThreshold: 1,
+  };
+  if (options.replicas !== undefined) b.spec["replicas"] = options.replicas;
+  return stringify(b);
+}
+
+/** The Broker's name and port in the quick-start example. */
+export const BROKER = { name: "appserver-broker", port: 20001 } as const;
 
 /** The port the demo agent serves on in the example. */
 export const AGENT_PORT = 8000;

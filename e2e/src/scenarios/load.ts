@@ -1,44 +1,41 @@
 /**
- * Traffic through a port-forward to the demo agent while a scenario disturbs the policy servers:
- * every request makes the agent ask its sidecar for a decision, so a failure anywhere on the path
- * (agent → sidecar → policy server) shows up as a non-200 answer.
+ * Traffic from the client pod while a scenario disturbs the servers: the demo image's load command
+ * runs in the pod for as long as `during` takes plus `settleMs` of observation afterwards, then
+ * reports requests, failures, latency percentiles and the time to recover (see ../demo/load.ts for
+ * the definitions). For the agent, every request makes it ask its tether-sidecar for a decision, so
+ * a failure anywhere on the path (agent → sidecar → policy server) shows up as a non-200 answer.
  */
-import { ConstantRateTraffic, type RequestRecord } from "../demo/traffic.ts";
+import type { LoadSummary } from "../demo/load.ts";
+import type { ClientPod, LoadSpec } from "./client.ts";
 
-export interface LoadResult {
-  readonly requests: number;
-  readonly failures: readonly RequestRecord[];
-}
+export type { LoadSummary } from "../demo/load.ts";
 
 /**
- * Runs `ratePerSecond` GETs of `path` against `origin` for as long as `during` takes, plus `settleMs`
- * afterwards; resolves with every failed request.
+ * Runs the load in `client` against `spec.target` while `during` runs, plus `settleMs` afterwards
+ * (default 3 s: the measured window after the disturbance, in which traffic must be back to normal).
  */
 export async function underLoad(
-  origin: string,
+  client: ClientPod,
+  spec: LoadSpec,
   during: () => Promise<void>,
-  options: { ratePerSecond?: number; path?: string; settleMs?: number; requestTimeoutMs?: number } = {},
-): Promise<LoadResult> {
-  const traffic = new ConstantRateTraffic({
-    origin,
-    path: options.path ?? "/app/orders",
-    ratePerSecond: options.ratePerSecond ?? 20,
-    requestTimeoutMs: options.requestTimeoutMs ?? 45_000,
-  });
-  traffic.start();
+  options: { settleMs?: number } = {},
+): Promise<LoadSummary> {
+  const load = await client.startLoad(spec);
   try {
     await during();
     await new Promise<void>((resolve) => {
       setTimeout(resolve, options.settleMs ?? 3_000);
     });
-  } finally {
-    await traffic.stop();
+  } catch (error) {
+    await load.abort();
+    throw error;
   }
-  return { requests: traffic.records.length, failures: traffic.records.filter((r) => !r.ok) };
+  return load.stop();
 }
 
-/** A short description of failures for an assertion message. */
-export function describeFailures(result: LoadResult): string {
-  const sample = result.failures.slice(0, 5).map((r) => `${r.status} ${r.error ?? ""}`.trim());
-  return `${result.failures.length} of ${result.requests} requests failed: ${sample.join("; ")}`;
+/** A short description of a run's failures for an assertion message. */
+export function describeFailures(summary: LoadSummary): string {
+  const samples = summary.failureSamples.map((f) => `${f.atMs.toFixed(0)} ms: ${f.status} ${f.error}`.trim());
+  const errors = summary.errors.map((e) => `${e.count} × ${e.error}`);
+  return `${summary.failures} of ${summary.requests} requests failed; first: ${samples.join("; ")}; by error: ${errors.join("; ")}`;
 }
