@@ -325,7 +325,13 @@ state = "$run/containerd"
 EOF
   # The shim is found on PATH.
   start containerd env PATH="$bin:$PATH" "$bin/containerd" --config "$data/containerd.toml"
-  wait_for "containerd serving" 60 "$bin/ctr" --address "$run/containerd.sock" version
+  wait_for "containerd serving" 60 ctr_ version
+}
+
+# ctr in containerd's k8s.io namespace (the CRI's). It warns on every call that cgroup v1 is
+# deprecated; that line is dropped, any other message kept.
+ctr_() {
+  "$bin/ctr" --address "$run/containerd.sock" -n k8s.io "$@" 2> >(grep -v 'support for cgroup v1 is deprecated' >&2)
 }
 
 import_images() {
@@ -335,14 +341,13 @@ import_images() {
     bash "$repo/e2e/local/images.sh" "$images_dir" > /dev/null
   fi
   for archive in "$images_dir"/*.tar; do
-    # ctr warns on every call that cgroup v1 is deprecated; keep any other message.
-    "$bin/ctr" --address "$run/containerd.sock" -n k8s.io images import --snapshotter overlayfs "$archive" 2>&1 |
-      grep -v -e 'DEPRECATION: The support for cgroup v1' -e '^unpacking\|^Loaded\|^saved\|^importing' >&2 || true
+    ctr_ images import --snapshotter overlayfs "$archive" > /dev/null
     count=$((count + 1))
   done
   [ $count -gt 0 ] || die "no image archives in $images_dir (TETHER_LOCAL_IMAGES); build them with: bash e2e/local/images.sh $images_dir"
-  "$bin/ctr" --address "$run/containerd.sock" -n k8s.io images ls -q | grep -qx "$PAUSE_IMAGE" ||
-    die "$PAUSE_IMAGE is not among the imported images"
+  local imported
+  imported=$(ctr_ images ls -q)
+  grep -qx "$PAUSE_IMAGE" <<< "$imported" || die "$PAUSE_IMAGE is not among the imported images: $imported"
   log "imported $count image archives from $images_dir"
 }
 
