@@ -1,9 +1,9 @@
 /**
  * A Kubernetes cluster reached through `kubectl` and the KUBECONFIG it is given: kind in CI, or the
  * local one-node cluster, or any cluster where the chart is installed and the images can be pulled.
- * Only what the scenarios need: apply, delete, wait, read JSON, pod restart counts, logs, `kubectl
- * exec` (the scenarios' traffic comes from a client pod inside the cluster), and port-forwards to
- * 127.0.0.1 (the test's own traffic never leaves loopback on this side).
+ * Only what the scenarios need: apply, delete, wait, read JSON, pod restart counts, logs and `kubectl
+ * exec` (the scenarios' traffic comes from a client pod inside the cluster; this process sends
+ * nothing but kubectl's own requests to the API server).
  */
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
@@ -23,11 +23,6 @@ export interface ClusterOptions {
   readonly kubeconfig: string;
   /** The kubectl binary. Default `kubectl` from PATH. */
   readonly kubectl?: string;
-}
-
-export interface PortForward {
-  readonly origin: string;
-  stop(): Promise<void>;
 }
 
 export interface PodJson {
@@ -230,25 +225,5 @@ export class Cluster {
       if (error instanceof ClusterError && /not ?found/i.test(error.message)) return;
       throw error;
     }
-  }
-
-  /** `kubectl port-forward <target> :<port>` on 127.0.0.1; resolves once it forwards. */
-  async portForward(namespace: string, target: string, port: number): Promise<PortForward> {
-    const child = new ChildHandle({
-      name: `port-forward ${namespace}/${target}`,
-      command: this.kubectlBin,
-      args: ["port-forward", "-n", namespace, "--address", "127.0.0.1", target, `:${port}`],
-      env: this.env(),
-    });
-    const local = await child.waitForLine((line) => {
-      const m = /Forwarding from 127\.0\.0\.1:(\d+)/.exec(line);
-      return m?.[1] === undefined ? undefined : Number(m[1]);
-    }, 30_000);
-    return {
-      origin: `http://127.0.0.1:${local}`,
-      stop: async () => {
-        await child.stop(2_000);
-      },
-    };
   }
 }
