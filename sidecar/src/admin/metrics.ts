@@ -194,6 +194,7 @@ function listenerFamilies(out: Exposition, listeners: readonly Listener[]): void
     "gauge",
     cached.map((x) => [hl(x), x.cache?.size ?? 0]),
   );
+  streamFamilies(out, http, hl);
   const tcp = listeners.filter((x): x is TcpListener => x instanceof TcpListener);
   for (const [field, type] of TCP_FIELDS) {
     out.family(
@@ -202,6 +203,29 @@ function listenerFamilies(out: Exposition, listeners: readonly Listener[]): void
       tcp.map((x) => [`envoy_tcp_prefix="${label(x.stats.prefix)}"`, x.stats[field]]),
     );
   }
+}
+
+/** The decision caches' subscriptions to the policy servers' notification streams. */
+function streamFamilies(
+  out: Exposition,
+  http: readonly HttpListener[],
+  hl: (x: HttpListener) => string,
+): void {
+  const subscribed = http.flatMap((x) =>
+    x.subscription === undefined ? [] : [{ x, s: x.subscription.stream }],
+  );
+  for (const field of ["connects", "disconnects", "events", "bad_events"] as const) {
+    out.family(
+      `tether_decision_cache_stream_${field}_total`,
+      "counter",
+      subscribed.map(({ x, s }) => [hl(x), s.stats[field]]),
+    );
+  }
+  out.family(
+    "tether_decision_cache_stream_connected",
+    "gauge",
+    subscribed.map(({ x, s }) => [hl(x), s.connected ? 1 : 0]),
+  );
 }
 
 export function renderMetrics(

@@ -90,6 +90,29 @@ static_resources:
     });
   });
 
+  it("fills the DecisionCache notification_stream defaults", () => {
+    const doc = parse(HTTP_EXAMPLE) as Doc;
+    hcm(doc).http_filters.unshift({
+      name: "c",
+      typed_config: {
+        "@type": "type.googleapis.com/tether.v1alpha1.DecisionCache",
+        notification_stream: { cluster: "policy-server" },
+      },
+    });
+    const b = parseConfigText(stringify(doc)).bootstrap;
+    const tc = b.static_resources.listeners[0]!.filter_chains[0]!.filters[0]!.typed_config;
+    const filter = "http_filters" in tc ? tc.http_filters[0]!.typed_config : undefined;
+    expect(filter).toMatchObject({
+      notifications: true,
+      notification_stream: {
+        cluster: "policy-server",
+        path: "/notifications/stream",
+        timeout: 5000,
+        retry_back_off: { base_interval: 500, max_interval: 5000 },
+      },
+    });
+  });
+
   it("parses protobuf-JSON durations", () => {
     expect(parseDuration("1.5s")).toBe(1500);
     expect(parseDuration("0.250s")).toBe(250);
@@ -375,6 +398,42 @@ describe("config: every bad case names its path", () => {
           typed_config: { "@type": "type.googleapis.com/tether.v1alpha1.DecisionCache", subscribe: {} },
         }),
       `${H}.http_filters[0].typed_config.subscribe: unsupported field`,
+    ],
+    [
+      "notification_stream to an unknown cluster",
+      (d) =>
+        hcm(d).http_filters.unshift({
+          name: "c",
+          typed_config: {
+            "@type": "type.googleapis.com/tether.v1alpha1.DecisionCache",
+            notification_stream: { cluster: "nope" },
+          },
+        }),
+      `${H}.http_filters[0].typed_config.notification_stream.cluster: unknown cluster "nope"`,
+    ],
+    [
+      "notification_stream path without a leading slash",
+      (d) =>
+        hcm(d).http_filters.unshift({
+          name: "c",
+          typed_config: {
+            "@type": "type.googleapis.com/tether.v1alpha1.DecisionCache",
+            notification_stream: { cluster: "policy-server", path: "events" },
+          },
+        }),
+      `${H}.http_filters[0].typed_config.notification_stream.path: must start with /`,
+    ],
+    [
+      "notification_stream with an unknown field",
+      (d) =>
+        hcm(d).http_filters.unshift({
+          name: "c",
+          typed_config: {
+            "@type": "type.googleapis.com/tether.v1alpha1.DecisionCache",
+            notification_stream: { cluster: "policy-server", reconnect: "1s" },
+          },
+        }),
+      `${H}.http_filters[0].typed_config.notification_stream.reconnect: unsupported field`,
     ],
   ];
   for (const [name, edit, expected] of cases) {

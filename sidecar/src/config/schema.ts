@@ -226,6 +226,20 @@ export const routeConfigurationSchema = z.strictObject({
 
 export const DECISION_CACHE_TYPE = "type.googleapis.com/tether.v1alpha1.DecisionCache";
 
+/**
+ * The policy server's notification stream a DecisionCache subscribes to: a long-lived GET on `path`
+ * to a host of `cluster` (through its transport socket, so TLS and PROXY settings apply), answered
+ * with newline-delimited JSON notifications; reopened after `retry_back_off` when it ends or fails.
+ */
+export const notificationStreamSchema = z.strictObject({
+  cluster: z.string().min(1),
+  path: z.string().startsWith("/", "must start with /").default("/notifications/stream"),
+  /** How long an attempt waits for the response head (a hung server must not hold it); 0s: no limit. */
+  timeout: duration.default(5000),
+  /** Reconnect back-off (jittered exponential, as a route's retry_back_off). Default 0.5 s, max 5 s. */
+  retry_back_off: backoffSchema.default({ base_interval: 500, max_interval: 5000 }),
+});
+
 /** Tether-only HTTP filter (seed 003): caches successful decisions; leave it out for plain Envoy. */
 export const decisionCacheSchema = z.strictObject({
   "@type": z.literal(DECISION_CACHE_TYPE),
@@ -233,6 +247,8 @@ export const decisionCacheSchema = z.strictObject({
   ttl: duration.default(180_000),
   /** Hybrid mode: POST /notifications on the admin listener invalidates entries at once. */
   notifications: z.boolean().default(true),
+  /** Hybrid mode by subscription: the policy server pushes invalidations on a stream. Default none. */
+  notification_stream: notificationStreamSchema.optional(),
   /** Request headers that are part of the key besides method and path (the session token). */
   key_headers: z.array(z.string().min(1)).default(["authorization", "cookie"]),
   /** The request header naming the session, for session notifications. */
@@ -631,6 +647,17 @@ function crossCheck(cfg: BootstrapShape, ctx: z.RefinementCtx): void {
           }
           return;
         }
+        tc.http_filters.forEach((hf, h) => {
+          const cache = hf.typed_config;
+          if (cache["@type"] !== DECISION_CACHE_TYPE || cache.notification_stream === undefined) return;
+          if (!clusters.has(cache.notification_stream.cluster)) {
+            ctx.addIssue({
+              code: "custom",
+              path: [...fpath, "http_filters", h, "typed_config", "notification_stream", "cluster"],
+              message: `unknown cluster "${cache.notification_stream.cluster}"`,
+            });
+          }
+        });
         tc.route_config.virtual_hosts.forEach((vh, v) => {
           vh.routes.forEach((r, n) => {
             if (!clusters.has(r.route.cluster)) {
@@ -703,6 +730,7 @@ export type BackoffConfig = z.output<typeof backoffSchema>;
 export type SocketAddress = z.output<typeof socketAddressSchema>;
 export type HashPolicyConfig = z.output<typeof hashPolicySchema>;
 export type DecisionCacheConfig = z.output<typeof decisionCacheSchema>;
+export type NotificationStreamConfig = z.output<typeof notificationStreamSchema>;
 export type UpstreamTlsContextConfig = z.output<typeof upstreamTlsContextSchema>;
 export type DataSourceConfig = z.output<typeof dataSourceSchema>;
 export type TransportSocketConfig = z.output<typeof transportSocketSchema>;

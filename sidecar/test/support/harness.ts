@@ -10,6 +10,7 @@ import { Agent, request } from "undici";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BIN = path.resolve(here, "../../bin/tether-sidecar.js");
 const UPSTREAM = path.resolve(here, "upstream.ts");
+const POLICY_SERVER = path.resolve(here, "../../../e2e/src/demo/policy-server.ts");
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -174,6 +175,61 @@ export class Upstream {
     }
     const res = await request(`http://127.0.0.1:${this.port}/__stats`, { reset: true });
     return (await res.body.json()) as UpstreamStats;
+  }
+}
+
+/**
+ * The demo policy server (e2e/src/demo/policy-server.ts, HTTP mode) as a child process: decisions on
+ * GET /authorize, GET /healthz, and the notification stream (GET /notifications/stream, fed by
+ * POST /notifications/publish).
+ */
+export class PolicyServer {
+  readonly port: number;
+  readonly name: string;
+  proc: ChildProcess | undefined;
+
+  constructor(port: number, name: string) {
+    this.port = port;
+    this.name = name;
+  }
+
+  async start(): Promise<this> {
+    const proc = spawn(process.execPath, [POLICY_SERVER, "--port", String(this.port), "--name", this.name], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    this.proc = proc;
+    await waitForLine(proc, (l) => l.includes('"listening"'), `policy server ${this.name} to listen`);
+    return this;
+  }
+
+  async kill(): Promise<void> {
+    const proc = this.proc;
+    if (proc === undefined) return;
+    this.proc = undefined;
+    proc.kill("SIGKILL");
+    await exited(proc);
+  }
+
+  /** SIGSTOP: the process hangs with its sockets open. */
+  pause(): void {
+    this.proc?.kill("SIGSTOP");
+  }
+
+  resume(): void {
+    this.proc?.kill("SIGCONT");
+  }
+
+  /** Sends `event` to every open notification stream; returns how many streams got it. */
+  async publish(event: object): Promise<number> {
+    const res = await request(`http://127.0.0.1:${this.port}/notifications/publish`, {
+      method: "POST",
+      body: JSON.stringify(event),
+    });
+    const body = (await res.body.json()) as { delivered?: number };
+    if (res.statusCode !== 200 || body.delivered === undefined) {
+      throw new Error(`publish answered ${res.statusCode}: ${JSON.stringify(body)}`);
+    }
+    return body.delivered;
   }
 }
 

@@ -161,9 +161,17 @@ export interface NotificationStreamOptions {
   /** Reconnect back-off (jittered exponential), as `retry_back_off`. */
   readonly baseIntervalMs: number;
   readonly maxIntervalMs: number;
+  /**
+   * How long an attempt may wait for the response head (0 = no limit). Without it a hung server,
+   * which accepts the connection and never answers, would hold the subscription forever.
+   */
+  readonly responseTimeoutMs?: number;
   readonly random?: RandomSource;
   readonly log?: Logger;
 }
+
+/** A notification line is small JSON; a longer one means the stream is not what it should be. */
+const MAX_LINE_CHARS = 65_536;
 
 export class NotificationStreamStats {
   connects = 0;
@@ -186,8 +194,12 @@ export class NotificationStream {
   private readonly backoff: JitteredBackoff;
   private request: ClientRequest | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private headTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private everConnected = false;
+  private isOpen = false;
+  /** Failed attempts since the last open stream: the first is a warning, repeats are debug lines. */
+  private failures = 0;
 
   constructor(cache: DecisionCache, options: NotificationStreamOptions) {
     this.cache = cache;
@@ -201,12 +213,18 @@ export class NotificationStream {
     const end = (why: string): void => {
       if (ended) return;
       ended = true;
+      clearTimeout(this.headTimer);
+      this.headTimer = undefined;
       this.request = undefined;
+      this.isOpen = false;
       req.destroy();
       if (this.stopped) return;
       this.stats.disconnects++;
       const wait = this.backoff.next();
-      this.options.log?.warn({ reason: why, retryInMs: wait }, "decision cache notification stream down");
+      this.failures++;
+      const fields = { reason: why, retryInMs: wait, attempts: this.failures };
+      if (this.failures === 1) this.options.log?.warn(fields, "decision cache notification stream down");
+      else this.options.log?.debug(fields, "decision cache notification stream still down");
       this.timer = setTimeout(() => {
         this.timer = undefined;
         this.start();
@@ -220,7 +238,15 @@ export class NotificationStream {
     req.on("close", () => {
       end("closed");
     });
+    const limit = this.options.responseTimeoutMs ?? 0;
+    if (limit > 0) {
+      this.headTimer = setTimeout(() => {
+        end(`no response within ${limit} ms`);
+      }, limit);
+    }
     req.on("response", (res) => {
+      clearTimeout(this.headTimer);
+      this.headTimer = undefined;
       if (res.statusCode !== 200) {
         res.resume();
         end(`status ${res.statusCode ?? 0}`);
@@ -236,6 +262,7 @@ export class NotificationStream {
           this.onLine(pending.slice(0, i));
           pending = pending.slice(i + 1);
         }
+        if (pending.length > MAX_LINE_CHARS) end(`a line longer than ${MAX_LINE_CHARS} characters`);
       });
       res.on("error", (err) => {
         end(err.message);
@@ -247,15 +274,26 @@ export class NotificationStream {
     req.end();
   }
 
+  /** True while a stream is open (answered 200 and not ended). */
+  get connected(): boolean {
+    return this.isOpen;
+  }
+
   stop(): void {
     this.stopped = true;
+    this.isOpen = false;
     clearTimeout(this.timer);
+    this.timer = undefined;
+    clearTimeout(this.headTimer);
+    this.headTimer = undefined;
     this.request?.destroy();
     this.request = undefined;
   }
 
   private onConnected(): void {
     this.stats.connects++;
+    this.isOpen = true;
+    this.failures = 0;
     this.backoff.reset();
     if (this.everConnected) this.cache.invalidateAll();
     this.everConnected = true;

@@ -12,6 +12,7 @@ import { nextConnectionId, type Logger } from "../../log.ts";
 import type { RandomSource } from "../../upstream/backoff.ts";
 import type { ClusterManager } from "../../upstream/cluster-manager.ts";
 import { DecisionCache } from "./decision-cache.ts";
+import { NotificationSubscription } from "./notification-subscription.ts";
 import { ProxyStream, type ProxyEnv } from "./proxy.ts";
 import { RouteTable, type RequestFacts } from "./route-table.ts";
 import { HttpStats } from "./stats.ts";
@@ -62,8 +63,11 @@ export class HttpListener implements ProxyEnv {
   private readonly server: http.Server;
   private readonly sockets = new Set<Socket>();
   private isDraining = false;
+  private started = false;
   /** The DecisionCache filter, when the filter chain has one. */
   cache: DecisionCache | undefined;
+  /** The cache's subscription to the policy server's notification stream, when configured. */
+  subscription: NotificationSubscription | undefined;
 
   constructor(
     config: ListenerConfig,
@@ -82,6 +86,7 @@ export class HttpListener implements ProxyEnv {
     this.bufferLimit = config.per_connection_buffer_limit_bytes;
     this.routes = new RouteTable(hcm.route_config.virtual_hosts);
     this.cache = HttpListener.buildCache(hcm, undefined);
+    this.subscription = this.buildSubscription();
     this.server = http.createServer({
       keepAliveTimeout: hcm.common_http_protocol_options.idle_timeout,
       requestTimeout: hcm.request_timeout,
@@ -111,6 +116,8 @@ export class HttpListener implements ProxyEnv {
       { listener: this.name, address: `${sa.address}:${this.address.port}` },
       "http listener started",
     );
+    this.started = true;
+    if (!this.isDraining) this.subscription?.start();
   }
 
   /** Keeps the current cache (and its entries) when its config did not change. */
@@ -125,14 +132,30 @@ export class HttpListener implements ProxyEnv {
     return new DecisionCache(config);
   }
 
+  private buildSubscription(): NotificationSubscription | undefined {
+    const stream = this.cache?.config.notification_stream;
+    if (this.cache === undefined || stream === undefined) return undefined;
+    const deps = { clusters: this.clusters, log: this.log, random: this.random };
+    return new NotificationSubscription(this.cache, stream, deps, this.name);
+  }
+
   /** New routes and settings for later requests; connections in progress are untouched. */
   update(config: ListenerConfig, hcm: HttpConnectionManagerConfig): void {
     this.config = config;
     this.hcm = hcm;
     this.bufferLimit = config.per_connection_buffer_limit_bytes;
     this.routes = new RouteTable(hcm.route_config.virtual_hosts);
-    this.cache = HttpListener.buildCache(hcm, this.cache);
+    const previous = this.cache;
+    this.cache = HttpListener.buildCache(hcm, previous);
     this.server.keepAliveTimeout = hcm.common_http_protocol_options.idle_timeout;
+    if (this.cache === previous) {
+      // Same filter config: the stream stays open unless its cluster was replaced.
+      this.subscription?.refresh();
+      return;
+    }
+    this.subscription?.stop();
+    this.subscription = this.buildSubscription();
+    if (this.started && !this.isDraining) this.subscription?.start();
   }
 
   private onConnection(socket: Socket): void {
@@ -232,6 +255,7 @@ export class HttpListener implements ProxyEnv {
   /** Stop accepting; keep-alive connections close after their current response. */
   stopAccepting(): void {
     this.isDraining = true;
+    this.subscription?.stop();
     this.server.close();
     this.server.closeIdleConnections();
   }
