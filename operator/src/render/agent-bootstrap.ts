@@ -28,6 +28,8 @@ import { secretFile } from "./secrets.ts";
 
 export const POLICY_SERVER_CLUSTER = "policy-server";
 export const POLICY_SERVER_LISTENER = "policy-server";
+/** Where policy servers publish decision-cache notifications (newline-delimited JSON, kept open). */
+export const NOTIFICATION_STREAM_PATH = "/notifications/stream";
 
 export interface PolicyServers {
   readonly name: string;
@@ -162,15 +164,29 @@ function tcpListenerFilter(spec: AgentSpec): EnvoyObject {
   };
 }
 
+/**
+ * The decision cache. `cache.notifications` (hybrid mode) subscribes it to the policy servers'
+ * notification stream, reconnecting with the Agent's reconnect back-off; POST /notifications on the
+ * sidecar's admin port invalidates in either case.
+ */
 function decisionCacheFilter(spec: AgentSpec): EnvoyObject {
-  return {
-    name: "tether.filters.http.decision_cache",
-    typed_config: {
-      "@type": TYPE_DECISION_CACHE,
-      ttl: envoyDuration(spec.cache.ttl),
-      notifications: spec.cache.notifications,
-    },
+  const config: EnvoyObject = {
+    "@type": TYPE_DECISION_CACHE,
+    ttl: envoyDuration(spec.cache.ttl),
+    notifications: true,
   };
+  if (spec.cache.notifications) {
+    config["notification_stream"] = {
+      cluster: POLICY_SERVER_CLUSTER,
+      path: NOTIFICATION_STREAM_PATH,
+      timeout: envoyDuration(spec.reconnect.connectTimeout),
+      retry_back_off: {
+        base_interval: envoyDuration(spec.reconnect.retryInterval),
+        max_interval: envoyDuration(spec.reconnect.maxRetryInterval),
+      },
+    };
+  }
+  return { name: "tether.filters.http.decision_cache", typed_config: config };
 }
 
 function policyRoute(spec: AgentSpec, idempotent: boolean, method?: string): EnvoyObject {

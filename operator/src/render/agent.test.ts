@@ -269,7 +269,17 @@ describe("Agent sidecar bootstrap", () => {
     expect(hcm["http_filters"]).toEqual([
       {
         name: "tether.filters.http.decision_cache",
-        typed_config: { "@type": TYPE_DECISION_CACHE, ttl: "180s", notifications: true },
+        typed_config: {
+          "@type": TYPE_DECISION_CACHE,
+          ttl: "180s",
+          notifications: true,
+          notification_stream: {
+            cluster: "policy-server",
+            path: "/notifications/stream",
+            timeout: "5s",
+            retry_back_off: { base_interval: "0.250s", max_interval: "2s" },
+          },
+        },
       },
       { name: "envoy.filters.http.router", typed_config: { "@type": TYPE_ROUTER } },
     ]);
@@ -300,6 +310,30 @@ describe("Agent sidecar bootstrap", () => {
         explicit_http_config: { http_protocol_options: {} },
       },
     });
+  });
+
+  it("subscribes the decision cache to the notification stream only with cache.notifications", () => {
+    const cacheOf = (notifications: boolean): EnvoyObject => {
+      const spec = agent({
+        cache: { enabled: true, ttl: "1m", notifications },
+        reconnect: { connectTimeout: "2s", retryInterval: "500ms", maxRetryInterval: "8s" },
+      });
+      const hcm = filterOf(bootstrapOf(input(spec, psc({ protocol: "http" }))).static_resources.listeners[0]);
+      return (hcm["http_filters"] as { typed_config: EnvoyObject }[])[0]!.typed_config;
+    };
+    expect(cacheOf(true)).toEqual({
+      "@type": TYPE_DECISION_CACHE,
+      ttl: "60s",
+      notifications: true,
+      notification_stream: {
+        cluster: "policy-server",
+        path: "/notifications/stream",
+        timeout: "2s",
+        retry_back_off: { base_interval: "0.500s", max_interval: "8s" },
+      },
+    });
+    // Without the subscription, POST /notifications on the admin port still invalidates.
+    expect(cacheOf(false)).toEqual({ "@type": TYPE_DECISION_CACHE, ttl: "60s", notifications: true });
   });
 
   it("leaves the decision cache out when disabled", () => {

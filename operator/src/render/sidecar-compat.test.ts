@@ -2,6 +2,11 @@
  * Everything the operator renders must be accepted by the sidecar's own config schema (the Envoy
  * subset it implements): an unsupported field would make the sidecar refuse the file.
  */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { bootstrapSchema } from "../../../sidecar/src/config/schema.ts";
@@ -92,6 +97,17 @@ describe("rendered configs the sidecar accepts", () => {
     expect(problems(cm.sidecarConfig)).toEqual([]);
   });
 
+  it("a Broker with a tls health check (transport_socket_matches), plain and with PROXY v2", () => {
+    for (const proxyProtocol of ["none", "v2"]) {
+      const cm = renderBroker({
+        owner: { ...owner, kind: "Broker" },
+        spec: broker({ healthCheck: { type: "tls" }, proxyProtocol }),
+        options,
+      });
+      expect(problems(cm.sidecarConfig)).toEqual([]);
+    }
+  });
+
   it("the full quick-start Agent (cache and sticky route)", () => {
     const cm = renderAgent({
       owner,
@@ -104,5 +120,47 @@ describe("rendered configs the sidecar accepts", () => {
       options,
     }).sidecarConfig;
     expect(problems(cm)).toEqual([]);
+  });
+});
+
+const SIDECAR_BIN = fileURLToPath(new URL("../../../sidecar/bin/tether-sidecar.js", import.meta.url));
+
+/** Runs the built sidecar's `--mode validate` on a rendered config: exit code and output. */
+function validateWithSidecar(cm: ConfigMap): { status: number | null; output: string } {
+  const dir = mkdtempSync(join(tmpdir(), "tether-render-"));
+  try {
+    const file = join(dir, "envoy.yaml");
+    writeFileSync(file, cm.data["envoy.yaml"] ?? "");
+    const r = spawnSync(process.execPath, [SIDECAR_BIN, "--config", file, "--mode", "validate"], {
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    return { status: r.status, output: `${r.stdout}${r.stderr}` };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe("rendered configs pass the built sidecar's --mode validate", () => {
+  it("Brokers with a tls health check, plain and with PROXY v2", () => {
+    for (const proxyProtocol of ["none", "v2"]) {
+      const cm = renderBroker({
+        owner: { ...owner, kind: "Broker" },
+        spec: broker({ healthCheck: { type: "tls" }, proxyProtocol }),
+        options,
+      }).sidecarConfig;
+      const result = validateWithSidecar(cm);
+      expect(result.output).toContain("OK");
+      expect(result.status).toBe(0);
+    }
+  });
+
+  it("an Agent whose decision cache subscribes to the policy servers' notification stream", () => {
+    const spec = agent({ cache: { enabled: true, notifications: true } });
+    const cm = agentConfig(psc({ protocol: "http" }), [], spec);
+    expect(cm.data["envoy.yaml"]).toContain("notification_stream");
+    const result = validateWithSidecar(cm);
+    expect(result.output).toContain("OK");
+    expect(result.status).toBe(0);
   });
 });
