@@ -228,7 +228,7 @@ wait_for() {
 dead_component() {
   local f
   for f in "$run"/pids/*; do
-    if ! kill -0 "$(cat "$f")" 2> /dev/null; then
+    if ! running "$(cat "$f")"; then
       log "$(basename "$f") is not running"
       return 0
     fi
@@ -500,10 +500,19 @@ spec:
 EOF
 }
 
+# The host's interfaces and iptables rules, to check after `down` that the run left none behind.
+host_snapshot() {
+  mkdir -p "$1"
+  ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort > "$1/links"
+  iptables-save 2> /dev/null | grep -v -e '^#' -e '^:' | sort > "$1/iptables" || true
+}
+
 record_host_state() {
   local s p
+  host_snapshot "$out/host-before"
   for s in "${KERNEL_SYSCTLS[@]}"; do echo "$s=$(sysctl -n "$s")"; done > "$run/sysctls"
   for p in "${HOST_PATHS[@]}"; do [ -e "$p" ] || echo "$p"; done > "$run/created-paths"
+  cp "$run/created-paths" "$out/host-before/created-paths"
 }
 
 up() {
@@ -512,7 +521,8 @@ up() {
   # A failed start removes what it made (the logs stay in .tether/local/logs).
   trap 'down_quiet' EXIT
   mkdir -p "$data" "$run" "$out"
-  chmod 700 "$data"
+  # Everything the node writes (etcd, images, pods) lives in memory, and goes with one unmount.
+  mount -t tmpfs -o "size=${TETHER_LOCAL_TMPFS_SIZE:-8g},mode=0700" tether-local "$data"
   record_host_state
   log "network namespace $NETNS ($HOST_IP <-> $NODE_IP)"
   network
@@ -538,27 +548,36 @@ EOF
 
 # ---------------------------------------------------------------------------------------- teardown
 
-# Every process the cluster started: the components (pid files), containerd's shims and the
-# containers under the kubelet's cgroups.
+# Every process the cluster started: the components (pid files), the containers under the kubelet's
+# cgroups and containerd's shims. Containers are test workloads: they get SIGKILL at once; the
+# components SIGTERM, then SIGKILL after 5 s.
 kill_everything() {
-  local f pid pids=() attempt
-  for f in "$run"/pids/*; do pids+=("$(cat "$f")"); done
-  # Containers first: every process in the pods' cgroups.
+  local f pid components=() containers=()
+  for f in "$run"/pids/*; do components+=("$(cat "$f")"); done
   for f in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
     [ -d "$f" ] || continue
-    while read -r pid; do pids+=("$pid"); done < <(find "$f" -name cgroup.procs -exec cat {} + 2> /dev/null)
+    while read -r pid; do containers+=("$pid"); done < <(find "$f" -name cgroup.procs -exec cat {} + 2> /dev/null)
   done
-  while read -r pid; do pids+=("$pid"); done < <(pgrep -f "containerd-shim-runc-v2 .*$run/containerd.sock" || true)
-  [ ${#pids[@]} -gt 0 ] || return 0
-  kill -TERM "${pids[@]}" 2> /dev/null || true
-  for attempt in $(seq 1 50); do
-    local alive=()
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2> /dev/null && alive+=("$pid"); done
+  while read -r pid; do containers+=("$pid"); done < <(pgrep -f "containerd-shim-runc-v2 .*$run/containerd.sock" || true)
+  [ ${#components[@]} -eq 0 ] || kill -TERM "${components[@]}" 2> /dev/null || true
+  [ ${#containers[@]} -eq 0 ] || kill -KILL "${containers[@]}" 2> /dev/null || true
+  local all=("${components[@]}" "${containers[@]}") attempt alive
+  [ ${#all[@]} -gt 0 ] || return 0
+  for attempt in $(seq 1 40); do
+    alive=()
+    for pid in "${all[@]}"; do running "$pid" && alive+=("$pid"); done
     [ ${#alive[@]} -eq 0 ] && return 0
-    [ "$attempt" -eq 30 ] && kill -KILL "${alive[@]}" 2> /dev/null
+    [ "$attempt" -eq 25 ] && kill -KILL "${alive[@]}" 2> /dev/null
     sleep 0.2
   done
   log "still running after SIGKILL: ${alive[*]}"
+}
+
+# A pid that exists and is not a zombie (an exited process its parent has not reaped yet).
+running() {
+  local _pid _comm state
+  { read -r _pid _comm state _ < "/proc/$1/stat"; } 2> /dev/null || return 1
+  [ "$state" != Z ] && [ "$state" != X ]
 }
 
 unmount_everything() {
@@ -589,15 +608,16 @@ restore_host_state() {
 
 down_quiet() {
   kill_everything
+  if [ -d "$data/logs" ]; then
+    mkdir -p "$out/logs"
+    cp "$data"/logs/*.log "$out/logs/" 2> /dev/null || true
+  fi
+  # $data is a tmpfs: unmounting it frees the image store and the pods' files at once.
   unmount_everything
   remove_cgroups
   restore_host_state
   ip netns del "$NETNS" 2> /dev/null || true
   ip link del "$HOST_IF" 2> /dev/null || true
-  if [ -d "$data/logs" ]; then
-    mkdir -p "$out/logs"
-    cp "$data"/logs/*.log "$out/logs/" 2> /dev/null || true
-  fi
   rm -rf "$data" "$run"
   rm -f "$kubeconfig"
 }
@@ -610,8 +630,20 @@ down() {
   ip link show "$HOST_IF" > /dev/null 2>&1 && left+=("interface $HOST_IF")
   findmnt -rn -o TARGET | grep -qE "^($data|$run)(/|$)" && left+=("mounts under $data or $run")
   [ -e /sys/fs/cgroup/memory/kubepods ] && left+=("cgroup kubepods")
+  local p
+  for p in "${HOST_PATHS[@]}"; do
+    grep -qx "$p" "$out/host-before/created-paths" 2> /dev/null && [ -e "$p" ] && left+=("$p")
+  done
+  if [ -d "$out/host-before" ]; then
+    host_snapshot "$out/host-after"
+    diff -q "$out/host-before/links" "$out/host-after/links" > /dev/null ||
+      left+=("interfaces: $(diff "$out/host-before/links" "$out/host-after/links" | grep '^>' | tr '\n' ' ')")
+    diff -q "$out/host-before/iptables" "$out/host-after/iptables" > /dev/null ||
+      left+=("host iptables rules: $(diff "$out/host-before/iptables" "$out/host-after/iptables" | grep '^>' | head -5 | tr '\n' ' ')")
+    rm -rf "$out/host-before" "$out/host-after"
+  fi
   [ ${#left[@]} -eq 0 ] || die "teardown left: ${left[*]}"
-  log "down: every process, mount, cgroup, interface and the network namespace removed"
+  log "down: every process, mount, cgroup, interface, iptables rule and the network namespace removed"
 }
 
 status() {
