@@ -187,7 +187,7 @@ describe("decision cache notification_stream", () => {
     expect((await decide(listen, "s1")).cache).toBeUndefined();
   });
 
-  it("closes the stream when a reload removes it, and keeps it across a reload that does not", async () => {
+  it("keeps the stream across a reload, moves it when the cluster is replaced, closes it when removed", async () => {
     const [ps] = await startPolicyServers(1);
     const [listen, admin] = await Promise.all([freePort(), freePort()]);
     const file = Sidecar.writeConfig(config(admin, listen, [ps!]));
@@ -205,10 +205,25 @@ describe("decision cache notification_stream", () => {
     expect(await metric(s, `tether_decision_cache_stream_connects_total{${L}}`)).toBe(1);
     expect(await ps!.publish({ session: "x" })).toBe(1);
 
-    writeFileSync(file, config(admin, listen, [ps!], false));
+    // A reload that replaces the cluster moves the stream to the new cluster: one stream, not two.
+    writeFileSync(
+      file,
+      config(admin, listen, [ps!]).replace("connect_timeout: 0.25s", "connect_timeout: 0.3s"),
+    );
     await waitFor(
       "reload 2",
       async () => (await metric(s, 'tether_config_reload_total{result="success"}')) === 2,
+    );
+    await waitFor(
+      "stream reopened through the new cluster",
+      async () => (await metric(s, `tether_decision_cache_stream_connects_total{${L}}`)) === 2,
+    );
+    await waitFor("only the new stream left", async () => (await ps!.publish({ session: "x" })) === 1);
+
+    writeFileSync(file, config(admin, listen, [ps!], false));
+    await waitFor(
+      "reload 3",
+      async () => (await metric(s, 'tether_config_reload_total{result="success"}')) === 3,
     );
     await waitFor("stream closed", async () => (await ps!.publish({ session: "x" })) === 0);
     expect((await s.metrics()).has(`tether_decision_cache_stream_connected{${L}}`)).toBe(false);
