@@ -212,7 +212,8 @@ describe("the decision cache as S8 sees it: the agent's answers carry the policy
   let servers: PolicyServerProcess[] = [];
   let sidecar: SidecarProcess | undefined;
   let agent: { child: ChildHandle; origin: string } | undefined;
-  const TTL_MS = 1500;
+  // Long enough that two request commands (a node start each) fit well inside it on a loaded machine.
+  const TTL_MS = 5000;
 
   beforeAll(async () => {
     const config = await loadDemoConfig(join(REPO_ROOT, "examples/sidecar/envoy-http.yaml"), {

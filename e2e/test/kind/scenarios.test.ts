@@ -389,7 +389,8 @@ describe.skipIf(cluster === undefined)("end-to-end scenarios (TETHER_E2E_KUBECON
     "S8: decision cache: a repeated decision is served by the sidecar, expires after the ttl, and a notification invalidates it at once",
     async () => {
       const ns = "tether-e2e-s8";
-      const ttlMs = 10_000;
+      // Long enough for a few kubectl exec round trips (the hit and notification checks run within it).
+      const ttlMs = 20_000;
       await withNamespace(ns, async () => {
         const client = await deploy(ns, "servers-first", { cache: { ttl: `${ttlMs / 1000}s` } });
         const [agentPod] = await k().pods(ns, podsOf("web", "agent"));
