@@ -66,7 +66,11 @@ describe("envoy helpers", () => {
       healthy_threshold: 2,
       tcp_health_check: {},
     });
-    expect(healthCheck({ ...base, type: "http", path: "/h" })["http_health_check"]).toEqual({ path: "/h" });
+    // Any 2xx is healthy, as the API says (Envoy alone would accept only 200).
+    expect(healthCheck({ ...base, type: "http", path: "/h" })["http_health_check"]).toEqual({
+      path: "/h",
+      expected_statuses: [{ start: 200, end: 300 }],
+    });
   });
 });
 

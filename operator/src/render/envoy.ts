@@ -105,8 +105,10 @@ export function healthCheck(hc: HealthCheckSpec): EnvoyObject {
     unhealthy_threshold: hc.unhealthyThreshold,
     healthy_threshold: hc.healthyThreshold,
   };
-  if (hc.type === "http") check["http_health_check"] = { path: hc.path ?? "/" };
-  else check["tcp_health_check"] = {};
+  // The API promises any 2xx is healthy; Envoy's default accepts only 200.
+  if (hc.type === "http") {
+    check["http_health_check"] = { path: hc.path ?? "/", expected_statuses: [{ start: 200, end: 300 }] };
+  } else check["tcp_health_check"] = {};
   return check;
 }
 
