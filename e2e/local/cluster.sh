@@ -55,6 +55,9 @@ KERNEL_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_o
   kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 
 log() { printf '[cluster:local] %s (%ss)\n' "$*" "$SECONDS" >&2; }
+# No silent exit: a failing command names itself and its line.
+set -E
+trap 'log "error: \"$BASH_COMMAND\" failed (line $LINENO)"' ERR
 die() { printf '[cluster:local] error: %s\n' "$*" >&2; exit 1; }
 
 in_node() { nsenter --net="/run/netns/$NETNS" -- "$@"; }
@@ -636,10 +639,12 @@ down() {
   done
   if [ -d "$out/host-before" ]; then
     host_snapshot "$out/host-after"
-    diff -q "$out/host-before/links" "$out/host-after/links" > /dev/null ||
-      left+=("interfaces: $(diff "$out/host-before/links" "$out/host-after/links" | grep '^>' | tr '\n' ' ')")
-    diff -q "$out/host-before/iptables" "$out/host-after/iptables" > /dev/null ||
-      left+=("host iptables rules: $(diff "$out/host-before/iptables" "$out/host-after/iptables" | grep '^>' | head -5 | tr '\n' ' ')")
+    # Only what is there now and was not before counts: other programs may remove their own.
+    local added
+    added=$(comm -13 "$out/host-before/links" "$out/host-after/links" | tr '\n' ' ')
+    [ -z "$added" ] || left+=("interfaces: $added")
+    added=$(comm -13 "$out/host-before/iptables" "$out/host-after/iptables" | awk 'NR <= 5' | tr '\n' ' ')
+    [ -z "$added" ] || left+=("host iptables rules: $added")
     rm -rf "$out/host-before" "$out/host-after"
   fi
   [ ${#left[@]} -eq 0 ] || die "teardown left: ${left[*]}"
