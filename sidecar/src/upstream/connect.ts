@@ -1,12 +1,14 @@
 // Opening upstream TCP connections: connect timeout, keepalive, per-cluster/host accounting, and
 // failure classes (refused / timeout / dns / tls / unreachable) with elapsed time in logs and metrics.
+// Signs that a server is going away — it closed or reset a connection we did not close, or refused
+// or reset a new one — are passed to the context (the cluster checks the host at once).
 import net from "node:net";
 import tls, { type ConnectionOptions } from "node:tls";
 import type { Logger } from "../log.ts";
 import { nextConnectionId } from "../log.ts";
 import type { Host } from "./host.ts";
 import { proxyHeaderV1, proxyHeaderV2, type ProxiedAddresses } from "./proxy-protocol.ts";
-import type { ClusterStats, ConnectFailureClass } from "./stats.ts";
+import type { ClusterStats, ConnectFailureClass, ImmediateCheckReason } from "./stats.ts";
 
 export class UpstreamConnectError extends Error {
   readonly code = "TETHER_ERR_UPSTREAM_CONNECT";
@@ -55,6 +57,8 @@ export interface ConnectContext {
   readonly connectTimeoutMs: number;
   /** Seconds of idle before TCP keepalive probes, when upstream_connection_options.tcp_keepalive is set. */
   readonly keepAliveTimeS: number | undefined;
+  /** The server at `host` closed, reset or refused a connection: it may be going away. */
+  onUpstreamSignal?(host: Host, reason: ImmediateCheckReason): void;
 }
 
 export type DialCallback = (
@@ -156,6 +160,8 @@ export function connectUpstream(
         "upstream connect failed",
       );
       callback(new UpstreamConnectError(host.key, cls, elapsed, failure?.cause), null);
+      if (cls === "refused") ctx.onUpstreamSignal?.(host, "connect_refused");
+      else if (cls === "reset") ctx.onUpstreamSignal?.(host, "connect_reset");
       return;
     }
     if (ctx.keepAliveTimeS !== undefined) socket.setKeepAlive(true, ctx.keepAliveTimeS * 1000);
@@ -171,17 +177,27 @@ function trackConnection(ctx: ConnectContext, host: Host, socket: net.Socket, st
   stats.upstream_cx_active++;
   host.stats.cx_total++;
   host.stats.cx_active++;
-  let remoteClosed = false;
+  // Who ended the connection: the server (a FIN before ours, or a reset), or we (our FIN first, or
+  // destroy — an idle timeout, a pool closing, a finished tcp_proxy session).
+  let remote: "close" | "reset" | undefined;
   ctx.log.info({ conn: id, cluster: ctx.clusterName, upstream: host.key }, "upstream connection open");
-  socket.once("end", () => {
-    remoteClosed = true;
+  // Prepended: with allowHalfOpen off, net's own 'end' handler ends our side before other listeners
+  // run, so only here does writableEnded still tell whether we had sent our FIN first.
+  socket.prependOnceListener("end", () => {
+    if (socket.writableEnded || remote !== undefined) return;
+    remote = "close";
+    ctx.onUpstreamSignal?.(host, "remote_close");
   });
   // undici and tcp_proxy attach their own error handlers; this one keeps a stray error from crashing.
-  socket.on("error", () => undefined);
+  socket.on("error", (err: Error) => {
+    if (remote !== undefined || classifyConnectError(err) !== "reset") return;
+    remote = "reset";
+    ctx.onUpstreamSignal?.(host, "remote_reset");
+  });
   socket.once("close", () => {
     stats.upstream_cx_active--;
     host.stats.cx_active--;
-    if (remoteClosed) stats.counters.upstream_cx_destroy_remote++;
+    if (remote !== undefined) stats.counters.upstream_cx_destroy_remote++;
     else stats.counters.upstream_cx_destroy_local++;
     stats.counters.upstream_cx_rx_bytes_total += socket.bytesRead;
     stats.counters.upstream_cx_tx_bytes_total += socket.bytesWritten;
@@ -193,7 +209,7 @@ function trackConnection(ctx: ConnectContext, host: Host, socket: net.Socket, st
         bytesIn: socket.bytesRead,
         bytesOut: socket.bytesWritten,
         durationMs: Math.round(performance.now() - started),
-        reason: remoteClosed ? "remote_close" : "local_close",
+        reason: remote === undefined ? "local_close" : `remote_${remote}`,
       },
       "upstream connection closed",
     );

@@ -78,6 +78,19 @@ export type ConnectFailureClass = (typeof CONNECT_FAILURE_CLASSES)[number];
 export const HEALTH_CHECK_FAILURE_CLASSES = [...CONNECT_FAILURE_CLASSES, "status"] as const;
 export type HealthCheckFailureClass = (typeof HEALTH_CHECK_FAILURE_CLASSES)[number];
 
+/**
+ * Why an out-of-band ("immediate") active health check of a host was run: its server closed
+ * (`remote_close`, a FIN we did not ask for) or reset (`remote_reset`) an established connection, or
+ * a new connection to it was refused (`connect_refused`) or reset during the connect (`connect_reset`).
+ */
+export const IMMEDIATE_CHECK_REASONS = [
+  "remote_close",
+  "remote_reset",
+  "connect_refused",
+  "connect_reset",
+] as const;
+export type ImmediateCheckReason = (typeof IMMEDIATE_CHECK_REASONS)[number];
+
 export class ClusterStats {
   readonly counters: Record<ClusterCounter, number>;
   // Gauges.
@@ -90,6 +103,8 @@ export class ClusterStats {
   readonly rqTime = new Histogram();
   readonly connectFailures: Record<ConnectFailureClass, number>;
   readonly healthCheckFailures: Record<HealthCheckFailureClass, number>;
+  /** Out-of-band health checks run, by what asked for them (also counted in health_check_attempt). */
+  readonly immediateHealthChecks: Record<ImmediateCheckReason, number>;
 
   constructor() {
     this.counters = Object.fromEntries(CLUSTER_COUNTERS.map((c) => [c, 0])) as Record<ClusterCounter, number>;
@@ -99,6 +114,10 @@ export class ClusterStats {
     >;
     this.healthCheckFailures = Object.fromEntries(HEALTH_CHECK_FAILURE_CLASSES.map((c) => [c, 0])) as Record<
       HealthCheckFailureClass,
+      number
+    >;
+    this.immediateHealthChecks = Object.fromEntries(IMMEDIATE_CHECK_REASONS.map((r) => [r, 0])) as Record<
+      ImmediateCheckReason,
       number
     >;
   }
