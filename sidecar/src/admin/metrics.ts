@@ -11,6 +11,7 @@ import {
   CONNECT_FAILURE_CLASSES,
   ENVOY_BUCKETS_MS,
   HEALTH_CHECK_FAILURE_CLASSES,
+  IMMEDIATE_CHECK_REASONS,
   type Histogram,
 } from "../upstream/stats.ts";
 
@@ -120,6 +121,18 @@ function clusterFamilies(out: Exposition, clusters: readonly Cluster[]): void {
         : HEALTH_CHECK_FAILURE_CLASSES.map((cls): Sample => [
             `${l(c)},class="${cls}"`,
             c.stats.healthCheckFailures[cls],
+          ]),
+    ),
+  );
+  out.family(
+    "tether_health_check_immediate_total",
+    "counter",
+    clusters.flatMap((c) =>
+      c.config.health_checks.length === 0
+        ? []
+        : IMMEDIATE_CHECK_REASONS.map((reason): Sample => [
+            `${l(c)},reason="${reason}"`,
+            c.stats.immediateHealthChecks[reason],
           ]),
     ),
   );

@@ -17,12 +17,12 @@ import {
   type UpstreamConnectError,
 } from "./connect.ts";
 import { resolveEndpoints } from "./dns.ts";
-import { HealthChecker, type HealthCheckFailure, type HealthCheckOwner } from "./health-check.ts";
+import { HealthChecker, type HealthCheckOwner, type HealthCheckTransition } from "./health-check.ts";
 import { Host } from "./host.ts";
 import { OutlierDetector, type OutlierOwner } from "./outlier.ts";
 import { computePriorityPlan, pickPriority, type PriorityPlan } from "./priority.ts";
 import { buildRing, entriesPerHost, hash32, ringLookup, type Ring } from "./ring.ts";
-import { ClusterStats } from "./stats.ts";
+import { ClusterStats, type ImmediateCheckReason } from "./stats.ts";
 import { TransportSocketMatcher } from "./transport-match.ts";
 
 /** Something queued behind the request circuit breaker (max_requests / max_pending_requests). */
@@ -321,7 +321,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
 
   // ---- health events ---------------------------------------------------------------------------
 
-  onActiveHealthChanged(host: Host, healthy: boolean, failure?: HealthCheckFailure): void {
+  onActiveHealthChanged(host: Host, healthy: boolean, failure?: HealthCheckTransition): void {
     this.log.info(
       {
         cluster: this.name,
@@ -329,13 +329,44 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
         priority: host.priority,
         healthy,
         cause: "active_hc",
-        ...(failure === undefined ? {} : { errorClass: failure.cls, err: failure.message }),
+        ...(failure === undefined
+          ? {}
+          : {
+              errorClass: failure.cls,
+              err: failure.message,
+              consecutiveFailures: failure.consecutiveFailures,
+              // A refused check took the host out before unhealthy_threshold failures.
+              ...(failure.confirmed ? {} : { beforeThreshold: true }),
+            }),
       },
       healthy ? "host healthy" : "host unhealthy",
     );
     this.recompute();
-    if (!healthy && this.config.close_connections_on_host_health_failure) this.closeHostConnections(host);
+    // Connections are cut once the failure is confirmed by unhealthy_threshold checks (Envoy's
+    // rule), so a server that closed its listener to drain keeps its sessions until then.
+    if (!healthy && failure?.confirmed !== false && this.config.close_connections_on_host_health_failure)
+      this.closeHostConnections(host);
     this.notifyHealth(host);
+  }
+
+  onActiveHealthConfirmed(host: Host, failure: HealthCheckTransition): void {
+    this.log.info(
+      {
+        cluster: this.name,
+        upstream: host.key,
+        priority: host.priority,
+        errorClass: failure.cls,
+        err: failure.message,
+        consecutiveFailures: failure.consecutiveFailures,
+      },
+      "host unhealthy confirmed",
+    );
+    if (this.config.close_connections_on_host_health_failure) this.closeHostConnections(host);
+  }
+
+  /** The server at `host` closed, reset or refused a connection: health-check it now (rate-limited). */
+  onUpstreamSignal(host: Host, reason: ImmediateCheckReason): void {
+    this.healthChecker?.checkSoon(host, reason);
   }
 
   /** Registers a listener for hosts leaving or rejoining rotation; returns its removal. */

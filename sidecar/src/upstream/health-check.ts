@@ -2,13 +2,25 @@
 // host leaves rotation after unhealthy_threshold consecutive failures and returns after
 // healthy_threshold passes; a new host is admitted on its first pass. A failed check has a class
 // (refused / timeout / tls / … / status), counted and logged when a run of failures starts.
+//
+// Two Tether additions, so a server that is going away stops getting new connections at once rather
+// than after unhealthy_threshold intervals (a deliberate difference from Envoy):
+// - checkSoon(): the cluster asks for an out-of-band check when the server closed or reset a
+//   connection, or refused one. It runs at once unless a check is running (then right after it).
+//   While the host's checks pass, at most one per host per max(250 ms, interval / 4) (a later ask
+//   brings the next check forward to that time); once a check failed, asks are not delayed, and a
+//   failed out-of-band check is followed by another 50 ms later, until one passes or
+//   unhealthy_threshold takes the host out — so the extra checks stay bounded either way.
+// - A check refused outright (nothing listens on the address) takes the host out of rotation on its
+//   own. Its connections are cut (close_connections_on_host_health_failure) only once
+//   unhealthy_threshold checks have failed, as before, so a server draining its sessions keeps them.
 import type net from "node:net";
 
 import type { HealthCheckConfig } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import { classifyConnectError, dial, PLAIN_TRANSPORT, type Transport } from "./connect.ts";
 import type { Host } from "./host.ts";
-import type { ClusterStats, HealthCheckFailureClass } from "./stats.ts";
+import type { ClusterStats, HealthCheckFailureClass, ImmediateCheckReason } from "./stats.ts";
 import { TransportSocketMatcher, type NamedTransport } from "./transport-match.ts";
 
 export interface HealthCheckFailure {
@@ -22,18 +34,60 @@ export interface HealthCheckOwner {
   readonly stats: ClusterStats;
   /** True once any request was routed to the cluster (Envoy then leaves no_traffic_interval). */
   readonly hadTraffic: boolean;
-  /** `failure`: the check that took the host out of rotation. */
-  onActiveHealthChanged(host: Host, healthy: boolean, failure?: HealthCheckFailure): void;
+  /**
+   * The host entered or left rotation. Leaving: `failure` is the check that took it out, and
+   * `failure.confirmed` whether unhealthy_threshold consecutive checks have failed (false when a
+   * refused check took it out on its own).
+   */
+  onActiveHealthChanged(host: Host, healthy: boolean, failure?: HealthCheckTransition): void;
+  /** A host taken out by a refused check has now failed unhealthy_threshold checks in a row. */
+  onActiveHealthConfirmed(host: Host, failure: HealthCheckTransition): void;
   onActiveHealthPassed(host: Host): void;
 }
+
+export interface HealthCheckTransition extends HealthCheckFailure {
+  readonly consecutiveFailures: number;
+  /** unhealthy_threshold consecutive failures reached (Envoy's rule). */
+  readonly confirmed: boolean;
+}
+
+/** The scheduling clock, injected by tests; checks' own timeouts run on real timers. */
+export interface CheckClock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const SYSTEM_CLOCK: CheckClock = {
+  now: () => performance.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => {
+    clearTimeout(handle as NodeJS.Timeout | undefined);
+  },
+};
+
+/** Out-of-band checks of a passing host are at least max(this, interval / 4) apart. */
+export const MIN_IMMEDIATE_CHECK_GAP_MS = 250;
+/** A failed out-of-band check (not a refusal) is followed by another this much later. */
+export const IMMEDIATE_FOLLOW_UP_MS = 50;
 
 interface HostCheckState {
   consecutiveFailures: number;
   consecutiveSuccesses: number;
   /** The class of the last failure, so a run of equal failures is logged once. */
   lastFailureClass: HealthCheckFailureClass | undefined;
-  timer: NodeJS.Timeout | undefined;
+  /** The next check's timer and when it fires (clock time). */
+  timer: unknown;
+  nextAt: number;
   inFlight: net.Socket | undefined;
+  /** Set when the armed timer runs an out-of-band check: what asked for it. */
+  immediateReason: ImmediateCheckReason | undefined;
+  /** An out-of-band check asked for while a check was running; considered when that one ends. */
+  wanted: ImmediateCheckReason | undefined;
+  /** When the last out-of-band check started (clock time). */
+  lastImmediateAt: number;
+  /** Out of rotation by a refused check, unhealthy_threshold not reached yet. */
+  outBeforeThreshold: boolean;
 }
 
 export class HealthChecker {
@@ -43,6 +97,8 @@ export class HealthChecker {
   private stopped = false;
   private initialRemaining = 0;
   private initialWaiters: (() => void)[] = [];
+  private readonly clock: CheckClock;
+  private readonly immediateGapMs: number;
 
   /** The transport picked by transport_socket_match_criteria; undefined → each host's own. */
   private readonly criteriaTransport: NamedTransport | undefined;
@@ -56,9 +112,12 @@ export class HealthChecker {
     config: HealthCheckConfig,
     owner: HealthCheckOwner,
     transports: TransportSocketMatcher = new TransportSocketMatcher(PLAIN_TRANSPORT),
+    clock: CheckClock = SYSTEM_CLOCK,
   ) {
     this.config = config;
     this.owner = owner;
+    this.clock = clock;
+    this.immediateGapMs = Math.max(MIN_IMMEDIATE_CHECK_GAP_MS, config.interval / 4);
     const criteria = config.transport_socket_match_criteria;
     this.criteriaTransport = criteria === undefined ? undefined : transports.resolve(criteria);
   }
@@ -75,7 +134,12 @@ export class HealthChecker {
       consecutiveSuccesses: 0,
       lastFailureClass: undefined,
       timer: undefined,
+      nextAt: Infinity,
       inFlight: undefined,
+      immediateReason: undefined,
+      wanted: undefined,
+      lastImmediateAt: -Infinity,
+      outBeforeThreshold: false,
     };
     this.states.set(host, state);
     this.initialRemaining++;
@@ -85,7 +149,7 @@ export class HealthChecker {
   removeHost(host: Host): void {
     const state = this.states.get(host);
     if (state === undefined) return;
-    clearTimeout(state.timer);
+    this.clock.clearTimeout(state.timer);
     state.inFlight?.destroy();
     this.states.delete(host);
     if (host.pendingActiveHc) this.initialDone(host);
@@ -100,17 +164,50 @@ export class HealthChecker {
   /** The cluster saw its first request: checks that waited on no_traffic_interval run sooner. */
   trafficStarted(): void {
     for (const [host, state] of this.states) {
-      if (state.timer !== undefined && state.inFlight === undefined) {
-        clearTimeout(state.timer);
+      if (state.timer !== undefined && state.inFlight === undefined && state.immediateReason === undefined) {
+        this.clock.clearTimeout(state.timer);
         this.schedule(host, state);
       }
     }
   }
 
+  /**
+   * A sign that `host`'s server may be going away (it closed, reset or refused a connection): check it
+   * now, out of band — unless it is out of rotation already (its checks bring it back). Never two
+   * checks of a host at once: asked during a check, it is considered when that one ends. While the
+   * host passes, rate-limited to one per max(250 ms, interval / 4): a later ask brings the next check
+   * forward to that time. After a failed check (the host is then at most unhealthy_threshold − 1
+   * failures from leaving rotation) an ask runs at once.
+   */
+  checkSoon(host: Host, reason: ImmediateCheckReason): void {
+    const state = this.states.get(host);
+    if (this.stopped || state === undefined || host.failedActiveHc) return;
+    if (state.inFlight !== undefined) {
+      state.wanted ??= reason;
+      return;
+    }
+    const now = this.clock.now();
+    const at =
+      state.consecutiveFailures > 0 ? now : Math.max(now, state.lastImmediateAt + this.immediateGapMs);
+    this.bringForward(host, state, reason, at);
+  }
+
+  /** Arms an out-of-band check for clock time `at` (now or later), unless the next check is sooner. */
+  private bringForward(host: Host, state: HostCheckState, reason: ImmediateCheckReason, at: number): void {
+    const now = this.clock.now();
+    // The armed check comes no later (a regular one, or an out-of-band one already brought forward).
+    if (state.timer !== undefined && state.nextAt <= at) return;
+    this.clock.clearTimeout(state.timer);
+    state.timer = undefined;
+    state.immediateReason = reason;
+    if (at <= now) this.runCheck(host, state);
+    else this.arm(host, state, at - now);
+  }
+
   stop(): void {
     this.stopped = true;
     for (const state of this.states.values()) {
-      clearTimeout(state.timer);
+      this.clock.clearTimeout(state.timer);
       state.inFlight?.destroy();
     }
     this.states.clear();
@@ -126,11 +223,16 @@ export class HealthChecker {
   }
 
   private schedule(host: Host, state: HostCheckState): void {
+    this.arm(host, state, this.intervalFor(host));
+  }
+
+  private arm(host: Host, state: HostCheckState, delayMs: number): void {
     if (this.stopped) return;
-    state.timer = setTimeout(() => {
+    state.nextAt = this.clock.now() + delayMs;
+    state.timer = this.clock.setTimeout(() => {
       state.timer = undefined;
       this.runCheck(host, state);
-    }, this.intervalFor(host));
+    }, delayMs);
   }
 
   private initialDone(host: Host): void {
@@ -145,12 +247,33 @@ export class HealthChecker {
 
   private runCheck(host: Host, state: HostCheckState): void {
     if (this.stopped) return;
+    const reason = state.immediateReason;
+    state.immediateReason = undefined;
+    // This check answers whatever asked before it started.
+    state.wanted = undefined;
+    if (reason !== undefined) {
+      state.lastImmediateAt = this.clock.now();
+      this.owner.stats.immediateHealthChecks[reason]++;
+      this.owner.log.debug(
+        { cluster: this.owner.name, upstream: host.key, reason },
+        "immediate health check",
+      );
+    }
     this.owner.stats.counters.health_check_attempt++;
     const done = (result: ProbeResult): void => {
       state.inFlight = undefined;
       if (this.stopped || this.states.get(host) !== state) return;
       this.record(host, state, result);
+      const wanted = state.wanted;
+      state.wanted = undefined;
       this.schedule(host, state);
+      if (host.failedActiveHc) return;
+      const followUp = reason ?? wanted;
+      if (result.failure !== undefined && followUp !== undefined) {
+        // Suspect and still in rotation: look again shortly (a server closing its idle connections
+        // an instant before its listener can reset the first look instead of refusing it).
+        this.bringForward(host, state, followUp, this.clock.now() + IMMEDIATE_FOLLOW_UP_MS);
+      } else if (wanted !== undefined) this.checkSoon(host, wanted);
     };
     state.inFlight = probe(host, this.config, this.transportFor(host), done);
   }
@@ -168,6 +291,7 @@ export class HealthChecker {
         (wasPending || state.consecutiveSuccesses >= this.config.healthy_threshold)
       ) {
         host.failedActiveHc = false;
+        state.outBeforeThreshold = false;
         this.owner.onActiveHealthChanged(host, true);
       }
       this.owner.onActiveHealthPassed(host);
@@ -179,12 +303,30 @@ export class HealthChecker {
       state.consecutiveSuccesses = 0;
       state.consecutiveFailures++;
       this.logFailure(host, state, failure);
-      if (!host.failedActiveHc && state.consecutiveFailures >= this.config.unhealthy_threshold) {
-        host.failedActiveHc = true;
-        this.owner.onActiveHealthChanged(host, false, failure);
-      }
+      this.recordFailure(host, state, failure);
     }
     if (wasPending) this.initialDone(host);
+  }
+
+  /**
+   * Envoy's rule: unhealthy_threshold consecutive failures take a host out. Tether's: a refused
+   * connect (nothing listens there) takes it out at once; the threshold, reached later, confirms it.
+   */
+  private recordFailure(host: Host, state: HostCheckState, failure: HealthCheckFailure): void {
+    const transition: HealthCheckTransition = {
+      ...failure,
+      consecutiveFailures: state.consecutiveFailures,
+      confirmed: state.consecutiveFailures >= this.config.unhealthy_threshold,
+    };
+    if (!host.failedActiveHc) {
+      if (!transition.confirmed && failure.cls !== "refused") return;
+      host.failedActiveHc = true;
+      state.outBeforeThreshold = !transition.confirmed;
+      this.owner.onActiveHealthChanged(host, false, transition);
+    } else if (state.outBeforeThreshold && transition.confirmed) {
+      state.outBeforeThreshold = false;
+      this.owner.onActiveHealthConfirmed(host, transition);
+    }
   }
 
   /** The first failure of a run (or one of another class) at warn; repeats at debug. */
