@@ -50,7 +50,7 @@ export async function waitFor<T>(
   }
 }
 
-function waitForLine(
+export function waitForLine(
   proc: ChildProcess,
   match: (line: string) => boolean,
   what: string,
@@ -178,28 +178,63 @@ export class Upstream {
   }
 }
 
+export interface PolicyServerOptions {
+  /** Address to bind (default 127.0.0.1). */
+  readonly host?: string;
+  /** `tcp`: the line protocol with its handshake (default http). */
+  readonly protocol?: "http" | "tcp";
+  /** Starts the process (argv[0] is node); default a plain child process. E.g. inside a netns. */
+  readonly spawn?: (argv: readonly string[]) => ChildProcess;
+}
+
 /**
- * The demo policy server (e2e/src/demo/policy-server.ts, HTTP mode) as a child process: decisions on
+ * The demo policy server (e2e/src/demo/policy-server.ts) as a child process. HTTP mode: decisions on
  * GET /authorize, GET /healthz, and the notification stream (GET /notifications/stream, fed by
- * POST /notifications/publish).
+ * POST /notifications/publish); TCP mode: the line protocol (e2e/src/demo/line-protocol.ts).
  */
 export class PolicyServer {
   readonly port: number;
   readonly name: string;
+  readonly host: string;
+  readonly protocol: "http" | "tcp";
   proc: ChildProcess | undefined;
+  private readonly spawner: (argv: readonly string[]) => ChildProcess;
 
-  constructor(port: number, name: string) {
+  constructor(port: number, name: string, options: PolicyServerOptions = {}) {
     this.port = port;
     this.name = name;
+    this.host = options.host ?? "127.0.0.1";
+    this.protocol = options.protocol ?? "http";
+    this.spawner =
+      options.spawn ??
+      ((argv) => spawn(argv[0] ?? process.execPath, argv.slice(1), { stdio: ["ignore", "pipe", "inherit"] }));
   }
 
   async start(): Promise<this> {
-    const proc = spawn(process.execPath, [POLICY_SERVER, "--port", String(this.port), "--name", this.name], {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
+    const proc = this.spawner([
+      process.execPath,
+      POLICY_SERVER,
+      "--port",
+      String(this.port),
+      "--name",
+      this.name,
+      "--host",
+      this.host,
+      "--protocol",
+      this.protocol,
+    ]);
     this.proc = proc;
     await waitForLine(proc, (l) => l.includes('"listening"'), `policy server ${this.name} to listen`);
     return this;
+  }
+
+  /** SIGTERM: the server stops accepting, closes idle connections, finishes in-flight requests, exits. */
+  terminate(): Promise<number | null> {
+    const proc = this.proc;
+    if (proc === undefined) return Promise.resolve(null);
+    this.proc = undefined;
+    proc.kill("SIGTERM");
+    return exited(proc);
   }
 
   async kill(): Promise<void> {
@@ -221,7 +256,7 @@ export class PolicyServer {
 
   /** Sends `event` to every open notification stream; returns how many streams got it. */
   async publish(event: object): Promise<number> {
-    const res = await request(`http://127.0.0.1:${this.port}/notifications/publish`, {
+    const res = await request(`http://${this.host}:${this.port}/notifications/publish`, {
       method: "POST",
       body: JSON.stringify(event),
     });
