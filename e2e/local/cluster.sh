@@ -47,10 +47,10 @@ kubeconfig=$out/kubeconfig
 images_dir=${TETHER_LOCAL_IMAGES:-$out/images}
 PAUSE_IMAGE=$(bash "$repo/e2e/local/images.sh" --names pause)
 COREDNS_IMAGE=$(bash "$repo/e2e/local/images.sh" --names coredns)
-# kubelet rewrites these kernel settings at start; `up` records them and `down` puts them back.
 # Paths kubelet, containerd and the CNI library use whatever they are configured with; `up` notes
 # which of them did not exist, and `down` removes exactly those.
 HOST_PATHS=(/var/lib/kubelet /var/lib/cni /var/log/containers /var/log/pods /run/containerd)
+# kubelet rewrites these kernel settings at start; `up` records them and `down` puts them back.
 KERNEL_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
   kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 
