@@ -156,25 +156,40 @@ async function httpServer(): Promise<TestServer> {
 
 const HTTP_CHECK = { path: "/healthz" };
 
+/** A check config: 1 s timeout and interval, thresholds 2 and 1, unless `over` says otherwise. */
+function hcConfig(kind: "http" | "tcp", over: Record<string, unknown> = {}): object {
+  return {
+    timeout: "1s",
+    interval: "1s",
+    unhealthy_threshold: 2,
+    healthy_threshold: 1,
+    ...(kind === "http" ? { http_health_check: HTTP_CHECK } : { tcp_health_check: {} }),
+    ...over,
+  };
+}
+
+/** A checker with one host on a fresh server, after that host's first (passing) check. */
+async function checkedHost(config: object): Promise<{
+  server: TestServer;
+  clock: ManualClock;
+  o: ReturnType<typeof owner>;
+  host: Host;
+  hc: HealthChecker;
+}> {
+  const server = await httpServer();
+  const clock = new ManualClock();
+  const o = owner();
+  const host = new Host("127.0.0.1", server.port, 0);
+  const hc = checker(config, o, clock);
+  hc.addHost(host);
+  await until("the first check", () => checksDone(o) === 1);
+  return { server, clock, o, host, hc };
+}
+
 describe("health check: a refused check is definitive", () => {
   it("takes a healthy host out at the first refused check and confirms it at unhealthy_threshold", async () => {
-    const server = await httpServer();
-    const clock = new ManualClock();
-    const o = owner();
-    const host = new Host("127.0.0.1", server.port, 0);
+    const { server, clock, o, host } = await checkedHost(hcConfig("http", { unhealthy_threshold: 3 }));
     const interval = 1000;
-    checker(
-      {
-        timeout: "1s",
-        interval: "1s",
-        unhealthy_threshold: 3,
-        healthy_threshold: 1,
-        http_health_check: HTTP_CHECK,
-      },
-      o,
-      clock,
-    ).addHost(host);
-    await until("the first check", () => checksDone(o) === 1);
     expect(host.failedActiveHc).toBe(false);
 
     server.stopListening(); // nothing listens on the port any more: connects are refused
@@ -207,22 +222,9 @@ describe("health check: a refused check is definitive", () => {
   ] as const)(
     "a %s failure keeps Envoy's threshold: out after unhealthy_threshold (class %s)",
     async (mode, cls) => {
-      const server = await httpServer();
-      const clock = new ManualClock();
-      const o = owner();
-      const host = new Host("127.0.0.1", server.port, 0);
-      checker(
-        {
-          timeout: "0.1s",
-          interval: "1s",
-          unhealthy_threshold: 3,
-          healthy_threshold: 1,
-          http_health_check: HTTP_CHECK,
-        },
-        o,
-        clock,
-      ).addHost(host);
-      await until("the first check", () => checksDone(o) === 1);
+      const { server, clock, o, host } = await checkedHost(
+        hcConfig("http", { timeout: "0.1s", unhealthy_threshold: 3 }),
+      );
       server.mode = mode;
       for (let i = 1; i <= 3; i++) {
         expect(host.failedActiveHc).toBe(false);
@@ -236,16 +238,7 @@ describe("health check: a refused check is definitive", () => {
   );
 
   it("brings a host taken out by a refusal back after healthy_threshold passes", async () => {
-    const server = await httpServer();
-    const clock = new ManualClock();
-    const o = owner();
-    const host = new Host("127.0.0.1", server.port, 0);
-    checker(
-      { timeout: "1s", interval: "1s", unhealthy_threshold: 2, healthy_threshold: 2, tcp_health_check: {} },
-      o,
-      clock,
-    ).addHost(host);
-    await until("the first check", () => checksDone(o) === 1);
+    const { server, clock, o, host } = await checkedHost(hcConfig("tcp", { healthy_threshold: 2 }));
     server.stopListening();
     clock.advanceTo(1000);
     await until("the refused check", () => checksDone(o) === 2);
@@ -267,11 +260,7 @@ describe("health check: a refused check is definitive", () => {
     const closed = await httpServer();
     closed.stopListening();
     const host = new Host("127.0.0.1", closed.port, 0);
-    checker(
-      { timeout: "1s", interval: "1s", unhealthy_threshold: 2, healthy_threshold: 1, tcp_health_check: {} },
-      o,
-      clock,
-    ).addHost(host);
+    checker(hcConfig("tcp"), o, clock).addHost(host);
     await until("the first check", () => checksDone(o) === 1);
     expect(host.failedActiveHc).toBe(true);
     expect(o.changes).toEqual([]);
@@ -280,24 +269,8 @@ describe("health check: a refused check is definitive", () => {
 
 describe("health check: out-of-band checks", () => {
   it("run at once, never overlap a running check, and at most one per host per max(250 ms, interval / 4)", async () => {
-    const server = await httpServer();
-    const clock = new ManualClock();
-    const o = owner();
-    const host = new Host("127.0.0.1", server.port, 0);
     // interval 2 s → at most one out-of-band check per 500 ms.
-    const hc = checker(
-      {
-        timeout: "1s",
-        interval: "2s",
-        unhealthy_threshold: 2,
-        healthy_threshold: 1,
-        http_health_check: HTTP_CHECK,
-      },
-      o,
-      clock,
-    );
-    hc.addHost(host);
-    await until("the first check", () => checksDone(o) === 1);
+    const { server, clock, o, host, hc } = await checkedHost(hcConfig("http", { interval: "2s" }));
     expect(clock.due()).toEqual([2000]);
     const attempts = (): number => o.stats.counters.health_check_attempt;
     const immediate = o.stats.immediateHealthChecks;
@@ -352,23 +325,7 @@ describe("health check: out-of-band checks", () => {
   });
 
   it("with a short interval the 250 ms floor applies and a sooner regular check stands in", async () => {
-    const server = await httpServer();
-    const clock = new ManualClock();
-    const o = owner();
-    const host = new Host("127.0.0.1", server.port, 0);
-    const hc = checker(
-      {
-        timeout: "0.05s",
-        interval: "0.1s",
-        unhealthy_threshold: 2,
-        healthy_threshold: 1,
-        tcp_health_check: {},
-      },
-      o,
-      clock,
-    );
-    hc.addHost(host);
-    await until("the first check", () => checksDone(o) === 1);
+    const { clock, o, host, hc } = await checkedHost(hcConfig("tcp", { timeout: "0.05s", interval: "0.1s" }));
     clock.t = 50;
     hc.checkSoon(host, "remote_close");
     await until("the out-of-band check", () => checksDone(o) === 2);
@@ -390,23 +347,9 @@ describe("health check: out-of-band checks", () => {
   });
 
   it("follow a failed out-of-band check 50 ms later until the host passes or leaves rotation", async () => {
-    const server = await httpServer();
-    const clock = new ManualClock();
-    const o = owner();
-    const host = new Host("127.0.0.1", server.port, 0);
-    const hc = checker(
-      {
-        timeout: "1s",
-        interval: "2s",
-        unhealthy_threshold: 3,
-        healthy_threshold: 1,
-        http_health_check: HTTP_CHECK,
-      },
-      o,
-      clock,
+    const { server, clock, o, host, hc } = await checkedHost(
+      hcConfig("http", { interval: "2s", unhealthy_threshold: 3 }),
     );
-    hc.addHost(host);
-    await until("the first check", () => checksDone(o) === 1);
     server.mode = "status"; // e.g. a server answering 503 while it drains
     clock.t = 1000;
     hc.checkSoon(host, "remote_close");
@@ -440,23 +383,7 @@ describe("health check: out-of-band checks", () => {
   });
 
   it("after a failed check, a sign checks at once, whatever the gap", async () => {
-    const server = await httpServer();
-    const clock = new ManualClock();
-    const o = owner();
-    const host = new Host("127.0.0.1", server.port, 0);
-    const hc = checker(
-      {
-        timeout: "1s",
-        interval: "1s",
-        unhealthy_threshold: 3,
-        healthy_threshold: 1,
-        http_health_check: HTTP_CHECK,
-      },
-      o,
-      clock,
-    );
-    hc.addHost(host);
-    await until("the first check", () => checksDone(o) === 1);
+    const { server, clock, o, host, hc } = await checkedHost(hcConfig("http", { unhealthy_threshold: 3 }));
     // The race of a server closing its idle connections an instant before its listener: the first
     // look is reset; the refused connect that follows takes the host out at once.
     server.mode = "reset";
@@ -483,11 +410,7 @@ describe("health check: out-of-band checks", () => {
     const clock = new ManualClock();
     const o = owner();
     const host = new Host("127.0.0.1", server.port, 0);
-    const hc = checker(
-      { timeout: "1s", interval: "1s", unhealthy_threshold: 2, healthy_threshold: 1, tcp_health_check: {} },
-      o,
-      clock,
-    );
+    const hc = checker(hcConfig("tcp"), o, clock);
     hc.checkSoon(new Host("127.0.0.1", server.port, 0), "remote_close");
     expect(o.stats.counters.health_check_attempt).toBe(0);
     hc.addHost(host);
