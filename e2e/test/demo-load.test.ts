@@ -12,9 +12,8 @@ import { REPO_ROOT } from "../src/controlplane/binaries.ts";
 import { loadDemoConfig, type DemoConfig } from "../src/demo/demo-config.ts";
 import { ChildHandle, startPolicyServers, type PolicyServerProcess } from "../src/demo/processes.ts";
 import { SidecarProcess, metricSum } from "../src/demo/sidecar.ts";
-import { RunningLoad, execFromIdle, jsonLines, loadArgs, type LoadSpec } from "../src/scenarios/client.ts";
-
-const ENTRY = join(REPO_ROOT, "e2e/src/image/main.ts");
+import { execFromIdle, jsonLines } from "../src/scenarios/client.ts";
+import { ENTRY, progress, request, startLoad } from "./support/image-commands.ts";
 
 function listeningPort(line: string): number | undefined {
   const event = jsonLines(line)[0];
@@ -41,86 +40,52 @@ async function startAgent(policyServer: string): Promise<{ child: ChildHandle; o
   return { child, origin: `http://127.0.0.1:${await child.waitForLine(listeningPort, 10_000)}` };
 }
 
-/** The load command as a child process with its stdin held open, wrapped like the scenarios' exec. */
-async function startLoad(
-  spec: LoadSpec,
-  extra: readonly string[] = [],
-): Promise<{ load: RunningLoad; child: ChildHandle }> {
-  const child = new ChildHandle({
-    name: "load",
-    command: process.execPath,
-    args: [ENTRY, "load", ...loadArgs(spec), "--progress-ms", "100", ...extra],
-    stdin: "pipe",
-  });
-  await child.waitForLine((line) => (jsonLines(line)[0]?.["event"] === "started" ? true : undefined), 10_000);
-  return { load: new RunningLoad(child, spec.timeoutMs ?? 45_000), child };
+/** Two policy servers, the sidecar and the agent, filled in as each starts: a failed start stops what ran. */
+interface Stack {
+  servers: PolicyServerProcess[];
+  sidecar?: SidecarProcess;
+  agent?: { child: ChildHandle; origin: string };
 }
 
-interface Progress {
-  requests: number;
-  failures: number;
-  servedBy: Record<string, number>;
+/** The policy servers on the config's two endpoints, the sidecar on `configPath`, the agent in front. */
+async function startStack(stack: Stack, config: DemoConfig, configPath: string): Promise<void> {
+  const [a, b] = config.endpoints;
+  stack.servers = await startPolicyServers([
+    { name: "ps1", port: a!.port, host: a!.host },
+    { name: "ps2", port: b!.port, host: b!.host },
+  ]);
+  stack.sidecar = new SidecarProcess({ configPath, admin: config.admin });
+  await stack.sidecar.start();
+  stack.agent = await startAgent(`${config.listener.host}:${config.listener.port}`);
 }
 
-/** Resolves with the first progress line that satisfies `done`. */
-async function progress(
-  child: ChildHandle,
-  done: (p: Progress) => boolean,
-  timeoutMs = 20_000,
-): Promise<Progress> {
-  return child.waitForLine((line) => {
-    const p = jsonLines(line)[0];
-    return p?.["event"] === "progress" && done(p as unknown as Progress)
-      ? (p as unknown as Progress)
-      : undefined;
-  }, timeoutMs);
-}
-
-async function request(
-  args: readonly string[],
-): Promise<{ code: number | null; line: Record<string, unknown> }> {
-  const child = new ChildHandle({
-    name: "request",
-    command: process.execPath,
-    args: [ENTRY, "request", ...args],
-  });
-  const status = await child.exited;
-  return { code: status.code, line: jsonLines(child.output()).at(-1) ?? {} };
+async function stopStack(stack: Stack): Promise<void> {
+  await stack.agent?.child.stop();
+  await stack.sidecar?.stop();
+  await Promise.all(stack.servers.map((s) => s.kill()));
 }
 
 describe("load and request commands against the demo agent, the sidecar and two policy servers", () => {
-  let config: DemoConfig;
-  let servers: PolicyServerProcess[] = [];
-  let sidecar: SidecarProcess | undefined;
-  let agent: { child: ChildHandle; origin: string } | undefined;
+  const stack: Stack = { servers: [] };
 
   beforeAll(async () => {
-    config = await loadDemoConfig(join(REPO_ROOT, "examples/sidecar/envoy-http.yaml"), { freshPorts: true });
-    const [a, b] = config.endpoints;
-    servers = await startPolicyServers([
-      { name: "ps1", port: a!.port, host: a!.host },
-      { name: "ps2", port: b!.port, host: b!.host },
-    ]);
-    sidecar = new SidecarProcess({ configPath: config.configPath, admin: config.admin });
-    await sidecar.start();
-    agent = await startAgent(`${config.listener.host}:${config.listener.port}`);
+    const config = await loadDemoConfig(join(REPO_ROOT, "examples/sidecar/envoy-http.yaml"), {
+      freshPorts: true,
+    });
+    await startStack(stack, config, config.configPath);
   });
 
-  afterAll(async () => {
-    await agent?.child.stop();
-    await sidecar?.stop();
-    await Promise.all(servers.map((s) => s.kill()));
-  });
+  afterAll(() => stopStack(stack));
 
-  const target = (): string => `${agent!.origin}/app/orders`;
+  const target = (): string => `${stack.agent!.origin}/app/orders`;
 
   it("one server killed and restarted under load: a summary with no failure, both servers, percentiles", async () => {
     const { load, child } = await startLoad({ target: target(), ratePerSecond: 50 });
     await progress(child, (p) => (p.servedBy["ps1"] ?? 0) > 5 && (p.servedBy["ps2"] ?? 0) > 5);
-    await servers[0]!.kill();
+    await stack.servers[0]!.kill();
     const killedAt = (await progress(child, () => true)).requests;
     await progress(child, (p) => p.requests >= killedAt + 100);
-    await servers[0]!.restart();
+    await stack.servers[0]!.restart();
     const back = (await progress(child, () => true)).servedBy["ps1"] ?? 0;
     await progress(child, (p) => (p.servedBy["ps1"] ?? 0) > back + 5, 30_000);
     const summary = await load.stop();
@@ -139,11 +104,11 @@ describe("load and request commands against the demo agent, the sidecar and two 
     const { load, child } = await startLoad({ target: target(), ratePerSecond: 40, slowMs: 300 });
     await progress(child, (p) => p.requests >= 20 && Object.keys(p.servedBy).length === 2);
     const down = performance.now();
-    await Promise.all(servers.map((s) => s.kill()));
+    await Promise.all(stack.servers.map((s) => s.kill()));
     const at = (await progress(child, () => true)).requests;
     // The outage lasts while 40 more requests are scheduled (about a second at 40/s).
     await progress(child, (p) => p.requests >= at + 40);
-    await Promise.all(servers.map((s) => s.restart()));
+    await Promise.all(stack.servers.map((s) => s.restart()));
     const outageMs = performance.now() - down;
     const answered = (await progress(child, () => true)).servedBy;
     const total = (served: Record<string, number>): number =>
@@ -160,10 +125,10 @@ describe("load and request commands against the demo agent, the sidecar and two 
   });
 
   it("request: one decision through the agent, printed as JSON", async () => {
-    const { code, line } = await request(["--url", `${agent!.origin}/app/orders`]);
+    const { code, line } = await request(["--url", `${stack.agent!.origin}/app/orders`]);
     expect(code).toBe(0);
     expect(line).toMatchObject({ event: "response", status: 200, body: { allow: true, agent: "web-0" } });
-    const denied = await request(["--url", `${agent!.origin}/private/x`]);
+    const denied = await request(["--url", `${stack.agent!.origin}/private/x`]);
     expect(denied.line).toMatchObject({ status: 403, body: { allow: false } });
   });
 
@@ -209,9 +174,7 @@ describe("idle: the client pod's main process", () => {
 });
 
 describe("the decision cache as S8 sees it: the agent's answers carry the policy server's request number", () => {
-  let servers: PolicyServerProcess[] = [];
-  let sidecar: SidecarProcess | undefined;
-  let agent: { child: ChildHandle; origin: string } | undefined;
+  const stack: Stack = { servers: [] };
   // Long enough that two request commands (a node start each) fit well inside it on a loaded machine.
   const TTL_MS = 5000;
 
@@ -236,24 +199,13 @@ describe("the decision cache as S8 sees it: the agent's answers carry the policy
     });
     const path = join(config.configPath, "..", "envoy-cache.yaml");
     writeFileSync(path, stringify(doc));
-    const [a, b] = config.endpoints;
-    servers = await startPolicyServers([
-      { name: "ps1", port: a!.port, host: a!.host },
-      { name: "ps2", port: b!.port, host: b!.host },
-    ]);
-    sidecar = new SidecarProcess({ configPath: path, admin: config.admin });
-    await sidecar.start();
-    agent = await startAgent(`${config.listener.host}:${config.listener.port}`);
+    await startStack(stack, config, path);
   });
 
-  afterAll(async () => {
-    await agent?.child.stop();
-    await sidecar?.stop();
-    await Promise.all(servers.map((s) => s.kill()));
-  });
+  afterAll(() => stopStack(stack));
 
   const decide = async (): Promise<string> => {
-    const { line } = await request(["--url", `${agent!.origin}/s8/page`]);
+    const { line } = await request(["--url", `${stack.agent!.origin}/s8/page`]);
     const body = line["body"] as { server?: string; instance?: string; seq?: number };
     expect(line["status"]).toBe(200);
     return `${body.server ?? ""}/${body.instance ?? ""}/${String(body.seq)}`;
@@ -263,7 +215,7 @@ describe("the decision cache as S8 sees it: the agent's answers carry the policy
     const firstSent = performance.now();
     const first = await decide();
     expect(await decide()).toBe(first);
-    const metrics = await sidecar!.prometheus();
+    const metrics = await stack.sidecar!.prometheus();
     expect(metricSum(metrics, "tether_decision_cache_hits_total")).toBeGreaterThanOrEqual(1);
     // After the ttl: asked again (poll with a deadline; the cache must not answer a new one sooner).
     let fresh = first;
@@ -277,7 +229,7 @@ describe("the decision cache as S8 sees it: the agent's answers carry the policy
     expect(cached).toBe(fresh);
     const notified = await request([
       "--url",
-      `${sidecar!.adminOrigin}/notifications`,
+      `${stack.sidecar!.adminOrigin}/notifications`,
       "--data",
       JSON.stringify({ type: "policy-changed" }),
     ]);

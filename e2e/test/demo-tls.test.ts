@@ -12,10 +12,9 @@ import { REPO_ROOT } from "../src/controlplane/binaries.ts";
 import { loadDemoConfig, type DemoConfig } from "../src/demo/demo-config.ts";
 import { ChildHandle } from "../src/demo/processes.ts";
 import { SidecarProcess } from "../src/demo/sidecar.ts";
-import { RunningLoad, jsonLines, loadArgs, type LoadSpec } from "../src/scenarios/client.ts";
+import { jsonLines } from "../src/scenarios/client.ts";
 import { makeTestCerts, type TestCerts } from "../src/scenarios/tls-certs.ts";
-
-const ENTRY = join(REPO_ROOT, "e2e/src/image/main.ts");
+import { ENTRY, progress, request, startLoad } from "./support/image-commands.ts";
 const VERIFY_NAME = "appserver.tether.test";
 
 function listening(line: string): { port: number; server: string } | undefined {
@@ -85,48 +84,6 @@ function asBroker(yamlText: string): unknown {
   };
   delete cluster["upstream_connection_options"];
   return doc;
-}
-
-async function request(
-  args: readonly string[],
-): Promise<{ code: number | null; line: Record<string, unknown> }> {
-  const child = new ChildHandle({
-    name: "request",
-    command: process.execPath,
-    args: [ENTRY, "request", ...args],
-  });
-  const status = await child.exited;
-  return { code: status.code, line: jsonLines(child.output()).at(-1) ?? {} };
-}
-
-interface Progress {
-  requests: number;
-  failures: number;
-  servedBy: Record<string, number>;
-}
-
-async function progress(
-  child: ChildHandle,
-  done: (p: Progress) => boolean,
-  timeoutMs = 20_000,
-): Promise<Progress> {
-  return child.waitForLine((line) => {
-    const p = jsonLines(line)[0];
-    return p?.["event"] === "progress" && done(p as unknown as Progress)
-      ? (p as unknown as Progress)
-      : undefined;
-  }, timeoutMs);
-}
-
-async function startLoad(spec: LoadSpec): Promise<{ load: RunningLoad; child: ChildHandle }> {
-  const child = new ChildHandle({
-    name: "load tls",
-    command: process.execPath,
-    args: [ENTRY, "load", ...loadArgs(spec), "--progress-ms", "100"],
-    stdin: "pipe",
-  });
-  await child.waitForLine((line) => (jsonLines(line)[0]?.["event"] === "started" ? true : undefined), 10_000);
-  return { load: new RunningLoad(child, spec.timeoutMs ?? 45_000), child };
 }
 
 describe("TLS backends behind the sidecar as a passthrough broker", () => {
@@ -204,7 +161,7 @@ describe("TLS backends behind the sidecar as a passthrough broker", () => {
       servername: VERIFY_NAME,
       timeoutMs: 15_000,
     };
-    const { load, child } = await startLoad(spec);
+    const { load, child } = await startLoad(spec, "load tls");
     await progress(
       child,
       (p) => (p.servedBy["appserver-0"] ?? 0) >= 10 && (p.servedBy["appserver-1"] ?? 0) >= 10,
@@ -218,7 +175,7 @@ describe("TLS backends behind the sidecar as a passthrough broker", () => {
     // Only a connection open at the instant of the kill can fail (the TLS session ends at that backend).
     expect(summary.failures, JSON.stringify(summary.failureSamples)).toBeLessThanOrEqual(2);
 
-    const after = await startLoad(spec);
+    const after = await startLoad(spec, "load tls");
     await progress(after.child, (p) => p.requests >= 40);
     const survivor = await after.load.stop();
     expect(survivor.failures, JSON.stringify(survivor.failureSamples)).toBe(0);
