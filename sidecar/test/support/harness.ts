@@ -106,11 +106,33 @@ export interface UpstreamStats {
   paths: Record<string, number>;
 }
 
-export class Upstream {
+/** A server run as a child process, which a test can kill, hang and resume. */
+class ServerProcess {
+  proc: ChildProcess | undefined;
+
+  /** SIGKILL, then waits for the exit. */
+  async kill(): Promise<void> {
+    const proc = this.proc;
+    if (proc === undefined) return;
+    this.proc = undefined;
+    proc.kill("SIGKILL");
+    await exited(proc);
+  }
+
+  /** SIGSTOP: the process hangs; its sockets stay open but nothing answers. */
+  pause(): void {
+    this.proc?.kill("SIGSTOP");
+  }
+
+  resume(): void {
+    this.proc?.kill("SIGCONT");
+  }
+}
+
+export class Upstream extends ServerProcess {
   readonly port: number;
   readonly name: string;
   readonly mode: "http" | "tcp";
-  proc: ChildProcess | undefined;
 
   readonly tls: { cert: string; key: string } | undefined;
   readonly extraArgs: readonly string[];
@@ -122,6 +144,7 @@ export class Upstream {
     tls?: { cert: string; key: string },
     extraArgs: readonly string[] = [],
   ) {
+    super();
     this.port = port;
     this.name = name;
     this.mode = mode;
@@ -146,23 +169,6 @@ export class Upstream {
     this.proc = proc;
     await waitForLine(proc, (l) => l.includes('"listening"'), `upstream ${this.name} to listen`);
     return this;
-  }
-
-  async kill(): Promise<void> {
-    const proc = this.proc;
-    if (proc === undefined) return;
-    this.proc = undefined;
-    proc.kill("SIGKILL");
-    await exited(proc);
-  }
-
-  /** SIGSTOP: the process hangs; its sockets stay open but nothing answers. */
-  pause(): void {
-    this.proc?.kill("SIGSTOP");
-  }
-
-  resume(): void {
-    this.proc?.kill("SIGCONT");
   }
 
   async stats(): Promise<UpstreamStats> {
@@ -192,15 +198,15 @@ export interface PolicyServerOptions {
  * GET /authorize, GET /healthz, and the notification stream (GET /notifications/stream, fed by
  * POST /notifications/publish); TCP mode: the line protocol (e2e/src/demo/line-protocol.ts).
  */
-export class PolicyServer {
+export class PolicyServer extends ServerProcess {
   readonly port: number;
   readonly name: string;
   readonly host: string;
   readonly protocol: "http" | "tcp";
-  proc: ChildProcess | undefined;
   private readonly spawner: (argv: readonly string[]) => ChildProcess;
 
   constructor(port: number, name: string, options: PolicyServerOptions = {}) {
+    super();
     this.port = port;
     this.name = name;
     this.host = options.host ?? "127.0.0.1";
@@ -235,23 +241,6 @@ export class PolicyServer {
     this.proc = undefined;
     proc.kill("SIGTERM");
     return exited(proc);
-  }
-
-  async kill(): Promise<void> {
-    const proc = this.proc;
-    if (proc === undefined) return;
-    this.proc = undefined;
-    proc.kill("SIGKILL");
-    await exited(proc);
-  }
-
-  /** SIGSTOP: the process hangs with its sockets open. */
-  pause(): void {
-    this.proc?.kill("SIGSTOP");
-  }
-
-  resume(): void {
-    this.proc?.kill("SIGCONT");
   }
 
   /** Sends `event` to every open notification stream; returns how many streams got it. */
