@@ -12,7 +12,7 @@
 // Prints {"event":"listening","agent":…,"host":…,"port":…,"policyServer":…} once listening.
 import http from "node:http";
 import { hostname } from "node:os";
-import { parseArgs } from "node:util";
+import { parseStringFlags, portFlag } from "./cli.ts";
 
 export interface AgentOptions {
   readonly port: number;
@@ -34,25 +34,8 @@ export class AgentConfigError extends Error {
 
 /** Parses the agent's flags; the policy server falls back to the operator's environment variables. */
 export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv): AgentOptions {
-  let values: { port?: string; host?: string; "policy-server"?: string; name?: string };
-  try {
-    values = parseArgs({
-      args: [...argv],
-      options: {
-        port: { type: "string" },
-        host: { type: "string" },
-        "policy-server": { type: "string" },
-        name: { type: "string" },
-      },
-      strict: true,
-    }).values;
-  } catch (error) {
-    throw new AgentConfigError(error instanceof Error ? error.message : String(error));
-  }
-  const port = Number(values.port);
-  if (values.port === undefined || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new AgentConfigError(`--port: expected an integer 0-65535, got ${values.port ?? "(none)"}`);
-  }
+  const values = parseStringFlags(argv, ["port", "host", "policy-server", "name"], AgentConfigError);
+  const port = portFlag(values.port, AgentConfigError);
   const envServer =
     env["TETHER_POLICY_SERVER_PORT"] === undefined
       ? undefined

@@ -17,6 +17,7 @@ import { randomBytes } from "node:crypto";
 import type http from "node:http";
 import type net from "node:net";
 import { parseArgs } from "node:util";
+import { nameFlag, portFlag, runServerCli } from "./cli.ts";
 import { createHttpPolicyServer } from "./http-server.ts";
 import { newCounters } from "./server-common.ts";
 import type { ServerCounters, ServerIdentity } from "./server-common.ts";
@@ -201,20 +202,13 @@ export function parsePolicyServerArgs(argv: readonly string[]): PolicyServerOpti
     },
     strict: true,
   });
-  const port = Number(values.port);
-  if (values.port === undefined || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new PolicyServerConfigError(`--port: expected an integer 0-65535, got ${values.port ?? "(none)"}`);
-  }
-  if (values.name === undefined || !/^[A-Za-z0-9._-]+$/.test(values.name)) {
-    throw new PolicyServerConfigError(
-      `--name: expected letters, digits, '.', '_' or '-', got ${values.name ?? "(none)"}`,
-    );
-  }
+  const port = portFlag(values.port, PolicyServerConfigError);
+  const name = nameFlag(values.name, PolicyServerConfigError);
   if (values.protocol !== "http" && values.protocol !== "tcp") {
     throw new PolicyServerConfigError(`--protocol: expected http or tcp, got ${values.protocol}`);
   }
   return {
-    name: values.name,
+    name,
     port,
     host: values.host,
     protocol: values.protocol,
@@ -237,16 +231,10 @@ function positiveInt(value: string, flag: string): number {
  * line on stdout, close on SIGTERM/SIGINT. Shared by this file's main and the image entry point.
  */
 export async function runPolicyServerCli(argv: readonly string[]): Promise<void> {
-  let options: PolicyServerOptions;
-  try {
-    options = parsePolicyServerArgs(argv);
-  } catch (error) {
-    process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
-    process.exit(2);
-  }
-  const running = await listenPolicyServer(options);
-  process.stdout.write(
-    JSON.stringify({
+  await runServerCli(
+    () => parsePolicyServerArgs(argv),
+    listenPolicyServer,
+    (running) => ({
       event: "listening",
       server: running.identity.name,
       protocol: running.protocol,
@@ -254,13 +242,8 @@ export async function runPolicyServerCli(argv: readonly string[]): Promise<void>
       port: running.port,
       instance: running.identity.instance,
       pid: process.pid,
-    }) + "\n",
+    }),
   );
-  const shutdown = (): void => {
-    void running.close().then(() => process.exit(0));
-  };
-  process.once("SIGTERM", shutdown);
-  process.once("SIGINT", shutdown);
 }
 
 if (import.meta.main) {

@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type net from "node:net";
 import tls from "node:tls";
-import { parseArgs } from "node:util";
+import { nameFlag, parseStringFlags, portFlag, runServerCli } from "./cli.ts";
 
 export class TlsBackendConfigError extends Error {
   readonly code = "TETHER_ERR_DEMO_CONFIG";
@@ -104,30 +104,9 @@ export function parseTlsBackendArgs(
   defaultName: string,
   readFile: (path: string) => string = (path) => readFileSync(path, "utf8"),
 ): TlsBackendOptions {
-  let values: { port?: string; host?: string; name?: string; cert?: string; key?: string };
-  try {
-    values = parseArgs({
-      args: [...argv],
-      options: {
-        port: { type: "string" },
-        host: { type: "string" },
-        name: { type: "string" },
-        cert: { type: "string" },
-        key: { type: "string" },
-      },
-      strict: true,
-    }).values;
-  } catch (error) {
-    throw new TlsBackendConfigError(error instanceof Error ? error.message : String(error));
-  }
-  const port = Number(values.port);
-  if (values.port === undefined || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new TlsBackendConfigError(`--port: expected an integer 0-65535, got ${values.port ?? "(none)"}`);
-  }
-  const name = values.name ?? defaultName;
-  if (!/^[A-Za-z0-9._-]+$/.test(name)) {
-    throw new TlsBackendConfigError(`--name: expected letters, digits, '.', '_' or '-', got ${name}`);
-  }
+  const values = parseStringFlags(argv, ["port", "host", "name", "cert", "key"], TlsBackendConfigError);
+  const port = portFlag(values.port, TlsBackendConfigError);
+  const name = nameFlag(values.name ?? defaultName, TlsBackendConfigError);
   const pem = (flag: "cert" | "key"): string => {
     const path = values[flag];
     if (path === undefined) throw new TlsBackendConfigError(`--${flag}: required (a PEM file)`);
@@ -144,27 +123,16 @@ export function parseTlsBackendArgs(
 
 /** The command line: exit 2 naming a bad flag; listen, announce, close on SIGTERM/SIGINT. */
 export async function runTlsBackendCli(argv: readonly string[], defaultName: string): Promise<void> {
-  let options: TlsBackendOptions;
-  try {
-    options = parseTlsBackendArgs(argv, defaultName);
-  } catch (error) {
-    process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
-    process.exit(2);
-  }
-  const running = await listenTlsBackend(options);
-  process.stdout.write(
-    JSON.stringify({
+  await runServerCli(
+    () => parseTlsBackendArgs(argv, defaultName),
+    listenTlsBackend,
+    (running) => ({
       event: "listening",
       server: running.name,
       host: running.host,
       port: running.port,
       instance: running.instance,
       pid: process.pid,
-    }) + "\n",
+    }),
   );
-  const shutdown = (): void => {
-    void running.close().then(() => process.exit(0));
-  };
-  process.once("SIGTERM", shutdown);
-  process.once("SIGINT", shutdown);
 }
