@@ -7,7 +7,6 @@
  */
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
-import tls from "node:tls";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { request } from "undici";
 import { parse, stringify } from "yaml";
@@ -16,6 +15,7 @@ import {
   makeCertificates,
   PolicyServer,
   Sidecar,
+  tlsPeerFingerprint,
   Upstream,
   waitFor,
 } from "../../sidecar/test/support/harness.ts";
@@ -58,12 +58,6 @@ async function runSidecar(admin: number, yaml: string): Promise<Sidecar> {
   return s;
 }
 
-async function healthFlags(s: Sidecar, port: number): Promise<string> {
-  const text = await (await request(`http://127.0.0.1:${s.adminPort}/clusters`)).body.text();
-  const line = text.split("\n").find((l) => l.startsWith(`backends::127.0.0.1:${port}::health_flags::`));
-  return line?.split("::")[3] ?? "";
-}
-
 describe("a rendered Broker with healthCheck.type tls", () => {
   it("passes the TLS backend, fails the plain-TCP one with class tls, and relays TLS untouched", async () => {
     const secure = await new Upstream(await freePort(), "secure", "http", {
@@ -92,30 +86,14 @@ describe("a rendered Broker with healthCheck.type tls", () => {
     // A Broker's admin port is fixed (9901); this run uses a free one.
     const s = await runSidecar(admin, onLoopback(cm.sidecarConfig, admin));
 
-    expect(await healthFlags(s, secure.port)).toBe("healthy");
-    expect(await healthFlags(s, plain.port)).toContain("/failed_active_hc");
+    expect(await s.healthFlags("backends", secure.port)).toBe("healthy");
+    expect(await s.healthFlags("backends", plain.port)).toContain("/failed_active_hc");
     const m = await s.metrics();
     expect(
       m.get('tether_health_check_failures_total{envoy_cluster_name="backends",class="tls"}'),
     ).toBeGreaterThanOrEqual(1);
     const backendCert = new X509Certificate(readFileSync(certs.cert)).fingerprint256;
-    for (let i = 0; i < 3; i++) {
-      const socket = tls.connect({
-        host: "127.0.0.1",
-        port: listen,
-        servername: "policy.test",
-        ca: readFileSync(certs.ca),
-      });
-      try {
-        await new Promise<void>((resolve, reject) => {
-          socket.once("secureConnect", resolve);
-          socket.once("error", reject);
-        });
-        expect(socket.getPeerX509Certificate()?.fingerprint256).toBe(backendCert);
-      } finally {
-        socket.destroy();
-      }
-    }
+    for (let i = 0; i < 3; i++) expect(await tlsPeerFingerprint(listen, certs.ca)).toBe(backendCert);
   });
 });
 

@@ -8,7 +8,6 @@ import { readFileSync } from "node:fs";
 import net from "node:net";
 import tls from "node:tls";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { request } from "undici";
 import { classifyConnectError } from "../src/upstream/connect.ts";
 import {
   bootstrapYaml,
@@ -19,6 +18,7 @@ import {
   makeCertificates,
   Sidecar,
   tcpListenerYaml,
+  tlsPeerFingerprint,
   Upstream,
   waitFor,
 } from "./support/harness.ts";
@@ -115,12 +115,6 @@ async function startBroker(clusters: string, tcpExtra = ""): Promise<{ s: Sideca
   return { s, listen };
 }
 
-async function healthFlags(s: Sidecar, port: number): Promise<string> {
-  const text = await (await request(`http://127.0.0.1:${s.adminPort}/clusters`)).body.text();
-  const line = text.split("\n").find((l) => l.startsWith(`backend::127.0.0.1:${port}::health_flags::`));
-  return line?.split("::")[3] ?? "";
-}
-
 describe("broker", () => {
   it("sends new connections to the surviving backend when one of two is SIGKILLed", async () => {
     const ups = await startTcpBackends(2);
@@ -151,7 +145,7 @@ describe("broker", () => {
       "b0 marked unhealthy",
       async () => (await s.metric("envoy_cluster_membership_healthy", "backend")) === 1,
     );
-    expect(await healthFlags(s, ups[0]!.port)).toContain("/failed_active_hc");
+    expect(await s.healthFlags("backend", ups[0]!.port)).toContain("/failed_active_hc");
     const failsBefore = await s.metric("envoy_cluster_upstream_cx_connect_fail", "backend");
     const after = await Promise.all(Array.from({ length: 8 }, () => new LineClient(listen).ask("whoami")));
     expect(after.every((n) => n === "b1")).toBe(true);
@@ -184,8 +178,8 @@ describe("broker", () => {
         extra: transport,
       }),
     );
-    expect(await healthFlags(s, secure.port)).toBe("healthy");
-    expect(await healthFlags(s, plain.port)).toContain("/failed_active_hc");
+    expect(await s.healthFlags("backend", secure.port)).toBe("healthy");
+    expect(await s.healthFlags("backend", plain.port)).toContain("/failed_active_hc");
     expect(await s.metric("envoy_cluster_membership_healthy", "backend")).toBe(1);
     expect(await s.metric("envoy_cluster_health_check_failure", "backend")).toBeGreaterThanOrEqual(1);
   });
@@ -274,35 +268,6 @@ function tlsCheckedCluster(ports: number[], ca: string): string {
   });
 }
 
-/** A TLS client through the broker: resolves with the certificate the client saw, or rejects. */
-async function tlsThrough(port: number): Promise<string | undefined> {
-  const socket = tls.connect({
-    host: "127.0.0.1",
-    port,
-    servername: "policy.test",
-    ca: readFileSync(certs.ca),
-  });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        reject(new Error("no TLS handshake through the broker within 5 s"));
-      }, 5000);
-      socket.once("secureConnect", () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      socket.once("error", (err: Error) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-    });
-    expect(socket.authorized).toBe(true);
-    return socket.getPeerX509Certificate()?.fingerprint256;
-  } finally {
-    socket.destroy();
-  }
-}
-
 async function startTlsBackend(name: string, port?: number): Promise<Upstream> {
   const u = await new Upstream(port ?? (await freePort()), name, "http", {
     cert: certs.cert,
@@ -317,10 +282,10 @@ describe("broker tls health check (transport_socket_matches + transport_socket_m
     const secure = await startTlsBackend("secure");
     const plain = (await startTcpBackends(1))[0]!;
     const { s, listen } = await startBroker(tlsCheckedCluster([plain.port, secure.port], certs.ca));
-    expect(await healthFlags(s, secure.port)).toBe("healthy");
+    expect(await s.healthFlags("backend", secure.port)).toBe("healthy");
     // The plain backend accepts the TCP connection (a tcp connect check would pass it) but echoes
     // the ClientHello back instead of answering it: the handshake fails.
-    expect(await healthFlags(s, plain.port)).toContain("/failed_active_hc");
+    expect(await s.healthFlags("backend", plain.port)).toContain("/failed_active_hc");
     expect(await s.metric("envoy_cluster_membership_healthy", "backend")).toBe(1);
     const m = await s.metrics();
     expect(
@@ -335,7 +300,7 @@ describe("broker tls health check (transport_socket_matches + transport_socket_m
     // Traffic is raw TCP: each client's own TLS session ends at the healthy backend, whose
     // certificate it sees; none is sent to the plain backend.
     const backendCert = new X509Certificate(readFileSync(certs.cert)).fingerprint256;
-    for (let i = 0; i < 4; i++) expect(await tlsThrough(listen)).toBe(backendCert);
+    for (let i = 0; i < 4; i++) expect(await tlsPeerFingerprint(listen, certs.ca)).toBe(backendCert);
     expect(await s.metric("envoy_cluster_upstream_cx_connect_fail", "backend")).toBe(0);
   });
 
@@ -368,16 +333,16 @@ describe("broker tls health check (transport_socket_matches + transport_socket_m
     );
     expect(out.errorClass).toBe("tls");
     expect(await s.metric("envoy_cluster_membership_healthy", "backend")).toBe(1);
-    expect(await healthFlags(s, bPort)).toContain("/failed_active_hc");
+    expect(await s.healthFlags("backend", bPort)).toContain("/failed_active_hc");
     // Round robin over both would hand b every other client, whose handshake would then fail.
     const backendCert = new X509Certificate(readFileSync(certs.cert)).fingerprint256;
-    for (let i = 0; i < 4; i++) expect(await tlsThrough(listen)).toBe(backendCert);
+    for (let i = 0; i < 4; i++) expect(await tlsPeerFingerprint(listen, certs.ca)).toBe(backendCert);
   });
 
   it("fails the check with class tls when the backend's certificate is not signed by the given CA", async () => {
     const secure = await startTlsBackend("secure");
     const { s } = await startBroker(tlsCheckedCluster([secure.port], certs.wrongCa));
-    expect(await healthFlags(s, secure.port)).toContain("/failed_active_hc");
+    expect(await s.healthFlags("backend", secure.port)).toContain("/failed_active_hc");
     expect(await s.metric("envoy_cluster_membership_healthy", "backend")).toBe(0);
     const m = await s.metrics();
     expect(

@@ -1,9 +1,10 @@
 // Test helpers: child-process upstreams and sidecars on loopback, free ports, waiting with deadlines.
 import { execSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import tls from "node:tls";
 import { fileURLToPath } from "node:url";
 import { Agent, request } from "undici";
 
@@ -318,6 +319,13 @@ export class Sidecar {
     return m.get(key) ?? NaN;
   }
 
+  /** The health_flags the admin /clusters page shows for `cluster`'s host 127.0.0.1:`port` ("" if absent). */
+  async healthFlags(cluster: string, port: number): Promise<string> {
+    const text = await (await request(`http://127.0.0.1:${this.adminPort}/clusters`)).body.text();
+    const line = text.split("\n").find((l) => l.startsWith(`${cluster}::127.0.0.1:${port}::health_flags::`));
+    return line?.split("::")[3] ?? "";
+  }
+
   async stop(): Promise<void> {
     const proc = this.proc;
     if (proc === undefined) return;
@@ -468,6 +476,37 @@ export function protocolOptionsYaml(idle = "30s", maxRequests?: number): string 
 }
 
 /** A CA, a server certificate for `policy.test` signed by it, and an unrelated CA, made with openssl. */
+/**
+ * A TLS client to 127.0.0.1:`port` for `servername`, trusting only `caFile`: resolves with the
+ * fingerprint of the certificate it was shown once the handshake verifies, rejects otherwise or after 5 s.
+ */
+export async function tlsPeerFingerprint(
+  port: number,
+  caFile: string,
+  servername = "policy.test",
+): Promise<string | undefined> {
+  const socket = tls.connect({ host: "127.0.0.1", port, servername, ca: readFileSync(caFile) });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new Error(`no TLS handshake with 127.0.0.1:${port} within 5 s`));
+      }, 5000);
+      socket.once("secureConnect", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      socket.once("error", (err: Error) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+    if (!socket.authorized) throw new Error(`TLS peer not authorized: ${String(socket.authorizationError)}`);
+    return socket.getPeerX509Certificate()?.fingerprint256;
+  } finally {
+    socket.destroy();
+  }
+}
+
 export function makeCertificates(): {
   dir: string;
   ca: string;
