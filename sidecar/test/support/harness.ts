@@ -258,13 +258,13 @@ export class PolicyServer extends ServerProcess {
   }
 }
 
-export class Sidecar {
+export class Sidecar extends ServerProcess {
   readonly adminPort: number;
   readonly configFile: string;
-  proc: ChildProcess | undefined;
   logs = "";
 
   constructor(adminPort: number, configFile: string) {
+    super();
     this.adminPort = adminPort;
     this.configFile = configFile;
   }
@@ -326,12 +326,9 @@ export class Sidecar {
     return line?.split("::")[3] ?? "";
   }
 
-  async stop(): Promise<void> {
-    const proc = this.proc;
-    if (proc === undefined) return;
-    this.proc = undefined;
-    proc.kill("SIGKILL");
-    await exited(proc);
+  /** SIGKILL, then waits for the exit. */
+  stop(): Promise<void> {
+    return this.kill();
   }
 }
 
