@@ -2,13 +2,7 @@
 import type { AgentSpec, Condition, PolicyServerClusterSpec } from "../api/index.ts";
 import { RESOURCES, type KubeObject } from "../kube/resources.ts";
 import { renderAgent, type RouteVerdict } from "../render/index.ts";
-import {
-  applyChildren,
-  conflictMessage,
-  rejectionMessage,
-  writeStatusIfChanged,
-  type ApplyOutcome,
-} from "./children.ts";
+import { applyChildren, applyFailure, writeStatusIfChanged, type ApplyOutcome } from "./children.ts";
 import {
   invalidSpecStatus,
   mergeConditions,
@@ -108,22 +102,8 @@ function readyCondition(
       reason: "PolicyServerNotResolved",
       message: resolution.condition.message,
     };
-  if (outcome !== undefined && outcome.rejected.length > 0) {
-    return {
-      type,
-      status: "False",
-      reason: "ApplyFailed",
-      message: rejectionMessage(outcome.rejected, namespace),
-    };
-  }
-  if (outcome !== undefined && outcome.conflicts.length > 0) {
-    return {
-      type,
-      status: "False",
-      reason: "NameConflict",
-      message: conflictMessage(outcome.conflicts, namespace, "Agent"),
-    };
-  }
+  const failure = outcome === undefined ? undefined : applyFailure(outcome, namespace, "Agent", type);
+  if (failure !== undefined) return failure;
   const r = deploymentReadiness(deployment);
   if (r.readyReplicas >= r.desired) {
     return {

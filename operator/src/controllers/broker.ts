@@ -2,13 +2,7 @@
 import type { Condition } from "../api/index.ts";
 import { RESOURCES, type KubeObject } from "../kube/resources.ts";
 import { renderBroker } from "../render/index.ts";
-import {
-  applyChildren,
-  conflictMessage,
-  rejectionMessage,
-  writeStatusIfChanged,
-  type ApplyOutcome,
-} from "./children.ts";
+import { applyChildren, applyFailure, writeStatusIfChanged, type ApplyOutcome } from "./children.ts";
 import {
   invalidSpecStatus,
   mergeConditions,
@@ -43,21 +37,10 @@ export async function reconcileBroker(
   const deployment = outcome.observed.get(`Deployment/${name}`);
   const r = deploymentReadiness(deployment);
   const serviceRef = spec.backends.serviceRef;
+  const failure = applyFailure(outcome, namespace, "Broker");
   let ready: ConditionUpdate;
-  if (outcome.rejected.length > 0) {
-    ready = {
-      type: "Ready",
-      status: "False",
-      reason: "ApplyFailed",
-      message: rejectionMessage(outcome.rejected, namespace),
-    };
-  } else if (outcome.conflicts.length > 0) {
-    ready = {
-      type: "Ready",
-      status: "False",
-      reason: "NameConflict",
-      message: conflictMessage(outcome.conflicts, namespace, "Broker"),
-    };
+  if (failure !== undefined) {
+    ready = failure;
   } else if (serviceRef !== undefined && ctx.stores.services.get(namespace, serviceRef.name) === undefined) {
     ready = {
       type: "Ready",

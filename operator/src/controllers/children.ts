@@ -8,7 +8,7 @@ import { isSubset } from "../kube/compare.ts";
 import { RESOURCES, resourcePath, type KubeObject, type ResourceType } from "../kube/resources.ts";
 import type { Store } from "../kube/store.ts";
 import type { ControllerContext } from "./context.ts";
-import { sameStatus } from "./conditions.ts";
+import { sameStatus, type ConditionUpdate } from "./conditions.ts";
 
 export interface DesiredChild {
   readonly apiVersion: string;
@@ -156,11 +156,11 @@ async function convergeChild(
 }
 
 /** One line per child the API server refused, with its reason. */
-export function rejectionMessage(rejected: readonly ChildRejection[], namespace: string): string {
+function rejectionMessage(rejected: readonly ChildRejection[], namespace: string): string {
   return rejected.map((r) => `${r.kind} ${namespace}/${r.name} was rejected: ${r.message}`).join("; ");
 }
 
-export function conflictMessage(
+function conflictMessage(
   conflicts: readonly ChildConflict[],
   namespace: string,
   ownerKind: string,
@@ -171,6 +171,35 @@ export function conflictMessage(
         `${c.kind} ${namespace}/${c.name} already exists and is controlled by ${c.controller}, not this ${ownerKind}; rename or delete it`,
     )
     .join("; ");
+}
+
+/**
+ * The False condition `type` of an owner whose children could not all be applied: the API server
+ * refused one (ApplyFailed) or another controller owns the name (NameConflict); undefined otherwise.
+ */
+export function applyFailure(
+  outcome: ApplyOutcome,
+  namespace: string,
+  ownerKind: string,
+  type = "Ready",
+): ConditionUpdate | undefined {
+  if (outcome.rejected.length > 0) {
+    return {
+      type,
+      status: "False",
+      reason: "ApplyFailed",
+      message: rejectionMessage(outcome.rejected, namespace),
+    };
+  }
+  if (outcome.conflicts.length > 0) {
+    return {
+      type,
+      status: "False",
+      reason: "NameConflict",
+      message: conflictMessage(outcome.conflicts, namespace, ownerKind),
+    };
+  }
+  return undefined;
 }
 
 /** Writes status through the status subresource, only when it differs from what is stored. */

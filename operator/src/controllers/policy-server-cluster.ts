@@ -2,13 +2,7 @@
 import type { Condition } from "../api/index.ts";
 import { RESOURCES, type KubeObject } from "../kube/resources.ts";
 import { renderPolicyServerCluster } from "../render/index.ts";
-import {
-  applyChildren,
-  conflictMessage,
-  rejectionMessage,
-  writeStatusIfChanged,
-  type ApplyOutcome,
-} from "./children.ts";
+import { applyChildren, applyFailure, writeStatusIfChanged, type ApplyOutcome } from "./children.ts";
 import {
   invalidSpecStatus,
   mergeConditions,
@@ -55,21 +49,10 @@ export async function reconcilePolicyServerCluster(
   ]);
   const deployment = outcome.observed.get(`Deployment/${name}`);
   const r = deploymentReadiness(deployment);
+  const failure = applyFailure(outcome, namespace, "PolicyServerCluster");
   let ready: ConditionUpdate;
-  if (outcome.rejected.length > 0) {
-    ready = {
-      type: "Ready",
-      status: "False",
-      reason: "ApplyFailed",
-      message: rejectionMessage(outcome.rejected, namespace),
-    };
-  } else if (outcome.conflicts.length > 0) {
-    ready = {
-      type: "Ready",
-      status: "False",
-      reason: "NameConflict",
-      message: conflictMessage(outcome.conflicts, namespace, "PolicyServerCluster"),
-    };
+  if (failure !== undefined) {
+    ready = failure;
   } else if (r.readyReplicas >= r.desired) {
     ready = {
       type: "Ready",
