@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { LoadSummary } from "./loadgen.ts";
 import { measureDuring, memory } from "./procstat.ts";
-import { BenchError, Proc, freePort, pause } from "./proc.ts";
+import { BenchError, Proc, freePort, pause, runBench } from "./proc.ts";
 import { fixedRateTable, memoryTable, saturationTable, scenarioErrors, scenarioTable } from "./report.ts";
 import type { MemoryMeasurement, RoundMeasurement } from "./report.ts";
 import { SCENARIOS, runScenario } from "./scenarios.ts";
@@ -217,10 +217,4 @@ async function main(): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
 }
 
-main().then(
-  () => process.exit(0),
-  (error: unknown) => {
-    process.stderr.write(`bench failed: ${error instanceof Error ? error.message : String(error)}\n`);
-    process.exit(1);
-  },
-);
+runBench(main);

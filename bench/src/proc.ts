@@ -257,3 +257,14 @@ export async function freePort(): Promise<number> {
     });
   });
 }
+
+/** Runs a benchmark's main and exits: 0 when it finished, 1 with the reason on stderr when it failed. */
+export function runBench(main: () => Promise<void>): void {
+  main().then(
+    () => process.exit(0),
+    (error: unknown) => {
+      process.stderr.write(`bench failed: ${error instanceof Error ? error.message : String(error)}\n`);
+      process.exit(1);
+    },
+  );
+}

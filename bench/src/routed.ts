@@ -15,7 +15,7 @@ import { haproxyConfig, proxyNginxConfig, sidecarConfig } from "./configs.ts";
 import type { Endpoint } from "./configs.ts";
 import type { LoadSummary } from "./loadgen.ts";
 import { measureDuring } from "./procstat.ts";
-import { BenchError, Proc, freePort, waitForPort } from "./proc.ts";
+import { BenchError, Proc, freePort, runBench, waitForPort } from "./proc.ts";
 import { fixedRateTable, saturationTable } from "./report.ts";
 import type { RoundMeasurement } from "./report.ts";
 import { REPO_ROOT, startUpstreamNginx, waitServing } from "./targets.ts";
@@ -88,6 +88,34 @@ export function versions(): string {
     }
   };
   return `nproc ${run("nproc")}; node ${process.version}; ${run("haproxy -v | head -n 1")}; ${run("nginx -v 2>&1")}`;
+}
+
+/**
+ * Prints a run's report (title, the command, duration, load and versions, then `body`), writes it
+ * to `out` when given, and removes the run's scratch directory.
+ */
+export function finishRun(run: {
+  title: string;
+  script: string;
+  rounds: number;
+  startedAt: number;
+  loadAtStart: string;
+  body: readonly string[];
+  out: string | undefined;
+  dir: string;
+}): void {
+  const seconds = ((Date.now() - run.startedAt) / 1000).toFixed(0);
+  const report = [
+    `### ${run.title} — run ${new Date().toISOString()}`,
+    "",
+    `Command: \`node bench/src/${run.script} --rounds ${run.rounds}\`; ${seconds} s. ` +
+      `Load average at start ${run.loadAtStart}, at end ${loadAverage()}. ${versions()}.`,
+    "",
+    ...run.body,
+  ].join("\n");
+  process.stdout.write(report + "\n");
+  if (run.out !== undefined) writeFileSync(run.out, report + "\n");
+  rmSync(run.dir, { recursive: true, force: true });
 }
 
 export async function startPinned(
@@ -277,25 +305,16 @@ async function main(): Promise<void> {
   } finally {
     await Promise.all(started.map((proc) => proc.kill()));
   }
-  const report = [
-    `### Routed (ProxyRoute-style) — run ${new Date().toISOString()}`,
-    "",
-    `Command: \`node bench/src/routed.ts --rounds ${rounds}\`; ${((Date.now() - startedAt) / 1000).toFixed(0)} s. ` +
-      `Load average at start ${loadAtStart}, at end ${loadAverage()}. ${versions()}.`,
-    "",
-    ...sections,
-  ].join("\n");
-  process.stdout.write(report + "\n");
-  if (values.out !== undefined) writeFileSync(values.out, report + "\n");
-  rmSync(dir, { recursive: true, force: true });
+  finishRun({
+    title: "Routed (ProxyRoute-style)",
+    script: "routed.ts",
+    rounds,
+    startedAt,
+    loadAtStart,
+    body: sections,
+    out: values.out,
+    dir,
+  });
 }
 
-if (import.meta.main) {
-  main().then(
-    () => process.exit(0),
-    (error: unknown) => {
-      process.stderr.write(`bench failed: ${error instanceof Error ? error.message : String(error)}\n`);
-      process.exit(1);
-    },
-  );
-}
+if (import.meta.main) runBench(main);

@@ -5,23 +5,23 @@
 //
 //   node bench/src/tls.ts [--rounds 2] [--out FILE]
 import { execSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { haproxyConfig, proxyNginxConfig, sidecarConfig, upstreamNginxConfig } from "./configs.ts";
 import type { Endpoint } from "./configs.ts";
-import { BenchError, Proc, freePort, waitForPort } from "./proc.ts";
+import { BenchError, Proc, freePort, runBench, waitForPort } from "./proc.ts";
 import { fixedRateTable, saturationTable } from "./report.ts";
 import { REPO_ROOT, waitServing } from "./targets.ts";
 import {
   FIXED_RATE,
   LOAD_CPU,
+  finishRun,
   loadAverage,
   log,
   measureTargets,
   startPinned,
-  versions,
   type PathTarget,
 } from "./routed.ts";
 
@@ -178,25 +178,16 @@ async function main(): Promise<void> {
   } finally {
     await Promise.all(started.map((proc) => proc.kill()));
   }
-  const report = [
-    `### TLS to the upstream — run ${new Date().toISOString()}`,
-    "",
-    `Command: \`node bench/src/tls.ts --rounds ${rounds}\`; ${((Date.now() - startedAt) / 1000).toFixed(0)} s. ` +
-      `Load average at start ${loadAtStart}, at end ${loadAverage()}. ${versions()}.`,
-    "",
-    tables,
-  ].join("\n");
-  process.stdout.write(report + "\n");
-  if (values.out !== undefined) writeFileSync(values.out, report + "\n");
-  rmSync(dir, { recursive: true, force: true });
+  finishRun({
+    title: "TLS to the upstream",
+    script: "tls.ts",
+    rounds,
+    startedAt,
+    loadAtStart,
+    body: [tables],
+    out: values.out,
+    dir,
+  });
 }
 
-if (import.meta.main) {
-  main().then(
-    () => process.exit(0),
-    (error: unknown) => {
-      process.stderr.write(`bench failed: ${error instanceof Error ? error.message : String(error)}\n`);
-      process.exit(1);
-    },
-  );
-}
+if (import.meta.main) runBench(main);
