@@ -15,6 +15,7 @@ import {
   exited,
   freePort,
   healthCheckYaml,
+  LineClient,
   makeCertificates,
   Sidecar,
   tcpListenerYaml,
@@ -32,49 +33,6 @@ let certs: ReturnType<typeof makeCertificates>;
 beforeAll(() => {
   certs = makeCertificates();
 });
-
-/** A line-oriented client of the tcp echo upstream (`whoami` answers with the backend's name). */
-class LineClient {
-  readonly socket: net.Socket;
-  readonly closed: Promise<void>;
-  private buf = "";
-  private readonly waiters: ((line: string) => void)[] = [];
-
-  constructor(port: number) {
-    this.socket = net.connect(port, "127.0.0.1");
-    this.socket.on("error", () => undefined);
-    this.socket.on("data", (c: Buffer) => {
-      this.buf += c.toString();
-      let i;
-      while ((i = this.buf.indexOf("\n")) !== -1) {
-        const line = this.buf.slice(0, i);
-        this.buf = this.buf.slice(i + 1);
-        this.waiters.shift()?.(line);
-      }
-    });
-    this.closed = new Promise((resolve) => {
-      this.socket.once("close", () => {
-        resolve();
-      });
-    });
-    cleanups.push(() => {
-      this.socket.destroy();
-    });
-  }
-
-  ask(text: string, timeoutMs = 5000): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        reject(new Error(`no answer to ${text}`));
-      }, timeoutMs);
-      this.waiters.push((line) => {
-        clearTimeout(timer);
-        resolve(line);
-      });
-      this.socket.write(text + "\n");
-    });
-  }
-}
 
 interface LogLine {
   msg: string;
@@ -126,10 +84,10 @@ describe("broker", () => {
       }),
       "\n                max_connect_attempts: 2",
     );
-    const before = await Promise.all([0, 1, 2, 3].map(() => new LineClient(listen).ask("whoami")));
+    const before = await Promise.all([0, 1, 2, 3].map(() => new LineClient(listen, cleanups).ask("whoami")));
     expect(new Set(before)).toEqual(new Set(["b0", "b1"]));
-    const onB0 = new LineClient(listen);
-    const onB1 = new LineClient(listen);
+    const onB0 = new LineClient(listen, cleanups);
+    const onB1 = new LineClient(listen, cleanups);
     // Round robin alternates; find which client landed where.
     const [n0, n1] = await Promise.all([onB0.ask("whoami"), onB1.ask("whoami")]);
     const victim = n0 === "b0" ? onB0 : onB1;
@@ -140,14 +98,16 @@ describe("broker", () => {
     await victim.closed;
     // Before health checking notices, a refused attempt is retried on the other backend (sequential
     // connections, so round robin cannot hand two attempts of one connection the same host).
-    for (let i = 0; i < 6; i++) expect(await new LineClient(listen).ask("whoami")).toBe("b1");
+    for (let i = 0; i < 6; i++) expect(await new LineClient(listen, cleanups).ask("whoami")).toBe("b1");
     await waitFor(
       "b0 marked unhealthy",
       async () => (await s.metric("envoy_cluster_membership_healthy", "backend")) === 1,
     );
     expect(await s.healthFlags("backend", ups[0]!.port)).toContain("/failed_active_hc");
     const failsBefore = await s.metric("envoy_cluster_upstream_cx_connect_fail", "backend");
-    const after = await Promise.all(Array.from({ length: 8 }, () => new LineClient(listen).ask("whoami")));
+    const after = await Promise.all(
+      Array.from({ length: 8 }, () => new LineClient(listen, cleanups).ask("whoami")),
+    );
     expect(after.every((n) => n === "b1")).toBe(true);
     // Once out of rotation the dead backend is not even tried.
     expect(await s.metric("envoy_cluster_upstream_cx_connect_fail", "backend")).toBe(failsBefore);
@@ -193,7 +153,7 @@ describe("broker", () => {
       "\n                max_connect_attempts: 2",
     );
     for (let i = 0; i < 2; i++) {
-      const c = new LineClient(listen);
+      const c = new LineClient(listen, cleanups);
       expect(await c.ask("whoami")).toBe("b0");
       c.socket.end();
       await c.closed;
@@ -359,7 +319,7 @@ describe("broker connect errors", () => {
   it("says refused at once for a closed port", async () => {
     const dead = await freePort();
     const { s, listen } = await startBroker(clusterYaml({ endpoints: [{ port: dead }] }));
-    const c = new LineClient(listen);
+    const c = new LineClient(listen, cleanups);
     await c.closed;
     await waitFor("close line", () => s.logs.includes('"msg":"downstream connection closed"'));
     const lines = logLines(s);
@@ -401,7 +361,7 @@ describe("broker connect errors", () => {
       await new Promise((r) => f.once("connect", r));
     }
     const { s, listen } = await startBroker(clusterYaml({ endpoints: [{ port }] }));
-    const c = new LineClient(listen);
+    const c = new LineClient(listen, cleanups);
     const t0 = performance.now();
     await c.closed;
     const heldMs = performance.now() - t0;

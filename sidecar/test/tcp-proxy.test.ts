@@ -1,13 +1,13 @@
 // tcp_proxy through the built sidecar: relaying, closing connections to an endpoint that fails health
 // checks (so the client reconnects and gets a fresh upstream), holding new connections while the
 // endpoint restarts, and giving up after max_connect_attempts.
-import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   bootstrapYaml,
   clusterYaml,
   freePort,
   healthCheckYaml,
+  LineClient,
   Sidecar,
   tcpListenerYaml,
   Upstream,
@@ -18,47 +18,6 @@ const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-class LineClient {
-  readonly socket: net.Socket;
-  private buf = "";
-  private waiters: ((line: string) => void)[] = [];
-  closedAt: number | undefined;
-  readonly closed: Promise<void>;
-
-  constructor(port: number) {
-    this.socket = net.connect(port, "127.0.0.1");
-    this.socket.on("error", () => undefined);
-    this.socket.on("data", (c) => {
-      this.buf += c.toString();
-      let i;
-      while ((i = this.buf.indexOf("\n")) !== -1) {
-        const line = this.buf.slice(0, i);
-        this.buf = this.buf.slice(i + 1);
-        this.waiters.shift()?.(line);
-      }
-    });
-    this.closed = new Promise((resolve) =>
-      this.socket.once("close", () => {
-        this.closedAt = performance.now();
-        resolve();
-      }),
-    );
-  }
-
-  ask(text: string, timeoutMs = 5000): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        reject(new Error(`no answer to ${text}`));
-      }, timeoutMs);
-      this.waiters.push((line) => {
-        clearTimeout(timer);
-        resolve(line);
-      });
-      this.socket.write(text + "\n");
-    });
-  }
-}
 
 async function setup(
   tcpExtra: string,
@@ -97,7 +56,7 @@ describe("tcp_proxy", () => {
       2,
       "http",
     );
-    const clients = Array.from({ length: 6 }, () => new LineClient(listen));
+    const clients = Array.from({ length: 6 }, () => new LineClient(listen, cleanups));
     cleanups.push(() => {
       clients.forEach((c) => c.socket.destroy());
     });
@@ -116,7 +75,7 @@ describe("tcp_proxy", () => {
     // interval 0.2 s × unhealthy_threshold 2 + one interval, plus each check's 0.1 s timeout and slack.
     for (const c of onT0) expect(c.closedAt! - hungAt).toBeLessThan(200 * 2 + 200 + 2 * 100 + 250);
     for (const c of onT1) expect(c.closedAt).toBeUndefined();
-    const again = new LineClient(listen);
+    const again = new LineClient(listen, cleanups);
     cleanups.push(() => {
       again.socket.destroy();
     });
@@ -125,7 +84,7 @@ describe("tcp_proxy", () => {
 
   it("relays until the endpoint is SIGKILLed, then a reconnect reaches the restarted endpoint", async () => {
     const { ups, listen } = await setup("", "      close_connections_on_host_health_failure: true\n", 1);
-    const first = new LineClient(listen);
+    const first = new LineClient(listen, cleanups);
     cleanups.push(() => {
       first.socket.destroy();
     });
@@ -134,7 +93,7 @@ describe("tcp_proxy", () => {
     await first.closed;
     await ups[0]!.start();
     const second = await waitFor("a fresh connection through the sidecar", async () => {
-      const c = new LineClient(listen);
+      const c = new LineClient(listen, cleanups);
       cleanups.push(() => {
         c.socket.destroy();
       });
@@ -151,7 +110,7 @@ describe("tcp_proxy", () => {
     );
     const u = ups[0]!;
     await u.kill();
-    const client = new LineClient(listen);
+    const client = new LineClient(listen, cleanups);
     cleanups.push(() => {
       client.socket.destroy();
     });
@@ -193,7 +152,7 @@ describe("tcp_proxy", () => {
     const s = new Sidecar(admin, Sidecar.writeConfig(yaml));
     cleanups.push(() => s.stop());
     await s.start();
-    const client = new LineClient(listen);
+    const client = new LineClient(listen, cleanups);
     cleanups.push(() => {
       client.socket.destroy();
     });
@@ -211,7 +170,7 @@ describe("tcp_proxy", () => {
       1,
     );
     await ups[0]!.kill();
-    const client = new LineClient(listen);
+    const client = new LineClient(listen, cleanups);
     await client.closed;
     expect(await s.metric("envoy_cluster_upstream_cx_connect_fail", "backend")).toBeGreaterThanOrEqual(3);
     const m = await s.metrics();

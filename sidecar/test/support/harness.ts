@@ -537,3 +537,52 @@ export function makeCertificates(): {
     clientKey: f("client.key"),
   };
 }
+
+/**
+ * A line-oriented client of a tcp echo upstream (`whoami` answers with the backend's name), through
+ * the sidecar at `port`. Its socket is destroyed by the test's `cleanups`.
+ */
+export class LineClient {
+  readonly socket: net.Socket;
+  readonly closed: Promise<void>;
+  /** When the connection closed (performance.now()), once it has. */
+  closedAt: number | undefined;
+  private buf = "";
+  private readonly waiters: ((line: string) => void)[] = [];
+
+  constructor(port: number, cleanups: (() => Promise<void> | void)[]) {
+    this.socket = net.connect(port, "127.0.0.1");
+    this.socket.on("error", () => undefined);
+    this.socket.on("data", (c: Buffer) => {
+      this.buf += c.toString();
+      let i;
+      while ((i = this.buf.indexOf("\n")) !== -1) {
+        const line = this.buf.slice(0, i);
+        this.buf = this.buf.slice(i + 1);
+        this.waiters.shift()?.(line);
+      }
+    });
+    this.closed = new Promise((resolve) => {
+      this.socket.once("close", () => {
+        this.closedAt = performance.now();
+        resolve();
+      });
+    });
+    cleanups.push(() => {
+      this.socket.destroy();
+    });
+  }
+
+  ask(text: string, timeoutMs = 5000): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new Error(`no answer to ${text}`));
+      }, timeoutMs);
+      this.waiters.push((line) => {
+        clearTimeout(timer);
+        resolve(line);
+      });
+      this.socket.write(text + "\n");
+    });
+  }
+}
