@@ -160,11 +160,7 @@ function rejectionMessage(rejected: readonly ChildRejection[], namespace: string
   return rejected.map((r) => `${r.kind} ${namespace}/${r.name} was rejected: ${r.message}`).join("; ");
 }
 
-function conflictMessage(
-  conflicts: readonly ChildConflict[],
-  namespace: string,
-  ownerKind: string,
-): string {
+function conflictMessage(conflicts: readonly ChildConflict[], namespace: string, ownerKind: string): string {
   return conflicts
     .map(
       (c) =>
