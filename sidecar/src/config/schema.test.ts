@@ -400,6 +400,18 @@ describe("config: every bad case names its path", () => {
       `${H}.http_filters[0].typed_config.subscribe: unsupported field`,
     ],
     [
+      "a DecisionCache key header that is not a header name",
+      (d) =>
+        hcm(d).http_filters.unshift({
+          name: "c",
+          typed_config: {
+            "@type": "type.googleapis.com/tether.v1alpha1.DecisionCache",
+            key_headers: ["cookie", "x-user:id"],
+          },
+        }),
+      `${H}.http_filters[0].typed_config.key_headers[1]: must be an HTTP header name (a token, e.g. x-session-id)`,
+    ],
+    [
       "notification_stream to an unknown cluster",
       (d) =>
         hcm(d).http_filters.unshift({

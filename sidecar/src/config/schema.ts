@@ -240,6 +240,11 @@ export const notificationStreamSchema = z.strictObject({
   retry_back_off: backoffSchema.default({ base_interval: 500, max_interval: 5000 }),
 });
 
+/** A request header name the decision cache keys on: an HTTP token (RFC 9110 §5.1). */
+const cacheHeaderName = z
+  .string()
+  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, "must be an HTTP header name (a token, e.g. x-session-id)");
+
 /** Tether-only HTTP filter (seed 003): caches successful decisions; leave it out for plain Envoy. */
 export const decisionCacheSchema = z.strictObject({
   "@type": z.literal(DECISION_CACHE_TYPE),
@@ -249,10 +254,13 @@ export const decisionCacheSchema = z.strictObject({
   notifications: z.boolean().default(true),
   /** Hybrid mode by subscription: the policy server pushes invalidations on a stream. Default none. */
   notification_stream: notificationStreamSchema.optional(),
-  /** Request headers that are part of the key besides method and path (the session token). */
-  key_headers: z.array(z.string().min(1)).default(["authorization", "cookie"]),
-  /** The request header naming the session, for session notifications. */
-  session_header: z.string().min(1).default("x-session-id"),
+  /**
+   * Request headers that are part of the key besides method, path, Host, the session header and
+   * Authorization (always keyed), each with all of its values.
+   */
+  key_headers: z.array(cacheHeaderName).default(["authorization", "cookie"]),
+  /** The request header naming the session, for session notifications; always part of the key. */
+  session_header: cacheHeaderName.default("x-session-id"),
   methods: z
     .array(z.enum(["GET", "HEAD"]))
     .min(1)

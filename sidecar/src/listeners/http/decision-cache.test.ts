@@ -7,13 +7,14 @@ import { DecisionCache, NotificationStream, parseNotification } from "./decision
 const config = (extra: Record<string, unknown> = {}) =>
   decisionCacheSchema.parse({ "@type": "type.googleapis.com/tether.v1alpha1.DecisionCache", ...extra });
 const req = (url: string, headers: Record<string, string> = {}, method = "GET") =>
-  ({ url, method, headers }) as unknown as IncomingMessage;
+  ({ url, method, headers, rawHeaders: Object.entries(headers).flat() }) as unknown as IncomingMessage;
+const keyOf = (c: DecisionCache, r: IncomingMessage): string | undefined => c.admit(r)?.key;
 
 describe("DecisionCache", () => {
   it("stores 200 responses and expires them after ttl (injected clock)", () => {
     let now = 0;
     const c = new DecisionCache(config({ ttl: "180s" }), () => now);
-    const key = c.keyFor(req("/decide?r=1", { cookie: "s=1" }))!;
+    const key = keyOf(c, req("/decide?r=1", { cookie: "s=1" }))!;
     expect(c.lookup(key)).toBeUndefined();
     c.store(key, 200, ["content-type", "text/plain"], Buffer.from("allow"), "s1");
     now = 179_999;
@@ -23,19 +24,65 @@ describe("DecisionCache", () => {
     expect(c.stats).toMatchObject({ hits: 1, misses: 2, insertions: 1, expired: 1 });
   });
 
-  it("keys on method, path and key headers; skips other methods", () => {
+  it("keys on method, path, Host, session and key headers; skips other methods", () => {
     const c = new DecisionCache(config());
-    expect(c.keyFor(req("/a", { cookie: "s=1" }))).not.toBe(c.keyFor(req("/a", { cookie: "s=2" })));
-    expect(c.keyFor(req("/a"))).not.toBe(c.keyFor(req("/b")));
-    expect(c.keyFor(req("/a", {}, "POST"))).toBeUndefined();
+    const key = keyOf(c, req("/a", { host: "ps", cookie: "s=1", "x-session-id": "s1" }));
+    expect(keyOf(c, req("/a", { host: "ps", cookie: "s=2", "x-session-id": "s1" }))).not.toBe(key);
+    expect(keyOf(c, req("/a", { host: "ps", cookie: "s=1", "x-session-id": "s2" }))).not.toBe(key);
+    expect(keyOf(c, req("/a", { host: "other", cookie: "s=1", "x-session-id": "s1" }))).not.toBe(key);
+    expect(keyOf(c, req("/b", { host: "ps", cookie: "s=1", "x-session-id": "s1" }))).not.toBe(key);
+    expect(keyOf(c, req("/a", { host: "ps", cookie: "s=1", "x-session-id": "s1" }, "HEAD"))).not.toBe(key);
+    expect(c.admit(req("/a", {}, "POST"))).toBeUndefined();
+    expect(c.admit(req("/a", { "x-session-id": "s1" }))?.session).toBe("s1");
   });
 
-  it("never caches errors or no-store responses", () => {
+  it("key_headers and session_header come from the config", () => {
+    const c = new DecisionCache(config({ key_headers: ["x-tenant"], session_header: "x-user-session" }));
+    const key = keyOf(c, req("/a", { "x-tenant": "t1", "x-user-session": "u1" }));
+    expect(keyOf(c, req("/a", { "x-tenant": "t2", "x-user-session": "u1" }))).not.toBe(key);
+    expect(keyOf(c, req("/a", { "x-tenant": "t1", "x-user-session": "u2" }))).not.toBe(key);
+    // Not a key header any more, but Authorization is always keyed.
+    expect(keyOf(c, req("/a", { "x-tenant": "t1", "x-user-session": "u1", cookie: "c" }))).toBe(key);
+    expect(keyOf(c, req("/a", { "x-tenant": "t1", "x-user-session": "u1", authorization: "x" }))).not.toBe(
+      key,
+    );
+  });
+
+  it("answers a varying entry only to requests with the same values of its Vary headers", () => {
+    const c = new DecisionCache(config());
+    const filler = ["X-Tenant", "t1", "accept", "json"];
+    c.store("k", 200, ["Vary", "x-tenant, Accept"], Buffer.from("t1"), "s1", filler);
+    expect(c.lookup("k", ["accept", "json", "x-tenant", "t1"])?.body.toString()).toBe("t1");
+    expect(c.lookup("k", ["X-Tenant", "t2", "accept", "json"])).toBeUndefined();
+    expect(c.lookup("k", ["accept", "json"])).toBeUndefined();
+    expect(c.lookup("k", [])).toBeUndefined();
+    // The other variant's answer replaces the entry.
+    const other = ["X-Tenant", "t2", "accept", "json"];
+    c.store("k", 200, ["Vary", "x-tenant, Accept"], Buffer.from("t2"), "s1", other);
+    expect(c.lookup("k", filler)).toBeUndefined();
+    expect(c.lookup("k", other)?.body.toString()).toBe("t2");
+    expect(c.stats).toMatchObject({ hits: 2, misses: 4, insertions: 2 });
+  });
+
+  it("never stores errors, Set-Cookie, no-store, no-cache, private or Vary: *", () => {
     const c = new DecisionCache(config());
     expect(c.cacheable(200, [])).toBe(true);
     expect(c.cacheable(503, [])).toBe(false);
     expect(c.cacheable(404, [])).toBe(false);
     expect(c.cacheable(200, ["Cache-Control", "no-store"])).toBe(false);
+    const refused = [
+      ["Set-Cookie", "SMSESSION=abc"],
+      ["Cache-Control", "no-cache"],
+      ["cache-control", "private, max-age=60"],
+      ["Vary", "*"],
+    ];
+    for (const headers of refused) {
+      expect(c.cacheable(200, headers)).toBe(false);
+      // store() applies the same rules, whoever calls it.
+      c.store("k", 200, headers, Buffer.from("x"), "s1");
+    }
+    c.store("e", 503, [], Buffer.from("x"), "s1");
+    expect(c.size).toBe(0);
   });
 
   it("invalidates by session and on policy change", () => {

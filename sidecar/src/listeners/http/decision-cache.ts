@@ -1,11 +1,27 @@
-// The DecisionCache filter (seed 003): successful (200) responses to cacheable methods are kept for
-// `ttl`, keyed by method, path and the configured headers; notifications invalidate a session's
-// entries or everything at once (hybrid mode). Errors are never cached. Memory is bounded by
-// max_entries (least recently used evicted) × max_body_bytes.
+// The DecisionCache filter: successful (200) responses to cacheable methods are kept for `ttl`,
+// keyed by what identifies the subject (decision-cache-rules.ts); a response that varies on request
+// headers only answers requests with the same values. Notifications invalidate a session's entries
+// or everything at once (hybrid mode). Errors are never cached. Memory is bounded by max_entries
+// (least recently used evicted) × max_body_bytes.
 import type { ClientRequest, IncomingMessage } from "node:http";
 import type { DecisionCacheConfig } from "../../config/schema.ts";
 import type { Logger } from "../../log.ts";
 import { JitteredBackoff, type RandomSource } from "../../upstream/backoff.ts";
+import {
+  CacheKeyRule,
+  responseStorable,
+  varyNames,
+  varyValues,
+  type CacheRequest,
+} from "./decision-cache-rules.ts";
+
+export type { CacheRequest } from "./decision-cache-rules.ts";
+
+/** The request headers a stored response varies on, and their values in the request that filled it. */
+interface StoredVary {
+  readonly names: readonly string[];
+  readonly values: string;
+}
 
 export interface CachedResponse {
   readonly status: number;
@@ -13,6 +29,7 @@ export interface CachedResponse {
   readonly body: Buffer;
   readonly storedAt: number;
   readonly session: string | undefined;
+  readonly vary: StoredVary | undefined;
 }
 
 export class DecisionCacheStats {
@@ -31,35 +48,31 @@ export class DecisionCache {
   private readonly now: () => number;
   private readonly entries = new Map<string, CachedResponse>();
   private readonly methods: ReadonlySet<string>;
+  private readonly keyRule: CacheKeyRule;
 
   constructor(config: DecisionCacheConfig, now: () => number = Date.now) {
     this.config = config;
     this.now = now;
     this.methods = new Set(config.methods);
+    this.keyRule = new CacheKeyRule(config.session_header, config.key_headers);
   }
 
   get size(): number {
     return this.entries.size;
   }
 
-  /** The cache key, or undefined when this request is not cacheable. */
-  keyFor(req: IncomingMessage): string | undefined {
+  /** The request's key and what the cache may do with it, or undefined when it bypasses the cache. */
+  admit(req: IncomingMessage): CacheRequest | undefined {
     const method = req.method ?? "GET";
     if (!this.methods.has(method)) return undefined;
-    let key = `${method} ${req.url ?? "/"}`;
-    for (const h of this.config.key_headers) {
-      const v = req.headers[h.toLowerCase()];
-      key += `\n${h}:${Array.isArray(v) ? v.join(",") : (v ?? "")}`;
-    }
-    return key;
+    return this.keyRule.request(method, req.url ?? "/", req.rawHeaders);
   }
 
-  sessionOf(req: IncomingMessage): string | undefined {
-    const v = req.headers[this.config.session_header.toLowerCase()];
-    return Array.isArray(v) ? v[0] : v;
-  }
-
-  lookup(key: string): CachedResponse | undefined {
+  /**
+   * The entry stored under `key`, when it is fresh and, if its response varies on request headers,
+   * `requestHeaders` (raw, as node gives them) carry the same values as the request that filled it.
+   */
+  lookup(key: string, requestHeaders: readonly string[] = []): CachedResponse | undefined {
     const entry = this.entries.get(key);
     if (entry === undefined) {
       this.stats.misses++;
@@ -71,6 +84,11 @@ export class DecisionCache {
       this.stats.misses++;
       return undefined;
     }
+    if (entry.vary !== undefined && varyValues(entry.vary.names, requestHeaders) !== entry.vary.values) {
+      // Another variant: the upstream's answer to this request replaces the entry.
+      this.stats.misses++;
+      return undefined;
+    }
     // Refresh recency for LRU eviction.
     this.entries.delete(key);
     this.entries.set(key, entry);
@@ -78,30 +96,28 @@ export class DecisionCache {
     return entry;
   }
 
-  /** Whether a response with this status and headers may be stored. */
+  /** Whether a response with this status and headers may be stored (see responseStorable). */
   cacheable(status: number, headers: readonly string[]): boolean {
-    if (status !== 200) return false;
-    for (let i = 0; i < headers.length; i += 2) {
-      if (
-        (headers[i] ?? "").toLowerCase() === "cache-control" &&
-        /no-store|private/i.test(headers[i + 1] ?? "")
-      ) {
-        return false;
-      }
-    }
-    return true;
+    return responseStorable(status, headers);
   }
 
+  /**
+   * Stores a response the caller checked with `cacheable`. `requestHeaders` are the raw headers of
+   * the request it answered: the values its `Vary` names are kept with the entry.
+   */
   store(
     key: string,
     status: number,
     headers: readonly string[],
     body: Buffer,
     session: string | undefined,
+    requestHeaders: readonly string[] = [],
   ): void {
-    if (body.length > this.config.max_body_bytes) return;
+    if (body.length > this.config.max_body_bytes || !responseStorable(status, headers)) return;
+    const names = varyNames(headers);
+    const vary = names.length === 0 ? undefined : { names, values: varyValues(names, requestHeaders) };
     this.entries.delete(key);
-    this.entries.set(key, { status, headers, body, storedAt: this.now(), session });
+    this.entries.set(key, { status, headers, body, storedAt: this.now(), session, vary });
     this.stats.insertions++;
     while (this.entries.size > this.config.max_entries) {
       const oldest = this.entries.keys().next().value;

@@ -217,16 +217,16 @@ export class HttpListener implements ProxyEnv {
       return;
     }
     const cache = this.cache;
-    const key = cache?.keyFor(req);
-    if (cache !== undefined && key !== undefined) {
-      const hit = cache.lookup(key);
+    const cacheRequest = cache?.admit(req);
+    if (cache !== undefined && cacheRequest?.serve === true) {
+      const hit = cache.lookup(cacheRequest.key, req.rawHeaders);
       if (hit !== undefined) {
         this.replyFromCache(req, res, hit.status, hit.headers, hit.body);
         return;
       }
     }
     const stream = new ProxyStream(req, res, route, cluster, this);
-    if (cache !== undefined && key !== undefined) stream.captureFor(cache, key, cache.sessionOf(req));
+    if (cache !== undefined && cacheRequest?.store === true) stream.captureFor(cache, cacheRequest);
     stream.start();
   }
 

@@ -7,7 +7,7 @@ import { JitteredBackoff, type RandomSource } from "../../upstream/backoff.ts";
 import type { Cluster, PendingWaiter } from "../../upstream/cluster.ts";
 import { UpstreamConnectError } from "../../upstream/connect.ts";
 import type { Host } from "../../upstream/host.ts";
-import type { DecisionCache } from "./decision-cache.ts";
+import type { CacheRequest, DecisionCache } from "./decision-cache.ts";
 import { requestHash } from "./hash-policy.ts";
 import { retryOnFailure, retryOnStatus, type AttemptFailure } from "./retry.ts";
 import type { CompiledRoute } from "./route-table.ts";
@@ -162,8 +162,7 @@ export class ProxyStream implements PendingWaiter {
   private readonly setCookie: string | undefined;
   // DecisionCache capture (only when the filter is configured and the request is cacheable).
   private cache: DecisionCache | undefined;
-  private cacheKey = "";
-  private cacheSession: string | undefined;
+  private cacheRequest: CacheRequest | undefined;
   private captured: Buffer[] | undefined;
   private capturedBytes = 0;
   private capturedHeaders: string[] = [];
@@ -203,11 +202,10 @@ export class ProxyStream implements PendingWaiter {
     }
   }
 
-  /** Store a successful response in `cache` under `key` when it completes. */
-  captureFor(cache: DecisionCache, key: string, session: string | undefined): void {
+  /** Store a successful response in `cache` for `request` when it completes. */
+  captureFor(cache: DecisionCache, request: CacheRequest): void {
     this.cache = cache;
-    this.cacheKey = key;
-    this.cacheSession = session;
+    this.cacheRequest = request;
   }
 
   start(): void {
@@ -330,11 +328,13 @@ export class ProxyStream implements PendingWaiter {
     const out = responseHeaders(headers);
     const length = headers["content-length"];
     this.responseRemaining = typeof length === "string" ? Number(length) : -1;
-    if (this.setCookie !== undefined) out.push("set-cookie", this.setCookie);
+    // Judged and stored as the upstream sent it: the cookie our hash policy adds routes this client
+    // only, and is never replayed from the cache.
     if (this.cache?.cacheable(status, out) === true) {
       this.captured = [];
-      this.capturedHeaders = out;
+      this.capturedHeaders = this.setCookie === undefined ? out : out.slice();
     }
+    if (this.setCookie !== undefined) out.push("set-cookie", this.setCookie);
     res.writeHead(status, out);
   }
 
@@ -364,10 +364,12 @@ export class ProxyStream implements PendingWaiter {
     this.endAttempt(attempt);
     this.cluster.recordStatus(attempt.host, attempt.status);
     attempt.host.stats.rq_success++;
-    if (this.captured !== undefined && this.cache !== undefined) {
+    const request = this.cacheRequest;
+    if (this.captured !== undefined && this.cache !== undefined && request !== undefined) {
       const body =
         this.captured.length === 1 ? (this.captured[0] ?? Buffer.alloc(0)) : Buffer.concat(this.captured);
-      this.cache.store(this.cacheKey, attempt.status, this.capturedHeaders, body, this.cacheSession);
+      const { key, session } = request;
+      this.cache.store(key, attempt.status, this.capturedHeaders, body, session, this.req.rawHeaders);
       this.captured = undefined;
     }
     const last = this.lastChunk;
