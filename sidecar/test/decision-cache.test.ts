@@ -1,5 +1,7 @@
 // The DecisionCache filter through the built sidecar: a repeated decision is served from the cache,
-// errors are not cached, notifications on the admin listener invalidate at once.
+// errors are not cached, notifications on the admin listener invalidate at once, and one subject's
+// decision is never served to another.
+import http from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
 import { request } from "undici";
 import {
@@ -81,5 +83,101 @@ describe("decision cache", () => {
     expect(m.get(`tether_decision_cache_hits_total{${l}}`)).toBe(2);
     expect(m.get(`tether_decision_cache_invalidations_total{${l},reason="session"}`)).toBe(1);
     expect(m.get(`tether_decision_cache_invalidations_total{${l},reason="policy_changed"}`)).toBe(2);
+  });
+
+  it("never serves one subject's decision to another: session header, Host, Authorization, Vary, Set-Cookie", async () => {
+    // A policy server that answers per subject: each answer names what it was asked with and a serial.
+    let served = 0;
+    const ps = http.createServer((req, res) => {
+      served++;
+      const path = new URL(req.url ?? "/", "http://x").pathname;
+      const h = req.headers;
+      const headers: Record<string, string> = { "content-type": "application/json" };
+      if (path === "/vary") headers["vary"] = "X-Tenant";
+      if (path === "/vary-any") headers["vary"] = "*";
+      if (path === "/private") headers["cache-control"] = "private, max-age=60";
+      if (path === "/login") headers["set-cookie"] = `SMSESSION=${served}`;
+      res.writeHead(200, headers);
+      const subject = {
+        host: h.host,
+        session: h["x-session-id"],
+        tenant: h["x-tenant"],
+        auth: h.authorization,
+      };
+      res.end(JSON.stringify({ ...subject, n: served }));
+    });
+    await new Promise<void>((r) => ps.listen(0, "127.0.0.1", r));
+    cleanups.push(async () => {
+      ps.closeAllConnections();
+      await new Promise((r) => ps.close(r));
+    });
+    const pu = (ps.address() as { port: number }).port;
+    const [listen, admin] = await Promise.all([freePort(), freePort()]);
+    // key_headers leaves Authorization out: it is keyed all the same.
+    const listener = httpListenerYaml(listen, [routeYaml({})]).replace(
+      "                http_filters:\n",
+      `                http_filters:
+                  - name: tether.filters.http.decision_cache
+                    typed_config: { "@type": type.googleapis.com/tether.v1alpha1.DecisionCache, key_headers: [cookie] }
+`,
+    );
+    const s = new Sidecar(
+      admin,
+      Sidecar.writeConfig(bootstrapYaml(admin, listener, clusterYaml({ endpoints: [{ port: pu }] }))),
+    );
+    cleanups.push(() => s.stop());
+    await s.start();
+    type Answer = Record<string, unknown>;
+    const ask = async (path: string, headers: Record<string, string>): Promise<Answer> => {
+      const res = await request(`http://127.0.0.1:${listen}${path}`, { headers });
+      const body = (await res.body.json()) as Answer;
+      return { ...body, hit: res.headers["x-tether-cache"] === "hit", cookie: res.headers["set-cookie"] };
+    };
+    /** A's decision is cached; B, differing only in one respect, gets its own; both are then hits. */
+    const apart = async (
+      path: string,
+      a: Record<string, string>,
+      b: Record<string, string>,
+    ): Promise<void> => {
+      const first = await ask(path, a);
+      expect(first).toMatchObject({ hit: false });
+      const other = await ask(path, b);
+      expect(other).toMatchObject({ hit: false });
+      expect(other["n"]).not.toBe(first["n"]);
+      expect(await ask(path, a)).toEqual({ ...first, hit: true });
+      expect(await ask(path, b)).toEqual({ ...other, hit: true });
+    };
+
+    await apart("/decide", { "x-session-id": "A" }, { "x-session-id": "B" });
+    await apart("/decide", { host: "a.example" }, { host: "b.example" });
+    await apart("/decide", { authorization: "Bearer A" }, { authorization: "Bearer B" });
+    expect(await ask("/decide", { host: "b.example" })).toMatchObject({ host: "b.example", hit: true });
+
+    // Vary: X-Tenant — an entry answers only the tenant whose request filled it.
+    const ta = { "x-session-id": "S", "x-tenant": "ta" };
+    const tb = { "x-session-id": "S", "x-tenant": "tb" };
+    expect(await ask("/vary", ta)).toMatchObject({ tenant: "ta", hit: false });
+    expect(await ask("/vary", ta)).toMatchObject({ tenant: "ta", hit: true });
+    expect(await ask("/vary", tb)).toMatchObject({ tenant: "tb", hit: false });
+    expect(await ask("/vary", tb)).toMatchObject({ tenant: "tb", hit: true });
+    expect(await ask("/vary", ta)).toMatchObject({ tenant: "ta", hit: false });
+
+    // Never stored: Vary: *, Cache-Control: private, and Set-Cookie (B must not get A's session cookie).
+    for (const path of ["/vary-any", "/private"]) {
+      for (const h of [ta, tb, ta]) {
+        expect(await ask(path, h)).toMatchObject({ tenant: h["x-tenant"], hit: false });
+      }
+    }
+    const login = await ask("/login", {});
+    const again = await ask("/login", {});
+    expect(again).toMatchObject({ hit: false });
+    expect(again["cookie"]).not.toEqual(login["cookie"]);
+
+    // The request's Cache-Control: no-cache goes upstream and refreshes the entry; no-store is not stored.
+    const fresh = await ask("/decide", { "x-session-id": "A", "cache-control": "no-cache" });
+    expect(fresh).toMatchObject({ session: "A", hit: false });
+    expect(await ask("/decide", { "x-session-id": "A" })).toEqual({ ...fresh, hit: true });
+    expect(await ask("/unstored", { "cache-control": "no-store" })).toMatchObject({ hit: false });
+    expect(await ask("/unstored", {})).toMatchObject({ hit: false });
   });
 });
