@@ -65,6 +65,23 @@ const cache = doc(
       z.boolean().default(true),
       "Hybrid mode: server notifications (logout, policy change) invalidate entries at once. Default true.",
     ),
+    keyHeaders: annotate(
+      z
+        .array(
+          z
+            .string()
+            .min(1)
+            .max(128)
+            .regex(/^[!#$%&'*+.^_`|~0-9a-z-]+$/, { message: "must be a lower-case HTTP header name" }),
+        )
+        .max(16)
+        .default(["authorization", "cookie"]),
+      {
+        description:
+          "Request headers (lower case) whose values, with the method, path, Host, the x-session-id header and Authorization (always), tell one user's cached decision from another's; every value of a header sent twice counts. List each header the policy servers decide on. Default [authorization, cookie].",
+        listType: "set",
+      },
+    ),
   }),
   "The decision cache; only for PolicyServerClusters with protocol http.",
 ).prefault({});

@@ -167,13 +167,15 @@ function tcpListenerFilter(spec: AgentSpec): EnvoyObject {
 /**
  * The decision cache. `cache.notifications` (hybrid mode) subscribes it to the policy servers'
  * notification stream, reconnecting with the Agent's reconnect back-off; POST /notifications on the
- * sidecar's admin port invalidates in either case.
+ * sidecar's admin port invalidates in either case. `cache.keyHeaders` become `key_headers`, always
+ * written, so the sidecar's own default never decides whose decision is whose.
  */
 function decisionCacheFilter(spec: AgentSpec): EnvoyObject {
   const config: EnvoyObject = {
     "@type": TYPE_DECISION_CACHE,
     ttl: envoyDuration(spec.cache.ttl),
     notifications: true,
+    key_headers: [...spec.cache.keyHeaders],
   };
   if (spec.cache.notifications) {
     config["notification_stream"] = {

@@ -273,6 +273,7 @@ describe("Agent sidecar bootstrap", () => {
           "@type": TYPE_DECISION_CACHE,
           ttl: "180s",
           notifications: true,
+          key_headers: ["authorization", "cookie"],
           notification_stream: {
             cluster: "policy-server",
             path: "/notifications/stream",
@@ -325,6 +326,7 @@ describe("Agent sidecar bootstrap", () => {
       "@type": TYPE_DECISION_CACHE,
       ttl: "60s",
       notifications: true,
+      key_headers: ["authorization", "cookie"],
       notification_stream: {
         cluster: "policy-server",
         path: "/notifications/stream",
@@ -333,7 +335,25 @@ describe("Agent sidecar bootstrap", () => {
       },
     });
     // Without the subscription, POST /notifications on the admin port still invalidates.
-    expect(cacheOf(false)).toEqual({ "@type": TYPE_DECISION_CACHE, ttl: "60s", notifications: true });
+    expect(cacheOf(false)).toEqual({
+      "@type": TYPE_DECISION_CACHE,
+      ttl: "60s",
+      notifications: true,
+      key_headers: ["authorization", "cookie"],
+    });
+  });
+
+  it("renders cache.keyHeaders into the decision cache's key_headers", () => {
+    const keyHeadersOf = (cache: Record<string, unknown>): unknown => {
+      const spec = agent({ cache: { enabled: true, ...cache } });
+      const hcm = filterOf(bootstrapOf(input(spec, psc({ protocol: "http" }))).static_resources.listeners[0]);
+      return (hcm["http_filters"] as { typed_config: EnvoyObject }[])[0]!.typed_config["key_headers"];
+    };
+    expect(keyHeadersOf({})).toEqual(["authorization", "cookie"]);
+    expect(keyHeadersOf({ keyHeaders: ["cookie", "x-tenant"] })).toEqual(["cookie", "x-tenant"]);
+    // An empty list keys on the method, path, Host, session header and Authorization alone.
+    expect(keyHeadersOf({ keyHeaders: [] })).toEqual([]);
+    expect(() => agent({ cache: { keyHeaders: ["X-Tenant"] } })).toThrow(/lower-case HTTP header name/);
   });
 
   it("leaves the decision cache out when disabled", () => {
