@@ -24,7 +24,13 @@ describe("decision cache", () => {
     const [pu, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
     const u = await new Upstream(pu, "ps").start();
     cleanups.push(() => u.kill());
-    const listener = httpListenerYaml(listen, [routeYaml({})]).replace(
+    // /sticky/: a hash_policy cookie the listener itself sets on the client's first request.
+    const sticky = `                      - match: { prefix: "/sticky/" }
+                        route:
+                          cluster: backend
+                          hash_policy:
+                            - cookie: { name: JSESSIONID, ttl: 3600s, path: / }`;
+    const listener = httpListenerYaml(listen, [sticky, routeYaml({})]).replace(
       "                http_filters:\n",
       `                http_filters:
                   - name: tether.filters.http.decision_cache
@@ -114,7 +120,13 @@ describe("decision cache", () => {
     const pu = (ps.address() as { port: number }).port;
     const [listen, admin] = await Promise.all([freePort(), freePort()]);
     // key_headers leaves Authorization out: it is keyed all the same.
-    const listener = httpListenerYaml(listen, [routeYaml({})]).replace(
+    // /sticky/: a hash_policy cookie the listener itself sets on the client's first request.
+    const sticky = `                      - match: { prefix: "/sticky/" }
+                        route:
+                          cluster: backend
+                          hash_policy:
+                            - cookie: { name: JSESSIONID, ttl: 3600s, path: / }`;
+    const listener = httpListenerYaml(listen, [sticky, routeYaml({})]).replace(
       "                http_filters:\n",
       `                http_filters:
                   - name: tether.filters.http.decision_cache
@@ -123,7 +135,9 @@ describe("decision cache", () => {
     );
     const s = new Sidecar(
       admin,
-      Sidecar.writeConfig(bootstrapYaml(admin, listener, clusterYaml({ endpoints: [{ port: pu }] }))),
+      Sidecar.writeConfig(
+        bootstrapYaml(admin, listener, clusterYaml({ endpoints: [{ port: pu }], lbPolicy: "RING_HASH" })),
+      ),
     );
     cleanups.push(() => s.stop());
     await s.start();
@@ -179,5 +193,10 @@ describe("decision cache", () => {
     expect(await ask("/decide", { "x-session-id": "A" })).toEqual({ ...fresh, hit: true });
     expect(await ask("/unstored", { "cache-control": "no-store" })).toMatchObject({ hit: false });
     expect(await ask("/unstored", {})).toMatchObject({ hit: false });
+
+    // The listener's own sticky cookie routes the client that got it; the cache never replays it.
+    const first = await ask("/sticky/decide", {});
+    expect(first["cookie"]).toMatch(/^JSESSIONID=/);
+    expect(await ask("/sticky/decide", {})).toEqual({ ...first, hit: true, cookie: undefined });
   });
 });
