@@ -90,7 +90,7 @@ async function main(): Promise<void> {
     log.fatal({ err: (err as Error).message, code: (err as NodeJS.ErrnoException).code }, "cannot start");
     process.exit(1);
   }
-  const watcher = new ConfigWatcher(cli.config, loaded.text, (text) => runtime.reload(text));
+  const watcher = new ConfigWatcher(cli.config, loaded.text, (text) => runtime.reload(text, cli.config));
   watcher.start();
   let stopping = false;
   const shutdown = (signal: string): void => {

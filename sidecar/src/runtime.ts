@@ -3,8 +3,10 @@ import type { AdminView } from "./admin/server.ts";
 import { AdminServer } from "./admin/server.ts";
 import type { ReloadCounts } from "./admin/metrics.ts";
 import { parseConfigText, type LoadedConfig } from "./config/load.ts";
+import type { Bootstrap } from "./config/schema.ts";
 import { TetherError } from "./errors.ts";
-import { ListenerManager, type Listener } from "./listeners/manager.ts";
+import { ListenerBindError } from "./listeners/bind.ts";
+import { ListenerManager, type Listener, type ListenerPlan } from "./listeners/manager.ts";
 import type { Logger } from "./log.ts";
 import type { RandomSource } from "./upstream/backoff.ts";
 import { ClusterManager } from "./upstream/cluster-manager.ts";
@@ -47,24 +49,31 @@ export class Runtime implements AdminView {
       const port = await this.admin.listen(sa.address, sa.port_value);
       this.log.info({ address: `${sa.address}:${port}` }, "admin listening");
     }
-    await this.clustersMgr.apply(b.static_resources.clusters);
-    await this.listenersMgr.apply(b.static_resources.listeners, this.listenerDrainMs);
+    await this.applyBootstrap(b);
     void this.clustersMgr.warmed().then(() => {
       if (this.phase === "PRE_INITIALIZING") this.phase = "LIVE";
       this.log.info("initial health checks done; ready");
     });
   }
 
-  /** Applies a changed file; an invalid one is rejected and the running config kept. */
-  reload(text: string): Promise<void> {
-    this.applying = this.applying.then(() => this.applyText(text));
+  /**
+   * Applies a changed file, all or nothing: an invalid or empty one, or one whose listeners cannot
+   * all bind, is rejected, counted as a failure, and the running config keeps serving unchanged.
+   */
+  reload(text: string, source = "config"): Promise<void> {
+    this.applying = this.applying.then(() => this.applyText(text, source));
     return this.applying;
   }
 
-  private async applyText(text: string): Promise<void> {
+  private async applyText(text: string, source: string): Promise<void> {
     let next: LoadedConfig;
     try {
-      next = parseConfigText(text);
+      next = parseConfigText(text, source);
+      const r = next.bootstrap.static_resources;
+      if (r.listeners.length === 0 && r.clusters.length === 0) {
+        const message = `${source} has no listeners and no clusters; a reload never removes everything`;
+        throw new TetherError("TETHER_ERR_CONFIG_EMPTY", message, [message]);
+      }
     } catch (err) {
       this.reloadCounts.failure++;
       const problems = err instanceof TetherError ? err.problems : [(err as Error).message];
@@ -78,15 +87,37 @@ export class Runtime implements AdminView {
       this.log.warn("admin settings changed; they take effect at the next restart");
     }
     try {
-      await this.clustersMgr.apply(next.bootstrap.static_resources.clusters);
-      await this.listenersMgr.apply(next.bootstrap.static_resources.listeners, this.listenerDrainMs);
+      await this.applyBootstrap(next.bootstrap);
       this.current = next;
       this.reloadCounts.success++;
       this.log.info("config reloaded");
     } catch (err) {
       this.reloadCounts.failure++;
-      this.log.error({ err: (err as Error).message }, "config reload failed while applying");
+      const bind = err instanceof ListenerBindError ? { listener: err.listener, address: err.address } : {};
+      this.log.error(
+        { code: (err as TetherError).code, ...bind, err: (err as Error).message },
+        "config reload failed while applying; keeping the running config",
+      );
     }
+  }
+
+  /**
+   * Builds the new clusters and binds the new listeners beside the running ones, then switches to
+   * them; if anything fails, what was built is undone and the running config is left as it was.
+   */
+  private async applyBootstrap(b: Bootstrap): Promise<void> {
+    const clusters = await this.clustersMgr.prepare(b.static_resources.clusters);
+    let listeners: ListenerPlan;
+    try {
+      listeners = await this.listenersMgr.prepare(b.static_resources.listeners);
+    } catch (err) {
+      await this.clustersMgr.abort(clusters);
+      throw err;
+    }
+    // Clusters first: a kept listener's update looks its clusters up by name.
+    const retired = this.clustersMgr.commit(clusters);
+    this.listenersMgr.commit(listeners, this.listenerDrainMs);
+    await Promise.all(retired.map((c) => c.stop()));
   }
 
   /** Stop accepting, let in-flight work finish until the deadline, then close everything. */

@@ -23,6 +23,7 @@ import {
   type UpstreamServer,
 } from "./envoy.ts";
 import { serviceHost } from "./meta.ts";
+import { SIDECAR_CONTAINER } from "./pod.ts";
 import { renderRoutes, type AcceptedRoute } from "./routes.ts";
 import { secretFile } from "./secrets.ts";
 
@@ -50,7 +51,11 @@ export function agentListenerPort(spec: AgentSpec, psc: PolicyServerClusterSpec)
   return spec.listener.port ?? psc.port;
 }
 
-/** Sidecar ports a ProxyRoute cannot take, with what holds them (for status messages). */
+/**
+ * Ports a ProxyRoute cannot take, with what holds them (for status messages): the sidecar's own, and
+ * the TCP containerPorts the agent's containers declare — they share the pod's network namespace, so
+ * the sidecar could not bind those and the whole config reload would be refused.
+ */
 export function reservedPorts(
   spec: AgentSpec,
   psc: PolicyServerClusterSpec | undefined,
@@ -58,7 +63,33 @@ export function reservedPorts(
   const ports = new Map<number, string>([[spec.sidecar.adminPort, "the sidecar admin port"]]);
   const listener = psc === undefined ? spec.listener.port : agentListenerPort(spec, psc);
   if (listener !== undefined) ports.set(listener, "the policy-server listener");
+  for (const [port, holder] of containerPorts(spec)) if (!ports.has(port)) ports.set(port, holder);
   return ports;
+}
+
+/**
+ * TCP ports the agent's containers declare, with the container: its containers and its init
+ * containers that keep running beside them (restartPolicy Always). The sidecar's is replaced by ours.
+ */
+function containerPorts(spec: AgentSpec): [number, string][] {
+  const podSpec = spec.template.spec as { initContainers?: unknown };
+  const init = Array.isArray(podSpec.initContainers) ? (podSpec.initContainers as unknown[]) : [];
+  const running = [
+    ...spec.template.spec.containers,
+    ...init.filter((c) => (c as { restartPolicy?: unknown } | null)?.restartPolicy === "Always"),
+  ];
+  const out: [number, string][] = [];
+  for (const container of running) {
+    const c = container as { name?: unknown; ports?: unknown };
+    if (typeof c.name !== "string" || c.name === SIDECAR_CONTAINER || !Array.isArray(c.ports)) continue;
+    for (const p of c.ports as unknown[]) {
+      const declared = p as { containerPort?: unknown; protocol?: unknown } | null;
+      const port = declared?.containerPort;
+      if (typeof port !== "number" || (declared?.protocol ?? "TCP") !== "TCP") continue;
+      out.push([port, `container ${c.name} (containerPort ${port})`]);
+    }
+  }
+  return out;
 }
 
 /** The policy servers as upstream addresses: the headless Service (one DNS answer per pod) or the list. */

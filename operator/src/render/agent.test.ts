@@ -6,7 +6,7 @@ import { renderAgent, type AgentInput } from "./agent.ts";
 import { reservedPorts } from "./agent-bootstrap.ts";
 import { TYPE_DECISION_CACHE, TYPE_HCM, TYPE_ROUTER, TYPE_TCP_PROXY, type EnvoyObject } from "./envoy.ts";
 import { POD_TEMPLATE_HASH_ANNOTATION } from "./meta.ts";
-import type { AcceptedRoute } from "./routes.ts";
+import { evaluateRoutes, type AcceptedRoute } from "./routes.ts";
 
 const owner = { kind: "Agent" as const, name: "web", namespace: "shop", uid: "uid-web" };
 const options = { sidecarImage: "localhost/tether/sidecar:0.1.0", clusterDomain: "cluster.local" };
@@ -393,5 +393,62 @@ describe("Agent sidecar bootstrap", () => {
       15001, 9901,
     ]);
     expect([...reservedPorts(agent(), undefined).keys()]).toEqual([9901]);
+  });
+
+  it("refuses a route on a TCP port the agent's containers declare, naming the port and the container", () => {
+    const spec = agent({
+      template: {
+        spec: {
+          containers: [
+            {
+              name: "web",
+              image: "agent:1",
+              ports: [{ containerPort: 8080 }, { containerPort: 5353, protocol: "UDP" }],
+            },
+          ],
+          initContainers: [
+            {
+              name: "log-shipper",
+              restartPolicy: "Always",
+              ports: [{ name: "metrics", containerPort: 9100 }],
+            },
+            { name: "setup", ports: [{ containerPort: 7000 }] },
+          ],
+        },
+      },
+    });
+    const reserved = reservedPorts(spec, psc());
+    expect([...reserved.keys()].sort()).toEqual([44443, 8080, 9100, 9901]);
+    const ctx = {
+      namespace: "shop",
+      agentName: "web",
+      agentExists: true,
+      reservedPorts: reserved,
+      serviceExists: () => true,
+    };
+    // listenerPort defaults to 8080, the agent container's own port.
+    const verdicts = evaluateRoutes(
+      [
+        { name: "app", spec: route() },
+        { name: "metrics", spec: route({ listenerPort: 9100 }) },
+        { name: "dns", spec: route({ listenerPort: 5353 }) },
+        { name: "after-setup", spec: route({ listenerPort: 7000 }) },
+      ],
+      ctx,
+    );
+    expect(verdicts.map((v) => [v.route.name, v.accepted.reason, v.accepted.message])).toEqual([
+      ["after-setup", "Accepted", "Served by Agent web on port 7000"],
+      [
+        "app",
+        "PortConflict",
+        "listenerPort 8080 is taken by container web (containerPort 8080) of Agent web",
+      ],
+      ["dns", "Accepted", "Served by Agent web on port 5353"],
+      [
+        "metrics",
+        "PortConflict",
+        "listenerPort 9100 is taken by container log-shipper (containerPort 9100) of Agent web",
+      ],
+    ]);
   });
 });

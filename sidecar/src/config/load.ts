@@ -61,16 +61,52 @@ export function parseConfigText(text: string, source = "config"): LoadedConfig {
     );
   }
   const raw: unknown = doc.toJS();
+  // An empty, blank or comments-only file is what a truncated or half-written file often looks like.
+  if (raw === null || raw === undefined) {
+    const message = `${source} is empty`;
+    throw new TetherError("TETHER_ERR_CONFIG_EMPTY", message, [message]);
+  }
   return { bootstrap: validateBootstrap(raw), raw, text };
 }
 
-export async function loadConfigFile(file: string): Promise<LoadedConfig> {
-  let text: string;
+export interface SettleOptions {
+  /** How many more reads wait for two in a row to agree. Default 5. */
+  readonly attempts?: number;
+  /** Pause between reads. Default 20 ms. */
+  readonly intervalMs?: number;
+  readonly read?: (file: string) => Promise<string>;
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+async function readText(file: string, read: (file: string) => Promise<string>): Promise<string> {
   try {
-    text = await readFile(file, "utf8");
+    return await read(file);
   } catch (err) {
     const message = `cannot read ${file}: ${(err as Error).message}`;
     throw new TetherError("TETHER_ERR_CONFIG_READ", message, [message]);
   }
-  return parseConfigText(text, file);
+}
+
+/**
+ * Reads `file` until two reads `intervalMs` apart agree, so a file caught while it is being written
+ * (truncated, then filled) is not trusted; throws TETHER_ERR_CONFIG_READ if it never settles.
+ */
+export async function readSettled(file: string, options: SettleOptions = {}): Promise<string> {
+  const read = options.read ?? ((f: string): Promise<string> => readFile(f, "utf8"));
+  const sleep = options.sleep ?? ((ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms)));
+  const attempts = options.attempts ?? 5;
+  const intervalMs = options.intervalMs ?? 20;
+  let previous = await readText(file, read);
+  for (let i = 0; i < attempts; i++) {
+    await sleep(intervalMs);
+    const text = await readText(file, read);
+    if (text === previous) return text;
+    previous = text;
+  }
+  const message = `${file} kept changing while being read (${attempts + 1} reads ${intervalMs} ms apart)`;
+  throw new TetherError("TETHER_ERR_CONFIG_READ", message, [message]);
+}
+
+export async function loadConfigFile(file: string, options: SettleOptions = {}): Promise<LoadedConfig> {
+  return parseConfigText(await readSettled(file, options), file);
 }

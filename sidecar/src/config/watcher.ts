@@ -1,13 +1,15 @@
 // Watches the config file's directory (a ConfigMap volume swaps a `..data` symlink, so the file's
 // own inode never changes) and re-reads the file on any event; a slow poll backs up lost events.
-// Only a change in content is reported.
+// Only a change in content is reported, and only once two reads in a row agree (a file being
+// written in place is not trusted half-way).
 import { watch, type FSWatcher } from "node:fs";
-import { readFile } from "node:fs/promises";
 import path from "node:path";
+import { readSettled, type SettleOptions } from "./load.ts";
 
 export interface WatcherOptions {
   readonly debounceMs?: number;
   readonly pollMs?: number;
+  readonly settle?: SettleOptions;
 }
 
 export class ConfigWatcher {
@@ -15,6 +17,7 @@ export class ConfigWatcher {
   private readonly onChange: (text: string) => Promise<void>;
   private readonly debounceMs: number;
   private readonly pollMs: number;
+  private readonly settle: SettleOptions;
   private lastText: string;
   private fsWatcher: FSWatcher | undefined;
   private debounce: NodeJS.Timeout | undefined;
@@ -33,6 +36,7 @@ export class ConfigWatcher {
     this.onChange = onChange;
     this.debounceMs = options.debounceMs ?? 50;
     this.pollMs = options.pollMs ?? 5000;
+    this.settle = options.settle ?? {};
   }
 
   start(): void {
@@ -58,9 +62,9 @@ export class ConfigWatcher {
     if (this.stopped) return;
     let text: string;
     try {
-      text = await readFile(this.file, "utf8");
+      text = await readSettled(this.file, this.settle);
     } catch {
-      return; // mid-swap or briefly absent: the next event or poll reads it again
+      return; // mid-swap, briefly absent or still being written: the next event or poll reads it again
     }
     if (text === this.lastText) return;
     this.lastText = text;

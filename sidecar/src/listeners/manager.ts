@@ -1,5 +1,7 @@
-// Brings listeners in line with a config: same name and address → updated in place (connections
-// stay); new or moved → started; removed → stop accepting and drain in the background.
+// Brings listeners in line with a config, in two steps so a reload is all or nothing:
+// prepare() binds every new or moved listener while the running ones keep serving (and undoes its
+// own work if any bind fails); commit() then updates the kept ones in place (connections stay),
+// activates the new ones and drains the removed ones in the background.
 import { HCM_TYPE, type ListenerConfig } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import type { RandomSource } from "../upstream/backoff.ts";
@@ -8,6 +10,23 @@ import { HttpListener } from "./http/listener.ts";
 import { TcpListener } from "./tcp.ts";
 
 export type Listener = HttpListener | TcpListener;
+
+interface ListenerEntry {
+  readonly listener: Listener;
+  readonly key: string;
+  readonly kind: "http" | "tcp";
+}
+
+/** What prepare() bound and what commit() will change; opaque to callers. */
+export interface ListenerPlan {
+  readonly next: ReadonlyMap<string, ListenerEntry>;
+  /** Same name, address and kind: updated in place at commit. */
+  readonly kept: readonly { readonly listener: Listener; readonly config: ListenerConfig }[];
+  /** Bound by prepare(), activated at commit. */
+  readonly created: readonly Listener[];
+  /** Running now, not in the new config (or replaced): drained at commit. */
+  readonly removed: readonly Listener[];
+}
 
 function addressKey(l: ListenerConfig): string {
   const sa = l.address.socket_address;
@@ -22,7 +41,7 @@ export class ListenerManager {
   private readonly clusters: ClusterManager;
   private readonly log: Logger;
   private readonly random: RandomSource;
-  private listeners = new Map<string, { listener: Listener; key: string; kind: "http" | "tcp" }>();
+  private listeners = new Map<string, ListenerEntry>();
   private readonly retiring = new Set<Listener>();
 
   constructor(clusters: ClusterManager, log: Logger, random: RandomSource) {
@@ -31,6 +50,7 @@ export class ListenerManager {
     this.random = random;
   }
 
+  /** The listeners of the committed config (one that failed to re-bind is here, not listening). */
   all(): Listener[] {
     return [...this.listeners.values()].map((e) => e.listener);
   }
@@ -49,32 +69,97 @@ export class ListenerManager {
     else if (listener instanceof TcpListener && tc["@type"] !== HCM_TYPE) listener.update(config, tc);
   }
 
-  async apply(configs: readonly ListenerConfig[], drainMs: number): Promise<void> {
-    const next = new Map<string, { listener: Listener; key: string; kind: "http" | "tcp" }>();
-    const toStart: Listener[] = [];
+  private plan(configs: readonly ListenerConfig[]): ListenerPlan {
+    const next = new Map<string, ListenerEntry>();
+    const kept: { listener: Listener; config: ListenerConfig }[] = [];
+    const created: Listener[] = [];
     const removed = new Map(this.listeners);
     for (const config of configs) {
       const key = addressKey(config);
       const kind = kindOf(config);
       const existing = this.listeners.get(config.name);
       if (existing !== undefined && existing.key === key && existing.kind === kind) {
-        ListenerManager.update(existing.listener, config);
+        kept.push({ listener: existing.listener, config });
         next.set(config.name, existing);
         removed.delete(config.name);
         continue;
       }
       const listener = this.create(config);
       next.set(config.name, { listener, key, kind });
-      toStart.push(listener);
+      created.push(listener);
     }
-    // Free the old addresses first so a moved listener can bind, then start the new ones.
-    for (const e of removed.values()) {
-      this.retiring.add(e.listener);
-      e.listener.stopAccepting();
-      void e.listener.drain(Date.now() + drainMs).then(() => this.retiring.delete(e.listener));
+    return { next, kept, created, removed: [...removed.values()].map((e) => e.listener) };
+  }
+
+  /**
+   * Binds what the new config adds while the running listeners keep serving. A new listener on the
+   * port of one being removed or replaced can only bind once that one lets go, so those go last:
+   * release, bind, and on failure bind the old one again. Any failure undoes everything this call
+   * did and rejects (a ListenerBindError names the listener and address); nothing is committed.
+   */
+  async prepare(configs: readonly ListenerConfig[]): Promise<ListenerPlan> {
+    const plan = this.plan(configs);
+    const released: Listener[] = [];
+    try {
+      // A kept listener that is not listening (its re-bind failed after an earlier rollback).
+      for (const { listener } of plan.kept) if (!listener.listening) await listener.listen();
+      const takeovers: Listener[] = [];
+      for (const listener of plan.created) {
+        if (this.holdersOf(listener, plan.removed).length > 0) takeovers.push(listener);
+        else await listener.listen();
+      }
+      for (const listener of takeovers) {
+        for (const holder of this.holdersOf(listener, plan.removed)) {
+          holder.release();
+          released.push(holder);
+        }
+        await listener.listen();
+      }
+    } catch (err) {
+      await this.rollback(plan.created, released);
+      throw err;
     }
-    this.listeners = next;
-    for (const l of toStart) await l.start();
+    return plan;
+  }
+
+  /** Removed listeners bound to the port `listener` wants (port 0 asks for any free port). */
+  private holdersOf(listener: Listener, removed: readonly Listener[]): Listener[] {
+    const port = listener.address.port;
+    if (port === 0) return [];
+    return removed.filter((r) => r.listening && r.address.port === port);
+  }
+
+  /** Closes what a failed prepare() bound and binds the listeners it released again. */
+  private async rollback(created: readonly Listener[], released: readonly Listener[]): Promise<void> {
+    const now = Date.now();
+    await Promise.all(created.map((l) => l.drain(now)));
+    for (const listener of released) {
+      try {
+        await listener.listen();
+      } catch (err) {
+        // Someone else took the port meanwhile: it stays down until a later reload binds it.
+        this.log.error(
+          {
+            listener: listener.name,
+            address: `${listener.address.address}:${listener.address.port}`,
+            err: (err as Error).message,
+          },
+          "cannot bind the running listener again after a failed reload",
+        );
+      }
+    }
+  }
+
+  /** Makes a prepared plan the running config. Never fails: everything that could is done in prepare(). */
+  commit(plan: ListenerPlan, drainMs: number): void {
+    for (const { listener, config } of plan.kept) ListenerManager.update(listener, config);
+    for (const listener of plan.created) listener.activate();
+    for (const listener of plan.removed) {
+      this.retiring.add(listener);
+      listener.stopAccepting();
+      void listener.drain(Date.now() + drainMs).then(() => this.retiring.delete(listener));
+    }
+    this.listeners = new Map(plan.next);
   }
 
   async drainAll(deadline: number): Promise<void> {

@@ -249,13 +249,26 @@ export class TcpListener {
     return boundAddress(this.server, this.config.address.socket_address);
   }
 
-  async start(): Promise<void> {
+  /** Binds the address (again, after release); rejects with a ListenerBindError. */
+  async listen(): Promise<void> {
     const sa = this.config.address.socket_address;
-    await listenOn(this.server, sa);
+    await listenOn(this.server, sa, this.name);
     this.log.info(
       { listener: this.name, address: `${sa.address}:${this.address.port}` },
       "tcp listener started",
     );
+  }
+
+  /** Called once the reload that bound this listener is committed (nothing to start for tcp_proxy). */
+  activate(): void {}
+
+  get listening(): boolean {
+    return this.server.listening;
+  }
+
+  /** Frees the address so another listener can take it over; open sessions go on. */
+  release(): void {
+    this.server.close();
   }
 
   update(config: ListenerConfig, tcp: TcpProxyConfig): void {

@@ -1,12 +1,26 @@
 // The set of live clusters. A reload keeps a cluster whose config is unchanged (its pools, health
 // state and counters survive) and replaces the others; retired clusters finish in-flight work.
+// Changes go in two steps so a reload is all or nothing: prepare() builds and starts the new
+// clusters beside the running ones, then commit() swaps them in or abort() stops them.
 import type { ClusterConfig } from "../config/schema.ts";
 import { Cluster, type ClusterDeps, type ClusterResources } from "./cluster.ts";
 import { resolveClusterTransports } from "./transport-match.ts";
 
+interface ClusterEntry {
+  readonly cluster: Cluster;
+  readonly json: string;
+}
+
+/** What prepare() built and what commit() will change; opaque to callers. */
+export interface ClusterPlan {
+  readonly next: ReadonlyMap<string, ClusterEntry>;
+  /** Built and started for this attempt. */
+  readonly created: readonly Cluster[];
+}
+
 export class ClusterManager {
   private readonly deps: ClusterDeps;
-  private clusters = new Map<string, { cluster: Cluster; json: string }>();
+  private clusters = new Map<string, ClusterEntry>();
 
   constructor(deps: ClusterDeps) {
     this.deps = deps;
@@ -20,29 +34,55 @@ export class ClusterManager {
     return [...this.clusters.values()].map((e) => e.cluster);
   }
 
-  /** Applies a new cluster list; returns once new clusters have resolved their endpoints. */
-  async apply(configs: readonly ClusterConfig[]): Promise<void> {
-    const next = new Map<string, { cluster: Cluster; json: string }>();
-    const started: Promise<void>[] = [];
-    // Resolve files (TLS material) first: a failure here throws before anything changed.
+  /**
+   * Builds and starts the clusters a new list adds or changes; resolves once they have resolved
+   * their endpoints. The running set is untouched; on failure whatever was built is stopped.
+   */
+  async prepare(configs: readonly ClusterConfig[]): Promise<ClusterPlan> {
+    // Resolve files (TLS material) first: a failure here throws before anything was built.
     const resources = configs.map((config, i): ClusterResources => ({
       transports: resolveClusterTransports(config, i),
     }));
-    for (const [i, config] of configs.entries()) {
-      const json = JSON.stringify(config);
-      const existing = this.clusters.get(config.name);
-      if (existing !== undefined && existing.json === json) {
-        next.set(config.name, existing);
-        continue;
+    const next = new Map<string, ClusterEntry>();
+    const created: Cluster[] = [];
+    try {
+      const started: Promise<void>[] = [];
+      for (const [i, config] of configs.entries()) {
+        const json = JSON.stringify(config);
+        const existing = this.clusters.get(config.name);
+        if (existing !== undefined && existing.json === json) {
+          next.set(config.name, existing);
+          continue;
+        }
+        const cluster = new Cluster(config, this.deps, resources[i]);
+        created.push(cluster);
+        started.push(cluster.start());
+        next.set(config.name, { cluster, json });
       }
-      const cluster = new Cluster(config, this.deps, resources[i]);
-      started.push(cluster.start());
-      next.set(config.name, { cluster, json });
+      await Promise.all(started);
+    } catch (err) {
+      await Promise.all(created.map((c) => c.stop()));
+      throw err;
     }
-    const retired = [...this.clusters.values()].filter((e) => next.get(e.cluster.name) !== e);
-    this.clusters = next;
-    await Promise.all(started);
-    await Promise.all(retired.map((e) => e.cluster.stop()));
+    return { next, created };
+  }
+
+  /** Makes a prepared plan the running set; returns the clusters it retired, for the caller to stop. */
+  commit(plan: ClusterPlan): Cluster[] {
+    const retired = [...this.clusters.values()].filter((e) => plan.next.get(e.cluster.name) !== e);
+    this.clusters = new Map(plan.next);
+    return retired.map((e) => e.cluster);
+  }
+
+  /** Stops what a prepared plan built; the running set never saw it. */
+  async abort(plan: ClusterPlan): Promise<void> {
+    await Promise.all(plan.created.map((c) => c.stop()));
+  }
+
+  /** prepare() and commit() in one, then stops what was retired (when nothing else must agree). */
+  async apply(configs: readonly ClusterConfig[]): Promise<void> {
+    const retired = this.commit(await this.prepare(configs));
+    await Promise.all(retired.map((c) => c.stop()));
   }
 
   async warmed(): Promise<void> {

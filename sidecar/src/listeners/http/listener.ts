@@ -109,15 +109,33 @@ export class HttpListener implements ProxyEnv {
     return boundAddress(this.server, this.config.address.socket_address);
   }
 
-  async start(): Promise<void> {
+  /** Binds the address (again, after release); rejects with a ListenerBindError. */
+  async listen(): Promise<void> {
     const sa = this.config.address.socket_address;
-    await listenOn(this.server, sa);
+    await listenOn(this.server, sa, this.name);
     this.log.info(
       { listener: this.name, address: `${sa.address}:${this.address.port}` },
       "http listener started",
     );
+  }
+
+  /**
+   * Starts what runs beside the server (the notification stream) once the reload that bound this
+   * listener is committed, so a rolled-back attempt never opened a stream.
+   */
+  activate(): void {
+    if (this.started) return;
     this.started = true;
     if (!this.isDraining) this.subscription?.start();
+  }
+
+  get listening(): boolean {
+    return this.server.listening;
+  }
+
+  /** Frees the address so another listener can take it over; requests in progress go on (Node closes idle keep-alive connections). */
+  release(): void {
+    this.server.close();
   }
 
   /** Keeps the current cache (and its entries) when its config did not change. */
