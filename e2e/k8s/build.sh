@@ -5,6 +5,7 @@
 #
 #   e2e/k8s/build.sh [component ...]     default: etcd kube-apiserver kubectl kube-controller-manager helm
 #   also: kube-scheduler kubelet kube-proxy containerd containerd-shim-runc-v2 ctr coredns (local cluster)
+#         actionlint (the workflow linter of `npm run lint`)
 #   prints the bin directory on stdout (last line).
 #
 # TETHER_CACHE overrides the cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/tether).
@@ -109,7 +110,7 @@ build_etcd() {
   mv "$bin/etcd.tmp" "$bin/etcd"
 }
 
-# containerd and CoreDNS have no relative replace directives, so `go install` builds them directly.
+# containerd, CoreDNS and actionlint have no relative replace directives, so `go install` builds them directly.
 #   go_install <name> <package@version> <version-stamp> [ldflags...]
 go_install() {
   local name=$1 pkg=$2 stamp=$3 gobin
@@ -147,6 +148,7 @@ stamp_of() {
     helm) echo "$HELM_VERSION" ;;
     containerd | containerd-shim-runc-v2 | ctr) echo "$CONTAINERD_VERSION" ;;
     coredns) echo "$COREDNS_VERSION" ;;
+    actionlint) echo "$ACTIONLINT_VERSION" ;;
   esac
 }
 
@@ -162,6 +164,10 @@ for c in "${components[@]}"; do
     kube-apiserver | kube-controller-manager | kube-scheduler | kubelet | kube-proxy | kubectl) build_k8s "$c" ;;
     containerd | containerd-shim-runc-v2 | ctr) build_containerd "$c" ;;
     coredns) go_install coredns "github.com/coredns/coredns@$COREDNS_VERSION" "$COREDNS_VERSION" ;;
+    actionlint)
+      go_install actionlint "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" "$ACTIONLINT_VERSION" \
+        "-X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION"
+      ;;
     *) log "unknown component: $c"; exit 2 ;;
   esac
 done

@@ -16,6 +16,9 @@
 # route, no NAT is configured, and CoreDNS answers only for cluster.local. Deleting the namespace takes
 # every interface and iptables rule the cluster made with it.
 #
+# Runs on cgroup v1 or v2 (v2 with systemd as init), configuring kubelet and containerd for the
+# version found (e2e/local/node-config.sh).
+#
 # Needs root (network namespaces, mounts, cgroups). State lives in $TETHER_LOCAL_DATA (default
 # /var/lib/tether-local) and /run/tether-local; the admin kubeconfig is copied to
 # .tether/local/kubeconfig, component logs to .tether/local/logs/ on `down`.
@@ -25,6 +28,8 @@ shopt -s inherit_errexit nullglob
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=../k8s/versions.env
 source "$repo/e2e/k8s/versions.env"
+# shellcheck source=node-config.sh
+source "$repo/e2e/local/node-config.sh"
 
 NODE_NAME=tether-local
 NETNS=tether-local
@@ -53,6 +58,8 @@ HOST_PATHS=(/var/lib/kubelet /var/lib/cni /var/log/containers /var/log/pods /run
 # kubelet rewrites these kernel settings at start; `up` records them and `down` puts them back.
 KERNEL_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
   kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
+# v1 or v2: picks kubelet's and runc's cgroup driver and where the pods' cgroups are (node-config.sh).
+CGROUP_VERSION=$(cgroup_version)
 
 log() { printf '[cluster:local] %s (%ss)\n' "$*" "$SECONDS" >&2; }
 # No silent exit: a failing command names itself and its line.
@@ -74,6 +81,10 @@ preflight() {
     [ -x "/usr/lib/cni/$tool" ] || die "CNI plugin /usr/lib/cni/$tool not found (Debian package containernetworking-plugins)"
   done
   [ -d /sys/fs/cgroup/memory ] || [ -f /sys/fs/cgroup/cgroup.controllers ] || die "no cgroup hierarchy at /sys/fs/cgroup"
+  if [ "$CGROUP_VERSION" = v2 ]; then
+    [ -d /run/systemd/system ] && command -v systemctl > /dev/null ||
+      die "cgroup v2 needs systemd as init: kubelet and runc use the systemd cgroup driver there"
+  fi
   bin=$(bash "$repo/e2e/k8s/build.sh" etcd kube-apiserver kube-controller-manager kube-scheduler kubelet \
     kube-proxy kubectl helm containerd containerd-shim-runc-v2 ctr coredns | tail -1)
 }
@@ -295,37 +306,7 @@ control_plane() {
 
 containerd_() {
   mkdir -p "$data/containerd" "$run/containerd"
-  cat > "$data/containerd.toml" << EOF
-version = 3
-root = "$data/containerd"
-state = "$run/containerd"
-
-[grpc]
-  address = "$run/containerd.sock"
-
-[plugins.'io.containerd.cri.v1.images']
-  snapshotter = "overlayfs"
-  [plugins.'io.containerd.cri.v1.images'.pinned_images]
-    sandbox = "$PAUSE_IMAGE"
-
-[plugins.'io.containerd.cri.v1.runtime']
-  netns_mounts_under_state_dir = true
-  # This machine withholds CAP_SYS_RESOURCE, so no process may lower its oom_score_adj below ours
-  # (kubelet asks -998 for every pod sandbox); containerd raises such requests to its own value.
-  restrict_oom_score_adj = true
-  [plugins.'io.containerd.cri.v1.runtime'.containerd]
-    default_runtime_name = "runc"
-    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
-        BinaryName = "${TETHER_LOCAL_RUNC:-$(command -v runc)}"
-        SystemdCgroup = false
-        Root = "$run/runc"
-  [plugins.'io.containerd.cri.v1.runtime'.cni]
-    bin_dirs = ["/usr/lib/cni"]
-    conf_dir = "$data/cni/net.d"
-    max_conf_num = 1
-EOF
+  containerd_config "$CGROUP_VERSION" > "$data/containerd.toml"
   # The shim is found on PATH.
   start containerd env PATH="$bin:$PATH" "$bin/containerd" --config "$data/containerd.toml"
   wait_for "containerd serving" 60 ctr_ version
@@ -355,45 +336,10 @@ import_images() {
 }
 
 kubelet_() {
-  local pki=$data/pki
   mkdir -p "$data/kubelet"
   : > "$data/resolv.conf"
   write_kubeconfig "$data/kubelet.kubeconfig" kubelet
-  cat > "$data/kubelet.yaml" << EOF
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-address: $NODE_IP
-port: 10250
-readOnlyPort: 0
-healthzBindAddress: 127.0.0.1
-healthzPort: 10248
-authentication:
-  anonymous: {enabled: false}
-  webhook: {enabled: true}
-  x509: {clientCAFile: $pki/ca.crt}
-authorization: {mode: Webhook}
-containerRuntimeEndpoint: unix://$run/containerd.sock
-cgroupDriver: cgroupfs
-# This machine runs cgroup v1, which kubelet refuses by default since 1.35.
-failCgroupV1: false
-failSwapOn: false
-clusterDomain: cluster.local
-clusterDNS: [$DNS_SERVICE_IP]
-# Pods resolve only through CoreDNS: nothing from the host's resolver configuration.
-resolvConf: $data/resolv.conf
-# A test machine's disk and memory run fuller than a node's would: evict only when nearly out.
-evictionHard:
-  memory.available: 50Mi
-  nodefs.available: 1%
-  nodefs.inodesFree: 1%
-  imagefs.available: 1%
-# Images were imported, not pulled: never garbage-collect them.
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
-serializeImagePulls: false
-podLogsDir: $data/pod-logs
-maxPods: 110
-EOF
+  kubelet_config "$CGROUP_VERSION" > "$data/kubelet.yaml"
   start kubelet "$bin/kubelet" --config="$data/kubelet.yaml" --kubeconfig="$data/kubelet.kubeconfig" \
     --root-dir="$data/kubelet" --cert-dir="$data/kubelet/pki" --hostname-override="$NODE_NAME" \
     --node-ip="$NODE_IP" --v=1
@@ -552,12 +498,13 @@ EOF
 # ---------------------------------------------------------------------------------------- teardown
 
 # Every process the cluster started: the components (pid files), the containers under the kubelet's
-# cgroups and containerd's shims. Containers are test workloads: they get SIGKILL at once; the
-# components SIGTERM, then SIGKILL after 5 s.
+# cgroups (kubepods under each v1 controller, kubepods.slice on v2) and containerd's shims.
+# Containers are test workloads: they get SIGKILL at once; the components SIGTERM, then SIGKILL
+# after 5 s.
 kill_everything() {
   local f pid components=() containers=()
   for f in "$run"/pids/*; do components+=("$(cat "$f")"); done
-  for f in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
+  for f in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods /sys/fs/cgroup/kubepods.slice; do
     [ -d "$f" ] || continue
     while read -r pid; do containers+=("$pid"); done < <(find "$f" -name cgroup.procs -exec cat {} + 2> /dev/null)
   done
@@ -593,6 +540,11 @@ unmount_everything() {
 
 remove_cgroups() {
   local root dir
+  # On v2 systemd made the slices: stopping the top one removes every pod's slice below it.
+  if [ "$CGROUP_VERSION" = v2 ]; then
+    systemctl stop kubepods.slice 2> /dev/null || true
+    return 0
+  fi
   for root in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
     [ -d "$root" ] || continue
     while read -r dir; do rmdir "$dir" 2> /dev/null || true; done < <(find "$root" -depth -type d)
@@ -633,6 +585,7 @@ down() {
   ip link show "$HOST_IF" > /dev/null 2>&1 && left+=("interface $HOST_IF")
   findmnt -rn -o TARGET | grep -qE "^($data|$run)(/|$)" && left+=("mounts under $data or $run")
   [ -e /sys/fs/cgroup/memory/kubepods ] && left+=("cgroup kubepods")
+  [ -e /sys/fs/cgroup/kubepods.slice ] && left+=("cgroup kubepods.slice")
   local p
   for p in "${HOST_PATHS[@]}"; do
     grep -qx "$p" "$out/host-before/created-paths" 2> /dev/null && [ -e "$p" ] && left+=("$p")

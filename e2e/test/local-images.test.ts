@@ -59,6 +59,12 @@ function onPath(command: string): boolean {
 
 function skipReason(): string | undefined {
   if (process.getuid?.() !== 0) return "needs root (containerd, runc and overlay mounts)";
+  // Root in an unprivileged container (the CI workflow's test job) may not mount: try a tmpfs in a
+  // private mount namespace of its own, gone when the probe exits.
+  const probe = spawnSync("unshare", ["--mount", "--", "mount", "-t", "tmpfs", "tether-probe", tmpdir()], {
+    stdio: "ignore",
+  });
+  if (probe.status !== 0) return "needs to mount (CAP_SYS_ADMIN; unshare --mount failed)";
   for (const bin of ["containerd", "containerd-shim-runc-v2", "ctr", "coredns"]) {
     if (!existsSync(join(BIN_DIR, bin)))
       return `${join(BIN_DIR, bin)} is missing (bash e2e/k8s/build.sh containerd containerd-shim-runc-v2 ctr coredns)`;
