@@ -486,7 +486,7 @@ export const upstreamTlsContextSchema = z.strictObject({
           match_typed_subject_alt_names: z
             .array(
               z.strictObject({
-                san_type: z.enum(["DNS", "URI", "IP_ADDRESS"]),
+                san_type: z.enum(["DNS", "URI", "IP_ADDRESS", "EMAIL"]),
                 matcher: stringMatcherSchema,
               }),
             )
