@@ -81,6 +81,7 @@ describe("CRDs on a real API server", () => {
       const r = await kubectl(["apply", "--dry-run=server", "-f", "-"], manifest);
       expect(r.code).not.toBe(0);
       expect(r.stderr).toContain(c.field);
+      if (c.message !== undefined) expect(r.stderr).toContain(c.message);
     },
   );
 

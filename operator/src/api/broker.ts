@@ -51,7 +51,7 @@ export const brokerSpec = doc(
     ).prefault({}),
     healthCheck: healthCheck(
       ["tcp", "tls"] as const,
-      "How the broker checks each backend: tcp connect, or tls (a full TLS handshake).",
+      "How the broker checks each backend: tcp connect, or tls (a full TLS handshake; the backend's certificate is not verified, the check proves it speaks TLS).",
     ),
     proxyProtocol: doc(
       z.enum(["none", "v2"]).default("none"),

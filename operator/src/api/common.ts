@@ -193,3 +193,42 @@ export function exactlyOne<T extends object>(a: keyof T & string, b: keyof T & s
     test: (self: T) => (self[a] !== undefined) !== (self[b] !== undefined),
   };
 }
+
+/** The TLS fields whose combination decides whether the peer is verified. */
+interface TlsVerification {
+  readonly enabled: boolean;
+  readonly caSecretRef?: unknown;
+  readonly insecureSkipVerify: boolean;
+}
+
+/**
+ * `tls.insecureSkipVerify`: connecting without verification is never a default; it is asked for by
+ * name. With `enabled` and no CA it is required; with a CA it is a contradiction.
+ */
+export function insecureSkipVerify(peers: string) {
+  return doc(
+    z.boolean().default(false),
+    `Connect over TLS without verifying the ${peers}: no CA, no name check, so anyone on the path can impersonate them. Required to enable TLS without caSecretRef; not allowed with it. Default false.`,
+  );
+}
+
+/** TLS on needs a CA, unless insecureSkipVerify says otherwise; a CA and insecureSkipVerify conflict. */
+export function tlsVerificationRules(where: string) {
+  return [
+    {
+      rule:
+        "!(has(self.enabled) && self.enabled) || has(self.caSecretRef) || " +
+        "(has(self.insecureSkipVerify) && self.insecureSkipVerify)",
+      message: `${where}.enabled needs ${where}.caSecretRef to verify the peer; set ${where}.insecureSkipVerify: true to connect without verification`,
+      fieldPath: ".caSecretRef",
+      test: (t: TlsVerification): boolean =>
+        !t.enabled || t.caSecretRef !== undefined || t.insecureSkipVerify,
+    },
+    {
+      rule: "!(has(self.insecureSkipVerify) && self.insecureSkipVerify) || !has(self.caSecretRef)",
+      message: `${where}.insecureSkipVerify turns verification off: remove it, or remove ${where}.caSecretRef`,
+      fieldPath: ".insecureSkipVerify",
+      test: (t: TlsVerification): boolean => !t.insecureSkipVerify || t.caSecretRef === undefined,
+    },
+  ];
+}

@@ -4,12 +4,14 @@ import {
   doc,
   exactlyOne,
   healthCheck,
+  insecureSkipVerify,
   localRef,
   observedGeneration,
   podTemplate,
   port,
   secretKeyRef,
   server,
+  tlsVerificationRules,
 } from "./common.ts";
 import { withRules } from "./rules.ts";
 import type { KindInfo } from "./kind.ts";
@@ -33,20 +35,24 @@ const external = doc(
 );
 
 const tls = doc(
-  z.strictObject({
-    enabled: doc(z.boolean().default(false), "Connect to the policy servers over TLS. Default false."),
-    caSecretRef: secretKeyRef(
-      "Secret key holding the CA bundle that verifies the servers. When set, verification is on.",
-      "ca.crt",
-    ).optional(),
-    serverName: doc(
-      z.string().max(253).optional(),
-      "TLS server name (SNI) sent to the servers, and verified.",
-    ),
-    clientCertSecretRef: localRef(
-      "A kubernetes.io/tls Secret with the client certificate presented to the servers.",
-    ).optional(),
-  }),
+  withRules(
+    z.strictObject({
+      enabled: doc(z.boolean().default(false), "Connect to the policy servers over TLS. Default false."),
+      caSecretRef: secretKeyRef(
+        "Secret key holding the CA bundle the servers' certificates must chain to. Required when enabled, unless insecureSkipVerify.",
+        "ca.crt",
+      ).optional(),
+      serverName: doc(
+        z.string().max(253).optional(),
+        "TLS server name: sent as SNI and, unless insecureSkipVerify, the DNS name the servers' certificates must carry as a subject alt name (a certificate for *.example.com covers a.example.com). Unset: any certificate the CA signed is accepted, whatever its name.",
+      ),
+      clientCertSecretRef: localRef(
+        "A kubernetes.io/tls Secret with the client certificate presented to the servers.",
+      ).optional(),
+      insecureSkipVerify: insecureSkipVerify("policy servers"),
+    }),
+    tlsVerificationRules("spec.tls"),
+  ),
   "TLS from the sidecars to the policy servers.",
 ).prefault({});
 

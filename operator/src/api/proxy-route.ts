@@ -4,12 +4,14 @@ import {
   doc,
   duration,
   exactlyOne,
+  insecureSkipVerify,
   localRef,
   ms,
   observedGeneration,
   port,
   secretKeyRef,
   server,
+  tlsVerificationRules,
 } from "./common.ts";
 import { annotate, withRules } from "./rules.ts";
 import type { KindInfo } from "./kind.ts";
@@ -159,20 +161,24 @@ export const proxyRouteSpec = doc(
         "Sticky sessions; absent = none.",
       ).optional(),
       tls: doc(
-        z.strictObject({
-          enabled: doc(
-            z.boolean().default(false),
-            "Connect to the backend over TLS, verified. Default false.",
-          ),
-          caSecretRef: secretKeyRef(
-            "Secret key holding the CA bundle that verifies the backend.",
-            "ca.crt",
-          ).optional(),
-          serverName: doc(
-            z.string().max(253).optional(),
-            "TLS server name (SNI) sent to the backend, and verified.",
-          ),
-        }),
+        withRules(
+          z.strictObject({
+            enabled: doc(
+              z.boolean().default(false),
+              "Connect to the backend over TLS, verified with caSecretRef (or, only with insecureSkipVerify, unverified). Default false.",
+            ),
+            caSecretRef: secretKeyRef(
+              "Secret key holding the CA bundle the backend's certificate must chain to. Required when enabled, unless insecureSkipVerify.",
+              "ca.crt",
+            ).optional(),
+            serverName: doc(
+              z.string().max(253).optional(),
+              "TLS server name: sent as SNI and, unless insecureSkipVerify, the DNS name the backend's certificate must carry as a subject alt name (a certificate for *.example.com covers a.example.com). Unset: any certificate the CA signed is accepted, whatever its name.",
+            ),
+            insecureSkipVerify: insecureSkipVerify("backend servers"),
+          }),
+          tlsVerificationRules("spec.tls"),
+        ),
         "TLS to the backend.",
       ).prefault({}),
     }),

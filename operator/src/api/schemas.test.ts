@@ -41,7 +41,7 @@ describe("API schemas", () => {
     const psc = parseSpec(policyServerClusterSpec, { port: 1, external: { servers: [{ host: "a" }] } });
     expect(psc.ok && psc.value).toMatchObject({
       protocol: "tcp",
-      tls: { enabled: false },
+      tls: { enabled: false, insecureSkipVerify: false },
       healthCheck: { type: "tcp", interval: "2s", timeout: "1s", unhealthyThreshold: 2, healthyThreshold: 1 },
       failover: { mode: "priority" },
       external: { servers: [{ host: "a", priority: 0 }] },
@@ -66,7 +66,7 @@ describe("API schemas", () => {
       timeouts: { connect: "10s", retryInterval: "2s", request: "30s" },
       retries: { attempts: 3, onReset: "idempotentOnly" },
       keepAlive: { enabled: true, idleTimeout: "30s" },
-      tls: { enabled: false },
+      tls: { enabled: false, insecureSkipVerify: false },
     });
   });
 
@@ -74,6 +74,7 @@ describe("API schemas", () => {
     const result = parseSpec(SPECS[c.kind], c.spec());
     expect(result.ok).toBe(false);
     if (!result.ok) expect(describeErrors(result.errors)).toContain(c.field);
+    if (!result.ok && c.message !== undefined) expect(describeErrors(result.errors)).toContain(c.message);
   });
 
   it("accept every quick-start example", () => {

@@ -156,6 +156,7 @@ function policyServerCluster(input: AgentBootstrapInput): EnvoyObject {
     const client = psc.tls.clientCertSecretRef;
     cluster["transport_socket"] = tlsTransportSocket({
       serverName: psc.tls.serverName,
+      verifyName: psc.tls.insecureSkipVerify ? undefined : psc.tls.serverName,
       caFile: ca === undefined ? undefined : secretFile(ca.name, ca.key),
       clientCert:
         client === undefined

@@ -313,6 +313,28 @@ describe("Agent sidecar bootstrap", () => {
     });
   });
 
+  it("verifies the policy servers' certificates: the CA, and serverName as their DNS name", () => {
+    const spec = psc({
+      tls: { enabled: true, caSecretRef: { name: "ps-ca" }, serverName: "ps.corp" },
+    });
+    const c = bootstrapOf(input(agent(), spec)).static_resources.clusters[0]!;
+    expect(c["transport_socket"]).toMatchObject({
+      typed_config: {
+        sni: "ps.corp",
+        common_tls_context: {
+          validation_context: {
+            trusted_ca: { filename: "/etc/tether/secrets/ps-ca/ca.crt" },
+            match_typed_subject_alt_names: [{ san_type: "DNS", matcher: { exact: "ps.corp" } }],
+          },
+        },
+      },
+    });
+    const insecure = psc({ tls: { enabled: true, serverName: "ps.corp", insecureSkipVerify: true } });
+    const u = bootstrapOf(input(agent(), insecure)).static_resources.clusters[0]!;
+    expect(u["transport_socket"]).toMatchObject({ typed_config: { sni: "ps.corp", common_tls_context: {} } });
+    expect(JSON.stringify(u["transport_socket"])).not.toContain("validation_context");
+  });
+
   it("subscribes the decision cache to the notification stream only with cache.notifications", () => {
     const cacheOf = (notifications: boolean): EnvoyObject => {
       const spec = agent({

@@ -145,16 +145,25 @@ export function httpProtocolOptions(idleTimeout: string, maxRequestsPerConnectio
 }
 
 export interface UpstreamTls {
+  /** Sent as SNI. */
   readonly serverName?: string | undefined;
+  /** The DNS name the server's certificate must carry (a subject alt name; wildcards as in Envoy). */
+  readonly verifyName?: string | undefined;
   /** Path of the CA bundle inside the sidecar container. */
   readonly caFile?: string | undefined;
   /** Paths of the client certificate and key inside the sidecar container. */
   readonly clientCert?: { readonly certFile: string; readonly keyFile: string } | undefined;
 }
 
+/** An UpstreamTlsContext. Without caFile and verifyName nothing is verified (Envoy's semantics). */
 export function tlsTransportSocket(tls: UpstreamTls): EnvoyObject {
   const common: EnvoyObject = {};
-  if (tls.caFile !== undefined) common["validation_context"] = { trusted_ca: { filename: tls.caFile } };
+  const validation: EnvoyObject = {};
+  if (tls.caFile !== undefined) validation["trusted_ca"] = { filename: tls.caFile };
+  if (tls.verifyName !== undefined && tls.verifyName !== "") {
+    validation["match_typed_subject_alt_names"] = [{ san_type: "DNS", matcher: { exact: tls.verifyName } }];
+  }
+  if (Object.keys(validation).length > 0) common["validation_context"] = validation;
   if (tls.clientCert !== undefined) {
     common["tls_certificates"] = [
       {

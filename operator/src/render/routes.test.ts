@@ -305,7 +305,7 @@ describe("renderRouteCluster", () => {
     });
   });
 
-  it("adds a verified TLS transport socket from the CA Secret", () => {
+  it("adds a verified TLS transport socket: the CA Secret, and serverName as SNI and the certificate's DNS name", () => {
     const spec = route({ tls: { enabled: true, serverName: "wls.corp", caSecretRef: { name: "wls-ca" } } });
     const c = renderRouteCluster({ name: "app", spec }, "default", "cluster.local");
     expect(c["transport_socket"]).toEqual({
@@ -314,9 +314,32 @@ describe("renderRouteCluster", () => {
         "@type": TYPE_UPSTREAM_TLS,
         sni: "wls.corp",
         common_tls_context: {
+          validation_context: {
+            trusted_ca: { filename: "/etc/tether/secrets/wls-ca/ca.crt" },
+            match_typed_subject_alt_names: [{ san_type: "DNS", matcher: { exact: "wls.corp" } }],
+          },
+        },
+      },
+    });
+  });
+
+  it("verifies only the chain without serverName, and nothing with insecureSkipVerify", () => {
+    const chainOnly = route({ tls: { enabled: true, caSecretRef: { name: "wls-ca" } } });
+    expect(
+      renderRouteCluster({ name: "app", spec: chainOnly }, "default", "cluster.local")["transport_socket"],
+    ).toMatchObject({
+      typed_config: {
+        common_tls_context: {
           validation_context: { trusted_ca: { filename: "/etc/tether/secrets/wls-ca/ca.crt" } },
         },
       },
+    });
+    const insecure = route({ tls: { enabled: true, serverName: "wls.corp", insecureSkipVerify: true } });
+    expect(
+      renderRouteCluster({ name: "app", spec: insecure }, "default", "cluster.local")["transport_socket"],
+    ).toEqual({
+      name: "envoy.transport_sockets.tls",
+      typed_config: { "@type": TYPE_UPSTREAM_TLS, sni: "wls.corp", common_tls_context: {} },
     });
   });
 });

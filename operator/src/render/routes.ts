@@ -330,6 +330,7 @@ export function renderRouteCluster(
     const ca = spec.tls.caSecretRef;
     cluster["transport_socket"] = tlsTransportSocket({
       serverName: spec.tls.serverName,
+      verifyName: spec.tls.insecureSkipVerify ? undefined : spec.tls.serverName,
       caFile: ca === undefined ? undefined : secretFile(ca.name, ca.key),
     });
   }

@@ -64,8 +64,9 @@ function clusterFamilies(out: Exposition, clusters: readonly Cluster[]): void {
   const l = (c: Cluster): string => `envoy_cluster_name="${label(c.name)}"`;
   for (const counter of CLUSTER_COUNTERS) {
     if (RESPONSE_CLASS_COUNTERS.has(counter)) continue;
+    // As Envoy's Prometheus output: ssl.fail_verify_san → envoy_cluster_ssl_fail_verify_san.
     out.family(
-      `envoy_cluster_${counter}`,
+      `envoy_cluster_${counter.replaceAll(".", "_")}`,
       "counter",
       clusters.map((c) => [l(c), c.stats.counters[counter]]),
     );

@@ -359,6 +359,8 @@ export const healthCheckSchema = z
     healthy_threshold: positiveUint32,
     no_traffic_interval: duration.default(60_000),
     unhealthy_interval: duration.optional(),
+    /** Keep an HTTP check's connection for the next check (Envoy's default); tcp checks never do. */
+    reuse_connection: z.boolean().default(true),
     /**
      * Picks the checks' transport socket from the cluster's transport_socket_matches (the first
      * whose `match` these pairs satisfy; none → the cluster's transport_socket), in place of the
@@ -494,7 +496,7 @@ export const upstreamTlsContextSchema = z.strictObject({
           match_typed_subject_alt_names: z
             .array(
               z.strictObject({
-                san_type: z.enum(["DNS", "URI", "IP_ADDRESS"]),
+                san_type: z.enum(["DNS", "URI", "IP_ADDRESS", "EMAIL"]),
                 matcher: stringMatcherSchema,
               }),
             )

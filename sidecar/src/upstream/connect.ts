@@ -8,6 +8,7 @@ import type { Logger } from "../log.ts";
 import { nextConnectionId } from "../log.ts";
 import type { Host } from "./host.ts";
 import { proxyHeaderV1, proxyHeaderV2, type ProxiedAddresses } from "./proxy-protocol.ts";
+import { SubjectAltNameMismatch, type SubjectAltNameVerifier } from "./san.ts";
 import type { ClusterStats, ConnectFailureClass, ImmediateCheckReason } from "./stats.ts";
 
 export class UpstreamConnectError extends Error {
@@ -46,6 +47,8 @@ export function classifyConnectError(err: unknown): ConnectFailureClass {
 export interface Transport {
   readonly tls: ConnectionOptions | undefined;
   readonly proxyProtocol: "V1" | "V2" | undefined;
+  /** match_typed_subject_alt_names, checked once the TLS handshake is done. */
+  readonly subjectAltNames?: SubjectAltNameVerifier | undefined;
 }
 
 export const PLAIN_TRANSPORT: Transport = { tls: undefined, proxyProtocol: undefined };
@@ -119,7 +122,10 @@ export function dial(
     current = secure;
     secure.once("error", onError);
     secure.once("secureConnect", () => {
-      settle(null);
+      // After the chain (when trusted_ca is set): a certificate for another name fails the connect,
+      // before a byte of the request is written.
+      const mismatch = transport.subjectAltNames?.verify(secure.getPeerCertificate());
+      settle(mismatch === undefined ? null : { cls: "tls", cause: mismatch });
     });
   });
   return raw;
@@ -147,6 +153,7 @@ export function connectUpstream(
       ctx.stats.counters.upstream_cx_connect_fail++;
       if (cls === "timeout") ctx.stats.counters.upstream_cx_connect_timeout++;
       ctx.stats.connectFailures[cls]++;
+      if (failure?.cause instanceof SubjectAltNameMismatch) ctx.stats.counters["ssl.fail_verify_san"]++;
       host.stats.cx_connect_fail++;
       ctx.log.warn(
         {

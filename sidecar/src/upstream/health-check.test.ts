@@ -108,6 +108,10 @@ interface TestServer {
   port: number;
   mode: Mode;
   connections: number;
+  /** Connections open now. */
+  open(): number;
+  /** Closes every connection from the server's side (as an idle timeout does). */
+  dropConnections(): void;
   stopListening(): void;
   listenAgain(): Promise<void>;
 }
@@ -118,6 +122,10 @@ async function httpServer(): Promise<TestServer> {
     port: 0,
     mode: "ok",
     connections: 0,
+    open: () => sockets.size,
+    dropConnections: () => {
+      for (const sock of sockets) sock.end();
+    },
     stopListening: () => {
       server.close();
     },
@@ -286,7 +294,7 @@ describe("health check: out-of-band checks", () => {
     await until("the out-of-band check", () => checksDone(o) === 2);
     // The ask made while it ran: brought forward to 500 ms after the last out-of-band check.
     expect(clock.due()).toEqual([1500]);
-    expect(server.connections).toBe(2);
+    expect(server.connections).toBe(1); // both on one kept connection (reuse_connection)
 
     clock.advanceTo(1200);
     hc.checkSoon(host, "remote_reset"); // within the 500 ms: the armed check covers it
@@ -419,5 +427,60 @@ describe("health check: out-of-band checks", () => {
     hc.checkSoon(host, "remote_close");
     expect(o.stats.counters.health_check_attempt).toBe(1);
     expect(clock.due()).toEqual([]);
+  });
+});
+
+describe("health check: one connection per host (reuse_connection)", () => {
+  /** Runs checks 2..n on the clock, each waited for. */
+  async function runChecks(clock: ManualClock, o: HealthCheckOwner, n: number): Promise<void> {
+    for (let i = 2; i <= n; i++) {
+      clock.advanceTo((i - 1) * 1000);
+      await until(`check ${i}`, () => checksDone(o) === i);
+    }
+  }
+
+  it("keeps one connection for every HTTP check by default", async () => {
+    const { server, clock, o } = await checkedHost(hcConfig("http"));
+    await runChecks(clock, o, 5);
+    expect(o.stats.counters.health_check_success).toBe(5);
+    expect(server.connections).toBe(1);
+    expect(server.open()).toBe(1);
+  });
+
+  it("opens one connection per check with reuse_connection: false, and tcp checks never keep theirs", async () => {
+    const http = await checkedHost(hcConfig("http", { reuse_connection: false }));
+    await runChecks(http.clock, http.o, 5);
+    expect(http.o.stats.counters.health_check_success).toBe(5);
+    expect(http.server.connections).toBe(5);
+    const tcp = await checkedHost(hcConfig("tcp"));
+    await runChecks(tcp.clock, tcp.o, 3);
+    expect(tcp.server.connections).toBe(3);
+  });
+
+  it("passes on a new connection when the server closed the kept one", async () => {
+    const { server, clock, o } = await checkedHost(hcConfig("http"));
+    server.dropConnections();
+    await until("the server's close", () => server.open() === 0);
+    await runChecks(clock, o, 2);
+    // And when the close crosses the next request (no time to see the FIN first): still a pass.
+    server.dropConnections();
+    clock.advanceTo(2000);
+    await until("check 3", () => checksDone(o) === 3);
+    expect(o.stats.counters.health_check_failure).toBe(0);
+    expect(server.connections).toBe(3);
+  });
+
+  it("closes the kept connection on a failed check, and when the host goes away", async () => {
+    const { server, clock, o, host, hc } = await checkedHost(hcConfig("http"));
+    server.mode = "status";
+    await runChecks(clock, o, 2);
+    expect(o.stats.counters.health_check_failure).toBe(1);
+    await until("the failed check's connection to close", () => server.open() === 0);
+    server.mode = "ok";
+    await runChecks(clock, o, 3);
+    expect(server.connections).toBe(2);
+    expect(server.open()).toBe(1);
+    hc.removeHost(host);
+    await until("the kept connection to close", () => server.open() === 0);
   });
 });

@@ -1,7 +1,8 @@
 // Active health checking (tcp connect or HTTP GET on a path), with Envoy's threshold semantics: a
 // host leaves rotation after unhealthy_threshold consecutive failures and returns after
 // healthy_threshold passes; a new host is admitted on its first pass. A failed check has a class
-// (refused / timeout / tls / … / status), counted and logged when a run of failures starts.
+// (refused / timeout / tls / … / status), counted and logged when a run of failures starts. An HTTP
+// check reuses its connection for the next one (reuse_connection, as in Envoy; health-probe.ts).
 //
 // Two Tether additions, so a server that is going away stops getting new connections at once rather
 // than after unhealthy_threshold intervals (a deliberate difference from Envoy):
@@ -14,11 +15,10 @@
 // - A check refused outright (nothing listens on the address) takes the host out of rotation on its
 //   own. Its connections are cut (close_connections_on_host_health_failure) only once
 //   unhealthy_threshold checks have failed, as before, so a server draining its sessions keeps them.
-import type net from "node:net";
-
 import type { HealthCheckConfig } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
-import { classifyConnectError, dial, PLAIN_TRANSPORT, type Transport } from "./connect.ts";
+import { PLAIN_TRANSPORT, type Transport } from "./connect.ts";
+import { HostProbe, type ProbeResult } from "./health-probe.ts";
 import type { Host } from "./host.ts";
 import type { ClusterStats, HealthCheckFailureClass, ImmediateCheckReason } from "./stats.ts";
 import { TransportSocketMatcher, type NamedTransport } from "./transport-match.ts";
@@ -79,7 +79,9 @@ interface HostCheckState {
   /** The next check's timer and when it fires (clock time). */
   timer: unknown;
   nextAt: number;
-  inFlight: net.Socket | undefined;
+  /** The host's checks on the wire, with the connection kept between them (reuse_connection). */
+  readonly probe: HostProbe;
+  inFlight: boolean;
   /** Set when the armed timer runs an out-of-band check: what asked for it. */
   immediateReason: ImmediateCheckReason | undefined;
   /** An out-of-band check asked for while a check was running; considered when that one ends. */
@@ -135,7 +137,8 @@ export class HealthChecker {
       lastFailureClass: undefined,
       timer: undefined,
       nextAt: Infinity,
-      inFlight: undefined,
+      probe: new HostProbe(host, this.config, this.transportFor(host)),
+      inFlight: false,
       immediateReason: undefined,
       wanted: undefined,
       lastImmediateAt: -Infinity,
@@ -150,7 +153,7 @@ export class HealthChecker {
     const state = this.states.get(host);
     if (state === undefined) return;
     this.clock.clearTimeout(state.timer);
-    state.inFlight?.destroy();
+    state.probe.close();
     this.states.delete(host);
     if (host.pendingActiveHc) this.initialDone(host);
   }
@@ -164,7 +167,7 @@ export class HealthChecker {
   /** The cluster saw its first request: checks that waited on no_traffic_interval run sooner. */
   trafficStarted(): void {
     for (const [host, state] of this.states) {
-      if (state.timer !== undefined && state.inFlight === undefined && state.immediateReason === undefined) {
+      if (state.timer !== undefined && !state.inFlight && state.immediateReason === undefined) {
         this.clock.clearTimeout(state.timer);
         this.schedule(host, state);
       }
@@ -182,7 +185,7 @@ export class HealthChecker {
   checkSoon(host: Host, reason: ImmediateCheckReason): void {
     const state = this.states.get(host);
     if (this.stopped || state === undefined || host.failedActiveHc) return;
-    if (state.inFlight !== undefined) {
+    if (state.inFlight) {
       state.wanted ??= reason;
       return;
     }
@@ -208,7 +211,7 @@ export class HealthChecker {
     this.stopped = true;
     for (const state of this.states.values()) {
       this.clock.clearTimeout(state.timer);
-      state.inFlight?.destroy();
+      state.probe.close();
     }
     this.states.clear();
     for (const w of this.initialWaiters) w();
@@ -261,7 +264,7 @@ export class HealthChecker {
     }
     this.owner.stats.counters.health_check_attempt++;
     const done = (result: ProbeResult): void => {
-      state.inFlight = undefined;
+      state.inFlight = false;
       if (this.stopped || this.states.get(host) !== state) return;
       this.record(host, state, result);
       const wanted = state.wanted;
@@ -275,7 +278,8 @@ export class HealthChecker {
         this.bringForward(host, state, followUp, this.clock.now() + IMMEDIATE_FOLLOW_UP_MS);
       } else if (wanted !== undefined) this.checkSoon(host, wanted);
     };
-    state.inFlight = probe(host, this.config, this.transportFor(host), done);
+    state.inFlight = true;
+    state.probe.run(done);
   }
 
   private record(host: Host, state: HostCheckState, result: ProbeResult): void {
@@ -299,6 +303,7 @@ export class HealthChecker {
       const failure = result.failure;
       c.health_check_failure++;
       if (failure.cls !== "status") c.health_check_network_failure++;
+      if (result.sanMismatch) c["ssl.fail_verify_san"]++;
       this.owner.stats.healthCheckFailures[failure.cls]++;
       state.consecutiveSuccesses = 0;
       state.consecutiveFailures++;
@@ -343,82 +348,4 @@ export class HealthChecker {
     else this.owner.log.warn(fields, "health check failed");
     state.lastFailureClass = failure.cls;
   }
-}
-
-interface ProbeResult {
-  /** Undefined when the check passed. */
-  readonly failure: HealthCheckFailure | undefined;
-}
-
-const PASSED: ProbeResult = { failure: undefined };
-
-function failed(cls: HealthCheckFailureClass, message: string | undefined): ProbeResult {
-  return { failure: { cls, message } };
-}
-
-/** One check; returns the socket so a stop can cut it short. `done` runs exactly once. */
-function probe(
-  host: Host,
-  config: HealthCheckConfig,
-  transport: Transport,
-  done: (result: ProbeResult) => void,
-): net.Socket {
-  let finished = false;
-  let socket: net.Socket | null = null;
-  const finish = (result: ProbeResult): void => {
-    if (finished) return;
-    finished = true;
-    clearTimeout(timer);
-    socket?.destroy();
-    done(result);
-  };
-  const timer = setTimeout(() => {
-    finish(failed("timeout", `no result within ${config.timeout} ms`));
-  }, config.timeout);
-  const raw = dial(host, transport, undefined, config.timeout, (failure, connected) => {
-    if (failure !== null || connected === null) {
-      finish(failed(failure?.cls ?? "other", failure?.cause?.message));
-      return;
-    }
-    socket = connected;
-    connected.on("error", (err) => {
-      finish(failed(classifyConnectError(err), err.message));
-    });
-    connected.on("close", () => {
-      finish(failed("reset", "connection closed before a response"));
-    });
-    const http = config.http_health_check;
-    if (http === undefined) {
-      finish(PASSED);
-      return;
-    }
-    const hostHeader = http.host ?? host.hostname ?? host.key;
-    connected.write(
-      `GET ${http.path} HTTP/1.1\r\nhost: ${hostHeader}\r\nuser-agent: Envoy/HC\r\nconnection: close\r\n\r\n`,
-    );
-    let head = "";
-    connected.setEncoding("latin1");
-    connected.on("data", (chunk: string) => {
-      head += chunk;
-      const eol = head.indexOf("\r\n");
-      if (eol === -1) {
-        if (head.length > 4096) finish(failed("status", "no status line in the first 4096 bytes"));
-        return;
-      }
-      const status = Number(head.slice(0, eol).split(" ")[1]);
-      finish(statusExpected(status, http.expected_statuses) ? PASSED : failed("status", `status ${status}`));
-    });
-  });
-  socket = raw;
-  return raw;
-}
-
-function statusExpected(
-  status: number,
-  ranges: readonly { start: number; end: number }[] | undefined,
-): boolean {
-  if (!Number.isFinite(status)) return false;
-  // Envoy's default expected range is [200, 201): only 200 passes.
-  if (ranges === undefined || ranges.length === 0) return status === 200;
-  return ranges.some((r) => status >= r.start && status < r.end);
 }

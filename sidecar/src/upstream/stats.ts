@@ -33,6 +33,8 @@ export const CLUSTER_COUNTERS = [
   "upstream_cx_overflow",
   "upstream_cx_rx_bytes_total",
   "upstream_cx_tx_bytes_total",
+  // Envoy's cluster.<name>.ssl.fail_verify_san: a certificate failed match_typed_subject_alt_names.
+  "ssl.fail_verify_san",
   "upstream_rq_total",
   "upstream_rq_completed",
   "upstream_rq_retry",

@@ -1,18 +1,19 @@
 // UpstreamTlsContext → node:tls options, with Envoy's semantics: no validation context means no
-// certificate verification; a trusted_ca turns chain verification on; the server name is checked
-// only against match_typed_subject_alt_names; SNI is sent only when `sni` is set.
+// certificate verification; a trusted_ca turns chain verification on; the server's name is checked
+// only against match_typed_subject_alt_names — with or without a trusted_ca, as in Envoy (dial checks
+// them after the handshake; Node's own hostname check is off); SNI is sent only when `sni` is set.
 import { readFileSync } from "node:fs";
-import type { ConnectionOptions, PeerCertificate } from "node:tls";
+import type { ConnectionOptions } from "node:tls";
 import {
   PROXY_PROTOCOL_UPSTREAM_TYPE,
   UPSTREAM_TLS_TYPE,
   type DataSourceConfig,
-  type StringMatcherConfig,
   type TransportSocketConfig,
   type UpstreamTlsContextConfig,
 } from "../config/schema.ts";
 import { PLAIN_TRANSPORT, type Transport } from "./connect.ts";
 import { TetherError } from "../errors.ts";
+import { SubjectAltNameVerifier } from "./san.ts";
 
 function read(source: DataSourceConfig, path: string): string {
   if (source.inline_string !== undefined) return source.inline_string;
@@ -25,19 +26,8 @@ function read(source: DataSourceConfig, path: string): string {
   }
 }
 
-function matches(m: StringMatcherConfig, value: string): boolean {
-  const v = m.ignore_case ? value.toLowerCase() : value;
-  const f = (s: string): string => (m.ignore_case ? s.toLowerCase() : s);
-  if (m.exact !== undefined) return v === f(m.exact);
-  if (m.prefix !== undefined) return v.startsWith(f(m.prefix));
-  if (m.suffix !== undefined) return v.endsWith(f(m.suffix));
-  if (m.contains !== undefined) return v.includes(f(m.contains));
-  if (m.safe_regex !== undefined)
-    return new RegExp(`^(?:${m.safe_regex.regex})$`, m.ignore_case ? "i" : "").test(value);
-  return false;
-}
-
-const SAN_PREFIX = { DNS: "DNS:", URI: "URI:", IP_ADDRESS: "IP Address:" } as const;
+/** Envoy never checks the server's name against SNI or the address; only SAN matchers do. */
+const NO_HOSTNAME_CHECK = (): undefined => undefined;
 
 const VERSIONS = { TLSv1_2: "TLSv1.2", TLSv1_3: "TLSv1.3" } as const;
 
@@ -60,21 +50,7 @@ export function tlsConnectOptions(ctx: UpstreamTlsContextConfig, path: string): 
     );
     options.rejectUnauthorized = true;
   }
-  const sans = validation?.match_typed_subject_alt_names ?? [];
-  options.checkServerIdentity = (_host: string, peer: PeerCertificate): Error | undefined => {
-    if (sans.length === 0) return undefined;
-    const names = (peer.subjectaltname ?? "").split(", ");
-    const ok = sans.some((san) =>
-      names.some(
-        (n) =>
-          n.startsWith(SAN_PREFIX[san.san_type]) &&
-          matches(san.matcher, n.slice(SAN_PREFIX[san.san_type].length)),
-      ),
-    );
-    return ok
-      ? undefined
-      : new Error(`certificate subject alt names ${peer.subjectaltname ?? "(none)"} do not match`);
-  };
+  options.checkServerIdentity = NO_HOSTNAME_CHECK;
   if (common.alpn_protocols.length > 0) options.ALPNProtocols = common.alpn_protocols;
   const params = common.tls_params;
   if (params !== undefined) {
@@ -90,15 +66,25 @@ export function tlsConnectOptions(ctx: UpstreamTlsContextConfig, path: string): 
 export function resolveTransport(ts: TransportSocketConfig | undefined, path: string): Transport {
   if (ts === undefined) return PLAIN_TRANSPORT;
   const tc = ts.typed_config;
-  if (tc["@type"] === UPSTREAM_TLS_TYPE)
-    return { tls: tlsConnectOptions(tc, path), proxyProtocol: undefined };
+  if (tc["@type"] === UPSTREAM_TLS_TYPE) return { ...tlsTransport(tc, path), proxyProtocol: undefined };
   if (tc["@type"] === PROXY_PROTOCOL_UPSTREAM_TYPE) {
     const inner = tc.transport_socket.typed_config;
     const innerPath = `${path}.typed_config.transport_socket`;
     return {
-      tls: inner["@type"] === UPSTREAM_TLS_TYPE ? tlsConnectOptions(inner, innerPath) : undefined,
+      ...(inner["@type"] === UPSTREAM_TLS_TYPE ? tlsTransport(inner, innerPath) : { tls: undefined }),
       proxyProtocol: tc.config.version,
     };
   }
   return PLAIN_TRANSPORT;
+}
+
+function tlsTransport(
+  ctx: UpstreamTlsContextConfig,
+  path: string,
+): Pick<Transport, "tls" | "subjectAltNames"> {
+  const sans = ctx.common_tls_context.validation_context?.match_typed_subject_alt_names ?? [];
+  return {
+    tls: tlsConnectOptions(ctx, path),
+    ...(sans.length === 0 ? {} : { subjectAltNames: new SubjectAltNameVerifier(sans) }),
+  };
 }
