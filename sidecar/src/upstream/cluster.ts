@@ -19,6 +19,7 @@ import {
 import { resolveEndpoints } from "./dns.ts";
 import { HealthChecker, type HealthCheckOwner, type HealthCheckTransition } from "./health-check.ts";
 import { Host } from "./host.ts";
+import { skipInterimContinue } from "./interim-continue.ts";
 import { OutlierDetector, type OutlierOwner } from "./outlier.ts";
 import { computePriorityPlan, pickPriority, type PriorityPlan } from "./priority.ts";
 import { buildRing, entriesPerHost, hash32, ringLookup, type Ring } from "./ring.ts";
@@ -433,8 +434,10 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
         ...this.poolOptions,
         connect: (_opts, callback) => {
           connectUpstream(this, host, (err: UpstreamConnectError | null, socket: net.Socket | null) => {
-            if (socket !== null) callback(null, socket);
-            else callback(err ?? new Error("connect failed"), null);
+            if (socket !== null) {
+              callback(null, socket);
+              skipInterimContinue(socket);
+            } else callback(err ?? new Error("connect failed"), null);
           });
         },
       });

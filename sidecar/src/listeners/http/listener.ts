@@ -50,6 +50,16 @@ function hostOf(raw: readonly string[]): string {
   return "";
 }
 
+/**
+ * A response on this connection has begun (e.g. the upstream answered before a malformed request body
+ * was read): a 400 now would land inside it, so the connection can only be closed (Node's own rule).
+ */
+function responseUnderWay(socket: Socket): boolean {
+  return (
+    (socket as Socket & { _httpMessage?: http.ServerResponse | null })._httpMessage?.headersSent === true
+  );
+}
+
 export class HttpListener implements ProxyEnv {
   readonly name: string;
   readonly stats: HttpStats;
@@ -205,7 +215,7 @@ export class HttpListener implements ProxyEnv {
 
   private onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
     this.stats.downstream_cx_protocol_error++;
-    if (err.code === "ECONNRESET" || !socket.writable) {
+    if (err.code === "ECONNRESET" || !socket.writable || responseUnderWay(socket)) {
       socket.destroy();
       return;
     }

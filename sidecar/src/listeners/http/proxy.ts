@@ -9,6 +9,7 @@ import { UpstreamConnectError } from "../../upstream/connect.ts";
 import type { Host } from "../../upstream/host.ts";
 import type { CacheRequest, DecisionCache } from "./decision-cache.ts";
 import { requestHash } from "./hash-policy.ts";
+import { localDispatchError } from "./local-error.ts";
 import { retryOnFailure, retryOnStatus, type AttemptFailure } from "./retry.ts";
 import type { CompiledRoute } from "./route-table.ts";
 import type { HttpStats } from "./stats.ts";
@@ -38,21 +39,41 @@ interface BodyFacts {
   chunked: boolean;
 }
 
-/** The request headers to send upstream (hop-by-hop ones dropped), without building req.headers. */
+/**
+ * The request headers to send upstream (hop-by-hop ones dropped), without building req.headers.
+ * X-Forwarded-Proto goes once, as from Envoy with use_remote_address false: the downstream's value
+ * when it sent one (repeats joined with ","), else the listener's scheme (plain HTTP here).
+ */
 function requestHeaders(raw: readonly string[], body: BodyFacts): string[] {
   const out: string[] = [];
+  let forwardedProto: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] ?? "";
     const value = raw[i + 1] ?? "";
     const lower = name.toLowerCase();
     if (lower === "content-length") body.contentLength ??= value;
-    else if (HOP_BY_HOP.has(lower)) {
+    else if (lower === "x-forwarded-proto") {
+      forwardedProto = forwardedProto === undefined ? value : `${forwardedProto},${value}`;
+      continue;
+    } else if (HOP_BY_HOP.has(lower)) {
       if (lower === "transfer-encoding") body.chunked = true;
       continue;
     }
     out.push(name, value);
   }
-  out.push("x-forwarded-proto", "http");
+  out.push("x-forwarded-proto", forwardedProto ?? "http");
+  return out;
+}
+
+/** The headers of an interim response for Node's writeEarlyHints (hop-by-hop ones dropped). */
+function interimHints(
+  parsed: Record<string, string | string[] | undefined>,
+): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const k in parsed) {
+    const v = parsed[k];
+    if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
+  }
   return out;
 }
 
@@ -88,10 +109,9 @@ class ProxyAttempt implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller;
-    if (this.abandoned) {
-      controller.abort(new Error("attempt abandoned"));
-      return;
-    }
+    // Abandoned while queued, nothing sent yet: a throw makes undici drop the request and keep the
+    // connection (controller.abort() would destroy it).
+    if (this.abandoned) throw new Error("attempt abandoned before it was sent");
     this.started = true;
   }
 
@@ -101,12 +121,22 @@ class ProxyAttempt implements Dispatcher.DispatchHandler {
     headers: Record<string, string | string[] | undefined>,
   ): void {
     if (this.abandoned) return;
-    this.stream.onResponseStart(this, statusCode, headers);
+    // A throw here is ours (relaying to the client), not the upstream's: undici would report it back
+    // as a failed exchange and the host would take the blame.
+    try {
+      this.stream.onResponseStart(this, statusCode, headers);
+    } catch (err) {
+      this.stream.onRelayError(this, err);
+    }
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.abandoned) return;
-    this.stream.onResponseData(controller, chunk);
+    try {
+      this.stream.onResponseData(controller, chunk);
+    } catch (err) {
+      this.stream.onRelayError(this, err);
+    }
   }
 
   onResponseEnd(): void {
@@ -148,6 +178,13 @@ function downstreamClosed(this: StreamResponse): void {
   this[STREAM]?.onDownstreamClose();
 }
 
+// A streamed request body rides the same way, for its one "end" listener.
+type StreamRequest = IncomingMessage & { [STREAM]?: ProxyStream };
+
+function downstreamEnded(this: StreamRequest): void {
+  this[STREAM]?.onRequestComplete();
+}
+
 export class ProxyStream implements PendingWaiter {
   private readonly req: IncomingMessage;
   private readonly res: ServerResponse;
@@ -174,6 +211,10 @@ export class ProxyStream implements PendingWaiter {
   private backoffTimer: NodeJS.Timeout | undefined;
   private state: "idle" | "pending" | "backoff" | "attempt" | "done" = "idle";
   private responseStarted = false;
+  /** The downstream request has ended (headers only, or its body's last byte arrived). */
+  private requestComplete = false;
+  /** A 1xx went to the client: as in Envoy, no retry after that. */
+  private interimSent = false;
   private readonly bodyFacts: BodyFacts = { contentLength: undefined, chunked: false };
   /** Response body bytes still expected (from content-length), or -1 when unknown. */
   private responseRemaining = -1;
@@ -211,10 +252,10 @@ export class ProxyStream implements PendingWaiter {
   start(): void {
     (this.res as StreamResponse)[STREAM] = this;
     this.res.on("close", downstreamClosed);
-    if (this.route.timeoutMs > 0) this.routeTimer = setTimeout(routeTimeoutFired, this.route.timeoutMs, this);
     const body = this.bodyFacts;
     if (body.contentLength === undefined ? !body.chunked : body.contentLength === "0") {
       this.req.resume();
+      this.onRequestComplete();
       this.dispatch();
       return;
     }
@@ -225,12 +266,35 @@ export class ProxyStream implements PendingWaiter {
       this.req.on("data", (c: Buffer) => chunks.push(c));
       this.req.once("end", () => {
         this.body = chunks.length === 1 ? (chunks[0] ?? null) : Buffer.concat(chunks);
+        this.onRequestComplete();
         if (this.state === "idle") this.dispatch();
       });
       return;
     }
+    (this.req as StreamRequest)[STREAM] = this;
+    this.req.once("end", downstreamEnded);
     this.body = this.req;
     this.dispatch();
+  }
+
+  /**
+   * The downstream request is complete. Envoy's route timeout (and a per-try timeout) counts from
+   * here, not from the headers, so a slow upload is not cut off while it is still arriving.
+   */
+  onRequestComplete(): void {
+    this.requestComplete = true;
+    if (this.state === "done") return;
+    if (this.route.timeoutMs > 0) this.routeTimer = setTimeout(routeTimeoutFired, this.route.timeoutMs, this);
+    const attempt = this.attempt;
+    if (this.state === "attempt" && attempt !== undefined && !this.responseStarted)
+      this.startPerTryTimer(attempt);
+  }
+
+  private startPerTryTimer(attempt: ProxyAttempt): void {
+    const perTry = this.route.retry?.perTryTimeoutMs ?? 0;
+    if (perTry > 0 && attempt.perTryTimer === undefined && !attempt.finished) {
+      attempt.perTryTimer = setTimeout(perTryTimeoutFired, perTry, attempt);
+    }
   }
 
   private dispatch(): void {
@@ -284,8 +348,7 @@ export class ProxyStream implements PendingWaiter {
     host.stats.rq_active++;
     host.stats.rq_total++;
     this.cluster.stats.counters.upstream_rq_total++;
-    const perTry = this.route.retry?.perTryTimeoutMs ?? 0;
-    if (perTry > 0) attempt.perTryTimer = setTimeout(perTryTimeoutFired, perTry, attempt);
+    if (this.requestComplete) this.startPerTryTimer(attempt);
     this.cluster.poolFor(host).dispatch(
       {
         path: this.path,
@@ -311,6 +374,10 @@ export class ProxyStream implements PendingWaiter {
     status: number,
     headers: Record<string, string | string[] | undefined>,
   ): void {
+    if (status < 200) {
+      this.forwardInterim(status, headers);
+      return;
+    }
     attempt.status = status;
     const retry = this.route.retry;
     if (retry !== undefined && retryOnStatus(retry.bits, status, retry.retriableStatusCodes)) {
@@ -360,6 +427,28 @@ export class ProxyStream implements PendingWaiter {
     }
   }
 
+  /**
+   * An interim (1xx) response: never the answer and never held against the host. As Envoy does, 102
+   * and 103 go on to the client and the others are dropped (undici drops 100 itself, see
+   * upstream/interim-continue.ts; the client's own Expect: 100-continue is answered by the listener).
+   */
+  private forwardInterim(status: number, headers: Record<string, string | string[] | undefined>): void {
+    const res = this.res;
+    if ((status !== 102 && status !== 103) || res.headersSent || res.destroyed) return;
+    if (status === 102) res.writeProcessing();
+    else {
+      const hints = interimHints(headers);
+      // Node writes a 103 only with a Link it accepts; hints are optional, so drop any other.
+      if (hints["link"] === undefined) return;
+      try {
+        res.writeEarlyHints(hints);
+      } catch {
+        return;
+      }
+    }
+    this.interimSent = true;
+  }
+
   onAttemptEnd(attempt: ProxyAttempt): void {
     this.endAttempt(attempt);
     this.cluster.recordStatus(attempt.host, attempt.status);
@@ -381,6 +470,16 @@ export class ProxyStream implements PendingWaiter {
 
   onAttemptError(attempt: ProxyAttempt, err: Error): void {
     this.endAttempt(attempt);
+    if (this.downstreamBodyBroken()) {
+      this.onDownstreamBodyBroken();
+      return;
+    }
+    const local = attempt.started ? undefined : localDispatchError(err, this.route.rewrite !== undefined);
+    if (local !== undefined) {
+      // Refused before anything was sent: no host saw it, and a retry would be refused the same way.
+      this.localReply(local.status, local.text, false);
+      return;
+    }
     attempt.host.stats.rq_error++;
     const c = this.cluster.stats.counters;
     let failure: AttemptFailure;
@@ -399,6 +498,34 @@ export class ProxyStream implements PendingWaiter {
       return;
     }
     this.failOrRetry(failure);
+  }
+
+  /**
+   * The streamed request body broke off before its end (a malformed chunk the listener answered with
+   * 400, or the client went away): undici closed the upstream connection that carried part of it, as
+   * it must, and the host is not to blame. The downstream connection is already closing (Node
+   * destroys the request only when its socket ends), so nothing more is written to it.
+   */
+  private downstreamBodyBroken(): boolean {
+    return this.body === this.req && this.req.destroyed && !this.req.complete;
+  }
+
+  private onDownstreamBodyBroken(): void {
+    // The listener answered a malformed body with 400 and ended the socket; otherwise the client left.
+    this.finish(this.req.socket.writableEnded ? 400 : 499);
+  }
+
+  /** Relaying the upstream's response to the client threw: our failure, not the host's. */
+  onRelayError(attempt: ProxyAttempt, err: unknown): void {
+    if (attempt.abandoned || this.state === "done") return;
+    attempt.abandon();
+    this.endAttempt(attempt);
+    if (this.responseStarted) {
+      this.res.destroy();
+      this.finish(502);
+      return;
+    }
+    this.localReply(502, `upstream response could not be relayed: ${(err as Error).message}`, false);
   }
 
   onPerTryTimeout(attempt: ProxyAttempt): void {
@@ -435,7 +562,7 @@ export class ProxyStream implements PendingWaiter {
   /** True when a retry was scheduled (attempts left and the retry breaker/budget allows it). */
   private scheduleRetry(): boolean {
     const retry = this.route.retry;
-    if (retry === undefined) return false;
+    if (retry === undefined || this.interimSent) return false;
     const c = this.cluster.stats.counters;
     if (this.retries >= retry.numRetries) {
       c.upstream_rq_retry_limit_exceeded++;
