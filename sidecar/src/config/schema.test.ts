@@ -81,7 +81,7 @@ static_resources:
     const r = parseConfigText(stringify(doc)).bootstrap.static_resources.listeners[0]!.filter_chains[0]!
       .filters[0]!.typed_config;
     if (!("route_config" in r)) throw new Error("expected an HCM");
-    const rr = r.route_config.virtual_hosts[0]!.routes[0]!.route;
+    const rr = r.route_config.virtual_hosts[0]!.routes[0]!.route!;
     expect(rr.timeout).toBe(15_000);
     expect(rr.retry_policy).toMatchObject({
       num_retries: 1,
