@@ -92,6 +92,9 @@ const sidecar = doc(
     adminPort: port("Port of the sidecar's admin server (/ready, /stats/prometheus). Default 9901.").default(
       9901,
     ),
+    localAdminPort: port(
+      "Port of the sidecar's full admin interface (/config_dump, /clusters, POST /notifications), bound to 127.0.0.1 so only the pod's own containers reach it; adminPort serves its read-only GET /ready, /stats/prometheus and /metrics. Default 15000.",
+    ).default(15000),
     resources: annotate(z.looseObject({}), {
       description: "Compute resources of the sidecar container (core/v1 ResourceRequirements).",
       preserveUnknownFields: true,
@@ -119,6 +122,18 @@ export const agentSpec = doc(
         message: "listener.port and sidecar.adminPort must differ",
         fieldPath: ".listener.port",
         test: (a) => a.listener.port === undefined || a.listener.port !== a.sidecar.adminPort,
+      },
+      {
+        rule: "!has(self.listener.port) || self.listener.port != self.sidecar.localAdminPort",
+        message: "listener.port and sidecar.localAdminPort must differ",
+        fieldPath: ".listener.port",
+        test: (a) => a.listener.port === undefined || a.listener.port !== a.sidecar.localAdminPort,
+      },
+      {
+        rule: "self.sidecar.adminPort != self.sidecar.localAdminPort",
+        message: "sidecar.adminPort and sidecar.localAdminPort must differ",
+        fieldPath: ".sidecar.localAdminPort",
+        test: (a) => a.sidecar.adminPort !== a.sidecar.localAdminPort,
       },
     ],
   ),
