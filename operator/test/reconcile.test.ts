@@ -118,8 +118,16 @@ describe("quick-start examples", () => {
     const envoy = envoyOf(sidecarCm) as {
       static_resources: { listeners: { name: string }[]; clusters: { name: string }[] };
     };
-    expect(envoy.static_resources.listeners.map((l) => l.name)).toEqual(["policy-server", "http-8080"]);
-    expect(envoy.static_resources.clusters.map((c) => c.name)).toEqual(["policy-server", "route-app"]);
+    expect(envoy.static_resources.listeners.map((l) => l.name)).toEqual([
+      "policy-server",
+      "http-8080",
+      "tether-admin-public",
+    ]);
+    expect(envoy.static_resources.clusters.map((c) => c.name)).toEqual([
+      "policy-server",
+      "route-app",
+      "tether-admin-local",
+    ]);
   });
 
   it("creates the managed PolicyServerCluster's Deployment and headless Service", async () => {
@@ -318,6 +326,79 @@ spec:
     await cluster.waitFor("broker", "brk", (o) =>
       (o.status?.["conditions"] as Record<string, unknown>[]).some((c) => c["reason"] === "Progressing"),
     );
+  });
+
+  it("answers 503 for a ProxyRoute whose backend Service is missing, then routes to the Service once it exists", async () => {
+    await cluster.apply(pscManifest("ps-gone"));
+    await cluster.apply(agentManifest("gone", "ps-gone"));
+    await cluster.apply(`apiVersion: tether.dev/v1alpha1
+kind: ProxyRoute
+metadata: {name: gone-app}
+spec:
+  agentRef: {name: gone}
+  match: {pathPrefix: /orders/}
+  backend: {serviceRef: {name: orders, port: 8080}}
+---
+apiVersion: tether.dev/v1alpha1
+kind: ProxyRoute
+metadata: {name: gone-rest}
+spec:
+  agentRef: {name: gone}
+  match: {pathPrefix: /}
+  backend: {servers: [{host: 10.0.0.9, port: 80}]}
+`);
+    type Routes = { name: string; route?: { cluster: string }; direct_response?: unknown }[];
+    const httpRoutes = (cm: KubeJson): Routes => {
+      const envoy = envoyOf(cm) as {
+        static_resources: {
+          listeners: {
+            name: string;
+            filter_chains: {
+              filters: { typed_config: { route_config: { virtual_hosts: { routes: Routes }[] } } }[];
+            }[];
+          }[];
+        };
+      };
+      const http = envoy.static_resources.listeners.find((l) => l.name === "http-8080");
+      return http?.filter_chains[0]?.filters[0]?.typed_config.route_config.virtual_hosts[0]?.routes ?? [];
+    };
+    // The condition is as for any unresolved reference; the route keeps its match with a 503.
+    await cluster.waitFor("proxyroute", "gone-app", (o) => o.status?.["conditions"] !== undefined);
+    expect(await cluster.condition("proxyroute", "gone-app", "ResolvedRefs")).toMatchObject({
+      status: "False",
+      reason: "BackendNotFound",
+      message: "Service orders not found in namespace default",
+    });
+    expect(await cluster.condition("proxyroute", "gone-app", "Accepted")).toMatchObject({
+      status: "False",
+      reason: "UnresolvedRefs",
+    });
+    const cm = await cluster.waitFor("configmap", "gone-sidecar", (o) => httpRoutes(o).length > 0);
+    const routes = httpRoutes(cm);
+    expect(routes[0]).toEqual({
+      name: "gone-app/any",
+      match: { prefix: "/orders/" },
+      direct_response: {
+        status: 503,
+        body: { inline_string: "ProxyRoute gone-app: backend Service orders does not exist\n" },
+      },
+    });
+    expect(routes.slice(1).every((r) => r.route?.cluster === "route-gone-rest")).toBe(true);
+    buildSidecar();
+    const dir = await mkdtemp(join(tmpdir(), "tether-operator-test-"));
+    try {
+      const file = join(dir, "gone-sidecar.yaml");
+      await writeFile(file, cm.data?.["envoy.yaml"] ?? "");
+      expect(await validateWithSidecar(file)).toMatchObject({ code: 0 });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+
+    await cluster.ok(["create", "service", "clusterip", "orders", "-n", "default", "--tcp=8080:8080"]);
+    await cluster.waitFor("configmap", "gone-sidecar", (o) =>
+      httpRoutes(o).some((r) => r.route?.cluster === "route-gone-app"),
+    );
+    expect(await cluster.condition("proxyroute", "gone-app", "Accepted")).toMatchObject({ status: "True" });
   });
 
   it("rejects a ProxyRoute on a port the Agent already uses, naming it", async () => {

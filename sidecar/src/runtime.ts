@@ -2,6 +2,7 @@
 import type { AdminView } from "./admin/server.ts";
 import { AdminServer } from "./admin/server.ts";
 import type { ReloadCounts } from "./admin/metrics.ts";
+import { redactSecrets } from "./admin/redact.ts";
 import { parseConfigText, type LoadedConfig } from "./config/load.ts";
 import type { Bootstrap } from "./config/schema.ts";
 import { TetherError } from "./errors.ts";
@@ -148,7 +149,10 @@ export class Runtime implements AdminView {
   configDump(): unknown {
     return {
       configs: [
-        { "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", bootstrap: this.current?.raw },
+        {
+          "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
+          bootstrap: redactSecrets(this.current?.raw),
+        },
       ],
     };
   }

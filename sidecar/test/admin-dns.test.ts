@@ -1,4 +1,5 @@
 // Admin endpoints, Envoy-named metrics, connection logs, and a STRICT_DNS cluster.
+import { readFileSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import { request } from "undici";
 import {
@@ -7,6 +8,7 @@ import {
   freePort,
   healthCheckYaml,
   httpListenerYaml,
+  makeCertificates,
   routeYaml,
   Sidecar,
   Upstream,
@@ -83,6 +85,62 @@ describe("admin", () => {
     const openLog = JSON.parse(open!) as { conn: string; upstream: string };
     expect(openLog.conn).toMatch(/^u\d+$/);
     expect(openLog.upstream).toBe(`127.0.0.1:${pa}`);
+  });
+
+  it("/config_dump shows [redacted] in place of an inline private key", async () => {
+    const [pu, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
+    const certs = makeCertificates();
+    const key = readFileSync(certs.clientKey, "utf8");
+    const cert = readFileSync(certs.clientCert, "utf8");
+    const tls = `      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+          common_tls_context:
+            tls_certificates:
+              - certificate_chain: { inline_string: ${JSON.stringify(cert)} }
+                private_key: { inline_string: ${JSON.stringify(key)} }
+`;
+    const s = new Sidecar(
+      admin,
+      Sidecar.writeConfig(
+        bootstrapYaml(
+          admin,
+          httpListenerYaml(listen, [routeYaml({})]),
+          clusterYaml({ endpoints: [{ port: pu }], extra: tls }),
+        ),
+      ),
+    );
+    cleanups.push(() => s.stop());
+    await s.start();
+    const text = await (await request(`http://127.0.0.1:${admin}/config_dump`)).body.text();
+    expect(text).not.toContain("PRIVATE KEY");
+    const dump = JSON.parse(text) as {
+      configs: {
+        bootstrap: {
+          static_resources: {
+            clusters: {
+              transport_socket: {
+                typed_config: {
+                  common_tls_context: {
+                    tls_certificates: {
+                      certificate_chain: { inline_string: string };
+                      private_key: { inline_string: string };
+                    }[];
+                  };
+                };
+              };
+            }[];
+          };
+        };
+      }[];
+    };
+    const pair =
+      dump.configs[0]!.bootstrap.static_resources.clusters[0]!.transport_socket.typed_config
+        .common_tls_context.tls_certificates[0]!;
+    expect(pair.private_key).toEqual({ inline_string: "[redacted]" });
+    // The certificate is public and stays as written.
+    expect(pair.certificate_chain.inline_string).toBe(cert);
   });
 
   it("logs failed connects with their class and elapsed time", async () => {

@@ -33,6 +33,18 @@ function route(match: string, cluster: string, extra = ""): string {
   return lines.join("\n");
 }
 
+/** A route answered by the sidecar itself (direct_response), indented as httpListenerYaml expects. */
+function direct(match: string, status: number, body?: string): string {
+  const lines = [
+    `                      - match: ${match}`,
+    `                        direct_response:`,
+    `                          status: ${status}`,
+  ];
+  if (body !== undefined)
+    lines.push(`                          body: { inline_string: ${JSON.stringify(body)} }`);
+  return lines.join("\n");
+}
+
 const get = (m: string): string => `[{ name: ":method", string_match: { exact: ${m} } }]`;
 
 let listen = 0;
@@ -73,6 +85,9 @@ beforeAll(async () => {
     route(`{ path: /app/login }`, "exact", `prefix_rewrite: /auth/login`),
     // Longer prefixes before shorter ones.
     route(`{ prefix: /app/admin/ }`, "admin"),
+    // A route whose backend does not exist (as the operator writes it): answered here, never by /app/.
+    direct(`{ prefix: /app/gone/ }`, 503, "ProxyRoute gone: backend Service gone does not exist\n"),
+    direct(`{ path: /app/empty, headers: ${get("GET")} }`, 503),
     // A method filter: only GET and HEAD go to /app/.
     route(`{ prefix: /app/, headers: ${get("GET")} }`, "app"),
     route(`{ prefix: /app/, headers: ${get("HEAD")} }`, "app"),
@@ -143,6 +158,35 @@ describe("route precedence (as the operator orders ProxyRoutes)", () => {
   it("answers 404 with a clear body when no route matches", async () => {
     expect(await call("/nothing/here")).toEqual({ status: 404, body: "no route matched" });
     expect(await call("/page.html")).toEqual({ status: 404, body: "no route matched" });
+  });
+});
+
+describe("direct_response", () => {
+  it("answers with the route's status and body instead of falling through to a later route", async () => {
+    const res = await request(`http://127.0.0.1:${listen}/app/gone/orders?id=1`);
+    expect(res.statusCode).toBe(503);
+    expect(res.headers["content-type"]).toBe("text/plain");
+    expect(res.headers["x-upstream"]).toBeUndefined();
+    expect(await res.body.text()).toBe("ProxyRoute gone: backend Service gone does not exist\n");
+    // A request body is read and dropped; the connection stays usable for the next request.
+    expect(await call("/app/gone/", "POST")).toEqual({
+      status: 503,
+      body: "ProxyRoute gone: backend Service gone does not exist\n",
+    });
+    expect(await seenBy("/app/other")).toBe("app GET /app/other");
+  });
+
+  it("sends no body for HEAD or when none is configured, and still matches headers", async () => {
+    const head = await request(`http://127.0.0.1:${listen}/app/gone/x`, { method: "HEAD" });
+    expect(head.statusCode).toBe(503);
+    expect(await head.body.text()).toBe("");
+    const empty = await request(`http://127.0.0.1:${listen}/app/empty`);
+    expect(empty.statusCode).toBe(503);
+    expect(empty.headers["content-length"]).toBe("0");
+    expect(empty.headers["content-type"]).toBeUndefined();
+    expect(await empty.body.text()).toBe("");
+    // Its method filter: a POST to /app/empty is not this route's (and /app/ takes only GET and HEAD).
+    expect((await call("/app/empty", "POST")).status).toBe(404);
   });
 });
 

@@ -84,17 +84,26 @@ export class Cluster {
   }
 
   /**
-   * `kubectl exec -n <ns> <pod> -- <command…>` without stdin; resolves with the output and exit code
-   * whatever the code (a command may report a failure as JSON and exit 1). Throws a ClusterError
-   * only when kubectl could not run or the deadline passed.
+   * `kubectl exec -n <ns> <pod> [-c <container>] -- <command…>` without stdin; resolves with the
+   * output and exit code whatever the code (a command may report a failure as JSON and exit 1).
+   * Throws a ClusterError only when kubectl could not run or the deadline passed.
    */
   async exec(
     namespace: string,
     pod: string,
     command: readonly string[],
     timeoutMs = 60_000,
+    container?: string,
   ): Promise<ExecResult> {
-    const args = ["exec", "-n", namespace, pod, "--", ...command];
+    const args = [
+      "exec",
+      "-n",
+      namespace,
+      pod,
+      ...(container === undefined ? [] : ["-c", container]),
+      "--",
+      ...command,
+    ];
     try {
       const { stdout, stderr } = await run(this.kubectlBin, args, {
         env: this.env(),

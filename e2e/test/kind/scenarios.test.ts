@@ -38,11 +38,40 @@ import { makeTestCerts } from "../../src/scenarios/tls-certs.ts";
 const cluster = Cluster.fromEnv();
 const report = new ScenarioReport();
 const SCENARIO_TIMEOUT = 420_000;
+/** The sidecar's public admin port (GET /ready, /stats/prometheus, /metrics only). */
 const ADMIN_PORT = 9901;
+/** The sidecar's full admin, on 127.0.0.1 inside the pod (Agent spec.sidecar.localAdminPort). */
+const LOCAL_ADMIN_PORT = 15000;
 
 function k(): Cluster {
   if (cluster === undefined) throw new Error("TETHER_E2E_KUBECONFIG is not set");
   return cluster;
+}
+
+/**
+ * POST /notifications to the sidecar's loopback admin from inside the agent pod (its sidecar
+ * container runs node), as a policy-side helper in the pod would; resolves with status and JSON body.
+ */
+async function notifyFromPod(
+  ns: string,
+  pod: string,
+  event: object,
+): Promise<{ status: number; body: unknown }> {
+  const script = `fetch("http://127.0.0.1:${LOCAL_ADMIN_PORT}/notifications", { method: "POST", headers: { "content-type": "application/json" }, body: process.argv[1], signal: AbortSignal.timeout(10000) }).then(async (r) => console.log(JSON.stringify({ status: r.status, body: await r.json() })))`;
+  const result = await k().exec(
+    ns,
+    pod,
+    ["node", "-e", script, JSON.stringify(event)],
+    30_000,
+    "tether-sidecar",
+  );
+  const line = result.stdout.trim().split("\n").at(-1) ?? "";
+  if (result.code !== 0 || line === "") {
+    throw new Error(
+      `POST /notifications in ${ns}/${pod} (exit ${result.code}): ${result.stderr.slice(-2000)}`,
+    );
+  }
+  return JSON.parse(line) as { status: number; body: unknown };
 }
 
 /** The agent's decision path through the `web` Service, as the client pod reaches it. */
@@ -435,8 +464,13 @@ describe.skipIf(cluster === undefined)("end-to-end scenarios (TETHER_E2E_KUBECON
             // Notification: policy-changed on the sidecar's admin port invalidates at once (well within the ttl).
             const cached = await decide("/s8/page");
             expect(cached.id).toBe(fresh.id);
-            const notified = await client.request(`${admin}/notifications`, {
+            // The public admin port refuses it; the pod's own containers reach the loopback admin.
+            const refused = await client.request(`${admin}/notifications`, {
               data: JSON.stringify({ type: "policy-changed" }),
+            });
+            expect(refused.status).toBe(404);
+            const notified = await notifyFromPod(ns, agentPod?.metadata.name ?? "", {
+              type: "policy-changed",
             });
             expect(notified.status).toBe(200);
             expect((notified.body as { invalidated?: number }).invalidated).toBeGreaterThanOrEqual(1);

@@ -106,9 +106,12 @@ const sidecar = doc(
       z.string().max(1024).optional(),
       "Sidecar container image. Default: the image the operator is configured with.",
     ),
-    adminPort: port("Port of the sidecar's admin server (/ready, /stats/prometheus). Default 9901.").default(
-      9901,
-    ),
+    adminPort: port(
+      "Port on the pod IP serving the sidecar admin's read-only GET /ready, /stats/prometheus and /metrics (probes, PodMonitor); every other path gets 404. Default 9901.",
+    ).default(9901),
+    localAdminPort: port(
+      "Port of the sidecar's full admin interface (/config_dump, /clusters, POST /notifications), bound to 127.0.0.1 so only the pod's own containers reach it; adminPort serves its read-only GET /ready, /stats/prometheus and /metrics. Default 15000.",
+    ).default(15000),
     resources: annotate(z.looseObject({}), {
       description: "Compute resources of the sidecar container (core/v1 ResourceRequirements).",
       preserveUnknownFields: true,
@@ -136,6 +139,18 @@ export const agentSpec = doc(
         message: "listener.port and sidecar.adminPort must differ",
         fieldPath: ".listener.port",
         test: (a) => a.listener.port === undefined || a.listener.port !== a.sidecar.adminPort,
+      },
+      {
+        rule: "!has(self.listener.port) || self.listener.port != self.sidecar.localAdminPort",
+        message: "listener.port and sidecar.localAdminPort must differ",
+        fieldPath: ".listener.port",
+        test: (a) => a.listener.port === undefined || a.listener.port !== a.sidecar.localAdminPort,
+      },
+      {
+        rule: "self.sidecar.adminPort != self.sidecar.localAdminPort",
+        message: "sidecar.adminPort and sidecar.localAdminPort must differ",
+        fieldPath: ".sidecar.localAdminPort",
+        test: (a) => a.sidecar.adminPort !== a.sidecar.localAdminPort,
       },
     ],
   ),

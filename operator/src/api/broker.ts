@@ -34,7 +34,9 @@ const backends = doc(
 
 export const brokerSpec = doc(
   z.strictObject({
-    port: port("Port the broker listens on (1..65535). Required."),
+    port: port(
+      "Port the broker listens on (1..65535). Required. The sidecar's admin takes 9901 (public: GET /ready, /stats/prometheus, /metrics) and 15000 (127.0.0.1 only), or 9902 and 15001 when port is one of them.",
+    ),
     backends,
     balance: doc(
       z.enum(["roundRobin", "leastConnections"]).default("roundRobin"),

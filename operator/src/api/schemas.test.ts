@@ -33,7 +33,7 @@ describe("API schemas", () => {
       pool: { maxConnections: 1024, idleTimeout: "30s", maxRequestsPerConnection: 0 },
       reconnect: { connectTimeout: "5s", retryInterval: "250ms", maxRetryInterval: "2s", holdTimeout: "30s" },
       cache: { enabled: false, ttl: "3m", notifications: true, keyHeaders: ["authorization", "cookie"] },
-      sidecar: { adminPort: 9901 },
+      sidecar: { adminPort: 9901, localAdminPort: 15000 },
     });
   });
 

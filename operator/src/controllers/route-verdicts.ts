@@ -53,10 +53,13 @@ export function verdictsFor(ctx: ControllerContext, namespace: string, agentName
   });
 }
 
+/** The routes the Agent's sidecar serves: accepted ones, and those answering 503 for a missing backend. */
 export function acceptedRoutes(verdicts: readonly RouteVerdict[]): AcceptedRoute[] {
-  return verdicts.flatMap((v) =>
-    v.accepted.status === "True" && v.route.spec !== undefined
-      ? [{ name: v.route.name, spec: v.route.spec }]
-      : [],
-  );
+  return verdicts.flatMap((v) => {
+    if (v.route.spec === undefined) return [];
+    if (v.accepted.status === "True") return [{ name: v.route.name, spec: v.route.spec }];
+    if (v.missingBackend !== undefined)
+      return [{ name: v.route.name, spec: v.route.spec, missingBackend: v.missingBackend }];
+    return [];
+  });
 }

@@ -3,10 +3,18 @@
  * so the chart's JSON is generated from it and tests can evaluate every query against a real
  * Prometheus scraping real sidecars and a real operator.
  */
+import { LOCAL_ADMIN_CLUSTER, PUBLIC_ADMIN_STAT_PREFIX } from "../render/envoy.ts";
+
+/**
+ * The sidecar's public admin port is a listener forwarding to its own loopback admin (the kubelet's
+ * probes, Prometheus' scrapes): that listener and cluster are not traffic of agents or brokers, so
+ * every panel leaves them out.
+ */
+export const NOT_ADMIN_CLUSTER = `envoy_cluster_name!="${LOCAL_ADMIN_CLUSTER}"`;
+export const NOT_ADMIN_LISTENER = `envoy_http_conn_manager_prefix!="${PUBLIC_ADMIN_STAT_PREFIX}"`;
 
 /** Label selectors every data-plane query carries (Grafana template variables). */
-const SIDECAR =
-  'namespace=~"$namespace", app_kubernetes_io_instance=~"$agent", envoy_cluster_name=~"$cluster"';
+const SIDECAR = `namespace=~"$namespace", app_kubernetes_io_instance=~"$agent", envoy_cluster_name=~"$cluster", ${NOT_ADMIN_CLUSTER}`;
 const LISTENER = 'namespace=~"$namespace", app_kubernetes_io_instance=~"$agent"';
 const OPERATOR = 'namespace=~"$operator_namespace"';
 const RATE = "$__rate_interval";
@@ -80,7 +88,7 @@ export const DASHBOARD_ROWS: readonly Row[] = [
         unit: "reqps",
         targets: [
           {
-            expr: `sum by (envoy_response_code_class) (rate(envoy_http_downstream_rq_xx{${LISTENER}}[${RATE}]))`,
+            expr: `sum by (envoy_response_code_class) (rate(envoy_http_downstream_rq_xx{${LISTENER}, ${NOT_ADMIN_LISTENER}}[${RATE}]))`,
             legend: "{{envoy_response_code_class}}xx",
           },
         ],
@@ -289,8 +297,7 @@ const VARIABLES: readonly Variable[] = [
   {
     name: "cluster",
     label: "Upstream cluster",
-    query:
-      'label_values(envoy_cluster_upstream_rq_total{namespace=~"$namespace", app_kubernetes_io_instance=~"$agent"}, envoy_cluster_name)',
+    query: `label_values(envoy_cluster_upstream_rq_total{namespace=~"$namespace", app_kubernetes_io_instance=~"$agent", ${NOT_ADMIN_CLUSTER}}, envoy_cluster_name)`,
   },
   {
     name: "operator_namespace",

@@ -12,7 +12,9 @@ import {
   healthCheck,
   httpProtocolOptions,
   loadAssignment,
+  localAdminCluster,
   outlierDetection,
+  publicAdminListener,
   routerFilter,
   socketAddress,
   tlsTransportSocket,
@@ -60,7 +62,10 @@ export function reservedPorts(
   spec: AgentSpec,
   psc: PolicyServerClusterSpec | undefined,
 ): Map<number, string> {
-  const ports = new Map<number, string>([[spec.sidecar.adminPort, "the sidecar admin port"]]);
+  const ports = new Map<number, string>([
+    [spec.sidecar.adminPort, "the sidecar admin port"],
+    [spec.sidecar.localAdminPort, "the sidecar's local admin port"],
+  ]);
   const listener = psc === undefined ? spec.listener.port : agentListenerPort(spec, psc);
   if (listener !== undefined) ports.set(listener, "the policy-server listener");
   for (const [port, holder] of containerPorts(spec)) if (!ports.has(port)) ports.set(port, holder);
@@ -279,10 +284,14 @@ export function renderAgentBootstrap(input: AgentBootstrapInput): EnvoyObject {
   const routes = renderRoutes(input.routes, input.namespace, input.clusterDomain);
   return {
     node: { id: `${input.namespace}/${input.name}`, cluster: input.name },
-    admin: admin(spec.sidecar.adminPort),
+    admin: admin(spec.sidecar.localAdminPort),
     static_resources: {
-      listeners: [policyListener, ...routes.listeners],
-      clusters: [policyServerCluster(input), ...routes.clusters],
+      listeners: [policyListener, ...routes.listeners, publicAdminListener(spec.sidecar.adminPort)],
+      clusters: [
+        policyServerCluster(input),
+        ...routes.clusters,
+        localAdminCluster(spec.sidecar.localAdminPort),
+      ],
     },
   };
 }

@@ -180,7 +180,8 @@ describe("Agent sidecar bootstrap", () => {
       reconnect: { connectTimeout: "2s", retryInterval: "250ms", maxRetryInterval: "2s", holdTimeout: "30s" },
     });
     const b = bootstrapOf(input(spec, psc()));
-    expect(b.admin).toEqual({ address: { socket_address: { address: "0.0.0.0", port_value: 9901 } } });
+    // The full admin on loopback only; its read-only paths are served on 9901 by a listener.
+    expect(b.admin).toEqual({ address: { socket_address: { address: "127.0.0.1", port_value: 15000 } } });
     const [listener] = b.static_resources.listeners;
     expect(listener!["address"]).toEqual({ socket_address: { address: "127.0.0.1", port_value: 15001 } });
     const tcp = filterOf(listener);
@@ -385,8 +386,16 @@ describe("Agent sidecar bootstrap", () => {
 
   it("adds the routes' listeners and clusters after the policy server's", () => {
     const b = bootstrapOf(input(agent(), psc(), [{ name: "app", spec: route() }]));
-    expect(b.static_resources.listeners.map((l) => l["name"])).toEqual(["policy-server", "http-8080"]);
-    expect(b.static_resources.clusters.map((c) => c["name"])).toEqual(["policy-server", "route-app"]);
+    expect(b.static_resources.listeners.map((l) => l["name"])).toEqual([
+      "policy-server",
+      "http-8080",
+      "tether-admin-public",
+    ]);
+    expect(b.static_resources.clusters.map((c) => c["name"])).toEqual([
+      "policy-server",
+      "route-app",
+      "tether-admin-local",
+    ]);
     const sidecar = (
       renderAgent(input(agent(), psc(), [{ name: "app", spec: route() }])).deployment.spec.template.spec
         .containers as Container[]
@@ -410,11 +419,81 @@ describe("Agent sidecar bootstrap", () => {
     expect(a).toEqual(b);
   });
 
-  it("reserves the admin and listener ports for routes", () => {
+  it("reserves the admin, local admin and listener ports for routes", () => {
     expect([...reservedPorts(agent({ listener: { port: 15001 } }), psc()).keys()].sort()).toEqual([
-      15001, 9901,
+      15000, 15001, 9901,
     ]);
-    expect([...reservedPorts(agent(), undefined).keys()]).toEqual([9901]);
+    expect([...reservedPorts(agent(), undefined).entries()]).toEqual([
+      [9901, "the sidecar admin port"],
+      [15000, "the sidecar's local admin port"],
+    ]);
+    const moved = agent({ sidecar: { adminPort: 9000, localAdminPort: 19000 } });
+    expect([...reservedPorts(moved, undefined).keys()]).toEqual([9000, 19000]);
+  });
+
+  it("serves only GET /ready, /stats/prometheus and /metrics on the public admin port", () => {
+    const spec = agent({ sidecar: { adminPort: 9000, localAdminPort: 19000 } });
+    const b = bootstrapOf(input(spec, psc()));
+    expect(b.admin).toEqual({ address: { socket_address: { address: "127.0.0.1", port_value: 19000 } } });
+    const listener = b.static_resources.listeners.find((l) => l["name"] === "tether-admin-public");
+    expect(listener!["address"]).toEqual({ socket_address: { address: "0.0.0.0", port_value: 9000 } });
+    const hcm = filterOf(listener);
+    expect(hcm["@type"]).toBe(TYPE_HCM);
+    expect(hcm["stat_prefix"]).toBe("tether_admin_public");
+    expect(hcm["http_filters"]).toEqual([
+      { name: "envoy.filters.http.router", typed_config: { "@type": TYPE_ROUTER } },
+    ]);
+    const routes = (hcm["route_config"] as { virtual_hosts: { routes: EnvoyObject[] }[] }).virtual_hosts[0]!
+      .routes;
+    expect(routes.map((r) => r["match"])).toEqual(
+      ["/ready", "/stats/prometheus", "/metrics"].map((path) => ({
+        path,
+        headers: [{ name: ":method", string_match: { exact: "GET" } }],
+      })),
+    );
+    expect(routes.every((r) => (r["route"] as EnvoyObject)["cluster"] === "tether-admin-local")).toBe(true);
+    const cluster = b.static_resources.clusters.find((c) => c["name"] === "tether-admin-local");
+    expect(cluster).toMatchObject({ type: "STATIC" });
+    expect(cluster!["load_assignment"]).toEqual({
+      cluster_name: "tether-admin-local",
+      endpoints: [
+        {
+          priority: 0,
+          lb_endpoints: [
+            { endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: 19000 } } } },
+          ],
+        },
+      ],
+    });
+    // Probes and the PodMonitor's tether-admin port stay on the public port.
+    const sidecar = (
+      renderAgent(input(spec, psc())).deployment.spec.template.spec.containers as Container[]
+    )[1]!;
+    expect(sidecar["ports"]).toEqual([{ name: "tether-admin", containerPort: 9000, protocol: "TCP" }]);
+    expect(sidecar["readinessProbe"]).toMatchObject({ httpGet: { path: "/ready", port: 9000 } });
+  });
+
+  it("renders a route whose backend Service is missing as a 503 direct_response, without a cluster", () => {
+    const missing = { name: "gone", spec: route({ match: { pathPrefix: "/gone/" } }), missingBackend: "wls" };
+    const b = bootstrapOf(input(agent(), psc(), [missing, { name: "app", spec: route() }]));
+    expect(b.static_resources.clusters.map((c) => c["name"])).toEqual([
+      "policy-server",
+      "route-app",
+      "tether-admin-local",
+    ]);
+    const http = b.static_resources.listeners.find((l) => l["name"] === "http-8080");
+    const routes = (filterOf(http)["route_config"] as { virtual_hosts: { routes: EnvoyObject[] }[] })
+      .virtual_hosts[0]!.routes;
+    // Most specific first, as any route: /gone/ is answered here and never reaches route-app's "/".
+    expect(routes[0]).toEqual({
+      name: "gone/any",
+      match: { prefix: "/gone/" },
+      direct_response: {
+        status: 503,
+        body: { inline_string: "ProxyRoute gone: backend Service wls does not exist\n" },
+      },
+    });
+    expect(routes.slice(1).every((r) => (r["route"] as EnvoyObject)["cluster"] === "route-app")).toBe(true);
   });
 
   it("refuses a route on a TCP port the agent's containers declare, naming the port and the container", () => {

@@ -1,7 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { broker } from "../../test/fixtures/specs.ts";
-import { brokerAdminPort, renderBroker, TLS_HEALTH_CHECK_SOCKET } from "./broker.ts";
+import {
+  brokerAdminPort,
+  brokerLocalAdminPort,
+  renderBroker,
+  renderBrokerBootstrap,
+  TLS_HEALTH_CHECK_SOCKET,
+} from "./broker.ts";
 import {
   TYPE_PROXY_PROTOCOL_UPSTREAM,
   TYPE_RAW_BUFFER,
@@ -153,8 +159,22 @@ describe("renderBroker", () => {
     });
   });
 
-  it("moves the admin port off the broker's own port", () => {
+  it("moves the admin ports off the broker's own port", () => {
     expect(brokerAdminPort(broker({ port: 9901 }))).toBe(9902);
     expect(brokerAdminPort(broker())).toBe(9901);
+    expect(brokerLocalAdminPort(broker({ port: 15000 }))).toBe(15001);
+    expect(brokerLocalAdminPort(broker())).toBe(15000);
+  });
+
+  it("keeps the full admin on loopback and serves its read-only paths on the public admin port", () => {
+    const b = renderBrokerBootstrap({ owner, spec: broker(), options }) as unknown as Bootstrap;
+    expect(b.admin).toEqual({ address: { socket_address: { address: "127.0.0.1", port_value: 15000 } } });
+    const publicAdmin = b.static_resources.listeners[1]!;
+    expect(publicAdmin.address).toEqual({ socket_address: { address: "0.0.0.0", port_value: 9901 } });
+    const hcm = publicAdmin.filter_chains[0]!.filters[0]!.typed_config;
+    const routes = (hcm["route_config"] as { virtual_hosts: { routes: { match: { path: string } }[] }[] })
+      .virtual_hosts[0]!.routes;
+    expect(routes.map((r) => r.match.path)).toEqual(["/ready", "/stats/prometheus", "/metrics"]);
+    expect(b.static_resources.clusters.map((c) => c["name"])).toEqual(["backends", "tether-admin-local"]);
   });
 });

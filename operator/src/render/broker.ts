@@ -11,7 +11,9 @@ import {
   envoyDuration,
   healthCheck,
   loadAssignment,
+  localAdminCluster,
   outlierDetection,
+  publicAdminListener,
   socketAddress,
   tlsTransportSocket,
   TYPE_PROXY_PROTOCOL_UPSTREAM,
@@ -30,6 +32,7 @@ const BROKER_CONNECT_ATTEMPTS = 3;
 export const BROKER_CLUSTER = "backends";
 export const BROKER_LISTENER = "broker";
 const DEFAULT_ADMIN_PORT = 9901;
+const DEFAULT_LOCAL_ADMIN_PORT = 15000;
 /** The transport_socket_matches entry a `tls` health check selects with its match criteria. */
 export const TLS_HEALTH_CHECK_SOCKET = "tls-health-check";
 const TLS_HEALTH_CHECK_MATCH = { tether_health_check: "tls" } as const;
@@ -46,9 +49,14 @@ export interface BrokerChildren {
   readonly sidecarConfig: ConfigMap;
 }
 
-/** The admin port: 9901 unless the broker listens there itself. */
+/** The public admin port (read-only /ready, /stats/prometheus): 9901 unless the broker listens there itself. */
 export function brokerAdminPort(spec: BrokerSpec): number {
   return spec.port === DEFAULT_ADMIN_PORT ? DEFAULT_ADMIN_PORT + 1 : DEFAULT_ADMIN_PORT;
+}
+
+/** The full admin's loopback port: 15000 unless the broker listens there itself. */
+export function brokerLocalAdminPort(spec: BrokerSpec): number {
+  return spec.port === DEFAULT_LOCAL_ADMIN_PORT ? DEFAULT_LOCAL_ADMIN_PORT + 1 : DEFAULT_LOCAL_ADMIN_PORT;
 }
 
 export function brokerBackends(spec: BrokerSpec, namespace: string, clusterDomain: string): UpstreamServer[] {
@@ -117,8 +125,11 @@ export function renderBrokerBootstrap(input: BrokerInput): EnvoyObject {
   };
   return {
     node: { id: `${owner.namespace}/${owner.name}`, cluster: owner.name },
-    admin: admin(brokerAdminPort(spec)),
-    static_resources: { listeners: [listener], clusters: [cluster] },
+    admin: admin(brokerLocalAdminPort(spec)),
+    static_resources: {
+      listeners: [listener, publicAdminListener(brokerAdminPort(spec))],
+      clusters: [cluster, localAdminCluster(brokerLocalAdminPort(spec))],
+    },
   };
 }
 

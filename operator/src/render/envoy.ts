@@ -201,7 +201,68 @@ export function attemptsWithin(holdMs: number, baseMs: number, maxMs: number, li
   return attempts;
 }
 
-/** An admin block: bound on all interfaces so the kubelet can probe /ready on the pod IP. */
-export function admin(port: number): EnvoyObject {
-  return { address: socketAddress("0.0.0.0", port) };
+/**
+ * The admin block: loopback only, as Envoy and Istio bind it. Its /config_dump, /clusters and
+ * POST /notifications are for the pod's own containers; the kubelet and Prometheus use the
+ * read-only public admin listener below.
+ */
+export function admin(localPort: number): EnvoyObject {
+  return { address: socketAddress("127.0.0.1", localPort) };
+}
+
+/** The listener serving the admin's read-only paths on the pod IP (Istio's 15090 listener, likewise). */
+export const PUBLIC_ADMIN_LISTENER = "tether-admin-public";
+/** Its HCM stat_prefix: envoy_http_*{envoy_http_conn_manager_prefix="tether_admin_public"}. */
+export const PUBLIC_ADMIN_STAT_PREFIX = "tether_admin_public";
+/** The STATIC cluster of that listener: the sidecar's own admin on 127.0.0.1. */
+export const LOCAL_ADMIN_CLUSTER = "tether-admin-local";
+/** What the kubelet (probes) and Prometheus (PodMonitor) read: GET only, exact paths only. */
+export const PUBLIC_ADMIN_PATHS: readonly string[] = ["/ready", "/stats/prometheus", "/metrics"];
+
+/**
+ * An HTTP listener on 0.0.0.0:`port` that forwards GET of exactly the PUBLIC_ADMIN_PATHS to
+ * LOCAL_ADMIN_CLUSTER; any other method or path gets the listener's 404 (no route matched).
+ */
+export function publicAdminListener(port: number): EnvoyObject {
+  const routes = PUBLIC_ADMIN_PATHS.map((path) => ({
+    name: `${PUBLIC_ADMIN_LISTENER}${path}`,
+    match: { path, headers: [{ name: ":method", string_match: { exact: "GET" } }] },
+    route: { cluster: LOCAL_ADMIN_CLUSTER, timeout: "5s" },
+  }));
+  return {
+    name: PUBLIC_ADMIN_LISTENER,
+    address: socketAddress("0.0.0.0", port),
+    filter_chains: [
+      {
+        filters: [
+          {
+            name: "envoy.filters.network.http_connection_manager",
+            typed_config: {
+              "@type": TYPE_HCM,
+              stat_prefix: PUBLIC_ADMIN_STAT_PREFIX,
+              codec_type: "AUTO",
+              route_config: {
+                name: PUBLIC_ADMIN_LISTENER,
+                virtual_hosts: [{ name: PUBLIC_ADMIN_LISTENER, domains: ["*"], routes }],
+              },
+              http_filters: [routerFilter()],
+            },
+          },
+        ],
+      },
+    ],
+  };
+}
+
+/** The admin on loopback as an upstream of the public admin listener. */
+export function localAdminCluster(localPort: number): EnvoyObject {
+  return {
+    name: LOCAL_ADMIN_CLUSTER,
+    type: "STATIC",
+    connect_timeout: "1s",
+    lb_policy: "ROUND_ROBIN",
+    load_assignment: loadAssignment(LOCAL_ADMIN_CLUSTER, [
+      { host: "127.0.0.1", port: localPort, priority: 0 },
+    ]),
+  };
 }

@@ -49,11 +49,32 @@ describe("evaluateRoutes", () => {
     expect(v?.accepted.reason).toBe("UnresolvedRefs");
   });
 
-  it("reports a missing backend Service by name", () => {
+  it("reports a missing backend Service by name, and keeps the route's match for a 503", () => {
     const spec = route({ backend: { serviceRef: { name: "wls", port: 7001 } } });
     const [v] = evaluateRoutes([{ name: "app", spec }], ctx({ serviceExists: (n) => n !== "wls" }));
     expect(v?.resolvedRefs.reason).toBe("BackendNotFound");
     expect(v?.resolvedRefs.message).toContain("Service wls not found");
+    expect(v?.accepted.status).toBe("False");
+    expect(v?.accepted.reason).toBe("UnresolvedRefs");
+    expect(v?.accepted.message).toContain("its requests get 503");
+    expect(v?.missingBackend).toBe("wls");
+  });
+
+  it("a route whose backend is missing still holds its match against newer routes, not a taken port", () => {
+    const spec = route({ backend: { serviceRef: { name: "wls", port: 7001 } } });
+    const verdicts = evaluateRoutes(
+      [
+        { name: "a-old", creationTimestamp: "2026-01-01T00:00:00Z", spec },
+        { name: "b-new", creationTimestamp: "2026-01-02T00:00:00Z", spec: route() },
+        { name: "c-port", spec: { ...spec, listenerPort: 9901 } },
+      ],
+      ctx({ serviceExists: (n) => n !== "wls" }),
+    );
+    expect(verdicts.map((v) => [v.route.name, v.accepted.reason, v.missingBackend])).toEqual([
+      ["a-old", "UnresolvedRefs", "wls"],
+      ["b-new", "Conflicted", undefined],
+      ["c-port", "UnresolvedRefs", undefined],
+    ]);
   });
 
   it("rejects a listenerPort the Agent already uses", () => {

@@ -53,6 +53,11 @@ export interface RouteVerdict {
   readonly route: RouteInput;
   readonly accepted: ConditionVerdict;
   readonly resolvedRefs: ConditionVerdict;
+  /**
+   * The missing backend Service of a route that still holds its match (port free, no older route
+   * with the same match): the Agent answers it with 503 instead of letting it fall through.
+   */
+  readonly missingBackend?: string | undefined;
 }
 
 /** A route's match, as a key: two routes on one port with the same key conflict. */
@@ -113,21 +118,37 @@ export function evaluateRoutes(routes: readonly RouteInput[], ctx: RouteContext)
       continue;
     }
     const resolvedRefs = resolveRefs(spec, ctx);
-    verdicts.push({ route, resolvedRefs, accepted: accept(route, spec, resolvedRefs, ctx, winners) });
+    if (resolvedRefs.status === "True") {
+      verdicts.push({ route, resolvedRefs, accepted: claim(route, spec, ctx, winners) });
+      continue;
+    }
+    const accepted: ConditionVerdict = {
+      status: "False",
+      reason: "UnresolvedRefs",
+      message: `Not served: ${resolvedRefs.message}`,
+    };
+    // Gateway API keeps a route whose backend is missing: its requests get an error, never the
+    // next matching route's backend. It still takes part in port and match conflicts.
+    const missing = resolvedRefs.reason === "BackendNotFound" ? spec.backend.serviceRef?.name : undefined;
+    if (missing !== undefined && claim(route, spec, ctx, winners).status === "True") {
+      verdicts.push({
+        route,
+        resolvedRefs,
+        accepted: { ...accepted, message: `${accepted.message}; its requests get 503` },
+        missingBackend: missing,
+      });
+    } else verdicts.push({ route, resolvedRefs, accepted });
   }
   return verdicts.sort((a, b) => (a.route.name < b.route.name ? -1 : a.route.name > b.route.name ? 1 : 0));
 }
 
-function accept(
+/** Whether the route may take its port and match; the winner is recorded in `winners`. */
+function claim(
   route: RouteInput,
   spec: ProxyRouteSpec,
-  refs: ConditionVerdict,
   ctx: RouteContext,
   winners: Map<string, RouteInput[]>,
 ): ConditionVerdict {
-  if (refs.status === "False") {
-    return { status: "False", reason: "UnresolvedRefs", message: `Not served: ${refs.message}` };
-  }
   const holder = ctx.reservedPorts.get(spec.listenerPort);
   if (holder !== undefined) {
     return {
@@ -156,7 +177,12 @@ function accept(
 export interface AcceptedRoute {
   readonly name: string;
   readonly spec: ProxyRouteSpec;
+  /** Its backend Service does not exist: rendered as a direct_response 503, without a cluster. */
+  readonly missingBackend?: string | undefined;
 }
+
+/** The status a route whose backend Service is missing answers with. */
+export const MISSING_BACKEND_STATUS = 503;
 
 /** 0 for exact paths, 1 for prefixes, 2 for extensions: the order Envoy must try them in. */
 function specificityClass(spec: ProxyRouteSpec): number {
@@ -269,8 +295,25 @@ function retryPolicy(spec: ProxyRouteSpec, idempotent: boolean): EnvoyObject | u
   };
 }
 
+/**
+ * A route whose backend Service is missing: the same match (and method filter), answered by the
+ * sidecar with 503 and a body naming the route and the Service.
+ */
+function missingBackendRoutes(route: AcceptedRoute, service: string): EnvoyObject[] {
+  const methods = route.spec.methods === undefined ? [undefined] : [...route.spec.methods];
+  return methods.map((method) => ({
+    name: `${route.name}/${method ?? "any"}`,
+    match: routeMatch(route.spec, method),
+    direct_response: {
+      status: MISSING_BACKEND_STATUS,
+      body: { inline_string: `ProxyRoute ${route.name}: backend Service ${service} does not exist\n` },
+    },
+  }));
+}
+
 export function renderEnvoyRoutes(route: AcceptedRoute): EnvoyObject[] {
   const { spec } = route;
+  if (route.missingBackend !== undefined) return missingBackendRoutes(route, route.missingBackend);
   return methodGroups(spec).map((group) => {
     const action: EnvoyObject = {
       cluster: routeClusterName(route.name),
@@ -337,14 +380,19 @@ export function renderRouteCluster(
   return cluster;
 }
 
-/** Secrets the routes' TLS settings need in the sidecar. */
+/** Secrets the routes' TLS settings need in the sidecar (a route without a backend has no cluster). */
 export function routeSecrets(routes: readonly AcceptedRoute[]): string[] {
   return routes.flatMap((r) =>
-    r.spec.tls.enabled && r.spec.tls.caSecretRef !== undefined ? [r.spec.tls.caSecretRef.name] : [],
+    r.missingBackend === undefined && r.spec.tls.enabled && r.spec.tls.caSecretRef !== undefined
+      ? [r.spec.tls.caSecretRef.name]
+      : [],
   );
 }
 
-/** One HTTP listener per listenerPort, routes most specific first, and one cluster per route. */
+/**
+ * One HTTP listener per listenerPort, routes most specific first, and one cluster per route whose
+ * backend exists.
+ */
 export function renderRoutes(
   routes: readonly AcceptedRoute[],
   namespace: string,
@@ -381,7 +429,8 @@ export function renderRoutes(
         ],
       };
     });
-  const clusters = [...routes]
+  const clusters = routes
+    .filter((r) => r.missingBackend === undefined)
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
     .map((r) => renderRouteCluster(r, namespace, clusterDomain));
   return { listeners, clusters };

@@ -81,7 +81,7 @@ static_resources:
     const r = parseConfigText(stringify(doc)).bootstrap.static_resources.listeners[0]!.filter_chains[0]!
       .filters[0]!.typed_config;
     if (!("route_config" in r)) throw new Error("expected an HCM");
-    const rr = r.route_config.virtual_hosts[0]!.routes[0]!.route;
+    const rr = r.route_config.virtual_hosts[0]!.routes[0]!.route!;
     expect(rr.timeout).toBe(15_000);
     expect(rr.retry_policy).toMatchObject({
       num_retries: 1,
@@ -111,6 +111,19 @@ static_resources:
         retry_back_off: { base_interval: 500, max_interval: 5000 },
       },
     });
+  });
+
+  it("accepts a direct_response route in place of a route action", () => {
+    const doc = parse(HTTP_EXAMPLE) as Doc;
+    const r = route(doc);
+    delete r.route;
+    r.direct_response = { status: 503, body: { inline_string: "no backend" } };
+    const b = parseConfigText(stringify(doc)).bootstrap;
+    const l = b.static_resources.listeners[0]!.filter_chains[0]!.filters[0]!.typed_config;
+    if (!("route_config" in l)) throw new Error("expected an http_connection_manager");
+    const parsed = l.route_config.virtual_hosts[0]!.routes[0]!;
+    expect(parsed.route).toBeUndefined();
+    expect(parsed.direct_response).toEqual({ status: 503, body: { inline_string: "no backend" } });
   });
 
   it("parses protobuf-JSON durations", () => {
@@ -446,6 +459,40 @@ describe("config: every bad case names its path", () => {
           },
         }),
       `${H}.http_filters[0].typed_config.notification_stream.reconnect: unsupported field`,
+    ],
+    [
+      "route and direct_response together",
+      (d) => (route(d).direct_response = { status: 503 }),
+      `${R}: exactly one of route, direct_response is required`,
+    ],
+    [
+      "neither route nor direct_response",
+      (d) => delete route(d).route,
+      `${R}: exactly one of route, direct_response is required`,
+    ],
+    [
+      "direct_response status out of range",
+      (d) => {
+        delete route(d).route;
+        route(d).direct_response = { status: 600 };
+      },
+      `${R}.direct_response.status:`,
+    ],
+    [
+      "direct_response body from a file",
+      (d) => {
+        delete route(d).route;
+        route(d).direct_response = { status: 503, body: { filename: "/etc/body" } };
+      },
+      `${R}.direct_response.body.filename: unsupported field`,
+    ],
+    [
+      "direct_response body over 4 KiB",
+      (d) => {
+        delete route(d).route;
+        route(d).direct_response = { status: 503, body: { inline_string: "x".repeat(4097) } };
+      },
+      `${R}.direct_response.body.inline_string: at most 4096 bytes`,
     ],
   ];
   for (const [name, edit, expected] of cases) {

@@ -206,11 +206,36 @@ export const routeActionSchema = z
     }
   });
 
-export const routeSchema = z.strictObject({
-  name: z.string().optional(),
-  match: routeMatchSchema,
-  route: routeActionSchema,
+/** Envoy's default RouteConfiguration.max_direct_response_body_size_bytes. */
+export const MAX_DIRECT_RESPONSE_BODY_BYTES = 4096;
+
+/** Envoy's DirectResponseAction: the sidecar answers itself; `body` inline only. */
+export const directResponseSchema = z.strictObject({
+  status: z.number().int().min(100).max(599),
+  body: z
+    .strictObject({
+      inline_string: z
+        .string()
+        .refine(
+          (s) => Buffer.byteLength(s) <= MAX_DIRECT_RESPONSE_BODY_BYTES,
+          `at most ${MAX_DIRECT_RESPONSE_BODY_BYTES} bytes (Envoy's max_direct_response_body_size_bytes)`,
+        ),
+    })
+    .optional(),
 });
+
+export const routeSchema = z
+  .strictObject({
+    name: z.string().optional(),
+    match: routeMatchSchema,
+    route: routeActionSchema.optional(),
+    direct_response: directResponseSchema.optional(),
+  })
+  .superRefine((r, ctx) => {
+    if ((r.route === undefined) === (r.direct_response === undefined)) {
+      ctx.addIssue({ code: "custom", message: "exactly one of route, direct_response is required" });
+    }
+  });
 
 export const virtualHostSchema = z.strictObject({
   name: z.string().min(1),
@@ -670,7 +695,7 @@ function crossCheck(cfg: BootstrapShape, ctx: z.RefinementCtx): void {
         });
         tc.route_config.virtual_hosts.forEach((vh, v) => {
           vh.routes.forEach((r, n) => {
-            if (!clusters.has(r.route.cluster)) {
+            if (r.route !== undefined && !clusters.has(r.route.cluster)) {
               ctx.addIssue({
                 code: "custom",
                 path: [...fpath, "route_config", "virtual_hosts", v, "routes", n, "route", "cluster"],
@@ -731,6 +756,7 @@ export type ThresholdsConfig = z.output<typeof thresholdsSchema>;
 export type HttpConnectionManagerConfig = z.output<typeof httpConnectionManagerSchema>;
 export type TcpProxyConfig = z.output<typeof tcpProxySchema>;
 export type RouteConfig = z.output<typeof routeSchema>;
+export type DirectResponseConfig = z.output<typeof directResponseSchema>;
 export type RouteMatchConfig = z.output<typeof routeMatchSchema>;
 export type HeaderMatcherConfig = z.output<typeof headerMatcherSchema>;
 export type StringMatcherConfig = z.output<typeof stringMatcherSchema>;

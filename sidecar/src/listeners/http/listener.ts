@@ -14,7 +14,7 @@ import type { ClusterManager } from "../../upstream/cluster-manager.ts";
 import { DecisionCache } from "./decision-cache.ts";
 import { NotificationSubscription } from "./notification-subscription.ts";
 import { ProxyStream, type ProxyEnv } from "./proxy.ts";
-import { RouteTable, type RequestFacts } from "./route-table.ts";
+import { RouteTable, type CompiledDirectResponse, type RequestFacts } from "./route-table.ts";
 import { HttpStats } from "./stats.ts";
 import { boundAddress, listenOn } from "../bind.ts";
 
@@ -238,6 +238,10 @@ export class HttpListener implements ProxyEnv {
       this.reply(res, 404, "no route matched");
       return;
     }
+    if (route.directResponse !== undefined) {
+      this.replyDirect(req, res, route.directResponse);
+      return;
+    }
     const cluster = this.clusters.get(route.cluster);
     if (cluster === undefined) {
       stats.no_cluster++;
@@ -271,6 +275,22 @@ export class HttpListener implements ProxyEnv {
     res.writeHead(status, [...headers, "x-tether-cache", "hit"]);
     if (req.method === "HEAD") res.end();
     else res.end(body);
+  }
+
+  /** A route's direct_response, as Envoy sends it: text/plain when there is a body, none for HEAD. */
+  private replyDirect(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    direct: CompiledDirectResponse,
+  ): void {
+    req.resume();
+    this.stats.downstream_rq_active--;
+    this.stats.countStatus(direct.status);
+    const headers: http.OutgoingHttpHeaders = { "content-length": direct.body.length };
+    if (direct.body.length > 0) headers["content-type"] = "text/plain";
+    res.writeHead(direct.status, headers);
+    if (req.method === "HEAD") res.end();
+    else res.end(direct.body);
   }
 
   private reply(res: http.ServerResponse, status: number, text: string): void {

@@ -1,6 +1,7 @@
 // Virtual host and route matching as Envoy does it: host by exact domain, then longest "*.suffix",
 // then longest "prefix.*", then "*"; routes in order, first match wins (prefix / path + headers).
 import type {
+  DirectResponseConfig,
   HashPolicyConfig,
   HeaderMatcherConfig,
   RouteConfig,
@@ -10,8 +11,16 @@ import type {
 import type { IncomingHttpHeaders } from "node:http";
 import { compileRetryPolicy, type CompiledRetryPolicy } from "./retry.ts";
 
+/** A route's direct_response: the listener answers with this, no cluster involved. */
+export interface CompiledDirectResponse {
+  readonly status: number;
+  readonly body: Buffer;
+}
+
 export interface CompiledRoute {
   readonly name: string | undefined;
+  /** Set for a direct_response route; the route-action fields below are then unused ("" / 0 / none). */
+  readonly directResponse: CompiledDirectResponse | undefined;
   readonly cluster: string;
   readonly timeoutMs: number;
   readonly retry: CompiledRetryPolicy | undefined;
@@ -43,6 +52,7 @@ function splitQuery(url: string): [path: string, query: string] {
 }
 
 function compileRewrite(r: RouteConfig): ((url: string) => string) | undefined {
+  if (r.route === undefined) return undefined;
   const prefixRewrite = r.route.prefix_rewrite;
   if (prefixRewrite !== undefined) {
     // The matched prefix (or the whole path for a path match) is swapped for the rewrite.
@@ -79,18 +89,24 @@ function compileRoute(r: RouteConfig, vh: VirtualHostConfig): CompiledRoute {
     s === undefined || sensitive ? s : s.toLowerCase();
   return {
     name: r.name,
-    cluster: r.route.cluster,
-    timeoutMs: r.route.timeout,
+    directResponse: compileDirectResponse(r.direct_response),
+    cluster: r.route?.cluster ?? "",
+    timeoutMs: r.route?.timeout ?? 0,
     // A route's retry_policy replaces the virtual host's entirely, as in Envoy.
-    retry: compileRetryPolicy(r.route.retry_policy ?? vh.retry_policy),
+    retry: r.route === undefined ? undefined : compileRetryPolicy(r.route.retry_policy ?? vh.retry_policy),
     prefix: fold(r.match.prefix),
     path: fold(r.match.path),
     regex: r.match.safe_regex === undefined ? undefined : fullMatch(r.match.safe_regex.regex),
     caseSensitive: sensitive,
     headers: r.match.headers,
     rewrite: compileRewrite(r),
-    hashPolicy: r.route.hash_policy,
+    hashPolicy: r.route?.hash_policy ?? [],
   };
+}
+
+function compileDirectResponse(d: DirectResponseConfig | undefined): CompiledDirectResponse | undefined {
+  if (d === undefined) return undefined;
+  return { status: d.status, body: Buffer.from(d.body?.inline_string ?? "") };
 }
 
 function matchString(m: StringMatcherConfig, value: string): boolean {
