@@ -519,7 +519,7 @@ describe("Agent sidecar bootstrap", () => {
       },
     });
     const reserved = reservedPorts(spec, psc());
-    expect([...reserved.keys()].sort()).toEqual([44443, 8080, 9100, 9901]);
+    expect([...reserved.keys()].sort()).toEqual([15000, 44443, 8080, 9100, 9901]);
     const ctx = {
       namespace: "shop",
       agentName: "web",
