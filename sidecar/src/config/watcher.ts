@@ -4,6 +4,7 @@
 import { watch, type FSWatcher } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
+import { timerDelay } from "../timers.ts";
 
 export interface WatcherOptions {
   readonly debounceMs?: number;
@@ -42,7 +43,7 @@ export class ConfigWatcher {
     this.fsWatcher.on("error", () => undefined);
     this.poll = setInterval(() => {
       this.trigger();
-    }, this.pollMs);
+    }, timerDelay(this.pollMs));
     this.poll.unref();
   }
 
@@ -51,7 +52,7 @@ export class ConfigWatcher {
     clearTimeout(this.debounce);
     this.debounce = setTimeout(() => {
       this.running = this.running.then(() => this.check());
-    }, this.debounceMs);
+    }, timerDelay(this.debounceMs));
   }
 
   private async check(): Promise<void> {

@@ -19,6 +19,7 @@ import type net from "node:net";
 import type { HealthCheckConfig } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import { classifyConnectError, dial, PLAIN_TRANSPORT, type Transport } from "./connect.ts";
+import { timerDelay } from "../timers.ts";
 import type { Host } from "./host.ts";
 import type { ClusterStats, HealthCheckFailureClass, ImmediateCheckReason } from "./stats.ts";
 import { TransportSocketMatcher, type NamedTransport } from "./transport-match.ts";
@@ -60,7 +61,7 @@ export interface CheckClock {
 
 export const SYSTEM_CLOCK: CheckClock = {
   now: () => performance.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  setTimeout: (fn, ms) => setTimeout(fn, timerDelay(ms)),
   clearTimeout: (handle) => {
     clearTimeout(handle as NodeJS.Timeout | undefined);
   },
@@ -374,7 +375,7 @@ function probe(
   };
   const timer = setTimeout(() => {
     finish(failed("timeout", `no result within ${config.timeout} ms`));
-  }, config.timeout);
+  }, timerDelay(config.timeout));
   const raw = dial(host, transport, undefined, config.timeout, (failure, connected) => {
     if (failure !== null || connected === null) {
       finish(failed(failure?.cls ?? "other", failure?.cause?.message));

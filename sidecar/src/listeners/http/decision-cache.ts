@@ -5,6 +5,7 @@
 import type { ClientRequest, IncomingMessage } from "node:http";
 import type { DecisionCacheConfig } from "../../config/schema.ts";
 import type { Logger } from "../../log.ts";
+import { timerDelay } from "../../timers.ts";
 import { JitteredBackoff, type RandomSource } from "../../upstream/backoff.ts";
 
 export interface CachedResponse {
@@ -228,7 +229,7 @@ export class NotificationStream {
       this.timer = setTimeout(() => {
         this.timer = undefined;
         this.start();
-      }, wait);
+      }, timerDelay(wait));
     };
     const req = this.options.open();
     this.request = req;
@@ -242,7 +243,7 @@ export class NotificationStream {
     if (limit > 0) {
       this.headTimer = setTimeout(() => {
         end(`no response within ${limit} ms`);
-      }, limit);
+      }, timerDelay(limit));
     }
     req.on("response", (res) => {
       clearTimeout(this.headTimer);

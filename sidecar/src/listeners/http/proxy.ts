@@ -9,6 +9,7 @@ import { UpstreamConnectError } from "../../upstream/connect.ts";
 import type { Host } from "../../upstream/host.ts";
 import type { DecisionCache } from "./decision-cache.ts";
 import { requestHash } from "./hash-policy.ts";
+import { timerDelay } from "../../timers.ts";
 import { retryOnFailure, retryOnStatus, type AttemptFailure } from "./retry.ts";
 import type { CompiledRoute } from "./route-table.ts";
 import type { HttpStats } from "./stats.ts";
@@ -213,7 +214,8 @@ export class ProxyStream implements PendingWaiter {
   start(): void {
     (this.res as StreamResponse)[STREAM] = this;
     this.res.on("close", downstreamClosed);
-    if (this.route.timeoutMs > 0) this.routeTimer = setTimeout(routeTimeoutFired, this.route.timeoutMs, this);
+    if (this.route.timeoutMs > 0)
+      this.routeTimer = setTimeout(routeTimeoutFired, timerDelay(this.route.timeoutMs), this);
     const body = this.bodyFacts;
     if (body.contentLength === undefined ? !body.chunked : body.contentLength === "0") {
       this.req.resume();
@@ -287,7 +289,7 @@ export class ProxyStream implements PendingWaiter {
     host.stats.rq_total++;
     this.cluster.stats.counters.upstream_rq_total++;
     const perTry = this.route.retry?.perTryTimeoutMs ?? 0;
-    if (perTry > 0) attempt.perTryTimer = setTimeout(perTryTimeoutFired, perTry, attempt);
+    if (perTry > 0) attempt.perTryTimer = setTimeout(perTryTimeoutFired, timerDelay(perTry), attempt);
     this.cluster.poolFor(host).dispatch(
       {
         path: this.path,
@@ -446,7 +448,7 @@ export class ProxyStream implements PendingWaiter {
     this.backoff ??= new JitteredBackoff(retry.backoffBaseMs, retry.backoffMaxMs, this.env.random);
     this.state = "backoff";
     this.cluster.stats.held_requests++;
-    this.backoffTimer = setTimeout(backoffFired, this.backoff.next(), this);
+    this.backoffTimer = setTimeout(backoffFired, timerDelay(this.backoff.next()), this);
     return true;
   }
 
