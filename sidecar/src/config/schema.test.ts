@@ -565,3 +565,66 @@ describe("config: durations a timer cannot hold are refused with their path", ()
     ).toContain(`${H}.backoff_options.max_interval: ${TOO_LONG} is too long`);
   });
 });
+
+describe("config: regexes are RE2, refused with their path and RE2's reason", () => {
+  const cases: [string, (d: Doc) => void, string][] = [
+    [
+      "a backreference",
+      (d) => (route(d).match = { safe_regex: { regex: "(a)\\1" } }),
+      `${R}.match.safe_regex.regex: invalid regex (RE2): error parsing regexp: invalid escape sequence: \`\\1\``,
+    ],
+    [
+      "a lookahead",
+      (d) => (route(d).match = { safe_regex: { regex: "(?=x)" } }),
+      `${R}.match.safe_regex.regex: invalid regex (RE2): error parsing regexp: invalid or unsupported Perl syntax: \`(?=\``,
+    ],
+    [
+      "a lookbehind in a header matcher",
+      (d) => (route(d).match.headers[0].string_match = { safe_regex: { regex: "(?<=G)ET" } }),
+      `${R}.match.headers[0].string_match.safe_regex.regex: invalid regex (RE2):`,
+    ],
+    [
+      "a lookahead in a regex_rewrite pattern",
+      (d) => (route(d).route.regex_rewrite = { pattern: { regex: "^(?!/x)(.*)$" }, substitution: "/y\\1" }),
+      `${R}.route.regex_rewrite.pattern.regex: invalid regex (RE2):`,
+    ],
+    [
+      "a substitution naming a missing group",
+      (d) => (route(d).route.regex_rewrite = { pattern: { regex: "^/(.*)$" }, substitution: "/y/\\2" }),
+      `${R}.route.regex_rewrite.substitution: \\2 refers to a group the pattern does not have (it has 1)`,
+    ],
+    [
+      "a SAN matcher",
+      (d) =>
+        (cluster(d).transport_socket = {
+          name: "tls",
+          typed_config: {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            common_tls_context: {
+              validation_context: {
+                match_typed_subject_alt_names: [
+                  { san_type: "DNS", matcher: { safe_regex: { regex: "(a)\\1" } } },
+                ],
+              },
+            },
+          },
+        }),
+      `${C}.transport_socket.typed_config.common_tls_context.validation_context.match_typed_subject_alt_names[0].matcher.safe_regex.regex: invalid regex (RE2):`,
+    ],
+  ];
+  for (const [name, edit, expected] of cases) {
+    it(name, () => {
+      const p = problems(edit);
+      expect(
+        p.some((x) => x.includes(expected)),
+        `${expected}\n in\n${p.join("\n")}`,
+      ).toBe(true);
+    });
+  }
+
+  it("accepts RE2 syntax a JavaScript RegExp does not know", () => {
+    expect(
+      problems((d) => (route(d).match = { safe_regex: { regex: "(?i)/(?P<app>[[:alpha:]]+)/.*\\z" } })),
+    ).toEqual([]);
+  });
+});

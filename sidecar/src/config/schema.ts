@@ -4,6 +4,7 @@
 import { z } from "zod";
 import { MAX_TIMER_MS } from "../timers.ts";
 import { formatDuration, MAX_PROTOBUF_DURATION_MS, parseDuration } from "./duration.ts";
+import { Re2Regex, regexProblem, rewriteProblem } from "./regex.ts";
 
 export const HCM_TYPE =
   "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
@@ -74,18 +75,31 @@ export const addressSchema = z.strictObject({ socket_address: socketAddressSchem
 // ---------------------------------------------------------------------------------------------
 // HTTP routing
 
-/** Envoy's RegexMatcher (RE2). Compiled as a JavaScript RegExp; RE2 syntax is a subset of it. */
+/** Envoy's RegexMatcher: RE2 syntax, compiled by RE2 (re2js); what RE2 refuses is refused here. */
 export const regexMatcherSchema = z
   .strictObject({
     google_re2: z.strictObject({}).optional(),
     regex: z.string().min(1),
   })
   .superRefine((m, ctx) => {
-    try {
-      new RegExp(m.regex);
-    } catch (err) {
-      ctx.addIssue({ code: "custom", path: ["regex"], message: `invalid regex: ${(err as Error).message}` });
+    const problem = regexProblem(m.regex);
+    if (problem !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["regex"], message: `invalid regex (RE2): ${problem}` });
     }
+  });
+
+/** Envoy's RegexMatchAndSubstitute: the substitution's \N must name a group of the pattern. */
+export const regexRewriteSchema = z
+  .strictObject({ pattern: regexMatcherSchema, substitution: z.string() })
+  .superRefine((r, ctx) => {
+    let groups: number;
+    try {
+      groups = new Re2Regex(r.pattern.regex).groupCount;
+    } catch {
+      return; // reported on pattern.regex
+    }
+    const problem = rewriteProblem(r.substitution, groups);
+    if (problem !== undefined) ctx.addIssue({ code: "custom", path: ["substitution"], message: problem });
   });
 
 export const stringMatcherSchema = z
@@ -223,7 +237,7 @@ export const routeActionSchema = z
     timeout: duration.default(15_000),
     retry_policy: retryPolicySchema.optional(),
     prefix_rewrite: z.string().optional(),
-    regex_rewrite: z.strictObject({ pattern: regexMatcherSchema, substitution: z.string() }).optional(),
+    regex_rewrite: regexRewriteSchema.optional(),
   })
   .superRefine((r, ctx) => {
     if (r.prefix_rewrite !== undefined && r.regex_rewrite !== undefined) {

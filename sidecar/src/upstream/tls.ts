@@ -13,6 +13,7 @@ import {
 } from "../config/schema.ts";
 import { PLAIN_TRANSPORT, type Transport } from "./connect.ts";
 import { TetherError } from "../errors.ts";
+import { Re2Regex } from "../config/regex.ts";
 
 function read(source: DataSourceConfig, path: string): string {
   if (source.inline_string !== undefined) return source.inline_string;
@@ -25,15 +26,15 @@ function read(source: DataSourceConfig, path: string): string {
   }
 }
 
-function matches(m: StringMatcherConfig, value: string): boolean {
+function matches(m: StringMatcherConfig, regex: Re2Regex | undefined, value: string): boolean {
   const v = m.ignore_case ? value.toLowerCase() : value;
   const f = (s: string): string => (m.ignore_case ? s.toLowerCase() : s);
   if (m.exact !== undefined) return v === f(m.exact);
   if (m.prefix !== undefined) return v.startsWith(f(m.prefix));
   if (m.suffix !== undefined) return v.endsWith(f(m.suffix));
   if (m.contains !== undefined) return v.includes(f(m.contains));
-  if (m.safe_regex !== undefined)
-    return new RegExp(`^(?:${m.safe_regex.regex})$`, m.ignore_case ? "i" : "").test(value);
+  // RE2 FullMatch; ignore_case has no effect on safe_regex, as in Envoy.
+  if (regex !== undefined) return regex.fullMatch(value);
   return false;
 }
 
@@ -60,15 +61,17 @@ export function tlsConnectOptions(ctx: UpstreamTlsContextConfig, path: string): 
     );
     options.rejectUnauthorized = true;
   }
-  const sans = validation?.match_typed_subject_alt_names ?? [];
+  const sans = (validation?.match_typed_subject_alt_names ?? []).map((san) => ({
+    prefix: SAN_PREFIX[san.san_type],
+    matcher: san.matcher,
+    regex: san.matcher.safe_regex === undefined ? undefined : new Re2Regex(san.matcher.safe_regex.regex),
+  }));
   options.checkServerIdentity = (_host: string, peer: PeerCertificate): Error | undefined => {
     if (sans.length === 0) return undefined;
     const names = (peer.subjectaltname ?? "").split(", ");
     const ok = sans.some((san) =>
       names.some(
-        (n) =>
-          n.startsWith(SAN_PREFIX[san.san_type]) &&
-          matches(san.matcher, n.slice(SAN_PREFIX[san.san_type].length)),
+        (n) => n.startsWith(san.prefix) && matches(san.matcher, san.regex, n.slice(san.prefix.length)),
       ),
     );
     return ok
