@@ -5,6 +5,7 @@ import { ConfigWatcher } from "./config/watcher.ts";
 import { TetherError } from "./errors.ts";
 import { createLogger, LOG_LEVELS, type LogLevel } from "./log.ts";
 import { Runtime } from "./runtime.ts";
+import { timerDelay } from "./timers.ts";
 import { resolveClusterTransports } from "./upstream/transport-match.ts";
 
 const USAGE =
@@ -104,7 +105,8 @@ async function main(): Promise<void> {
         log.warn("drain deadline passed; exiting");
         process.exit(0);
       },
-      cli.drainTimeS * 1000 + 2000,
+      // A --drain-time-s past Node's 32-bit timer range would otherwise exit after 1 ms.
+      timerDelay(cli.drainTimeS * 1000 + 2000),
     );
     force.unref();
     void runtime.drain(deadline).then(() => {

@@ -11,6 +11,7 @@ import {
   type RouteContext,
 } from "./routes.ts";
 import { HTTP_PROTOCOL_OPTIONS, TYPE_HCM, TYPE_UPSTREAM_TLS, type EnvoyObject } from "./envoy.ts";
+import { Re2Regex, Rewrite } from "../../../sidecar/src/config/regex.ts";
 
 const ctx = (over: Partial<RouteContext> = {}): RouteContext => ({
   namespace: "default",
@@ -204,7 +205,10 @@ describe("matches and rewrites", () => {
     expect(envoyRoutes({ name: "x", spec }).at(-1)!.route["prefix_rewrite"]).toBe("/");
   });
 
-  /** What Envoy does with a rendered route: replace the matched prefix, or the regex over the path. */
+  /**
+   * What Envoy does with a rendered route: replace the matched prefix, or the regex over the path
+   * (RE2::GlobalReplace, with the sidecar's RE2 engine: what it cannot compile fails here).
+   */
   function forwardedPath(
     r: { match: Record<string, unknown>; route: Record<string, unknown> },
     path: string,
@@ -212,7 +216,7 @@ describe("matches and rewrites", () => {
     const regex = r.route["regex_rewrite"] as
       { pattern: { regex: string }; substitution: string } | undefined;
     if (regex !== undefined) {
-      return path.replace(new RegExp(regex.pattern.regex), regex.substitution.replace(/\\(\d)/g, "$$$1"));
+      return new Re2Regex(regex.pattern.regex).replaceAll(path, new Rewrite(regex.substitution));
     }
     const prefix = (r.match["prefix"] ?? r.match["path"]) as string;
     const replacement = r.route["prefix_rewrite"] as string | undefined;
@@ -229,6 +233,8 @@ describe("matches and rewrites", () => {
     ["/weblogic/", "/weblogic", "/jspfiles/", "/weblogic/a.jsp", "/jspfiles/a.jsp"],
     ["/app/v1/", "/app", "/api", "/app/v1/orders", "/api/v1/orders"],
     ["/app", undefined, "/api", "/app/orders", "/api/app/orders"],
+    // Regex metacharacters in a prefix are escaped so that RE2 reads them literally.
+    ["/a.b+(c)[d]{2}|e^$?*\\f", "/a.b+(c)[d]{2}|e^$?*\\f", "/x", "/a.b+(c)[d]{2}|e^$?*\\f/p", "/x/p"],
   ] as const)(
     "prefix %s, trim %s, prepend %s: %s is forwarded as %s",
     (prefix, trim, prepend, request, expected) => {
@@ -254,8 +260,9 @@ describe("matches and rewrites", () => {
     const spec = route({ match: { extensions: ["jspx", "jsp"] }, rewrite: { pathPrepend: "/jspfiles" } });
     const r = envoyRoutes({ name: "jsp", spec }).at(-1)!;
     expect(r.match["safe_regex"]).toEqual({ regex: ".*\\.(jsp|jspx)" });
-    expect(new RegExp(`^${(r.match["safe_regex"] as { regex: string }).regex}$`).test("/a/b.jsp")).toBe(true);
-    expect(new RegExp(`^${(r.match["safe_regex"] as { regex: string }).regex}$`).test("/a/bjsp")).toBe(false);
+    const regex = new Re2Regex((r.match["safe_regex"] as { regex: string }).regex);
+    expect(regex.fullMatch("/a/b.jsp")).toBe(true);
+    expect(regex.fullMatch("/a/bjsp")).toBe(false);
     expect(r.route["regex_rewrite"]).toEqual({ pattern: { regex: "^(.*)$" }, substitution: "/jspfiles\\1" });
   });
 

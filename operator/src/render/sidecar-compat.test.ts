@@ -69,6 +69,26 @@ describe("rendered configs the sidecar accepts", () => {
     expect(problems(agentConfig(spec, routes))).toEqual([]);
   });
 
+  it("ProxyRoutes whose prefix is full of regex metacharacters, and the most extensions the API allows", () => {
+    // The rendered safe_regex and regex_rewrite patterns must compile under RE2, as the sidecar does.
+    const extensions = Array.from(
+      { length: 32 },
+      (_, i) => `e${String(i).padStart(2, "0")}${"x".repeat(29)}`,
+    );
+    const routes: AcceptedRoute[] = [
+      {
+        name: "meta",
+        spec: route({
+          match: { pathPrefix: "/a.b+(c)[d]{2}|e^$?*\\f" },
+          rewrite: { pathTrim: "/a.b+(c)[d]{2}|e^$?*\\f", pathPrepend: "/x" },
+        }),
+      },
+      { name: "ext", spec: route({ match: { extensions }, rewrite: { pathPrepend: "/x" } }) },
+    ];
+    const spec = psc({ protocol: "http", healthCheck: { type: "http", path: "/healthz" } });
+    expect(problems(agentConfig(spec, routes))).toEqual([]);
+  });
+
   it("the quick-start Broker", () => {
     const cm = renderBroker({
       owner: { ...owner, kind: "Broker" },

@@ -2,6 +2,9 @@
 // "s" suffix ("1.5s", "0.250s", "30s"). Parsed once at the config edge into milliseconds.
 const DURATION = /^(\d+)(?:\.(\d{1,9}))?s$/;
 
+/** google.protobuf.Duration's range: ±315,576,000,000 s (10,000 years). */
+export const MAX_PROTOBUF_DURATION_MS = 315_576_000_000 * 1000;
+
 /** Milliseconds for a protobuf-JSON duration string, or undefined if the text is not one. */
 export function parseDuration(text: string): number | undefined {
   const m = DURATION.exec(text);

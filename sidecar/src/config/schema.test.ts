@@ -532,3 +532,158 @@ describe("config: every bad case names its path", () => {
     }
   });
 });
+
+describe("config: durations a timer cannot hold are refused with their path", () => {
+  // Node arms at most 2^31 − 1 ms (2147483.647s); one millisecond more would fire after 1 ms.
+  const TOO_LONG = "2147483.648s";
+  const cases: [string, (d: Doc) => void, string][] = [
+    [
+      "route timeout",
+      (d) => (route(d).route.timeout = "2147484s"),
+      `${R}.route.timeout: 2147484s is too long`,
+    ],
+    [
+      "per_try_timeout",
+      (d) => (route(d).route.retry_policy.per_try_timeout = TOO_LONG),
+      `${R}.route.retry_policy.per_try_timeout: ${TOO_LONG} is too long: at most 2147483.647s`,
+    ],
+    [
+      "retry back-off",
+      (d) => (route(d).route.retry_policy.retry_back_off = { base_interval: TOO_LONG }),
+      `${R}.route.retry_policy.retry_back_off.base_interval: ${TOO_LONG} is too long`,
+    ],
+    [
+      "health check interval",
+      (d) => (cluster(d).health_checks[0].interval = TOO_LONG),
+      `${C}.health_checks[0].interval: ${TOO_LONG} is too long`,
+    ],
+    [
+      "health check no_traffic_interval",
+      (d) => (cluster(d).health_checks[0].no_traffic_interval = "3000000s"),
+      `${C}.health_checks[0].no_traffic_interval: 3000000s is too long`,
+    ],
+    [
+      "outlier base_ejection_time",
+      (d) => (cluster(d).outlier_detection.base_ejection_time = TOO_LONG),
+      `${C}.outlier_detection.base_ejection_time: ${TOO_LONG} is too long`,
+    ],
+    [
+      "outlier interval",
+      (d) => (cluster(d).outlier_detection.interval = TOO_LONG),
+      `${C}.outlier_detection.interval: ${TOO_LONG} is too long`,
+    ],
+    [
+      "connect_timeout",
+      (d) => (cluster(d).connect_timeout = TOO_LONG),
+      `${C}.connect_timeout: ${TOO_LONG} is too long`,
+    ],
+    [
+      "dns_refresh_rate",
+      (d) => (cluster(d).dns_refresh_rate = TOO_LONG),
+      `${C}.dns_refresh_rate: ${TOO_LONG} is too long`,
+    ],
+    [
+      "listener idle_timeout",
+      (d) => (hcm(d).common_http_protocol_options = { idle_timeout: TOO_LONG }),
+      `${H}.common_http_protocol_options.idle_timeout: ${TOO_LONG} is too long`,
+    ],
+    [
+      "a duration past google.protobuf.Duration's range, even where no timer is armed",
+      (d) => (route(d).route.hash_policy = [{ cookie: { name: "s", ttl: "315576000001s" } }]),
+      `${R}.route.hash_policy[0].cookie.ttl: 315576000001s is too long: at most 315576000000s`,
+    ],
+  ];
+  for (const [name, edit, expected] of cases) {
+    it(name, () => {
+      const p = problems(edit);
+      expect(
+        p.some((x) => x.includes(expected)),
+        `${expected}\n in\n${p.join("\n")}`,
+      ).toBe(true);
+    });
+  }
+
+  it("accepts the longest timer, and long cookie and cache TTLs", () => {
+    const p = problems((d) => {
+      route(d).route.timeout = "2147483.647s";
+      route(d).route.hash_policy = [{ cookie: { name: "s", ttl: "31536000s" } }];
+    });
+    expect(p).toEqual([]);
+  });
+
+  it("tcp_proxy idle_timeout and backoff_options", () => {
+    const tp = (d: Doc): Doc => d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+    expect(problems((d) => (tp(d).idle_timeout = TOO_LONG), TCP_EXAMPLE).join()).toContain(
+      `${H}.idle_timeout: ${TOO_LONG} is too long`,
+    );
+    expect(
+      problems(
+        (d) => (tp(d).backoff_options = { base_interval: "1s", max_interval: TOO_LONG }),
+        TCP_EXAMPLE,
+      ).join(),
+    ).toContain(`${H}.backoff_options.max_interval: ${TOO_LONG} is too long`);
+  });
+});
+
+describe("config: regexes are RE2, refused with their path and RE2's reason", () => {
+  const cases: [string, (d: Doc) => void, string][] = [
+    [
+      "a backreference",
+      (d) => (route(d).match = { safe_regex: { regex: "(a)\\1" } }),
+      `${R}.match.safe_regex.regex: invalid regex (RE2): error parsing regexp: invalid escape sequence: \`\\1\``,
+    ],
+    [
+      "a lookahead",
+      (d) => (route(d).match = { safe_regex: { regex: "(?=x)" } }),
+      `${R}.match.safe_regex.regex: invalid regex (RE2): error parsing regexp: invalid or unsupported Perl syntax: \`(?=\``,
+    ],
+    [
+      "a lookbehind in a header matcher",
+      (d) => (route(d).match.headers[0].string_match = { safe_regex: { regex: "(?<=G)ET" } }),
+      `${R}.match.headers[0].string_match.safe_regex.regex: invalid regex (RE2):`,
+    ],
+    [
+      "a lookahead in a regex_rewrite pattern",
+      (d) => (route(d).route.regex_rewrite = { pattern: { regex: "^(?!/x)(.*)$" }, substitution: "/y\\1" }),
+      `${R}.route.regex_rewrite.pattern.regex: invalid regex (RE2):`,
+    ],
+    [
+      "a substitution naming a missing group",
+      (d) => (route(d).route.regex_rewrite = { pattern: { regex: "^/(.*)$" }, substitution: "/y/\\2" }),
+      `${R}.route.regex_rewrite.substitution: \\2 refers to a group the pattern does not have (it has 1)`,
+    ],
+    [
+      "a SAN matcher",
+      (d) =>
+        (cluster(d).transport_socket = {
+          name: "tls",
+          typed_config: {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            common_tls_context: {
+              validation_context: {
+                match_typed_subject_alt_names: [
+                  { san_type: "DNS", matcher: { safe_regex: { regex: "(a)\\1" } } },
+                ],
+              },
+            },
+          },
+        }),
+      `${C}.transport_socket.typed_config.common_tls_context.validation_context.match_typed_subject_alt_names[0].matcher.safe_regex.regex: invalid regex (RE2):`,
+    ],
+  ];
+  for (const [name, edit, expected] of cases) {
+    it(name, () => {
+      const p = problems(edit);
+      expect(
+        p.some((x) => x.includes(expected)),
+        `${expected}\n in\n${p.join("\n")}`,
+      ).toBe(true);
+    });
+  }
+
+  it("accepts RE2 syntax a JavaScript RegExp does not know", () => {
+    expect(
+      problems((d) => (route(d).match = { safe_regex: { regex: "(?i)/(?P<app>[[:alpha:]]+)/.*\\z" } })),
+    ).toEqual([]);
+  });
+});

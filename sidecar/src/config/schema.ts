@@ -2,7 +2,9 @@
 // outside the subset is an error naming its path, never silently ignored. Defaults are Envoy's.
 // Durations are protobuf-JSON strings ("1.5s") in the file and milliseconds after parsing.
 import { z } from "zod";
-import { parseDuration } from "./duration.ts";
+import { MAX_TIMER_MS } from "../timers.ts";
+import { formatDuration, MAX_PROTOBUF_DURATION_MS, parseDuration } from "./duration.ts";
+import { Re2Regex, regexProblem, rewriteProblem } from "./regex.ts";
 
 export const HCM_TYPE =
   "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
@@ -11,15 +13,39 @@ export const ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.ro
 export const HTTP_PROTOCOL_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 export const HTTP_PROTOCOL_OPTIONS_TYPE = `type.googleapis.com/${HTTP_PROTOCOL_OPTIONS_KEY}`;
 
-/** A protobuf-JSON duration ("0.25s"), parsed to milliseconds. */
-export const duration = z.string().transform((text, ctx) => {
-  const ms = parseDuration(text);
-  if (ms === undefined) {
-    ctx.addIssue({ code: "custom", message: `expected a duration like "1.5s", got "${text}"` });
-    return z.NEVER;
-  }
-  return ms;
-});
+/** A protobuf-JSON duration ("0.25s") of at most `maxMs`, parsed to milliseconds. */
+function boundedDuration(
+  maxMs: number,
+  limit: string,
+): z.ZodPipe<z.ZodString, z.ZodTransform<number, string>> {
+  return z.string().transform((text, ctx) => {
+    const ms = parseDuration(text);
+    if (ms === undefined) {
+      ctx.addIssue({ code: "custom", message: `expected a duration like "1.5s", got "${text}"` });
+      return z.NEVER;
+    }
+    if (ms > maxMs) {
+      ctx.addIssue({
+        code: "custom",
+        message: `${text} is too long: at most ${formatDuration(maxMs)} (${limit})`,
+      });
+      return z.NEVER;
+    }
+    return ms;
+  });
+}
+
+/**
+ * A protobuf-JSON duration ("0.25s"), parsed to milliseconds, that arms a timer. Envoy sets no upper
+ * bound on these fields, but Node's timers do: a longer delay would fire after 1 ms.
+ */
+export const duration = boundedDuration(MAX_TIMER_MS, "about 24.8 days, the longest timer Node can arm");
+
+/** A duration that is only compared with a clock or sent to a client, never armed: protobuf's own range. */
+export const longDuration = boundedDuration(
+  MAX_PROTOBUF_DURATION_MS,
+  "the range of google.protobuf.Duration",
+);
 
 const uint32 = z
   .number()
@@ -49,18 +75,31 @@ export const addressSchema = z.strictObject({ socket_address: socketAddressSchem
 // ---------------------------------------------------------------------------------------------
 // HTTP routing
 
-/** Envoy's RegexMatcher (RE2). Compiled as a JavaScript RegExp; RE2 syntax is a subset of it. */
+/** Envoy's RegexMatcher: RE2 syntax, compiled by RE2 (re2js); what RE2 refuses is refused here. */
 export const regexMatcherSchema = z
   .strictObject({
     google_re2: z.strictObject({}).optional(),
     regex: z.string().min(1),
   })
   .superRefine((m, ctx) => {
-    try {
-      new RegExp(m.regex);
-    } catch (err) {
-      ctx.addIssue({ code: "custom", path: ["regex"], message: `invalid regex: ${(err as Error).message}` });
+    const problem = regexProblem(m.regex);
+    if (problem !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["regex"], message: `invalid regex (RE2): ${problem}` });
     }
+  });
+
+/** Envoy's RegexMatchAndSubstitute: the substitution's \N must name a group of the pattern. */
+export const regexRewriteSchema = z
+  .strictObject({ pattern: regexMatcherSchema, substitution: z.string() })
+  .superRefine((r, ctx) => {
+    let groups: number;
+    try {
+      groups = new Re2Regex(r.pattern.regex).groupCount;
+    } catch {
+      return; // reported on pattern.regex
+    }
+    const problem = rewriteProblem(r.substitution, groups);
+    if (problem !== undefined) ctx.addIssue({ code: "custom", path: ["substitution"], message: problem });
   });
 
 export const stringMatcherSchema = z
@@ -176,7 +215,7 @@ export const hashPolicySchema = z
   .strictObject({
     header: z.strictObject({ header_name: z.string().min(1) }).optional(),
     cookie: z
-      .strictObject({ name: z.string().min(1), ttl: duration.optional(), path: z.string().optional() })
+      .strictObject({ name: z.string().min(1), ttl: longDuration.optional(), path: z.string().optional() })
       .optional(),
     connection_properties: z.strictObject({ source_ip: z.boolean() }).optional(),
     terminal: z.boolean().default(false),
@@ -198,7 +237,7 @@ export const routeActionSchema = z
     timeout: duration.default(15_000),
     retry_policy: retryPolicySchema.optional(),
     prefix_rewrite: z.string().optional(),
-    regex_rewrite: z.strictObject({ pattern: regexMatcherSchema, substitution: z.string() }).optional(),
+    regex_rewrite: regexRewriteSchema.optional(),
   })
   .superRefine((r, ctx) => {
     if (r.prefix_rewrite !== undefined && r.regex_rewrite !== undefined) {
@@ -274,7 +313,7 @@ const cacheHeaderName = z
 export const decisionCacheSchema = z.strictObject({
   "@type": z.literal(DECISION_CACHE_TYPE),
   /** Entries expire this long after they were stored (the agent cache's polling period). */
-  ttl: duration.default(180_000),
+  ttl: longDuration.default(180_000),
   /** Hybrid mode: POST /notifications on the admin listener invalidates entries at once. */
   notifications: z.boolean().default(true),
   /** Hybrid mode by subscription: the policy server pushes invalidations on a stream. Default none. */

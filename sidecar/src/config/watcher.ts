@@ -5,6 +5,7 @@
 import { watch, type FSWatcher } from "node:fs";
 import path from "node:path";
 import { readSettled, type SettleOptions } from "./load.ts";
+import { timerDelay } from "../timers.ts";
 
 export interface WatcherOptions {
   readonly debounceMs?: number;
@@ -46,7 +47,7 @@ export class ConfigWatcher {
     this.fsWatcher.on("error", () => undefined);
     this.poll = setInterval(() => {
       this.trigger();
-    }, this.pollMs);
+    }, timerDelay(this.pollMs));
     this.poll.unref();
   }
 
@@ -55,7 +56,7 @@ export class ConfigWatcher {
     clearTimeout(this.debounce);
     this.debounce = setTimeout(() => {
       this.running = this.running.then(() => this.check());
-    }, this.debounceMs);
+    }, timerDelay(this.debounceMs));
   }
 
   private async check(): Promise<void> {

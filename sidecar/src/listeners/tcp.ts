@@ -7,6 +7,7 @@ import { nextConnectionId, type Logger } from "../log.ts";
 import { JitteredBackoff, type RandomSource } from "../upstream/backoff.ts";
 import type { ClusterManager } from "../upstream/cluster-manager.ts";
 import type { Cluster } from "../upstream/cluster.ts";
+import { timerDelay } from "../timers.ts";
 import { connectUpstream, type UpstreamConnectError } from "../upstream/connect.ts";
 import type { Host, HostSession } from "../upstream/host.ts";
 import { boundAddress, listenOn } from "./bind.ts";
@@ -127,7 +128,7 @@ class TcpSession implements HostSession {
       this.retryTimer = setTimeout(() => {
         this.retryTimer = undefined;
         this.connect();
-      }, delay);
+      }, timerDelay(delay));
       return;
     }
     if (this.closed) {
@@ -152,7 +153,7 @@ class TcpSession implements HostSession {
       this.idleTimer = setTimeout(() => {
         this.listener.stats.idle_timeout++;
         this.close("idle_timeout");
-      }, idle);
+      }, timerDelay(idle));
     }
     up.on("data", (chunk: Buffer) => {
       this.idleTimer?.refresh();

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { MAX_TIMER_MS } from "../timers.ts";
 import { JitteredBackoff } from "./backoff.ts";
 
 describe("JitteredBackoff", () => {
@@ -17,5 +18,13 @@ describe("JitteredBackoff", () => {
     c.next();
     c.reset();
     expect(c.next()).toBe(5);
+  });
+
+  it("never grows past the longest timer Node arms, even when max_interval (10 × base) does", () => {
+    const base = 2_000_000_000; // 2,000,000 s: a valid base_interval, whose default max is 10 × that
+    const b = new JitteredBackoff(base, base * 10, () => 0.999999);
+    const waits = [b.next(), b.next(), b.next(), b.next()];
+    const top = Math.floor(0.999999 * MAX_TIMER_MS);
+    expect(waits).toEqual([Math.floor(0.999999 * base), top, top, top]);
   });
 });

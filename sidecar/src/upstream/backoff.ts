@@ -1,5 +1,7 @@
 // Envoy's jittered exponential back-off: the n-th wait is uniform in [0, min(base × 2^n, max)),
 // capped at max_interval. The random source is injected so tests are exact.
+import { MAX_TIMER_MS } from "../timers.ts";
+
 export type RandomSource = () => number; // uniform in [0, 1)
 
 export class JitteredBackoff {
@@ -10,7 +12,8 @@ export class JitteredBackoff {
 
   constructor(baseMs: number, maxMs: number, random: RandomSource = Math.random) {
     this.baseMs = baseMs;
-    this.maxMs = maxMs;
+    // max_interval defaults to ten times base_interval, which can pass the longest timer Node arms.
+    this.maxMs = Math.min(maxMs, MAX_TIMER_MS);
     this.random = random;
     this.nextCeilingMs = baseMs;
   }

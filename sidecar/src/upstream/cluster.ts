@@ -24,6 +24,7 @@ import { OutlierDetector, type OutlierOwner } from "./outlier.ts";
 import { computePriorityPlan, pickPriority, type PriorityPlan } from "./priority.ts";
 import { buildRing, entriesPerHost, hash32, ringLookup, type Ring } from "./ring.ts";
 import { ClusterStats, type ImmediateCheckReason } from "./stats.ts";
+import { timerDelay } from "../timers.ts";
 import { TransportSocketMatcher } from "./transport-match.ts";
 
 /** Something queued behind the request circuit breaker (max_requests / max_pending_requests). */
@@ -188,7 +189,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
       );
     }
     if (this.stopped) return;
-    this.dnsTimer = setTimeout(() => void this.refreshDns(), this.config.dns_refresh_rate);
+    this.dnsTimer = setTimeout(() => void this.refreshDns(), timerDelay(this.config.dns_refresh_rate));
   }
 
   /** Replaces the endpoint set, keeping state (health, pools) of endpoints that stay. */

@@ -6,6 +6,7 @@ import net from "node:net";
 import tls, { type ConnectionOptions } from "node:tls";
 import type { Logger } from "../log.ts";
 import { nextConnectionId } from "../log.ts";
+import { timerDelay } from "../timers.ts";
 import type { Host } from "./host.ts";
 import { proxyHeaderV1, proxyHeaderV2, type ProxiedAddresses } from "./proxy-protocol.ts";
 import { SubjectAltNameMismatch, type SubjectAltNameVerifier } from "./san.ts";
@@ -100,7 +101,7 @@ export function dial(
   };
   const timer = setTimeout(() => {
     settle({ cls: "timeout", cause: undefined });
-  }, timeoutMs);
+  }, timerDelay(timeoutMs));
   const onError = (err: Error): void => {
     // A failure after the TCP handshake but before the TLS one completed is a TLS failure.
     settle({

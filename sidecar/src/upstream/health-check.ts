@@ -19,6 +19,7 @@ import type { HealthCheckConfig } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import { PLAIN_TRANSPORT, type Transport } from "./connect.ts";
 import { HostProbe, type ProbeResult } from "./health-probe.ts";
+import { timerDelay } from "../timers.ts";
 import type { Host } from "./host.ts";
 import type { ClusterStats, HealthCheckFailureClass, ImmediateCheckReason } from "./stats.ts";
 import { TransportSocketMatcher, type NamedTransport } from "./transport-match.ts";
@@ -60,7 +61,7 @@ export interface CheckClock {
 
 export const SYSTEM_CLOCK: CheckClock = {
   now: () => performance.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  setTimeout: (fn, ms) => setTimeout(fn, timerDelay(ms)),
   clearTimeout: (handle) => {
     clearTimeout(handle as NodeJS.Timeout | undefined);
   },

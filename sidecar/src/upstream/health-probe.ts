@@ -12,6 +12,7 @@ import { HealthCheckResponseReader } from "./health-response.ts";
 import type { Host } from "./host.ts";
 import { SubjectAltNameMismatch } from "./san.ts";
 import type { HealthCheckFailureClass } from "./stats.ts";
+import { timerDelay } from "../timers.ts";
 
 export interface ProbeResult {
   /** Undefined when the check passed. */
@@ -75,7 +76,7 @@ export class HostProbe {
     };
     const timer = setTimeout(() => {
       finish(failed("timeout", `no result within ${config.timeout} ms`));
-    }, config.timeout);
+    }, timerDelay(config.timeout));
     this.cancelRunning = () => {
       finished = true;
       clearTimeout(timer);

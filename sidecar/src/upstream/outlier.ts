@@ -2,6 +2,7 @@
 // for base_ejection_time × times ejected (capped), within max_ejection_percent — or one host when
 // always_eject_one_host is set, so a two-host cluster can still eject its dead member.
 import type { OutlierDetectionConfig } from "../config/schema.ts";
+import { timerDelay } from "../timers.ts";
 import type { RandomSource } from "./backoff.ts";
 import type { Host } from "./host.ts";
 import type { ClusterStats } from "./stats.ts";
@@ -29,7 +30,7 @@ export class OutlierDetector {
     this.random = random;
     this.timer = setInterval(() => {
       this.sweep();
-    }, config.interval);
+    }, timerDelay(config.interval));
     this.timer.unref();
   }
 

@@ -6,6 +6,7 @@
 // A certificate without subject alt names matches nothing.
 import net from "node:net";
 import type { PeerCertificate } from "node:tls";
+import { Re2Regex } from "../config/regex.ts";
 import type { StringMatcherConfig } from "../config/schema.ts";
 
 export type SanType = "DNS" | "URI" | "IP_ADDRESS" | "EMAIL";
@@ -105,8 +106,8 @@ function labelWildcardMatches(label: string, pattern: string): boolean {
 }
 
 /** Envoy's StringMatcher; ignore_case has no effect on safe_regex, as in Envoy. */
-function stringMatches(m: StringMatcherConfig, regex: RegExp | undefined, value: string): boolean {
-  if (regex !== undefined) return regex.test(value);
+function stringMatches(m: StringMatcherConfig, regex: Re2Regex | undefined, value: string): boolean {
+  if (regex !== undefined) return regex.fullMatch(value);
   const fold = (s: string): string => (m.ignore_case ? s.toLowerCase() : s);
   const v = fold(value);
   if (m.exact !== undefined) return v === fold(m.exact);
@@ -133,15 +134,13 @@ function describeMatcher(c: SanMatcherConfig): string {
 
 /** A compiled match_typed_subject_alt_names list (regexes compiled once, when the config loads). */
 export class SubjectAltNameVerifier {
-  private readonly matchers: readonly { config: SanMatcherConfig; regex: RegExp | undefined }[];
+  private readonly matchers: readonly { config: SanMatcherConfig; regex: Re2Regex | undefined }[];
 
   constructor(configs: readonly SanMatcherConfig[]) {
     this.matchers = configs.map((config) => ({
       config,
       regex:
-        config.matcher.safe_regex === undefined
-          ? undefined
-          : new RegExp(`^(?:${config.matcher.safe_regex.regex})$`),
+        config.matcher.safe_regex === undefined ? undefined : new Re2Regex(config.matcher.safe_regex.regex),
     }));
   }
 

@@ -6,6 +6,7 @@
 import type { ClientRequest, IncomingMessage } from "node:http";
 import type { DecisionCacheConfig } from "../../config/schema.ts";
 import type { Logger } from "../../log.ts";
+import { timerDelay } from "../../timers.ts";
 import { JitteredBackoff, type RandomSource } from "../../upstream/backoff.ts";
 import {
   CacheKeyRule,
@@ -244,7 +245,7 @@ export class NotificationStream {
       this.timer = setTimeout(() => {
         this.timer = undefined;
         this.start();
-      }, wait);
+      }, timerDelay(wait));
     };
     const req = this.options.open();
     this.request = req;
@@ -258,7 +259,7 @@ export class NotificationStream {
     if (limit > 0) {
       this.headTimer = setTimeout(() => {
         end(`no response within ${limit} ms`);
-      }, limit);
+      }, timerDelay(limit));
     }
     req.on("response", (res) => {
       clearTimeout(this.headTimer);

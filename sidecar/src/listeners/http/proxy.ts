@@ -10,6 +10,7 @@ import type { Host } from "../../upstream/host.ts";
 import type { CacheRequest, DecisionCache } from "./decision-cache.ts";
 import { requestHash } from "./hash-policy.ts";
 import { localDispatchError } from "./local-error.ts";
+import { timerDelay } from "../../timers.ts";
 import { retryOnFailure, retryOnStatus, type AttemptFailure } from "./retry.ts";
 import type { CompiledRoute } from "./route-table.ts";
 import type { HttpStats } from "./stats.ts";
@@ -284,7 +285,8 @@ export class ProxyStream implements PendingWaiter {
   onRequestComplete(): void {
     this.requestComplete = true;
     if (this.state === "done") return;
-    if (this.route.timeoutMs > 0) this.routeTimer = setTimeout(routeTimeoutFired, this.route.timeoutMs, this);
+    if (this.route.timeoutMs > 0)
+      this.routeTimer = setTimeout(routeTimeoutFired, timerDelay(this.route.timeoutMs), this);
     const attempt = this.attempt;
     if (this.state === "attempt" && attempt !== undefined && !this.responseStarted)
       this.startPerTryTimer(attempt);
@@ -293,7 +295,7 @@ export class ProxyStream implements PendingWaiter {
   private startPerTryTimer(attempt: ProxyAttempt): void {
     const perTry = this.route.retry?.perTryTimeoutMs ?? 0;
     if (perTry > 0 && attempt.perTryTimer === undefined && !attempt.finished) {
-      attempt.perTryTimer = setTimeout(perTryTimeoutFired, perTry, attempt);
+      attempt.perTryTimer = setTimeout(perTryTimeoutFired, timerDelay(perTry), attempt);
     }
   }
 
@@ -575,7 +577,7 @@ export class ProxyStream implements PendingWaiter {
     this.backoff ??= new JitteredBackoff(retry.backoffBaseMs, retry.backoffMaxMs, this.env.random);
     this.state = "backoff";
     this.cluster.stats.held_requests++;
-    this.backoffTimer = setTimeout(backoffFired, this.backoff.next(), this);
+    this.backoffTimer = setTimeout(backoffFired, timerDelay(this.backoff.next()), this);
     return true;
   }
 

@@ -9,6 +9,7 @@ import type {
   VirtualHostConfig,
 } from "../../config/schema.ts";
 import type { IncomingHttpHeaders } from "node:http";
+import { Re2Regex, Rewrite } from "../../config/regex.ts";
 import { compileRetryPolicy, type CompiledRetryPolicy } from "./retry.ts";
 
 /** A route's direct_response: the listener answers with this, no cluster involved. */
@@ -26,24 +27,24 @@ export interface CompiledRoute {
   readonly retry: CompiledRetryPolicy | undefined;
   readonly prefix: string | undefined;
   readonly path: string | undefined;
-  /** safe_regex, anchored: it must match the whole path (query string excluded), as RE2 FullMatch. */
-  readonly regex: RegExp | undefined;
+  /** safe_regex: it must match the whole path (query string excluded), as RE2 FullMatch. */
+  readonly regex: Re2Regex | undefined;
   readonly caseSensitive: boolean;
-  readonly headers: readonly HeaderMatcherConfig[];
+  readonly headers: readonly CompiledHeaderMatcher[];
   /** The upstream :path for a request URL, when the route rewrites it. */
   readonly rewrite: ((url: string) => string) | undefined;
   readonly hashPolicy: readonly HashPolicyConfig[];
 }
 
-const regexCache = new Map<string, RegExp>();
-function fullMatch(regex: string, flags = ""): RegExp {
-  const key = `${flags}/${regex}`;
-  let re = regexCache.get(key);
-  if (re === undefined) {
-    re = new RegExp(`^(?:${regex})$`, flags);
-    regexCache.set(key, re);
-  }
-  return re;
+/** A header matcher with its safe_regex compiled once, when the route table is built. */
+interface CompiledHeaderMatcher {
+  readonly config: HeaderMatcherConfig;
+  readonly regex: Re2Regex | undefined;
+}
+
+function compileHeaderMatcher(h: HeaderMatcherConfig): CompiledHeaderMatcher {
+  const pattern = h.string_match?.safe_regex?.regex;
+  return { config: h, regex: pattern === undefined ? undefined : new Re2Regex(pattern) };
 }
 
 function splitQuery(url: string): [path: string, query: string] {
@@ -67,12 +68,12 @@ function compileRewrite(r: RouteConfig): ((url: string) => string) | undefined {
   }
   const rr = r.route.regex_rewrite;
   if (rr !== undefined) {
-    // Every match in the path is replaced; RE2's \1 group references become JavaScript's $1.
-    const re = new RegExp(rr.pattern.regex, "g");
-    const substitution = rr.substitution.replace(/\$/g, "$$$$").replace(/\\(\d)/g, "$$$1");
+    // Every match in the path is replaced (RE2::GlobalReplace); \1 in the substitution is group 1.
+    const re = new Re2Regex(rr.pattern.regex);
+    const substitution = new Rewrite(rr.substitution);
     return (url) => {
       const [path, query] = splitQuery(url);
-      return path.replace(re, substitution) + query;
+      return re.replaceAll(path, substitution) + query;
     };
   }
   return undefined;
@@ -96,9 +97,10 @@ function compileRoute(r: RouteConfig, vh: VirtualHostConfig): CompiledRoute {
     retry: r.route === undefined ? undefined : compileRetryPolicy(r.route.retry_policy ?? vh.retry_policy),
     prefix: fold(r.match.prefix),
     path: fold(r.match.path),
-    regex: r.match.safe_regex === undefined ? undefined : fullMatch(r.match.safe_regex.regex),
+    // case_sensitive does not apply to safe_regex, as in Envoy: use (?i) in the pattern.
+    regex: r.match.safe_regex === undefined ? undefined : new Re2Regex(r.match.safe_regex.regex),
     caseSensitive: sensitive,
-    headers: r.match.headers,
+    headers: r.match.headers.map(compileHeaderMatcher),
     rewrite: compileRewrite(r),
     hashPolicy: r.route?.hash_policy ?? [],
   };
@@ -109,14 +111,15 @@ function compileDirectResponse(d: DirectResponseConfig | undefined): CompiledDir
   return { status: d.status, body: Buffer.from(d.body?.inline_string ?? "") };
 }
 
-function matchString(m: StringMatcherConfig, value: string): boolean {
+function matchString(m: StringMatcherConfig, regex: Re2Regex | undefined, value: string): boolean {
   const v = m.ignore_case ? value.toLowerCase() : value;
   const f = (s: string): string => (m.ignore_case ? s.toLowerCase() : s);
   if (m.exact !== undefined) return v === f(m.exact);
   if (m.prefix !== undefined) return v.startsWith(f(m.prefix));
   if (m.suffix !== undefined) return v.endsWith(f(m.suffix));
   if (m.contains !== undefined) return v.includes(f(m.contains));
-  if (m.safe_regex !== undefined) return fullMatch(m.safe_regex.regex, m.ignore_case ? "i" : "").test(value);
+  // ignore_case has no effect on safe_regex, as in Envoy (use (?i) in the pattern).
+  if (regex !== undefined) return regex.fullMatch(value);
   return false;
 }
 
@@ -136,18 +139,20 @@ function headerValue(name: string, req: RequestFacts): string | undefined {
   return v;
 }
 
-function matchHeader(h: HeaderMatcherConfig, req: RequestFacts): boolean {
+function matchHeader(compiled: CompiledHeaderMatcher, req: RequestFacts): boolean {
+  const h = compiled.config;
   const value = headerValue(h.name, req);
   let ok: boolean;
   if (h.present_match !== undefined) ok = (value !== undefined) === h.present_match;
-  else if (h.string_match !== undefined) ok = value !== undefined && matchString(h.string_match, value);
+  else if (h.string_match !== undefined)
+    ok = value !== undefined && matchString(h.string_match, compiled.regex, value);
   else ok = value !== undefined;
   return h.invert_match ? !ok : ok;
 }
 
 export function routeMatches(route: CompiledRoute, req: RequestFacts): boolean {
   if (route.regex !== undefined) {
-    if (!route.regex.test(splitQuery(req.url)[0])) return false;
+    if (!route.regex.fullMatch(splitQuery(req.url)[0])) return false;
     for (const h of route.headers) if (!matchHeader(h, req)) return false;
     return true;
   }
