@@ -146,6 +146,10 @@ const HTTP_FIELDS = [
   ["downstream_rq_total", "counter"],
   ["downstream_rq_active", "gauge"],
   ["downstream_rq_timeout", "counter"],
+  ["downstream_rq_header_timeout", "counter"],
+  ["downstream_rq_idle_timeout", "counter"],
+  ["downstream_cx_idle_timeout", "counter"],
+  ["downstream_rq_ws_on_non_ws_route", "counter"],
   ["no_route", "counter"],
   ["no_cluster", "counter"],
   ["rq_overflow", "counter"],
@@ -217,6 +221,35 @@ function listenerFamilies(out: Exposition, listeners: readonly Listener[]): void
       tcp.map((x) => [`envoy_tcp_prefix="${label(x.stats.prefix)}"`, x.stats[field]]),
     );
   }
+  connectionLimitFamilies(out, listeners);
+}
+
+/**
+ * Each listener's connection cap: the connection_limit filter's stats under its stat_prefix, and
+ * the default limit's overflow as Envoy's listener stat (labelled with the address, as Envoy's).
+ */
+function connectionLimitFamilies(out: Exposition, listeners: readonly Listener[]): void {
+  const defaults = listeners.filter((x) => x.limit.prefix === undefined);
+  out.family(
+    "envoy_listener_downstream_cx_overflow",
+    "counter",
+    defaults.map((x) => [
+      `envoy_listener_address="${label(`${x.address.address}_${x.address.port}`)}"`,
+      x.limit.stats.downstream_cx_overflow,
+    ]),
+  );
+  const filtered = listeners.filter((x) => x.limit.prefix !== undefined);
+  const cl = (x: Listener): string => `envoy_connection_limit_prefix="${label(x.limit.prefix ?? "")}"`;
+  out.family(
+    "envoy_connection_limit_limited_connections",
+    "counter",
+    filtered.map((x) => [cl(x), x.limit.stats.limited_connections]),
+  );
+  out.family(
+    "envoy_connection_limit_active_connections",
+    "gauge",
+    filtered.map((x) => [cl(x), x.limit.active]),
+  );
 }
 
 /** The decision caches' subscriptions to the policy servers' notification streams. */

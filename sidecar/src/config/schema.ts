@@ -372,10 +372,18 @@ export const httpConnectionManagerSchema = z.strictObject({
       }
     }),
   common_http_protocol_options: z
-    .strictObject({ idle_timeout: duration.default(3_600_000) })
-    .default({ idle_timeout: 3_600_000 }),
+    .strictObject({
+      idle_timeout: duration.default(3_600_000),
+      /** Envoy's default; more request headers are answered 431. */
+      max_headers_count: positiveUint32.default(100),
+    })
+    .default({ idle_timeout: 3_600_000, max_headers_count: 100 }),
   stream_idle_timeout: duration.default(300_000),
   request_timeout: duration.default(0),
+  /** Tether's default is 60 s, not Envoy's "disabled": one slow client must not hold a connection forever. */
+  request_headers_timeout: duration.default(60_000),
+  /** Envoy's default and maximum; larger request headers are answered 431. */
+  max_request_headers_kb: z.number().int().min(1).max(8192).default(60),
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -393,16 +401,48 @@ export const tcpProxySchema = z.strictObject({
 // ---------------------------------------------------------------------------------------------
 // Listeners
 
+export const CONNECTION_LIMIT_TYPE =
+  "type.googleapis.com/envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit";
+
+/** envoy.filters.network.connection_limit: at most max_connections open on the listener. */
+export const connectionLimitSchema = z.strictObject({
+  "@type": z.literal(CONNECTION_LIMIT_TYPE),
+  stat_prefix: z.string().min(1),
+  max_connections: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  /** How long a connection over the limit is held (not read) before it is closed; absent: at once. */
+  delay: duration.default(0),
+});
+
 export const networkFilterSchema = z.strictObject({
   name: z.string().min(1),
-  typed_config: z.discriminatedUnion("@type", [httpConnectionManagerSchema, tcpProxySchema]),
+  typed_config: z.discriminatedUnion("@type", [
+    httpConnectionManagerSchema,
+    tcpProxySchema,
+    connectionLimitSchema,
+  ]),
 });
 
 export const filterChainSchema = z.strictObject({
   name: z.string().optional(),
   filters: z
     .array(networkFilterSchema)
-    .length(1, "exactly one network filter (tcp_proxy or http_connection_manager)"),
+    .min(1, "a terminal network filter (tcp_proxy or http_connection_manager) is required")
+    .superRefine((filters, ctx) => {
+      filters.forEach((f, i) => {
+        const terminal = f.typed_config["@type"] !== CONNECTION_LIMIT_TYPE;
+        if (terminal === (i === filters.length - 1)) return;
+        ctx.addIssue({
+          code: "custom",
+          path: [i],
+          message: terminal
+            ? "tcp_proxy / http_connection_manager must be the last filter, exactly once"
+            : "the last filter must be tcp_proxy or http_connection_manager",
+        });
+      });
+      if (filters.filter((f) => f.typed_config["@type"] === CONNECTION_LIMIT_TYPE).length > 1) {
+        ctx.addIssue({ code: "custom", message: "at most one connection_limit filter" });
+      }
+    }),
 });
 
 export const listenerSchema = z.strictObject({
@@ -711,6 +751,7 @@ function crossCheck(cfg: BootstrapShape, ctx: z.RefinementCtx): void {
       fc.filters.forEach((f, k) => {
         const fpath = [...path, "filter_chains", j, "filters", k, "typed_config"];
         const tc = f.typed_config;
+        if (tc["@type"] === CONNECTION_LIMIT_TYPE) return;
         if (tc["@type"] === TCP_PROXY_TYPE) {
           if (!clusters.has(tc.cluster)) {
             ctx.addIssue({
@@ -794,6 +835,7 @@ export type OutlierDetectionConfig = z.output<typeof outlierDetectionSchema>;
 export type ThresholdsConfig = z.output<typeof thresholdsSchema>;
 export type HttpConnectionManagerConfig = z.output<typeof httpConnectionManagerSchema>;
 export type TcpProxyConfig = z.output<typeof tcpProxySchema>;
+export type ConnectionLimitConfig = z.output<typeof connectionLimitSchema>;
 export type RouteConfig = z.output<typeof routeSchema>;
 export type DirectResponseConfig = z.output<typeof directResponseSchema>;
 export type RouteMatchConfig = z.output<typeof routeMatchSchema>;

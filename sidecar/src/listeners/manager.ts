@@ -2,7 +2,13 @@
 // prepare() binds every new or moved listener while the running ones keep serving (and undoes its
 // own work if any bind fails); commit() then updates the kept ones in place (connections stay),
 // activates the new ones and drains the removed ones in the background.
-import { HCM_TYPE, type ListenerConfig } from "../config/schema.ts";
+import {
+  CONNECTION_LIMIT_TYPE,
+  HCM_TYPE,
+  type HttpConnectionManagerConfig,
+  type ListenerConfig,
+  type TcpProxyConfig,
+} from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import type { RandomSource } from "../upstream/backoff.ts";
 import type { ClusterManager } from "../upstream/cluster-manager.ts";
@@ -33,8 +39,18 @@ function addressKey(l: ListenerConfig): string {
   return `${sa.address}:${sa.port_value}`;
 }
 
+/** The chain's terminal filter (http_connection_manager or tcp_proxy): the last, after any connection_limit. */
+function terminalFilterOf(l: ListenerConfig): HttpConnectionManagerConfig | TcpProxyConfig | undefined {
+  const filters = l.filter_chains[0]?.filters ?? [];
+  for (let i = filters.length - 1; i >= 0; i--) {
+    const tc = filters[i]?.typed_config;
+    if (tc !== undefined && tc["@type"] !== CONNECTION_LIMIT_TYPE) return tc;
+  }
+  return undefined;
+}
+
 function kindOf(l: ListenerConfig): "http" | "tcp" {
-  return l.filter_chains[0]?.filters[0]?.typed_config["@type"] === HCM_TYPE ? "http" : "tcp";
+  return terminalFilterOf(l)?.["@type"] === HCM_TYPE ? "http" : "tcp";
 }
 
 export class ListenerManager {
@@ -56,14 +72,14 @@ export class ListenerManager {
   }
 
   private create(config: ListenerConfig): Listener {
-    const tc = config.filter_chains[0]?.filters[0]?.typed_config;
-    if (tc === undefined) throw new Error(`listener ${config.name} has no filter`);
+    const tc = terminalFilterOf(config);
+    if (tc === undefined) throw new Error(`listener ${config.name} has no terminal filter`);
     if (tc["@type"] === HCM_TYPE) return new HttpListener(config, tc, this.clusters, this.log, this.random);
     return new TcpListener(config, tc, this.clusters, this.log, this.random);
   }
 
   private static update(listener: Listener, config: ListenerConfig): void {
-    const tc = config.filter_chains[0]?.filters[0]?.typed_config;
+    const tc = terminalFilterOf(config);
     if (tc === undefined) return;
     if (listener instanceof HttpListener && tc["@type"] === HCM_TYPE) listener.update(config, tc);
     else if (listener instanceof TcpListener && tc["@type"] !== HCM_TYPE) listener.update(config, tc);

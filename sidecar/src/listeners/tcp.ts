@@ -11,6 +11,7 @@ import { timerDelay } from "../timers.ts";
 import { connectUpstream, type UpstreamConnectError } from "../upstream/connect.ts";
 import type { Host, HostSession } from "../upstream/host.ts";
 import { boundAddress, listenOn } from "./bind.ts";
+import { ConnectionLimit } from "./connection-limit.ts";
 
 export class TcpStats {
   readonly prefix: string;
@@ -193,6 +194,7 @@ class TcpSession implements HostSession {
     down.destroy();
     const stats = this.listener.stats;
     stats.downstream_cx_active--;
+    this.listener.limit.release();
     stats.downstream_cx_rx_bytes_total += down.bytesRead;
     stats.downstream_cx_tx_bytes_total += down.bytesWritten;
     this.listener.sessions.delete(this);
@@ -219,6 +221,8 @@ export class TcpListener {
   readonly log: Logger;
   readonly random: RandomSource;
   readonly sessions = new Set<TcpSession>();
+  /** The listener's connection cap: its connection_limit filter, or the default. */
+  readonly limit: ConnectionLimit;
   private config: ListenerConfig;
   private tcp: TcpProxyConfig;
   private readonly server: net.Server;
@@ -237,7 +241,20 @@ export class TcpListener {
     this.log = log;
     this.random = random;
     this.stats = new TcpStats(tcp.stat_prefix);
+    this.limit = new ConnectionLimit(config);
     this.server = net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => {
+      if (!this.limit.admit()) {
+        this.log.debug(
+          {
+            listener: this.name,
+            remote: `${socket.remoteAddress}:${socket.remotePort}`,
+            max: this.limit.max,
+          },
+          "downstream connection over the limit",
+        );
+        this.limit.reject(socket);
+        return;
+      }
       this.stats.downstream_cx_total++;
       this.stats.downstream_cx_active++;
       const session = new TcpSession(this, socket, this.tcp);
@@ -275,10 +292,12 @@ export class TcpListener {
   update(config: ListenerConfig, tcp: TcpProxyConfig): void {
     this.config = config;
     this.tcp = tcp;
+    this.limit.configure(config);
   }
 
   stopAccepting(): void {
     this.server.close();
+    this.limit.closeAllHeld();
   }
 
   async drain(deadline: number): Promise<void> {

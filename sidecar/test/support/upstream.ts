@@ -1,7 +1,8 @@
 // A small upstream for integration tests, run as a child process (so tests can SIGKILL it):
 //   node upstream.ts --port N --name NAME [--mode http|tcp]
 // http: GET /healthz → 200; GET /slow?ms=N → waits; /reset → counts, then destroys the socket
-// without answering; /flaky → resets every odd request, answers even ones; /__stats → JSON counts.
+// without answering; /flaky → resets every odd request, answers even ones; /host → the Host header it
+// got; /__stats → JSON counts.
 // tcp: echoes bytes; a line "whoami\n" answers with the name.
 import { readFileSync } from "node:fs";
 import http from "node:http";
@@ -126,6 +127,10 @@ if (values.mode === "tcp") {
       if (path === "/fail-on") {
         res.statusCode = url.searchParams.get("name") === name ? 503 : 200;
         res.end(name);
+        return;
+      }
+      if (path === "/host") {
+        res.end(req.headers.host ?? "");
         return;
       }
       if (path === "/status") {

@@ -11,9 +11,12 @@ import {
 import { nextConnectionId, type Logger } from "../../log.ts";
 import type { RandomSource } from "../../upstream/backoff.ts";
 import type { ClusterManager } from "../../upstream/cluster-manager.ts";
+import { ConnectionLimit } from "../connection-limit.ts";
 import { DecisionCache } from "./decision-cache.ts";
+import { DownstreamConnection, nodeRequestTimeouts, TIMEOUT_CHECK_INTERVAL_MS } from "./downstream.ts";
 import { NotificationSubscription } from "./notification-subscription.ts";
 import { ProxyStream, type ProxyEnv } from "./proxy.ts";
+import { clientErrorReply, rejectRequestHead, toOriginForm } from "./request-checks.ts";
 import { RouteTable, type CompiledDirectResponse, type RequestFacts } from "./route-table.ts";
 import { HttpStats } from "./stats.ts";
 import { boundAddress, listenOn } from "../bind.ts";
@@ -66,12 +69,14 @@ export class HttpListener implements ProxyEnv {
   readonly random: RandomSource;
   bufferLimit: number;
   private config: ListenerConfig;
-  private hcm: HttpConnectionManagerConfig;
+  hcm: HttpConnectionManagerConfig;
   private routes: RouteTable;
   private readonly clusters: ClusterManager;
   private readonly log: Logger;
   private readonly server: http.Server;
-  private readonly sockets = new Set<Socket>();
+  private readonly connections = new Map<Socket, DownstreamConnection>();
+  /** The listener's connection cap: its connection_limit filter, or the default. */
+  readonly limit: ConnectionLimit;
   private isDraining = false;
   private started = false;
   /** The DecisionCache filter, when the filter chain has one. */
@@ -97,11 +102,16 @@ export class HttpListener implements ProxyEnv {
     this.routes = new RouteTable(hcm.route_config.virtual_hosts);
     this.cache = HttpListener.buildCache(hcm, undefined);
     this.subscription = this.buildSubscription();
+    this.limit = new ConnectionLimit(config);
     this.server = http.createServer({
-      keepAliveTimeout: hcm.common_http_protocol_options.idle_timeout,
-      requestTimeout: hcm.request_timeout,
+      // The connection's timers (downstream.ts) own the socket timeout; Node's keep-alive would reset it.
+      keepAliveTimeout: 0,
+      ...nodeRequestTimeouts(hcm),
+      connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+      maxHeaderSize: hcm.max_request_headers_kb * 1024,
       noDelay: true,
     });
+    this.server.maxHeadersCount = hcm.common_http_protocol_options.max_headers_count;
     this.server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
       this.onRequest(req, res);
     });
@@ -110,6 +120,12 @@ export class HttpListener implements ProxyEnv {
     });
     this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
       this.onClientError(err, socket);
+    });
+    this.server.on("timeout", (socket: Socket) => {
+      this.connections.get(socket)?.onInactive();
+    });
+    this.server.on("connect", (_req: http.IncomingMessage, socket: Socket) => {
+      this.onConnect(socket);
     });
   }
 
@@ -175,7 +191,14 @@ export class HttpListener implements ProxyEnv {
     this.routes = new RouteTable(hcm.route_config.virtual_hosts);
     const previous = this.cache;
     this.cache = HttpListener.buildCache(hcm, previous);
-    this.server.keepAliveTimeout = hcm.common_http_protocol_options.idle_timeout;
+    this.limit.configure(config);
+    const timeouts = nodeRequestTimeouts(hcm);
+    this.server.headersTimeout = timeouts.headersTimeout;
+    this.server.requestTimeout = timeouts.requestTimeout;
+    // Both are read when a connection is accepted: connections already open keep theirs.
+    (this.server as http.Server & { maxHeaderSize: number }).maxHeaderSize =
+      hcm.max_request_headers_kb * 1024;
+    this.server.maxHeadersCount = hcm.common_http_protocol_options.max_headers_count;
     if (this.cache === previous) {
       // Same filter config: the stream stays open unless its cluster was replaced.
       this.subscription?.refresh();
@@ -187,9 +210,18 @@ export class HttpListener implements ProxyEnv {
   }
 
   private onConnection(socket: Socket): void {
+    if (!this.limit.admit()) {
+      this.log.debug(
+        { listener: this.name, remote: `${socket.remoteAddress}:${socket.remotePort}`, max: this.limit.max },
+        "downstream connection over the limit",
+      );
+      this.limit.reject(socket);
+      return;
+    }
     const id = nextConnectionId("d");
     const started = performance.now();
-    this.sockets.add(socket);
+    const conn = new DownstreamConnection(socket, this);
+    this.connections.set(socket, conn);
     this.stats.downstream_cx_total++;
     this.stats.downstream_cx_active++;
     this.log.info(
@@ -197,7 +229,9 @@ export class HttpListener implements ProxyEnv {
       "downstream connection open",
     );
     socket.once("close", (hadError: boolean) => {
-      this.sockets.delete(socket);
+      this.connections.delete(socket);
+      conn.dispose();
+      this.limit.release();
       this.stats.downstream_cx_active--;
       this.log.info(
         {
@@ -206,7 +240,7 @@ export class HttpListener implements ProxyEnv {
           bytesIn: socket.bytesRead,
           bytesOut: socket.bytesWritten,
           durationMs: Math.round(performance.now() - started),
-          reason: hadError ? "error" : this.isDraining ? "drain" : "closed",
+          reason: conn.closeReason ?? (hadError ? "error" : this.isDraining ? "drain" : "closed"),
         },
         "downstream connection closed",
       );
@@ -214,24 +248,65 @@ export class HttpListener implements ProxyEnv {
   }
 
   private onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    const conn = this.connections.get(socket);
+    if (conn === undefined) {
+      // A connection over the limit, held for the filter's delay: its timer closes it.
+      if (!this.limit.isHeld(socket)) socket.destroy();
+      return;
+    }
+    if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+      conn.onRequestTimeout();
+      return;
+    }
     this.stats.downstream_cx_protocol_error++;
     if (err.code === "ECONNRESET" || !socket.writable || responseUnderWay(socket)) {
       socket.destroy();
       return;
     }
-    this.stats.downstream_rq_4xx++;
-    this.log.debug({ listener: this.name, err: err.message, code: err.code }, "malformed downstream request");
-    const body = "Bad Request";
-    socket.end(
-      `HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
+    const reply = clientErrorReply(err.code);
+    this.stats.countStatus(reply.status);
+    this.log.debug(
+      { listener: this.name, err: err.message, code: err.code, status: reply.status },
+      "malformed downstream request",
     );
+    conn.closeReason = "protocol_error";
+    conn.closeWith(reply.status, reply.text);
+  }
+
+  /** CONNECT without a CONNECT upgrade config: Envoy answers 403 (upgrade_failed). */
+  private onConnect(socket: Socket): void {
+    const stats = this.stats;
+    stats.downstream_rq_total++;
+    stats.downstream_rq_ws_on_non_ws_route++;
+    stats.countStatus(403);
+    const conn = this.connections.get(socket);
+    if (conn === undefined) {
+      socket.destroy();
+      return;
+    }
+    conn.closeWith(403, "CONNECT is not supported");
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const conn = this.connections.get(req.socket);
+    if (conn === undefined || conn.closing) {
+      // Held over the limit, or a request read after a local reply that closes the connection.
+      res.destroy();
+      return;
+    }
+    conn.onRequest(res);
     const stats = this.stats;
     stats.downstream_rq_total++;
     stats.downstream_rq_active++;
     if (this.isDraining) res.shouldKeepAlive = false;
+    const rejected =
+      rejectRequestHead(req.rawHeaders, this.hcm.common_http_protocol_options.max_headers_count) ??
+      toOriginForm(req);
+    if (rejected !== undefined) {
+      res.shouldKeepAlive = false;
+      this.reply(res, rejected.status, rejected.text);
+      return;
+    }
     const route = this.routes.match(new RequestView(req));
     if (route === undefined) {
       stats.no_route++;
@@ -258,6 +333,7 @@ export class HttpListener implements ProxyEnv {
       }
     }
     const stream = new ProxyStream(req, res, route, cluster, this);
+    DownstreamConnection.attachStream(res, stream);
     if (cache !== undefined && cacheRequest?.store === true) stream.captureFor(cache, cacheRequest);
     stream.start();
   }
@@ -304,6 +380,7 @@ export class HttpListener implements ProxyEnv {
   stopAccepting(): void {
     this.isDraining = true;
     this.subscription?.stop();
+    this.limit.closeAllHeld();
     this.server.close();
     this.server.closeIdleConnections();
   }
@@ -311,7 +388,7 @@ export class HttpListener implements ProxyEnv {
   /** Resolves when every connection closed, or forces them closed at the deadline. */
   async drain(deadline: number): Promise<void> {
     this.stopAccepting();
-    while (this.sockets.size > 0 && Date.now() < deadline) {
+    while (this.connections.size > 0 && Date.now() < deadline) {
       this.server.closeIdleConnections();
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -319,6 +396,6 @@ export class HttpListener implements ProxyEnv {
   }
 
   connectionCount(): number {
-    return this.sockets.size;
+    return this.connections.size;
   }
 }

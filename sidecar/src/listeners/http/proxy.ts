@@ -604,6 +604,21 @@ export class ProxyStream implements PendingWaiter {
     }
   }
 
+  /**
+   * The connection manager timed the stream out (stream_idle_timeout, request_timeout): 408 with
+   * `text`, or the response cut when it has started, as Envoy does.
+   */
+  onDownstreamTimeout(text: string): void {
+    if (this.state === "done") return;
+    this.abort();
+    if (this.responseStarted) {
+      this.res.destroy();
+      this.finish(408);
+    } else {
+      this.localReply(408, text, false);
+    }
+  }
+
   /** Cancels whatever is in progress (attempt, pending slot, back-off); the caller replies. */
   private abort(): void {
     const state = this.state;

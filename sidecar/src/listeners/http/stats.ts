@@ -14,6 +14,10 @@ export class HttpStats {
   downstream_rq_4xx = 0;
   downstream_rq_5xx = 0;
   downstream_rq_timeout = 0;
+  downstream_rq_header_timeout = 0;
+  downstream_rq_idle_timeout = 0;
+  downstream_cx_idle_timeout = 0;
+  downstream_rq_ws_on_non_ws_route = 0;
   no_route = 0;
   no_cluster = 0;
   rq_overflow = 0;

@@ -1,0 +1,227 @@
+// One downstream HTTP/1.1 connection's timeouts, with Envoy's HttpConnectionManager semantics:
+// - idle_timeout: no request in progress (from accept, or from the end of the last response) → close.
+// - stream_idle_timeout: a request in progress (from its first byte) with no bytes either way → 408.
+// - request_headers_timeout / request_timeout: the head / the whole request not received in time
+//   → 408. Node's parser knows when a request's first byte arrived; its connections check (every
+//   TIMEOUT_CHECK_INTERVAL_MS) reports the late ones as ERR_HTTP_REQUEST_TIMEOUT.
+// Node's own keep-alive timer is off: the socket timeout is the stream idle timer here (Node
+// refreshes it on every read and write, also for the sockets its parser consumes).
+import type http from "node:http";
+import type { Socket } from "node:net";
+import type { HttpConnectionManagerConfig } from "../../config/schema.ts";
+import type { HttpStats } from "./stats.ts";
+
+/** How often Node checks request_headers_timeout / request_timeout: they fire up to this much late. */
+export const TIMEOUT_CHECK_INTERVAL_MS = 250;
+
+/** Envoy's delayed_close_timeout: after a local reply that closes, the client gets this long to read it. */
+export const DELAYED_CLOSE_MS = 1000;
+
+/** Node's headersTimeout and requestTimeout for the config (Node requires headers <= request). */
+export function nodeRequestTimeouts(hcm: HttpConnectionManagerConfig): {
+  headersTimeout: number;
+  requestTimeout: number;
+} {
+  const request = hcm.request_timeout;
+  const headers = hcm.request_headers_timeout;
+  // request_timeout bounds the head too; Node refuses a longer headersTimeout.
+  const bounded = request > 0 && (headers === 0 || headers > request);
+  return { requestTimeout: request, headersTimeout: bounded ? request : headers };
+}
+
+/** What a connection needs from its listener (read on each use: reloads change it). */
+export interface ConnectionOwner {
+  readonly hcm: HttpConnectionManagerConfig;
+  readonly stats: HttpStats;
+}
+
+/** Something that can answer a request in progress with a local reply (a ProxyStream). */
+export interface TimedStream {
+  onDownstreamTimeout(text: string): void;
+}
+
+const CONN = Symbol("tether.downstreamConnection");
+const STREAM = Symbol("tether.timedStream");
+type TrackedResponse = http.ServerResponse & {
+  [CONN]?: DownstreamConnection;
+  [STREAM]?: TimedStream;
+};
+
+function responseClosed(this: TrackedResponse): void {
+  this[CONN]?.onResponseClosed(this);
+}
+
+function idleFired(conn: DownstreamConnection): void {
+  conn.onIdleTimer();
+}
+
+const REASONS: Record<number, string> = {
+  400: "Bad Request",
+  403: "Forbidden",
+  408: "Request Timeout",
+  431: "Request Header Fields Too Large",
+  501: "Not Implemented",
+};
+
+/** A complete plain-text response that closes the connection, for a socket without a response object. */
+export function rawReply(status: number, text: string): string {
+  return (
+    `HTTP/1.1 ${status} ${REASONS[status] ?? "Error"}\r\ncontent-type: text/plain\r\n` +
+    `content-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`
+  );
+}
+
+export class DownstreamConnection {
+  readonly socket: Socket;
+  /** Why we closed it (logged); undefined when the client or an error did. */
+  closeReason: string | undefined;
+  private readonly owner: ConnectionOwner;
+  /** Responses of requests received and not yet closed (more than one when pipelined). */
+  private readonly responses: TrackedResponse[] = [];
+  private idleTimer: NodeJS.Timeout | undefined;
+  private idleMs = 0;
+  private streamIdleMs = 0;
+  /** socket.bytesRead when the connection last became idle: more means a request has begun. */
+  private bytesAtIdle = 0;
+  private closeTimer: NodeJS.Timeout | undefined;
+
+  constructor(socket: Socket, owner: ConnectionOwner) {
+    this.socket = socket;
+    this.owner = owner;
+    this.applyStreamIdle();
+    this.enterIdle();
+  }
+
+  get closing(): boolean {
+    return this.closeReason !== undefined;
+  }
+
+  /** A request's head arrived: a stream until its response closes. */
+  onRequest(res: http.ServerResponse): void {
+    const tracked = res as TrackedResponse;
+    tracked[CONN] = this;
+    tracked.on("close", responseClosed);
+    this.responses.push(tracked);
+    this.applyStreamIdle();
+  }
+
+  /** The proxy stream that answers `res` with a 408 if a timeout fires before its response is done. */
+  static attachStream(res: http.ServerResponse, stream: TimedStream): void {
+    (res as TrackedResponse)[STREAM] = stream;
+  }
+
+  onResponseClosed(res: TrackedResponse): void {
+    res[CONN] = undefined;
+    res[STREAM] = undefined;
+    const i = this.responses.indexOf(res);
+    if (i !== -1) this.responses.splice(i, 1);
+    if (this.responses.length === 0 && !this.socket.destroyed) this.enterIdle();
+  }
+
+  private enterIdle(): void {
+    this.bytesAtIdle = this.socket.bytesRead;
+    const ms = this.owner.hcm.common_http_protocol_options.idle_timeout;
+    if (ms === this.idleMs && this.idleTimer !== undefined) {
+      this.idleTimer.refresh();
+      return;
+    }
+    clearTimeout(this.idleTimer);
+    this.idleMs = ms;
+    this.idleTimer = ms > 0 ? setTimeout(idleFired, ms, this) : undefined;
+  }
+
+  private applyStreamIdle(): void {
+    const ms = this.owner.hcm.stream_idle_timeout;
+    if (ms === this.streamIdleMs) return;
+    this.streamIdleMs = ms;
+    this.socket.setTimeout(ms);
+  }
+
+  /** Bytes of a request whose head is not complete yet have arrived. */
+  private requestBegun(): boolean {
+    return this.responses.length > 0 || this.socket.bytesRead > this.bytesAtIdle;
+  }
+
+  onIdleTimer(): void {
+    // A request in progress (or begun since) is the stream timers' business.
+    if (this.closing || this.requestBegun()) return;
+    this.owner.stats.downstream_cx_idle_timeout++;
+    this.closeReason = "idle_timeout";
+    this.socket.destroy();
+  }
+
+  /** The socket saw no bytes either way for stream_idle_timeout. */
+  onInactive(): void {
+    if (this.closing) {
+      this.socket.destroy();
+      return;
+    }
+    if (!this.requestBegun()) return; // idle: idle_timeout decides
+    this.owner.stats.downstream_rq_idle_timeout++;
+    this.timeOut("stream_idle_timeout", "stream timeout");
+  }
+
+  /** Node's check: the current request's head (or, with request_timeout, all of it) is late. */
+  onRequestTimeout(): void {
+    if (this.closing) return;
+    const current = this.responses[this.responses.length - 1];
+    if (current !== undefined && !current.req.complete) {
+      // Head received, body still coming: request_timeout, which stops once the response starts.
+      if (current.headersSent) return;
+      this.owner.stats.downstream_rq_timeout++;
+      this.timeOut("request_timeout", "request timeout");
+      return;
+    }
+    // Node counts the first request from the accept; Envoy from its first byte (idle_timeout before).
+    if (!this.requestBegun()) return;
+    const { request_timeout: request, request_headers_timeout: headers } = this.owner.hcm;
+    const byRequestTimeout = request > 0 && (headers === 0 || request < headers);
+    if (byRequestTimeout) this.owner.stats.downstream_rq_timeout++;
+    else this.owner.stats.downstream_rq_header_timeout++;
+    if (this.responses.length > 0) {
+      // The late head is a pipelined request behind one still being answered: no room for a 408.
+      this.closeReason = "request_header_timeout";
+      this.socket.destroy();
+      return;
+    }
+    if (byRequestTimeout) this.timeOut("request_timeout", "request timeout");
+    else this.timeOut("request_header_timeout", "request header timeout");
+  }
+
+  /** Answers 408 and closes: through the request in progress, or raw while none has a response yet. */
+  private timeOut(reason: string, text: string): void {
+    this.closeReason = reason;
+    const current = this.responses[0];
+    if (current === undefined) {
+      this.closeWith(408, text);
+      return;
+    }
+    current.shouldKeepAlive = false;
+    const stream = current[STREAM];
+    if (stream !== undefined) stream.onDownstreamTimeout(text);
+    else if (current.headersSent) this.socket.destroy();
+    else {
+      current.writeHead(408, { "content-type": "text/plain", "content-length": Buffer.byteLength(text) });
+      current.end(text);
+    }
+  }
+
+  /** Writes a whole local reply on the socket and closes it (within DELAYED_CLOSE_MS). */
+  closeWith(status: number, text: string): void {
+    this.closeReason ??= `local_reply_${status}`;
+    const socket = this.socket;
+    if (!socket.writable || this.responses.some((r) => r.headersSent)) {
+      socket.destroy();
+      return;
+    }
+    socket.end(rawReply(status, text));
+    this.closeTimer = setTimeout(() => socket.destroy(), DELAYED_CLOSE_MS);
+  }
+
+  /** The socket closed: timers go with it. */
+  dispose(): void {
+    clearTimeout(this.idleTimer);
+    clearTimeout(this.closeTimer);
+    this.idleTimer = undefined;
+  }
+}

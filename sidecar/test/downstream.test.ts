@@ -1,0 +1,415 @@
+// The downstream side of the listeners through the built sidecar, over raw sockets: connections
+// that never finish a request are closed by the HttpConnectionManager timeouts, connections over a
+// connection_limit are closed at once, and request heads the listener refuses never reach a cluster.
+import net from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { request } from "undici";
+import {
+  bootstrapYaml,
+  clusterYaml,
+  freePort,
+  LineClient,
+  Sidecar,
+  tcpListenerYaml,
+  Upstream,
+  waitFor,
+} from "./support/harness.ts";
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+const CONNECTION_LIMIT =
+  "type.googleapis.com/envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit";
+
+interface ListenerOptions {
+  /** Extra HttpConnectionManager fields, YAML at the typed_config's indentation. */
+  hcm?: string;
+  /** A connection_limit filter before the HCM. */
+  limit?: { max: number; delay?: string };
+  /** virtual host domains (default "*"). */
+  domains?: string;
+}
+
+function listenerYaml(port: number, o: ListenerOptions): string {
+  const limit =
+    o.limit === undefined
+      ? ""
+      : `
+            - name: envoy.filters.network.connection_limit
+              typed_config:
+                "@type": ${CONNECTION_LIMIT}
+                stat_prefix: http_limit
+                max_connections: ${o.limit.max}${o.limit.delay === undefined ? "" : `\n                delay: ${o.limit.delay}`}`;
+  return `    - name: http
+      address: { socket_address: { address: 127.0.0.1, port_value: ${port} } }
+      filter_chains:
+        - filters:${limit}
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: ingress_http
+${o.hcm ?? ""}
+                route_config:
+                  virtual_hosts:
+                    - name: all
+                      domains: [${o.domains ?? '"*"'}]
+                      routes:
+                        - match: { prefix: "/" }
+                          route:
+                            cluster: backend
+                            timeout: 5s
+                            retry_policy: { retry_on: "connect-failure,reset", num_retries: 3 }
+                http_filters:
+                  - name: envoy.filters.http.router
+                    typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }`;
+}
+
+const OUTLIER = `      outlier_detection:
+        consecutive_5xx: 1
+        consecutive_local_origin_failure: 1
+        interval: 0.1s
+        base_ejection_time: 30s
+        max_ejection_percent: 100
+`;
+
+async function setup(o: ListenerOptions): Promise<{ up: Upstream; s: Sidecar; listen: number }> {
+  const [upPort, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
+  const up = await new Upstream(upPort, "u0").start();
+  cleanups.push(() => up.kill());
+  const yaml = bootstrapYaml(
+    admin,
+    listenerYaml(listen, o),
+    clusterYaml({ endpoints: [{ port: upPort }], extra: OUTLIER }),
+  );
+  const s = new Sidecar(admin, Sidecar.writeConfig(yaml));
+  cleanups.push(() => s.stop());
+  await s.start();
+  return { up, s, listen };
+}
+
+/** A raw client connection: everything it received, and when it was closed. */
+class RawClient {
+  readonly socket: net.Socket;
+  data = "";
+  readonly opened: Promise<void>;
+  readonly closed: Promise<string>;
+  isClosed = false;
+
+  constructor(port: number) {
+    this.socket = net.connect(port, "127.0.0.1");
+    this.socket.on("error", () => undefined);
+    this.socket.on("data", (c: Buffer) => (this.data += c.toString()));
+    this.opened = new Promise((resolve) =>
+      this.socket.once("connect", () => {
+        resolve();
+      }),
+    );
+    this.closed = new Promise((resolve) =>
+      this.socket.once("close", () => {
+        this.isClosed = true;
+        resolve(this.data);
+      }),
+    );
+    cleanups.push(() => {
+      this.socket.destroy();
+    });
+  }
+
+  /** Resolves with what was received once the server closed the connection; rejects after `ms`. */
+  async closedWithin(ms: number): Promise<string> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(new Error(`connection still open after ${ms} ms`));
+      }, ms);
+    });
+    try {
+      return await Promise.race([this.closed, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Sends a GET and waits for one complete response (status line to body). */
+  async get(path: string, extra = ""): Promise<string> {
+    const before = this.data.length;
+    this.socket.write(`GET ${path} HTTP/1.1\r\nHost: test\r\n${extra}\r\n`);
+    return await waitFor(`a response to GET ${path}`, () => {
+      const got = this.data.slice(before);
+      const head = got.indexOf("\r\n\r\n");
+      const length = /content-length: (\d+)/i.exec(got);
+      if (head === -1 || length === null) return undefined;
+      return got.length >= head + 4 + Number(length[1]) ? got : undefined;
+    });
+  }
+}
+
+const prefix = 'envoy_http_conn_manager_prefix="ingress_http"';
+async function httpStat(s: Sidecar, name: string): Promise<number> {
+  return (await s.metrics()).get(`envoy_http_${name}{${prefix}}`) ?? NaN;
+}
+
+describe("downstream timeouts", () => {
+  const timeouts = `                request_headers_timeout: 0.8s
+                stream_idle_timeout: 0.4s
+                common_http_protocol_options: { idle_timeout: 0.6s }`;
+
+  it("closes an idle connection, a half request line and byte-by-byte headers; a slow upstream is not cut", async () => {
+    const { up, s, listen } = await setup({ hcm: timeouts });
+    const t0 = performance.now();
+    const idle = new RawClient(listen);
+    const half = new RawClient(listen);
+    await half.opened;
+    half.socket.write("GET /half HT");
+    const trickle = new RawClient(listen);
+    await trickle.opened;
+    // One byte every 50 ms: never idle for stream_idle_timeout, never a whole head either.
+    const bytes = "GET /trickle HTTP/1.1\r\nHost: test\r\nx-slow: " + "a".repeat(1000);
+    let sent = 0;
+    const pump = setInterval(() => {
+      if (!trickle.isClosed && sent < bytes.length) trickle.socket.write(bytes[sent++] ?? "");
+    }, 50);
+    cleanups.push(() => {
+      clearInterval(pump);
+    });
+    // A request that waits on its upstream longer than request_headers_timeout and idle_timeout
+    // (its head is complete; a 0.3 s silence is under stream_idle_timeout).
+    const slow = request(`http://127.0.0.1:${listen}/slow?ms=300`);
+
+    expect(await half.closedWithin(5000)).toMatch(
+      /^HTTP\/1\.1 408 Request Timeout\r\n[\s\S]*\r\n\r\nstream timeout$/,
+    );
+    expect(await trickle.closedWithin(5000)).toMatch(
+      /^HTTP\/1\.1 408 [\s\S]*\r\n\r\nrequest header timeout$/,
+    );
+    expect(await idle.closedWithin(5000)).toBe(""); // idle_timeout closes without a word, as Envoy
+    // Each went by its own timeout, none before it was due.
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(750);
+    expect(sent).toBeGreaterThan(10);
+    const res = await slow;
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.text()).toBe("u0 GET /slow 0");
+
+    expect(await httpStat(s, "downstream_rq_idle_timeout")).toBe(1);
+    expect(await httpStat(s, "downstream_rq_header_timeout")).toBe(1);
+    expect(await httpStat(s, "downstream_cx_idle_timeout")).toBeGreaterThanOrEqual(1);
+    expect((await up.stats()).paths["GET /half"]).toBeUndefined();
+    expect(s.logs).toContain('"reason":"stream_idle_timeout"');
+    expect(s.logs).toContain('"reason":"request_header_timeout"');
+    expect(s.logs).toContain('"reason":"idle_timeout"');
+  });
+
+  it("closes a keep-alive connection idle_timeout after its last response", async () => {
+    const { s, listen } = await setup({ hcm: timeouts });
+    const c = new RawClient(listen);
+    await c.opened;
+    expect(await c.get("/one")).toMatch(/^HTTP\/1\.1 200 /);
+    expect(await c.get("/two")).toMatch(/^HTTP\/1\.1 200 /);
+    expect(await c.closedWithin(5000)).not.toContain("408");
+    expect(await httpStat(s, "downstream_cx_idle_timeout")).toBe(1);
+    expect(await httpStat(s, "downstream_rq_header_timeout")).toBe(0);
+  });
+
+  it("leaves a connection that never sends a byte to idle_timeout, not request_headers_timeout (as Envoy)", async () => {
+    const { s, listen } = await setup({
+      hcm: `                request_headers_timeout: 0.3s
+                common_http_protocol_options: { idle_timeout: 1.5s }`,
+    });
+    const silent = new RawClient(listen);
+    expect(await silent.closedWithin(5000)).toBe("");
+    expect(await httpStat(s, "downstream_cx_idle_timeout")).toBe(1);
+    expect(await httpStat(s, "downstream_rq_header_timeout")).toBe(0);
+  });
+
+  it("answers 408 when the body does not arrive within request_timeout", async () => {
+    const { up, s, listen } = await setup({
+      hcm: `                request_timeout: 0.5s
+                stream_idle_timeout: 5s`,
+    });
+    const c = new RawClient(listen);
+    await c.opened;
+    c.socket.write("POST /upload HTTP/1.1\r\nHost: test\r\ncontent-length: 100\r\n\r\nabc");
+    expect(await c.closedWithin(5000)).toMatch(/^HTTP\/1\.1 408 [\s\S]*\r\n\r\nrequest timeout$/);
+    expect(await httpStat(s, "downstream_rq_timeout")).toBe(1);
+    // The body was being buffered for a retry: nothing went upstream.
+    expect((await up.stats()).paths["POST /upload"]).toBeUndefined();
+  });
+});
+
+describe("connection limit", () => {
+  it("closes http connections over connection_limit at once; the ones under it keep working", async () => {
+    const { s, listen } = await setup({ limit: { max: 2 } });
+    const a = new RawClient(listen);
+    const b = new RawClient(listen);
+    await Promise.all([a.opened, b.opened]);
+    await waitFor("two connections open", async () => {
+      const m = await s.metrics();
+      return (
+        m.get('envoy_connection_limit_active_connections{envoy_connection_limit_prefix="http_limit"}') === 2
+      );
+    });
+    const over = new RawClient(listen);
+    expect(await over.closedWithin(2000)).toBe("");
+    expect(await a.get("/a")).toMatch(/^HTTP\/1\.1 200 /);
+    expect(await b.get("/b")).toMatch(/^HTTP\/1\.1 200 /);
+    const m = await s.metrics();
+    expect(
+      m.get('envoy_connection_limit_limited_connections{envoy_connection_limit_prefix="http_limit"}'),
+    ).toBe(1);
+    // A closed connection frees its place.
+    a.socket.destroy();
+    await waitFor("the place is free", async () => {
+      const m2 = await s.metrics();
+      return (
+        m2.get('envoy_connection_limit_active_connections{envoy_connection_limit_prefix="http_limit"}') === 1
+      );
+    });
+    const next = new RawClient(listen);
+    expect(await next.get("/next")).toMatch(/^HTTP\/1\.1 200 /);
+  });
+
+  it("holds a connection over the limit for delay without serving it, then closes it", async () => {
+    const { up, s, listen } = await setup({ limit: { max: 1, delay: "0.3s" } });
+    const a = new RawClient(listen);
+    expect(await a.get("/first")).toMatch(/^HTTP\/1\.1 200 /);
+    const over = new RawClient(listen);
+    await over.opened;
+    over.socket.write("GET /held HTTP/1.1\r\nHost: test\r\n\r\n");
+    expect(await over.closedWithin(3000)).toBe("");
+    expect((await up.stats()).paths["GET /held"]).toBeUndefined();
+    const m = await s.metrics();
+    expect(
+      m.get('envoy_connection_limit_limited_connections{envoy_connection_limit_prefix="http_limit"}'),
+    ).toBe(1);
+  });
+
+  it("closes tcp_proxy connections over connection_limit at once", async () => {
+    const [upPort, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
+    const up = await new Upstream(upPort, "t0", "tcp").start();
+    cleanups.push(() => up.kill());
+    const listener = tcpListenerYaml(listen).replace(
+      "        - filters:\n",
+      `        - filters:
+            - name: envoy.filters.network.connection_limit
+              typed_config: { "@type": ${CONNECTION_LIMIT}, stat_prefix: tcp_limit, max_connections: 1 }
+`,
+    );
+    const s = new Sidecar(
+      admin,
+      Sidecar.writeConfig(bootstrapYaml(admin, listener, clusterYaml({ endpoints: [{ port: upPort }] }))),
+    );
+    cleanups.push(() => s.stop());
+    await s.start();
+    const first = new LineClient(listen, cleanups);
+    expect(await first.ask("whoami")).toBe("t0");
+    const second = new LineClient(listen, cleanups);
+    await second.closed;
+    expect(await first.ask("whoami")).toBe("t0");
+    const m = await s.metrics();
+    expect(
+      m.get('envoy_connection_limit_limited_connections{envoy_connection_limit_prefix="tcp_limit"}'),
+    ).toBe(1);
+    expect(
+      m.get('envoy_connection_limit_active_connections{envoy_connection_limit_prefix="tcp_limit"}'),
+    ).toBe(1);
+  });
+
+  it("reports the default limit's overflow per listener address", async () => {
+    const { s, listen } = await setup({});
+    const m = await s.metrics();
+    expect(m.get(`envoy_listener_downstream_cx_overflow{envoy_listener_address="127.0.0.1_${listen}"}`)).toBe(
+      0,
+    );
+  });
+});
+
+describe("request heads refused at the listener", () => {
+  it("answers two Host headers with 400; the upstream sees nothing and stays healthy", async () => {
+    const { up, s, listen } = await setup({});
+    const c = new RawClient(listen);
+    await c.opened;
+    c.socket.write("GET /twohosts HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n");
+    const status = await waitFor("a status line", () => (/^HTTP\/1\.1 \d+/.exec(c.data) ?? undefined)?.[0]);
+    expect(status).toBe("HTTP/1.1 400");
+    expect(await c.closedWithin(5000)).toMatch(/\r\n\r\nmultiple host headers$/);
+    expect((await up.stats()).paths["GET /twohosts"]).toBeUndefined();
+    expect(await s.metric("envoy_cluster_upstream_rq_total", "backend")).toBe(0);
+    expect(await s.metric("envoy_cluster_outlier_detection_ejections_enforced_total", "backend")).toBe(0);
+    expect(await s.healthFlags("backend", up.port)).toBe("healthy");
+    const res = await request(`http://127.0.0.1:${listen}/after`);
+    expect(res.statusCode).toBe(200);
+    await res.body.text();
+  });
+
+  it("answers 431 past Envoy's header limits (60 KiB, 100 headers) and past configured ones", async () => {
+    const { up, listen } = await setup({});
+    const send = async (head: string): Promise<string> => {
+      const c = new RawClient(listen);
+      await c.opened;
+      c.socket.write(`GET /h HTTP/1.1\r\nHost: test\r\n${head}\r\n`);
+      return await waitFor("a status line", () => (/^HTTP\/1\.1 \d+/.exec(c.data) ?? undefined)?.[0]);
+    };
+    const headers = (n: number): string => Array.from({ length: n }, (_, i) => `x-h${i}: ${i}\r\n`).join("");
+    expect(await send(headers(99))).toBe("HTTP/1.1 200"); // 100 with Host
+    expect(await send(headers(100))).toBe("HTTP/1.1 431");
+    expect(await send(`x-big: ${"a".repeat(10_000)}\r\n`)).toBe("HTTP/1.1 200");
+    expect(await send(`x-big: ${"a".repeat(61 * 1024)}\r\n`)).toBe("HTTP/1.1 431");
+    expect((await up.stats()).paths["GET /h"]).toBe(2);
+
+    const small = await setup({
+      hcm: `                max_request_headers_kb: 1
+                common_http_protocol_options: { max_headers_count: 5 }`,
+    });
+    const sendSmall = async (head: string): Promise<string> => {
+      const c = new RawClient(small.listen);
+      await c.opened;
+      c.socket.write(`GET /s HTTP/1.1\r\nHost: test\r\n${head}\r\n`);
+      return await waitFor("a status line", () => (/^HTTP\/1\.1 \d+/.exec(c.data) ?? undefined)?.[0]);
+    };
+    expect(await sendSmall(headers(4))).toBe("HTTP/1.1 200");
+    expect(await sendSmall(headers(5))).toBe("HTTP/1.1 431");
+    expect(await sendSmall(`x-big: ${"a".repeat(1100)}\r\n`)).toBe("HTTP/1.1 431");
+  });
+
+  it("answers 501 to a transfer coding other than chunked alone", async () => {
+    const { up, s, listen } = await setup({});
+    for (const te of ["gzip, chunked", "gzip", "chunked, chunked"]) {
+      const c = new RawClient(listen);
+      await c.opened;
+      c.socket.write(
+        `POST /te HTTP/1.1\r\nHost: test\r\ntransfer-encoding: ${te}\r\n\r\n3\r\nabc\r\n0\r\n\r\n`,
+      );
+      expect(await c.closedWithin(5000)).toMatch(/^HTTP\/1\.1 501 /);
+    }
+    const ok = new RawClient(listen);
+    await ok.opened;
+    expect(await ok.get("/te-ok")).toMatch(/^HTTP\/1\.1 200 /);
+    expect((await up.stats()).paths["POST /te"]).toBeUndefined();
+    expect(await httpStat(s, "downstream_cx_protocol_error")).toBeGreaterThanOrEqual(1);
+  });
+
+  it("routes an absolute-form target by its authority and sends origin-form upstream", async () => {
+    const { up, listen } = await setup({ domains: '"example.test"' });
+    const c = new RawClient(listen);
+    await c.opened;
+    const res = await c.get("http://example.test/host?x=1", "");
+    expect(res).toMatch(/^HTTP\/1\.1 200 [\s\S]*\r\n\r\nexample\.test$/);
+    // Host "test" alone matches no virtual host: only the target's authority routed it.
+    expect(await c.get("/host")).toMatch(/^HTTP\/1\.1 404 /);
+    expect(await c.get("http://example.test")).toMatch(/^HTTP\/1\.1 200 /);
+    const paths = (await up.stats()).paths;
+    expect(paths["GET /host"]).toBe(1);
+    expect(paths["GET /"]).toBe(1);
+  });
+
+  it("answers CONNECT with 403, as Envoy without a CONNECT upgrade config, and closes", async () => {
+    const { s, listen } = await setup({});
+    const c = new RawClient(listen);
+    await c.opened;
+    c.socket.write("CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\n");
+    expect(await c.closedWithin(5000)).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/);
+    expect(await httpStat(s, "downstream_rq_ws_on_non_ws_route")).toBe(1);
+  });
+});
