@@ -16,7 +16,8 @@ import {
   type ConnectContext,
   type UpstreamConnectError,
 } from "./connect.ts";
-import { resolveEndpoints } from "./dns.ts";
+import type { ResolvedEndpoint } from "./dns.ts";
+import { DnsRefresher, type DnsRefreshOwner } from "./dns-refresh.ts";
 import { HealthChecker, type HealthCheckOwner, type HealthCheckTransition } from "./health-check.ts";
 import { Host } from "./host.ts";
 import { OutlierDetector, type OutlierOwner } from "./outlier.ts";
@@ -57,7 +58,7 @@ interface Level {
   healthyRing?: Ring<Host>;
 }
 
-export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
+export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, DnsRefreshOwner {
   readonly name: string;
   readonly clusterName: string;
   readonly config: ClusterConfig;
@@ -74,8 +75,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
   private readonly balancer: BalancerState = { rrCursor: [] };
   private readonly healthChecker: HealthChecker | undefined;
   private readonly outlier: OutlierDetector | undefined;
-  private dnsTimer: NodeJS.Timeout | undefined;
-  private stopped = false;
+  private readonly dns: DnsRefresher | undefined;
   // Circuit breaker state (priority DEFAULT).
   private readonly maxActiveRequests: number;
   private readonly maxPendingRequests: number;
@@ -133,6 +133,8 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
       config.outlier_detection === undefined
         ? undefined
         : new OutlierDetector(config.outlier_detection, this, deps.now, deps.random);
+    this.dns =
+      config.type === "STRICT_DNS" ? new DnsRefresher(config, this, deps.now, deps.random) : undefined;
   }
 
   /** Resolves endpoints and starts checking. Resolves after the first DNS pass (STRICT_DNS). */
@@ -141,7 +143,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
       this.setHosts(this.staticHosts());
       return;
     }
-    await this.refreshDns();
+    await this.dns?.start();
   }
 
   /** Resolves when the first health-check round is done (Envoy's cluster warming). */
@@ -163,35 +165,24 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
     return out;
   }
 
-  private async refreshDns(): Promise<void> {
-    try {
-      const resolved = await resolveEndpoints(this.config);
-      if (this.stopped) return;
-      this.setHosts(
-        resolved.map(
-          (r) =>
-            new Host(
-              r.address,
-              r.port,
-              r.priority,
-              r.hostname,
-              this.transports.resolve(r.transportMatch).transport,
-            ),
-        ),
-      );
-    } catch (err) {
-      this.stats.connectFailures.dns++;
-      this.log.warn(
-        { cluster: this.name, errorClass: "dns", err: (err as Error).message },
-        "dns resolution failed",
-      );
-    }
-    if (this.stopped) return;
-    this.dnsTimer = setTimeout(() => void this.refreshDns(), this.config.dns_refresh_rate);
+  /** A STRICT_DNS answer: the hosts it names, keeping the state of those that stay. */
+  applyDnsAnswer(resolved: readonly ResolvedEndpoint[]): boolean {
+    return this.setHosts(
+      resolved.map(
+        (r) =>
+          new Host(
+            r.address,
+            r.port,
+            r.priority,
+            r.hostname,
+            this.transports.resolve(r.transportMatch).transport,
+          ),
+      ),
+    );
   }
 
   /** Replaces the endpoint set, keeping state (health, pools) of endpoints that stay. */
-  private setHosts(next: Host[]): void {
+  private setHosts(next: Host[]): boolean {
     const old = new Map(this.hosts.map((h) => [`${h.priority}/${h.key}`, h]));
     const merged: Host[] = [];
     for (const h of next) {
@@ -206,13 +197,14 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
     }
     const changed =
       old.size > 0 || merged.length !== this.hosts.length || merged.some((h, i) => h !== this.hosts[i]);
-    if (!changed) return;
+    if (!changed) return false;
     const added = merged.filter((h) => !this.hosts.includes(h));
     this.hosts = merged;
     for (const gone of old.values()) this.retireHost(gone);
     for (const h of added) this.healthChecker?.addHost(h);
     this.stats.counters.membership_change++;
     this.recompute();
+    return true;
   }
 
   private retireHost(host: Host): void {
@@ -223,6 +215,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
   }
 
   private recompute(): void {
+    const hadHealthy = this.levels.some((l) => l.healthy.length > 0);
     const levels: Level[] = [];
     for (const h of this.hosts) {
       while (levels.length <= h.priority) levels.push({ all: [], healthy: [] });
@@ -244,6 +237,8 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
       }
     }
     this.levels = levels;
+    // The last healthy host left rotation: its replacement may already be in DNS.
+    if (hadHealthy && !levels.some((l) => l.healthy.length > 0)) this.dns?.soon("all_unhealthy");
     this.plan = computePriorityPlan(
       levels.map((l) => ({ healthy: l.healthy.length, total: l.all.length })),
       this.config.load_assignment.policy.overprovisioning_factor,
@@ -367,6 +362,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
   /** The server at `host` closed, reset or refused a connection: health-check it now (rate-limited). */
   onUpstreamSignal(host: Host, reason: ImmediateCheckReason): void {
     this.healthChecker?.checkSoon(host, reason);
+    this.dns?.soon("going_away");
   }
 
   /** Registers a listener for hosts leaving or rejoining rotation; returns its removal. */
@@ -518,8 +514,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
 
   /** Stops timers and closes idle pools; in-flight requests finish on their connections. */
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.dnsTimer);
+    this.dns?.stop();
     this.healthChecker?.stop();
     this.outlier?.stop();
     this.healthListeners.clear();
