@@ -12,6 +12,7 @@ import {
   ENVOY_BUCKETS_MS,
   HEALTH_CHECK_FAILURE_CLASSES,
   IMMEDIATE_CHECK_REASONS,
+  EARLY_DNS_REASONS,
   type Histogram,
 } from "../upstream/stats.ts";
 
@@ -134,6 +135,18 @@ function clusterFamilies(out: Exposition, clusters: readonly Cluster[]): void {
         : IMMEDIATE_CHECK_REASONS.map((reason): Sample => [
             `${l(c)},reason="${reason}"`,
             c.stats.immediateHealthChecks[reason],
+          ]),
+    ),
+  );
+  out.family(
+    "tether_dns_early_resolve_total",
+    "counter",
+    clusters.flatMap((c) =>
+      c.config.type !== "STRICT_DNS"
+        ? []
+        : EARLY_DNS_REASONS.map((reason): Sample => [
+            `${l(c)},reason="${reason}"`,
+            c.stats.earlyDnsResolves[reason],
           ]),
     ),
   );

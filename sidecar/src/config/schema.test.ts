@@ -126,6 +126,38 @@ static_resources:
     expect(parsed.direct_response).toEqual({ status: 503, body: { inline_string: "no backend" } });
   });
 
+  it("takes a STRICT_DNS cluster's resolver, TTL and failure refresh settings, checking the resolver addresses", () => {
+    const dnsCluster = (d: Doc): void => {
+      Object.assign(cluster(d), {
+        type: "STRICT_DNS",
+        respect_dns_ttl: true,
+        dns_failure_refresh_rate: { base_interval: "0.5s" },
+        typed_dns_resolver_config: {
+          name: "envoy.network.dns_resolver.cares",
+          typed_config: {
+            "@type":
+              "type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig",
+            resolvers: [{ socket_address: { address: "10.96.0.10", port_value: 53 } }],
+          },
+        },
+      });
+    };
+    expect(problems(dnsCluster)).toEqual([]);
+    const doc = parse(HTTP_EXAMPLE) as Doc;
+    dnsCluster(doc);
+    const c = parseConfigText(stringify(doc)).bootstrap.static_resources.clusters[0]!;
+    expect(c.respect_dns_ttl).toBe(true);
+    expect(c.dns_failure_refresh_rate).toEqual({ base_interval: 500, max_interval: 5000 });
+    expect(
+      problems((d) => {
+        dnsCluster(d);
+        cluster(d).typed_dns_resolver_config.typed_config.resolvers[0].socket_address.address = "kube-dns";
+      }),
+    ).toContain(
+      `${C}.typed_dns_resolver_config.typed_config.resolvers[0].socket_address.address: a DNS resolver must be an IP address, got "kube-dns"`,
+    );
+  });
+
   it("parses protobuf-JSON durations", () => {
     expect(parseDuration("1.5s")).toBe(1500);
     expect(parseDuration("0.250s")).toBe(250);

@@ -1,6 +1,7 @@
 // The Envoy v3 bootstrap subset Tether implements, as zod schemas. Every object is strict: a field
 // outside the subset is an error naming its path, never silently ignored. Defaults are Envoy's.
 // Durations are protobuf-JSON strings ("1.5s") in the file and milliseconds after parsing.
+import { isIP } from "node:net";
 import { z } from "zod";
 import { MAX_TIMER_MS } from "../timers.ts";
 import { formatDuration, MAX_PROTOBUF_DURATION_MS, parseDuration } from "./duration.ts";
@@ -657,6 +658,30 @@ export const transportSocketMatchSchema = z.strictObject({
   transport_socket: transportSocketSchema,
 });
 
+export const CARES_DNS_RESOLVER_TYPE =
+  "type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig";
+
+/** The DNS servers a STRICT_DNS cluster asks (Envoy's c-ares resolver); default: the system's. */
+export const dnsResolverConfigSchema = z.strictObject({
+  name: z.string().min(1),
+  typed_config: z.strictObject({
+    "@type": z.literal(CARES_DNS_RESOLVER_TYPE),
+    resolvers: z
+      .array(
+        addressSchema.superRefine((a, ctx) => {
+          if (isIP(a.socket_address.address) === 0) {
+            ctx.addIssue({
+              code: "custom",
+              path: ["socket_address", "address"],
+              message: `a DNS resolver must be an IP address, got "${a.socket_address.address}"`,
+            });
+          }
+        }),
+      )
+      .min(1),
+  }),
+});
+
 export const clusterSchema = z.strictObject({
   transport_socket: transportSocketSchema.optional(),
   transport_socket_matches: z.array(transportSocketMatchSchema).default([]),
@@ -674,7 +699,12 @@ export const clusterSchema = z.strictObject({
     .optional(),
   load_assignment: clusterLoadAssignmentSchema,
   dns_refresh_rate: duration.default(5_000),
+  /** Envoy's RefreshRate: re-resolve after a failed resolution with this back-off (default dns_refresh_rate). */
+  dns_failure_refresh_rate: backoffSchema.optional(),
+  /** Re-resolve when the answer's TTL runs out instead of every dns_refresh_rate. */
+  respect_dns_ttl: z.boolean().default(false),
   dns_lookup_family: z.enum(["AUTO", "V4_ONLY", "V6_ONLY", "V4_PREFERRED", "ALL"]).default("AUTO"),
+  typed_dns_resolver_config: dnsResolverConfigSchema.optional(),
   health_checks: z.array(healthCheckSchema).max(1, "at most one health check is supported").default([]),
   outlier_detection: outlierDetectionSchema.optional(),
   circuit_breakers: z.strictObject({ thresholds: z.array(thresholdsSchema).default([]) }).optional(),

@@ -16,7 +16,8 @@ import {
   type ConnectContext,
   type UpstreamConnectError,
 } from "./connect.ts";
-import { resolveEndpoints } from "./dns.ts";
+import type { ResolvedEndpoint } from "./dns.ts";
+import { DnsRefresher, type DnsRefreshOwner } from "./dns-refresh.ts";
 import { HealthChecker, type HealthCheckOwner, type HealthCheckTransition } from "./health-check.ts";
 import { Host } from "./host.ts";
 import { skipInterimContinue } from "./interim-continue.ts";
@@ -24,7 +25,6 @@ import { OutlierDetector, type OutlierOwner } from "./outlier.ts";
 import { computePriorityPlan, pickPriority, type PriorityPlan } from "./priority.ts";
 import { buildRing, entriesPerHost, hash32, ringLookup, type Ring } from "./ring.ts";
 import { ClusterStats, type ImmediateCheckReason } from "./stats.ts";
-import { timerDelay } from "../timers.ts";
 import { TransportSocketMatcher } from "./transport-match.ts";
 
 /** Something queued behind the request circuit breaker (max_requests / max_pending_requests). */
@@ -59,7 +59,7 @@ interface Level {
   healthyRing?: Ring<Host>;
 }
 
-export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
+export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, DnsRefreshOwner {
   readonly name: string;
   readonly clusterName: string;
   readonly config: ClusterConfig;
@@ -76,8 +76,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
   private readonly balancer: BalancerState = { rrCursor: [] };
   private readonly healthChecker: HealthChecker | undefined;
   private readonly outlier: OutlierDetector | undefined;
-  private dnsTimer: NodeJS.Timeout | undefined;
-  private stopped = false;
+  private readonly dns: DnsRefresher | undefined;
   // Circuit breaker state (priority DEFAULT).
   private readonly maxActiveRequests: number;
   private readonly maxPendingRequests: number;
@@ -135,6 +134,8 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
       config.outlier_detection === undefined
         ? undefined
         : new OutlierDetector(config.outlier_detection, this, deps.now, deps.random);
+    this.dns =
+      config.type === "STRICT_DNS" ? new DnsRefresher(config, this, deps.now, deps.random) : undefined;
   }
 
   /** Resolves endpoints and starts checking. Resolves after the first DNS pass (STRICT_DNS). */
@@ -143,7 +144,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
       this.setHosts(this.staticHosts());
       return;
     }
-    await this.refreshDns();
+    await this.dns?.start();
   }
 
   /** Resolves when the first health-check round is done (Envoy's cluster warming). */
@@ -165,35 +166,24 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
     return out;
   }
 
-  private async refreshDns(): Promise<void> {
-    try {
-      const resolved = await resolveEndpoints(this.config);
-      if (this.stopped) return;
-      this.setHosts(
-        resolved.map(
-          (r) =>
-            new Host(
-              r.address,
-              r.port,
-              r.priority,
-              r.hostname,
-              this.transports.resolve(r.transportMatch).transport,
-            ),
-        ),
-      );
-    } catch (err) {
-      this.stats.connectFailures.dns++;
-      this.log.warn(
-        { cluster: this.name, errorClass: "dns", err: (err as Error).message },
-        "dns resolution failed",
-      );
-    }
-    if (this.stopped) return;
-    this.dnsTimer = setTimeout(() => void this.refreshDns(), timerDelay(this.config.dns_refresh_rate));
+  /** A STRICT_DNS answer: the hosts it names, keeping the state of those that stay. */
+  applyDnsAnswer(resolved: readonly ResolvedEndpoint[]): boolean {
+    return this.setHosts(
+      resolved.map(
+        (r) =>
+          new Host(
+            r.address,
+            r.port,
+            r.priority,
+            r.hostname,
+            this.transports.resolve(r.transportMatch).transport,
+          ),
+      ),
+    );
   }
 
   /** Replaces the endpoint set, keeping state (health, pools) of endpoints that stay. */
-  private setHosts(next: Host[]): void {
+  private setHosts(next: Host[]): boolean {
     const old = new Map(this.hosts.map((h) => [`${h.priority}/${h.key}`, h]));
     const merged: Host[] = [];
     for (const h of next) {
@@ -208,13 +198,14 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
     }
     const changed =
       old.size > 0 || merged.length !== this.hosts.length || merged.some((h, i) => h !== this.hosts[i]);
-    if (!changed) return;
+    if (!changed) return false;
     const added = merged.filter((h) => !this.hosts.includes(h));
     this.hosts = merged;
     for (const gone of old.values()) this.retireHost(gone);
     for (const h of added) this.healthChecker?.addHost(h);
     this.stats.counters.membership_change++;
     this.recompute();
+    return true;
   }
 
   private retireHost(host: Host): void {
@@ -225,6 +216,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
   }
 
   private recompute(): void {
+    const hadHealthy = this.levels.some((l) => l.healthy.length > 0);
     const levels: Level[] = [];
     for (const h of this.hosts) {
       while (levels.length <= h.priority) levels.push({ all: [], healthy: [] });
@@ -246,6 +238,8 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
       }
     }
     this.levels = levels;
+    // The last healthy host left rotation: its replacement may already be in DNS.
+    if (hadHealthy && !levels.some((l) => l.healthy.length > 0)) this.dns?.soon("all_unhealthy");
     this.plan = computePriorityPlan(
       levels.map((l) => ({ healthy: l.healthy.length, total: l.all.length })),
       this.config.load_assignment.policy.overprovisioning_factor,
@@ -369,6 +363,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
   /** The server at `host` closed, reset or refused a connection: health-check it now (rate-limited). */
   onUpstreamSignal(host: Host, reason: ImmediateCheckReason): void {
     this.healthChecker?.checkSoon(host, reason);
+    this.dns?.soon("going_away");
   }
 
   /** Registers a listener for hosts leaving or rejoining rotation; returns its removal. */
@@ -522,8 +517,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
 
   /** Stops timers and closes idle pools; in-flight requests finish on their connections. */
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.dnsTimer);
+    this.dns?.stop();
     this.healthChecker?.stop();
     this.outlier?.stop();
     this.healthListeners.clear();

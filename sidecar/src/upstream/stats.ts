@@ -62,6 +62,9 @@ export const CLUSTER_COUNTERS = [
   "outlier_detection_ejections_overflow",
   "lb_healthy_panic",
   "membership_change",
+  "update_attempt",
+  "update_success",
+  "update_failure",
 ] as const;
 export type ClusterCounter = (typeof CLUSTER_COUNTERS)[number];
 
@@ -93,6 +96,13 @@ export const IMMEDIATE_CHECK_REASONS = [
 ] as const;
 export type ImmediateCheckReason = (typeof IMMEDIATE_CHECK_REASONS)[number];
 
+/**
+ * Why a STRICT_DNS cluster re-resolved before its refresh timer: one of its hosts showed a sign of
+ * going away (`going_away`), or its last healthy host left rotation (`all_unhealthy`).
+ */
+export const EARLY_DNS_REASONS = ["going_away", "all_unhealthy"] as const;
+export type EarlyDnsReason = (typeof EARLY_DNS_REASONS)[number];
+
 export class ClusterStats {
   readonly counters: Record<ClusterCounter, number>;
   // Gauges.
@@ -107,6 +117,8 @@ export class ClusterStats {
   readonly healthCheckFailures: Record<HealthCheckFailureClass, number>;
   /** Out-of-band health checks run, by what asked for them (also counted in health_check_attempt). */
   readonly immediateHealthChecks: Record<ImmediateCheckReason, number>;
+  /** Re-resolutions a sign asked for ahead of the refresh timer (STRICT_DNS). */
+  readonly earlyDnsResolves: Record<EarlyDnsReason, number> = { going_away: 0, all_unhealthy: 0 };
 
   constructor() {
     this.counters = Object.fromEntries(CLUSTER_COUNTERS.map((c) => [c, 0])) as Record<ClusterCounter, number>;
