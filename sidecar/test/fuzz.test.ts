@@ -130,7 +130,10 @@ function sendRaw(port: number, payload: Buffer, lingerMs: number): Promise<void>
 }
 
 async function validRequest(port: number): Promise<number> {
-  const res = await request(`http://127.0.0.1:${port}/valid`, { headers: { "x-session": "ok" }, reset: true });
+  const res = await request(`http://127.0.0.1:${port}/valid`, {
+    headers: { "x-session": "ok" },
+    reset: true,
+  });
   await res.body.text();
   return res.statusCode;
 }
@@ -181,7 +184,9 @@ describe("fuzzing the http listener", () => {
         const active = [...all.entries()].filter(
           ([k, v]) =>
             v !== 0 &&
-            (/_(rq|cx)_active\{/.test(k) || k.startsWith("tether_held_requests") || /pending_active\{/.test(k)) &&
+            (/_(rq|cx)_active\{/.test(k) ||
+              k.startsWith("tether_held_requests") ||
+              /pending_active\{/.test(k)) &&
             // The admin's own scrape and the pooled upstream connection are allowed to stay.
             !k.startsWith("envoy_cluster_upstream_cx_active"),
         );
@@ -190,7 +195,9 @@ describe("fuzzing the http listener", () => {
       10_000,
     );
     expect(m.get('envoy_cluster_outlier_detection_ejections_active{envoy_cluster_name="backend"}')).toBe(0);
-    expect(m.get('envoy_cluster_outlier_detection_ejections_enforced_total{envoy_cluster_name="backend"}')).toBe(0);
+    expect(
+      m.get('envoy_cluster_outlier_detection_ejections_enforced_total{envoy_cluster_name="backend"}'),
+    ).toBe(0);
     expect(await s.healthFlags("backend", upPort)).toBe("healthy");
   });
 });
