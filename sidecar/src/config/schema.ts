@@ -359,6 +359,9 @@ export const healthCheckSchema = z
     healthy_threshold: positiveUint32,
     no_traffic_interval: duration.default(60_000),
     unhealthy_interval: duration.optional(),
+    // Envoy's defaults: unhealthy_edge_interval = unhealthy_interval, healthy_edge_interval = interval.
+    unhealthy_edge_interval: duration.optional(),
+    healthy_edge_interval: duration.optional(),
     /**
      * Picks the checks' transport socket from the cluster's transport_socket_matches (the first
      * whose `match` these pairs satisfy; none → the cluster's transport_socket), in place of the
@@ -388,6 +391,12 @@ export const healthCheckSchema = z
       ctx.addIssue({ code: "custom", path: ["interval"], message: "must be greater than zero" });
     if (h.timeout <= 0)
       ctx.addIssue({ code: "custom", path: ["timeout"], message: "must be greater than zero" });
+    // As in Envoy's proto: set intervals must be positive (a zero interval would check in a loop).
+    for (const field of ["unhealthy_interval", "unhealthy_edge_interval", "healthy_edge_interval"] as const) {
+      const v = h[field];
+      if (v !== undefined && v <= 0)
+        ctx.addIssue({ code: "custom", path: [field], message: "must be greater than zero" });
+    }
   });
 
 export const outlierDetectionSchema = z.strictObject({

@@ -20,6 +20,7 @@ import type { HealthCheckConfig } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import { classifyConnectError, dial, PLAIN_TRANSPORT, type Transport } from "./connect.ts";
 import type { Host } from "./host.ts";
+import { checkOutcome, FIRST_CHECK, nextCheckDelay, type CheckOutcome } from "./check-interval.ts";
 import type { ClusterStats, HealthCheckFailureClass, ImmediateCheckReason } from "./stats.ts";
 import { TransportSocketMatcher, type NamedTransport } from "./transport-match.ts";
 
@@ -43,6 +44,8 @@ export interface HealthCheckOwner {
   /** A host taken out by a refused check has now failed unhealthy_threshold checks in a row. */
   onActiveHealthConfirmed(host: Host, failure: HealthCheckTransition): void;
   onActiveHealthPassed(host: Host): void;
+  /** A check ended: `reachable` is whether its TCP handshake completed (before the result is recorded). */
+  onCheckReachability?(host: Host, reachable: boolean): void;
 }
 
 export interface HealthCheckTransition extends HealthCheckFailure {
@@ -88,6 +91,8 @@ interface HostCheckState {
   lastImmediateAt: number;
   /** Out of rotation by a refused check, unhealthy_threshold not reached yet. */
   outBeforeThreshold: boolean;
+  /** The last check's result and what it did to the host: picks the next interval. */
+  last: CheckOutcome;
 }
 
 export class HealthChecker {
@@ -140,6 +145,7 @@ export class HealthChecker {
       wanted: undefined,
       lastImmediateAt: -Infinity,
       outBeforeThreshold: false,
+      last: FIRST_CHECK,
     };
     this.states.set(host, state);
     this.initialRemaining++;
@@ -215,15 +221,8 @@ export class HealthChecker {
     this.initialWaiters = [];
   }
 
-  private intervalFor(host: Host): number {
-    if (!this.owner.hadTraffic) return this.config.no_traffic_interval;
-    if (host.failedActiveHc && this.config.unhealthy_interval !== undefined)
-      return this.config.unhealthy_interval;
-    return this.config.interval;
-  }
-
   private schedule(host: Host, state: HostCheckState): void {
-    this.arm(host, state, this.intervalFor(host));
+    this.arm(host, state, nextCheckDelay(this.config, this.owner.hadTraffic, state.last));
   }
 
   private arm(host: Host, state: HostCheckState, delayMs: number): void {
@@ -263,7 +262,8 @@ export class HealthChecker {
     const done = (result: ProbeResult): void => {
       state.inFlight = undefined;
       if (this.stopped || this.states.get(host) !== state) return;
-      this.record(host, state, result);
+      this.owner.onCheckReachability?.(host, result.reachable);
+      state.last = this.record(host, state, result);
       const wanted = state.wanted;
       state.wanted = undefined;
       this.schedule(host, state);
@@ -278,9 +278,10 @@ export class HealthChecker {
     state.inFlight = probe(host, this.config, this.transportFor(host), done);
   }
 
-  private record(host: Host, state: HostCheckState, result: ProbeResult): void {
+  private record(host: Host, state: HostCheckState, result: ProbeResult): CheckOutcome {
     const c = this.owner.stats.counters;
     const wasPending = host.pendingActiveHc;
+    const wasFailed = host.failedActiveHc;
     if (result.failure === undefined) {
       c.health_check_success++;
       state.consecutiveFailures = 0;
@@ -306,6 +307,7 @@ export class HealthChecker {
       this.recordFailure(host, state, failure);
     }
     if (wasPending) this.initialDone(host);
+    return checkOutcome(result.failure === undefined, wasFailed, host.failedActiveHc, wasPending);
   }
 
   /**
@@ -348,12 +350,14 @@ export class HealthChecker {
 interface ProbeResult {
   /** Undefined when the check passed. */
   readonly failure: HealthCheckFailure | undefined;
+  /** The check's TCP handshake completed: the host is reachable, whatever it answered. */
+  readonly reachable: boolean;
 }
 
-const PASSED: ProbeResult = { failure: undefined };
+const PASSED: ProbeResult = { failure: undefined, reachable: true };
 
-function failed(cls: HealthCheckFailureClass, message: string | undefined): ProbeResult {
-  return { failure: { cls, message } };
+function failed(cls: HealthCheckFailureClass, message: string | undefined, reachable: boolean): ProbeResult {
+  return { failure: { cls, message }, reachable };
 }
 
 /** One check; returns the socket so a stop can cut it short. `done` runs exactly once. */
@@ -364,6 +368,7 @@ function probe(
   done: (result: ProbeResult) => void,
 ): net.Socket {
   let finished = false;
+  let tcpConnected = false;
   let socket: net.Socket | null = null;
   const finish = (result: ProbeResult): void => {
     if (finished) return;
@@ -373,19 +378,19 @@ function probe(
     done(result);
   };
   const timer = setTimeout(() => {
-    finish(failed("timeout", `no result within ${config.timeout} ms`));
+    finish(failed("timeout", `no result within ${config.timeout} ms`, tcpConnected));
   }, config.timeout);
   const raw = dial(host, transport, undefined, config.timeout, (failure, connected) => {
     if (failure !== null || connected === null) {
-      finish(failed(failure?.cls ?? "other", failure?.cause?.message));
+      finish(failed(failure?.cls ?? "other", failure?.cause?.message, failure?.tcpConnected === true));
       return;
     }
     socket = connected;
     connected.on("error", (err) => {
-      finish(failed(classifyConnectError(err), err.message));
+      finish(failed(classifyConnectError(err), err.message, true));
     });
     connected.on("close", () => {
-      finish(failed("reset", "connection closed before a response"));
+      finish(failed("reset", "connection closed before a response", true));
     });
     const http = config.http_health_check;
     if (http === undefined) {
@@ -402,12 +407,17 @@ function probe(
       head += chunk;
       const eol = head.indexOf("\r\n");
       if (eol === -1) {
-        if (head.length > 4096) finish(failed("status", "no status line in the first 4096 bytes"));
+        if (head.length > 4096) finish(failed("status", "no status line in the first 4096 bytes", true));
         return;
       }
       const status = Number(head.slice(0, eol).split(" ")[1]);
-      finish(statusExpected(status, http.expected_statuses) ? PASSED : failed("status", `status ${status}`));
+      finish(
+        statusExpected(status, http.expected_statuses) ? PASSED : failed("status", `status ${status}`, true),
+      );
     });
+  });
+  raw.once("connect", () => {
+    tcpConnected = true;
   });
   socket = raw;
   return raw;
