@@ -58,10 +58,11 @@ async function sidecar(yaml: string, adminPort: number): Promise<Sidecar> {
 
 /** A cluster of loopback servers with `connectTimeout` in place of the harness's 0.25 s. */
 function cluster(ports: number[], connectTimeout: string): string {
-  return clusterYaml({ endpoints: ports.map((port) => ({ port })), healthCheck: CHECK, extra: BUDGET }).replace(
-    "connect_timeout: 0.25s",
-    `connect_timeout: ${connectTimeout}`,
-  );
+  return clusterYaml({
+    endpoints: ports.map((port) => ({ port })),
+    healthCheck: CHECK,
+    extra: BUDGET,
+  }).replace("connect_timeout: 0.25s", `connect_timeout: ${connectTimeout}`);
 }
 
 function route(numRetries: number, timeout: string): string {
@@ -128,7 +129,11 @@ describe.skipIf(noIptables !== undefined)(
       );
       // 1 of 3 healthy is under the 50 % panic threshold: panic routing, which used to pick b and c.
       const load = steadyLoad(listen, 4);
-      await waitFor("400 requests answered", () => load.result.ok + load.result.failures.length >= 400, 20_000);
+      await waitFor(
+        "400 requests answered",
+        () => load.result.ok + load.result.failures.length >= 400,
+        20_000,
+      );
       const r = await load.stop();
       console.info(
         `2 of 3 unreachable: ${r.ok} ok, ${r.failures.length} failed, slowest ${Math.round(r.maxMs)} ms`,

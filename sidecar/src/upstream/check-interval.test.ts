@@ -127,7 +127,14 @@ describe("check interval: a HealthChecker on an injected clock", () => {
       res.end();
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) =>
+          server.close(() => {
+            resolve();
+          }),
+        ),
+    );
     server.on("connection", (s: net.Socket) => s.on("error", () => undefined));
     const port = (server.address() as net.AddressInfo).port;
     const stats = new ClusterStats();

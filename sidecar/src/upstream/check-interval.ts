@@ -44,7 +44,11 @@ export function checkOutcome(
 export function nextCheckDelay(
   config: Pick<
     HealthCheckConfig,
-    "interval" | "no_traffic_interval" | "unhealthy_interval" | "unhealthy_edge_interval" | "healthy_edge_interval"
+    | "interval"
+    | "no_traffic_interval"
+    | "unhealthy_interval"
+    | "unhealthy_edge_interval"
+    | "healthy_edge_interval"
   >,
   hadTraffic: boolean,
   last: CheckOutcome,

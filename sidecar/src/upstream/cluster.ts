@@ -457,7 +457,10 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext {
     // A host in rotation is in every panic set anyway; recompute() rebuilds them when it leaves.
     if (!host.isHealthy()) this.refreshPanicSets();
     if (!reachable)
-      this.log.debug({ cluster: this.name, upstream: host.key }, "host unreachable: left out of panic routing");
+      this.log.debug(
+        { cluster: this.name, upstream: host.key },
+        "host unreachable: left out of panic routing",
+      );
     return true;
   }
 

@@ -63,7 +63,12 @@ function eject(c: Cluster, h: Host): void {
 function picks(c: Cluster, n: number, lastFailed?: Host, hash?: number): Set<number> {
   const seen = new Set<number>();
   for (let i = 0; i < n; i++) {
-    const h = c.chooseHost(undefined, 0, hash === undefined ? undefined : (hash + i * 0x9e3779b1) >>> 0, lastFailed);
+    const h = c.chooseHost(
+      undefined,
+      0,
+      hash === undefined ? undefined : (hash + i * 0x9e3779b1) >>> 0,
+      lastFailed,
+    );
     if (h !== undefined) seen.add(h.port);
   }
   return seen;
