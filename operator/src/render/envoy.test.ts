@@ -56,15 +56,25 @@ describe("envoy helpers", () => {
     expect(attemptsWithin(1e12, 1, 1, 50)).toBe(50);
   });
 
-  it("renders tcp and http health checks with no_traffic_interval equal to the interval", () => {
+  it("renders tcp and http health checks with no_traffic_interval equal to the interval, 250 ms while down", () => {
     const base = { interval: "2s", timeout: "1s", unhealthyThreshold: 3, healthyThreshold: 2 };
     expect(healthCheck({ ...base, type: "tcp" })).toEqual({
       timeout: "1s",
       interval: "2s",
       no_traffic_interval: "2s",
+      unhealthy_interval: "0.250s",
+      unhealthy_edge_interval: "0.250s",
+      healthy_edge_interval: "0.250s",
       unhealthy_threshold: 3,
       healthy_threshold: 2,
       tcp_health_check: {},
+    });
+    // Never slower while down than the configured interval.
+    expect(healthCheck({ ...base, interval: "100ms", timeout: "50ms", type: "tcp" })).toMatchObject({
+      interval: "0.100s",
+      unhealthy_interval: "0.100s",
+      unhealthy_edge_interval: "0.100s",
+      healthy_edge_interval: "0.100s",
     });
     // Any 2xx is healthy, as the API says (Envoy alone would accept only 200).
     expect(healthCheck({ ...base, type: "http", path: "/h" })["http_health_check"]).toEqual({

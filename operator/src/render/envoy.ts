@@ -92,16 +92,27 @@ export interface HealthCheckSpec {
   readonly healthyThreshold: number;
 }
 
+/** How often a server is checked while it is down or changing state (never less often than interval). */
+export const DOWN_CHECK_INTERVAL_MS = 250;
+
 /**
  * An active health check. `no_traffic_interval` is set to the interval: Envoy's default (60 s) would
- * leave an idle sidecar blind to a restarted server for a minute.
+ * leave an idle sidecar blind to a restarted server for a minute. While a server is out of rotation,
+ * or a change of its state is pending, it is checked every 250 ms (unhealthy_interval and the edge
+ * intervals), so a restarted server is found within a fraction of a second and a failing one is
+ * confirmed quickly (docs/failover.md).
  */
 export function healthCheck(hc: HealthCheckSpec): EnvoyObject {
+  const intervalMs = parseDuration(hc.interval);
   const interval = envoyDuration(hc.interval);
+  const down = toEnvoyDuration(Math.min(DOWN_CHECK_INTERVAL_MS, intervalMs));
   const check: EnvoyObject = {
     timeout: envoyDuration(hc.timeout),
     interval,
     no_traffic_interval: interval,
+    unhealthy_interval: down,
+    unhealthy_edge_interval: down,
+    healthy_edge_interval: down,
     unhealthy_threshold: hc.unhealthyThreshold,
     healthy_threshold: hc.healthyThreshold,
   };

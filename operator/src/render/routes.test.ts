@@ -289,6 +289,20 @@ describe("renderRouteCluster", () => {
     expect(c["type"]).toBe("STATIC");
     expect(c["connect_timeout"]).toBe("3s");
     expect(c["lb_policy"]).toBe("ROUND_ROBIN");
+    // A TCP check, fast while a backend is down, so a restarted backend is found within 250 ms.
+    expect(c["health_checks"]).toEqual([
+      {
+        timeout: "1s",
+        interval: "2s",
+        no_traffic_interval: "2s",
+        unhealthy_interval: "0.250s",
+        unhealthy_edge_interval: "0.250s",
+        healthy_edge_interval: "0.250s",
+        unhealthy_threshold: 2,
+        healthy_threshold: 1,
+        tcp_health_check: {},
+      },
+    ]);
     expect(c["load_assignment"]).toEqual({
       cluster_name: "route-app",
       endpoints: [

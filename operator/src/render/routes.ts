@@ -6,6 +6,7 @@ import type { ProxyRouteSpec } from "../api/index.ts";
 import {
   discoveryType,
   envoyDuration,
+  healthCheck,
   httpProtocolOptions,
   loadAssignment,
   outlierDetection,
@@ -19,6 +20,19 @@ import {
 } from "./envoy.ts";
 import { serviceHost } from "./meta.ts";
 import { secretFile } from "./secrets.ts";
+
+/**
+ * ProxyRoute backends are checked by a TCP connect with the API's health-check defaults (2 s, 1 s,
+ * thresholds 2 and 1): a backend that is down leaves rotation, and is found again within 250 ms of
+ * its restart instead of at the next retry that happens to reach it (docs/failover.md).
+ */
+export const ROUTE_HEALTH_CHECK = {
+  type: "tcp",
+  interval: "2s",
+  timeout: "1s",
+  unhealthyThreshold: 2,
+  healthyThreshold: 1,
+} as const;
 
 /** Methods whose repetition is harmless (RFC 9110 §9.2.2): a reset may be retried. */
 export const IDEMPOTENT_METHODS: readonly string[] = ["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"];
@@ -359,6 +373,7 @@ export function renderRouteCluster(
     connect_timeout: envoyDuration(spec.timeouts.connect),
     lb_policy: spec.sessionAffinity !== undefined ? "RING_HASH" : "ROUND_ROBIN",
     load_assignment: loadAssignment(name, servers),
+    health_checks: [healthCheck(ROUTE_HEALTH_CHECK)],
     outlier_detection: outlierDetection(),
     // A retry budget instead of Envoy's 3 concurrent retries, so a burst during failover is not cut.
     circuit_breakers: {

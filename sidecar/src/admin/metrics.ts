@@ -108,6 +108,16 @@ function clusterFamilies(out: Exposition, clusters: readonly Cluster[]): void {
     clusters.map((c) => [l(c), c.stats.held_requests]),
   );
   out.family(
+    "tether_held_requests_woken_total",
+    "counter",
+    clusters.map((c) => [l(c), c.stats.held_requests_woken]),
+  );
+  out.family(
+    "tether_upstream_hosts_unreachable",
+    "gauge",
+    clusters.map((c) => [l(c), c.unreachableCount()]),
+  );
+  out.family(
     "tether_upstream_connect_failures_total",
     "counter",
     clusters.flatMap((c) =>

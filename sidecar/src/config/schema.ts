@@ -466,6 +466,9 @@ export const healthCheckSchema = z
     unhealthy_interval: duration.optional(),
     /** Keep an HTTP check's connection for the next check (Envoy's default); tcp checks never do. */
     reuse_connection: z.boolean().default(true),
+    // Envoy's defaults: unhealthy_edge_interval = unhealthy_interval, healthy_edge_interval = interval.
+    unhealthy_edge_interval: duration.optional(),
+    healthy_edge_interval: duration.optional(),
     /**
      * Picks the checks' transport socket from the cluster's transport_socket_matches (the first
      * whose `match` these pairs satisfy; none → the cluster's transport_socket), in place of the
@@ -495,6 +498,12 @@ export const healthCheckSchema = z
       ctx.addIssue({ code: "custom", path: ["interval"], message: "must be greater than zero" });
     if (h.timeout <= 0)
       ctx.addIssue({ code: "custom", path: ["timeout"], message: "must be greater than zero" });
+    // As in Envoy's proto: set intervals must be positive (a zero interval would check in a loop).
+    for (const field of ["unhealthy_interval", "unhealthy_edge_interval", "healthy_edge_interval"] as const) {
+      const v = h[field];
+      if (v !== undefined && v <= 0)
+        ctx.addIssue({ code: "custom", path: [field], message: "must be greater than zero" });
+    }
   });
 
 export const outlierDetectionSchema = z.strictObject({

@@ -10,6 +10,7 @@ import type { Cluster } from "../upstream/cluster.ts";
 import { timerDelay } from "../timers.ts";
 import { connectUpstream, type UpstreamConnectError } from "../upstream/connect.ts";
 import type { Host, HostSession } from "../upstream/host.ts";
+import type { HostWaiter } from "../upstream/host-wait.ts";
 import { boundAddress, listenOn } from "./bind.ts";
 import { ConnectionLimit } from "./connection-limit.ts";
 
@@ -30,7 +31,7 @@ export class TcpStats {
   }
 }
 
-class TcpSession implements HostSession {
+class TcpSession implements HostSession, HostWaiter {
   private readonly listener: TcpListener;
   private readonly downstream: net.Socket;
   private readonly id = nextConnectionId("d");
@@ -39,6 +40,8 @@ class TcpSession implements HostSession {
   private cluster: Cluster | undefined;
   private upstream: net.Socket | undefined;
   private host: Host | undefined;
+  /** The host of the last failed attempt: the next one goes elsewhere when it can. */
+  private lastFailed: Host | undefined;
   private attempts = 0;
   private backoff: JitteredBackoff | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -72,7 +75,7 @@ class TcpSession implements HostSession {
   private connect(): void {
     if (this.closed) return;
     const cluster = this.listener.clusters.get(this.config.cluster);
-    const host = cluster?.chooseHost();
+    const host = cluster?.chooseHost(undefined, 0, undefined, this.lastFailed);
     if (cluster === undefined || host === undefined) {
       this.listener.stats.downstream_cx_no_route++;
       this.close(cluster === undefined ? "no_cluster" : "no_healthy_upstream");
@@ -112,6 +115,7 @@ class TcpSession implements HostSession {
     if (err !== null || socket === null) {
       cluster.recordLocalFailure(host, "connect_failed");
       if (this.closed) return;
+      this.lastFailed = host;
       if (this.attempts >= this.config.max_connect_attempts) {
         this.listener.stats.upstream_connect_attempts_exceeded++;
         this.close(`connect_failed:${err?.failureClass ?? "other"}`);
@@ -128,8 +132,11 @@ class TcpSession implements HostSession {
             )).next();
       this.retryTimer = setTimeout(() => {
         this.retryTimer = undefined;
+        cluster.stopWaiting(this);
         this.connect();
       }, timerDelay(delay));
+      // Held while no backend answers: a backend back in rotation ends the back-off at once.
+      cluster.waitForHost(this);
       return;
     }
     if (this.closed) {
@@ -183,10 +190,19 @@ class TcpSession implements HostSession {
     down.resume();
   }
 
+  /** The cluster may have a backend now: end the back-off and attempt at once. */
+  onHostAvailable(): void {
+    if (this.retryTimer === undefined || this.closed) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.connect();
+  }
+
   close(reason: string): void {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.retryTimer);
+    this.cluster?.stopWaiting(this);
     clearTimeout(this.idleTimer);
     this.host?.sessions.delete(this);
     const down = this.downstream;

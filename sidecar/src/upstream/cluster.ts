@@ -21,9 +21,11 @@ import { DnsRefresher, type DnsRefreshOwner } from "./dns-refresh.ts";
 import { HealthChecker, type HealthCheckOwner, type HealthCheckTransition } from "./health-check.ts";
 import { Host } from "./host.ts";
 import { skipInterimContinue } from "./interim-continue.ts";
+import { HostWaitList, type HostWaiter } from "./host-wait.ts";
 import { OutlierDetector, type OutlierOwner } from "./outlier.ts";
+import { panicSet, withoutHost } from "./panic-set.ts";
 import { computePriorityPlan, pickPriority, type PriorityPlan } from "./priority.ts";
-import { buildRing, entriesPerHost, hash32, ringLookup, type Ring } from "./ring.ts";
+import { buildRing, entriesPerHost, hash32, ringLookupExcept, type Ring } from "./ring.ts";
 import { ClusterStats, type ImmediateCheckReason } from "./stats.ts";
 import { TransportSocketMatcher } from "./transport-match.ts";
 
@@ -54,9 +56,19 @@ export type HostHealthListener = (host: Host, healthy: boolean) => void;
 interface Level {
   readonly all: Host[];
   readonly healthy: Host[];
-  /** RING_HASH: rings over all hosts and over healthy hosts of the level. */
+  /** What panic routing picks from: all but the out-of-rotation hosts known unreachable. */
+  panic: Host[];
+  /** RING_HASH: rings over all hosts, healthy hosts and the panic set of the level. */
   allRing?: Ring<Host>;
   healthyRing?: Ring<Host>;
+  panicRing?: Ring<Host>;
+}
+
+/** The hosts (and ring) one pick chooses from, and the level whose round-robin cursor it moves. */
+interface Candidates {
+  readonly hosts: readonly Host[];
+  readonly ring: Ring<Host> | undefined;
+  readonly level: number;
 }
 
 export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, DnsRefreshOwner {
@@ -77,6 +89,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
   private readonly healthChecker: HealthChecker | undefined;
   private readonly outlier: OutlierDetector | undefined;
   private readonly dns: DnsRefresher | undefined;
+  private stopped = false;
   // Circuit breaker state (priority DEFAULT).
   private readonly maxActiveRequests: number;
   private readonly maxPendingRequests: number;
@@ -88,6 +101,10 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
   private pendingHead = 0;
   private readonly poolOptions: PoolOptions;
   private readonly healthListeners = new Set<HostHealthListener>();
+  /** Requests and tcp_proxy connections sleeping in a back-off, woken when a host may be usable. */
+  private readonly waitList = new HostWaitList();
+  private wakeQueued = false;
+  private ringEntries = 1;
 
   constructor(
     config: ClusterConfig,
@@ -205,6 +222,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
     for (const h of added) this.healthChecker?.addHost(h);
     this.stats.counters.membership_change++;
     this.recompute();
+    if (added.length > 0) this.scheduleWake();
     return true;
   }
 
@@ -219,7 +237,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
     const hadHealthy = this.levels.some((l) => l.healthy.length > 0);
     const levels: Level[] = [];
     for (const h of this.hosts) {
-      while (levels.length <= h.priority) levels.push({ all: [], healthy: [] });
+      while (levels.length <= h.priority) levels.push({ all: [], healthy: [], panic: [] });
       const level = levels[h.priority];
       if (level === undefined) continue;
       level.all.push(h);
@@ -232,12 +250,14 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
         rc?.minimum_ring_size ?? 1024,
         rc?.maximum_ring_size ?? 8_388_608,
       );
+      this.ringEntries = perHost;
       for (const level of levels) {
         level.allRing = buildRing(level.all, perHost);
         level.healthyRing = buildRing(level.healthy, perHost);
       }
     }
     this.levels = levels;
+    this.refreshPanicSets();
     // The last healthy host left rotation: its replacement may already be in DNS.
     if (hadHealthy && !levels.some((l) => l.healthy.length > 0)) this.dns?.soon("all_unhealthy");
     this.plan = computePriorityPlan(
@@ -247,24 +267,34 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
     );
   }
 
+  /** Rebuilds each level's panic set (and its ring): after health or reachability changed. */
+  private refreshPanicSets(): void {
+    const ringHash = this.config.lb_policy === "RING_HASH";
+    for (const level of this.levels) {
+      level.panic = panicSet(level.all);
+      if (ringHash) level.panicRing = buildRing(level.panic, this.ringEntries);
+    }
+  }
+
   // ---- load balancing ------------------------------------------------------------------------
 
   /**
    * The host for the next request or connection, or undefined when the cluster has none. With
    * `avoid` (retry_host_predicate previous_hosts), up to `maxReselects` more picks look for a host
-   * not in it; the last pick stands if none is found, as in Envoy.
+   * not in it; the last pick stands if none is found, as in Envoy. `lastFailed` (a retry's previous
+   * host) is never picked while the candidates hold another host.
    */
-  chooseHost(avoid?: readonly Host[], maxReselects = 0, hash?: number): Host | undefined {
-    let host = this.pickOnce(hash);
+  chooseHost(avoid?: readonly Host[], maxReselects = 0, hash?: number, lastFailed?: Host): Host | undefined {
+    let host = this.pickOnce(hash, lastFailed);
     if (avoid === undefined || avoid.length === 0) return host;
     for (let i = 1; i <= maxReselects && host !== undefined && avoid.includes(host); i++) {
       // A reselect with a hash policy perturbs the hash, or it would land on the same host.
-      host = this.pickOnce(hash === undefined ? undefined : hash32(String(hash), i));
+      host = this.pickOnce(hash === undefined ? undefined : hash32(String(hash), i), lastFailed);
     }
     return host;
   }
 
-  private pickOnce(hash?: number): Host | undefined {
+  private pickOnce(hash: number | undefined, exclude: Host | undefined): Host | undefined {
     if (!this.hadTraffic) {
       this.hadTraffic = true;
       this.healthChecker?.trafficStarted();
@@ -275,26 +305,52 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
     const index = levels.length === 1 ? 0 : pickPriority(this.plan.load, draw);
     const level = levels[index];
     if (level === undefined) return undefined;
-    let candidates = level.healthy;
+    let candidates: readonly Host[] = level.healthy;
     let ring = level.healthyRing;
+    let at = index;
     if (this.plan.panic[index] === true || candidates.length === 0) {
       if (this.plan.panic[index] === true) this.stats.counters.lb_healthy_panic++;
-      candidates = level.all;
-      ring = level.allRing;
+      const panic = this.panicCandidates(index, level);
+      candidates = panic.hosts;
+      ring = panic.ring;
+      at = panic.level;
     }
-    if (hash !== undefined && ring !== undefined) return ringLookup(ring, hash);
+    if (hash !== undefined && ring !== undefined) return ringLookupExcept(ring, hash, exclude);
     return pickHost(
       this.config.lb_policy,
-      candidates,
-      index,
+      withoutHost(candidates, exclude),
+      at,
       this.balancer,
       this.deps.random,
       this.choiceCount(),
     );
   }
 
+  /**
+   * Panic routing for level `index`: its panic set; when every host of it is known unreachable,
+   * another level's healthy hosts or panic set; when there are none anywhere, every host of the level
+   * (as Envoy): the request meets the failure and is held by its retries, as when everything is down.
+   */
+  private panicCandidates(index: number, level: Level): Candidates {
+    if (level.panic.length > 0) return { hosts: level.panic, ring: level.panicRing, level: index };
+    for (let j = 0; j < this.levels.length; j++) {
+      const other = this.levels[j];
+      if (j === index || other === undefined) continue;
+      if (other.healthy.length > 0) return { hosts: other.healthy, ring: other.healthyRing, level: j };
+      if (other.panic.length > 0) return { hosts: other.panic, ring: other.panicRing, level: j };
+    }
+    return { hosts: level.all, ring: level.allRing, level: index };
+  }
+
   private choiceCount(): number {
     return this.config.least_request_lb_config?.choice_count ?? 2;
+  }
+
+  /** Hosts whose last connect or check did not complete a TCP handshake (Host.unreachable). */
+  unreachableCount(): number {
+    let n = 0;
+    for (const h of this.hosts) if (h.unreachable) n++;
+    return n;
   }
 
   membership(): { healthy: number; total: number; degraded: number } {
@@ -343,6 +399,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
     if (!healthy && failure?.confirmed !== false && this.config.close_connections_on_host_health_failure)
       this.closeHostConnections(host);
     this.notifyHealth(host);
+    if (healthy) this.scheduleWake();
   }
 
   onActiveHealthConfirmed(host: Host, failure: HealthCheckTransition): void {
@@ -379,6 +436,54 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
     for (const listener of this.healthListeners) listener(host, healthy);
   }
 
+  // ---- reachability and held requests -----------------------------------------------------------
+
+  /** A connect to `host` ended (connect.ts); an established one may be what held requests wait for. */
+  onConnectResult(host: Host, reachable: boolean, established: boolean): void {
+    if ((this.setReachable(host, reachable) && reachable) || established) this.scheduleWake();
+  }
+
+  /** An active check of `host` ended; `reachable` whether its TCP handshake completed. */
+  onCheckReachability(host: Host, reachable: boolean): void {
+    if (this.setReachable(host, reachable) && reachable) this.scheduleWake();
+  }
+
+  /** Records the host's reachability; true when it changed. */
+  private setReachable(host: Host, reachable: boolean): boolean {
+    if (host.unreachable !== reachable) return false;
+    host.unreachable = !reachable;
+    // A host in rotation is in every panic set anyway; recompute() rebuilds them when it leaves.
+    if (!host.isHealthy()) this.refreshPanicSets();
+    if (!reachable)
+      this.log.debug(
+        { cluster: this.name, upstream: host.key },
+        "host unreachable: left out of panic routing",
+      );
+    return true;
+  }
+
+  /** Sleeps until a host may be usable (see onHostAvailable); leave with stopWaiting(). */
+  waitForHost(waiter: HostWaiter): void {
+    this.waitList.add(waiter);
+  }
+
+  stopWaiting(waiter: HostWaiter): void {
+    this.waitList.delete(waiter);
+  }
+
+  /**
+   * Wakes the held requests after the current event is handled (a connect callback inside the
+   * pool, a health transition), so a woken request never re-enters the code that woke it.
+   */
+  private scheduleWake(): void {
+    if (this.wakeQueued || this.waitList.size === 0) return;
+    this.wakeQueued = true;
+    queueMicrotask(() => {
+      this.wakeQueued = false;
+      if (!this.stopped) this.stats.held_requests_woken += this.waitList.wakeAll();
+    });
+  }
+
   onActiveHealthPassed(host: Host): void {
     this.outlier?.activeCheckPassed(host);
   }
@@ -396,6 +501,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
     );
     this.recompute();
     this.notifyHealth(host);
+    if (!ejected) this.scheduleWake();
   }
 
   /** Cut every connection to `host` so clients reconnect (through us) to a healthy one. */
@@ -517,10 +623,12 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
 
   /** Stops timers and closes idle pools; in-flight requests finish on their connections. */
   async stop(): Promise<void> {
+    this.stopped = true;
     this.dns?.stop();
     this.healthChecker?.stop();
     this.outlier?.stop();
     this.healthListeners.clear();
+    this.waitList.clear();
     await Promise.all(
       this.hosts.map(async (h) => {
         const pool = h.pool;

@@ -63,12 +63,21 @@ export interface ConnectContext {
   readonly keepAliveTimeS: number | undefined;
   /** The server at `host` closed, reset or refused a connection: it may be going away. */
   onUpstreamSignal?(host: Host, reason: ImmediateCheckReason): void;
+  /**
+   * A connect to `host` ended: `reachable` is whether its TCP handshake completed, `established`
+   * whether the whole connect (PROXY header, TLS) did.
+   */
+  onConnectResult?(host: Host, reachable: boolean, established: boolean): void;
 }
 
-export type DialCallback = (
-  failure: { cls: ConnectFailureClass; cause: Error | undefined } | null,
-  socket: net.Socket | null,
-) => void;
+/** Why a dial failed, and whether the TCP handshake had completed (a TLS failure, not an unreachable host). */
+export interface DialFailure {
+  readonly cls: ConnectFailureClass;
+  readonly cause: Error | undefined;
+  readonly tcpConnected: boolean;
+}
+
+export type DialCallback = (failure: DialFailure | null, socket: net.Socket | null) => void;
 
 /**
  * TCP connect, then the PROXY header (when configured), then the TLS handshake (when configured),
@@ -92,7 +101,7 @@ export function dial(
     if (failure !== null) {
       current.destroy();
       raw.destroy();
-      callback(failure, null);
+      callback({ cls: failure.cls, cause: failure.cause, tcpConnected }, null);
       return;
     }
     current.removeAllListeners("error");
@@ -167,6 +176,7 @@ export function connectUpstream(
         },
         "upstream connect failed",
       );
+      ctx.onConnectResult?.(host, failure?.tcpConnected === true, false);
       callback(new UpstreamConnectError(host.key, cls, elapsed, failure?.cause), null);
       if (cls === "refused") ctx.onUpstreamSignal?.(host, "connect_refused");
       else if (cls === "reset") ctx.onUpstreamSignal?.(host, "connect_reset");
@@ -174,6 +184,7 @@ export function connectUpstream(
     }
     if (ctx.keepAliveTimeS !== undefined) socket.setKeepAlive(true, ctx.keepAliveTimeS * 1000);
     trackConnection(ctx, host, socket, started);
+    ctx.onConnectResult?.(host, true, true);
     callback(null, socket);
   });
 }

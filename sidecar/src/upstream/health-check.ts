@@ -21,6 +21,7 @@ import { PLAIN_TRANSPORT, type Transport } from "./connect.ts";
 import { HostProbe, type ProbeResult } from "./health-probe.ts";
 import { timerDelay } from "../timers.ts";
 import type { Host } from "./host.ts";
+import { checkOutcome, FIRST_CHECK, nextCheckDelay, type CheckOutcome } from "./check-interval.ts";
 import type { ClusterStats, HealthCheckFailureClass, ImmediateCheckReason } from "./stats.ts";
 import { TransportSocketMatcher, type NamedTransport } from "./transport-match.ts";
 
@@ -44,6 +45,8 @@ export interface HealthCheckOwner {
   /** A host taken out by a refused check has now failed unhealthy_threshold checks in a row. */
   onActiveHealthConfirmed(host: Host, failure: HealthCheckTransition): void;
   onActiveHealthPassed(host: Host): void;
+  /** A check ended: `reachable` is whether its TCP handshake completed (before the result is recorded). */
+  onCheckReachability?(host: Host, reachable: boolean): void;
 }
 
 export interface HealthCheckTransition extends HealthCheckFailure {
@@ -91,6 +94,8 @@ interface HostCheckState {
   lastImmediateAt: number;
   /** Out of rotation by a refused check, unhealthy_threshold not reached yet. */
   outBeforeThreshold: boolean;
+  /** The last check's result and what it did to the host: picks the next interval. */
+  last: CheckOutcome;
 }
 
 export class HealthChecker {
@@ -144,6 +149,7 @@ export class HealthChecker {
       wanted: undefined,
       lastImmediateAt: -Infinity,
       outBeforeThreshold: false,
+      last: FIRST_CHECK,
     };
     this.states.set(host, state);
     this.initialRemaining++;
@@ -219,15 +225,8 @@ export class HealthChecker {
     this.initialWaiters = [];
   }
 
-  private intervalFor(host: Host): number {
-    if (!this.owner.hadTraffic) return this.config.no_traffic_interval;
-    if (host.failedActiveHc && this.config.unhealthy_interval !== undefined)
-      return this.config.unhealthy_interval;
-    return this.config.interval;
-  }
-
   private schedule(host: Host, state: HostCheckState): void {
-    this.arm(host, state, this.intervalFor(host));
+    this.arm(host, state, nextCheckDelay(this.config, this.owner.hadTraffic, state.last));
   }
 
   private arm(host: Host, state: HostCheckState, delayMs: number): void {
@@ -267,7 +266,8 @@ export class HealthChecker {
     const done = (result: ProbeResult): void => {
       state.inFlight = false;
       if (this.stopped || this.states.get(host) !== state) return;
-      this.record(host, state, result);
+      this.owner.onCheckReachability?.(host, result.reachable);
+      state.last = this.record(host, state, result);
       const wanted = state.wanted;
       state.wanted = undefined;
       this.schedule(host, state);
@@ -283,9 +283,10 @@ export class HealthChecker {
     state.probe.run(done);
   }
 
-  private record(host: Host, state: HostCheckState, result: ProbeResult): void {
+  private record(host: Host, state: HostCheckState, result: ProbeResult): CheckOutcome {
     const c = this.owner.stats.counters;
     const wasPending = host.pendingActiveHc;
+    const wasFailed = host.failedActiveHc;
     if (result.failure === undefined) {
       c.health_check_success++;
       state.consecutiveFailures = 0;
@@ -312,6 +313,7 @@ export class HealthChecker {
       this.recordFailure(host, state, failure);
     }
     if (wasPending) this.initialDone(host);
+    return checkOutcome(result.failure === undefined, wasFailed, host.failedActiveHc, wasPending);
   }
 
   /**

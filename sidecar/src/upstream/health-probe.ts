@@ -19,12 +19,19 @@ export interface ProbeResult {
   readonly failure: HealthCheckFailure | undefined;
   /** The server's certificate failed match_typed_subject_alt_names (ssl.fail_verify_san). */
   readonly sanMismatch: boolean;
+  /** The check's TCP handshake completed: the host is reachable, whatever it answered. */
+  readonly reachable: boolean;
 }
 
-const PASSED: ProbeResult = { failure: undefined, sanMismatch: false };
+const PASSED: ProbeResult = { failure: undefined, sanMismatch: false, reachable: true };
 
-function failed(cls: HealthCheckFailureClass, message: string | undefined, sanMismatch = false): ProbeResult {
-  return { failure: { cls, message }, sanMismatch };
+function failed(
+  cls: HealthCheckFailureClass,
+  message: string | undefined,
+  reachable = true,
+  sanMismatch = false,
+): ProbeResult {
+  return { failure: { cls, message }, sanMismatch, reachable };
 }
 
 /** Events a check listens to on its connection, removed when the connection goes back to idle. */
@@ -54,6 +61,8 @@ export class HostProbe {
     const config = this.config;
     const deadline = performance.now() + config.timeout;
     let finished = false;
+    /** A TCP handshake completed (a kept connection had one). */
+    let tcpConnected = false;
     let socket: net.Socket | undefined;
     let listeners: Listeners | undefined;
     const detach = (): void => {
@@ -75,7 +84,7 @@ export class HostProbe {
       done(result);
     };
     const timer = setTimeout(() => {
-      finish(failed("timeout", `no result within ${config.timeout} ms`));
+      finish(failed("timeout", `no result within ${config.timeout} ms`, tcpConnected));
     }, timerDelay(config.timeout));
     this.cancelRunning = () => {
       finished = true;
@@ -145,14 +154,25 @@ export class HostProbe {
         if (failure !== null || connected === null) {
           socket = undefined;
           const cause = failure?.cause;
-          finish(failed(failure?.cls ?? "other", cause?.message, cause instanceof SubjectAltNameMismatch));
+          finish(
+            failed(
+              failure?.cls ?? "other",
+              cause?.message,
+              failure?.tcpConnected === true,
+              cause instanceof SubjectAltNameMismatch,
+            ),
+          );
           return;
         }
         exchange(connected, false);
       });
+      socket.once("connect", () => {
+        tcpConnected = true;
+      });
     };
 
     const kept = this.takeIdle();
+    tcpConnected = kept !== undefined;
     if (kept !== undefined) exchange(kept, true);
     else connectNew();
   }

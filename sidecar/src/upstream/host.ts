@@ -20,6 +20,12 @@ export class Host {
   /** Waiting for the first active health check result. */
   pendingActiveHc = false;
   outlierEjected = false;
+  /**
+   * The last connect to this host (traffic or an active check) failed before the TCP handshake
+   * completed: refused, timed out, unreachable, reset. Panic routing skips such a host while it is out
+   * of rotation; a completed handshake clears it.
+   */
+  unreachable = false;
   ejectedUntil = 0;
   ejectionCount = 0;
   consecutive5xx = 0;

@@ -48,9 +48,9 @@ export function buildRing<T extends { readonly key: string }>(items: readonly T[
   return { hashes: Uint32Array.from(entries.map((e) => e[0])), items: entries.map((e) => e[1]) };
 }
 
-export function ringLookup<T>(ring: Ring<T>, hash: number): T | undefined {
+/** Index of the first entry at or after `hash`, wrapping to 0; the ring must not be empty. */
+function ringIndex<T>(ring: Ring<T>, hash: number): number {
   const n = ring.hashes.length;
-  if (n === 0) return undefined;
   let lo = 0;
   let hi = n;
   while (lo < hi) {
@@ -58,5 +58,22 @@ export function ringLookup<T>(ring: Ring<T>, hash: number): T | undefined {
     if ((ring.hashes[mid] ?? 0) < hash) lo = mid + 1;
     else hi = mid;
   }
-  return ring.items[lo === n ? 0 : lo];
+  return lo === n ? 0 : lo;
+}
+
+export function ringLookup<T>(ring: Ring<T>, hash: number): T | undefined {
+  if (ring.hashes.length === 0) return undefined;
+  return ring.items[ringIndex(ring, hash)];
+}
+
+/** As ringLookup, walking on past entries of `skip` when the ring holds another item. */
+export function ringLookupExcept<T>(ring: Ring<T>, hash: number, skip: T | undefined): T | undefined {
+  const n = ring.hashes.length;
+  if (n === 0) return undefined;
+  const start = ringIndex(ring, hash);
+  for (let k = 0; k < n; k++) {
+    const item = ring.items[(start + k) % n];
+    if (item !== skip) return item;
+  }
+  return ring.items[start];
 }

@@ -112,6 +112,8 @@ export class ClusterStats {
   outlier_detection_ejections_active = 0;
   /** Requests waiting in a retry back-off or in the pending queue: the "held" requests of seed 002. */
   held_requests = 0;
+  /** Held requests and connections woken from a back-off because a host may be usable (host-wait.ts). */
+  held_requests_woken = 0;
   readonly rqTime = new Histogram();
   readonly connectFailures: Record<ConnectFailureClass, number>;
   readonly healthCheckFailures: Record<HealthCheckFailureClass, number>;

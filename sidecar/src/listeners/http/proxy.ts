@@ -7,6 +7,7 @@ import { JitteredBackoff, type RandomSource } from "../../upstream/backoff.ts";
 import type { Cluster, PendingWaiter } from "../../upstream/cluster.ts";
 import { UpstreamConnectError } from "../../upstream/connect.ts";
 import type { Host } from "../../upstream/host.ts";
+import type { HostWaiter } from "../../upstream/host-wait.ts";
 import type { CacheRequest, DecisionCache } from "./decision-cache.ts";
 import { requestHash } from "./hash-policy.ts";
 import { localDispatchError } from "./local-error.ts";
@@ -186,7 +187,7 @@ function downstreamEnded(this: StreamRequest): void {
   this[STREAM]?.onRequestComplete();
 }
 
-export class ProxyStream implements PendingWaiter {
+export class ProxyStream implements PendingWaiter, HostWaiter {
   private readonly req: IncomingMessage;
   private readonly res: ServerResponse;
   private readonly route: CompiledRoute;
@@ -337,7 +338,13 @@ export class ProxyStream implements PendingWaiter {
   private send(): void {
     const retry = this.route.retry;
     const avoid = retry?.avoidPreviousHosts === true ? this.triedHosts : undefined;
-    const host = this.cluster.chooseHost(avoid, retry?.hostSelectionMaxAttempts ?? 0, this.hash);
+    // A retry never goes back to the host it just failed on while the cluster offers another.
+    const host = this.cluster.chooseHost(
+      avoid,
+      retry?.hostSelectionMaxAttempts ?? 0,
+      this.hash,
+      this.attempt?.host,
+    );
     if (host === undefined) {
       this.cluster.releaseRequest();
       this.localReply(503, "no healthy upstream", false);
@@ -578,11 +585,20 @@ export class ProxyStream implements PendingWaiter {
     this.state = "backoff";
     this.cluster.stats.held_requests++;
     this.backoffTimer = setTimeout(backoffFired, timerDelay(this.backoff.next()), this);
+    this.cluster.waitForHost(this);
     return true;
+  }
+
+  /** The cluster may have a host now (one came back, or a connect succeeded): retry without sleeping on. */
+  onHostAvailable(): void {
+    if (this.state !== "backoff") return;
+    clearTimeout(this.backoffTimer);
+    this.onBackoffDone();
   }
 
   onBackoffDone(): void {
     this.backoffTimer = undefined;
+    this.cluster.stopWaiting(this);
     this.cluster.stats.held_requests--;
     this.cluster.releaseRetry();
     if (this.state !== "backoff") return;
@@ -631,6 +647,7 @@ export class ProxyStream implements PendingWaiter {
     } else if (state === "backoff") {
       clearTimeout(this.backoffTimer);
       this.backoffTimer = undefined;
+      this.cluster.stopWaiting(this);
       this.cluster.stats.held_requests--;
       this.cluster.releaseRetry();
     }
@@ -657,6 +674,7 @@ export class ProxyStream implements PendingWaiter {
     this.state = "done";
     clearTimeout(this.routeTimer);
     clearTimeout(this.backoffTimer);
+    this.cluster.stopWaiting(this);
     const ms = performance.now() - this.startedAt;
     const stats = this.env.stats;
     stats.downstream_rq_active--;
