@@ -167,6 +167,7 @@ export function scenarioTable(results: readonly ScenarioResult[]): string {
       "failures",
       "p99",
       "longest request",
+      "longest − outage",
       "first served after listening",
     ],
     results.map((r) => [
@@ -178,6 +179,7 @@ export function scenarioTable(results: readonly ScenarioResult[]): string {
       String(r.failures),
       ms(r.p99Ms),
       ms(r.longestMs),
+      signedMs(r.longestMs - r.outageMs),
       ms(r.firstServedAfterMs),
     ]),
   );
