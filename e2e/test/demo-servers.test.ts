@@ -1,5 +1,5 @@
 // The demo policy servers as child processes: HTTP answers, the TCP handshake, and the way a
-// restart makes a stale connection detectable (seed 000's "bad security handshake").
+// restart makes a stale connection detectable (the legacy agent's "bad security handshake").
 import { afterAll, describe, expect, it } from "vitest";
 import net from "node:net";
 import { request } from "undici";

@@ -1,4 +1,4 @@
-// Seed 000 through the sidecar's TCP listener, with the demo policy servers' own handshake: after a
+// The legacy agent ↔ policy-server link through the sidecar's TCP listener, with the demo policy servers' own handshake: after a
 // policy-server restart the agent's connection is closed (never left half-dead), and the agent's
 // next connection gets a fresh HELLO from a live server — no agent restart, in any start order.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

@@ -1,4 +1,4 @@
-// The sidecar as a Broker (seed 001): a tcp_proxy in front of health-checked backends, shaped as the
+// The sidecar as a Broker: a tcp_proxy in front of health-checked backends, shaped as the
 // operator renders it. Covered elsewhere and not repeated here: TLS passthrough with the backend's
 // certificate seen by the client (tls.test.ts "broker TLS passthrough"), the PROXY v2 header parsed
 // by a backend (tcp-proxy.test.ts), a hung backend's sessions cut by health checking (tcp-proxy.test.ts).

@@ -1,4 +1,4 @@
-// A route table shaped as the operator writes ProxyRoutes (seed 004), through the built sidecar: exact
+// A route table shaped as the operator writes ProxyRoutes, through the built sidecar: exact
 // paths first, then longer prefixes, then extension (MIME type) regexes; PathTrim / PathPrepend
 // rewrites with and without a trailing slash; method filters; 404 when no route matches; 503 when no
 // server answers (refused at once, or nothing within connect_timeout).

@@ -1,5 +1,5 @@
 // The demo policy servers' TCP protocol: newline-terminated text lines with a two-way handshake,
-// modelled on the legacy agent ↔ policy-server link (seed 000). A client that keeps a connection
+// modelled on the legacy agent ↔ policy-server link. A client that keeps a connection
 // across a server restart (or is spliced onto a new upstream connection by a careless proxy)
 // never saw the new server's HELLO, so its requests fail with "failed to receive client hello" —
 // the error the legacy agent hit — instead of silently working.

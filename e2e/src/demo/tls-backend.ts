@@ -1,4 +1,4 @@
-// A demo TLS backend: the application server a broker passes TLS through to (seed 001).
+// A demo TLS backend: the application server a broker passes TLS through to.
 //
 //   tls-backend --port 50001 --cert /etc/tls/tls.crt --key /etc/tls/tls.key [--name appserver-0]
 //               [--host 0.0.0.0]

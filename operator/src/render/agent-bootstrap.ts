@@ -145,7 +145,7 @@ function policyServerCluster(input: AgentBootstrapInput): EnvoyObject {
     ],
   };
   if (psc.protocol === "tcp") {
-    // A dead server's connections are cut so the agent reconnects through the sidecar (seed 000).
+    // A dead server's connections are cut so the agent reconnects through the sidecar.
     cluster["close_connections_on_host_health_failure"] = true;
     cluster["upstream_connection_options"] = {
       tcp_keepalive: { keepalive_time: 30, keepalive_interval: 5, keepalive_probes: 3 },
@@ -236,7 +236,7 @@ function policyRoute(spec: AgentSpec, idempotent: boolean, method?: string): Env
     match,
     route: {
       cluster: POLICY_SERVER_CLUSTER,
-      // holdTimeout is the deadline of the whole request, retries included (seed 002).
+      // holdTimeout is the deadline of the whole request, retries included.
       timeout: envoyDuration(spec.reconnect.holdTimeout),
       retry_policy: {
         retry_on: idempotent ? "connect-failure,reset" : "connect-failure,reset-before-request",

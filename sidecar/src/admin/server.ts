@@ -45,7 +45,7 @@ export class AdminServer {
       return reply.type("text/plain").send(clustersText(view.clusters()));
     });
     app.get("/config_dump", async (_req, reply) => reply.send(view.configDump()));
-    // Hybrid mode of the decision cache (seed 003): the policy side reports a session that ended or
+    // Hybrid mode of the decision cache: the policy side reports a session that ended or
     // changed ({"session": "id"}) or a policy change ({"type": "policy-changed"}).
     app.post("/notifications", async (req, reply) => {
       const caches = view

@@ -310,7 +310,7 @@ const cacheHeaderName = z
   .string()
   .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, "must be an HTTP header name (a token, e.g. x-session-id)");
 
-/** Tether-only HTTP filter (seed 003): caches successful decisions; leave it out for plain Envoy. */
+/** Tether-only HTTP filter: caches successful decisions; leave it out for plain Envoy. */
 export const decisionCacheSchema = z.strictObject({
   "@type": z.literal(DECISION_CACHE_TYPE),
   /** Entries expire this long after they were stored (the agent cache's polling period). */

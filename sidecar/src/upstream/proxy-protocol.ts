@@ -1,5 +1,5 @@
 // PROXY protocol headers (v1 text, v2 binary) sent first on an upstream connection so the backend
-// learns the original client address (Broker, seed 001). LOCAL / UNKNOWN when there is no client
+// learns the original client address (Broker). LOCAL / UNKNOWN when there is no client
 // (health checks, shared HTTP pools).
 import net from "node:net";
 

@@ -110,7 +110,7 @@ export class ClusterStats {
   upstream_rq_active = 0;
   upstream_rq_pending_active = 0;
   outlier_detection_ejections_active = 0;
-  /** Requests waiting in a retry back-off or in the pending queue: the "held" requests of seed 002. */
+  /** Requests waiting in a retry back-off or in the pending queue: the "held" requests. */
   held_requests = 0;
   /** Held requests and connections woken from a back-off because a host may be usable (host-wait.ts). */
   held_requests_woken = 0;
