@@ -85,7 +85,7 @@ describe("CRDs on a real API server", () => {
     },
   );
 
-  it("default every field API.md defaults", async () => {
+  it("default every field the API defaults", async () => {
     const manifest = JSON.stringify({
       apiVersion: API_VERSION,
       kind: "Agent",

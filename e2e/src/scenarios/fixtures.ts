@@ -49,7 +49,7 @@ export function agent(
   return stringify(a);
 }
 
-/** Label selector of the pods of an Agent, a managed PolicyServerCluster or a Broker (API.md's child labels). */
+/** Label selector of the pods of an Agent, a managed PolicyServerCluster or a Broker (the API's child labels). */
 export function podsOf(name: string, component: "agent" | "policy-server" | "broker"): string {
   return `app.kubernetes.io/instance=${name},app.kubernetes.io/component=${component}`;
 }

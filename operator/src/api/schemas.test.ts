@@ -22,7 +22,7 @@ const SPECS = {
 } as const;
 
 describe("API schemas", () => {
-  it("apply every default from API.md to a minimal Agent", () => {
+  it("apply every documented default to a minimal Agent", () => {
     const result = parseSpec(agentSpec, {
       policyServerClusterRef: { name: "ps" },
       template: { spec: { containers: [{ name: "a" }] } },
@@ -37,7 +37,7 @@ describe("API schemas", () => {
     });
   });
 
-  it("apply every default from API.md to minimal PolicyServerCluster, Broker and ProxyRoute", () => {
+  it("apply every documented default to minimal PolicyServerCluster, Broker and ProxyRoute", () => {
     const psc = parseSpec(policyServerClusterSpec, { port: 1, external: { servers: [{ host: "a" }] } });
     expect(psc.ok && psc.value).toMatchObject({
       protocol: "tcp",

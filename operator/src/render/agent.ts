@@ -127,7 +127,7 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
   const template = userTemplate(spec.template, selectorLabels(owner, "agent"));
   const secrets = uniqueMounts(secretNames(input));
   const sidecar = sidecarContainer({
-    // API.md: an empty image means the operator's configured one.
+    // The API: an empty image means the operator's configured one.
     image:
       spec.sidecar.image === undefined || spec.sidecar.image === ""
         ? input.options.sidecarImage

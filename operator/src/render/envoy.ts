@@ -1,7 +1,7 @@
 /**
- * Building blocks of the Envoy v3 bootstrap the sidecar runs. Only fields in the subset listed in
- * DESIGN.md ("Sidecar configuration"), with Envoy's names and @type URLs, so the same file runs on
- * real Envoy. Where Tether's default differs from Envoy's, the field is written explicitly.
+ * Building blocks of the Envoy v3 bootstrap the sidecar runs. Only fields of the subset listed in
+ * sidecar/README.md ("Supported configuration"), with Envoy's names and @type URLs, so the same file
+ * runs on real Envoy. Where Tether's default differs from Envoy's, the field is written explicitly.
  */
 import { parseDuration, toEnvoyDuration } from "../api/index.ts";
 

@@ -1,5 +1,5 @@
 /**
- * Names, labels and owner references shared by every rendered child. API.md fixes these: tests,
+ * Names, labels and owner references shared by every rendered child. The API contract fixes these: tests,
  * dashboards and users select on them.
  */
 import { API_VERSION } from "../api/index.ts";
@@ -69,7 +69,7 @@ export function childMeta(owner: OwnerMeta, name: string, component: Component):
   };
 }
 
-/** Child names from API.md. */
+/** Child names, as the API contract fixes them. */
 export const childNames = {
   deployment: (owner: string): string => owner,
   service: (owner: string): string => owner,
