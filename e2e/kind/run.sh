@@ -62,7 +62,9 @@ up() {
 test_() {
   tools
   log "scenarios"
-  TETHER_E2E_KUBECONFIG=$PWD/$kubeconfig KUBECTL=$bin/kubectl npx vitest run --project integration e2e/test/kind
+  # S15 cuts a pod off the network from inside the (single) kind node.
+  TETHER_E2E_NODE_EXEC="docker exec $cluster-control-plane" \
+    TETHER_E2E_KUBECONFIG=$PWD/$kubeconfig KUBECTL=$bin/kubectl npx vitest run --project integration e2e/test/kind
 }
 
 down() {

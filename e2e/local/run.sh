@@ -37,7 +37,9 @@ up() {
 test_() {
   tools
   log "scenarios"
-  TETHER_E2E_KUBECONFIG=$kubeconfig KUBECTL=$bin/kubectl npx vitest run --project integration e2e/test/kind
+  # S15 cuts a pod off the network from inside the node's network namespace.
+  TETHER_E2E_NODE_EXEC="nsenter --net=/run/netns/tether-local --" \
+    TETHER_E2E_KUBECONFIG=$kubeconfig KUBECTL=$bin/kubectl npx vitest run --project integration e2e/test/kind
 }
 
 down() {

@@ -126,6 +126,55 @@ export class Cluster {
     }
   }
 
+  /**
+   * Cuts a pod off the network the way a lost node does: the pod's interface on the node goes down,
+   * so packets to its IP vanish and connects to it hang (nothing refuses, nothing resets). `nodeExec`
+   * is the command prefix that runs a command in the node's network namespace (TETHER_E2E_NODE_EXEC:
+   * `nsenter --net=/run/netns/tether-local --` on the local cluster, `docker exec <node>` on kind).
+   * Resolves with the undo.
+   */
+  async isolatePod(
+    namespace: string,
+    pod: string,
+    nodeExec: readonly string[],
+  ): Promise<() => Promise<void>> {
+    // The node-side end of the pod's veth pair: eth0's peer index, read inside the pod (node is there).
+    const peer = await this.exec(namespace, pod, [
+      "node",
+      "-e",
+      "process.stdout.write(require('fs').readFileSync('/sys/class/net/eth0/iflink','utf8'))",
+    ]);
+    const index = peer.stdout.trim();
+    if (peer.code !== 0 || !/^\d+$/.test(index)) {
+      throw new ClusterError(
+        `${namespace}/${pod}: cannot read eth0's peer interface (${peer.stderr.trim()})`,
+      );
+    }
+    const onNode = async (args: readonly string[]): Promise<string> => {
+      const [command, ...rest] = nodeExec;
+      if (command === undefined) throw new ClusterError("TETHER_E2E_NODE_EXEC is empty");
+      try {
+        return (await run(command, [...rest, ...args], { timeout: 30_000 })).stdout;
+      } catch (error) {
+        const e = error as { stderr?: string; message?: string };
+        throw new ClusterError(
+          `${[...nodeExec, ...args].join(" ")}: ${e.stderr ?? e.message ?? String(error)}`,
+        );
+      }
+    };
+    const line = (await onNode(["ip", "-o", "link", "show"]))
+      .split("\n")
+      .find((l) => l.startsWith(`${index}: `));
+    const name = line?.split(": ")[1]?.split("@")[0];
+    if (name === undefined || name === "") {
+      throw new ClusterError(`${namespace}/${pod}: no interface with index ${index} on the node`);
+    }
+    await onNode(["ip", "link", "set", "dev", name, "down"]);
+    return async () => {
+      await onNode(["ip", "link", "set", "dev", name, "up"]);
+    };
+  }
+
   /** A long-running kubectl (e.g. `exec -i`) as a child process; `stdin: "pipe"` keeps its input open. */
   spawn(name: string, args: readonly string[], stdin: "ignore" | "pipe" = "ignore"): ChildHandle {
     return new ChildHandle({ name, command: this.kubectlBin, args, env: this.env(), stdin });

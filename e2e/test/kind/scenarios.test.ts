@@ -1,5 +1,5 @@
 /**
- * End-to-end scenarios S1–S8 against a real cluster with the chart installed and the images loaded
+ * End-to-end scenarios S1–S8 and S15 against a real cluster with the chart installed and the images loaded
  * (`npm run e2e:kind` sets that up on kind, `npm run e2e:local` on the local one-node cluster; any
  * cluster works). Skipped unless TETHER_E2E_KUBECONFIG names the cluster's kubeconfig, so
  * `npm test` on a machine without a cluster does not run them.
@@ -36,6 +36,8 @@ import { ScenarioReport } from "../../src/scenarios/report.ts";
 import { makeTestCerts } from "../../src/scenarios/tls-certs.ts";
 
 const cluster = Cluster.fromEnv();
+/** How to run a command in the node's network namespace (set by e2e/local/run.sh and e2e/kind/run.sh). */
+const nodeExec = (process.env["TETHER_E2E_NODE_EXEC"] ?? "").split(" ").filter((w) => w !== "");
 const report = new ScenarioReport();
 const SCENARIO_TIMEOUT = 420_000;
 /** The sidecar's public admin port (GET /ready, /stats/prometheus, /metrics only). */
@@ -279,6 +281,35 @@ describe.skipIf(cluster === undefined)("end-to-end scenarios (TETHER_E2E_KUBECON
         );
         report.add("S5 rolling restart", result, "rollout restart deployment/ps-main");
         expect(result.failures, describeFailures(result)).toBe(0);
+      },
+      SCENARIO_TIMEOUT,
+    );
+
+    it.skipIf(nodeExec.length === 0)(
+      "S15: one of three policy servers' node lost (its pod cut off the network for 10 s) under load: no failed and no slow request",
+      async () => {
+        const [victim] = await serverPods();
+        let restore: (() => Promise<void>) | undefined;
+        try {
+          const result = await underLoad(
+            pod(),
+            { target: agentUrl(ns), ratePerSecond: 50 },
+            async () => {
+              restore = await k().isolatePod(ns, victim ?? "", nodeExec);
+              await pause(10_000);
+              await restore();
+              restore = undefined;
+            },
+            { settleMs: 5_000 },
+          );
+          report.add("S15 a policy server's node lost", result, `${victim ?? ""} cut off for 10 s`);
+          expect(result.failures, describeFailures(result)).toBe(0);
+          expect(result.slow, `${result.slow} of ${result.requests} answered after ${result.slowMs} ms`).toBe(
+            0,
+          );
+        } finally {
+          await restore?.();
+        }
       },
       SCENARIO_TIMEOUT,
     );

@@ -38,6 +38,9 @@ const reconnect = doc(
       holdTimeout: duration(
         "How long requests and new connections wait while no policy server answers, before they fail. Default 30s.",
       ).default("30s"),
+      perTryTimeout: duration(
+        "How long one attempt of an idempotent HTTP request (not POST, PATCH or CONNECT) waits for the policy server's answer before it is retried on another server — what keeps requests moving when a server's node is lost and its connections hang. 0s turns it off. Default 500ms.",
+      ).default("500ms"),
     }),
     [
       {
@@ -45,6 +48,12 @@ const reconnect = doc(
         message: "reconnect.retryInterval must not exceed reconnect.maxRetryInterval",
         fieldPath: ".retryInterval",
         test: (r) => ms(r.retryInterval) <= ms(r.maxRetryInterval),
+      },
+      {
+        rule: "duration(self.perTryTimeout) <= duration(self.holdTimeout)",
+        message: "reconnect.perTryTimeout must not exceed reconnect.holdTimeout",
+        fieldPath: ".perTryTimeout",
+        test: (r) => ms(r.perTryTimeout) <= ms(r.holdTimeout),
       },
       {
         rule: "duration(self.connectTimeout) <= duration(self.holdTimeout)",

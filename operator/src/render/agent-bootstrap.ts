@@ -241,6 +241,11 @@ function policyRoute(spec: AgentSpec, idempotent: boolean, method?: string): Env
       retry_policy: {
         retry_on: idempotent ? "connect-failure,reset" : "connect-failure,reset-before-request",
         num_retries: holdAttempts(spec) - 1,
+        // An answer that never comes (a lost node's connections hang) is retried elsewhere, but only
+        // for requests that may safely be sent twice.
+        ...(idempotent && parseDuration(spec.reconnect.perTryTimeout) > 0
+          ? { per_try_timeout: envoyDuration(spec.reconnect.perTryTimeout) }
+          : {}),
         retry_back_off: {
           base_interval: envoyDuration(spec.reconnect.retryInterval),
           max_interval: envoyDuration(spec.reconnect.maxRetryInterval),

@@ -303,8 +303,11 @@ describe("Agent sidecar bootstrap", () => {
       retry_policy: {
         retry_on: "connect-failure,reset",
         retry_back_off: { base_interval: "0.250s", max_interval: "2s" },
+        per_try_timeout: "0.500s",
       },
     });
+    // A POST may have reached the server: no per-try timeout, so it is never sent twice.
+    for (const r of routes.slice(0, 3)) expect(r.route["retry_policy"]).not.toHaveProperty("per_try_timeout");
     const c = b.static_resources.clusters[0]!;
     expect(c["health_checks"]).toMatchObject([{ http_health_check: { path: "/healthz" } }]);
     expect(c["close_connections_on_host_health_failure"]).toBeUndefined();
@@ -315,6 +318,20 @@ describe("Agent sidecar bootstrap", () => {
         explicit_http_config: { http_protocol_options: {} },
       },
     });
+  });
+
+  it("renders no per-try timeout when reconnect.perTryTimeout is 0s", () => {
+    const b = bootstrapOf(
+      input(
+        agent({ reconnect: { perTryTimeout: "0s" } }),
+        psc({ protocol: "http", healthCheck: { type: "http", path: "/healthz" } }),
+      ),
+    );
+    const hcm = filterOf(b.static_resources.listeners[0]);
+    const routes = (hcm["route_config"] as { virtual_hosts: { routes: { route: EnvoyObject }[] }[] })
+      .virtual_hosts[0]!.routes;
+    expect(routes).toHaveLength(4);
+    for (const r of routes) expect(r.route["retry_policy"]).not.toHaveProperty("per_try_timeout");
   });
 
   it("verifies the policy servers' certificates: the CA, and serverName as their DNS name", () => {
