@@ -237,8 +237,9 @@ function isLong(v: unknown): v is protobuf.Long {
 function int64ToJson(v: unknown): number | string {
   if (typeof v === "number") return v;
   if (isLong(v)) {
-    const n = v.toNumber();
-    return Number.isSafeInteger(n) ? n : v.toString();
+    const bits = (BigInt(v.high >>> 0) << 32n) | BigInt(v.low >>> 0);
+    const n = v.unsigned ? bits : BigInt.asIntN(64, bits);
+    return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n.toString();
   }
   return String(v);
 }
@@ -246,7 +247,7 @@ function int64ToJson(v: unknown): number | string {
 function isZero(v: unknown): boolean {
   if (v === 0 || v === false || v === "") return true;
   if (v instanceof Uint8Array) return v.length === 0;
-  if (isLong(v)) return v.isZero();
+  if (isLong(v)) return v.low === 0 && v.high === 0;
   return false;
 }
 
