@@ -153,7 +153,8 @@ func checkHCM(p string, hcm *hcmv3.HttpConnectionManager, clusters map[string]*c
 		}
 	}
 	rc := hcm.GetRouteConfig()
-	if rc == nil || (rc.GetValidateClusters() != nil && !rc.GetValidateClusters().GetValue()) {
+	// clusters is nil for a listener that arrives before any cluster: nothing to check against yet.
+	if rc == nil || clusters == nil || (rc.GetValidateClusters() != nil && !rc.GetValidateClusters().GetValue()) {
 		return errs
 	}
 	for i, vh := range rc.GetVirtualHosts() {
