@@ -140,6 +140,14 @@ describe("Envoy JSON <-> protobuf round trip", () => {
     expect(checkBootstrap(agentYaml(pscSpec, routes))).toBeGreaterThan(3);
   });
 
+  it("the operator's rendered Agent bootstrap with the decision cache (Tether's own filter)", () => {
+    const pscSpec = psc({ protocol: "http", healthCheck: { type: "http", path: "/healthz" } });
+    const spec = agent({ cache: { enabled: true, ttl: "90s", keyHeaders: ["x-user", "cookie"] } });
+    const text = agentYaml(pscSpec, [], spec);
+    expect(text).toContain("type.googleapis.com/tether.v1alpha1.DecisionCache");
+    expect(checkBootstrap(text)).toBeGreaterThan(1);
+  });
+
   it("the operator's rendered Broker bootstrap", () => {
     const cm = renderBroker({ owner: brokerOwner, spec: broker({ replicas: 2 }), options }).sidecarConfig;
     expect(checkBootstrap(cm.data["envoy.yaml"] ?? "")).toBeGreaterThan(1);
