@@ -118,6 +118,14 @@ function reachable(root: protobuf.Root): Set<string> {
   return seen;
 }
 
+/**
+ * protobufjs' built-in well-known types (google/protobuf/struct.proto's Value) spell fields in
+ * camelCase whatever keepCase says; the JSON mapping wants the proto names.
+ */
+function protoName(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
 function fieldJson(field: protobuf.Field): Json {
   const out: Json = {};
   if (field.repeated) out["rule"] = "repeated";
@@ -149,9 +157,9 @@ function emitObject(obj: protobuf.ReflectionObject, keep: Set<string>): Json | u
     const inner = emit(obj, keep);
     if (!keep.has(obj.fullName)) return inner;
     const out: Json = {};
-    const oneofs = obj.oneofsArray.map((o) => [o.name, { oneof: [...o.oneof] }] as const);
+    const oneofs = obj.oneofsArray.map((o) => [o.name, { oneof: o.oneof.map(protoName) }] as const);
     if (oneofs.length > 0) out["oneofs"] = Object.fromEntries(oneofs);
-    out["fields"] = Object.fromEntries(obj.fieldsArray.map((f) => [f.name, fieldJson(f)]));
+    out["fields"] = Object.fromEntries(obj.fieldsArray.map((f) => [protoName(f.name), fieldJson(f)]));
     if (inner !== undefined) out["nested"] = inner["nested"];
     return out;
   }
