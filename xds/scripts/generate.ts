@@ -49,7 +49,12 @@ const FILES = [
  * v1.40.0 carries it): `[message, field, number, type]`.
  */
 const ADDED_FIELDS: readonly (readonly [string, string, number, string])[] = [
-  ["envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy", "backoff_options", 18, "envoy.config.core.v3.BackoffStrategy"],
+  [
+    "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+    "backoff_options",
+    18,
+    "envoy.config.core.v3.BackoffStrategy",
+  ],
 ];
 
 /** The roots of the reachable set: the four xDS resources, the ADS messages, every Any payload. */
@@ -134,7 +139,7 @@ function fieldJson(field: protobuf.Field): Json {
   out["id"] = field.id;
   const options = Object.entries(field.options ?? {}).filter(([k]) => KEPT_FIELD_OPTIONS.has(k));
   // protobufjs reads a JSON descriptor as proto2 unless told: state proto3's packed default.
-  const packable = field.resolvedType instanceof protobuf.Enum || protobuf.types.packed[field.type] !== undefined;
+  const packable = field.resolvedType instanceof protobuf.Enum || field.type in protobuf.types.packed;
   if (field.repeated && !(field instanceof protobuf.MapField) && packable && field.packed) {
     options.push(["packed", true]);
   }

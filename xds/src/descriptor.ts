@@ -34,6 +34,7 @@ export function findMessageType(fullName: string): protobuf.Type | undefined {
 /** The message type with this full name; throws if Tether's subset does not have it. */
 export function messageType(fullName: string): protobuf.Type {
   const type = findMessageType(fullName);
-  if (type === undefined) throw new XdsError("TETHER_ERR_XDS_UNKNOWN_TYPE", `unknown message type ${fullName}`);
+  if (type === undefined)
+    throw new XdsError("TETHER_ERR_XDS_UNKNOWN_TYPE", `unknown message type ${fullName}`);
   return type;
 }
