@@ -1,7 +1,7 @@
 // The protobuf descriptor of Tether's Envoy subset, loaded once on first use from the JSON that
 // xds/scripts/generate.ts wrote (a few hundred message types, not all of Envoy's API).
 import { readFileSync } from "node:fs";
-import protobuf from "protobufjs";
+import protobuf from "protobufjs/light.js";
 import { XdsError } from "./types.ts";
 
 let root: protobuf.Root | undefined;

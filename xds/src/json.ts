@@ -3,7 +3,7 @@
 // what protobufjs does not do itself: Any as {"@type": ...}, Duration as "1.5s", wrappers as plain
 // values, Struct/Value as plain JSON, enums by name, 64-bit integers as numbers while they are exact.
 // Unknown fields are errors naming the path, as the sidecar's config loader reports them.
-import protobuf from "protobufjs";
+import protobuf from "protobufjs/light.js";
 import { findMessageType } from "./descriptor.ts";
 import { XdsError } from "./types.ts";
 

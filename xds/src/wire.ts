@@ -2,7 +2,7 @@
 // envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources with our own
 // (de)serializers, so no .proto parsing happens at run time.
 import type { MethodDefinition } from "@grpc/grpc-js";
-import type protobuf from "protobufjs";
+import type protobuf from "protobufjs/light.js";
 import { messageType } from "./descriptor.ts";
 
 export const ADS_METHOD_PATH =
