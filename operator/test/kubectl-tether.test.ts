@@ -35,6 +35,8 @@ async function plugin(...args: string[]): Promise<{ code: number; out: string }>
       env: {
         PATH: `${plane().binDir}:${process.env["PATH"] ?? ""}`,
         KUBECONFIG: plane().kubeconfigPath,
+        // kubectl keeps its discovery cache under $HOME/.kube: the control plane's directory.
+        HOME: plane().dir,
       },
       timeout: 60_000,
     });
