@@ -54,8 +54,6 @@ up() {
   log "installing the chart"
   KUBECONFIG=$kubeconfig helm upgrade --install tether charts/tether -n tether-system --create-namespace \
     --set operator.image.pullPolicy=Never --wait --timeout 5m
-  # helm installs crds/ only on the first install: keep them current on a reused cluster.
-  KUBECONFIG=$kubeconfig kubectl apply --server-side -f charts/tether/crds/
   KUBECONFIG=$kubeconfig kubectl -n tether-system rollout status deployment/tether --timeout=180s
 }
 

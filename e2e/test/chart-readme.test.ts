@@ -1,60 +1,37 @@
 /**
- * The chart README documents every value: one table row per leaf of values.schema.json (and of
- * values.yaml), with the default exactly as values.yaml sets it (as JSON), and nothing else.
+ * The chart README documents every value: its values table is what `npm run chart:readme` generates
+ * from values.yaml's `# --` comments (one row per leaf of values.schema.json, with values.yaml's
+ * default as JSON), and it names every alert.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { parse } from "yaml";
 import { CHART_DIR } from "../src/chart/index.ts";
+import { expectedReadme, valueComments, valueRows } from "../src/chart/values-doc.ts";
 
-interface SchemaNode {
-  $ref?: string;
-  properties?: Record<string, SchemaNode>;
-}
-
-const schema = JSON.parse(readFileSync(join(CHART_DIR, "values.schema.json"), "utf8")) as SchemaNode & {
-  $defs: Record<string, SchemaNode>;
-};
-const values = parse(readFileSync(join(CHART_DIR, "values.yaml"), "utf8")) as Record<string, unknown>;
 const readme = readFileSync(join(CHART_DIR, "README.md"), "utf8");
-
-/** Leaf paths of the schema (objects with `properties` are walked), with values.yaml's default. */
-function leaves(
-  node: SchemaNode,
-  value: unknown,
-  path: string,
-  out: Map<string, string>,
-): Map<string, string> {
-  const resolved = node.$ref === undefined ? node : schema.$defs[node.$ref.split("/").pop() ?? ""];
-  if (resolved?.properties === undefined) {
-    out.set(path, value === undefined ? "(unset)" : `\`${JSON.stringify(value)}\``);
-    return out;
-  }
-  for (const [key, child] of Object.entries(resolved.properties)) {
-    const sub =
-      value !== null && typeof value === "object" ? (value as Record<string, unknown>)[key] : undefined;
-    leaves(child, sub, path === "" ? key : `${path}.${key}`, out);
-  }
-  return out;
-}
-
-/** The README's values table: `path` → default cell. */
-function documented(): Map<string, string> {
-  const rows = new Map<string, string>();
-  const section = readme.split("## Values")[1]?.split("\n## ")[0] ?? "";
-  for (const line of section.split("\n")) {
-    const m = /^\|\s*`([a-zA-Z.]+)`\s*\|\s*(.*?)\s*\|/.exec(line);
-    if (m?.[1] !== undefined && m[2] !== undefined) rows.set(m[1], m[2]);
-  }
-  return rows;
-}
+const valuesYaml = readFileSync(join(CHART_DIR, "values.yaml"), "utf8");
+const schema = JSON.parse(readFileSync(join(CHART_DIR, "values.schema.json"), "utf8")) as unknown;
 
 describe("charts/tether/README.md", () => {
-  it("has one row per value, with values.yaml's default", () => {
-    expect(Object.fromEntries(documented())).toEqual(
-      Object.fromEntries(leaves(schema, values, "", new Map())),
-    );
+  it("has the values table generated from values.yaml (run `npm run chart:readme` if this fails)", () => {
+    expect(readme).toBe(expectedReadme(CHART_DIR));
+  });
+
+  it("has one row per value of the schema, each with a comment and values.yaml's default", () => {
+    const rows = valueRows(valuesYaml, schema);
+    const byPath = new Map(rows.map((r) => [r.path, r]));
+    expect(byPath.get("operator.image.repository")?.default).toBe('`"localhost/tether/operator"`');
+    expect(byPath.get("sidecar.image.pullPolicy")?.default).toBe('`""`');
+    expect(byPath.get("global")?.default).toBe("`{}`");
+    expect(byPath.get("crds.keep")?.description).toContain("helm.sh/resource-policy: keep");
+    for (const r of rows) expect(readme).toContain(`| \`${r.path}\` | ${r.default.replace(/\|/g, "\\|")} |`);
+  });
+
+  it("refuses a value without a `# --` comment, naming it", () => {
+    const stripped = valuesYaml.replace(/^ {2}# -- Operator replicas.*\n(^ {2}# .*\n)*/m, "");
+    expect(() => valueRows(stripped, schema)).toThrow(/operator\.replicas/);
+    expect(valueComments("a:\n  # -- one\n  # two\n  b: 1\n").get("a.b")).toBe("one two");
   });
 
   it("names every alert of the PrometheusRule template", () => {

@@ -1,17 +1,25 @@
 /**
  * The Helm chart: lint-clean, its values validated by values.schema.json, and everything it renders
- * (default values, and every optional feature on) accepted by a real API server with the Tether
- * and Prometheus Operator CRDs installed.
+ * (default values, every optional feature and override on, the packaged chart, the chart as a
+ * subchart of a parent with `global` values) accepted by a real API server with the Tether and
+ * Prometheus Operator CRDs installed; its `helm test` script run against that API server.
  */
+import { execFile } from "node:child_process";
+import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { LEADER_ELECTION_RULES, OPERATOR_RULES } from "../../operator/src/rbac.ts";
-import { ALL_FEATURES, CHART_DIR, helm, monitoringCrdDir } from "../src/chart/index.ts";
+import { ALL_FEATURES, CHART_DIR, EVERY_OPTION, helm, monitoringCrdDir } from "../src/chart/index.ts";
 import { REPO_ROOT } from "../src/controlplane/binaries.ts";
 import { startControlPlane, type ControlPlane } from "../src/controlplane/index.ts";
 
+const run = promisify(execFile);
 let cp: ControlPlane | undefined;
+let tmp = "";
 
 /** The running control plane (beforeAll started it). */
 function plane(): ControlPlane {
@@ -25,7 +33,38 @@ async function kubectlOk(args: string[], input?: string): Promise<string> {
   return r.stdout;
 }
 
+/** Kinds and names of the objects of a multi-document YAML stream. */
+function objects(
+  yaml: string,
+): { kind: string; metadata: { name: string; annotations?: Record<string, string> } }[] {
+  return parseAllDocuments(yaml)
+    .map((d) => d.toJS() as { kind?: string; metadata?: { name: string } } | null)
+    .filter((o): o is { kind: string; metadata: { name: string } } => typeof o?.kind === "string");
+}
+
+/** `helm template` that must succeed; its stdout. */
+async function template(args: readonly string[]): Promise<string> {
+  const r = await helm(plane().binDir, ["template", "tether", ...args]);
+  if (r.code !== 0) throw new Error(`helm template ${args.join(" ")} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** The chart packaged by `helm package` (once): the path of the .tgz. */
+let packaged: string | undefined;
+async function packagedChart(): Promise<string> {
+  if (packaged !== undefined) return packaged;
+  const out = join(tmp, "package");
+  await mkdir(out, { recursive: true });
+  const r = await helm(plane().binDir, ["package", CHART_DIR, "--destination", out]);
+  expect(r.code, r.stderr).toBe(0);
+  const [file] = (await readdir(out)).filter((f) => f.endsWith(".tgz"));
+  if (file === undefined) throw new Error("helm package wrote no .tgz");
+  packaged = join(out, file);
+  return packaged;
+}
+
 beforeAll(async () => {
+  tmp = await mkdtemp(join(tmpdir(), "tether-chart-"));
   cp = await startControlPlane();
   const monitoring = await monitoringCrdDir();
   await kubectlOk(["apply", "--server-side", "-f", join(REPO_ROOT, "crds")]);
@@ -38,11 +77,12 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await cp?.stop();
+  if (tmp !== "") await rm(tmp, { recursive: true, force: true });
 });
 
 describe("Helm chart", () => {
-  it("passes helm lint --strict, with defaults and with every feature on", async () => {
-    for (const extra of [[], ALL_FEATURES]) {
+  it("passes helm lint --strict, with defaults, every feature on and every option set", async () => {
+    for (const extra of [[], ALL_FEATURES, [...ALL_FEATURES, ...EVERY_OPTION]]) {
       const r = await helm(plane().binDir, ["lint", "--strict", CHART_DIR, ...extra]);
       expect(r.stderr + r.stdout).toContain("1 chart(s) linted, 0 chart(s) failed");
       expect(r.code).toBe(0);
@@ -71,6 +111,8 @@ describe("Helm chart", () => {
       "--namespace",
       "tether-system",
       ...extra,
+      // The test pod needs its ServiceAccount to exist (admission): applied for real below.
+      "--skip-tests",
     ]);
     expect(rendered.code, rendered.stderr).toBe(0);
     const out = await kubectlOk(
@@ -112,5 +154,210 @@ describe("Helm chart", () => {
     expect(clusterRole?.rules).toEqual(OPERATOR_RULES);
     expect(role?.rules).toEqual(LEADER_ELECTION_RULES);
     expect(JSON.stringify(clusterRole)).not.toContain("secrets");
+  });
+
+  it("renders every option the API server accepts, and each option does what it says", async () => {
+    // Applied for real (in its own namespace), so the helm test pod finds its ServiceAccount.
+    const ns = "tether-every";
+    await kubectlOk(["create", "namespace", ns]);
+    const rendered = await template([CHART_DIR, "--namespace", ns, ...ALL_FEATURES, ...EVERY_OPTION]);
+    const out = await kubectlOk(["apply", "-n", ns, "-f", "-"], rendered);
+    expect(out).toContain("deployment.apps/tether-op created");
+    expect(out).toContain("networkpolicy.networking.k8s.io/tether-op created");
+    expect(out).toContain("pod/tether-op-test created");
+    const deployment = parseAllDocuments(rendered)
+      .map((d) => d.toJS() as Record<string, unknown> | null)
+      .find((o) => o?.["kind"] === "Deployment") as {
+      spec: {
+        template: { metadata: { annotations: Record<string, string> }; spec: Record<string, unknown> };
+      };
+    };
+    const pod = deployment.spec.template.spec as {
+      imagePullSecrets: unknown;
+      priorityClassName: string;
+      topologySpreadConstraints: unknown[];
+      securityContext: Record<string, unknown>;
+      containers: { image: string; args: string[]; env: { name: string; value?: string }[] }[];
+    };
+    const operator = pod.containers[0]!;
+    expect(operator.image).toBe(
+      "registry.example.com/tether/operator@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    );
+    expect(operator.args).toEqual(["--concurrency=8"]);
+    expect(operator.env).toContainEqual({ name: "TETHER_SIDECAR_IMAGE_PULL_POLICY", value: "Always" });
+    expect(operator.env).toContainEqual({
+      name: "TETHER_SIDECAR_IMAGE",
+      value: "registry.example.com/tether/sidecar:0.1.0",
+    });
+    expect(operator.env).toContainEqual({ name: "NODE_OPTIONS", value: "--max-old-space-size=200" });
+    expect(pod.imagePullSecrets).toEqual([{ name: "regcred" }]);
+    expect(pod.priorityClassName).toBe("system-cluster-critical");
+    expect(pod.topologySpreadConstraints).toHaveLength(1);
+    expect(pod.securityContext).toMatchObject({ runAsUser: 1000, fsGroup: 1000 });
+    expect(deployment.spec.template.metadata.annotations).toEqual({ "example.com/team": "platform" });
+  });
+
+  it("templates the CRDs, kept on uninstall by default; crds.keep=false and crds.enabled=false", async () => {
+    const crdsOf = async (extra: string[]): Promise<ReturnType<typeof objects>> =>
+      objects(await template([CHART_DIR, "-s", "templates/crds.yaml", ...extra]).catch(() => "")).filter(
+        (o) => o.kind === "CustomResourceDefinition",
+      );
+    const kept = await crdsOf([]);
+    expect(kept.map((c) => c.metadata.name).sort()).toEqual([
+      "agents.tether.dev",
+      "brokers.tether.dev",
+      "policyserverclusters.tether.dev",
+      "proxyroutes.tether.dev",
+    ]);
+    for (const crd of kept) expect(crd.metadata.annotations?.["helm.sh/resource-policy"]).toBe("keep");
+    for (const crd of await crdsOf(["--set", "crds.keep=false"])) {
+      expect(crd.metadata.annotations?.["helm.sh/resource-policy"]).toBeUndefined();
+    }
+    expect(await crdsOf(["--set", "crds.enabled=false"])).toEqual([]);
+    // Helm's crds/ directory is gone: nothing is installed behind the switch's back.
+    const r = await helm(plane().binDir, ["show", "crds", CHART_DIR]);
+    expect(r.stdout.trim()).toBe("");
+  });
+
+  it("packages a chart that passes helm lint --strict and whose objects the API server accepts", async () => {
+    const tgz = await packagedChart();
+    const lint = await helm(plane().binDir, ["lint", "--strict", tgz, ...ALL_FEATURES]);
+    expect(lint.stderr + lint.stdout).toContain("1 chart(s) linted, 0 chart(s) failed");
+    const rendered = await template([tgz, "--namespace", "tether-system", "--skip-tests", ...ALL_FEATURES]);
+    const out = await kubectlOk(["apply", "--dry-run=server", "-n", "tether-system", "-f", "-"], rendered);
+    expect(out).toContain("deployment.apps/tether created (server dry run)");
+    expect(out).toContain("customresourcedefinition.apiextensions.k8s.io/agents.tether.dev");
+    // NOTES.txt points at nothing outside the package.
+    const install = await helm(plane().binDir, [
+      "install",
+      "tether",
+      tgz,
+      "--dry-run",
+      "-n",
+      "tether-system",
+    ]);
+    expect(install.code, install.stderr).toBe(0);
+    const notes = install.stdout.split("NOTES:")[1] ?? "";
+    expect(notes).toContain("helm test tether");
+    expect(notes).not.toMatch(/examples\/|charts\/tether/);
+  });
+
+  it("renders as a subchart of a parent chart with global values", async () => {
+    const parent = join(tmp, "parent");
+    await mkdir(join(parent, "charts"), { recursive: true });
+    await mkdir(join(parent, "templates"), { recursive: true });
+    await writeFile(
+      join(parent, "templates", "configmap.yaml"),
+      "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: platform\ndata:\n  storageClass: {{ .Values.global.storageClass }}\n",
+    );
+    await copyFile(await packagedChart(), join(parent, "charts", "tether-0.1.0.tgz"));
+    await writeFile(
+      join(parent, "Chart.yaml"),
+      "apiVersion: v2\nname: platform\nversion: 1.0.0\ndependencies:\n  - name: tether\n    version: 0.1.0\n",
+    );
+    await writeFile(
+      join(parent, "values.yaml"),
+      [
+        "global:",
+        "  imagePullSecrets: [{ name: platform-pull }]",
+        "  storageClass: fast # a parent's own global, ignored by tether",
+        "tether:",
+        "  operator:",
+        "    replicas: 1",
+        "    leaderElection: { enabled: false }",
+        "",
+      ].join("\n"),
+    );
+    const lint = await helm(plane().binDir, ["lint", "--strict", parent]);
+    expect(lint.stderr + lint.stdout).toContain("1 chart(s) linted, 0 chart(s) failed");
+    const rendered = await template([parent, "--namespace", "tether-system", "--skip-tests"]);
+    expect(rendered).toContain("- name: platform-pull");
+    const out = await kubectlOk(["apply", "--dry-run=server", "-n", "tether-system", "-f", "-"], rendered);
+    expect(out).toContain("deployment.apps/tether created (server dry run)");
+  });
+
+  it("helm test: the test pod's script passes against a real API server, and fails while the operator is not ready", async () => {
+    const ns = "tether-helm-test";
+    await kubectlOk(["create", "namespace", ns]);
+    const rendered = await template([CHART_DIR, "--namespace", ns, "--set", "crds.enabled=false"]);
+    await kubectlOk(["apply", "-n", ns, "-f", "-"], rendered);
+    const hook = await template([CHART_DIR, "--namespace", ns, "-s", "templates/tests/test-operator.yaml"]);
+    const testPod = objects(hook)[0] as unknown as {
+      spec: { containers: { command: string[]; args: string[]; env: { name: string; value: string }[] }[] };
+    };
+    const container = testPod.spec.containers[0]!;
+    expect(container.command).toEqual(["node", "--input-type=module", "-e"]);
+    const podEnv = Object.fromEntries(container.env.map((e) => [e.name, e.value]));
+    expect(podEnv["TETHER_TEST_READYZ"]).toBe(`http://tether-metrics.${ns}.svc:8080/readyz`);
+
+    // The pod's own environment, pointed at this API server, a token of the operator's
+    // ServiceAccount, and a stand-in for the operator's /readyz.
+    const saDir = join(tmp, "sa");
+    await mkdir(saDir, { recursive: true });
+    await writeFile(join(saDir, "token"), (await kubectlOk(["create", "token", "tether", "-n", ns])).trim());
+    const readyz: Server = createServer((req, res) => {
+      res.statusCode = req.url === "/readyz" ? 200 : 404;
+      res.end("ok");
+    });
+    await new Promise<void>((resolve) => readyz.listen(0, "127.0.0.1", resolve));
+    const address = readyz.address();
+    const port = typeof address === "object" && address !== null ? address.port : 0;
+    const runScript = async (): Promise<{ code: number; out: string }> => {
+      try {
+        const { stdout } = await run(process.execPath, [...container.command.slice(1), container.args[0]!], {
+          env: {
+            PATH: process.env["PATH"] ?? "",
+            ...podEnv,
+            NODE_EXTRA_CA_CERTS: join(plane().dir, "pki", "ca.crt"),
+            TETHER_TEST_API: plane().server,
+            TETHER_TEST_SA_DIR: saDir,
+            TETHER_TEST_READYZ: `http://127.0.0.1:${port}/readyz`,
+          },
+          timeout: 60_000,
+        });
+        return { code: 0, out: stdout };
+      } catch (error) {
+        const e = error as { code?: number; stdout?: string };
+        return { code: typeof e.code === "number" ? e.code : 1, out: e.stdout ?? String(error) };
+      }
+    };
+    try {
+      // No kubelet here: the Deployment has no ready replica yet.
+      const notReady = await runScript();
+      expect(notReady.code, notReady.out).toBe(1);
+      expect(notReady.out).toMatch(/^FAIL operator Deployment ready/m);
+      expect(notReady.out).toMatch(/^ok {3}CRDs served/m);
+      await kubectlOk([
+        "patch",
+        "deployment",
+        "tether",
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        '{"status":{"replicas":2,"readyReplicas":1}}',
+      ]);
+      const ready = await runScript();
+      expect(ready.out).toMatch(/^ok {3}operator \/readyz/m);
+      expect(ready.out).toMatch(
+        /^ok {3}operator Deployment ready: 1\/2 ready, image localhost\/tether\/operator:0.1.0/m,
+      );
+      expect(ready.code, ready.out).toBe(0);
+    } finally {
+      await new Promise<void>((resolve) =>
+        readyz.close(() => {
+          resolve();
+        }),
+      );
+    }
+  });
+
+  it("answers kubectl's short names and the tether category", async () => {
+    for (const short of ["psc", "tagent", "tbroker", "troute"]) {
+      await expect(kubectlOk(["get", short, "-A"])).resolves.toBeDefined();
+    }
+    const resources = await kubectlOk(["api-resources", "--api-group=tether.dev", "-o", "wide"]);
+    for (const short of ["tagent", "tbroker", "troute"]) expect(resources).toContain(short);
   });
 });

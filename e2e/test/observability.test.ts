@@ -48,7 +48,21 @@ const NO_DATA_YET = new Map([
     "Decision cache hit ratio",
     "tether_decision_cache_hits_total / _misses_total are not emitted by the sidecar yet (issue 5)",
   ],
+  ...["TCP connections", "TCP bytes", "TCP connections given up"].map(
+    (panel) =>
+      [
+        panel,
+        "this test scrapes one HTTP sidecar (no tcp_proxy listener); envoy_tcp_* is covered by sidecar/test/tcp-proxy.test.ts",
+      ] as const,
+  ),
 ]);
+
+/**
+ * Panels on the xDS metrics (envoy_control_plane_connected_state, tether_operator_xds_*), which the
+ * xDS work adds: their queries must evaluate; data is checked once that work is merged and they
+ * leave this list.
+ */
+const XDS_PANELS = new Set(["xDS connection", "xDS pushes and NACKs"]);
 
 /** Denies creating or updating ConfigMaps in namespaces labelled tether.dev/test-frozen=true (403). */
 const FROZEN_CONFIGMAPS_POLICY = [
@@ -280,7 +294,7 @@ describe("dashboard and alerts against a real Prometheus", () => {
       [
         "TetherConfigReloadFailing",
         "TetherHighErrorRatio",
-        "TetherNoHealthyPolicyServer",
+        "TetherNoHealthyUpstream",
         "TetherOperatorNoLeader",
         "TetherOperatorReconcileErrors",
         "TetherRequestsHeld",
@@ -305,6 +319,14 @@ describe("dashboard and alerts against a real Prometheus", () => {
     for (const rule of alertsByName(groups).values()) {
       await expect(prom().client.query(rule.expr), rule.alert).resolves.toBeDefined();
     }
+    // Every alert links its runbook, and the runbook is in the repo.
+    for (const rule of alertsByName(groups).values()) {
+      const url = rule.annotations?.["runbook_url"] ?? "";
+      expect(url, rule.alert).toMatch(new RegExp(`/docs/runbooks/${rule.alert}\\.md$`));
+      await expect(readFile(join(REPO_ROOT, "docs/runbooks", `${rule.alert}.md`), "utf8")).resolves.toContain(
+        `# ${rule.alert}`,
+      );
+    }
   });
 
   it("the dashboard's variables find the scraped sidecar and operator", async () => {
@@ -318,11 +340,16 @@ describe("dashboard and alerts against a real Prometheus", () => {
     expect(await client.labelValues("envoy_cluster_name", ["envoy_cluster_upstream_rq_total"])).toEqual([
       CLUSTER,
     ]);
-    expect(await client.labelValues("namespace", ["tether_operator_leader"])).toEqual([RELEASE_NAMESPACE]);
+    expect(await client.labelValues("namespace", ["leader_election_master_status"])).toEqual([
+      RELEASE_NAMESPACE,
+    ]);
+    expect(await client.labelValues("pod", ['envoy_cluster_upstream_rq_total{namespace=~".*"}'])).toEqual([
+      SIDECAR_LABELS.pod,
+    ]);
     // The variables the dashboard declares are the ones the queries use.
     const templating = grafanaDashboard()["templating"] as { list: { name: string }[] };
     expect(templating.list.map((v) => v.name).sort()).toEqual(
-      ["agent", "cluster", "datasource", "namespace", "operator_namespace"].sort(),
+      ["agent", "cluster", "datasource", "namespace", "operator_namespace", "pod"].sort(),
     );
   });
 
@@ -346,7 +373,7 @@ describe("dashboard and alerts against a real Prometheus", () => {
     expect(await client.query("ALERTS")).toEqual([]);
   });
 
-  it("TetherConfigReloadFailing fires once the sidecar rejects a new config, not before", async () => {
+  it("TetherConfigReloadFailing fires once the sidecar rejects a new config, not before, and resolves with a valid one", async () => {
     expect(await firstFiring("TetherConfigReloadFailing")).toBeUndefined();
     const invalid = parse(validConfigText) as { static_resources: { clusters: Record<string, unknown>[] } };
     invalid.static_resources.clusters[0]!["no_such_field"] = 1;
@@ -360,26 +387,32 @@ describe("dashboard and alerts against a real Prometheus", () => {
     const before = await successes();
     await writeFile(config.configPath, `${validConfigText}\n# valid again\n`);
     await pollUntil("a successful reload", async () => (await successes()) > before, 20_000);
+    // The gauge says the running config is the file's again: the alert resolves.
+    await pollUntil(
+      "TetherConfigReloadFailing to resolve",
+      async () => !(await activeAlerts()).includes("TetherConfigReloadFailing"),
+      20_000,
+    );
   });
 
-  it("TetherNoHealthyPolicyServer and TetherRequestsHeld fire when both policy servers die, not before", async () => {
-    expect(await firstFiring("TetherNoHealthyPolicyServer")).toBeUndefined();
+  it("TetherNoHealthyUpstream and TetherRequestsHeld fire when both policy servers die, not before", async () => {
+    expect(await firstFiring("TetherNoHealthyUpstream")).toBeUndefined();
     expect(await firstFiring("TetherRequestsHeld")).toBeUndefined();
     const killedAt = nowSeconds();
     await Promise.all(servers.map((s) => s.kill()));
     try {
       await Promise.all([
         waitFiring("TetherRequestsHeld", 20_000),
-        waitFiring("TetherNoHealthyPolicyServer", 20_000),
+        waitFiring("TetherNoHealthyUpstream", 20_000),
       ]);
     } finally {
       await Promise.all(servers.map((s) => s.start()));
     }
-    for (const alert of ["TetherRequestsHeld", "TetherNoHealthyPolicyServer"]) {
+    for (const alert of ["TetherRequestsHeld", "TetherNoHealthyUpstream"]) {
       expect(await firedAt(alert)).toBeGreaterThanOrEqual(Math.floor(killedAt));
     }
     const alert = (await prom().client.alerts()).find(
-      (a) => a.labels["alertname"] === "TetherNoHealthyPolicyServer",
+      (a) => a.labels["alertname"] === "TetherNoHealthyUpstream",
     );
     expect(alert?.labels).toMatchObject({
       namespace: SIDECAR_LABELS.namespace,
@@ -392,7 +425,7 @@ describe("dashboard and alerts against a real Prometheus", () => {
       "both alerts resolved",
       async () => {
         const active = await activeAlerts();
-        return !active.includes("TetherRequestsHeld") && !active.includes("TetherNoHealthyPolicyServer");
+        return !active.includes("TetherRequestsHeld") && !active.includes("TetherNoHealthyUpstream");
       },
       30_000,
     );
@@ -421,7 +454,7 @@ describe("dashboard and alerts against a real Prometheus", () => {
     const alert = (await prom().client.alerts()).find(
       (a) => a.labels["alertname"] === "TetherOperatorReconcileErrors",
     );
-    expect(alert?.labels).toMatchObject({ namespace: RELEASE_NAMESPACE, kind: "Agent" });
+    expect(alert?.labels).toMatchObject({ namespace: RELEASE_NAMESPACE, controller: "agent" });
   });
 
   it("TetherHighErrorRatio fires when upstream requests fail, not before", async () => {
@@ -465,6 +498,7 @@ describe("dashboard and alerts against a real Prometheus", () => {
     const allValues = {
       namespace: ".*",
       agent: ".*",
+      pod: ".*",
       cluster: ".*",
       operator_namespace: ".*",
       __rate_interval: RATE_INTERVAL,
@@ -472,6 +506,7 @@ describe("dashboard and alerts against a real Prometheus", () => {
     const oneValue = {
       namespace: SIDECAR_LABELS.namespace,
       agent: SIDECAR_LABELS.app_kubernetes_io_instance,
+      pod: SIDECAR_LABELS.pod,
       cluster: CLUSTER,
       operator_namespace: RELEASE_NAMESPACE,
       __rate_interval: RATE_INTERVAL,
@@ -483,6 +518,7 @@ describe("dashboard and alerts against a real Prometheus", () => {
         const query = substituteVariables(expr, values);
         const series = await client.queryRange(query, startedAt, end, 1);
         const hasData = maxFinite(series) !== undefined;
+        if (XDS_PANELS.has(panel)) continue;
         if (NO_DATA_YET.has(panel)) {
           if (hasData) unexpected.push(`${panel}: has data now; remove it from NO_DATA_YET`);
         } else if (!hasData) {
@@ -502,6 +538,7 @@ describe("dashboard and alerts against a real Prometheus", () => {
         substituteVariables(expr, {
           namespace: ".*",
           agent: ".*",
+          pod: ".*",
           cluster: ".*",
           operator_namespace: ".*",
           __rate_interval: RATE_INTERVAL,
@@ -537,6 +574,13 @@ describe("dashboard and alerts against a real Prometheus", () => {
     expect(maxFinite(await range(panel("Error ratio by cluster")))).toBeGreaterThan(0.05);
     expect(maxFinite(await range(panel("Reconcile errors")))).toBeGreaterThan(0);
     expect(maxFinite(await range(panel("Leader")))).toBe(1);
+    expect(minFinite(await range(panel("Healthy policy servers")))).toBe(0);
+    expect(maxFinite(await range(panel("Healthy policy servers")))).toBe(2);
+    expect(maxFinite(await range(panel("Held requests now")))).toBeGreaterThan(0);
+    expect(minFinite(await range(panel("Sidecars on their last config")))).toBe(0);
+    expect(maxFinite(await range(panel("Health-check failures by class")))).toBeGreaterThan(0);
+    expect(maxFinite(await range(panel("Sidecar memory and CPU")))).toBeGreaterThan(0);
+    expect(maxFinite(await range(panel("Queue depth and wait", 1)))).toBeGreaterThanOrEqual(0);
     const classes = await range(panel("Client-visible responses by class"));
     expect(maxFinite(labelled(classes, "envoy_response_code_class", "2"))).toBeGreaterThan(0);
     expect(maxFinite(labelled(classes, "envoy_response_code_class", "5"))).toBeGreaterThan(0);

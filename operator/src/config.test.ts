@@ -25,6 +25,7 @@ describe("loadConfig", () => {
       concurrency: 4,
       resyncPeriodMs: 600_000,
       clusterDomain: "cluster.local",
+      sidecarImagePullPolicy: "",
     });
     expect(DEFAULT_SIDECAR_IMAGE).toBe("localhost/tether/sidecar:0.1.0");
   });
@@ -44,6 +45,8 @@ describe("loadConfig", () => {
 
   it("rejects bad values naming the flag, with a stable code", () => {
     expect(() => load(["--concurrency", "0"])).toThrow(/--concurrency/);
+    expect(() => load(["--sidecar-image-pull-policy", "Sometimes"])).toThrow(/--sidecar-image-pull-policy/);
+    expect(load([], { TETHER_SIDECAR_IMAGE_PULL_POLICY: "Never" }).sidecarImagePullPolicy).toBe("Never");
     expect(() => load(["--admin-address", "nope"])).toThrow(/--admin-address/);
     expect(() => load(["--lease-duration", "5s", "--renew-deadline", "6s"])).toThrow(/--renew-deadline/);
     expect(() => load(["--unknown"])).toThrow(ConfigError);

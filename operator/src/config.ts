@@ -13,6 +13,8 @@ export interface OperatorConfig {
   /** Empty: all namespaces. */
   readonly namespaces: string[];
   readonly sidecarImage: string;
+  /** imagePullPolicy of the sidecar containers; empty: Kubernetes' default for the tag. */
+  readonly sidecarImagePullPolicy: "" | "Always" | "IfNotPresent" | "Never";
   readonly clusterDomain: string;
   readonly adminHost: string;
   readonly adminPort: number;
@@ -53,6 +55,11 @@ export const FLAGS = {
     env: "TETHER_SIDECAR_IMAGE",
     default: DEFAULT_SIDECAR_IMAGE,
     help: "sidecar image for Agents and Brokers that name none",
+  },
+  "sidecar-image-pull-policy": {
+    env: "TETHER_SIDECAR_IMAGE_PULL_POLICY",
+    default: "",
+    help: "imagePullPolicy of the sidecar containers: Always, IfNotPresent, Never; empty = Kubernetes' default",
   },
   "cluster-domain": {
     env: "TETHER_CLUSTER_DOMAIN",
@@ -134,6 +141,11 @@ function positiveInt(flag: string, text: string): number {
   return n;
 }
 
+function pullPolicy(flag: string, text: string): OperatorConfig["sidecarImagePullPolicy"] {
+  if (text === "" || text === "Always" || text === "IfNotPresent" || text === "Never") return text;
+  throw new ConfigError(`--${flag}: "${text}" is not Always, IfNotPresent or Never`);
+}
+
 function bool(flag: string, text: string): boolean {
   if (/^(true|1|yes|on)$/i.test(text)) return true;
   if (/^(false|0|no|off)$/i.test(text)) return false;
@@ -199,6 +211,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ope
             .map((s) => s.trim())
             .filter((s) => s !== ""),
     sidecarImage: get("sidecar-image"),
+    sidecarImagePullPolicy: pullPolicy("sidecar-image-pull-policy", get("sidecar-image-pull-policy")),
     clusterDomain: get("cluster-domain"),
     adminHost: admin.host,
     adminPort: admin.port,

@@ -40,7 +40,11 @@ async function main(): Promise<void> {
     logger,
     metrics,
     namespaces: config.namespaces,
-    render: { sidecarImage: config.sidecarImage, clusterDomain: config.clusterDomain },
+    render: {
+      sidecarImage: config.sidecarImage,
+      sidecarImagePullPolicy: config.sidecarImagePullPolicy,
+      clusterDomain: config.clusterDomain,
+    },
     concurrency: config.concurrency,
     resyncPeriodMs: config.resyncPeriodMs,
     informer: { watchTimeoutSeconds: config.watchTimeoutSeconds },
@@ -69,6 +73,7 @@ async function main(): Promise<void> {
 
   const startReconciling = (): void => {
     metrics.leader.set(1);
+    metrics.runtime.leaderStatus.set({ name: config.leaseName }, 1);
     manager.startReconciling().catch((error: unknown) => {
       logger.error({ err: error }, "could not start reconciling");
     });
@@ -87,12 +92,14 @@ async function main(): Promise<void> {
       onStartedLeading: startReconciling,
       onStoppedLeading: () => {
         metrics.leader.set(0);
+        metrics.runtime.leaderStatus.set({ name: config.leaseName }, 0);
         manager.stopReconciling();
       },
     });
     const gate = elector;
     client.setWriteGate(() => gate.isLeader);
     metrics.leader.set(0);
+    metrics.runtime.leaderStatus.set({ name: config.leaseName }, 0);
     elector.start();
   } else {
     startReconciling();

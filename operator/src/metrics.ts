@@ -1,4 +1,9 @@
-/** The operator's Prometheus metrics (prom-client), on the admin server's /metrics. */
+/**
+ * The operator's Prometheus metrics (prom-client), on the admin server's /metrics: Tether's own
+ * `tether_operator_*` families, the same facts under controller-runtime's and client-go's names
+ * (`controller_runtime_reconcile_total`, `workqueue_*`, `leader_election_master_status`) so the
+ * dashboards and alerts people already run for operators work, and Node's process metrics unprefixed.
+ */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 export class OperatorMetrics {
@@ -9,9 +14,12 @@ export class OperatorMetrics {
   readonly watchRestarts: Counter<"resource" | "reason">;
   readonly leader: Gauge;
   readonly writes: Counter<"verb" | "resource">;
+  /** controller-runtime's names; `controller` is the kind in lower case, as kubebuilder names them. */
+  readonly runtime: ControllerRuntimeMetrics;
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: "tether_operator_" });
+    collectDefaultMetrics({ register: this.registry });
+    this.runtime = new ControllerRuntimeMetrics(this.registry);
     this.reconciles = new Counter({
       name: "tether_operator_reconcile_total",
       help: "Reconciles by kind and result (success | error).",
@@ -60,4 +68,93 @@ export function resourceOfPath(path: string): string {
   const ns = parts.indexOf("namespaces");
   const rest = ns >= 0 ? parts.slice(ns + 2) : parts.slice(parts[0] === "api" ? 2 : 3);
   return rest.length >= 3 ? `${rest[0] ?? ""}/${rest[2] ?? ""}` : (rest[0] ?? "unknown");
+}
+
+/** The work queue's name in the `workqueue_*` families (one queue serves every kind). */
+export const WORKQUEUE_NAME = "tether";
+/** The controllers, as controller-runtime labels them. */
+export const CONTROLLERS = ["policyservercluster", "agent", "broker", "proxyroute"] as const;
+
+const SECONDS_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60];
+
+/** The controller-runtime and client-go families, with their names, labels and meaning. */
+export class ControllerRuntimeMetrics {
+  readonly reconcileTotal: Counter<"controller" | "result">;
+  readonly reconcileErrors: Counter<"controller">;
+  readonly reconcileTime: Histogram<"controller">;
+  readonly depth: Gauge<"name" | "controller">;
+  readonly adds: Counter<"name" | "controller">;
+  readonly retries: Counter<"name" | "controller">;
+  readonly queueDuration: Histogram<"name" | "controller">;
+  readonly workDuration: Histogram<"name" | "controller">;
+  readonly leaderStatus: Gauge<"name">;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    this.reconcileTotal = new Counter({
+      name: "controller_runtime_reconcile_total",
+      help: "Total number of reconciliations per controller (result: success | error).",
+      labelNames: ["controller", "result"],
+      registers,
+    });
+    this.reconcileErrors = new Counter({
+      name: "controller_runtime_reconcile_errors_total",
+      help: "Total number of reconciliation errors per controller.",
+      labelNames: ["controller"],
+      registers,
+    });
+    this.reconcileTime = new Histogram({
+      name: "controller_runtime_reconcile_time_seconds",
+      help: "Length of time per reconciliation per controller.",
+      labelNames: ["controller"],
+      buckets: SECONDS_BUCKETS,
+      registers,
+    });
+    this.depth = new Gauge({
+      name: "workqueue_depth",
+      help: "Current depth of the work queue.",
+      labelNames: ["name", "controller"],
+      registers,
+    });
+    this.adds = new Counter({
+      name: "workqueue_adds_total",
+      help: "Total number of adds handled by the work queue.",
+      labelNames: ["name", "controller"],
+      registers,
+    });
+    this.retries = new Counter({
+      name: "workqueue_retries_total",
+      help: "Total number of retries handled by the work queue.",
+      labelNames: ["name", "controller"],
+      registers,
+    });
+    this.queueDuration = new Histogram({
+      name: "workqueue_queue_duration_seconds",
+      help: "How long in seconds an item stays in the work queue before being requested.",
+      labelNames: ["name", "controller"],
+      buckets: SECONDS_BUCKETS,
+      registers,
+    });
+    this.workDuration = new Histogram({
+      name: "workqueue_work_duration_seconds",
+      help: "How long in seconds processing an item from the work queue takes.",
+      labelNames: ["name", "controller"],
+      buckets: SECONDS_BUCKETS,
+      registers,
+    });
+    this.leaderStatus = new Gauge({
+      name: "leader_election_master_status",
+      help: "1 while this replica leads (or leader election is off), else 0.",
+      labelNames: ["name"],
+      registers,
+    });
+    const queue = { name: WORKQUEUE_NAME, controller: WORKQUEUE_NAME };
+    this.depth.set(queue, 0);
+    this.adds.inc(queue, 0);
+    this.retries.inc(queue, 0);
+    for (const controller of CONTROLLERS) {
+      for (const result of ["success", "error"]) this.reconcileTotal.inc({ controller, result }, 0);
+      this.reconcileErrors.inc({ controller }, 0);
+    }
+  }
 }

@@ -28,7 +28,7 @@ export class Runtime implements AdminView {
   private readonly listenerDrainMs: number;
   private admin: AdminServer | undefined;
   private current: LoadedConfig | undefined;
-  private readonly reloadCounts: ReloadCounts = { success: 0, failure: 0 };
+  private readonly reloadCounts: ReloadCounts = { success: 0, failure: 0, lastSuccessful: true };
   private phase: "PRE_INITIALIZING" | "LIVE" | "DRAINING" = "PRE_INITIALIZING";
   private applying: Promise<void> = Promise.resolve();
 
@@ -77,6 +77,7 @@ export class Runtime implements AdminView {
       }
     } catch (err) {
       this.reloadCounts.failure++;
+      this.reloadCounts.lastSuccessful = false;
       const problems = err instanceof TetherError ? err.problems : [(err as Error).message];
       this.log.error(
         { code: (err as TetherError).code, problems },
@@ -91,9 +92,11 @@ export class Runtime implements AdminView {
       await this.applyBootstrap(next.bootstrap);
       this.current = next;
       this.reloadCounts.success++;
+      this.reloadCounts.lastSuccessful = true;
       this.log.info("config reloaded");
     } catch (err) {
       this.reloadCounts.failure++;
+      this.reloadCounts.lastSuccessful = false;
       const bind = err instanceof ListenerBindError ? { listener: err.listener, address: err.address } : {};
       this.log.error(
         { code: (err as TetherError).code, ...bind, err: (err as Error).message },

@@ -67,6 +67,11 @@ async function reloads(s: Sidecar, result: "success" | "failure"): Promise<numbe
   return (await s.metrics()).get(`tether_config_reload_total{result="${result}"}`) ?? NaN;
 }
 
+/** tether_config_last_reload_successful: 0 while a rejected config leaves the old one running. */
+async function lastReloadOk(s: Sidecar): Promise<number> {
+  return (await s.metrics()).get("tether_config_last_reload_successful") ?? NaN;
+}
+
 async function upstreams(): Promise<{ a: Upstream; b: Upstream }> {
   const [pa, pb] = await Promise.all([freePort(), freePort()]);
   const a = await new Upstream(pa, "a").start();
@@ -113,9 +118,11 @@ describe("a reload whose listener cannot bind", () => {
       b.port,
       "\n" + httpListener("blocked", blockedPort, "backend") + "\n" + httpListener("extra", extra, "backend"),
     );
+    expect(await lastReloadOk(s)).toBe(1);
     writeFileSync(file, next);
     await waitFor("reload failure counted", async () => (await reloads(s, "failure")) === 1);
     expect(await reloads(s, "success")).toBe(0);
+    expect(await lastReloadOk(s)).toBe(0);
     // The old config serves, cluster included: the changed cluster was not swapped in.
     expect(await who(main)).toBe("a");
     expect(await who(tcp)).toBe("a");
@@ -133,6 +140,7 @@ describe("a reload whose listener cannot bind", () => {
     await closeServer(blocker);
     appendFileSync(file, "# again\n");
     await waitFor("reload applied", async () => (await reloads(s, "success")) === 1);
+    expect(await lastReloadOk(s)).toBe(1);
     expect(await who(main)).toBe("b");
     expect(await who(tcp)).toBe("b");
     expect(await who(blockedPort)).toBe("b");

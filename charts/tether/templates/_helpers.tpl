@@ -1,15 +1,25 @@
-{{/* Full name of the release's objects. */}}
+{{/* Name of the chart's objects' app label and the base of fullname: nameOverride or the chart's name. */}}
+{{- define "tether.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Full name of the release's objects: fullnameOverride, else <release>-<name> (just <release> when it contains the name). */}}
 {{- define "tether.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "tether.name" . -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
 {{/* Labels on every object of the chart. */}}
 {{- define "tether.labels" -}}
-app.kubernetes.io/name: tether
+app.kubernetes.io/name: {{ include "tether.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
@@ -18,7 +28,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 
 {{/* Selector labels of the operator pods. */}}
 {{- define "tether.selectorLabels" -}}
-app.kubernetes.io/name: tether
+app.kubernetes.io/name: {{ include "tether.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end -}}
@@ -31,10 +41,52 @@ app.kubernetes.io/component: operator
 {{- end -}}
 {{- end -}}
 
+{{/*
+An image reference from an image value and the chart: [registry/]repository, then @digest when set,
+else :tag (the chart's appVersion when empty).
+*/}}
+{{- define "tether.image" -}}
+{{- $image := index . 0 -}}
+{{- $chart := index . 1 -}}
+{{- $repository := $image.repository -}}
+{{- with $image.registry }}{{ $repository = printf "%s/%s" . $repository }}{{ end -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repository (default $chart.AppVersion $image.tag) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "tether.operatorImage" -}}
-{{- printf "%s:%s" .Values.operator.image.repository (default .Chart.AppVersion .Values.operator.image.tag) -}}
+{{- include "tether.image" (list .Values.operator.image .Chart) -}}
 {{- end -}}
 
 {{- define "tether.sidecarImage" -}}
-{{- printf "%s:%s" .Values.sidecar.image.repository (default .Chart.AppVersion .Values.sidecar.image.tag) -}}
+{{- include "tether.image" (list .Values.sidecar.image .Chart) -}}
+{{- end -}}
+
+{{/* imagePullSecrets of the chart's pods: the chart's own, then global.imagePullSecrets of a parent chart. */}}
+{{- define "tether.imagePullSecrets" -}}
+{{- $secrets := concat (default list .Values.imagePullSecrets) (default list (dig "imagePullSecrets" list (default dict .Values.global))) -}}
+{{- with $secrets }}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ if kindIs "string" . }}{{ . }}{{ else }}{{ .name }}{{ end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Labels of the `helm test` pod (the NetworkPolicy lets it reach the admin port). */}}
+{{- define "tether.testSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "tether.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test
+{{- end -}}
+
+{{- define "tether.testImage" -}}
+{{- if .Values.test.image.repository -}}
+{{- include "tether.image" (list .Values.test.image .Chart) -}}
+{{- else -}}
+{{- include "tether.operatorImage" . -}}
+{{- end -}}
 {{- end -}}

@@ -65,6 +65,46 @@ export async function helm(binDir: string, args: readonly string[]): Promise<Hel
   }
 }
 
+/** `--set` arguments that turn every optional feature of the chart on, and set every override. */
+export const EVERY_OPTION = [
+  "--set",
+  "networkPolicy.enabled=true",
+  "--set-json",
+  'networkPolicy.metricsFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]',
+  "--set-json",
+  'networkPolicy.apiServerTo=[{"ipBlock":{"cidr":"10.0.0.1/32"}}]',
+  "--set",
+  "imagePullSecrets={regcred}",
+  "--set",
+  "operator.image.registry=registry.example.com",
+  "--set",
+  "operator.image.repository=tether/operator",
+  "--set",
+  "operator.image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+  "--set",
+  "sidecar.image.registry=registry.example.com",
+  "--set",
+  "sidecar.image.repository=tether/sidecar",
+  "--set",
+  "sidecar.image.pullPolicy=Always",
+  "--set",
+  "operator.extraArgs={--concurrency=8}",
+  "--set-json",
+  'operator.extraEnv=[{"name":"NODE_OPTIONS","value":"--max-old-space-size=200"}]',
+  "--set",
+  "operator.podAnnotations.example\\.com/team=platform",
+  "--set",
+  "operator.podLabels.team=platform",
+  "--set-json",
+  'operator.topologySpreadConstraints=[{"maxSkew":1,"topologyKey":"topology.kubernetes.io/zone","whenUnsatisfiable":"ScheduleAnyway","labelSelector":{"matchLabels":{"app.kubernetes.io/component":"operator"}}}]',
+  "--set",
+  "operator.priorityClassName=system-cluster-critical",
+  "--set-json",
+  'operator.podSecurityContext={"runAsNonRoot":true,"runAsUser":1000,"fsGroup":1000,"seccompProfile":{"type":"RuntimeDefault"}}',
+  "--set",
+  "fullnameOverride=tether-op",
+] as const;
+
 /** `--set` arguments that turn every optional feature of the chart on. */
 export const ALL_FEATURES = [
   "--set",

@@ -180,7 +180,8 @@ export const agentKind: KindInfo = {
   kind: "Agent",
   plural: "agents",
   singular: "agent",
-  shortNames: [],
+  // Not "agent" / "broker": ECK's Agent and Knative's Broker use the plain names.
+  shortNames: ["tagent"],
   description:
     "An Agent is a web agent workload plus the tether-sidecar that keeps it connected to its policy servers.",
   spec: agentSpec,

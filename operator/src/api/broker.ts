@@ -97,7 +97,8 @@ export const brokerKind: KindInfo = {
   kind: "Broker",
   plural: "brokers",
   singular: "broker",
-  shortNames: [],
+  // Not "agent" / "broker": ECK's Agent and Knative's Broker use the plain names.
+  shortNames: ["tbroker"],
   description:
     "A Broker is a TCP proxy in front of backend servers: TLS passes through untouched, backends are health-checked.",
   spec: brokerSpec,
@@ -105,7 +106,6 @@ export const brokerKind: KindInfo = {
   printerColumns: [
     { name: "Ready", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
     { name: "Port", type: "integer", jsonPath: ".spec.port" },
-    { name: "Backends", type: "integer", jsonPath: ".status.backends.ready", description: "Ready backends" },
     { name: "Available", type: "integer", jsonPath: ".status.readyReplicas" },
     {
       name: "Reason",

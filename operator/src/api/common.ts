@@ -110,7 +110,10 @@ export const condition = z.strictObject({
   type: doc(z.string().min(1).max(316), "Type of condition in CamelCase, e.g. Ready."),
   status: doc(z.enum(["True", "False", "Unknown"]), "Status of the condition: True, False or Unknown."),
   observedGeneration: doc(z.int().min(0).optional(), "The .metadata.generation the condition was set from."),
-  lastTransitionTime: doc(z.string().max(64), "When the condition last changed status (RFC 3339)."),
+  lastTransitionTime: annotate(z.string().max(64), {
+    description: "When the condition last changed status (RFC 3339).",
+    format: "date-time",
+  }),
   reason: doc(z.string().min(1).max(1024), "Programmatic identifier of the cause, in CamelCase."),
   message: doc(z.string().max(32768), "Human-readable detail of the condition."),
 });

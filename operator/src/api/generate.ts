@@ -12,10 +12,13 @@ import { crdFileName, customResourceDefinitionYaml, KINDS } from "./index.ts";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 
-/** Directories that hold generated CRDs: the top-level crds/ and the chart's crds/. */
+/**
+ * Directories that hold generated CRDs: the top-level crds/ and the chart's files/crds/ (templated
+ * by templates/crds.yaml, so `helm upgrade` updates them; see crds.enabled in the chart).
+ */
 export function crdDirectories(root: string = REPO_ROOT): string[] {
   const dirs = [join(root, "crds")];
-  if (existsSync(join(root, "charts/tether/Chart.yaml"))) dirs.push(join(root, "charts/tether/crds"));
+  if (existsSync(join(root, "charts/tether/Chart.yaml"))) dirs.push(join(root, "charts/tether/files/crds"));
   return dirs;
 }
 

@@ -44,7 +44,21 @@ describe("CRD generation", () => {
       expect(version.subresources).toEqual({ status: {} });
       expect(version.additionalPrinterColumns[0]!.name).toBe("Ready");
     });
+
+    it(`${kind.kind}: a short name that is not another operator's, and conditions' lastTransitionTime a date-time`, () => {
+      const short = crd.spec.names.shortNames ?? [];
+      expect(short.length).toBe(1);
+      // ECK registers Agent as "agent", Knative Broker as "broker"; plain words collide.
+      for (const taken of ["agent", "broker", "route", "ar", "br"]) expect(short).not.toContain(taken);
+      const conditions = root.properties!.status!.properties!["conditions"]!.items!;
+      expect(conditions.properties!["lastTransitionTime"]!.format).toBe("date-time");
+    });
   }
+
+  it("has no column the operator never fills (Broker backends)", () => {
+    const broker = KINDS.find((k) => k.kind === "Broker")!;
+    expect(broker.printerColumns.map((c) => c.name)).not.toContain("Backends");
+  });
 
   it("PolicyServerCluster has the short name psc and its exactly-one-of rule", () => {
     const crd = customResourceDefinition(KINDS[0]!) as {

@@ -186,6 +186,7 @@ function applyChecks(node: OpenApiSchema, def: ZodDef, kind: "length" | "items" 
 
 function applyMeta(node: OpenApiSchema, meta: CrdMeta): void {
   if (meta.description !== undefined) node.description = meta.description;
+  if (meta.format !== undefined) node.format = meta.format;
   if (meta.preserveUnknownFields === true) node["x-kubernetes-preserve-unknown-fields"] = true;
   if (meta.listType !== undefined) node["x-kubernetes-list-type"] = meta.listType;
   if (meta.listMapKeys !== undefined) node["x-kubernetes-list-map-keys"] = [...meta.listMapKeys];

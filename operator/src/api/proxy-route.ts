@@ -213,7 +213,8 @@ export const proxyRouteKind: KindInfo = {
   kind: "ProxyRoute",
   plural: "proxyroutes",
   singular: "proxyroute",
-  shortNames: [],
+  // Not "agent" / "broker": ECK's Agent and Knative's Broker use the plain names.
+  shortNames: ["troute"],
   description:
     "A ProxyRoute sends HTTP requests from an Agent's sidecar to backend servers, by path prefix, exact path or file extension.",
   spec: proxyRouteSpec,

@@ -25,6 +25,8 @@ export interface CrdMeta {
   /** `x-kubernetes-list-type` for arrays. */
   listType?: "atomic" | "set" | "map";
   listMapKeys?: readonly string[];
+  /** OpenAPI `format` the API server checks (e.g. `date-time`, RFC 3339). */
+  format?: "date-time";
 }
 
 export const crdMeta = z.registry<CrdMeta>();

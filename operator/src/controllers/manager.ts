@@ -11,7 +11,7 @@ import type { InformerEventType } from "../kube/informer.ts";
 import { WorkQueue } from "../kube/queue.ts";
 import { RESOURCES, type KubeObject } from "../kube/resources.ts";
 import { Store, type StoreOptions } from "../kube/store.ts";
-import type { OperatorMetrics } from "../metrics.ts";
+import { WORKQUEUE_NAME, type OperatorMetrics } from "../metrics.ts";
 import { MANAGED_BY, type RenderOptions } from "../render/index.ts";
 import { reconcileAgent } from "./agent.ts";
 import { controllerOf } from "./children.ts";
@@ -19,6 +19,9 @@ import { reconcileBroker } from "./broker.ts";
 import { parseQueueKey, queueKey, type ControllerContext, type Stores, type TetherKind } from "./context.ts";
 import { reconcilePolicyServerCluster } from "./policy-server-cluster.ts";
 import { reconcileProxyRoute } from "./proxy-route.ts";
+
+/** The labels of the work queue's controller-runtime series. */
+const WORKQUEUE = { name: WORKQUEUE_NAME, controller: WORKQUEUE_NAME };
 
 export interface ManagerOptions {
   readonly client: KubeTransport;
@@ -89,6 +92,19 @@ export class ControllerManager {
       },
       onDepthChange: (depth) => {
         metrics.queueDepth.set(depth);
+        metrics.runtime.depth.set(WORKQUEUE, depth);
+      },
+      onAdd: () => {
+        metrics.runtime.adds.inc(WORKQUEUE);
+      },
+      onStart: (_key, queuedMs) => {
+        metrics.runtime.queueDuration.observe(WORKQUEUE, queuedMs / 1000);
+      },
+      onDone: (_key, workMs) => {
+        metrics.runtime.workDuration.observe(WORKQUEUE, workMs / 1000);
+      },
+      onRetry: () => {
+        metrics.runtime.retries.inc(WORKQUEUE);
       },
     });
     this.wire();
@@ -180,17 +196,24 @@ export class ControllerManager {
   private async reconcile(key: string): Promise<undefined> {
     const { kind, namespace, name } = parseQueueKey(key);
     const end = this.options.metrics.reconcileDuration.startTimer({ kind });
+    const runtime = this.options.metrics.runtime;
+    const controller = kind.toLowerCase();
+    const endRuntime = runtime.reconcileTime.startTimer({ controller });
     try {
       if (kind === "Agent") await reconcileAgent(this.ctx, namespace, name);
       else if (kind === "PolicyServerCluster") await reconcilePolicyServerCluster(this.ctx, namespace, name);
       else if (kind === "Broker") await reconcileBroker(this.ctx, namespace, name);
       else await reconcileProxyRoute(this.ctx, namespace, name);
       this.options.metrics.reconciles.inc({ kind, result: "success" });
+      runtime.reconcileTotal.inc({ controller, result: "success" });
     } catch (error) {
       this.options.metrics.reconciles.inc({ kind, result: "error" });
+      runtime.reconcileTotal.inc({ controller, result: "error" });
+      runtime.reconcileErrors.inc({ controller });
       throw error;
     } finally {
       end();
+      endRuntime();
     }
     return undefined;
   }

@@ -124,6 +124,35 @@ describe("WorkQueue", () => {
     expect(timers.pending).toHaveLength(0);
   });
 
+  it("reports adds, time waited in the queue, work time and retries, on the injected clock", async () => {
+    let now = 1_000;
+    const events: string[] = [];
+    let fail = true;
+    const q = new WorkQueue({
+      concurrency: 1,
+      timers: manualTimers(),
+      now: () => now,
+      handler: () => {
+        now += 7;
+        if (fail) {
+          fail = false;
+          return Promise.reject(new Error("boom"));
+        }
+        return Promise.resolve(undefined);
+      },
+      onAdd: (k) => events.push(`add ${k}`),
+      onStart: (k, ms) => events.push(`start ${k} after ${ms}`),
+      onDone: (k, ms) => events.push(`done ${k} in ${ms}`),
+      onRetry: (k) => events.push(`retry ${k}`),
+    });
+    q.add("a");
+    q.add("a"); // collapsed into the waiting key: not an add
+    now += 40; // paused: the key waits
+    q.resume();
+    await q.idle();
+    expect(events).toEqual(["add a", "start a after 40", "retry a", "done a in 7"]);
+  });
+
   it("does not start work while paused and clears its timers on stop", async () => {
     const timers = manualTimers();
     const seen: string[] = [];

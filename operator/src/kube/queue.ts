@@ -27,6 +27,15 @@ export interface WorkQueueOptions {
   /** Called when a handler throws, with the retry delay chosen. */
   readonly onError?: (key: string, error: unknown, retryInMs: number) => void;
   readonly onDepthChange?: (depth: number) => void;
+  /** A key entered the queue (not counting one collapsed into a key already waiting). */
+  readonly onAdd?: (key: string) => void;
+  /** A key left the queue for the handler, after waiting `queuedMs`; then it ran `workMs`. */
+  readonly onStart?: (key: string, queuedMs: number) => void;
+  readonly onDone?: (key: string, workMs: number) => void;
+  /** A failed key was scheduled again with back-off. */
+  readonly onRetry?: (key: string) => void;
+  /** Milliseconds clock for the queue and work durations. */
+  readonly now?: () => number;
 }
 
 export class WorkQueue {
@@ -38,6 +47,7 @@ export class WorkQueue {
   private readonly dirty = new Set<string>();
   private readonly failures = new Map<string, number>();
   private readonly delayed = new Map<string, unknown>();
+  private readonly addedAt = new Map<string, number>();
   private readonly idleWaiters: (() => void)[] = [];
   private paused = true;
   private stopped = false;
@@ -62,6 +72,8 @@ export class WorkQueue {
     if (this.queued.has(key)) return;
     this.queued.add(key);
     this.order.push(key);
+    this.addedAt.set(key, this.clock());
+    this.options.onAdd?.(key);
     this.depthChanged();
     this.pump();
   }
@@ -107,6 +119,10 @@ export class WorkQueue {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
+  private clock(): number {
+    return this.options.now === undefined ? performance.now() : this.options.now();
+  }
+
   private depthChanged(): void {
     this.options.onDepthChange?.(this.order.length);
   }
@@ -119,6 +135,9 @@ export class WorkQueue {
       this.processing.add(key);
       this.active++;
       this.depthChanged();
+      const now = this.clock();
+      this.options.onStart?.(key, now - (this.addedAt.get(key) ?? now));
+      this.addedAt.delete(key);
       void this.run(key);
     }
   }
@@ -133,13 +152,16 @@ export class WorkQueue {
 
   private async run(key: string): Promise<void> {
     let requeueAfter: number | undefined;
+    const started = this.clock();
     try {
       requeueAfter = await this.options.handler(key);
       this.failures.delete(key);
     } catch (error) {
       requeueAfter = this.backoff(key);
       this.options.onError?.(key, error, requeueAfter);
+      this.options.onRetry?.(key);
     }
+    this.options.onDone?.(key, this.clock() - started);
     this.processing.delete(key);
     this.active--;
     if (this.dirty.delete(key)) this.add(key);

@@ -14,9 +14,11 @@ export const NOT_ADMIN_CLUSTER = `envoy_cluster_name!="${LOCAL_ADMIN_CLUSTER}"`;
 export const NOT_ADMIN_LISTENER = `envoy_http_conn_manager_prefix!="${PUBLIC_ADMIN_STAT_PREFIX}"`;
 
 /** Label selectors every data-plane query carries (Grafana template variables). */
-const SIDECAR = `namespace=~"$namespace", app_kubernetes_io_instance=~"$agent", envoy_cluster_name=~"$cluster", ${NOT_ADMIN_CLUSTER}`;
-const LISTENER = 'namespace=~"$namespace", app_kubernetes_io_instance=~"$agent"';
+const SIDECAR = `namespace=~"$namespace", app_kubernetes_io_instance=~"$agent", pod=~"$pod", envoy_cluster_name=~"$cluster", ${NOT_ADMIN_CLUSTER}`;
+const LISTENER = 'namespace=~"$namespace", app_kubernetes_io_instance=~"$agent", pod=~"$pod"';
 const OPERATOR = 'namespace=~"$operator_namespace"';
+/** The one work queue of the operator, as controller-runtime labels it (operator/src/metrics.ts). */
+const QUEUE = `${OPERATOR}, name="tether"`;
 const RATE = "$__rate_interval";
 
 export interface PanelTarget {
@@ -24,11 +26,19 @@ export interface PanelTarget {
   readonly legend: string;
 }
 
+/** A step of a stat panel's thresholds: from `value` (null: from minus infinity) on, `color`. */
+export interface ThresholdStep {
+  readonly value: number | null;
+  readonly color: "green" | "yellow" | "orange" | "red";
+}
+
 export interface Panel {
   readonly title: string;
   readonly description: string;
   readonly unit: string;
   readonly targets: readonly PanelTarget[];
+  /** A single number with colored thresholds (default: a time series). */
+  readonly stat?: { readonly thresholds: readonly ThresholdStep[] };
 }
 
 export interface Row {
@@ -40,7 +50,75 @@ const byCluster = (expr: string): string => `sum by (envoy_cluster_name) (${expr
 const quantile = (q: number, metric: string, by: string): string =>
   `histogram_quantile(${q}, sum by (le, ${by}) (rate(${metric}[${RATE}])))`;
 
+const byListener = (expr: string): string => `sum by (envoy_tcp_prefix) (${expr})`;
+const GREEN_BELOW_ONE_RED: readonly ThresholdStep[] = [
+  { value: null, color: "red" },
+  { value: 1, color: "green" },
+];
+
 export const DASHBOARD_ROWS: readonly Row[] = [
+  {
+    title: "Overview",
+    panels: [
+      {
+        title: "Healthy policy servers",
+        description:
+          "Policy servers passing health checks, summed over the selected agents (the fewest any one replica sees). Red at 0: requests are held, then fail.",
+        unit: "short",
+        stat: { thresholds: GREEN_BELOW_ONE_RED },
+        targets: [
+          {
+            expr: `sum(min by (namespace, app_kubernetes_io_instance) (envoy_cluster_membership_healthy{${SIDECAR}, envoy_cluster_name="policy-server"}))`,
+            legend: "healthy",
+          },
+        ],
+      },
+      {
+        title: "Held requests now",
+        description: "Requests waiting while no upstream answers, over every selected sidecar.",
+        unit: "short",
+        stat: {
+          thresholds: [
+            { value: null, color: "green" },
+            { value: 1, color: "yellow" },
+            { value: 50, color: "red" },
+          ],
+        },
+        targets: [{ expr: `sum(tether_held_requests{${SIDECAR}})`, legend: "held" }],
+      },
+      {
+        title: "Upstream error ratio",
+        description: "Share of upstream requests answered 5xx, over every selected cluster.",
+        unit: "percentunit",
+        stat: {
+          thresholds: [
+            { value: null, color: "green" },
+            { value: 0.01, color: "yellow" },
+            { value: 0.05, color: "red" },
+          ],
+        },
+        targets: [
+          {
+            expr: `sum(rate(envoy_cluster_upstream_rq_xx{${SIDECAR}, envoy_response_code_class="5"}[${RATE}])) / clamp_min(sum(rate(envoy_cluster_upstream_rq_total{${SIDECAR}}[${RATE}])), 1e-9)`,
+            legend: "error ratio",
+          },
+        ],
+      },
+      {
+        title: "Sidecars on their last config",
+        description:
+          "Share of sidecars whose last configuration reload was accepted (tether_config_last_reload_successful); below 1, some run a previous configuration.",
+        unit: "percentunit",
+        stat: {
+          thresholds: [
+            { value: null, color: "red" },
+            { value: 1, color: "green" },
+          ],
+        },
+        targets: [{ expr: `avg(tether_config_last_reload_successful{${LISTENER}})`, legend: "accepted" }],
+      },
+    ],
+  },
   {
     title: "Data plane: requests",
     panels: [
@@ -187,6 +265,120 @@ export const DASHBOARD_ROWS: readonly Row[] = [
     ],
   },
   {
+    title: "Data plane: limits and health checks",
+    panels: [
+      {
+        title: "Overflows",
+        description:
+          "Connections, pending requests and retries refused by a cluster's circuit breakers (cx / pending / retry overflow).",
+        unit: "cps",
+        targets: [
+          {
+            expr: byCluster(`rate(envoy_cluster_upstream_cx_overflow{${SIDECAR}}[${RATE}])`),
+            legend: "connections {{envoy_cluster_name}}",
+          },
+          {
+            expr: byCluster(`rate(envoy_cluster_upstream_rq_pending_overflow{${SIDECAR}}[${RATE}])`),
+            legend: "pending {{envoy_cluster_name}}",
+          },
+          {
+            expr: byCluster(`rate(envoy_cluster_upstream_rq_retry_overflow{${SIDECAR}}[${RATE}])`),
+            legend: "retries {{envoy_cluster_name}}",
+          },
+        ],
+      },
+      {
+        title: "Health-check failures by class",
+        description: "Failed active health checks: refused, timeout, dns, tls, unreachable, reset, status.",
+        unit: "cps",
+        targets: [
+          {
+            expr: `sum by (envoy_cluster_name, class) (rate(tether_health_check_failures_total{${SIDECAR}}[${RATE}]))`,
+            legend: "{{envoy_cluster_name}} {{class}}",
+          },
+        ],
+      },
+      {
+        title: "Panic routing",
+        description:
+          "Requests routed to every host because too few were healthy (lb_healthy_panic): the cluster is in panic mode.",
+        unit: "reqps",
+        targets: [
+          {
+            expr: byCluster(`rate(envoy_cluster_lb_healthy_panic{${SIDECAR}}[${RATE}])`),
+            legend: "{{envoy_cluster_name}}",
+          },
+        ],
+      },
+      {
+        title: "Sidecar memory and CPU",
+        description: "Resident memory (left) and CPU seconds per second of each sidecar.",
+        unit: "bytes",
+        targets: [
+          {
+            expr: `sum by (pod) (process_resident_memory_bytes{${LISTENER}})`,
+            legend: "rss {{pod}}",
+          },
+          {
+            expr: `sum by (pod) (rate(process_cpu_seconds_total{${LISTENER}}[${RATE}]))`,
+            legend: "cpu {{pod}}",
+          },
+        ],
+      },
+    ],
+  },
+  {
+    title: "Data plane: TCP listeners (tcp agents and Brokers)",
+    panels: [
+      {
+        title: "TCP connections",
+        description: "Downstream connections accepted per second and open now, per tcp_proxy listener.",
+        unit: "short",
+        targets: [
+          {
+            expr: byListener(`rate(envoy_tcp_downstream_cx_total{${LISTENER}}[${RATE}])`),
+            legend: "accepted/s {{envoy_tcp_prefix}}",
+          },
+          {
+            expr: byListener(`envoy_tcp_downstream_cx_active{${LISTENER}}`),
+            legend: "open {{envoy_tcp_prefix}}",
+          },
+        ],
+      },
+      {
+        title: "TCP bytes",
+        description: "Bytes received from and sent to clients, per tcp_proxy listener.",
+        unit: "Bps",
+        targets: [
+          {
+            expr: byListener(`rate(envoy_tcp_downstream_cx_rx_bytes_total{${LISTENER}}[${RATE}])`),
+            legend: "rx {{envoy_tcp_prefix}}",
+          },
+          {
+            expr: byListener(`rate(envoy_tcp_downstream_cx_tx_bytes_total{${LISTENER}}[${RATE}])`),
+            legend: "tx {{envoy_tcp_prefix}}",
+          },
+        ],
+      },
+      {
+        title: "TCP connections given up",
+        description:
+          "Connections closed because no upstream could be reached within the connect attempts, or idle too long.",
+        unit: "cps",
+        targets: [
+          {
+            expr: byListener(`rate(envoy_tcp_upstream_connect_attempts_exceeded{${LISTENER}}[${RATE}])`),
+            legend: "attempts exceeded {{envoy_tcp_prefix}}",
+          },
+          {
+            expr: byListener(`rate(envoy_tcp_idle_timeout{${LISTENER}}[${RATE}])`),
+            legend: "idle timeout {{envoy_tcp_prefix}}",
+          },
+        ],
+      },
+    ],
+  },
+  {
     title: "Data plane: cache and configuration",
     panels: [
       {
@@ -211,6 +403,38 @@ export const DASHBOARD_ROWS: readonly Row[] = [
           },
         ],
       },
+      {
+        title: "xDS connection",
+        description:
+          "1 while a sidecar holds its stream to the operator's ADS server (envoy_control_plane_connected_state), per pod; and the operator's open streams.",
+        unit: "short",
+        targets: [
+          {
+            expr: `max by (pod) (envoy_control_plane_connected_state{${LISTENER}})`,
+            legend: "sidecar {{pod}}",
+          },
+          {
+            expr: `sum(tether_operator_xds_streams{${OPERATOR}})`,
+            legend: "operator streams",
+          },
+        ],
+      },
+      {
+        title: "xDS pushes and NACKs",
+        description:
+          "Configurations the operator pushed, and the ones sidecars refused (NACK), by resource type.",
+        unit: "ops",
+        targets: [
+          {
+            expr: `sum by (type) (rate(tether_operator_xds_pushes_total{${OPERATOR}}[${RATE}]))`,
+            legend: "pushed {{type}}",
+          },
+          {
+            expr: `sum by (type) (rate(tether_operator_xds_nacks_total{${OPERATOR}}[${RATE}]))`,
+            legend: "NACK {{type}}",
+          },
+        ],
+      },
     ],
   },
   {
@@ -218,12 +442,12 @@ export const DASHBOARD_ROWS: readonly Row[] = [
     panels: [
       {
         title: "Reconciles by kind and result",
-        description: "Reconciles per second.",
+        description: "Reconciles per second (controller_runtime_reconcile_total).",
         unit: "ops",
         targets: [
           {
-            expr: `sum by (kind, result) (rate(tether_operator_reconcile_total{${OPERATOR}}[${RATE}]))`,
-            legend: "{{kind}} {{result}}",
+            expr: `sum by (controller, result) (rate(controller_runtime_reconcile_total{${OPERATOR}}[${RATE}]))`,
+            legend: "{{controller}} {{result}}",
           },
         ],
       },
@@ -233,8 +457,8 @@ export const DASHBOARD_ROWS: readonly Row[] = [
         unit: "ops",
         targets: [
           {
-            expr: `sum by (kind) (rate(tether_operator_reconcile_total{${OPERATOR}, result="error"}[${RATE}]))`,
-            legend: "{{kind}}",
+            expr: `sum by (controller) (rate(controller_runtime_reconcile_errors_total{${OPERATOR}}[${RATE}]))`,
+            legend: "{{controller}}",
           },
         ],
       },
@@ -244,22 +468,33 @@ export const DASHBOARD_ROWS: readonly Row[] = [
         unit: "s",
         targets: [
           {
-            expr: quantile(0.99, `tether_operator_reconcile_duration_seconds_bucket{${OPERATOR}}`, "kind"),
-            legend: "{{kind}}",
+            expr: quantile(
+              0.99,
+              `controller_runtime_reconcile_time_seconds_bucket{${OPERATOR}}`,
+              "controller",
+            ),
+            legend: "{{controller}}",
           },
         ],
       },
       {
-        title: "Queue depth",
-        description: "Keys waiting to be reconciled.",
+        title: "Queue depth and wait",
+        description:
+          "Keys waiting to be reconciled (workqueue_depth), and the p99 time a key waited in the queue before its reconcile started.",
         unit: "short",
-        targets: [{ expr: `sum by (pod) (tether_operator_queue_depth{${OPERATOR}})`, legend: "{{pod}}" }],
+        targets: [
+          { expr: `sum by (pod) (workqueue_depth{${QUEUE}})`, legend: "depth {{pod}}" },
+          {
+            expr: quantile(0.99, `workqueue_queue_duration_seconds_bucket{${QUEUE}}`, "pod"),
+            legend: "p99 wait (s) {{pod}}",
+          },
+        ],
       },
       {
         title: "Leader",
         description: "1 for the replica that holds the lease and writes.",
         unit: "short",
-        targets: [{ expr: `max by (pod) (tether_operator_leader{${OPERATOR}})`, legend: "{{pod}}" }],
+        targets: [{ expr: `max by (pod) (leader_election_master_status{${OPERATOR}})`, legend: "{{pod}}" }],
       },
       {
         title: "Watch restarts",
@@ -295,14 +530,20 @@ const VARIABLES: readonly Variable[] = [
       'label_values(envoy_cluster_upstream_rq_total{namespace=~"$namespace"}, app_kubernetes_io_instance)',
   },
   {
+    name: "pod",
+    label: "Pod",
+    query:
+      'label_values(envoy_cluster_upstream_rq_total{namespace=~"$namespace", app_kubernetes_io_instance=~"$agent"}, pod)',
+  },
+  {
     name: "cluster",
     label: "Upstream cluster",
-    query: `label_values(envoy_cluster_upstream_rq_total{namespace=~"$namespace", app_kubernetes_io_instance=~"$agent", ${NOT_ADMIN_CLUSTER}}, envoy_cluster_name)`,
+    query: `label_values(envoy_cluster_upstream_rq_total{namespace=~"$namespace", app_kubernetes_io_instance=~"$agent", pod=~"$pod", ${NOT_ADMIN_CLUSTER}}, envoy_cluster_name)`,
   },
   {
     name: "operator_namespace",
     label: "Operator namespace",
-    query: "label_values(tether_operator_leader, namespace)",
+    query: "label_values(leader_election_master_status, namespace)",
   },
 ];
 
@@ -321,16 +562,39 @@ export function grafanaDashboard(): Record<string, unknown> {
       panels: [],
     });
     y += 1;
+    const stats = row.panels.every((p) => p.stat !== undefined);
+    // Stat panels: four short tiles per line; time series: two per line.
+    const perLine = stats ? 4 : 2;
+    const height = stats ? 4 : 8;
     row.panels.forEach((panel, i) => {
+      const width = 24 / perLine;
       panels.push({
         id: id++,
-        type: "timeseries",
+        type: panel.stat === undefined ? "timeseries" : "stat",
         title: panel.title,
         description: panel.description,
         datasource: { type: "prometheus", uid: "${datasource}" },
-        fieldConfig: { defaults: { unit: panel.unit }, overrides: [] },
-        options: { legend: { displayMode: "list", placement: "bottom" }, tooltip: { mode: "multi" } },
-        gridPos: { h: 8, w: 12, x: (i % 2) * 12, y: y + Math.floor(i / 2) * 8 },
+        fieldConfig: {
+          defaults:
+            panel.stat === undefined
+              ? { unit: panel.unit }
+              : {
+                  unit: panel.unit,
+                  color: { mode: "thresholds" },
+                  thresholds: { mode: "absolute", steps: panel.stat.thresholds },
+                },
+          overrides: [],
+        },
+        options:
+          panel.stat === undefined
+            ? { legend: { displayMode: "list", placement: "bottom" }, tooltip: { mode: "multi" } }
+            : {
+                reduceOptions: { calcs: ["lastNotNull"], fields: "", values: false },
+                colorMode: "background",
+                graphMode: "area",
+                textMode: "value",
+              },
+        gridPos: { h: height, w: width, x: (i % perLine) * width, y: y + Math.floor(i / perLine) * height },
         targets: panel.targets.map((t, j) => ({
           refId: String.fromCharCode(65 + j),
           expr: t.expr,
@@ -339,7 +603,7 @@ export function grafanaDashboard(): Record<string, unknown> {
         })),
       });
     });
-    y += Math.ceil(row.panels.length / 2) * 8;
+    y += Math.ceil(row.panels.length / perLine) * height;
   }
   return {
     uid: "tether-overview",

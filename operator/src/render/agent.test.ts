@@ -128,6 +128,14 @@ describe("Agent children", () => {
     );
   });
 
+  it("sets the sidecar's imagePullPolicy from the operator's option, and leaves Kubernetes' default without it", () => {
+    const sidecarOf = (i: AgentInput): Container =>
+      (renderAgent(i).deployment.spec.template.spec.containers as Container[])[1]!;
+    const always = { ...input(agent(), psc()), options: { ...options, sidecarImagePullPolicy: "Always" } };
+    expect(sidecarOf(always)["imagePullPolicy"]).toBe("Always");
+    expect(sidecarOf(input(agent(), psc()))).not.toHaveProperty("imagePullPolicy");
+  });
+
   it("puts agentConfig into the agent-config ConfigMap", () => {
     const out = renderAgent(input(agent({ agentConfig: { "agent.conf": "A=1\n" } }), psc()));
     expect(out.agentConfig.data).toEqual({ "agent.conf": "A=1\n" });

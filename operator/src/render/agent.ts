@@ -31,6 +31,8 @@ export const ENV_AGENT_CONFIG_DIR = "TETHER_AGENT_CONFIG_DIR";
 export interface RenderOptions {
   /** The sidecar image used when the resource does not name one. */
   readonly sidecarImage: string;
+  /** imagePullPolicy of the sidecar container; empty or absent: Kubernetes' default. */
+  readonly sidecarImagePullPolicy?: string;
   /** The cluster's DNS domain, for Service host names. Default cluster.local. */
   readonly clusterDomain: string;
 }
@@ -132,6 +134,7 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
       spec.sidecar.image === undefined || spec.sidecar.image === ""
         ? input.options.sidecarImage
         : spec.sidecar.image,
+    imagePullPolicy: input.options.sidecarImagePullPolicy,
     adminPort: spec.sidecar.adminPort,
     // Route listener ports are not declared (declaring is informational): a ProxyRoute added or
     // removed is then a config-only change that the sidecar hot-reloads, not a rollout.

@@ -53,6 +53,16 @@ describe("renderBroker", () => {
     });
   });
 
+  it("sets the sidecar's imagePullPolicy from the operator's option", () => {
+    const out = renderBroker({
+      owner,
+      spec: broker(),
+      options: { ...options, sidecarImagePullPolicy: "IfNotPresent" },
+    });
+    const containers = out.deployment.spec.template.spec.containers as EnvoyObject[];
+    expect(containers[0]!["imagePullPolicy"]).toBe("IfNotPresent");
+  });
+
   it("renders a tcp_proxy listener on all interfaces to health-checked backends", () => {
     const spec = broker({
       backends: {

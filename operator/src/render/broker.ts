@@ -167,6 +167,7 @@ export function renderBroker(input: BrokerInput): BrokerChildren {
       containers: [
         sidecarContainer({
           image: input.options.sidecarImage,
+          imagePullPolicy: input.options.sidecarImagePullPolicy,
           adminPort: brokerAdminPort(spec),
           ports: [{ name: "broker", containerPort: spec.port }],
         }),

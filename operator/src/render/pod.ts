@@ -84,6 +84,7 @@ export function sidecarProbes(adminPort: number): JsonObject {
 
 export interface SidecarContainerInput {
   readonly image: string;
+  readonly imagePullPolicy?: string | undefined;
   readonly adminPort: number;
   readonly ports: readonly { readonly name: string; readonly containerPort: number }[];
   readonly resources?: JsonObject | undefined;
@@ -95,6 +96,9 @@ export function sidecarContainer(input: SidecarContainerInput): JsonObject {
   const container: JsonObject = {
     name: SIDECAR_CONTAINER,
     image: input.image,
+    ...(input.imagePullPolicy === undefined || input.imagePullPolicy === ""
+      ? {}
+      : { imagePullPolicy: input.imagePullPolicy }),
     args: ["--config", SIDECAR_CONFIG_FILE, ...(input.args ?? [])],
     ports: [
       { name: "tether-admin", containerPort: input.adminPort, protocol: "TCP" },

@@ -19,6 +19,8 @@ import {
 export interface ReloadCounts {
   success: number;
   failure: number;
+  /** False from a rejected reload until the next accepted one: the old config is still running. */
+  lastSuccessful: boolean;
 }
 
 type Sample = [labels: string, value: number];
@@ -312,5 +314,6 @@ export function renderMetrics(
     ['result="success"', reloads.success],
     ['result="failure"', reloads.failure],
   ]);
+  out.family("tether_config_last_reload_successful", "gauge", [["", reloads.lastSuccessful ? 1 : 0]]);
   return out.text().replace(/\{\} /g, " ");
 }
