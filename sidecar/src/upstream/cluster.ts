@@ -195,7 +195,13 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
       for (const ep of loc.lb_endpoints) {
         const sa = ep.endpoint.address.socket_address;
         const transport = this.transports.resolve(ep.metadata?.filter_metadata[TRANSPORT_SOCKET_MATCH_KEY]);
-        const host = new Host(sa.address, sa.port_value, loc.priority, ep.endpoint.hostname, transport.transport);
+        const host = new Host(
+          sa.address,
+          sa.port_value,
+          loc.priority,
+          ep.endpoint.hostname,
+          transport.transport,
+        );
         next.push(host);
         status.set(`${host.priority}/${host.key}`, ep.health_status);
       }
