@@ -47,7 +47,9 @@ const LABELS: Record<ResourceType, string> = {
 function unwrap(type: ResourceType, name: string, json: ResourceJson, problems: string[]): unknown {
   const { "@type": typeUrl, ...rest } = json;
   if (typeUrl !== undefined && typeUrl !== TYPE_URLS[type]) {
-    problems.push(`${LABELS[type]} "${name}": @type: expected ${TYPE_URLS[type]}, got ${JSON.stringify(typeUrl)}`);
+    problems.push(
+      `${LABELS[type]} "${name}": @type: expected ${TYPE_URLS[type]}, got ${JSON.stringify(typeUrl)}`,
+    );
   }
   return rest;
 }
