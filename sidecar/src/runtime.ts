@@ -30,6 +30,18 @@ export interface RuntimeOptions {
 
 type AssignmentLookup = (serviceName: string) => ClusterLoadAssignmentConfig | undefined;
 
+/**
+ * Tether's own plumbing that the control plane does not send and ADS never replaces: the admin
+ * listener and cluster the operator renders (tether-admin-public, tether-admin-local).
+ */
+export function isTetherOwn(name: string): boolean {
+  return name.startsWith("tether-admin");
+}
+
+function adsClusterName(b: Bootstrap): string | undefined {
+  return b.dynamic_resources?.ads_config.grpc_services[0]?.envoy_grpc.cluster_name;
+}
+
 export class Runtime implements AdminView, DynamicApplier {
   private readonly log: Logger;
   private readonly clustersMgr: ClusterManager;
@@ -80,7 +92,7 @@ export class Runtime implements AdminView, DynamicApplier {
    * is logged and the static config serves on.
    */
   private async startXds(b: Bootstrap): Promise<void> {
-    const adsCluster = b.dynamic_resources?.ads_config.grpc_services[0]?.envoy_grpc.cluster_name ?? "";
+    const adsCluster = adsClusterName(b) ?? "";
     const node = {
       id: this.options.node?.id ?? b.node?.id ?? "",
       cluster: this.options.node?.cluster ?? b.node?.cluster ?? "",
@@ -95,7 +107,8 @@ export class Runtime implements AdminView, DynamicApplier {
       );
       return;
     }
-    const xds = new XdsSubscriber({ log: this.log, adsCluster, applier: this });
+    const staticClusters = b.static_resources.clusters.map((c) => c.name).filter(isTetherOwn);
+    const xds = new XdsSubscriber({ log: this.log, adsCluster, staticClusters, applier: this });
     const target = {
       get host(): string {
         return adsTarget().address;
@@ -141,15 +154,25 @@ export class Runtime implements AdminView, DynamicApplier {
 
   /**
    * The config that serves: the file's, or once ADS delivered, the dynamic clusters and listeners
-   * plus the file's ADS cluster (a deliberate difference from Envoy, which keeps static resources).
+   * plus what stays static (a deliberate difference from Envoy, which keeps every static resource).
    */
   private compose(file: Bootstrap, set: DynamicSet | undefined): Bootstrap {
     if (set === undefined) return file;
-    const ads = file.dynamic_resources?.ads_config.grpc_services[0]?.envoy_grpc.cluster_name;
-    const kept: ClusterConfig[] = file.static_resources.clusters.filter((c) => c.name === ads);
+    const ads = adsClusterName(file);
+    const clusterNames = new Set(set.clusters.map((c) => c.name));
+    const listenerNames = new Set(set.listeners.map((l) => l.name));
+    const keptClusters: ClusterConfig[] = file.static_resources.clusters.filter(
+      (c) => c.name === ads || (isTetherOwn(c.name) && !clusterNames.has(c.name)),
+    );
+    const keptListeners = file.static_resources.listeners.filter(
+      (l) => isTetherOwn(l.name) && !listenerNames.has(l.name),
+    );
     return {
       ...file,
-      static_resources: { clusters: [...kept, ...set.clusters], listeners: [...set.listeners] },
+      static_resources: {
+        clusters: [...keptClusters, ...set.clusters],
+        listeners: [...keptListeners, ...set.listeners],
+      },
     };
   }
 

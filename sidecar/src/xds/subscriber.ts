@@ -53,6 +53,7 @@ function counts(): UpdateCounts {
 export class XdsSubscriber implements AdsHandler {
   private readonly log: Logger;
   private readonly adsCluster: string;
+  private readonly staticClusters: readonly string[];
   private readonly applier: DynamicApplier;
   private readonly now: () => Date;
   private client: AdsClientLike | undefined;
@@ -66,9 +67,17 @@ export class XdsSubscriber implements AdsHandler {
   readonly cds = counts();
   readonly lds = counts();
 
-  constructor(options: { log: Logger; adsCluster: string; applier: DynamicApplier; now?: () => Date }) {
+  constructor(options: {
+    log: Logger;
+    adsCluster: string;
+    /** Static clusters that stay beside the dynamic ones (besides the ADS cluster); LDS may name them. */
+    staticClusters?: readonly string[];
+    applier: DynamicApplier;
+    now?: () => Date;
+  }) {
     this.log = options.log;
     this.adsCluster = options.adsCluster;
+    this.staticClusters = options.staticClusters ?? [];
     this.applier = options.applier;
     this.now = options.now ?? ((): Date => new Date());
   }
@@ -152,7 +161,7 @@ export class XdsSubscriber implements AdsHandler {
     resources: ReadonlyMap<string, ResourceJson>,
   ): Promise<string | undefined> {
     this.lds.update_attempt++;
-    const known = new Set([this.adsCluster, ...(this.clusters?.keys() ?? [])]);
+    const known = new Set([this.adsCluster, ...this.staticClusters, ...(this.clusters?.keys() ?? [])]);
     const result = validateListeners(resources, version, known, this.now());
     if (!result.ok) {
       this.lds.update_rejected++;
