@@ -89,9 +89,14 @@ export class AdsClient {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
+    this.open();
+  }
+
+  /** A channel to the target as it is now (`target` may have getters: read at every connect). */
+  private channel(): grpc.Client {
     const { host, port } = this.options.target;
     const keepalive = this.options.keepalive ?? { timeMs: 30_000, timeoutMs: 10_000 };
-    this.client = new grpc.Client(
+    return new grpc.Client(
       host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`,
       this.options.credentials ?? grpc.credentials.createInsecure(),
       {
@@ -102,7 +107,6 @@ export class AdsClient {
         "grpc.enable_retries": 0,
       },
     );
-    this.open();
   }
 
   /** Replaces the names subscribed for EDS or RDS; sends the new subscription if it changed. */
@@ -130,8 +134,10 @@ export class AdsClient {
   }
 
   private open(): void {
-    const client = this.client;
-    if (client === undefined || this.stopped) return;
+    if (this.stopped) return;
+    this.client?.close();
+    const client = this.channel();
+    this.client = client;
     const call = client.makeBidiStreamRequest(ADS_METHOD.path, ADS_METHOD.requestSerialize, ADS_METHOD.responseDeserialize, new grpc.Metadata());
     this.call = call;
     for (const state of this.types.values()) state.nonce = "";

@@ -82,7 +82,10 @@ export function fromJson(type: protobuf.Type, json: unknown, path = ""): Obj {
       if (other !== undefined) throw new XdsJsonError(p, `only one of ${other}, ${key} may be set`);
       oneofSeen.set(oneof.name, key);
     }
-    out[key] = fieldFromJson(field, value, p);
+    const converted = fieldFromJson(field, value, p);
+    // proto3 implicit presence: a zero scalar is "unset" and not written (canonical encoding).
+    if (!field.repeated && field.partOf === null && !(field.resolvedType instanceof protobuf.Type) && isZero(converted)) continue;
+    out[key] = converted;
   }
   return out;
 }
@@ -296,8 +299,10 @@ function durationToJson(message: Obj): string {
   const nanos = Number(message["nanos"] ?? 0);
   const negative = seconds < 0 || nanos < 0;
   const whole = String(Math.abs(seconds));
-  // The shortest exact form ("1.5s", "0.25s", "30s"), as people write it in YAML.
-  const fraction = nanos === 0 ? "" : `.${String(Math.abs(nanos)).padStart(9, "0").replace(/0+$/, "")}`;
+  // protojson's canonical form, as Envoy and go-control-plane print it: 0, 3, 6 or 9 fractional
+  // digits ("30s", "1.500s", "0.000250s").
+  let fraction = nanos === 0 ? "" : `.${String(Math.abs(nanos)).padStart(9, "0")}`;
+  while (fraction.endsWith("000")) fraction = fraction.slice(0, -3);
   return `${negative ? "-" : ""}${whole}${fraction}s`;
 }
 

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import { packResource } from "./json.ts";
 import { RESOURCE_TYPES, TYPE_URLS, XdsError, resourceTypeOf } from "./types.ts";
-import type { AckEvent, LoggerLike, NackEvent, ResourceJson, ResourceType, Snapshot, StreamInfo } from "./types.ts";
+import type { AckEvent, LoggerLike, NackEvent, PushEvent, ResourceJson, ResourceType, Snapshot, StreamInfo } from "./types.ts";
 import { ADS_METHOD } from "./wire.ts";
 import type { DiscoveryRequest, DiscoveryResponse, WireAny } from "./wire.ts";
 
@@ -104,6 +104,7 @@ export class AdsServer {
   private readonly open = new Set<AdsStream>();
   private readonly nackListeners: ((e: NackEvent) => void)[] = [];
   private readonly ackListeners: ((e: AckEvent) => void)[] = [];
+  private readonly pushListeners: ((e: PushEvent) => void)[] = [];
   private nextStreamId = 1;
   private started = false;
 
@@ -180,6 +181,11 @@ export class AdsServer {
 
   onAck(listener: (e: AckEvent) => void): void {
     this.ackListeners.push(listener);
+  }
+
+  /** Every response sent (for a per-type push counter). */
+  onPush(listener: (e: PushEvent) => void): void {
+    this.pushListeners.push(listener);
   }
 
   streams(): StreamInfo[] {
@@ -327,9 +333,15 @@ export class AdsServer {
     state.sentVersion = snapshot.version;
     state.sentKey = sentKey;
     stream.call.write({ version_info: snapshot.version, resources, type_url: TYPE_URLS[type], nonce, control_plane: CONTROL_PLANE });
-    this.log.debug(
-      { nodeId: stream.nodeId, type, version: snapshot.version, nonce, resources: resources.length },
-      "xDS push",
-    );
+    const event: PushEvent = {
+      nodeId: stream.nodeId,
+      group: stream.group ?? "",
+      type,
+      version: snapshot.version,
+      nonce,
+      resources: resources.length,
+    };
+    this.log.debug({ ...event }, "xDS push");
+    for (const listener of this.pushListeners) this.emit(listener, event);
   }
 }

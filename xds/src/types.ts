@@ -35,7 +35,10 @@ export interface NackEvent {
   readonly nodeId: string;
   readonly group: string;
   readonly type: ResourceType;
-  /** The version the client rejected (the one the server sent with `nonce`). */
+  /**
+   * The version the client rejected: the one the server sent with `nonce` (not the request's
+   * version_info, which is the client's last accepted version; see StreamInfo.acked for that).
+   */
   readonly version: string;
   readonly nonce: string;
   readonly message: string;
@@ -48,6 +51,16 @@ export interface AckEvent {
   readonly group: string;
   readonly type: ResourceType;
   readonly version: string;
+}
+
+/** A response the server sent (one per type and stream whose content changed, or on request). */
+export interface PushEvent {
+  readonly nodeId: string;
+  readonly group: string;
+  readonly type: ResourceType;
+  readonly version: string;
+  readonly nonce: string;
+  readonly resources: number;
 }
 
 export interface StreamInfo {

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// allValidator is what protoc-gen-validate generates on every Envoy message.
+type allValidator interface{ ValidateAll() error }
+
+// validateDeep runs the message's ValidateAll and then, because protoc-gen-validate never looks
+// inside a google.protobuf.Any, unpacks every Any (with the types registry.go registers) and
+// validates its content the same way. Errors name the field path from the root.
+func validateDeep(m proto.Message, path string) error {
+	var errs []string
+	if v, ok := m.(allValidator); ok {
+		if err := v.ValidateAll(); err != nil {
+			errs = append(errs, prefixed(path, err.Error()))
+		}
+	}
+	walkAnys(m.ProtoReflect(), path, func(at string, a *anypb.Any) {
+		inner, err := a.UnmarshalNew()
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: cannot decode %s: %v", at, a.GetTypeUrl(), err))
+			return
+		}
+		if err := validateDeep(inner, at); err != nil {
+			errs = append(errs, err.Error())
+		}
+	})
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func prefixed(path, msg string) string {
+	if path == "" {
+		return msg
+	}
+	return path + ": " + msg
+}
+
+func join(path, field string) string {
+	if path == "" {
+		return field
+	}
+	return path + "." + field
+}
+
+const anyFullName = "google.protobuf.Any"
+
+// walkAnys calls found for every google.protobuf.Any reachable from m without crossing another Any.
+func walkAnys(m protoreflect.Message, path string, found func(string, *anypb.Any)) {
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Kind() != protoreflect.MessageKind && fd.Kind() != protoreflect.GroupKind {
+			return true
+		}
+		name := join(path, string(fd.Name()))
+		switch {
+		case fd.IsList():
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				visit(l.Get(i).Message(), fmt.Sprintf("%s[%d]", name, i), found)
+			}
+		case fd.IsMap():
+			if fd.MapValue().Kind() != protoreflect.MessageKind {
+				return true
+			}
+			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+				visit(mv.Message(), fmt.Sprintf("%s[%s]", name, k.String()), found)
+				return true
+			})
+		default:
+			visit(v.Message(), name, found)
+		}
+		return true
+	})
+}
+
+func visit(m protoreflect.Message, path string, found func(string, *anypb.Any)) {
+	if m.Descriptor().FullName() == anyFullName {
+		a, ok := m.Interface().(*anypb.Any)
+		if !ok {
+			a = &anypb.Any{}
+			proto.Merge(a, m.Interface())
+		}
+		found(path, a)
+		return
+	}
+	walkAnys(m, path, found)
+}
