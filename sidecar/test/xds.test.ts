@@ -2,11 +2,18 @@
 // static config first, then the ADS config; EDS changes touch only the hosts that changed; DRAINING
 // hosts take no new requests while in-flight ones finish; an invalid resource is NACKed and the old
 // config keeps serving; the control plane going away keeps the last config and the gauge follows.
-import { AdsServer, type NackEvent, type ResourceJson, type Snapshot } from "@tether/xds";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { AdsServer, TYPE_URLS, type NackEvent, type ResourceJson, type Snapshot } from "@tether/xds";
 import { pino } from "pino";
 import { request } from "undici";
-import { afterEach, describe, expect, it } from "vitest";
-import { freePort, Sidecar, Upstream, waitFor } from "./support/harness.ts";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { exited, freePort, Sidecar, Upstream, waitFor, waitForLine } from "./support/harness.ts";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
 
 const GROUP = "ns/agent/demo";
 const log = pino({ level: "silent" });
@@ -165,6 +172,76 @@ async function hostStat(s: Sidecar, cluster: string, port: number, stat: string)
   return line?.split("::")[3] ?? "";
 }
 
+/** go-control-plane's snapshot file for `xds-check server`: every resource with its "@type". */
+function snapshotFile(s: Snapshot): string {
+  const typed = (type: keyof typeof TYPE_URLS): ResourceJson[] =>
+    [...s.resources[type].values()].map((r) => ({ "@type": TYPE_URLS[type], ...r }));
+  return JSON.stringify({
+    version: s.version,
+    clusters: typed("cluster"),
+    endpoints: typed("endpoint"),
+    listeners: typed("listener"),
+    routes: typed("route"),
+  });
+}
+
+interface ServerRequestLine {
+  type: string;
+  version: string;
+  ack: boolean;
+  error?: string;
+  node_id: string;
+}
+
+/** `xds-check server` (go-control-plane's reference server) as a child process. */
+class GoControlPlane {
+  proc: ChildProcess | undefined;
+  readonly lines: ServerRequestLine[] = [];
+  port = 0;
+  private readonly file: string;
+  private readonly bin: string;
+
+  constructor(bin: string) {
+    this.bin = bin;
+    this.file = path.join(mkdtempSync(path.join(os.tmpdir(), "tether-gcp-")), "snapshot.json");
+  }
+
+  async start(s: Snapshot): Promise<this> {
+    writeFileSync(this.file, snapshotFile(s));
+    const proc = spawn(this.bin, ["server", "--listen", "127.0.0.1:0", "--snapshot", this.file], {
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    this.proc = proc;
+    let buf = "";
+    proc.stdout.on("data", (c: Buffer) => {
+      buf += c.toString();
+      let i;
+      while ((i = buf.indexOf("\n")) !== -1) {
+        const line = JSON.parse(buf.slice(0, i)) as ServerRequestLine & { listening?: string };
+        buf = buf.slice(i + 1);
+        if (line.listening === undefined) this.lines.push(line);
+      }
+    });
+    const ready = await waitForLine(proc, (l) => l.includes('"listening"'), "xds-check server to listen");
+    this.port = Number((JSON.parse(ready) as { listening: string }).listening.split(":").at(-1));
+    return this;
+  }
+
+  /** Writes the new snapshot and SIGHUPs the server, which sets it and pushes what changed. */
+  update(s: Snapshot): void {
+    writeFileSync(this.file, snapshotFile(s));
+    this.proc?.kill("SIGHUP");
+  }
+
+  async stop(): Promise<void> {
+    const proc = this.proc;
+    this.proc = undefined;
+    if (proc === undefined) return;
+    proc.kill("SIGKILL");
+    await exited(proc);
+  }
+}
+
 describe("sidecar as an ADS client (@tether/xds AdsServer)", () => {
   it("serves the static config first, then the ADS config; EDS changes touch only the hosts that changed", async () => {
     const [a, b, c] = [await upstream("a"), await upstream("b"), await upstream("c")];
@@ -288,5 +365,46 @@ describe("sidecar as an ADS client (@tether/xds AdsServer)", () => {
     );
     await waitFor("ACKed on the new stream", () => second.server.streams()[0]?.acked.listener === "1");
     expect(await who(listenerPort)).toBe("b");
+  });
+});
+
+describe("sidecar as an ADS client (go-control-plane's server, xds-check server)", () => {
+  let bin = "";
+  beforeAll(() => {
+    // Cached by source hash: builds only when tools/xds-check changed.
+    const out = execFileSync("bash", [path.resolve(here, "../../tools/xds-check/build.sh")], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+      timeout: 590_000,
+    });
+    bin = out.trim().split("\n").at(-1) ?? "";
+  }, 600_000);
+
+  it("serves traffic by the snapshot, ACKs it, follows an EDS change and NACKs an invalid listener", async () => {
+    const [a, b, c] = [await upstream("a"), await upstream("b"), await upstream("c")];
+    const listenerPort = await freePort();
+    const gcp = new GoControlPlane(bin);
+    cleanups.push(() => gcp.stop());
+    await gcp.start(snapshot("1", listenerPort, [{ port: b.port }]));
+    await sidecarWith(listenerPort, a.port, gcp.port);
+    await waitFor("traffic on the go-control-plane snapshot", async () => (await who(listenerPort)) === "b");
+    const acked = (type: string, version: string): boolean =>
+      gcp.lines.some((l) => l.type === type && l.ack && l.version === version && l.node_id === "ns/pod-1");
+    await waitFor(
+      "CDS, EDS and LDS ACKed",
+      () => acked("cluster", "1") && acked("endpoint", "1") && acked("listener", "1"),
+    );
+
+    gcp.update(snapshot("2", listenerPort, [{ port: c.port }]));
+    await waitFor("traffic on c", async () => (await who(listenerPort)) === "c");
+    // go-control-plane re-sends every type with the new version; unchanged content is ACKed, not re-applied.
+    await waitFor("CDS version 2 ACKed", () => acked("cluster", "2"));
+
+    gcp.update(snapshot("3", listenerPort, [{ port: c.port }], httpListener(listenerPort, "nope")));
+    const nack = await waitFor("the NACK's error_detail at the server", () =>
+      gcp.lines.find((l) => l.type === "listener" && l.error !== undefined),
+    );
+    expect(nack.error, nack.error).toContain(`unknown cluster "nope"`);
+    for (let i = 0; i < 5; i++) expect(await who(listenerPort)).toBe("c");
   });
 });
