@@ -49,7 +49,12 @@ const FILES = [
  * v1.40.0 carries it): `[message, field, number, type]`.
  */
 const ADDED_FIELDS: readonly (readonly [string, string, number, string])[] = [
-  ["envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy", "backoff_options", 18, "envoy.config.core.v3.BackoffStrategy"],
+  [
+    "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+    "backoff_options",
+    18,
+    "envoy.config.core.v3.BackoffStrategy",
+  ],
 ];
 
 /** The roots of the reachable set: the four xDS resources, the ADS messages, every Any payload. */
@@ -118,6 +123,14 @@ function reachable(root: protobuf.Root): Set<string> {
   return seen;
 }
 
+/**
+ * protobufjs' built-in well-known types (google/protobuf/struct.proto's Value) spell fields in
+ * camelCase whatever keepCase says; the JSON mapping wants the proto names.
+ */
+function protoName(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
 function fieldJson(field: protobuf.Field): Json {
   const out: Json = {};
   if (field.repeated) out["rule"] = "repeated";
@@ -126,7 +139,7 @@ function fieldJson(field: protobuf.Field): Json {
   out["id"] = field.id;
   const options = Object.entries(field.options ?? {}).filter(([k]) => KEPT_FIELD_OPTIONS.has(k));
   // protobufjs reads a JSON descriptor as proto2 unless told: state proto3's packed default.
-  const packable = field.resolvedType instanceof protobuf.Enum || protobuf.types.packed[field.type] !== undefined;
+  const packable = field.resolvedType instanceof protobuf.Enum || field.type in protobuf.types.packed;
   if (field.repeated && !(field instanceof protobuf.MapField) && packable && field.packed) {
     options.push(["packed", true]);
   }
@@ -149,9 +162,9 @@ function emitObject(obj: protobuf.ReflectionObject, keep: Set<string>): Json | u
     const inner = emit(obj, keep);
     if (!keep.has(obj.fullName)) return inner;
     const out: Json = {};
-    const oneofs = obj.oneofsArray.map((o) => [o.name, { oneof: [...o.oneof] }] as const);
+    const oneofs = obj.oneofsArray.map((o) => [o.name, { oneof: o.oneof.map(protoName) }] as const);
     if (oneofs.length > 0) out["oneofs"] = Object.fromEntries(oneofs);
-    out["fields"] = Object.fromEntries(obj.fieldsArray.map((f) => [f.name, fieldJson(f)]));
+    out["fields"] = Object.fromEntries(obj.fieldsArray.map((f) => [protoName(f.name), fieldJson(f)]));
     if (inner !== undefined) out["nested"] = inner["nested"];
     return out;
   }

@@ -13,7 +13,11 @@ import type { DiscoveryRequest, DiscoveryResponse } from "./wire.ts";
 
 export interface AdsHandler {
   /** Every resource of one type (state of the world). Resolve undefined to ACK, or a message to NACK. */
-  onResources(type: ResourceType, version: string, resources: ReadonlyMap<string, ResourceJson>): Promise<string | undefined>;
+  onResources(
+    type: ResourceType,
+    version: string,
+    resources: ReadonlyMap<string, ResourceJson>,
+  ): Promise<string | undefined>;
   onConnectionState?(connected: boolean): void;
 }
 
@@ -138,7 +142,12 @@ export class AdsClient {
     this.client?.close();
     const client = this.channel();
     this.client = client;
-    const call = client.makeBidiStreamRequest(ADS_METHOD.path, ADS_METHOD.requestSerialize, ADS_METHOD.responseDeserialize, new grpc.Metadata());
+    const call = client.makeBidiStreamRequest(
+      ADS_METHOD.path,
+      ADS_METHOD.requestSerialize,
+      ADS_METHOD.responseDeserialize,
+      new grpc.Metadata(),
+    );
     this.call = call;
     for (const state of this.types.values()) state.nonce = "";
     call.on("metadata", () => {
@@ -151,7 +160,7 @@ export class AdsClient {
       this.queue = this.queue.then(() => this.onResponse(call, response));
     });
     call.on("error", (err: grpc.ServiceError) => {
-      if (this.call === call) this.broken(`${grpc.status[err.code] ?? err.code}: ${err.details}`);
+      if (this.call === call) this.broken(`${grpc.status[err.code]}: ${err.details}`);
     });
     call.on("end", () => {
       if (this.call === call) this.broken("stream ended");
@@ -197,7 +206,9 @@ export class AdsClient {
       id: this.options.node.id,
       cluster: this.options.node.cluster,
       user_agent_name: "tether-sidecar",
-      ...(this.options.userAgentVersion === undefined ? {} : { user_agent_version: this.options.userAgentVersion }),
+      ...(this.options.userAgentVersion === undefined
+        ? {}
+        : { user_agent_version: this.options.userAgentVersion }),
     };
     call.write({
       version_info: state.version,
@@ -233,7 +244,10 @@ export class AdsClient {
       this.log.debug({ type, version: response.version_info, nonce: response.nonce }, "xDS update accepted");
     } else {
       this.counters.update_rejected++;
-      this.log.warn({ type, version: response.version_info, nonce: response.nonce, error }, "xDS update rejected");
+      this.log.warn(
+        { type, version: response.version_info, nonce: response.nonce, error },
+        "xDS update rejected",
+      );
     }
     this.send(type, state, error);
   }

@@ -1,7 +1,7 @@
 // The protobuf descriptor of Tether's Envoy subset, loaded once on first use from the JSON that
 // xds/scripts/generate.ts wrote (a few hundred message types, not all of Envoy's API).
 import { readFileSync } from "node:fs";
-import protobuf from "protobufjs";
+import protobuf from "protobufjs/light.js";
 import { XdsError } from "./types.ts";
 
 let root: protobuf.Root | undefined;
@@ -34,6 +34,7 @@ export function findMessageType(fullName: string): protobuf.Type | undefined {
 /** The message type with this full name; throws if Tether's subset does not have it. */
 export function messageType(fullName: string): protobuf.Type {
   const type = findMessageType(fullName);
-  if (type === undefined) throw new XdsError("TETHER_ERR_XDS_UNKNOWN_TYPE", `unknown message type ${fullName}`);
+  if (type === undefined)
+    throw new XdsError("TETHER_ERR_XDS_UNKNOWN_TYPE", `unknown message type ${fullName}`);
   return type;
 }

@@ -3,13 +3,12 @@
 // what protobufjs does not do itself: Any as {"@type": ...}, Duration as "1.5s", wrappers as plain
 // values, Struct/Value as plain JSON, enums by name, 64-bit integers as numbers while they are exact.
 // Unknown fields are errors naming the path, as the sidecar's config loader reports them.
-import protobuf from "protobufjs";
+import protobuf from "protobufjs/light.js";
 import { findMessageType } from "./descriptor.ts";
 import { XdsError } from "./types.ts";
 
 type Obj = Record<string, unknown>;
 
-const TYPE_PREFIX = "type.googleapis.com/";
 const WRAPPERS = new Set([
   ".google.protobuf.DoubleValue",
   ".google.protobuf.FloatValue",
@@ -58,7 +57,8 @@ export function typeForUrl(typeUrl: string, path: string): protobuf.Type {
   const slash = typeUrl.lastIndexOf("/");
   const name = slash < 0 ? "" : typeUrl.slice(slash + 1);
   const type = name === "" ? undefined : findMessageType(name);
-  if (type === undefined) throw new XdsJsonError(path, `unknown @type ${JSON.stringify(typeUrl)} (not in Tether's Envoy subset)`);
+  if (type === undefined)
+    throw new XdsJsonError(path, `unknown @type ${JSON.stringify(typeUrl)} (not in Tether's Envoy subset)`);
   return type;
 }
 
@@ -84,7 +84,13 @@ export function fromJson(type: protobuf.Type, json: unknown, path = ""): Obj {
     }
     const converted = fieldFromJson(field, value, p);
     // proto3 implicit presence: a zero scalar is "unset" and not written (canonical encoding).
-    if (!field.repeated && field.partOf === null && !(field.resolvedType instanceof protobuf.Type) && isZero(converted)) continue;
+    if (
+      !field.repeated &&
+      field.partOf === null &&
+      !(field.resolvedType instanceof protobuf.Type) &&
+      isZero(converted)
+    )
+      continue;
     out[key] = converted;
   }
   return out;
@@ -94,7 +100,8 @@ function fieldFromJson(field: protobuf.Field, value: unknown, path: string): unk
   if (field instanceof protobuf.MapField) {
     if (!isObj(value)) throw new XdsJsonError(path, "expected an object (map)");
     const out: Obj = {};
-    for (const [k, v] of Object.entries(value)) out[k] = singleFromJson(field, v, `${path}[${JSON.stringify(k)}]`);
+    for (const [k, v] of Object.entries(value))
+      out[k] = singleFromJson(field, v, `${path}[${JSON.stringify(k)}]`);
     return out;
   }
   if (field.repeated) {
@@ -154,7 +161,8 @@ function scalarFromJson(kind: string, value: unknown, path: string): unknown {
       if (typeof value === "string") return value;
       throw new XdsJsonError(path, "expected a string");
     case "bytes":
-      if (typeof value === "string" && /^[A-Za-z0-9+/_-]*={0,2}$/.test(value)) return Buffer.from(value, "base64");
+      if (typeof value === "string" && /^[A-Za-z0-9+/_-]*={0,2}$/.test(value))
+        return Buffer.from(value, "base64");
       throw new XdsJsonError(path, "expected base64 bytes");
     default:
       throw new XdsJsonError(path, `unsupported field type ${kind}`);
@@ -176,7 +184,8 @@ function valueFromJson(value: unknown, path: string): Obj {
   if (typeof value === "number") return { number_value: value };
   if (typeof value === "string") return { string_value: value };
   if (typeof value === "boolean") return { bool_value: value };
-  if (Array.isArray(value)) return { list_value: { values: value.map((v: unknown, i) => valueFromJson(v, `${path}[${i}]`)) } };
+  if (Array.isArray(value))
+    return { list_value: { values: value.map((v: unknown, i) => valueFromJson(v, `${path}[${i}]`)) } };
   if (isObj(value)) return { struct_value: structFromJson(value, path) };
   throw new XdsJsonError(path, "expected a JSON value");
 }
@@ -196,7 +205,8 @@ function anyFromJson(value: unknown, path: string): Obj {
   let body: unknown = rest;
   if (SPECIAL.has(inner.fullName)) {
     const keys = Object.keys(rest);
-    if (keys.some((k) => k !== "value")) throw new XdsJsonError(join(path, keys.find((k) => k !== "value") ?? ""), "unknown field");
+    if (keys.some((k) => k !== "value"))
+      throw new XdsJsonError(join(path, keys.find((k) => k !== "value") ?? ""), "unknown field");
     body = rest["value"];
   }
   const message = fromJson(inner, body, path);
@@ -242,7 +252,9 @@ function int64ToJson(v: unknown): number | string {
   if (isLong(v)) {
     const bits = (BigInt(v.high >>> 0) << 32n) | BigInt(v.low >>> 0);
     const n = v.unsigned ? bits : BigInt.asIntN(64, bits);
-    return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n.toString();
+    return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER)
+      ? Number(n)
+      : n.toString();
   }
   return String(v);
 }
@@ -266,14 +278,16 @@ export function toJson(type: protobuf.Type, message: Obj, path = ""): unknown {
     if (field instanceof protobuf.MapField) {
       const entries = Object.entries(value as Obj);
       if (entries.length === 0) continue;
-      out[field.name] = Object.fromEntries(entries.map(([k, v]) => [k, singleToJson(field, v, `${p}[${k}]`)]));
+      out[field.name] = Object.fromEntries(
+        entries.map(([k, v]) => [k, singleToJson(field, v, `${p}[${k}]`)]),
+      );
     } else if (field.repeated) {
       const list = value as unknown[];
       if (list.length === 0) continue;
       out[field.name] = list.map((v, i) => singleToJson(field, v, `${p}[${i}]`));
     } else {
       // Implicit presence (proto3 scalars outside a oneof): the zero value means "not set".
-      if (field.resolvedType instanceof protobuf.Type === false && field.partOf === null && isZero(value)) continue;
+      if (!(field.resolvedType instanceof protobuf.Type) && field.partOf === null && isZero(value)) continue;
       out[field.name] = singleToJson(field, value, p);
     }
   }
@@ -290,7 +304,8 @@ function singleToJson(field: protobuf.Field, value: unknown, path: string): unkn
 function scalarToJson(kind: string, value: unknown): unknown {
   if (INT64.has(kind)) return int64ToJson(value);
   if (kind === "bytes") return Buffer.from(value as Uint8Array).toString("base64");
-  if ((kind === "double" || kind === "float") && typeof value === "number" && !Number.isFinite(value)) return String(value);
+  if ((kind === "double" || kind === "float") && typeof value === "number" && !Number.isFinite(value))
+    return String(value);
   return value;
 }
 
@@ -307,7 +322,8 @@ function durationToJson(message: Obj): string {
 }
 
 function valueToJson(message: Obj, path: string): unknown {
-  if (message["struct_value"] !== undefined && message["struct_value"] !== null) return structToJson(message["struct_value"] as Obj, path);
+  if (message["struct_value"] !== undefined && message["struct_value"] !== null)
+    return structToJson(message["struct_value"] as Obj, path);
   if (message["list_value"] !== undefined && message["list_value"] !== null) {
     const values = ((message["list_value"] as Obj)["values"] ?? []) as Obj[];
     return values.map((v, i) => valueToJson(v, `${path}[${i}]`));
@@ -324,7 +340,7 @@ function structToJson(message: Obj, path: string): Obj {
 }
 
 function anyToJson(message: Obj, path: string): Obj {
-  const typeUrl = String(message["type_url"] ?? "");
+  const typeUrl = typeof message["type_url"] === "string" ? message["type_url"] : "";
   const inner = typeForUrl(typeUrl, path);
   const bytes = (message["value"] ?? new Uint8Array()) as Uint8Array;
   let decoded: Obj;
@@ -334,7 +350,9 @@ function anyToJson(message: Obj, path: string): Obj {
     throw new XdsJsonError(path, `cannot decode ${typeUrl}: ${(err as Error).message}`);
   }
   const body = toJson(inner, decoded, path);
-  return SPECIAL.has(inner.fullName) ? { "@type": typeUrl, value: body } : { "@type": typeUrl, ...(body as Obj) };
+  return SPECIAL.has(inner.fullName)
+    ? { "@type": typeUrl, value: body }
+    : { "@type": typeUrl, ...(body as Obj) };
 }
 
 function specialToJson(type: protobuf.Type, message: Obj, path: string): unknown {
@@ -344,7 +362,8 @@ function specialToJson(type: protobuf.Type, message: Obj, path: string): unknown
     case ".google.protobuf.Duration":
       return durationToJson(message);
     case ".google.protobuf.Timestamp": {
-      const ms = Number(int64ToJson(message["seconds"] ?? 0)) * 1000 + Math.floor(Number(message["nanos"] ?? 0) / 1e6);
+      const ms =
+        Number(int64ToJson(message["seconds"] ?? 0)) * 1000 + Math.floor(Number(message["nanos"] ?? 0) / 1e6);
       return new Date(ms).toISOString();
     }
     case ".google.protobuf.Struct":
@@ -364,7 +383,11 @@ function specialToJson(type: protobuf.Type, message: Obj, path: string): unknown
 // Any-packed resources
 
 /** A resource's JSON (no "@type") packed as google.protobuf.Any bytes' parts. */
-export function packResource(typeUrl: string, json: unknown, path = ""): { type_url: string; value: Uint8Array } {
+export function packResource(
+  typeUrl: string,
+  json: unknown,
+  path = "",
+): { type_url: string; value: Uint8Array } {
   const type = typeForUrl(typeUrl, path);
   if (isObj(json) && json["@type"] !== undefined && json["@type"] !== typeUrl) {
     throw new XdsJsonError(join(path, "@type"), `expected ${typeUrl}`);

@@ -8,7 +8,16 @@ import { createHash } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import { packResource } from "./json.ts";
 import { RESOURCE_TYPES, TYPE_URLS, XdsError, resourceTypeOf } from "./types.ts";
-import type { AckEvent, LoggerLike, NackEvent, PushEvent, ResourceJson, ResourceType, Snapshot, StreamInfo } from "./types.ts";
+import type {
+  AckEvent,
+  LoggerLike,
+  NackEvent,
+  PushEvent,
+  ResourceJson,
+  ResourceType,
+  Snapshot,
+  StreamInfo,
+} from "./types.ts";
 import { ADS_METHOD } from "./wire.ts";
 import type { DiscoveryRequest, DiscoveryResponse, WireAny } from "./wire.ts";
 
@@ -70,9 +79,13 @@ function encodeSnapshot(snapshot: Snapshot): EncodedSnapshot {
     for (const [name, json] of snapshot.resources[type]) {
       const own = resourceName(type, json);
       if (own !== undefined && own !== name) {
-        throw new XdsError("TETHER_ERR_XDS_SNAPSHOT", `${type} ${JSON.stringify(name)}: its name is ${JSON.stringify(own)}`);
+        throw new XdsError(
+          "TETHER_ERR_XDS_SNAPSHOT",
+          `${type} ${JSON.stringify(name)}: its name is ${JSON.stringify(own)}`,
+        );
       }
-      const body = own === undefined ? { ...json, [type === "endpoint" ? "cluster_name" : "name"]: name } : json;
+      const body =
+        own === undefined ? { ...json, [type === "endpoint" ? "cluster_name" : "name"]: name } : json;
       const any = packResource(TYPE_URLS[type], body, `${type} ${JSON.stringify(name)}`);
       out.set(name, { any, hash: createHash("sha256").update(any.value).digest("base64url").slice(0, 22) });
     }
@@ -92,7 +105,8 @@ function sameNames(a: ReadonlySet<string> | undefined, b: ReadonlySet<string> | 
 
 /** CDS and LDS default to wildcard; EDS and RDS name what they want (empty: nothing). */
 function requestedNames(type: ResourceType, names: readonly string[]): ReadonlySet<string> | undefined {
-  if ((type === "cluster" || type === "listener") && (names.length === 0 || names.includes("*"))) return undefined;
+  if ((type === "cluster" || type === "listener") && (names.length === 0 || names.includes("*")))
+    return undefined;
   return new Set(names);
 }
 
@@ -193,7 +207,8 @@ export class AdsServer {
     for (const s of this.open) {
       if (s.group === undefined) continue;
       const acked: Partial<Record<ResourceType, string>> = {};
-      for (const [type, state] of s.types) if (state.ackedVersion !== undefined) acked[type] = state.ackedVersion;
+      for (const [type, state] of s.types)
+        if (state.ackedVersion !== undefined) acked[type] = state.ackedVersion;
       out.push({ nodeId: s.nodeId, group: s.group, connectedAt: s.connectedAt, acked });
     }
     return out;
@@ -251,7 +266,10 @@ export class AdsServer {
     }
     const type = resourceTypeOf(request.type_url);
     if (type === undefined) {
-      this.log.warn({ nodeId: stream.nodeId, typeUrl: request.type_url }, "xDS request for a type not served; ignored");
+      this.log.warn(
+        { nodeId: stream.nodeId, typeUrl: request.type_url },
+        "xDS request for a type not served; ignored",
+      );
       return;
     }
     const names = requestedNames(type, request.resource_names);
@@ -265,7 +283,10 @@ export class AdsServer {
       return;
     }
     if (request.response_nonce !== state.sentNonce) {
-      this.log.debug({ nodeId: stream.nodeId, type, nonce: request.response_nonce }, "xDS stale nonce; ignored");
+      this.log.debug(
+        { nodeId: stream.nodeId, type, nonce: request.response_nonce },
+        "xDS stale nonce; ignored",
+      );
       return;
     }
     // A subscription change may echo the nonce before the ACK/NACK does: count only a real answer.
@@ -279,7 +300,12 @@ export class AdsServer {
   }
 
   /** Reports a NACK or an ACK of the latest response; false if the request is neither. */
-  private answer(stream: AdsStream, type: ResourceType, state: TypeState, request: DiscoveryRequest): boolean {
+  private answer(
+    stream: AdsStream,
+    type: ResourceType,
+    state: TypeState,
+    request: DiscoveryRequest,
+  ): boolean {
     const group = stream.group ?? "";
     if (request.error_detail !== undefined) {
       const event: NackEvent = {
@@ -332,7 +358,13 @@ export class AdsServer {
     state.sentNonce = nonce;
     state.sentVersion = snapshot.version;
     state.sentKey = sentKey;
-    stream.call.write({ version_info: snapshot.version, resources, type_url: TYPE_URLS[type], nonce, control_plane: CONTROL_PLANE });
+    stream.call.write({
+      version_info: snapshot.version,
+      resources,
+      type_url: TYPE_URLS[type],
+      nonce,
+      control_plane: CONTROL_PLANE,
+    });
     const event: PushEvent = {
       nodeId: stream.nodeId,
       group: stream.group ?? "",

@@ -2,10 +2,11 @@
 // envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources with our own
 // (de)serializers, so no .proto parsing happens at run time.
 import type { MethodDefinition } from "@grpc/grpc-js";
-import type protobuf from "protobufjs";
+import type protobuf from "protobufjs/light.js";
 import { messageType } from "./descriptor.ts";
 
-export const ADS_METHOD_PATH = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+export const ADS_METHOD_PATH =
+  "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
 
 export interface WireNode {
   readonly id: string;
@@ -52,17 +53,23 @@ function str(v: unknown): string {
 }
 
 export function encodeRequest(request: DiscoveryRequest): Buffer {
-  return Buffer.from(requestT().encode(request as unknown as Obj).finish());
+  return Buffer.from(
+    requestT()
+      .encode(request as unknown as Obj)
+      .finish(),
+  );
 }
 
 /** A decoded request; the node keeps only what the server uses (id, cluster). */
 export function decodeRequest(bytes: Buffer): DiscoveryRequest {
   const m = requestT().decode(bytes) as unknown as Obj;
-  const node = m["node"] as Obj | undefined;
-  const error = m["error_detail"] as Obj | undefined;
+  const node = m["node"] as Obj | null | undefined;
+  const error = m["error_detail"] as Obj | null | undefined;
   return {
     version_info: str(m["version_info"]),
-    ...(node === undefined || node === null ? {} : { node: { id: str(node["id"]), cluster: str(node["cluster"]) } }),
+    ...(node === undefined || node === null
+      ? {}
+      : { node: { id: str(node["id"]), cluster: str(node["cluster"]) } }),
     resource_names: (m["resource_names"] as string[] | undefined) ?? [],
     type_url: str(m["type_url"]),
     response_nonce: str(m["response_nonce"]),
@@ -73,7 +80,11 @@ export function decodeRequest(bytes: Buffer): DiscoveryRequest {
 }
 
 export function encodeResponse(response: DiscoveryResponse): Buffer {
-  return Buffer.from(responseT().encode(response as unknown as Obj).finish());
+  return Buffer.from(
+    responseT()
+      .encode(response as unknown as Obj)
+      .finish(),
+  );
 }
 
 export function decodeResponse(bytes: Buffer): DiscoveryResponse {

@@ -42,13 +42,16 @@ function listener(name: string, rds: string): ResourceJson {
           {
             name: "envoy.filters.network.http_connection_manager",
             typed_config: {
-              "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+              "@type":
+                "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
               stat_prefix: name,
               rds: { config_source: { ads: {}, resource_api_version: "V3" }, route_config_name: rds },
               http_filters: [
                 {
                   name: "envoy.filters.http.router",
-                  typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" },
+                  typed_config: {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+                  },
                 },
               ],
             },
@@ -62,14 +65,28 @@ function listener(name: string, rds: string): ResourceJson {
 function route(name: string, cluster: string): ResourceJson {
   return {
     name,
-    virtual_hosts: [{ name: "all", domains: ["*"], routes: [{ match: { prefix: "/" }, route: { cluster, timeout: "15s" } }] }],
+    virtual_hosts: [
+      {
+        name: "all",
+        domains: ["*"],
+        routes: [{ match: { prefix: "/" }, route: { cluster, timeout: "15s" } }],
+      },
+    ],
   };
 }
 
 function snapshot(version: string, parts: Partial<Record<ResourceType, ResourceJson[]>>): Snapshot {
   const by = (type: ResourceType): Map<string, ResourceJson> =>
     new Map((parts[type] ?? []).map((r) => [String(type === "endpoint" ? r["cluster_name"] : r["name"]), r]));
-  return { version, resources: { cluster: by("cluster"), endpoint: by("endpoint"), listener: by("listener"), route: by("route") } };
+  return {
+    version,
+    resources: {
+      cluster: by("cluster"),
+      endpoint: by("endpoint"),
+      listener: by("listener"),
+      route: by("route"),
+    },
+  };
 }
 
 interface Received {
@@ -85,7 +102,11 @@ class Recorder {
   reject: (r: Received) => string | undefined = () => undefined;
   private waiters: { pred: () => boolean; resolve: () => void }[] = [];
 
-  onResources = (type: ResourceType, version: string, resources: ReadonlyMap<string, ResourceJson>): Promise<string | undefined> => {
+  onResources = (
+    type: ResourceType,
+    version: string,
+    resources: ReadonlyMap<string, ResourceJson>,
+  ): Promise<string | undefined> => {
     const r = { type, version, resources };
     this.updates.push(r);
     this.check();
@@ -145,7 +166,13 @@ async function startServer(port = 0): Promise<{ server: AdsServer; port: number 
 
 function startClient(port: number, rec: Recorder, random = () => 0.5): AdsClient {
   const client = new AdsClient(
-    { target: { host: "127.0.0.1", port }, node: { id: "ns/pod-1", cluster: GROUP }, log: silent, random, backoff: { baseMs: 50, maxMs: 200 } },
+    {
+      target: { host: "127.0.0.1", port },
+      node: { id: "ns/pod-1", cluster: GROUP },
+      log: silent,
+      random,
+      backoff: { baseMs: 50, maxMs: 200 },
+    },
     rec,
   );
   client.start();
@@ -169,7 +196,10 @@ describe("AdsServer <-> AdsClient", () => {
     );
     const rec = new Recorder();
     const client = startClient(port, rec);
-    await rec.until(() => rec.last("cluster") !== undefined && rec.last("listener") !== undefined, "CDS and LDS");
+    await rec.until(
+      () => rec.last("cluster") !== undefined && rec.last("listener") !== undefined,
+      "CDS and LDS",
+    );
     expect(client.connected).toBe(true);
     expect([...rec.last("cluster")!.resources.keys()].sort()).toEqual(["other", "ps"]);
     expect(rec.last("cluster")!.resources.get("ps")).toEqual(cluster("ps"));
@@ -178,7 +208,10 @@ describe("AdsServer <-> AdsClient", () => {
 
     client.subscribe("endpoint", ["ps"]);
     client.subscribe("route", ["routes"]);
-    await rec.until(() => rec.last("endpoint") !== undefined && rec.last("route") !== undefined, "EDS and RDS");
+    await rec.until(
+      () => rec.last("endpoint") !== undefined && rec.last("route") !== undefined,
+      "EDS and RDS",
+    );
     expect([...rec.last("endpoint")!.resources.keys()]).toEqual(["ps"]);
     expect(rec.last("endpoint")!.resources.get("ps")).toEqual(endpoints("ps", [8080]));
     expect([...rec.last("route")!.resources.keys()]).toEqual(["routes"]);
@@ -188,7 +221,11 @@ describe("AdsServer <-> AdsClient", () => {
     expect(acks.map((a) => a.type).sort()).toEqual(["cluster", "endpoint", "listener", "route"]);
     expect(acks.every((a) => a.version === "v1" && a.group === GROUP && a.nodeId === "ns/pod-1")).toBe(true);
     expect(server.streams()).toEqual([
-      expect.objectContaining({ nodeId: "ns/pod-1", group: GROUP, acked: { cluster: "v1", endpoint: "v1", listener: "v1", route: "v1" } }),
+      expect.objectContaining({
+        nodeId: "ns/pod-1",
+        group: GROUP,
+        acked: { cluster: "v1", endpoint: "v1", listener: "v1", route: "v1" },
+      }),
     ]);
     expect(client.counters).toEqual({ update_attempt: 4, update_success: 4, update_rejected: 0 });
   });
@@ -197,7 +234,12 @@ describe("AdsServer <-> AdsClient", () => {
     const { server, port } = await startServer();
     const pushes: PushEvent[] = [];
     server.onPush((e) => pushes.push(e));
-    const base = { cluster: [cluster("ps")], endpoint: [endpoints("ps", [8080]), endpoints("x", [1])], listener: [listener("http", "r")], route: [route("r", "ps")] };
+    const base = {
+      cluster: [cluster("ps")],
+      endpoint: [endpoints("ps", [8080]), endpoints("x", [1])],
+      listener: [listener("http", "r")],
+      route: [route("r", "ps")],
+    };
     server.setSnapshot(GROUP, snapshot("v1", base));
     const rec = new Recorder();
     const client = startClient(port, rec);
@@ -208,15 +250,25 @@ describe("AdsServer <-> AdsClient", () => {
     const before = pushes.length;
 
     // Only an unsubscribed endpoint changes: nothing for this stream.
-    server.setSnapshot(GROUP, snapshot("v2", { ...base, endpoint: [endpoints("ps", [8080]), endpoints("x", [2])] }));
+    server.setSnapshot(
+      GROUP,
+      snapshot("v2", { ...base, endpoint: [endpoints("ps", [8080]), endpoints("x", [2])] }),
+    );
     // The subscribed endpoint drains: one EDS push, nothing else.
-    server.setSnapshot(GROUP, snapshot("v3", { ...base, endpoint: [endpoints("ps", [8080], [8080]), endpoints("x", [2])] }));
+    server.setSnapshot(
+      GROUP,
+      snapshot("v3", { ...base, endpoint: [endpoints("ps", [8080], [8080]), endpoints("x", [2])] }),
+    );
     await rec.until(() => rec.last("endpoint")?.version === "v3", "EDS v3");
     expect(pushes.slice(before).map((p) => [p.type, p.version])).toEqual([["endpoint", "v3"]]);
     expect(rec.last("endpoint")!.resources.get("ps")).toEqual(endpoints("ps", [8080], [8080]));
 
     // A new cluster with its endpoints: CDS first, then EDS.
-    const next = { ...base, cluster: [cluster("ps"), cluster("ps2")], endpoint: [endpoints("ps", [8080]), endpoints("ps2", [8081])] };
+    const next = {
+      ...base,
+      cluster: [cluster("ps"), cluster("ps2")],
+      endpoint: [endpoints("ps", [8080]), endpoints("ps2", [8081])],
+    };
     server.setSnapshot(GROUP, snapshot("v4", next));
     client.subscribe("endpoint", ["ps", "ps2"]);
     await rec.until(() => rec.last("endpoint")?.resources.has("ps2") === true, "EDS with ps2");
@@ -235,19 +287,32 @@ describe("AdsServer <-> AdsClient", () => {
     server.onAck((e) => acks.push(e));
     server.setSnapshot(GROUP, snapshot("v1", { cluster: [cluster("ps", false)], listener: [] }));
     const rec = new Recorder();
-    rec.reject = (r) => (r.type === "cluster" && r.version === "v2" ? "clusters[0].connect_timeout: too short" : undefined);
+    rec.reject = (r) =>
+      r.type === "cluster" && r.version === "v2" ? "clusters[0].connect_timeout: too short" : undefined;
     const client = startClient(port, rec);
     await rec.until(() => acks.some((a) => a.type === "cluster" && a.version === "v1"), "ACK of v1");
 
-    server.setSnapshot(GROUP, snapshot("v2", { cluster: [{ ...cluster("ps", false), connect_timeout: "0.001s" }], listener: [] }));
+    server.setSnapshot(
+      GROUP,
+      snapshot("v2", { cluster: [{ ...cluster("ps", false), connect_timeout: "0.001s" }], listener: [] }),
+    );
     await rec.until(() => nacks.length === 1, "the NACK");
-    expect(nacks[0]).toMatchObject({ nodeId: "ns/pod-1", group: GROUP, type: "cluster", version: "v2", code: 3 });
+    expect(nacks[0]).toMatchObject({
+      nodeId: "ns/pod-1",
+      group: GROUP,
+      type: "cluster",
+      version: "v2",
+      code: 3,
+    });
     expect(nacks[0]!.message).toBe("clusters[0].connect_timeout: too short");
     expect(server.streams()[0]!.acked.cluster).toBe("v1");
     expect(client.counters.update_rejected).toBe(1);
 
     // The stream carries on: the next good snapshot is pushed and ACKed on it.
-    server.setSnapshot(GROUP, snapshot("v3", { cluster: [cluster("ps", false), cluster("b", false)], listener: [] }));
+    server.setSnapshot(
+      GROUP,
+      snapshot("v3", { cluster: [cluster("ps", false), cluster("b", false)], listener: [] }),
+    );
     await rec.until(() => acks.some((a) => a.type === "cluster" && a.version === "v3"), "ACK of v3");
     expect(rec.states).toEqual([true]);
   });
@@ -257,12 +322,22 @@ describe("AdsServer <-> AdsClient", () => {
     const nacks: NackEvent[] = [];
     server.onNack((e) => nacks.push(e));
     // A listener whose filter carries an Any the subset does not know: the server itself refuses it.
-    expect(() =>
-      server.setSnapshot(GROUP, snapshot("bad", { listener: [{ name: "l", listener_filters: [{ name: "x", typed_config: { "@type": "type.googleapis.com/foo.Bar" } }] }] })),
-    ).toThrow(/listener "l".*listener_filters\[0\].typed_config.@type: unknown @type/);
-    expect(() => server.setSnapshot(GROUP, snapshot("bad", { cluster: [{ name: "c", conect_timeout: "1s" }] }))).toThrow(
-      /cluster "c".conect_timeout: unknown field of envoy.config.cluster.v3.Cluster/,
-    );
+    expect(() => {
+      server.setSnapshot(
+        GROUP,
+        snapshot("bad", {
+          listener: [
+            {
+              name: "l",
+              listener_filters: [{ name: "x", typed_config: { "@type": "type.googleapis.com/foo.Bar" } }],
+            },
+          ],
+        }),
+      );
+    }).toThrow(/listener "l".*listener_filters\[0\].typed_config.@type: unknown @type/);
+    expect(() => {
+      server.setSnapshot(GROUP, snapshot("bad", { cluster: [{ name: "c", conect_timeout: "1s" }] }));
+    }).toThrow(/cluster "c".conect_timeout: unknown field of envoy.config.cluster.v3.Cluster/);
     const rec = new Recorder();
     startClient(port, rec);
     server.setSnapshot(GROUP, snapshot("ok", { cluster: [cluster("ps")] }));
@@ -272,7 +347,10 @@ describe("AdsServer <-> AdsClient", () => {
 
   it("reconnects with back-off after the server goes away and re-sends its subscriptions", async () => {
     const first = await startServer();
-    first.server.setSnapshot(GROUP, snapshot("v1", { cluster: [cluster("ps")], endpoint: [endpoints("ps", [1])] }));
+    first.server.setSnapshot(
+      GROUP,
+      snapshot("v1", { cluster: [cluster("ps")], endpoint: [endpoints("ps", [1])] }),
+    );
     const rec = new Recorder();
     const delays: number[] = [];
     const client = startClient(first.port, rec, () => {

@@ -35,7 +35,8 @@ function canonicalDuration(text: string): string {
  * (implicit-presence zero values), durations in canonical text.
  */
 function withoutDefaults(type: protobuf.Type, json: unknown): unknown {
-  if (type.fullName === ".google.protobuf.Duration" && typeof json === "string") return canonicalDuration(json);
+  if (type.fullName === ".google.protobuf.Duration" && typeof json === "string")
+    return canonicalDuration(json);
   if (!isObj(json)) return json;
   if (type.fullName === ".google.protobuf.Any") {
     const inner = typeForUrl(String(json["@type"]), "");
@@ -52,11 +53,12 @@ function withoutDefaults(type: protobuf.Type, json: unknown): unknown {
     const resolved = field.resolvedType;
     const implicit = !(resolved instanceof protobuf.Type) && field.partOf === null && !field.repeated;
     if (implicit) {
-      const zero = resolved instanceof protobuf.Enum ? resolved.valuesById[0] : field.typeDefault;
+      const zero: unknown = resolved instanceof protobuf.Enum ? resolved.valuesById[0] : field.typeDefault;
       if (value === zero || value === 0 || value === false || value === "") continue;
     }
     if (field.repeated && Array.isArray(value) && value.length === 0) continue;
-    const nested = (v: unknown): unknown => (resolved instanceof protobuf.Type ? withoutDefaults(resolved, v) : v);
+    const nested = (v: unknown): unknown =>
+      resolved instanceof protobuf.Type ? withoutDefaults(resolved, v) : v;
     if (field instanceof protobuf.MapField && isObj(value)) {
       out[key] = Object.fromEntries(Object.entries(value).map(([k, v]) => [k, nested(v)]));
     } else {
@@ -100,7 +102,13 @@ const agentOwner = { kind: "Agent" as const, name: "web", namespace: "default", 
 const brokerOwner = { kind: "Broker" as const, name: "b", namespace: "default", uid: "u" };
 
 function agentYaml(pscSpec = psc(), routes: AcceptedRoute[] = [], spec = agent()): string {
-  const cm = renderAgent({ owner: agentOwner, spec, policyServers: { name: "ps", spec: pscSpec }, routes, options }).sidecarConfig;
+  const cm = renderAgent({
+    owner: agentOwner,
+    spec,
+    policyServers: { name: "ps", spec: pscSpec },
+    routes,
+    options,
+  }).sidecarConfig;
   return cm.data["envoy.yaml"] ?? "";
 }
 
@@ -120,7 +128,12 @@ describe("Envoy JSON <-> protobuf round trip", () => {
       healthCheck: { type: "http", path: "/healthz" },
       managed: undefined,
       external: { servers: [{ host: "10.0.0.1" }, { host: "ps2.corp", priority: 1 }] },
-      tls: { enabled: true, caSecretRef: { name: "ca" }, clientCertSecretRef: { name: "cert" }, serverName: "ps" },
+      tls: {
+        enabled: true,
+        caSecretRef: { name: "ca" },
+        clientCertSecretRef: { name: "cert" },
+        serverName: "ps",
+      },
     });
     const routes: AcceptedRoute[] = [
       { name: "prefix", spec: route({ rewrite: { pathTrim: "/app", pathPrepend: "/api" } }) },
