@@ -116,18 +116,21 @@ export function validateClusters(
   return { ok: true, resources: stamp(parsed, version, now) };
 }
 
-/** LDS: every listener valid alone, and every cluster it names known (dynamic clusters or the ADS one). */
+/**
+ * LDS: every listener valid alone, and every cluster it names known (dynamic clusters or the static
+ * ones that stay); `clusterNames` undefined skips that check (no CDS response has arrived yet).
+ */
 export function validateListeners(
   resources: ReadonlyMap<string, ResourceJson>,
   version: string,
-  clusterNames: ReadonlySet<string>,
+  clusterNames: ReadonlySet<string> | undefined,
   now: Date = new Date(),
 ): Validated<ListenerConfig> {
   const problems: string[] = [];
   const parsed = parseEach("listener", listenerSchema, resources, (l) => l.name, problems);
   const addresses = new Map<string, string>();
   for (const [name, { config }] of parsed) {
-    for (const p of listenerProblems(config, clusterNames)) {
+    for (const p of clusterNames === undefined ? [] : listenerProblems(config, clusterNames)) {
       problems.push(`listener "${name}": ${pathText(p.path)}: ${p.message}`);
     }
     const sa = config.address.socket_address;

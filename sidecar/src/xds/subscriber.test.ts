@@ -145,4 +145,13 @@ describe("XdsSubscriber", () => {
     await xds.onResources("cluster", "2", one("ps", edsCluster("ps")));
     expect(applier.applied).toHaveLength(0);
   });
+
+  it("accepts LDS that arrives before the first CDS response and applies once CDS and EDS arrived", async () => {
+    const { xds, applier } = setup();
+    expect(await xds.onResources("listener", "1", one("l", listener("l", "ps")))).toBeUndefined();
+    await xds.onResources("cluster", "1", one("ps", edsCluster("ps")));
+    expect(applier.applied).toHaveLength(0);
+    await xds.onResources("endpoint", "1", one("ps", assignment("ps", 9000)));
+    expect(applier.applied.map((s) => s.listeners.map((l) => l.name))).toEqual([["l"]]);
+  });
 });

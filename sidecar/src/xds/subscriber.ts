@@ -161,7 +161,13 @@ export class XdsSubscriber implements AdsHandler {
     resources: ReadonlyMap<string, ResourceJson>,
   ): Promise<string | undefined> {
     this.lds.update_attempt++;
-    const known = new Set([this.adsCluster, ...this.staticClusters, ...(this.clusters?.keys() ?? [])]);
+    // Envoy asks for LDS only once CDS is initialized; a server may answer LDS first on this stream.
+    // Then the cluster references cannot be checked yet: nothing applies until CDS arrives, and a
+    // route to a cluster CDS does not deliver answers 503 no_cluster, as in Envoy.
+    const known =
+      this.clusters === undefined
+        ? undefined
+        : new Set([this.adsCluster, ...this.staticClusters, ...this.clusters.keys()]);
     const result = validateListeners(resources, version, known, this.now());
     if (!result.ok) {
       this.lds.update_rejected++;
