@@ -4,12 +4,12 @@
 // nonce) or a NACK (the previously accepted version, its nonce, error_detail). A broken stream is
 // re-opened after a jittered exponential back-off, re-sending every subscription with the versions
 // last accepted; until then the caller keeps serving what it has.
-import * as grpc from "@grpc/grpc-js";
+import { openAdsStream } from "./h2stream.ts";
+import type { AdsStreamHandle } from "./h2stream.ts";
 import { unpackResource } from "./json.ts";
 import { RESOURCE_TYPES, TYPE_URLS, resourceTypeOf } from "./types.ts";
 import type { LoggerLike, ResourceJson, ResourceType } from "./types.ts";
-import { ADS_METHOD } from "./wire.ts";
-import type { DiscoveryRequest, DiscoveryResponse } from "./wire.ts";
+import type { DiscoveryResponse } from "./wire.ts";
 
 export interface AdsHandler {
   /** Every resource of one type (state of the world). Resolve undefined to ACK, or a message to NACK. */
@@ -29,15 +29,13 @@ export interface AdsClientOptions {
   readonly log: LoggerLike;
   /** Jitter source in [0, 1); Math.random by default. */
   readonly random?: () => number;
-  /** Reserved for TLS and authentication (a later change); plaintext when absent. */
-  readonly credentials?: grpc.ChannelCredentials;
   /** HTTP/2 keepalive pings, to notice a vanished operator on an idle stream. Default 30 s / 10 s. */
   readonly keepalive?: { readonly timeMs: number; readonly timeoutMs: number };
   /** user_agent_version in the Node (the sidecar's version). */
   readonly userAgentVersion?: string;
 }
 
-type Call = grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>;
+type Call = AdsStreamHandle;
 
 /** error_detail.code of a NACK: google.rpc.Code INVALID_ARGUMENT. */
 const NACK_CODE = 3;
@@ -68,7 +66,6 @@ export class AdsClient {
     ["endpoint", { version: "", nonce: "", names: [] }],
     ["route", { version: "", nonce: "", names: [] }],
   ]);
-  private client: grpc.Client | undefined;
   private call: Call | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
@@ -96,23 +93,6 @@ export class AdsClient {
     this.open();
   }
 
-  /** A channel to the target as it is now (`target` may have getters: read at every connect). */
-  private channel(): grpc.Client {
-    const { host, port } = this.options.target;
-    const keepalive = this.options.keepalive ?? { timeMs: 30_000, timeoutMs: 10_000 };
-    return new grpc.Client(
-      host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`,
-      this.options.credentials ?? grpc.credentials.createInsecure(),
-      {
-        "grpc.keepalive_time_ms": keepalive.timeMs,
-        "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
-        "grpc.keepalive_permit_without_calls": 1,
-        // Reconnects are ours (with our back-off), not the channel's.
-        "grpc.enable_retries": 0,
-      },
-    );
-  }
-
   /** Replaces the names subscribed for EDS or RDS; sends the new subscription if it changed. */
   subscribe(type: "endpoint" | "route", names: readonly string[]): void {
     const state = this.types.get(type);
@@ -131,40 +111,38 @@ export class AdsClient {
     const call = this.call;
     this.call = undefined;
     call?.cancel();
-    this.client?.close();
-    this.client = undefined;
     this.setConnected(false);
     await this.queue;
   }
 
   private open(): void {
     if (this.stopped) return;
-    this.client?.close();
-    const client = this.channel();
-    this.client = client;
-    const call = client.makeBidiStreamRequest(
-      ADS_METHOD.path,
-      ADS_METHOD.requestSerialize,
-      ADS_METHOD.responseDeserialize,
-      new grpc.Metadata(),
+    // `target` may have getters (the sidecar's tether_xds cluster): read it at every connect.
+    const { host, port } = this.options.target;
+    for (const state of this.types.values()) state.nonce = "";
+    const call: Call = openAdsStream(
+      {
+        host,
+        port,
+        keepalive: this.options.keepalive ?? { timeMs: 30_000, timeoutMs: 10_000 },
+        userAgent: `tether-sidecar${this.options.userAgentVersion === undefined ? "" : `/${this.options.userAgentVersion}`}`,
+      },
+      {
+        onOpen: () => {
+          if (this.call === call) this.setConnected(true);
+        },
+        onMessage: (response) => {
+          if (this.call !== call) return;
+          this.setConnected(true);
+          this.attempt = 0;
+          this.queue = this.queue.then(() => this.onResponse(call, response));
+        },
+        onClose: (reason) => {
+          if (this.call === call) this.broken(reason);
+        },
+      },
     );
     this.call = call;
-    for (const state of this.types.values()) state.nonce = "";
-    call.on("metadata", () => {
-      if (this.call === call) this.setConnected(true);
-    });
-    call.on("data", (response: DiscoveryResponse) => {
-      if (this.call !== call) return;
-      this.setConnected(true);
-      this.attempt = 0;
-      this.queue = this.queue.then(() => this.onResponse(call, response));
-    });
-    call.on("error", (err: grpc.ServiceError) => {
-      if (this.call === call) this.broken(`${grpc.status[err.code]}: ${err.details}`);
-    });
-    call.on("end", () => {
-      if (this.call === call) this.broken("stream ended");
-    });
     // Envoy's order: CDS and LDS first; EDS and RDS when there are names (re-sent after reconnecting).
     for (const type of RESOURCE_TYPES) {
       const state = this.types.get(type);

@@ -5,7 +5,7 @@
 // of an Agent shares one), and a snapshot change pushes only the types whose content changed for
 // that stream, CDS before EDS and LDS before RDS.
 import { createHash } from "node:crypto";
-import * as grpc from "@grpc/grpc-js";
+import type * as Grpc from "@grpc/grpc-js";
 import { packResource } from "./json.ts";
 import { RESOURCE_TYPES, TYPE_URLS, XdsError, resourceTypeOf } from "./types.ts";
 import type {
@@ -26,12 +26,17 @@ export interface AdsServerOptions {
   readonly port: number;
   readonly log: LoggerLike;
   /** Reserved for TLS and authentication (a later change); plaintext when absent. */
-  readonly credentials?: grpc.ServerCredentials;
+  readonly credentials?: Grpc.ServerCredentials;
   /** How long stop() lets streams close before forcing the shutdown. Default 2 s. */
   readonly shutdownGraceMs?: number;
 }
 
-type Call = grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>;
+type Call = Grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>;
+
+/** google.rpc.Code values the server ends streams with. */
+const INVALID_ARGUMENT = 3;
+const INTERNAL = 13;
+const UNAVAILABLE = 14;
 
 /** A resource encoded once per snapshot, shared by every stream of the group. */
 interface EncodedResource {
@@ -113,7 +118,8 @@ function requestedNames(type: ResourceType, names: readonly string[]): ReadonlyS
 export class AdsServer {
   private readonly options: AdsServerOptions;
   private readonly log: LoggerLike;
-  private readonly server: grpc.Server;
+  private server: Grpc.Server | undefined;
+  private grpc: typeof Grpc | undefined;
   private readonly snapshots = new Map<string, EncodedSnapshot>();
   private readonly open = new Set<AdsStream>();
   private readonly nackListeners: ((e: NackEvent) => void)[] = [];
@@ -125,23 +131,27 @@ export class AdsServer {
   constructor(options: AdsServerOptions) {
     this.options = options;
     this.log = options.log;
-    this.server = new grpc.Server({
-      // Sidecars ping every 30 s to find a dead operator; let them (gRPC's default would GOAWAY).
+  }
+
+  /** Binds and serves; port 0 picks a free one. */
+  async start(): Promise<{ port: number }> {
+    // Loaded here, not at import: the sidecar imports this package for the client alone.
+    const grpc = await import("@grpc/grpc-js");
+    this.grpc = grpc;
+    const server = new grpc.Server({
+      // Sidecars ping every 30 s to find a dead operator; let them.
       "grpc.keepalive_permit_without_calls": 1,
     });
-    const service: grpc.ServiceDefinition = { StreamAggregatedResources: ADS_METHOD };
-    this.server.addService(service, {
+    const service: Grpc.ServiceDefinition = { StreamAggregatedResources: ADS_METHOD };
+    server.addService(service, {
       StreamAggregatedResources: (call: Call): void => {
         this.accept(call);
       },
     });
-  }
-
-  /** Binds and serves; port 0 picks a free one. */
-  start(): Promise<{ port: number }> {
+    this.server = server;
     const credentials = this.options.credentials ?? grpc.ServerCredentials.createInsecure();
     return new Promise((resolve, reject) => {
-      this.server.bindAsync(hostPort(this.options.host, this.options.port), credentials, (err, port) => {
+      server.bindAsync(hostPort(this.options.host, this.options.port), credentials, (err, port) => {
         if (err !== null) {
           reject(err);
           return;
@@ -156,18 +166,19 @@ export class AdsServer {
   /** Ends every stream with UNAVAILABLE (clients reconnect elsewhere or later) and frees the port. */
   async stop(): Promise<void> {
     for (const stream of this.open) {
-      stream.call.emit("error", { code: grpc.status.UNAVAILABLE, details: "xDS server stopping" });
+      stream.call.emit("error", { code: UNAVAILABLE, details: "xDS server stopping" });
     }
     this.open.clear();
-    if (!this.started) return;
+    const server = this.server;
+    if (!this.started || server === undefined) return;
     this.started = false;
     const grace = this.options.shutdownGraceMs ?? 2000;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
-        this.server.forceShutdown();
+        server.forceShutdown();
         resolve();
       }, grace);
-      this.server.tryShutdown(() => {
+      server.tryShutdown(() => {
         clearTimeout(timer);
         resolve();
       });
@@ -226,13 +237,13 @@ export class AdsServer {
     };
     this.open.add(stream);
     // Headers at once, so a client knows it is connected before the first response.
-    call.sendMetadata(new grpc.Metadata());
+    if (this.grpc !== undefined) call.sendMetadata(new this.grpc.Metadata());
     call.on("data", (request: DiscoveryRequest) => {
       try {
         this.onRequest(stream, request);
       } catch (err) {
         this.log.error({ err, stream: stream.id, nodeId: stream.nodeId }, "xDS request failed");
-        call.emit("error", { code: grpc.status.INTERNAL, details: "internal error" });
+        call.emit("error", { code: INTERNAL, details: "internal error" });
       }
     });
     call.on("end", () => {
@@ -255,7 +266,7 @@ export class AdsServer {
     if (stream.group === undefined) {
       if (request.node === undefined || request.node.cluster === "") {
         stream.call.emit("error", {
-          code: grpc.status.INVALID_ARGUMENT,
+          code: INVALID_ARGUMENT,
           details: "the first DiscoveryRequest must carry node (id and cluster)",
         });
         return;
