@@ -109,15 +109,19 @@ export class Runtime implements AdminView, DynamicApplier {
     }
     const staticClusters = b.static_resources.clusters.map((c) => c.name).filter(isTetherOwn);
     const xds = new XdsSubscriber({ log: this.log, adsCluster, staticClusters, applier: this });
+    // Read at every connect: each attempt takes the next healthy host of the ADS cluster.
+    let attempt = 0;
+    let picked: { address: string; port: number } | undefined;
+    const pick = (): { address: string; port: number } => this.adsTarget(adsCluster, attempt++);
     const target = {
       get host(): string {
-        return adsTarget().address;
+        picked = pick();
+        return picked.address;
       },
       get port(): number {
-        return adsTarget().port;
+        return (picked ?? pick()).port;
       },
     };
-    const adsTarget = (): { address: string; port: number } => this.adsTarget(adsCluster);
     const client = factory({ target, node, log: this.log, random: this.random }, xds);
     xds.attach(client);
     this.xds = xds;
@@ -125,11 +129,16 @@ export class Runtime implements AdminView, DynamicApplier {
     client.start();
   }
 
-  /** The ADS cluster's first healthy host (any host if none is healthy; its configured address if it has none). */
-  private adsTarget(name: string): { address: string; port: number } {
+  /**
+   * The ADS cluster's healthy hosts in turn (any host if none is healthy; its configured address if
+   * it has none yet), so a reconnect after a failure tries the next one.
+   */
+  private adsTarget(name: string, attempt: number): { address: string; port: number } {
     const cluster = this.clustersMgr.get(name);
     const hosts: readonly Host[] = cluster?.allHosts() ?? [];
-    const host = hosts.find((h) => h.isHealthy()) ?? hosts[0];
+    const healthy = hosts.filter((h) => h.isHealthy() && !h.draining());
+    const candidates = healthy.length > 0 ? healthy : hosts;
+    const host = candidates[attempt % Math.max(1, candidates.length)];
     if (host !== undefined) return { address: host.address, port: host.port };
     const sa = cluster?.config.load_assignment.endpoints[0]?.lb_endpoints[0]?.endpoint.address.socket_address;
     return { address: sa?.address ?? "127.0.0.1", port: sa?.port_value ?? 0 };

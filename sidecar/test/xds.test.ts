@@ -16,6 +16,8 @@ import { exited, freePort, Sidecar, Upstream, waitFor, waitForLine } from "./sup
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 const GROUP = "ns/agent/demo";
+/** Deadline for the first ADS exchange (stream open, CDS + EDS + LDS applied) on a busy 2-core machine. */
+const ADS_WAIT_MS = 20_000;
 const log = pino({ level: "silent" });
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -253,10 +255,11 @@ describe("sidecar as an ADS client (@tether/xds AdsServer)", () => {
     await waitFor(
       "connected gauge 1",
       async () => (await s.metric("envoy_control_plane_connected_state")) === 1,
+      ADS_WAIT_MS,
     );
 
     server.setSnapshot(GROUP, snapshot("1", listenerPort, [{ port: b.port }]));
-    await waitFor("traffic on the ADS config", async () => (await who(listenerPort)) === "b");
+    await waitFor("traffic on the ADS config", async () => (await who(listenerPort)) === "b", ADS_WAIT_MS);
     for (let i = 0; i < 5; i++) expect(await who(listenerPort)).toBe("b");
     expect(await s.metric("envoy_cluster_manager_cds_update_success")).toBe(1);
     expect(await s.metric("envoy_listener_manager_lds_update_success")).toBe(1);
@@ -293,7 +296,7 @@ describe("sidecar as an ADS client (@tether/xds AdsServer)", () => {
     const listenerPort = await freePort();
     const s = await sidecarWith(listenerPort, a.port, xdsPort);
     server.setSnapshot(GROUP, snapshot("1", listenerPort, [{ port: b.port }]));
-    await waitFor("traffic on the ADS config", async () => (await who(listenerPort)) === "b");
+    await waitFor("traffic on the ADS config", async () => (await who(listenerPort)) === "b", ADS_WAIT_MS);
 
     const inFlight = request(`http://127.0.0.1:${listenerPort}/slow?ms=1500`, { reset: true }).then(
       async (res) => ({ status: res.statusCode, body: await res.body.text() }),
@@ -323,7 +326,7 @@ describe("sidecar as an ADS client (@tether/xds AdsServer)", () => {
     const listenerPort = await freePort();
     const s = await sidecarWith(listenerPort, a.port, xdsPort);
     server.setSnapshot(GROUP, snapshot("1", listenerPort, [{ port: b.port }]));
-    await waitFor("traffic on the ADS config", async () => (await who(listenerPort)) === "b");
+    await waitFor("traffic on the ADS config", async () => (await who(listenerPort)) === "b", ADS_WAIT_MS);
 
     server.setSnapshot(
       GROUP,
@@ -347,7 +350,7 @@ describe("sidecar as an ADS client (@tether/xds AdsServer)", () => {
     const listenerPort = await freePort();
     const s = await sidecarWith(listenerPort, a.port, first.port);
     first.server.setSnapshot(GROUP, snapshot("1", listenerPort, [{ port: b.port }]));
-    await waitFor("traffic on the ADS config", async () => (await who(listenerPort)) === "b");
+    await waitFor("traffic on the ADS config", async () => (await who(listenerPort)) === "b", ADS_WAIT_MS);
 
     await first.server.stop();
     await waitFor(
@@ -387,7 +390,11 @@ describe("sidecar as an ADS client (go-control-plane's server, xds-check server)
     cleanups.push(() => gcp.stop());
     await gcp.start(snapshot("1", listenerPort, [{ port: b.port }]));
     await sidecarWith(listenerPort, a.port, gcp.port);
-    await waitFor("traffic on the go-control-plane snapshot", async () => (await who(listenerPort)) === "b");
+    await waitFor(
+      "traffic on the go-control-plane snapshot",
+      async () => (await who(listenerPort)) === "b",
+      ADS_WAIT_MS,
+    );
     const acked = (type: string, version: string): boolean =>
       gcp.lines.some((l) => l.type === type && l.ack && l.version === version && l.node_id === "ns/pod-1");
     await waitFor(
