@@ -6,9 +6,9 @@
 #   bash scripts/prereqs.sh cluster-packages only those of the local cluster (a subset)
 #   bash scripts/prereqs.sh toolchains       Go (from the Go module proxy's toolchain module) and
 #                                            Debian's npm, each only when none is on PATH
-#   bash scripts/prereqs.sh tools            the pinned Kubernetes binaries, containerd, CoreDNS and
-#                                            actionlint, built from the Go module proxy (cached in
-#                                            ~/.cache/tether)
+#   bash scripts/prereqs.sh tools            the pinned Kubernetes binaries, containerd, CoreDNS,
+#                                            actionlint and xds-check, built from the Go module proxy
+#                                            (cached in ~/.cache/tether)
 # .ci/run's packages, cluster-packages and tools steps call this script. Re-running is cheap: what
 # is installed or cached is skipped.
 set -euo pipefail
@@ -98,9 +98,11 @@ npm_ci() {
 }
 
 build_tools() {
-  step "Kubernetes binaries, containerd, CoreDNS and actionlint (Go module proxy; cached outside the repo)"
+  step "Kubernetes binaries, containerd, CoreDNS, actionlint and xds-check (Go module proxy; cached outside the repo)"
   command -v go > /dev/null || { echo "go not found: run bash scripts/prereqs.sh toolchains first" >&2; exit 1; }
   bash e2e/k8s/build.sh "${tools[@]}"
+  # xds-check (tools/xds-check): npm test judges every rendered bootstrap and both xDS ends with it.
+  bash tools/xds-check/build.sh > /dev/null
 }
 
 case "${1:-all}" in

@@ -1,6 +1,7 @@
 // tether-sidecar: --config FILE [--mode serve|validate] [--log-level LEVEL] [--drain-time-s N]
+//                 [--service-node ID] [--service-cluster NAME]
 import { parseArgs } from "node:util";
-import { loadConfigFile } from "./config/load.ts";
+import { loadConfigFile, type LoadedConfig } from "./config/load.ts";
 import { ConfigWatcher } from "./config/watcher.ts";
 import { TetherError } from "./errors.ts";
 import { createLogger, LOG_LEVELS, type LogLevel } from "./log.ts";
@@ -9,13 +10,16 @@ import { timerDelay } from "./timers.ts";
 import { resolveClusterTransports } from "./upstream/transport-match.ts";
 
 const USAGE =
-  "usage: tether-sidecar --config FILE [--mode serve|validate] [--log-level trace|debug|info|warn|error] [--drain-time-s SECONDS]";
+  "usage: tether-sidecar --config FILE [--mode serve|validate] [--log-level trace|debug|info|warn|error] [--drain-time-s SECONDS] [--service-node ID] [--service-cluster NAME]";
 
 interface Cli {
   config: string;
   mode: "serve" | "validate";
   logLevel: LogLevel;
   drainTimeS: number;
+  /** Envoy's --service-node / --service-cluster: override node.id / node.cluster. */
+  serviceNode: string | undefined;
+  serviceCluster: string | undefined;
 }
 
 function parseCli(argv: string[]): Cli {
@@ -27,6 +31,8 @@ function parseCli(argv: string[]): Cli {
       mode: { type: "string", default: "serve" },
       "log-level": { type: "string", short: "l", default: "info" },
       "drain-time-s": { type: "string", default: "10" },
+      "service-node": { type: "string" },
+      "service-cluster": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -49,7 +55,34 @@ function parseCli(argv: string[]): Cli {
   if (!Number.isFinite(drainTimeS) || drainTimeS < 0) {
     throw new TetherError("TETHER_ERR_CLI_USAGE", "--drain-time-s must be a non-negative number");
   }
-  return { config, mode, logLevel: logLevel as LogLevel, drainTimeS };
+  return {
+    config,
+    mode,
+    logLevel: logLevel as LogLevel,
+    drainTimeS,
+    serviceNode: values["service-node"],
+    serviceCluster: values["service-cluster"],
+  };
+}
+
+/** ADS identifies the sidecar by node.id and node.cluster (the control plane keys snapshots by the latter). */
+function checkNode(loaded: LoadedConfig, cli: Cli): void {
+  const b = loaded.bootstrap;
+  if (b.dynamic_resources === undefined) return;
+  const problems: string[] = [];
+  if ((cli.serviceNode ?? b.node?.id ?? "") === "") {
+    problems.push("node.id: required with dynamic_resources (or --service-node)");
+  }
+  if ((cli.serviceCluster ?? b.node?.cluster ?? "") === "") {
+    problems.push("node.cluster: required with dynamic_resources (or --service-cluster)");
+  }
+  if (problems.length > 0) {
+    throw new TetherError(
+      "TETHER_ERR_CONFIG_INVALID",
+      `invalid configuration:\n  ${problems.join("\n  ")}`,
+      problems,
+    );
+  }
 }
 
 async function main(): Promise<void> {
@@ -63,6 +96,7 @@ async function main(): Promise<void> {
   let loaded;
   try {
     loaded = await loadConfigFile(cli.config);
+    checkNode(loaded, cli);
   } catch (err) {
     const code = err instanceof TetherError ? err.code : "TETHER_ERR";
     process.stderr.write(`${code}: ${(err as Error).message}\n`);
@@ -84,7 +118,7 @@ async function main(): Promise<void> {
     return;
   }
   const log = createLogger(cli.logLevel);
-  const runtime = new Runtime({ log });
+  const runtime = new Runtime({ log, node: { id: cli.serviceNode, cluster: cli.serviceCluster } });
   try {
     await runtime.start(loaded);
   } catch (err) {

@@ -4,7 +4,7 @@ import { AdminServer } from "./admin/server.ts";
 import type { ReloadCounts } from "./admin/metrics.ts";
 import { redactSecrets } from "./admin/redact.ts";
 import { parseConfigText, type LoadedConfig } from "./config/load.ts";
-import type { Bootstrap } from "./config/schema.ts";
+import type { Bootstrap, ClusterConfig, ClusterLoadAssignmentConfig } from "./config/schema.ts";
 import { TetherError } from "./errors.ts";
 import { ListenerBindError } from "./listeners/bind.ts";
 import { ListenerManager, type Listener, type ListenerPlan } from "./listeners/manager.ts";
@@ -12,6 +12,9 @@ import type { Logger } from "./log.ts";
 import type { RandomSource } from "./upstream/backoff.ts";
 import { ClusterManager } from "./upstream/cluster-manager.ts";
 import type { Cluster } from "./upstream/cluster.ts";
+import type { Host } from "./upstream/host.ts";
+import { loadAdsClientFactory, type AdsClientFactory } from "./xds/ads-api.ts";
+import { XdsSubscriber, type DynamicApplier, type DynamicSet, type XdsStats } from "./xds/subscriber.ts";
 
 export interface RuntimeOptions {
   readonly log: Logger;
@@ -19,9 +22,27 @@ export interface RuntimeOptions {
   readonly now?: () => number;
   /** How long a removed listener may keep serving its open connections after a reload. */
   readonly listenerDrainMs?: number;
+  /** Envoy's --service-node / --service-cluster: override the bootstrap's node.id / node.cluster. */
+  readonly node?: { readonly id?: string | undefined; readonly cluster?: string | undefined };
+  /** Makes the ADS client; default @tether/xds's AdsClient, loaded only when dynamic_resources is set. */
+  readonly adsClientFactory?: AdsClientFactory;
 }
 
-export class Runtime implements AdminView {
+type AssignmentLookup = (serviceName: string) => ClusterLoadAssignmentConfig | undefined;
+
+/**
+ * Tether's own plumbing that the control plane does not send and ADS never replaces: the admin
+ * listener and cluster the operator renders (tether-admin-public, tether-admin-local).
+ */
+export function isTetherOwn(name: string): boolean {
+  return name.startsWith("tether-admin");
+}
+
+function adsClusterName(b: Bootstrap): string | undefined {
+  return b.dynamic_resources?.ads_config.grpc_services[0]?.envoy_grpc.cluster_name;
+}
+
+export class Runtime implements AdminView, DynamicApplier {
   private readonly log: Logger;
   private readonly clustersMgr: ClusterManager;
   private readonly listenersMgr: ListenerManager;
@@ -31,10 +52,17 @@ export class Runtime implements AdminView {
   private readonly reloadCounts: ReloadCounts = { success: 0, failure: 0, lastSuccessful: true };
   private phase: "PRE_INITIALIZING" | "LIVE" | "DRAINING" = "PRE_INITIALIZING";
   private applying: Promise<void> = Promise.resolve();
+  private readonly options: RuntimeOptions;
+  private readonly random: RandomSource;
+  private xds: XdsSubscriber | undefined;
+  /** The dynamic resources serving in place of the static ones (the ADS cluster stays static). */
+  private dynamic: DynamicSet | undefined;
 
   constructor(options: RuntimeOptions) {
+    this.options = options;
     this.log = options.log;
     const random = options.random ?? Math.random;
+    this.random = random;
     this.clustersMgr = new ClusterManager({ log: options.log, random, now: options.now ?? Date.now });
     this.listenersMgr = new ListenerManager(this.clustersMgr, options.log, random);
     this.listenerDrainMs = options.listenerDrainMs ?? 600_000;
@@ -55,6 +83,110 @@ export class Runtime implements AdminView {
       if (this.phase === "PRE_INITIALIZING") this.phase = "LIVE";
       this.log.info("initial health checks done; ready");
     });
+    if (b.dynamic_resources !== undefined) await this.startXds(b);
+  }
+
+  /**
+   * Connects to the control plane over the ADS cluster. The static config keeps serving until CDS
+   * and LDS arrive (and whenever the control plane is unreachable); a missing @tether/xds package
+   * is logged and the static config serves on.
+   */
+  private async startXds(b: Bootstrap): Promise<void> {
+    const adsCluster = adsClusterName(b) ?? "";
+    const node = {
+      id: this.options.node?.id ?? b.node?.id ?? "",
+      cluster: this.options.node?.cluster ?? b.node?.cluster ?? "",
+    };
+    let factory: AdsClientFactory;
+    try {
+      factory = this.options.adsClientFactory ?? (await loadAdsClientFactory());
+    } catch (err) {
+      this.log.error(
+        { code: (err as TetherError).code, err: (err as Error).message },
+        "cannot start ADS; serving the static config",
+      );
+      return;
+    }
+    const staticClusters = b.static_resources.clusters.map((c) => c.name).filter(isTetherOwn);
+    const xds = new XdsSubscriber({ log: this.log, adsCluster, staticClusters, applier: this });
+    // Read at every connect: each attempt takes the next healthy host of the ADS cluster.
+    let attempt = 0;
+    let picked: { address: string; port: number } | undefined;
+    const pick = (): { address: string; port: number } => this.adsTarget(adsCluster, attempt++);
+    const target = {
+      get host(): string {
+        picked = pick();
+        return picked.address;
+      },
+      get port(): number {
+        return (picked ?? pick()).port;
+      },
+    };
+    const client = factory({ target, node, log: this.log, random: this.random }, xds);
+    xds.attach(client);
+    this.xds = xds;
+    this.log.info({ cluster: adsCluster, node }, "ADS client starting");
+    client.start();
+  }
+
+  /**
+   * The ADS cluster's healthy hosts in turn (any host if none is healthy; its configured address if
+   * it has none yet), so a reconnect after a failure tries the next one.
+   */
+  private adsTarget(name: string, attempt: number): { address: string; port: number } {
+    const cluster = this.clustersMgr.get(name);
+    const hosts: readonly Host[] = cluster?.allHosts() ?? [];
+    const healthy = hosts.filter((h) => h.isHealthy() && !h.draining());
+    const candidates = healthy.length > 0 ? healthy : hosts;
+    const host = candidates[attempt % Math.max(1, candidates.length)];
+    if (host !== undefined) return { address: host.address, port: host.port };
+    const sa = cluster?.config.load_assignment.endpoints[0]?.lb_endpoints[0]?.endpoint.address.socket_address;
+    return { address: sa?.address ?? "127.0.0.1", port: sa?.port_value ?? 0 };
+  }
+
+  /** DynamicApplier: the dynamic clusters and listeners replace the static ones, all or nothing. */
+  applyDynamic(set: DynamicSet): Promise<void> {
+    const run = async (): Promise<void> => {
+      const file = this.current?.bootstrap;
+      if (file === undefined) throw new Error("no running config");
+      await this.applyBootstrap(this.compose(file, set), set.assignmentFor);
+      this.dynamic = set;
+    };
+    const result = this.applying.then(run);
+    this.applying = result.catch(() => undefined);
+    return result;
+  }
+
+  applyAssignment(cla: ClusterLoadAssignmentConfig): readonly Cluster[] {
+    return this.clustersMgr.applyAssignment(cla);
+  }
+
+  /**
+   * The config that serves: the file's, or once ADS delivered, the dynamic clusters and listeners
+   * plus what stays static (a deliberate difference from Envoy, which keeps every static resource).
+   */
+  private compose(file: Bootstrap, set: DynamicSet | undefined): Bootstrap {
+    if (set === undefined) return file;
+    const ads = adsClusterName(file);
+    const clusterNames = new Set(set.clusters.map((c) => c.name));
+    const listenerNames = new Set(set.listeners.map((l) => l.name));
+    const keptClusters: ClusterConfig[] = file.static_resources.clusters.filter(
+      (c) => c.name === ads || (isTetherOwn(c.name) && !clusterNames.has(c.name)),
+    );
+    const keptListeners = file.static_resources.listeners.filter(
+      (l) => isTetherOwn(l.name) && !listenerNames.has(l.name),
+    );
+    return {
+      ...file,
+      static_resources: {
+        clusters: [...keptClusters, ...set.clusters],
+        listeners: [...keptListeners, ...set.listeners],
+      },
+    };
+  }
+
+  xdsStats(): XdsStats | undefined {
+    return this.xds?.stats();
   }
 
   /**
@@ -88,8 +220,14 @@ export class Runtime implements AdminView {
     if (JSON.stringify(next.bootstrap.admin) !== JSON.stringify(this.current?.bootstrap.admin)) {
       this.log.warn("admin settings changed; they take effect at the next restart");
     }
+    const dynamicSettings = (b: Bootstrap | undefined): string =>
+      JSON.stringify([b?.dynamic_resources, b?.node]);
+    if (dynamicSettings(next.bootstrap) !== dynamicSettings(this.current?.bootstrap)) {
+      this.log.warn("dynamic_resources or node changed; they take effect at the next restart");
+    }
     try {
-      await this.applyBootstrap(next.bootstrap);
+      // Once ADS serves, a changed file updates only what stays static (the ADS cluster).
+      await this.applyBootstrap(this.compose(next.bootstrap, this.dynamic), this.dynamic?.assignmentFor);
       this.current = next;
       this.reloadCounts.success++;
       this.reloadCounts.lastSuccessful = true;
@@ -109,8 +247,8 @@ export class Runtime implements AdminView {
    * Builds the new clusters and binds the new listeners beside the running ones, then switches to
    * them; if anything fails, what was built is undone and the running config is left as it was.
    */
-  private async applyBootstrap(b: Bootstrap): Promise<void> {
-    const clusters = await this.clustersMgr.prepare(b.static_resources.clusters);
+  private async applyBootstrap(b: Bootstrap, assignmentFor?: AssignmentLookup): Promise<void> {
+    const clusters = await this.clustersMgr.prepare(b.static_resources.clusters, assignmentFor);
     let listeners: ListenerPlan;
     try {
       listeners = await this.listenersMgr.prepare(b.static_resources.listeners);
@@ -121,12 +259,20 @@ export class Runtime implements AdminView {
     // Clusters first: a kept listener's update looks its clusters up by name.
     const retired = this.clustersMgr.commit(clusters);
     this.listenersMgr.commit(listeners, this.listenerDrainMs);
+    // An EDS update that arrived while the new clusters were being built reached only the old ones.
+    if (assignmentFor !== undefined) {
+      for (const c of this.clustersMgr.all()) {
+        const cla = c.config.type === "EDS" ? assignmentFor(c.serviceName) : undefined;
+        if (cla !== undefined) c.applyAssignment(cla);
+      }
+    }
     await Promise.all(retired.map((c) => c.stop()));
   }
 
   /** Stop accepting, let in-flight work finish until the deadline, then close everything. */
   async drain(deadline: number): Promise<void> {
     this.phase = "DRAINING";
+    await this.xds?.stop();
     await this.applying;
     await this.listenersMgr.drainAll(deadline);
     await this.clustersMgr.stop();
@@ -156,6 +302,7 @@ export class Runtime implements AdminView {
           "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
           bootstrap: redactSecrets(this.current?.raw),
         },
+        ...((redactSecrets(this.xds?.configDump()) as unknown[] | undefined) ?? []),
       ],
     };
   }

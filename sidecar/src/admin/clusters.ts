@@ -48,7 +48,7 @@ export function clustersJson(clusters: readonly Cluster[]): unknown {
         priority: h.priority,
         stats: hostStats(h).map(([name, value]) => ({ name, value })),
         health_status: {
-          eds_health_status: "HEALTHY",
+          eds_health_status: h.edsHealth === "UNKNOWN" ? "HEALTHY" : h.edsHealth,
           failed_active_health_check: h.failedActiveHc,
           pending_active_hc: h.pendingActiveHc,
           failed_outlier_check: h.outlierEjected,

@@ -6,6 +6,7 @@ import { HttpListener } from "../listeners/http/listener.ts";
 import type { Listener } from "../listeners/manager.ts";
 import { TcpListener } from "../listeners/tcp.ts";
 import type { Cluster } from "../upstream/cluster.ts";
+import type { XdsStats } from "../xds/subscriber.ts";
 import {
   CLUSTER_COUNTERS,
   CONNECT_FAILURE_CLASSES,
@@ -300,14 +301,29 @@ function streamFamilies(
   );
 }
 
+/** The ADS client, in Envoy's names (control_plane.*, cluster_manager.cds.*, listener_manager.lds.*). */
+function xdsFamilies(out: Exposition, xds: XdsStats): void {
+  out.family("envoy_control_plane_connected_state", "gauge", [["", xds.connected ? 1 : 0]]);
+  for (const [prefix, c] of [
+    ["envoy_cluster_manager_cds", xds.cds],
+    ["envoy_listener_manager_lds", xds.lds],
+  ] as const) {
+    for (const field of ["update_attempt", "update_success", "update_rejected"] as const) {
+      out.family(`${prefix}_${field}`, "counter", [["", c[field]]]);
+    }
+  }
+}
+
 export function renderMetrics(
   clusters: readonly Cluster[],
   listeners: readonly Listener[],
   reloads: ReloadCounts,
   live: boolean,
+  xds?: XdsStats,
 ): string {
   const out = new Exposition();
   out.family("envoy_server_live", "gauge", [["", live ? 1 : 0]]);
+  if (xds !== undefined) xdsFamilies(out, xds);
   clusterFamilies(out, clusters);
   listenerFamilies(out, listeners);
   out.family("tether_config_reload_total", "counter", [

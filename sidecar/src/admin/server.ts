@@ -4,6 +4,7 @@ import { collectDefaultMetrics, Registry } from "prom-client";
 import { HttpListener } from "../listeners/http/listener.ts";
 import type { Listener } from "../listeners/manager.ts";
 import type { Cluster } from "../upstream/cluster.ts";
+import type { XdsStats } from "../xds/subscriber.ts";
 import { clustersJson, clustersText } from "./clusters.ts";
 import { renderMetrics, type ReloadCounts } from "./metrics.ts";
 
@@ -14,6 +15,8 @@ export interface AdminView {
   /** "LIVE" when serving, otherwise PRE_INITIALIZING or DRAINING. */
   state(): "PRE_INITIALIZING" | "LIVE" | "DRAINING";
   configDump(): unknown;
+  /** The ADS client's state, when the bootstrap has dynamic_resources. */
+  xdsStats?(): XdsStats | undefined;
 }
 
 export class AdminServer {
@@ -32,7 +35,13 @@ export class AdminServer {
         .send(state + "\n");
     });
     const metrics = async (): Promise<string> => {
-      const own = renderMetrics(view.clusters(), view.listeners(), view.reloads(), view.state() === "LIVE");
+      const own = renderMetrics(
+        view.clusters(),
+        view.listeners(),
+        view.reloads(),
+        view.state() === "LIVE",
+        view.xdsStats?.(),
+      );
       return own + (await this.registry.metrics());
     };
     app.get("/stats/prometheus", async (_req, reply) =>

@@ -23,7 +23,8 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out === "" ? "(root)" : out;
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string[] {
+/** One "path: message" line per problem (several for an unknown-keys issue). */
+export function describeIssue(issue: z.core.$ZodIssue): string[] {
   const at = formatPath(issue.path);
   if (issue.code === "unrecognized_keys") {
     return issue.keys.map((k) => `${formatPath([...issue.path, k])}: unsupported field`);

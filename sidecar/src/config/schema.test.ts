@@ -179,7 +179,7 @@ describe("config: every bad case names its path", () => {
       `${C}.connect_timeout: expected a duration like "1.5s", got "1000ms"`,
     ],
     ["numeric duration", (d) => (cluster(d).connect_timeout = 1), `${C}.connect_timeout:`],
-    ["unsupported cluster type", (d) => (cluster(d).type = "EDS"), `${C}.type:`],
+    ["unsupported cluster type", (d) => (cluster(d).type = "ORIGINAL_DST"), `${C}.type:`],
     ["unsupported lb_policy", (d) => (cluster(d).lb_policy = "MAGLEV"), `${C}.lb_policy:`],
     ["missing cluster name", (d) => delete cluster(d).name, `${C}.name: required field missing`],
     [

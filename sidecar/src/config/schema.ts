@@ -337,6 +337,8 @@ export const decisionCacheSchema = z.strictObject({
 
 export const httpFilterSchema = z.strictObject({
   name: z.string().min(1),
+  /** Envoy: a filter it does not know may be skipped; Tether knows every filter it accepts. */
+  is_optional: z.boolean().default(false),
   typed_config: z.discriminatedUnion("@type", [
     z.strictObject({ "@type": z.literal(ROUTER_TYPE) }),
     decisionCacheSchema,
@@ -537,11 +539,23 @@ export const thresholdsSchema = z.strictObject({
   track_remaining: z.boolean().default(false),
 });
 
+/** Envoy's core.v3.HealthStatus of an endpoint, as the control plane reports it (EDS). */
+export const HEALTH_STATUSES = [
+  "UNKNOWN",
+  "HEALTHY",
+  "UNHEALTHY",
+  "DRAINING",
+  "TIMEOUT",
+  "DEGRADED",
+] as const;
+export type HealthStatus = (typeof HEALTH_STATUSES)[number];
+
 export const lbEndpointSchema = z.strictObject({
   endpoint: z.strictObject({
     address: addressSchema,
     hostname: z.string().optional(),
   }),
+  health_status: z.enum(HEALTH_STATUSES).default("UNKNOWN"),
   /** Only the envoy.transport_socket_match namespace: it picks the endpoint's transport socket. */
   metadata: z
     .strictObject({
@@ -571,8 +585,21 @@ export const httpProtocolOptionsSchema = z.strictObject({
       max_requests_per_connection: uint32.optional(),
     })
     .default({ idle_timeout: 3_600_000 }),
-  // Envoy requires one upstream protocol choice; Tether speaks HTTP/1.1 upstream only.
-  explicit_http_config: z.strictObject({ http_protocol_options: z.strictObject({}) }),
+  // Envoy requires one upstream protocol choice; Tether proxies HTTP/1.1 upstream only, and speaks
+  // HTTP/2 (gRPC) only to the ADS cluster (checked in the bootstrap's cross-checks).
+  explicit_http_config: z
+    .strictObject({
+      http_protocol_options: z.strictObject({}).optional(),
+      http2_protocol_options: z.strictObject({}).optional(),
+    })
+    .superRefine((e, ctx) => {
+      if ((e.http_protocol_options === undefined) === (e.http2_protocol_options === undefined)) {
+        ctx.addIssue({
+          code: "custom",
+          message: "exactly one of http_protocol_options, http2_protocol_options is required",
+        });
+      }
+    }),
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -691,11 +718,27 @@ export const dnsResolverConfigSchema = z.strictObject({
   }),
 });
 
+/** Envoy's ConfigSource, in the one form Tether supports: over the bootstrap's ADS stream. */
+export const adsConfigSourceSchema = z.strictObject({
+  ads: z.strictObject({}),
+  resource_api_version: z.literal("V3"),
+});
+
+/** Where an EDS cluster's endpoints come from: the ClusterLoadAssignment named service_name. */
+export const edsClusterConfigSchema = z.strictObject({
+  eds_config: adsConfigSourceSchema,
+  service_name: z.string().min(1).optional(),
+});
+
+/** Stands in for load_assignment on an EDS cluster, whose endpoints arrive over EDS. */
+const NO_LOAD_ASSIGNMENT = { cluster_name: "", endpoints: [], policy: { overprovisioning_factor: 140 } };
+
 export const clusterSchema = z.strictObject({
   transport_socket: transportSocketSchema.optional(),
   transport_socket_matches: z.array(transportSocketMatchSchema).default([]),
   name: z.string().min(1),
-  type: z.enum(["STATIC", "STRICT_DNS"]).default("STATIC"),
+  type: z.enum(["STATIC", "STRICT_DNS", "EDS"]).default("STATIC"),
+  eds_cluster_config: edsClusterConfigSchema.optional(),
   connect_timeout: duration.default(5_000),
   lb_policy: z.enum(["ROUND_ROBIN", "LEAST_REQUEST", "RING_HASH"]).default("ROUND_ROBIN"),
   least_request_lb_config: z.strictObject({ choice_count: z.number().int().min(2).default(2) }).optional(),
@@ -706,7 +749,8 @@ export const clusterSchema = z.strictObject({
       hash_function: z.enum(["XX_HASH", "MURMUR_HASH_2"]).default("XX_HASH"),
     })
     .optional(),
-  load_assignment: clusterLoadAssignmentSchema,
+  // Required except on EDS clusters (checked in the bootstrap's cross-checks); cluster_name "" marks it absent.
+  load_assignment: clusterLoadAssignmentSchema.default(NO_LOAD_ASSIGNMENT),
   dns_refresh_rate: duration.default(5_000),
   /** Envoy's RefreshRate: re-resolve after a failed resolution with this back-off (default dns_refresh_rate). */
   dns_failure_refresh_rate: backoffSchema.optional(),
@@ -740,10 +784,27 @@ export const clusterSchema = z.strictObject({
 // ---------------------------------------------------------------------------------------------
 // Bootstrap
 
+/**
+ * Envoy's dynamic_resources in the one form Tether supports: CDS and LDS over one ADS stream (gRPC,
+ * state of the world) to the control plane behind a static cluster.
+ */
+export const dynamicResourcesSchema = z.strictObject({
+  ads_config: z.strictObject({
+    api_type: z.literal("GRPC"),
+    transport_api_version: z.literal("V3"),
+    grpc_services: z
+      .array(z.strictObject({ envoy_grpc: z.strictObject({ cluster_name: z.string().min(1) }) }))
+      .length(1, "exactly one grpc_service is supported"),
+  }),
+  cds_config: adsConfigSourceSchema,
+  lds_config: adsConfigSourceSchema,
+});
+
 export const bootstrapSchema = z
   .strictObject({
     node: z.strictObject({ id: z.string().optional(), cluster: z.string().optional() }).optional(),
     admin: z.strictObject({ address: addressSchema }).optional(),
+    dynamic_resources: dynamicResourcesSchema.optional(),
     static_resources: z
       .strictObject({
         listeners: z.array(listenerSchema).default([]),
@@ -754,6 +815,7 @@ export const bootstrapSchema = z
   .superRefine(crossCheck);
 
 type BootstrapShape = {
+  dynamic_resources?: z.output<typeof dynamicResourcesSchema>;
   static_resources: {
     listeners: z.output<typeof listenerSchema>[];
     clusters: z.output<typeof clusterSchema>[];
@@ -773,8 +835,18 @@ function crossCheck(cfg: BootstrapShape, ctx: z.RefinementCtx): void {
       });
     }
     clusters.set(c.name, i);
-    if (c.type === "STATIC") checkStaticAddresses(c, path, ctx);
+    for (const issue of clusterProblems(c, adsClusterOf(cfg))) {
+      ctx.addIssue({ code: "custom", path: [...path, ...issue.path], message: issue.message });
+    }
   });
+  const ads = adsClusterOf(cfg);
+  if (ads !== undefined && !clusters.has(ads)) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["dynamic_resources", "ads_config", "grpc_services", 0, "envoy_grpc", "cluster_name"],
+      message: `unknown cluster "${ads}" (the ADS cluster must be a static cluster)`,
+    });
+  }
   const listenerNames = new Set<string>();
   cfg.static_resources.listeners.forEach((l, i) => {
     const path = ["static_resources", "listeners", i];
@@ -786,61 +858,107 @@ function crossCheck(cfg: BootstrapShape, ctx: z.RefinementCtx): void {
       });
     }
     listenerNames.add(l.name);
-    l.filter_chains.forEach((fc, j) => {
-      fc.filters.forEach((f, k) => {
-        const fpath = [...path, "filter_chains", j, "filters", k, "typed_config"];
-        const tc = f.typed_config;
-        if (tc["@type"] === CONNECTION_LIMIT_TYPE) return;
-        if (tc["@type"] === TCP_PROXY_TYPE) {
-          if (!clusters.has(tc.cluster)) {
-            ctx.addIssue({
-              code: "custom",
-              path: [...fpath, "cluster"],
-              message: `unknown cluster "${tc.cluster}"`,
-            });
-          }
-          return;
+    for (const issue of listenerProblems(l, clusters)) {
+      ctx.addIssue({ code: "custom", path: [...path, ...issue.path], message: issue.message });
+    }
+  });
+}
+
+/** A listener's references to clusters that `clusters` does not name. Shared by the file and LDS. */
+export function listenerProblems(
+  l: z.output<typeof listenerSchema>,
+  clusters: ReadonlyMap<string, unknown> | ReadonlySet<string>,
+): ClusterProblem[] {
+  const out: ClusterProblem[] = [];
+  l.filter_chains.forEach((fc, j) => {
+    fc.filters.forEach((f, k) => {
+      const fpath = ["filter_chains", j, "filters", k, "typed_config"];
+      const tc = f.typed_config;
+      if (tc["@type"] === CONNECTION_LIMIT_TYPE) return;
+      if (tc["@type"] === TCP_PROXY_TYPE) {
+        if (!clusters.has(tc.cluster)) {
+          out.push({ path: [...fpath, "cluster"], message: `unknown cluster "${tc.cluster}"` });
         }
-        tc.http_filters.forEach((hf, h) => {
-          const cache = hf.typed_config;
-          if (cache["@type"] !== DECISION_CACHE_TYPE || cache.notification_stream === undefined) return;
-          if (!clusters.has(cache.notification_stream.cluster)) {
-            ctx.addIssue({
-              code: "custom",
-              path: [...fpath, "http_filters", h, "typed_config", "notification_stream", "cluster"],
-              message: `unknown cluster "${cache.notification_stream.cluster}"`,
+        return;
+      }
+      tc.http_filters.forEach((hf, h) => {
+        const cache = hf.typed_config;
+        if (cache["@type"] !== DECISION_CACHE_TYPE || cache.notification_stream === undefined) return;
+        if (!clusters.has(cache.notification_stream.cluster)) {
+          out.push({
+            path: [...fpath, "http_filters", h, "typed_config", "notification_stream", "cluster"],
+            message: `unknown cluster "${cache.notification_stream.cluster}"`,
+          });
+        }
+      });
+      tc.route_config.virtual_hosts.forEach((vh, v) => {
+        vh.routes.forEach((r, n) => {
+          if (r.route !== undefined && !clusters.has(r.route.cluster)) {
+            out.push({
+              path: [...fpath, "route_config", "virtual_hosts", v, "routes", n, "route", "cluster"],
+              message: `unknown cluster "${r.route.cluster}"`,
             });
           }
-        });
-        tc.route_config.virtual_hosts.forEach((vh, v) => {
-          vh.routes.forEach((r, n) => {
-            if (r.route !== undefined && !clusters.has(r.route.cluster)) {
-              ctx.addIssue({
-                code: "custom",
-                path: [...fpath, "route_config", "virtual_hosts", v, "routes", n, "route", "cluster"],
-                message: `unknown cluster "${r.route.cluster}"`,
-              });
-            }
-          });
         });
       });
     });
   });
+  return out;
 }
 
-function checkStaticAddresses(
+function adsClusterOf(cfg: BootstrapShape): string | undefined {
+  return cfg.dynamic_resources?.ads_config.grpc_services[0]?.envoy_grpc.cluster_name;
+}
+
+export interface ClusterProblem {
+  readonly path: readonly (string | number)[];
+  readonly message: string;
+}
+
+/**
+ * What a single cluster's schema cannot say: load_assignment by type, STATIC addresses, HTTP/2 only
+ * to the ADS cluster. Shared by the file's cross-checks and CDS validation.
+ */
+export function clusterProblems(
   c: z.output<typeof clusterSchema>,
-  path: (string | number)[],
-  ctx: z.RefinementCtx,
-): void {
+  adsCluster: string | undefined,
+): ClusterProblem[] {
+  const out: ClusterProblem[] = [];
+  const absent = c.load_assignment.cluster_name === "";
+  if (c.type === "EDS" && !absent) {
+    out.push({
+      path: ["load_assignment"],
+      message: "EDS clusters take their endpoints from EDS; remove load_assignment",
+    });
+  }
+  if (c.type !== "EDS" && absent) out.push({ path: ["load_assignment"], message: "required field missing" });
+  if (c.type !== "EDS" && c.eds_cluster_config !== undefined) {
+    out.push({ path: ["eds_cluster_config"], message: "only allowed with type: EDS" });
+  }
+  if (c.type === "STATIC") out.push(...staticAddressProblems(c));
+  const explicit = c.typed_extension_protocol_options?.[HTTP_PROTOCOL_OPTIONS_KEY]?.explicit_http_config;
+  if (explicit?.http2_protocol_options !== undefined && c.name !== adsCluster) {
+    out.push({
+      path: [
+        "typed_extension_protocol_options",
+        HTTP_PROTOCOL_OPTIONS_KEY,
+        "explicit_http_config",
+        "http2_protocol_options",
+      ],
+      message: "HTTP/2 upstreams are supported only for the ADS cluster (dynamic_resources.ads_config)",
+    });
+  }
+  return out;
+}
+
+function staticAddressProblems(c: z.output<typeof clusterSchema>): ClusterProblem[] {
+  const out: ClusterProblem[] = [];
   c.load_assignment.endpoints.forEach((loc, i) => {
     loc.lb_endpoints.forEach((ep, j) => {
       const addr = ep.endpoint.address.socket_address.address;
       if (!isIp(addr)) {
-        ctx.addIssue({
-          code: "custom",
+        out.push({
           path: [
-            ...path,
             "load_assignment",
             "endpoints",
             i,
@@ -856,6 +974,7 @@ function checkStaticAddresses(
       }
     });
   });
+  return out;
 }
 
 const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
@@ -869,6 +988,8 @@ export type BootstrapInput = z.input<typeof bootstrapSchema>;
 export type Bootstrap = z.output<typeof bootstrapSchema>;
 export type ListenerConfig = z.output<typeof listenerSchema>;
 export type ClusterConfig = z.output<typeof clusterSchema>;
+export type ClusterLoadAssignmentConfig = z.output<typeof clusterLoadAssignmentSchema>;
+export type DynamicResourcesConfig = z.output<typeof dynamicResourcesSchema>;
 export type HealthCheckConfig = z.output<typeof healthCheckSchema>;
 export type OutlierDetectionConfig = z.output<typeof outlierDetectionSchema>;
 export type ThresholdsConfig = z.output<typeof thresholdsSchema>;

@@ -2,7 +2,7 @@
 // state and counters survive) and replaces the others; retired clusters finish in-flight work.
 // Changes go in two steps so a reload is all or nothing: prepare() builds and starts the new
 // clusters beside the running ones, then commit() swaps them in or abort() stops them.
-import type { ClusterConfig } from "../config/schema.ts";
+import type { ClusterConfig, ClusterLoadAssignmentConfig } from "../config/schema.ts";
 import { Cluster, type ClusterDeps, type ClusterResources } from "./cluster.ts";
 import { resolveClusterTransports } from "./transport-match.ts";
 
@@ -38,11 +38,17 @@ export class ClusterManager {
    * Builds and starts the clusters a new list adds or changes; resolves once they have resolved
    * their endpoints. The running set is untouched; on failure whatever was built is stopped.
    */
-  async prepare(configs: readonly ClusterConfig[]): Promise<ClusterPlan> {
+  async prepare(
+    configs: readonly ClusterConfig[],
+    assignmentFor: (serviceName: string) => ClusterLoadAssignmentConfig | undefined = () => undefined,
+  ): Promise<ClusterPlan> {
     // Resolve files (TLS material) first: a failure here throws before anything was built.
-    const resources = configs.map((config, i): ClusterResources => ({
-      transports: resolveClusterTransports(config, i),
-    }));
+    const resources = configs.map((config, i): ClusterResources => {
+      const transports = resolveClusterTransports(config, i);
+      if (config.type !== "EDS") return { transports };
+      const assignment = assignmentFor(config.eds_cluster_config?.service_name ?? config.name);
+      return assignment === undefined ? { transports } : { transports, assignment };
+    });
     const next = new Map<string, ClusterEntry>();
     const created: Cluster[] = [];
     try {
@@ -83,6 +89,13 @@ export class ClusterManager {
   async apply(configs: readonly ClusterConfig[]): Promise<void> {
     const retired = this.commit(await this.prepare(configs));
     await Promise.all(retired.map((c) => c.stop()));
+  }
+
+  /** An EDS update for every running EDS cluster whose service_name it names; returns the clusters it updated. */
+  applyAssignment(cla: ClusterLoadAssignmentConfig): Cluster[] {
+    const touched = this.all().filter((c) => c.config.type === "EDS" && c.serviceName === cla.cluster_name);
+    for (const c of touched) c.applyAssignment(cla);
+    return touched;
   }
 
   async warmed(): Promise<void> {

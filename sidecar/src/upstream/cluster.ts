@@ -6,6 +6,8 @@ import {
   HTTP_PROTOCOL_OPTIONS_KEY,
   TRANSPORT_SOCKET_MATCH_KEY,
   type ClusterConfig,
+  type ClusterLoadAssignmentConfig,
+  type HealthStatus,
 } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import type { RandomSource } from "./backoff.ts";
@@ -45,6 +47,8 @@ export interface ClusterDeps {
 export interface ClusterResources {
   /** transport_socket and transport_socket_matches, TLS files already read. */
   readonly transports: TransportSocketMatcher;
+  /** EDS clusters: the ClusterLoadAssignment they start from (warming waits for it). */
+  readonly assignment?: ClusterLoadAssignmentConfig;
 }
 
 /**
@@ -85,6 +89,8 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
   private hosts: Host[] = [];
   private levels: Level[] = [];
   private plan: PriorityPlan = { load: [], panic: [] };
+  private overprovisioningFactor: number;
+  private readonly initialAssignment: ClusterLoadAssignmentConfig | undefined;
   private readonly balancer: BalancerState = { rrCursor: [] };
   private readonly healthChecker: HealthChecker | undefined;
   private readonly outlier: OutlierDetector | undefined;
@@ -113,6 +119,8 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
   ) {
     this.name = config.name;
     this.transports = resources.transports;
+    this.initialAssignment = resources.assignment;
+    this.overprovisioningFactor = config.load_assignment.policy.overprovisioning_factor;
     this.clusterName = config.name;
     this.config = config;
     this.deps = deps;
@@ -161,6 +169,10 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
       this.setHosts(this.staticHosts());
       return;
     }
+    if (this.config.type === "EDS") {
+      if (this.initialAssignment !== undefined) this.applyAssignment(this.initialAssignment);
+      return;
+    }
     await this.dns?.start();
   }
 
@@ -181,6 +193,59 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
       }
     }
     return out;
+  }
+
+  /** The ClusterLoadAssignment name an EDS cluster subscribes to (Envoy: service_name, else its name). */
+  get serviceName(): string {
+    return this.config.eds_cluster_config?.service_name ?? this.config.name;
+  }
+
+  /**
+   * An EDS update: adds and removes only the hosts that changed and applies health_status to the
+   * others in place (pools, health-check and outlier state stay). A host turning DRAINING leaves
+   * rotation and its idle pooled connections close; requests in flight on it finish.
+   */
+  applyAssignment(cla: ClusterLoadAssignmentConfig): void {
+    const status = new Map<string, HealthStatus>();
+    const next: Host[] = [];
+    for (const loc of cla.endpoints) {
+      for (const ep of loc.lb_endpoints) {
+        const sa = ep.endpoint.address.socket_address;
+        const transport = this.transports.resolve(ep.metadata?.filter_metadata[TRANSPORT_SOCKET_MATCH_KEY]);
+        const host = new Host(
+          sa.address,
+          sa.port_value,
+          loc.priority,
+          ep.endpoint.hostname,
+          transport.transport,
+        );
+        next.push(host);
+        status.set(`${host.priority}/${host.key}`, ep.health_status);
+      }
+    }
+    if (next.length === 0) this.stats.counters.update_empty++;
+    const factorChanged = this.overprovisioningFactor !== cla.policy.overprovisioning_factor;
+    this.overprovisioningFactor = cla.policy.overprovisioning_factor;
+    this.setHosts(next);
+    const changed: Host[] = [];
+    for (const host of this.hosts) {
+      const health = status.get(`${host.priority}/${host.key}`) ?? "UNKNOWN";
+      if (host.edsHealth === health) continue;
+      const wasDraining = host.draining();
+      host.edsHealth = health;
+      changed.push(host);
+      if (host.draining() && !wasDraining) this.drainHost(host);
+    }
+    if (changed.length > 0 || factorChanged) this.recompute();
+    for (const host of changed) this.notifyHealth(host);
+  }
+
+  /** Idle pooled connections to `host` close now; those carrying a request close when it ends. */
+  private drainHost(host: Host): void {
+    const pool = host.pool;
+    host.pool = undefined;
+    if (pool !== undefined) void pool.close().catch(() => undefined);
+    this.log.info({ cluster: this.name, upstream: host.key, priority: host.priority }, "host draining (EDS)");
   }
 
   /** A STRICT_DNS answer: the hosts it names, keeping the state of those that stay. */
@@ -240,6 +305,8 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
       while (levels.length <= h.priority) levels.push({ all: [], healthy: [], panic: [] });
       const level = levels[h.priority];
       if (level === undefined) continue;
+      // A DRAINING host takes no new work, even in panic (Envoy excludes it from load balancing).
+      if (h.draining()) continue;
       level.all.push(h);
       if (h.isHealthy()) level.healthy.push(h);
     }
@@ -262,7 +329,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
     if (hadHealthy && !levels.some((l) => l.healthy.length > 0)) this.dns?.soon("all_unhealthy");
     this.plan = computePriorityPlan(
       levels.map((l) => ({ healthy: l.healthy.length, total: l.all.length })),
-      this.config.load_assignment.policy.overprovisioning_factor,
+      this.overprovisioningFactor,
       this.config.common_lb_config.healthy_panic_threshold.value,
     );
   }
@@ -432,7 +499,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
   }
 
   private notifyHealth(host: Host): void {
-    const healthy = host.isHealthy();
+    const healthy = host.isHealthy() && !host.draining();
     for (const listener of this.healthListeners) listener(host, healthy);
   }
 

@@ -1,4 +1,5 @@
 // One upstream endpoint: its address, priority, health flags, passive-failure counters and pools.
+import type { HealthStatus } from "../config/schema.ts";
 import { PLAIN_TRANSPORT, type Transport } from "./connect.ts";
 import type { Pool } from "./pool.ts";
 import { HostStats } from "./stats.ts";
@@ -26,6 +27,8 @@ export class Host {
    * of rotation; a completed handshake clears it.
    */
   unreachable = false;
+  /** The control plane's view (EDS health_status); UNKNOWN for STATIC and STRICT_DNS hosts. */
+  edsHealth: HealthStatus = "UNKNOWN";
   ejectedUntil = 0;
   ejectionCount = 0;
   consecutive5xx = 0;
@@ -52,7 +55,17 @@ export class Host {
   }
 
   isHealthy(): boolean {
-    return !this.failedActiveHc && !this.outlierEjected;
+    return !this.failedActiveHc && !this.outlierEjected && !this.failedEdsHealth();
+  }
+
+  /** EDS says UNHEALTHY or TIMEOUT: out of rotation (used only in panic, as an unhealthy host). */
+  failedEdsHealth(): boolean {
+    return this.edsHealth === "UNHEALTHY" || this.edsHealth === "TIMEOUT";
+  }
+
+  /** EDS says DRAINING: no new requests or connections, not even in panic; in-flight work finishes. */
+  draining(): boolean {
+    return this.edsHealth === "DRAINING";
   }
 
   /** Envoy's health_flags text for /clusters. */
@@ -61,6 +74,8 @@ export class Host {
     if (this.failedActiveHc) flags.push("/failed_active_hc");
     if (this.pendingActiveHc) flags.push("/pending_active_hc");
     if (this.outlierEjected) flags.push("/failed_outlier_check");
+    if (this.failedEdsHealth()) flags.push("/failed_eds_health");
+    if (this.draining()) flags.push("/eds_status_draining");
     return flags.length === 0 ? "healthy" : flags.join("");
   }
 }

@@ -65,6 +65,9 @@ export const CLUSTER_COUNTERS = [
   "update_attempt",
   "update_success",
   "update_failure",
+  // EDS: an assignment the schema refused (NACKed), and one with no endpoints.
+  "update_rejected",
+  "update_empty",
 ] as const;
 export type ClusterCounter = (typeof CLUSTER_COUNTERS)[number];
 
