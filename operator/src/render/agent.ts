@@ -23,6 +23,7 @@ import {
 } from "./pod.ts";
 import { routeSecrets, type AcceptedRoute } from "./routes.ts";
 import { uniqueMounts } from "./secrets.ts";
+import { xdsGroup, type XdsTarget } from "./xds.ts";
 
 export const ENV_POLICY_SERVER_HOST = "TETHER_POLICY_SERVER_HOST";
 export const ENV_POLICY_SERVER_PORT = "TETHER_POLICY_SERVER_PORT";
@@ -33,6 +34,8 @@ export interface RenderOptions {
   readonly sidecarImage: string;
   /** The cluster's DNS domain, for Service host names. Default cluster.local. */
   readonly clusterDomain: string;
+  /** The operator's ADS server as sidecars reach it; unset: static bootstraps only. */
+  readonly xds?: XdsTarget | undefined;
 }
 
 export interface Deployment {
@@ -61,7 +64,7 @@ export interface AgentChildren {
   readonly agentConfig: ConfigMap;
 }
 
-function bootstrapInput(input: AgentInput): AgentBootstrapInput {
+export function bootstrapInput(input: AgentInput): AgentBootstrapInput {
   return {
     name: input.owner.name,
     namespace: input.owner.namespace,
@@ -69,6 +72,7 @@ function bootstrapInput(input: AgentInput): AgentBootstrapInput {
     policyServers: input.policyServers,
     routes: input.routes,
     clusterDomain: input.options.clusterDomain,
+    xds: input.options.xds,
   };
 }
 
@@ -138,6 +142,7 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
     ports: [],
     resources: spec.sidecar.resources,
     extraMounts: secrets.map((s) => ({ name: s.volumeName, mountPath: s.mountPath, readOnly: true })),
+    xdsGroup: input.options.xds === undefined ? undefined : xdsGroup(owner.namespace, "agent", owner.name),
   });
   const userVolumes = Array.isArray(template.spec["volumes"])
     ? (template.spec["volumes"] as JsonObject[])
