@@ -17,6 +17,7 @@ export default tseslint.config(
           "./tsconfig.lint.json",
           "./operator/tsconfig.lint.json",
           "./sidecar/tsconfig.lint.json",
+          "./xds/tsconfig.lint.json",
           "./e2e/tsconfig.lint.json",
           "./bench/tsconfig.lint.json",
         ],

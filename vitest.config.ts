@@ -8,13 +8,13 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["{operator,sidecar,e2e,bench}/src/**/*.test.ts"],
+          include: ["{operator,sidecar,e2e,bench,xds}/src/**/*.test.ts"],
         },
       },
       {
         test: {
           name: "integration",
-          include: ["{operator,sidecar,e2e}/test/**/*.test.ts"],
+          include: ["{operator,sidecar,e2e,xds}/test/**/*.test.ts"],
           testTimeout: 120_000,
           hookTimeout: 180_000,
           // Integration files start real processes; two cores run them one file at a time.

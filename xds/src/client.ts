@@ -1,0 +1,253 @@
+// The ADS client core, as Envoy behaves: one stream; CDS and LDS subscribed as wildcards at once,
+// EDS and RDS by the names the caller subscribes (after it has seen the clusters and listeners); every
+// response handed to the handler whole (state of the world) and answered with an ACK (its version and
+// nonce) or a NACK (the previously accepted version, its nonce, error_detail). A broken stream is
+// re-opened after a jittered exponential back-off, re-sending every subscription with the versions
+// last accepted; until then the caller keeps serving what it has.
+import * as grpc from "@grpc/grpc-js";
+import { unpackResource } from "./json.ts";
+import { RESOURCE_TYPES, TYPE_URLS, resourceTypeOf } from "./types.ts";
+import type { LoggerLike, ResourceJson, ResourceType } from "./types.ts";
+import { ADS_METHOD } from "./wire.ts";
+import type { DiscoveryRequest, DiscoveryResponse } from "./wire.ts";
+
+export interface AdsHandler {
+  /** Every resource of one type (state of the world). Resolve undefined to ACK, or a message to NACK. */
+  onResources(type: ResourceType, version: string, resources: ReadonlyMap<string, ResourceJson>): Promise<string | undefined>;
+  onConnectionState?(connected: boolean): void;
+}
+
+export interface AdsClientOptions {
+  readonly target: { readonly host: string; readonly port: number };
+  readonly node: { readonly id: string; readonly cluster: string };
+  /** Reconnect back-off: full jitter over min(max, base * 2^attempt). Default 500 ms -> 30 s. */
+  readonly backoff?: { readonly baseMs: number; readonly maxMs: number };
+  readonly log: LoggerLike;
+  /** Jitter source in [0, 1); Math.random by default. */
+  readonly random?: () => number;
+  /** Reserved for TLS and authentication (a later change); plaintext when absent. */
+  readonly credentials?: grpc.ChannelCredentials;
+  /** HTTP/2 keepalive pings, to notice a vanished operator on an idle stream. Default 30 s / 10 s. */
+  readonly keepalive?: { readonly timeMs: number; readonly timeoutMs: number };
+  /** user_agent_version in the Node (the sidecar's version). */
+  readonly userAgentVersion?: string;
+}
+
+type Call = grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>;
+
+/** error_detail.code of a NACK: google.rpc.Code INVALID_ARGUMENT. */
+const NACK_CODE = 3;
+
+interface TypeState {
+  /** The version last accepted (ACKed); "" before the first. */
+  version: string;
+  /** The nonce of the last response on the current stream. */
+  nonce: string;
+  /** Names for EDS/RDS; undefined for the wildcard types. */
+  names: readonly string[] | undefined;
+}
+
+function resourceName(type: ResourceType, json: ResourceJson): string | undefined {
+  const name = type === "endpoint" ? json["cluster_name"] : json["name"];
+  return typeof name === "string" && name !== "" ? name : undefined;
+}
+
+export class AdsClient {
+  readonly counters = { update_attempt: 0, update_success: 0, update_rejected: 0 };
+  private readonly options: AdsClientOptions;
+  private readonly handler: AdsHandler;
+  private readonly log: LoggerLike;
+  private readonly random: () => number;
+  private readonly types = new Map<ResourceType, TypeState>([
+    ["cluster", { version: "", nonce: "", names: undefined }],
+    ["listener", { version: "", nonce: "", names: undefined }],
+    ["endpoint", { version: "", nonce: "", names: [] }],
+    ["route", { version: "", nonce: "", names: [] }],
+  ]);
+  private client: grpc.Client | undefined;
+  private call: Call | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private attempt = 0;
+  private stopped = true;
+  private isConnected = false;
+  /** Responses are handled one at a time, in order. */
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(options: AdsClientOptions, handler: AdsHandler) {
+    this.options = options;
+    this.handler = handler;
+    this.log = options.log;
+    this.random = options.random ?? Math.random;
+  }
+
+  /** True while a stream to the server is open. */
+  get connected(): boolean {
+    return this.isConnected;
+  }
+
+  /** Connects and subscribes to clusters and listeners (wildcard). */
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    const { host, port } = this.options.target;
+    const keepalive = this.options.keepalive ?? { timeMs: 30_000, timeoutMs: 10_000 };
+    this.client = new grpc.Client(
+      host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`,
+      this.options.credentials ?? grpc.credentials.createInsecure(),
+      {
+        "grpc.keepalive_time_ms": keepalive.timeMs,
+        "grpc.keepalive_timeout_ms": keepalive.timeoutMs,
+        "grpc.keepalive_permit_without_calls": 1,
+        // Reconnects are ours (with our back-off), not the channel's.
+        "grpc.enable_retries": 0,
+      },
+    );
+    this.open();
+  }
+
+  /** Replaces the names subscribed for EDS or RDS; sends the new subscription if it changed. */
+  subscribe(type: "endpoint" | "route", names: readonly string[]): void {
+    const state = this.types.get(type);
+    if (state === undefined) return;
+    const next = [...new Set(names)].sort();
+    const before = state.names ?? [];
+    if (next.length === before.length && next.every((n, i) => n === before[i])) return;
+    state.names = next;
+    if (this.call !== undefined) this.send(type, state, undefined);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    const call = this.call;
+    this.call = undefined;
+    call?.cancel();
+    this.client?.close();
+    this.client = undefined;
+    this.setConnected(false);
+    await this.queue;
+  }
+
+  private open(): void {
+    const client = this.client;
+    if (client === undefined || this.stopped) return;
+    const call = client.makeBidiStreamRequest(ADS_METHOD.path, ADS_METHOD.requestSerialize, ADS_METHOD.responseDeserialize, new grpc.Metadata());
+    this.call = call;
+    for (const state of this.types.values()) state.nonce = "";
+    call.on("metadata", () => {
+      if (this.call === call) this.setConnected(true);
+    });
+    call.on("data", (response: DiscoveryResponse) => {
+      if (this.call !== call) return;
+      this.setConnected(true);
+      this.attempt = 0;
+      this.queue = this.queue.then(() => this.onResponse(call, response));
+    });
+    call.on("error", (err: grpc.ServiceError) => {
+      if (this.call === call) this.broken(`${grpc.status[err.code] ?? err.code}: ${err.details}`);
+    });
+    call.on("end", () => {
+      if (this.call === call) this.broken("stream ended");
+    });
+    // Envoy's order: CDS and LDS first; EDS and RDS when there are names (re-sent after reconnecting).
+    for (const type of RESOURCE_TYPES) {
+      const state = this.types.get(type);
+      if (state === undefined || (state.names !== undefined && state.names.length === 0)) continue;
+      this.send(type, state, undefined);
+    }
+  }
+
+  private broken(reason: string): void {
+    this.call = undefined;
+    this.setConnected(false);
+    if (this.stopped) return;
+    const { baseMs, maxMs } = this.options.backoff ?? { baseMs: 500, maxMs: 30_000 };
+    const cap = Math.min(maxMs, baseMs * 2 ** Math.min(this.attempt, 30));
+    const delay = Math.max(1, Math.floor(this.random() * cap));
+    this.attempt++;
+    this.log.warn({ reason, retryInMs: delay, attempt: this.attempt }, "xDS stream closed; reconnecting");
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.open();
+    }, delay);
+  }
+
+  private setConnected(connected: boolean): void {
+    if (this.isConnected === connected) return;
+    this.isConnected = connected;
+    this.log.info({ connected }, connected ? "xDS connected" : "xDS disconnected");
+    try {
+      this.handler.onConnectionState?.(connected);
+    } catch (err) {
+      this.log.error({ err }, "xDS connection-state handler threw");
+    }
+  }
+
+  private send(type: ResourceType, state: TypeState, error: string | undefined): void {
+    const call = this.call;
+    if (call === undefined) return;
+    const node = {
+      id: this.options.node.id,
+      cluster: this.options.node.cluster,
+      user_agent_name: "tether-sidecar",
+      ...(this.options.userAgentVersion === undefined ? {} : { user_agent_version: this.options.userAgentVersion }),
+    };
+    call.write({
+      version_info: state.version,
+      // Envoy sends the node on every request by default (set_node_on_first_message_only: false).
+      node,
+      resource_names: state.names ?? [],
+      type_url: TYPE_URLS[type],
+      response_nonce: state.nonce,
+      ...(error === undefined ? {} : { error_detail: { code: NACK_CODE, message: error } }),
+    });
+  }
+
+  private async onResponse(call: Call, response: DiscoveryResponse): Promise<void> {
+    const type = resourceTypeOf(response.type_url);
+    const state = type === undefined ? undefined : this.types.get(type);
+    if (type === undefined || state === undefined) {
+      this.log.warn({ typeUrl: response.type_url }, "xDS response of a type not subscribed; ignored");
+      return;
+    }
+    this.counters.update_attempt++;
+    state.nonce = response.nonce;
+    let error: string | undefined;
+    try {
+      const resources = this.decode(type, response);
+      error = await this.handler.onResources(type, response.version_info, resources);
+    } catch (err) {
+      error = err instanceof Error ? err.message : String(err);
+    }
+    if (this.call !== call) return; // the stream broke meanwhile; the next one re-sends the state
+    if (error === undefined) {
+      state.version = response.version_info;
+      this.counters.update_success++;
+      this.log.debug({ type, version: response.version_info, nonce: response.nonce }, "xDS update accepted");
+    } else {
+      this.counters.update_rejected++;
+      this.log.warn({ type, version: response.version_info, nonce: response.nonce, error }, "xDS update rejected");
+    }
+    this.send(type, state, error);
+  }
+
+  /** The response's resources by name; EDS/RDS ones not subscribed are dropped (as Envoy does). */
+  private decode(type: ResourceType, response: DiscoveryResponse): Map<string, ResourceJson> {
+    const out = new Map<string, ResourceJson>();
+    const state = this.types.get(type);
+    const wanted = state?.names === undefined ? undefined : new Set(state.names);
+    for (const [i, any] of response.resources.entries()) {
+      if (any.type_url !== response.type_url) {
+        throw new Error(`resources[${i}]: type ${any.type_url} in a response of ${response.type_url}`);
+      }
+      const json = unpackResource(any.type_url, any.value, `resources[${i}]`);
+      const name = resourceName(type, json);
+      if (name === undefined) throw new Error(`resources[${i}]: a ${type} without a name`);
+      if (out.has(name)) throw new Error(`resources[${i}]: duplicate ${type} ${JSON.stringify(name)}`);
+      if (wanted !== undefined && !wanted.has(name)) continue;
+      out.set(name, json);
+    }
+    return out;
+  }
+}

@@ -1,0 +1,335 @@
+// The ADS server core (state of the world), as Envoy's xDS protocol describes it: per stream and per
+// type an independent subscription; a response carries version_info and a fresh nonce; a request
+// echoing the latest nonce is an ACK (version_info = the version sent) or a NACK (error_detail set);
+// requests with an older nonce are stale and ignored. Snapshots are keyed by node.cluster (every pod
+// of an Agent shares one), and a snapshot change pushes only the types whose content changed for
+// that stream, CDS before EDS and LDS before RDS.
+import { createHash } from "node:crypto";
+import * as grpc from "@grpc/grpc-js";
+import { packResource } from "./json.ts";
+import { RESOURCE_TYPES, TYPE_URLS, XdsError, resourceTypeOf } from "./types.ts";
+import type { AckEvent, LoggerLike, NackEvent, ResourceJson, ResourceType, Snapshot, StreamInfo } from "./types.ts";
+import { ADS_METHOD } from "./wire.ts";
+import type { DiscoveryRequest, DiscoveryResponse, WireAny } from "./wire.ts";
+
+export interface AdsServerOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly log: LoggerLike;
+  /** Reserved for TLS and authentication (a later change); plaintext when absent. */
+  readonly credentials?: grpc.ServerCredentials;
+  /** How long stop() lets streams close before forcing the shutdown. Default 2 s. */
+  readonly shutdownGraceMs?: number;
+}
+
+type Call = grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>;
+
+/** A resource encoded once per snapshot, shared by every stream of the group. */
+interface EncodedResource {
+  readonly any: WireAny;
+  readonly hash: string;
+}
+
+interface EncodedSnapshot {
+  readonly version: string;
+  readonly resources: { readonly [T in ResourceType]: ReadonlyMap<string, EncodedResource> };
+}
+
+interface TypeState {
+  /** undefined: wildcard (every resource of the type). */
+  names: ReadonlySet<string> | undefined;
+  sentNonce?: string;
+  sentVersion?: string;
+  /** Which resources (name and content hash) the last response carried. */
+  sentKey?: string;
+  /** The nonce the client answered last (an ACK or NACK is counted once). */
+  answeredNonce?: string;
+  ackedVersion?: string;
+}
+
+interface AdsStream {
+  readonly id: number;
+  readonly call: Call;
+  readonly connectedAt: Date;
+  nodeId: string;
+  group: string | undefined;
+  nonce: number;
+  readonly types: Map<ResourceType, TypeState>;
+}
+
+const CONTROL_PLANE = { identifier: "tether-operator" };
+
+function resourceName(type: ResourceType, json: ResourceJson): unknown {
+  return type === "endpoint" ? json["cluster_name"] : json["name"];
+}
+
+function encodeSnapshot(snapshot: Snapshot): EncodedSnapshot {
+  const encoded = {} as { [T in ResourceType]: Map<string, EncodedResource> };
+  for (const type of RESOURCE_TYPES) {
+    const out = new Map<string, EncodedResource>();
+    for (const [name, json] of snapshot.resources[type]) {
+      const own = resourceName(type, json);
+      if (own !== undefined && own !== name) {
+        throw new XdsError("TETHER_ERR_XDS_SNAPSHOT", `${type} ${JSON.stringify(name)}: its name is ${JSON.stringify(own)}`);
+      }
+      const body = own === undefined ? { ...json, [type === "endpoint" ? "cluster_name" : "name"]: name } : json;
+      const any = packResource(TYPE_URLS[type], body, `${type} ${JSON.stringify(name)}`);
+      out.set(name, { any, hash: createHash("sha256").update(any.value).digest("base64url").slice(0, 22) });
+    }
+    encoded[type] = out;
+  }
+  return { version: snapshot.version, resources: encoded };
+}
+
+function hostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+function sameNames(a: ReadonlySet<string> | undefined, b: ReadonlySet<string> | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.size === b.size && [...a].every((n) => b.has(n));
+}
+
+/** CDS and LDS default to wildcard; EDS and RDS name what they want (empty: nothing). */
+function requestedNames(type: ResourceType, names: readonly string[]): ReadonlySet<string> | undefined {
+  if ((type === "cluster" || type === "listener") && (names.length === 0 || names.includes("*"))) return undefined;
+  return new Set(names);
+}
+
+export class AdsServer {
+  private readonly options: AdsServerOptions;
+  private readonly log: LoggerLike;
+  private readonly server: grpc.Server;
+  private readonly snapshots = new Map<string, EncodedSnapshot>();
+  private readonly open = new Set<AdsStream>();
+  private readonly nackListeners: ((e: NackEvent) => void)[] = [];
+  private readonly ackListeners: ((e: AckEvent) => void)[] = [];
+  private nextStreamId = 1;
+  private started = false;
+
+  constructor(options: AdsServerOptions) {
+    this.options = options;
+    this.log = options.log;
+    this.server = new grpc.Server({
+      // Sidecars ping every 30 s to find a dead operator; let them (gRPC's default would GOAWAY).
+      "grpc.keepalive_permit_without_calls": 1,
+    });
+    const service: grpc.ServiceDefinition = { StreamAggregatedResources: ADS_METHOD };
+    this.server.addService(service, {
+      StreamAggregatedResources: (call: Call): void => {
+        this.accept(call);
+      },
+    });
+  }
+
+  /** Binds and serves; port 0 picks a free one. */
+  start(): Promise<{ port: number }> {
+    const credentials = this.options.credentials ?? grpc.ServerCredentials.createInsecure();
+    return new Promise((resolve, reject) => {
+      this.server.bindAsync(hostPort(this.options.host, this.options.port), credentials, (err, port) => {
+        if (err !== null) {
+          reject(err);
+          return;
+        }
+        this.started = true;
+        this.log.info({ host: this.options.host, port }, "xDS server listening");
+        resolve({ port });
+      });
+    });
+  }
+
+  /** Ends every stream with UNAVAILABLE (clients reconnect elsewhere or later) and frees the port. */
+  async stop(): Promise<void> {
+    for (const stream of this.open) {
+      stream.call.emit("error", { code: grpc.status.UNAVAILABLE, details: "xDS server stopping" });
+    }
+    this.open.clear();
+    if (!this.started) return;
+    this.started = false;
+    const grace = this.options.shutdownGraceMs ?? 2000;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, grace);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  /** Sets the group's config and pushes, to each of its streams, the types whose content changed. */
+  setSnapshot(group: string, snapshot: Snapshot): void {
+    const encoded = encodeSnapshot(snapshot); // throws before anything changes
+    this.snapshots.set(group, encoded);
+    for (const stream of this.open) {
+      if (stream.group !== group) continue;
+      for (const type of RESOURCE_TYPES) if (stream.types.has(type)) this.push(stream, type, false);
+    }
+  }
+
+  /** Forgets the group's config; its streams stay open and keep what they have until a new one. */
+  removeSnapshot(group: string): void {
+    this.snapshots.delete(group);
+  }
+
+  onNack(listener: (e: NackEvent) => void): void {
+    this.nackListeners.push(listener);
+  }
+
+  onAck(listener: (e: AckEvent) => void): void {
+    this.ackListeners.push(listener);
+  }
+
+  streams(): StreamInfo[] {
+    const out: StreamInfo[] = [];
+    for (const s of this.open) {
+      if (s.group === undefined) continue;
+      const acked: Partial<Record<ResourceType, string>> = {};
+      for (const [type, state] of s.types) if (state.ackedVersion !== undefined) acked[type] = state.ackedVersion;
+      out.push({ nodeId: s.nodeId, group: s.group, connectedAt: s.connectedAt, acked });
+    }
+    return out;
+  }
+
+  private accept(call: Call): void {
+    const stream: AdsStream = {
+      id: this.nextStreamId++,
+      call,
+      connectedAt: new Date(),
+      nodeId: "",
+      group: undefined,
+      nonce: 0,
+      types: new Map(),
+    };
+    this.open.add(stream);
+    // Headers at once, so a client knows it is connected before the first response.
+    call.sendMetadata(new grpc.Metadata());
+    call.on("data", (request: DiscoveryRequest) => {
+      try {
+        this.onRequest(stream, request);
+      } catch (err) {
+        this.log.error({ err, stream: stream.id, nodeId: stream.nodeId }, "xDS request failed");
+        call.emit("error", { code: grpc.status.INTERNAL, details: "internal error" });
+      }
+    });
+    call.on("end", () => {
+      call.end();
+    });
+    call.on("error", (err: Error) => {
+      this.log.debug({ err: err.message, stream: stream.id, nodeId: stream.nodeId }, "xDS stream error");
+    });
+    call.on("close", () => {
+      if (this.open.delete(stream) && stream.group !== undefined) {
+        this.log.info({ nodeId: stream.nodeId, group: stream.group }, "xDS stream closed");
+      }
+    });
+    call.on("cancelled", () => {
+      this.open.delete(stream);
+    });
+  }
+
+  private onRequest(stream: AdsStream, request: DiscoveryRequest): void {
+    if (stream.group === undefined) {
+      if (request.node === undefined || request.node.cluster === "") {
+        stream.call.emit("error", {
+          code: grpc.status.INVALID_ARGUMENT,
+          details: "the first DiscoveryRequest must carry node (id and cluster)",
+        });
+        return;
+      }
+      stream.nodeId = request.node.id;
+      stream.group = request.node.cluster;
+      this.log.info({ nodeId: stream.nodeId, group: stream.group }, "xDS stream opened");
+    }
+    const type = resourceTypeOf(request.type_url);
+    if (type === undefined) {
+      this.log.warn({ nodeId: stream.nodeId, typeUrl: request.type_url }, "xDS request for a type not served; ignored");
+      return;
+    }
+    const names = requestedNames(type, request.resource_names);
+    let state = stream.types.get(type);
+    if (state === undefined || request.response_nonce === "") {
+      // A new subscription (or a re-request after reconnecting): answer with the current state.
+      state ??= { names };
+      state.names = names;
+      stream.types.set(type, state);
+      this.push(stream, type, true);
+      return;
+    }
+    if (request.response_nonce !== state.sentNonce) {
+      this.log.debug({ nodeId: stream.nodeId, type, nonce: request.response_nonce }, "xDS stale nonce; ignored");
+      return;
+    }
+    // A subscription change may echo the nonce before the ACK/NACK does: count only a real answer.
+    if (state.answeredNonce !== request.response_nonce && this.answer(stream, type, state, request)) {
+      state.answeredNonce = request.response_nonce;
+    }
+    if (!sameNames(names, state.names)) {
+      state.names = names;
+      this.push(stream, type, false);
+    }
+  }
+
+  /** Reports a NACK or an ACK of the latest response; false if the request is neither. */
+  private answer(stream: AdsStream, type: ResourceType, state: TypeState, request: DiscoveryRequest): boolean {
+    const group = stream.group ?? "";
+    if (request.error_detail !== undefined) {
+      const event: NackEvent = {
+        nodeId: stream.nodeId,
+        group,
+        type,
+        version: state.sentVersion ?? "",
+        nonce: request.response_nonce,
+        message: request.error_detail.message,
+        code: request.error_detail.code,
+      };
+      this.log.warn({ ...event }, "xDS update rejected (NACK)");
+      for (const listener of this.nackListeners) this.emit(listener, event);
+      return true;
+    }
+    if (request.version_info !== state.sentVersion) return false;
+    state.ackedVersion = request.version_info;
+    const event: AckEvent = { nodeId: stream.nodeId, group, type, version: request.version_info };
+    this.log.debug({ ...event }, "xDS update accepted (ACK)");
+    for (const listener of this.ackListeners) this.emit(listener, event);
+    return true;
+  }
+
+  private emit<E>(listener: (e: E) => void, event: E): void {
+    try {
+      listener(event);
+    } catch (err) {
+      this.log.error({ err }, "xDS event listener threw");
+    }
+  }
+
+  /** Sends the type's current state to the stream; unless `force`, only if its content changed. */
+  private push(stream: AdsStream, type: ResourceType, force: boolean): void {
+    const state = stream.types.get(type);
+    const snapshot = stream.group === undefined ? undefined : this.snapshots.get(stream.group);
+    if (state === undefined || snapshot === undefined) return;
+    const resources: WireAny[] = [];
+    const key: string[] = [];
+    const all = snapshot.resources[type];
+    const names = state.names === undefined ? [...all.keys()] : [...state.names].filter((n) => all.has(n));
+    for (const name of names.sort()) {
+      const r = all.get(name);
+      if (r === undefined) continue;
+      resources.push(r.any);
+      key.push(`${name}=${r.hash}`);
+    }
+    const sentKey = key.join(",");
+    if (!force && sentKey === state.sentKey) return;
+    const nonce = String(++stream.nonce);
+    state.sentNonce = nonce;
+    state.sentVersion = snapshot.version;
+    state.sentKey = sentKey;
+    stream.call.write({ version_info: snapshot.version, resources, type_url: TYPE_URLS[type], nonce, control_plane: CONTROL_PLANE });
+    this.log.debug(
+      { nodeId: stream.nodeId, type, version: snapshot.version, nonce, resources: resources.length },
+      "xDS push",
+    );
+  }
+}

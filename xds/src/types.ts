@@ -1,0 +1,77 @@
+// The contract between the xDS server (operator), the xDS client (sidecar) and the wire.
+
+/** Envoy's type URLs of the four resource types Tether serves over ADS (state of the world). */
+export const TYPE_URLS = {
+  cluster: "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+  endpoint: "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+  listener: "type.googleapis.com/envoy.config.listener.v3.Listener",
+  route: "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+} as const;
+
+export type ResourceType = "cluster" | "endpoint" | "listener" | "route";
+
+/** The order Envoy expects pushes in: CDS before EDS, LDS before RDS. */
+export const RESOURCE_TYPES: readonly ResourceType[] = ["cluster", "endpoint", "listener", "route"];
+
+/** Resource type for a type URL, or undefined for one Tether does not serve. */
+export function resourceTypeOf(typeUrl: string): ResourceType | undefined {
+  return RESOURCE_TYPES.find((t) => TYPE_URLS[t] === typeUrl);
+}
+
+/**
+ * A resource in Envoy's JSON form (what the sidecar's YAML holds): proto field names, durations as
+ * "1.5s", `Any` as `{"@type": ..., ...fields}`, enums by name, wrappers as plain values.
+ */
+export type ResourceJson = Record<string, unknown>;
+
+/** One consistent config for a node group (`node.cluster`). */
+export interface Snapshot {
+  /** Any string; changes when the content changes. */
+  readonly version: string;
+  readonly resources: { readonly [T in ResourceType]: ReadonlyMap<string, ResourceJson> };
+}
+
+export interface NackEvent {
+  readonly nodeId: string;
+  readonly group: string;
+  readonly type: ResourceType;
+  /** The version the client rejected (the one the server sent with `nonce`). */
+  readonly version: string;
+  readonly nonce: string;
+  readonly message: string;
+  /** error_detail.code (a google.rpc.Code; Envoy sends 13 INTERNAL, Tether's client 3 INVALID_ARGUMENT). */
+  readonly code: number;
+}
+
+export interface AckEvent {
+  readonly nodeId: string;
+  readonly group: string;
+  readonly type: ResourceType;
+  readonly version: string;
+}
+
+export interface StreamInfo {
+  readonly nodeId: string;
+  readonly group: string;
+  readonly connectedAt: Date;
+  /** The last version the client ACKed, per type. */
+  readonly acked: Readonly<Partial<Record<ResourceType, string>>>;
+}
+
+/** pino's logger satisfies it. */
+export type LoggerLike = {
+  debug(o: object, m?: string): void;
+  info(o: object, m?: string): void;
+  warn(o: object, m?: string): void;
+  error(o: object, m?: string): void;
+};
+
+/** An error with a stable code, like the sidecar's config errors. */
+export class XdsError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = "XdsError";
+    this.code = code;
+  }
+}
