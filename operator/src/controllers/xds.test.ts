@@ -229,7 +229,7 @@ describe("XdsController", () => {
       nodeId: "ns/web-1",
       group: "ns/agent/web",
       type: "listener",
-      version: "",
+      version,
       nonce: "1",
       message: "listeners[0]: port 9901 in use",
       code: 3,

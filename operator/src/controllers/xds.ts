@@ -248,7 +248,8 @@ export class XdsController {
 
   private nack(e: NackEvent): void {
     this.options.metrics.xdsNacks.inc({ type: e.type });
-    const version = this.groups.get(e.group)?.version ?? e.version;
+    // The version the sidecar rejected (the one sent with that nonce).
+    const version = e.version;
     this.options.logger.warn(
       { group: e.group, nodeId: e.nodeId, type: e.type, version, nonce: e.nonce, error: e.message },
       "sidecar rejected xDS config (NACK)",
