@@ -138,7 +138,10 @@ export class ControllerManager {
     for (const s of this.all()) s.start();
     // Snapshots only from complete caches: a half-listed cache would push missing endpoints.
     const xds = this.xds;
-    if (xds !== undefined) void this.synced().then(() => xds.start());
+    if (xds !== undefined)
+      void this.synced().then(() => {
+        xds.start();
+      });
     if (this.options.resyncPeriodMs > 0) {
       this.resyncTimer = setInterval(() => {
         this.enqueueAll();

@@ -1,7 +1,6 @@
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import type { KubeObject } from "../kube/resources.ts";
-import type { Store } from "../kube/store.ts";
 import { OperatorMetrics } from "../metrics.ts";
 import type { AckEvent, NackEvent, Snapshot, SnapshotServer, StreamInfo } from "../xds/contract.ts";
 import type { ControllerContext, Stores, TetherKind } from "./context.ts";

@@ -49,6 +49,23 @@ export function endpointHealth(
   return undefined;
 }
 
+type Hosts = Map<string, { address: string; port: number; health: EndpointHealth }>;
+
+function addEndpoint(
+  hosts: Hosts,
+  endpoint: NonNullable<EndpointSliceLike["endpoints"]>[number],
+  port: number,
+): void {
+  const health = endpointHealth(endpoint.conditions);
+  if (health === undefined) return;
+  for (const address of endpoint.addresses ?? []) {
+    const key = `${address}|${String(port)}`;
+    // The same pod may sit in two slices while they are rebalanced: HEALTHY wins.
+    if (hosts.get(key)?.health === "HEALTHY") continue;
+    hosts.set(key, { address, port, health });
+  }
+}
+
 /**
  * The ClusterLoadAssignment of `clusterName` from the Service's slices. The Service port is mapped
  * to the slices' port by its name, as kube-proxy does (an unnamed port is the "" name). No Service
@@ -59,7 +76,7 @@ export function clusterLoadAssignment(
   servicePort: ServicePortLike | undefined,
   slices: readonly EndpointSliceLike[],
 ): EnvoyObject {
-  const hosts = new Map<string, { address: string; port: number; health: EndpointHealth }>();
+  const hosts: Hosts = new Map();
   if (servicePort !== undefined) {
     const portName = servicePort.name ?? "";
     for (const slice of slices) {
@@ -68,16 +85,7 @@ export function clusterLoadAssignment(
         (p) => (p.name ?? "") === portName && (p.protocol ?? "TCP") === "TCP",
       )?.port;
       if (port === undefined) continue;
-      for (const endpoint of slice.endpoints ?? []) {
-        const health = endpointHealth(endpoint.conditions);
-        if (health === undefined) continue;
-        for (const address of endpoint.addresses ?? []) {
-          const key = `${address}|${String(port)}`;
-          // The same pod may sit in two slices while they are rebalanced: HEALTHY wins.
-          if (hosts.get(key)?.health === "HEALTHY") continue;
-          hosts.set(key, { address, port, health });
-        }
-      }
+      for (const endpoint of slice.endpoints ?? []) addEndpoint(hosts, endpoint, port);
     }
   }
   const lbEndpoints = [...hosts.entries()]
