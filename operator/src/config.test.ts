@@ -9,6 +9,17 @@ const load = (argv: string[], env: Record<string, string> = {}): OperatorConfig 
 };
 
 describe("loadConfig", () => {
+  it("runs the xDS server on 0.0.0.0:18000 by default; --xds-service points bootstraps at it", () => {
+    expect(load([])).toMatchObject({ xds: { host: "0.0.0.0", port: 18000 }, xdsService: undefined });
+    expect(load(["--xds-address", ""])).toMatchObject({ xds: undefined });
+    expect(load([], { TETHER_XDS_SERVICE: "tether-xds.tether-system" })).toMatchObject({
+      xdsService: "tether-xds.tether-system",
+    });
+    expect(() => load(["--xds-service", "no-namespace"])).toThrow(/--xds-service/);
+    expect(() => load(["--xds-service", "a.b", "--xds-address", ""])).toThrow(/--xds-address/);
+    expect(() => load(["--xds-address", "x:99999"])).toThrow(/--xds-address/);
+  });
+
   it("has the documented defaults", () => {
     const c = load([], { POD_NAMESPACE: "tether-system" });
     expect(c).toMatchObject({

@@ -29,6 +29,10 @@ export interface OperatorConfig {
   readonly resyncPeriodMs: number;
   readonly watchTimeoutSeconds: number;
   readonly logLevel: string;
+  /** The ADS server's listen address; undefined: no xDS server. */
+  readonly xds: { readonly host: string; readonly port: number } | undefined;
+  /** `<service>.<namespace>` sidecars reach the ADS server at; undefined: static bootstraps only. */
+  readonly xdsService: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -117,6 +121,16 @@ export const FLAGS = {
     default: "5m",
     help: "server-side watch timeout; the watchdog fires 60s after it",
   },
+  "xds-address": {
+    env: "TETHER_XDS_ADDRESS",
+    default: "0.0.0.0:18000",
+    help: "host:port of the xDS (ADS) server every replica runs; empty = none",
+  },
+  "xds-service": {
+    env: "TETHER_XDS_SERVICE",
+    default: "",
+    help: "<service>.<namespace> sidecars reach the xDS server at; empty = static bootstraps only",
+  },
   "log-level": {
     env: "TETHER_LOG_LEVEL",
     default: "info",
@@ -201,6 +215,12 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ope
   if (renewDeadlineMs >= leaseDurationMs)
     throw new ConfigError("--renew-deadline must be shorter than --lease-duration");
   const kubeconfig = get("kubeconfig");
+  const xdsAddress = get("xds-address").trim();
+  const xdsService = get("xds-service").trim();
+  if (xdsService !== "" && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(xdsService))
+    throw new ConfigError(`--xds-service: "${xdsService}" is not <service>.<namespace>`);
+  if (xdsService !== "" && xdsAddress === "")
+    throw new ConfigError("--xds-service needs the xDS server (--xds-address)");
   return {
     kubeconfig: kubeconfig === "" ? undefined : kubeconfig,
     namespaces:
@@ -226,5 +246,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ope
     resyncPeriodMs: get("resync-period") === "0" ? 0 : durationMs("resync-period", get("resync-period")),
     watchTimeoutSeconds: Math.max(1, Math.round(durationMs("watch-timeout", get("watch-timeout")) / 1000)),
     logLevel: get("log-level"),
+    xds: xdsAddress === "" ? undefined : address("xds-address", xdsAddress),
+    xdsService: xdsService === "" ? undefined : xdsService,
   };
 }

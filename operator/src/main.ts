@@ -2,6 +2,7 @@
  * tether-operator: watches PolicyServerClusters, Agents, Brokers and ProxyRoutes and converges
  * their Deployments, Services and ConfigMaps. See operator/README.md for flags, metrics and RBAC.
  */
+import { AdsServer } from "@tether/xds";
 import { pino } from "pino";
 import { startAdmin } from "./admin.ts";
 import { ConfigError, loadConfig, usage } from "./config.ts";
@@ -35,6 +36,22 @@ async function main(): Promise<void> {
     },
     config.kubeconfig,
   );
+  // Every replica serves xDS from its own caches (only the leader writes), so it starts at once.
+  let xds: { server: AdsServer; port: number } | undefined;
+  if (config.xds !== undefined) {
+    const server = new AdsServer({
+      host: config.xds.host,
+      port: config.xds.port,
+      log: logger.child({ part: "xds" }),
+    });
+    const { port } = await server.start();
+    xds = { server, port };
+    metrics.xdsStreamCount = () => server.streams().length;
+  }
+  const xdsTarget =
+    xds === undefined || config.xdsService === undefined
+      ? undefined
+      : { host: `${config.xdsService}.svc.${config.clusterDomain}`, port: config.xds?.port || xds.port };
   const manager = new ControllerManager({
     client,
     logger,
@@ -44,10 +61,12 @@ async function main(): Promise<void> {
       sidecarImage: config.sidecarImage,
       sidecarImagePullPolicy: config.sidecarImagePullPolicy,
       clusterDomain: config.clusterDomain,
+      xds: xdsTarget,
     },
     concurrency: config.concurrency,
     resyncPeriodMs: config.resyncPeriodMs,
     informer: { watchTimeoutSeconds: config.watchTimeoutSeconds },
+    ...(xds === undefined ? {} : { xds: xds.server }),
   });
   const admin = await startAdmin({
     host: config.adminHost,
@@ -58,6 +77,8 @@ async function main(): Promise<void> {
   logger.info(
     {
       admin: `${config.adminHost}:${admin.port}`,
+      xds: xds === undefined ? "off" : `${config.xds?.host ?? ""}:${xds.port}`,
+      xdsService: xdsTarget === undefined ? "none" : `${xdsTarget.host}:${xdsTarget.port}`,
       namespaces: config.namespaces.length === 0 ? "all" : config.namespaces,
       server: client.server,
       sidecarImage: config.sidecarImage,
@@ -120,6 +141,8 @@ async function main(): Promise<void> {
       await manager.queue.idle();
       await elector?.stop();
       await manager.stop();
+      // Sidecars keep their last config and reconnect (to another replica) with back-off.
+      await xds?.server.stop();
       await admin.server.close();
       await client.close();
       clearTimeout(deadline);

@@ -16,6 +16,11 @@ export class OperatorMetrics {
   readonly writes: Counter<"verb" | "resource">;
   /** controller-runtime's names; `controller` is the kind in lower case, as kubebuilder names them. */
   readonly runtime: ControllerRuntimeMetrics;
+  readonly xdsStreams: Gauge;
+  readonly xdsPushes: Counter<"type">;
+  readonly xdsNacks: Counter<"type">;
+  /** How many ADS streams are open now (set by main once the xDS server runs). */
+  xdsStreamCount: () => number = () => 0;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -55,6 +60,31 @@ export class OperatorMetrics {
       labelNames: ["verb", "resource"],
       registers: [this.registry],
     });
+    const streams = (): number => this.xdsStreamCount();
+    this.xdsStreams = new Gauge({
+      name: "tether_operator_xds_streams",
+      help: "ADS streams (connected sidecars) this replica serves.",
+      registers: [this.registry],
+      collect() {
+        this.set(streams());
+      },
+    });
+    this.xdsPushes = new Counter({
+      name: "tether_operator_xds_pushes_total",
+      help: "xDS responses pushed to sidecars because a resource type changed, by type.",
+      labelNames: ["type"],
+      registers: [this.registry],
+    });
+    this.xdsNacks = new Counter({
+      name: "tether_operator_xds_nacks_total",
+      help: "xDS responses sidecars rejected (NACK), by type.",
+      labelNames: ["type"],
+      registers: [this.registry],
+    });
+    for (const type of ["cluster", "endpoint", "listener", "route"]) {
+      this.xdsPushes.inc({ type }, 0);
+      this.xdsNacks.inc({ type }, 0);
+    }
   }
 }
 

@@ -39,6 +39,8 @@ export const OPERATOR_RULES: readonly PolicyRule[] = [
     verbs: ["get", "list", "watch", "create", "patch"],
   },
   { apiGroups: [""], resources: ["events"], verbs: ["create"] },
+  // The xDS server's endpoints (EDS): every replica caches them, so list and watch only.
+  { apiGroups: ["discovery.k8s.io"], resources: ["endpointslices"], verbs: ["list", "watch"] },
 ];
 
 /** In the Lease's namespace only (Role), when leader election is on. */

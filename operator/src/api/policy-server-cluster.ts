@@ -2,6 +2,7 @@ import { z } from "zod";
 import {
   conditions,
   doc,
+  duration,
   exactlyOne,
   healthCheck,
   insecureSkipVerify,
@@ -66,6 +67,18 @@ const failover = doc(
   "How traffic is spread over the servers.",
 ).prefault({});
 
+const drain = doc(
+  z.strictObject({
+    preStopDelay: duration(
+      "How long a terminating managed policy-server pod keeps serving before its containers get SIGTERM (a preStop sleep, whole seconds, rounded up), so every sidecar has seen it DRAINING first. A container whose template has its own preStop keeps it. Default 5s.",
+    ).default("5s"),
+    gracePeriod: duration(
+      "The pods' terminationGracePeriodSeconds (whole seconds, rounded up): from the start of termination, preStop included, until SIGKILL; at least preStopDelay + 1s. A template that sets terminationGracePeriodSeconds keeps it. Default 30s.",
+    ).default("30s"),
+  }),
+  "Graceful termination of managed policy-server pods (ignored for external servers).",
+).prefault({});
+
 export const policyServerClusterSpec = doc(
   withRules(
     z.strictObject({
@@ -79,6 +92,7 @@ export const policyServerClusterSpec = doc(
       tls,
       healthCheck: healthCheck(["tcp", "http"] as const, "How sidecars check each policy server."),
       failover,
+      drain,
     }),
     [exactlyOne("managed", "external", "spec")],
   ),

@@ -4,6 +4,7 @@ import { RESOURCES, type KubeObject } from "../kube/resources.ts";
 import { renderAgent, type RouteVerdict } from "../render/index.ts";
 import { applyChildren, applyFailure, writeStatusIfChanged, type ApplyOutcome } from "./children.ts";
 import {
+  configRejectedCondition,
   invalidSpecStatus,
   mergeConditions,
   type ConditionUpdate,
@@ -158,7 +159,12 @@ export async function reconcileAgent(ctx: ControllerContext, namespace: string, 
   const ready = readyCondition(resolution, outcome, namespace, owned ? deployment : undefined);
   const conditions = mergeConditions(
     previous?.conditions,
-    [ready, resolution.condition, routesCondition(verdicts)],
+    [
+      ready,
+      resolution.condition,
+      routesCondition(verdicts),
+      ...configRejectedCondition(ctx.xds?.configRejected("agent", namespace, name), previous?.conditions),
+    ],
     generation,
     ctx.now(),
   );

@@ -4,6 +4,7 @@ import { RESOURCES, type KubeObject } from "../kube/resources.ts";
 import { renderBroker } from "../render/index.ts";
 import { applyChildren, applyFailure, writeStatusIfChanged, type ApplyOutcome } from "./children.ts";
 import {
+  configRejectedCondition,
   invalidSpecStatus,
   mergeConditions,
   type ConditionUpdate,
@@ -68,7 +69,12 @@ export async function reconcileBroker(
     object,
     {
       observedGeneration: generation,
-      conditions: mergeConditions(previous, [ready], generation, ctx.now()),
+      conditions: mergeConditions(
+        previous,
+        [ready, ...configRejectedCondition(ctx.xds?.configRejected("broker", namespace, name), previous)],
+        generation,
+        ctx.now(),
+      ),
       readyReplicas: r.readyReplicas,
     },
     outcome,

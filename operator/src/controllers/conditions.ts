@@ -67,3 +67,18 @@ export function invalidSpecStatus(
     ),
   };
 }
+
+/**
+ * ConfigRejected as the xDS server last heard it; with nothing heard yet (say, after a restart) the
+ * condition in status stays as it is until a sidecar ACKs or NACKs again.
+ */
+export function configRejectedCondition(
+  heard: ConditionUpdate | undefined,
+  previous: readonly Condition[] | undefined,
+): ConditionUpdate[] {
+  if (heard !== undefined) return [heard];
+  const old = findCondition(previous, "ConfigRejected");
+  return old === undefined
+    ? []
+    : [{ type: old.type, status: old.status, reason: old.reason, message: old.message }];
+}

@@ -3,7 +3,8 @@ import type { Logger } from "pino";
 import type { KubeTransport } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import type { Store } from "../kube/store.ts";
-import type { RenderOptions } from "../render/index.ts";
+import type { RenderOptions, XdsKind } from "../render/index.ts";
+import type { ConditionUpdate } from "./conditions.ts";
 
 export interface Stores {
   readonly policyServerClusters: Store;
@@ -20,6 +21,8 @@ export interface Stores {
   readonly deploymentNames: Store;
   /** Metadata of every ConfigMap: which names are taken, and by whom. */
   readonly configMapNames: Store;
+  /** Every EndpointSlice (discovery.k8s.io/v1): the endpoints the xDS server pushes (EDS). */
+  readonly endpointSlices: Store;
 }
 
 export interface ControllerContext {
@@ -30,6 +33,10 @@ export interface ControllerContext {
   readonly logger: Logger;
   /** The clock for condition timestamps. */
   readonly now: () => Date;
+  /** What the sidecars said of their xDS config (ConfigRejected), when the xDS server runs. */
+  readonly xds?: {
+    configRejected(kind: XdsKind, namespace: string, name: string): ConditionUpdate | undefined;
+  };
 }
 
 export type TetherKind = "PolicyServerCluster" | "Agent" | "Broker" | "ProxyRoute";

@@ -19,6 +19,8 @@ import { reconcileBroker } from "./broker.ts";
 import { parseQueueKey, queueKey, type ControllerContext, type Stores, type TetherKind } from "./context.ts";
 import { reconcilePolicyServerCluster } from "./policy-server-cluster.ts";
 import { reconcileProxyRoute } from "./proxy-route.ts";
+import { XdsController } from "./xds.ts";
+import type { SnapshotServer } from "../xds/contract.ts";
 
 /** The labels of the work queue's controller-runtime series. */
 const WORKQUEUE = { name: WORKQUEUE_NAME, controller: WORKQUEUE_NAME };
@@ -34,6 +36,8 @@ export interface ManagerOptions {
   readonly resyncPeriodMs: number;
   readonly informer?: StoreOptions["informer"];
   readonly now?: () => Date;
+  /** The ADS server to feed snapshots to (every replica, leader or not); unset: no xDS. */
+  readonly xds?: SnapshotServer;
 }
 
 const OWNED_SELECTOR = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
@@ -43,6 +47,7 @@ export class ControllerManager {
   readonly queue: WorkQueue;
   private readonly ctx: ControllerContext;
   private readonly options: ManagerOptions;
+  readonly xds: XdsController | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
 
   constructor(options: ManagerOptions) {
@@ -74,8 +79,9 @@ export class ControllerManager {
       configMaps: store(RESOURCES.configMaps, OWNED_SELECTOR),
       deploymentNames: store(RESOURCES.deployments, undefined, true),
       configMapNames: store(RESOURCES.configMaps, undefined, true),
+      endpointSlices: store(RESOURCES.endpointSlices),
     };
-    this.ctx = {
+    const base: ControllerContext = {
       client,
       stores: this.stores,
       events: new EventRecorder(client, logger),
@@ -83,6 +89,18 @@ export class ControllerManager {
       logger,
       now: options.now ?? ((): Date => new Date()),
     };
+    this.xds =
+      options.xds === undefined
+        ? undefined
+        : new XdsController(base, {
+            server: options.xds,
+            logger,
+            metrics,
+            onRejectionChange: (kind, namespace, name) => {
+              this.queue.add(queueKey(kind, namespace, name));
+            },
+          });
+    this.ctx = this.xds === undefined ? base : { ...base, xds: this.xds };
     this.queue = new WorkQueue({
       concurrency: options.concurrency,
       handler: (key) => this.reconcile(key),
@@ -134,6 +152,12 @@ export class ControllerManager {
 
   start(): void {
     for (const s of this.all()) s.start();
+    // Snapshots only from complete caches: a half-listed cache would push missing endpoints.
+    const xds = this.xds;
+    if (xds !== undefined)
+      void this.synced().then(() => {
+        xds.start();
+      });
     if (this.options.resyncPeriodMs > 0) {
       this.resyncTimer = setInterval(() => {
         this.enqueueAll();
@@ -159,6 +183,7 @@ export class ControllerManager {
 
   async stop(): Promise<void> {
     if (this.resyncTimer !== undefined) clearInterval(this.resyncTimer);
+    this.xds?.stop();
     await this.queue.stop();
     await Promise.all(this.all().map((s) => s.stop()));
   }
@@ -218,8 +243,29 @@ export class ControllerManager {
     return undefined;
   }
 
+  /** Anything a snapshot is rendered from rebuilds the snapshots of its namespace. */
+  private wireXds(): void {
+    const xds = this.xds;
+    if (xds === undefined) return;
+    const s = this.stores;
+    const mark = (_type: InformerEventType, o: KubeObject): void => {
+      xds.markNamespace(o.metadata.namespace ?? "");
+    };
+    for (const store of [
+      s.policyServerClusters,
+      s.agents,
+      s.brokers,
+      s.proxyRoutes,
+      s.services,
+      s.endpointSlices,
+    ]) {
+      store.on(mark);
+    }
+  }
+
   private wire(): void {
     const s = this.stores;
+    this.wireXds();
     s.policyServerClusters.on((type, o, old) => {
       if (!specChanged(type, o, old)) return;
       this.add("PolicyServerCluster", o);

@@ -26,4 +26,12 @@ export function notify(
     else if (c.status === "True" && old !== undefined && old.status === "False")
       record("Normal", c.reason, `${c.type}: ${c.message}`);
   }
+  // ConfigRejected is bad when True: a sidecar NACKed its xDS config; the Event names the error.
+  const rejected = after?.find((x) => x.type === "ConfigRejected");
+  const old = before?.find((b) => b.type === "ConfigRejected");
+  if (rejected !== undefined && (old?.status !== rejected.status || old.message !== rejected.message)) {
+    if (rejected.status === "True") record("Warning", rejected.reason, rejected.message);
+    else if (old?.status === "True")
+      record("Normal", rejected.reason, `${rejected.type}: ${rejected.message}`);
+  }
 }

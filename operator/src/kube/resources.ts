@@ -22,6 +22,12 @@ export const RESOURCES = {
   deployments: { group: "apps", version: "v1", plural: "deployments", kind: "Deployment" },
   services: { group: "", version: "v1", plural: "services", kind: "Service" },
   configMaps: { group: "", version: "v1", plural: "configmaps", kind: "ConfigMap" },
+  endpointSlices: {
+    group: "discovery.k8s.io",
+    version: "v1",
+    plural: "endpointslices",
+    kind: "EndpointSlice",
+  },
   events: { group: "", version: "v1", plural: "events", kind: "Event" },
   leases: { group: "coordination.k8s.io", version: "v1", plural: "leases", kind: "Lease" },
 } as const satisfies Record<string, ResourceType>;

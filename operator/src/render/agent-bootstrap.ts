@@ -26,8 +26,9 @@ import {
 } from "./envoy.ts";
 import { serviceHost } from "./meta.ts";
 import { SIDECAR_CONTAINER } from "./pod.ts";
-import { renderRoutes, type AcceptedRoute } from "./routes.ts";
+import { renderRoutes, routeClusterName, type AcceptedRoute } from "./routes.ts";
 import { secretFile } from "./secrets.ts";
+import { withXds, xdsGroup, type EdsService, type XdsTarget } from "./xds.ts";
 
 export const POLICY_SERVER_CLUSTER = "policy-server";
 export const POLICY_SERVER_LISTENER = "policy-server";
@@ -46,6 +47,8 @@ export interface AgentBootstrapInput {
   readonly policyServers: PolicyServers;
   readonly routes: readonly AcceptedRoute[];
   readonly clusterDomain: string;
+  /** The operator's ADS server; when set the bootstrap gains dynamic_resources and tether_xds. */
+  readonly xds?: XdsTarget | undefined;
 }
 
 /** The 127.0.0.1 port the agent connects to: listener.port, else the PolicyServerCluster's port. */
@@ -225,7 +228,8 @@ function decisionCacheFilter(spec: AgentSpec): EnvoyObject {
       },
     };
   }
-  return { name: "tether.filters.http.decision_cache", typed_config: config };
+  // Tether's own filter: a real Envoy (or an xDS validator) may skip it instead of refusing the listener.
+  return { name: "tether.filters.http.decision_cache", typed_config: config, is_optional: true };
 }
 
 function policyRoute(spec: AgentSpec, idempotent: boolean, method?: string): EnvoyObject {
@@ -287,8 +291,9 @@ export function renderAgentBootstrap(input: AgentBootstrapInput): EnvoyObject {
     ],
   };
   const routes = renderRoutes(input.routes, input.namespace, input.clusterDomain);
-  return {
-    node: { id: `${input.namespace}/${input.name}`, cluster: input.name },
+  const group = xdsGroup(input.namespace, "agent", input.name);
+  const bootstrap: EnvoyObject = {
+    node: { id: `${input.namespace}/${input.name}`, cluster: group },
     admin: admin(spec.sidecar.localAdminPort),
     static_resources: {
       listeners: [policyListener, ...routes.listeners, publicAdminListener(spec.sidecar.adminPort)],
@@ -299,4 +304,30 @@ export function renderAgentBootstrap(input: AgentBootstrapInput): EnvoyObject {
       ],
     },
   };
+  return input.xds === undefined
+    ? bootstrap
+    : withXds(bootstrap, input.xds, `${input.namespace}/${input.name}`, group);
+}
+
+/**
+ * The clusters whose endpoints are in-cluster Services, served as EDS over xDS: managed policy
+ * servers (their headless Service) and ProxyRoute serviceRef backends. External hosts keep DNS.
+ */
+export function agentEdsServices(input: AgentBootstrapInput): EdsService[] {
+  const out: EdsService[] = [];
+  const { policyServers, namespace } = input;
+  if (policyServers.spec.managed !== undefined) {
+    out.push({
+      cluster: POLICY_SERVER_CLUSTER,
+      namespace,
+      service: policyServers.name,
+      port: policyServers.spec.port,
+    });
+  }
+  for (const route of input.routes) {
+    const ref = route.spec.backend.serviceRef;
+    if (ref === undefined || route.missingBackend !== undefined) continue;
+    out.push({ cluster: routeClusterName(route.name), namespace, service: ref.name, port: ref.port });
+  }
+  return out;
 }

@@ -293,6 +293,7 @@ describe("Agent sidecar bootstrap", () => {
             retry_back_off: { base_interval: "0.250s", max_interval: "2s" },
           },
         },
+        is_optional: true,
       },
       { name: "envoy.filters.http.router", typed_config: { "@type": TYPE_ROUTER } },
     ]);

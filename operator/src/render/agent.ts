@@ -23,6 +23,7 @@ import {
 } from "./pod.ts";
 import { routeSecrets, type AcceptedRoute } from "./routes.ts";
 import { uniqueMounts } from "./secrets.ts";
+import { xdsGroup, type XdsTarget } from "./xds.ts";
 
 export const ENV_POLICY_SERVER_HOST = "TETHER_POLICY_SERVER_HOST";
 export const ENV_POLICY_SERVER_PORT = "TETHER_POLICY_SERVER_PORT";
@@ -35,6 +36,8 @@ export interface RenderOptions {
   readonly sidecarImagePullPolicy?: string;
   /** The cluster's DNS domain, for Service host names. Default cluster.local. */
   readonly clusterDomain: string;
+  /** The operator's ADS server as sidecars reach it; unset: static bootstraps only. */
+  readonly xds?: XdsTarget | undefined;
 }
 
 export interface Deployment {
@@ -63,7 +66,7 @@ export interface AgentChildren {
   readonly agentConfig: ConfigMap;
 }
 
-function bootstrapInput(input: AgentInput): AgentBootstrapInput {
+export function bootstrapInput(input: AgentInput): AgentBootstrapInput {
   return {
     name: input.owner.name,
     namespace: input.owner.namespace,
@@ -71,6 +74,7 @@ function bootstrapInput(input: AgentInput): AgentBootstrapInput {
     policyServers: input.policyServers,
     routes: input.routes,
     clusterDomain: input.options.clusterDomain,
+    xds: input.options.xds,
   };
 }
 
@@ -141,6 +145,7 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
     ports: [],
     resources: spec.sidecar.resources,
     extraMounts: secrets.map((s) => ({ name: s.volumeName, mountPath: s.mountPath, readOnly: true })),
+    xdsGroup: input.options.xds === undefined ? undefined : xdsGroup(owner.namespace, "agent", owner.name),
   });
   const userVolumes = Array.isArray(template.spec["volumes"])
     ? (template.spec["volumes"] as JsonObject[])

@@ -26,6 +26,7 @@ import {
 import { childMeta, childNames, selectorLabels, serviceHost, type OwnerMeta } from "./meta.ts";
 import { configMapVolume, sidecarContainer, withTemplateHash, type PodTemplate } from "./pod.ts";
 import type { Service } from "./policy-server-cluster.ts";
+import { withXds, xdsGroup, type EdsService } from "./xds.ts";
 
 /** Connection attempts per new client connection (tcp_proxy max_connect_attempts). */
 const BROKER_CONNECT_ATTEMPTS = 3;
@@ -123,14 +124,24 @@ export function renderBrokerBootstrap(input: BrokerInput): EnvoyObject {
       },
     ],
   };
-  return {
-    node: { id: `${owner.namespace}/${owner.name}`, cluster: owner.name },
+  const group = xdsGroup(owner.namespace, "broker", owner.name);
+  const bootstrap: EnvoyObject = {
+    node: { id: `${owner.namespace}/${owner.name}`, cluster: group },
     admin: admin(brokerLocalAdminPort(spec)),
     static_resources: {
       listeners: [listener, publicAdminListener(brokerAdminPort(spec))],
       clusters: [cluster, localAdminCluster(brokerLocalAdminPort(spec))],
     },
   };
+  const xds = input.options.xds;
+  return xds === undefined ? bootstrap : withXds(bootstrap, xds, `${owner.namespace}/${owner.name}`, group);
+}
+
+/** A Broker's in-cluster backends (serviceRef), served as an EDS cluster over xDS. */
+export function brokerEdsServices(input: BrokerInput): EdsService[] {
+  const ref = input.spec.backends.serviceRef;
+  if (ref === undefined) return [];
+  return [{ cluster: BROKER_CLUSTER, namespace: input.owner.namespace, service: ref.name, port: ref.port }];
 }
 
 /**
@@ -170,6 +181,8 @@ export function renderBroker(input: BrokerInput): BrokerChildren {
           imagePullPolicy: input.options.sidecarImagePullPolicy,
           adminPort: brokerAdminPort(spec),
           ports: [{ name: "broker", containerPort: spec.port }],
+          xdsGroup:
+            input.options.xds === undefined ? undefined : xdsGroup(owner.namespace, "broker", owner.name),
         }),
       ],
       volumes: [configMapVolume("tether-sidecar-config", childNames.sidecarConfigMap(owner.name))],

@@ -90,16 +90,42 @@ export interface SidecarContainerInput {
   readonly resources?: JsonObject | undefined;
   readonly extraMounts?: readonly JsonObject[];
   readonly args?: readonly string[];
+  /** With xDS: the ADS node.cluster of this sidecar; the node id comes from the pod. */
+  readonly xdsGroup?: string | undefined;
+}
+
+/** `<namespace>/<pod>`: the sidecar's ADS node.id, from the downward API. */
+export const ENV_NODE_ID = "TETHER_NODE_ID";
+
+/**
+ * The node identity as Envoy takes it: `--service-node` / `--service-cluster` override the
+ * bootstrap's node. Kubernetes expands `$(VAR)` in args and in later env values.
+ */
+function xdsIdentity(group: string): { env: JsonObject[]; args: string[] } {
+  const field = (name: string, fieldPath: string): JsonObject => ({
+    name,
+    valueFrom: { fieldRef: { fieldPath } },
+  });
+  return {
+    env: [
+      field("TETHER_POD_NAMESPACE", "metadata.namespace"),
+      field("TETHER_POD_NAME", "metadata.name"),
+      { name: ENV_NODE_ID, value: "$(TETHER_POD_NAMESPACE)/$(TETHER_POD_NAME)" },
+    ],
+    args: ["--service-node", `$(${ENV_NODE_ID})`, "--service-cluster", group],
+  };
 }
 
 export function sidecarContainer(input: SidecarContainerInput): JsonObject {
+  const identity = input.xdsGroup === undefined ? undefined : xdsIdentity(input.xdsGroup);
   const container: JsonObject = {
     name: SIDECAR_CONTAINER,
     image: input.image,
     ...(input.imagePullPolicy === undefined || input.imagePullPolicy === ""
       ? {}
       : { imagePullPolicy: input.imagePullPolicy }),
-    args: ["--config", SIDECAR_CONFIG_FILE, ...(input.args ?? [])],
+    args: ["--config", SIDECAR_CONFIG_FILE, ...(identity?.args ?? []), ...(input.args ?? [])],
+    ...(identity === undefined ? {} : { env: identity.env }),
     ports: [
       { name: "tether-admin", containerPort: input.adminPort, protocol: "TCP" },
       ...input.ports.map((p) => ({ ...p, protocol: "TCP" })),

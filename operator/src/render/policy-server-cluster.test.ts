@@ -47,7 +47,11 @@ describe("renderPolicyServerCluster", () => {
     expect(deployment.spec.template.metadata.annotations?.[POD_TEMPLATE_HASH_ANNOTATION]).toMatch(
       /^[0-9a-f]{16}$/,
     );
-    expect(deployment.spec.template.spec.containers).toEqual([{ name: "ps", image: "ps:1" }]);
+    // Server-side drain by default: a 5 s preStop sleep, a 30 s grace period.
+    expect(deployment.spec.template.spec.containers).toEqual([
+      { name: "ps", image: "ps:1", lifecycle: { preStop: { sleep: { seconds: 5 } } } },
+    ]);
+    expect(deployment.spec.template.spec["terminationGracePeriodSeconds"]).toBe(30);
     expect(service.metadata.name).toBe("ps-main");
     expect(service.spec).toEqual({
       clusterIP: "None",
@@ -89,5 +93,28 @@ describe("renderPolicyServerCluster", () => {
       d.spec.template.metadata.annotations?.[POD_TEMPLATE_HASH_ANNOTATION];
     expect(hash(scaled)).toBe(hash(a));
     expect(hash(newImage)).not.toBe(hash(a));
+  });
+
+  it("drains terminating pods as spec.drain says; the template's own preStop and grace period win", () => {
+    const render = (drain: object, template: object): Record<string, unknown> =>
+      renderPolicyServerCluster(owner, psc({ managed: { replicas: 1, template }, drain }))!.deployment.spec
+        .template.spec;
+    const plain = { spec: { containers: [{ name: "a", image: "a:1" }] } };
+    const tuned = render({ preStopDelay: "1500ms", gracePeriod: "1s" }, plain);
+    // Rounded up to whole seconds; the grace period always outlasts the sleep.
+    expect(tuned["containers"]).toEqual([
+      { name: "a", image: "a:1", lifecycle: { preStop: { sleep: { seconds: 2 } } } },
+    ]);
+    expect(tuned["terminationGracePeriodSeconds"]).toBe(3);
+    const own = {
+      spec: {
+        terminationGracePeriodSeconds: 90,
+        containers: [{ name: "a", image: "a:1", lifecycle: { preStop: { exec: { command: ["stop"] } } } }],
+      },
+    };
+    const kept = render({}, own);
+    expect(kept["containers"]).toEqual(own.spec.containers);
+    expect(kept["terminationGracePeriodSeconds"]).toBe(90);
+    expect(render({ preStopDelay: "0s" }, plain)["containers"]).toEqual(plain.spec.containers);
   });
 });

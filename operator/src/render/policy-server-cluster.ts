@@ -1,8 +1,8 @@
 /** PolicyServerCluster (managed) → Deployment `<name>` + headless Service `<name>`. External: no children. */
-import type { PolicyServerClusterSpec } from "../api/index.ts";
+import { parseDuration, type PolicyServerClusterSpec } from "../api/index.ts";
 import type { Deployment } from "./agent.ts";
 import { childMeta, childNames, selectorLabels, type ChildMeta, type OwnerMeta } from "./meta.ts";
-import { userTemplate, withTemplateHash } from "./pod.ts";
+import { userTemplate, withTemplateHash, type JsonObject, type PodTemplate } from "./pod.ts";
 
 export interface Service {
   apiVersion: "v1";
@@ -31,7 +31,7 @@ export function renderPolicyServerCluster(
     spec: {
       replicas: managed.replicas,
       selector: { matchLabels: selector },
-      template: withTemplateHash(userTemplate(managed.template, selector)),
+      template: withTemplateHash(withDrain(userTemplate(managed.template, selector), spec.drain)),
     },
   };
   const service: Service = {
@@ -46,4 +46,32 @@ export function renderPolicyServerCluster(
     },
   };
   return { deployment, service };
+}
+
+/** Whole seconds, rounded up (the pod API counts in seconds). */
+function seconds(duration: string): number {
+  return Math.ceil(parseDuration(duration) / 1000);
+}
+
+/**
+ * Server-side drain: each container sleeps `preStopDelay` in preStop before SIGTERM (the kubelet's
+ * own sleep action, so any image works), while its endpoint is `serving`+`terminating` and the
+ * sidecars treat it as DRAINING; the grace period covers the sleep. The template's own wins.
+ */
+export function withDrain(template: PodTemplate, drain: PolicyServerClusterSpec["drain"]): PodTemplate {
+  const delay = seconds(drain.preStopDelay);
+  const grace = Math.max(seconds(drain.gracePeriod), delay + 1);
+  const containers = template.spec.containers.map((c): JsonObject => {
+    const lifecycle = (c["lifecycle"] ?? {}) as JsonObject;
+    if (lifecycle["preStop"] !== undefined || delay === 0) return c;
+    return { ...c, lifecycle: { ...lifecycle, preStop: { sleep: { seconds: delay } } } };
+  });
+  return {
+    ...template,
+    spec: {
+      ...template.spec,
+      containers,
+      terminationGracePeriodSeconds: template.spec["terminationGracePeriodSeconds"] ?? grace,
+    },
+  };
 }

@@ -64,6 +64,8 @@ export class OperatorProcess {
   readonly lines: Record<string, unknown>[] = [];
   private output = "";
   adminUrl = "";
+  /** host:port of the operator's xDS server ("" when it runs without one). */
+  xdsAddress = "";
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   private constructor(child: ChildProcess) {
@@ -98,6 +100,9 @@ export class OperatorProcess {
         join(REPO_ROOT, "operator", "bin", "tether-operator.js"),
         "--admin-address",
         "127.0.0.1:0",
+        // Several operators run side by side in tests: a free port each.
+        "--xds-address",
+        "127.0.0.1:0",
         ...(options.args ?? []),
       ],
       {
@@ -113,6 +118,7 @@ export class OperatorProcess {
       { timeoutMs: 20_000, intervalMs: 50 },
     );
     op.adminUrl = `http://${String(start["admin"])}`;
+    op.xdsAddress = start["xds"] === "off" ? "" : String(start["xds"]);
     return op;
   }
 

@@ -1,0 +1,296 @@
+/**
+ * The operator as an xDS control plane: from the informer caches, one snapshot per Agent and Broker
+ * (ADS node.cluster `<ns>/<kind>/<name>`) rendered by the same functions as the bootstrap ConfigMap,
+ * with in-cluster backends as EDS clusters fed by EndpointSlices. Every replica runs this from its
+ * own caches (no writes), so any replica can serve any sidecar; NACKs and ACKs are remembered here
+ * and reach status through the (leader's) reconcile of the owning resource.
+ */
+import type { Logger } from "pino";
+import type { KubeObject } from "../kube/resources.ts";
+import type { OperatorMetrics } from "../metrics.ts";
+import {
+  agentEdsServices,
+  bootstrapInput,
+  brokerEdsServices,
+  clusterLoadAssignment,
+  dynamicListenersAndClusters,
+  renderAgentBootstrap,
+  renderBrokerBootstrap,
+  SERVICE_NAME_LABEL,
+  stableHash,
+  xdsGroup,
+  type EdsService,
+  type EndpointSliceLike,
+  type EnvoyObject,
+  type ServicePortLike,
+  type XdsKind,
+} from "../render/index.ts";
+import type { ConditionUpdate } from "./conditions.ts";
+import type { ControllerContext, TetherKind } from "./context.ts";
+import { ownerMeta, parseAgent, parseBroker } from "./parse.ts";
+import { acceptedRoutes, agentPolicyServers, verdictsFor } from "./route-verdicts.ts";
+import type {
+  AckEvent,
+  NackEvent,
+  ResourceJson,
+  ResourceType,
+  Snapshot,
+  SnapshotServer,
+} from "../xds/contract.ts";
+
+export const CONFIG_REJECTED = "ConfigRejected";
+const RESOURCE_TYPES: readonly ResourceType[] = ["cluster", "endpoint", "listener", "route"];
+
+export interface XdsControllerOptions {
+  readonly server: SnapshotServer;
+  readonly logger: Logger;
+  readonly metrics: OperatorMetrics;
+  /** A NACK or a clearing ACK changed what the owner's ConfigRejected condition should say. */
+  readonly onRejectionChange: (kind: TetherKind, namespace: string, name: string) => void;
+}
+
+interface Rejection {
+  readonly type: ResourceType;
+  /** The snapshot version this node rejected. */
+  readonly version: string;
+  readonly message: string;
+}
+
+interface GroupState {
+  readonly version: string;
+  readonly typeHashes: Record<ResourceType, string>;
+}
+
+/** The dynamic resources of one sidecar group, from its bootstrap and the EndpointSlices. */
+export function buildSnapshot(
+  bootstrap: EnvoyObject,
+  eds: readonly EdsService[],
+  endpointsOf: (service: EdsService) => EnvoyObject,
+): Snapshot {
+  const { listeners, clusters } = dynamicListenersAndClusters(bootstrap, eds);
+  const byName = (items: readonly ResourceJson[], key: string): Map<string, ResourceJson> =>
+    new Map(items.map((r) => [String(r[key]), r]));
+  const resources = {
+    cluster: byName(clusters, "name"),
+    endpoint: byName(
+      eds.map((s) => endpointsOf(s)),
+      "cluster_name",
+    ),
+    listener: byName(listeners, "name"),
+    route: new Map<string, ResourceJson>(),
+  };
+  return { version: snapshotVersion(resources), resources };
+}
+
+function snapshotVersion(resources: Snapshot["resources"]): string {
+  return stableHash(RESOURCE_TYPES.map((t) => [...resources[t].entries()]));
+}
+
+export class XdsController {
+  private readonly ctx: ControllerContext;
+  private readonly options: XdsControllerOptions;
+  private readonly groups = new Map<string, GroupState>();
+  /** group → node id → its standing rejection. */
+  private readonly rejections = new Map<string, Map<string, Rejection>>();
+  /** group → the ConfigRejected condition once known (undefined: keep what status says). */
+  private readonly verdicts = new Map<string, ConditionUpdate>();
+  private readonly dirty = new Set<string>();
+  private scheduled: NodeJS.Immediate | undefined;
+  private ready = false;
+
+  constructor(ctx: ControllerContext, options: XdsControllerOptions) {
+    this.ctx = ctx;
+    this.options = options;
+    options.server.onNack((e) => {
+      this.nack(e);
+    });
+    options.server.onAck((e) => {
+      this.ack(e);
+    });
+  }
+
+  /** Caches are complete: from now on snapshots reflect the cluster (never a half-listed one). */
+  start(): void {
+    this.ready = true;
+    this.markAll();
+  }
+
+  stop(): void {
+    if (this.scheduled !== undefined) clearImmediate(this.scheduled);
+    this.scheduled = undefined;
+    this.ready = false;
+  }
+
+  /** Something in `namespace` changed: its groups are rebuilt on the next turn of the event loop. */
+  markNamespace(namespace: string): void {
+    this.dirty.add(namespace);
+    this.schedule();
+  }
+
+  markAll(): void {
+    const s = this.ctx.stores;
+    for (const o of [...s.agents.list(), ...s.brokers.list()]) this.dirty.add(o.metadata.namespace ?? "");
+    for (const group of this.groups.keys()) this.dirty.add(group.split("/")[0] ?? "");
+    this.schedule();
+  }
+
+  /** The ConfigRejected condition of an Agent or Broker, or undefined when nothing is known. */
+  configRejected(kind: XdsKind, namespace: string, name: string): ConditionUpdate | undefined {
+    return this.verdicts.get(xdsGroup(namespace, kind, name));
+  }
+
+  private schedule(): void {
+    if (!this.ready || this.scheduled !== undefined) return;
+    // Coalesce a burst of watch events (a rollout touches many slices) into one rebuild.
+    this.scheduled = setImmediate(() => {
+      this.scheduled = undefined;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    const namespaces = [...this.dirty];
+    this.dirty.clear();
+    for (const ns of namespaces) {
+      try {
+        this.rebuildNamespace(ns);
+      } catch (error) {
+        this.options.logger.error({ err: error, namespace: ns }, "could not build xDS snapshots");
+      }
+    }
+  }
+
+  private rebuildNamespace(namespace: string): void {
+    const s = this.ctx.stores;
+    const wanted = new Set<string>();
+    for (const agent of s.agents.list(namespace)) {
+      const group = xdsGroup(namespace, "agent", agent.metadata.name);
+      wanted.add(group);
+      const built = this.agentSnapshot(agent);
+      if (built !== undefined) this.publish(group, built);
+    }
+    for (const broker of s.brokers.list(namespace)) {
+      const group = xdsGroup(namespace, "broker", broker.metadata.name);
+      wanted.add(group);
+      const built = this.brokerSnapshot(broker);
+      if (built !== undefined) this.publish(group, built);
+    }
+    for (const group of [...this.groups.keys()]) {
+      if (group.startsWith(`${namespace}/`) && !wanted.has(group)) {
+        this.groups.delete(group);
+        this.rejections.delete(group);
+        this.verdicts.delete(group);
+        this.options.server.removeSnapshot(group);
+      }
+    }
+  }
+
+  /** Undefined while the Agent is invalid or its PolicyServerCluster unresolved: the last snapshot stays. */
+  private agentSnapshot(object: KubeObject): Snapshot | undefined {
+    if (object.metadata.deletionTimestamp !== undefined) return undefined;
+    const parsed = parseAgent(object);
+    if (!parsed.ok) return undefined;
+    const namespace = object.metadata.namespace ?? "";
+    const psc = agentPolicyServers(this.ctx, namespace, parsed.spec);
+    if (psc === undefined) return undefined;
+    const input = bootstrapInput({
+      owner: ownerMeta("Agent", object),
+      spec: parsed.spec,
+      policyServers: { name: parsed.spec.policyServerClusterRef.name, spec: psc },
+      routes: acceptedRoutes(verdictsFor(this.ctx, namespace, object.metadata.name)),
+      options: this.ctx.render,
+    });
+    return buildSnapshot(renderAgentBootstrap(input), agentEdsServices(input), (svc) => this.endpoints(svc));
+  }
+
+  private brokerSnapshot(object: KubeObject): Snapshot | undefined {
+    if (object.metadata.deletionTimestamp !== undefined) return undefined;
+    const parsed = parseBroker(object);
+    if (!parsed.ok) return undefined;
+    const input = { owner: ownerMeta("Broker", object), spec: parsed.spec, options: this.ctx.render };
+    return buildSnapshot(renderBrokerBootstrap(input), brokerEdsServices(input), (svc) =>
+      this.endpoints(svc),
+    );
+  }
+
+  private endpoints(svc: EdsService): EnvoyObject {
+    const service = this.ctx.stores.services.get(svc.namespace, svc.service);
+    const ports = (service?.["spec"] as { ports?: ServicePortLike[] } | undefined)?.ports ?? [];
+    const slices = this.ctx.stores.endpointSlices
+      .list(svc.namespace)
+      .filter(
+        (o) => o.metadata.labels?.[SERVICE_NAME_LABEL] === svc.service,
+      ) as unknown as EndpointSliceLike[];
+    return clusterLoadAssignment(
+      svc.cluster,
+      ports.find((p) => p.port === svc.port),
+      slices,
+    );
+  }
+
+  private publish(group: string, snapshot: Snapshot): void {
+    const previous = this.groups.get(group);
+    if (previous?.version === snapshot.version) return;
+    const typeHashes = Object.fromEntries(
+      RESOURCE_TYPES.map((t) => [t, stableHash([...snapshot.resources[t].entries()])]),
+    ) as Record<ResourceType, string>;
+    this.groups.set(group, { version: snapshot.version, typeHashes });
+    this.options.server.setSnapshot(group, snapshot);
+    // A push per connected sidecar of the group, per type whose resources changed.
+    const streams = this.options.server.streams().filter((st) => st.group === group).length;
+    for (const type of RESOURCE_TYPES) {
+      if (previous?.typeHashes[type] !== typeHashes[type] && streams > 0) {
+        this.options.metrics.xdsPushes.inc({ type }, streams);
+      }
+    }
+    this.options.logger.debug({ group, version: snapshot.version, streams }, "xDS snapshot set");
+  }
+
+  private nack(e: NackEvent): void {
+    this.options.metrics.xdsNacks.inc({ type: e.type });
+    // The version the sidecar rejected (the one sent with that nonce).
+    const version = e.version;
+    this.options.logger.warn(
+      { group: e.group, nodeId: e.nodeId, type: e.type, version, nonce: e.nonce, error: e.message },
+      "sidecar rejected xDS config (NACK)",
+    );
+    const nodes = this.rejections.get(e.group) ?? new Map<string, Rejection>();
+    nodes.set(e.nodeId, { type: e.type, version, message: e.message });
+    this.rejections.set(e.group, nodes);
+    this.updateVerdict(e.group);
+  }
+
+  private ack(e: AckEvent): void {
+    const nodes = this.rejections.get(e.group);
+    const rejection = nodes?.get(e.nodeId);
+    // An ACK of a later version of the rejected type: that sidecar runs the current config again.
+    if (nodes === undefined || rejection === undefined) return;
+    if (rejection.type !== e.type || rejection.version === e.version) return;
+    nodes.delete(e.nodeId);
+    this.updateVerdict(e.group, e.version);
+  }
+
+  private updateVerdict(group: string, ackedVersion?: string): void {
+    const nodes = this.rejections.get(group);
+    const [nodeId, rejection] = [...(nodes?.entries() ?? [])].sort(([a], [b]) => (a < b ? -1 : 1))[0] ?? [];
+    const condition: ConditionUpdate =
+      nodeId !== undefined && rejection !== undefined
+        ? {
+            type: CONFIG_REJECTED,
+            status: "True",
+            reason: "XdsNack",
+            message: `sidecar ${nodeId} rejected ${rejection.type} version ${rejection.version}: ${rejection.message}`,
+          }
+        : {
+            type: CONFIG_REJECTED,
+            status: "False",
+            reason: "Accepted",
+            message: `the sidecars accepted version ${ackedVersion ?? "(current)"}`,
+          };
+    const before = this.verdicts.get(group);
+    this.verdicts.set(group, condition);
+    if (before?.status === condition.status && before.message === condition.message) return;
+    const [namespace = "", kind, name = ""] = group.split("/");
+    this.options.onRejectionChange(kind === "broker" ? "Broker" : "Agent", namespace, name);
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * The xDS side of a sidecar's config, derived from the same bootstrap the ConfigMap carries (one
+ * source of truth): the bootstrap's `node`, `dynamic_resources` and `tether_xds` cluster, and the
+ * dynamic listeners and clusters the operator's ADS server pushes, with in-cluster Service backends
+ * turned into EDS clusters.
+ */
+import {
+  LOCAL_ADMIN_CLUSTER,
+  PUBLIC_ADMIN_LISTENER,
+  HTTP_PROTOCOL_OPTIONS,
+  TYPE_HTTP_PROTOCOL_OPTIONS,
+  loadAssignment,
+  type EnvoyObject,
+} from "./envoy.ts";
+
+/** The static cluster the sidecar reaches the operator's ADS server through. */
+export const XDS_CLUSTER = "tether_xds";
+/** Default port of the operator's ADS server (chart value `xds.port`). */
+export const DEFAULT_XDS_PORT = 18000;
+
+/** Where sidecars reach the operator's ADS server: the `<fullname>-xds` Service. */
+export interface XdsTarget {
+  /** The Service's DNS name (`<svc>.<ns>.svc.<domain>`). */
+  readonly host: string;
+  readonly port: number;
+}
+
+export type XdsKind = "agent" | "broker";
+
+/** `node.cluster` of every sidecar of one Agent or Broker; the ADS server keys snapshots by it. */
+export function xdsGroup(namespace: string, kind: XdsKind, name: string): string {
+  return `${namespace}/${kind}/${name}`;
+}
+
+/** A cluster whose endpoints come from a Service's EndpointSlices (EDS) when served over xDS. */
+export interface EdsService {
+  /** The cluster's name, also its EDS service_name and its ClusterLoadAssignment's cluster_name. */
+  readonly cluster: string;
+  readonly namespace: string;
+  /** The Service whose EndpointSlices (label kubernetes.io/service-name) hold the endpoints. */
+  readonly service: string;
+  /** The Service port (mapped to the slices' port by the Service port's name). */
+  readonly port: number;
+}
+
+/** A static STRICT_DNS cluster on the operator's xDS Service, speaking HTTP/2 (gRPC). */
+export function xdsCluster(target: XdsTarget): EnvoyObject {
+  return {
+    name: XDS_CLUSTER,
+    type: "STRICT_DNS",
+    connect_timeout: "1s",
+    lb_policy: "ROUND_ROBIN",
+    load_assignment: loadAssignment(XDS_CLUSTER, [{ host: target.host, port: target.port, priority: 0 }]),
+    typed_extension_protocol_options: {
+      [HTTP_PROTOCOL_OPTIONS]: {
+        "@type": TYPE_HTTP_PROTOCOL_OPTIONS,
+        explicit_http_config: { http2_protocol_options: {} },
+      },
+    },
+  };
+}
+
+/** ADS for clusters and listeners over the tether_xds cluster (no RDS: route configs are inline). */
+export function dynamicResources(): EnvoyObject {
+  return {
+    ads_config: {
+      api_type: "GRPC",
+      transport_api_version: "V3",
+      grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER } }],
+    },
+    cds_config: { ads: {}, resource_api_version: "V3" },
+    lds_config: { ads: {}, resource_api_version: "V3" },
+  };
+}
+
+interface StaticResources {
+  listeners: EnvoyObject[];
+  clusters: EnvoyObject[];
+}
+
+function staticResources(bootstrap: EnvoyObject): StaticResources {
+  const s = bootstrap["static_resources"] as Partial<StaticResources> | undefined;
+  return { listeners: s?.listeners ?? [], clusters: s?.clusters ?? [] };
+}
+
+/**
+ * The bootstrap with what a sidecar needs to follow the operator: `node` (its id is a fallback; the
+ * pod's `--service-node` wins), `dynamic_resources` and the `tether_xds` cluster. The static
+ * resources stay whole, so the sidecar serves at once and for as long as the operator is away.
+ */
+export function withXds(
+  bootstrap: EnvoyObject,
+  target: XdsTarget,
+  nodeId: string,
+  group: string,
+): EnvoyObject {
+  const s = staticResources(bootstrap);
+  return {
+    node: { id: nodeId, cluster: group },
+    ...Object.fromEntries(Object.entries(bootstrap).filter(([k]) => k !== "node")),
+    static_resources: { listeners: s.listeners, clusters: [...s.clusters, xdsCluster(target)] },
+    dynamic_resources: dynamicResources(),
+  };
+}
+
+/** Static resources that never travel over xDS: the admin's own and the way to the operator. */
+const STATIC_ONLY_CLUSTERS = new Set([XDS_CLUSTER, LOCAL_ADMIN_CLUSTER]);
+const STATIC_ONLY_LISTENERS = new Set([PUBLIC_ADMIN_LISTENER]);
+
+/** The cluster as EDS: same settings, endpoints from the ADS stream instead of DNS. */
+export function asEdsCluster(cluster: EnvoyObject): EnvoyObject {
+  const name = String(cluster["name"]);
+  const eds: EnvoyObject = {};
+  for (const [key, value] of Object.entries(cluster)) {
+    if (key === "load_assignment" || key === "dns_refresh_rate" || key === "dns_lookup_family") continue;
+    eds[key] = key === "type" ? "EDS" : value;
+  }
+  eds["eds_cluster_config"] = { eds_config: { ads: {}, resource_api_version: "V3" }, service_name: name };
+  return eds;
+}
+
+/**
+ * The listeners and clusters pushed over LDS and CDS: the bootstrap's, without the static-only
+ * ones, and the clusters named in `eds` as EDS clusters.
+ */
+export function dynamicListenersAndClusters(
+  bootstrap: EnvoyObject,
+  eds: readonly EdsService[],
+): { listeners: EnvoyObject[]; clusters: EnvoyObject[] } {
+  const s = staticResources(bootstrap);
+  const edsNames = new Set(eds.map((e) => e.cluster));
+  return {
+    listeners: s.listeners.filter((l) => !STATIC_ONLY_LISTENERS.has(String(l["name"]))),
+    clusters: s.clusters
+      .filter((c) => !STATIC_ONLY_CLUSTERS.has(String(c["name"])))
+      .map((c) => (edsNames.has(String(c["name"])) ? asEdsCluster(c) : c)),
+  };
+}

@@ -1,0 +1,203 @@
+/**
+ * The operator as an xDS control plane, against a real kube-apiserver: an ADS client (X1's
+ * AdsClient, speaking gRPC + protobuf like a sidecar) gets CDS, LDS and EDS for an Agent; EDS follows
+ * a hand-made EndpointSlice (there is no kubelet here) through ready → terminating → gone; a NACK
+ * sets ConfigRejected on the Agent with a Warning Event naming the error, and an ACK of a later
+ * version clears it.
+ */
+import { AdsClient, type ResourceJson, type ResourceType } from "@tether/xds";
+import { pino } from "pino";
+import { parse } from "yaml";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TestCluster } from "./helpers/cluster.ts";
+import { buildOperator, OperatorProcess } from "./helpers/operator-process.ts";
+import { waitFor } from "./helpers/wait.ts";
+
+let cluster: TestCluster;
+let operator: OperatorProcess;
+let client: AdsClient | undefined;
+
+/** What the client has accepted, by type, and the NACK it should send next (once). */
+const seen = new Map<ResourceType, { version: string; resources: ReadonlyMap<string, ResourceJson> }>();
+let rejectNext: { type: ResourceType; message: string } | undefined;
+
+beforeAll(async () => {
+  buildOperator();
+  cluster = await TestCluster.start();
+  operator = await OperatorProcess.start({
+    kubeconfig: cluster.kubeconfig,
+    args: ["--leader-elect", "false", "--xds-service", "tether-xds.tether-system"],
+  });
+});
+
+afterAll(async () => {
+  await client?.stop();
+  await (operator as OperatorProcess | undefined)?.stop();
+  await (cluster as TestCluster | undefined)?.stop();
+});
+
+function slice(endpoints: string): string {
+  return `apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: ps-x1
+  labels: {kubernetes.io/service-name: ps}
+addressType: IPv4
+ports: [{name: policy-server, port: 44443, protocol: TCP}]
+endpoints: ${endpoints}
+`;
+}
+
+type Lb = { endpoint: { address: { socket_address: { address: string } } }; health_status: string };
+function hosts(): string[] {
+  const cla = seen.get("endpoint")?.resources.get("policy-server") as
+    { endpoints: { lb_endpoints: Lb[] }[] } | undefined;
+  return (cla?.endpoints ?? []).flatMap((l) =>
+    l.lb_endpoints.map((e) => `${e.endpoint.address.socket_address.address} ${e.health_status}`),
+  );
+}
+
+describe("xDS", () => {
+  it("renders the bootstrap with dynamic_resources, tether_xds and the node identity flags", async () => {
+    await cluster.apply(`apiVersion: tether.dev/v1alpha1
+kind: PolicyServerCluster
+metadata: {name: ps}
+spec:
+  port: 44443
+  managed:
+    replicas: 2
+    template: {spec: {containers: [{name: ps, image: "ps:1"}]}}
+---
+apiVersion: tether.dev/v1alpha1
+kind: Agent
+metadata: {name: web}
+spec:
+  policyServerClusterRef: {name: ps}
+  template: {spec: {containers: [{name: agent, image: "agent:1"}]}}
+`);
+    const cm = await cluster.waitFor("configmap", "web-sidecar", () => true);
+    const bootstrap = parse(cm.data?.["envoy.yaml"] ?? "") as Record<string, unknown>;
+    expect(bootstrap["node"]).toEqual({ id: "default/web", cluster: "default/agent/web" });
+    expect(bootstrap["dynamic_resources"]).toMatchObject({
+      ads_config: { grpc_services: [{ envoy_grpc: { cluster_name: "tether_xds" } }] },
+    });
+    const deployment = await cluster.waitFor("deployment", "web", () => true);
+    const sidecar = (
+      deployment.spec?.["template"] as { spec: { containers: { name: string; args: string[] }[] } }
+    ).spec.containers.find((c) => c.name === "tether-sidecar");
+    expect(sidecar?.args).toEqual(
+      expect.arrayContaining(["--service-node", "--service-cluster", "default/agent/web"]),
+    );
+    // The policy-server pods drain: a preStop sleep and a grace period (spec.drain defaults).
+    const ps = await cluster.waitFor("deployment", "ps", () => true);
+    const podSpec = (ps.spec?.["template"] as { spec: Record<string, unknown> }).spec;
+    expect(podSpec["terminationGracePeriodSeconds"]).toBe(30);
+    expect(podSpec["containers"]).toEqual([
+      expect.objectContaining({ lifecycle: { preStop: { sleep: { seconds: 5 } } } }),
+    ]);
+  });
+
+  it("serves CDS, LDS and EDS to a sidecar of the Agent; EDS follows the EndpointSlice", async () => {
+    await cluster.waitFor("service", "ps", () => true);
+    await cluster.apply(
+      slice(`[{addresses: [10.0.0.1], conditions: {ready: true, serving: true, terminating: false}}]`),
+    );
+    const [host, port] = operator.xdsAddress.split(":");
+    client = new AdsClient(
+      {
+        target: { host: host ?? "127.0.0.1", port: Number(port) },
+        node: { id: "default/web-0", cluster: "default/agent/web" },
+        backoff: { baseMs: 100, maxMs: 1000 },
+        log: pino({ level: "silent" }),
+      },
+      {
+        onResources: (type, version, resources) => {
+          if (rejectNext?.type === type) {
+            const message = rejectNext.message;
+            rejectNext = undefined;
+            return Promise.resolve(message);
+          }
+          seen.set(type, { version, resources });
+          if (type === "cluster") {
+            const eds = [...resources.values()]
+              .filter((c) => c["type"] === "EDS")
+              .map((c) => String(c["name"]));
+            client?.subscribe("endpoint", eds);
+          }
+          return Promise.resolve(undefined);
+        },
+      },
+    );
+    client.start();
+    await waitFor(
+      "CDS, LDS and EDS",
+      () => seen.has("cluster") && seen.has("listener") && seen.has("endpoint"),
+    );
+    expect(seen.get("cluster")?.resources.get("policy-server")).toMatchObject({
+      type: "EDS",
+      eds_cluster_config: { service_name: "policy-server" },
+    });
+    expect([...(seen.get("listener")?.resources.keys() ?? [])]).toEqual(["policy-server"]);
+    expect(hosts()).toEqual(["10.0.0.1 HEALTHY"]);
+    await waitFor(
+      "one stream in the metrics",
+      async () => (await operator.metric("tether_operator_xds_streams")) === 1,
+    );
+
+    // A rolling restart: the old pod terminates (still serving), a new one is ready.
+    await cluster.apply(
+      slice(`[{addresses: [10.0.0.1], conditions: {ready: false, serving: true, terminating: true}},
+  {addresses: [10.0.0.2], conditions: {ready: true, serving: true, terminating: false}}]`),
+    );
+    await waitFor("10.0.0.1 DRAINING", () => hosts().join(",") === "10.0.0.1 DRAINING,10.0.0.2 HEALTHY");
+    await cluster.apply(
+      slice(`[{addresses: [10.0.0.2], conditions: {ready: true, serving: true, terminating: false}}]`),
+    );
+    await waitFor("10.0.0.1 gone", () => hosts().join(",") === "10.0.0.2 HEALTHY");
+    // Two changes pushed to the one stream (the first response of a new stream is not a push).
+    expect(await operator.metric("tether_operator_xds_pushes_total", { type: "endpoint" })).toBe(2);
+  });
+
+  it("a NACK sets ConfigRejected with an Event naming the error; a later ACK clears it", async () => {
+    rejectNext = { type: "listener", message: "listener policy-server: port 44443 is taken" };
+    // A listener change: the idle timeout of the tcp_proxy.
+    await cluster.ok([
+      "patch",
+      "agent",
+      "web",
+      "--type",
+      "merge",
+      "-p",
+      '{"spec":{"pool":{"idleTimeout":"7m"}}}',
+    ]);
+    const rejected = await waitFor("ConfigRejected True", async () => {
+      const c = await cluster.condition("agent", "web", "ConfigRejected");
+      return c?.["status"] === "True" ? c : undefined;
+    });
+    expect(rejected["reason"]).toBe("XdsNack");
+    expect(String(rejected["message"])).toContain("sidecar default/web-0 rejected listener version");
+    expect(String(rejected["message"])).toContain("port 44443 is taken");
+    const events = await waitFor("the XdsNack Event", async () => {
+      const list = await cluster.list("events");
+      const found = list.filter((e) => (e as unknown as { reason?: string }).reason === "XdsNack");
+      return found.length > 0 ? found : undefined;
+    });
+    expect((events[0] as unknown as { message: string }).message).toContain("port 44443 is taken");
+    expect(await operator.metric("tether_operator_xds_nacks_total", { type: "listener" })).toBe(1);
+
+    await cluster.ok([
+      "patch",
+      "agent",
+      "web",
+      "--type",
+      "merge",
+      "-p",
+      '{"spec":{"pool":{"idleTimeout":"8m"}}}',
+    ]);
+    const cleared = await waitFor("ConfigRejected False", async () => {
+      const c = await cluster.condition("agent", "web", "ConfigRejected");
+      return c?.["status"] === "False" ? c : undefined;
+    });
+    expect(cleared["reason"]).toBe("Accepted");
+  });
+});
