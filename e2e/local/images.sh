@@ -14,7 +14,7 @@
 # Node binary (node_modules/node/bin/node), exactly the shared libraries it links, /etc/passwd and
 # /etc/group with the nonroot user 65532, and /tmp. Layers are reproducible: same inputs, same bytes.
 #
-# The TypeScript build runs first (`tsc -b operator sidecar e2e`, incremental); TETHER_IMAGES_SKIP_BUILD=1
+# The TypeScript build runs first (`tsc -b xds operator sidecar e2e`, incremental); TETHER_IMAGES_SKIP_BUILD=1
 # skips it and uses the dist/ directories as they are. Compressed layers are cached under
 # <out-dir>/.cache by content digest, so a rebuild with unchanged inputs only re-tars and re-hashes.
 set -euo pipefail
@@ -191,7 +191,13 @@ app_layer() {
   root=$work/app-$ws
   mkdir -p "$root/app"
   case "$ws" in
-    operator | sidecar) stage "$root/app" package.json "$ws/package.json" "$ws/bin" "$ws/dist" ;;
+    operator | sidecar)
+      stage "$root/app" package.json "$ws/package.json" "$ws/bin" "$ws/dist"
+      # Both depend on the xds workspace (@tether/xds), linked into node_modules as npm does.
+      stage "$root/app" xds/package.json xds/dist xds/generated
+      mkdir -p "$root/app/node_modules/@tether"
+      ln -s ../../xds "$root/app/node_modules/@tether/xds"
+      ;;
     e2e) stage "$root/app" e2e/package.json e2e/dist/demo e2e/dist/image ;;
   esac
   if [ "$deps" = yes ]; then
@@ -291,10 +297,10 @@ done
 
 if [ "$needs_node" = yes ]; then
   if [ "${TETHER_IMAGES_SKIP_BUILD:-0}" != 1 ]; then
-    log "building TypeScript (tsc -b operator sidecar e2e)"
-    PATH=$repo/node_modules/.bin:$PATH tsc -b operator sidecar e2e
+    log "building TypeScript (tsc -b xds operator sidecar e2e)"
+    PATH=$repo/node_modules/.bin:$PATH tsc -b xds operator sidecar e2e
   fi
-  for f in operator/dist/main.js sidecar/dist/main.js e2e/dist/image/main.js; do
+  for f in xds/dist/index.js operator/dist/main.js sidecar/dist/main.js e2e/dist/image/main.js; do
     [ -f "$f" ] || die "$f is missing: run npm run build"
   done
   log "base layer: $(readlink -f node_modules/node/bin/node) ($("$repo/node_modules/node/bin/node" --version)) and its libraries"
@@ -308,7 +314,7 @@ for image in "${images[@]}"; do
   log "building $ref"
   case "$image" in
     operator)
-      config=$(node_config tether-operator "The Tether Kubernetes operator" '["8080/tcp"]' \
+      config=$(node_config tether-operator "The Tether Kubernetes operator" '["8080/tcp", "18000/tcp"]' \
         '["node", "/app/operator/bin/tether-operator.js"]')
       app=$(app_layer operator yes)
       oci_archive operator "$ref" "$config" "$base" "$app"
