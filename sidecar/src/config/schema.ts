@@ -451,6 +451,8 @@ export const listenerSchema = z.strictObject({
   address: addressSchema,
   filter_chains: z.array(filterChainSchema).length(1, "exactly one filter chain is supported"),
   per_connection_buffer_limit_bytes: uint32.default(1024 * 1024),
+  /** MODIFY_ONLY: left out of the shutdown drain sequence (keeps accepting) and closed last (see drain.ts). */
+  drain_type: z.enum(["DEFAULT", "MODIFY_ONLY"]).default("DEFAULT"),
 });
 
 // ---------------------------------------------------------------------------------------------

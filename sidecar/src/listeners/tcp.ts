@@ -305,6 +305,10 @@ export class TcpListener {
     this.server.close();
   }
 
+  get drainType(): "DEFAULT" | "MODIFY_ONLY" {
+    return this.config.drain_type;
+  }
+
   update(config: ListenerConfig, tcp: TcpProxyConfig): void {
     this.config = config;
     this.tcp = tcp;

@@ -79,6 +79,8 @@ export class HttpListener implements ProxyEnv {
   readonly limit: ConnectionLimit;
   private isDraining = false;
   private started = false;
+  /** Set during the server's drain sequence: whether this response should close its connection. */
+  drainClose: (() => boolean) | undefined;
   /** The DecisionCache filter, when the filter chain has one. */
   cache: DecisionCache | undefined;
   /** The cache's subscription to the policy server's notification stream, when configured. */
@@ -130,6 +132,10 @@ export class HttpListener implements ProxyEnv {
   }
 
   draining = (): boolean => this.isDraining;
+
+  get drainType(): "DEFAULT" | "MODIFY_ONLY" {
+    return this.config.drain_type;
+  }
 
   get address(): { address: string; port: number } {
     return boundAddress(this.server, this.config.address.socket_address);
@@ -298,7 +304,8 @@ export class HttpListener implements ProxyEnv {
     const stats = this.stats;
     stats.downstream_rq_total++;
     stats.downstream_rq_active++;
-    if (this.isDraining) res.shouldKeepAlive = false;
+    // Envoy's HTTP/1 drain: the response carries `Connection: close` and the connection ends after it.
+    if (this.isDraining || (this.drainClose !== undefined && this.drainClose())) res.shouldKeepAlive = false;
     const rejected =
       rejectRequestHead(req.rawHeaders, this.hcm.common_http_protocol_options.max_headers_count) ??
       toOriginForm(req);
