@@ -13,6 +13,8 @@ export interface OperatorConfig {
   /** Empty: all namespaces. */
   readonly namespaces: string[];
   readonly sidecarImage: string;
+  /** Render the agent's sidecar as a native sidecar (init container, restartPolicy Always). */
+  readonly nativeSidecar: boolean;
   readonly clusterDomain: string;
   readonly adminHost: string;
   readonly adminPort: number;
@@ -53,6 +55,11 @@ export const FLAGS = {
     env: "TETHER_SIDECAR_IMAGE",
     default: DEFAULT_SIDECAR_IMAGE,
     help: "sidecar image for Agents and Brokers that name none",
+  },
+  "native-sidecar": {
+    env: "TETHER_NATIVE_SIDECAR",
+    default: "true",
+    help: "agent sidecars as native sidecars (Kubernetes >= 1.29); false: a plain container (true|false)",
   },
   "cluster-domain": {
     env: "TETHER_CLUSTER_DOMAIN",
@@ -199,6 +206,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ope
             .map((s) => s.trim())
             .filter((s) => s !== ""),
     sidecarImage: get("sidecar-image"),
+    nativeSidecar: bool("native-sidecar", get("native-sidecar")),
     clusterDomain: get("cluster-domain"),
     adminHost: admin.host,
     adminPort: admin.port,

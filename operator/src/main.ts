@@ -40,7 +40,11 @@ async function main(): Promise<void> {
     logger,
     metrics,
     namespaces: config.namespaces,
-    render: { sidecarImage: config.sidecarImage, clusterDomain: config.clusterDomain },
+    render: {
+      sidecarImage: config.sidecarImage,
+      clusterDomain: config.clusterDomain,
+      nativeSidecar: config.nativeSidecar,
+    },
     concurrency: config.concurrency,
     resyncPeriodMs: config.resyncPeriodMs,
     informer: { watchTimeoutSeconds: config.watchTimeoutSeconds },

@@ -21,6 +21,7 @@ import {
   type JsonObject,
   type PodTemplate,
 } from "./pod.ts";
+import { nativeSidecar, sidecarDrainArgs, terminationGracePeriod } from "./lifecycle.ts";
 import { routeSecrets, type AcceptedRoute } from "./routes.ts";
 import { uniqueMounts } from "./secrets.ts";
 
@@ -33,6 +34,8 @@ export interface RenderOptions {
   readonly sidecarImage: string;
   /** The cluster's DNS domain, for Service host names. Default cluster.local. */
   readonly clusterDomain: string;
+  /** The agent's sidecar as a native sidecar (init container, restartPolicy Always). Default true. */
+  readonly nativeSidecar?: boolean;
 }
 
 export interface Deployment {
@@ -126,6 +129,10 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
   const listenerPort = agentListenerPort(spec, input.policyServers.spec);
   const template = userTemplate(spec.template, selectorLabels(owner, "agent"));
   const secrets = uniqueMounts(secretNames(input));
+  const grace = terminationGracePeriod(
+    spec.terminationGracePeriodSeconds,
+    template.spec["terminationGracePeriodSeconds"],
+  );
   const sidecar = sidecarContainer({
     // API.md: an empty image means the operator's configured one.
     image:
@@ -138,17 +145,26 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
     ports: [],
     resources: spec.sidecar.resources,
     extraMounts: secrets.map((s) => ({ name: s.volumeName, mountPath: s.mountPath, readOnly: true })),
+    args: sidecarDrainArgs(spec.sidecar.drain, grace),
   });
+  const native = input.options.nativeSidecar !== false;
+  const userInit = Array.isArray(template.spec["initContainers"])
+    ? (template.spec["initContainers"] as JsonObject[]).filter((c) => c["name"] !== SIDECAR_CONTAINER)
+    : undefined;
+  // Native: first of the init containers, so the user's init containers can reach the policy servers too.
+  const initContainers = native ? [nativeSidecar(sidecar), ...(userInit ?? [])] : userInit;
   const userVolumes = Array.isArray(template.spec["volumes"])
     ? (template.spec["volumes"] as JsonObject[])
     : [];
   template.spec = {
     ...template.spec,
+    terminationGracePeriodSeconds: grace,
+    ...(initContainers === undefined ? {} : { initContainers }),
     containers: [
       ...template.spec.containers
         .filter((c) => c["name"] !== SIDECAR_CONTAINER)
         .map((c) => agentContainer(c, listenerPort)),
-      sidecar,
+      ...(native ? [] : [sidecar]),
     ],
     volumes: [
       ...userVolumes.filter((v) => !OUR_VOLUMES.has(String(v["name"]))),

@@ -24,7 +24,14 @@ import {
   type UpstreamServer,
 } from "./envoy.ts";
 import { childMeta, childNames, selectorLabels, serviceHost, type OwnerMeta } from "./meta.ts";
-import { configMapVolume, sidecarContainer, withTemplateHash, type PodTemplate } from "./pod.ts";
+import { sidecarDrainArgs, terminationGracePeriod } from "./lifecycle.ts";
+import {
+  configMapVolume,
+  sidecarContainer,
+  withTemplateHash,
+  type JsonObject,
+  type PodTemplate,
+} from "./pod.ts";
 import type { Service } from "./policy-server-cluster.ts";
 
 /** Connection attempts per new client connection (tcp_proxy max_connect_attempts). */
@@ -158,22 +165,47 @@ function withProxyProtocol(spec: BrokerSpec, inner: EnvoyObject): EnvoyObject {
   };
 }
 
+/** The Broker's pod: its podTemplate's placement settings around what the operator runs (ours win). */
+function brokerPodSpec(
+  pt: BrokerSpec["podTemplate"],
+  selector: Record<string, string>,
+  ours: PodTemplate["spec"],
+): PodTemplate {
+  const metadata: PodTemplate["metadata"] = { labels: { ...(pt.metadata?.labels ?? {}), ...selector } };
+  if (pt.metadata?.annotations !== undefined && Object.keys(pt.metadata.annotations).length > 0) {
+    metadata.annotations = { ...pt.metadata.annotations };
+  }
+  const placement: JsonObject = {};
+  if (pt.nodeSelector !== undefined) placement["nodeSelector"] = { ...pt.nodeSelector };
+  if (pt.tolerations !== undefined) placement["tolerations"] = structuredClone(pt.tolerations);
+  if (pt.affinity !== undefined) placement["affinity"] = structuredClone(pt.affinity);
+  if (pt.imagePullSecrets !== undefined)
+    placement["imagePullSecrets"] = pt.imagePullSecrets.map((s) => ({ ...s }));
+  if (pt.priorityClassName !== undefined) placement["priorityClassName"] = pt.priorityClassName;
+  return { metadata, spec: { ...placement, ...ours } };
+}
+
 export function renderBroker(input: BrokerInput): BrokerChildren {
   const { owner, spec } = input;
   const selector = selectorLabels(owner, "broker");
-  const template: PodTemplate = {
-    metadata: { labels: selector },
-    spec: {
-      containers: [
-        sidecarContainer({
-          image: input.options.sidecarImage,
-          adminPort: brokerAdminPort(spec),
-          ports: [{ name: "broker", containerPort: spec.port }],
-        }),
-      ],
-      volumes: [configMapVolume("tether-sidecar-config", childNames.sidecarConfigMap(owner.name))],
-    },
-  };
+  const grace = terminationGracePeriod(spec.terminationGracePeriodSeconds, undefined);
+  const image =
+    spec.sidecar.image === undefined || spec.sidecar.image === ""
+      ? input.options.sidecarImage
+      : spec.sidecar.image;
+  const template: PodTemplate = brokerPodSpec(spec.podTemplate, selector, {
+    terminationGracePeriodSeconds: grace,
+    containers: [
+      sidecarContainer({
+        image,
+        adminPort: brokerAdminPort(spec),
+        ports: [{ name: "broker", containerPort: spec.port }],
+        resources: spec.podTemplate.resources,
+        args: sidecarDrainArgs(spec.sidecar.drain, grace),
+      }),
+    ],
+    volumes: [configMapVolume("tether-sidecar-config", childNames.sidecarConfigMap(owner.name))],
+  });
   const deployment: Deployment = {
     apiVersion: "apps/v1",
     kind: "Deployment",
