@@ -5,7 +5,8 @@ export type TetherErrorCode =
   | "TETHER_ERR_CONFIG_INVALID"
   | "TETHER_ERR_CONFIG_EMPTY"
   | "TETHER_ERR_CLI_USAGE"
-  | "TETHER_ERR_LISTEN";
+  | "TETHER_ERR_LISTEN"
+  | "TETHER_ERR_TLS_MATERIAL";
 
 export class TetherError extends Error {
   readonly code: TetherErrorCode;
