@@ -21,7 +21,14 @@ import {
   type JsonObject,
   type PodTemplate,
 } from "./pod.ts";
-import { nativeSidecar, sidecarDrainArgs, terminationGracePeriod } from "./lifecycle.ts";
+import { PUBLIC_ADMIN_LISTENER } from "./envoy.ts";
+import {
+  accessLogVolume,
+  nativeSidecar,
+  sidecarDrainArgs,
+  terminationGracePeriod,
+  withAccessLog,
+} from "./lifecycle.ts";
 import { routeSecrets, type AcceptedRoute } from "./routes.ts";
 import { uniqueMounts } from "./secrets.ts";
 
@@ -76,7 +83,11 @@ function bootstrapInput(input: AgentInput): AgentBootstrapInput {
 }
 
 export function renderAgentSidecarConfig(input: AgentInput): ConfigMap {
-  const bootstrap = renderAgentBootstrap(bootstrapInput(input));
+  const bootstrap = withAccessLog(
+    renderAgentBootstrap(bootstrapInput(input)),
+    input.spec.sidecar.accessLog,
+    PUBLIC_ADMIN_LISTENER,
+  );
   return {
     apiVersion: "v1",
     kind: "ConfigMap",
@@ -133,6 +144,7 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
     spec.terminationGracePeriodSeconds,
     template.spec["terminationGracePeriodSeconds"],
   );
+  const logVolume = accessLogVolume(spec.sidecar.accessLog);
   const sidecar = sidecarContainer({
     // API.md: an empty image means the operator's configured one.
     image:
@@ -144,7 +156,10 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
     // removed is then a config-only change that the sidecar hot-reloads, not a rollout.
     ports: [],
     resources: spec.sidecar.resources,
-    extraMounts: secrets.map((s) => ({ name: s.volumeName, mountPath: s.mountPath, readOnly: true })),
+    extraMounts: [
+      ...secrets.map((s) => ({ name: s.volumeName, mountPath: s.mountPath, readOnly: true })),
+      ...(logVolume === undefined ? [] : [logVolume.mount]),
+    ],
     args: sidecarDrainArgs(spec.sidecar.drain, grace),
   });
   const native = input.options.nativeSidecar !== false;
@@ -171,6 +186,7 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
       configMapVolume("tether-sidecar-config", childNames.sidecarConfigMap(owner.name)),
       configMapVolume("tether-agent-config", childNames.agentConfigMap(owner.name)),
       ...secrets.map((s) => ({ name: s.volumeName, secret: { secretName: s.secretName } })),
+      ...(logVolume === undefined ? [] : [logVolume.volume]),
     ],
   };
   return withTemplateHash(template);

@@ -13,6 +13,7 @@ import {
   loadAssignment,
   localAdminCluster,
   outlierDetection,
+  PUBLIC_ADMIN_LISTENER,
   publicAdminListener,
   socketAddress,
   tlsTransportSocket,
@@ -24,7 +25,7 @@ import {
   type UpstreamServer,
 } from "./envoy.ts";
 import { childMeta, childNames, selectorLabels, serviceHost, type OwnerMeta } from "./meta.ts";
-import { sidecarDrainArgs, terminationGracePeriod } from "./lifecycle.ts";
+import { accessLogVolume, sidecarDrainArgs, terminationGracePeriod, withAccessLog } from "./lifecycle.ts";
 import {
   configMapVolume,
   sidecarContainer,
@@ -189,6 +190,7 @@ export function renderBroker(input: BrokerInput): BrokerChildren {
   const { owner, spec } = input;
   const selector = selectorLabels(owner, "broker");
   const grace = terminationGracePeriod(spec.terminationGracePeriodSeconds, undefined);
+  const logVolume = accessLogVolume(spec.sidecar.accessLog);
   const image =
     spec.sidecar.image === undefined || spec.sidecar.image === ""
       ? input.options.sidecarImage
@@ -202,9 +204,13 @@ export function renderBroker(input: BrokerInput): BrokerChildren {
         ports: [{ name: "broker", containerPort: spec.port }],
         resources: spec.podTemplate.resources,
         args: sidecarDrainArgs(spec.sidecar.drain, grace),
+        ...(logVolume === undefined ? {} : { extraMounts: [logVolume.mount] }),
       }),
     ],
-    volumes: [configMapVolume("tether-sidecar-config", childNames.sidecarConfigMap(owner.name))],
+    volumes: [
+      configMapVolume("tether-sidecar-config", childNames.sidecarConfigMap(owner.name)),
+      ...(logVolume === undefined ? [] : [logVolume.volume]),
+    ],
   });
   const deployment: Deployment = {
     apiVersion: "apps/v1",
@@ -232,7 +238,12 @@ export function renderBroker(input: BrokerInput): BrokerChildren {
     apiVersion: "v1",
     kind: "ConfigMap",
     metadata: childMeta(owner, childNames.sidecarConfigMap(owner.name), "broker"),
-    data: { "envoy.yaml": bootstrapYaml(owner, renderBrokerBootstrap(input)) },
+    data: {
+      "envoy.yaml": bootstrapYaml(
+        owner,
+        withAccessLog(renderBrokerBootstrap(input), spec.sidecar.accessLog, PUBLIC_ADMIN_LISTENER),
+      ),
+    },
   };
   return { deployment, service, sidecarConfig };
 }

@@ -3,7 +3,8 @@ import { agent, broker, psc } from "../../test/fixtures/specs.ts";
 import { agentSpec, brokerSpec } from "../api/index.ts";
 import { renderAgent } from "./agent.ts";
 import { renderBroker } from "./broker.ts";
-import { sidecarDrainArgs } from "./lifecycle.ts";
+import { parse } from "yaml";
+import { ACCESS_LOG_JSON_FORMAT, sidecarDrainArgs } from "./lifecycle.ts";
 
 type Container = Record<string, unknown> & { name: string };
 const agentOwner = { kind: "Agent" as const, name: "web", namespace: "default", uid: "uid-1" };
@@ -155,5 +156,75 @@ describe("Broker podTemplate", () => {
     expect(sidecar!["args"]).toContain("--parent-shutdown-time-s");
     // A Broker pod is the sidecar alone: it stays a regular container.
     expect(sidecar!["restartPolicy"]).toBeUndefined();
+  });
+});
+
+describe("access logs", () => {
+  type Listener = { name: string; filter_chains: { filters: { typed_config: Record<string, unknown> }[] }[] };
+  const listenersOf = (yaml: string): Listener[] =>
+    (parse(yaml) as { static_resources: { listeners: Listener[] } }).static_resources.listeners;
+  const terminal = (l: Listener): Record<string, unknown> => l.filter_chains[0]!.filters.at(-1)!.typed_config;
+
+  it("are off by default", () => {
+    const out = renderAgent({
+      owner: agentOwner,
+      spec: agent(),
+      policyServers: { name: "ps", spec: psc() },
+      routes: [],
+      options,
+    });
+    for (const l of listenersOf(out.sidecarConfig.data["envoy.yaml"]!))
+      expect(terminal(l)["access_log"]).toBeUndefined();
+  });
+
+  it("go on every listener but the public admin one: JSON to stdout by default", () => {
+    const out = renderAgent({
+      owner: agentOwner,
+      spec: agent({ sidecar: { accessLog: { enabled: true } } }),
+      policyServers: { name: "ps", spec: psc() },
+      routes: [],
+      options,
+    });
+    const listeners = listenersOf(out.sidecarConfig.data["envoy.yaml"]!);
+    const policy = listeners.find((l) => l.name === "policy-server")!;
+    expect(terminal(policy)["access_log"]).toEqual([
+      {
+        name: "envoy.access_loggers.stdout",
+        typed_config: {
+          "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+          log_format: {
+            json_format: ACCESS_LOG_JSON_FORMAT,
+          },
+        },
+      },
+    ]);
+    expect(terminal(listeners.find((l) => l.name === "tether-admin-public")!)["access_log"]).toBeUndefined();
+  });
+
+  it("on a Broker: Envoy's default text line to a file", () => {
+    const out = renderBroker({
+      owner: brokerOwner,
+      spec: broker({
+        sidecar: { accessLog: { enabled: true, format: "text", path: "/var/log/access.log" } },
+      }),
+      options,
+    });
+    const listeners = listenersOf(out.sidecarConfig.data["envoy.yaml"]!);
+    expect(terminal(listeners[0]!)["access_log"]).toEqual([
+      {
+        name: "envoy.access_loggers.file",
+        typed_config: {
+          "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+          path: "/var/log/access.log",
+        },
+      },
+    ]);
+    // The root filesystem is read-only: the log's directory is an emptyDir.
+    const pod = out.deployment.spec.template.spec;
+    expect(pod["volumes"]).toContainEqual({ name: "tether-access-log", emptyDir: {} });
+    expect((pod.containers[0] as Container)["volumeMounts"]).toContainEqual({
+      name: "tether-access-log",
+      mountPath: "/var/log",
+    });
   });
 });

@@ -52,3 +52,75 @@ export function sidecarDrainArgs(drain: SidecarDrainSpec, graceSeconds: number):
 export function nativeSidecar(container: JsonObject): JsonObject {
   return { ...container, restartPolicy: "Always" };
 }
+
+export interface AccessLogSpec {
+  readonly enabled: boolean;
+  readonly format: "json" | "text";
+  readonly path: string;
+}
+
+/** The JSON access-log line: Envoy's operators for the fields an operator of the pod looks for first. */
+export const ACCESS_LOG_JSON_FORMAT: Readonly<Record<string, string>> = {
+  start_time: "%START_TIME%",
+  method: "%REQ(:METHOD)%",
+  path: "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+  protocol: "%PROTOCOL%",
+  response_code: "%RESPONSE_CODE%",
+  response_flags: "%RESPONSE_FLAGS%",
+  bytes_received: "%BYTES_RECEIVED%",
+  bytes_sent: "%BYTES_SENT%",
+  duration: "%DURATION%",
+  upstream_host: "%UPSTREAM_HOST%",
+  upstream_cluster: "%UPSTREAM_CLUSTER%",
+  connection_id: "%CONNECTION_ID%",
+  downstream_remote_address: "%DOWNSTREAM_REMOTE_ADDRESS%",
+};
+
+const STDOUT_LOG = "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog";
+const FILE_LOG = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog";
+
+/** The access_log list for an HCM or tcp_proxy: stdout or a file, JSON or Envoy's default text line. */
+export function accessLogEntries(spec: AccessLogSpec): JsonObject[] {
+  if (!spec.enabled) return [];
+  const logFormat =
+    spec.format === "json" ? { log_format: { json_format: { ...ACCESS_LOG_JSON_FORMAT } } } : {};
+  if (spec.path === "/dev/stdout") {
+    return [{ name: "envoy.access_loggers.stdout", typed_config: { "@type": STDOUT_LOG, ...logFormat } }];
+  }
+  return [
+    { name: "envoy.access_loggers.file", typed_config: { "@type": FILE_LOG, path: spec.path, ...logFormat } },
+  ];
+}
+
+/**
+ * Adds the access log to the terminal filter (HCM or tcp_proxy) of every listener but `skip` (the
+ * public admin listener: kubelet probes and scrapes would drown the traffic). Returns the bootstrap.
+ */
+export function withAccessLog<B extends JsonObject>(bootstrap: B, spec: AccessLogSpec, skip: string): B {
+  const entries = accessLogEntries(spec);
+  if (entries.length === 0) return bootstrap;
+  const resources = bootstrap["static_resources"] as { listeners?: JsonObject[] } | undefined;
+  for (const listener of resources?.listeners ?? []) {
+    if (listener["name"] === skip) continue;
+    const chains = (listener["filter_chains"] ?? []) as { filters?: { typed_config?: JsonObject }[] }[];
+    for (const chain of chains) {
+      const filters = chain.filters ?? [];
+      const terminal = filters[filters.length - 1]?.typed_config;
+      if (terminal !== undefined) terminal["access_log"] = structuredClone(entries);
+    }
+  }
+  return bootstrap;
+}
+
+/**
+ * The sidecar's root filesystem is read-only: an access log written to a file gets an emptyDir at
+ * the file's directory (none for /dev/stdout).
+ */
+export function accessLogVolume(spec: AccessLogSpec): { volume: JsonObject; mount: JsonObject } | undefined {
+  if (!spec.enabled || spec.path === "/dev/stdout") return undefined;
+  const dir = spec.path.slice(0, spec.path.lastIndexOf("/")) || "/";
+  return {
+    volume: { name: "tether-access-log", emptyDir: {} },
+    mount: { name: "tether-access-log", mountPath: dir },
+  };
+}

@@ -8,6 +8,7 @@ import {
   type HttpConnectionManagerConfig,
   type ListenerConfig,
 } from "../../config/schema.ts";
+import { AccessLogs, HttpAccessRecord } from "../../access-log/logger.ts";
 import { nextConnectionId, type Logger } from "../../log.ts";
 import type { RandomSource } from "../../upstream/backoff.ts";
 import type { ClusterManager } from "../../upstream/cluster-manager.ts";
@@ -79,6 +80,9 @@ export class HttpListener implements ProxyEnv {
   readonly limit: ConnectionLimit;
   private isDraining = false;
   private started = false;
+  /** The HCM's access_log; undefined when it has none (then no request does any access-log work). */
+  private accessLog: AccessLogs | undefined;
+  private readonly connectionIds = new WeakMap<Socket, number>();
   /** Set during the server's drain sequence: whether this response should close its connection. */
   drainClose: (() => boolean) | undefined;
   /** The DecisionCache filter, when the filter chain has one. */
@@ -102,6 +106,7 @@ export class HttpListener implements ProxyEnv {
     this.stats = new HttpStats(hcm.stat_prefix);
     this.bufferLimit = config.per_connection_buffer_limit_bytes;
     this.routes = new RouteTable(hcm.route_config.virtual_hosts);
+    this.accessLog = AccessLogs.of(hcm.access_log);
     this.cache = HttpListener.buildCache(hcm, undefined);
     this.subscription = this.buildSubscription();
     this.limit = new ConnectionLimit(config);
@@ -195,6 +200,7 @@ export class HttpListener implements ProxyEnv {
     this.hcm = hcm;
     this.bufferLimit = config.per_connection_buffer_limit_bytes;
     this.routes = new RouteTable(hcm.route_config.virtual_hosts);
+    this.accessLog = AccessLogs.of(hcm.access_log);
     const previous = this.cache;
     this.cache = HttpListener.buildCache(hcm, previous);
     this.limit.configure(config);
@@ -228,6 +234,7 @@ export class HttpListener implements ProxyEnv {
     const started = performance.now();
     const conn = new DownstreamConnection(socket, this);
     this.connections.set(socket, conn);
+    if (this.accessLog !== undefined) this.connectionIds.set(socket, Number(id.slice(1)));
     this.stats.downstream_cx_total++;
     this.stats.downstream_cx_active++;
     this.log.info(
@@ -301,6 +308,10 @@ export class HttpListener implements ProxyEnv {
       return;
     }
     conn.onRequest(res);
+    const record =
+      this.accessLog === undefined
+        ? undefined
+        : new HttpAccessRecord(req, res, this.connectionIds.get(req.socket), this.accessLog);
     const stats = this.stats;
     stats.downstream_rq_total++;
     stats.downstream_rq_active++;
@@ -317,6 +328,7 @@ export class HttpListener implements ProxyEnv {
     const route = this.routes.match(new RequestView(req));
     if (route === undefined) {
       stats.no_route++;
+      record?.flag("NR");
       this.reply(res, 404, "no route matched");
       return;
     }
@@ -325,8 +337,10 @@ export class HttpListener implements ProxyEnv {
       return;
     }
     const cluster = this.clusters.get(route.cluster);
+    if (record !== undefined) record.routeName = route.name;
     if (cluster === undefined) {
       stats.no_cluster++;
+      record?.flag("NC");
       this.reply(res, 503, "cluster not found");
       return;
     }
@@ -340,6 +354,7 @@ export class HttpListener implements ProxyEnv {
       }
     }
     const stream = new ProxyStream(req, res, route, cluster, this);
+    if (record !== undefined) record.upstream = stream;
     DownstreamConnection.attachStream(res, stream);
     if (cache !== undefined && cacheRequest?.store === true) stream.captureFor(cache, cacheRequest);
     stream.start();
