@@ -37,7 +37,10 @@ describe("loadConfig", () => {
       resyncPeriodMs: 600_000,
       clusterDomain: "cluster.local",
       sidecarImagePullPolicy: "",
+      nativeSidecar: true,
     });
+    expect(load(["--native-sidecar", "false"]).nativeSidecar).toBe(false);
+    expect(load([], { TETHER_NATIVE_SIDECAR: "false" }).nativeSidecar).toBe(false);
     expect(DEFAULT_SIDECAR_IMAGE).toBe("localhost/tether/sidecar:0.1.0");
   });
 

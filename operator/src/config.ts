@@ -15,6 +15,8 @@ export interface OperatorConfig {
   readonly sidecarImage: string;
   /** imagePullPolicy of the sidecar containers; empty: Kubernetes' default for the tag. */
   readonly sidecarImagePullPolicy: "" | "Always" | "IfNotPresent" | "Never";
+  /** Render the agent's sidecar as a native sidecar (init container, restartPolicy Always). */
+  readonly nativeSidecar: boolean;
   readonly clusterDomain: string;
   readonly adminHost: string;
   readonly adminPort: number;
@@ -64,6 +66,11 @@ export const FLAGS = {
     env: "TETHER_SIDECAR_IMAGE_PULL_POLICY",
     default: "",
     help: "imagePullPolicy of the sidecar containers: Always, IfNotPresent, Never; empty = Kubernetes' default",
+  },
+  "native-sidecar": {
+    env: "TETHER_NATIVE_SIDECAR",
+    default: "true",
+    help: "agent sidecars as native sidecars (Kubernetes >= 1.29); false: a plain container (true|false)",
   },
   "cluster-domain": {
     env: "TETHER_CLUSTER_DOMAIN",
@@ -232,6 +239,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ope
             .filter((s) => s !== ""),
     sidecarImage: get("sidecar-image"),
     sidecarImagePullPolicy: pullPolicy("sidecar-image-pull-policy", get("sidecar-image-pull-policy")),
+    nativeSidecar: bool("native-sidecar", get("native-sidecar")),
     clusterDomain: get("cluster-domain"),
     adminHost: admin.host,
     adminPort: admin.port,

@@ -62,6 +62,7 @@ async function main(): Promise<void> {
       sidecarImagePullPolicy: config.sidecarImagePullPolicy,
       clusterDomain: config.clusterDomain,
       xds: xdsTarget,
+      nativeSidecar: config.nativeSidecar,
     },
     concurrency: config.concurrency,
     resyncPeriodMs: config.resyncPeriodMs,

@@ -105,8 +105,12 @@ describe("quick-start examples", () => {
         }),
       ]);
     }
-    const [app, sidecar] = containersOf(deployment);
+    const [app] = containersOf(deployment);
+    // A native sidecar (the operator's default): the first init container, restartPolicy Always.
+    const [sidecar] = (deployment.spec?.["template"] as { spec: { initContainers: Container[] } }).spec
+      .initContainers;
     expect(sidecar?.name).toBe("tether-sidecar");
+    expect((sidecar as { restartPolicy?: string } | undefined)?.restartPolicy).toBe("Always");
     expect(sidecar?.image).toBe("registry.test/tether/sidecar:9");
     expect(app?.env).toEqual(
       expect.arrayContaining([

@@ -7,7 +7,8 @@ export type TetherErrorCode =
   | "TETHER_ERR_CLI_USAGE"
   | "TETHER_ERR_LISTEN"
   | "TETHER_ERR_XDS_UNAVAILABLE"
-  | "TETHER_ERR_XDS_REJECTED";
+  | "TETHER_ERR_XDS_REJECTED"
+  | "TETHER_ERR_TLS_MATERIAL";
 
 export class TetherError extends Error {
   readonly code: TetherErrorCode;

@@ -1,22 +1,22 @@
-// tether-sidecar: --config FILE [--mode serve|validate] [--log-level LEVEL] [--drain-time-s N]
+// tether-sidecar: --config FILE [--mode serve|validate] [--log-level LEVEL] [drain flags, see shutdown.ts]
 //                 [--service-node ID] [--service-cluster NAME]
 import { parseArgs } from "node:util";
 import { loadConfigFile, type LoadedConfig } from "./config/load.ts";
 import { ConfigWatcher } from "./config/watcher.ts";
 import { TetherError } from "./errors.ts";
 import { createLogger, LOG_LEVELS, type LogLevel } from "./log.ts";
+import type { DrainOptions } from "./drain.ts";
 import { Runtime } from "./runtime.ts";
-import { timerDelay } from "./timers.ts";
+import { DRAIN_CLI_OPTIONS, DRAIN_USAGE, installShutdown, parseDrainOptions } from "./shutdown.ts";
 import { resolveClusterTransports } from "./upstream/transport-match.ts";
 
-const USAGE =
-  "usage: tether-sidecar --config FILE [--mode serve|validate] [--log-level trace|debug|info|warn|error] [--drain-time-s SECONDS] [--service-node ID] [--service-cluster NAME]";
+const USAGE = `usage: tether-sidecar --config FILE [--mode serve|validate] [--log-level trace|debug|info|warn|error] ${DRAIN_USAGE} [--service-node ID] [--service-cluster NAME]`;
 
 interface Cli {
   config: string;
   mode: "serve" | "validate";
   logLevel: LogLevel;
-  drainTimeS: number;
+  drain: DrainOptions;
   /** Envoy's --service-node / --service-cluster: override node.id / node.cluster. */
   serviceNode: string | undefined;
   serviceCluster: string | undefined;
@@ -30,7 +30,7 @@ function parseCli(argv: string[]): Cli {
       "config-path": { type: "string" },
       mode: { type: "string", default: "serve" },
       "log-level": { type: "string", short: "l", default: "info" },
-      "drain-time-s": { type: "string", default: "10" },
+      ...DRAIN_CLI_OPTIONS,
       "service-node": { type: "string" },
       "service-cluster": { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -51,15 +51,11 @@ function parseCli(argv: string[]): Cli {
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new TetherError("TETHER_ERR_CLI_USAGE", `--log-level must be one of ${LOG_LEVELS.join(", ")}`);
   }
-  const drainTimeS = Number(values["drain-time-s"]);
-  if (!Number.isFinite(drainTimeS) || drainTimeS < 0) {
-    throw new TetherError("TETHER_ERR_CLI_USAGE", "--drain-time-s must be a non-negative number");
-  }
   return {
     config,
     mode,
     logLevel: logLevel as LogLevel,
-    drainTimeS,
+    drain: parseDrainOptions(values),
     serviceNode: values["service-node"],
     serviceCluster: values["service-cluster"],
   };
@@ -127,32 +123,8 @@ async function main(): Promise<void> {
   }
   const watcher = new ConfigWatcher(cli.config, loaded.text, (text) => runtime.reload(text, cli.config));
   watcher.start();
-  let stopping = false;
-  const shutdown = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
+  installShutdown(runtime, cli.drain, log, () => {
     watcher.stop();
-    const deadline = Date.now() + cli.drainTimeS * 1000;
-    log.info({ signal, drainTimeS: cli.drainTimeS }, "draining");
-    const force = setTimeout(
-      () => {
-        log.warn("drain deadline passed; exiting");
-        process.exit(0);
-      },
-      // A --drain-time-s past Node's 32-bit timer range would otherwise exit after 1 ms.
-      timerDelay(cli.drainTimeS * 1000 + 2000),
-    );
-    force.unref();
-    void runtime.drain(deadline).then(() => {
-      log.info("drained; exiting");
-      process.exit(0);
-    });
-  };
-  process.on("SIGTERM", () => {
-    shutdown("SIGTERM");
-  });
-  process.on("SIGINT", () => {
-    shutdown("SIGINT");
   });
 }
 

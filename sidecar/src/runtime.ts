@@ -5,10 +5,12 @@ import type { ReloadCounts } from "./admin/metrics.ts";
 import { redactSecrets } from "./admin/redact.ts";
 import { parseConfigText, type LoadedConfig } from "./config/load.ts";
 import type { Bootstrap, ClusterConfig, ClusterLoadAssignmentConfig } from "./config/schema.ts";
+import type { DrainManager } from "./drain.ts";
 import { TetherError } from "./errors.ts";
 import { ListenerBindError } from "./listeners/bind.ts";
 import { ListenerManager, type Listener, type ListenerPlan } from "./listeners/manager.ts";
 import type { Logger } from "./log.ts";
+import { drainSequence } from "./shutdown.ts";
 import type { RandomSource } from "./upstream/backoff.ts";
 import { ClusterManager } from "./upstream/cluster-manager.ts";
 import type { Cluster } from "./upstream/cluster.ts";
@@ -269,12 +271,12 @@ export class Runtime implements AdminView, DynamicApplier {
     await Promise.all(retired.map((c) => c.stop()));
   }
 
-  /** Stop accepting, let in-flight work finish until the deadline, then close everything. */
-  async drain(deadline: number): Promise<void> {
+  /** Shutdown: /ready fails at once, then the listener steps of drainSequence (shutdown.ts). */
+  async drain(drain: DrainManager, deadline: number): Promise<void> {
     this.phase = "DRAINING";
     await this.xds?.stop();
     await this.applying;
-    await this.listenersMgr.drainAll(deadline);
+    await drainSequence(this.listenersMgr, drain, deadline);
     await this.clustersMgr.stop();
     await this.admin?.close();
   }

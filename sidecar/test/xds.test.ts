@@ -290,6 +290,39 @@ describe("sidecar as an ADS client (@tether/xds AdsServer)", () => {
     expect(dump).toContain('"dynamic_endpoint_configs":[{"version_info":"3"');
   });
 
+  it("holds requests while EDS lists no endpoint (every server restarting) and serves them once one appears", async () => {
+    const [a, b, c] = [await upstream("a"), await upstream("b"), await upstream("c")];
+    const { server, port: xdsPort } = await adsServer();
+    const listenerPort = await freePort();
+    const s = await sidecarWith(listenerPort, a.port, xdsPort);
+    // The route retries connect failures with back-off, as the operator renders for policy servers.
+    const listener = httpListener(listenerPort, "ps");
+    const route = JSON.parse(
+      JSON.stringify(listener).replace(
+        '"timeout":"5s"',
+        '"timeout":"15s","retry_policy":{"retry_on":"connect-failure,reset","num_retries":30,"retry_back_off":{"base_interval":"0.1s","max_interval":"1s"}}',
+      ),
+    ) as ResourceJson;
+    server.setSnapshot(GROUP, snapshot("1", listenerPort, [{ port: b.port }], route));
+    await waitFor("traffic on the ADS config", async () => (await who(listenerPort)) === "b", ADS_WAIT_MS);
+
+    server.setSnapshot(GROUP, snapshot("2", listenerPort, [], route));
+    await waitFor("b removed", async () => (await hostStat(s, "ps", b.port, "rq_total")) === "");
+    const held = Array.from({ length: 3 }, async () => {
+      const res = await request(`http://127.0.0.1:${listenerPort}/`, { reset: true });
+      return { status: res.statusCode, body: await res.body.text(), at: performance.now() };
+    });
+    await waitFor("requests held", async () => (await s.metric("tether_held_requests", "ps")) === 3);
+    const pushedAt = performance.now();
+    server.setSnapshot(GROUP, snapshot("3", listenerPort, [{ port: c.port }], route));
+    const answers = await Promise.all(held);
+    for (const answer of answers) {
+      expect(answer.status, answer.body).toBe(200);
+      expect(answer.body.split(" ")[0]).toBe("c");
+      expect(answer.at).toBeGreaterThan(pushedAt);
+    }
+  });
+
   it("a DRAINING host gets no new requests while an in-flight one finishes, then its idle connections close", async () => {
     const [a, b, c] = [await upstream("a"), await upstream("b"), await upstream("c")];
     const { server, port: xdsPort } = await adsServer();

@@ -31,6 +31,7 @@ export interface PodJson {
     podIP?: string;
     phase?: string;
     containerStatuses?: { name: string; restartCount: number; ready: boolean }[];
+    initContainerStatuses?: { name: string; restartCount: number; ready: boolean }[];
   };
 }
 
@@ -223,7 +224,11 @@ export class Cluster {
   async restarts(namespace: string, selector: string): Promise<Record<string, number>> {
     const counts: Record<string, number> = {};
     for (const pod of await this.pods(namespace, selector)) {
-      for (const c of pod.status?.containerStatuses ?? [])
+      // A native sidecar (init container, restartPolicy Always) reports under initContainerStatuses.
+      for (const c of [
+        ...(pod.status?.initContainerStatuses ?? []),
+        ...(pod.status?.containerStatuses ?? []),
+      ])
         counts[c.name] = (counts[c.name] ?? 0) + c.restartCount;
     }
     return counts;

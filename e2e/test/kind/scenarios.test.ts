@@ -1,5 +1,5 @@
 /**
- * End-to-end scenarios S1–S8 and S15 against a real cluster with the chart installed and the images loaded
+ * End-to-end scenarios S1–S15 against a real cluster with the chart installed and the images loaded
  * (`npm run e2e:kind` sets that up on kind, `npm run e2e:local` on the local one-node cluster; any
  * cluster works). Skipped unless TETHER_E2E_KUBECONFIG names the cluster's kubeconfig, so
  * `npm test` on a machine without a cluster does not run them.
@@ -519,6 +519,148 @@ describe.skipIf(cluster === undefined)("end-to-end scenarios (TETHER_E2E_KUBECON
         // The load's one path misses once per ttl and per notification; everything else is a hit.
         const loadMisses = 2 + Math.ceil(result.durationMs / ttlMs) + 5;
         expect(hits).toBeGreaterThanOrEqual(result.requests - loadMisses);
+      });
+    },
+    SCENARIO_TIMEOUT,
+  );
+
+  it(
+    "S11: the agent pod starts while every policy server is down; when they come up its first request succeeds, no restart",
+    async () => {
+      const ns = "tether-e2e-s11";
+      await withNamespace(ns, async () => {
+        await k().apply(ns, policyServerCluster({ replicas: 0 }));
+        await k().apply(ns, agent());
+        await k().apply(ns, agentService());
+        const clientStarting = ClientPod.start(k(), ns);
+        clientStarting.catch(() => undefined); // awaited below
+        // The native sidecar starts first and is ready with no server up; the agent starts after it.
+        await k().wait(ns, "deployment/web", "condition=Available");
+        const [pod] = await k().pods(ns, podsOf("web", "agent"));
+        expect(pod?.status?.initContainerStatuses?.map((c) => c.name)).toContain("tether-sidecar");
+        await k().apply(ns, policyServerCluster({ replicas: 2 }));
+        await k().wait(ns, "deployment/ps-main", "condition=Available");
+        const client = await clientStarting;
+        const first = await eventually("the agent's first decision once the servers are up", async () =>
+          ok200(await client.request(agentUrl(ns))),
+        );
+        const result = await underLoad(client, { target: agentUrl(ns) }, () => Promise.resolve(), {
+          settleMs: 5_000,
+        });
+        const restarts = await agentRestarts(ns);
+        report.add(
+          "S11 agent started with no policy server",
+          result,
+          `agent restarts ${JSON.stringify(restarts)}`,
+        );
+        expect(first.status).toBe(200);
+        expect(result.failures, describeFailures(result)).toBe(0);
+        expect(restarts).toEqual({ agent: 0, "tether-sidecar": 0 });
+      });
+    },
+    SCENARIO_TIMEOUT,
+  );
+
+  it(
+    "S12: an agent pod deleted under load: no request the agent sent is lost",
+    async () => {
+      const ns = "tether-e2e-s12";
+      await withNamespace(ns, async () => {
+        await k().apply(ns, policyServerCluster({ replicas: 2 }));
+        await k().apply(ns, agent({ replicas: 2 }));
+        await k().apply(ns, agentService());
+        const clientStarting = ClientPod.start(k(), ns);
+        clientStarting.catch(() => undefined); // awaited below
+        await k().wait(ns, "deployment/ps-main", "condition=Available");
+        await k().wait(ns, "deployment/web", "condition=Available");
+        const client = await clientStarting;
+        await eventually("a first decision through the web Service", async () =>
+          ok200(await client.request(agentUrl(ns))),
+        );
+        const [victim] = (await k().pods(ns, podsOf("web", "agent"))).map((p) => p.metadata.name);
+        const result = await underLoad(
+          client,
+          { target: agentUrl(ns), ratePerSecond: 50 },
+          async () => {
+            // A graceful delete: the kubelet stops the agent container first, the native sidecar last.
+            await k().deletePods(ns, [victim ?? ""]);
+            await k().waitDeleted(ns, `pod/${victim ?? ""}`);
+          },
+          { settleMs: 5_000 },
+        );
+        // A request the agent sent to its sidecar and lost comes back as the agent's 5xx; a request
+        // the Service still routed to the terminating pod fails at the connection (counted apart).
+        const agentLost = result.errors
+          .filter((e) => /^status 5\d\d$/.test(e.error))
+          .reduce((n, e) => n + e.count, 0);
+        report.add("S12 agent pod deleted under load", result, `agent decisions lost ${agentLost}`);
+        expect(agentLost, describeFailures(result)).toBe(0);
+      });
+    },
+    SCENARIO_TIMEOUT,
+  );
+
+  // The sidecar side of a certificate rotation under traffic (Secret ..data swap, new handshakes on
+  // the new material, a bad key refused) is proven by sidecar/test/cert-rotation.test.ts; here it
+  // needs policy servers that serve TLS and reload their own certificate, which the demo image's
+  // policy server does not do yet.
+  it.skip("S13: the policy servers' CA and certificates rotate under traffic: 0 failures, new handshakes use the new certificate", () =>
+    undefined);
+
+  it(
+    "S14: kubectl scale agent web --replicas 3 and back; an HPA on an Agent is accepted",
+    async () => {
+      const ns = "tether-e2e-s14";
+      await withNamespace(ns, async () => {
+        await k().apply(ns, policyServerCluster({ replicas: 1 }));
+        await k().apply(ns, agent());
+        await k().wait(ns, "deployment/web", "condition=Available");
+        await k().kubectl(["scale", "-n", ns, "agent/web", "--replicas", "3"]);
+        await eventually("three ready agent pods", async () => {
+          const pods = await k().pods(ns, podsOf("web", "agent"));
+          const ready = pods.filter((p) => (p.status?.containerStatuses ?? []).every((c) => c.ready));
+          return ready.length === 3 ? ready : undefined;
+        });
+        await k().wait(ns, "agent/web", "condition=Ready");
+        const scale = JSON.parse(
+          await k().kubectl(["get", "--raw", `/apis/tether.dev/v1alpha1/namespaces/${ns}/agents/web/scale`]),
+        ) as { spec: { replicas: number }; status: { replicas: number; selector: string } };
+        expect(scale.spec.replicas).toBe(3);
+        expect(scale.status.selector).toBe(
+          "app.kubernetes.io/name=tether,app.kubernetes.io/instance=web,app.kubernetes.io/component=agent",
+        );
+        await k().kubectl(["scale", "-n", ns, "agent/web", "--replicas", "1"]);
+        await eventually("back to one agent pod", async () => {
+          const pods = await k().pods(ns, podsOf("web", "agent"));
+          return pods.length === 1 ? pods : undefined;
+        });
+        await k().apply(
+          ns,
+          `apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web}
+spec:
+  scaleTargetRef: {apiVersion: tether.dev/v1alpha1, kind: Agent, name: web}
+  minReplicas: 1
+  maxReplicas: 3
+  metrics:
+    - type: Resource
+      resource: {name: cpu, target: {type: Utilization, averageUtilization: 80}}
+`,
+        );
+        await eventually(
+          "the HPA reads the Agent's scale",
+          async () => {
+            const out = JSON.parse(await k().kubectl(["get", "hpa", "web", "-n", ns, "-o", "json"])) as {
+              status?: { conditions?: { type: string; status: string }[] };
+            };
+            return out.status?.conditions?.some((c) => c.type === "AbleToScale" && c.status === "True") ===
+              true
+              ? out
+              : undefined;
+          },
+          120_000,
+        );
       });
     },
     SCENARIO_TIMEOUT,

@@ -1,5 +1,12 @@
 import { z } from "zod";
 import { conditions, doc, duration, localRef, ms, observedGeneration, podTemplate, port } from "./common.ts";
+import {
+  graceAfterDrainRule,
+  SCALE_SUBRESOURCE,
+  sidecarAccessLog,
+  sidecarDrain,
+  terminationGracePeriodSeconds,
+} from "./lifecycle.ts";
 import { annotate, withRules } from "./rules.ts";
 import type { KindInfo } from "./kind.ts";
 
@@ -125,6 +132,8 @@ const sidecar = doc(
       description: "Compute resources of the sidecar container (core/v1 ResourceRequirements).",
       preserveUnknownFields: true,
     }).optional(),
+    drain: sidecarDrain,
+    accessLog: sidecarAccessLog,
   }),
   "The tether-sidecar container added to every agent pod.",
 ).prefault({});
@@ -141,6 +150,7 @@ export const agentSpec = doc(
       cache,
       agentConfig: agentConfig.optional(),
       sidecar,
+      terminationGracePeriodSeconds: terminationGracePeriodSeconds("agent"),
     }),
     [
       {
@@ -161,6 +171,7 @@ export const agentSpec = doc(
         fieldPath: ".sidecar.localAdminPort",
         test: (a) => a.sidecar.adminPort !== a.sidecar.localAdminPort,
       },
+      graceAfterDrainRule(),
     ],
   ),
   "The desired state of an Agent.",
@@ -171,6 +182,10 @@ export const agentStatus = z.strictObject({
   conditions: conditions().optional(),
   replicas: doc(z.int().min(0), "Agent pods that exist.").optional(),
   readyReplicas: doc(z.int().min(0), "Agent pods ready (agent and sidecar).").optional(),
+  selector: doc(
+    z.string(),
+    "The agent pods' label selector (k=v,...), for the scale subresource.",
+  ).optional(),
 });
 
 export type AgentSpec = z.infer<typeof agentSpec>;
@@ -186,6 +201,7 @@ export const agentKind: KindInfo = {
     "An Agent is a web agent workload plus the tether-sidecar that keeps it connected to its policy servers.",
   spec: agentSpec,
   status: agentStatus,
+  scale: SCALE_SUBRESOURCE,
   printerColumns: [
     { name: "Ready", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
     { name: "Policy Servers", type: "string", jsonPath: ".spec.policyServerClusterRef.name" },

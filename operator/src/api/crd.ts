@@ -48,7 +48,7 @@ export function customResourceDefinition(info: KindInfo): Record<string, unknown
           name: VERSION,
           served: true,
           storage: true,
-          subresources: { status: {} },
+          subresources: { status: {}, ...(info.scale === undefined ? {} : { scale: { ...info.scale } }) },
           additionalPrinterColumns: info.printerColumns.map((c) => ({ ...c })),
           schema: { openAPIV3Schema: root },
         },

@@ -14,6 +14,7 @@ export * from "./common.ts";
 export * from "./crd.ts";
 export * from "./duration.ts";
 export * from "./kind.ts";
+export * from "./lifecycle.ts";
 export * from "./policy-server-cluster.ts";
 export * from "./proxy-route.ts";
 

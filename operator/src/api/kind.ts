@@ -10,6 +10,13 @@ export interface PrinterColumn {
   readonly priority?: number;
 }
 
+/** The CRD's scale subresource: where replicas and the pods' selector live. */
+export interface ScaleSubresource {
+  readonly specReplicasPath: string;
+  readonly statusReplicasPath: string;
+  readonly labelSelectorPath: string;
+}
+
 /** Everything the CRD generator and the operator need to know about one kind. */
 export interface KindInfo {
   readonly kind: string;
@@ -20,4 +27,6 @@ export interface KindInfo {
   readonly spec: z.ZodType;
   readonly status: z.ZodType;
   readonly printerColumns: readonly PrinterColumn[];
+  /** A scale subresource (kubectl scale, HorizontalPodAutoscaler), when the kind has replicas. */
+  readonly scale?: ScaleSubresource;
 }

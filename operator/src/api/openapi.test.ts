@@ -41,7 +41,15 @@ describe("CRD generation", () => {
       expect(untypedNodes(root, "")).toEqual([]);
       expect(undocumented(root.properties!.spec!, "spec")).toEqual([]);
       expect(crd.spec.names.categories).toEqual(["tether"]);
-      expect(version.subresources).toEqual({ status: {} });
+      // Agent and Broker scale (kubectl scale, HorizontalPodAutoscaler); the others have no replicas.
+      const scale = {
+        specReplicasPath: ".spec.replicas",
+        statusReplicasPath: ".status.replicas",
+        labelSelectorPath: ".status.selector",
+      };
+      expect(version.subresources).toEqual(
+        kind.kind === "Agent" || kind.kind === "Broker" ? { status: {}, scale } : { status: {} },
+      );
       expect(version.additionalPrinterColumns[0]!.name).toBe("Ready");
     });
 

@@ -1,7 +1,12 @@
 /** Agent → Deployment + sidecar ConfigMap + agent-config ConfigMap; status from the Deployment. */
-import type { AgentSpec, Condition, PolicyServerClusterSpec } from "../api/index.ts";
+import {
+  labelSelectorString,
+  type AgentSpec,
+  type Condition,
+  type PolicyServerClusterSpec,
+} from "../api/index.ts";
 import { RESOURCES, type KubeObject } from "../kube/resources.ts";
-import { renderAgent, type RouteVerdict } from "../render/index.ts";
+import { renderAgent, selectorLabels, type RouteVerdict } from "../render/index.ts";
 import { applyChildren, applyFailure, writeStatusIfChanged, type ApplyOutcome } from "./children.ts";
 import {
   configRejectedCondition,
@@ -172,7 +177,13 @@ export async function reconcileAgent(ctx: ControllerContext, namespace: string, 
   await finish(
     ctx,
     object,
-    { observedGeneration: generation, conditions, replicas: r.replicas, readyReplicas: r.readyReplicas },
+    {
+      observedGeneration: generation,
+      conditions,
+      replicas: r.replicas,
+      readyReplicas: r.readyReplicas,
+      selector: labelSelectorString(selectorLabels(ownerMeta("Agent", object), "agent")),
+    },
     outcome,
   );
 }

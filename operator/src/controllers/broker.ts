@@ -1,7 +1,7 @@
 /** Broker → Deployment (sidecar standalone) + Service + sidecar ConfigMap; status from the Deployment. */
-import type { Condition } from "../api/index.ts";
+import { labelSelectorString, type Condition } from "../api/index.ts";
 import { RESOURCES, type KubeObject } from "../kube/resources.ts";
-import { renderBroker } from "../render/index.ts";
+import { renderBroker, selectorLabels } from "../render/index.ts";
 import { applyChildren, applyFailure, writeStatusIfChanged, type ApplyOutcome } from "./children.ts";
 import {
   configRejectedCondition,
@@ -75,7 +75,9 @@ export async function reconcileBroker(
         generation,
         ctx.now(),
       ),
+      replicas: r.replicas,
       readyReplicas: r.readyReplicas,
+      selector: labelSelectorString(selectorLabels(ownerMeta("Broker", object), "broker")),
     },
     outcome,
   );

@@ -9,7 +9,12 @@ import { POD_TEMPLATE_HASH_ANNOTATION } from "./meta.ts";
 import { evaluateRoutes, type AcceptedRoute } from "./routes.ts";
 
 const owner = { kind: "Agent" as const, name: "web", namespace: "shop", uid: "uid-web" };
-const options = { sidecarImage: "localhost/tether/sidecar:0.1.0", clusterDomain: "cluster.local" };
+// The fallback for clusters without native sidecars: the sidecar is a plain container (lifecycle.test.ts covers native).
+const options = {
+  sidecarImage: "localhost/tether/sidecar:0.1.0",
+  clusterDomain: "cluster.local",
+  nativeSidecar: false,
+};
 
 function input(spec: AgentSpec, pscSpec: PolicyServerClusterSpec, routes: AcceptedRoute[] = []): AgentInput {
   return { owner, spec, policyServers: { name: "ps", spec: pscSpec }, routes, options };
@@ -98,7 +103,17 @@ describe("Agent children", () => {
     ]);
     const sidecar = containers[1]!;
     expect(sidecar["image"]).toBe("localhost/tether/sidecar:0.1.0");
-    expect(sidecar["args"]).toEqual(["--config", "/etc/tether/sidecar/envoy.yaml"]);
+    expect(sidecar["args"]).toEqual([
+      "--config",
+      "/etc/tether/sidecar/envoy.yaml",
+      "--drain-time-s",
+      "5",
+      "--drain-strategy",
+      "gradual",
+      "--parent-shutdown-time-s",
+      "30",
+    ]);
+    expect(tpl.spec["terminationGracePeriodSeconds"]).toBe(30);
     expect(sidecar["readinessProbe"]).toMatchObject({ httpGet: { path: "/ready", port: 9901 } });
     expect(sidecar["livenessProbe"]).toMatchObject({ httpGet: { path: "/ready", port: 9901 } });
     expect(sidecar["resources"]).toEqual({ limits: { memory: "128Mi" } });
@@ -466,6 +481,7 @@ describe("Agent sidecar bootstrap", () => {
     expect(b.admin).toEqual({ address: { socket_address: { address: "127.0.0.1", port_value: 19000 } } });
     const listener = b.static_resources.listeners.find((l) => l["name"] === "tether-admin-public");
     expect(listener!["address"]).toEqual({ socket_address: { address: "0.0.0.0", port_value: 9000 } });
+    expect(listener!["drain_type"]).toBe("MODIFY_ONLY");
     const hcm = filterOf(listener);
     expect(hcm["@type"]).toBe(TYPE_HCM);
     expect(hcm["stat_prefix"]).toBe("tether_admin_public");

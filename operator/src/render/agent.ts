@@ -21,6 +21,14 @@ import {
   type JsonObject,
   type PodTemplate,
 } from "./pod.ts";
+import { PUBLIC_ADMIN_LISTENER } from "./envoy.ts";
+import {
+  accessLogVolume,
+  nativeSidecar,
+  sidecarDrainArgs,
+  terminationGracePeriod,
+  withAccessLog,
+} from "./lifecycle.ts";
 import { routeSecrets, type AcceptedRoute } from "./routes.ts";
 import { uniqueMounts } from "./secrets.ts";
 import { xdsGroup, type XdsTarget } from "./xds.ts";
@@ -38,6 +46,8 @@ export interface RenderOptions {
   readonly clusterDomain: string;
   /** The operator's ADS server as sidecars reach it; unset: static bootstraps only. */
   readonly xds?: XdsTarget | undefined;
+  /** The agent's sidecar as a native sidecar (init container, restartPolicy Always). Default true. */
+  readonly nativeSidecar?: boolean;
 }
 
 export interface Deployment {
@@ -79,7 +89,11 @@ export function bootstrapInput(input: AgentInput): AgentBootstrapInput {
 }
 
 export function renderAgentSidecarConfig(input: AgentInput): ConfigMap {
-  const bootstrap = renderAgentBootstrap(bootstrapInput(input));
+  const bootstrap = withAccessLog(
+    renderAgentBootstrap(bootstrapInput(input)),
+    input.spec.sidecar.accessLog,
+    PUBLIC_ADMIN_LISTENER,
+  );
   return {
     apiVersion: "v1",
     kind: "ConfigMap",
@@ -132,6 +146,11 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
   const listenerPort = agentListenerPort(spec, input.policyServers.spec);
   const template = userTemplate(spec.template, selectorLabels(owner, "agent"));
   const secrets = uniqueMounts(secretNames(input));
+  const grace = terminationGracePeriod(
+    spec.terminationGracePeriodSeconds,
+    template.spec["terminationGracePeriodSeconds"],
+  );
+  const logVolume = accessLogVolume(spec.sidecar.accessLog);
   const sidecar = sidecarContainer({
     // The API: an empty image means the operator's configured one.
     image:
@@ -144,25 +163,38 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
     // removed is then a config-only change that the sidecar hot-reloads, not a rollout.
     ports: [],
     resources: spec.sidecar.resources,
-    extraMounts: secrets.map((s) => ({ name: s.volumeName, mountPath: s.mountPath, readOnly: true })),
+    extraMounts: [
+      ...secrets.map((s) => ({ name: s.volumeName, mountPath: s.mountPath, readOnly: true })),
+      ...(logVolume === undefined ? [] : [logVolume.mount]),
+    ],
+    args: sidecarDrainArgs(spec.sidecar.drain, grace),
     xdsGroup: input.options.xds === undefined ? undefined : xdsGroup(owner.namespace, "agent", owner.name),
   });
+  const native = input.options.nativeSidecar !== false;
+  const userInit = Array.isArray(template.spec["initContainers"])
+    ? (template.spec["initContainers"] as JsonObject[]).filter((c) => c["name"] !== SIDECAR_CONTAINER)
+    : undefined;
+  // Native: first of the init containers, so the user's init containers can reach the policy servers too.
+  const initContainers = native ? [nativeSidecar(sidecar), ...(userInit ?? [])] : userInit;
   const userVolumes = Array.isArray(template.spec["volumes"])
     ? (template.spec["volumes"] as JsonObject[])
     : [];
   template.spec = {
     ...template.spec,
+    terminationGracePeriodSeconds: grace,
+    ...(initContainers === undefined ? {} : { initContainers }),
     containers: [
       ...template.spec.containers
         .filter((c) => c["name"] !== SIDECAR_CONTAINER)
         .map((c) => agentContainer(c, listenerPort)),
-      sidecar,
+      ...(native ? [] : [sidecar]),
     ],
     volumes: [
       ...userVolumes.filter((v) => !OUR_VOLUMES.has(String(v["name"]))),
       configMapVolume("tether-sidecar-config", childNames.sidecarConfigMap(owner.name)),
       configMapVolume("tether-agent-config", childNames.agentConfigMap(owner.name)),
       ...secrets.map((s) => ({ name: s.volumeName, secret: { secretName: s.secretName } })),
+      ...(logVolume === undefined ? [] : [logVolume.volume]),
     ],
   };
   return withTemplateHash(template);

@@ -13,6 +13,7 @@ import {
   loadAssignment,
   localAdminCluster,
   outlierDetection,
+  PUBLIC_ADMIN_LISTENER,
   publicAdminListener,
   socketAddress,
   tlsTransportSocket,
@@ -24,7 +25,14 @@ import {
   type UpstreamServer,
 } from "./envoy.ts";
 import { childMeta, childNames, selectorLabels, serviceHost, type OwnerMeta } from "./meta.ts";
-import { configMapVolume, sidecarContainer, withTemplateHash, type PodTemplate } from "./pod.ts";
+import { accessLogVolume, sidecarDrainArgs, terminationGracePeriod, withAccessLog } from "./lifecycle.ts";
+import {
+  configMapVolume,
+  sidecarContainer,
+  withTemplateHash,
+  type JsonObject,
+  type PodTemplate,
+} from "./pod.ts";
 import type { Service } from "./policy-server-cluster.ts";
 import { withXds, xdsGroup, type EdsService } from "./xds.ts";
 
@@ -169,25 +177,55 @@ function withProxyProtocol(spec: BrokerSpec, inner: EnvoyObject): EnvoyObject {
   };
 }
 
+/** The Broker's pod: its podTemplate's placement settings around what the operator runs (ours win). */
+function brokerPodSpec(
+  pt: BrokerSpec["podTemplate"],
+  selector: Record<string, string>,
+  ours: PodTemplate["spec"],
+): PodTemplate {
+  const metadata: PodTemplate["metadata"] = { labels: { ...(pt.metadata?.labels ?? {}), ...selector } };
+  if (pt.metadata?.annotations !== undefined && Object.keys(pt.metadata.annotations).length > 0) {
+    metadata.annotations = { ...pt.metadata.annotations };
+  }
+  const placement: JsonObject = {};
+  if (pt.nodeSelector !== undefined) placement["nodeSelector"] = { ...pt.nodeSelector };
+  if (pt.tolerations !== undefined) placement["tolerations"] = structuredClone(pt.tolerations);
+  if (pt.affinity !== undefined) placement["affinity"] = structuredClone(pt.affinity);
+  if (pt.imagePullSecrets !== undefined)
+    placement["imagePullSecrets"] = pt.imagePullSecrets.map((s) => ({ ...s }));
+  if (pt.priorityClassName !== undefined) placement["priorityClassName"] = pt.priorityClassName;
+  return { metadata, spec: { ...placement, ...ours } };
+}
+
 export function renderBroker(input: BrokerInput): BrokerChildren {
   const { owner, spec } = input;
   const selector = selectorLabels(owner, "broker");
-  const template: PodTemplate = {
-    metadata: { labels: selector },
-    spec: {
-      containers: [
-        sidecarContainer({
-          image: input.options.sidecarImage,
-          imagePullPolicy: input.options.sidecarImagePullPolicy,
-          adminPort: brokerAdminPort(spec),
-          ports: [{ name: "broker", containerPort: spec.port }],
-          xdsGroup:
-            input.options.xds === undefined ? undefined : xdsGroup(owner.namespace, "broker", owner.name),
-        }),
-      ],
-      volumes: [configMapVolume("tether-sidecar-config", childNames.sidecarConfigMap(owner.name))],
-    },
-  };
+  const grace = terminationGracePeriod(spec.terminationGracePeriodSeconds, undefined);
+  const logVolume = accessLogVolume(spec.sidecar.accessLog);
+  const image =
+    spec.sidecar.image === undefined || spec.sidecar.image === ""
+      ? input.options.sidecarImage
+      : spec.sidecar.image;
+  const template: PodTemplate = brokerPodSpec(spec.podTemplate, selector, {
+    terminationGracePeriodSeconds: grace,
+    containers: [
+      sidecarContainer({
+        image,
+        imagePullPolicy: input.options.sidecarImagePullPolicy,
+        adminPort: brokerAdminPort(spec),
+        ports: [{ name: "broker", containerPort: spec.port }],
+        resources: spec.podTemplate.resources,
+        args: sidecarDrainArgs(spec.sidecar.drain, grace),
+        xdsGroup:
+          input.options.xds === undefined ? undefined : xdsGroup(owner.namespace, "broker", owner.name),
+        ...(logVolume === undefined ? {} : { extraMounts: [logVolume.mount] }),
+      }),
+    ],
+    volumes: [
+      configMapVolume("tether-sidecar-config", childNames.sidecarConfigMap(owner.name)),
+      ...(logVolume === undefined ? [] : [logVolume.volume]),
+    ],
+  });
   const deployment: Deployment = {
     apiVersion: "apps/v1",
     kind: "Deployment",
@@ -214,7 +252,12 @@ export function renderBroker(input: BrokerInput): BrokerChildren {
     apiVersion: "v1",
     kind: "ConfigMap",
     metadata: childMeta(owner, childNames.sidecarConfigMap(owner.name), "broker"),
-    data: { "envoy.yaml": bootstrapYaml(owner, renderBrokerBootstrap(input)) },
+    data: {
+      "envoy.yaml": bootstrapYaml(
+        owner,
+        withAccessLog(renderBrokerBootstrap(input), spec.sidecar.accessLog, PUBLIC_ADMIN_LISTENER),
+      ),
+    },
   };
   return { deployment, service, sidecarConfig };
 }

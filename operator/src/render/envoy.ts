@@ -243,6 +243,8 @@ export function publicAdminListener(port: number): EnvoyObject {
   return {
     name: PUBLIC_ADMIN_LISTENER,
     address: socketAddress("0.0.0.0", port),
+    // Left out of the shutdown drain: the kubelet's probes must keep getting 503, not a refused connect.
+    drain_type: "MODIFY_ONLY",
     filter_chains: [
       {
         filters: [

@@ -35,6 +35,24 @@ describe("rendered configs the sidecar accepts", () => {
     expect(problems(agentConfig())).toEqual([]);
   });
 
+  it("access logs (json and text, stdout and file) on an agent and a broker", () => {
+    for (const accessLog of [
+      { enabled: true },
+      { enabled: true, format: "text", path: "/var/log/tether/access.log" },
+    ]) {
+      expect(problems(agentConfig(psc(), [], agent({ sidecar: { accessLog } })))).toEqual([]);
+      expect(problems(agentConfig(psc({ protocol: "http" }), [], agent({ sidecar: { accessLog } })))).toEqual(
+        [],
+      );
+      const b = renderBroker({
+        owner: { kind: "Broker", name: "b", namespace: "default", uid: "u" },
+        spec: broker({ sidecar: { accessLog } }),
+        options,
+      });
+      expect(problems(b.sidecarConfig)).toEqual([]);
+    }
+  });
+
   it("tcp policy servers, external with priorities and TLS (CA, client certificate, SNI)", () => {
     const spec = psc({
       managed: undefined,

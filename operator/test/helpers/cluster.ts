@@ -33,7 +33,7 @@ export class TestCluster {
   }
 
   static async start(
-    options: { controllers?: boolean; apiServerArgs?: string[] } = {},
+    options: { controllers?: boolean | readonly string[]; apiServerArgs?: string[] } = {},
   ): Promise<TestCluster> {
     const cp = await startControlPlane({
       controllers: options.controllers ?? false,

@@ -4,6 +4,7 @@
 import { isIP } from "node:net";
 import { z } from "zod";
 import { MAX_TIMER_MS } from "../timers.ts";
+import { accessLogListSchema } from "./access-log.ts";
 import { formatDuration, MAX_PROTOBUF_DURATION_MS, parseDuration } from "./duration.ts";
 import { Re2Regex, regexProblem, rewriteProblem } from "./regex.ts";
 
@@ -387,6 +388,7 @@ export const httpConnectionManagerSchema = z.strictObject({
   request_headers_timeout: duration.default(60_000),
   /** Envoy's default and maximum; larger request headers are answered 431. */
   max_request_headers_kb: z.number().int().min(1).max(8192).default(60),
+  access_log: accessLogListSchema,
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -399,6 +401,7 @@ export const tcpProxySchema = z.strictObject({
   idle_timeout: duration.default(3_600_000),
   max_connect_attempts: positiveUint32.default(1),
   backoff_options: backoffSchema.optional(),
+  access_log: accessLogListSchema,
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -453,6 +456,8 @@ export const listenerSchema = z.strictObject({
   address: addressSchema,
   filter_chains: z.array(filterChainSchema).length(1, "exactly one filter chain is supported"),
   per_connection_buffer_limit_bytes: uint32.default(1024 * 1024),
+  /** MODIFY_ONLY: left out of the shutdown drain sequence (keeps accepting) and closed last (see drain.ts). */
+  drain_type: z.enum(["DEFAULT", "MODIFY_ONLY"]).default("DEFAULT"),
 });
 
 // ---------------------------------------------------------------------------------------------

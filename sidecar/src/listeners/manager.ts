@@ -178,8 +178,22 @@ export class ListenerManager {
     this.listeners = new Map(plan.next);
   }
 
-  async drainAll(deadline: number): Promise<void> {
-    const all = [...this.all(), ...this.retiring];
+  /**
+   * Server shutdown, first step: the DEFAULT listeners keep accepting, and each HTTP response asks
+   * `drainClose` whether to close its connection. MODIFY_ONLY listeners are left alone.
+   */
+  startDrainSequence(drainClose: () => boolean): void {
+    for (const l of this.all()) {
+      if (l instanceof HttpListener && l.drainType === "DEFAULT") l.drainClose = drainClose;
+    }
+  }
+
+  /**
+   * Stops accepting and waits for in-flight work until the deadline. `only: "DEFAULT"` leaves the
+   * MODIFY_ONLY listeners serving (the kubelet's probes) so they can be closed last.
+   */
+  async drainAll(deadline: number, only?: "DEFAULT" | "MODIFY_ONLY"): Promise<void> {
+    const all = [...this.all(), ...this.retiring].filter((l) => only === undefined || l.drainType === only);
     for (const l of all) l.stopAccepting();
     await Promise.all(all.map((l) => l.drain(deadline)));
   }

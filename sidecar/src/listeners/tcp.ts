@@ -3,6 +3,8 @@
 // close_connections_on_host_health_failure can cut them and the client reconnects through us.
 import net from "node:net";
 import type { ListenerConfig, TcpProxyConfig } from "../config/schema.ts";
+import { RESPONSE_FLAGS } from "../access-log/flags.ts";
+import { AccessLogs, socketAddressString, tcpEntry } from "../access-log/logger.ts";
 import { nextConnectionId, type Logger } from "../log.ts";
 import { JitteredBackoff, type RandomSource } from "../upstream/backoff.ts";
 import type { ClusterManager } from "../upstream/cluster-manager.ts";
@@ -36,7 +38,10 @@ class TcpSession implements HostSession, HostWaiter {
   private readonly downstream: net.Socket;
   private readonly id = nextConnectionId("d");
   private readonly started = performance.now();
+  private readonly startTimeMs = Date.now();
   private readonly config: TcpProxyConfig;
+  /** Envoy's response flags, for the access log. */
+  private flagBits = 0;
   private cluster: Cluster | undefined;
   private upstream: net.Socket | undefined;
   private host: Host | undefined;
@@ -76,13 +81,23 @@ class TcpSession implements HostSession, HostWaiter {
     if (this.closed) return;
     const cluster = this.listener.clusters.get(this.config.cluster);
     const host = cluster?.chooseHost(undefined, 0, undefined, this.lastFailed);
+    if (cluster !== undefined && host === undefined && this.attempts < this.config.max_connect_attempts) {
+      // No host at all (an EDS cluster whose every endpoint went away): held like a connection every
+      // host refuses, counted as an attempt, woken as soon as a host appears.
+      this.attempts++;
+      this.flagBits |= RESPONSE_FLAGS.UH;
+      this.retryAfterBackoff(cluster);
+      return;
+    }
     if (cluster === undefined || host === undefined) {
       this.listener.stats.downstream_cx_no_route++;
+      this.flagBits |= cluster === undefined ? RESPONSE_FLAGS.NC : RESPONSE_FLAGS.UH;
       this.close(cluster === undefined ? "no_cluster" : "no_healthy_upstream");
       return;
     }
     if (cluster.stats.upstream_cx_active >= cluster.maxConnections) {
       cluster.stats.counters.upstream_cx_overflow++;
+      this.flagBits |= RESPONSE_FLAGS.UO;
       this.close("upstream_cx_overflow");
       return;
     }
@@ -106,6 +121,26 @@ class TcpSession implements HostSession, HostWaiter {
     );
   }
 
+  /** The next connect attempt after the back-off, or as soon as a host of `cluster` comes back. */
+  private retryAfterBackoff(cluster: Cluster): void {
+    const b = this.config.backoff_options;
+    const delay =
+      b === undefined
+        ? 0
+        : (this.backoff ??= new JitteredBackoff(
+            b.base_interval,
+            b.max_interval,
+            this.listener.random,
+          )).next();
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      cluster.stopWaiting(this);
+      this.connect();
+    }, timerDelay(delay));
+    // Held while no backend answers: a backend back in rotation ends the back-off at once.
+    cluster.waitForHost(this);
+  }
+
   private onConnect(
     cluster: Cluster,
     host: Host,
@@ -116,27 +151,14 @@ class TcpSession implements HostSession, HostWaiter {
       cluster.recordLocalFailure(host, "connect_failed");
       if (this.closed) return;
       this.lastFailed = host;
+      this.flagBits |= RESPONSE_FLAGS.UF;
       if (this.attempts >= this.config.max_connect_attempts) {
         this.listener.stats.upstream_connect_attempts_exceeded++;
+        this.flagBits |= RESPONSE_FLAGS.URX;
         this.close(`connect_failed:${err?.failureClass ?? "other"}`);
         return;
       }
-      const b = this.config.backoff_options;
-      const delay =
-        b === undefined
-          ? 0
-          : (this.backoff ??= new JitteredBackoff(
-              b.base_interval,
-              b.max_interval,
-              this.listener.random,
-            )).next();
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = undefined;
-        cluster.stopWaiting(this);
-        this.connect();
-      }, timerDelay(delay));
-      // Held while no backend answers: a backend back in rotation ends the back-off at once.
-      cluster.waitForHost(this);
+      this.retryAfterBackoff(cluster);
       return;
     }
     if (this.closed) {
@@ -198,6 +220,26 @@ class TcpSession implements HostSession, HostWaiter {
     this.connect();
   }
 
+  private logAccess(logs: AccessLogs): void {
+    const down = this.downstream;
+    const host = this.host ?? this.lastFailed;
+    logs.log(
+      tcpEntry({
+        startTimeMs: this.startTimeMs,
+        durationMs: Math.floor(performance.now() - this.started),
+        bytesReceived: down.bytesRead,
+        bytesSent: down.bytesWritten,
+        upstreamHost: host?.key,
+        upstreamCluster: this.config.cluster,
+        upstreamAttempts: this.attempts,
+        responseFlagBits: this.flagBits,
+        connectionId: Number(this.id.slice(1)),
+        downstreamRemoteAddress: socketAddressString(down.remoteAddress, down.remotePort),
+        downstreamLocalAddress: socketAddressString(down.localAddress, down.localPort),
+      }),
+    );
+  }
+
   close(reason: string): void {
     if (this.closed) return;
     this.closed = true;
@@ -214,6 +256,7 @@ class TcpSession implements HostSession, HostWaiter {
     stats.downstream_cx_rx_bytes_total += down.bytesRead;
     stats.downstream_cx_tx_bytes_total += down.bytesWritten;
     this.listener.sessions.delete(this);
+    if (this.listener.accessLog !== undefined) this.logAccess(this.listener.accessLog);
     this.listener.log.info(
       {
         conn: this.id,
@@ -241,6 +284,8 @@ export class TcpListener {
   readonly limit: ConnectionLimit;
   private config: ListenerConfig;
   private tcp: TcpProxyConfig;
+  /** The tcp_proxy's access_log; undefined when it has none. */
+  accessLog: AccessLogs | undefined;
   private readonly server: net.Server;
 
   constructor(
@@ -253,6 +298,7 @@ export class TcpListener {
     this.name = config.name;
     this.config = config;
     this.tcp = tcp;
+    this.accessLog = AccessLogs.of(tcp.access_log);
     this.clusters = clusters;
     this.log = log;
     this.random = random;
@@ -305,9 +351,14 @@ export class TcpListener {
     this.server.close();
   }
 
+  get drainType(): "DEFAULT" | "MODIFY_ONLY" {
+    return this.config.drain_type;
+  }
+
   update(config: ListenerConfig, tcp: TcpProxyConfig): void {
     this.config = config;
     this.tcp = tcp;
+    this.accessLog = AccessLogs.of(tcp.access_log);
     this.limit.configure(config);
   }
 

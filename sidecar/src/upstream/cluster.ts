@@ -165,6 +165,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
 
   /** Resolves endpoints and starts checking. Resolves after the first DNS pass (STRICT_DNS). */
   async start(): Promise<void> {
+    this.transports.watch(this.log);
     if (this.config.type === "STATIC") {
       this.setHosts(this.staticHosts());
       return;
@@ -691,6 +692,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
   /** Stops timers and closes idle pools; in-flight requests finish on their connections. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.transports.unwatch();
     this.dns?.stop();
     this.healthChecker?.stop();
     this.outlier?.stop();

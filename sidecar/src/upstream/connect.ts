@@ -10,6 +10,7 @@ import { timerDelay } from "../timers.ts";
 import type { Host } from "./host.ts";
 import { proxyHeaderV1, proxyHeaderV2, type ProxiedAddresses } from "./proxy-protocol.ts";
 import { SubjectAltNameMismatch, type SubjectAltNameVerifier } from "./san.ts";
+import type { TlsMaterial } from "./tls-material.ts";
 import type { ClusterStats, ConnectFailureClass, ImmediateCheckReason } from "./stats.ts";
 
 export class UpstreamConnectError extends Error {
@@ -50,6 +51,8 @@ export interface Transport {
   readonly proxyProtocol: "V1" | "V2" | undefined;
   /** match_typed_subject_alt_names, checked once the TLS handshake is done. */
   readonly subjectAltNames?: SubjectAltNameVerifier | undefined;
+  /** The TLS files behind `tls`, followed while they rotate (tls-material.ts). */
+  readonly material?: TlsMaterial;
 }
 
 export const PLAIN_TRANSPORT: Transport = { tls: undefined, proxyProtocol: undefined };

@@ -14,6 +14,7 @@ import {
 import { PLAIN_TRANSPORT, type Transport } from "./connect.ts";
 import { TetherError } from "../errors.ts";
 import { SubjectAltNameVerifier } from "./san.ts";
+import { TlsMaterial, type TlsFile } from "./tls-material.ts";
 
 function read(source: DataSourceConfig, path: string): string {
   if (source.inline_string !== undefined) return source.inline_string;
@@ -26,30 +27,43 @@ function read(source: DataSourceConfig, path: string): string {
   }
 }
 
+/** The context's material, read now; `files` are the ones to follow (inline strings never change). */
+function readMaterial(
+  ctx: UpstreamTlsContextConfig,
+  path: string,
+): { files: TlsFile[]; texts: Partial<Record<TlsFile["role"], string>> } {
+  const files: TlsFile[] = [];
+  const texts: Partial<Record<TlsFile["role"], string>> = {};
+  const add = (role: TlsFile["role"], source: DataSourceConfig, configPath: string): void => {
+    texts[role] = read(source, configPath);
+    if (source.filename !== undefined)
+      files.push({ role, file: source.filename, configPath: `${configPath}.filename` });
+  };
+  const common = ctx.common_tls_context;
+  const cert = common.tls_certificates[0];
+  if (cert !== undefined) {
+    const p = `${path}.typed_config.common_tls_context.tls_certificates[0]`;
+    add("certificate_chain", cert.certificate_chain, `${p}.certificate_chain`);
+    add("private_key", cert.private_key, `${p}.private_key`);
+  }
+  const ca = common.validation_context?.trusted_ca;
+  if (ca !== undefined)
+    add("trusted_ca", ca, `${path}.typed_config.common_tls_context.validation_context.trusted_ca`);
+  return { files, texts };
+}
+
 /** Envoy never checks the server's name against SNI or the address; only SAN matchers do. */
 const NO_HOSTNAME_CHECK = (): undefined => undefined;
 
 const VERSIONS = { TLSv1_2: "TLSv1.2", TLSv1_3: "TLSv1.3" } as const;
 
-/** `path` names the transport_socket in error messages (e.g. static_resources.clusters[2].transport_socket). */
-export function tlsConnectOptions(ctx: UpstreamTlsContextConfig, path: string): ConnectionOptions {
+/** The options that do not come from files: verification, SNI, ALPN, protocol versions. */
+function baseOptions(ctx: UpstreamTlsContextConfig): ConnectionOptions {
   const common = ctx.common_tls_context;
-  const options: ConnectionOptions = { rejectUnauthorized: false };
+  const options: ConnectionOptions = {
+    rejectUnauthorized: common.validation_context?.trusted_ca !== undefined,
+  };
   if (ctx.sni !== undefined) options.servername = ctx.sni;
-  const cert = common.tls_certificates[0];
-  if (cert !== undefined) {
-    const p = `${path}.typed_config.common_tls_context.tls_certificates[0]`;
-    options.cert = read(cert.certificate_chain, `${p}.certificate_chain`);
-    options.key = read(cert.private_key, `${p}.private_key`);
-  }
-  const validation = common.validation_context;
-  if (validation?.trusted_ca !== undefined) {
-    options.ca = read(
-      validation.trusted_ca,
-      `${path}.typed_config.common_tls_context.validation_context.trusted_ca`,
-    );
-    options.rejectUnauthorized = true;
-  }
   options.checkServerIdentity = NO_HOSTNAME_CHECK;
   if (common.alpn_protocols.length > 0) options.ALPNProtocols = common.alpn_protocols;
   const params = common.tls_params;
@@ -62,18 +76,51 @@ export function tlsConnectOptions(ctx: UpstreamTlsContextConfig, path: string): 
   return options;
 }
 
+/**
+ * The context's TLS material, read and checked now (a bad file fails the config, naming it) and
+ * followed while it rotates once watched. `path` names the transport_socket in error messages.
+ */
+export function tlsMaterial(ctx: UpstreamTlsContextConfig, path: string): TlsMaterial {
+  const { files, texts } = readMaterial(ctx, path);
+  return new TlsMaterial(baseOptions(ctx), files, texts);
+}
+
+/** The options a connection made now would use. */
+export function tlsConnectOptions(ctx: UpstreamTlsContextConfig, path: string): ConnectionOptions {
+  return tlsMaterial(ctx, path).options;
+}
+
+/** A transport whose TLS options follow its material: read at each dial, so a rotation applies at once. */
+class TlsTransport implements Transport {
+  readonly proxyProtocol: "V1" | "V2" | undefined;
+  readonly subjectAltNames: SubjectAltNameVerifier | undefined;
+  readonly material: TlsMaterial;
+
+  constructor(
+    material: TlsMaterial,
+    sans: SubjectAltNameVerifier | undefined,
+    proxyProtocol: "V1" | "V2" | undefined,
+  ) {
+    this.material = material;
+    this.subjectAltNames = sans;
+    this.proxyProtocol = proxyProtocol;
+  }
+
+  get tls(): ConnectionOptions {
+    return this.material.options;
+  }
+}
+
 /** The cluster's transport_socket → how to dial: PROXY header version and TLS options. */
 export function resolveTransport(ts: TransportSocketConfig | undefined, path: string): Transport {
   if (ts === undefined) return PLAIN_TRANSPORT;
   const tc = ts.typed_config;
-  if (tc["@type"] === UPSTREAM_TLS_TYPE) return { ...tlsTransport(tc, path), proxyProtocol: undefined };
+  if (tc["@type"] === UPSTREAM_TLS_TYPE) return tlsTransport(tc, path, undefined);
   if (tc["@type"] === PROXY_PROTOCOL_UPSTREAM_TYPE) {
     const inner = tc.transport_socket.typed_config;
     const innerPath = `${path}.typed_config.transport_socket`;
-    return {
-      ...(inner["@type"] === UPSTREAM_TLS_TYPE ? tlsTransport(inner, innerPath) : { tls: undefined }),
-      proxyProtocol: tc.config.version,
-    };
+    if (inner["@type"] === UPSTREAM_TLS_TYPE) return tlsTransport(inner, innerPath, tc.config.version);
+    return { tls: undefined, proxyProtocol: tc.config.version };
   }
   return PLAIN_TRANSPORT;
 }
@@ -81,10 +128,12 @@ export function resolveTransport(ts: TransportSocketConfig | undefined, path: st
 function tlsTransport(
   ctx: UpstreamTlsContextConfig,
   path: string,
-): Pick<Transport, "tls" | "subjectAltNames"> {
+  proxyProtocol: "V1" | "V2" | undefined,
+): Transport {
   const sans = ctx.common_tls_context.validation_context?.match_typed_subject_alt_names ?? [];
-  return {
-    tls: tlsConnectOptions(ctx, path),
-    ...(sans.length === 0 ? {} : { subjectAltNames: new SubjectAltNameVerifier(sans) }),
-  };
+  return new TlsTransport(
+    tlsMaterial(ctx, path),
+    sans.length === 0 ? undefined : new SubjectAltNameVerifier(sans),
+    proxyProtocol,
+  );
 }

@@ -4,6 +4,7 @@
 // check's transport_socket_match_criteria stand in for the endpoint's metadata, which lets a check
 // run a TLS handshake while the traffic to the same endpoint stays raw TCP (a TLS-passthrough broker).
 import type { ClusterConfig, StructValue } from "../config/schema.ts";
+import type { Logger } from "../log.ts";
 import type { Transport } from "./connect.ts";
 import { resolveTransport } from "./tls.ts";
 
@@ -53,6 +54,15 @@ export class TransportSocketMatcher {
   constructor(fallback: Transport, entries: readonly MatchEntry[] = []) {
     this.fallback = { name: DEFAULT_TRANSPORT_NAME, transport: fallback };
     this.entries = entries;
+  }
+
+  /** Follows the TLS files of every transport while they rotate (see tls-material.ts). */
+  watch(log: Logger): void {
+    for (const t of [this.fallback, ...this.entries]) t.transport.material?.watch(log);
+  }
+
+  unwatch(): void {
+    for (const t of [this.fallback, ...this.entries]) t.transport.material?.unwatch();
   }
 
   /** The transport for an endpoint's metadata, or for a health check's match criteria. */

@@ -275,10 +275,25 @@ export class Sidecar extends ServerProcess {
     return file;
   }
 
+  /** Command-line flags after the defaults (a later flag wins), e.g. the drain flags. */
+  extraArgs: string[] = [];
+
   async start(waitReady = true): Promise<this> {
     const proc = spawn(
       process.execPath,
-      [BIN, "--config", this.configFile, "--log-level", "info", "--drain-time-s", "5"],
+      [
+        BIN,
+        "--config",
+        this.configFile,
+        "--log-level",
+        "info",
+        // No drain period: SIGTERM stops accepting at once, in-flight work gets 5 s.
+        "--drain-time-s",
+        "0",
+        "--parent-shutdown-time-s",
+        "5",
+        ...this.extraArgs,
+      ],
       {
         stdio: ["ignore", "pipe", "pipe"],
       },

@@ -8,6 +8,7 @@ import {
   type HttpConnectionManagerConfig,
   type ListenerConfig,
 } from "../../config/schema.ts";
+import { AccessLogs, HttpAccessRecord } from "../../access-log/logger.ts";
 import { nextConnectionId, type Logger } from "../../log.ts";
 import type { RandomSource } from "../../upstream/backoff.ts";
 import type { ClusterManager } from "../../upstream/cluster-manager.ts";
@@ -79,6 +80,11 @@ export class HttpListener implements ProxyEnv {
   readonly limit: ConnectionLimit;
   private isDraining = false;
   private started = false;
+  /** The HCM's access_log; undefined when it has none (then no request does any access-log work). */
+  private accessLog: AccessLogs | undefined;
+  private readonly connectionIds = new WeakMap<Socket, number>();
+  /** Set during the server's drain sequence: whether this response should close its connection. */
+  drainClose: (() => boolean) | undefined;
   /** The DecisionCache filter, when the filter chain has one. */
   cache: DecisionCache | undefined;
   /** The cache's subscription to the policy server's notification stream, when configured. */
@@ -100,6 +106,7 @@ export class HttpListener implements ProxyEnv {
     this.stats = new HttpStats(hcm.stat_prefix);
     this.bufferLimit = config.per_connection_buffer_limit_bytes;
     this.routes = new RouteTable(hcm.route_config.virtual_hosts);
+    this.accessLog = AccessLogs.of(hcm.access_log);
     this.cache = HttpListener.buildCache(hcm, undefined);
     this.subscription = this.buildSubscription();
     this.limit = new ConnectionLimit(config);
@@ -130,6 +137,10 @@ export class HttpListener implements ProxyEnv {
   }
 
   draining = (): boolean => this.isDraining;
+
+  get drainType(): "DEFAULT" | "MODIFY_ONLY" {
+    return this.config.drain_type;
+  }
 
   get address(): { address: string; port: number } {
     return boundAddress(this.server, this.config.address.socket_address);
@@ -189,6 +200,7 @@ export class HttpListener implements ProxyEnv {
     this.hcm = hcm;
     this.bufferLimit = config.per_connection_buffer_limit_bytes;
     this.routes = new RouteTable(hcm.route_config.virtual_hosts);
+    this.accessLog = AccessLogs.of(hcm.access_log);
     const previous = this.cache;
     this.cache = HttpListener.buildCache(hcm, previous);
     this.limit.configure(config);
@@ -222,6 +234,7 @@ export class HttpListener implements ProxyEnv {
     const started = performance.now();
     const conn = new DownstreamConnection(socket, this);
     this.connections.set(socket, conn);
+    if (this.accessLog !== undefined) this.connectionIds.set(socket, Number(id.slice(1)));
     this.stats.downstream_cx_total++;
     this.stats.downstream_cx_active++;
     this.log.info(
@@ -295,10 +308,15 @@ export class HttpListener implements ProxyEnv {
       return;
     }
     conn.onRequest(res);
+    const record =
+      this.accessLog === undefined
+        ? undefined
+        : new HttpAccessRecord(req, res, this.connectionIds.get(req.socket), this.accessLog);
     const stats = this.stats;
     stats.downstream_rq_total++;
     stats.downstream_rq_active++;
-    if (this.isDraining) res.shouldKeepAlive = false;
+    // Envoy's HTTP/1 drain: the response carries `Connection: close` and the connection ends after it.
+    if (this.isDraining || (this.drainClose !== undefined && this.drainClose())) res.shouldKeepAlive = false;
     const rejected =
       rejectRequestHead(req.rawHeaders, this.hcm.common_http_protocol_options.max_headers_count) ??
       toOriginForm(req);
@@ -310,6 +328,7 @@ export class HttpListener implements ProxyEnv {
     const route = this.routes.match(new RequestView(req));
     if (route === undefined) {
       stats.no_route++;
+      record?.flag("NR");
       this.reply(res, 404, "no route matched");
       return;
     }
@@ -318,8 +337,10 @@ export class HttpListener implements ProxyEnv {
       return;
     }
     const cluster = this.clusters.get(route.cluster);
+    if (record !== undefined) record.routeName = route.name;
     if (cluster === undefined) {
       stats.no_cluster++;
+      record?.flag("NC");
       this.reply(res, 503, "cluster not found");
       return;
     }
@@ -333,6 +354,7 @@ export class HttpListener implements ProxyEnv {
       }
     }
     const stream = new ProxyStream(req, res, route, cluster, this);
+    if (record !== undefined) record.upstream = stream;
     DownstreamConnection.attachStream(res, stream);
     if (cache !== undefined && cacheRequest?.store === true) stream.captureFor(cache, cacheRequest);
     stream.start();

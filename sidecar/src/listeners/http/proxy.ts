@@ -1,6 +1,7 @@
 // One downstream request through route → retry → balancer → pool. The ProxyAttempt object is the
 // undici dispatch handler (no per-request closures on the hot path); a retry makes a new attempt so
 // late callbacks from an abandoned one are ignored.
+import { RESPONSE_FLAGS } from "../../access-log/flags.ts";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Dispatcher } from "undici";
 import { JitteredBackoff, type RandomSource } from "../../upstream/backoff.ts";
@@ -212,6 +213,9 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
   private routeTimer: NodeJS.Timeout | undefined;
   private backoffTimer: NodeJS.Timeout | undefined;
   private state: "idle" | "pending" | "backoff" | "attempt" | "done" = "idle";
+  /** Envoy's response flags (access-log/flags.ts), read by the access log when it is on. */
+  responseFlagBits = 0;
+  private attemptCount = 0;
   private responseStarted = false;
   /** The downstream request has ended (headers only, or its body's last byte arrived). */
   private requestComplete = false;
@@ -304,6 +308,7 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
     if (!this.cluster.tryAcquireRequest()) {
       if (!this.cluster.enqueuePending(this)) {
         this.env.stats.rq_overflow++;
+        this.responseFlagBits |= RESPONSE_FLAGS.UO;
         this.localReply(
           503,
           "upstream connect error or disconnect/reset before headers. reset reason: overflow",
@@ -322,6 +327,7 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
   onDownstreamClose(): void {
     if (this.state === "done") return;
     this.abort();
+    this.responseFlagBits |= RESPONSE_FLAGS.DC;
     this.finish(499);
   }
 
@@ -347,11 +353,18 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
     );
     if (host === undefined) {
       this.cluster.releaseRequest();
+      this.responseFlagBits |= RESPONSE_FLAGS.UH;
+      // No host at all (an EDS cluster whose every endpoint went away while its servers restart):
+      // held like a request every host refuses — retried after a back-off, woken as soon as a host
+      // appears — instead of failed at once. Nothing was sent, so any retry policy may resend it.
+      if (retry !== undefined && retryOnFailure(retry.bits, "connect_failure") && this.scheduleRetry())
+        return;
       this.localReply(503, "no healthy upstream", false);
       return;
     }
     if (retry?.avoidPreviousHosts === true) (this.triedHosts ??= []).push(host);
     this.state = "attempt";
+    this.attemptCount++;
     const attempt = new ProxyAttempt(this, host);
     this.attempt = attempt;
     host.stats.rq_active++;
@@ -494,9 +507,11 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
     let failure: AttemptFailure;
     if (err instanceof UpstreamConnectError) {
       failure = "connect_failure";
+      this.responseFlagBits |= RESPONSE_FLAGS.UF;
       this.cluster.recordLocalFailure(attempt.host, "connect_failed");
     } else {
       failure = attempt.started ? "reset_after_request" : "reset_before_request";
+      this.responseFlagBits |= RESPONSE_FLAGS.UC;
       c.upstream_rq_rx_reset++;
       this.cluster.recordLocalFailure(attempt.host, "reset");
     }
@@ -557,6 +572,7 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
     if (retry !== undefined && bodyReplayable && retryOnFailure(retry.bits, failure) && this.scheduleRetry())
       return;
     if (failure === "per_try_timeout") {
+      this.responseFlagBits |= RESPONSE_FLAGS.UT;
       this.localReply(504, "upstream request timeout", false);
       return;
     }
@@ -575,6 +591,7 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
     const c = this.cluster.stats.counters;
     if (this.retries >= retry.numRetries) {
       c.upstream_rq_retry_limit_exceeded++;
+      this.responseFlagBits |= RESPONSE_FLAGS.URX;
       return false;
     }
     if (!this.cluster.tryAcquireRetry()) return false;
@@ -611,6 +628,7 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
     if (this.state === "done") return;
     this.cluster.stats.counters.upstream_rq_timeout++;
     this.env.stats.downstream_rq_timeout++;
+    this.responseFlagBits |= RESPONSE_FLAGS.UT;
     this.abort();
     if (this.responseStarted) {
       this.res.destroy();
@@ -626,6 +644,7 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
    */
   onDownstreamTimeout(text: string): void {
     if (this.state === "done") return;
+    this.responseFlagBits |= RESPONSE_FLAGS.SI;
     this.abort();
     if (this.responseStarted) {
       this.res.destroy();
@@ -667,6 +686,19 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
       res.end(text);
     }
     this.finish(status);
+  }
+
+  /** The host that served the request, or the last one tried ("ip:port"). */
+  get upstreamHost(): string | undefined {
+    return this.attempt?.host.key;
+  }
+
+  get upstreamCluster(): string {
+    return this.cluster.name;
+  }
+
+  get upstreamAttempts(): number {
+    return this.attemptCount;
   }
 
   private finish(status: number): void {

@@ -1,0 +1,221 @@
+// The access loggers of one listener (HCM or tcp_proxy access_log) and the record of one HTTP
+// request they log. Nothing here runs unless the listener has access_log entries: the listener
+// checks `accessLog !== undefined` once per request, so the hot path without logs is unchanged.
+import { createWriteStream, type WriteStream } from "node:fs";
+import type http from "node:http";
+import {
+  FILE_ACCESS_LOG_TYPE,
+  STDERR_ACCESS_LOG_TYPE,
+  type AccessLogConfig,
+  type LogFormatConfig,
+} from "../config/access-log.ts";
+import { responseFlagsString, RESPONSE_FLAGS, type ResponseFlag } from "./flags.ts";
+import {
+  DEFAULT_TEXT_FORMAT,
+  jsonFormatter,
+  textFormatter,
+  type AccessLogEntry,
+  type AccessLogFormatter,
+} from "./format.ts";
+
+type Write = (line: string) => void;
+
+/** One stream per file path for the whole process: loggers rebuilt by a reload append to the same one. */
+const files = new Map<string, WriteStream>();
+
+function sink(config: AccessLogConfig["typed_config"]): Write {
+  if (config["@type"] === FILE_ACCESS_LOG_TYPE) {
+    if (config.path === "/dev/stdout") return (line) => process.stdout.write(line);
+    if (config.path === "/dev/stderr") return (line) => process.stderr.write(line);
+    let stream = files.get(config.path);
+    if (stream === undefined) {
+      stream = createWriteStream(config.path, { flags: "a" });
+      // A log that cannot be written must not take the proxy down; the error is reported once.
+      stream.on("error", (err) => {
+        process.stderr.write(`access log ${config.path}: ${err.message}\n`);
+      });
+      files.set(config.path, stream);
+    }
+    const s = stream;
+    return (line) => s.write(line);
+  }
+  if (config["@type"] === STDERR_ACCESS_LOG_TYPE) return (line) => process.stderr.write(line);
+  return (line) => process.stdout.write(line);
+}
+
+function formatter(format: LogFormatConfig | undefined): AccessLogFormatter {
+  if (format?.json_format !== undefined) return jsonFormatter(format.json_format);
+  return textFormatter(format?.text_format_source?.inline_string ?? DEFAULT_TEXT_FORMAT);
+}
+
+export class AccessLogs {
+  private readonly loggers: readonly { readonly format: AccessLogFormatter; readonly write: Write }[];
+
+  private constructor(configs: readonly AccessLogConfig[]) {
+    this.loggers = configs.map((c) => ({
+      format: formatter(c.typed_config.log_format),
+      write: sink(c.typed_config),
+    }));
+  }
+
+  /** undefined when there is nothing to log: callers skip all access-log work. */
+  static of(configs: readonly AccessLogConfig[]): AccessLogs | undefined {
+    return configs.length === 0 ? undefined : new AccessLogs(configs);
+  }
+
+  log(entry: AccessLogEntry): void {
+    for (const l of this.loggers) l.write(l.format.format(entry));
+  }
+}
+
+/** What the proxy tells the record about the upstream side. */
+export interface UpstreamFacts {
+  readonly upstreamHost: string | undefined;
+  readonly upstreamCluster: string | undefined;
+  readonly upstreamAttempts: number;
+  readonly responseFlagBits: number;
+}
+
+function address(ip: string | undefined, port: number | undefined): string | undefined {
+  if (ip === undefined || port === undefined) return undefined;
+  return ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/**
+ * One HTTP request, logged when its response closes. Body bytes are counted where Node hands them
+ * over (the request's push, the response's write/end) on this request's objects only.
+ */
+export class HttpAccessRecord implements AccessLogEntry {
+  readonly startTimeMs = Date.now();
+  private readonly startedAt = performance.now();
+  readonly protocol: string;
+  bytesReceived = 0;
+  bytesSent = 0;
+  durationMs = 0;
+  responseCode: number | undefined;
+  responseFlags: string | undefined;
+  private flagBits = 0;
+  routeName: string | undefined;
+  upstream: UpstreamFacts | undefined;
+  readonly connectionId: number | undefined;
+  readonly downstreamRemoteAddress: string | undefined;
+  readonly downstreamLocalAddress: string | undefined;
+  private readonly req: http.IncomingMessage;
+  private readonly res: http.ServerResponse;
+
+  constructor(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    connectionId: number | undefined,
+    logs: AccessLogs,
+  ) {
+    this.req = req;
+    this.res = res;
+    this.protocol = `HTTP/${req.httpVersion}`;
+    this.connectionId = connectionId;
+    const s = req.socket;
+    this.downstreamRemoteAddress = address(s.remoteAddress, s.remotePort);
+    this.downstreamLocalAddress = address(s.localAddress, s.localPort);
+    const push = req.push.bind(req);
+    req.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
+      if (chunk !== null && chunk !== undefined) this.bytesReceived += (chunk as Buffer | string).length;
+      return push(chunk, encoding);
+    };
+    const count = (chunk: unknown): void => {
+      if (typeof chunk === "string") this.bytesSent += Buffer.byteLength(chunk);
+      else if (chunk instanceof Uint8Array) this.bytesSent += chunk.byteLength;
+    };
+    const write = res.write.bind(res) as (...args: unknown[]) => boolean;
+    res.write = ((...args: unknown[]): boolean => {
+      count(args[0]);
+      return write(...args);
+    }) as typeof res.write;
+    const end = res.end.bind(res) as (...args: unknown[]) => http.ServerResponse;
+    res.end = ((...args: unknown[]): http.ServerResponse => {
+      if (typeof args[0] !== "function") count(args[0]);
+      return end(...args);
+    }) as typeof res.end;
+    res.once("close", () => {
+      this.finish();
+      logs.log(this);
+    });
+  }
+
+  flag(name: ResponseFlag): void {
+    this.flagBits |= RESPONSE_FLAGS[name];
+  }
+
+  get upstreamHost(): string | undefined {
+    return this.upstream?.upstreamHost;
+  }
+
+  get upstreamCluster(): string | undefined {
+    return this.upstream?.upstreamCluster;
+  }
+
+  get upstreamAttempts(): number {
+    return this.upstream?.upstreamAttempts ?? 0;
+  }
+
+  private finish(): void {
+    this.durationMs = Math.floor(performance.now() - this.startedAt);
+    const res = this.res;
+    // Envoy's 0: no response was started (the client went away first).
+    this.responseCode = res.headersSent ? res.statusCode : 0;
+    let bits = this.flagBits | (this.upstream?.responseFlagBits ?? 0);
+    if (!res.writableFinished) bits |= RESPONSE_FLAGS.DC;
+    this.responseFlags = responseFlagsString(bits);
+  }
+
+  requestHeader(name: string): string | undefined {
+    const req = this.req;
+    switch (name) {
+      case ":method":
+        return req.method;
+      case ":path":
+        return req.url;
+      case ":authority":
+        return req.headers.host;
+      case ":scheme":
+        return "http";
+    }
+    const v = req.headers[name];
+    return Array.isArray(v) ? v.join(",") : v;
+  }
+
+  responseHeader(name: string): string | undefined {
+    if (name === ":status") return this.res.headersSent ? String(this.res.statusCode) : undefined;
+    const v = this.res.getHeader(name);
+    if (v === undefined) return undefined;
+    return Array.isArray(v) ? v.join(",") : String(v);
+  }
+}
+
+/** One tcp_proxy downstream connection, logged when it closes. */
+export interface TcpAccessFacts {
+  readonly startTimeMs: number;
+  readonly durationMs: number;
+  readonly bytesReceived: number;
+  readonly bytesSent: number;
+  readonly upstreamHost: string | undefined;
+  readonly upstreamCluster: string | undefined;
+  readonly upstreamAttempts: number;
+  readonly responseFlagBits: number;
+  readonly connectionId: number | undefined;
+  readonly downstreamRemoteAddress: string | undefined;
+  readonly downstreamLocalAddress: string | undefined;
+}
+
+export function tcpEntry(f: TcpAccessFacts): AccessLogEntry {
+  return {
+    ...f,
+    protocol: undefined,
+    responseCode: undefined,
+    responseFlags: responseFlagsString(f.responseFlagBits),
+    routeName: undefined,
+    requestHeader: () => undefined,
+    responseHeader: () => undefined,
+  };
+}
+
+export { address as socketAddressString };
