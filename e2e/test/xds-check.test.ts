@@ -9,7 +9,7 @@
  * tools/xds-check/build.sh.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -22,6 +22,7 @@ import type { OwnerMeta } from "../../operator/src/render/meta.ts";
 import type { AcceptedRoute } from "../../operator/src/render/routes.ts";
 import type { AgentSpec, BrokerSpec, PolicyServerClusterSpec } from "../../operator/src/api/index.ts";
 import { agent, broker, example, psc, route } from "../../operator/test/fixtures/specs.ts";
+import { parseConfigText } from "../../sidecar/src/config/index.ts";
 import {
   bootstrapYaml,
   clusterYaml,
@@ -349,4 +350,43 @@ describe("xds-check bootstrap can fail", () => {
     expect(required.code).toBe(1);
     expect(required.output).toMatch(/tether\.decision_cache.*needs is_optional: true/);
   });
+});
+
+describe("what the sidecar accepts, Envoy accepts", () => {
+  const httpExample = readFileSync(join(repo, "examples/sidecar/envoy-http.yaml"), "utf8");
+  const sidecarAccepts = (yaml: string): boolean => {
+    try {
+      parseConfigText(yaml, "probe");
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  /** Edits of the HTTP example near the edges of Envoy's validation rules. */
+  const probes: readonly [string, string, string, string | undefined][] = [
+    [
+      "connect_timeout: 0s",
+      "connect_timeout: 1s",
+      "connect_timeout: 0s",
+      "Envoy requires connect_timeout > 0s",
+    ],
+    ["consecutive_5xx: 0", "consecutive_5xx: 3", "consecutive_5xx: 0", undefined],
+    ["max_connections: 0", "max_connections: 64", "max_connections: 0", undefined],
+    ["num_retries: 0", "num_retries: 40", "num_retries: 0", undefined],
+    ["a negative route timeout", "timeout: 15s", "timeout: -1s", undefined],
+    [
+      "a STATIC endpoint named by host",
+      "address: 127.0.0.1, port_value: 18081",
+      "address: localhost, port_value: 18081",
+      undefined,
+    ],
+  ];
+  for (const [name, from, to, gap] of probes) {
+    const test = gap === undefined ? it : it.fails;
+    test(gap === undefined ? name : `${name} — the sidecar accepts it today: ${gap}`, () => {
+      const yaml = httpExample.replaceAll(from, to);
+      expect(yaml).not.toBe(httpExample);
+      if (sidecarAccepts(yaml)) expect(checkYaml(`probe ${name}`, yaml).code).toBe(0);
+    });
+  }
 });

@@ -160,6 +160,10 @@ func checkHCM(p string, hcm *hcmv3.HttpConnectionManager, clusters map[string]*c
 	for i, vh := range rc.GetVirtualHosts() {
 		for j, r := range vh.GetRoutes() {
 			rp := fmt.Sprintf("%s.route_config.virtual_hosts[%d].routes[%d].route", p, i, j)
+			if b := r.GetRoute().GetRetryPolicy().GetRetryBackOff(); b.GetMaxInterval() != nil &&
+				b.GetMaxInterval().AsDuration() < b.GetBaseInterval().AsDuration() {
+				errs = append(errs, fmt.Sprintf("%s.retry_policy.retry_back_off: max_interval must be greater than or equal to the base_interval", rp))
+			}
 			for _, name := range routeClusters(r.GetRoute()) {
 				if _, ok := clusters[name]; !ok {
 					errs = append(errs, fmt.Sprintf("%s: route references unknown cluster %q (inline route configs validate clusters)", rp, name))

@@ -23,6 +23,7 @@ func validateDeep(m proto.Message, path string) error {
 			errs = append(errs, prefixed(path, err.Error()))
 		}
 	}
+	errs = append(errs, negativeDurations(m.ProtoReflect(), path)...)
 	walkAnys(m.ProtoReflect(), path, func(at string, a *anypb.Any) {
 		inner, err := a.UnmarshalNew()
 		if err != nil {
@@ -53,7 +54,56 @@ func join(path, field string) string {
 	return path + "." + field
 }
 
-const anyFullName = "google.protobuf.Any"
+const (
+	anyFullName      = "google.protobuf.Any"
+	durationFullName = "google.protobuf.Duration"
+	// Envoy's limit on a duration's seconds (MessageUtil::validateDurationFields).
+	maxDurationSeconds = 315576000000
+)
+
+// negativeDurations finds what Envoy rejects in every message, whatever its validation rules: a
+// negative or out-of-range google.protobuf.Duration.
+func negativeDurations(m protoreflect.Message, path string) []string {
+	var errs []string
+	var walk func(protoreflect.Message, string)
+	walk = func(m protoreflect.Message, path string) {
+		if m.Descriptor().FullName() == durationFullName {
+			f := m.Descriptor().Fields()
+			secs, nanos := m.Get(f.ByName("seconds")).Int(), m.Get(f.ByName("nanos")).Int()
+			if secs < 0 || nanos < 0 || secs > maxDurationSeconds {
+				errs = append(errs, fmt.Sprintf("%s: invalid duration %ds %dns: Envoy requires a non-negative duration of at most %ds", path, secs, nanos, int64(maxDurationSeconds)))
+			}
+			return
+		}
+		if m.Descriptor().FullName() == anyFullName {
+			return // validateDeep checks the Any's content on its own
+		}
+		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+			if fd.Kind() != protoreflect.MessageKind {
+				return true
+			}
+			name := join(path, string(fd.Name()))
+			switch {
+			case fd.IsList():
+				for i := 0; i < v.List().Len(); i++ {
+					walk(v.List().Get(i).Message(), fmt.Sprintf("%s[%d]", name, i))
+				}
+			case fd.IsMap():
+				if fd.MapValue().Kind() == protoreflect.MessageKind {
+					v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+						walk(mv.Message(), fmt.Sprintf("%s[%s]", name, k.String()))
+						return true
+					})
+				}
+			default:
+				walk(v.Message(), name)
+			}
+			return true
+		})
+	}
+	walk(m, path)
+	return errs
+}
 
 // walkAnys calls found for every google.protobuf.Any reachable from m without crossing another Any.
 func walkAnys(m protoreflect.Message, path string, found func(string, *anypb.Any)) {

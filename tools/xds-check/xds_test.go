@@ -56,12 +56,27 @@ func startServer(t *testing.T, snapshot string) (string, *syncBuffer, chan os.Si
 	done := make(chan error, 1)
 	go func() { done <- serve(lis, snapshot, signals, out) }()
 	t.Cleanup(func() {
-		signals <- syscall.SIGTERM
+		select {
+		case signals <- syscall.SIGTERM:
+		case <-done:
+			return
+		}
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):
 			t.Error("server did not stop")
 		}
+	})
+	// Ready once it printed its address: the snapshot file has been read by then.
+	waitFor(t, "the server listening", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("server stopped: %v", err)
+		default:
+		}
+		out.mu.Lock()
+		defer out.mu.Unlock()
+		return strings.Contains(out.b.String(), `"listening"`)
 	})
 	return lis.Addr().String(), out, signals
 }
@@ -183,7 +198,7 @@ func TestSighupServesTheFileAgain(t *testing.T) {
 	signals <- syscall.SIGHUP
 	waitFor(t, "version 2 served", func() bool {
 		_, out := captureStdout(t, func() int {
-			return runClient([]string{"--server", addr, "--node-id", "n", "--node-cluster", "c", "--expect", "cluster"})
+			return runClient([]string{"--server", addr, "--node-id", "n", "--node-cluster", "c", "--expect", "cluster", "--timeout", "2s"})
 		})
 		return strings.Contains(out, `"version":"2"`)
 	})
