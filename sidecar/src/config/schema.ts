@@ -744,7 +744,8 @@ export const clusterSchema = z.strictObject({
   name: z.string().min(1),
   type: z.enum(["STATIC", "STRICT_DNS", "EDS"]).default("STATIC"),
   eds_cluster_config: edsClusterConfigSchema.optional(),
-  connect_timeout: duration.default(5_000),
+  // Envoy's rule: connect_timeout > 0s (a zero timeout would fail every connect at once).
+  connect_timeout: duration.refine((ms) => ms > 0, { message: "must be greater than 0s" }).default(5_000),
   lb_policy: z.enum(["ROUND_ROBIN", "LEAST_REQUEST", "RING_HASH"]).default("ROUND_ROBIN"),
   least_request_lb_config: z.strictObject({ choice_count: z.number().int().min(2).default(2) }).optional(),
   ring_hash_lb_config: z
