@@ -55,6 +55,7 @@ up() {
   KUBECONFIG=$kubeconfig helm upgrade --install tether charts/tether -n tether-system --create-namespace \
     --set operator.image.pullPolicy=Never --wait --timeout 5m
   KUBECONFIG=$kubeconfig kubectl -n tether-system rollout status deployment/tether --timeout=180s
+  KUBECONFIG=$kubeconfig helm test tether -n tether-system --timeout 3m --logs
 }
 
 test_() {

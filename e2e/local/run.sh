@@ -32,6 +32,8 @@ up() {
   helm upgrade --install tether charts/tether --kubeconfig "$kubeconfig" -n tether-system --create-namespace \
     --set operator.image.pullPolicy=Never --wait --timeout 5m
   kubectl --kubeconfig "$kubeconfig" -n tether-system rollout status deployment/tether --timeout=180s
+  log "helm test (the chart's test pod: the operator answers, the CRDs are served)"
+  helm test tether --kubeconfig "$kubeconfig" -n tether-system --timeout 3m --logs
 }
 
 test_() {
