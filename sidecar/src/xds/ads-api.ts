@@ -3,34 +3,10 @@
 // never pays for it in start-up time or resident memory.
 import { TetherError } from "../errors.ts";
 
-export type ResourceType = "cluster" | "endpoint" | "listener" | "route";
-export type ResourceJson = Record<string, unknown>;
+// Types only (erased at build): the package itself stays unloaded until dynamic_resources asks for it.
+import type { AdsClientOptions, AdsHandler } from "@tether/xds";
 
-export type LoggerLike = {
-  debug(o: object, m?: string): void;
-  info(o: object, m?: string): void;
-  warn(o: object, m?: string): void;
-  error(o: object, m?: string): void;
-};
-
-export interface AdsHandler {
-  /** Every resource of one type (state of the world). Resolve undefined to ACK, or a message to NACK. */
-  onResources(
-    type: ResourceType,
-    version: string,
-    resources: ReadonlyMap<string, ResourceJson>,
-  ): Promise<string | undefined>;
-  onConnectionState?(connected: boolean): void;
-}
-
-export interface AdsClientOptions {
-  /** Read at every (re)connect: the sidecar passes getters over the ADS cluster's current host. */
-  readonly target: { readonly host: string; readonly port: number };
-  readonly node: { readonly id: string; readonly cluster: string };
-  readonly backoff?: { readonly baseMs: number; readonly maxMs: number };
-  readonly log: LoggerLike;
-  readonly random?: () => number;
-}
+export type { AdsClientOptions, AdsHandler, LoggerLike, ResourceJson, ResourceType } from "@tether/xds";
 
 export interface AdsClientLike {
   start(): void;
