@@ -82,9 +82,18 @@ spec:
       ads_config: { grpc_services: [{ envoy_grpc: { cluster_name: "tether_xds" } }] },
     });
     const deployment = await cluster.waitFor("deployment", "web", () => true);
-    const sidecar = (
-      deployment.spec?.["template"] as { spec: { containers: { name: string; args: string[] }[] } }
-    ).spec.containers.find((c) => c.name === "tether-sidecar");
+    // A native sidecar (an init container that keeps running) by default.
+    const podSpec0 = (
+      deployment.spec?.["template"] as {
+        spec: {
+          initContainers?: { name: string; args: string[] }[];
+          containers: { name: string; args: string[] }[];
+        };
+      }
+    ).spec;
+    const sidecar = [...(podSpec0.initContainers ?? []), ...podSpec0.containers].find(
+      (c) => c.name === "tether-sidecar",
+    );
     expect(sidecar?.args).toEqual(
       expect.arrayContaining(["--service-node", "--service-cluster", "default/agent/web"]),
     );
