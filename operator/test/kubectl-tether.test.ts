@@ -97,13 +97,25 @@ describe("kubectl tether", () => {
         },
       }),
     );
+    // No kubelet here: the xDS Service's endpoint is written by hand, as the endpoints controller would.
+    await kubectlOk(
+      ["apply", "-n", NS, "-f", "-"],
+      JSON.stringify({
+        apiVersion: "discovery.k8s.io/v1",
+        kind: "EndpointSlice",
+        metadata: { name: "tether-xds-abcde", labels: { "kubernetes.io/service-name": "tether-xds" } },
+        addressType: "IPv4",
+        ports: [{ name: "xds", port: 18000, protocol: "TCP" }],
+        endpoints: [{ addresses: ["10.0.0.7"], conditions: { ready: true } }],
+      }),
+    );
     const ok = await plugin("check");
     expect(ok.out).toMatch(/^ok {3}CRD agents\.tether\.dev: established, v1alpha1 served, version 0\.1\.0$/m);
     expect(ok.out).toMatch(
       /^ok {3}operator tether-system\/tether: 2\/2 ready, image localhost\/tether\/operator:0\.1\.0$/m,
     );
     expect(ok.out).toMatch(/^ok {3}leader: tether-7b9c4-abcde/m);
-    expect(ok.out).toMatch(/^info xDS: no Service tether-xds/m);
+    expect(ok.out).toMatch(/^ok {3}xDS: Service tether-xds has 1 ready endpoint\(s\)$/m);
     expect(ok.out).toMatch(/^ok {3}versions: operator 0\.1\.0, sidecar 0\.1\.0, CRDs 0\.1\.0$/m);
     expect(ok.code, ok.out).toBe(0);
   });
