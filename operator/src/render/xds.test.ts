@@ -76,15 +76,12 @@ describe("bootstraps with xDS", () => {
       routes: [],
       options,
     });
-    const sidecar = out.deployment.spec.template.spec.containers.find((c) => c["name"] === "tether-sidecar")!;
-    expect(sidecar["args"]).toEqual([
-      "--config",
-      "/etc/tether/sidecar/envoy.yaml",
-      "--service-node",
-      "$(TETHER_NODE_ID)",
-      "--service-cluster",
-      "team-a/agent/web",
-    ]);
+    // A native sidecar (an init container that keeps running) by default.
+    const spec = out.deployment.spec.template.spec as { initContainers?: Record<string, unknown>[] };
+    const sidecar = (spec.initContainers ?? []).find((c) => c["name"] === "tether-sidecar")!;
+    const args = (sidecar["args"] as string[]).join(" ");
+    expect(args).toMatch(/^--config \/etc\/tether\/sidecar\/envoy\.yaml /);
+    expect(args).toContain("--service-node $(TETHER_NODE_ID) --service-cluster team-a/agent/web");
     expect(sidecar["env"]).toEqual([
       { name: "TETHER_POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
       { name: "TETHER_POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
