@@ -17,6 +17,7 @@ import {
   httpBackends,
   podsOf,
   policyServerCluster,
+  prefixRoute,
   proxyRoutes,
   tlsBackends,
   tlsSecret,
@@ -64,6 +65,23 @@ describe("scenario fixtures (from examples/quick-start)", () => {
       backend: { serviceRef: { name: "ps-main", port: 8080 } },
     });
     expect(routes[1]?.spec["match"]).toEqual({ extensions: ["jsp"] });
+  });
+
+  it("moves one route to a new prefix, trimmed, to the demo HTTP backends (S9)", () => {
+    const route = parse(prefixRoute({ name: "s9", prefix: "/v7/" })) as {
+      kind: string;
+      metadata: { name: string };
+      spec: Record<string, unknown>;
+    };
+    expect(route.kind).toBe("ProxyRoute");
+    expect(route.metadata.name).toBe("s9");
+    expect(route.spec).toMatchObject({
+      agentRef: { name: "web" },
+      listenerPort: PROXY_PORT,
+      match: { pathPrefix: "/v7/" },
+      rewrite: { pathTrim: "/v7" },
+      backend: { serviceRef: { name: "app", port: 8080 } },
+    });
   });
 });
 

@@ -325,5 +325,26 @@ export function proxyRoutes(options: { backend?: string; listenerPort?: number }
     .join("---\n");
 }
 
+/**
+ * One ProxyRoute `name` on the Agent `web`: requests under `prefix` (e.g. `/v3/`) go to the demo
+ * servers `backend` with the prefix trimmed (`/v3/authorize` → `/authorize`). Applied again with
+ * another prefix, it is a config change whose effect a client sees: the new prefix answers.
+ */
+export function prefixRoute(options: { name: string; prefix: string; backend?: string }): string {
+  return stringify({
+    apiVersion: "tether.dev/v1alpha1",
+    kind: "ProxyRoute",
+    metadata: { name: options.name },
+    spec: {
+      agentRef: { name: "web" },
+      listenerPort: PROXY_PORT,
+      backend: { serviceRef: { name: options.backend ?? "app", port: PROXY_BACKEND_PORT } },
+      timeouts: { connect: "1s", retryInterval: "250ms", request: "30s" },
+      match: { pathPrefix: options.prefix },
+      rewrite: { pathTrim: options.prefix.replace(/\/$/, "") },
+    },
+  });
+}
+
 /** The sidecar's inbound HTTP port for the scenarios' ProxyRoutes. */
 export const PROXY_PORT = 8080;
