@@ -205,8 +205,9 @@ export async function status(io: PluginIo, scope: readonly string[]): Promise<nu
   const rows = [["KIND", "NAMESPACE", "NAME", "READY", "REASON", "REPLICAS", "CONFIG"]];
   for (const item of items) {
     const ready = condition(item, "Ready");
-    // The sidecars' acknowledged configuration, once the operator serves it over xDS and reports it.
-    const synced = condition(item, "ConfigSynced");
+    // Whether the sidecars accepted the config the operator pushes over xDS (ConfigRejected, set from
+    // their ACKs and NACKs); `-` before any sidecar answered.
+    const rejected = condition(item, "ConfigRejected");
     rows.push([
       item.kind ?? "?",
       item.metadata.namespace ?? "",
@@ -214,7 +215,11 @@ export async function status(io: PluginIo, scope: readonly string[]): Promise<nu
       ready?.status ?? "Unknown",
       ready?.reason ?? "",
       `${Number(item.status?.["readyReplicas"] ?? 0)}/${Number(item.spec?.["replicas"] ?? 1)}`,
-      synced === undefined ? "-" : synced.status === "True" ? "synced" : `stale (${synced.reason ?? "?"})`,
+      rejected === undefined
+        ? "-"
+        : rejected.status === "True"
+          ? `rejected (${rejected.reason ?? "?"})`
+          : "accepted",
     ]);
   }
   if (items.length === 0) io.out("No Agents or Brokers found.");
