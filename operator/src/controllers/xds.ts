@@ -96,6 +96,8 @@ export class XdsController {
   private readonly verdicts = new Map<string, ConditionUpdate>();
   private readonly dirty = new Set<string>();
   private scheduled: NodeJS.Immediate | undefined;
+  /** Open ADS streams per group, as counted at the start of the current flush. */
+  private streamCounts = new Map<string, number>();
   private ready = false;
 
   constructor(ctx: ControllerContext, options: XdsControllerOptions) {
@@ -151,6 +153,11 @@ export class XdsController {
   private flush(): void {
     const namespaces = [...this.dirty];
     this.dirty.clear();
+    // Open streams per group, counted once per flush (not once per group: that was quadratic).
+    this.streamCounts = new Map();
+    for (const st of this.options.server.streams()) {
+      this.streamCounts.set(st.group, (this.streamCounts.get(st.group) ?? 0) + 1);
+    }
     for (const ns of namespaces) {
       try {
         this.rebuildNamespace(ns);
@@ -237,7 +244,7 @@ export class XdsController {
     this.groups.set(group, { version: snapshot.version, typeHashes });
     this.options.server.setSnapshot(group, snapshot);
     // A push per connected sidecar of the group, per type whose resources changed.
-    const streams = this.options.server.streams().filter((st) => st.group === group).length;
+    const streams = this.streamCounts.get(group) ?? 0;
     for (const type of RESOURCE_TYPES) {
       if (previous?.typeHashes[type] !== typeHashes[type] && streams > 0) {
         this.options.metrics.xdsPushes.inc({ type }, streams);
