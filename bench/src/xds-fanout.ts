@@ -6,24 +6,30 @@
  * per sidecar pod, node id `<ns>/<agent>-<pod>`, group `<ns>/agent/<agent>`) subscribe like a
  * sidecar. Each change is a rolling-restart step written by hand (there is no kubelet): the slice's
  * newest pod turns terminating and a new one is ready. Latency per client runs from the PUT
- * returning to the client receiving the ClusterLoadAssignment with the new pod.
+ * returning to the client receiving the ClusterLoadAssignment with the new pod. A few real sidecar
+ * processes in a namespace of their own cross-check the light client.
  *
- * Run: `node bench/src/xds-fanout.ts [--sizes 100,1000] [--pods-per-agent 10] [--changes 20]`.
+ * Run: `node bench/src/xds-fanout.ts [--sizes 100,1000] [--pods-per-agent 10] [--changes 20] [--sidecars 5]`.
  * The control plane, the operator and this driver (with every client) share the machine.
  */
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { cpus, loadavg, totalmem } from "node:os";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { AdsFleet, type FleetMember } from "./fanout-fleet.ts";
-import { BenchError, freePort, Proc, runBench } from "./proc.ts";
+import { fanoutReport, type CrossCheck, type SizeResult } from "./fanout-report.ts";
+import { SidecarFleet } from "./fanout-sidecars.ts";
+import { BenchError, freePort, pause, Proc, runBench } from "./proc.ts";
 import { cpuSeconds, memory } from "./procstat.ts";
 
 const REPO = join(import.meta.dirname, "..", "..");
 const NS = "fanout";
+/** The cross-check's namespace: the operator rebuilds snapshots per namespace. */
+const NS_REAL = "fanout-real";
 const PSC = "ps";
+const PS_PORT = 44443;
 /** The cluster (and EDS service_name) of an Agent's managed policy servers. */
 const EDS_CLUSTER = "policy-server";
 
@@ -48,15 +54,6 @@ async function load<T>(relative: string): Promise<T> {
   return (await import(pathToFileURL(join(REPO, relative)).href)) as T;
 }
 
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
-}
-
-async function pause(ms: number): Promise<void> {
-  await new Promise<void>((resolve) => setTimeout(resolve, ms));
-}
-
 /** Polls `check` every `intervalMs` until it returns true; throws at the deadline. */
 async function until(
   what: string,
@@ -75,21 +72,32 @@ async function until(
   }
 }
 
-function agentsManifest(from: number, to: number): string {
-  const docs: string[] = [];
-  for (let a = from; a < to; a++) {
-    docs.push(`apiVersion: tether.dev/v1alpha1
+function agentManifest(namespace: string, name: string, listenerPort?: number): string {
+  return `apiVersion: tether.dev/v1alpha1
 kind: Agent
-metadata: {name: a-${String(a)}, namespace: ${NS}}
+metadata: {name: ${name}, namespace: ${namespace}}
 spec:
-  policyServerClusterRef: {name: ${PSC}}
-  template: {spec: {containers: [{name: agent, image: "agent:1"}]}}`);
-  }
-  return docs.join("\n---\n");
+  policyServerClusterRef: {name: ${PSC}}${listenerPort === undefined ? "" : `\n  listener: {port: ${String(listenerPort)}}`}
+  template: {spec: {containers: [{name: agent, image: "agent:1"}]}}`;
+}
+
+function pscManifest(namespace: string): string {
+  return `apiVersion: v1
+kind: Namespace
+metadata: {name: ${namespace}}
+---
+apiVersion: tether.dev/v1alpha1
+kind: PolicyServerCluster
+metadata: {name: ${PSC}, namespace: ${namespace}}
+spec:
+  port: ${String(PS_PORT)}
+  managed:
+    replicas: 3
+    template: {spec: {containers: [{name: ps, image: "ps:1"}]}}`;
 }
 
 /** Step `k` of a rolling restart of three policy-server pods: the previous new pod drains. */
-function sliceAt(k: number): { body: object; newest: string } {
+function sliceAt(namespace: string, k: number): { body: object; newest: string } {
   const ip = (n: number): string => `10.2.${String(Math.floor(n / 250))}.${String((n % 250) + 1)}`;
   const endpoint = (address: string, ready: boolean): object => ({
     addresses: [address],
@@ -103,29 +111,16 @@ function sliceAt(k: number): { body: object; newest: string } {
     body: {
       apiVersion: "discovery.k8s.io/v1",
       kind: "EndpointSlice",
-      metadata: { name: `${PSC}-fanout`, namespace: NS, labels: { "kubernetes.io/service-name": PSC } },
+      metadata: { name: `${PSC}-fanout`, namespace, labels: { "kubernetes.io/service-name": PSC } },
       addressType: "IPv4",
-      ports: [{ name: EDS_CLUSTER, port: 44443, protocol: "TCP" }],
+      ports: [{ name: EDS_CLUSTER, port: PS_PORT, protocol: "TCP" }],
       endpoints,
     },
   };
 }
 
-interface SizeResult {
-  readonly clients: number;
-  readonly agents: number;
-  readonly changes: number;
-  readonly latencies: number[];
-  readonly lastPerChange: number[];
-  readonly connectMs: number;
-  readonly operatorCpuDuringChanges: number;
-  readonly changesWallSeconds: number;
-  readonly driverCpuDuringChanges: number;
-  readonly rssConnectedMb: number;
-  readonly rssMaxMb: number;
-  readonly hwmMb: number;
-  readonly pushes: number;
-}
+const slicePath = (namespace: string): string =>
+  `/apis/discovery.k8s.io/v1/namespaces/${namespace}/endpointslices`;
 
 async function metricSum(adminAddress: string, name: string): Promise<number> {
   const text = await (
@@ -153,12 +148,191 @@ async function operatorQuiet(pid: number, timeoutMs: number): Promise<void> {
   );
 }
 
-async function main(): Promise<void> {
+class Bench {
+  private readonly client: KubeClient;
+  private readonly kubectl: (args: string[], input?: string) => Promise<void>;
+  private readonly steps = new Map<string, number>();
+
+  constructor(client: KubeClient, kubectl: (args: string[], input?: string) => Promise<void>) {
+    this.client = client;
+    this.kubectl = kubectl;
+  }
+
+  newest(namespace: string): string {
+    return sliceAt(namespace, this.steps.get(namespace) ?? 0).newest;
+  }
+
+  async createSlice(namespace: string): Promise<void> {
+    this.steps.set(namespace, 0);
+    await this.client.request("POST", slicePath(namespace), { body: sliceAt(namespace, 0).body });
+  }
+
+  /** The next rolling step: the new pod's address, and the write (resolves when the PUT returned). */
+  nextChange(namespace: string): { newest: string; write: () => Promise<number> } {
+    const step = (this.steps.get(namespace) ?? 0) + 1;
+    const { body, newest } = sliceAt(namespace, step);
+    const write = async (): Promise<number> => {
+      this.steps.set(namespace, step);
+      await this.client.request("PUT", `${slicePath(namespace)}/${PSC}-fanout`, { body });
+      return performance.now();
+    };
+    return { newest, write };
+  }
+
+  async createAgents(namespace: string, manifests: readonly string[]): Promise<void> {
+    for (let i = 0; i < manifests.length; i += 300)
+      await this.kubectl(["create", "-f", "-"], manifests.slice(i, i + 300).join("\n---\n"));
+    await until(
+      `${String(manifests.length)} Agents in ${namespace} reconciled`,
+      async () => {
+        const list = await this.client.request<AgentList>(
+          "GET",
+          `/apis/tether.dev/v1alpha1/namespaces/${namespace}/agents`,
+        );
+        const done = list.items.filter((o) => o.status?.observedGeneration === o.metadata.generation);
+        return done.length >= list.items.length;
+      },
+      300_000,
+      1000,
+    );
+  }
+}
+
+async function measureSize(
+  bench: Bench,
+  fleet: AdsFleet,
+  operator: { pid: number; admin: string },
+  size: { clients: number; agents: number; changes: number },
+): Promise<SizeResult> {
+  const { pid } = operator;
+  await operatorQuiet(pid, 120_000);
+  // Sidecar i is a pod of Agent i mod agents: every Agent gets ~clients/agents sidecars.
+  const members: FleetMember[] = [];
+  for (let i = fleet.size; i < size.clients; i++) {
+    const agent = `a-${String(i % size.agents)}`;
+    members.push({ nodeId: `${NS}/${agent}-${String(i)}`, group: `${NS}/agent/${agent}` });
+  }
+  const connectStart = performance.now();
+  await fleet.connect(members);
+  const current = bench.newest(NS);
+  await until(
+    `${String(size.clients)} clients with EDS`,
+    () => Promise.resolve(fleet.holding(current) === size.clients),
+    120_000,
+    50,
+  );
+  const connectMs = performance.now() - connectStart;
+  await operatorQuiet(pid, 60_000);
+  const rssConnectedMb = memory(pid).rssMb;
+
+  const pushesBefore = await metricSum(operator.admin, "tether_operator_xds_pushes_total");
+  const latencies: number[] = [];
+  const lastPerChange: number[] = [];
+  let rssMaxMb = rssConnectedMb;
+  const cpuBefore = cpuSeconds(pid);
+  const driverBefore = process.cpuUsage();
+  const wallBefore = performance.now();
+  for (let c = 0; c < size.changes; c++) {
+    // Armed before the write: the operator may push before the PUT's answer reaches this process.
+    const { newest, write } = bench.nextChange(NS);
+    const arrived = fleet.expect(newest, 60_000);
+    const written = await write();
+    const seen = await arrived;
+    let last = 0;
+    for (const at of seen.values()) {
+      latencies.push(at - written);
+      last = Math.max(last, at - written);
+    }
+    lastPerChange.push(last);
+    rssMaxMb = Math.max(rssMaxMb, memory(pid).rssMb);
+    // Let this change's ACKs land before the next (a rollout's steps are seconds apart).
+    await pause(300);
+  }
+  const driverCpu = process.cpuUsage(driverBefore);
+  return {
+    ...size,
+    latencies: latencies.sort((a, b) => a - b),
+    lastPerChange: lastPerChange.sort((a, b) => a - b),
+    connectMs,
+    operatorCpuDuringChanges: cpuSeconds(pid) - cpuBefore,
+    changesWallSeconds: (performance.now() - wallBefore) / 1000,
+    driverCpuDuringChanges: (driverCpu.user + driverCpu.system) / 1e6,
+    rssConnectedMb,
+    rssMaxMb,
+    hwmMb: memory(pid).hwmMb,
+    pushes: (await metricSum(operator.admin, "tether_operator_xds_pushes_total")) - pushesBefore,
+  };
+}
+
+/** K real sidecars (one Agent each: their listeners need distinct ports) and K light clients. */
+async function crossCheck(
+  bench: Bench,
+  xdsPort: number,
+  sidecars: number,
+  changes: number,
+): Promise<CrossCheck> {
+  const manifests: string[] = [];
+  for (let i = 0; i < sidecars; i++)
+    manifests.push(agentManifest(NS_REAL, `sc-${String(i)}`, await freePort()));
+  await bench.createAgents(NS_REAL, manifests);
+  const groups = Array.from({ length: sidecars }, (_, i) => `${NS_REAL}/agent/sc-${String(i)}`);
+  const dir = mkdtempSync(join(tmpdir(), "tether-xds-fanout-"));
+  const real = new SidecarFleet(EDS_CLUSTER);
+  const light = new AdsFleet({ host: "127.0.0.1", port: xdsPort }, EDS_CLUSTER);
+  try {
+    await real.start(
+      REPO,
+      dir,
+      groups.map((group, i) => ({ nodeId: `${NS_REAL}/sc-${String(i)}-0`, group })),
+      xdsPort,
+    );
+    await light.connect(groups.map((group, i) => ({ nodeId: `${NS_REAL}/sc-${String(i)}-1`, group })));
+    const current = bench.newest(NS_REAL);
+    await real.expect(`${current}:${String(PS_PORT)}`, 60_000);
+    await until(
+      "light clients with EDS",
+      () => Promise.resolve(light.holding(current) === sidecars),
+      60_000,
+      50,
+    );
+    const realMs: number[] = [];
+    const lightMs: number[] = [];
+    for (let c = 0; c < changes; c++) {
+      const { newest, write } = bench.nextChange(NS_REAL);
+      const lightArrived = light.expect(newest, 60_000);
+      const realArrived = real.expect(`${newest}:${String(PS_PORT)}`, 60_000);
+      const written = await write();
+      for (const at of (await lightArrived).values()) lightMs.push(at - written);
+      for (const at of await realArrived) realMs.push(at - written);
+      await pause(300);
+    }
+    return {
+      sidecars,
+      changes,
+      real: realMs.sort((a, b) => a - b),
+      light: lightMs.sort((a, b) => a - b),
+      sidecarRssMb: real.pids.map((pid) => memory(pid).rssMb),
+    };
+  } finally {
+    await light.stop();
+    await real.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function options(): {
+  sizes: number[];
+  podsPerAgent: number;
+  changes: number;
+  sidecars: number;
+  command: string;
+} {
   const { values } = parseArgs({
     options: {
       sizes: { type: "string", default: "100,1000" },
       "pods-per-agent": { type: "string", default: "10" },
       changes: { type: "string", default: "20" },
+      sidecars: { type: "string", default: "5" },
     },
   });
   const sizes = values.sizes
@@ -167,25 +341,32 @@ async function main(): Promise<void> {
     .sort((a, b) => a - b);
   const podsPerAgent = Number(values["pods-per-agent"]);
   const changes = Number(values.changes);
-  if (
-    sizes.some((n) => !Number.isInteger(n) || n < 1 || n > 5000) ||
-    !(podsPerAgent >= 1) ||
-    !(changes >= 1 && changes <= 200)
-  )
+  const sidecars = Number(values.sidecars);
+  const ok =
+    sizes.every((n) => Number.isInteger(n) && n >= 1 && n <= 5000) &&
+    Number.isInteger(podsPerAgent) &&
+    podsPerAgent >= 1 &&
+    Number.isInteger(changes) &&
+    changes >= 1 &&
+    changes <= 200 &&
+    Number.isInteger(sidecars) &&
+    sidecars >= 0 &&
+    sidecars <= 20;
+  if (!ok)
     throw new BenchError(
       "TETHER_ERR_BENCH_ARGS",
-      "--sizes 1..5000 each, --pods-per-agent ≥ 1, --changes 1..200",
+      "--sizes: 1..5000 each; --pods-per-agent ≥ 1; --changes 1..200; --sidecars 0..20",
     );
+  const command = `node bench/src/xds-fanout.ts --sizes ${sizes.join(",")} --pods-per-agent ${String(podsPerAgent)} --changes ${String(changes)} --sidecars ${String(sidecars)}`;
+  return { sizes, podsPerAgent, changes, sidecars, command };
+}
+
+async function main(): Promise<void> {
+  const opts = options();
   const loadAtStart = readFileSync("/proc/loadavg", "utf8").trim();
   const startedAt = new Date();
-
-  execFileSync(
-    process.execPath,
-    [join(REPO, "node_modules", "typescript", "bin", "tsc"), "-b", "xds", "operator"],
-    {
-      cwd: REPO,
-    },
-  );
+  const tsc = join(REPO, "node_modules", "typescript", "bin", "tsc");
+  execFileSync(process.execPath, [tsc, "-b", "xds", "operator", "sidecar"], { cwd: REPO });
   const { startControlPlane } = await load<{ startControlPlane: () => Promise<ControlPlane> }>(
     "e2e/src/controlplane/index.ts",
   );
@@ -212,22 +393,12 @@ async function main(): Promise<void> {
       "crd/agents.tether.dev",
       "crd/policyserverclusters.tether.dev",
     ]);
-    await kubectl(["create", "namespace", NS]);
-    await kubectl(
-      ["create", "-f", "-"],
-      `apiVersion: tether.dev/v1alpha1
-kind: PolicyServerCluster
-metadata: {name: ${PSC}, namespace: ${NS}}
-spec:
-  port: 44443
-  managed:
-    replicas: 3
-    template: {spec: {containers: [{name: ps, image: "ps:1"}]}}`,
-    );
     const client = await Client.create({}, cp.kubeconfigPath);
-    const slicePath = `/apis/discovery.k8s.io/v1/namespaces/${NS}/endpointslices`;
-    let step = 0;
-    await client.request("POST", slicePath, { body: sliceAt(step).body });
+    const bench = new Bench(client, kubectl);
+    for (const ns of [NS, NS_REAL]) {
+      await kubectl(["create", "-f", "-"], pscManifest(ns));
+      await bench.createSlice(ns);
+    }
 
     const xdsPort = await freePort();
     operator = new Proc({
@@ -235,179 +406,41 @@ spec:
       command: process.execPath,
       args: [
         join(REPO, "operator", "bin", "tether-operator.js"),
-        "--leader-elect",
-        "false",
-        "--resync-period",
-        "0",
-        "--namespaces",
-        NS,
-        "--admin-address",
-        "127.0.0.1:0",
-        "--xds-address",
-        `127.0.0.1:${String(xdsPort)}`,
-        "--xds-service",
-        "tether-xds.tether-system",
-        "--log-level",
-        "info",
+        ...["--leader-elect", "false", "--resync-period", "0", "--namespaces", `${NS},${NS_REAL}`],
+        ...["--admin-address", "127.0.0.1:0", "--xds-address", `127.0.0.1:${String(xdsPort)}`],
+        ...["--xds-service", "tether-xds.tether-system", "--log-level", "info"],
       ],
       cwd: REPO,
       env: { PATH: process.env["PATH"] ?? "", KUBECONFIG: cp.kubeconfigPath },
     });
-    const adminAddress = await operator.waitForStdoutLine((l) => /"admin":"([^"]+)"/.exec(l)?.[1], 30_000);
+    const admin = await operator.waitForStdoutLine((l) => /"admin":"([^"]+)"/.exec(l)?.[1], 30_000);
     const pid = operator.pid;
     fleet = new AdsFleet({ host: "127.0.0.1", port: xdsPort }, EDS_CLUSTER);
 
     const results: SizeResult[] = [];
     let agents = 0;
-    for (const size of sizes) {
-      // More Agents for this size, reconciled, and the operator idle again before clients connect.
-      const wantAgents = Math.ceil(size / podsPerAgent);
-      for (let a = agents; a < wantAgents; a += 300)
-        await kubectl(["create", "-f", "-"], agentsManifest(a, Math.min(wantAgents, a + 300)));
-      agents = Math.max(agents, wantAgents);
-      await until(
-        `${String(agents)} Agents reconciled`,
-        async () => {
-          const list = await client.request<AgentList>(
-            "GET",
-            `/apis/tether.dev/v1alpha1/namespaces/${NS}/agents`,
-          );
-          return (
-            list.items.filter((o) => o.status?.observedGeneration === o.metadata.generation).length >= agents
-          );
-        },
-        300_000,
-        1000,
+    for (const clients of opts.sizes) {
+      const want = Math.ceil(clients / opts.podsPerAgent);
+      const manifests: string[] = [];
+      for (let a = agents; a < want; a++) manifests.push(agentManifest(NS, `a-${String(a)}`));
+      await bench.createAgents(NS, manifests);
+      agents = Math.max(agents, want);
+      results.push(
+        await measureSize(bench, fleet, { pid, admin }, { clients, agents, changes: opts.changes }),
       );
-      await operatorQuiet(pid, 120_000);
-
-      // Sidecar i is pod i of Agent i mod agents: every Agent gets ~size/agents sidecars.
-      const members: FleetMember[] = [];
-      for (let i = fleet.size; i < size; i++) {
-        const agent = `a-${String(i % agents)}`;
-        members.push({ nodeId: `${NS}/${agent}-${String(i)}`, group: `${NS}/agent/${agent}` });
-      }
-      const connectStart = performance.now();
-      await fleet.connect(members);
-      const current = sliceAt(step).newest;
-      await until(
-        `${String(size)} clients with EDS`,
-        () => Promise.resolve(fleet?.holding(current) === size),
-        120_000,
-        50,
-      );
-      const connectMs = performance.now() - connectStart;
-      await operatorQuiet(pid, 60_000);
-      const rssConnectedMb = memory(pid).rssMb;
-
-      const pushesBefore = await metricSum(adminAddress, "tether_operator_xds_pushes_total");
-      const latencies: number[] = [];
-      const lastPerChange: number[] = [];
-      let rssMaxMb = rssConnectedMb;
-      const cpuBefore = cpuSeconds(pid);
-      const driverBefore = process.cpuUsage();
-      const wallBefore = performance.now();
-      for (let c = 0; c < changes; c++) {
-        step++;
-        const { body, newest } = sliceAt(step);
-        const arrived = fleet.expect(newest, 60_000);
-        await client.request("PUT", `${slicePath}/${PSC}-fanout`, { body });
-        const written = performance.now();
-        const seen = await arrived;
-        let last = 0;
-        for (const at of seen.values()) {
-          latencies.push(at - written);
-          last = Math.max(last, at - written);
-        }
-        lastPerChange.push(last);
-        rssMaxMb = Math.max(rssMaxMb, memory(pid).rssMb);
-        // Let the ACKs of this change land before the next one (a rollout's steps are seconds apart).
-        await pause(300);
-      }
-      const changesWallSeconds = (performance.now() - wallBefore) / 1000;
-      const driverCpu = process.cpuUsage(driverBefore);
-      const operatorCpuDuringChanges = cpuSeconds(pid) - cpuBefore;
-      latencies.sort((a, b) => a - b);
-      lastPerChange.sort((a, b) => a - b);
-      results.push({
-        clients: size,
-        agents,
-        changes,
-        latencies,
-        lastPerChange,
-        connectMs,
-        operatorCpuDuringChanges,
-        changesWallSeconds,
-        driverCpuDuringChanges: (driverCpu.user + driverCpu.system) / 1e6,
-        rssConnectedMb,
-        rssMaxMb,
-        hwmMb: memory(pid).hwmMb,
-        pushes: (await metricSum(adminAddress, "tether_operator_xds_pushes_total")) - pushesBefore,
-      });
-      process.stderr.write(`xds-fanout: ${String(size)} clients done\n`);
+      process.stderr.write(`xds-fanout: ${String(clients)} clients done\n`);
     }
-    process.stdout.write(report(results, { podsPerAgent, changes, sizes, loadAtStart, startedAt }));
     await fleet.stop();
     fleet = undefined;
+    const cross =
+      opts.sidecars === 0 ? undefined : await crossCheck(bench, xdsPort, opts.sidecars, opts.changes);
+    process.stdout.write(fanoutReport(results, cross, { command: opts.command, loadAtStart, startedAt }));
     await client.close();
   } finally {
     await fleet?.stop();
     await operator?.stop();
     await cp.stop();
   }
-}
-
-function report(
-  results: readonly SizeResult[],
-  run: {
-    podsPerAgent: number;
-    changes: number;
-    sizes: readonly number[];
-    loadAtStart: string;
-    startedAt: Date;
-  },
-): string {
-  const ms = (v: number): string => `${v.toFixed(1)} ms`;
-  const cpu = cpus()[0]?.model ?? "unknown CPU";
-  const lines = [
-    `### xDS fan-out (${run.startedAt.toISOString().slice(0, 16).replace("T", " ")} UTC)`,
-    "",
-    `Machine: ${String(cpus().length)} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}; etcd, kube-apiserver, the operator and the driver (every ADS client) on the same machine.`,
-    `Command: \`node bench/src/xds-fanout.ts --sizes ${run.sizes.join(",")} --pods-per-agent ${String(run.podsPerAgent)} --changes ${String(run.changes)}\``,
-    `Load average (/proc/loadavg) at start: ${run.loadAtStart}; at end: ${readFileSync("/proc/loadavg", "utf8").trim()} (1-min load ${loadavg()[0]?.toFixed(2) ?? "?"}).`,
-    "",
-    "| sidecars (ADS clients) | Agents (groups) | connect → all have EDS | change → client: p50 | p99 | max | change → last client: median | operator CPU per change | pushes per change |",
-    "|---|---|---|---|---|---|---|---|---|",
-  ];
-  for (const r of results) {
-    lines.push(
-      `| ${String(r.clients)} | ${String(r.agents)} | ${(r.connectMs / 1000).toFixed(2)} s | ${ms(percentile(r.latencies, 50))} | ${ms(percentile(r.latencies, 99))} | ${ms(r.latencies.at(-1) ?? Number.NaN)} | ${ms(percentile(r.lastPerChange, 50))} | ${((r.operatorCpuDuringChanges / r.changes) * 1000).toFixed(0)} ms | ${(r.pushes / r.changes).toFixed(0)} |`,
-    );
-  }
-  lines.push(
-    "",
-    "| operator process (/proc) | " + results.map((r) => `${String(r.clients)} sidecars`).join(" | ") + " |",
-    "|---|" + results.map(() => "---|").join(""),
-    "| VmRSS, all clients connected, idle | " +
-      results.map((r) => `${r.rssConnectedMb.toFixed(0)} MiB`).join(" | ") +
-      " |",
-    "| VmRSS, largest after a change | " +
-      results.map((r) => `${r.rssMaxMb.toFixed(0)} MiB`).join(" | ") +
-      " |",
-    "| VmHWM (peak since start) | " + results.map((r) => `${r.hwmMb.toFixed(0)} MiB`).join(" | ") + " |",
-    `| CPU during the ${String(run.changes)} changes (utime+stime) | ` +
-      results
-        .map(
-          (r) => `${r.operatorCpuDuringChanges.toFixed(2)} s over ${r.changesWallSeconds.toFixed(1)} s wall`,
-        )
-        .join(" | ") +
-      " |",
-    "| driver CPU (all ADS clients) during the changes | " +
-      results.map((r) => `${r.driverCpuDuringChanges.toFixed(2)} s`).join(" | ") +
-      " |",
-    "",
-  );
-  return `${lines.join("\n")}\n`;
 }
 
 runBench(main);
