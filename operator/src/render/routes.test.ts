@@ -11,7 +11,7 @@ import {
   type RouteContext,
 } from "./routes.ts";
 import { HTTP_PROTOCOL_OPTIONS, TYPE_HCM, TYPE_UPSTREAM_TLS, type EnvoyObject } from "./envoy.ts";
-import { Re2Regex, Rewrite } from "../../../sidecar/src/config/regex.ts";
+import { Re2Regex, Rewrite } from "@tether/envoy";
 
 const ctx = (over: Partial<RouteContext> = {}): RouteContext => ({
   namespace: "default",

@@ -2,6 +2,12 @@
 // "s" suffix ("1.5s", "0.250s", "30s"). Parsed once at the config edge into milliseconds.
 const DURATION = /^(\d+)(?:\.(\d{1,9}))?s$/;
 
+/**
+ * The longest delay Node's setTimeout / setInterval honour: 2^31 − 1 ms, about 24.8 days. A longer one
+ * fires after 1 ms, so config durations that arm timers are bounded by it at load.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** google.protobuf.Duration's range: ±315,576,000,000 s (10,000 years). */
 export const MAX_PROTOBUF_DURATION_MS = 315_576_000_000 * 1000;
 
