@@ -6,3 +6,4 @@ export * from "./access-log-format.ts";
 export * from "./response-flags.ts";
 export * from "./duration.ts";
 export * from "./regex.ts";
+export * from "./retry.ts";

@@ -4,9 +4,9 @@
  */
 import type { AgentSpec, PolicyServerClusterSpec } from "../api/index.ts";
 import { parseDuration } from "../api/index.ts";
+import { attemptsWithin, DECISION_CACHE_TYPE, HCM_TYPE, TCP_PROXY_TYPE } from "@tether/envoy";
 import {
   admin,
-  attemptsWithin,
   discoveryType,
   envoyDuration,
   healthCheck,
@@ -18,9 +18,6 @@ import {
   routerFilter,
   socketAddress,
   tlsTransportSocket,
-  TYPE_DECISION_CACHE,
-  TYPE_HCM,
-  TYPE_TCP_PROXY,
   type EnvoyObject,
   type UpstreamServer,
 } from "./envoy.ts";
@@ -188,7 +185,7 @@ function tcpListenerFilter(spec: AgentSpec): EnvoyObject {
   return {
     name: "envoy.filters.network.tcp_proxy",
     typed_config: {
-      "@type": TYPE_TCP_PROXY,
+      "@type": TCP_PROXY_TYPE,
       stat_prefix: "policy_server",
       cluster: POLICY_SERVER_CLUSTER,
       // pool.idleTimeout: an idle connection is closed before a server or a middlebox drops it
@@ -212,7 +209,7 @@ function tcpListenerFilter(spec: AgentSpec): EnvoyObject {
  */
 function decisionCacheFilter(spec: AgentSpec): EnvoyObject {
   const config: EnvoyObject = {
-    "@type": TYPE_DECISION_CACHE,
+    "@type": DECISION_CACHE_TYPE,
     ttl: envoyDuration(spec.cache.ttl),
     notifications: true,
     key_headers: [...spec.cache.keyHeaders],
@@ -267,7 +264,7 @@ function httpListenerFilter(spec: AgentSpec): EnvoyObject {
   return {
     name: "envoy.filters.network.http_connection_manager",
     typed_config: {
-      "@type": TYPE_HCM,
+      "@type": HCM_TYPE,
       stat_prefix: "policy_server",
       codec_type: "AUTO",
       route_config: {

@@ -5,6 +5,7 @@
 import type { BrokerSpec } from "../api/index.ts";
 import type { Deployment, RenderOptions } from "./agent.ts";
 import { bootstrapYaml, type ConfigMap } from "./configmap.ts";
+import { PROXY_PROTOCOL_UPSTREAM_TYPE, RAW_BUFFER_TYPE, TCP_PROXY_TYPE } from "@tether/envoy";
 import {
   admin,
   discoveryType,
@@ -17,9 +18,6 @@ import {
   publicAdminListener,
   socketAddress,
   tlsTransportSocket,
-  TYPE_PROXY_PROTOCOL_UPSTREAM,
-  TYPE_RAW_BUFFER,
-  TYPE_TCP_PROXY,
   type EnvoyObject,
   requiredPort,
   type UpstreamServer,
@@ -106,7 +104,7 @@ export function renderBrokerBootstrap(input: BrokerInput): EnvoyObject {
   if (spec.proxyProtocol === "v2") {
     cluster["transport_socket"] = withProxyProtocol(spec, {
       name: "envoy.transport_sockets.raw_buffer",
-      typed_config: { "@type": TYPE_RAW_BUFFER },
+      typed_config: { "@type": RAW_BUFFER_TYPE },
     });
   }
   const listener: EnvoyObject = {
@@ -118,7 +116,7 @@ export function renderBrokerBootstrap(input: BrokerInput): EnvoyObject {
           {
             name: "envoy.filters.network.tcp_proxy",
             typed_config: {
-              "@type": TYPE_TCP_PROXY,
+              "@type": TCP_PROXY_TYPE,
               stat_prefix: "broker",
               cluster: BROKER_CLUSTER,
               idle_timeout: envoyDuration(spec.idleTimeout),
@@ -170,7 +168,7 @@ function withProxyProtocol(spec: BrokerSpec, inner: EnvoyObject): EnvoyObject {
   return {
     name: "envoy.transport_sockets.upstream_proxy_protocol",
     typed_config: {
-      "@type": TYPE_PROXY_PROTOCOL_UPSTREAM,
+      "@type": PROXY_PROTOCOL_UPSTREAM_TYPE,
       config: { version: "V2" },
       transport_socket: inner,
     },

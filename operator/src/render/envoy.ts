@@ -3,21 +3,15 @@
  * sidecar/README.md ("Supported configuration"), with Envoy's names and @type URLs, so the same file
  * runs on real Envoy. Where Tether's default differs from Envoy's, the field is written explicitly.
  */
-import { parseDuration, toEnvoyDuration } from "../api/index.ts";
-
-export const TYPE_TCP_PROXY = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
-export const TYPE_HCM =
-  "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-export const TYPE_ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
-export const HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
-export const TYPE_HTTP_PROTOCOL_OPTIONS = `type.googleapis.com/${HTTP_PROTOCOL_OPTIONS}`;
-export const TYPE_UPSTREAM_TLS =
-  "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
-export const TYPE_PROXY_PROTOCOL_UPSTREAM =
-  "type.googleapis.com/envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport";
-export const TYPE_RAW_BUFFER =
-  "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer";
-export const TYPE_DECISION_CACHE = "type.googleapis.com/tether.v1alpha1.DecisionCache";
+import {
+  HCM_TYPE,
+  HTTP_PROTOCOL_OPTIONS_KEY,
+  HTTP_PROTOCOL_OPTIONS_TYPE,
+  ROUTER_TYPE,
+  UPSTREAM_TLS_TYPE,
+  toEnvoyDuration,
+} from "@tether/envoy";
+import { parseDuration } from "../api/index.ts";
 
 /** A JSON object of Envoy config; built by the functions below, serialized to YAML as is. */
 export type EnvoyObject = Record<string, unknown>;
@@ -147,8 +141,8 @@ export function httpProtocolOptions(idleTimeout: string, maxRequestsPerConnectio
   const common: EnvoyObject = { idle_timeout: envoyDuration(idleTimeout) };
   if (maxRequestsPerConnection > 0) common["max_requests_per_connection"] = maxRequestsPerConnection;
   return {
-    [HTTP_PROTOCOL_OPTIONS]: {
-      "@type": TYPE_HTTP_PROTOCOL_OPTIONS,
+    [HTTP_PROTOCOL_OPTIONS_KEY]: {
+      "@type": HTTP_PROTOCOL_OPTIONS_TYPE,
       common_http_protocol_options: common,
       explicit_http_config: { http_protocol_options: {} },
     },
@@ -183,33 +177,14 @@ export function tlsTransportSocket(tls: UpstreamTls): EnvoyObject {
       },
     ];
   }
-  const context: EnvoyObject = { "@type": TYPE_UPSTREAM_TLS };
+  const context: EnvoyObject = { "@type": UPSTREAM_TLS_TYPE };
   if (tls.serverName !== undefined && tls.serverName !== "") context["sni"] = tls.serverName;
   context["common_tls_context"] = common;
   return { name: "envoy.transport_sockets.tls", typed_config: context };
 }
 
 export function routerFilter(): EnvoyObject {
-  return { name: "envoy.filters.http.router", typed_config: { "@type": TYPE_ROUTER } };
-}
-
-/**
- * How many attempts fit in `holdMs` with jittered exponential back-off from `baseMs` up to `maxMs`.
- * Envoy waits a uniform random time below the current step, so the expected wait is half a step;
- * the count is chosen so that the expected total back-off reaches the hold time. At least 1.
- */
-export function attemptsWithin(holdMs: number, baseMs: number, maxMs: number, limit = 1000): number {
-  let attempts = 1;
-  let elapsed = 0;
-  let step = baseMs;
-  while (attempts < limit && step > 0) {
-    const expectedWait = Math.min(step, maxMs) / 2;
-    if (elapsed + expectedWait > holdMs) break;
-    elapsed += expectedWait;
-    attempts++;
-    step = Math.min(step * 2, maxMs);
-  }
-  return attempts;
+  return { name: "envoy.filters.http.router", typed_config: { "@type": ROUTER_TYPE } };
 }
 
 /**
@@ -251,7 +226,7 @@ export function publicAdminListener(port: number): EnvoyObject {
           {
             name: "envoy.filters.network.http_connection_manager",
             typed_config: {
-              "@type": TYPE_HCM,
+              "@type": HCM_TYPE,
               stat_prefix: PUBLIC_ADMIN_STAT_PREFIX,
               codec_type: "AUTO",
               route_config: {

@@ -3,6 +3,7 @@
  * an Agent accepts, so the Agent's config and each route's status always agree.
  */
 import type { ProxyRouteSpec } from "../api/index.ts";
+import { HCM_TYPE } from "@tether/envoy";
 import {
   discoveryType,
   envoyDuration,
@@ -13,7 +14,6 @@ import {
   routerFilter,
   socketAddress,
   tlsTransportSocket,
-  TYPE_HCM,
   type EnvoyObject,
   requiredPort,
   type UpstreamServer,
@@ -429,7 +429,7 @@ export function renderRoutes(
               {
                 name: "envoy.filters.network.http_connection_manager",
                 typed_config: {
-                  "@type": TYPE_HCM,
+                  "@type": HCM_TYPE,
                   stat_prefix: `http_${port}`,
                   codec_type: "AUTO",
                   route_config: {

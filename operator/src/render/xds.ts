@@ -4,14 +4,8 @@
  * dynamic listeners and clusters the operator's ADS server pushes, with in-cluster Service backends
  * turned into EDS clusters.
  */
-import {
-  LOCAL_ADMIN_CLUSTER,
-  PUBLIC_ADMIN_LISTENER,
-  HTTP_PROTOCOL_OPTIONS,
-  TYPE_HTTP_PROTOCOL_OPTIONS,
-  loadAssignment,
-  type EnvoyObject,
-} from "./envoy.ts";
+import { HTTP_PROTOCOL_OPTIONS_KEY, HTTP_PROTOCOL_OPTIONS_TYPE } from "@tether/envoy";
+import { LOCAL_ADMIN_CLUSTER, PUBLIC_ADMIN_LISTENER, loadAssignment, type EnvoyObject } from "./envoy.ts";
 
 /** The static cluster the sidecar reaches the operator's ADS server through. */
 export const XDS_CLUSTER = "tether_xds";
@@ -52,8 +46,8 @@ export function xdsCluster(target: XdsTarget): EnvoyObject {
     lb_policy: "ROUND_ROBIN",
     load_assignment: loadAssignment(XDS_CLUSTER, [{ host: target.host, port: target.port, priority: 0 }]),
     typed_extension_protocol_options: {
-      [HTTP_PROTOCOL_OPTIONS]: {
-        "@type": TYPE_HTTP_PROTOCOL_OPTIONS,
+      [HTTP_PROTOCOL_OPTIONS_KEY]: {
+        "@type": HTTP_PROTOCOL_OPTIONS_TYPE,
         explicit_http_config: { http2_protocol_options: {} },
       },
     },
