@@ -7,3 +7,4 @@ export * from "./response-flags.ts";
 export * from "./duration.ts";
 export * from "./regex.ts";
 export * from "./retry.ts";
+export type * from "./input.ts";

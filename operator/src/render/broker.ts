@@ -5,7 +5,17 @@
 import type { BrokerSpec } from "../api/index.ts";
 import type { Deployment, RenderOptions } from "./agent.ts";
 import { bootstrapYaml, type ConfigMap } from "./configmap.ts";
-import { PROXY_PROTOCOL_UPSTREAM_TYPE, RAW_BUFFER_TYPE, TCP_PROXY_TYPE } from "@tether/envoy";
+import {
+  PROXY_PROTOCOL_UPSTREAM_TYPE,
+  RAW_BUFFER_TYPE,
+  TCP_PROXY_TYPE,
+  type BootstrapInput,
+  type ClusterInput,
+  type HealthCheckInput,
+  type InnerTransportSocketInput,
+  type ListenerInput,
+  type TransportSocketInput,
+} from "@tether/envoy";
 import {
   admin,
   discoveryType,
@@ -18,7 +28,6 @@ import {
   publicAdminListener,
   socketAddress,
   tlsTransportSocket,
-  type EnvoyObject,
   requiredPort,
   type UpstreamServer,
 } from "./envoy.ts";
@@ -78,10 +87,10 @@ export function brokerBackends(spec: BrokerSpec, namespace: string, clusterDomai
   }));
 }
 
-export function renderBrokerBootstrap(input: BrokerInput): EnvoyObject {
+export function renderBrokerBootstrap(input: BrokerInput): BootstrapInput {
   const { spec, owner } = input;
   const servers = brokerBackends(spec, owner.namespace, input.options.clusterDomain);
-  const cluster: EnvoyObject = {
+  const cluster: ClusterInput = {
     name: BROKER_CLUSTER,
     type: discoveryType(servers),
     connect_timeout: "5s",
@@ -93,7 +102,7 @@ export function renderBrokerBootstrap(input: BrokerInput): EnvoyObject {
   };
   if (spec.healthCheck.type === "tls") {
     // Traffic stays raw TCP (passthrough); only the check's connections pick this TLS socket.
-    cluster["transport_socket_matches"] = [
+    cluster.transport_socket_matches = [
       {
         name: TLS_HEALTH_CHECK_SOCKET,
         match: { ...TLS_HEALTH_CHECK_MATCH },
@@ -102,12 +111,12 @@ export function renderBrokerBootstrap(input: BrokerInput): EnvoyObject {
     ];
   }
   if (spec.proxyProtocol === "v2") {
-    cluster["transport_socket"] = withProxyProtocol(spec, {
+    cluster.transport_socket = withProxyProtocol(spec, {
       name: "envoy.transport_sockets.raw_buffer",
       typed_config: { "@type": RAW_BUFFER_TYPE },
     });
   }
-  const listener: EnvoyObject = {
+  const listener: ListenerInput = {
     name: BROKER_LISTENER,
     address: socketAddress("0.0.0.0", spec.port),
     filter_chains: [
@@ -131,7 +140,7 @@ export function renderBrokerBootstrap(input: BrokerInput): EnvoyObject {
     ],
   };
   const group = xdsGroup(owner.namespace, "broker", owner.name);
-  const bootstrap: EnvoyObject = {
+  const bootstrap: BootstrapInput = {
     node: { id: `${owner.namespace}/${owner.name}`, cluster: group },
     admin: admin(brokerLocalAdminPort(spec)),
     static_resources: {
@@ -155,15 +164,14 @@ export function brokerEdsServices(input: BrokerInput): EdsService[] {
  * so it passes only when the TLS handshake completes. The backends' certificates are not verified
  * (the Broker names no CA): the check proves the backend speaks TLS, not who it is.
  */
-function brokerHealthCheck(spec: BrokerSpec): EnvoyObject {
+function brokerHealthCheck(spec: BrokerSpec): HealthCheckInput {
   const check = healthCheck({ ...spec.healthCheck, type: "tcp" });
-  if (spec.healthCheck.type === "tls")
-    check["transport_socket_match_criteria"] = { ...TLS_HEALTH_CHECK_MATCH };
+  if (spec.healthCheck.type === "tls") check.transport_socket_match_criteria = { ...TLS_HEALTH_CHECK_MATCH };
   return check;
 }
 
 /** With PROXY protocol v2, every connection (checks included) starts with the header, then `inner`. */
-function withProxyProtocol(spec: BrokerSpec, inner: EnvoyObject): EnvoyObject {
+function withProxyProtocol(spec: BrokerSpec, inner: InnerTransportSocketInput): TransportSocketInput {
   if (spec.proxyProtocol !== "v2") return inner;
   return {
     name: "envoy.transport_sockets.upstream_proxy_protocol",

@@ -5,6 +5,17 @@
  */
 import {
   HCM_TYPE,
+  type AddressInput,
+  type AdminInput,
+  type ClusterInput,
+  type ClusterLoadAssignmentInput,
+  type HealthCheckInput,
+  type HttpFilterInput,
+  type HttpProtocolOptionsInput,
+  type ListenerInput,
+  type OutlierDetectionInput,
+  type InnerTransportSocketInput,
+  type UpstreamTlsContextInput,
   HTTP_PROTOCOL_OPTIONS_KEY,
   HTTP_PROTOCOL_OPTIONS_TYPE,
   ROUTER_TYPE,
@@ -13,15 +24,23 @@ import {
 } from "@tether/envoy";
 import { parseDuration } from "../api/index.ts";
 
-/** A JSON object of Envoy config; built by the functions below, serialized to YAML as is. */
+/**
+ * A JSON object of Envoy config, untyped: for tests walking rendered output. The renderers return the
+ * input types of @tether/envoy's schema (ClusterInput, ListenerInput, BootstrapInput, …).
+ */
 export type EnvoyObject = Record<string, unknown>;
+
+/** A cluster's typed_extension_protocol_options (the HTTP/1.1 pool settings live there). */
+export type TypedExtensionProtocolOptionsInput = NonNullable<
+  ClusterInput["typed_extension_protocol_options"]
+>;
 
 /** A Tether duration string (`250ms`) as an Envoy duration (`0.250s`). */
 export function envoyDuration(tetherDuration: string): string {
   return toEnvoyDuration(parseDuration(tetherDuration));
 }
 
-export function socketAddress(address: string, port: number): EnvoyObject {
+export function socketAddress(address: string, port: number): AddressInput {
   return { socket_address: { address, port_value: port } };
 }
 
@@ -58,7 +77,7 @@ export function loadAssignment(
   clusterName: string,
   servers: readonly UpstreamServer[],
   ignorePriorities = false,
-): EnvoyObject {
+): ClusterLoadAssignmentInput {
   const byPriority = new Map<number, UpstreamServer[]>();
   for (const s of servers) {
     const p = ignorePriorities ? 0 : s.priority;
@@ -96,11 +115,11 @@ export const DOWN_CHECK_INTERVAL_MS = 250;
  * intervals), so a restarted server is found within a fraction of a second and a failing one is
  * confirmed quickly (docs/failover.md).
  */
-export function healthCheck(hc: HealthCheckSpec): EnvoyObject {
+export function healthCheck(hc: HealthCheckSpec): HealthCheckInput {
   const intervalMs = parseDuration(hc.interval);
   const interval = envoyDuration(hc.interval);
   const down = toEnvoyDuration(Math.min(DOWN_CHECK_INTERVAL_MS, intervalMs));
-  const check: EnvoyObject = {
+  const check: HealthCheckInput = {
     timeout: envoyDuration(hc.timeout),
     interval,
     no_traffic_interval: interval,
@@ -112,8 +131,8 @@ export function healthCheck(hc: HealthCheckSpec): EnvoyObject {
   };
   // The API promises any 2xx is healthy; Envoy's default accepts only 200.
   if (hc.type === "http") {
-    check["http_health_check"] = { path: hc.path ?? "/", expected_statuses: [{ start: 200, end: 300 }] };
-  } else check["tcp_health_check"] = {};
+    check.http_health_check = { path: hc.path ?? "/", expected_statuses: [{ start: 200, end: 300 }] };
+  } else check.tcp_health_check = {};
   return check;
 }
 
@@ -122,7 +141,7 @@ export function healthCheck(hc: HealthCheckSpec): EnvoyObject {
  * eject every failing host (max_ejection_percent 100, always_eject_one_host), so failover to the
  * next priority does not wait for the active health check.
  */
-export function outlierDetection(): EnvoyObject {
+export function outlierDetection(): OutlierDetectionInput {
   return {
     consecutive_5xx: 5,
     consecutive_gateway_failure: 3,
@@ -137,9 +156,14 @@ export function outlierDetection(): EnvoyObject {
 }
 
 /** Upstream HTTP/1.1 pool settings. max_requests_per_connection 0 (unlimited) is left out. */
-export function httpProtocolOptions(idleTimeout: string, maxRequestsPerConnection: number): EnvoyObject {
-  const common: EnvoyObject = { idle_timeout: envoyDuration(idleTimeout) };
-  if (maxRequestsPerConnection > 0) common["max_requests_per_connection"] = maxRequestsPerConnection;
+export function httpProtocolOptions(
+  idleTimeout: string,
+  maxRequestsPerConnection: number,
+): TypedExtensionProtocolOptionsInput {
+  const common: NonNullable<HttpProtocolOptionsInput["common_http_protocol_options"]> = {
+    idle_timeout: envoyDuration(idleTimeout),
+  };
+  if (maxRequestsPerConnection > 0) common.max_requests_per_connection = maxRequestsPerConnection;
   return {
     [HTTP_PROTOCOL_OPTIONS_KEY]: {
       "@type": HTTP_PROTOCOL_OPTIONS_TYPE,
@@ -160,30 +184,34 @@ export interface UpstreamTls {
   readonly clientCert?: { readonly certFile: string; readonly keyFile: string } | undefined;
 }
 
+type CommonTlsContextInput = NonNullable<UpstreamTlsContextInput["common_tls_context"]>;
+
 /** An UpstreamTlsContext. Without caFile and verifyName nothing is verified (Envoy's semantics). */
-export function tlsTransportSocket(tls: UpstreamTls): EnvoyObject {
-  const common: EnvoyObject = {};
-  const validation: EnvoyObject = {};
-  if (tls.caFile !== undefined) validation["trusted_ca"] = { filename: tls.caFile };
+export function tlsTransportSocket(tls: UpstreamTls): InnerTransportSocketInput {
+  const common: CommonTlsContextInput = {};
+  const validation: NonNullable<CommonTlsContextInput["validation_context"]> = {};
+  if (tls.caFile !== undefined) validation.trusted_ca = { filename: tls.caFile };
   if (tls.verifyName !== undefined && tls.verifyName !== "") {
-    validation["match_typed_subject_alt_names"] = [{ san_type: "DNS", matcher: { exact: tls.verifyName } }];
+    validation.match_typed_subject_alt_names = [{ san_type: "DNS", matcher: { exact: tls.verifyName } }];
   }
-  if (Object.keys(validation).length > 0) common["validation_context"] = validation;
+  if (Object.keys(validation).length > 0) common.validation_context = validation;
   if (tls.clientCert !== undefined) {
-    common["tls_certificates"] = [
+    common.tls_certificates = [
       {
         certificate_chain: { filename: tls.clientCert.certFile },
         private_key: { filename: tls.clientCert.keyFile },
       },
     ];
   }
-  const context: EnvoyObject = { "@type": UPSTREAM_TLS_TYPE };
-  if (tls.serverName !== undefined && tls.serverName !== "") context["sni"] = tls.serverName;
-  context["common_tls_context"] = common;
+  const context: UpstreamTlsContextInput = {
+    "@type": UPSTREAM_TLS_TYPE,
+    ...(tls.serverName !== undefined && tls.serverName !== "" ? { sni: tls.serverName } : {}),
+    common_tls_context: common,
+  };
   return { name: "envoy.transport_sockets.tls", typed_config: context };
 }
 
-export function routerFilter(): EnvoyObject {
+export function routerFilter(): HttpFilterInput {
   return { name: "envoy.filters.http.router", typed_config: { "@type": ROUTER_TYPE } };
 }
 
@@ -192,7 +220,7 @@ export function routerFilter(): EnvoyObject {
  * POST /notifications are for the pod's own containers; the kubelet and Prometheus use the
  * read-only public admin listener below.
  */
-export function admin(localPort: number): EnvoyObject {
+export function admin(localPort: number): AdminInput {
   return { address: socketAddress("127.0.0.1", localPort) };
 }
 
@@ -209,7 +237,7 @@ export const PUBLIC_ADMIN_PATHS: readonly string[] = ["/ready", "/stats/promethe
  * An HTTP listener on 0.0.0.0:`port` that forwards GET of exactly the PUBLIC_ADMIN_PATHS to
  * LOCAL_ADMIN_CLUSTER; any other method or path gets the listener's 404 (no route matched).
  */
-export function publicAdminListener(port: number): EnvoyObject {
+export function publicAdminListener(port: number): ListenerInput {
   const routes = PUBLIC_ADMIN_PATHS.map((path) => ({
     name: `${PUBLIC_ADMIN_LISTENER}${path}`,
     match: { path, headers: [{ name: ":method", string_match: { exact: "GET" } }] },
@@ -243,7 +271,7 @@ export function publicAdminListener(port: number): EnvoyObject {
 }
 
 /** The admin on loopback as an upstream of the public admin listener. */
-export function localAdminCluster(localPort: number): EnvoyObject {
+export function localAdminCluster(localPort: number): ClusterInput {
   return {
     name: LOCAL_ADMIN_CLUSTER,
     type: "STATIC",
