@@ -8,7 +8,7 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["{operator,sidecar,e2e,bench,xds}/src/**/*.test.ts"],
+          include: ["{operator,sidecar,e2e,bench,xds,envoy}/src/**/*.test.ts"],
         },
       },
       {

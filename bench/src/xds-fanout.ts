@@ -246,7 +246,7 @@ async function main(): Promise<void> {
   const loadAtStart = readFileSync("/proc/loadavg", "utf8").trim();
   const startedAt = new Date();
   const tsc = join(REPO, "node_modules", "typescript", "bin", "tsc");
-  execFileSync(process.execPath, [tsc, "-b", "xds", "operator", "sidecar"], { cwd: REPO });
+  execFileSync(process.execPath, [tsc, "-b", "envoy", "xds", "operator", "sidecar"], { cwd: REPO });
   const { startControlPlane } = await load<{ startControlPlane: () => Promise<ControlPlane> }>(
     "e2e/src/controlplane/index.ts",
   );

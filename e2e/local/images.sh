@@ -14,7 +14,7 @@
 # Node binary (node_modules/node/bin/node), exactly the shared libraries it links, /etc/passwd and
 # /etc/group with the nonroot user 65532, and /tmp. Layers are reproducible: same inputs, same bytes.
 #
-# The TypeScript build runs first (`tsc -b xds operator sidecar e2e`, incremental); TETHER_IMAGES_SKIP_BUILD=1
+# The TypeScript build runs first (`tsc -b envoy xds operator sidecar e2e`, incremental); TETHER_IMAGES_SKIP_BUILD=1
 # skips it and uses the dist/ directories as they are. Compressed layers are cached under
 # <out-dir>/.cache by content digest, so a rebuild with unchanged inputs only re-tars and re-hashes.
 set -euo pipefail
@@ -193,9 +193,12 @@ app_layer() {
   case "$ws" in
     operator | sidecar)
       stage "$root/app" package.json "$ws/package.json" "$ws/bin" "$ws/dist"
-      # Both depend on the xds workspace (@tether/xds), linked into node_modules as npm does.
+      # Both depend on the envoy and xds workspaces (@tether/envoy, @tether/xds), linked into
+      # node_modules as npm does.
+      stage "$root/app" envoy/package.json envoy/dist
       stage "$root/app" xds/package.json xds/dist xds/generated
       mkdir -p "$root/app/node_modules/@tether"
+      ln -s ../../envoy "$root/app/node_modules/@tether/envoy"
       ln -s ../../xds "$root/app/node_modules/@tether/xds"
       ;;
     e2e) stage "$root/app" e2e/package.json e2e/dist/demo e2e/dist/image ;;
@@ -297,10 +300,10 @@ done
 
 if [ "$needs_node" = yes ]; then
   if [ "${TETHER_IMAGES_SKIP_BUILD:-0}" != 1 ]; then
-    log "building TypeScript (tsc -b xds operator sidecar e2e)"
-    PATH=$repo/node_modules/.bin:$PATH tsc -b xds operator sidecar e2e
+    log "building TypeScript (tsc -b envoy xds operator sidecar e2e)"
+    PATH=$repo/node_modules/.bin:$PATH tsc -b envoy xds operator sidecar e2e
   fi
-  for f in xds/dist/index.js operator/dist/main.js sidecar/dist/main.js e2e/dist/image/main.js; do
+  for f in envoy/dist/index.js xds/dist/index.js operator/dist/main.js sidecar/dist/main.js e2e/dist/image/main.js; do
     [ -f "$f" ] || die "$f is missing: run npm run build"
   done
   log "base layer: $(readlink -f node_modules/node/bin/node) ($("$repo/node_modules/node/bin/node" --version)) and its libraries"

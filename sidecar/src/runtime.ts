@@ -4,7 +4,7 @@ import { AdminServer } from "./admin/server.ts";
 import type { ReloadCounts } from "./admin/metrics.ts";
 import { redactSecrets } from "./admin/redact.ts";
 import { parseConfigText, type LoadedConfig } from "./config/load.ts";
-import type { Bootstrap, ClusterConfig, ClusterLoadAssignmentConfig } from "./config/schema.ts";
+import type { Bootstrap, ClusterConfig, ClusterLoadAssignmentConfig } from "@tether/envoy";
 import type { DrainManager } from "./drain.ts";
 import { TetherError } from "./errors.ts";
 import { ListenerBindError } from "./listeners/bind.ts";

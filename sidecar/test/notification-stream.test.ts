@@ -5,7 +5,7 @@ import http from "node:http";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { request } from "undici";
-import { decisionCacheSchema } from "../src/config/schema.ts";
+import { decisionCacheSchema } from "@tether/envoy";
 import { DecisionCache, NotificationStream } from "../src/listeners/http/decision-cache.ts";
 import { exited, freePort, waitFor } from "./support/harness.ts";
 

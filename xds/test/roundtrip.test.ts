@@ -9,7 +9,7 @@ import { agent, broker, psc, route } from "../../operator/test/fixtures/specs.ts
 import { renderAgent } from "../../operator/src/render/agent.ts";
 import { renderBroker } from "../../operator/src/render/broker.ts";
 import type { AcceptedRoute } from "../../operator/src/render/routes.ts";
-import { bootstrapSchema } from "../../sidecar/src/config/schema.ts";
+import { bootstrapSchema } from "@tether/envoy";
 import { messageType } from "../src/descriptor.ts";
 import { packResource, typeForUrl, unpackResource } from "../src/json.ts";
 import { TYPE_URLS } from "../src/types.ts";

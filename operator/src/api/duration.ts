@@ -23,11 +23,3 @@ export function parseDuration(text: string): number {
   }
   return total;
 }
-
-/** Formats milliseconds as the shortest exact Envoy/protobuf duration string (`0.250s`, `30s`). */
-export function toEnvoyDuration(ms: number): string {
-  if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`invalid duration: ${ms}ms`);
-  const seconds = Math.floor(ms / 1000);
-  const rest = Math.round(ms - seconds * 1000);
-  return rest === 0 ? `${seconds}s` : `${seconds}.${String(rest).padStart(3, "0")}s`;
-}

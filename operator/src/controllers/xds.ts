@@ -7,6 +7,7 @@
  */
 import type { Logger } from "pino";
 import type { KubeObject } from "../kube/resources.ts";
+import type { BootstrapInput, ClusterInput, ClusterLoadAssignmentInput, ListenerInput } from "@tether/envoy";
 import type { OperatorMetrics } from "../metrics.ts";
 import {
   agentEdsServices,
@@ -21,7 +22,6 @@ import {
   xdsGroup,
   type EdsService,
   type EndpointSliceLike,
-  type EnvoyObject,
   type ServicePortLike,
   type XdsKind,
 } from "../render/index.ts";
@@ -63,20 +63,17 @@ interface GroupState {
 
 /** The dynamic resources of one sidecar group, from its bootstrap and the EndpointSlices. */
 export function buildSnapshot(
-  bootstrap: EnvoyObject,
+  bootstrap: BootstrapInput,
   eds: readonly EdsService[],
-  endpointsOf: (service: EdsService) => EnvoyObject,
+  endpointsOf: (service: EdsService) => ClusterLoadAssignmentInput,
 ): Snapshot {
   const { listeners, clusters } = dynamicListenersAndClusters(bootstrap, eds);
-  const byName = (items: readonly ResourceJson[], key: string): Map<string, ResourceJson> =>
-    new Map(items.map((r) => [String(r[key]), r]));
   const resources = {
-    cluster: byName(clusters, "name"),
-    endpoint: byName(
-      eds.map((s) => endpointsOf(s)),
-      "cluster_name",
+    cluster: new Map<string, ClusterInput>(clusters.map((c) => [c.name, c])),
+    endpoint: new Map<string, ClusterLoadAssignmentInput>(
+      eds.map((s) => endpointsOf(s)).map((a) => [a.cluster_name, a]),
     ),
-    listener: byName(listeners, "name"),
+    listener: new Map<string, ListenerInput>(listeners.map((l) => [l.name, l])),
     route: new Map<string, ResourceJson>(),
   };
   return { version: snapshotVersion(resources), resources };
@@ -220,7 +217,7 @@ export class XdsController {
     );
   }
 
-  private endpoints(svc: EdsService): EnvoyObject {
+  private endpoints(svc: EdsService): ClusterLoadAssignmentInput {
     const service = this.ctx.stores.services.get(svc.namespace, svc.service);
     const ports = (service?.["spec"] as { ports?: ServicePortLike[] } | undefined)?.ports ?? [];
     const slices = this.ctx.stores.endpointSlices

@@ -5,8 +5,21 @@
 import type { AgentSpec, PolicyServerClusterSpec } from "../api/index.ts";
 import { parseDuration } from "../api/index.ts";
 import {
-  admin,
   attemptsWithin,
+  DECISION_CACHE_TYPE,
+  HCM_TYPE,
+  TCP_PROXY_TYPE,
+  type BootstrapInput,
+  type ClusterInput,
+  type DecisionCacheInput,
+  type HttpFilterInput,
+  type ListenerInput,
+  type NetworkFilterInput,
+  type RouteInput,
+  type RouteMatchInput,
+} from "@tether/envoy";
+import {
+  admin,
   discoveryType,
   envoyDuration,
   healthCheck,
@@ -18,10 +31,6 @@ import {
   routerFilter,
   socketAddress,
   tlsTransportSocket,
-  TYPE_DECISION_CACHE,
-  TYPE_HCM,
-  TYPE_TCP_PROXY,
-  type EnvoyObject,
   type UpstreamServer,
 } from "./envoy.ts";
 import { serviceHost } from "./meta.ts";
@@ -121,11 +130,11 @@ function serverCount(psc: PolicyServerClusterSpec): number {
   return Math.max(1, psc.external?.servers.length ?? 1);
 }
 
-function policyServerCluster(input: AgentBootstrapInput): EnvoyObject {
+function policyServerCluster(input: AgentBootstrapInput): ClusterInput {
   const { spec, policyServers } = input;
   const psc = policyServers.spec;
   const servers = policyServerAddresses(policyServers, input.namespace, input.clusterDomain);
-  const cluster: EnvoyObject = {
+  const cluster: ClusterInput = {
     name: POLICY_SERVER_CLUSTER,
     type: psc.managed !== undefined ? "STRICT_DNS" : discoveryType(servers),
     connect_timeout: envoyDuration(spec.reconnect.connectTimeout),
@@ -133,11 +142,11 @@ function policyServerCluster(input: AgentBootstrapInput): EnvoyObject {
     load_assignment: loadAssignment(POLICY_SERVER_CLUSTER, servers, psc.failover.mode === "balanced"),
   };
   // Managed servers get new pod IPs when they restart: re-resolve as often as they are checked.
-  if (cluster["type"] === "STRICT_DNS") cluster["dns_refresh_rate"] = envoyDuration(psc.healthCheck.interval);
-  cluster["health_checks"] = [healthCheck(psc.healthCheck)];
-  cluster["outlier_detection"] = outlierDetection();
+  if (cluster.type === "STRICT_DNS") cluster.dns_refresh_rate = envoyDuration(psc.healthCheck.interval);
+  cluster.health_checks = [healthCheck(psc.healthCheck)];
+  cluster.outlier_detection = outlierDetection();
   // pool.maxConnections is per server; Envoy's breaker is per cluster.
-  cluster["circuit_breakers"] = {
+  cluster.circuit_breakers = {
     thresholds: [
       {
         max_connections: spec.pool.maxConnections * serverCount(psc),
@@ -149,12 +158,12 @@ function policyServerCluster(input: AgentBootstrapInput): EnvoyObject {
   };
   if (psc.protocol === "tcp") {
     // A dead server's connections are cut so the agent reconnects through the sidecar.
-    cluster["close_connections_on_host_health_failure"] = true;
-    cluster["upstream_connection_options"] = {
+    cluster.close_connections_on_host_health_failure = true;
+    cluster.upstream_connection_options = {
       tcp_keepalive: { keepalive_time: 30, keepalive_interval: 5, keepalive_probes: 3 },
     };
   } else {
-    cluster["typed_extension_protocol_options"] = httpProtocolOptions(
+    cluster.typed_extension_protocol_options = httpProtocolOptions(
       spec.pool.idleTimeout,
       spec.pool.maxRequestsPerConnection,
     );
@@ -162,7 +171,7 @@ function policyServerCluster(input: AgentBootstrapInput): EnvoyObject {
   if (psc.tls.enabled) {
     const ca = psc.tls.caSecretRef;
     const client = psc.tls.clientCertSecretRef;
-    cluster["transport_socket"] = tlsTransportSocket({
+    cluster.transport_socket = tlsTransportSocket({
       serverName: psc.tls.serverName,
       verifyName: psc.tls.insecureSkipVerify ? undefined : psc.tls.serverName,
       caFile: ca === undefined ? undefined : secretFile(ca.name, ca.key),
@@ -184,11 +193,11 @@ function holdAttempts(spec: AgentSpec): number {
   );
 }
 
-function tcpListenerFilter(spec: AgentSpec): EnvoyObject {
+function tcpListenerFilter(spec: AgentSpec): NetworkFilterInput {
   return {
     name: "envoy.filters.network.tcp_proxy",
     typed_config: {
-      "@type": TYPE_TCP_PROXY,
+      "@type": TCP_PROXY_TYPE,
       stat_prefix: "policy_server",
       cluster: POLICY_SERVER_CLUSTER,
       // pool.idleTimeout: an idle connection is closed before a server or a middlebox drops it
@@ -210,15 +219,15 @@ function tcpListenerFilter(spec: AgentSpec): EnvoyObject {
  * sidecar's admin port invalidates in either case. `cache.keyHeaders` become `key_headers`, always
  * written, so the sidecar's own default never decides whose decision is whose.
  */
-function decisionCacheFilter(spec: AgentSpec): EnvoyObject {
-  const config: EnvoyObject = {
-    "@type": TYPE_DECISION_CACHE,
+function decisionCacheFilter(spec: AgentSpec): HttpFilterInput {
+  const config: DecisionCacheInput = {
+    "@type": DECISION_CACHE_TYPE,
     ttl: envoyDuration(spec.cache.ttl),
     notifications: true,
     key_headers: [...spec.cache.keyHeaders],
   };
   if (spec.cache.notifications) {
-    config["notification_stream"] = {
+    config.notification_stream = {
       cluster: POLICY_SERVER_CLUSTER,
       path: NOTIFICATION_STREAM_PATH,
       timeout: envoyDuration(spec.reconnect.connectTimeout),
@@ -232,9 +241,9 @@ function decisionCacheFilter(spec: AgentSpec): EnvoyObject {
   return { name: "tether.filters.http.decision_cache", typed_config: config, is_optional: true };
 }
 
-function policyRoute(spec: AgentSpec, idempotent: boolean, method?: string): EnvoyObject {
-  const match: EnvoyObject = { prefix: "/" };
-  if (method !== undefined) match["headers"] = [{ name: ":method", string_match: { exact: method } }];
+function policyRoute(spec: AgentSpec, idempotent: boolean, method?: string): RouteInput {
+  const match: RouteMatchInput = { prefix: "/" };
+  if (method !== undefined) match.headers = [{ name: ":method", string_match: { exact: method } }];
   return {
     name: `policy-server/${method ?? "idempotent"}`,
     match,
@@ -259,7 +268,7 @@ function policyRoute(spec: AgentSpec, idempotent: boolean, method?: string): Env
   };
 }
 
-function httpListenerFilter(spec: AgentSpec): EnvoyObject {
+function httpListenerFilter(spec: AgentSpec): NetworkFilterInput {
   const routes = [
     ...["POST", "PATCH", "CONNECT"].map((m) => policyRoute(spec, false, m)),
     policyRoute(spec, true),
@@ -267,7 +276,7 @@ function httpListenerFilter(spec: AgentSpec): EnvoyObject {
   return {
     name: "envoy.filters.network.http_connection_manager",
     typed_config: {
-      "@type": TYPE_HCM,
+      "@type": HCM_TYPE,
       stat_prefix: "policy_server",
       codec_type: "AUTO",
       route_config: {
@@ -280,10 +289,10 @@ function httpListenerFilter(spec: AgentSpec): EnvoyObject {
 }
 
 /** The whole bootstrap, as a plain object (serialized to YAML by the ConfigMap renderer). */
-export function renderAgentBootstrap(input: AgentBootstrapInput): EnvoyObject {
+export function renderAgentBootstrap(input: AgentBootstrapInput): BootstrapInput {
   const { spec, policyServers } = input;
   const psc = policyServers.spec;
-  const policyListener: EnvoyObject = {
+  const policyListener: ListenerInput = {
     name: POLICY_SERVER_LISTENER,
     address: socketAddress("127.0.0.1", agentListenerPort(spec, psc)),
     filter_chains: [
@@ -292,7 +301,7 @@ export function renderAgentBootstrap(input: AgentBootstrapInput): EnvoyObject {
   };
   const routes = renderRoutes(input.routes, input.namespace, input.clusterDomain);
   const group = xdsGroup(input.namespace, "agent", input.name);
-  const bootstrap: EnvoyObject = {
+  const bootstrap: BootstrapInput = {
     node: { id: `${input.namespace}/${input.name}`, cluster: group },
     admin: admin(spec.sidecar.localAdminPort),
     static_resources: {

@@ -4,7 +4,8 @@ import { agent, psc, route } from "../../test/fixtures/specs.ts";
 import type { AgentSpec, PolicyServerClusterSpec } from "../api/index.ts";
 import { renderAgent, type AgentInput } from "./agent.ts";
 import { reservedPorts } from "./agent-bootstrap.ts";
-import { TYPE_DECISION_CACHE, TYPE_HCM, TYPE_ROUTER, TYPE_TCP_PROXY, type EnvoyObject } from "./envoy.ts";
+import { DECISION_CACHE_TYPE, HCM_TYPE, ROUTER_TYPE, TCP_PROXY_TYPE } from "@tether/envoy";
+import { type EnvoyObject } from "./envoy.ts";
 import { POD_TEMPLATE_HASH_ANNOTATION } from "./meta.ts";
 import { evaluateRoutes, type AcceptedRoute } from "./routes.ts";
 
@@ -208,7 +209,7 @@ describe("Agent sidecar bootstrap", () => {
     const [listener] = b.static_resources.listeners;
     expect(listener!["address"]).toEqual({ socket_address: { address: "127.0.0.1", port_value: 15001 } });
     const tcp = filterOf(listener);
-    expect(tcp["@type"]).toBe(TYPE_TCP_PROXY);
+    expect(tcp["@type"]).toBe(TCP_PROXY_TYPE);
     expect(tcp["cluster"]).toBe("policy-server");
     expect(tcp["backoff_options"]).toEqual({ base_interval: "0.250s", max_interval: "2s" });
     expect(tcp["idle_timeout"]).toBe("20s");
@@ -292,12 +293,12 @@ describe("Agent sidecar bootstrap", () => {
       input(spec, psc({ protocol: "http", healthCheck: { type: "http", path: "/healthz" } })),
     );
     const hcm = filterOf(b.static_resources.listeners[0]);
-    expect(hcm["@type"]).toBe(TYPE_HCM);
+    expect(hcm["@type"]).toBe(HCM_TYPE);
     expect(hcm["http_filters"]).toEqual([
       {
         name: "tether.filters.http.decision_cache",
         typed_config: {
-          "@type": TYPE_DECISION_CACHE,
+          "@type": DECISION_CACHE_TYPE,
           ttl: "180s",
           notifications: true,
           key_headers: ["authorization", "cookie"],
@@ -310,7 +311,7 @@ describe("Agent sidecar bootstrap", () => {
         },
         is_optional: true,
       },
-      { name: "envoy.filters.http.router", typed_config: { "@type": TYPE_ROUTER } },
+      { name: "envoy.filters.http.router", typed_config: { "@type": ROUTER_TYPE } },
     ]);
     const routes = (
       hcm["route_config"] as { virtual_hosts: { routes: { name: string; route: EnvoyObject }[] }[] }
@@ -390,7 +391,7 @@ describe("Agent sidecar bootstrap", () => {
       return (hcm["http_filters"] as { typed_config: EnvoyObject }[])[0]!.typed_config;
     };
     expect(cacheOf(true)).toEqual({
-      "@type": TYPE_DECISION_CACHE,
+      "@type": DECISION_CACHE_TYPE,
       ttl: "60s",
       notifications: true,
       key_headers: ["authorization", "cookie"],
@@ -403,7 +404,7 @@ describe("Agent sidecar bootstrap", () => {
     });
     // Without the subscription, POST /notifications on the admin port still invalidates.
     expect(cacheOf(false)).toEqual({
-      "@type": TYPE_DECISION_CACHE,
+      "@type": DECISION_CACHE_TYPE,
       ttl: "60s",
       notifications: true,
       key_headers: ["authorization", "cookie"],
@@ -483,10 +484,10 @@ describe("Agent sidecar bootstrap", () => {
     expect(listener!["address"]).toEqual({ socket_address: { address: "0.0.0.0", port_value: 9000 } });
     expect(listener!["drain_type"]).toBe("MODIFY_ONLY");
     const hcm = filterOf(listener);
-    expect(hcm["@type"]).toBe(TYPE_HCM);
+    expect(hcm["@type"]).toBe(HCM_TYPE);
     expect(hcm["stat_prefix"]).toBe("tether_admin_public");
     expect(hcm["http_filters"]).toEqual([
-      { name: "envoy.filters.http.router", typed_config: { "@type": TYPE_ROUTER } },
+      { name: "envoy.filters.http.router", typed_config: { "@type": ROUTER_TYPE } },
     ]);
     const routes = (hcm["route_config"] as { virtual_hosts: { routes: EnvoyObject[] }[] }).virtual_hosts[0]!
       .routes;

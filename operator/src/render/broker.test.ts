@@ -9,12 +9,12 @@ import {
   TLS_HEALTH_CHECK_SOCKET,
 } from "./broker.ts";
 import {
-  TYPE_PROXY_PROTOCOL_UPSTREAM,
-  TYPE_RAW_BUFFER,
-  TYPE_TCP_PROXY,
-  TYPE_UPSTREAM_TLS,
-  type EnvoyObject,
-} from "./envoy.ts";
+  PROXY_PROTOCOL_UPSTREAM_TYPE,
+  RAW_BUFFER_TYPE,
+  TCP_PROXY_TYPE,
+  UPSTREAM_TLS_TYPE,
+} from "@tether/envoy";
+import { type EnvoyObject } from "./envoy.ts";
 
 const owner = { kind: "Broker" as const, name: "appserver-broker", namespace: "default", uid: "uid-b" };
 const options = { sidecarImage: "localhost/tether/sidecar:0.1.0", clusterDomain: "cluster.local" };
@@ -79,7 +79,7 @@ describe("renderBroker", () => {
     const listener = b.static_resources.listeners[0]!;
     expect(listener.address).toEqual({ socket_address: { address: "0.0.0.0", port_value: 20001 } });
     expect(listener.filter_chains[0]!.filters[0]!.typed_config).toEqual({
-      "@type": TYPE_TCP_PROXY,
+      "@type": TCP_PROXY_TYPE,
       stat_prefix: "broker",
       cluster: "backends",
       idle_timeout: "3600s",
@@ -105,7 +105,7 @@ describe("renderBroker", () => {
     const c = b.static_resources.clusters[0]!;
     expect(JSON.stringify(c["load_assignment"])).toContain("appserver.default.svc.cluster.local");
     expect(c["transport_socket"]).toMatchObject({
-      typed_config: { "@type": TYPE_PROXY_PROTOCOL_UPSTREAM, config: { version: "V2" } },
+      typed_config: { "@type": PROXY_PROTOCOL_UPSTREAM_TYPE, config: { version: "V2" } },
     });
   });
 
@@ -135,7 +135,7 @@ describe("renderBroker", () => {
         match: { tether_health_check: "tls" },
         transport_socket: {
           name: "envoy.transport_sockets.tls",
-          typed_config: { "@type": TYPE_UPSTREAM_TLS, common_tls_context: {} },
+          typed_config: { "@type": UPSTREAM_TLS_TYPE, common_tls_context: {} },
         },
       },
     ]);
@@ -160,15 +160,15 @@ describe("renderBroker", () => {
     const proxy = (inner: string): EnvoyObject => ({
       name: "envoy.transport_sockets.upstream_proxy_protocol",
       typed_config: {
-        "@type": TYPE_PROXY_PROTOCOL_UPSTREAM,
+        "@type": PROXY_PROTOCOL_UPSTREAM_TYPE,
         config: { version: "V2" },
         transport_socket: { typed_config: expect.objectContaining({ "@type": inner }) as unknown },
       },
     });
-    expect(c["transport_socket"]).toMatchObject(proxy(TYPE_RAW_BUFFER));
+    expect(c["transport_socket"]).toMatchObject(proxy(RAW_BUFFER_TYPE));
     expect((c["transport_socket_matches"] as EnvoyObject[])[0]).toMatchObject({
       name: TLS_HEALTH_CHECK_SOCKET,
-      transport_socket: proxy(TYPE_UPSTREAM_TLS),
+      transport_socket: proxy(UPSTREAM_TLS_TYPE),
     });
   });
 

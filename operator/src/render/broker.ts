@@ -6,6 +6,17 @@ import type { BrokerSpec } from "../api/index.ts";
 import type { Deployment, RenderOptions } from "./agent.ts";
 import { bootstrapYaml, type ConfigMap } from "./configmap.ts";
 import {
+  PROXY_PROTOCOL_UPSTREAM_TYPE,
+  RAW_BUFFER_TYPE,
+  TCP_PROXY_TYPE,
+  type BootstrapInput,
+  type ClusterInput,
+  type HealthCheckInput,
+  type InnerTransportSocketInput,
+  type ListenerInput,
+  type TransportSocketInput,
+} from "@tether/envoy";
+import {
   admin,
   discoveryType,
   envoyDuration,
@@ -17,10 +28,6 @@ import {
   publicAdminListener,
   socketAddress,
   tlsTransportSocket,
-  TYPE_PROXY_PROTOCOL_UPSTREAM,
-  TYPE_RAW_BUFFER,
-  TYPE_TCP_PROXY,
-  type EnvoyObject,
   requiredPort,
   type UpstreamServer,
 } from "./envoy.ts";
@@ -80,10 +87,10 @@ export function brokerBackends(spec: BrokerSpec, namespace: string, clusterDomai
   }));
 }
 
-export function renderBrokerBootstrap(input: BrokerInput): EnvoyObject {
+export function renderBrokerBootstrap(input: BrokerInput): BootstrapInput {
   const { spec, owner } = input;
   const servers = brokerBackends(spec, owner.namespace, input.options.clusterDomain);
-  const cluster: EnvoyObject = {
+  const cluster: ClusterInput = {
     name: BROKER_CLUSTER,
     type: discoveryType(servers),
     connect_timeout: "5s",
@@ -95,7 +102,7 @@ export function renderBrokerBootstrap(input: BrokerInput): EnvoyObject {
   };
   if (spec.healthCheck.type === "tls") {
     // Traffic stays raw TCP (passthrough); only the check's connections pick this TLS socket.
-    cluster["transport_socket_matches"] = [
+    cluster.transport_socket_matches = [
       {
         name: TLS_HEALTH_CHECK_SOCKET,
         match: { ...TLS_HEALTH_CHECK_MATCH },
@@ -104,12 +111,12 @@ export function renderBrokerBootstrap(input: BrokerInput): EnvoyObject {
     ];
   }
   if (spec.proxyProtocol === "v2") {
-    cluster["transport_socket"] = withProxyProtocol(spec, {
+    cluster.transport_socket = withProxyProtocol(spec, {
       name: "envoy.transport_sockets.raw_buffer",
-      typed_config: { "@type": TYPE_RAW_BUFFER },
+      typed_config: { "@type": RAW_BUFFER_TYPE },
     });
   }
-  const listener: EnvoyObject = {
+  const listener: ListenerInput = {
     name: BROKER_LISTENER,
     address: socketAddress("0.0.0.0", spec.port),
     filter_chains: [
@@ -118,7 +125,7 @@ export function renderBrokerBootstrap(input: BrokerInput): EnvoyObject {
           {
             name: "envoy.filters.network.tcp_proxy",
             typed_config: {
-              "@type": TYPE_TCP_PROXY,
+              "@type": TCP_PROXY_TYPE,
               stat_prefix: "broker",
               cluster: BROKER_CLUSTER,
               idle_timeout: envoyDuration(spec.idleTimeout),
@@ -133,7 +140,7 @@ export function renderBrokerBootstrap(input: BrokerInput): EnvoyObject {
     ],
   };
   const group = xdsGroup(owner.namespace, "broker", owner.name);
-  const bootstrap: EnvoyObject = {
+  const bootstrap: BootstrapInput = {
     node: { id: `${owner.namespace}/${owner.name}`, cluster: group },
     admin: admin(brokerLocalAdminPort(spec)),
     static_resources: {
@@ -157,20 +164,19 @@ export function brokerEdsServices(input: BrokerInput): EdsService[] {
  * so it passes only when the TLS handshake completes. The backends' certificates are not verified
  * (the Broker names no CA): the check proves the backend speaks TLS, not who it is.
  */
-function brokerHealthCheck(spec: BrokerSpec): EnvoyObject {
+function brokerHealthCheck(spec: BrokerSpec): HealthCheckInput {
   const check = healthCheck({ ...spec.healthCheck, type: "tcp" });
-  if (spec.healthCheck.type === "tls")
-    check["transport_socket_match_criteria"] = { ...TLS_HEALTH_CHECK_MATCH };
+  if (spec.healthCheck.type === "tls") check.transport_socket_match_criteria = { ...TLS_HEALTH_CHECK_MATCH };
   return check;
 }
 
 /** With PROXY protocol v2, every connection (checks included) starts with the header, then `inner`. */
-function withProxyProtocol(spec: BrokerSpec, inner: EnvoyObject): EnvoyObject {
+function withProxyProtocol(spec: BrokerSpec, inner: InnerTransportSocketInput): TransportSocketInput {
   if (spec.proxyProtocol !== "v2") return inner;
   return {
     name: "envoy.transport_sockets.upstream_proxy_protocol",
     typed_config: {
-      "@type": TYPE_PROXY_PROTOCOL_UPSTREAM,
+      "@type": PROXY_PROTOCOL_UPSTREAM_TYPE,
       config: { version: "V2" },
       transport_socket: inner,
     },

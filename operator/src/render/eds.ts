@@ -3,7 +3,8 @@
  * HEALTHY; serving and terminating ones DRAINING (in-flight requests finish, no new ones); anything
  * else, and every endpoint no slice lists any more, is left out, which removes it from the sidecar.
  */
-import { socketAddress, type EnvoyObject } from "./envoy.ts";
+import type { ClusterLoadAssignmentInput } from "@tether/envoy";
+import { socketAddress } from "./envoy.ts";
 
 /** The label an EndpointSlice names its Service by. */
 export const SERVICE_NAME_LABEL = "kubernetes.io/service-name";
@@ -75,7 +76,7 @@ export function clusterLoadAssignment(
   clusterName: string,
   servicePort: ServicePortLike | undefined,
   slices: readonly EndpointSliceLike[],
-): EnvoyObject {
+): ClusterLoadAssignmentInput {
   const hosts: Hosts = new Map();
   if (servicePort !== undefined) {
     const portName = servicePort.name ?? "";

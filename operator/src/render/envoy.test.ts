@@ -1,12 +1,5 @@
 import { describe, expect, it } from "vitest";
-import {
-  attemptsWithin,
-  discoveryType,
-  envoyDuration,
-  healthCheck,
-  isIpAddress,
-  loadAssignment,
-} from "./envoy.ts";
+import { discoveryType, envoyDuration, healthCheck, isIpAddress, loadAssignment } from "./envoy.ts";
 import { canonicalJson, stableHash } from "./hash.ts";
 import { userTemplate, withTemplateHash } from "./pod.ts";
 import { secretMount, uniqueMounts } from "./secrets.ts";
@@ -47,13 +40,6 @@ describe("envoy helpers", () => {
       [0, "a"],
       [1, "c"],
     ]);
-  });
-
-  it("counts back-off attempts whose expected total reaches the hold time", () => {
-    // expected waits: 0.5, 1, 1, 1, ... (half of min(step, 2s)) → 1 + 1 + 9 steps within 10 s
-    expect(attemptsWithin(10_000, 1000, 2000)).toBe(11);
-    expect(attemptsWithin(0, 250, 2000)).toBe(1);
-    expect(attemptsWithin(1e12, 1, 1, 50)).toBe(50);
   });
 
   it("renders tcp and http health checks with no_traffic_interval equal to the interval, 250 ms while down", () => {

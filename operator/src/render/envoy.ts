@@ -3,31 +3,44 @@
  * sidecar/README.md ("Supported configuration"), with Envoy's names and @type URLs, so the same file
  * runs on real Envoy. Where Tether's default differs from Envoy's, the field is written explicitly.
  */
-import { parseDuration, toEnvoyDuration } from "../api/index.ts";
+import {
+  HCM_TYPE,
+  type AddressInput,
+  type AdminInput,
+  type ClusterInput,
+  type ClusterLoadAssignmentInput,
+  type HealthCheckInput,
+  type HttpFilterInput,
+  type HttpProtocolOptionsInput,
+  type ListenerInput,
+  type OutlierDetectionInput,
+  type InnerTransportSocketInput,
+  type UpstreamTlsContextInput,
+  HTTP_PROTOCOL_OPTIONS_KEY,
+  HTTP_PROTOCOL_OPTIONS_TYPE,
+  ROUTER_TYPE,
+  UPSTREAM_TLS_TYPE,
+  toEnvoyDuration,
+} from "@tether/envoy";
+import { parseDuration } from "../api/index.ts";
 
-export const TYPE_TCP_PROXY = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
-export const TYPE_HCM =
-  "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-export const TYPE_ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
-export const HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
-export const TYPE_HTTP_PROTOCOL_OPTIONS = `type.googleapis.com/${HTTP_PROTOCOL_OPTIONS}`;
-export const TYPE_UPSTREAM_TLS =
-  "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
-export const TYPE_PROXY_PROTOCOL_UPSTREAM =
-  "type.googleapis.com/envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport";
-export const TYPE_RAW_BUFFER =
-  "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer";
-export const TYPE_DECISION_CACHE = "type.googleapis.com/tether.v1alpha1.DecisionCache";
-
-/** A JSON object of Envoy config; built by the functions below, serialized to YAML as is. */
+/**
+ * A JSON object of Envoy config, untyped: for tests walking rendered output. The renderers return the
+ * input types of @tether/envoy's schema (ClusterInput, ListenerInput, BootstrapInput, …).
+ */
 export type EnvoyObject = Record<string, unknown>;
+
+/** A cluster's typed_extension_protocol_options (the HTTP/1.1 pool settings live there). */
+export type TypedExtensionProtocolOptionsInput = NonNullable<
+  ClusterInput["typed_extension_protocol_options"]
+>;
 
 /** A Tether duration string (`250ms`) as an Envoy duration (`0.250s`). */
 export function envoyDuration(tetherDuration: string): string {
   return toEnvoyDuration(parseDuration(tetherDuration));
 }
 
-export function socketAddress(address: string, port: number): EnvoyObject {
+export function socketAddress(address: string, port: number): AddressInput {
   return { socket_address: { address, port_value: port } };
 }
 
@@ -64,7 +77,7 @@ export function loadAssignment(
   clusterName: string,
   servers: readonly UpstreamServer[],
   ignorePriorities = false,
-): EnvoyObject {
+): ClusterLoadAssignmentInput {
   const byPriority = new Map<number, UpstreamServer[]>();
   for (const s of servers) {
     const p = ignorePriorities ? 0 : s.priority;
@@ -102,11 +115,11 @@ export const DOWN_CHECK_INTERVAL_MS = 250;
  * intervals), so a restarted server is found within a fraction of a second and a failing one is
  * confirmed quickly (docs/failover.md).
  */
-export function healthCheck(hc: HealthCheckSpec): EnvoyObject {
+export function healthCheck(hc: HealthCheckSpec): HealthCheckInput {
   const intervalMs = parseDuration(hc.interval);
   const interval = envoyDuration(hc.interval);
   const down = toEnvoyDuration(Math.min(DOWN_CHECK_INTERVAL_MS, intervalMs));
-  const check: EnvoyObject = {
+  const check: HealthCheckInput = {
     timeout: envoyDuration(hc.timeout),
     interval,
     no_traffic_interval: interval,
@@ -118,8 +131,8 @@ export function healthCheck(hc: HealthCheckSpec): EnvoyObject {
   };
   // The API promises any 2xx is healthy; Envoy's default accepts only 200.
   if (hc.type === "http") {
-    check["http_health_check"] = { path: hc.path ?? "/", expected_statuses: [{ start: 200, end: 300 }] };
-  } else check["tcp_health_check"] = {};
+    check.http_health_check = { path: hc.path ?? "/", expected_statuses: [{ start: 200, end: 300 }] };
+  } else check.tcp_health_check = {};
   return check;
 }
 
@@ -128,7 +141,7 @@ export function healthCheck(hc: HealthCheckSpec): EnvoyObject {
  * eject every failing host (max_ejection_percent 100, always_eject_one_host), so failover to the
  * next priority does not wait for the active health check.
  */
-export function outlierDetection(): EnvoyObject {
+export function outlierDetection(): OutlierDetectionInput {
   return {
     consecutive_5xx: 5,
     consecutive_gateway_failure: 3,
@@ -143,12 +156,17 @@ export function outlierDetection(): EnvoyObject {
 }
 
 /** Upstream HTTP/1.1 pool settings. max_requests_per_connection 0 (unlimited) is left out. */
-export function httpProtocolOptions(idleTimeout: string, maxRequestsPerConnection: number): EnvoyObject {
-  const common: EnvoyObject = { idle_timeout: envoyDuration(idleTimeout) };
-  if (maxRequestsPerConnection > 0) common["max_requests_per_connection"] = maxRequestsPerConnection;
+export function httpProtocolOptions(
+  idleTimeout: string,
+  maxRequestsPerConnection: number,
+): TypedExtensionProtocolOptionsInput {
+  const common: NonNullable<HttpProtocolOptionsInput["common_http_protocol_options"]> = {
+    idle_timeout: envoyDuration(idleTimeout),
+  };
+  if (maxRequestsPerConnection > 0) common.max_requests_per_connection = maxRequestsPerConnection;
   return {
-    [HTTP_PROTOCOL_OPTIONS]: {
-      "@type": TYPE_HTTP_PROTOCOL_OPTIONS,
+    [HTTP_PROTOCOL_OPTIONS_KEY]: {
+      "@type": HTTP_PROTOCOL_OPTIONS_TYPE,
       common_http_protocol_options: common,
       explicit_http_config: { http_protocol_options: {} },
     },
@@ -166,50 +184,35 @@ export interface UpstreamTls {
   readonly clientCert?: { readonly certFile: string; readonly keyFile: string } | undefined;
 }
 
+type CommonTlsContextInput = NonNullable<UpstreamTlsContextInput["common_tls_context"]>;
+
 /** An UpstreamTlsContext. Without caFile and verifyName nothing is verified (Envoy's semantics). */
-export function tlsTransportSocket(tls: UpstreamTls): EnvoyObject {
-  const common: EnvoyObject = {};
-  const validation: EnvoyObject = {};
-  if (tls.caFile !== undefined) validation["trusted_ca"] = { filename: tls.caFile };
+export function tlsTransportSocket(tls: UpstreamTls): InnerTransportSocketInput {
+  const common: CommonTlsContextInput = {};
+  const validation: NonNullable<CommonTlsContextInput["validation_context"]> = {};
+  if (tls.caFile !== undefined) validation.trusted_ca = { filename: tls.caFile };
   if (tls.verifyName !== undefined && tls.verifyName !== "") {
-    validation["match_typed_subject_alt_names"] = [{ san_type: "DNS", matcher: { exact: tls.verifyName } }];
+    validation.match_typed_subject_alt_names = [{ san_type: "DNS", matcher: { exact: tls.verifyName } }];
   }
-  if (Object.keys(validation).length > 0) common["validation_context"] = validation;
+  if (Object.keys(validation).length > 0) common.validation_context = validation;
   if (tls.clientCert !== undefined) {
-    common["tls_certificates"] = [
+    common.tls_certificates = [
       {
         certificate_chain: { filename: tls.clientCert.certFile },
         private_key: { filename: tls.clientCert.keyFile },
       },
     ];
   }
-  const context: EnvoyObject = { "@type": TYPE_UPSTREAM_TLS };
-  if (tls.serverName !== undefined && tls.serverName !== "") context["sni"] = tls.serverName;
-  context["common_tls_context"] = common;
+  const context: UpstreamTlsContextInput = {
+    "@type": UPSTREAM_TLS_TYPE,
+    ...(tls.serverName !== undefined && tls.serverName !== "" ? { sni: tls.serverName } : {}),
+    common_tls_context: common,
+  };
   return { name: "envoy.transport_sockets.tls", typed_config: context };
 }
 
-export function routerFilter(): EnvoyObject {
-  return { name: "envoy.filters.http.router", typed_config: { "@type": TYPE_ROUTER } };
-}
-
-/**
- * How many attempts fit in `holdMs` with jittered exponential back-off from `baseMs` up to `maxMs`.
- * Envoy waits a uniform random time below the current step, so the expected wait is half a step;
- * the count is chosen so that the expected total back-off reaches the hold time. At least 1.
- */
-export function attemptsWithin(holdMs: number, baseMs: number, maxMs: number, limit = 1000): number {
-  let attempts = 1;
-  let elapsed = 0;
-  let step = baseMs;
-  while (attempts < limit && step > 0) {
-    const expectedWait = Math.min(step, maxMs) / 2;
-    if (elapsed + expectedWait > holdMs) break;
-    elapsed += expectedWait;
-    attempts++;
-    step = Math.min(step * 2, maxMs);
-  }
-  return attempts;
+export function routerFilter(): HttpFilterInput {
+  return { name: "envoy.filters.http.router", typed_config: { "@type": ROUTER_TYPE } };
 }
 
 /**
@@ -217,7 +220,7 @@ export function attemptsWithin(holdMs: number, baseMs: number, maxMs: number, li
  * POST /notifications are for the pod's own containers; the kubelet and Prometheus use the
  * read-only public admin listener below.
  */
-export function admin(localPort: number): EnvoyObject {
+export function admin(localPort: number): AdminInput {
   return { address: socketAddress("127.0.0.1", localPort) };
 }
 
@@ -234,7 +237,7 @@ export const PUBLIC_ADMIN_PATHS: readonly string[] = ["/ready", "/stats/promethe
  * An HTTP listener on 0.0.0.0:`port` that forwards GET of exactly the PUBLIC_ADMIN_PATHS to
  * LOCAL_ADMIN_CLUSTER; any other method or path gets the listener's 404 (no route matched).
  */
-export function publicAdminListener(port: number): EnvoyObject {
+export function publicAdminListener(port: number): ListenerInput {
   const routes = PUBLIC_ADMIN_PATHS.map((path) => ({
     name: `${PUBLIC_ADMIN_LISTENER}${path}`,
     match: { path, headers: [{ name: ":method", string_match: { exact: "GET" } }] },
@@ -251,7 +254,7 @@ export function publicAdminListener(port: number): EnvoyObject {
           {
             name: "envoy.filters.network.http_connection_manager",
             typed_config: {
-              "@type": TYPE_HCM,
+              "@type": HCM_TYPE,
               stat_prefix: PUBLIC_ADMIN_STAT_PREFIX,
               codec_type: "AUTO",
               route_config: {
@@ -268,7 +271,7 @@ export function publicAdminListener(port: number): EnvoyObject {
 }
 
 /** The admin on loopback as an upstream of the public admin listener. */
-export function localAdminCluster(localPort: number): EnvoyObject {
+export function localAdminCluster(localPort: number): ClusterInput {
   return {
     name: LOCAL_ADMIN_CLUSTER,
     type: "STATIC",

@@ -3,6 +3,7 @@
  * started and ready before the agent's containers, stopped after them), the drain flags, and the
  * termination grace period they fit in.
  */
+import { FILE_ACCESS_LOG_TYPE, STDOUT_ACCESS_LOG_TYPE } from "@tether/envoy";
 import { DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS } from "../api/index.ts";
 import type { JsonObject } from "./pod.ts";
 
@@ -76,19 +77,24 @@ export const ACCESS_LOG_JSON_FORMAT: Readonly<Record<string, string>> = {
   downstream_remote_address: "%DOWNSTREAM_REMOTE_ADDRESS%",
 };
 
-const STDOUT_LOG = "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog";
-const FILE_LOG = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog";
-
 /** The access_log list for an HCM or tcp_proxy: stdout or a file, JSON or Envoy's default text line. */
 export function accessLogEntries(spec: AccessLogSpec): JsonObject[] {
   if (!spec.enabled) return [];
   const logFormat =
     spec.format === "json" ? { log_format: { json_format: { ...ACCESS_LOG_JSON_FORMAT } } } : {};
   if (spec.path === "/dev/stdout") {
-    return [{ name: "envoy.access_loggers.stdout", typed_config: { "@type": STDOUT_LOG, ...logFormat } }];
+    return [
+      {
+        name: "envoy.access_loggers.stdout",
+        typed_config: { "@type": STDOUT_ACCESS_LOG_TYPE, ...logFormat },
+      },
+    ];
   }
   return [
-    { name: "envoy.access_loggers.file", typed_config: { "@type": FILE_LOG, path: spec.path, ...logFormat } },
+    {
+      name: "envoy.access_loggers.file",
+      typed_config: { "@type": FILE_ACCESS_LOG_TYPE, path: spec.path, ...logFormat },
+    },
   ];
 }
 

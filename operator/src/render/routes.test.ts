@@ -10,8 +10,8 @@ import {
   type AcceptedRoute,
   type RouteContext,
 } from "./routes.ts";
-import { HTTP_PROTOCOL_OPTIONS, TYPE_HCM, TYPE_UPSTREAM_TLS, type EnvoyObject } from "./envoy.ts";
-import { Re2Regex, Rewrite } from "../../../sidecar/src/config/regex.ts";
+import { HCM_TYPE, HTTP_PROTOCOL_OPTIONS_KEY, Re2Regex, Rewrite, UPSTREAM_TLS_TYPE } from "@tether/envoy";
+import { type EnvoyObject } from "./envoy.ts";
 
 const ctx = (over: Partial<RouteContext> = {}): RouteContext => ({
   namespace: "default",
@@ -146,7 +146,7 @@ describe("route ordering", () => {
     expect(listeners.map((l) => l["name"])).toEqual(["http-8080", "http-9090"]);
     const hcm = (listeners[0] as { filter_chains: { filters: { typed_config: EnvoyObject }[] }[] })
       .filter_chains[0]!.filters[0]!.typed_config;
-    expect(hcm["@type"]).toBe(TYPE_HCM);
+    expect(hcm["@type"]).toBe(HCM_TYPE);
     const vh = (hcm["route_config"] as { virtual_hosts: { domains: string[]; routes: Route[] }[] })
       .virtual_hosts[0]!;
     expect(vh.domains).toEqual(["*"]);
@@ -321,7 +321,7 @@ describe("renderRouteCluster", () => {
       ],
     });
     const opts = (c["typed_extension_protocol_options"] as Record<string, EnvoyObject>)[
-      HTTP_PROTOCOL_OPTIONS
+      HTTP_PROTOCOL_OPTIONS_KEY
     ]!;
     expect(opts["common_http_protocol_options"]).toEqual({ idle_timeout: "15s" });
   });
@@ -339,7 +339,7 @@ describe("renderRouteCluster", () => {
       '"address":"wls.shop.svc.cluster.local","port_value":7001',
     );
     const opts = (c["typed_extension_protocol_options"] as Record<string, EnvoyObject>)[
-      HTTP_PROTOCOL_OPTIONS
+      HTTP_PROTOCOL_OPTIONS_KEY
     ]!;
     expect(opts["common_http_protocol_options"]).toEqual({
       idle_timeout: "30s",
@@ -353,7 +353,7 @@ describe("renderRouteCluster", () => {
     expect(c["transport_socket"]).toEqual({
       name: "envoy.transport_sockets.tls",
       typed_config: {
-        "@type": TYPE_UPSTREAM_TLS,
+        "@type": UPSTREAM_TLS_TYPE,
         sni: "wls.corp",
         common_tls_context: {
           validation_context: {
@@ -381,7 +381,7 @@ describe("renderRouteCluster", () => {
       renderRouteCluster({ name: "app", spec: insecure }, "default", "cluster.local")["transport_socket"],
     ).toEqual({
       name: "envoy.transport_sockets.tls",
-      typed_config: { "@type": TYPE_UPSTREAM_TLS, sni: "wls.corp", common_tls_context: {} },
+      typed_config: { "@type": UPSTREAM_TLS_TYPE, sni: "wls.corp", common_tls_context: {} },
     });
   });
 });

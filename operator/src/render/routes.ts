@@ -4,6 +4,15 @@
  */
 import type { ProxyRouteSpec } from "../api/index.ts";
 import {
+  HCM_TYPE,
+  type ClusterInput,
+  type ListenerInput,
+  type RetryPolicyInput,
+  type RouteActionInput,
+  type RouteInput as EnvoyRouteInput,
+  type RouteMatchInput,
+} from "@tether/envoy";
+import {
   discoveryType,
   envoyDuration,
   healthCheck,
@@ -13,8 +22,6 @@ import {
   routerFilter,
   socketAddress,
   tlsTransportSocket,
-  TYPE_HCM,
-  type EnvoyObject,
   requiredPort,
   type UpstreamServer,
 } from "./envoy.ts";
@@ -228,16 +235,16 @@ function escapeRegex(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
-function routeMatch(spec: ProxyRouteSpec, method: string | undefined): EnvoyObject {
+function routeMatch(spec: ProxyRouteSpec, method: string | undefined): RouteMatchInput {
   const m = spec.match;
-  const match: EnvoyObject = {};
-  if (m.path !== undefined) match["path"] = m.path;
-  else if (m.pathPrefix !== undefined) match["prefix"] = m.pathPrefix;
+  const match: RouteMatchInput = {};
+  if (m.path !== undefined) match.path = m.path;
+  else if (m.pathPrefix !== undefined) match.prefix = m.pathPrefix;
   else {
     const alternatives = [...(m.extensions ?? [])].sort().map(escapeRegex).join("|");
-    match["safe_regex"] = { regex: `.*\\.(${alternatives})` };
+    match.safe_regex = { regex: `.*\\.(${alternatives})` };
   }
-  if (method !== undefined) match["headers"] = [{ name: ":method", string_match: { exact: method } }];
+  if (method !== undefined) match.headers = [{ name: ":method", string_match: { exact: method } }];
   return match;
 }
 
@@ -252,7 +259,7 @@ function joinPath(head: string, tail: string): string {
  * prefix verbatim, which is exact only when the prefix ends in `/`; other prefixes use a
  * regex_rewrite that also swallows the slash after the prefix.
  */
-function rewrite(spec: ProxyRouteSpec): EnvoyObject {
+function rewrite(spec: ProxyRouteSpec): Pick<RouteActionInput, "prefix_rewrite" | "regex_rewrite"> {
   const trim = spec.rewrite?.pathTrim ?? "";
   const prepend = spec.rewrite?.pathPrepend ?? "";
   if (trim === "" && prepend === "") return {};
@@ -299,7 +306,7 @@ export function methodGroups(spec: ProxyRouteSpec): MethodGroup[] {
   ];
 }
 
-function retryPolicy(spec: ProxyRouteSpec, idempotent: boolean): EnvoyObject | undefined {
+function retryPolicy(spec: ProxyRouteSpec, idempotent: boolean): RetryPolicyInput | undefined {
   if (spec.retries.attempts === 0) return undefined;
   const interval = envoyDuration(spec.timeouts.retryInterval);
   return {
@@ -313,7 +320,7 @@ function retryPolicy(spec: ProxyRouteSpec, idempotent: boolean): EnvoyObject | u
  * A route whose backend Service is missing: the same match (and method filter), answered by the
  * sidecar with 503 and a body naming the route and the Service.
  */
-function missingBackendRoutes(route: AcceptedRoute, service: string): EnvoyObject[] {
+function missingBackendRoutes(route: AcceptedRoute, service: string): EnvoyRouteInput[] {
   const methods = route.spec.methods === undefined ? [undefined] : [...route.spec.methods];
   return methods.map((method) => ({
     name: `${route.name}/${method ?? "any"}`,
@@ -325,20 +332,20 @@ function missingBackendRoutes(route: AcceptedRoute, service: string): EnvoyObjec
   }));
 }
 
-export function renderEnvoyRoutes(route: AcceptedRoute): EnvoyObject[] {
+export function renderEnvoyRoutes(route: AcceptedRoute): EnvoyRouteInput[] {
   const { spec } = route;
   if (route.missingBackend !== undefined) return missingBackendRoutes(route, route.missingBackend);
   return methodGroups(spec).map((group) => {
-    const action: EnvoyObject = {
+    const action: RouteActionInput = {
       cluster: routeClusterName(route.name),
       timeout: envoyDuration(spec.timeouts.request),
       ...rewrite(spec),
     };
     if (spec.sessionAffinity !== undefined) {
-      action["hash_policy"] = [{ cookie: { name: spec.sessionAffinity.cookieName } }];
+      action.hash_policy = [{ cookie: { name: spec.sessionAffinity.cookieName } }];
     }
     const retries = retryPolicy(spec, group.idempotent);
-    if (retries !== undefined) action["retry_policy"] = retries;
+    if (retries !== undefined) action.retry_policy = retries;
     return {
       name: `${route.name}/${group.method ?? (group.idempotent ? "idempotent" : "any")}`,
       match: routeMatch(spec, group.method),
@@ -363,11 +370,11 @@ export function renderRouteCluster(
   route: AcceptedRoute,
   namespace: string,
   clusterDomain: string,
-): EnvoyObject {
+): ClusterInput {
   const { spec } = route;
   const name = routeClusterName(route.name);
   const servers = backendServers(spec, namespace, clusterDomain);
-  const cluster: EnvoyObject = {
+  const cluster: ClusterInput = {
     name,
     type: discoveryType(servers),
     connect_timeout: envoyDuration(spec.timeouts.connect),
@@ -386,7 +393,7 @@ export function renderRouteCluster(
   };
   if (spec.tls.enabled) {
     const ca = spec.tls.caSecretRef;
-    cluster["transport_socket"] = tlsTransportSocket({
+    cluster.transport_socket = tlsTransportSocket({
       serverName: spec.tls.serverName,
       verifyName: spec.tls.insecureSkipVerify ? undefined : spec.tls.serverName,
       caFile: ca === undefined ? undefined : secretFile(ca.name, ca.key),
@@ -412,12 +419,12 @@ export function renderRoutes(
   routes: readonly AcceptedRoute[],
   namespace: string,
   clusterDomain: string,
-): { listeners: EnvoyObject[]; clusters: EnvoyObject[] } {
+): { listeners: ListenerInput[]; clusters: ClusterInput[] } {
   const byPort = new Map<number, AcceptedRoute[]>();
   for (const r of routes) byPort.set(r.spec.listenerPort, [...(byPort.get(r.spec.listenerPort) ?? []), r]);
   const listeners = [...byPort.keys()]
     .sort((a, b) => a - b)
-    .map((port) => {
+    .map((port): ListenerInput => {
       const name = routeListenerName(port);
       const ordered = [...(byPort.get(port) ?? [])].sort(compareSpecificity);
       return {
@@ -429,7 +436,7 @@ export function renderRoutes(
               {
                 name: "envoy.filters.network.http_connection_manager",
                 typed_config: {
-                  "@type": TYPE_HCM,
+                  "@type": HCM_TYPE,
                   stat_prefix: `http_${port}`,
                   codec_type: "AUTO",
                   route_config: {

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { bootstrapSchema } from "../../../sidecar/src/config/schema.ts";
+import { bootstrapSchema } from "@tether/envoy";
 import { agent, broker, example, psc, route } from "../../test/fixtures/specs.ts";
 import { agentSpec, brokerSpec, policyServerClusterSpec, proxyRouteSpec } from "../api/index.ts";
 import { renderAgent } from "./agent.ts";

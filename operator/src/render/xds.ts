@@ -5,13 +5,14 @@
  * turned into EDS clusters.
  */
 import {
-  LOCAL_ADMIN_CLUSTER,
-  PUBLIC_ADMIN_LISTENER,
-  HTTP_PROTOCOL_OPTIONS,
-  TYPE_HTTP_PROTOCOL_OPTIONS,
-  loadAssignment,
-  type EnvoyObject,
-} from "./envoy.ts";
+  HTTP_PROTOCOL_OPTIONS_KEY,
+  HTTP_PROTOCOL_OPTIONS_TYPE,
+  type BootstrapInput,
+  type ClusterInput,
+  type DynamicResourcesInput,
+  type ListenerInput,
+} from "@tether/envoy";
+import { LOCAL_ADMIN_CLUSTER, PUBLIC_ADMIN_LISTENER, loadAssignment } from "./envoy.ts";
 
 /** The static cluster the sidecar reaches the operator's ADS server through. */
 export const XDS_CLUSTER = "tether_xds";
@@ -44,7 +45,7 @@ export interface EdsService {
 }
 
 /** A static STRICT_DNS cluster on the operator's xDS Service, speaking HTTP/2 (gRPC). */
-export function xdsCluster(target: XdsTarget): EnvoyObject {
+export function xdsCluster(target: XdsTarget): ClusterInput {
   return {
     name: XDS_CLUSTER,
     type: "STRICT_DNS",
@@ -52,8 +53,8 @@ export function xdsCluster(target: XdsTarget): EnvoyObject {
     lb_policy: "ROUND_ROBIN",
     load_assignment: loadAssignment(XDS_CLUSTER, [{ host: target.host, port: target.port, priority: 0 }]),
     typed_extension_protocol_options: {
-      [HTTP_PROTOCOL_OPTIONS]: {
-        "@type": TYPE_HTTP_PROTOCOL_OPTIONS,
+      [HTTP_PROTOCOL_OPTIONS_KEY]: {
+        "@type": HTTP_PROTOCOL_OPTIONS_TYPE,
         explicit_http_config: { http2_protocol_options: {} },
       },
     },
@@ -61,7 +62,7 @@ export function xdsCluster(target: XdsTarget): EnvoyObject {
 }
 
 /** ADS for clusters and listeners over the tether_xds cluster (no RDS: route configs are inline). */
-export function dynamicResources(): EnvoyObject {
+export function dynamicResources(): DynamicResourcesInput {
   return {
     ads_config: {
       api_type: "GRPC",
@@ -74,12 +75,12 @@ export function dynamicResources(): EnvoyObject {
 }
 
 interface StaticResources {
-  listeners: EnvoyObject[];
-  clusters: EnvoyObject[];
+  listeners: ListenerInput[];
+  clusters: ClusterInput[];
 }
 
-function staticResources(bootstrap: EnvoyObject): StaticResources {
-  const s = bootstrap["static_resources"] as Partial<StaticResources> | undefined;
+function staticResources(bootstrap: BootstrapInput): StaticResources {
+  const s = bootstrap.static_resources;
   return { listeners: s?.listeners ?? [], clusters: s?.clusters ?? [] };
 }
 
@@ -89,15 +90,16 @@ function staticResources(bootstrap: EnvoyObject): StaticResources {
  * resources stay whole, so the sidecar serves at once and for as long as the operator is away.
  */
 export function withXds(
-  bootstrap: EnvoyObject,
+  bootstrap: BootstrapInput,
   target: XdsTarget,
   nodeId: string,
   group: string,
-): EnvoyObject {
+): BootstrapInput {
   const s = staticResources(bootstrap);
+  const { node: _node, ...rest } = bootstrap;
   return {
     node: { id: nodeId, cluster: group },
-    ...Object.fromEntries(Object.entries(bootstrap).filter(([k]) => k !== "node")),
+    ...rest,
     static_resources: { listeners: s.listeners, clusters: [...s.clusters, xdsCluster(target)] },
     dynamic_resources: dynamicResources(),
   };
@@ -108,15 +110,18 @@ const STATIC_ONLY_CLUSTERS = new Set([XDS_CLUSTER, LOCAL_ADMIN_CLUSTER]);
 const STATIC_ONLY_LISTENERS = new Set([PUBLIC_ADMIN_LISTENER]);
 
 /** The cluster as EDS: same settings, endpoints from the ADS stream instead of DNS. */
-export function asEdsCluster(cluster: EnvoyObject): EnvoyObject {
-  const name = String(cluster["name"]);
-  const eds: EnvoyObject = {};
-  for (const [key, value] of Object.entries(cluster)) {
-    if (key === "load_assignment" || key === "dns_refresh_rate" || key === "dns_lookup_family") continue;
-    eds[key] = key === "type" ? "EDS" : value;
-  }
-  eds["eds_cluster_config"] = { eds_config: { ads: {}, resource_api_version: "V3" }, service_name: name };
-  return eds;
+export function asEdsCluster(cluster: ClusterInput): ClusterInput {
+  const {
+    load_assignment: _endpoints,
+    dns_refresh_rate: _refresh,
+    dns_lookup_family: _family,
+    ...rest
+  } = cluster;
+  return {
+    ...rest,
+    type: "EDS",
+    eds_cluster_config: { eds_config: { ads: {}, resource_api_version: "V3" }, service_name: cluster.name },
+  };
 }
 
 /**
@@ -124,15 +129,15 @@ export function asEdsCluster(cluster: EnvoyObject): EnvoyObject {
  * ones, and the clusters named in `eds` as EDS clusters.
  */
 export function dynamicListenersAndClusters(
-  bootstrap: EnvoyObject,
+  bootstrap: BootstrapInput,
   eds: readonly EdsService[],
-): { listeners: EnvoyObject[]; clusters: EnvoyObject[] } {
+): { listeners: ListenerInput[]; clusters: ClusterInput[] } {
   const s = staticResources(bootstrap);
   const edsNames = new Set(eds.map((e) => e.cluster));
   return {
-    listeners: s.listeners.filter((l) => !STATIC_ONLY_LISTENERS.has(String(l["name"]))),
+    listeners: s.listeners.filter((l) => !STATIC_ONLY_LISTENERS.has(l.name)),
     clusters: s.clusters
-      .filter((c) => !STATIC_ONLY_CLUSTERS.has(String(c["name"])))
-      .map((c) => (edsNames.has(String(c["name"])) ? asEdsCluster(c) : c)),
+      .filter((c) => !STATIC_ONLY_CLUSTERS.has(c.name))
+      .map((c) => (edsNames.has(c.name) ? asEdsCluster(c) : c)),
   };
 }

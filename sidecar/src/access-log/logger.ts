@@ -4,19 +4,19 @@
 import { createWriteStream, type WriteStream } from "node:fs";
 import type http from "node:http";
 import {
-  FILE_ACCESS_LOG_TYPE,
-  STDERR_ACCESS_LOG_TYPE,
-  type AccessLogConfig,
-  type LogFormatConfig,
-} from "../config/access-log.ts";
-import { responseFlagsString, RESPONSE_FLAGS, type ResponseFlag } from "./flags.ts";
-import {
   DEFAULT_TEXT_FORMAT,
+  FILE_ACCESS_LOG_TYPE,
   jsonFormatter,
+  responseFlagsString,
+  RESPONSE_FLAGS,
+  STDERR_ACCESS_LOG_TYPE,
   textFormatter,
+  type AccessLogConfig,
   type AccessLogEntry,
   type AccessLogFormatter,
-} from "./format.ts";
+  type LogFormatConfig,
+  type ResponseFlag,
+} from "@tether/envoy";
 
 type Write = (line: string) => void;
 

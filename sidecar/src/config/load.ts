@@ -4,7 +4,7 @@ import { readFile } from "node:fs/promises";
 import { parseDocument } from "yaml";
 import type { z } from "zod";
 import { TetherError } from "../errors.ts";
-import { bootstrapSchema, type Bootstrap } from "./schema.ts";
+import { bootstrapSchema, type Bootstrap } from "@tether/envoy";
 
 export interface LoadedConfig {
   readonly bootstrap: Bootstrap;

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parse, stringify } from "yaml";
 import { TetherError } from "../errors.ts";
-import { parseDuration } from "./duration.ts";
+import { parseDuration } from "@tether/envoy";
 import { parseConfigText } from "./load.ts";
 
 const here = path.dirname(fileURLToPath(import.meta.url));

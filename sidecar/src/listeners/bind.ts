@@ -1,6 +1,6 @@
 /** Binding a listener's server to its configured socket address (shared by the HTTP and TCP listeners). */
 import type { Server } from "node:net";
-import type { SocketAddress } from "../config/schema.ts";
+import type { SocketAddress } from "@tether/envoy";
 import { TetherError } from "../errors.ts";
 
 /** The configured address, with the port the kernel actually bound (port 0 picks a free one). */

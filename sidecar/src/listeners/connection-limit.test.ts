@@ -1,7 +1,7 @@
 import net from "node:net";
 import { describe, expect, it } from "vitest";
 import { parseConfigText } from "../config/load.ts";
-import type { ListenerConfig } from "../config/schema.ts";
+import type { ListenerConfig } from "@tether/envoy";
 import { TetherError } from "../errors.ts";
 import { ConnectionLimit, DEFAULT_MAX_DOWNSTREAM_CONNECTIONS } from "./connection-limit.ts";
 

@@ -2,7 +2,7 @@
 // chain has one, else Tether's default (Envoy has no default; a sidecar without one runs out of file
 // descriptors, and its agent with it, when a client opens connections and never closes them).
 import type { Socket } from "node:net";
-import { CONNECTION_LIMIT_TYPE, type ConnectionLimitConfig, type ListenerConfig } from "../config/schema.ts";
+import { CONNECTION_LIMIT_TYPE, type ConnectionLimitConfig, type ListenerConfig } from "@tether/envoy";
 
 export const DEFAULT_MAX_DOWNSTREAM_CONNECTIONS = 10_000;
 

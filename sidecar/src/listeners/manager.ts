@@ -8,7 +8,7 @@ import {
   type HttpConnectionManagerConfig,
   type ListenerConfig,
   type TcpProxyConfig,
-} from "../config/schema.ts";
+} from "@tether/envoy";
 import type { Logger } from "../log.ts";
 import type { RandomSource } from "../upstream/backoff.ts";
 import type { ClusterManager } from "../upstream/cluster-manager.ts";

@@ -2,8 +2,7 @@
 // back-off, then bytes flow both ways. Sessions register with their host so that
 // close_connections_on_host_health_failure can cut them and the client reconnects through us.
 import net from "node:net";
-import type { ListenerConfig, TcpProxyConfig } from "../config/schema.ts";
-import { RESPONSE_FLAGS } from "../access-log/flags.ts";
+import { RESPONSE_FLAGS, type ListenerConfig, type TcpProxyConfig } from "@tether/envoy";
 import { AccessLogs, socketAddressString, tcpEntry } from "../access-log/logger.ts";
 import { nextConnectionId, type Logger } from "../log.ts";
 import { JitteredBackoff, type RandomSource } from "../upstream/backoff.ts";

@@ -1,7 +1,7 @@
 // When the next active health check of a host runs, as Envoy's health checker decides it: by the
 // last check's result and whether that result changed the host's state, completed a change, or left a
 // change pending (a threshold not reached yet). Pure, so the schedule is tested without timers.
-import type { HealthCheckConfig } from "../config/schema.ts";
+import type { HealthCheckConfig } from "@tether/envoy";
 
 /**
  * What the last check did. `pending`: it counted toward a change the threshold has not made yet (a

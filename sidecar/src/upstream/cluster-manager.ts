@@ -2,7 +2,7 @@
 // state and counters survive) and replaces the others; retired clusters finish in-flight work.
 // Changes go in two steps so a reload is all or nothing: prepare() builds and starts the new
 // clusters beside the running ones, then commit() swaps them in or abort() stops them.
-import type { ClusterConfig, ClusterLoadAssignmentConfig } from "../config/schema.ts";
+import type { ClusterConfig, ClusterLoadAssignmentConfig } from "@tether/envoy";
 import { Cluster, type ClusterDeps, type ClusterResources } from "./cluster.ts";
 import { resolveClusterTransports } from "./transport-match.ts";
 

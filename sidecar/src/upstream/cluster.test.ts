@@ -3,7 +3,7 @@
 // (close_connections_on_host_health_failure) only when unhealthy_threshold checks have failed.
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { clusterSchema } from "../config/schema.ts";
+import { clusterSchema } from "@tether/envoy";
 import { createLogger } from "../log.ts";
 import { Cluster } from "./cluster.ts";
 

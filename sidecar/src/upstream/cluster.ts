@@ -8,7 +8,7 @@ import {
   type ClusterConfig,
   type ClusterLoadAssignmentConfig,
   type HealthStatus,
-} from "../config/schema.ts";
+} from "@tether/envoy";
 import type { Logger } from "../log.ts";
 import type { RandomSource } from "./backoff.ts";
 import { pickHost, type BalancerState } from "./balancer.ts";

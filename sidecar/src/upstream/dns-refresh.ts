@@ -3,7 +3,7 @@
 // rolling restart cheap — at once when a host shows a sign of going away or the last healthy host
 // leaves rotation: a replacement server is then usually already in DNS. A failed resolution keeps
 // the last good answer, as Envoy does.
-import type { ClusterConfig } from "../config/schema.ts";
+import type { ClusterConfig } from "@tether/envoy";
 import type { Logger } from "../log.ts";
 import { timerDelay } from "../timers.ts";
 import { JitteredBackoff, type RandomSource } from "./backoff.ts";

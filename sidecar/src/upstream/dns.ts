@@ -4,7 +4,7 @@
 // queried directly, which is what gives a TTL.
 import { lookup, Resolver } from "node:dns/promises";
 import { isIP } from "node:net";
-import { TRANSPORT_SOCKET_MATCH_KEY, type ClusterConfig, type StructValue } from "../config/schema.ts";
+import { TRANSPORT_SOCKET_MATCH_KEY, type ClusterConfig, type StructValue } from "@tether/envoy";
 
 export interface ResolvedEndpoint {
   readonly address: string;

@@ -4,7 +4,7 @@
 import http from "node:http";
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { healthCheckSchema } from "../config/schema.ts";
+import { healthCheckSchema } from "@tether/envoy";
 import { createLogger } from "../log.ts";
 import {
   HealthChecker,

@@ -15,7 +15,7 @@
 // - A check refused outright (nothing listens on the address) takes the host out of rotation on its
 //   own. Its connections are cut (close_connections_on_host_health_failure) only once
 //   unhealthy_threshold checks have failed, as before, so a server draining its sessions keeps them.
-import type { HealthCheckConfig } from "../config/schema.ts";
+import type { HealthCheckConfig } from "@tether/envoy";
 import type { Logger } from "../log.ts";
 import { PLAIN_TRANSPORT, type Transport } from "./connect.ts";
 import { HostProbe, type ProbeResult } from "./health-probe.ts";

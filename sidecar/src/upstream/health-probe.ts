@@ -5,7 +5,7 @@
 // out stale (closed or reset before any byte of the answer) is replaced by a new one within the same
 // check, so a server closing idle connections is not taken for a failing one.
 import type net from "node:net";
-import type { HealthCheckConfig } from "../config/schema.ts";
+import type { HealthCheckConfig } from "@tether/envoy";
 import { classifyConnectError, dial, type Transport } from "./connect.ts";
 import type { HealthCheckFailure } from "./health-check.ts";
 import { HealthCheckResponseReader } from "./health-response.ts";

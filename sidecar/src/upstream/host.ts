@@ -1,5 +1,5 @@
 // One upstream endpoint: its address, priority, health flags, passive-failure counters and pools.
-import type { HealthStatus } from "../config/schema.ts";
+import type { HealthStatus } from "@tether/envoy";
 import { PLAIN_TRANSPORT, type Transport } from "./connect.ts";
 import type { Pool } from "./pool.ts";
 import { HostStats } from "./stats.ts";

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { outlierDetectionSchema } from "../config/schema.ts";
+import { outlierDetectionSchema } from "@tether/envoy";
 import { Host } from "./host.ts";
 import { OutlierDetector, type OutlierOwner } from "./outlier.ts";
 import { ClusterStats } from "./stats.ts";

@@ -1,7 +1,7 @@
 // Passive outlier detection: consecutive 5xx / gateway failures / local-origin failures eject a host
 // for base_ejection_time × times ejected (capped), within max_ejection_percent — or one host when
 // always_eject_one_host is set, so a two-host cluster can still eject its dead member.
-import type { OutlierDetectionConfig } from "../config/schema.ts";
+import type { OutlierDetectionConfig } from "@tether/envoy";
 import { timerDelay } from "../timers.ts";
 import type { RandomSource } from "./backoff.ts";
 import type { Host } from "./host.ts";

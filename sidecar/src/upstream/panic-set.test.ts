@@ -1,7 +1,7 @@
 // Panic routing without the known-unreachable: the pure set, then a cluster's picks as hosts leave
 // rotation, become unreachable and come back; a retry's previous host; the wait list.
 import { describe, expect, it } from "vitest";
-import { clusterSchema } from "../config/schema.ts";
+import { clusterSchema } from "@tether/envoy";
 import { createLogger } from "../log.ts";
 import { Cluster } from "./cluster.ts";
 import { Host } from "./host.ts";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { stringMatcherSchema } from "../config/schema.ts";
+import { stringMatcherSchema } from "@tether/envoy";
 import { dnsNameMatches, parseSubjectAltNames, SubjectAltNameVerifier, type SanType } from "./san.ts";
 
 function verifier(type: SanType, matcher: object): SubjectAltNameVerifier {

@@ -6,8 +6,7 @@
 // A certificate without subject alt names matches nothing.
 import net from "node:net";
 import type { PeerCertificate } from "node:tls";
-import { Re2Regex } from "../config/regex.ts";
-import type { StringMatcherConfig } from "../config/schema.ts";
+import { Re2Regex, type StringMatcherConfig } from "@tether/envoy";
 
 export type SanType = "DNS" | "URI" | "IP_ADDRESS" | "EMAIL";
 

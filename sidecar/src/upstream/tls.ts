@@ -10,7 +10,7 @@ import {
   type DataSourceConfig,
   type TransportSocketConfig,
   type UpstreamTlsContextConfig,
-} from "../config/schema.ts";
+} from "@tether/envoy";
 import { PLAIN_TRANSPORT, type Transport } from "./connect.ts";
 import { TetherError } from "../errors.ts";
 import { SubjectAltNameVerifier } from "./san.ts";

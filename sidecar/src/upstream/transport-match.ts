@@ -3,7 +3,7 @@
 // `match` matches every endpoint); no entry matches → the cluster's transport_socket. A health
 // check's transport_socket_match_criteria stand in for the endpoint's metadata, which lets a check
 // run a TLS handshake while the traffic to the same endpoint stays raw TCP (a TLS-passthrough broker).
-import type { ClusterConfig, StructValue } from "../config/schema.ts";
+import type { ClusterConfig, StructValue } from "@tether/envoy";
 import type { Logger } from "../log.ts";
 import type { Transport } from "./connect.ts";
 import { resolveTransport } from "./tls.ts";

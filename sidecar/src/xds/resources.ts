@@ -14,7 +14,7 @@ import {
   type ClusterConfig,
   type ClusterLoadAssignmentConfig,
   type ListenerConfig,
-} from "../config/schema.ts";
+} from "@tether/envoy";
 import type { ResourceJson, ResourceType } from "./ads-api.ts";
 
 export const TYPE_URLS: Readonly<Record<ResourceType, string>> = {

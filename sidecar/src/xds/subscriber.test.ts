@@ -1,6 +1,6 @@
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import type { ClusterLoadAssignmentConfig } from "../config/schema.ts";
+import type { ClusterLoadAssignmentConfig } from "@tether/envoy";
 import type { Cluster } from "../upstream/cluster.ts";
 import type { AdsClientLike, ResourceJson } from "./ads-api.ts";
 import { XdsSubscriber, type DynamicApplier, type DynamicSet } from "./subscriber.ts";

@@ -3,7 +3,7 @@
 // arrived and every EDS cluster has its first ClusterLoadAssignment (warming); EDS updates go to the
 // running clusters in place. What cannot be validated or applied is NACKed and the running config
 // keeps serving.
-import type { ClusterConfig, ClusterLoadAssignmentConfig, ListenerConfig } from "../config/schema.ts";
+import type { ClusterConfig, ClusterLoadAssignmentConfig, ListenerConfig } from "@tether/envoy";
 import type { Logger } from "../log.ts";
 import type { Cluster } from "../upstream/cluster.ts";
 import type { AdsClientLike, AdsHandler, ResourceJson, ResourceType } from "./ads-api.ts";

@@ -1,7 +1,7 @@
 import http, { type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
 import { describe, expect, it } from "vitest";
-import { decisionCacheSchema } from "../../config/schema.ts";
+import { decisionCacheSchema } from "@tether/envoy";
 import { DecisionCache, NotificationStream, parseNotification } from "./decision-cache.ts";
 
 const config = (extra: Record<string, unknown> = {}) =>

@@ -4,7 +4,7 @@
 // or everything at once (hybrid mode). Errors are never cached. Memory is bounded by max_entries
 // (least recently used evicted) × max_body_bytes.
 import type { ClientRequest, IncomingMessage } from "node:http";
-import type { DecisionCacheConfig } from "../../config/schema.ts";
+import type { DecisionCacheConfig } from "@tether/envoy";
 import type { Logger } from "../../log.ts";
 import { timerDelay } from "../../timers.ts";
 import { JitteredBackoff, type RandomSource } from "../../upstream/backoff.ts";

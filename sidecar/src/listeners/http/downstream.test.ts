@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseConfigText } from "../../config/load.ts";
-import { HCM_TYPE, type HttpConnectionManagerConfig } from "../../config/schema.ts";
+import { HCM_TYPE, type HttpConnectionManagerConfig } from "@tether/envoy";
 import { nodeRequestTimeouts, rawReply } from "./downstream.ts";
 
 function hcm(fields = ""): HttpConnectionManagerConfig {

@@ -8,7 +8,7 @@
 // refreshes it on every read and write, also for the sockets its parser consumes).
 import type http from "node:http";
 import type { Socket } from "node:net";
-import type { HttpConnectionManagerConfig } from "../../config/schema.ts";
+import type { HttpConnectionManagerConfig } from "@tether/envoy";
 import type { HttpStats } from "./stats.ts";
 
 /** How often Node checks request_headers_timeout / request_timeout: they fire up to this much late. */

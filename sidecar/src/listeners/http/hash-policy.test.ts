@@ -1,6 +1,6 @@
 import type { IncomingMessage } from "node:http";
 import { describe, expect, it } from "vitest";
-import { hashPolicySchema } from "../../config/schema.ts";
+import { hashPolicySchema } from "@tether/envoy";
 import { hash32 } from "../../upstream/ring.ts";
 import { cookieValue, requestHash } from "./hash-policy.ts";
 

@@ -3,7 +3,7 @@
 // policy with a ttl creates the cookie when the request has none (value from the client address,
 // so parallel requests of one client agree) and the response sets it.
 import type { IncomingMessage } from "node:http";
-import type { HashPolicyConfig } from "../../config/schema.ts";
+import type { HashPolicyConfig } from "@tether/envoy";
 import { combineHashes, hash32 } from "../../upstream/ring.ts";
 
 export interface RequestHash {

@@ -7,7 +7,7 @@ import {
   type DecisionCacheConfig,
   type HttpConnectionManagerConfig,
   type ListenerConfig,
-} from "../../config/schema.ts";
+} from "@tether/envoy";
 import { AccessLogs, HttpAccessRecord } from "../../access-log/logger.ts";
 import { nextConnectionId, type Logger } from "../../log.ts";
 import type { RandomSource } from "../../upstream/backoff.ts";

@@ -4,7 +4,7 @@ import http from "node:http";
 import net, { type AddressInfo } from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { parseConfigText } from "../../config/load.ts";
-import { decisionCacheSchema, type NotificationStreamConfig } from "../../config/schema.ts";
+import { decisionCacheSchema, type NotificationStreamConfig } from "@tether/envoy";
 import { createLogger } from "../../log.ts";
 import { ClusterManager } from "../../upstream/cluster-manager.ts";
 import { DecisionCache } from "./decision-cache.ts";

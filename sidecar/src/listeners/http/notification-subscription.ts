@@ -5,7 +5,7 @@
 // elsewhere; a reload that replaces the cluster moves the stream to the new one; stop ends it all.
 import http, { type ClientRequest } from "node:http";
 import type { Duplex } from "node:stream";
-import type { NotificationStreamConfig } from "../../config/schema.ts";
+import type { NotificationStreamConfig } from "@tether/envoy";
 import type { Logger } from "../../log.ts";
 import type { RandomSource } from "../../upstream/backoff.ts";
 import type { ClusterManager } from "../../upstream/cluster-manager.ts";

@@ -1,7 +1,7 @@
 // One downstream request through route → retry → balancer → pool. The ProxyAttempt object is the
 // undici dispatch handler (no per-request closures on the hot path); a retry makes a new attempt so
 // late callbacks from an abandoned one are ignored.
-import { RESPONSE_FLAGS } from "../../access-log/flags.ts";
+import { RESPONSE_FLAGS } from "@tether/envoy";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Dispatcher } from "undici";
 import { JitteredBackoff, type RandomSource } from "../../upstream/backoff.ts";
@@ -213,7 +213,7 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
   private routeTimer: NodeJS.Timeout | undefined;
   private backoffTimer: NodeJS.Timeout | undefined;
   private state: "idle" | "pending" | "backoff" | "attempt" | "done" = "idle";
-  /** Envoy's response flags (access-log/flags.ts), read by the access log when it is on. */
+  /** Envoy's response flags (envoy/src/response-flags.ts), read by the access log when it is on. */
   responseFlagBits = 0;
   private attemptCount = 0;
   private responseStarted = false;

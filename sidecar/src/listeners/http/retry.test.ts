@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { retryPolicySchema } from "../../config/schema.ts";
+import { retryPolicySchema } from "@tether/envoy";
 import { compileRetryPolicy, retryOnBits, retryOnFailure, retryOnStatus } from "./retry.ts";
 
 describe("retry_on decisions (Envoy semantics)", () => {

@@ -1,5 +1,5 @@
 // Envoy's retry_on decisions, as pure functions over a bit set compiled from the config.
-import type { RetryOn, RetryPolicyConfig } from "../../config/schema.ts";
+import type { RetryOn, RetryPolicyConfig } from "@tether/envoy";
 
 export const RETRY_5XX = 1;
 export const RETRY_GATEWAY_ERROR = 2;

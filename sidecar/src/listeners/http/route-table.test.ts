@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { virtualHostSchema } from "../../config/schema.ts";
+import { virtualHostSchema } from "@tether/envoy";
 import { RouteTable } from "./route-table.ts";
 
 function table(vhosts: unknown[]): RouteTable {

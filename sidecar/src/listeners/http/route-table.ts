@@ -1,15 +1,16 @@
 // Virtual host and route matching as Envoy does it: host by exact domain, then longest "*.suffix",
 // then longest "prefix.*", then "*"; routes in order, first match wins (prefix / path + headers).
-import type {
-  DirectResponseConfig,
-  HashPolicyConfig,
-  HeaderMatcherConfig,
-  RouteConfig,
-  StringMatcherConfig,
-  VirtualHostConfig,
-} from "../../config/schema.ts";
+import {
+  Re2Regex,
+  Rewrite,
+  type DirectResponseConfig,
+  type HashPolicyConfig,
+  type HeaderMatcherConfig,
+  type RouteConfig,
+  type StringMatcherConfig,
+  type VirtualHostConfig,
+} from "@tether/envoy";
 import type { IncomingHttpHeaders } from "node:http";
-import { Re2Regex, Rewrite } from "../../config/regex.ts";
 import { compileRetryPolicy, type CompiledRetryPolicy } from "./retry.ts";
 
 /** A route's direct_response: the listener answers with this, no cluster involved. */

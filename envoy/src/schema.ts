@@ -3,10 +3,14 @@
 // Durations are protobuf-JSON strings ("1.5s") in the file and milliseconds after parsing.
 import { isIP } from "node:net";
 import { z } from "zod";
-import { MAX_TIMER_MS } from "../timers.ts";
 import { accessLogListSchema } from "./access-log.ts";
-import { formatDuration, MAX_PROTOBUF_DURATION_MS, parseDuration } from "./duration.ts";
+import { formatDuration, MAX_PROTOBUF_DURATION_MS, MAX_TIMER_MS, parseDuration } from "./duration.ts";
 import { Re2Regex, regexProblem, rewriteProblem } from "./regex.ts";
+
+// Named schema types: the schemas nested deepest (matchers, route actions, listeners, clusters) get an
+// interface (`interface ClusterSchema extends typeof clusterBase`). Declaration emit prints a named
+// type by reference, so the bootstrap's .d.ts stays exact; inlined, it passes the emitter's depth limit
+// and the deepest fields become `any`, which the operator and sidecar would then see as unrelated types.
 
 export const HCM_TYPE =
   "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
@@ -78,7 +82,7 @@ export const addressSchema = z.strictObject({ socket_address: socketAddressSchem
 // HTTP routing
 
 /** Envoy's RegexMatcher: RE2 syntax, compiled by RE2 (re2js); what RE2 refuses is refused here. */
-export const regexMatcherSchema = z
+const regexMatcherBase = z
   .strictObject({
     google_re2: z.strictObject({}).optional(),
     regex: z.string().min(1),
@@ -89,6 +93,10 @@ export const regexMatcherSchema = z
       ctx.addIssue({ code: "custom", path: ["regex"], message: `invalid regex (RE2): ${problem}` });
     }
   });
+type RegexMatcherSchemaType = typeof regexMatcherBase;
+/** regexMatcherSchema's type, named (see "Named schema types" above). */
+export interface RegexMatcherSchema extends RegexMatcherSchemaType {}
+export const regexMatcherSchema: RegexMatcherSchema = regexMatcherBase;
 
 /** Envoy's RegexMatchAndSubstitute: the substitution's \N must name a group of the pattern. */
 export const regexRewriteSchema = z
@@ -104,7 +112,7 @@ export const regexRewriteSchema = z
     if (problem !== undefined) ctx.addIssue({ code: "custom", path: ["substitution"], message: problem });
   });
 
-export const stringMatcherSchema = z
+const stringMatcherBase = z
   .strictObject({
     exact: z.string().optional(),
     prefix: z.string().min(1).optional(),
@@ -122,8 +130,12 @@ export const stringMatcherSchema = z
       });
     }
   });
+type StringMatcherSchemaType = typeof stringMatcherBase;
+/** stringMatcherSchema's type, named (see "Named schema types" above). */
+export interface StringMatcherSchema extends StringMatcherSchemaType {}
+export const stringMatcherSchema: StringMatcherSchema = stringMatcherBase;
 
-export const headerMatcherSchema = z
+const headerMatcherBase = z
   .strictObject({
     name: z.string().min(1),
     string_match: stringMatcherSchema.optional(),
@@ -135,6 +147,10 @@ export const headerMatcherSchema = z
       ctx.addIssue({ code: "custom", message: "at most one of string_match, present_match may be set" });
     }
   });
+type HeaderMatcherSchemaType = typeof headerMatcherBase;
+/** headerMatcherSchema's type, named (see "Named schema types" above). */
+export interface HeaderMatcherSchema extends HeaderMatcherSchemaType {}
+export const headerMatcherSchema: HeaderMatcherSchema = headerMatcherBase;
 
 export const routeMatchSchema = z
   .strictObject({
@@ -196,7 +212,7 @@ export const backoffSchema = z
 export const PREVIOUS_HOSTS_TYPE =
   "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate";
 
-export const retryPolicySchema = z.strictObject({
+const retryPolicyBase = z.strictObject({
   retry_on: retryOnList.default([]),
   num_retries: uint32.default(1),
   per_try_timeout: duration.default(0),
@@ -212,8 +228,12 @@ export const retryPolicySchema = z.strictObject({
     .default([]),
   host_selection_retry_max_attempts: z.number().int().min(0).default(1),
 });
+type RetryPolicySchemaType = typeof retryPolicyBase;
+/** retryPolicySchema's type, named (see "Named schema types" above). */
+export interface RetryPolicySchema extends RetryPolicySchemaType {}
+export const retryPolicySchema: RetryPolicySchema = retryPolicyBase;
 
-export const hashPolicySchema = z
+const hashPolicyBase = z
   .strictObject({
     header: z.strictObject({ header_name: z.string().min(1) }).optional(),
     cookie: z
@@ -231,8 +251,12 @@ export const hashPolicySchema = z
       });
     }
   });
+type HashPolicySchemaType = typeof hashPolicyBase;
+/** hashPolicySchema's type, named (see "Named schema types" above). */
+export interface HashPolicySchema extends HashPolicySchemaType {}
+export const hashPolicySchema: HashPolicySchema = hashPolicyBase;
 
-export const routeActionSchema = z
+const routeActionBase = z
   .strictObject({
     cluster: z.string().min(1),
     hash_policy: z.array(hashPolicySchema).default([]),
@@ -246,6 +270,10 @@ export const routeActionSchema = z
       ctx.addIssue({ code: "custom", message: "at most one of prefix_rewrite, regex_rewrite may be set" });
     }
   });
+type RouteActionSchemaType = typeof routeActionBase;
+/** routeActionSchema's type, named (see "Named schema types" above). */
+export interface RouteActionSchema extends RouteActionSchemaType {}
+export const routeActionSchema: RouteActionSchema = routeActionBase;
 
 /** Envoy's default RouteConfiguration.max_direct_response_body_size_bytes. */
 export const MAX_DIRECT_RESPONSE_BODY_BYTES = 4096;
@@ -265,7 +293,7 @@ export const directResponseSchema = z.strictObject({
     .optional(),
 });
 
-export const routeSchema = z
+const routeBase = z
   .strictObject({
     name: z.string().optional(),
     match: routeMatchSchema,
@@ -277,13 +305,21 @@ export const routeSchema = z
       ctx.addIssue({ code: "custom", message: "exactly one of route, direct_response is required" });
     }
   });
+type RouteSchemaType = typeof routeBase;
+/** routeSchema's type, named (see "Named schema types" above). */
+export interface RouteSchema extends RouteSchemaType {}
+export const routeSchema: RouteSchema = routeBase;
 
-export const virtualHostSchema = z.strictObject({
+const virtualHostBase = z.strictObject({
   name: z.string().min(1),
   domains: z.array(z.string().min(1)).min(1),
   routes: z.array(routeSchema).default([]),
   retry_policy: retryPolicySchema.optional(),
 });
+type VirtualHostSchemaType = typeof virtualHostBase;
+/** virtualHostSchema's type, named (see "Named schema types" above). */
+export interface VirtualHostSchema extends VirtualHostSchemaType {}
+export const virtualHostSchema: VirtualHostSchema = virtualHostBase;
 
 export const routeConfigurationSchema = z.strictObject({
   name: z.string().optional(),
@@ -352,7 +388,7 @@ export const routerFilterSchema = z.strictObject({
   typed_config: z.strictObject({ "@type": z.literal(ROUTER_TYPE) }),
 });
 
-export const httpConnectionManagerSchema = z.strictObject({
+const httpConnectionManagerBase = z.strictObject({
   "@type": z.literal(HCM_TYPE),
   stat_prefix: z.string().min(1),
   codec_type: z.enum(["AUTO", "HTTP1"]).default("AUTO"),
@@ -390,6 +426,10 @@ export const httpConnectionManagerSchema = z.strictObject({
   max_request_headers_kb: z.number().int().min(1).max(8192).default(60),
   access_log: accessLogListSchema,
 });
+type HttpConnectionManagerSchemaType = typeof httpConnectionManagerBase;
+/** httpConnectionManagerSchema's type, named (see "Named schema types" above). */
+export interface HttpConnectionManagerSchema extends HttpConnectionManagerSchemaType {}
+export const httpConnectionManagerSchema: HttpConnectionManagerSchema = httpConnectionManagerBase;
 
 // ---------------------------------------------------------------------------------------------
 // TCP proxy
@@ -451,7 +491,7 @@ export const filterChainSchema = z.strictObject({
     }),
 });
 
-export const listenerSchema = z.strictObject({
+const listenerBase = z.strictObject({
   name: z.string().min(1),
   address: addressSchema,
   filter_chains: z.array(filterChainSchema).length(1, "exactly one filter chain is supported"),
@@ -459,6 +499,10 @@ export const listenerSchema = z.strictObject({
   /** MODIFY_ONLY: left out of the shutdown drain sequence (keeps accepting) and closed last (see drain.ts). */
   drain_type: z.enum(["DEFAULT", "MODIFY_ONLY"]).default("DEFAULT"),
 });
+type ListenerSchemaType = typeof listenerBase;
+/** listenerSchema's type, named (see "Named schema types" above). */
+export interface ListenerSchema extends ListenerSchemaType {}
+export const listenerSchema: ListenerSchema = listenerBase;
 
 // ---------------------------------------------------------------------------------------------
 // Clusters
@@ -627,7 +671,7 @@ export const UPSTREAM_TLS_TYPE =
 
 const tlsVersion = z.enum(["TLS_AUTO", "TLSv1_2", "TLSv1_3"]);
 
-export const upstreamTlsContextSchema = z.strictObject({
+const upstreamTlsContextBase = z.strictObject({
   "@type": z.literal(UPSTREAM_TLS_TYPE),
   sni: z.string().min(1).optional(),
   common_tls_context: z
@@ -659,6 +703,10 @@ export const upstreamTlsContextSchema = z.strictObject({
     })
     .default({ tls_certificates: [], alpn_protocols: [] }),
 });
+type UpstreamTlsContextSchemaType = typeof upstreamTlsContextBase;
+/** upstreamTlsContextSchema's type, named (see "Named schema types" above). */
+export interface UpstreamTlsContextSchema extends UpstreamTlsContextSchemaType {}
+export const upstreamTlsContextSchema: UpstreamTlsContextSchema = upstreamTlsContextBase;
 
 export const RAW_BUFFER_TYPE =
   "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer";
@@ -679,7 +727,7 @@ export const proxyProtocolUpstreamSchema = z.strictObject({
   transport_socket: innerTransportSocketSchema,
 });
 
-export const transportSocketSchema = z.strictObject({
+const transportSocketBase = z.strictObject({
   name: z.string().min(1),
   typed_config: z.discriminatedUnion("@type", [
     upstreamTlsContextSchema,
@@ -687,6 +735,10 @@ export const transportSocketSchema = z.strictObject({
     proxyProtocolUpstreamSchema,
   ]),
 });
+type TransportSocketSchemaType = typeof transportSocketBase;
+/** transportSocketSchema's type, named (see "Named schema types" above). */
+export interface TransportSocketSchema extends TransportSocketSchemaType {}
+export const transportSocketSchema: TransportSocketSchema = transportSocketBase;
 
 /**
  * One entry of a cluster's transport_socket_matches: an endpoint (or a health check, through its
@@ -738,7 +790,7 @@ export const edsClusterConfigSchema = z.strictObject({
 /** Stands in for load_assignment on an EDS cluster, whose endpoints arrive over EDS. */
 const NO_LOAD_ASSIGNMENT = { cluster_name: "", endpoints: [], policy: { overprovisioning_factor: 140 } };
 
-export const clusterSchema = z.strictObject({
+const clusterBase = z.strictObject({
   transport_socket: transportSocketSchema.optional(),
   transport_socket_matches: z.array(transportSocketMatchSchema).default([]),
   name: z.string().min(1),
@@ -786,6 +838,10 @@ export const clusterSchema = z.strictObject({
     .strictObject({ [HTTP_PROTOCOL_OPTIONS_KEY]: httpProtocolOptionsSchema.optional() })
     .optional(),
 });
+type ClusterSchemaType = typeof clusterBase;
+/** clusterSchema's type, named (see "Named schema types" above). */
+export interface ClusterSchema extends ClusterSchemaType {}
+export const clusterSchema: ClusterSchema = clusterBase;
 
 // ---------------------------------------------------------------------------------------------
 // Bootstrap

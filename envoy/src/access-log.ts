@@ -2,7 +2,7 @@
 // (envoy.access_loggers.stdout / .file) with a log_format of text_format_source.inline_string or
 // json_format. Formats are compiled here, so an unknown %COMMAND% is a config error naming the field.
 import { z } from "zod";
-import { AccessLogFormatError, jsonFormatter, textFormatter, type JsonFormat } from "../access-log/format.ts";
+import { AccessLogFormatError, jsonFormatter, textFormatter, type JsonFormat } from "./access-log-format.ts";
 
 export const STDOUT_ACCESS_LOG_TYPE =
   "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { responseFlagsString, RESPONSE_FLAGS } from "./flags.ts";
+import { responseFlagsString, RESPONSE_FLAGS } from "./response-flags.ts";
 import {
   AccessLogFormatError,
   DEFAULT_TEXT_FORMAT,
@@ -7,7 +7,7 @@ import {
   SUPPORTED_OPERATORS,
   textFormatter,
   type AccessLogEntry,
-} from "./format.ts";
+} from "./access-log-format.ts";
 
 // 2016-04-15T20:17:00.310Z, Envoy's documented example.
 const START = Date.UTC(2016, 3, 15, 20, 17, 0, 310);
