@@ -5,6 +5,8 @@
  * sets ConfigRejected on the Agent with a Warning Event naming the error, and an ACK of a later
  * version clears it.
  */
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { AdsClient, type ResourceJson, type ResourceType } from "@tether/xds";
 import { pino } from "pino";
 import { parse } from "yaml";
@@ -208,5 +210,37 @@ spec:
       return c?.["status"] === "False" ? c : undefined;
     });
     expect(cleared["reason"]).toBe("Accepted");
+  });
+  it("an independent client (go-control-plane's protos, xds-check) gets CDS, EDS and LDS from the operator, all valid Envoy API", () => {
+    const script = fileURLToPath(new URL("../../tools/xds-check/build.sh", import.meta.url));
+    const built = spawnSync("bash", [script], { encoding: "utf8", timeout: 600_000 });
+    const bin = built.stdout.trim().split("\n").at(-1) ?? "";
+    expect(built.status, built.stderr.slice(-500)).toBe(0);
+    const judged = spawnSync(
+      bin,
+      [
+        "client",
+        "--server",
+        operator.xdsAddress,
+        "--node-id",
+        "default/web-9",
+        "--node-cluster",
+        "default/agent/web",
+        "--expect",
+        "cluster,endpoint,listener",
+        "--timeout",
+        "20s",
+      ],
+      { encoding: "utf8", timeout: 60_000 },
+    );
+    // One JSON line per response; every resource decoded with proto.Unmarshal and ValidateAll().
+    const lines = judged.stdout
+      .trim()
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as { type: string; valid: boolean; error?: string });
+    expect(judged.status, `${judged.stdout}\n${judged.stderr}`).toBe(0);
+    expect(new Set(lines.map((l) => l.type))).toEqual(new Set(["cluster", "endpoint", "listener"]));
+    expect(lines.filter((l) => !l.valid)).toEqual([]);
   });
 });
