@@ -26,7 +26,7 @@ export interface ClusterOptions {
 }
 
 export interface PodJson {
-  metadata: { name: string; labels?: Record<string, string> };
+  metadata: { name: string; labels?: Record<string, string>; deletionTimestamp?: string };
   status?: {
     podIP?: string;
     phase?: string;

@@ -360,21 +360,28 @@ describe.skipIf(cluster === undefined)("end-to-end scenarios (TETHER_E2E_KUBECON
     it.skipIf(nodeExec.length === 0)(
       "S15: one of three policy servers' node lost (its pod cut off the network for 10 s) under load: no failed and no slow request",
       async () => {
-        const [victim] = await serverPods();
+        // A serving pod: after S5's rollout, pods of the old ReplicaSet may still be listed (completed
+        // or terminating), and cutting one of those off would test nothing.
+        const victim = await eventually("three running policy servers", async () => {
+          const running = (await k().pods(ns, servers)).filter(
+            (p) => p.status?.phase === "Running" && p.metadata.deletionTimestamp === undefined,
+          );
+          return running.length === 3 ? running[0]?.metadata.name : undefined;
+        });
         let restore: (() => Promise<void>) | undefined;
         try {
           const result = await underLoad(
             pod(),
             { target: agentUrl(ns), ratePerSecond: 50 },
             async () => {
-              restore = await k().isolatePod(ns, victim ?? "", nodeExec);
+              restore = await k().isolatePod(ns, victim, nodeExec);
               await pause(10_000);
               await restore();
               restore = undefined;
             },
             { settleMs: 5_000 },
           );
-          report.add("S15 a policy server's node lost", result, `${victim ?? ""} cut off for 10 s`);
+          report.add("S15 a policy server's node lost", result, `${victim} cut off for 10 s`);
           expect(result.failures, describeFailures(result)).toBe(0);
           expect(result.slow, `${result.slow} of ${result.requests} answered after ${result.slowMs} ms`).toBe(
             0,
