@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -133,7 +134,14 @@ func walkAnys(m protoreflect.Message, path string, found func(string, *anypb.Any
 	})
 }
 
+// httpFilterFullName is the HCM's filter entry: Envoy skips one marked is_optional whose type it does
+// not know (Tether's DecisionCache, say) instead of refusing the listener, so the judge does too.
+const httpFilterFullName = "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter"
+
 func visit(m protoreflect.Message, path string, found func(string, *anypb.Any)) {
+	if m.Descriptor().FullName() == httpFilterFullName && optionalUnknown(m) {
+		return
+	}
 	if m.Descriptor().FullName() == anyFullName {
 		a, ok := m.Interface().(*anypb.Any)
 		if !ok {
@@ -144,4 +152,18 @@ func visit(m protoreflect.Message, path string, found func(string, *anypb.Any)) 
 		return
 	}
 	walkAnys(m, path, found)
+}
+
+// optionalUnknown: an HttpFilter with is_optional whose typed_config names a type not registered here.
+func optionalUnknown(m protoreflect.Message) bool {
+	fields := m.Descriptor().Fields()
+	optional := fields.ByName("is_optional")
+	config := fields.ByName("typed_config")
+	if optional == nil || config == nil || !m.Get(optional).Bool() || !m.Has(config) {
+		return false
+	}
+	a := &anypb.Any{}
+	proto.Merge(a, m.Get(config).Message().Interface())
+	_, err := protoregistry.GlobalTypes.FindMessageByURL(a.GetTypeUrl())
+	return err != nil
 }

@@ -843,13 +843,6 @@ describe.skipIf(cluster === undefined)("end-to-end scenarios (TETHER_E2E_KUBECON
     SCENARIO_TIMEOUT,
   );
 
-  // The sidecar side of a certificate rotation under traffic (Secret ..data swap, new handshakes on
-  // the new material, a bad key refused) is proven by sidecar/test/cert-rotation.test.ts; here it
-  // needs policy servers that serve TLS and reload their own certificate, which the demo image's
-  // policy server does not do yet.
-  it.skip("S13: the policy servers' CA and certificates rotate under traffic: 0 failures, new handshakes use the new certificate", () =>
-    undefined);
-
   it(
     "S14: kubectl scale agent web --replicas 3 and back; an HPA on an Agent is accepted",
     async () => {
