@@ -8,48 +8,12 @@ import { AdsServer } from "@tether/xds";
 import { pino } from "pino";
 import { request } from "undici";
 import { freePort, Sidecar, Upstream } from "./support/harness.ts";
+import { httpListenerResource } from "./support/xds-resources.ts";
 
 const BIN = new URL("../bin/tether-sidecar.js", import.meta.url).pathname;
 const runs = Number(process.argv[2] ?? "6");
 const log = pino({ level: "silent" });
 
-function listener(port: number): Record<string, unknown> {
-  return {
-    name: "http",
-    address: { socket_address: { address: "127.0.0.1", port_value: port } },
-    filter_chains: [
-      {
-        filters: [
-          {
-            name: "envoy.filters.network.http_connection_manager",
-            typed_config: {
-              "@type":
-                "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-              stat_prefix: "ingress_http",
-              route_config: {
-                virtual_hosts: [
-                  {
-                    name: "all",
-                    domains: ["*"],
-                    routes: [{ match: { prefix: "/" }, route: { cluster: "backend" } }],
-                  },
-                ],
-              },
-              http_filters: [
-                {
-                  name: "envoy.filters.http.router",
-                  typed_config: {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
-                  },
-                },
-              ],
-            },
-          },
-        ],
-      },
-    ],
-  };
-}
 function cluster(port: number): Record<string, unknown> {
   return {
     name: "backend",
@@ -88,7 +52,7 @@ dynamic_resources:
     Sidecar.writeConfig(`${dyn}admin: { address: { socket_address: { address: 127.0.0.1, port_value: ${admin} } } }
 static_resources:
   listeners:
-    - ${JSON.stringify(listener(lp))}
+    - ${JSON.stringify(httpListenerResource(lp, "backend"))}
   clusters:
     - ${JSON.stringify(cluster(upstreamPort))}
 ${xdsCluster}`);
@@ -138,7 +102,7 @@ for (let i = 0; i < runs; i++) {
     const r = await (async () => {
       if (dynamic) {
         const lp = await freePort();
-        resources.listener = new Map([["http", listener(lp)]]);
+        resources.listener = new Map([["http", httpListenerResource(lp, "backend")]]);
         server.setSnapshot("ns/agent/m", { version: String(i), resources });
       }
       return once(dynamic, up.port, xdsPort);

@@ -12,6 +12,7 @@ import { pino } from "pino";
 import { request } from "undici";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { exited, freePort, Sidecar, Upstream, waitFor, waitForLine } from "./support/harness.ts";
+import { httpListenerResource } from "./support/xds-resources.ts";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -24,44 +25,6 @@ const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-function httpListener(port: number, cluster: string): ResourceJson {
-  return {
-    name: "http",
-    address: { socket_address: { address: "127.0.0.1", port_value: port } },
-    filter_chains: [
-      {
-        filters: [
-          {
-            name: "envoy.filters.network.http_connection_manager",
-            typed_config: {
-              "@type":
-                "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-              stat_prefix: "ingress_http",
-              route_config: {
-                virtual_hosts: [
-                  {
-                    name: "all",
-                    domains: ["*"],
-                    routes: [{ match: { prefix: "/" }, route: { cluster, timeout: "5s" } }],
-                  },
-                ],
-              },
-              http_filters: [
-                {
-                  name: "envoy.filters.http.router",
-                  typed_config: {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
-                  },
-                },
-              ],
-            },
-          },
-        ],
-      },
-    ],
-  };
-}
 
 function edsCluster(name: string): ResourceJson {
   return {
@@ -92,7 +55,7 @@ function snapshot(
   version: string,
   listenerPort: number,
   endpoints: readonly Endpoint[],
-  listener: ResourceJson = httpListener(listenerPort, "ps"),
+  listener: ResourceJson = httpListenerResource(listenerPort, "ps", "5s"),
 ): Snapshot {
   return {
     version,
@@ -119,7 +82,7 @@ dynamic_resources:
   lds_config: { ads: {}, resource_api_version: V3 }
 static_resources:
   listeners:
-    - ${JSON.stringify(httpListener(listenerPort, "backend"))}
+    - ${JSON.stringify(httpListenerResource(listenerPort, "backend", "5s"))}
   clusters:
     - name: tether_xds
       type: STRICT_DNS
@@ -296,7 +259,7 @@ describe("sidecar as an ADS client (@tether/xds AdsServer)", () => {
     const listenerPort = await freePort();
     const s = await sidecarWith(listenerPort, a.port, xdsPort);
     // The route retries connect failures with back-off, as the operator renders for policy servers.
-    const listener = httpListener(listenerPort, "ps");
+    const listener = httpListenerResource(listenerPort, "ps", "5s");
     const route = JSON.parse(
       JSON.stringify(listener).replace(
         '"timeout":"5s"',
@@ -363,7 +326,7 @@ describe("sidecar as an ADS client (@tether/xds AdsServer)", () => {
 
     server.setSnapshot(
       GROUP,
-      snapshot("2", listenerPort, [{ port: b.port }], httpListener(listenerPort, "nope")),
+      snapshot("2", listenerPort, [{ port: b.port }], httpListenerResource(listenerPort, "nope", "5s")),
     );
     const nack = await waitFor("a NACK", () => nacks.find((n) => n.type === "listener"));
     expect(nack.version).toBe("2");
@@ -440,7 +403,9 @@ describe("sidecar as an ADS client (go-control-plane's server, xds-check server)
     // go-control-plane re-sends every type with the new version; unchanged content is ACKed, not re-applied.
     await waitFor("CDS version 2 ACKed", () => acked("cluster", "2"));
 
-    gcp.update(snapshot("3", listenerPort, [{ port: c.port }], httpListener(listenerPort, "nope")));
+    gcp.update(
+      snapshot("3", listenerPort, [{ port: c.port }], httpListenerResource(listenerPort, "nope", "5s")),
+    );
     const nack = await waitFor("the NACK's error_detail at the server", () =>
       gcp.lines.find((l) => l.type === "listener" && l.error !== undefined),
     );
