@@ -6,6 +6,7 @@ import type { RequestRecord } from "./traffic.ts";
 function rec(intendedAt: number, latency: number | null, server: string | null, status = 200): RequestRecord {
   return {
     intendedAt,
+    sentAt: intendedAt,
     doneAt: latency === null ? 0 : intendedAt + latency,
     status: latency === null ? 0 : status,
     ok: latency !== null && status === 200,
@@ -39,6 +40,19 @@ describe("load summary", () => {
       unfinished: 0,
       durationMs: 1000,
     });
+  });
+
+  it("lists the slowest answered requests with how late the client itself sent them", () => {
+    const records = Array.from({ length: 20 }, (_, i) => rec(1000 + i * 10, 2, "ps1"));
+    records[3] = { ...rec(1030, 80, "ps2"), sentAt: 1100 }; // the client's loop was 70 ms late
+    records[7] = rec(1070, 40, "ps1");
+    records[9] = rec(1090, null, null); // unanswered: not among the slowest answers
+    const s = summarizeLoad(records, { startAt: 1000, endAt: 2000 }, OPTS);
+    expect(s.slowest).toHaveLength(5);
+    expect(s.slowest?.slice(0, 2)).toEqual([
+      { atMs: 30, latencyMs: 80, lateMs: 70, server: "ps2" },
+      { atMs: 70, latencyMs: 40, lateMs: 0, server: "ps1" },
+    ]);
   });
 
   it("time to recover spans the first bad request's schedule to the last bad one's completion", () => {

@@ -198,8 +198,21 @@ export interface LoadSummary {
   readonly switches: number;
   /** Requests still unanswered when the load stopped (counted as failures too). */
   readonly unfinished: number;
+  /**
+   * The slowest answered requests, slowest first (at most 5): when each was scheduled (ms after the
+   * start), its latency, how late the client itself sent it (event-loop lag in the client pod) and who
+   * answered. Tells a tail caused by the path from one caused by the client's own machine.
+   */
+  readonly slowest?: readonly SlowRequest[];
   /** tls:// only: the certificate each backend presented (SHA-256 fingerprint), by backend name. */
   readonly peers?: Readonly<Record<string, string>>;
+}
+
+export interface SlowRequest {
+  readonly atMs: number;
+  readonly latencyMs: number;
+  readonly lateMs: number;
+  readonly server: string | null;
 }
 
 const SAMPLES = 5;
@@ -264,6 +277,15 @@ export function summarizeLoad(
     servedBy,
     switches,
     unfinished: ordered.filter((r) => r.doneAt === 0).length,
+    slowest: [...answered]
+      .sort((a, b) => b.doneAt - b.intendedAt - (a.doneAt - a.intendedAt))
+      .slice(0, SAMPLES)
+      .map((r) => ({
+        atMs: round(r.intendedAt - window.startAt),
+        latencyMs: round(r.doneAt - r.intendedAt),
+        lateMs: round(r.sentAt - r.intendedAt),
+        server: r.server,
+      })),
   };
 }
 

@@ -5,6 +5,7 @@ import type { RequestRecord } from "./traffic.ts";
 function answer(intendedAt: number, latency: number, server: string | null, ok = true): RequestRecord {
   return {
     intendedAt,
+    sentAt: intendedAt,
     doneAt: intendedAt + latency,
     status: ok ? 200 : 503,
     ok,

@@ -8,6 +8,8 @@ import http from "node:http";
 export interface RequestRecord {
   /** When the schedule said this request should go out (clock units: ms). */
   readonly intendedAt: number;
+  /** When the request actually went out (later than intendedAt when the client's own event loop lagged). */
+  sentAt: number;
   /** When the answer (or the failure) arrived. */
   doneAt: number;
   /** HTTP status, or 0 when there was no answer. */
@@ -151,7 +153,15 @@ export class ConstantRateTraffic {
   }
 
   private send(intendedAt: number): void {
-    const record: RequestRecord = { intendedAt, doneAt: 0, status: 0, ok: false, server: null, error: null };
+    const record: RequestRecord = {
+      intendedAt,
+      sentAt: this.now(),
+      doneAt: 0,
+      status: 0,
+      ok: false,
+      server: null,
+      error: null,
+    };
     this.records.push(record);
     if (this.inFlight >= this.maxInFlight) {
       this.finish(record, 0, null, "overload: too many requests in flight");

@@ -34,9 +34,15 @@ export function agent(
     policyServerCluster?: string;
     replicas?: number;
     cache?: { ttl: string; notifications?: boolean };
+    /** The sidecar's JSON access log on its stdout (one line per request). */
+    accessLog?: boolean;
   } = {},
 ): string {
   const a = example("02-agent.yaml");
+  if (options.accessLog === true) {
+    const sidecar = (a.spec["sidecar"] ?? {}) as Record<string, unknown>;
+    a.spec["sidecar"] = { ...sidecar, accessLog: { enabled: true } };
+  }
   a.metadata.name = options.name ?? a.metadata.name;
   a.spec["replicas"] = options.replicas ?? 1;
   if (options.policyServerCluster !== undefined) {

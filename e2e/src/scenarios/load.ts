@@ -5,6 +5,7 @@
  * the definitions). For the agent, every request makes it ask its tether-sidecar for a decision, so
  * a failure anywhere on the path (agent → sidecar → policy server) shows up as a non-200 answer.
  */
+import { formatMs } from "../demo/summary.ts";
 import type { LoadSummary } from "../demo/load.ts";
 import type { ClientPod, LoadSpec } from "./client.ts";
 
@@ -38,4 +39,11 @@ export function describeFailures(summary: LoadSummary): string {
   const samples = summary.failureSamples.map((f) => `${f.atMs.toFixed(0)} ms: ${f.status} ${f.error}`.trim());
   const errors = summary.errors.map((e) => `${e.count} × ${e.error}`);
   return `${summary.failures} of ${summary.requests} requests failed; first: ${samples.join("; ")}; by error: ${errors.join("; ")}`;
+}
+
+/** "slowest 98.00 ms (sent 80.00 ms late by the client) from ps-a" for a scenario's note; "" when none. */
+export function describeSlowest(summary: LoadSummary): string {
+  const worst = summary.slowest?.[0];
+  if (worst === undefined) return "";
+  return `slowest ${formatMs(worst.latencyMs)} (sent ${formatMs(worst.lateMs)} late by the client) from ${worst.server ?? "?"}`;
 }

@@ -14,6 +14,7 @@ afterAll(() => {
 function rec(intendedAt: number, latency: number, ok = true): RequestRecord {
   return {
     intendedAt,
+    sentAt: intendedAt,
     doneAt: intendedAt + latency,
     status: ok ? 200 : 503,
     ok,

@@ -36,7 +36,8 @@ import {
   tlsBackends,
   tlsSecret,
 } from "../../src/scenarios/fixtures.ts";
-import { describeFailures, underLoad } from "../../src/scenarios/load.ts";
+import { describeSidecarTimes, sidecarTimes } from "../../src/scenarios/access-log.ts";
+import { describeFailures, describeSlowest, underLoad, type LoadSummary } from "../../src/scenarios/load.ts";
 import { ScenarioReport } from "../../src/scenarios/report.ts";
 import { makeTestCerts } from "../../src/scenarios/tls-certs.ts";
 
@@ -118,10 +119,11 @@ const ok200 = (answer: HttpAnswer): HttpAnswer | undefined => (answer.status ===
 async function deploy(
   ns: string,
   order: "agent-first" | "servers-first",
-  options: { replicas?: number; agents?: number; cache?: { ttl: string } } = {},
+  options: { replicas?: number; agents?: number; cache?: { ttl: string }; accessLog?: boolean } = {},
 ): Promise<ClientPod> {
   const psc = policyServerCluster({ replicas: options.replicas ?? 2 });
   const web = agent({
+    ...(options.accessLog === true ? { accessLog: true } : {}),
     ...(options.cache === undefined ? {} : { cache: options.cache }),
     ...(options.agents === undefined ? {} : { replicas: options.agents }),
   });
@@ -250,7 +252,7 @@ describe.skipIf(cluster === undefined)("end-to-end scenarios (TETHER_E2E_KUBECON
 
     beforeAll(async () => {
       await k().createNamespace(ns);
-      client = await deploy(ns, "servers-first", { replicas: 3 });
+      client = await deploy(ns, "servers-first", { replicas: 3, accessLog: true });
     }, SCENARIO_TIMEOUT);
 
     afterAll(async () => {
@@ -263,6 +265,24 @@ describe.skipIf(cluster === undefined)("end-to-end scenarios (TETHER_E2E_KUBECON
     };
     const serverPods = async (): Promise<string[]> =>
       (await k().pods(ns, servers)).map((p) => p.metadata.name);
+    /** Where the tail came from: the client's slowest request and the sidecars' own access-log view. */
+    const tail = async (from: Date, result: LoadSummary): Promise<string> => {
+      const to = new Date();
+      const log = await k().kubectl([
+        "logs",
+        "-n",
+        ns,
+        "-l",
+        podsOf("web", "agent"),
+        "-c",
+        "tether-sidecar",
+        "--tail=-1",
+        `--since-time=${from.toISOString()}`,
+      ]);
+      return [describeSlowest(result), describeSidecarTimes(sidecarTimes(log, { from, to }))]
+        .filter((part) => part !== "")
+        .join("; ");
+    };
     const restartsSince = async (before: Record<string, number>): Promise<Record<string, number>> => {
       const now = await agentRestarts(ns);
       return Object.fromEntries(Object.entries(now).map(([c, n]) => [c, n - (before[c] ?? 0)]));
@@ -272,6 +292,7 @@ describe.skipIf(cluster === undefined)("end-to-end scenarios (TETHER_E2E_KUBECON
       "S2: one policy server restarted while the agent serves traffic: no failed request, no agent restart",
       async () => {
         const before = await agentRestarts(ns);
+        const from = new Date();
         const [first] = await serverPods();
         const victims = [first ?? ""];
         const result = await underLoad(
@@ -285,7 +306,11 @@ describe.skipIf(cluster === undefined)("end-to-end scenarios (TETHER_E2E_KUBECON
           { settleMs: 5_000 },
         );
         const restarts = await restartsSince(before);
-        report.add("S2 one policy server restarted", result, `agent restarts +${JSON.stringify(restarts)}`);
+        report.add(
+          "S2 one policy server restarted",
+          result,
+          `agent restarts +${JSON.stringify(restarts)}; ${await tail(from, result)}`,
+        );
         expect(result.failures, describeFailures(result)).toBe(0);
         expect(restarts).toEqual({ agent: 0, "tether-sidecar": 0 });
       },
@@ -324,6 +349,7 @@ describe.skipIf(cluster === undefined)("end-to-end scenarios (TETHER_E2E_KUBECON
         const victims = await serverPods();
         expect(victims).toHaveLength(3);
         const killed = [victims[1] ?? ""];
+        const from = new Date();
         const result = await underLoad(
           pod(),
           { target: agentUrl(ns), ratePerSecond: 50 },
@@ -333,7 +359,11 @@ describe.skipIf(cluster === undefined)("end-to-end scenarios (TETHER_E2E_KUBECON
           },
           { settleMs: 5_000 },
         );
-        report.add("S4 one of three killed", result, `killed ${killed.join("")}`);
+        report.add(
+          "S4 one of three killed",
+          result,
+          `killed ${killed.join("")}; ${await tail(from, result)}`,
+        );
         expect(result.failures, describeFailures(result)).toBe(0);
       },
       SCENARIO_TIMEOUT,
@@ -342,6 +372,7 @@ describe.skipIf(cluster === undefined)("end-to-end scenarios (TETHER_E2E_KUBECON
     it(
       "S5: rolling restart of the policy servers under load: no failed request",
       async () => {
+        const from = new Date();
         const result = await underLoad(
           pod(),
           { target: agentUrl(ns), ratePerSecond: 50 },
@@ -351,7 +382,11 @@ describe.skipIf(cluster === undefined)("end-to-end scenarios (TETHER_E2E_KUBECON
           },
           { settleMs: 5_000 },
         );
-        report.add("S5 rolling restart", result, "rollout restart deployment/ps-main");
+        report.add(
+          "S5 rolling restart",
+          result,
+          `rollout restart deployment/ps-main; ${await tail(from, result)}`,
+        );
         expect(result.failures, describeFailures(result)).toBe(0);
       },
       SCENARIO_TIMEOUT,
@@ -646,6 +681,7 @@ describe.skipIf(cluster === undefined)("end-to-end scenarios (TETHER_E2E_KUBECON
               answers.push(answer);
               records.push({
                 intendedAt: appliedAt,
+                sentAt: appliedAt,
                 doneAt: appliedAt + answer.ms,
                 status: 200,
                 ok: true,
@@ -656,6 +692,7 @@ describe.skipIf(cluster === undefined)("end-to-end scenarios (TETHER_E2E_KUBECON
               if (!(error instanceof FirstAnswerTimeout)) throw error;
               records.push({
                 intendedAt: appliedAt,
+                sentAt: appliedAt,
                 doneAt: appliedAt + error.ms,
                 status: 0,
                 ok: false,
