@@ -4,6 +4,7 @@ import {
   graceAfterDrainRule,
   SCALE_SUBRESOURCE,
   sidecarAccessLog,
+  sidecarXds,
   sidecarDrain,
   terminationGracePeriodSeconds,
 } from "./lifecycle.ts";
@@ -134,6 +135,7 @@ const sidecar = doc(
     }).optional(),
     drain: sidecarDrain,
     accessLog: sidecarAccessLog,
+    xds: sidecarXds,
   }),
   "The tether-sidecar container added to every agent pod.",
 ).prefault({});

@@ -15,6 +15,7 @@ import {
   graceAfterDrainRule,
   SCALE_SUBRESOURCE,
   sidecarAccessLog,
+  sidecarXds,
   sidecarDrain,
   terminationGracePeriodSeconds,
 } from "./lifecycle.ts";
@@ -48,6 +49,7 @@ const brokerSidecar = doc(
     ),
     drain: sidecarDrain,
     accessLog: sidecarAccessLog,
+    xds: sidecarXds,
   }),
   "The tether-sidecar container that is the broker.",
 ).prefault({});

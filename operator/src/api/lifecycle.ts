@@ -45,6 +45,16 @@ export const sidecarAccessLog = doc(
   "The sidecar's access log (Envoy's access_log on its listeners); off by default.",
 ).prefault({});
 
+export const sidecarXds = doc(
+  z.strictObject({
+    enabled: doc(
+      z.boolean().default(true),
+      "Take config and endpoints from the operator over xDS (pushed within a second of a change) when the operator serves xDS. false: the sidecar runs the bootstrap ConfigMap alone, refreshed through the ConfigMap volume (the kubelet's sync period, commonly a minute), with endpoints from DNS. Default true.",
+    ),
+  }),
+  "Whether the sidecar subscribes to the operator's xDS server.",
+).prefault({});
+
 export function terminationGracePeriodSeconds(what: string): z.ZodOptional<z.ZodInt> {
   return doc(
     z.int().min(1).max(3600),

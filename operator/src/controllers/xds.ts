@@ -193,7 +193,8 @@ export class XdsController {
   private agentSnapshot(object: KubeObject): Snapshot | undefined {
     if (object.metadata.deletionTimestamp !== undefined) return undefined;
     const parsed = parseAgent(object);
-    if (!parsed.ok) return undefined;
+    // Opted out of xDS: its sidecars never subscribe, so there is nothing to build.
+    if (!parsed.ok || !parsed.spec.sidecar.xds.enabled) return undefined;
     const namespace = object.metadata.namespace ?? "";
     const psc = agentPolicyServers(this.ctx, namespace, parsed.spec);
     if (psc === undefined) return undefined;
@@ -210,7 +211,7 @@ export class XdsController {
   private brokerSnapshot(object: KubeObject): Snapshot | undefined {
     if (object.metadata.deletionTimestamp !== undefined) return undefined;
     const parsed = parseBroker(object);
-    if (!parsed.ok) return undefined;
+    if (!parsed.ok || !parsed.spec.sidecar.xds.enabled) return undefined;
     const input = { owner: ownerMeta("Broker", object), spec: parsed.spec, options: this.ctx.render };
     return buildSnapshot(renderBrokerBootstrap(input), brokerEdsServices(input), (svc) =>
       this.endpoints(svc),

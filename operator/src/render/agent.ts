@@ -84,8 +84,13 @@ export function bootstrapInput(input: AgentInput): AgentBootstrapInput {
     policyServers: input.policyServers,
     routes: input.routes,
     clusterDomain: input.options.clusterDomain,
-    xds: input.options.xds,
+    xds: agentXds(input),
   };
+}
+
+/** The operator's xDS server, unless the Agent's sidecar opted out of it. */
+function agentXds(input: AgentInput): XdsTarget | undefined {
+  return input.spec.sidecar.xds.enabled ? input.options.xds : undefined;
 }
 
 export function renderAgentSidecarConfig(input: AgentInput): ConfigMap {
@@ -168,7 +173,7 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
       ...(logVolume === undefined ? [] : [logVolume.mount]),
     ],
     args: sidecarDrainArgs(spec.sidecar.drain, grace),
-    xdsGroup: input.options.xds === undefined ? undefined : xdsGroup(owner.namespace, "agent", owner.name),
+    xdsGroup: agentXds(input) === undefined ? undefined : xdsGroup(owner.namespace, "agent", owner.name),
   });
   const native = input.options.nativeSidecar !== false;
   const userInit = Array.isArray(template.spec["initContainers"])

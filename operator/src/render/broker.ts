@@ -41,7 +41,7 @@ import {
   type PodTemplate,
 } from "./pod.ts";
 import type { Service } from "./policy-server-cluster.ts";
-import { withXds, xdsGroup, type EdsService } from "./xds.ts";
+import { withXds, xdsGroup, type EdsService, type XdsTarget } from "./xds.ts";
 
 /** Connection attempts per new client connection (tcp_proxy max_connect_attempts). */
 const BROKER_CONNECT_ATTEMPTS = 3;
@@ -148,8 +148,13 @@ export function renderBrokerBootstrap(input: BrokerInput): BootstrapInput {
       clusters: [cluster, localAdminCluster(brokerLocalAdminPort(spec))],
     },
   };
-  const xds = input.options.xds;
+  const xds = brokerXds(input);
   return xds === undefined ? bootstrap : withXds(bootstrap, xds, `${owner.namespace}/${owner.name}`, group);
+}
+
+/** The operator's xDS server, unless the Broker's sidecar opted out of it. */
+function brokerXds(input: BrokerInput): XdsTarget | undefined {
+  return input.spec.sidecar.xds.enabled ? input.options.xds : undefined;
 }
 
 /** A Broker's in-cluster backends (serviceRef), served as an EDS cluster over xDS. */
@@ -223,7 +228,7 @@ export function renderBroker(input: BrokerInput): BrokerChildren {
         resources: spec.podTemplate.resources,
         args: sidecarDrainArgs(spec.sidecar.drain, grace),
         xdsGroup:
-          input.options.xds === undefined ? undefined : xdsGroup(owner.namespace, "broker", owner.name),
+          brokerXds(input) === undefined ? undefined : xdsGroup(owner.namespace, "broker", owner.name),
         ...(logVolume === undefined ? {} : { extraMounts: [logVolume.mount] }),
       }),
     ],

@@ -68,6 +68,34 @@ describe("bootstraps with xDS", () => {
     expect((b as Bootstrap).static_resources.clusters.map((c) => c["name"])).not.toContain(XDS_CLUSTER);
   });
 
+  it("sidecar.xds.enabled false: a static bootstrap and no xDS node cluster, even when the operator serves xDS", () => {
+    const owner = { kind: "Agent" as const, name: "web", namespace: "team-a", uid: "u" };
+    const spec = agent({ sidecar: { xds: { enabled: false } } });
+    const out = renderAgent({ owner, spec, policyServers: { name: "ps", spec: psc() }, routes: [], options });
+    expect(out.sidecarConfig.data["envoy.yaml"]).not.toContain("dynamic_resources");
+    const pod = out.deployment.spec.template.spec as { initContainers?: Record<string, unknown>[] };
+    const sidecar = (pod.initContainers ?? []).find((c) => c["name"] === "tether-sidecar")!;
+    expect((sidecar["args"] as string[]).join(" ")).not.toContain("--service-cluster");
+    // The default subscribes.
+    const subscribed = renderAgent({
+      owner,
+      spec: agent(),
+      policyServers: { name: "ps", spec: psc() },
+      routes: [],
+      options,
+    });
+    expect(subscribed.sidecarConfig.data["envoy.yaml"]).toContain("dynamic_resources");
+
+    const bOwner = { kind: "Broker" as const, name: "b", namespace: "team-a", uid: "u" };
+    const bSpec = broker({ sidecar: { xds: { enabled: false } } });
+    expect(
+      renderBrokerBootstrap({ owner: bOwner, spec: bSpec, options })["dynamic_resources"],
+    ).toBeUndefined();
+    const bSidecar = renderBroker({ owner: bOwner, spec: bSpec, options }).deployment.spec.template.spec
+      .containers[0]!;
+    expect((bSidecar["args"] as string[]).join(" ")).not.toContain("--service-cluster");
+  });
+
   it("the sidecar container takes its node id from the pod and its node cluster from the group", () => {
     const out = renderAgent({
       owner: { kind: "Agent", name: "web", namespace: "team-a", uid: "u" },
