@@ -36,13 +36,17 @@ export function agent(
     cache?: { ttl: string; notifications?: boolean };
     /** The sidecar's JSON access log on its stdout (one line per request). */
     accessLog?: boolean;
+    /** false: the sidecar runs its bootstrap ConfigMap alone (spec.sidecar.xds.enabled). */
+    xds?: boolean;
   } = {},
 ): string {
   const a = example("02-agent.yaml");
-  if (options.accessLog === true) {
-    const sidecar = (a.spec["sidecar"] ?? {}) as Record<string, unknown>;
-    a.spec["sidecar"] = { ...sidecar, accessLog: { enabled: true } };
-  }
+  const sidecar = (a.spec["sidecar"] ?? {}) as Record<string, unknown>;
+  a.spec["sidecar"] = {
+    ...sidecar,
+    ...(options.accessLog === true ? { accessLog: { enabled: true } } : {}),
+    ...(options.xds === false ? { xds: { enabled: false } } : {}),
+  };
   a.metadata.name = options.name ?? a.metadata.name;
   a.spec["replicas"] = options.replicas ?? 1;
   if (options.policyServerCluster !== undefined) {
