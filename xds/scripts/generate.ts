@@ -40,6 +40,8 @@ const FILES = [
   "envoy/extensions/network/dns_resolver/cares/v3/cares_dns_resolver.proto",
   "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
   "envoy/config/core/v3/backoff.proto",
+  "envoy/extensions/access_loggers/stream/v3/stream.proto",
+  "envoy/extensions/access_loggers/file/v3/file.proto",
   "tether/v1alpha1/decision_cache.proto",
 ];
 
@@ -76,6 +78,8 @@ export const ROOT_TYPES = [
   "envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport",
   "envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig",
   "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
+  "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+  "envoy.extensions.access_loggers.file.v3.FileAccessLog",
   "tether.v1alpha1.DecisionCache",
   // JSON forms of well-known types inside an Any ({"@type": ..., "value": ...}).
   "google.protobuf.Duration",

@@ -28,11 +28,13 @@ import {
   localAdminCluster,
   outlierDetection,
   publicAdminListener,
+  PUBLIC_ADMIN_LISTENER,
   routerFilter,
   socketAddress,
   tlsTransportSocket,
   type UpstreamServer,
 } from "./envoy.ts";
+import { withAccessLog } from "./lifecycle.ts";
 import { serviceHost } from "./meta.ts";
 import { SIDECAR_CONTAINER } from "./pod.ts";
 import { renderRoutes, routeClusterName, type AcceptedRoute } from "./routes.ts";
@@ -301,18 +303,24 @@ export function renderAgentBootstrap(input: AgentBootstrapInput): BootstrapInput
   };
   const routes = renderRoutes(input.routes, input.namespace, input.clusterDomain);
   const group = xdsGroup(input.namespace, "agent", input.name);
-  const bootstrap: BootstrapInput = {
-    node: { id: `${input.namespace}/${input.name}`, cluster: group },
-    admin: admin(spec.sidecar.localAdminPort),
-    static_resources: {
-      listeners: [policyListener, ...routes.listeners, publicAdminListener(spec.sidecar.adminPort)],
-      clusters: [
-        policyServerCluster(input),
-        ...routes.clusters,
-        localAdminCluster(spec.sidecar.localAdminPort),
-      ],
+  // The access log is part of the listeners themselves, so the xDS snapshot (rendered from this
+  // bootstrap) carries it as the ConfigMap does.
+  const bootstrap: BootstrapInput = withAccessLog(
+    {
+      node: { id: `${input.namespace}/${input.name}`, cluster: group },
+      admin: admin(spec.sidecar.localAdminPort),
+      static_resources: {
+        listeners: [policyListener, ...routes.listeners, publicAdminListener(spec.sidecar.adminPort)],
+        clusters: [
+          policyServerCluster(input),
+          ...routes.clusters,
+          localAdminCluster(spec.sidecar.localAdminPort),
+        ],
+      },
     },
-  };
+    spec.sidecar.accessLog,
+    PUBLIC_ADMIN_LISTENER,
+  );
   return input.xds === undefined
     ? bootstrap
     : withXds(bootstrap, input.xds, `${input.namespace}/${input.name}`, group);

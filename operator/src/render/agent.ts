@@ -21,14 +21,7 @@ import {
   type JsonObject,
   type PodTemplate,
 } from "./pod.ts";
-import { PUBLIC_ADMIN_LISTENER } from "./envoy.ts";
-import {
-  accessLogVolume,
-  nativeSidecar,
-  sidecarDrainArgs,
-  terminationGracePeriod,
-  withAccessLog,
-} from "./lifecycle.ts";
+import { accessLogVolume, nativeSidecar, sidecarDrainArgs, terminationGracePeriod } from "./lifecycle.ts";
 import { routeSecrets, type AcceptedRoute } from "./routes.ts";
 import { uniqueMounts } from "./secrets.ts";
 import { xdsGroup, type XdsTarget } from "./xds.ts";
@@ -94,11 +87,7 @@ function agentXds(input: AgentInput): XdsTarget | undefined {
 }
 
 export function renderAgentSidecarConfig(input: AgentInput): ConfigMap {
-  const bootstrap = withAccessLog(
-    renderAgentBootstrap(bootstrapInput(input)),
-    input.spec.sidecar.accessLog,
-    PUBLIC_ADMIN_LISTENER,
-  );
+  const bootstrap = renderAgentBootstrap(bootstrapInput(input));
   return {
     apiVersion: "v1",
     kind: "ConfigMap",

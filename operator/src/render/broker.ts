@@ -140,14 +140,19 @@ export function renderBrokerBootstrap(input: BrokerInput): BootstrapInput {
     ],
   };
   const group = xdsGroup(owner.namespace, "broker", owner.name);
-  const bootstrap: BootstrapInput = {
-    node: { id: `${owner.namespace}/${owner.name}`, cluster: group },
-    admin: admin(brokerLocalAdminPort(spec)),
-    static_resources: {
-      listeners: [listener, publicAdminListener(brokerAdminPort(spec))],
-      clusters: [cluster, localAdminCluster(brokerLocalAdminPort(spec))],
+  // The access log is part of the listener, so the xDS snapshot carries it as the ConfigMap does.
+  const bootstrap: BootstrapInput = withAccessLog(
+    {
+      node: { id: `${owner.namespace}/${owner.name}`, cluster: group },
+      admin: admin(brokerLocalAdminPort(spec)),
+      static_resources: {
+        listeners: [listener, publicAdminListener(brokerAdminPort(spec))],
+        clusters: [cluster, localAdminCluster(brokerLocalAdminPort(spec))],
+      },
     },
-  };
+    spec.sidecar.accessLog,
+    PUBLIC_ADMIN_LISTENER,
+  );
   const xds = brokerXds(input);
   return xds === undefined ? bootstrap : withXds(bootstrap, xds, `${owner.namespace}/${owner.name}`, group);
 }
@@ -264,10 +269,7 @@ export function renderBroker(input: BrokerInput): BrokerChildren {
     kind: "ConfigMap",
     metadata: childMeta(owner, childNames.sidecarConfigMap(owner.name), "broker"),
     data: {
-      "envoy.yaml": bootstrapYaml(
-        owner,
-        withAccessLog(renderBrokerBootstrap(input), spec.sidecar.accessLog, PUBLIC_ADMIN_LISTENER),
-      ),
+      "envoy.yaml": bootstrapYaml(owner, renderBrokerBootstrap(input)),
     },
   };
   return { deployment, service, sidecarConfig };

@@ -1,3 +1,4 @@
+import { packResource, TYPE_URLS, unpackResource } from "@tether/xds";
 import { describe, expect, it } from "vitest";
 import { agent, broker, psc, route } from "../../test/fixtures/specs.ts";
 import { agentEdsServices, renderAgentBootstrap } from "./agent-bootstrap.ts";
@@ -66,6 +67,22 @@ describe("bootstraps with xDS", () => {
     const b = renderAgentBootstrap({ ...agentInput(), xds: undefined });
     expect(b["dynamic_resources"]).toBeUndefined();
     expect((b as Bootstrap).static_resources.clusters.map((c) => c["name"])).not.toContain(XDS_CLUSTER);
+  });
+
+  it("the access log travels in the dynamic listeners too, not only in the ConfigMap", () => {
+    const input = { ...agentInput(), spec: agent({ sidecar: { accessLog: { enabled: true } } }) };
+    const { listeners } = dynamicListenersAndClusters(renderAgentBootstrap(input), agentEdsServices(input));
+    expect(listeners.length).toBeGreaterThan(0);
+    for (const l of listeners) {
+      expect(JSON.stringify(l)).toContain("envoy.access_loggers.stdout");
+      // LDS carries it as protobuf: the access loggers' types are in the xDS descriptor.
+      const packed = packResource(TYPE_URLS.listener, l, "listener");
+      expect(JSON.stringify(unpackResource(TYPE_URLS.listener, packed.value))).toContain("%DURATION%");
+    }
+    const owner = { kind: "Broker" as const, name: "b", namespace: "team-a", uid: "u" };
+    const spec = broker({ sidecar: { accessLog: { enabled: true } } });
+    const b = dynamicListenersAndClusters(renderBrokerBootstrap({ owner, spec, options }), []);
+    expect(JSON.stringify(b.listeners)).toContain("envoy.access_loggers.stdout");
   });
 
   it("sidecar.xds.enabled false: a static bootstrap and no xDS node cluster, even when the operator serves xDS", () => {
