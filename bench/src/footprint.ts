@@ -3,7 +3,7 @@
 // in a fresh process. `npm run bench` runs it for every proxy; alone it also compares sidecar flags:
 //
 //   node bench/src/footprint.ts [--targets tether-sidecar,haproxy,nginx] [--connections 1000]
-//                               [--variant "NAME=NODE_FLAGS"]…   (sidecar variants; default: the launcher's)
+//                               [--variant "NAME=NODE_FLAGS"]…   (sidecar variants; default: the image's flags)
 import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
@@ -14,7 +14,7 @@ import { request } from "undici";
 import { sidecarConfig } from "./configs.ts";
 import type { Endpoint } from "./configs.ts";
 import { BenchError, Proc, freePort, pause, runBench } from "./proc.ts";
-import { REPO_ROOT, startProxy, startUpstreamNginx, waitServing } from "./targets.ts";
+import { REPO_ROOT, sidecarImageNodeFlags, startProxy, startUpstreamNginx, waitServing } from "./targets.ts";
 import type { ProxyKind } from "./targets.ts";
 import { runWrk } from "./wrk.ts";
 
@@ -151,7 +151,7 @@ async function waitReady(url: string, proc: Proc): Promise<void> {
 export interface FootprintTarget {
   readonly name: string;
   readonly kind: ProxyKind;
-  /** Sidecar only: node flags before the launcher (undefined: none, the launcher picks its own). */
+  /** Sidecar only: node flags before the launcher (default: the image's, sidecar/Dockerfile). */
   readonly nodeFlags?: readonly string[];
 }
 
@@ -173,7 +173,12 @@ export async function measureFootprint(
     proc = new Proc({
       name: target.name,
       command: process.execPath,
-      args: [...(target.nodeFlags ?? []), `${REPO_ROOT}sidecar/bin/tether-sidecar.js`, "--config", config],
+      args: [
+        ...(target.nodeFlags ?? sidecarImageNodeFlags()),
+        `${REPO_ROOT}sidecar/bin/tether-sidecar.js`,
+        "--config",
+        config,
+      ],
       cwd: REPO_ROOT,
       cpus: PROXY_CPU,
     });
@@ -243,7 +248,11 @@ async function main(): Promise<void> {
       targets.push({ name: kind, kind });
       continue;
     }
-    for (const v of values.variant ?? ["tether-sidecar="]) {
+    if (values.variant === undefined) {
+      targets.push({ name: kind, kind });
+      continue;
+    }
+    for (const v of values.variant) {
       const eq = v.indexOf("=");
       if (eq <= 0) throw new BenchError("TETHER_ERR_BENCH_ARGS", `--variant: expected NAME=FLAGS, got ${v}`);
       targets.push({
