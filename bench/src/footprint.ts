@@ -3,7 +3,9 @@
 // in a fresh process. `npm run bench` runs it for every proxy; alone it also compares sidecar flags:
 //
 //   node bench/src/footprint.ts [--targets tether-sidecar,haproxy,nginx] [--connections 1000]
-//                               [--variant "NAME=NODE_FLAGS"]…   (sidecar variants; default: the image's flags)
+//                               [--variant "NAME=[DIR|]NODE_FLAGS"]…
+// A variant is a sidecar build (DIR holds bin/ and dist/; default sidecar/) run with NODE_FLAGS;
+// without --variant the sidecar runs with the image's flags (sidecar/Dockerfile).
 import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
@@ -153,6 +155,8 @@ export interface FootprintTarget {
   readonly kind: ProxyKind;
   /** Sidecar only: node flags before the launcher (default: the image's, sidecar/Dockerfile). */
   readonly nodeFlags?: readonly string[];
+  /** Sidecar only: the directory holding bin/ and dist/ (default: sidecar/). */
+  readonly dir?: string;
 }
 
 /** Starts the target fresh, measures, and stops it. */
@@ -175,7 +179,7 @@ export async function measureFootprint(
       command: process.execPath,
       args: [
         ...(target.nodeFlags ?? sidecarImageNodeFlags()),
-        `${REPO_ROOT}sidecar/bin/tether-sidecar.js`,
+        `${target.dir ?? `${REPO_ROOT}sidecar`}/bin/tether-sidecar.js`,
         "--config",
         config,
       ],
@@ -254,15 +258,13 @@ async function main(): Promise<void> {
     }
     for (const v of values.variant) {
       const eq = v.indexOf("=");
-      if (eq <= 0) throw new BenchError("TETHER_ERR_BENCH_ARGS", `--variant: expected NAME=FLAGS, got ${v}`);
-      targets.push({
-        name: v.slice(0, eq),
-        kind,
-        nodeFlags: v
-          .slice(eq + 1)
-          .split(" ")
-          .filter((f) => f !== ""),
-      });
+      if (eq <= 0)
+        throw new BenchError("TETHER_ERR_BENCH_ARGS", `--variant: expected NAME=[DIR|]FLAGS, got ${v}`);
+      const spec = v.slice(eq + 1);
+      const bar = spec.indexOf("|");
+      const flags = (bar < 0 ? spec : spec.slice(bar + 1)).split(" ").filter((f) => f !== "");
+      const dir = bar < 0 ? undefined : path.resolve(REPO_ROOT, spec.slice(0, bar));
+      targets.push({ name: v.slice(0, eq), kind, nodeFlags: flags, ...(dir === undefined ? {} : { dir }) });
     }
   }
   const dir = mkdtempSync(path.join(os.tmpdir(), "tether-footprint-"));
