@@ -9,6 +9,8 @@ import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { LoadSummary } from "./loadgen.ts";
+import { footprintTable, measureFootprint } from "./footprint.ts";
+import type { Footprint } from "./footprint.ts";
 import { measureDuring, memory } from "./procstat.ts";
 import { BenchError, Proc, freePort, pause, runBench } from "./proc.ts";
 import { fixedRateTable, memoryTable, saturationTable, scenarioErrors, scenarioTable } from "./report.ts";
@@ -24,6 +26,8 @@ const PROXY_CPU = "0";
 const LOAD_CPU = "1";
 const PAYLOAD_PATH = "/payload";
 const FIXED_RATE = 1000;
+/** Idle keep-alive downstream connections held open to measure RSS per connection. */
+const IDLE_CONNECTIONS = 1000;
 const PROXIES: readonly ProxyKind[] = ["tether-sidecar", "haproxy", "nginx"];
 
 function log(message: string): void {
@@ -113,6 +117,7 @@ async function main(): Promise<void> {
   const measurements: RoundMeasurement[] = [];
   const memoryRows: MemoryMeasurement[] = [];
   const scenarioResults: ScenarioResult[] = [];
+  const footprints: Footprint[] = [];
   const startedAt = Date.now();
   const loadAtStart = readFileSync("/proc/loadavg", "utf8").trim();
   try {
@@ -162,6 +167,10 @@ async function main(): Promise<void> {
       });
     }
     for (const target of targets) await target.proc?.kill();
+    for (const kind of proxies) {
+      log(`footprint of ${kind}: start-up, idle, ${IDLE_CONNECTIONS} idle connections, peak`);
+      footprints.push(await measureFootprint({ name: kind, kind }, dir, upstreams, IDLE_CONNECTIONS));
+    }
 
     const scenarioProxies =
       values.scenarios === "all" ? proxies : proxies.filter((p) => values.scenarios.split(",").includes(p));
@@ -198,6 +207,10 @@ async function main(): Promise<void> {
     "",
     memoryTable(memoryRows),
     "",
+    `## Footprint: each proxy fresh — start-up, idle, ${IDLE_CONNECTIONS} idle keep-alive connections, peak through wrk -c32 -d5s`,
+    "",
+    footprintTable(footprints),
+    "",
     "## Restart scenarios (demo policy servers as upstreams, SIGKILL and restart)",
     "",
     scenarioTable(scenarioResults),
@@ -210,7 +223,7 @@ async function main(): Promise<void> {
   writeFileSync(out, report);
   writeFileSync(
     out.replace(/\.md$/, "") + ".json",
-    JSON.stringify({ measurements, memoryRows, scenarioResults }, null, 2),
+    JSON.stringify({ measurements, memoryRows, footprints, scenarioResults }, null, 2),
   );
   log(`report written to ${out}`);
   if (values.out === undefined) return;

@@ -1,5 +1,5 @@
 // Starting the processes under test: the upstream nginx, and the three proxies in front of it.
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { request } from "undici";
 import { haproxyConfig, proxyNginxConfig, sidecarConfig, upstreamNginxConfig } from "./configs.ts";
@@ -15,6 +15,16 @@ export interface Target {
   readonly origin: string;
   /** The process whose CPU and memory are measured; null for "direct". */
   readonly proc: Proc | null;
+}
+
+/**
+ * The Node flags the sidecar image runs with (`ENV NODE_OPTIONS=…` in sidecar/Dockerfile), so the
+ * bench measures the sidecar as it ships.
+ */
+export function sidecarImageNodeFlags(): string[] {
+  const dockerfile = readFileSync(`${REPO_ROOT}sidecar/Dockerfile`, "utf8");
+  const line = /^ENV NODE_OPTIONS="?([^"\n]*)"?$/m.exec(dockerfile)?.[1] ?? "";
+  return line.split(" ").filter((f) => f !== "");
 }
 
 export type ProxyKind = "tether-sidecar" | "haproxy" | "nginx";
@@ -94,7 +104,7 @@ async function startSidecar(options: ProxyStart): Promise<Target> {
   const proc = new Proc({
     name: "tether-sidecar",
     command: process.execPath,
-    args: [`${REPO_ROOT}sidecar/bin/tether-sidecar.js`, "--config", configPath],
+    args: [...sidecarImageNodeFlags(), `${REPO_ROOT}sidecar/bin/tether-sidecar.js`, "--config", configPath],
     cwd: REPO_ROOT,
     cpus: options.cpus,
   });

@@ -444,7 +444,7 @@ describe.skipIf(SKIP !== undefined)(
         operator: { args: ["node", "/app/operator/bin/tether-operator.js"], env: [] as string[] },
         sidecar: {
           args: ["node", "/app/sidecar/bin/tether-sidecar.js", "--config", "/etc/tether/envoy.yaml"],
-          env: ["NODE_OPTIONS=--max-semi-space-size=4"],
+          env: ["NODE_OPTIONS=--max-semi-space-size=4 --no-maglev"],
         },
         demo: { args: ["node", "/app/e2e/dist/image/main.js"], env: [] as string[] },
       };

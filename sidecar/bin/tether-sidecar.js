@@ -1,4 +1,6 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=4 --no-maglev
+// The flags are the image's NODE_OPTIONS (sidecar/Dockerfile), for `npx tether-sidecar` and a direct
+// exec; `node sidecar/bin/tether-sidecar.js` runs without them.
 // Runs the built sidecar (`npm run build` first). Plain JS so npm can link it before a build, and so an
 // old Node gets a clear message instead of a crash deep inside a dependency.
 const major = Number(process.versions.node.split(".")[0]);

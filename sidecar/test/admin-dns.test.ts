@@ -87,6 +87,66 @@ describe("admin", () => {
     expect(openLog.upstream).toBe(`127.0.0.1:${pa}`);
   });
 
+  it("answers unknown paths 404, wrong methods 405 with Allow, HEAD like GET, and refuses bad bodies", async () => {
+    const [pa, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
+    const a = await new Upstream(pa, "a").start();
+    cleanups.push(() => a.kill());
+    const s = new Sidecar(
+      admin,
+      Sidecar.writeConfig(
+        bootstrapYaml(
+          admin,
+          httpListenerYaml(listen, [routeYaml({})]),
+          clusterYaml({ endpoints: [{ port: pa }] }),
+        ),
+      ),
+    );
+    cleanups.push(() => s.stop());
+    await s.start();
+    const call = async (
+      method: "GET" | "HEAD" | "POST" | "PUT",
+      path: string,
+      init: { body?: string; type?: string } = {},
+    ): Promise<{ status: number; headers: Record<string, unknown>; body: string }> => {
+      const res = await request(`http://127.0.0.1:${admin}${path}`, {
+        method,
+        ...(init.body === undefined ? {} : { body: init.body }),
+        ...(init.type === undefined ? {} : { headers: { "content-type": init.type } }),
+      });
+      return { status: res.statusCode, headers: res.headers, body: await res.body.text() };
+    };
+    const missing = await call("GET", "/nope");
+    expect(missing.status).toBe(404);
+    expect(JSON.parse(missing.body)).toEqual({
+      statusCode: 404,
+      error: "Not Found",
+      message: "Route GET:/nope not found",
+    });
+    const wrong = await call("POST", "/ready");
+    expect(wrong.status).toBe(405);
+    expect(wrong.headers["allow"]).toBe("GET, HEAD");
+    expect(JSON.parse(wrong.body)).toMatchObject({ statusCode: 405, error: "Method Not Allowed" });
+    expect((await call("GET", "/notifications")).headers["allow"]).toBe("POST");
+    const head = await call("HEAD", "/ready");
+    expect(head.status).toBe(200);
+    expect(head.headers["content-length"]).toBe("5");
+    expect(head.body).toBe("");
+    const metrics = await call("GET", "/stats/prometheus?usedonly");
+    expect(metrics.headers["content-type"]).toBe("text/plain; version=0.0.4; charset=utf-8");
+    expect(metrics.body).toMatch(/^process_cpu_seconds_total \d/m);
+    expect(metrics.body).toMatch(/^nodejs_heap_size_used_bytes \d+/m);
+    // No decision cache with notifications here: the body is read and checked before that answer.
+    expect((await call("POST", "/notifications", { body: "x=1", type: "text/plain" })).status).toBe(415);
+    expect((await call("POST", "/notifications", { body: "{", type: "application/json" })).status).toBe(400);
+    const big = await call("POST", "/notifications", {
+      body: "x".repeat(1024 * 1024 + 1),
+      type: "application/json",
+    });
+    expect(big.status).toBe(413);
+    expect((await call("POST", "/notifications", { body: "{}", type: "application/json" })).status).toBe(404);
+    expect((await call("GET", "/ready")).body).toBe("LIVE\n");
+  });
+
   it("/config_dump shows [redacted] in place of an inline private key", async () => {
     const [pu, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
     const certs = makeCertificates();

@@ -5,14 +5,14 @@
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { AdsServer } from "@tether/xds";
-import { pino } from "pino";
+import { createLogger } from "../src/log.ts";
 import { request } from "undici";
 import { freePort, Sidecar, Upstream } from "./support/harness.ts";
 import { httpListenerResource } from "./support/xds-resources.ts";
 
 const BIN = new URL("../bin/tether-sidecar.js", import.meta.url).pathname;
 const runs = Number(process.argv[2] ?? "6");
-const log = pino({ level: "silent" });
+const log = createLogger("silent");
 
 function cluster(port: number): Record<string, unknown> {
   return {

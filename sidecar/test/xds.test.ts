@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { AdsServer, TYPE_URLS, type NackEvent, type ResourceJson, type Snapshot } from "@tether/xds";
-import { pino } from "pino";
+import { createLogger } from "../src/log.ts";
 import { request } from "undici";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { exited, freePort, Sidecar, Upstream, waitFor, waitForLine } from "./support/harness.ts";
@@ -19,7 +19,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const GROUP = "ns/agent/demo";
 /** Deadline for the first ADS exchange (stream open, CDS + EDS + LDS applied) on a busy 2-core machine. */
 const ADS_WAIT_MS = 20_000;
-const log = pino({ level: "silent" });
+const log = createLogger("silent");
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {

@@ -1,11 +1,11 @@
-import { pino } from "pino";
+import { createLogger } from "../log.ts";
 import { describe, expect, it } from "vitest";
 import type { ClusterLoadAssignmentConfig } from "@tether/envoy";
 import type { Cluster } from "../upstream/cluster.ts";
 import type { AdsClientLike, ResourceJson } from "./ads-api.ts";
 import { XdsSubscriber, type DynamicApplier, type DynamicSet } from "./subscriber.ts";
 
-const log = pino({ level: "silent" });
+const log = createLogger("silent");
 
 function edsCluster(name: string): ResourceJson {
   return {
