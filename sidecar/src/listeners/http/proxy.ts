@@ -8,7 +8,11 @@ import type { Cluster, PendingWaiter } from "../../upstream/cluster.ts";
 import { UpstreamConnectError } from "../../upstream/connect.ts";
 import type { Host } from "../../upstream/host.ts";
 import type { HostWaiter } from "../../upstream/host-wait.ts";
-import type { ExchangeHandler, UpstreamConnection } from "../../upstream/pool.ts";
+import {
+  UpstreamProtocolError,
+  type ExchangeHandler,
+  type UpstreamConnection,
+} from "../../upstream/pool.ts";
 import type { CacheRequest, DecisionCache } from "./decision-cache.ts";
 import { requestHash } from "./hash-policy.ts";
 import { localDispatchError } from "./local-error.ts";
@@ -220,6 +224,8 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
   private responseStarted = false;
   /** The downstream request has ended (headers only, or its body's last byte arrived). */
   private requestComplete = false;
+  /** The last attempt failed on a malformed response (Envoy's reset reason "protocol error"). */
+  private protocolError = false;
   /** A 1xx went to the client: as in Envoy, no retry after that. */
   private interimSent = false;
   private readonly bodyFacts: BodyFacts = { contentLength: undefined, chunked: false };
@@ -509,6 +515,7 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
       this.cluster.recordLocalFailure(attempt.host, "connect_failed");
     } else {
       failure = attempt.started ? "reset_after_request" : "reset_before_request";
+      this.protocolError = err instanceof UpstreamProtocolError;
       this.responseFlagBits |= RESPONSE_FLAGS.UC;
       c.upstream_rq_rx_reset++;
       this.cluster.recordLocalFailure(attempt.host, "reset");
@@ -574,7 +581,12 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
       this.localReply(504, "upstream request timeout", false);
       return;
     }
-    const reason = failure === "connect_failure" ? "connection failure" : "connection termination";
+    const reason =
+      failure === "connect_failure"
+        ? "connection failure"
+        : this.protocolError
+          ? "protocol error"
+          : "connection termination";
     this.localReply(
       503,
       `upstream connect error or disconnect/reset before headers. reset reason: ${reason}`,
