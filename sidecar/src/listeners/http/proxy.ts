@@ -8,11 +8,7 @@ import type { Cluster, PendingWaiter } from "../../upstream/cluster.ts";
 import { UpstreamConnectError } from "../../upstream/connect.ts";
 import type { Host } from "../../upstream/host.ts";
 import type { HostWaiter } from "../../upstream/host-wait.ts";
-import {
-  UpstreamProtocolError,
-  type ExchangeHandler,
-  type UpstreamConnection,
-} from "../../upstream/pool.ts";
+import { UpstreamProtocolError, type ExchangeHandler, type UpstreamConnection } from "../../upstream/pool.ts";
 import type { CacheRequest, DecisionCache } from "./decision-cache.ts";
 import { requestHash } from "./hash-policy.ts";
 import { localDispatchError } from "./local-error.ts";

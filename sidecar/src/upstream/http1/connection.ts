@@ -86,7 +86,10 @@ export class UpstreamConnection implements ResponseSink {
   start(head: string, req: UpstreamRequest, handler: ExchangeHandler): void {
     const socket = this.socket;
     if (socket === undefined || this.closed) {
-      handler.onResponseError(undefined, new UpstreamResetError("upstream connection closed before the request was sent"));
+      handler.onResponseError(
+        undefined,
+        new UpstreamResetError("upstream connection closed before the request was sent"),
+      );
       return;
     }
     if (!handler.onRequestStart(this)) {
@@ -220,7 +223,7 @@ export class UpstreamConnection implements ResponseSink {
     }
     if (this.parser.untilClose) {
       this.parser.finish();
-      if (!this.closed) this.destroy();
+      this.destroy();
       return;
     }
     const cause = this.socketError;

@@ -12,7 +12,10 @@ interface Recorded {
 }
 
 /** Feeds `parts` (each its own read) to a parser and records what it reported. */
-function parse(parts: readonly string[], opts: { head?: boolean; maxHead?: number; eof?: boolean } = {}): Recorded {
+function parse(
+  parts: readonly string[],
+  opts: { head?: boolean; maxHead?: number; eof?: boolean } = {},
+): Recorded {
   const r: Recorded = {
     interim: [],
     status: 0,
@@ -60,7 +63,8 @@ describe("ResponseParser framing", () => {
   });
 
   it("gives the same answer however the bytes are split across reads", () => {
-    const text = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nT: v\r\n\r\n";
+    const text =
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nT: v\r\n\r\n";
     for (const r of everySplit(text)) expect(r).toMatchObject({ status: 200, body: "abcde", complete: true });
     for (const r of everySplit("HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nbody"))
       expect(r).toMatchObject({ body: "body", complete: true });
@@ -77,19 +81,27 @@ describe("ResponseParser framing", () => {
       complete: true,
     });
     expect(parse(["HTTP/1.1 204 No Content\r\n\r\n"])).toMatchObject({ status: 204, complete: true });
-    expect(parse(["HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n"])).toMatchObject({ complete: true });
+    expect(parse(["HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n"])).toMatchObject({
+      complete: true,
+    });
   });
 
   it("does not reuse a connection after Connection: close, an HTTP/1.0 response, or extra bytes", () => {
     expect(parse(["HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"]).complete).toBe(false);
     expect(parse(["HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"]).complete).toBe(false);
-    expect(parse(["HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n"]).complete).toBe(true);
+    expect(parse(["HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n"]).complete).toBe(
+      true,
+    );
     // A second response nobody asked for: where the first one ended is in doubt.
-    expect(parse(["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxHTTP/1.1 200 OK\r\n\r\n"]).complete).toBe(false);
+    expect(parse(["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxHTTP/1.1 200 OK\r\n\r\n"]).complete).toBe(
+      false,
+    );
   });
 
   it("skips interim responses and reads the final one in the same read", () => {
-    const r = parse(["HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"]);
+    const r = parse([
+      "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+    ]);
     expect(r).toMatchObject({ interim: [100, 103], status: 200, body: "ok", complete: true });
   });
 
@@ -97,9 +109,9 @@ describe("ResponseParser framing", () => {
     expect(parse(["HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"], { eof: true }).error).toContain(
       "closed before the response was complete",
     );
-    expect(parse(["HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nab"], { eof: true }).error).toContain(
-      "closed before",
-    );
+    expect(
+      parse(["HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nab"], { eof: true }).error,
+    ).toContain("closed before");
   });
 });
 
@@ -126,7 +138,8 @@ describe("ResponseParser strictness (request smuggling defences)", () => {
     "a bad chunk size": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     "a negative chunk size": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n",
     "a chunk size too large": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffff\r\n",
-    "chunk data longer than its size": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n",
+    "chunk data longer than its size":
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n",
     "a folded trailer": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: a\r\n b\r\n\r\n",
   };
   for (const [what, text] of Object.entries(rejects)) {

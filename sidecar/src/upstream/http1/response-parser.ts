@@ -44,12 +44,17 @@ const MAX_HEX_DIGITS = 13;
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const DIGITS = /^[0-9]+$/;
-/** Control characters other than HTAB: never part of a field value or reason phrase. */
-const CTL = /[\x00-\x08\x0a-\x1f\x7f]/;
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9][0-9][0-9])(?: ([^]*))?$/;
 const CRLF = Buffer.from("\r\n");
 const HEAD_END = Buffer.from("\r\n\r\n");
 const EMPTY = Buffer.alloc(0);
+
+interface HeadFields {
+  readonly headers: string[];
+  contentLength: string | undefined;
+  transferEncoding: string | undefined;
+  connection: string;
+}
 
 export class ResponseParser {
   private readonly sink: ResponseSink;
@@ -106,7 +111,10 @@ export class ResponseParser {
           if (r < 0) return undefined;
           at = r;
           // A body-less response (HEAD, 204, 304, length 0) is complete with its head.
-          if (this.bodyless()) return this.complete(at < end);
+          if (this.bodyless()) {
+            this.complete(at < end);
+            return undefined;
+          }
           break;
         }
         case State.Length: {
@@ -116,7 +124,10 @@ export class ResponseParser {
           if (last) this.state = State.Done;
           this.sink.onBody(at === 0 && n === end ? chunk : chunk.subarray(at, at + n));
           at += n;
-          if (last) return this.complete(at < end);
+          if (last) {
+            this.complete(at < end);
+            return undefined;
+          }
           break;
         }
         case State.ChunkData: {
@@ -137,7 +148,10 @@ export class ResponseParser {
           if (typeof r !== "number") return r;
           if (r < 0) return undefined;
           at = r;
-          if (this.state === State.Done) return this.complete(at < end);
+          if (this.state === State.Done) {
+            this.complete(at < end);
+            return undefined;
+          }
         }
       }
     }
@@ -159,13 +173,12 @@ export class ResponseParser {
     return this.state === State.Done;
   }
 
-  private complete(trailingBytes: boolean): undefined {
+  private complete(trailingBytes: boolean): void {
     this.state = State.Done;
-    if (this.halted) return undefined;
+    if (this.halted) return;
     this.partial = EMPTY;
     // Bytes after the response we asked for: the server and we disagree on framing.
     this.sink.onComplete(this.keepAlive && !trailingBytes);
-    return undefined;
   }
 
   /** Returns the offset after the head, -1 when more bytes are needed, or an error. */
@@ -197,14 +210,36 @@ export class ResponseParser {
   private parseHead(text: string): UpstreamProtocolError | undefined {
     const lines = text.split("\r\n");
     const m = STATUS_LINE.exec(lines[0] ?? "");
-    if (m === null || (m[3] !== undefined && CTL.test(m[3])))
+    if (m === null || (m[3] !== undefined && hasCtl(m[3])))
       return new UpstreamProtocolError(`bad status line ${JSON.stringify((lines[0] ?? "").slice(0, 64))}`);
-    const minor = m[1];
+    const http10 = m[1] === "0";
     const status = Number(m[2]);
-    const headers: string[] = [];
-    let contentLength: string | undefined;
-    let transferEncoding: string | undefined;
-    let connection = "";
+    const fields = this.readFields(lines);
+    if (fields instanceof UpstreamProtocolError) return fields;
+    if (status < 200) {
+      if (status === 101)
+        return new UpstreamProtocolError("101 Switching Protocols without an upgrade request");
+      this.state = State.Head;
+      this.sink.onInterim(status, fields.headers);
+      return undefined;
+    }
+    this.keepAlive = http10
+      ? hasToken(fields.connection, "keep-alive")
+      : !hasToken(fields.connection, "close");
+    const err = this.frame(status, http10, fields);
+    if (err !== undefined) return err;
+    this.sink.onHead(status, fields.headers, this.state === State.Length ? this.remaining : -1);
+    return undefined;
+  }
+
+  /** The header lines: lower-cased name/value pairs and the fields that frame the message. */
+  private readFields(lines: readonly string[]): HeadFields | UpstreamProtocolError {
+    const f: HeadFields = {
+      headers: [],
+      contentLength: undefined,
+      transferEncoding: undefined,
+      connection: "",
+    };
     for (let i = 1; i < lines.length; i++) {
       const line = lines[i] ?? "";
       const c0 = line.charCodeAt(0);
@@ -212,54 +247,54 @@ export class ResponseParser {
       const colon = line.indexOf(":");
       if (colon <= 0) return new UpstreamProtocolError("header line without a name and colon");
       const name = line.slice(0, colon);
-      if (!TOKEN.test(name)) return new UpstreamProtocolError(`bad header name ${JSON.stringify(name.slice(0, 64))}`);
+      if (!TOKEN.test(name))
+        return new UpstreamProtocolError(`bad header name ${JSON.stringify(name.slice(0, 64))}`);
       const value = trimOws(line, colon + 1);
-      if (CTL.test(value)) return new UpstreamProtocolError(`control character in header ${name}`);
+      if (hasCtl(value)) return new UpstreamProtocolError(`control character in header ${name}`);
       const lower = name.toLowerCase();
       if (lower === "content-length") {
         if (!DIGITS.test(value) || value.length > MAX_LENGTH_DIGITS)
           return new UpstreamProtocolError(`bad content-length ${JSON.stringify(value.slice(0, 32))}`);
-        if (contentLength !== undefined && Number(contentLength) !== Number(value))
-          return new UpstreamProtocolError("conflicting content-length headers");
-        if (contentLength !== undefined) continue;
-        contentLength = value;
+        if (f.contentLength !== undefined) {
+          if (Number(f.contentLength) !== Number(value))
+            return new UpstreamProtocolError("conflicting content-length headers");
+          continue;
+        }
+        f.contentLength = value;
       } else if (lower === "transfer-encoding") {
-        transferEncoding = transferEncoding === undefined ? value : `${transferEncoding},${value}`;
+        f.transferEncoding = f.transferEncoding === undefined ? value : `${f.transferEncoding},${value}`;
       } else if (lower === "connection") {
-        connection = connection === "" ? value.toLowerCase() : `${connection},${value.toLowerCase()}`;
+        f.connection = f.connection === "" ? value.toLowerCase() : `${f.connection},${value.toLowerCase()}`;
       } else if (lower === "keep-alive") {
         this.keepAliveHintS = keepAliveTimeout(value);
       }
-      headers.push(lower, value);
+      f.headers.push(lower, value);
     }
-    if (status < 200) {
-      if (status === 101) return new UpstreamProtocolError("101 Switching Protocols without an upgrade request");
-      this.state = State.Head;
-      this.sink.onInterim(status, headers);
-      return undefined;
-    }
-    this.keepAlive =
-      minor === "1" ? !hasToken(connection, "close") : hasToken(connection, "keep-alive");
-    let length = -1;
+    return f;
+  }
+
+  /** How the final response's body is delimited (RFC 9112 §6.3). */
+  private frame(status: number, http10: boolean, f: HeadFields): UpstreamProtocolError | undefined {
     if (this.noBody || status === 204 || status === 304) {
       this.state = State.Done;
-    } else if (transferEncoding !== undefined) {
-      if (contentLength !== undefined)
+      return undefined;
+    }
+    const te = f.transferEncoding;
+    if (te !== undefined) {
+      if (f.contentLength !== undefined)
         return new UpstreamProtocolError("both content-length and transfer-encoding");
-      if (minor === "0") return new UpstreamProtocolError("transfer-encoding in an HTTP/1.0 response");
-      if (transferEncoding.trim().toLowerCase() !== "chunked")
-        return new UpstreamProtocolError(`unsupported transfer-encoding ${JSON.stringify(transferEncoding.slice(0, 64))}`);
+      if (http10) return new UpstreamProtocolError("transfer-encoding in an HTTP/1.0 response");
+      if (te.trim().toLowerCase() !== "chunked")
+        return new UpstreamProtocolError(`unsupported transfer-encoding ${JSON.stringify(te.slice(0, 64))}`);
       this.state = State.ChunkSize;
       this.trailerBytes = 0;
-    } else if (contentLength !== undefined) {
-      length = Number(contentLength);
-      this.remaining = length;
-      this.state = length === 0 ? State.Done : State.Length;
+    } else if (f.contentLength !== undefined) {
+      this.remaining = Number(f.contentLength);
+      this.state = this.remaining === 0 ? State.Done : State.Length;
     } else {
       this.state = State.UntilClose;
       this.keepAlive = false;
     }
-    this.sink.onHead(status, headers, length);
     return undefined;
   }
 
@@ -296,12 +331,13 @@ export class ResponseParser {
       }
       const c0 = line.charCodeAt(0);
       const colon = line.indexOf(":");
-      if (c0 === 32 || c0 === 9 || colon <= 0 || !TOKEN.test(line.slice(0, colon)) || CTL.test(line))
+      if (c0 === 32 || c0 === 9 || colon <= 0 || !TOKEN.test(line.slice(0, colon)) || hasCtl(line))
         return new UpstreamProtocolError("bad trailer line");
       return next;
     }
     const size = chunkSize(line);
-    if (size < 0) return new UpstreamProtocolError(`bad chunk size line ${JSON.stringify(line.slice(0, 32))}`);
+    if (size < 0)
+      return new UpstreamProtocolError(`bad chunk size line ${JSON.stringify(line.slice(0, 32))}`);
     if (size === 0) this.state = State.Trailers;
     else {
       this.state = State.ChunkData;
@@ -319,9 +355,18 @@ function chunkSize(line: string): number {
   if (i < line.length) {
     let j = i;
     while (j < line.length && (line.charCodeAt(j) === 32 || line.charCodeAt(j) === 9)) j++;
-    if (line.charCodeAt(j) !== 59 /* ; */ || CTL.test(line)) return -1;
+    if (line.charCodeAt(j) !== 59 /* ; */ || hasCtl(line)) return -1;
   }
   return parseInt(line.slice(0, i), 16);
+}
+
+/** Control characters other than HTAB: never part of a field value or reason phrase. */
+function hasCtl(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if ((c < 32 && c !== 9) || c === 127) return true;
+  }
+  return false;
 }
 
 function isHex(c: number): boolean {
