@@ -60,6 +60,7 @@ export class UpstreamConnection implements ResponseSink {
   private idleTimer: NodeJS.Timeout | undefined;
   private idleMs = -1;
   private socketError: Error | undefined;
+  private paused = false;
   closed = false;
 
   constructor(owner: ConnectionOwner) {
@@ -133,11 +134,15 @@ export class UpstreamConnection implements ResponseSink {
     this.destroy();
   }
 
+  /** Stops reading the response (the client is slow); resume() when it drained. */
   pause(): void {
+    this.paused = true;
     this.socket?.pause();
   }
 
   resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
     this.socket?.resume();
   }
 
@@ -202,8 +207,11 @@ export class UpstreamConnection implements ResponseSink {
       if (ms < 1000) reuse = false;
       else this.idleMs = Math.min(this.owner.idleTimeoutMs, ms);
     }
-    if (reuse) this.owner.release(this);
-    else this.destroy();
+    if (reuse) {
+      // Paused for a slow client and completed in the same read: the next request must be read.
+      this.resume();
+      this.owner.release(this);
+    } else this.destroy();
     handler?.onResponseEnd(this);
   }
 
