@@ -31,7 +31,7 @@ async function rawServer(
     socket.on("error", () => undefined);
     let pending = "";
     socket.on("data", (c: Buffer) => {
-      received[index] += c.toString("latin1");
+      received[index] = (received[index] ?? "") + c.toString("latin1");
       pending += c.toString("latin1");
       for (;;) {
         const end = pending.indexOf("\r\n\r\n");
@@ -72,8 +72,12 @@ function pool(port: number, options: Partial<{ connections: number; maxRequests:
     defaultHost: `127.0.0.1:${port}`,
     connect: (callback) => {
       const socket = net.connect(port, "127.0.0.1");
-      socket.once("connect", () => callback(null, socket));
-      socket.once("error", (err) => callback(err, null));
+      socket.once("connect", () => {
+        callback(null, socket);
+      });
+      socket.once("error", (err) => {
+        callback(err, null);
+      });
     },
   });
   cleanups.push(() => void p.destroy());
@@ -107,7 +111,9 @@ async function send(
         out.body += chunk.toString("latin1");
         onData?.(conn, chunk);
       },
-      onResponseEnd: () => resolve(out),
+      onResponseEnd: () => {
+        resolve(out);
+      },
       onResponseError: (_c, err) => {
         out.error = err;
         resolve(out);
@@ -153,7 +159,9 @@ describe("Pool", () => {
     expect((await send(p, {})).status).toBe(200);
     server.sockets[0]?.end();
     await new Promise<void>((resolve) => {
-      const check = (): void => (p.size === 0 ? resolve() : void setTimeout(check, 5));
+      const check = (): void => {
+        p.size === 0 ? resolve() : void setTimeout(check, 5);
+      };
       check();
     });
     expect(await send(p, {})).toMatchObject({ status: 200, error: undefined });
@@ -178,7 +186,9 @@ describe("Pool", () => {
   it("reads the next response on a connection paused for back-pressure when the last one completed", async () => {
     const server = await rawServer((socket) => socket.write(OK));
     const p = pool(server.port);
-    const first = await send(p, {}, (conn) => conn.pause());
+    const first = await send(p, {}, (conn) => {
+      conn.pause();
+    });
     expect(first.status).toBe(200);
     const second = await send(p, {});
     expect(second).toMatchObject({ status: 200, body: "ok" });
