@@ -160,7 +160,8 @@ describe("Pool", () => {
     server.sockets[0]?.end();
     await new Promise<void>((resolve) => {
       const check = (): void => {
-        p.size === 0 ? resolve() : void setTimeout(check, 5);
+        if (p.size === 0) resolve();
+        else setTimeout(check, 5);
       };
       check();
     });
