@@ -25,7 +25,7 @@ export interface UpstreamRequest {
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** Bytes a request target may not hold (as undici and Node's client refuse them). */
+/** Bytes a request target may not hold (Node's own HTTP client refuses them too). */
 const BAD_PATH = /[^\u0021-\u00ff]/;
 /** A CR, LF or NUL would end the header early: header injection. */
 const BAD_VALUE = /[\r\n\0]/;
