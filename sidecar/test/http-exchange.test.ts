@@ -149,7 +149,7 @@ function headerValues(head: string, name: string): string[] {
 }
 
 describe("local errors before sending", () => {
-  it("answers requests undici refuses locally, never retries them and never holds them against the host", async () => {
+  it("answers requests the pool refuses locally, never retries them and never holds them against the host", async () => {
     // Primary at priority 0, a fallback at priority 1: an ejected primary would move traffic there.
     const primary = await upstream("primary");
     const fallback = await upstream("fallback");
@@ -390,5 +390,36 @@ describe("a malformed chunked request body", () => {
     expect(await s.metric("envoy_cluster_upstream_cx_destroy_remote", "backend")).toBe(0);
     expect(await s.metric("envoy_cluster_upstream_rq_rx_reset", "backend")).toBe(0);
     expect(await s.healthFlags("backend", port)).toBe("healthy");
+  });
+});
+
+describe("a malformed upstream response", () => {
+  it("is never relayed: the client gets 503 (protocol error), the connection is closed, the next request gets a fresh one", async () => {
+    const answers: Record<string, string> = {
+      // Framed twice: a proxy and a server that disagree on where it ends is request smuggling.
+      "/cl-te": "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+      "/two-lengths": "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+      "/folded": "HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nab",
+      "/huge-head": `HTTP/1.1 200 OK\r\nX-Big: ${"a".repeat(20_000)}\r\nContent-Length: 2\r\n\r\nab`,
+    };
+    const up = await rawUpstream((r) => {
+      const path = r.head.split(" ")[1] ?? "";
+      return answers[path] ?? "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+    });
+    const listen = await freePort();
+    const s = await sidecar(listen, [routeYaml({})], staticCluster([up], ""));
+    for (const [i, path] of Object.keys(answers).entries()) {
+      const res = await request(`http://127.0.0.1:${listen}${path}`);
+      expect(res.statusCode, path).toBe(503);
+      expect(await res.body.text(), path).toContain("reset reason: protocol error");
+      // Nothing on the failed connection is trusted: the next request opens another, which the
+      // next malformed answer (on the kept-alive connection) closes in turn.
+      const ok = await request(`http://127.0.0.1:${listen}/ok`);
+      expect(ok.statusCode).toBe(200);
+      expect(await ok.body.text()).toBe("ok");
+      expect(await s.metric("envoy_cluster_upstream_cx_total", "backend"), path).toBe(i + 2);
+      expect(await s.metric("envoy_cluster_upstream_cx_destroy_local", "backend"), path).toBe(i + 1);
+    }
+    expect(await s.metric("envoy_cluster_upstream_rq_rx_reset", "backend")).toBe(Object.keys(answers).length);
   });
 });

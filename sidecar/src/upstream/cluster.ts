@@ -1,7 +1,7 @@
 // A cluster: its endpoints grouped by priority, health (active + outlier), the load balancer,
 // per-endpoint HTTP pools, and the circuit breakers. Listeners ask it for a host and a pool.
+import http from "node:http";
 import { Pool, type PoolOptions } from "./pool.ts";
-import type net from "node:net";
 import {
   HTTP_PROTOCOL_OPTIONS_KEY,
   TRANSPORT_SOCKET_MATCH_KEY,
@@ -12,17 +12,11 @@ import {
 import type { Logger } from "../log.ts";
 import type { RandomSource } from "./backoff.ts";
 import { pickHost, type BalancerState } from "./balancer.ts";
-import {
-  connectUpstream,
-  PLAIN_TRANSPORT,
-  type ConnectContext,
-  type UpstreamConnectError,
-} from "./connect.ts";
+import { connectUpstream, PLAIN_TRANSPORT, type ConnectContext } from "./connect.ts";
 import type { ResolvedEndpoint } from "./dns.ts";
 import { DnsRefresher, type DnsRefreshOwner } from "./dns-refresh.ts";
 import { HealthChecker, type HealthCheckOwner, type HealthCheckTransition } from "./health-check.ts";
 import { Host } from "./host.ts";
-import { skipInterimContinue } from "./interim-continue.ts";
 import { HostWaitList, type HostWaiter } from "./host-wait.ts";
 import { OutlierDetector, type OutlierOwner } from "./outlier.ts";
 import { panicSet, withoutHost } from "./panic-set.ts";
@@ -105,7 +99,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
   private retriesActive = 0;
   private readonly pending: PendingWaiter[] = [];
   private pendingHead = 0;
-  private readonly poolOptions: PoolOptions;
+  private readonly poolOptions: Omit<PoolOptions, "defaultHost" | "connect">;
   private readonly healthListeners = new Set<HostHealthListener>();
   /** Requests and tcp_proxy connections sleeping in a back-off, woken when a host may be usable. */
   private readonly waitList = new HostWaitList();
@@ -143,15 +137,13 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
     const idle = proto?.idle_timeout ?? 3_600_000;
     this.poolOptions = {
       connections: this.maxConnections,
-      pipelining: 1,
-      keepAliveTimeout: idle,
-      keepAliveMaxTimeout: idle,
+      idleTimeoutMs: idle,
       // Close a pooled connection this long before the server's Keep-Alive: timeout hint runs out,
       // so a request is not sent on a connection the server is about to drop (the stale keep-alive race).
-      keepAliveTimeoutThreshold: 1000,
-      headersTimeout: 0,
-      bodyTimeout: 0,
-      maxRequestsPerClient: proto?.max_requests_per_connection ?? 0,
+      keepAliveThresholdMs: 1000,
+      maxRequestsPerConnection: proto?.max_requests_per_connection ?? 0,
+      // Node's limit for a message head (--max-http-header-size, 16 KiB by default).
+      maxHeadBytes: http.maxHeaderSize,
     };
     const hc = config.health_checks[0];
     this.healthChecker = hc === undefined ? undefined : new HealthChecker(hc, this, this.transports);
@@ -600,15 +592,11 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
   poolFor(host: Host): Pool {
     let pool = host.pool;
     if (pool === undefined) {
-      pool = new Pool(`http://${host.key}`, {
+      pool = new Pool({
         ...this.poolOptions,
-        connect: (_opts, callback) => {
-          connectUpstream(this, host, (err: UpstreamConnectError | null, socket: net.Socket | null) => {
-            if (socket !== null) {
-              callback(null, socket);
-              skipInterimContinue(socket);
-            } else callback(err ?? new Error("connect failed"), null);
-          });
+        defaultHost: host.key,
+        connect: (callback) => {
+          connectUpstream(this, host, callback);
         },
       });
       host.pool = pool;

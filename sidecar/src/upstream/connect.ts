@@ -210,7 +210,7 @@ function trackConnection(ctx: ConnectContext, host: Host, socket: net.Socket, st
     remote = "close";
     ctx.onUpstreamSignal?.(host, "remote_close");
   });
-  // undici and tcp_proxy attach their own error handlers; this one keeps a stray error from crashing.
+  // The HTTP pool and tcp_proxy attach their own error handlers; this one keeps a stray error from crashing.
   socket.on("error", (err: Error) => {
     if (remote !== undefined || classifyConnectError(err) !== "reset") return;
     remote = "reset";

@@ -1,39 +1,27 @@
-import { createRequire } from "node:module";
 import { describe, expect, it } from "vitest";
 import { UpstreamConnectError } from "../../upstream/connect.ts";
+import { UpstreamProtocolError, UpstreamRequestError, UpstreamResetError } from "../../upstream/pool.ts";
 import { localDispatchError } from "./local-error.ts";
 
-const require = createRequire(import.meta.url);
-const errors = require("undici/lib/core/errors.js") as {
-  InvalidArgumentError: new (m: string) => Error;
-  NotSupportedError: new (m: string) => Error;
-  SocketError: new (m: string) => Error;
-  RequestAbortedError: new () => Error;
-};
-
 describe("localDispatchError", () => {
-  it("answers 400 for a request undici refuses because of its own headers", () => {
-    expect(localDispatchError(new errors.InvalidArgumentError("duplicate host header"), false)).toEqual({
+  it("answers 400 for a request the pool refuses because of its own headers", () => {
+    expect(localDispatchError(new UpstreamRequestError("duplicate host header"), false)).toEqual({
       status: 400,
       text: "invalid request: duplicate host header",
     });
-    expect(
-      localDispatchError(new errors.NotSupportedError("expect header not supported"), true)?.status,
-    ).toBe(400);
+    expect(localDispatchError(new UpstreamRequestError("invalid x-a header"), true)?.status).toBe(400);
   });
 
   it("answers 500 when the path the route rewrote is what was refused", () => {
-    const reply = localDispatchError(new errors.InvalidArgumentError("invalid request path"), true);
+    const reply = localDispatchError(new UpstreamRequestError("invalid request path"), true);
     expect(reply?.status).toBe(500);
     expect(reply?.text).toContain("invalid request path");
-    expect(localDispatchError(new errors.InvalidArgumentError("invalid request path"), false)?.status).toBe(
-      400,
-    );
+    expect(localDispatchError(new UpstreamRequestError("invalid request path"), false)?.status).toBe(400);
   });
 
   it("leaves failures on the wire to the retry and outlier logic", () => {
-    expect(localDispatchError(new errors.SocketError("other side closed"), false)).toBeUndefined();
-    expect(localDispatchError(new errors.RequestAbortedError(), false)).toBeUndefined();
+    expect(localDispatchError(new UpstreamResetError("other side closed"), false)).toBeUndefined();
+    expect(localDispatchError(new UpstreamProtocolError("bad status line"), false)).toBeUndefined();
     expect(
       localDispatchError(new UpstreamConnectError("h:1", "refused", 1, undefined), false),
     ).toBeUndefined();

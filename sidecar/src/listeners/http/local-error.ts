@@ -1,13 +1,9 @@
-// Errors undici raises on this side before a byte of the request left for the upstream: the request
+// Errors the upstream pool raises before a byte of the request left for the upstream: the request
 // as it stands (or as the route rewrote it) cannot be sent. No host is to blame and every host would
 // refuse it the same way, so they are answered locally, never retried, never counted against a host.
 
-/** undici's codes for a request refused at dispatch (InvalidArgumentError, NotSupportedError, ...). */
-const REFUSED_AT_DISPATCH: ReadonlySet<string> = new Set([
-  "UND_ERR_INVALID_ARG",
-  "UND_ERR_NOT_SUPPORTED",
-  "UND_ERR_REQ_CONTENT_LENGTH_MISMATCH",
-]);
+/** The code of a request refused at dispatch (upstream/http1/request-head.ts). */
+const REFUSED_AT_DISPATCH: ReadonlySet<string> = new Set(["TETHER_ERR_UPSTREAM_REQUEST_INVALID"]);
 
 export interface LocalErrorReply {
   readonly status: number;

@@ -1,14 +1,14 @@
 // One downstream request through route → retry → balancer → pool. The ProxyAttempt object is the
-// undici dispatch handler (no per-request closures on the hot path); a retry makes a new attempt so
+// pool's exchange handler (no per-request closures on the hot path); a retry makes a new attempt so
 // late callbacks from an abandoned one are ignored.
 import { RESPONSE_FLAGS } from "@tether/envoy";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Dispatcher } from "undici";
 import { JitteredBackoff, type RandomSource } from "../../upstream/backoff.ts";
 import type { Cluster, PendingWaiter } from "../../upstream/cluster.ts";
 import { UpstreamConnectError } from "../../upstream/connect.ts";
 import type { Host } from "../../upstream/host.ts";
 import type { HostWaiter } from "../../upstream/host-wait.ts";
+import { UpstreamProtocolError, type ExchangeHandler, type UpstreamConnection } from "../../upstream/pool.ts";
 import type { CacheRequest, DecisionCache } from "./decision-cache.ts";
 import { requestHash } from "./hash-policy.ts";
 import { localDispatchError } from "./local-error.ts";
@@ -43,7 +43,8 @@ interface BodyFacts {
 }
 
 /**
- * The request headers to send upstream (hop-by-hop ones dropped), without building req.headers.
+ * The request headers to send upstream (hop-by-hop ones and Content-Length dropped: the pool frames
+ * the body itself), without building req.headers.
  * X-Forwarded-Proto goes once, as from Envoy with use_remote_address false: the downstream's value
  * when it sent one (repeats joined with ","), else the listener's scheme (plain HTTP here).
  */
@@ -54,8 +55,10 @@ function requestHeaders(raw: readonly string[], body: BodyFacts): string[] {
     const name = raw[i] ?? "";
     const value = raw[i + 1] ?? "";
     const lower = name.toLowerCase();
-    if (lower === "content-length") body.contentLength ??= value;
-    else if (lower === "x-forwarded-proto") {
+    if (lower === "content-length") {
+      body.contentLength ??= value;
+      continue;
+    } else if (lower === "x-forwarded-proto") {
       forwardedProto = forwardedProto === undefined ? value : `${forwardedProto},${value}`;
       continue;
     } else if (HOP_BY_HOP.has(lower)) {
@@ -69,36 +72,38 @@ function requestHeaders(raw: readonly string[], body: BodyFacts): string[] {
 }
 
 /** The headers of an interim response for Node's writeEarlyHints (hop-by-hop ones dropped). */
-function interimHints(
-  parsed: Record<string, string | string[] | undefined>,
-): Record<string, string | string[]> {
+function interimHints(parsed: readonly string[]): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
-  for (const k in parsed) {
-    const v = parsed[k];
-    if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
+  for (let i = 0; i < parsed.length; i += 2) {
+    const k = parsed[i] ?? "";
+    const v = parsed[i + 1] ?? "";
+    if (HOP_BY_HOP.has(k)) continue;
+    const seen = out[k];
+    out[k] = seen === undefined ? v : Array.isArray(seen) ? [...seen, v] : [seen, v];
   }
   return out;
 }
 
 /**
- * The response headers to send downstream, from the object undici has already parsed (names in
- * lower case, repeated headers as arrays), so the raw bytes are not converted to strings twice.
+ * The response headers to send downstream: the parser's name/value pairs (names in lower case)
+ * without the hop-by-hop ones.
  */
-function responseHeaders(parsed: Record<string, string | string[] | undefined>): string[] {
+function responseHeaders(parsed: string[]): string[] {
+  let hop = false;
+  for (let i = 0; i < parsed.length; i += 2) if (HOP_BY_HOP.has(parsed[i] ?? "")) hop = true;
+  if (!hop) return parsed;
   const out: string[] = [];
-  for (const k in parsed) {
-    const v = parsed[k];
-    if (v === undefined || HOP_BY_HOP.has(k)) continue;
-    if (typeof v === "string") out.push(k, v);
-    else for (const x of v) out.push(k, x);
+  for (let i = 0; i < parsed.length; i += 2) {
+    const k = parsed[i] ?? "";
+    if (!HOP_BY_HOP.has(k)) out.push(k, parsed[i + 1] ?? "");
   }
   return out;
 }
 
-class ProxyAttempt implements Dispatcher.DispatchHandler {
+class ProxyAttempt implements ExchangeHandler {
   readonly stream: ProxyStream;
   readonly host: Host;
-  controller: Dispatcher.DispatchController | undefined;
+  conn: UpstreamConnection | undefined;
   started = false;
   abandoned = false;
   finished = false;
@@ -110,33 +115,29 @@ class ProxyAttempt implements Dispatcher.DispatchHandler {
     this.host = host;
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
-    // Abandoned while queued, nothing sent yet: a throw makes undici drop the request and keep the
-    // connection (controller.abort() would destroy it).
-    if (this.abandoned) throw new Error("attempt abandoned before it was sent");
+  onRequestStart(conn: UpstreamConnection): boolean {
+    // Abandoned while queued, nothing sent yet: withdrawn, and the connection stays usable.
+    if (this.abandoned) return false;
+    this.conn = conn;
     this.started = true;
+    return true;
   }
 
-  onResponseStart(
-    _controller: Dispatcher.DispatchController,
-    statusCode: number,
-    headers: Record<string, string | string[] | undefined>,
-  ): void {
+  onResponseStart(_conn: UpstreamConnection, status: number, headers: string[], contentLength: number): void {
     if (this.abandoned) return;
-    // A throw here is ours (relaying to the client), not the upstream's: undici would report it back
-    // as a failed exchange and the host would take the blame.
+    // A throw here is ours (relaying to the client), not the upstream's: it must not be reported as
+    // a failed exchange, or the host would take the blame.
     try {
-      this.stream.onResponseStart(this, statusCode, headers);
+      this.stream.onResponseStart(this, status, headers, contentLength);
     } catch (err) {
       this.stream.onRelayError(this, err);
     }
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onResponseData(conn: UpstreamConnection, chunk: Buffer): void {
     if (this.abandoned) return;
     try {
-      this.stream.onResponseData(controller, chunk);
+      this.stream.onResponseData(conn, chunk);
     } catch (err) {
       this.stream.onRelayError(this, err);
     }
@@ -147,7 +148,7 @@ class ProxyAttempt implements Dispatcher.DispatchHandler {
     this.stream.onAttemptEnd(this);
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+  onResponseError(_conn: UpstreamConnection | undefined, err: Error): void {
     if (this.abandoned) return;
     this.stream.onAttemptError(this, err);
   }
@@ -156,7 +157,7 @@ class ProxyAttempt implements Dispatcher.DispatchHandler {
   abandon(): void {
     this.abandoned = true;
     clearTimeout(this.perTryTimer);
-    this.controller?.abort(new Error("attempt abandoned"));
+    this.conn?.abort(this);
   }
 }
 
@@ -219,6 +220,8 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
   private responseStarted = false;
   /** The downstream request has ended (headers only, or its body's last byte arrived). */
   private requestComplete = false;
+  /** The last attempt failed on a malformed response (Envoy's reset reason "protocol error"). */
+  private protocolError = false;
   /** A 1xx went to the client: as in Envoy, no retry after that. */
   private interimSent = false;
   private readonly bodyFacts: BodyFacts = { contentLength: undefined, chunked: false };
@@ -371,12 +374,14 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
     host.stats.rq_total++;
     this.cluster.stats.counters.upstream_rq_total++;
     if (this.requestComplete) this.startPerTryTimer(attempt);
+    const declared = this.bodyFacts.contentLength;
     this.cluster.poolFor(host).dispatch(
       {
         path: this.path,
         method: this.req.method ?? "GET",
         headers: this.headers,
         body: this.body,
+        contentLength: declared === undefined ? undefined : Number(declared),
       },
       attempt,
     );
@@ -391,11 +396,7 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
     this.cluster.releaseRequest();
   }
 
-  onResponseStart(
-    attempt: ProxyAttempt,
-    status: number,
-    headers: Record<string, string | string[] | undefined>,
-  ): void {
+  onResponseStart(attempt: ProxyAttempt, status: number, headers: string[], contentLength: number): void {
     if (status < 200) {
       this.forwardInterim(status, headers);
       return;
@@ -415,8 +416,7 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
     const res = this.res;
     if (this.env.draining()) res.shouldKeepAlive = false;
     const out = responseHeaders(headers);
-    const length = headers["content-length"];
-    this.responseRemaining = typeof length === "string" ? Number(length) : -1;
+    this.responseRemaining = contentLength;
     // Judged and stored as the upstream sent it: the cookie our hash policy adds routes this client
     // only, and is never replayed from the cache.
     if (this.cache?.cacheable(status, out) === true) {
@@ -427,7 +427,7 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
     res.writeHead(status, out);
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onResponseData(conn: UpstreamConnection, chunk: Buffer): void {
     if (this.captured !== undefined) {
       this.capturedBytes += chunk.length;
       if (this.cache !== undefined && this.capturedBytes <= this.cache.config.max_body_bytes)
@@ -442,19 +442,19 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
     }
     if (this.responseRemaining > 0) this.responseRemaining -= chunk.length;
     if (!this.res.write(chunk)) {
-      controller.pause();
+      conn.pause();
       this.res.once("drain", () => {
-        controller.resume();
+        conn.resume();
       });
     }
   }
 
   /**
    * An interim (1xx) response: never the answer and never held against the host. As Envoy does, 102
-   * and 103 go on to the client and the others are dropped (undici drops 100 itself, see
-   * upstream/interim-continue.ts; the client's own Expect: 100-continue is answered by the listener).
+   * and 103 go on to the client and the others are dropped (the pool drops 100 itself, see
+   * upstream/http1/connection.ts; the client's own Expect: 100-continue is answered by the listener).
    */
-  private forwardInterim(status: number, headers: Record<string, string | string[] | undefined>): void {
+  private forwardInterim(status: number, headers: string[]): void {
     const res = this.res;
     if ((status !== 102 && status !== 103) || res.headersSent || res.destroyed) return;
     if (status === 102) res.writeProcessing();
@@ -511,6 +511,7 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
       this.cluster.recordLocalFailure(attempt.host, "connect_failed");
     } else {
       failure = attempt.started ? "reset_after_request" : "reset_before_request";
+      this.protocolError = err instanceof UpstreamProtocolError;
       this.responseFlagBits |= RESPONSE_FLAGS.UC;
       c.upstream_rq_rx_reset++;
       this.cluster.recordLocalFailure(attempt.host, "reset");
@@ -526,7 +527,7 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
 
   /**
    * The streamed request body broke off before its end (a malformed chunk the listener answered with
-   * 400, or the client went away): undici closed the upstream connection that carried part of it, as
+   * 400, or the client went away): the pool closed the upstream connection that carried part of it, as
    * it must, and the host is not to blame. The downstream connection is already closing (Node
    * destroys the request only when its socket ends), so nothing more is written to it.
    */
@@ -576,7 +577,12 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
       this.localReply(504, "upstream request timeout", false);
       return;
     }
-    const reason = failure === "connect_failure" ? "connection failure" : "connection termination";
+    const reason =
+      failure === "connect_failure"
+        ? "connection failure"
+        : this.protocolError
+          ? "protocol error"
+          : "connection termination";
     this.localReply(
       503,
       `upstream connect error or disconnect/reset before headers. reset reason: ${reason}`,

@@ -1,0 +1,178 @@
+import { describe, expect, it } from "vitest";
+import { ResponseParser, type ResponseSink } from "./response-parser.ts";
+
+interface Recorded {
+  interim: number[];
+  status: number;
+  headers: string[];
+  contentLength: number;
+  body: string;
+  complete: boolean | undefined;
+  error: string | undefined;
+}
+
+/** Feeds `parts` (each its own read) to a parser and records what it reported. */
+function parse(
+  parts: readonly string[],
+  opts: { head?: boolean; maxHead?: number; eof?: boolean } = {},
+): Recorded {
+  const r: Recorded = {
+    interim: [],
+    status: 0,
+    headers: [],
+    contentLength: -2,
+    body: "",
+    complete: undefined,
+    error: undefined,
+  };
+  const sink: ResponseSink = {
+    onInterim: (status) => r.interim.push(status),
+    onHead: (status, headers, contentLength) => {
+      r.status = status;
+      r.headers = headers;
+      r.contentLength = contentLength;
+    },
+    onBody: (chunk) => (r.body += chunk.toString("latin1")),
+    onComplete: (reusable) => (r.complete = reusable),
+  };
+  const parser = new ResponseParser(sink, opts.maxHead ?? 16384);
+  parser.reset(opts.head === true);
+  for (const part of parts) {
+    const err = parser.execute(Buffer.from(part, "latin1"));
+    if (err !== undefined) {
+      r.error = err.message;
+      return r;
+    }
+  }
+  if (opts.eof === true) r.error = parser.finish()?.message;
+  return r;
+}
+
+/** Every split of `text` into two reads gives the same result as one read. */
+function everySplit(text: string): Recorded[] {
+  const out: Recorded[] = [];
+  for (let i = 1; i < text.length; i++) out.push(parse([text.slice(0, i), text.slice(i)]));
+  return out;
+}
+
+describe("ResponseParser framing", () => {
+  it("reads a Content-Length body and keeps the connection", () => {
+    const r = parse(["HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b \r\n\r\nhello"]);
+    expect(r).toMatchObject({ status: 200, contentLength: 5, body: "hello", complete: true });
+    expect(r.headers).toEqual(["content-length", "5", "x-a", "b"]);
+  });
+
+  it("gives the same answer however the bytes are split across reads", () => {
+    const text =
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nT: v\r\n\r\n";
+    for (const r of everySplit(text)) expect(r).toMatchObject({ status: 200, body: "abcde", complete: true });
+    for (const r of everySplit("HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nbody"))
+      expect(r).toMatchObject({ body: "body", complete: true });
+  });
+
+  it("reads a body without framing until the connection closes, and never reuses it", () => {
+    const r = parse(["HTTP/1.1 200 OK\r\n\r\nsome", " more"], { eof: true });
+    expect(r).toMatchObject({ body: "some more", complete: false, error: undefined });
+  });
+
+  it("has no body for HEAD, 204 and 304 whatever the headers say", () => {
+    expect(parse(["HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"], { head: true })).toMatchObject({
+      body: "",
+      complete: true,
+    });
+    expect(parse(["HTTP/1.1 204 No Content\r\n\r\n"])).toMatchObject({ status: 204, complete: true });
+    expect(parse(["HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n"])).toMatchObject({
+      complete: true,
+    });
+  });
+
+  it("does not reuse a connection after Connection: close, an HTTP/1.0 response, or extra bytes", () => {
+    expect(parse(["HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"]).complete).toBe(false);
+    expect(parse(["HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"]).complete).toBe(false);
+    expect(parse(["HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n"]).complete).toBe(
+      true,
+    );
+    // A second response nobody asked for: where the first one ended is in doubt.
+    expect(parse(["HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxHTTP/1.1 200 OK\r\n\r\n"]).complete).toBe(
+      false,
+    );
+  });
+
+  it("skips interim responses and reads the final one in the same read", () => {
+    const r = parse([
+      "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+    ]);
+    expect(r).toMatchObject({ interim: [100, 103], status: 200, body: "ok", complete: true });
+  });
+
+  it("reports a response cut short by the connection's close", () => {
+    expect(parse(["HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"], { eof: true }).error).toContain(
+      "closed before the response was complete",
+    );
+    expect(
+      parse(["HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nab"], { eof: true }).error,
+    ).toContain("closed before");
+  });
+});
+
+describe("ResponseParser strictness (request smuggling defences)", () => {
+  const rejects: Record<string, string> = {
+    "both Content-Length and Transfer-Encoding":
+      "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "conflicting Content-Length headers": "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+    "a Content-Length list with different values": "HTTP/1.1 200 OK\r\nContent-Length: 3, 4\r\n\r\n",
+    "a signed Content-Length": "HTTP/1.1 200 OK\r\nContent-Length: +3\r\n\r\n",
+    "a Content-Length too large": "HTTP/1.1 200 OK\r\nContent-Length: 12345678901234567\r\n\r\n",
+    "obs-fold": "HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+    "whitespace before the colon": "HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n",
+    "a header without a colon": "HTTP/1.1 200 OK\r\nnonsense\r\n\r\n",
+    "a bare LF in a header": "HTTP/1.1 200 OK\r\nX-A: a\nContent-Length: 0\r\n\r\n",
+    "a NUL in a header value": "HTTP/1.1 200 OK\r\nX-A: a\x00b\r\n\r\n",
+    "a bad status line": "HTTP/1.1 2000 OK\r\n\r\n",
+    "an HTTP/2 status line": "HTTP/2 200 OK\r\n\r\n",
+    "a status below 100": "HTTP/1.1 099 Odd\r\n\r\n",
+    "a 101 never asked for": "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+    "a transfer-coding other than chunked": "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+    "chunked not last": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+    "Transfer-Encoding in HTTP/1.0": "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "a bad chunk size": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    "a negative chunk size": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n",
+    "a chunk size too large": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffff\r\n",
+    "chunk data longer than its size":
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n",
+    "a folded trailer": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: a\r\n b\r\n\r\n",
+  };
+  for (const [what, text] of Object.entries(rejects)) {
+    it(`rejects ${what}`, () => {
+      const r = parse([text]);
+      expect(r.error).toMatch(/^malformed upstream response: /);
+      expect(r.complete).toBeUndefined();
+    });
+  }
+
+  it("accepts repeated identical Content-Length values", () => {
+    expect(parse(["HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok"])).toMatchObject({
+      body: "ok",
+      complete: true,
+      error: undefined,
+    });
+  });
+
+  it("rejects a head larger than the limit, split or whole, and accepts one at the limit", () => {
+    const big = `HTTP/1.1 200 OK\r\nX-Big: ${"a".repeat(200)}\r\nContent-Length: 0\r\n\r\n`;
+    expect(parse([big], { maxHead: big.length }).complete).toBe(true);
+    expect(parse([big], { maxHead: big.length - 1 }).error).toContain("larger than");
+    expect(parse([big.slice(0, 150), big.slice(150)], { maxHead: 100 }).error).toContain("larger than");
+    expect(parse([big.slice(0, 90)], { maxHead: 100 }).error).toBeUndefined();
+  });
+
+  it("rejects bytes on an idle connection (no response was asked for)", () => {
+    const r = parse(["HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"]);
+    expect(r.complete).toBe(true);
+    const sink: ResponseSink = { onInterim() {}, onHead() {}, onBody() {}, onComplete() {} };
+    const p = new ResponseParser(sink, 1024);
+    p.reset(false);
+    expect(p.execute(Buffer.from("HTTP/1.1 204 No Content\r\n\r\n"))).toBeUndefined();
+    expect(p.execute(Buffer.from("HTTP/1.1 200 OK\r\n\r\n"))?.message).toContain("data after the end");
+  });
+});
