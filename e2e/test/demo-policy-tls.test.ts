@@ -5,48 +5,16 @@
 // rotation, a connection opened before keeps its certificate, and a key that does not match its
 // certificate is refused (reported on stderr, naming the flag) while the previous pair stays.
 import { X509Certificate } from "node:crypto";
-import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import https from "node:https";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { TLSSocket } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ChildHandle } from "../src/demo/processes.ts";
 import { jsonLines } from "../src/scenarios/client.ts";
 import { makeTestCerts, type TestCerts } from "../src/scenarios/tls-certs.ts";
 import { ENTRY } from "./support/image-commands.ts";
+import { SecretVolume } from "./support/secret-volume.ts";
 
 const VERIFY_NAME = "ps.tether.test";
-
-/** A Secret volume as the kubelet writes it: tls.crt → ..data/tls.crt, ..data → ..<version>/. */
-class SecretVolume {
-  readonly dir = mkdtempSync(join(tmpdir(), "tether-demo-secret-"));
-  private version = 0;
-
-  constructor(files: Record<string, string>) {
-    this.update(files);
-    for (const name of Object.keys(files)) symlinkSync(`..data/${name}`, join(this.dir, name));
-  }
-
-  /** The kubelet's atomic update: a new version directory, ..data swapped to it, the old one removed. */
-  update(files: Record<string, string>): void {
-    const previous = this.version === 0 ? undefined : `..v${this.version}`;
-    const next = `..v${++this.version}`;
-    mkdirSync(join(this.dir, next));
-    for (const [name, text] of Object.entries(files)) writeFileSync(join(this.dir, next, name), text);
-    symlinkSync(next, join(this.dir, "..data_tmp"));
-    renameSync(join(this.dir, "..data_tmp"), join(this.dir, "..data"));
-    if (previous !== undefined) rmSync(join(this.dir, previous), { recursive: true });
-  }
-
-  path(name: string): string {
-    return join(this.dir, name);
-  }
-
-  remove(): void {
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
 
 interface Answer {
   readonly status: number;
