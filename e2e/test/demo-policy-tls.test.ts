@@ -31,7 +31,10 @@ async function get(port: number, path: string, ca: string, agent?: https.Agent):
       { host: "127.0.0.1", port, path, ca, servername: VERIFY_NAME, agent: agent ?? false, timeout: 10_000 },
       (response) => {
         const socket = response.socket;
-        if (!(socket instanceof TLSSocket)) throw new Error("not a TLS connection");
+        if (!(socket instanceof TLSSocket)) {
+          reject(new Error("not a TLS connection"));
+          return;
+        }
         const peerSerial = socket.getPeerCertificate().serialNumber.toUpperCase();
         const chunks: Buffer[] = [];
         response.on("data", (c: Buffer) => chunks.push(c));
