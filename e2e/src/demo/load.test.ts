@@ -55,6 +55,28 @@ describe("load summary", () => {
     ]);
   });
 
+  it("answers naming a certificate serial: counted by serial, with the first answer per server", () => {
+    const withSerial = (r: RequestRecord, certSerial: string | null): RequestRecord => ({ ...r, certSerial });
+    const records = [
+      withSerial(rec(0, 10, "ps-a"), "OLD"),
+      withSerial(rec(100, 10, "ps-b"), "OLD"),
+      withSerial(rec(200, 10, "ps-a"), "NEW"),
+      withSerial(rec(300, 10, null, 503), "NEW"), // a failure is not an answer under any certificate
+      withSerial(rec(400, 30, "ps-b"), "OLD"), // an open connection kept its certificate
+      withSerial(rec(500, 10, "ps-b"), "NEW"),
+      withSerial(rec(600, 10, "ps-a"), "NEW"),
+    ];
+    const s = summarizeLoad(records, { startAt: 0, endAt: 1000 }, OPTS);
+    expect(s.certificates).toEqual({
+      OLD: { answers: 3, firstAtMs: 10, lastAtMs: 430, firstByServer: { "ps-a": 10, "ps-b": 110 } },
+      NEW: { answers: 3, firstAtMs: 210, lastAtMs: 610, firstByServer: { "ps-a": 210, "ps-b": 510 } },
+    });
+    // Without serials (plain HTTP servers) the field is absent.
+    expect(
+      summarizeLoad([rec(0, 10, "ps-a")], { startAt: 0, endAt: 100 }, OPTS).certificates,
+    ).toBeUndefined();
+  });
+
   it("time to recover spans the first bad request's schedule to the last bad one's completion", () => {
     // Scheduled out of completion order on purpose: the input order must not matter.
     const records = [

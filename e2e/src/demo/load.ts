@@ -206,6 +206,20 @@ export interface LoadSummary {
   readonly slowest?: readonly SlowRequest[];
   /** tls:// only: the certificate each backend presented (SHA-256 fingerprint), by backend name. */
   readonly peers?: Readonly<Record<string, string>>;
+  /**
+   * Only when answers carried a `certSerial` (HTTPS policy servers behind the target): successful
+   * answers by the serial of the certificate the deciding server presented on its connection.
+   */
+  readonly certificates?: Readonly<Record<string, CertificateSeen>>;
+}
+
+/** Successful answers under one server certificate; times are completions, ms after the start. */
+export interface CertificateSeen {
+  readonly answers: number;
+  readonly firstAtMs: number;
+  readonly lastAtMs: number;
+  /** The first such answer from each server. */
+  readonly firstByServer: Readonly<Record<string, number>>;
 }
 
 export interface SlowRequest {
@@ -252,6 +266,7 @@ export function summarizeLoad(
     if (previous !== null && previous !== server) switches++;
     previous = server;
   }
+  const certificates = certificatesSeen(answered, window.startAt);
   return {
     event: "summary",
     target: options.target,
@@ -286,7 +301,45 @@ export function summarizeLoad(
         lateMs: round(r.sentAt - r.intendedAt),
         server: r.server,
       })),
+    ...(certificates === undefined ? {} : { certificates }),
   };
+}
+
+function certificatesSeen(
+  answered: readonly RequestRecord[],
+  startAt: number,
+): Record<string, CertificateSeen> | undefined {
+  const seen = new Map<
+    string,
+    { answers: number; first: number; last: number; byServer: Map<string, number> }
+  >();
+  for (const r of answered) {
+    if (!r.ok || r.certSerial === undefined || r.certSerial === null) continue;
+    let entry = seen.get(r.certSerial);
+    if (entry === undefined) {
+      entry = { answers: 0, first: r.doneAt, last: r.doneAt, byServer: new Map() };
+      seen.set(r.certSerial, entry);
+    }
+    entry.answers++;
+    entry.first = Math.min(entry.first, r.doneAt);
+    entry.last = Math.max(entry.last, r.doneAt);
+    const server = r.server ?? "?";
+    entry.byServer.set(server, Math.min(entry.byServer.get(server) ?? Infinity, r.doneAt));
+  }
+  if (seen.size === 0) return undefined;
+  return Object.fromEntries(
+    [...seen].map(([serial, e]) => [
+      serial,
+      {
+        answers: e.answers,
+        firstAtMs: round(e.first - startAt),
+        lastAtMs: round(e.last - startAt),
+        firstByServer: Object.fromEntries(
+          [...e.byServer].map(([server, at]) => [server, round(at - startAt)]),
+        ),
+      },
+    ]),
+  );
 }
 
 function round(ms: number): number {

@@ -2,6 +2,7 @@
 //
 //   node e2e/src/demo/policy-server.ts --port 18081 --name ps1 [--protocol http|tcp]
 //        [--host 127.0.0.1] [--keep-alive-timeout-ms 5000] [--handshake-timeout-ms 10000]
+//        [--tls-cert tls.crt --tls-key tls.key]
 //
 // HTTP mode answers decision requests (see http-server.ts); TCP mode speaks the line protocol
 // with its own handshake (see line-protocol.ts). Once listening it prints one JSON line to
@@ -13,12 +14,19 @@
 // answers 200 with newline-delimited JSON kept open (a blank heartbeat line every 15 s), and
 // `POST /notifications/publish` with `{"session": "<id>"}` or `{"type": "policy-changed"}` sends
 // that line to every open stream and answers `{"delivered": n}`.
+//
+// With --tls-cert and --tls-key (HTTP mode) it serves HTTPS and follows the two files while they
+// rotate (serving-cert.ts): a Secret update gives new handshakes the new certificate, announced as
+// {"event":"tls-rotated","serial":…,"previousSerial":…}; a bad pair is announced on stderr as
+// {"event":"tls-refused","error":"TETHER_ERR_DEMO_TLS: …"} and the previous pair stays.
 import { randomBytes } from "node:crypto";
 import type http from "node:http";
 import type net from "node:net";
+import type tls from "node:tls";
 import { parseArgs } from "node:util";
 import { nameFlag, portFlag, runServerCli } from "./cli.ts";
 import { createHttpPolicyServer } from "./http-server.ts";
+import { ServingCertificate, readServingPair, type ServingCertFiles } from "./serving-cert.ts";
 import { newCounters } from "./server-common.ts";
 import type { ServerCounters, ServerIdentity } from "./server-common.ts";
 import { createTcpPolicyServer } from "./tcp-server.ts";
@@ -34,6 +42,10 @@ export interface PolicyServerOptions {
   readonly instance?: string;
   readonly keepAliveTimeoutMs?: number;
   readonly handshakeTimeoutMs?: number;
+  /** HTTP mode only: serve HTTPS with these files, followed while they rotate. */
+  readonly tls?: ServingCertFiles;
+  /** Where the server reports what happens to it (a certificate rotated or refused). Default: nowhere. */
+  readonly report?: (event: Record<string, unknown>) => void;
 }
 
 export interface RunningPolicyServer {
@@ -42,6 +54,8 @@ export interface RunningPolicyServer {
   readonly host: string;
   readonly port: number;
   readonly counters: ServerCounters;
+  /** With TLS: the serial number of the certificate new handshakes present; else null. */
+  certificateSerial(): string | null;
   /** Sends one notification line to every open notification stream (HTTP only); returns how many. */
   notify(event: object): number;
   /** Stops accepting, ends idle connections, waits for the rest up to `graceMs`. */
@@ -136,11 +150,37 @@ export async function listenPolicyServer(options: PolicyServerOptions): Promise<
   const protocol = options.protocol ?? "http";
   const host = options.host ?? "127.0.0.1";
   const counters = newCounters();
+  if (options.tls !== undefined && protocol !== "http") {
+    throw new PolicyServerConfigError("--tls-cert: TLS is served in http mode only");
+  }
+  const pair = options.tls === undefined ? undefined : await readServingPair(options.tls);
   const server: net.Server | http.Server =
     protocol === "http"
-      ? createHttpPolicyServer(identity, counters, { keepAliveTimeoutMs: options.keepAliveTimeoutMs ?? 5000 })
+      ? createHttpPolicyServer(identity, counters, {
+          keepAliveTimeoutMs: options.keepAliveTimeoutMs ?? 5000,
+          ...(pair === undefined ? {} : { tls: pair }),
+        })
       : createTcpPolicyServer(identity, counters, {
           handshakeTimeoutMs: options.handshakeTimeoutMs ?? 10_000,
+        });
+  const report = options.report ?? ((): void => undefined);
+  const certificate =
+    options.tls === undefined || pair === undefined
+      ? undefined
+      : new ServingCertificate(options.tls, pair, {
+          onRotate: (next, previous) => {
+            // New handshakes present the new pair; open connections keep the one they were given.
+            (server as tls.Server).setSecureContext({ cert: next.cert, key: next.key });
+            report({
+              event: "tls-rotated",
+              server: identity.name,
+              serial: next.serial,
+              previousSerial: previous.serial,
+            });
+          },
+          onRefused: (error) => {
+            report({ event: "tls-refused", server: identity.name, error: error.message });
+          },
         });
   const notifications = new NotificationStreams();
   if (protocol === "http") notifications.attach(server as http.Server);
@@ -156,6 +196,7 @@ export async function listenPolicyServer(options: PolicyServerOptions): Promise<
       resolve();
     });
   });
+  certificate?.watch();
   const address = server.address();
   const port = typeof address === "object" && address !== null ? address.port : options.port;
   return {
@@ -164,8 +205,10 @@ export async function listenPolicyServer(options: PolicyServerOptions): Promise<
     host,
     port,
     counters,
+    certificateSerial: () => certificate?.current.serial ?? null,
     notify: (event) => notifications.notify(event),
     close: async (graceMs = 1000) => {
+      certificate?.close();
       notifications.endAll();
       const closed = new Promise<void>((resolve) =>
         server.close(() => {
@@ -199,6 +242,8 @@ export function parsePolicyServerArgs(argv: readonly string[]): PolicyServerOpti
       instance: { type: "string" },
       "keep-alive-timeout-ms": { type: "string", default: "5000" },
       "handshake-timeout-ms": { type: "string", default: "10000" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
     },
     strict: true,
   });
@@ -206,6 +251,16 @@ export function parsePolicyServerArgs(argv: readonly string[]): PolicyServerOpti
   const name = nameFlag(values.name, PolicyServerConfigError);
   if (values.protocol !== "http" && values.protocol !== "tcp") {
     throw new PolicyServerConfigError(`--protocol: expected http or tcp, got ${values.protocol}`);
+  }
+  const certFile = values["tls-cert"];
+  const keyFile = values["tls-key"];
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new PolicyServerConfigError(
+      certFile === undefined ? "--tls-cert: required with --tls-key" : "--tls-key: required with --tls-cert",
+    );
+  }
+  if (certFile !== undefined && values.protocol !== "http") {
+    throw new PolicyServerConfigError("--tls-cert: TLS is served in http mode only");
   }
   return {
     name,
@@ -215,6 +270,7 @@ export function parsePolicyServerArgs(argv: readonly string[]): PolicyServerOpti
     ...(values.instance === undefined ? {} : { instance: values.instance }),
     keepAliveTimeoutMs: positiveInt(values["keep-alive-timeout-ms"], "--keep-alive-timeout-ms"),
     handshakeTimeoutMs: positiveInt(values["handshake-timeout-ms"], "--handshake-timeout-ms"),
+    ...(certFile === undefined || keyFile === undefined ? {} : { tls: { certFile, keyFile } }),
   };
 }
 
@@ -226,6 +282,11 @@ function positiveInt(value: string, flag: string): number {
   return parsed;
 }
 
+/** One JSON line per event: a refused certificate on stderr, anything else on stdout. */
+function reportLine(event: Record<string, unknown>): void {
+  (event["event"] === "tls-refused" ? process.stderr : process.stdout).write(JSON.stringify(event) + "\n");
+}
+
 /**
  * The command line: parse `argv` (exit 2 naming the bad flag), listen, announce a "listening" JSON
  * line on stdout, close on SIGTERM/SIGINT. Shared by this file's main and the image entry point.
@@ -233,16 +294,20 @@ function positiveInt(value: string, flag: string): number {
 export async function runPolicyServerCli(argv: readonly string[]): Promise<void> {
   await runServerCli(
     () => parsePolicyServerArgs(argv),
-    listenPolicyServer,
-    (running) => ({
-      event: "listening",
-      server: running.identity.name,
-      protocol: running.protocol,
-      host: running.host,
-      port: running.port,
-      instance: running.identity.instance,
-      pid: process.pid,
-    }),
+    (options) => listenPolicyServer({ ...options, report: reportLine }),
+    (running) => {
+      const certSerial = running.certificateSerial();
+      return {
+        event: "listening",
+        server: running.identity.name,
+        protocol: running.protocol,
+        host: running.host,
+        port: running.port,
+        instance: running.identity.instance,
+        pid: process.pid,
+        ...(certSerial === null ? {} : { tls: true, certSerial }),
+      };
+    },
   );
 }
 

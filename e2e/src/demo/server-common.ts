@@ -13,8 +13,10 @@ export interface ServerCounters {
   /** POST requests received in full (HTTP mode); lets a test check "reached the server once". */
   posts: number;
   handshakeFailures: number;
+  /** HTTPS mode: TLS handshakes completed, by the serial number of the certificate presented. */
+  tlsHandshakes: Record<string, number>;
 }
 
 export function newCounters(): ServerCounters {
-  return { connections: 0, requests: 0, posts: 0, handshakeFailures: 0 };
+  return { connections: 0, requests: 0, posts: 0, handshakeFailures: 0, tlsHandshakes: {} };
 }

@@ -17,6 +17,8 @@ export interface RequestRecord {
   ok: boolean;
   /** The `server` field of the JSON answer: which policy server decided. */
   server: string | null;
+  /** The `certSerial` of the JSON answer: the certificate an HTTPS policy server presented. */
+  certSerial?: string | null;
   error: string | null;
 }
 
@@ -25,6 +27,7 @@ export interface ExchangeResult {
   /** HTTP status, 200 for a good answer of a custom exchange, 0 for none. */
   readonly status: number;
   readonly server: string | null;
+  readonly certSerial?: string | null;
   /** Why it failed (null when status is 200). */
   readonly error: string | null;
 }
@@ -171,6 +174,7 @@ export class ConstantRateTraffic {
     void this.exchange(this.timeoutMs)
       .catch((error: unknown): ExchangeResult => ({ status: 0, server: null, error: describeError(error) }))
       .then((result) => {
+        record.certSerial = result.certSerial ?? null;
         this.finish(record, result.status, result.server, result.error);
       })
       .finally(() => {
@@ -215,7 +219,8 @@ function httpGet(
         response.on("end", () => {
           const text = Buffer.concat(chunks).toString("utf8");
           const status = response.statusCode ?? 0;
-          settle({ status, server: serverOf(text), error: status === 200 ? null : text.slice(0, 200) });
+          const { server, certSerial } = answerOf(text);
+          settle({ status, server, certSerial, error: status === 200 ? null : text.slice(0, 200) });
         });
         response.on("error", (error) => {
           settle({ status: 0, server: null, error: describeError(error) });
@@ -231,12 +236,15 @@ function httpGet(
     });
 }
 
-function serverOf(body: string): string | null {
+function answerOf(body: string): { server: string | null; certSerial: string | null } {
   try {
-    const parsed = JSON.parse(body) as { server?: unknown };
-    return typeof parsed.server === "string" ? parsed.server : null;
+    const parsed = JSON.parse(body) as { server?: unknown; certSerial?: unknown };
+    return {
+      server: typeof parsed.server === "string" ? parsed.server : null,
+      certSerial: typeof parsed.certSerial === "string" ? parsed.certSerial : null,
+    };
   } catch {
-    return null;
+    return { server: null, certSerial: null };
   }
 }
 

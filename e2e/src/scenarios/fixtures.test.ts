@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { policyServerClusterSpec } from "../../../operator/src/api/policy-server-cluster.ts";
 import { parse } from "yaml";
 import { parseAllDocuments } from "yaml";
 import {
@@ -12,6 +13,7 @@ import {
   agentService,
   broker,
   caConfigMap,
+  caSecret,
   clientPod,
   demoImage,
   httpBackends,
@@ -34,6 +36,43 @@ describe("scenario fixtures (from examples/quick-start)", () => {
     expect(psc.metadata.name).toBe("ps-main");
     expect(psc.spec.managed.replicas).toBe(3);
     expect(psc.spec.healthCheck.type).toBe("http");
+  });
+
+  it("serves the policy servers over HTTPS from a mounted Secret, verified by the agents (S13)", () => {
+    const tls = { certSecret: "ps-tls", caSecret: "ps-ca", serverName: "ps.tether.test" };
+    const psc = parse(policyServerCluster({ replicas: 2, tls })) as {
+      spec: {
+        tls: unknown;
+        managed: { template: { spec: { containers: Record<string, unknown>[]; volumes: unknown[] } } };
+      };
+    };
+    // What the API server (and the operator) accept: the fixture is a valid spec.
+    expect(policyServerClusterSpec.safeParse(psc.spec).success).toBe(true);
+    expect(psc.spec.tls).toEqual({
+      enabled: true,
+      caSecretRef: { name: "ps-ca", key: "ca.crt" },
+      serverName: "ps.tether.test",
+    });
+    const pod = psc.spec.managed.template.spec;
+    expect(pod.containers[0]?.["args"]).toEqual(
+      ["policy-server", "--port", "8080", "--protocol", "http"].concat([
+        "--tls-cert",
+        `${TLS_MOUNT}/tls.crt`,
+        "--tls-key",
+        `${TLS_MOUNT}/tls.key`,
+      ]),
+    );
+    expect(pod.containers[0]?.["readinessProbe"]).toMatchObject({ httpGet: { scheme: "HTTPS" } });
+    expect(pod.containers[0]?.["volumeMounts"]).toEqual([
+      { name: "tls", mountPath: TLS_MOUNT, readOnly: true },
+    ]);
+    expect(pod.volumes).toEqual([{ name: "tls", secret: { secretName: "ps-tls" } }]);
+    expect(parse(caSecret("ps-ca", "PEM"))).toMatchObject({
+      kind: "Secret",
+      stringData: { "ca.crt": "PEM" },
+    });
+    const a = parse(agent({ pool: { maxRequestsPerConnection: 20 } })) as { spec: { pool: unknown } };
+    expect(a.spec.pool).toEqual({ maxRequestsPerConnection: 20 });
   });
 
   it("runs one agent replica, without the decision cache, against the named cluster", () => {

@@ -13,12 +13,47 @@ function example(file: string): Resource {
   return parse(readFileSync(join(REPO_ROOT, "examples/quick-start", file), "utf8")) as Resource;
 }
 
-/** The quick-start PolicyServerCluster (demo policy servers over HTTP, health-checked). */
-export function policyServerCluster(options: { name?: string; replicas?: number } = {}): string {
+/** TLS for the demo policy servers: their certificate's Secret, and what the agents verify it with. */
+export interface PolicyServerTls {
+  /** A kubernetes.io/tls Secret mounted into every policy server pod (tls.crt, tls.key). */
+  readonly certSecret: string;
+  /** A Secret holding the CA bundle under `ca.crt` (spec.tls.caSecretRef). */
+  readonly caSecret: string;
+  /** The name the sidecars send as SNI and verify (spec.tls.serverName). */
+  readonly serverName: string;
+}
+
+/**
+ * The quick-start PolicyServerCluster (demo policy servers over HTTP, health-checked). With `tls`
+ * the servers serve HTTPS with the certificate Secret mounted at TLS_MOUNT (and follow its updates),
+ * and the agents' sidecars verify them against the CA Secret.
+ */
+export function policyServerCluster(
+  options: { name?: string; replicas?: number; tls?: PolicyServerTls } = {},
+): string {
   const psc = example("01-policy-server-cluster.yaml");
   psc.metadata.name = options.name ?? psc.metadata.name;
   const managed = psc.spec["managed"] as Record<string, unknown>;
   if (options.replicas !== undefined) managed["replicas"] = options.replicas;
+  if (options.tls !== undefined) {
+    const tls = options.tls;
+    psc.spec["tls"] = {
+      enabled: true,
+      caSecretRef: { name: tls.caSecret, key: "ca.crt" },
+      serverName: tls.serverName,
+    };
+    const pod = (managed["template"] as { spec: Record<string, unknown> }).spec;
+    const [server] = pod["containers"] as Record<string, unknown>[];
+    if (server === undefined) throw new Error("the quick-start PolicyServerCluster has no container");
+    server["args"] = [
+      ...(server["args"] as string[]),
+      ...["--tls-cert", `${TLS_MOUNT}/tls.crt`, "--tls-key", `${TLS_MOUNT}/tls.key`],
+    ];
+    const probe = server["readinessProbe"] as { httpGet: Record<string, unknown> };
+    probe.httpGet["scheme"] = "HTTPS";
+    server["volumeMounts"] = [{ name: "tls", mountPath: TLS_MOUNT, readOnly: true }];
+    pod["volumes"] = [{ name: "tls", secret: { secretName: tls.certSecret } }];
+  }
   return stringify(psc);
 }
 
@@ -38,6 +73,8 @@ export function agent(
     accessLog?: boolean;
     /** false: the sidecar runs its bootstrap ConfigMap alone (spec.sidecar.xds.enabled). */
     xds?: boolean;
+    /** spec.pool, e.g. maxRequestsPerConnection so connections (and handshakes) renew under load. */
+    pool?: Record<string, unknown>;
   } = {},
 ): string {
   const a = example("02-agent.yaml");
@@ -56,6 +93,7 @@ export function agent(
     options.cache === undefined
       ? { enabled: false }
       : { enabled: true, ttl: options.cache.ttl, notifications: options.cache.notifications ?? true };
+  if (options.pool !== undefined) a.spec["pool"] = options.pool;
   return stringify(a);
 }
 
@@ -264,6 +302,17 @@ export function tlsSecret(name: string, certPem: string, keyPem: string): string
     metadata: { name },
     type: "kubernetes.io/tls",
     stringData: { "tls.crt": certPem, "tls.key": keyPem },
+  });
+}
+
+/** A Secret holding a CA bundle (one or more PEM certificates) under `ca.crt`, as caSecretRef names it. */
+export function caSecret(name: string, bundlePem: string): string {
+  return stringify({
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name },
+    type: "Opaque",
+    stringData: { "ca.crt": bundlePem },
   });
 }
 

@@ -11,12 +11,13 @@
  * (TETHER_E2E_REPORT to choose the file). Every request to the demo agent makes it ask its
  * tether-sidecar for a decision, so "no failed request, no agent restart" covers the whole path.
  */
+import { X509Certificate } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { summarizeLoad } from "../../src/demo/load.ts";
 import { metricSum } from "../../src/demo/sidecar.ts";
 import { formatMs } from "../../src/demo/summary.ts";
 import type { RequestRecord } from "../../src/demo/traffic.ts";
-import { ClientPod, type HttpAnswer } from "../../src/scenarios/client.ts";
+import { ClientPod, jsonLines, type HttpAnswer } from "../../src/scenarios/client.ts";
 import { Cluster, type PodJson } from "../../src/scenarios/cluster.ts";
 import { FirstAnswerTimeout, FirstAnswerWatch, type FirstAnswer } from "../../src/scenarios/first-answer.ts";
 import {
@@ -28,6 +29,7 @@ import {
   agentService,
   broker,
   caConfigMap,
+  caSecret,
   httpBackends,
   podsOf,
   policyServerCluster,
@@ -80,6 +82,22 @@ async function notifyFromPod(
     );
   }
   return JSON.parse(line) as { status: number; body: unknown };
+}
+
+/**
+ * How many times the sidecar of `pod` has taken new TLS files into use (its log line for a rotation of
+ * the material it reads, e.g. a CA bundle mounted from a Secret).
+ */
+async function sidecarTlsRotations(ns: string, pod: string): Promise<number> {
+  const logs = await k().kubectl(["logs", "-n", ns, pod, "-c", "tether-sidecar"]);
+  return jsonLines(logs).filter((line) => String(line["msg"]).startsWith("TLS material rotated")).length;
+}
+
+/** Whether the demo policy server `pod` has reported serving the certificate `serial` to new handshakes. */
+async function policyServerRotatedTo(ns: string, pod: string, serial: string): Promise<boolean> {
+  return jsonLines(await k().logs(ns, pod)).some(
+    (line) => line["event"] === "tls-rotated" && line["serial"] === serial,
+  );
 }
 
 /** The agent's decision path through the `web` Service, as the client pod reaches it. */
@@ -915,6 +933,127 @@ describe.skipIf(cluster === undefined)("end-to-end scenarios (TETHER_E2E_KUBECON
     },
     SCENARIO_TIMEOUT,
   );
+
+  // The kubelet refreshes a Secret volume at the pod's next sync (syncFrequency, 1 min by default,
+  // jittered up to +50 %), so each step waits for the update to be seen where it matters, with a
+  // deadline well past that period.
+  it("S13: the policy servers' CA and certificates rotate under traffic: 0 failures, new handshakes use the new certificate", async () => {
+    const ns = "tether-e2e-s13";
+    const serverName = "ps.tether.test";
+    const propagationMs = 180_000;
+    // A CA rotation as cert-manager does it: the servers' certificate from the old CA, then from the new.
+    const old = await makeTestCerts(serverName, ["ps-main"]);
+    const next = await makeTestCerts(serverName, ["ps-main"]);
+    const oldCert = old.servers[0]!;
+    const newCert = next.servers[0]!;
+    const oldSerial = new X509Certificate(oldCert.certPem).serialNumber.toUpperCase();
+    const newSerial = new X509Certificate(newCert.certPem).serialNumber.toUpperCase();
+    try {
+      await withNamespace(ns, async () => {
+        await k().apply(ns, caSecret("ps-ca", old.caPem));
+        await k().apply(ns, tlsSecret("ps-tls", oldCert.certPem, oldCert.keyPem));
+        const tls = { certSecret: "ps-tls", caSecret: "ps-ca", serverName };
+        await k().apply(ns, policyServerCluster({ replicas: 2, tls }));
+        // Connections renewed every 20 requests (≈ 2 s at 10 req/s per server) and closed after 5 s
+        // idle: under steady traffic the sidecar keeps making new handshakes, which is what rotates.
+        await k().apply(ns, agent({ pool: { maxRequestsPerConnection: 20, idleTimeout: "5s" } }));
+        await k().apply(ns, agentService());
+        const clientStarting = ClientPod.start(k(), ns);
+        clientStarting.catch(() => undefined); // awaited below
+        await k().wait(ns, "deployment/ps-main", "condition=Available");
+        await k().wait(ns, "deployment/web", "condition=Available");
+        await k().wait(ns, "agent/web", "condition=Ready");
+        const client = await clientStarting;
+        const first = await eventually("a first decision over TLS through the web Service", async () =>
+          ok200(await client.request(agentUrl(ns))),
+        );
+        expect((first.body as { certSerial?: string }).certSerial).toBe(oldSerial);
+        const [agentPod] = (await k().pods(ns, podsOf("web", "agent"))).map((p) => p.metadata.name);
+        const serverPods = (await k().pods(ns, podsOf("ps-main", "policy-server")))
+          .filter((p) => p.status?.phase === "Running" && p.metadata.deletionTimestamp === undefined)
+          .map((p) => p.metadata.name);
+        expect(serverPods).toHaveLength(2);
+
+        let loadStart = 0;
+        const took = { bundle: 0, servers: 0, reduced: 0 };
+        let certUpdatedAt = 0;
+        let serversRotatedAt = 0;
+        const sidecarRotatedSince = async (before: number, what: string, since: number): Promise<number> => {
+          await eventually(
+            what,
+            async () => ((await sidecarTlsRotations(ns, agentPod ?? "")) > before ? true : undefined),
+            propagationMs,
+          );
+          return performance.now() - since;
+        };
+        const result = await underLoad(
+          client,
+          { target: agentUrl(ns), ratePerSecond: 20 },
+          async () => {
+            loadStart = performance.now();
+            // (a) The CA bundle grows to old + new; the sidecar takes it for new handshakes.
+            const beforeBundle = await sidecarTlsRotations(ns, agentPod ?? "");
+            await k().apply(ns, caSecret("ps-ca", old.caPem + next.caPem));
+            took.bundle = await sidecarRotatedSince(
+              beforeBundle,
+              "the sidecar trusts the CA bundle old + new",
+              performance.now(),
+            );
+            // (b) The servers' certificate is replaced by one from the new CA.
+            await k().apply(ns, tlsSecret("ps-tls", newCert.certPem, newCert.keyPem));
+            certUpdatedAt = performance.now();
+            await eventually(
+              "every policy server serves the new certificate",
+              async () => {
+                for (const pod of serverPods) {
+                  if (!(await policyServerRotatedTo(ns, pod, newSerial))) return undefined;
+                }
+                return true;
+              },
+              propagationMs,
+            );
+            serversRotatedAt = performance.now();
+            took.servers = serversRotatedAt - certUpdatedAt;
+            // (c) The old CA leaves the bundle: from now on a handshake with the old certificate would fail.
+            const beforeReduce = await sidecarTlsRotations(ns, agentPod ?? "");
+            await k().apply(ns, caSecret("ps-ca", next.caPem));
+            took.reduced = await sidecarRotatedSince(
+              beforeReduce,
+              "the sidecar trusts the new CA only",
+              performance.now(),
+            );
+          },
+          { settleMs: 10_000 },
+        );
+        const seen = result.certificates ?? {};
+        const oldSeen = seen[oldSerial];
+        const newSeen = seen[newSerial];
+        // The serial switch: from the certificate Secret's update to the first answer under the new
+        // certificate (the load's clock starts at loadStart, within one kubectl exec line of it).
+        const updatedAtMs = certUpdatedAt - loadStart;
+        const switchMs = newSeen === undefined ? NaN : newSeen.firstAtMs - updatedAtMs;
+        const everyServerMs =
+          newSeen === undefined ? NaN : Math.max(...Object.values(newSeen.firstByServer)) - updatedAtMs;
+        report.add(
+          "S13 CA and certificates rotated",
+          result,
+          `bundle old+new in the sidecar after ${formatMs(took.bundle)}; serial switch ${formatMs(switchMs)} after the certificate Secret update (every server ${formatMs(everyServerMs)}; servers reported it after ${formatMs(took.servers)}); old CA dropped after ${formatMs(took.reduced)}; answers under old ${oldSeen?.answers ?? 0}, new ${newSeen?.answers ?? 0}`,
+        );
+        expect(result.failures, describeFailures(result)).toBe(0);
+        expect(oldSeen?.answers ?? 0).toBeGreaterThan(0);
+        // New handshakes present the new certificate: every server answered under it, and the old one
+        // stopped being used within a few connection lifetimes of the servers' rotation.
+        expect(Object.keys(newSeen?.firstByServer ?? {}).sort()).toEqual([...serverPods].sort());
+        expect(oldSeen?.lastAtMs ?? Infinity).toBeLessThan(serversRotatedAt - loadStart + 15_000);
+        const after = await client.request(agentUrl(ns));
+        expect(after.status).toBe(200);
+        expect((after.body as { certSerial?: string }).certSerial).toBe(newSerial);
+      });
+    } finally {
+      await old.remove();
+      await next.remove();
+    }
+  }, 900_000);
 
   it(
     "S14: kubectl scale agent web --replicas 3 and back; an HPA on an Agent is accepted",
