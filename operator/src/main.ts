@@ -194,7 +194,16 @@ async function startPki(
     secretName: config.caSecret,
     logger: log,
   });
-  await authority.start();
+  try {
+    await authority.start();
+  } catch (error) {
+    // Most often RBAC: the Role on this one Secret (operator/README.md, RBAC) is missing.
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(
+      `cannot load the xDS CA from Secret ${config.operatorNamespace}/${config.caSecret} (--ca-secret; --xds-tls=false serves plaintext): ${reason}`,
+      { cause: error },
+    );
+  }
   const [service = "", namespace = ""] = (config.xdsService ?? "").split(".");
   const dnsNames =
     config.xdsService === undefined

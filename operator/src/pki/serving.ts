@@ -5,7 +5,6 @@
  */
 import { X509Certificate } from "node:crypto";
 import type { Logger } from "pino";
-import type { CertificateAuthority } from "./authority.ts";
 import type { CaState } from "./ca-state.ts";
 import { issueServing } from "./x509.ts";
 
@@ -24,8 +23,14 @@ export interface ServingIdentity {
   readonly notAfter: Date;
 }
 
+/** What a serving certificate needs of its CA (a CertificateAuthority, or a fixed one in tests). */
+export interface SigningAuthority {
+  readonly current: CaState;
+  onChange(listener: (state: CaState) => void): () => void;
+}
+
 export interface ServingCertificateOptions {
-  readonly authority: CertificateAuthority;
+  readonly authority: SigningAuthority;
   readonly dnsNames: readonly string[];
   readonly logger: Logger;
   /** Default 30 days (never past the signing CA's own expiry). */
