@@ -32,7 +32,7 @@ import {
 import { routeSecrets, type AcceptedRoute } from "./routes.ts";
 import { uniqueMounts } from "./secrets.ts";
 import { xdsGroup, type XdsTarget } from "./xds.ts";
-import { XDS_CA_VOLUME, xdsCaMount, xdsCaVolume } from "./xds-ca.ts";
+import { XDS_CA_VOLUME, xdsCaVolume } from "./xds-ca.ts";
 
 export const ENV_POLICY_SERVER_HOST = "TETHER_POLICY_SERVER_HOST";
 export const ENV_POLICY_SERVER_PORT = "TETHER_POLICY_SERVER_PORT";
@@ -163,11 +163,11 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
     // Route listener ports are not declared (declaring is informational): a ProxyRoute added or
     // removed is then a config-only change that the sidecar hot-reloads, not a rollout.
     ports: [],
+    xdsCa: input.options.xds?.tls === true,
     resources: spec.sidecar.resources,
     extraMounts: [
       ...secrets.map((s) => ({ name: s.volumeName, mountPath: s.mountPath, readOnly: true })),
       ...(logVolume === undefined ? [] : [logVolume.mount]),
-      ...(input.options.xds?.tls === true ? [xdsCaMount()] : []),
     ],
     args: sidecarDrainArgs(spec.sidecar.drain, grace),
     xdsGroup: input.options.xds === undefined ? undefined : xdsGroup(owner.namespace, "agent", owner.name),

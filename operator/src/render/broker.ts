@@ -42,7 +42,7 @@ import {
 } from "./pod.ts";
 import type { Service } from "./policy-server-cluster.ts";
 import { withXds, xdsGroup, type EdsService } from "./xds.ts";
-import { xdsCaMount, xdsCaVolume } from "./xds-ca.ts";
+import { xdsCaVolume } from "./xds-ca.ts";
 
 /** Connection attempts per new client connection (tcp_proxy max_connect_attempts). */
 const BROKER_CONNECT_ATTEMPTS = 3;
@@ -221,14 +221,12 @@ export function renderBroker(input: BrokerInput): BrokerChildren {
         imagePullPolicy: input.options.sidecarImagePullPolicy,
         adminPort: brokerAdminPort(spec),
         ports: [{ name: "broker", containerPort: spec.port }],
+        xdsCa: input.options.xds?.tls === true,
         resources: spec.podTemplate.resources,
         args: sidecarDrainArgs(spec.sidecar.drain, grace),
         xdsGroup:
           input.options.xds === undefined ? undefined : xdsGroup(owner.namespace, "broker", owner.name),
-        extraMounts: [
-          ...(logVolume === undefined ? [] : [logVolume.mount]),
-          ...(input.options.xds?.tls === true ? [xdsCaMount()] : []),
-        ],
+        ...(logVolume === undefined ? {} : { extraMounts: [logVolume.mount] }),
       }),
     ],
     volumes: [
