@@ -5,6 +5,7 @@
 import type { BrokerSpec } from "../api/index.ts";
 import type { Deployment, RenderOptions } from "./agent.ts";
 import { bootstrapYaml, type ConfigMap } from "./configmap.ts";
+import { xdsCaVolume } from "./xds-ca.ts";
 import {
   PROXY_PROTOCOL_UPSTREAM_TYPE,
   RAW_BUFFER_TYPE,
@@ -42,7 +43,6 @@ import {
 } from "./pod.ts";
 import type { Service } from "./policy-server-cluster.ts";
 import { withXds, xdsGroup, type EdsService } from "./xds.ts";
-import { xdsCaVolume } from "./xds-ca.ts";
 
 /** Connection attempts per new client connection (tcp_proxy max_connect_attempts). */
 const BROKER_CONNECT_ATTEMPTS = 3;
