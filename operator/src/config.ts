@@ -35,6 +35,12 @@ export interface OperatorConfig {
   readonly xds: { readonly host: string; readonly port: number } | undefined;
   /** `<service>.<namespace>` sidecars reach the ADS server at; undefined: static bootstraps only. */
   readonly xdsService: string | undefined;
+  /** Serve xDS over TLS with a certificate from the operator's own CA (and tell sidecars to verify it). */
+  readonly xdsTls: boolean;
+  /** The Secret, in the operator's namespace, holding the operator's CA. */
+  readonly caSecret: string;
+  /** The namespace the operator runs in (the CA Secret's). */
+  readonly operatorNamespace: string;
 }
 
 export class ConfigError extends Error {
@@ -138,6 +144,16 @@ export const FLAGS = {
     default: "",
     help: "<service>.<namespace> sidecars reach the xDS server at; empty = static bootstraps only",
   },
+  "xds-tls": {
+    env: "TETHER_XDS_TLS",
+    default: "true",
+    help: "serve xDS over TLS from the operator's own CA; sidecars verify it (true|false)",
+  },
+  "ca-secret": {
+    env: "TETHER_CA_SECRET",
+    default: "tether-ca",
+    help: "Secret in the operator's namespace (POD_NAMESPACE) holding its CA; created when missing",
+  },
   "log-level": {
     env: "TETHER_LOG_LEVEL",
     default: "info",
@@ -228,6 +244,10 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ope
     throw new ConfigError(`--xds-service: "${xdsService}" is not <service>.<namespace>`);
   if (xdsService !== "" && xdsAddress === "")
     throw new ConfigError("--xds-service needs the xDS server (--xds-address)");
+  const operatorNamespace = env["POD_NAMESPACE"] || podNamespace() || "default";
+  const caSecret = get("ca-secret").trim();
+  if (!/^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/.test(caSecret) || caSecret.length > 253)
+    throw new ConfigError(`--ca-secret: "${caSecret}" is not a Secret name`);
   return {
     kubeconfig: kubeconfig === "" ? undefined : kubeconfig,
     namespaces:
@@ -245,7 +265,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ope
     adminPort: admin.port,
     leaderElect: bool("leader-elect", get("leader-elect")),
     leaseName: get("lease-name"),
-    leaseNamespace: get("lease-namespace") || env["POD_NAMESPACE"] || podNamespace() || "default",
+    leaseNamespace: get("lease-namespace") || operatorNamespace,
     identity: get("identity") || `${hostname()}-${process.pid}`,
     leaseDurationMs,
     renewDeadlineMs,
@@ -256,5 +276,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ope
     logLevel: get("log-level"),
     xds: xdsAddress === "" ? undefined : address("xds-address", xdsAddress),
     xdsService: xdsService === "" ? undefined : xdsService,
+    xdsTls: bool("xds-tls", get("xds-tls")),
+    caSecret,
+    operatorNamespace,
   };
 }

@@ -4,8 +4,9 @@
 // nonce) or a NACK (the previously accepted version, its nonce, error_detail). A broken stream is
 // re-opened after a jittered exponential back-off, re-sending every subscription with the versions
 // last accepted; until then the caller keeps serving what it has.
+import { readFileSync } from "node:fs";
 import { openAdsStream } from "./h2stream.ts";
-import type { AdsStreamHandle } from "./h2stream.ts";
+import type { AdsStreamHandle, StreamOptions } from "./h2stream.ts";
 import { unpackResource } from "./json.ts";
 import { RESOURCE_TYPES, TYPE_URLS, resourceTypeOf } from "./types.ts";
 import type { LoggerLike, ResourceJson, ResourceType } from "./types.ts";
@@ -31,8 +32,20 @@ export interface AdsClientOptions {
   readonly random?: () => number;
   /** HTTP/2 keepalive pings, to notice a vanished operator on an idle stream. Default 30 s / 10 s. */
   readonly keepalive?: { readonly timeMs: number; readonly timeoutMs: number };
+  /**
+   * TLS to the server, as Envoy's UpstreamTlsContext: the chain verified against `caFile` (PEM,
+   * read at every connect, so a rotated bundle applies from the next reconnect), `sni` sent, and
+   * the certificate's DNS names checked against `verifyName` (an exact SAN matcher) when set.
+   */
+  readonly tls?: AdsClientTls;
   /** user_agent_version in the Node (the sidecar's version). */
   readonly userAgentVersion?: string;
+}
+
+export interface AdsClientTls {
+  readonly caFile: string;
+  readonly sni?: string | undefined;
+  readonly verifyName?: string | undefined;
 }
 
 type Call = AdsStreamHandle;
@@ -120,10 +133,25 @@ export class AdsClient {
     // `target` may have getters (the sidecar's tether_xds cluster): read it at every connect.
     const { host, port } = this.options.target;
     for (const state of this.types.values()) state.nonce = "";
+    let tls: StreamOptions["tls"];
+    const tlsOptions = this.options.tls;
+    if (tlsOptions !== undefined) {
+      try {
+        tls = {
+          ca: readFileSync(tlsOptions.caFile, "utf8"),
+          sni: tlsOptions.sni,
+          verifyName: tlsOptions.verifyName,
+        };
+      } catch (err) {
+        this.broken(`cannot read the xDS CA bundle: ${(err as Error).message}`);
+        return;
+      }
+    }
     const call: Call = openAdsStream(
       {
         host,
         port,
+        tls,
         keepalive: this.options.keepalive ?? { timeMs: 30_000, timeoutMs: 10_000 },
         userAgent: `tether-sidecar${this.options.userAgentVersion === undefined ? "" : `/${this.options.userAgentVersion}`}`,
       },

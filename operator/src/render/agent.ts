@@ -25,6 +25,7 @@ import { accessLogVolume, nativeSidecar, sidecarDrainArgs, terminationGracePerio
 import { routeSecrets, type AcceptedRoute } from "./routes.ts";
 import { uniqueMounts } from "./secrets.ts";
 import { xdsGroup, type XdsTarget } from "./xds.ts";
+import { XDS_CA_VOLUME, xdsCaVolume } from "./xds-ca.ts";
 
 export const ENV_POLICY_SERVER_HOST = "TETHER_POLICY_SERVER_HOST";
 export const ENV_POLICY_SERVER_PORT = "TETHER_POLICY_SERVER_PORT";
@@ -106,7 +107,7 @@ export function renderAgentConfig(owner: OwnerMeta, spec: AgentSpec): ConfigMap 
 }
 
 const OUR_ENV = new Set([ENV_POLICY_SERVER_HOST, ENV_POLICY_SERVER_PORT, ENV_AGENT_CONFIG_DIR]);
-const OUR_VOLUMES = new Set(["tether-sidecar-config", "tether-agent-config"]);
+const OUR_VOLUMES = new Set(["tether-sidecar-config", "tether-agent-config", XDS_CA_VOLUME]);
 
 /** An agent container with the sidecar's address in its environment and the agent config mounted. */
 function agentContainer(container: JsonObject, listenerPort: number): JsonObject {
@@ -156,6 +157,7 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
     // Route listener ports are not declared (declaring is informational): a ProxyRoute added or
     // removed is then a config-only change that the sidecar hot-reloads, not a rollout.
     ports: [],
+    xdsCa: agentXds(input)?.tls === true,
     resources: spec.sidecar.resources,
     extraMounts: [
       ...secrets.map((s) => ({ name: s.volumeName, mountPath: s.mountPath, readOnly: true })),
@@ -189,6 +191,7 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
       configMapVolume("tether-agent-config", childNames.agentConfigMap(owner.name)),
       ...secrets.map((s) => ({ name: s.volumeName, secret: { secretName: s.secretName } })),
       ...(logVolume === undefined ? [] : [logVolume.volume]),
+      ...(agentXds(input)?.tls === true ? [xdsCaVolume()] : []),
     ],
   };
   return withTemplateHash(template);

@@ -5,6 +5,7 @@
 import type { BrokerSpec } from "../api/index.ts";
 import type { Deployment, RenderOptions } from "./agent.ts";
 import { bootstrapYaml, type ConfigMap } from "./configmap.ts";
+import { xdsCaVolume } from "./xds-ca.ts";
 import {
   PROXY_PROTOCOL_UPSTREAM_TYPE,
   RAW_BUFFER_TYPE,
@@ -230,6 +231,7 @@ export function renderBroker(input: BrokerInput): BrokerChildren {
         imagePullPolicy: input.options.sidecarImagePullPolicy,
         adminPort: brokerAdminPort(spec),
         ports: [{ name: "broker", containerPort: spec.port }],
+        xdsCa: brokerXds(input)?.tls === true,
         resources: spec.podTemplate.resources,
         args: sidecarDrainArgs(spec.sidecar.drain, grace),
         xdsGroup:
@@ -240,6 +242,7 @@ export function renderBroker(input: BrokerInput): BrokerChildren {
     volumes: [
       configMapVolume("tether-sidecar-config", childNames.sidecarConfigMap(owner.name)),
       ...(logVolume === undefined ? [] : [logVolume.volume]),
+      ...(brokerXds(input)?.tls === true ? [xdsCaVolume()] : []),
     ],
   });
   const deployment: Deployment = {

@@ -1,6 +1,7 @@
 /** Pod-template helpers shared by the Agent, PolicyServerCluster and Broker renderers. */
 import { POD_TEMPLATE_HASH_ANNOTATION } from "./meta.ts";
 import { stableHash } from "./hash.ts";
+import { xdsCaMount } from "./xds-ca.ts";
 
 export type JsonObject = Record<string, unknown>;
 
@@ -92,6 +93,8 @@ export interface SidecarContainerInput {
   readonly args?: readonly string[];
   /** With xDS: the ADS node.cluster of this sidecar; the node id comes from the pod. */
   readonly xdsGroup?: string | undefined;
+  /** With xDS over TLS: mount the tether-xds-ca bundle (the pod needs xdsCaVolume()). */
+  readonly xdsCa?: boolean | undefined;
 }
 
 /** `<namespace>/<pod>`: the sidecar's ADS node.id, from the downward API. */
@@ -134,6 +137,7 @@ export function sidecarContainer(input: SidecarContainerInput): JsonObject {
     volumeMounts: [
       { name: "tether-sidecar-config", mountPath: SIDECAR_CONFIG_DIR, readOnly: true },
       ...(input.extraMounts ?? []),
+      ...(input.xdsCa === true ? [xdsCaMount()] : []),
     ],
     securityContext: restrictedSecurityContext(),
   };
