@@ -1,4 +1,5 @@
 // Wires config → clusters → listeners → admin, applies reloads, and drains on shutdown.
+import { readFileSync } from "node:fs";
 import type { AdminView } from "./admin/server.ts";
 import { AdminServer } from "./admin/server.ts";
 import type { ReloadCounts } from "./admin/metrics.ts";
@@ -26,6 +27,11 @@ export interface RuntimeOptions {
   readonly listenerDrainMs?: number;
   /** Envoy's --service-node / --service-cluster: override the bootstrap's node.id / node.cluster. */
   readonly node?: { readonly id?: string | undefined; readonly cluster?: string | undefined };
+  /**
+   * A file holding a bearer token (a projected ServiceAccount token) sent as `authorization` call
+   * metadata on every ADS (re)connect; read afresh each time, since the kubelet rotates it.
+   */
+  readonly xdsTokenFile?: string;
   /** Makes the ADS client; default @tether/xds's AdsClient, loaded only when dynamic_resources is set. */
   readonly adsClientFactory?: AdsClientFactory;
 }
@@ -38,6 +44,18 @@ type AssignmentLookup = (serviceName: string) => ClusterLoadAssignmentConfig | u
  */
 export function isTetherOwn(name: string): boolean {
   return name.startsWith("tether-admin");
+}
+
+/** `authorization: Bearer <token>` from the file as it is now; throws (naming the file) if unusable. */
+export function bearerMetadata(path: string): Record<string, string> {
+  let token: string;
+  try {
+    token = readFileSync(path, "utf8").trim();
+  } catch (err) {
+    throw new Error(`--xds-token-file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  if (token === "") throw new Error(`--xds-token-file ${path}: the file is empty`);
+  return { authorization: `Bearer ${token}` };
 }
 
 function adsClusterName(b: Bootstrap): string | undefined {
@@ -124,7 +142,17 @@ export class Runtime implements AdminView, DynamicApplier {
         return (picked ?? pick()).port;
       },
     };
-    const client = factory({ target, node, log: this.log, random: this.random }, xds);
+    const tokenFile = this.options.xdsTokenFile;
+    const client = factory(
+      {
+        target,
+        node,
+        log: this.log,
+        random: this.random,
+        ...(tokenFile === undefined ? {} : { callMetadata: () => bearerMetadata(tokenFile) }),
+      },
+      xds,
+    );
     xds.attach(client);
     this.xds = xds;
     this.log.info({ cluster: adsCluster, node }, "ADS client starting");

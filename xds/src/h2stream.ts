@@ -18,6 +18,8 @@ export interface StreamOptions {
   readonly port: number;
   readonly keepalive: { readonly timeMs: number; readonly timeoutMs: number };
   readonly userAgent: string;
+  /** Extra request headers: gRPC call metadata such as `authorization` (lower-case names). */
+  readonly metadata?: Readonly<Record<string, string>>;
 }
 
 export interface AdsStreamHandle {
@@ -104,6 +106,7 @@ export function openAdsStream(options: StreamOptions, events: StreamEvents): Ads
   pingTimer.unref();
 
   const stream = session.request({
+    ...options.metadata,
     ":method": "POST",
     ":path": ADS_METHOD_PATH,
     "content-type": "application/grpc",
