@@ -35,6 +35,8 @@ export interface OperatorConfig {
   readonly xds: { readonly host: string; readonly port: number } | undefined;
   /** `<service>.<namespace>` sidecars reach the ADS server at; undefined: static bootstraps only. */
   readonly xdsService: string | undefined;
+  /** Sidecars present projected ServiceAccount tokens, verified by TokenReview (see docs/xds-security.md). */
+  readonly xdsAuth: boolean;
 }
 
 export class ConfigError extends Error {
@@ -137,6 +139,11 @@ export const FLAGS = {
     env: "TETHER_XDS_SERVICE",
     default: "",
     help: "<service>.<namespace> sidecars reach the xDS server at; empty = static bootstraps only",
+  },
+  "xds-auth": {
+    env: "TETHER_XDS_AUTH",
+    default: "true",
+    help: "sidecars present a projected ServiceAccount token (TokenReview) and get their own Agent's or Broker's config only; false: no identity check (true|false)",
   },
   "log-level": {
     env: "TETHER_LOG_LEVEL",
@@ -256,5 +263,6 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ope
     logLevel: get("log-level"),
     xds: xdsAddress === "" ? undefined : address("xds-address", xdsAddress),
     xdsService: xdsService === "" ? undefined : xdsService,
+    xdsAuth: bool("xds-auth", get("xds-auth")),
   };
 }

@@ -8,8 +8,10 @@ import { startAdmin } from "./admin.ts";
 import { ConfigError, loadConfig, usage } from "./config.ts";
 import { ControllerManager } from "./controllers/manager.ts";
 import { KubeClient } from "./kube/client.ts";
+import { kubeIdentityApi } from "./kube/identity.ts";
 import { LeaderElector } from "./kube/leader.ts";
 import { OperatorMetrics, resourceOfPath } from "./metrics.ts";
+import { REFUSAL_REASONS, XdsAuthenticator } from "./xds/auth.ts";
 
 async function main(): Promise<void> {
   let config;
@@ -39,10 +41,22 @@ async function main(): Promise<void> {
   // Every replica serves xDS from its own caches (only the leader writes), so it starts at once.
   let xds: { server: AdsServer; port: number } | undefined;
   if (config.xds !== undefined) {
+    let authenticator: XdsAuthenticator | undefined;
+    if (config.xdsAuth) {
+      for (const reason of REFUSAL_REASONS) metrics.xdsStreamsRefused.inc({ reason }, 0);
+      authenticator = new XdsAuthenticator({
+        api: kubeIdentityApi(client),
+        onRefused: (reason) => {
+          metrics.xdsStreamsRefused.inc({ reason });
+        },
+      });
+    }
+    const auth = authenticator;
     const server = new AdsServer({
       host: config.xds.host,
       port: config.xds.port,
       log: logger.child({ part: "xds" }),
+      ...(auth === undefined ? {} : { authorize: (credentials) => auth.authorize(credentials) }),
     });
     const { port } = await server.start();
     xds = { server, port };
@@ -51,7 +65,11 @@ async function main(): Promise<void> {
   const xdsTarget =
     xds === undefined || config.xdsService === undefined
       ? undefined
-      : { host: `${config.xdsService}.svc.${config.clusterDomain}`, port: config.xds?.port || xds.port };
+      : {
+          host: `${config.xdsService}.svc.${config.clusterDomain}`,
+          port: config.xds?.port || xds.port,
+          tokenAuth: config.xdsAuth,
+        };
   const manager = new ControllerManager({
     client,
     logger,
@@ -79,6 +97,7 @@ async function main(): Promise<void> {
     {
       admin: `${config.adminHost}:${admin.port}`,
       xds: xds === undefined ? "off" : `${config.xds?.host ?? ""}:${xds.port}`,
+      xdsAuth: xds !== undefined && config.xdsAuth ? "token" : "off",
       xdsService: xdsTarget === undefined ? "none" : `${xdsTarget.host}:${xdsTarget.port}`,
       namespaces: config.namespaces.length === 0 ? "all" : config.namespaces,
       server: client.server,

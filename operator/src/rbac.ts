@@ -47,3 +47,13 @@ export const OPERATOR_RULES: readonly PolicyRule[] = [
 export const LEADER_ELECTION_RULES: readonly PolicyRule[] = [
   { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
 ];
+
+/**
+ * Always a ClusterRole (TokenReviews are cluster-scoped), only with the xDS identity check
+ * (--xds-auth): the ADS server asks the API server who a sidecar's token belongs to, then reads
+ * the one pod the token is bound to (by name, never a list or watch of every pod).
+ */
+export const XDS_AUTH_RULES: readonly PolicyRule[] = [
+  { apiGroups: ["authentication.k8s.io"], resources: ["tokenreviews"], verbs: ["create"] },
+  { apiGroups: [""], resources: ["pods"], verbs: ["get"] },
+];

@@ -7,7 +7,7 @@ import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
 import { grafanaDashboard } from "../observability/dashboard.ts";
-import { LEADER_ELECTION_RULES, OPERATOR_RULES, type PolicyRule } from "../rbac.ts";
+import { LEADER_ELECTION_RULES, OPERATOR_RULES, XDS_AUTH_RULES, type PolicyRule } from "../rbac.ts";
 import { crdFileName, customResourceDefinitionYaml, KINDS } from "./index.ts";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -35,6 +35,7 @@ export function generatedFiles(root: string = REPO_ROOT): Map<string, string> {
     );
     files.set(join(root, "charts/tether/files/operator-rules.yaml"), rulesYaml(OPERATOR_RULES));
     files.set(join(root, "charts/tether/files/leader-election-rules.yaml"), rulesYaml(LEADER_ELECTION_RULES));
+    files.set(join(root, "charts/tether/files/xds-auth-rules.yaml"), rulesYaml(XDS_AUTH_RULES));
   }
   return files;
 }

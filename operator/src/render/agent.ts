@@ -18,6 +18,8 @@ import {
   SIDECAR_CONTAINER,
   userTemplate,
   withTemplateHash,
+  XDS_TOKEN_VOLUME,
+  xdsTokenVolume,
   type JsonObject,
   type PodTemplate,
 } from "./pod.ts";
@@ -31,7 +33,7 @@ import {
 } from "./lifecycle.ts";
 import { routeSecrets, type AcceptedRoute } from "./routes.ts";
 import { uniqueMounts } from "./secrets.ts";
-import { xdsGroup, type XdsTarget } from "./xds.ts";
+import { XDS_TOKEN_AUDIENCE, xdsGroup, type XdsTarget } from "./xds.ts";
 
 export const ENV_POLICY_SERVER_HOST = "TETHER_POLICY_SERVER_HOST";
 export const ENV_POLICY_SERVER_PORT = "TETHER_POLICY_SERVER_PORT";
@@ -112,7 +114,7 @@ export function renderAgentConfig(owner: OwnerMeta, spec: AgentSpec): ConfigMap 
 }
 
 const OUR_ENV = new Set([ENV_POLICY_SERVER_HOST, ENV_POLICY_SERVER_PORT, ENV_AGENT_CONFIG_DIR]);
-const OUR_VOLUMES = new Set(["tether-sidecar-config", "tether-agent-config"]);
+const OUR_VOLUMES = new Set(["tether-sidecar-config", "tether-agent-config", XDS_TOKEN_VOLUME]);
 
 /** An agent container with the sidecar's address in its environment and the agent config mounted. */
 function agentContainer(container: JsonObject, listenerPort: number): JsonObject {
@@ -151,6 +153,7 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
     template.spec["terminationGracePeriodSeconds"],
   );
   const logVolume = accessLogVolume(spec.sidecar.accessLog);
+  const xdsToken = input.options.xds?.tokenAuth === true;
   const sidecar = sidecarContainer({
     // The API: an empty image means the operator's configured one.
     image:
@@ -169,6 +172,7 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
     ],
     args: sidecarDrainArgs(spec.sidecar.drain, grace),
     xdsGroup: input.options.xds === undefined ? undefined : xdsGroup(owner.namespace, "agent", owner.name),
+    xdsToken: xdsToken,
   });
   const native = input.options.nativeSidecar !== false;
   const userInit = Array.isArray(template.spec["initContainers"])
@@ -195,6 +199,7 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
       configMapVolume("tether-agent-config", childNames.agentConfigMap(owner.name)),
       ...secrets.map((s) => ({ name: s.volumeName, secret: { secretName: s.secretName } })),
       ...(logVolume === undefined ? [] : [logVolume.volume]),
+      ...(xdsToken ? [xdsTokenVolume(XDS_TOKEN_AUDIENCE)] : []),
     ],
   };
   return withTemplateHash(template);

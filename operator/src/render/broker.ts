@@ -37,11 +37,12 @@ import {
   configMapVolume,
   sidecarContainer,
   withTemplateHash,
+  xdsTokenVolume,
   type JsonObject,
   type PodTemplate,
 } from "./pod.ts";
 import type { Service } from "./policy-server-cluster.ts";
-import { withXds, xdsGroup, type EdsService } from "./xds.ts";
+import { withXds, XDS_TOKEN_AUDIENCE, xdsGroup, type EdsService } from "./xds.ts";
 
 /** Connection attempts per new client connection (tcp_proxy max_connect_attempts). */
 const BROKER_CONNECT_ATTEMPTS = 3;
@@ -208,6 +209,7 @@ export function renderBroker(input: BrokerInput): BrokerChildren {
   const selector = selectorLabels(owner, "broker");
   const grace = terminationGracePeriod(spec.terminationGracePeriodSeconds, undefined);
   const logVolume = accessLogVolume(spec.sidecar.accessLog);
+  const xdsToken = input.options.xds?.tokenAuth === true;
   const image =
     spec.sidecar.image === undefined || spec.sidecar.image === ""
       ? input.options.sidecarImage
@@ -224,12 +226,14 @@ export function renderBroker(input: BrokerInput): BrokerChildren {
         args: sidecarDrainArgs(spec.sidecar.drain, grace),
         xdsGroup:
           input.options.xds === undefined ? undefined : xdsGroup(owner.namespace, "broker", owner.name),
+        xdsToken,
         ...(logVolume === undefined ? {} : { extraMounts: [logVolume.mount] }),
       }),
     ],
     volumes: [
       configMapVolume("tether-sidecar-config", childNames.sidecarConfigMap(owner.name)),
       ...(logVolume === undefined ? [] : [logVolume.volume]),
+      ...(xdsToken ? [xdsTokenVolume(XDS_TOKEN_AUDIENCE)] : []),
     ],
   });
   const deployment: Deployment = {
