@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
-import { LEADER_ELECTION_RULES, OPERATOR_RULES } from "../../operator/src/rbac.ts";
+import { LEADER_ELECTION_RULES, OPERATOR_RULES, XDS_AUTH_RULES } from "../../operator/src/rbac.ts";
 import { ALL_FEATURES, CHART_DIR, EVERY_OPTION, helm, monitoringCrdDir } from "../src/chart/index.ts";
 import { REPO_ROOT } from "../src/controlplane/binaries.ts";
 import { startControlPlane, type ControlPlane } from "../src/controlplane/index.ts";
@@ -148,12 +148,23 @@ describe("Helm chart", () => {
   it("grants exactly the rules the operator declares (operator/src/rbac.ts), and nothing on Secrets", async () => {
     const r = await helm(plane().binDir, ["template", "tether", CHART_DIR, "-s", "templates/rbac.yaml"]);
     expect(r.code, r.stderr).toBe(0);
-    const docs = parseAllDocuments(r.stdout).map((d) => d.toJS() as { kind: string; rules?: unknown[] });
+    const docs = parseAllDocuments(r.stdout).map(
+      (d) => d.toJS() as { kind: string; metadata?: { name?: string }; rules?: unknown[] },
+    );
     const clusterRole = docs.find((d) => d.kind === "ClusterRole");
     const role = docs.find((d) => d.kind === "Role");
     expect(clusterRole?.rules).toEqual(OPERATOR_RULES);
     expect(role?.rules).toEqual(LEADER_ELECTION_RULES);
     expect(JSON.stringify(clusterRole)).not.toContain("secrets");
+    // The xDS identity check's own ClusterRole (TokenReviews are cluster-scoped), only while it is on.
+    const named = (name: string) => (d: { kind: string; metadata?: { name?: string } }) =>
+      d.kind === "ClusterRole" && d.metadata?.name === name;
+    expect(docs.find(named("tether-xds-auth"))?.rules).toEqual(XDS_AUTH_RULES);
+    const off = await helm(plane().binDir, [
+      ...["template", "tether", CHART_DIR, "-s", "templates/rbac.yaml", "--set", "xds.auth.enabled=false"],
+    ]);
+    expect(off.code, off.stderr).toBe(0);
+    expect(off.stdout).not.toContain("tether-xds-auth");
   });
 
   it("renders every option the API server accepts, and each option does what it says", async () => {
