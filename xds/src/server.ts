@@ -378,7 +378,6 @@ export class AdsServer {
       stream.group = node.cluster;
       this.log.info({ nodeId: stream.nodeId, group: stream.group }, "xDS stream opened");
       for (const request of queued) {
-        if (stream.closed) return;
         try {
           this.onRequest(stream, request);
         } catch (err) {

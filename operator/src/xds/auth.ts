@@ -46,14 +46,15 @@ interface Cached<T> {
   readonly expiresAt: number;
 }
 
-class Refusal {
+/** Why a stream is not served; thrown inside check(), turned into the answer by authorize(). */
+class Refusal extends Error {
   readonly code: RefusalCode;
   readonly reason: RefusalReason;
-  readonly message: string;
   constructor(code: RefusalCode, reason: RefusalReason, message: string) {
+    super(message);
+    this.name = "Refusal";
     this.code = code;
     this.reason = reason;
-    this.message = message;
   }
 }
 
