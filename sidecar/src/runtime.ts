@@ -1,5 +1,4 @@
 // Wires config → clusters → listeners → admin, applies reloads, and drains on shutdown.
-import { readFileSync } from "node:fs";
 import type { AdminView } from "./admin/server.ts";
 import { AdminServer } from "./admin/server.ts";
 import type { ReloadCounts } from "./admin/metrics.ts";
@@ -17,6 +16,7 @@ import { ClusterManager } from "./upstream/cluster-manager.ts";
 import type { Cluster } from "./upstream/cluster.ts";
 import type { Host } from "./upstream/host.ts";
 import { loadAdsClientFactory, type AdsClientFactory } from "./xds/ads-api.ts";
+import { bearerMetadata } from "./xds/token.ts";
 import { XdsSubscriber, type DynamicApplier, type DynamicSet, type XdsStats } from "./xds/subscriber.ts";
 
 export interface RuntimeOptions {
@@ -44,18 +44,6 @@ type AssignmentLookup = (serviceName: string) => ClusterLoadAssignmentConfig | u
  */
 export function isTetherOwn(name: string): boolean {
   return name.startsWith("tether-admin");
-}
-
-/** `authorization: Bearer <token>` from the file as it is now; throws (naming the file) if unusable. */
-export function bearerMetadata(path: string): Record<string, string> {
-  let token: string;
-  try {
-    token = readFileSync(path, "utf8").trim();
-  } catch (err) {
-    throw new Error(`--xds-token-file ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  if (token === "") throw new Error(`--xds-token-file ${path}: the file is empty`);
-  return { authorization: `Bearer ${token}` };
 }
 
 function adsClusterName(b: Bootstrap): string | undefined {
@@ -155,7 +143,7 @@ export class Runtime implements AdminView, DynamicApplier {
     );
     xds.attach(client);
     this.xds = xds;
-    this.log.info({ cluster: adsCluster, node }, "ADS client starting");
+    this.log.info({ cluster: adsCluster, node, tokenFile: tokenFile ?? "none" }, "ADS client starting");
     client.start();
   }
 
