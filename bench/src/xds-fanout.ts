@@ -309,6 +309,8 @@ async function main(): Promise<void> {
         ...["--leader-elect", "false", "--resync-period", "0", "--namespaces", `${NS},${NS_REAL}`],
         ...["--admin-address", "127.0.0.1:0", "--xds-address", `127.0.0.1:${String(xdsPort)}`],
         ...["--xds-service", "tether-xds.tether-system", "--log-level", "info"],
+        // The fleet's clients are not pods and present no ServiceAccount tokens.
+        ...["--xds-auth", "false"],
       ],
       cwd: REPO,
       env: { PATH: process.env["PATH"] ?? "", KUBECONFIG: cp.kubeconfigPath },

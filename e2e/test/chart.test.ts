@@ -12,7 +12,13 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
-import { caSecretRules, LEADER_ELECTION_RULES, OPERATOR_RULES } from "../../operator/src/rbac.ts";
+import {
+  caSecretRules,
+  LEADER_ELECTION_RULES,
+  OPERATOR_RULES,
+  XDS_AUTH_POD_RULES,
+  XDS_AUTH_RULES,
+} from "../../operator/src/rbac.ts";
 import { ALL_FEATURES, CHART_DIR, EVERY_OPTION, helm, monitoringCrdDir } from "../src/chart/index.ts";
 import { REPO_ROOT } from "../src/controlplane/binaries.ts";
 import { startControlPlane, type ControlPlane } from "../src/controlplane/index.ts";
@@ -159,17 +165,20 @@ describe("Helm chart", () => {
     expect(caRole?.rules).toEqual(caSecretRules("tether-ca"));
     expect(JSON.stringify(clusterRole)).not.toContain("secrets");
     // Without xDS TLS there is no Secret access at all.
+    const noTls = await helm(plane().binDir, [
+      ...["template", "tether", CHART_DIR, "-s", "templates/rbac.yaml", "--set", "xds.tls.enabled=false"],
+    ]);
+    expect(noTls.code, noTls.stderr).toBe(0);
+    expect(noTls.stdout).not.toContain("secrets");
+    // The xDS identity check's own ClusterRole (TokenReviews are cluster-scoped), only while it is on.
+    const named = (name: string) => (d: { kind: string; metadata: { name: string } }) =>
+      d.kind === "ClusterRole" && d.metadata.name === name;
+    expect(docs.find(named("tether-xds-auth"))?.rules).toEqual([...XDS_AUTH_RULES, ...XDS_AUTH_POD_RULES]);
     const off = await helm(plane().binDir, [
-      "template",
-      "tether",
-      CHART_DIR,
-      "-s",
-      "templates/rbac.yaml",
-      "--set",
-      "xds.tls.enabled=false",
+      ...["template", "tether", CHART_DIR, "-s", "templates/rbac.yaml", "--set", "xds.auth.enabled=false"],
     ]);
     expect(off.code, off.stderr).toBe(0);
-    expect(off.stdout).not.toContain("secrets");
+    expect(off.stdout).not.toContain("tether-xds-auth");
   });
 
   it("renders every option the API server accepts, and each option does what it says", async () => {

@@ -41,6 +41,8 @@ export interface OperatorConfig {
   readonly caSecret: string;
   /** The namespace the operator runs in (the CA Secret's). */
   readonly operatorNamespace: string;
+  /** Sidecars present projected ServiceAccount tokens, verified by TokenReview (see docs/xds-security.md). */
+  readonly xdsAuth: boolean;
 }
 
 export class ConfigError extends Error {
@@ -153,6 +155,11 @@ export const FLAGS = {
     env: "TETHER_CA_SECRET",
     default: "tether-ca",
     help: "Secret in the operator's namespace (POD_NAMESPACE) holding its CA; created when missing",
+  },
+  "xds-auth": {
+    env: "TETHER_XDS_AUTH",
+    default: "true",
+    help: "sidecars present a projected ServiceAccount token (TokenReview) and get their own Agent's or Broker's config only; false: no identity check (true|false)",
   },
   "log-level": {
     env: "TETHER_LOG_LEVEL",
@@ -279,5 +286,6 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ope
     xdsTls: bool("xds-tls", get("xds-tls")),
     caSecret,
     operatorNamespace,
+    xdsAuth: bool("xds-auth", get("xds-auth")),
   };
 }

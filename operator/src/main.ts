@@ -8,9 +8,11 @@ import { startAdmin } from "./admin.ts";
 import { ConfigError, loadConfig, usage, type OperatorConfig } from "./config.ts";
 import { ControllerManager } from "./controllers/manager.ts";
 import { KubeClient } from "./kube/client.ts";
+import { kubeIdentityApi } from "./kube/identity.ts";
 import { LeaderElector } from "./kube/leader.ts";
 import { OperatorMetrics, resourceOfPath } from "./metrics.ts";
 import { CertificateAuthority, ServingCertificate, serviceDnsNames } from "./pki/index.ts";
+import { REFUSAL_REASONS, XdsAuthenticator } from "./xds/auth.ts";
 
 async function main(): Promise<void> {
   let config;
@@ -42,11 +44,23 @@ async function main(): Promise<void> {
   let pki: { authority: CertificateAuthority; serving: ServingCertificate } | undefined;
   if (config.xds !== undefined) {
     if (config.xdsTls) pki = await startPki(config, client, logger);
+    let authenticator: XdsAuthenticator | undefined;
+    if (config.xdsAuth) {
+      for (const reason of REFUSAL_REASONS) metrics.xdsStreamsRefused.inc({ reason }, 0);
+      authenticator = new XdsAuthenticator({
+        api: kubeIdentityApi(client),
+        onRefused: (reason) => {
+          metrics.xdsStreamsRefused.inc({ reason });
+        },
+      });
+    }
+    const auth = authenticator;
     const server = new AdsServer({
       host: config.xds.host,
       port: config.xds.port,
       log: logger.child({ part: "xds" }),
       ...(pki === undefined ? {} : { tls: pki.serving.current }),
+      ...(auth === undefined ? {} : { authorize: (credentials) => auth.authorize(credentials) }),
     });
     const { port } = await server.start();
     pki?.serving.onRotate((identity) => {
@@ -62,6 +76,7 @@ async function main(): Promise<void> {
           host: `${config.xdsService}.svc.${config.clusterDomain}`,
           port: config.xds?.port || xds.port,
           tls: pki !== undefined,
+          tokenAuth: config.xdsAuth,
         };
   const manager = new ControllerManager({
     client,
@@ -95,6 +110,7 @@ async function main(): Promise<void> {
     {
       admin: `${config.adminHost}:${admin.port}`,
       xds: xds === undefined ? "off" : `${config.xds?.host ?? ""}:${xds.port}`,
+      xdsAuth: xds !== undefined && config.xdsAuth ? "token" : "off",
       xdsService: xdsTarget === undefined ? "none" : `${xdsTarget.host}:${xdsTarget.port}`,
       xdsTls: pki === undefined ? "off" : `CA in Secret ${config.operatorNamespace}/${config.caSecret}`,
       namespaces: config.namespaces.length === 0 ? "all" : config.namespaces,

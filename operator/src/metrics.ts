@@ -19,6 +19,7 @@ export class OperatorMetrics {
   readonly xdsStreams: Gauge;
   readonly xdsPushes: Counter<"type">;
   readonly xdsNacks: Counter<"type">;
+  readonly xdsStreamsRefused: Counter<"reason">;
   /** How many ADS streams are open now (set by main once the xDS server runs). */
   xdsStreamCount: () => number = () => 0;
 
@@ -79,6 +80,12 @@ export class OperatorMetrics {
       name: "tether_operator_xds_nacks_total",
       help: "xDS responses sidecars rejected (NACK), by type.",
       labelNames: ["type"],
+      registers: [this.registry],
+    });
+    this.xdsStreamsRefused = new Counter({
+      name: "tether_operator_xds_streams_refused_total",
+      help: "ADS streams refused by the identity check (--xds-auth), by reason.",
+      labelNames: ["reason"],
       registers: [this.registry],
     });
     for (const type of ["cluster", "endpoint", "listener", "route"]) {

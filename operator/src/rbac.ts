@@ -62,3 +62,20 @@ export function caSecretRules(secretName: string): readonly PolicyRule[] {
     { apiGroups: [""], resources: ["secrets"], resourceNames: [secretName], verbs: ["get", "update"] },
   ];
 }
+
+/**
+ * Always a ClusterRole (TokenReviews are cluster-scoped), only with the xDS identity check
+ * (--xds-auth): the ADS server asks the API server who a sidecar's token belongs to, then reads
+ * the one pod the token is bound to (XDS_AUTH_POD_RULES: by name, never a list or watch of pods).
+ */
+export const XDS_AUTH_RULES: readonly PolicyRule[] = [
+  { apiGroups: ["authentication.k8s.io"], resources: ["tokenreviews"], verbs: ["create"] },
+];
+
+/**
+ * With the xDS identity check: a GET of the one pod a sidecar's token is bound to. In the
+ * ClusterRole watching every namespace; in each watched namespace's Role with --namespaces.
+ */
+export const XDS_AUTH_POD_RULES: readonly PolicyRule[] = [
+  { apiGroups: [""], resources: ["pods"], verbs: ["get"] },
+];

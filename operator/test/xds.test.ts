@@ -35,7 +35,8 @@ beforeAll(async () => {
   cluster = await TestCluster.start();
   operator = await OperatorProcess.start({
     kubeconfig: cluster.kubeconfig,
-    args: ["--leader-elect", "false", "--xds-service", "tether-xds.tether-system"],
+    // The client here is not a pod (identities are tested in xds-auth.test.ts).
+    args: ["--leader-elect", "false", "--xds-service", "tether-xds.tether-system", "--xds-auth", "false"],
   });
 });
 

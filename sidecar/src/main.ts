@@ -1,5 +1,5 @@
 // tether-sidecar: --config FILE [--mode serve|validate] [--log-level LEVEL] [drain flags, see shutdown.ts]
-//                 [--service-node ID] [--service-cluster NAME]
+//                 [--service-node ID] [--service-cluster NAME] [--xds-token-file PATH]
 import { parseArgs } from "node:util";
 import { loadConfigFile, type LoadedConfig } from "./config/load.ts";
 import { ConfigWatcher } from "./config/watcher.ts";
@@ -11,7 +11,7 @@ import { adsTls } from "./xds/ads-tls.ts";
 import { DRAIN_CLI_OPTIONS, DRAIN_USAGE, installShutdown, parseDrainOptions } from "./shutdown.ts";
 import { resolveClusterTransports } from "./upstream/transport-match.ts";
 
-const USAGE = `usage: tether-sidecar --config FILE [--mode serve|validate] [--log-level trace|debug|info|warn|error] ${DRAIN_USAGE} [--service-node ID] [--service-cluster NAME]`;
+const USAGE = `usage: tether-sidecar --config FILE [--mode serve|validate] [--log-level trace|debug|info|warn|error] ${DRAIN_USAGE} [--service-node ID] [--service-cluster NAME] [--xds-token-file PATH]`;
 
 interface Cli {
   config: string;
@@ -21,6 +21,8 @@ interface Cli {
   /** Envoy's --service-node / --service-cluster: override node.id / node.cluster. */
   serviceNode: string | undefined;
   serviceCluster: string | undefined;
+  /** A bearer token file sent on every ADS (re)connect, read afresh each time (it is rotated). */
+  xdsTokenFile: string | undefined;
 }
 
 function parseCli(argv: string[]): Cli {
@@ -34,6 +36,7 @@ function parseCli(argv: string[]): Cli {
       ...DRAIN_CLI_OPTIONS,
       "service-node": { type: "string" },
       "service-cluster": { type: "string" },
+      "xds-token-file": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -48,6 +51,9 @@ function parseCli(argv: string[]): Cli {
   if (mode !== "serve" && mode !== "validate") {
     throw new TetherError("TETHER_ERR_CLI_USAGE", `--mode must be serve or validate\n${USAGE}`);
   }
+  const xdsTokenFile = values["xds-token-file"];
+  if (xdsTokenFile === "")
+    throw new TetherError("TETHER_ERR_CLI_USAGE", `--xds-token-file: empty path\n${USAGE}`);
   const logLevel = values["log-level"];
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new TetherError("TETHER_ERR_CLI_USAGE", `--log-level must be one of ${LOG_LEVELS.join(", ")}`);
@@ -59,6 +65,7 @@ function parseCli(argv: string[]): Cli {
     drain: parseDrainOptions(values),
     serviceNode: values["service-node"],
     serviceCluster: values["service-cluster"],
+    xdsTokenFile,
   };
 }
 
@@ -121,7 +128,11 @@ async function main(): Promise<void> {
     return;
   }
   const log = createLogger(cli.logLevel);
-  const runtime = new Runtime({ log, node: { id: cli.serviceNode, cluster: cli.serviceCluster } });
+  const runtime = new Runtime({
+    log,
+    node: { id: cli.serviceNode, cluster: cli.serviceCluster },
+    ...(cli.xdsTokenFile === undefined ? {} : { xdsTokenFile: cli.xdsTokenFile }),
+  });
   try {
     await runtime.start(loaded);
   } catch (err) {

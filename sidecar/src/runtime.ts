@@ -17,6 +17,7 @@ import type { Cluster } from "./upstream/cluster.ts";
 import type { Host } from "./upstream/host.ts";
 import { loadAdsClientFactory, type AdsClientFactory } from "./xds/ads-api.ts";
 import { adsTls } from "./xds/ads-tls.ts";
+import { bearerMetadata } from "./xds/token.ts";
 import { XdsSubscriber, type DynamicApplier, type DynamicSet, type XdsStats } from "./xds/subscriber.ts";
 
 export interface RuntimeOptions {
@@ -27,6 +28,11 @@ export interface RuntimeOptions {
   readonly listenerDrainMs?: number;
   /** Envoy's --service-node / --service-cluster: override the bootstrap's node.id / node.cluster. */
   readonly node?: { readonly id?: string | undefined; readonly cluster?: string | undefined };
+  /**
+   * A file holding a bearer token (a projected ServiceAccount token) sent as `authorization` call
+   * metadata on every ADS (re)connect; read afresh each time, since the kubelet rotates it.
+   */
+  readonly xdsTokenFile?: string;
   /** Makes the ADS client; default @tether/xds's AdsClient, loaded only when dynamic_resources is set. */
   readonly adsClientFactory?: AdsClientFactory;
 }
@@ -126,13 +132,21 @@ export class Runtime implements AdminView, DynamicApplier {
       },
     };
     const tls = adsTls(b.static_resources.clusters.find((c) => c.name === adsCluster));
+    const tokenFile = this.options.xdsTokenFile;
     const client = factory(
-      { target, node, log: this.log, random: this.random, ...(tls === undefined ? {} : { tls }) },
+      {
+        target,
+        node,
+        log: this.log,
+        random: this.random,
+        ...(tls === undefined ? {} : { tls }),
+        ...(tokenFile === undefined ? {} : { callMetadata: () => bearerMetadata(tokenFile) }),
+      },
       xds,
     );
     xds.attach(client);
     this.xds = xds;
-    this.log.info({ cluster: adsCluster, node }, "ADS client starting");
+    this.log.info({ cluster: adsCluster, node, tokenFile: tokenFile ?? "none" }, "ADS client starting");
     client.start();
   }
 

@@ -438,6 +438,49 @@ describe("sidecar as an ADS client (@tether/xds AdsServer)", () => {
   });
 });
 
+describe("sidecar identity on the ADS stream (--xds-token-file)", () => {
+  it("sends the file as a bearer token, read afresh at every reconnect (a refused stream retries)", async () => {
+    const [a, b] = [await upstream("a"), await upstream("b")];
+    const presented: (string | undefined)[] = [];
+    // Refuses the first token, serves the rotated one: as the operator would after a TokenReview.
+    const server = new AdsServer({
+      host: "127.0.0.1",
+      port: 0,
+      log,
+      authorize: (c) => {
+        presented.push(c.authorization);
+        return Promise.resolve(
+          c.authorization === "Bearer token-2" && c.node.id === "ns/pod-1"
+            ? { allowed: true as const }
+            : {
+                allowed: false as const,
+                code: "UNAUTHENTICATED" as const,
+                reason: "test",
+                message: "not yet",
+              },
+        );
+      },
+    });
+    const { port: xdsPort } = await server.start();
+    cleanups.push(() => server.stop());
+    const listenerPort = await freePort();
+    server.setSnapshot(GROUP, snapshot("1", listenerPort, [{ port: b.port }]));
+    const tokenFile = path.join(mkdtempSync(path.join(os.tmpdir(), "tether-token-")), "token");
+    writeFileSync(tokenFile, "token-1\n");
+    const admin = await freePort();
+    const s = new Sidecar(admin, Sidecar.writeConfig(bootstrap(admin, listenerPort, a.port, xdsPort)));
+    s.extraArgs = ["--xds-token-file", tokenFile];
+    cleanups.push(() => s.stop());
+    await s.start();
+    await waitFor("the first token, refused", () => presented.includes("Bearer token-1"), ADS_WAIT_MS);
+    expect(await who(listenerPort)).toBe("a"); // still the static config
+    writeFileSync(tokenFile, "token-2\n"); // the kubelet rotating the projected token
+    await waitFor("traffic on the ADS config", async () => (await who(listenerPort)) === "b", ADS_WAIT_MS);
+    expect(presented[0]).toBe("Bearer token-1");
+    expect(presented.at(-1)).toBe("Bearer token-2");
+  });
+});
+
 describe("sidecar as an ADS client (go-control-plane's server, xds-check server)", () => {
   let bin = "";
   beforeAll(() => {

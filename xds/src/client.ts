@@ -40,6 +40,11 @@ export interface AdsClientOptions {
   readonly tls?: AdsClientTls;
   /** user_agent_version in the Node (the sidecar's version). */
   readonly userAgentVersion?: string;
+  /**
+   * gRPC call metadata (e.g. `authorization: Bearer <token>`), asked for at every (re)connect so a
+   * rotated credential is picked up; if it throws, the attempt fails and is retried with back-off.
+   */
+  readonly callMetadata?: () => Readonly<Record<string, string>>;
 }
 
 export interface AdsClientTls {
@@ -147,11 +152,19 @@ export class AdsClient {
         return;
       }
     }
+    let metadata: Readonly<Record<string, string>> | undefined;
+    try {
+      metadata = this.options.callMetadata?.();
+    } catch (err) {
+      this.broken(`no call metadata: ${err instanceof Error ? err.message : String(err)}`);
+      return;
+    }
     const call: Call = openAdsStream(
       {
         host,
         port,
         tls,
+        ...(metadata === undefined ? {} : { metadata }),
         keepalive: this.options.keepalive ?? { timeMs: 30_000, timeoutMs: 10_000 },
         userAgent: `tether-sidecar${this.options.userAgentVersion === undefined ? "" : `/${this.options.userAgentVersion}`}`,
       },

@@ -23,6 +23,8 @@ export interface StreamOptions {
   readonly tls?:
     | { readonly ca: string; readonly sni?: string | undefined; readonly verifyName?: string | undefined }
     | undefined;
+  /** Extra request headers: gRPC call metadata such as `authorization` (lower-case names). */
+  readonly metadata?: Readonly<Record<string, string>>;
 }
 
 export interface AdsStreamHandle {
@@ -119,6 +121,7 @@ export function openAdsStream(options: StreamOptions, events: StreamEvents): Ads
   pingTimer.unref();
 
   const stream = session.request({
+    ...options.metadata,
     ":method": "POST",
     ":path": ADS_METHOD_PATH,
     "content-type": "application/grpc",

@@ -13,9 +13,12 @@ import type {
   LoggerLike,
   NackEvent,
   PushEvent,
+  RefusalCode,
   ResourceJson,
   ResourceType,
   Snapshot,
+  StreamAuthorization,
+  StreamCredentials,
   StreamInfo,
 } from "./types.ts";
 import { ADS_METHOD } from "./wire.ts";
@@ -34,6 +37,12 @@ export interface AdsServerOptions {
   readonly tls?: TlsIdentity;
   /** How long stop() lets streams close before forcing the shutdown. Default 2 s. */
   readonly shutdownGraceMs?: number;
+  /**
+   * Decides, from the call metadata and the first request's node, whether a stream is served; a
+   * served stream gets its node.cluster's snapshot only, for its whole life. A refusal ends the
+   * stream with its status. Absent: every stream is served.
+   */
+  readonly authorize?: (credentials: StreamCredentials) => Promise<StreamAuthorization>;
 }
 
 type Call = Grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>;
@@ -86,8 +95,13 @@ class IdentityProvider implements Grpc.experimental.CertificateProvider {
 
 /** google.rpc.Code values the server ends streams with. */
 const INVALID_ARGUMENT = 3;
+const PERMISSION_DENIED = 7;
 const INTERNAL = 13;
 const UNAVAILABLE = 14;
+const UNAUTHENTICATED = 16;
+const REFUSAL_STATUS: Record<RefusalCode, number> = { UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE };
+/** Requests a client may send while its stream is being authorized (it sends one per type). */
+const MAX_QUEUED_REQUESTS = 16;
 
 /** A resource encoded once per snapshot, shared by every stream of the group. */
 interface EncodedResource {
@@ -117,9 +131,13 @@ interface AdsStream {
   readonly call: Call;
   readonly connectedAt: Date;
   nodeId: string;
+  /** Set once the stream is served (after authorization, when there is one). */
   group: string | undefined;
   nonce: number;
   readonly types: Map<ResourceType, TypeState>;
+  /** Requests received while authorize() runs, handled in order once it allows the stream. */
+  queued: DiscoveryRequest[] | undefined;
+  closed: boolean;
 }
 
 const CONTROL_PLANE = { identifier: "tether-operator" };
@@ -303,6 +321,8 @@ export class AdsServer {
       group: undefined,
       nonce: 0,
       types: new Map(),
+      queued: undefined,
+      closed: false,
     };
     this.open.add(stream);
     // Headers at once, so a client knows it is connected before the first response.
@@ -322,16 +342,25 @@ export class AdsServer {
       this.log.debug({ err: err.message, stream: stream.id, nodeId: stream.nodeId }, "xDS stream error");
     });
     call.on("close", () => {
+      stream.closed = true;
       if (this.open.delete(stream) && stream.group !== undefined) {
         this.log.info({ nodeId: stream.nodeId, group: stream.group }, "xDS stream closed");
       }
     });
     call.on("cancelled", () => {
+      stream.closed = true;
       this.open.delete(stream);
     });
   }
 
   private onRequest(stream: AdsStream, request: DiscoveryRequest): void {
+    if (stream.queued !== undefined) {
+      // Still authorizing: keep the order; a client flooding before an answer is cut off.
+      if (stream.queued.length >= MAX_QUEUED_REQUESTS) {
+        this.refuse(stream, "UNAVAILABLE", "too_many_requests", "too many requests before authorization");
+      } else stream.queued.push(request);
+      return;
+    }
     if (stream.group === undefined) {
       if (request.node === undefined || request.node.cluster === "") {
         stream.call.emit("error", {
@@ -341,6 +370,14 @@ export class AdsServer {
         return;
       }
       stream.nodeId = request.node.id;
+      if (this.options.authorize !== undefined) {
+        stream.queued = [request];
+        this.authorize(stream, this.options.authorize, {
+          id: request.node.id,
+          cluster: request.node.cluster,
+        });
+        return;
+      }
       stream.group = request.node.cluster;
       this.log.info({ nodeId: stream.nodeId, group: stream.group }, "xDS stream opened");
     }
@@ -377,6 +414,60 @@ export class AdsServer {
       state.names = names;
       this.push(stream, type, false);
     }
+  }
+
+  private authorize(
+    stream: AdsStream,
+    authorize: NonNullable<AdsServerOptions["authorize"]>,
+    node: { id: string; cluster: string },
+  ): void {
+    const values = stream.call.metadata.get("authorization");
+    const first = values[0];
+    const credentials: StreamCredentials = {
+      authorization: typeof first === "string" ? first : first?.toString("utf8"),
+      node,
+      peer: stream.call.getPeer(),
+    };
+    const decide = async (): Promise<StreamAuthorization> => {
+      try {
+        return await authorize(credentials);
+      } catch (err) {
+        this.log.error({ err, nodeId: node.id, group: node.cluster }, "xDS authorization failed");
+        return { allowed: false, code: "UNAVAILABLE", reason: "error", message: "authorization failed" };
+      }
+    };
+    void decide().then((decision) => {
+      if (stream.closed) return;
+      if (!decision.allowed) {
+        this.refuse(stream, decision.code, decision.reason, decision.message);
+        return;
+      }
+      const queued = stream.queued ?? [];
+      stream.queued = undefined;
+      stream.group = node.cluster;
+      this.log.info({ nodeId: stream.nodeId, group: stream.group }, "xDS stream opened");
+      for (const request of queued) {
+        try {
+          this.onRequest(stream, request);
+        } catch (err) {
+          this.log.error({ err, stream: stream.id, nodeId: stream.nodeId }, "xDS request failed");
+          stream.call.emit("error", { code: INTERNAL, details: "internal error" });
+          return;
+        }
+      }
+    });
+  }
+
+  /** Ends a stream that is not to be served, with its status; it never had a group. */
+  private refuse(stream: AdsStream, code: RefusalCode, reason: string, message: string): void {
+    stream.queued = undefined;
+    stream.closed = true;
+    this.open.delete(stream);
+    this.log.warn(
+      { nodeId: stream.nodeId, peer: stream.call.getPeer(), code, reason, message },
+      "xDS stream refused",
+    );
+    stream.call.emit("error", { code: REFUSAL_STATUS[code], details: message });
   }
 
   /** Reports a NACK or an ACK of the latest response; false if the request is neither. */

@@ -88,3 +88,27 @@ export class XdsError extends Error {
     this.code = code;
   }
 }
+
+/** What a stream presents before it is served: its call metadata and the node of its first request. */
+export interface StreamCredentials {
+  /** The `authorization` call metadata (e.g. `Bearer <token>`), undefined when absent. */
+  readonly authorization: string | undefined;
+  readonly node: { readonly id: string; readonly cluster: string };
+  /** The peer's address, for logs. */
+  readonly peer: string;
+}
+
+/** gRPC status names a refused stream ends with. */
+export type RefusalCode = "UNAUTHENTICATED" | "PERMISSION_DENIED" | "UNAVAILABLE";
+
+/** The answer of AdsServerOptions.authorize: serve the stream (its node.cluster only), or end it. */
+export type StreamAuthorization =
+  | { readonly allowed: true }
+  | {
+      readonly allowed: false;
+      readonly code: RefusalCode;
+      /** A short machine-readable reason (a metric label). */
+      readonly reason: string;
+      /** Sent to the client as the status message; names what was wrong. */
+      readonly message: string;
+    };

@@ -7,7 +7,14 @@ import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
 import { grafanaDashboard } from "../observability/dashboard.ts";
-import { caSecretRules, LEADER_ELECTION_RULES, OPERATOR_RULES, type PolicyRule } from "../rbac.ts";
+import {
+  caSecretRules,
+  LEADER_ELECTION_RULES,
+  OPERATOR_RULES,
+  XDS_AUTH_POD_RULES,
+  XDS_AUTH_RULES,
+  type PolicyRule,
+} from "../rbac.ts";
 import { crdFileName, customResourceDefinitionYaml, KINDS } from "./index.ts";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -40,6 +47,8 @@ export function generatedFiles(root: string = REPO_ROOT): Map<string, string> {
       join(root, "charts/tether/files/ca-secret-rules.yaml"),
       rulesYaml(caSecretRules('{{ include "tether.caSecretName" . }}')),
     );
+    files.set(join(root, "charts/tether/files/xds-auth-rules.yaml"), rulesYaml(XDS_AUTH_RULES));
+    files.set(join(root, "charts/tether/files/xds-auth-pod-rules.yaml"), rulesYaml(XDS_AUTH_POD_RULES));
   }
   return files;
 }

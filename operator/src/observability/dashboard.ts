@@ -422,7 +422,7 @@ export const DASHBOARD_ROWS: readonly Row[] = [
       {
         title: "xDS pushes and NACKs",
         description:
-          "Configurations the operator pushed, and the ones sidecars refused (NACK), by resource type.",
+          "Configurations the operator pushed, and the ones sidecars refused (NACK), by resource type; ADS streams the operator refused (identity check), by reason.",
         unit: "ops",
         targets: [
           {
@@ -432,6 +432,10 @@ export const DASHBOARD_ROWS: readonly Row[] = [
           {
             expr: `sum by (type) (rate(tether_operator_xds_nacks_total{${OPERATOR}}[${RATE}]))`,
             legend: "NACK {{type}}",
+          },
+          {
+            expr: `sum by (reason) (rate(tether_operator_xds_streams_refused_total{${OPERATOR}}[${RATE}]))`,
+            legend: "stream refused {{reason}}",
           },
         ],
       },

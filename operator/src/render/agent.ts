@@ -18,13 +18,15 @@ import {
   SIDECAR_CONTAINER,
   userTemplate,
   withTemplateHash,
+  XDS_TOKEN_VOLUME,
+  xdsTokenVolume,
   type JsonObject,
   type PodTemplate,
 } from "./pod.ts";
 import { accessLogVolume, nativeSidecar, sidecarDrainArgs, terminationGracePeriod } from "./lifecycle.ts";
 import { routeSecrets, type AcceptedRoute } from "./routes.ts";
 import { uniqueMounts } from "./secrets.ts";
-import { xdsGroup, type XdsTarget } from "./xds.ts";
+import { XDS_TOKEN_AUDIENCE, xdsGroup, type XdsTarget } from "./xds.ts";
 import { XDS_CA_VOLUME, xdsCaVolume } from "./xds-ca.ts";
 
 export const ENV_POLICY_SERVER_HOST = "TETHER_POLICY_SERVER_HOST";
@@ -107,7 +109,12 @@ export function renderAgentConfig(owner: OwnerMeta, spec: AgentSpec): ConfigMap 
 }
 
 const OUR_ENV = new Set([ENV_POLICY_SERVER_HOST, ENV_POLICY_SERVER_PORT, ENV_AGENT_CONFIG_DIR]);
-const OUR_VOLUMES = new Set(["tether-sidecar-config", "tether-agent-config", XDS_CA_VOLUME]);
+const OUR_VOLUMES = new Set([
+  "tether-sidecar-config",
+  "tether-agent-config",
+  XDS_CA_VOLUME,
+  XDS_TOKEN_VOLUME,
+]);
 
 /** An agent container with the sidecar's address in its environment and the agent config mounted. */
 function agentContainer(container: JsonObject, listenerPort: number): JsonObject {
@@ -146,6 +153,7 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
     template.spec["terminationGracePeriodSeconds"],
   );
   const logVolume = accessLogVolume(spec.sidecar.accessLog);
+  const xdsToken = agentXds(input)?.tokenAuth === true;
   const sidecar = sidecarContainer({
     // The API: an empty image means the operator's configured one.
     image:
@@ -165,6 +173,7 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
     ],
     args: sidecarDrainArgs(spec.sidecar.drain, grace),
     xdsGroup: agentXds(input) === undefined ? undefined : xdsGroup(owner.namespace, "agent", owner.name),
+    xdsToken: xdsToken,
   });
   const native = input.options.nativeSidecar !== false;
   const userInit = Array.isArray(template.spec["initContainers"])
@@ -192,6 +201,7 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
       ...secrets.map((s) => ({ name: s.volumeName, secret: { secretName: s.secretName } })),
       ...(logVolume === undefined ? [] : [logVolume.volume]),
       ...(agentXds(input)?.tls === true ? [xdsCaVolume()] : []),
+      ...(xdsToken ? [xdsTokenVolume(XDS_TOKEN_AUDIENCE)] : []),
     ],
   };
   return withTemplateHash(template);

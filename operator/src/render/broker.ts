@@ -38,11 +38,12 @@ import {
   configMapVolume,
   sidecarContainer,
   withTemplateHash,
+  xdsTokenVolume,
   type JsonObject,
   type PodTemplate,
 } from "./pod.ts";
 import type { Service } from "./policy-server-cluster.ts";
-import { withXds, xdsGroup, type EdsService, type XdsTarget } from "./xds.ts";
+import { withXds, XDS_TOKEN_AUDIENCE, xdsGroup, type EdsService, type XdsTarget } from "./xds.ts";
 
 /** Connection attempts per new client connection (tcp_proxy max_connect_attempts). */
 const BROKER_CONNECT_ATTEMPTS = 3;
@@ -219,6 +220,7 @@ export function renderBroker(input: BrokerInput): BrokerChildren {
   const selector = selectorLabels(owner, "broker");
   const grace = terminationGracePeriod(spec.terminationGracePeriodSeconds, undefined);
   const logVolume = accessLogVolume(spec.sidecar.accessLog);
+  const xdsToken = brokerXds(input)?.tokenAuth === true;
   const image =
     spec.sidecar.image === undefined || spec.sidecar.image === ""
       ? input.options.sidecarImage
@@ -236,6 +238,7 @@ export function renderBroker(input: BrokerInput): BrokerChildren {
         args: sidecarDrainArgs(spec.sidecar.drain, grace),
         xdsGroup:
           brokerXds(input) === undefined ? undefined : xdsGroup(owner.namespace, "broker", owner.name),
+        xdsToken,
         ...(logVolume === undefined ? {} : { extraMounts: [logVolume.mount] }),
       }),
     ],
@@ -243,6 +246,7 @@ export function renderBroker(input: BrokerInput): BrokerChildren {
       configMapVolume("tether-sidecar-config", childNames.sidecarConfigMap(owner.name)),
       ...(logVolume === undefined ? [] : [logVolume.volume]),
       ...(brokerXds(input)?.tls === true ? [xdsCaVolume()] : []),
+      ...(xdsToken ? [xdsTokenVolume(XDS_TOKEN_AUDIENCE)] : []),
     ],
   });
   const deployment: Deployment = {

@@ -95,6 +95,29 @@ export interface SidecarContainerInput {
   readonly xdsGroup?: string | undefined;
   /** With xDS over TLS: mount the tether-xds-ca bundle (the pod needs xdsCaVolume()). */
   readonly xdsCa?: boolean | undefined;
+  /** Mount the xdsTokenVolume and pass it as --xds-token-file (the pod must have the volume). */
+  readonly xdsToken?: boolean;
+}
+
+/** The projected ServiceAccount token the sidecar presents to the ADS server, mounted in it alone. */
+export const XDS_TOKEN_VOLUME = "tether-xds-token";
+export const XDS_TOKEN_DIR = "/var/run/secrets/tether.dev/xds";
+export const XDS_TOKEN_FILE = `${XDS_TOKEN_DIR}/token`;
+/** Short-lived: the kubelet rewrites the file at 80% of this, and the sidecar reads it at every connect. */
+export const XDS_TOKEN_EXPIRATION_SECONDS = 600;
+
+/** A projected volume with a token of the pod's ServiceAccount, bound to the pod, for `audience`. */
+export function xdsTokenVolume(audience: string): JsonObject {
+  return {
+    name: XDS_TOKEN_VOLUME,
+    projected: {
+      sources: [
+        {
+          serviceAccountToken: { audience, expirationSeconds: XDS_TOKEN_EXPIRATION_SECONDS, path: "token" },
+        },
+      ],
+    },
+  };
 }
 
 /** `<namespace>/<pod>`: the sidecar's ADS node.id, from the downward API. */
@@ -127,7 +150,13 @@ export function sidecarContainer(input: SidecarContainerInput): JsonObject {
     ...(input.imagePullPolicy === undefined || input.imagePullPolicy === ""
       ? {}
       : { imagePullPolicy: input.imagePullPolicy }),
-    args: ["--config", SIDECAR_CONFIG_FILE, ...(identity?.args ?? []), ...(input.args ?? [])],
+    args: [
+      "--config",
+      SIDECAR_CONFIG_FILE,
+      ...(identity?.args ?? []),
+      ...(input.xdsToken === true ? ["--xds-token-file", XDS_TOKEN_FILE] : []),
+      ...(input.args ?? []),
+    ],
     ...(identity === undefined ? {} : { env: identity.env }),
     ports: [
       { name: "tether-admin", containerPort: input.adminPort, protocol: "TCP" },
@@ -136,6 +165,9 @@ export function sidecarContainer(input: SidecarContainerInput): JsonObject {
     ...sidecarProbes(input.adminPort),
     volumeMounts: [
       { name: "tether-sidecar-config", mountPath: SIDECAR_CONFIG_DIR, readOnly: true },
+      ...(input.xdsToken === true
+        ? [{ name: XDS_TOKEN_VOLUME, mountPath: XDS_TOKEN_DIR, readOnly: true }]
+        : []),
       ...(input.extraMounts ?? []),
       ...(input.xdsCa === true ? [xdsCaMount()] : []),
     ],

@@ -222,4 +222,30 @@ describe("bootstraps with xDS", () => {
     const sidecar = renderBroker({ owner, spec, options }).deployment.spec.template.spec.containers[0]!;
     expect(sidecar["args"]).toContain("team-a/broker/b");
   });
+
+  it("with tokenAuth, a Broker's pod gets the projected token volume, mounted and passed to the sidecar", () => {
+    const owner = { kind: "Broker" as const, name: "b", namespace: "team-a", uid: "u" };
+    const spec = broker({ backends: { serviceRef: { name: "tls", port: 443 } } });
+    const render = (tokenAuth: boolean) =>
+      renderBroker({ owner, spec, options: { ...options, xds: { ...xds, tokenAuth } } }).deployment.spec
+        .template.spec;
+    const pod = render(true);
+    expect(pod["volumes"]).toContainEqual({
+      name: "tether-xds-token",
+      projected: {
+        sources: [{ serviceAccountToken: { audience: "tether", expirationSeconds: 600, path: "token" } }],
+      },
+    });
+    const sidecar = pod.containers[0]!;
+    expect((sidecar["args"] as string[]).join(" ")).toContain(
+      "--xds-token-file /var/run/secrets/tether.dev/xds/token",
+    );
+    expect(sidecar["volumeMounts"]).toContainEqual({
+      name: "tether-xds-token",
+      mountPath: "/var/run/secrets/tether.dev/xds",
+      readOnly: true,
+    });
+    // Without it (chart xds.auth.enabled=false), no token is projected at all.
+    expect(JSON.stringify(render(false))).not.toContain("tether-xds-token");
+  });
 });

@@ -20,6 +20,9 @@ export const XDS_CLUSTER = "tether_xds";
 /** Default port of the operator's ADS server (chart value `xds.port`). */
 export const DEFAULT_XDS_PORT = 18000;
 
+/** The audience of the projected ServiceAccount token a sidecar presents to the ADS server. */
+export const XDS_TOKEN_AUDIENCE = "tether";
+
 /** Where sidecars reach the operator's ADS server: the `<fullname>-xds` Service. */
 export interface XdsTarget {
   /** The Service's DNS name (`<svc>.<ns>.svc.<domain>`). */
@@ -27,6 +30,8 @@ export interface XdsTarget {
   readonly port: number;
   /** TLS to the server, verified against the mounted tether-xds-ca bundle for `host`. */
   readonly tls?: boolean | undefined;
+  /** The server checks identities: sidecars get a projected token and send it (--xds-token-file). */
+  readonly tokenAuth?: boolean;
 }
 
 export type XdsKind = "agent" | "broker";

@@ -1,0 +1,123 @@
+// The review and pod caches of XdsAuthenticator, with a clock: a review is reused for at most its TTL
+// and never past the token's exp; concurrent streams with one token share one review; an API error is
+// UNAVAILABLE (retryable), not a verdict on the token. The API server side is in test/xds-auth.test.ts.
+import { describe, expect, it } from "vitest";
+import type { IdentityApi, PodIdentity, TokenReviewResult } from "../kube/identity.ts";
+import { parseXdsGroup, tokenExpiry, XdsAuthenticator } from "./auth.ts";
+
+const POD: PodIdentity = {
+  namespace: "ns",
+  name: "web-0",
+  uid: "uid-1",
+  labels: {
+    "app.kubernetes.io/name": "tether",
+    "app.kubernetes.io/instance": "web",
+    "app.kubernetes.io/component": "agent",
+  },
+};
+
+/** An unsigned JWT with `exp` (seconds): the authenticator reads exp only after a review. */
+function jwt(exp: number): string {
+  const part = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString("base64url");
+  return `${part({ alg: "ES256" })}.${part({ exp })}.sig`;
+}
+
+function api(result: () => Promise<TokenReviewResult>): IdentityApi & { reviews: number; pods: number } {
+  const counts = { reviews: 0, pods: 0 };
+  return Object.assign(counts, {
+    reviewToken: (): Promise<TokenReviewResult> => {
+      counts.reviews++;
+      return result();
+    },
+    getPod: (): Promise<PodIdentity | undefined> => {
+      counts.pods++;
+      return Promise.resolve(POD);
+    },
+  });
+}
+
+const OK: TokenReviewResult = {
+  authenticated: true,
+  username: "system:serviceaccount:ns:app",
+  namespace: "ns",
+  pod: { name: "web-0", uid: "uid-1" },
+};
+
+const credentials = (token: string): Parameters<XdsAuthenticator["authorize"]>[0] => ({
+  authorization: `Bearer ${token}`,
+  node: { id: "ns/web-0", cluster: "ns/agent/web" },
+  peer: "test",
+});
+
+describe("XdsAuthenticator caches", () => {
+  it("reuses a review for its TTL, and never past the token's exp", async () => {
+    let now = 1_000_000;
+    const identity = api(() => Promise.resolve(OK));
+    const auth = new XdsAuthenticator({
+      api: identity,
+      now: () => now,
+      reviewTtlMs: 60_000,
+      podTtlMs: 1_000,
+    });
+    const longLived = jwt(now / 1000 + 3600);
+    const expiring = jwt(now / 1000 + 10); // expires in 10 s, before the 60 s TTL
+    expect(await auth.authorize(credentials(longLived))).toEqual({ allowed: true });
+    expect(await auth.authorize(credentials(expiring))).toEqual({ allowed: true });
+    expect(identity.reviews).toBe(2);
+    now += 9_999;
+    await auth.authorize(credentials(longLived));
+    await auth.authorize(credentials(expiring));
+    expect(identity.reviews).toBe(2);
+    expect(identity.pods).toBe(2); // the pod TTL (1 s) ran out in between
+    now += 1; // the expiring token's exp
+    await auth.authorize(credentials(expiring));
+    expect(identity.reviews).toBe(3);
+    now += 50_000; // past the TTL of the long-lived one
+    await auth.authorize(credentials(longLived));
+    expect(identity.reviews).toBe(4);
+  });
+
+  it("shares one review between streams presenting one token at once, and is bounded", async () => {
+    let release: (r: TokenReviewResult) => void = () => undefined;
+    const identity = api(() => new Promise((resolve) => (release = resolve)));
+    const auth = new XdsAuthenticator({ api: identity, maxEntries: 2 });
+    const token = jwt(Date.now() / 1000 + 600);
+    const both = Promise.all([auth.authorize(credentials(token)), auth.authorize(credentials(token))]);
+    await Promise.resolve();
+    release(OK);
+    expect(await both).toEqual([{ allowed: true }, { allowed: true }]);
+    expect(identity.reviews).toBe(1);
+    const full = new XdsAuthenticator({ api: api(() => Promise.resolve(OK)), maxEntries: 2 });
+    for (let i = 0; i < 5; i++) await full.authorize(credentials(jwt(Date.now() / 1000 + 600 + i)));
+    expect(full.cacheSizes().reviews).toBe(2);
+  });
+
+  it("answers UNAVAILABLE when the API server cannot be asked, and caches no failure", async () => {
+    let fail = true;
+    const identity = api(() =>
+      fail ? Promise.reject(new Error("connect ECONNREFUSED")) : Promise.resolve(OK),
+    );
+    const refused: string[] = [];
+    const auth = new XdsAuthenticator({ api: identity, onRefused: (r) => refused.push(r) });
+    const token = jwt(Date.now() / 1000 + 600);
+    expect(await auth.authorize(credentials(token))).toEqual({
+      allowed: false,
+      code: "UNAVAILABLE",
+      reason: "review_failed",
+      message: "cannot review the token now: connect ECONNREFUSED",
+    });
+    fail = false;
+    expect(await auth.authorize(credentials(token))).toEqual({ allowed: true });
+    expect(refused).toEqual(["review_failed"]);
+  });
+});
+
+describe("parseXdsGroup / tokenExpiry", () => {
+  it("reads <ns>/<kind>/<name> and a JWT's exp", () => {
+    expect(parseXdsGroup("ns/broker/b")).toEqual({ namespace: "ns", kind: "broker", name: "b" });
+    expect(parseXdsGroup("ns/pod/b")).toBeUndefined();
+    expect(parseXdsGroup("ns/agent/b/c")).toBeUndefined();
+    expect(tokenExpiry(jwt(1234))).toBe(1_234_000);
+    expect(tokenExpiry("not-a-jwt")).toBeUndefined();
+  });
+});
