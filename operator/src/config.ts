@@ -35,6 +35,23 @@ export interface OperatorConfig {
   readonly xds: { readonly host: string; readonly port: number } | undefined;
   /** `<service>.<namespace>` sidecars reach the ADS server at; undefined: static bootstraps only. */
   readonly xdsService: string | undefined;
+  /** The admission webhook (sidecar injection); undefined: not served. */
+  readonly webhook: WebhookConfig | undefined;
+}
+
+export interface WebhookConfig {
+  readonly host: string;
+  readonly port: number;
+  /** The Service the API server reaches it through: its DNS names go in the serving certificate. */
+  readonly service: { readonly name: string; readonly namespace: string } | undefined;
+  /** More DNS names for the serving certificate. */
+  readonly extraDnsNames: readonly string[];
+  /** The MutatingWebhookConfiguration whose caBundle the operator keeps current; undefined: none. */
+  readonly configurationName: string | undefined;
+  /** The operator's CA Secret, in `namespace`. */
+  readonly caSecret: string;
+  /** The operator's own namespace (where the CA Secret lives). */
+  readonly namespace: string;
 }
 
 export class ConfigError extends Error {
@@ -138,6 +155,31 @@ export const FLAGS = {
     default: "",
     help: "<service>.<namespace> sidecars reach the xDS server at; empty = static bootstraps only",
   },
+  "webhook-address": {
+    env: "TETHER_WEBHOOK_ADDRESS",
+    default: "",
+    help: "host:port of the sidecar-injection admission webhook (HTTPS) every replica serves; empty = none",
+  },
+  "webhook-service": {
+    env: "TETHER_WEBHOOK_SERVICE",
+    default: "",
+    help: "<service>.<namespace> the API server reaches the webhook at (names in its serving certificate)",
+  },
+  "webhook-extra-dns-names": {
+    env: "TETHER_WEBHOOK_EXTRA_DNS_NAMES",
+    default: "",
+    help: "comma-separated extra DNS names in the webhook's certificate (a clientConfig.url not through the Service)",
+  },
+  "webhook-configuration": {
+    env: "TETHER_WEBHOOK_CONFIGURATION",
+    default: "",
+    help: "MutatingWebhookConfiguration whose caBundle the operator keeps current; empty = none",
+  },
+  "ca-secret": {
+    env: "TETHER_CA_SECRET",
+    default: "tether-ca",
+    help: "Secret, in the operator's namespace, holding the operator's CA (created when missing)",
+  },
   "log-level": {
     env: "TETHER_LOG_LEVEL",
     default: "info",
@@ -228,6 +270,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ope
     throw new ConfigError(`--xds-service: "${xdsService}" is not <service>.<namespace>`);
   if (xdsService !== "" && xdsAddress === "")
     throw new ConfigError("--xds-service needs the xDS server (--xds-address)");
+  const leaseNamespace = get("lease-namespace") || env["POD_NAMESPACE"] || podNamespace() || "default";
   return {
     kubeconfig: kubeconfig === "" ? undefined : kubeconfig,
     namespaces:
@@ -245,7 +288,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ope
     adminPort: admin.port,
     leaderElect: bool("leader-elect", get("leader-elect")),
     leaseName: get("lease-name"),
-    leaseNamespace: get("lease-namespace") || env["POD_NAMESPACE"] || podNamespace() || "default",
+    leaseNamespace,
     identity: get("identity") || `${hostname()}-${process.pid}`,
     leaseDurationMs,
     renewDeadlineMs,
@@ -256,5 +299,39 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ope
     logLevel: get("log-level"),
     xds: xdsAddress === "" ? undefined : address("xds-address", xdsAddress),
     xdsService: xdsService === "" ? undefined : xdsService,
+    webhook: webhookConfig(get, env["POD_NAMESPACE"] || podNamespace() || leaseNamespace),
+  };
+}
+
+const DNS_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+function webhookConfig(get: (name: FlagName) => string, namespace: string): WebhookConfig | undefined {
+  const where = get("webhook-address").trim();
+  if (where === "") return undefined;
+  const { host, port } = address("webhook-address", where);
+  const service = get("webhook-service").trim();
+  const [serviceName = "", serviceNamespace = ""] = service.split(".");
+  if (service !== "" && (service.split(".").length !== 2 || !DNS_NAME.test(service)))
+    throw new ConfigError(`--webhook-service: "${service}" is not <service>.<namespace>`);
+  const extraDnsNames = get("webhook-extra-dns-names")
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+  for (const name of extraDnsNames) {
+    if (!DNS_NAME.test(name)) throw new ConfigError(`--webhook-extra-dns-names: "${name}" is not a DNS name`);
+  }
+  if (service === "" && extraDnsNames.length === 0)
+    throw new ConfigError("--webhook-address needs --webhook-service (or --webhook-extra-dns-names)");
+  const configuration = get("webhook-configuration").trim();
+  const caSecret = get("ca-secret").trim();
+  if (!DNS_NAME.test(caSecret)) throw new ConfigError(`--ca-secret: "${caSecret}" is not a Secret name`);
+  return {
+    host,
+    port,
+    service: service === "" ? undefined : { name: serviceName, namespace: serviceNamespace },
+    extraDnsNames,
+    configurationName: configuration === "" ? undefined : configuration,
+    caSecret,
+    namespace,
   };
 }

@@ -10,6 +10,7 @@ import { ControllerManager } from "./controllers/manager.ts";
 import { KubeClient } from "./kube/client.ts";
 import { LeaderElector } from "./kube/leader.ts";
 import { OperatorMetrics, resourceOfPath } from "./metrics.ts";
+import { startWebhook, type WebhookRuntime } from "./webhook/start.ts";
 
 async function main(): Promise<void> {
   let config;
@@ -69,6 +70,21 @@ async function main(): Promise<void> {
     informer: { watchTimeoutSeconds: config.watchTimeoutSeconds },
     ...(xds === undefined ? {} : { xds: xds.server }),
   });
+  // Every replica answers admission reviews from its own caches (the API server picks any).
+  let webhook: WebhookRuntime | undefined;
+  if (config.webhook !== undefined) {
+    webhook = await startWebhook({
+      config: config.webhook,
+      clusterDomain: config.clusterDomain,
+      client,
+      logger,
+      synced: () => manager.hasSynced,
+      resolve: (namespace, agent) => manager.injection(namespace, agent),
+      onReview: (result) => {
+        metrics.webhookAdmissions.inc({ result });
+      },
+    });
+  }
   const admin = await startAdmin({
     host: config.adminHost,
     port: config.adminPort,
@@ -80,6 +96,7 @@ async function main(): Promise<void> {
       admin: `${config.adminHost}:${admin.port}`,
       xds: xds === undefined ? "off" : `${config.xds?.host ?? ""}:${xds.port}`,
       xdsService: xdsTarget === undefined ? "none" : `${xdsTarget.host}:${xdsTarget.port}`,
+      webhook: webhook === undefined ? "off" : `${config.webhook?.host ?? ""}:${webhook.port}`,
       namespaces: config.namespaces.length === 0 ? "all" : config.namespaces,
       server: client.server,
       sidecarImage: config.sidecarImage,
@@ -96,6 +113,7 @@ async function main(): Promise<void> {
   const startReconciling = (): void => {
     metrics.leader.set(1);
     metrics.runtime.leaderStatus.set({ name: config.leaseName }, 1);
+    webhook?.publishCaBundle();
     manager.startReconciling().catch((error: unknown) => {
       logger.error({ err: error }, "could not start reconciling");
     });
@@ -144,6 +162,7 @@ async function main(): Promise<void> {
       await manager.stop();
       // Sidecars keep their last config and reconnect (to another replica) with back-off.
       await xds?.server.stop();
+      await webhook?.stop();
       await admin.server.close();
       await client.close();
       clearTimeout(deadline);
