@@ -33,8 +33,6 @@ describe("loadConfig", () => {
       service: { name: "tether-webhook", namespace: "tether-system" },
       extraDnsNames: [],
       configurationName: "tether-injector",
-      caSecret: "tether-ca",
-      namespace: "tether-system",
     });
     expect(
       load(["--webhook-address", "127.0.0.1:0", "--webhook-extra-dns-names", "localhost, webhook.test"])

@@ -35,6 +35,12 @@ export interface OperatorConfig {
   readonly xds: { readonly host: string; readonly port: number } | undefined;
   /** `<service>.<namespace>` sidecars reach the ADS server at; undefined: static bootstraps only. */
   readonly xdsService: string | undefined;
+  /** Serve xDS over TLS with a certificate from the operator's own CA (and tell sidecars to verify it). */
+  readonly xdsTls: boolean;
+  /** The Secret, in the operator's namespace, holding the operator's CA. */
+  readonly caSecret: string;
+  /** The namespace the operator runs in (the CA Secret's). */
+  readonly operatorNamespace: string;
   /** The admission webhook (sidecar injection); undefined: not served. */
   readonly webhook: WebhookConfig | undefined;
 }
@@ -48,10 +54,6 @@ export interface WebhookConfig {
   readonly extraDnsNames: readonly string[];
   /** The MutatingWebhookConfiguration whose caBundle the operator keeps current; undefined: none. */
   readonly configurationName: string | undefined;
-  /** The operator's CA Secret, in `namespace`. */
-  readonly caSecret: string;
-  /** The operator's own namespace (where the CA Secret lives). */
-  readonly namespace: string;
 }
 
 export class ConfigError extends Error {
@@ -155,6 +157,11 @@ export const FLAGS = {
     default: "",
     help: "<service>.<namespace> sidecars reach the xDS server at; empty = static bootstraps only",
   },
+  "xds-tls": {
+    env: "TETHER_XDS_TLS",
+    default: "true",
+    help: "serve xDS over TLS from the operator's own CA; sidecars verify it (true|false)",
+  },
   "webhook-address": {
     env: "TETHER_WEBHOOK_ADDRESS",
     default: "",
@@ -178,7 +185,7 @@ export const FLAGS = {
   "ca-secret": {
     env: "TETHER_CA_SECRET",
     default: "tether-ca",
-    help: "Secret, in the operator's namespace, holding the operator's CA (created when missing)",
+    help: "Secret in the operator's namespace (POD_NAMESPACE) holding its CA; created when missing",
   },
   "log-level": {
     env: "TETHER_LOG_LEVEL",
@@ -270,7 +277,10 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ope
     throw new ConfigError(`--xds-service: "${xdsService}" is not <service>.<namespace>`);
   if (xdsService !== "" && xdsAddress === "")
     throw new ConfigError("--xds-service needs the xDS server (--xds-address)");
-  const leaseNamespace = get("lease-namespace") || env["POD_NAMESPACE"] || podNamespace() || "default";
+  const operatorNamespace = env["POD_NAMESPACE"] || podNamespace() || "default";
+  const caSecret = get("ca-secret").trim();
+  if (!/^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/.test(caSecret) || caSecret.length > 253)
+    throw new ConfigError(`--ca-secret: "${caSecret}" is not a Secret name`);
   return {
     kubeconfig: kubeconfig === "" ? undefined : kubeconfig,
     namespaces:
@@ -288,7 +298,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ope
     adminPort: admin.port,
     leaderElect: bool("leader-elect", get("leader-elect")),
     leaseName: get("lease-name"),
-    leaseNamespace,
+    leaseNamespace: get("lease-namespace") || operatorNamespace,
     identity: get("identity") || `${hostname()}-${process.pid}`,
     leaseDurationMs,
     renewDeadlineMs,
@@ -299,13 +309,16 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ope
     logLevel: get("log-level"),
     xds: xdsAddress === "" ? undefined : address("xds-address", xdsAddress),
     xdsService: xdsService === "" ? undefined : xdsService,
-    webhook: webhookConfig(get, env["POD_NAMESPACE"] || podNamespace() || leaseNamespace),
+    xdsTls: bool("xds-tls", get("xds-tls")),
+    caSecret,
+    operatorNamespace,
+    webhook: webhookConfig(get),
   };
 }
 
 const DNS_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
-function webhookConfig(get: (name: FlagName) => string, namespace: string): WebhookConfig | undefined {
+function webhookConfig(get: (name: FlagName) => string): WebhookConfig | undefined {
   const where = get("webhook-address").trim();
   if (where === "") return undefined;
   const { host, port } = address("webhook-address", where);
@@ -323,15 +336,11 @@ function webhookConfig(get: (name: FlagName) => string, namespace: string): Webh
   if (service === "" && extraDnsNames.length === 0)
     throw new ConfigError("--webhook-address needs --webhook-service (or --webhook-extra-dns-names)");
   const configuration = get("webhook-configuration").trim();
-  const caSecret = get("ca-secret").trim();
-  if (!DNS_NAME.test(caSecret)) throw new ConfigError(`--ca-secret: "${caSecret}" is not a Secret name`);
   return {
     host,
     port,
     service: service === "" ? undefined : { name: serviceName, namespace: serviceNamespace },
     extraDnsNames,
     configurationName: configuration === "" ? undefined : configuration,
-    caSecret,
-    namespace,
   };
 }

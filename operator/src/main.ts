@@ -3,13 +3,14 @@
  * their Deployments, Services and ConfigMaps. See operator/README.md for flags, metrics and RBAC.
  */
 import { AdsServer } from "@tether/xds";
-import { pino } from "pino";
+import { pino, type Logger } from "pino";
 import { startAdmin } from "./admin.ts";
-import { ConfigError, loadConfig, usage } from "./config.ts";
+import { ConfigError, loadConfig, usage, type OperatorConfig } from "./config.ts";
 import { ControllerManager } from "./controllers/manager.ts";
 import { KubeClient } from "./kube/client.ts";
 import { LeaderElector } from "./kube/leader.ts";
 import { OperatorMetrics, resourceOfPath } from "./metrics.ts";
+import { CertificateAuthority, ServingCertificate, serviceDnsNames } from "./pki/index.ts";
 import { startWebhook, type WebhookRuntime } from "./webhook/start.ts";
 
 async function main(): Promise<void> {
@@ -39,20 +40,30 @@ async function main(): Promise<void> {
   );
   // Every replica serves xDS from its own caches (only the leader writes), so it starts at once.
   let xds: { server: AdsServer; port: number } | undefined;
+  let pki: { authority: CertificateAuthority; serving: ServingCertificate } | undefined;
   if (config.xds !== undefined) {
+    if (config.xdsTls) pki = await startPki(config, client, logger);
     const server = new AdsServer({
       host: config.xds.host,
       port: config.xds.port,
       log: logger.child({ part: "xds" }),
+      ...(pki === undefined ? {} : { tls: pki.serving.current }),
     });
     const { port } = await server.start();
+    pki?.serving.onRotate((identity) => {
+      server.setTlsIdentity(identity);
+    });
     xds = { server, port };
     metrics.xdsStreamCount = () => server.streams().length;
   }
   const xdsTarget =
     xds === undefined || config.xdsService === undefined
       ? undefined
-      : { host: `${config.xdsService}.svc.${config.clusterDomain}`, port: config.xds?.port || xds.port };
+      : {
+          host: `${config.xdsService}.svc.${config.clusterDomain}`,
+          port: config.xds?.port || xds.port,
+          tls: pki !== undefined,
+        };
   const manager = new ControllerManager({
     client,
     logger,
@@ -69,22 +80,14 @@ async function main(): Promise<void> {
     resyncPeriodMs: config.resyncPeriodMs,
     informer: { watchTimeoutSeconds: config.watchTimeoutSeconds },
     ...(xds === undefined ? {} : { xds: xds.server }),
+    ...(pki === undefined ? {} : { xdsCa: pki.authority }),
+  });
+  // A new bundle (a successor CA published, an expired one dropped) goes to every namespace.
+  pki?.authority.onChange(() => {
+    manager.enqueueAll();
   });
   // Every replica answers admission reviews from its own caches (the API server picks any).
-  let webhook: WebhookRuntime | undefined;
-  if (config.webhook !== undefined) {
-    webhook = await startWebhook({
-      config: config.webhook,
-      clusterDomain: config.clusterDomain,
-      client,
-      logger,
-      synced: () => manager.hasSynced,
-      resolve: (namespace, agent) => manager.injection(namespace, agent),
-      onReview: (result) => {
-        metrics.webhookAdmissions.inc({ result });
-      },
-    });
-  }
+  const webhook = await startWebhookIfConfigured(config, client, logger, manager, metrics, pki);
   const admin = await startAdmin({
     host: config.adminHost,
     port: config.adminPort,
@@ -96,7 +99,8 @@ async function main(): Promise<void> {
       admin: `${config.adminHost}:${admin.port}`,
       xds: xds === undefined ? "off" : `${config.xds?.host ?? ""}:${xds.port}`,
       xdsService: xdsTarget === undefined ? "none" : `${xdsTarget.host}:${xdsTarget.port}`,
-      webhook: webhook === undefined ? "off" : `${config.webhook?.host ?? ""}:${webhook.port}`,
+      xdsTls: pki === undefined ? "off" : `CA in Secret ${config.operatorNamespace}/${config.caSecret}`,
+      webhook: webhook?.address ?? "off",
       namespaces: config.namespaces.length === 0 ? "all" : config.namespaces,
       server: client.server,
       sidecarImage: config.sidecarImage,
@@ -163,6 +167,8 @@ async function main(): Promise<void> {
       // Sidecars keep their last config and reconnect (to another replica) with back-off.
       await xds?.server.stop();
       await webhook?.stop();
+      pki?.serving.stop();
+      pki?.authority.stop();
       await admin.server.close();
       await client.close();
       clearTimeout(deadline);
@@ -176,6 +182,60 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => {
     shutdown("SIGINT");
   });
+}
+
+/**
+ * The operator's CA (its Secret read, created or rotated as due) and this replica's serving
+ * certificate for the xDS Service's DNS names (`localhost` when there is no --xds-service).
+ */
+async function startWebhookIfConfigured(
+  config: OperatorConfig,
+  client: KubeClient,
+  logger: Logger,
+  manager: ControllerManager,
+  metrics: OperatorMetrics,
+  pki: { authority: CertificateAuthority } | undefined,
+): Promise<WebhookRuntime | undefined> {
+  if (config.webhook === undefined) return undefined;
+  const authority = pki?.authority;
+  return startWebhook({
+    config: config.webhook,
+    clusterDomain: config.clusterDomain,
+    caSecret: config.caSecret,
+    operatorNamespace: config.operatorNamespace,
+    // One CA per process: the xDS server's, when it runs with TLS.
+    ...(authority === undefined ? {} : { authority }),
+    client,
+    logger,
+    synced: () => manager.hasSynced,
+    resolve: (namespace, agent) => manager.injection(namespace, agent),
+    onReview: (result) => {
+      metrics.webhookAdmissions.inc({ result });
+    },
+  });
+}
+
+async function startPki(
+  config: OperatorConfig,
+  client: KubeClient,
+  logger: Logger,
+): Promise<{ authority: CertificateAuthority; serving: ServingCertificate }> {
+  const log = logger.child({ part: "pki" });
+  const authority = new CertificateAuthority({
+    client,
+    namespace: config.operatorNamespace,
+    secretName: config.caSecret,
+    logger: log,
+  });
+  await authority.start();
+  const [service = "", namespace = ""] = (config.xdsService ?? "").split(".");
+  const dnsNames =
+    config.xdsService === undefined
+      ? ["localhost"]
+      : serviceDnsNames(service, namespace, config.clusterDomain);
+  const serving = new ServingCertificate({ authority, dnsNames, logger: log });
+  serving.start();
+  return { authority, serving };
 }
 
 main().catch((error: unknown) => {

@@ -8,6 +8,7 @@ import { GROUP } from "./api/index.ts";
 export interface PolicyRule {
   readonly apiGroups: readonly string[];
   readonly resources: readonly string[];
+  readonly resourceNames?: readonly string[];
   readonly verbs: readonly string[];
 }
 
@@ -47,3 +48,17 @@ export const OPERATOR_RULES: readonly PolicyRule[] = [
 export const LEADER_ELECTION_RULES: readonly PolicyRule[] = [
   { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
 ];
+
+/**
+ * In the operator's own namespace only (Role), when xDS serves TLS: its CA Secret. The CA's key must
+ * survive restarts and be shared by the replicas (each issues its serving certificate from it), so
+ * it lives in a Secret, readable and writable by name only. `create` cannot be limited by name
+ * (RBAC does not know a created object's name), so it stays namespace-wide; no list or watch, and
+ * no access to any other Secret anywhere.
+ */
+export function caSecretRules(secretName: string): readonly PolicyRule[] {
+  return [
+    { apiGroups: [""], resources: ["secrets"], verbs: ["create"] },
+    { apiGroups: [""], resources: ["secrets"], resourceNames: [secretName], verbs: ["get", "update"] },
+  ];
+}

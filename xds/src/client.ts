@@ -4,6 +4,7 @@
 // nonce) or a NACK (the previously accepted version, its nonce, error_detail). A broken stream is
 // re-opened after a jittered exponential back-off, re-sending every subscription with the versions
 // last accepted; until then the caller keeps serving what it has.
+import { readFileSync } from "node:fs";
 import { openAdsStream } from "./h2stream.ts";
 import type { AdsStreamHandle } from "./h2stream.ts";
 import { unpackResource } from "./json.ts";
@@ -31,6 +32,11 @@ export interface AdsClientOptions {
   readonly random?: () => number;
   /** HTTP/2 keepalive pings, to notice a vanished operator on an idle stream. Default 30 s / 10 s. */
   readonly keepalive?: { readonly timeMs: number; readonly timeoutMs: number };
+  /**
+   * TLS to the server (Envoy's UpstreamTlsContext: trusted_ca file and sni). The CA file is read at
+   * every connect, so a rotated bundle applies from the next reconnect.
+   */
+  readonly tls?: { readonly caFile: string; readonly serverName: string };
   /** user_agent_version in the Node (the sidecar's version). */
   readonly userAgentVersion?: string;
 }
@@ -120,10 +126,20 @@ export class AdsClient {
     // `target` may have getters (the sidecar's tether_xds cluster): read it at every connect.
     const { host, port } = this.options.target;
     for (const state of this.types.values()) state.nonce = "";
+    let tls: { ca: string; serverName: string } | undefined;
+    if (this.options.tls !== undefined) {
+      try {
+        tls = { ca: readFileSync(this.options.tls.caFile, "utf8"), serverName: this.options.tls.serverName };
+      } catch (err) {
+        this.broken(`cannot read the xDS CA bundle: ${(err as Error).message}`);
+        return;
+      }
+    }
     const call: Call = openAdsStream(
       {
         host,
         port,
+        tls,
         keepalive: this.options.keepalive ?? { timeMs: 30_000, timeoutMs: 10_000 },
         userAgent: `tether-sidecar${this.options.userAgentVersion === undefined ? "" : `/${this.options.userAgentVersion}`}`,
       },

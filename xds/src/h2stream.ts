@@ -2,6 +2,7 @@
 // the wire is small (length-prefixed protobuf messages, status in trailers), and doing it here keeps
 // @grpc/grpc-js' module graph (~12-15 MB of RSS) out of every sidecar.
 import http2 from "node:http2";
+import { checkServerIdentity } from "node:tls";
 import { ADS_METHOD_PATH, decodeResponse, encodeRequest } from "./wire.ts";
 import type { DiscoveryRequest, DiscoveryResponse } from "./wire.ts";
 
@@ -18,6 +19,8 @@ export interface StreamOptions {
   readonly port: number;
   readonly keepalive: { readonly timeMs: number; readonly timeoutMs: number };
   readonly userAgent: string;
+  /** TLS to the server, verified against these CAs (PEM) for this name (SNI and the certificate's SAN). */
+  readonly tls?: { readonly ca: string; readonly serverName: string } | undefined;
 }
 
 export interface AdsStreamHandle {
@@ -69,7 +72,16 @@ export function openAdsStream(options: StreamOptions, events: StreamEvents): Ads
   const host = options.host.includes(":") ? `[${options.host}]` : options.host;
   let closed = false;
   let pingDeadline: NodeJS.Timeout | undefined;
-  const session = http2.connect(`http://${host}:${options.port}`);
+  const tls = options.tls;
+  const session =
+    tls === undefined
+      ? http2.connect(`http://${host}:${options.port}`)
+      : http2.connect(`https://${host}:${options.port}`, {
+          ca: tls.ca,
+          servername: tls.serverName,
+          // The name to verify: the Service's, whatever address the host resolved to.
+          checkServerIdentity: (_host, cert) => checkServerIdentity(tls.serverName, cert),
+        });
 
   const close = (reason: string): void => {
     if (closed) return;

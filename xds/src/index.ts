@@ -3,6 +3,6 @@
 export * from "./types.ts";
 export { XdsJsonError, fromJson, toJson, packResource, unpackResource } from "./json.ts";
 export { AdsServer } from "./server.ts";
-export type { AdsServerOptions } from "./server.ts";
+export type { AdsServerOptions, TlsIdentity } from "./server.ts";
 export { AdsClient } from "./client.ts";
 export type { AdsClientOptions, AdsHandler } from "./client.ts";

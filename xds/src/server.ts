@@ -27,11 +27,57 @@ export interface AdsServerOptions {
   readonly log: LoggerLike;
   /** Reserved for TLS and authentication (a later change); plaintext when absent. */
   readonly credentials?: Grpc.ServerCredentials;
+  /**
+   * Serve TLS with this certificate (PEM chain and key); setTlsIdentity() replaces it for new
+   * handshakes while open connections keep theirs. Takes precedence over `credentials`.
+   */
+  readonly tls?: TlsIdentity;
   /** How long stop() lets streams close before forcing the shutdown. Default 2 s. */
   readonly shutdownGraceMs?: number;
 }
 
 type Call = Grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>;
+
+/** A TLS server identity: the certificate chain and its private key, PEM. */
+export interface TlsIdentity {
+  readonly certPem: string;
+  readonly keyPem: string;
+}
+
+/**
+ * grpc-js' certificate-provider hook (experimental API): the server subscribes when it binds and
+ * calls setSecureContext with each update, which only new TLS handshakes see.
+ */
+class IdentityProvider implements Grpc.experimental.CertificateProvider {
+  private identity: Grpc.experimental.IdentityCertificateUpdate;
+  private readonly listeners = new Set<Grpc.experimental.IdentityCertificateUpdateListener>();
+
+  constructor(identity: TlsIdentity) {
+    this.identity = IdentityProvider.update(identity);
+  }
+
+  private static update(identity: TlsIdentity): Grpc.experimental.IdentityCertificateUpdate {
+    return { certificate: Buffer.from(identity.certPem), privateKey: Buffer.from(identity.keyPem) };
+  }
+
+  set(identity: TlsIdentity): void {
+    this.identity = IdentityProvider.update(identity);
+    for (const listener of this.listeners) listener(this.identity);
+  }
+
+  addIdentityCertificateListener(listener: Grpc.experimental.IdentityCertificateUpdateListener): void {
+    this.listeners.add(listener);
+    listener(this.identity);
+  }
+
+  removeIdentityCertificateListener(listener: Grpc.experimental.IdentityCertificateUpdateListener): void {
+    this.listeners.delete(listener);
+  }
+
+  // Client certificates are not asked for: this provider supplies the server's identity only.
+  addCaCertificateListener(): void {}
+  removeCaCertificateListener(): void {}
+}
 
 /** google.rpc.Code values the server ends streams with. */
 const INVALID_ARGUMENT = 3;
@@ -127,6 +173,7 @@ export class AdsServer {
   private readonly pushListeners: ((e: PushEvent) => void)[] = [];
   private nextStreamId = 1;
   private started = false;
+  private identity: IdentityProvider | undefined;
 
   constructor(options: AdsServerOptions) {
     this.options = options;
@@ -149,7 +196,7 @@ export class AdsServer {
       },
     });
     this.server = server;
-    const credentials = this.options.credentials ?? grpc.ServerCredentials.createInsecure();
+    const credentials = this.credentials(grpc);
     return new Promise((resolve, reject) => {
       server.bindAsync(hostPort(this.options.host, this.options.port), credentials, (err, port) => {
         if (err !== null) {
@@ -161,6 +208,23 @@ export class AdsServer {
         resolve({ port });
       });
     });
+  }
+
+  /** TLS from `tls` (hot-swappable), else the given credentials, else plaintext. */
+  private credentials(grpc: typeof Grpc): Grpc.ServerCredentials {
+    if (this.options.tls === undefined)
+      return this.options.credentials ?? grpc.ServerCredentials.createInsecure();
+    this.identity = new IdentityProvider(this.options.tls);
+    // The first argument is the identity provider, the second the client-CA one (none: no mTLS).
+    return grpc.experimental.createCertificateProviderServerCredentials(this.identity, null, false);
+  }
+
+  /** Replaces the TLS certificate: new handshakes present it, open connections and streams go on. */
+  setTlsIdentity(identity: TlsIdentity): void {
+    if (this.identity === undefined)
+      throw new XdsError("TETHER_ERR_XDS_TLS", "the xDS server was not started with tls");
+    this.identity.set(identity);
+    this.log.info({ openStreams: this.open.size }, "xDS server certificate replaced");
   }
 
   /** Ends every stream with UNAVAILABLE (clients reconnect elsewhere or later) and frees the port. */

@@ -90,3 +90,8 @@ app.kubernetes.io/component: test
 {{- include "tether.operatorImage" . -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The operator's CA Secret (xds.tls): caSecretName, else <fullname>-ca. */}}
+{{- define "tether.caSecretName" -}}
+{{- default (printf "%s-ca" (include "tether.fullname" .)) .Values.xds.tls.caSecretName -}}
+{{- end -}}

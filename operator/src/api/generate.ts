@@ -7,7 +7,7 @@ import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
 import { grafanaDashboard } from "../observability/dashboard.ts";
-import { LEADER_ELECTION_RULES, OPERATOR_RULES, type PolicyRule } from "../rbac.ts";
+import { caSecretRules, LEADER_ELECTION_RULES, OPERATOR_RULES, type PolicyRule } from "../rbac.ts";
 import { crdFileName, customResourceDefinitionYaml, KINDS } from "./index.ts";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -35,6 +35,11 @@ export function generatedFiles(root: string = REPO_ROOT): Map<string, string> {
     );
     files.set(join(root, "charts/tether/files/operator-rules.yaml"), rulesYaml(OPERATOR_RULES));
     files.set(join(root, "charts/tether/files/leader-election-rules.yaml"), rulesYaml(LEADER_ELECTION_RULES));
+    // Rendered by the chart with `tpl`: the Secret's name depends on the release.
+    files.set(
+      join(root, "charts/tether/files/ca-secret-rules.yaml"),
+      rulesYaml(caSecretRules('{{ include "tether.caSecretName" . }}')),
+    );
   }
   return files;
 }
@@ -44,7 +49,12 @@ function rulesYaml(rules: readonly PolicyRule[]): string {
   return (
     header +
     stringify(
-      rules.map((r) => ({ apiGroups: [...r.apiGroups], resources: [...r.resources], verbs: [...r.verbs] })),
+      rules.map((r) => ({
+        apiGroups: [...r.apiGroups],
+        resources: [...r.resources],
+        ...(r.resourceNames === undefined ? {} : { resourceNames: [...r.resourceNames] }),
+        verbs: [...r.verbs],
+      })),
     )
   );
 }

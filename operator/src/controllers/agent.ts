@@ -25,6 +25,7 @@ import {
 } from "./parse.ts";
 import { acceptedRoutes, verdictsFor } from "./route-verdicts.ts";
 import { notify } from "./notify.ts";
+import { applyXdsCaBundle } from "./xds-ca.ts";
 
 type Resolution =
   | { ok: true; spec: PolicyServerClusterSpec; condition: ConditionUpdate }
@@ -149,6 +150,7 @@ export async function reconcileAgent(ctx: ControllerContext, namespace: string, 
       routes: acceptedRoutes(verdicts),
       options: ctx.render,
     });
+    await applyXdsCaBundle(ctx, namespace);
     outcome = await applyChildren(ctx, object.metadata.uid ?? "", [
       children.deployment,
       children.sidecarConfig,

@@ -12,6 +12,7 @@ import {
 } from "./conditions.ts";
 import type { ControllerContext } from "./context.ts";
 import { notify } from "./notify.ts";
+import { applyXdsCaBundle } from "./xds-ca.ts";
 import { deploymentReadiness, generationOf, ownerMeta, parseBroker } from "./parse.ts";
 
 export async function reconcileBroker(
@@ -30,6 +31,7 @@ export async function reconcileBroker(
   }
   const spec = parsed.spec;
   const children = renderBroker({ owner: ownerMeta("Broker", object), spec, options: ctx.render });
+  await applyXdsCaBundle(ctx, namespace);
   const outcome = await applyChildren(ctx, object.metadata.uid ?? "", [
     children.sidecarConfig,
     children.deployment,

@@ -33,6 +33,8 @@ export interface ControllerContext {
   readonly logger: Logger;
   /** The clock for condition timestamps. */
   readonly now: () => Date;
+  /** The CA bundle (PEM) sidecars verify the xDS server with, when it serves TLS. */
+  readonly xdsCa?: { bundle(): string };
   /** What the sidecars said of their xDS config (ConfigRejected), when the xDS server runs. */
   readonly xds?: {
     configRejected(kind: XdsKind, namespace: string, name: string): ConditionUpdate | undefined;

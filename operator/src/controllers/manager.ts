@@ -39,6 +39,8 @@ export interface ManagerOptions {
   readonly now?: () => Date;
   /** The ADS server to feed snapshots to (every replica, leader or not); unset: no xDS. */
   readonly xds?: SnapshotServer;
+  /** The xDS CA bundle to publish as tether-xds-ca in each namespace with Agents or Brokers. */
+  readonly xdsCa?: { bundle(): string };
 }
 
 const OWNED_SELECTOR = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
@@ -89,6 +91,7 @@ export class ControllerManager {
       render: options.render,
       logger,
       now: options.now ?? ((): Date => new Date()),
+      ...(options.xdsCa === undefined ? {} : { xdsCa: options.xdsCa }),
     };
     this.xds =
       options.xds === undefined

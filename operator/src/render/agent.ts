@@ -32,6 +32,7 @@ import {
 import { routeSecrets, type AcceptedRoute } from "./routes.ts";
 import { uniqueMounts } from "./secrets.ts";
 import { xdsGroup, type XdsTarget } from "./xds.ts";
+import { XDS_CA_VOLUME, xdsCaMount, xdsCaVolume } from "./xds-ca.ts";
 
 export const ENV_POLICY_SERVER_HOST = "TETHER_POLICY_SERVER_HOST";
 export const ENV_POLICY_SERVER_PORT = "TETHER_POLICY_SERVER_PORT";
@@ -112,7 +113,7 @@ export function renderAgentConfig(owner: OwnerMeta, spec: AgentSpec): ConfigMap 
 }
 
 const OUR_ENV = new Set([ENV_POLICY_SERVER_HOST, ENV_POLICY_SERVER_PORT, ENV_AGENT_CONFIG_DIR]);
-const OUR_VOLUMES = new Set(["tether-sidecar-config", "tether-agent-config"]);
+const OUR_VOLUMES = new Set(["tether-sidecar-config", "tether-agent-config", XDS_CA_VOLUME]);
 
 /** An agent container with the sidecar's address in its environment and the agent config mounted. */
 function agentContainer(container: JsonObject, listenerPort: number): JsonObject {
@@ -166,6 +167,7 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
     extraMounts: [
       ...secrets.map((s) => ({ name: s.volumeName, mountPath: s.mountPath, readOnly: true })),
       ...(logVolume === undefined ? [] : [logVolume.mount]),
+      ...(input.options.xds?.tls === true ? [xdsCaMount()] : []),
     ],
     args: sidecarDrainArgs(spec.sidecar.drain, grace),
     xdsGroup: input.options.xds === undefined ? undefined : xdsGroup(owner.namespace, "agent", owner.name),
@@ -195,6 +197,7 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
       configMapVolume("tether-agent-config", childNames.agentConfigMap(owner.name)),
       ...secrets.map((s) => ({ name: s.volumeName, secret: { secretName: s.secretName } })),
       ...(logVolume === undefined ? [] : [logVolume.volume]),
+      ...(input.options.xds?.tls === true ? [xdsCaVolume()] : []),
     ],
   };
   return withTemplateHash(template);

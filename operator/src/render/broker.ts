@@ -42,6 +42,7 @@ import {
 } from "./pod.ts";
 import type { Service } from "./policy-server-cluster.ts";
 import { withXds, xdsGroup, type EdsService } from "./xds.ts";
+import { xdsCaMount, xdsCaVolume } from "./xds-ca.ts";
 
 /** Connection attempts per new client connection (tcp_proxy max_connect_attempts). */
 const BROKER_CONNECT_ATTEMPTS = 3;
@@ -224,12 +225,16 @@ export function renderBroker(input: BrokerInput): BrokerChildren {
         args: sidecarDrainArgs(spec.sidecar.drain, grace),
         xdsGroup:
           input.options.xds === undefined ? undefined : xdsGroup(owner.namespace, "broker", owner.name),
-        ...(logVolume === undefined ? {} : { extraMounts: [logVolume.mount] }),
+        extraMounts: [
+          ...(logVolume === undefined ? [] : [logVolume.mount]),
+          ...(input.options.xds?.tls === true ? [xdsCaMount()] : []),
+        ],
       }),
     ],
     volumes: [
       configMapVolume("tether-sidecar-config", childNames.sidecarConfigMap(owner.name)),
       ...(logVolume === undefined ? [] : [logVolume.volume]),
+      ...(input.options.xds?.tls === true ? [xdsCaVolume()] : []),
     ],
   });
   const deployment: Deployment = {

@@ -12,3 +12,4 @@ export * from "./policy-server-cluster.ts";
 export * from "./routes.ts";
 export * from "./secrets.ts";
 export * from "./xds.ts";
+export * from "./xds-ca.ts";

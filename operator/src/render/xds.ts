@@ -12,7 +12,8 @@ import {
   type DynamicResourcesInput,
   type ListenerInput,
 } from "@tether/envoy";
-import { LOCAL_ADMIN_CLUSTER, PUBLIC_ADMIN_LISTENER, loadAssignment } from "./envoy.ts";
+import { LOCAL_ADMIN_CLUSTER, PUBLIC_ADMIN_LISTENER, loadAssignment, tlsTransportSocket } from "./envoy.ts";
+import { XDS_CA_FILE } from "./xds-ca.ts";
 
 /** The static cluster the sidecar reaches the operator's ADS server through. */
 export const XDS_CLUSTER = "tether_xds";
@@ -24,6 +25,8 @@ export interface XdsTarget {
   /** The Service's DNS name (`<svc>.<ns>.svc.<domain>`). */
   readonly host: string;
   readonly port: number;
+  /** TLS to the server, verified against the mounted tether-xds-ca bundle for `host`. */
+  readonly tls?: boolean | undefined;
 }
 
 export type XdsKind = "agent" | "broker";
@@ -44,7 +47,10 @@ export interface EdsService {
   readonly port: number;
 }
 
-/** A static STRICT_DNS cluster on the operator's xDS Service, speaking HTTP/2 (gRPC). */
+/**
+ * A static STRICT_DNS cluster on the operator's xDS Service, speaking HTTP/2 (gRPC); with TLS, an
+ * UpstreamTlsContext trusting the mounted CA bundle, SNI and the SAN checked against the Service name.
+ */
 export function xdsCluster(target: XdsTarget): ClusterInput {
   return {
     name: XDS_CLUSTER,
@@ -52,6 +58,15 @@ export function xdsCluster(target: XdsTarget): ClusterInput {
     connect_timeout: "1s",
     lb_policy: "ROUND_ROBIN",
     load_assignment: loadAssignment(XDS_CLUSTER, [{ host: target.host, port: target.port, priority: 0 }]),
+    ...(target.tls === true
+      ? {
+          transport_socket: tlsTransportSocket({
+            caFile: XDS_CA_FILE,
+            serverName: target.host,
+            verifyName: target.host,
+          }),
+        }
+      : {}),
     typed_extension_protocol_options: {
       [HTTP_PROTOCOL_OPTIONS_KEY]: {
         "@type": HTTP_PROTOCOL_OPTIONS_TYPE,

@@ -14,6 +14,9 @@ import { WebhookServer, type WebhookServerOptions } from "./server.ts";
 export interface WebhookRuntimeOptions {
   readonly config: WebhookConfig;
   readonly clusterDomain: string;
+  /** The operator's CA Secret and namespace (used when `authority` is not given). */
+  readonly caSecret: string;
+  readonly operatorNamespace: string;
   readonly client: KubeTransport;
   readonly logger: Logger;
   readonly synced: () => boolean;
@@ -25,6 +28,8 @@ export interface WebhookRuntimeOptions {
 
 export interface WebhookRuntime {
   readonly port: number;
+  /** host:port it listens on. */
+  readonly address: string;
   readonly dnsNames: readonly string[];
   /** Checks the configuration's caBundle now (leadership gained: the new leader writes). */
   publishCaBundle(): void;
@@ -47,8 +52,8 @@ export async function startWebhook(options: WebhookRuntimeOptions): Promise<Webh
     options.authority ??
     new CertificateAuthority({
       client: options.client,
-      namespace: config.namespace,
-      secretName: config.caSecret,
+      namespace: options.operatorNamespace,
+      secretName: options.caSecret,
       logger: log,
     });
   if (ownAuthority) await authority.start();
@@ -81,6 +86,7 @@ export async function startWebhook(options: WebhookRuntimeOptions): Promise<Webh
   publisher?.start();
   return {
     port,
+    address: `${config.host}:${port}`,
     dnsNames,
     publishCaBundle(): void {
       void publisher?.publish();
