@@ -62,3 +62,20 @@ export function caSecretRules(secretName: string): readonly PolicyRule[] {
     { apiGroups: [""], resources: ["secrets"], resourceNames: [secretName], verbs: ["get", "update"] },
   ];
 }
+
+/**
+ * Cluster-wide (ClusterRole: the object is cluster-scoped), when the sidecar-injection webhook runs:
+ * the one MutatingWebhookConfiguration the chart creates, by name. The operator writes its own CA
+ * into that configuration's caBundle (and again after each CA rotation), so the API server trusts
+ * the webhook's serving certificate; it creates, lists or changes no other admission configuration.
+ */
+export function webhookConfigurationRules(configurationName: string): readonly PolicyRule[] {
+  return [
+    {
+      apiGroups: ["admissionregistration.k8s.io"],
+      resources: ["mutatingwebhookconfigurations"],
+      resourceNames: [configurationName],
+      verbs: ["get", "patch"],
+    },
+  ];
+}

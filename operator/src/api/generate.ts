@@ -7,7 +7,13 @@ import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
 import { grafanaDashboard } from "../observability/dashboard.ts";
-import { caSecretRules, LEADER_ELECTION_RULES, OPERATOR_RULES, type PolicyRule } from "../rbac.ts";
+import {
+  caSecretRules,
+  LEADER_ELECTION_RULES,
+  OPERATOR_RULES,
+  webhookConfigurationRules,
+  type PolicyRule,
+} from "../rbac.ts";
 import { crdFileName, customResourceDefinitionYaml, KINDS } from "./index.ts";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -39,6 +45,10 @@ export function generatedFiles(root: string = REPO_ROOT): Map<string, string> {
     files.set(
       join(root, "charts/tether/files/ca-secret-rules.yaml"),
       rulesYaml(caSecretRules('{{ include "tether.caSecretName" . }}')),
+    );
+    files.set(
+      join(root, "charts/tether/files/webhook-configuration-rules.yaml"),
+      rulesYaml(webhookConfigurationRules('{{ include "tether.webhookConfigurationName" . }}')),
     );
   }
   return files;
