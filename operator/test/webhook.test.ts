@@ -8,7 +8,8 @@
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TestCluster, type KubeJson } from "./helpers/cluster.ts";
-import { buildOperator, OperatorProcess } from "./helpers/operator-process.ts";
+import { join } from "node:path";
+import { buildOperator, OperatorProcess, REPO_ROOT } from "./helpers/operator-process.ts";
 import { waitFor } from "./helpers/wait.ts";
 
 let cluster: TestCluster;
@@ -172,8 +173,8 @@ describe("sidecar-injection webhook", () => {
   });
 
   it("gives a Deployment's pods in an opted-in namespace the Agent's native sidecar, config and environment", async () => {
-    await cluster.apply(deployment("shop-web", "web"), "shop");
-    const pod = await waitForPod("shop-web", "shop");
+    await cluster.apply(deployment("store", "web"), "shop");
+    const pod = await waitForPod("store", "shop");
     const spec = podSpec(pod);
     const sidecar = spec.initContainers?.[0];
     expect(sidecar?.name).toBe("tether-sidecar");
@@ -193,15 +194,27 @@ describe("sidecar-injection webhook", () => {
     expect(volumes.get("tether-agent-config")?.configMap?.name).toBe("web-agent-config");
     expect([...volumes.values()].some((v) => v.secret?.secretName === "ps-ca")).toBe(true);
     // The workload's own labels are kept; the Agent's selector labels are not added.
-    expect(pod.metadata.labels?.["app"]).toBe("shop-web");
+    expect(pod.metadata.labels?.["app"]).toBe("store");
     expect(pod.metadata.labels?.["app.kubernetes.io/instance"]).toBeUndefined();
     expect(
       await operator.metric("tether_operator_webhook_admissions_total", { result: "injected" }),
     ).toBeGreaterThan(0);
   });
 
+  it("injects the sidecar into examples/adopt-deployment as its README says", async () => {
+    await cluster.ok(["apply", "-n", "shop", "-f", join(REPO_ROOT, "examples", "adopt-deployment")]);
+    const pod = await waitForPod("shop-web", "shop");
+    const spec = podSpec(pod);
+    expect(spec.initContainers?.[0]?.name).toBe("tether-sidecar");
+    const env = Object.fromEntries((spec.containers[0]?.env ?? []).map((e) => [e.name, e.value]));
+    expect(env["TETHER_POLICY_SERVER_PORT"]).toBe("15001");
+    expect(spec.volumes?.find((v) => v.name === "tether-sidecar-config")?.configMap?.name).toBe(
+      "shop-sidecar",
+    );
+  });
+
   it("answers a review of an injected pod, as the API server stored it, with no patch (idempotent)", async () => {
-    const [stored] = await podsOf("shop-web", "shop");
+    const [stored] = await podsOf("store", "shop");
     expect(stored).toBeDefined();
     const secret = await cluster.get("secret", "tether-ca", "tether-system");
     const ca = Buffer.from(secret?.data?.["ca.crt"] ?? "", "base64").toString("utf8");
