@@ -52,9 +52,12 @@ const xdsOptions = {
   ...staticOptions,
   xds: { host: "tether-xds.tether-system.svc.cluster.local", port: 18000 },
 };
+// xDS over TLS, as the chart deploys it: the tether_xds cluster gains an UpstreamTlsContext.
+const xdsTlsOptions = { ...staticOptions, xds: { ...xdsOptions.xds, tls: true } };
 const renderVariants = [
   ["static", staticOptions],
   ["xds", xdsOptions],
+  ["xds-tls", xdsTlsOptions],
 ] as const;
 
 let xdsCheck = "";

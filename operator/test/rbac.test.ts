@@ -1,12 +1,12 @@
 /**
- * The operator runs as a ServiceAccount holding exactly OPERATOR_RULES (ClusterRole) and
- * LEADER_ELECTION_RULES (Role in its namespace) — the rules operator/README.md lists — and does all
- * of its work: no request is forbidden.
+ * The operator runs as a ServiceAccount holding exactly OPERATOR_RULES (ClusterRole),
+ * LEADER_ELECTION_RULES and caSecretRules (Roles in its namespace) — the rules operator/README.md
+ * lists — and does all of its work, xDS over TLS included: no request is forbidden.
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
-import { LEADER_ELECTION_RULES, OPERATOR_RULES } from "../src/rbac.ts";
+import { caSecretRules, LEADER_ELECTION_RULES, OPERATOR_RULES } from "../src/rbac.ts";
 import { TestCluster } from "./helpers/cluster.ts";
 import { buildOperator, OperatorProcess, REPO_ROOT } from "./helpers/operator-process.ts";
 import { waitFor } from "./helpers/wait.ts";
@@ -52,6 +52,19 @@ function rbacManifest(): string {
       },
       subjects: [{ kind: "ServiceAccount", name: "tether-operator", namespace: "tether-system" }],
     },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "Role",
+      metadata: { name: "tether-operator-ca", namespace: "tether-system" },
+      rules: caSecretRules("tether-ca"),
+    },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "RoleBinding",
+      metadata: { name: "tether-operator-ca", namespace: "tether-system" },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "tether-operator-ca" },
+      subjects: [{ kind: "ServiceAccount", name: "tether-operator", namespace: "tether-system" }],
+    },
   ];
   return docs.map((d) => stringify(d)).join("---\n");
 }
@@ -66,7 +79,17 @@ beforeAll(async () => {
   const kubeconfig = await cluster.cp.kubeconfigForServiceAccount("tether-system", "tether-operator");
   operator = await OperatorProcess.start({
     kubeconfig,
-    args: ["--leader-elect", "true", "--lease-namespace", "tether-system", "--resync-period", "0"],
+    args: [
+      "--leader-elect",
+      "true",
+      "--lease-namespace",
+      "tether-system",
+      "--resync-period",
+      "0",
+      "--xds-service",
+      "tether-xds.tether-system",
+    ],
+    env: { POD_NAMESPACE: "tether-system" },
   });
 });
 
@@ -88,6 +111,7 @@ describe("RBAC", () => {
       ["deployment", "appserver-broker"],
       ["service", "appserver-broker"],
       ["configmap", "appserver-broker-sidecar"],
+      ["configmap", "tether-xds-ca"],
     ] as const) {
       await cluster.waitFor(kind, name, () => true);
     }
@@ -148,12 +172,24 @@ describe("RBAC for chosen namespaces", () => {
       binding("team-operator"),
       role("team-operator-leader-election", LEADER_ELECTION_RULES),
       binding("team-operator-leader-election"),
+      role("team-operator-ca", caSecretRules("team-ca")),
+      binding("team-operator-ca"),
     ];
     await cluster.ok(["apply", "-f", "-"], docs.map((d) => stringify(d)).join("---\n"));
     const kubeconfig = await cluster.cp.kubeconfigForServiceAccount("team-a", "team-operator");
     operator = await OperatorProcess.start({
       kubeconfig,
-      args: ["--namespaces", "team-a", "--lease-namespace", "team-a", "--lease-name", "team-operator"],
+      args: [
+        "--namespaces",
+        "team-a",
+        "--lease-namespace",
+        "team-a",
+        "--lease-name",
+        "team-operator",
+        "--ca-secret",
+        "team-ca",
+      ],
+      env: { POD_NAMESPACE: "team-a" },
     });
     const resources = `apiVersion: tether.dev/v1alpha1
 kind: PolicyServerCluster

@@ -7,6 +7,7 @@ import { TetherError } from "./errors.ts";
 import { createLogger, LOG_LEVELS, type LogLevel } from "./log.ts";
 import type { DrainOptions } from "./drain.ts";
 import { Runtime } from "./runtime.ts";
+import { adsTls } from "./xds/ads-tls.ts";
 import { DRAIN_CLI_OPTIONS, DRAIN_USAGE, installShutdown, parseDrainOptions } from "./shutdown.ts";
 import { resolveClusterTransports } from "./upstream/transport-match.ts";
 
@@ -71,6 +72,12 @@ function checkNode(loaded: LoadedConfig, cli: Cli): void {
   }
   if ((cli.serviceCluster ?? b.node?.cluster ?? "") === "") {
     problems.push("node.cluster: required with dynamic_resources (or --service-cluster)");
+  }
+  const adsCluster = b.dynamic_resources.ads_config.grpc_services[0]?.envoy_grpc.cluster_name;
+  try {
+    adsTls(b.static_resources.clusters.find((c) => c.name === adsCluster));
+  } catch (err) {
+    problems.push(...(err instanceof TetherError ? err.problems : [(err as Error).message]));
   }
   if (problems.length > 0) {
     throw new TetherError(

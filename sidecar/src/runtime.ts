@@ -16,6 +16,7 @@ import { ClusterManager } from "./upstream/cluster-manager.ts";
 import type { Cluster } from "./upstream/cluster.ts";
 import type { Host } from "./upstream/host.ts";
 import { loadAdsClientFactory, type AdsClientFactory } from "./xds/ads-api.ts";
+import { adsTls } from "./xds/ads-tls.ts";
 import { XdsSubscriber, type DynamicApplier, type DynamicSet, type XdsStats } from "./xds/subscriber.ts";
 
 export interface RuntimeOptions {
@@ -124,7 +125,11 @@ export class Runtime implements AdminView, DynamicApplier {
         return (picked ?? pick()).port;
       },
     };
-    const client = factory({ target, node, log: this.log, random: this.random }, xds);
+    const tls = adsTls(b.static_resources.clusters.find((c) => c.name === adsCluster));
+    const client = factory(
+      { target, node, log: this.log, random: this.random, ...(tls === undefined ? {} : { tls }) },
+      xds,
+    );
     xds.attach(client);
     this.xds = xds;
     this.log.info({ cluster: adsCluster, node }, "ADS client starting");

@@ -3,15 +3,30 @@
 // hosts take no new requests while in-flight ones finish; an invalid resource is NACKed and the old
 // config keeps serving; the control plane going away keeps the last config and the gauge follows.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { AdsServer, TYPE_URLS, type NackEvent, type ResourceJson, type Snapshot } from "@tether/xds";
+import {
+  AdsServer,
+  TYPE_URLS,
+  type NackEvent,
+  type ResourceJson,
+  type Snapshot,
+  type TlsIdentity,
+} from "@tether/xds";
 import { pino } from "pino";
 import { request } from "undici";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { exited, freePort, Sidecar, Upstream, waitFor, waitForLine } from "./support/harness.ts";
+import {
+  exited,
+  freePort,
+  makeCertificates,
+  Sidecar,
+  Upstream,
+  waitFor,
+  waitForLine,
+} from "./support/harness.ts";
 import { httpListenerResource } from "./support/xds-resources.ts";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -68,8 +83,28 @@ function snapshot(
   };
 }
 
+/** The ADS cluster's TLS as the operator renders it: trust `caFile`, SNI and SAN `name`. */
+function xdsTlsYaml(caFile: string, name: string): string {
+  return `
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+          sni: ${name}
+          common_tls_context:
+            validation_context:
+              trusted_ca: { filename: ${caFile} }
+              match_typed_subject_alt_names: [{ san_type: DNS, matcher: { exact: ${name} } }]`;
+}
+
 /** A bootstrap serving `backend` (static) on `listenerPort`, with ADS to 127.0.0.1:`xdsPort`. */
-function bootstrap(admin: number, listenerPort: number, backendPort: number, xdsPort: number): string {
+function bootstrap(
+  admin: number,
+  listenerPort: number,
+  backendPort: number,
+  xdsPort: number,
+  xdsTls = "",
+): string {
   return `node: { id: ns/pod-1, cluster: ${GROUP} }
 admin:
   address: { socket_address: { address: 127.0.0.1, port_value: ${admin} } }
@@ -90,7 +125,7 @@ static_resources:
       typed_extension_protocol_options:
         envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
           "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-          explicit_http_config: { http2_protocol_options: {} }
+          explicit_http_config: { http2_protocol_options: {} }${xdsTls}
       load_assignment:
         cluster_name: tether_xds
         endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: localhost, port_value: ${xdsPort} } } } }] }]
@@ -114,8 +149,11 @@ async function upstream(name: string): Promise<Upstream> {
   return u;
 }
 
-async function adsServer(port = 0): Promise<{ server: AdsServer; port: number; nacks: NackEvent[] }> {
-  const server = new AdsServer({ host: "127.0.0.1", port, log });
+async function adsServer(
+  port = 0,
+  tls?: TlsIdentity,
+): Promise<{ server: AdsServer; port: number; nacks: NackEvent[] }> {
+  const server = new AdsServer({ host: "127.0.0.1", port, log, ...(tls === undefined ? {} : { tls }) });
   const nacks: NackEvent[] = [];
   server.onNack((e) => nacks.push(e));
   const started = await server.start();
@@ -123,9 +161,17 @@ async function adsServer(port = 0): Promise<{ server: AdsServer; port: number; n
   return { server, port: started.port, nacks };
 }
 
-async function sidecarWith(listenerPort: number, backendPort: number, xdsPort: number): Promise<Sidecar> {
+async function sidecarWith(
+  listenerPort: number,
+  backendPort: number,
+  xdsPort: number,
+  xdsTls = "",
+): Promise<Sidecar> {
   const admin = await freePort();
-  const s = new Sidecar(admin, Sidecar.writeConfig(bootstrap(admin, listenerPort, backendPort, xdsPort)));
+  const s = new Sidecar(
+    admin,
+    Sidecar.writeConfig(bootstrap(admin, listenerPort, backendPort, xdsPort, xdsTls)),
+  );
   cleanups.push(() => s.stop());
   return s.start();
 }
@@ -251,6 +297,31 @@ describe("sidecar as an ADS client (@tether/xds AdsServer)", () => {
     expect(dump).toContain("envoy.admin.v3.ClustersConfigDump");
     expect(dump).toContain('"dynamic_active_clusters":[{"version_info":"1"');
     expect(dump).toContain('"dynamic_endpoint_configs":[{"version_info":"3"');
+  });
+
+  it("connects over TLS as the ADS cluster's UpstreamTlsContext says; refuses a server its CA does not vouch for", async () => {
+    const [a, b] = [await upstream("a"), await upstream("b")];
+    const certs = makeCertificates(); // server.pem: DNS:policy.test, signed by ca.pem
+    const identity = { certPem: readFileSync(certs.cert, "utf8"), keyPem: readFileSync(certs.key, "utf8") };
+    const { server, port: xdsPort } = await adsServer(0, identity);
+    const trusting = await freePort();
+    const s = await sidecarWith(trusting, a.port, xdsPort, xdsTlsYaml(certs.ca, "policy.test"));
+    server.setSnapshot(GROUP, snapshot("1", trusting, [{ port: b.port }]));
+    await waitFor(
+      "traffic on the ADS config over TLS",
+      async () => (await who(trusting)) === "b",
+      ADS_WAIT_MS,
+    );
+    expect(await s.metric("envoy_control_plane_connected_state")).toBe(1);
+
+    // Another CA: the handshake fails, the static config keeps serving, the gauge stays 0.
+    const distrusting = await freePort();
+    const other = await sidecarWith(distrusting, a.port, xdsPort, xdsTlsYaml(certs.wrongCa, "policy.test"));
+    if (other.proc === undefined) throw new Error("the second sidecar is not running");
+    await waitForLine(other.proc, (l) => l.includes("unable to verify"), "a failed TLS handshake");
+    expect(await who(distrusting)).toBe("a");
+    expect(await other.metric("envoy_control_plane_connected_state")).toBe(0);
+    expect(server.streams().map((st) => st.nodeId)).toEqual(["ns/pod-1"]);
   });
 
   it("holds requests while EDS lists no endpoint (every server restarting) and serves them once one appears", async () => {

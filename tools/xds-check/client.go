@@ -20,6 +20,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 )
@@ -77,6 +78,8 @@ func runClient(args []string) int {
 	timeout := fs.Duration("timeout", 10*time.Second, "give up (exit 1) after this long")
 	expect := fs.String("expect", "", "types that must arrive valid (default: cluster,listener and the endpoint/route types subscribed to)")
 	nackFirst := fs.String("nack-first", "", "NACK the first response of this type on purpose, then ACK")
+	caFile := fs.String("ca", "", "TLS: verify the server's certificate with these CAs (PEM file); plaintext when empty")
+	serverName := fs.String("server-name", "", "TLS: the name sent as SNI and checked against the certificate (default: the --server host)")
 	_ = fs.Parse(args)
 	if *server == "" || *nodeID == "" || *nodeCluster == "" {
 		usage()
@@ -98,7 +101,16 @@ func runClient(args []string) int {
 
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	conn, err := grpc.NewClient(*server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	transport := insecure.NewCredentials()
+	if *caFile != "" {
+		tlsCreds, err := credentials.NewClientTLSFromFile(*caFile, *serverName)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "--ca:", err)
+			return 2
+		}
+		transport = tlsCreds
+	}
+	conn, err := grpc.NewClient(*server, grpc.WithTransportCredentials(transport))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

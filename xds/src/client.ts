@@ -6,7 +6,7 @@
 // last accepted; until then the caller keeps serving what it has.
 import { readFileSync } from "node:fs";
 import { openAdsStream } from "./h2stream.ts";
-import type { AdsStreamHandle } from "./h2stream.ts";
+import type { AdsStreamHandle, StreamOptions } from "./h2stream.ts";
 import { unpackResource } from "./json.ts";
 import { RESOURCE_TYPES, TYPE_URLS, resourceTypeOf } from "./types.ts";
 import type { LoggerLike, ResourceJson, ResourceType } from "./types.ts";
@@ -33,12 +33,19 @@ export interface AdsClientOptions {
   /** HTTP/2 keepalive pings, to notice a vanished operator on an idle stream. Default 30 s / 10 s. */
   readonly keepalive?: { readonly timeMs: number; readonly timeoutMs: number };
   /**
-   * TLS to the server (Envoy's UpstreamTlsContext: trusted_ca file and sni). The CA file is read at
-   * every connect, so a rotated bundle applies from the next reconnect.
+   * TLS to the server, as Envoy's UpstreamTlsContext: the chain verified against `caFile` (PEM,
+   * read at every connect, so a rotated bundle applies from the next reconnect), `sni` sent, and
+   * the certificate's DNS names checked against `verifyName` (an exact SAN matcher) when set.
    */
-  readonly tls?: { readonly caFile: string; readonly serverName: string };
+  readonly tls?: AdsClientTls;
   /** user_agent_version in the Node (the sidecar's version). */
   readonly userAgentVersion?: string;
+}
+
+export interface AdsClientTls {
+  readonly caFile: string;
+  readonly sni?: string | undefined;
+  readonly verifyName?: string | undefined;
 }
 
 type Call = AdsStreamHandle;
@@ -126,10 +133,15 @@ export class AdsClient {
     // `target` may have getters (the sidecar's tether_xds cluster): read it at every connect.
     const { host, port } = this.options.target;
     for (const state of this.types.values()) state.nonce = "";
-    let tls: { ca: string; serverName: string } | undefined;
-    if (this.options.tls !== undefined) {
+    let tls: StreamOptions["tls"];
+    const tlsOptions = this.options.tls;
+    if (tlsOptions !== undefined) {
       try {
-        tls = { ca: readFileSync(this.options.tls.caFile, "utf8"), serverName: this.options.tls.serverName };
+        tls = {
+          ca: readFileSync(tlsOptions.caFile, "utf8"),
+          sni: tlsOptions.sni,
+          verifyName: tlsOptions.verifyName,
+        };
       } catch (err) {
         this.broken(`cannot read the xDS CA bundle: ${(err as Error).message}`);
         return;

@@ -19,8 +19,10 @@ export interface StreamOptions {
   readonly port: number;
   readonly keepalive: { readonly timeMs: number; readonly timeoutMs: number };
   readonly userAgent: string;
-  /** TLS to the server, verified against these CAs (PEM) for this name (SNI and the certificate's SAN). */
-  readonly tls?: { readonly ca: string; readonly serverName: string } | undefined;
+  /** TLS: the chain verified against `ca` (PEM); `sni` sent; the SANs checked against `verifyName`. */
+  readonly tls?:
+    | { readonly ca: string; readonly sni?: string | undefined; readonly verifyName?: string | undefined }
+    | undefined;
 }
 
 export interface AdsStreamHandle {
@@ -78,9 +80,10 @@ export function openAdsStream(options: StreamOptions, events: StreamEvents): Ads
       ? http2.connect(`http://${host}:${options.port}`)
       : http2.connect(`https://${host}:${options.port}`, {
           ca: tls.ca,
-          servername: tls.serverName,
-          // The name to verify: the Service's, whatever address the host resolved to.
-          checkServerIdentity: (_host, cert) => checkServerIdentity(tls.serverName, cert),
+          ...(tls.sni === undefined ? {} : { servername: tls.sni }),
+          // As Envoy: the name checked is the SAN matcher's, never the address dialled.
+          checkServerIdentity: (_host, cert) =>
+            tls.verifyName === undefined ? undefined : checkServerIdentity(tls.verifyName, cert),
         });
 
   const close = (reason: string): void => {

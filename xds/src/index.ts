@@ -5,4 +5,4 @@ export { XdsJsonError, fromJson, toJson, packResource, unpackResource } from "./
 export { AdsServer } from "./server.ts";
 export type { AdsServerOptions, TlsIdentity } from "./server.ts";
 export { AdsClient } from "./client.ts";
-export type { AdsClientOptions, AdsHandler } from "./client.ts";
+export type { AdsClientOptions, AdsClientTls, AdsHandler } from "./client.ts";

@@ -67,7 +67,12 @@ class IdentityProvider implements Grpc.experimental.CertificateProvider {
 
   addIdentityCertificateListener(listener: Grpc.experimental.IdentityCertificateUpdateListener): void {
     this.listeners.add(listener);
-    listener(this.identity);
+    // Not synchronously: grpc-js subscribes here before it registers the server's watcher, so an
+    // answer given now would reach no server and every connection would be dropped as "unloaded
+    // credentials". A microtask later the watcher is there (and the port not yet listening).
+    queueMicrotask(() => {
+      if (this.listeners.has(listener)) listener(this.identity);
+    });
   }
 
   removeIdentityCertificateListener(listener: Grpc.experimental.IdentityCertificateUpdateListener): void {
