@@ -4,7 +4,7 @@
  * every EDS cluster CDS names. The fleet records, per client, when a ClusterLoadAssignment carrying
  * an expected address first reached it.
  */
-import { AdsClient, type LoggerLike, type ResourceJson } from "@tether/xds";
+import { AdsClient, type AdsClientTls, type LoggerLike, type ResourceJson } from "@tether/xds";
 
 const silent: LoggerLike = {
   debug: () => undefined,
@@ -42,9 +42,13 @@ export class AdsFleet {
   private readonly addresses = new Map<number, readonly string[]>();
   private expectation: Expectation | undefined;
 
-  constructor(target: { host: string; port: number }, edsCluster: string) {
+  private readonly tls: AdsClientTls | undefined;
+
+  /** `tls`: as a sidecar does it (the operator's CA bundle, the xDS Service's name). */
+  constructor(target: { host: string; port: number }, edsCluster: string, tls?: AdsClientTls) {
     this.target = target;
     this.edsCluster = edsCluster;
+    this.tls = tls;
   }
 
   get size(): number {
@@ -103,7 +107,12 @@ export class AdsFleet {
   private add(member: FleetMember): void {
     const index = this.clients.length;
     const client: AdsClient = new AdsClient(
-      { target: this.target, node: { id: member.nodeId, cluster: member.group }, log: silent },
+      {
+        target: this.target,
+        node: { id: member.nodeId, cluster: member.group },
+        log: silent,
+        ...(this.tls === undefined ? {} : { tls: this.tls }),
+      },
       {
         onResources: (type, _version, resources) => {
           if (type === "cluster") {

@@ -15,7 +15,32 @@ export interface SidecarMember {
   readonly group: string;
 }
 
-function bootstrap(member: SidecarMember, adminPort: number, xdsPort: number): string {
+/** TLS to the operator as its rendered bootstraps say: the CA bundle file and the Service's name. */
+export interface SidecarXdsTls {
+  readonly caFile: string;
+  readonly name: string;
+}
+
+function tlsYaml(tls: SidecarXdsTls | undefined): string {
+  if (tls === undefined) return "";
+  return `
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+          sni: ${tls.name}
+          common_tls_context:
+            validation_context:
+              trusted_ca: { filename: ${tls.caFile} }
+              match_typed_subject_alt_names: [{ san_type: DNS, matcher: { exact: ${tls.name} } }]`;
+}
+
+function bootstrap(
+  member: SidecarMember,
+  adminPort: number,
+  xdsPort: number,
+  tls: SidecarXdsTls | undefined,
+): string {
   return `node: { id: ${member.nodeId}, cluster: ${member.group} }
 admin:
   address: { socket_address: { address: 127.0.0.1, port_value: ${String(adminPort)} } }
@@ -34,7 +59,7 @@ static_resources:
       typed_extension_protocol_options:
         envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
           "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-          explicit_http_config: { http2_protocol_options: {} }
+          explicit_http_config: { http2_protocol_options: {} }${tlsYaml(tls)}
       load_assignment:
         cluster_name: tether_xds
         endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${String(xdsPort)} } } } }] }]
@@ -53,11 +78,17 @@ export class SidecarFleet {
     return this.sidecars.map((s) => s.proc.pid);
   }
 
-  async start(repo: string, dir: string, members: readonly SidecarMember[], xdsPort: number): Promise<void> {
+  async start(
+    repo: string,
+    dir: string,
+    members: readonly SidecarMember[],
+    xdsPort: number,
+    tls?: SidecarXdsTls,
+  ): Promise<void> {
     for (const [i, member] of members.entries()) {
       const adminPort = await freePort();
       const config = join(dir, `sidecar-${String(i)}.yaml`);
-      writeFileSync(config, bootstrap(member, adminPort, xdsPort));
+      writeFileSync(config, bootstrap(member, adminPort, xdsPort, tls));
       const proc = new Proc({
         name: `tether-sidecar ${member.nodeId}`,
         command: process.execPath,

@@ -13,7 +13,7 @@
  * The control plane, the operator and this driver (with every client) share the machine.
  */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -144,12 +144,27 @@ async function measureSize(
   };
 }
 
+/** The xDS Service's name the operator's certificate carries (its --xds-service) and clients check. */
+const XDS_NAME = "tether-xds.tether-system.svc.cluster.local";
+
+/** The operator's CA bundle (its Secret in the namespace it runs in: default here), as a file. */
+async function caBundleFile(client: KubeClient): Promise<string> {
+  const secret = await client.request<{ data?: Record<string, string> }>(
+    "GET",
+    "/api/v1/namespaces/default/secrets/tether-ca",
+  );
+  const file = join(mkdtempSync(join(tmpdir(), "tether-xds-fanout-ca-")), "ca.crt");
+  writeFileSync(file, Buffer.from(secret.data?.["ca.crt"] ?? "", "base64"));
+  return file;
+}
+
 /** K real sidecars (one Agent each: their listeners need distinct ports) and K light clients. */
 async function crossCheck(
   bench: Bench,
   xdsPort: number,
   sidecars: number,
   changes: number,
+  caFile: string,
 ): Promise<CrossCheck> {
   const manifests: string[] = [];
   for (let i = 0; i < sidecars; i++)
@@ -158,13 +173,18 @@ async function crossCheck(
   const groups = Array.from({ length: sidecars }, (_, i) => `${NS_REAL}/agent/sc-${String(i)}`);
   const dir = mkdtempSync(join(tmpdir(), "tether-xds-fanout-"));
   const real = new SidecarFleet(EDS_CLUSTER);
-  const light = new AdsFleet({ host: "127.0.0.1", port: xdsPort }, EDS_CLUSTER);
+  const light = new AdsFleet({ host: "127.0.0.1", port: xdsPort }, EDS_CLUSTER, {
+    caFile,
+    sni: XDS_NAME,
+    verifyName: XDS_NAME,
+  });
   try {
     await real.start(
       REPO,
       dir,
       groups.map((group, i) => ({ nodeId: `${NS_REAL}/sc-${String(i)}-0`, group })),
       xdsPort,
+      { caFile, name: XDS_NAME },
     );
     await light.connect(groups.map((group, i) => ({ nodeId: `${NS_REAL}/sc-${String(i)}-1`, group })));
     const current = bench.newest(NS_REAL);
@@ -295,7 +315,13 @@ async function main(): Promise<void> {
     });
     const admin = await operator.waitForStdoutLine((l) => /"admin":"([^"]+)"/.exec(l)?.[1], 30_000);
     const pid = operator.pid;
-    fleet = new AdsFleet({ host: "127.0.0.1", port: xdsPort }, EDS_CLUSTER);
+    // Over TLS, as deployed: every client verifies the operator's certificate with its CA.
+    const caFile = await caBundleFile(client);
+    fleet = new AdsFleet({ host: "127.0.0.1", port: xdsPort }, EDS_CLUSTER, {
+      caFile,
+      sni: XDS_NAME,
+      verifyName: XDS_NAME,
+    });
 
     const results: SizeResult[] = [];
     let agents = 0;
@@ -313,7 +339,7 @@ async function main(): Promise<void> {
     await fleet.stop();
     fleet = undefined;
     const cross =
-      opts.sidecars === 0 ? undefined : await crossCheck(bench, xdsPort, opts.sidecars, opts.changes);
+      opts.sidecars === 0 ? undefined : await crossCheck(bench, xdsPort, opts.sidecars, opts.changes, caFile);
     process.stdout.write(fanoutReport(results, cross, { command: opts.command, loadAtStart, startedAt }));
     await client.close();
   } finally {

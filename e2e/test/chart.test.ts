@@ -12,7 +12,12 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
-import { LEADER_ELECTION_RULES, OPERATOR_RULES, webhookConfigurationRules } from "../../operator/src/rbac.ts";
+import {
+  caSecretRules,
+  LEADER_ELECTION_RULES,
+  OPERATOR_RULES,
+  webhookConfigurationRules,
+} from "../../operator/src/rbac.ts";
 import { ALL_FEATURES, CHART_DIR, EVERY_OPTION, helm, monitoringCrdDir } from "../src/chart/index.ts";
 import { REPO_ROOT } from "../src/controlplane/binaries.ts";
 import { startControlPlane, type ControlPlane } from "../src/controlplane/index.ts";
@@ -145,15 +150,34 @@ describe("Helm chart", () => {
     expect(r.stderr).toContain(field);
   });
 
-  it("grants exactly the rules the operator declares (operator/src/rbac.ts), and nothing on Secrets", async () => {
+  it("grants exactly the rules the operator declares (operator/src/rbac.ts), Secrets only its CA's", async () => {
     const r = await helm(plane().binDir, ["template", "tether", CHART_DIR, "-s", "templates/rbac.yaml"]);
     expect(r.code, r.stderr).toBe(0);
-    const docs = parseAllDocuments(r.stdout).map((d) => d.toJS() as { kind: string; rules?: unknown[] });
+    const docs = parseAllDocuments(r.stdout).map(
+      (d) => d.toJS() as { kind: string; metadata: { name: string }; rules?: unknown[] },
+    );
     const clusterRole = docs.find((d) => d.kind === "ClusterRole");
-    const role = docs.find((d) => d.kind === "Role");
+    const role = docs.find((d) => d.kind === "Role" && d.metadata.name === "tether-leader-election");
+    const caRole = docs.find((d) => d.kind === "Role" && d.metadata.name === "tether-ca");
     expect(clusterRole?.rules).toEqual(OPERATOR_RULES);
     expect(role?.rules).toEqual(LEADER_ELECTION_RULES);
+    expect(caRole?.rules).toEqual(caSecretRules("tether-ca"));
     expect(JSON.stringify(clusterRole)).not.toContain("secrets");
+    // Without xDS TLS and the webhook (whose certificate comes from the same CA) there is no
+    // Secret access at all.
+    const off = await helm(plane().binDir, [
+      "template",
+      "tether",
+      CHART_DIR,
+      "-s",
+      "templates/rbac.yaml",
+      "--set",
+      "xds.tls.enabled=false",
+      "--set",
+      "webhook.enabled=false",
+    ]);
+    expect(off.code, off.stderr).toBe(0);
+    expect(off.stdout).not.toContain("secrets");
   });
 
   it("renders the sidecar-injection webhook: opted-in namespaces only, never its own, caBundle left to the operator", async () => {
@@ -296,6 +320,12 @@ describe("Helm chart", () => {
       value: "registry.example.com/tether/sidecar:0.1.0",
     });
     expect(operator.env).toContainEqual({ name: "NODE_OPTIONS", value: "--max-old-space-size=200" });
+    expect(operator.env).toContainEqual({ name: "TETHER_XDS_TLS", value: "true" });
+    expect(operator.env).toContainEqual({ name: "TETHER_CA_SECRET", value: "tether-op-xds-ca" });
+    const caRole = parseAllDocuments(rendered)
+      .map((d) => d.toJS() as { kind?: string; metadata?: { name?: string }; rules?: unknown[] } | null)
+      .find((o) => o?.kind === "Role" && o.metadata?.name === "tether-op-ca");
+    expect(caRole?.rules).toEqual(caSecretRules("tether-op-xds-ca"));
     expect(pod.imagePullSecrets).toEqual([{ name: "regcred" }]);
     expect(pod.priorityClassName).toBe("system-cluster-critical");
     expect(pod.topologySpreadConstraints).toHaveLength(1);

@@ -54,6 +54,20 @@ describe("loadConfig", () => {
     );
   });
 
+  it("serves xDS over TLS by default, the CA in Secret tether-ca of the pod's namespace", () => {
+    expect(load([], { POD_NAMESPACE: "tether-system" })).toMatchObject({
+      xdsTls: true,
+      caSecret: "tether-ca",
+      operatorNamespace: "tether-system",
+    });
+    expect(load(["--xds-tls", "false", "--ca-secret", "my-ca"])).toMatchObject({
+      xdsTls: false,
+      caSecret: "my-ca",
+    });
+    expect(() => load(["--ca-secret", "Not_A_Name"])).toThrow(/--ca-secret/);
+    expect(() => load(["--xds-tls", "maybe"])).toThrow(/--xds-tls/);
+  });
+
   it("has the documented defaults", () => {
     const c = load([], { POD_NAMESPACE: "tether-system" });
     expect(c).toMatchObject({

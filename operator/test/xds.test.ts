@@ -1,11 +1,15 @@
 /**
  * The operator as an xDS control plane, against a real kube-apiserver: an ADS client (X1's
- * AdsClient, speaking gRPC + protobuf like a sidecar) gets CDS, LDS and EDS for an Agent; EDS follows
+ * AdsClient, speaking gRPC + protobuf like a sidecar, over TLS trusting the operator's CA from the
+ * tether-xds-ca ConfigMap) gets CDS, LDS and EDS for an Agent; EDS follows
  * a hand-made EndpointSlice (there is no kubelet here) through ready → terminating → gone; a NACK
  * sets ConfigRejected on the Agent with a Warning Event naming the error, and an ACK of a later
  * version clears it.
  */
 import { spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AdsClient, type ResourceJson, type ResourceType } from "@tether/xds";
 import { pino } from "pino";
@@ -18,6 +22,9 @@ import { waitFor } from "./helpers/wait.ts";
 let cluster: TestCluster;
 let operator: OperatorProcess;
 let client: AdsClient | undefined;
+/** The xDS Service's name as sidecars dial it, and the CA bundle file a sidecar mounts. */
+const XDS_NAME = "tether-xds.tether-system.svc.cluster.local";
+let caFile = "";
 
 /** What the client has accepted, by type, and the NACK it should send next (once). */
 const seen = new Map<ResourceType, { version: string; resources: ReadonlyMap<string, ResourceJson> }>();
@@ -83,6 +90,31 @@ spec:
     expect(bootstrap["dynamic_resources"]).toMatchObject({
       ads_config: { grpc_services: [{ envoy_grpc: { cluster_name: "tether_xds" } }] },
     });
+    // xDS over TLS: the tether_xds cluster trusts the mounted bundle and checks the Service's name.
+    const clusters = (bootstrap["static_resources"] as { clusters: Record<string, unknown>[] }).clusters;
+    expect(clusters.find((c) => c["name"] === "tether_xds")?.["transport_socket"]).toEqual({
+      name: "envoy.transport_sockets.tls",
+      typed_config: {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        sni: XDS_NAME,
+        common_tls_context: {
+          validation_context: {
+            trusted_ca: { filename: "/etc/tether/xds-ca/ca.crt" },
+            match_typed_subject_alt_names: [{ san_type: "DNS", matcher: { exact: XDS_NAME } }],
+          },
+        },
+      },
+    });
+    // The bundle: the operator's CA Secret's ca.crt, in the Agent's namespace, owned by no one.
+    const bundle = await cluster.waitFor("configmap", "tether-xds-ca", () => true);
+    const secret = await cluster.get("secret", "tether-ca", "default");
+    const trusted = Buffer.from(secret?.data?.["ca.crt"] ?? "", "base64").toString();
+    expect(trusted).toContain("-----BEGIN CERTIFICATE-----");
+    expect(bundle.data?.["ca.crt"]).toBe(trusted);
+    expect(bundle.metadata.labels?.["app.kubernetes.io/managed-by"]).toBe("tether-operator");
+    expect(bundle.metadata.ownerReferences).toBeUndefined();
+    caFile = join(mkdtempSync(join(tmpdir(), "tether-xds-ca-")), "ca.crt");
+    writeFileSync(caFile, trusted);
     const deployment = await cluster.waitFor("deployment", "web", () => true);
     // A native sidecar (an init container that keeps running) by default.
     const podSpec0 = (
@@ -99,6 +131,17 @@ spec:
     expect(sidecar?.args).toEqual(
       expect.arrayContaining(["--service-node", "--service-cluster", "default/agent/web"]),
     );
+    // The bundle is mounted into the sidecar container only.
+    const mounting = [...(podSpec0.initContainers ?? []), ...podSpec0.containers]
+      .filter((c) =>
+        (c as { volumeMounts?: { name: string }[] }).volumeMounts?.some((m) => m.name === "tether-xds-ca"),
+      )
+      .map((c) => c.name);
+    expect(mounting).toEqual(["tether-sidecar"]);
+    expect((podSpec0 as { volumes?: unknown[] }).volumes).toContainEqual({
+      name: "tether-xds-ca",
+      configMap: { name: "tether-xds-ca", defaultMode: 420 },
+    });
     // The policy-server pods drain: a preStop sleep and a grace period (spec.drain defaults).
     const ps = await cluster.waitFor("deployment", "ps", () => true);
     const podSpec = (ps.spec?.["template"] as { spec: Record<string, unknown> }).spec;
@@ -120,6 +163,7 @@ spec:
         node: { id: "default/web-0", cluster: "default/agent/web" },
         backoff: { baseMs: 100, maxMs: 1000 },
         log: pino({ level: "silent" }),
+        tls: { caFile, sni: XDS_NAME, verifyName: XDS_NAME },
       },
       {
         onResources: (type, version, resources) => {
@@ -211,7 +255,7 @@ spec:
     });
     expect(cleared["reason"]).toBe("Accepted");
   });
-  it("an independent client (go-control-plane's protos, xds-check) gets CDS, EDS and LDS from the operator, all valid Envoy API", () => {
+  it("an independent client (go-control-plane's protos and grpc-go's TLS, xds-check) gets CDS, EDS and LDS from the operator, all valid Envoy API", () => {
     const script = fileURLToPath(new URL("../../tools/xds-check/build.sh", import.meta.url));
     const built = spawnSync("bash", [script], { encoding: "utf8", timeout: 600_000 });
     const bin = built.stdout.trim().split("\n").at(-1) ?? "";
@@ -230,6 +274,10 @@ spec:
         "cluster,endpoint,listener",
         "--timeout",
         "20s",
+        "--ca",
+        caFile,
+        "--server-name",
+        XDS_NAME,
       ],
       { encoding: "utf8", timeout: 60_000 },
     );

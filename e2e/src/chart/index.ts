@@ -103,6 +103,8 @@ export const EVERY_OPTION = [
   'operator.podSecurityContext={"runAsNonRoot":true,"runAsUser":1000,"fsGroup":1000,"seccompProfile":{"type":"RuntimeDefault"}}',
   "--set",
   "fullnameOverride=tether-op",
+  "--set",
+  "xds.tls.caSecretName=tether-op-xds-ca",
 ] as const;
 
 /** `--set` arguments that turn every optional feature of the chart on. */

@@ -62,6 +62,52 @@ describe("bootstraps with xDS", () => {
     });
   });
 
+  it("with TLS: tether_xds trusts the mounted bundle and checks the Service's name; only the sidecar mounts it", () => {
+    const tls = { ...xds, tls: true };
+    const b = renderAgentBootstrap({ ...agentInput(), xds: tls }) as Bootstrap;
+    expect(b.static_resources.clusters.find((c) => c["name"] === XDS_CLUSTER)?.["transport_socket"]).toEqual({
+      name: "envoy.transport_sockets.tls",
+      typed_config: {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        sni: xds.host,
+        common_tls_context: {
+          validation_context: {
+            trusted_ca: { filename: "/etc/tether/xds-ca/ca.crt" },
+            match_typed_subject_alt_names: [{ san_type: "DNS", matcher: { exact: xds.host } }],
+          },
+        },
+      },
+    });
+    // Without TLS the cluster is plaintext.
+    const plain = renderAgentBootstrap(agentInput()) as Bootstrap;
+    expect(
+      plain.static_resources.clusters.find((c) => c["name"] === XDS_CLUSTER)?.["transport_socket"],
+    ).toBeUndefined();
+
+    type Spec = { initContainers?: EnvoyObject[]; containers: EnvoyObject[]; volumes: EnvoyObject[] };
+    const mounts = (spec: Spec): string[] =>
+      [...(spec.initContainers ?? []), ...spec.containers]
+        .filter((c) => (c["volumeMounts"] as EnvoyObject[]).some((m) => m["name"] === "tether-xds-ca"))
+        .map((c) => String(c["name"]));
+    const owner = { kind: "Agent" as const, name: "web", namespace: "team-a", uid: "u" };
+    const agentPod = renderAgent({
+      owner,
+      spec: agent(),
+      policyServers: { name: "ps", spec: psc() },
+      routes: [],
+      options: { ...options, xds: tls },
+    }).deployment.spec.template.spec as Spec;
+    expect(mounts(agentPod)).toEqual(["tether-sidecar"]);
+    expect(agentPod.volumes).toContainEqual({ name: "tether-xds-ca", configMap: { name: "tether-xds-ca" } });
+    const brokerPod = renderBroker({
+      owner: { ...owner, kind: "Broker", name: "b" },
+      spec: broker(),
+      options: { ...options, xds: tls },
+    }).deployment.spec.template.spec as Spec;
+    expect(mounts(brokerPod)).toEqual(["tether-sidecar"]);
+    expect(brokerPod.volumes).toContainEqual({ name: "tether-xds-ca", configMap: { name: "tether-xds-ca" } });
+  });
+
   it("without options.xds the bootstrap is static only", () => {
     const b = renderAgentBootstrap({ ...agentInput(), xds: undefined });
     expect(b["dynamic_resources"]).toBeUndefined();
