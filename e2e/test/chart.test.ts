@@ -18,6 +18,7 @@ import {
   OPERATOR_RULES,
   XDS_AUTH_POD_RULES,
   XDS_AUTH_RULES,
+  webhookConfigurationRules,
 } from "../../operator/src/rbac.ts";
 import { ALL_FEATURES, CHART_DIR, EVERY_OPTION, helm, monitoringCrdDir } from "../src/chart/index.ts";
 import { REPO_ROOT } from "../src/controlplane/binaries.ts";
@@ -164,9 +165,11 @@ describe("Helm chart", () => {
     expect(role?.rules).toEqual(LEADER_ELECTION_RULES);
     expect(caRole?.rules).toEqual(caSecretRules("tether-ca"));
     expect(JSON.stringify(clusterRole)).not.toContain("secrets");
-    // Without xDS TLS there is no Secret access at all.
+    // Without xDS TLS and the webhook (whose certificate comes from the same CA) there is no
+    // Secret access at all.
     const noTls = await helm(plane().binDir, [
-      ...["template", "tether", CHART_DIR, "-s", "templates/rbac.yaml", "--set", "xds.tls.enabled=false"],
+      ...["template", "tether", CHART_DIR, "-s", "templates/rbac.yaml"],
+      ...["--set", "xds.tls.enabled=false", "--set", "webhook.enabled=false"],
     ]);
     expect(noTls.code, noTls.stderr).toBe(0);
     expect(noTls.stdout).not.toContain("secrets");
@@ -179,6 +182,112 @@ describe("Helm chart", () => {
     ]);
     expect(off.code, off.stderr).toBe(0);
     expect(off.stdout).not.toContain("tether-xds-auth");
+  });
+
+  it("renders the sidecar-injection webhook: opted-in namespaces only, never its own, caBundle left to the operator", async () => {
+    type Webhook = {
+      name: string;
+      failurePolicy: string;
+      sideEffects: string;
+      timeoutSeconds: number;
+      reinvocationPolicy: string;
+      admissionReviewVersions: string[];
+      clientConfig: {
+        service?: { name: string; namespace: string; path: string; port: number };
+        caBundle?: string;
+      };
+      rules: { operations: string[]; resources: string[] }[];
+      namespaceSelector: {
+        matchLabels: Record<string, string>;
+        matchExpressions: { key: string; operator: string; values: string[] }[];
+      };
+      objectSelector?: unknown;
+    };
+    type Doc = {
+      kind: string;
+      metadata: { name: string };
+      webhooks?: Webhook[];
+      rules?: unknown[];
+      spec?: Record<string, unknown>;
+    };
+    const render = async (extra: string[]): Promise<Doc[]> =>
+      parseAllDocuments(await template([CHART_DIR, "--namespace", "tether-system", "--skip-tests", ...extra]))
+        .map((d) => d.toJS() as Doc | null)
+        .filter((d): d is Doc => d !== null);
+    const docs = await render([]);
+    const configuration = docs.find((d) => d.kind === "MutatingWebhookConfiguration");
+    expect(configuration?.metadata.name).toBe("tether-injector");
+    const webhook = configuration?.webhooks?.[0];
+    expect(webhook).toMatchObject({
+      name: "inject.tether.dev",
+      failurePolicy: "Fail",
+      sideEffects: "None",
+      timeoutSeconds: 5,
+      reinvocationPolicy: "IfNeeded",
+      admissionReviewVersions: ["v1"],
+      clientConfig: {
+        service: { name: "tether-webhook", namespace: "tether-system", path: "/mutate-pods", port: 443 },
+      },
+      rules: [{ operations: ["CREATE"], resources: ["pods"] }],
+      namespaceSelector: {
+        matchLabels: { "tether.dev/injection": "enabled" },
+        matchExpressions: [
+          { key: "kubernetes.io/metadata.name", operator: "NotIn", values: ["tether-system"] },
+        ],
+      },
+    });
+    expect(webhook?.clientConfig.caBundle).toBeUndefined();
+    expect(webhook?.objectSelector).toBeUndefined();
+    // The operator may patch that configuration and no other.
+    const role = docs.find((d) => d.kind === "ClusterRole" && d.metadata.name === "tether-webhook");
+    expect(role?.rules).toEqual(webhookConfigurationRules("tether-injector"));
+    const service = docs.find((d) => d.kind === "Service" && d.metadata.name === "tether-webhook");
+    expect(service?.spec?.["ports"]).toEqual([
+      { name: "https-webhook", port: 443, targetPort: "webhook", protocol: "TCP" },
+    ]);
+    const deployment = docs.find((d) => d.kind === "Deployment") as unknown as {
+      spec: {
+        template: { spec: { containers: { env: { name: string; value?: string }[]; ports: unknown[] }[] } };
+      };
+    };
+    const operator = deployment.spec.template.spec.containers[0]!;
+    expect(operator.env).toEqual(
+      expect.arrayContaining([
+        { name: "TETHER_WEBHOOK_ADDRESS", value: "0.0.0.0:9443" },
+        { name: "TETHER_WEBHOOK_SERVICE", value: "tether-webhook.tether-system" },
+        { name: "TETHER_WEBHOOK_CONFIGURATION", value: "tether-injector" },
+      ]),
+    );
+    expect(operator.ports).toContainEqual({ name: "webhook", containerPort: 9443, protocol: "TCP" });
+    // The webhook alone (xDS off) still gets the CA Secret and its Role.
+    const alone = await render(["--set", "xds.enabled=false", "--set", "webhook.failurePolicy=Ignore"]);
+    expect(alone.find((d) => d.kind === "MutatingWebhookConfiguration")?.webhooks?.[0]?.failurePolicy).toBe(
+      "Ignore",
+    );
+    expect(alone.some((d) => d.kind === "Role" && d.metadata.name === "tether-ca")).toBe(true);
+    const aloneEnv = (alone.find((d) => d.kind === "Deployment") as unknown as typeof deployment).spec
+      .template.spec.containers[0]!.env;
+    expect(aloneEnv.filter((e) => e.name === "TETHER_CA_SECRET")).toEqual([
+      { name: "TETHER_CA_SECRET", value: "tether-ca" },
+    ]);
+    const off = await render(["--set", "webhook.enabled=false"]);
+    expect(off.some((d) => d.kind === "MutatingWebhookConfiguration")).toBe(false);
+    expect(JSON.stringify(off)).not.toContain("TETHER_WEBHOOK");
+    const selected = await render([
+      "--set-json",
+      'webhook.objectSelector={"matchLabels":{"tether.dev/inject":"true"}}',
+    ]);
+    expect(
+      selected.find((d) => d.kind === "MutatingWebhookConfiguration")?.webhooks?.[0]?.objectSelector,
+    ).toEqual({
+      matchLabels: { "tether.dev/inject": "true" },
+    });
+    // The API server accepts all of it.
+    const rendered = await template([CHART_DIR, "--namespace", "tether-system", "--skip-tests"]);
+    const out = await kubectlOk(["apply", "--dry-run=server", "-n", "tether-system", "-f", "-"], rendered);
+    expect(out).toContain(
+      "mutatingwebhookconfiguration.admissionregistration.k8s.io/tether-injector created (server dry run)",
+    );
   });
 
   it("renders every option the API server accepts, and each option does what it says", async () => {

@@ -20,6 +20,40 @@ describe("loadConfig", () => {
     expect(() => load(["--xds-address", "x:99999"])).toThrow(/--xds-address/);
   });
 
+  it("serves the admission webhook only with --webhook-address, naming where the API server reaches it", () => {
+    expect(load([]).webhook).toBeUndefined();
+    expect(
+      load(["--webhook-address", ":9443", "--webhook-service", "tether-webhook.tether-system"], {
+        POD_NAMESPACE: "tether-system",
+        TETHER_WEBHOOK_CONFIGURATION: "tether-injector",
+      }).webhook,
+    ).toEqual({
+      host: "0.0.0.0",
+      port: 9443,
+      service: { name: "tether-webhook", namespace: "tether-system" },
+      extraDnsNames: [],
+      configurationName: "tether-injector",
+    });
+    expect(
+      load(["--webhook-address", "127.0.0.1:0", "--webhook-extra-dns-names", "localhost, webhook.test"])
+        .webhook,
+    ).toMatchObject({
+      service: undefined,
+      extraDnsNames: ["localhost", "webhook.test"],
+      configurationName: undefined,
+    });
+    expect(() => load(["--webhook-address", ":9443"])).toThrow(/--webhook-service/);
+    expect(() => load(["--webhook-address", ":9443", "--webhook-service", "svc"])).toThrow(
+      /--webhook-service/,
+    );
+    expect(() => load(["--webhook-address", "nope", "--webhook-service", "a.b"])).toThrow(
+      /--webhook-address/,
+    );
+    expect(() => load(["--webhook-address", ":1", "--webhook-extra-dns-names", "Not_A_Name"])).toThrow(
+      /--webhook-extra-dns-names/,
+    );
+  });
+
   it("serves xDS over TLS by default, the CA in Secret tether-ca of the pod's namespace", () => {
     expect(load([], { POD_NAMESPACE: "tether-system" })).toMatchObject({
       xdsTls: true,

@@ -43,6 +43,19 @@ export interface OperatorConfig {
   readonly operatorNamespace: string;
   /** Sidecars present projected ServiceAccount tokens, verified by TokenReview (see docs/xds-security.md). */
   readonly xdsAuth: boolean;
+  /** The admission webhook (sidecar injection); undefined: not served. */
+  readonly webhook: WebhookConfig | undefined;
+}
+
+export interface WebhookConfig {
+  readonly host: string;
+  readonly port: number;
+  /** The Service the API server reaches it through: its DNS names go in the serving certificate. */
+  readonly service: { readonly name: string; readonly namespace: string } | undefined;
+  /** More DNS names for the serving certificate. */
+  readonly extraDnsNames: readonly string[];
+  /** The MutatingWebhookConfiguration whose caBundle the operator keeps current; undefined: none. */
+  readonly configurationName: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -150,6 +163,26 @@ export const FLAGS = {
     env: "TETHER_XDS_TLS",
     default: "true",
     help: "serve xDS over TLS from the operator's own CA; sidecars verify it (true|false)",
+  },
+  "webhook-address": {
+    env: "TETHER_WEBHOOK_ADDRESS",
+    default: "",
+    help: "host:port of the sidecar-injection admission webhook (HTTPS) every replica serves; empty = none",
+  },
+  "webhook-service": {
+    env: "TETHER_WEBHOOK_SERVICE",
+    default: "",
+    help: "<service>.<namespace> the API server reaches the webhook at (names in its serving certificate)",
+  },
+  "webhook-extra-dns-names": {
+    env: "TETHER_WEBHOOK_EXTRA_DNS_NAMES",
+    default: "",
+    help: "comma-separated extra DNS names in the webhook's certificate (a clientConfig.url not through the Service)",
+  },
+  "webhook-configuration": {
+    env: "TETHER_WEBHOOK_CONFIGURATION",
+    default: "",
+    help: "MutatingWebhookConfiguration whose caBundle the operator keeps current; empty = none",
   },
   "ca-secret": {
     env: "TETHER_CA_SECRET",
@@ -287,5 +320,35 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ope
     caSecret,
     operatorNamespace,
     xdsAuth: bool("xds-auth", get("xds-auth")),
+    webhook: webhookConfig(get),
+  };
+}
+
+const DNS_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+function webhookConfig(get: (name: FlagName) => string): WebhookConfig | undefined {
+  const where = get("webhook-address").trim();
+  if (where === "") return undefined;
+  const { host, port } = address("webhook-address", where);
+  const service = get("webhook-service").trim();
+  const [serviceName = "", serviceNamespace = ""] = service.split(".");
+  if (service !== "" && (service.split(".").length !== 2 || !DNS_NAME.test(service)))
+    throw new ConfigError(`--webhook-service: "${service}" is not <service>.<namespace>`);
+  const extraDnsNames = get("webhook-extra-dns-names")
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+  for (const name of extraDnsNames) {
+    if (!DNS_NAME.test(name)) throw new ConfigError(`--webhook-extra-dns-names: "${name}" is not a DNS name`);
+  }
+  if (service === "" && extraDnsNames.length === 0)
+    throw new ConfigError("--webhook-address needs --webhook-service (or --webhook-extra-dns-names)");
+  const configuration = get("webhook-configuration").trim();
+  return {
+    host,
+    port,
+    service: service === "" ? undefined : { name: serviceName, namespace: serviceNamespace },
+    extraDnsNames,
+    configurationName: configuration === "" ? undefined : configuration,
   };
 }

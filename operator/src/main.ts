@@ -13,6 +13,7 @@ import { LeaderElector } from "./kube/leader.ts";
 import { OperatorMetrics, resourceOfPath } from "./metrics.ts";
 import { CertificateAuthority, ServingCertificate, serviceDnsNames } from "./pki/index.ts";
 import { REFUSAL_REASONS, XdsAuthenticator } from "./xds/auth.ts";
+import { startWebhook, type WebhookRuntime } from "./webhook/start.ts";
 
 async function main(): Promise<void> {
   let config;
@@ -100,6 +101,8 @@ async function main(): Promise<void> {
   pki?.authority.onChange(() => {
     manager.enqueueAll();
   });
+  // Every replica answers admission reviews from its own caches (the API server picks any).
+  const webhook = await startWebhookIfConfigured(config, client, logger, manager, metrics, pki);
   const admin = await startAdmin({
     host: config.adminHost,
     port: config.adminPort,
@@ -113,6 +116,7 @@ async function main(): Promise<void> {
       xdsAuth: xds !== undefined && config.xdsAuth ? "token" : "off",
       xdsService: xdsTarget === undefined ? "none" : `${xdsTarget.host}:${xdsTarget.port}`,
       xdsTls: pki === undefined ? "off" : `CA in Secret ${config.operatorNamespace}/${config.caSecret}`,
+      webhook: webhook?.address ?? "off",
       namespaces: config.namespaces.length === 0 ? "all" : config.namespaces,
       server: client.server,
       sidecarImage: config.sidecarImage,
@@ -129,6 +133,7 @@ async function main(): Promise<void> {
   const startReconciling = (): void => {
     metrics.leader.set(1);
     metrics.runtime.leaderStatus.set({ name: config.leaseName }, 1);
+    webhook?.publishCaBundle();
     manager.startReconciling().catch((error: unknown) => {
       logger.error({ err: error }, "could not start reconciling");
     });
@@ -177,6 +182,7 @@ async function main(): Promise<void> {
       await manager.stop();
       // Sidecars keep their last config and reconnect (to another replica) with back-off.
       await xds?.server.stop();
+      await webhook?.stop();
       pki?.serving.stop();
       pki?.authority.stop();
       await admin.server.close();
@@ -198,6 +204,33 @@ async function main(): Promise<void> {
  * The operator's CA (its Secret read, created or rotated as due) and this replica's serving
  * certificate for the xDS Service's DNS names (`localhost` when there is no --xds-service).
  */
+async function startWebhookIfConfigured(
+  config: OperatorConfig,
+  client: KubeClient,
+  logger: Logger,
+  manager: ControllerManager,
+  metrics: OperatorMetrics,
+  pki: { authority: CertificateAuthority } | undefined,
+): Promise<WebhookRuntime | undefined> {
+  if (config.webhook === undefined) return undefined;
+  const authority = pki?.authority;
+  return startWebhook({
+    config: config.webhook,
+    clusterDomain: config.clusterDomain,
+    caSecret: config.caSecret,
+    operatorNamespace: config.operatorNamespace,
+    // One CA per process: the xDS server's, when it runs with TLS.
+    ...(authority === undefined ? {} : { authority }),
+    client,
+    logger,
+    synced: () => manager.hasSynced,
+    resolve: (namespace, agent) => manager.injection(namespace, agent),
+    onReview: (result) => {
+      metrics.webhookAdmissions.inc({ result });
+    },
+  });
+}
+
 async function startPki(
   config: OperatorConfig,
   client: KubeClient,

@@ -20,6 +20,8 @@ export class OperatorMetrics {
   readonly xdsPushes: Counter<"type">;
   readonly xdsNacks: Counter<"type">;
   readonly xdsStreamsRefused: Counter<"reason">;
+  /** Pod admission reviews the webhook answered, by result. */
+  readonly webhookAdmissions: Counter<"result">;
   /** How many ADS streams are open now (set by main once the xDS server runs). */
   xdsStreamCount: () => number = () => 0;
 
@@ -88,6 +90,14 @@ export class OperatorMetrics {
       labelNames: ["reason"],
       registers: [this.registry],
     });
+    this.webhookAdmissions = new Counter({
+      name: "tether_operator_webhook_admissions_total",
+      help: "Pod admission reviews answered: injected, skipped (no Agent named, nothing to add), denied, error.",
+      labelNames: ["result"],
+      registers: [this.registry],
+    });
+    for (const result of ["injected", "skipped", "denied", "error"])
+      this.webhookAdmissions.inc({ result }, 0);
     for (const type of ["cluster", "endpoint", "listener", "route"]) {
       this.xdsPushes.inc({ type }, 0);
       this.xdsNacks.inc({ type }, 0);

@@ -79,3 +79,20 @@ export const XDS_AUTH_RULES: readonly PolicyRule[] = [
 export const XDS_AUTH_POD_RULES: readonly PolicyRule[] = [
   { apiGroups: [""], resources: ["pods"], verbs: ["get"] },
 ];
+
+/**
+ * Cluster-wide (ClusterRole: the object is cluster-scoped), when the sidecar-injection webhook runs:
+ * the one MutatingWebhookConfiguration the chart creates, by name. The operator writes its own CA
+ * into that configuration's caBundle (and again after each CA rotation), so the API server trusts
+ * the webhook's serving certificate; it creates, lists or changes no other admission configuration.
+ */
+export function webhookConfigurationRules(configurationName: string): readonly PolicyRule[] {
+  return [
+    {
+      apiGroups: ["admissionregistration.k8s.io"],
+      resources: ["mutatingwebhookconfigurations"],
+      resourceNames: [configurationName],
+      verbs: ["get", "patch"],
+    },
+  ];
+}

@@ -59,7 +59,7 @@ describe("CRDs on a real API server", () => {
     expect(crd.status.conditions.find((c) => c.type === "Established")?.status).toBe("True");
   });
 
-  it.each(["quick-start", "external-tcp-farm"])(
+  it.each(["quick-start", "external-tcp-farm", "adopt-deployment"])(
     "accept every file in examples/%s, in any namespace (server-side dry run)",
     async (example) => {
       const dir = join(REPO_ROOT, "examples", example);

@@ -1,18 +1,25 @@
 /**
  * The operator runs as a ServiceAccount holding exactly OPERATOR_RULES (ClusterRole),
- * LEADER_ELECTION_RULES and caSecretRules (Roles in its namespace) — the rules operator/README.md
- * lists — and does all of its work, xDS over TLS included: no request is forbidden.
+ * LEADER_ELECTION_RULES and caSecretRules (Roles in its namespace) and webhookConfigurationRules
+ * (ClusterRole) — the rules operator/README.md lists — and does all of its work, xDS over TLS and
+ * the injection webhook's caBundle included: no request is forbidden.
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
-import { caSecretRules, LEADER_ELECTION_RULES, OPERATOR_RULES } from "../src/rbac.ts";
+import {
+  caSecretRules,
+  LEADER_ELECTION_RULES,
+  OPERATOR_RULES,
+  webhookConfigurationRules,
+} from "../src/rbac.ts";
 import { TestCluster } from "./helpers/cluster.ts";
 import { buildOperator, OperatorProcess, REPO_ROOT } from "./helpers/operator-process.ts";
 import { waitFor } from "./helpers/wait.ts";
 
 let cluster: TestCluster;
 let operator: OperatorProcess;
+const WEBHOOK_CONFIGURATION = "tether-injector";
 
 function rbacManifest(): string {
   const docs = [
@@ -65,6 +72,42 @@ function rbacManifest(): string {
       roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "tether-operator-ca" },
       subjects: [{ kind: "ServiceAccount", name: "tether-operator", namespace: "tether-system" }],
     },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRole",
+      metadata: { name: "tether-operator-webhook" },
+      rules: webhookConfigurationRules(WEBHOOK_CONFIGURATION),
+    },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "ClusterRoleBinding",
+      metadata: { name: "tether-operator-webhook" },
+      roleRef: {
+        apiGroup: "rbac.authorization.k8s.io",
+        kind: "ClusterRole",
+        name: "tether-operator-webhook",
+      },
+      subjects: [{ kind: "ServiceAccount", name: "tether-operator", namespace: "tether-system" }],
+    },
+    // As the chart creates it; no namespace here opts in, so no pod is ever sent to it.
+    {
+      apiVersion: "admissionregistration.k8s.io/v1",
+      kind: "MutatingWebhookConfiguration",
+      metadata: { name: WEBHOOK_CONFIGURATION },
+      webhooks: [
+        {
+          name: "inject.tether.dev",
+          admissionReviewVersions: ["v1"],
+          sideEffects: "None",
+          failurePolicy: "Ignore",
+          clientConfig: {
+            service: { name: "tether-webhook", namespace: "tether-system", path: "/mutate-pods" },
+          },
+          rules: [{ operations: ["CREATE"], apiGroups: [""], apiVersions: ["v1"], resources: ["pods"] }],
+          namespaceSelector: { matchLabels: { "tether.dev/injection": "enabled" } },
+        },
+      ],
+    },
   ];
   return docs.map((d) => stringify(d)).join("---\n");
 }
@@ -88,6 +131,12 @@ beforeAll(async () => {
       "0",
       "--xds-service",
       "tether-xds.tether-system",
+      "--webhook-address",
+      "127.0.0.1:0",
+      "--webhook-service",
+      "tether-webhook.tether-system",
+      "--webhook-configuration",
+      WEBHOOK_CONFIGURATION,
     ],
     env: { POD_NAMESPACE: "tether-system" },
   });
@@ -142,6 +191,16 @@ spec:
     await cluster.waitFor("configmap", "clash-sidecar", (o) => o.metadata.ownerReferences !== undefined);
     await cluster.waitFor("agent", "clash", (o) =>
       (o.status?.["conditions"] as Record<string, unknown>[]).every((c) => c["reason"] !== "NameConflict"),
+    );
+    // The leader wrote the operator's CA into the webhook configuration's caBundle.
+    const ca = (await cluster.get("secret", "tether-ca", "tether-system"))?.data?.["ca.crt"];
+    expect(ca).toBeTruthy();
+    await cluster.waitFor(
+      "mutatingwebhookconfiguration",
+      WEBHOOK_CONFIGURATION,
+      (o) =>
+        (o as unknown as { webhooks: { clientConfig: { caBundle?: string } }[] }).webhooks[0]?.clientConfig
+          .caBundle === ca,
     );
     expect(await operator.metric("tether_operator_reconcile_total", { result: "error" })).toBe(0);
     expect(operator.logText()).not.toMatch(/forbidden/i);
@@ -210,6 +269,16 @@ spec:
     await waitFor("leadership", async () => (await operator.metric("tether_operator_leader")) === 1);
     expect(await cluster.get("deployment", "web", "team-b")).toBeUndefined();
     expect((await cluster.get("agent", "web", "team-b"))?.status).toBeUndefined();
+    // The leader wrote the operator's CA into the webhook configuration's caBundle.
+    const ca = (await cluster.get("secret", "tether-ca", "tether-system"))?.data?.["ca.crt"];
+    expect(ca).toBeTruthy();
+    await cluster.waitFor(
+      "mutatingwebhookconfiguration",
+      WEBHOOK_CONFIGURATION,
+      (o) =>
+        (o as unknown as { webhooks: { clientConfig: { caBundle?: string } }[] }).webhooks[0]?.clientConfig
+          .caBundle === ca,
+    );
     expect(await operator.metric("tether_operator_reconcile_total", { result: "error" })).toBe(0);
     expect(operator.logText()).not.toMatch(/forbidden/i);
   });

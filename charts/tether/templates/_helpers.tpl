@@ -95,3 +95,8 @@ app.kubernetes.io/component: test
 {{- define "tether.caSecretName" -}}
 {{- default (printf "%s-ca" (include "tether.fullname" .)) .Values.xds.tls.caSecretName -}}
 {{- end -}}
+
+{{/* The sidecar-injection MutatingWebhookConfiguration (cluster-scoped): <fullname>-injector. */}}
+{{- define "tether.webhookConfigurationName" -}}
+{{- printf "%s-injector" (include "tether.fullname" .) -}}
+{{- end }}

@@ -13,6 +13,7 @@ import {
   OPERATOR_RULES,
   XDS_AUTH_POD_RULES,
   XDS_AUTH_RULES,
+  webhookConfigurationRules,
   type PolicyRule,
 } from "../rbac.ts";
 import { crdFileName, customResourceDefinitionYaml, KINDS } from "./index.ts";
@@ -49,6 +50,10 @@ export function generatedFiles(root: string = REPO_ROOT): Map<string, string> {
     );
     files.set(join(root, "charts/tether/files/xds-auth-rules.yaml"), rulesYaml(XDS_AUTH_RULES));
     files.set(join(root, "charts/tether/files/xds-auth-pod-rules.yaml"), rulesYaml(XDS_AUTH_POD_RULES));
+    files.set(
+      join(root, "charts/tether/files/webhook-configuration-rules.yaml"),
+      rulesYaml(webhookConfigurationRules('{{ include "tether.webhookConfigurationName" . }}')),
+    );
   }
   return files;
 }

@@ -16,6 +16,7 @@ import { MANAGED_BY, type RenderOptions } from "../render/index.ts";
 import { reconcileAgent } from "./agent.ts";
 import { controllerOf } from "./children.ts";
 import { reconcileBroker } from "./broker.ts";
+import { resolveInjection, type InjectionResolution } from "./injection.ts";
 import { parseQueueKey, queueKey, type ControllerContext, type Stores, type TetherKind } from "./context.ts";
 import { reconcilePolicyServerCluster } from "./policy-server-cluster.ts";
 import { reconcileProxyRoute } from "./proxy-route.ts";
@@ -189,6 +190,11 @@ export class ControllerManager {
     this.xds?.stop();
     await this.queue.stop();
     await Promise.all(this.all().map((s) => s.stop()));
+  }
+
+  /** What the admission webhook injects for a pod naming `agent` (from the caches; any replica). */
+  injection(namespace: string, agent: string): InjectionResolution {
+    return resolveInjection(this.ctx, namespace, agent);
   }
 
   enqueueAll(): void {
