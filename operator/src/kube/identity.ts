@@ -4,6 +4,7 @@
  */
 import type { KubeTransport } from "./client.ts";
 import { isNotFound } from "./errors.ts";
+import { AGENT_ANNOTATION } from "../render/meta.ts";
 
 /** TokenReview's user.extra keys of a pod-bound (projected) ServiceAccount token. */
 export const POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name";
@@ -27,6 +28,8 @@ export interface PodIdentity {
   readonly name: string;
   readonly uid: string;
   readonly labels: Readonly<Record<string, string>>;
+  /** Only what the xDS server reads: the sidecar-injection webhook's `tether.dev/agent`. */
+  readonly annotations?: Readonly<Record<string, string>>;
 }
 
 export interface IdentityApi {
@@ -42,7 +45,13 @@ interface TokenReviewStatus {
 }
 
 interface PodJson {
-  metadata?: { name?: string; namespace?: string; uid?: string; labels?: Record<string, string> };
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    uid?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
 }
 
 /** The API server as IdentityApi. TokenReview is a create that changes nothing: no leader gate. */
@@ -94,6 +103,13 @@ export function kubeIdentityApi(client: KubeTransport, timeoutMs = 5_000): Ident
         name: pod.metadata?.name ?? "",
         uid: pod.metadata?.uid ?? "",
         labels: pod.metadata?.labels ?? {},
+        ...(pod.metadata?.annotations?.[AGENT_ANNOTATION] === undefined
+          ? {}
+          : {
+              annotations: {
+                [AGENT_ANNOTATION]: pod.metadata.annotations[AGENT_ANNOTATION],
+              },
+            }),
       };
     },
   };

@@ -7,6 +7,11 @@ import { API_VERSION } from "../api/index.ts";
 export const MANAGED_BY = "tether-operator";
 /** On the pod template: changes only when the pod template itself changes (config hot-reloads). */
 export const POD_TEMPLATE_HASH_ANNOTATION = "tether.dev/pod-template-hash";
+/**
+ * On a pod not made by an Agent (an existing workload's): the Agent, in the same namespace, whose
+ * sidecar the sidecar-injection webhook adds and whose config the xDS server serves that pod.
+ */
+export const AGENT_ANNOTATION = "tether.dev/agent";
 
 export type Component = "policy-server" | "agent" | "broker";
 

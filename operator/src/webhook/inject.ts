@@ -5,8 +5,9 @@
 import type { AgentSpec } from "../api/index.ts";
 import { renderAgentPodTemplate, type AgentInput, type JsonObject } from "../render/index.ts";
 
-/** The pod annotation naming the Agent (same namespace) whose sidecar the pod gets. */
-export const AGENT_ANNOTATION = "tether.dev/agent";
+import { AGENT_ANNOTATION } from "../render/meta.ts";
+
+export { AGENT_ANNOTATION };
 
 export interface JsonPatchOperation {
   readonly op: "add";

@@ -121,3 +121,35 @@ describe("parseXdsGroup / tokenExpiry", () => {
     expect(tokenExpiry("not-a-jwt")).toBeUndefined();
   });
 });
+
+describe("XdsAuthenticator owners", () => {
+  // A pod of an existing workload adopted by the sidecar-injection webhook: not the Agent's labels,
+  // the Agent named in its annotation.
+  const adopted = (agent: string): PodIdentity => ({
+    ...POD,
+    labels: { app: "legacy-web" },
+    annotations: { "tether.dev/agent": agent },
+  });
+  const withPod = (pod: PodIdentity): IdentityApi => ({
+    reviewToken: () => Promise.resolve(OK),
+    getPod: () => Promise.resolve(pod),
+  });
+
+  it("serves an adopted pod its annotation's Agent, and no other", async () => {
+    const token = jwt(Date.now() / 1000 + 3600);
+    const web = new XdsAuthenticator({ api: withPod(adopted("web")) });
+    expect(await web.authorize(credentials(token))).toEqual({ allowed: true });
+    const api2 = new XdsAuthenticator({ api: withPod(adopted("api")) });
+    expect(await api2.authorize(credentials(token))).toMatchObject({
+      allowed: false,
+      code: "PERMISSION_DENIED",
+      reason: "wrong_owner",
+    });
+    // Without the annotation, foreign labels are refused as before.
+    const plain = new XdsAuthenticator({ api: withPod({ ...POD, labels: { app: "legacy-web" } }) });
+    expect(await plain.authorize(credentials(token))).toMatchObject({
+      allowed: false,
+      reason: "wrong_owner",
+    });
+  });
+});

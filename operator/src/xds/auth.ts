@@ -7,6 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import type { IdentityApi, PodIdentity, TokenReviewResult } from "../kube/identity.ts";
+import { AGENT_ANNOTATION } from "../render/meta.ts";
 import { selectorLabels, XDS_TOKEN_AUDIENCE, type XdsKind } from "../render/index.ts";
 import type { RefusalCode, StreamAuthorization, StreamCredentials } from "@tether/xds";
 
@@ -189,7 +190,10 @@ export class XdsAuthenticator {
     }
     const owner = { kind: "Agent" as const, namespace: group.namespace, name: group.name, uid: "" };
     const wanted = selectorLabels(owner, group.kind);
-    if (Object.entries(wanted).some(([k, v]) => pod.labels[k] !== v)) {
+    // A pod of the Agent's own Deployment carries its labels; a pod of an adopted workload (the
+    // sidecar-injection webhook) names the Agent in its annotation instead.
+    const adopted = group.kind === "agent" && pod.annotations?.[AGENT_ANNOTATION] === group.name;
+    if (!adopted && Object.entries(wanted).some(([k, v]) => pod.labels[k] !== v)) {
       throw new Refusal(
         "PERMISSION_DENIED",
         "wrong_owner",
