@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
-import { LEADER_ELECTION_RULES, OPERATOR_RULES } from "../../operator/src/rbac.ts";
+import { CLUSTER_SCOPED_RULES, LEADER_ELECTION_RULES, OPERATOR_RULES } from "../../operator/src/rbac.ts";
 import { ALL_FEATURES, CHART_DIR, EVERY_OPTION, helm, monitoringCrdDir } from "../src/chart/index.ts";
 import { REPO_ROOT } from "../src/controlplane/binaries.ts";
 import { startControlPlane, type ControlPlane } from "../src/controlplane/index.ts";
@@ -40,6 +40,20 @@ function objects(
   return parseAllDocuments(yaml)
     .map((d) => d.toJS() as { kind?: string; metadata?: { name: string } } | null)
     .filter((o): o is { kind: string; metadata: { name: string } } => typeof o?.kind === "string");
+}
+
+interface RbacObject {
+  kind: string;
+  metadata: { name: string; namespace?: string };
+  rules?: unknown[];
+  subjects?: unknown[];
+}
+
+/** The RBAC objects of a rendered stream. */
+function rbacObjects(yaml: string): RbacObject[] {
+  return parseAllDocuments(yaml)
+    .map((d) => d.toJS() as RbacObject | null)
+    .filter((o): o is RbacObject => o !== null && /^(Cluster)?Role(Binding)?$/.test(o.kind));
 }
 
 /** `helm template` that must succeed; its stdout. */
@@ -73,6 +87,8 @@ beforeAll(async () => {
   }
   await kubectlOk(["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
   await kubectlOk(["create", "namespace", "tether-system"]);
+  // Watched by the operator.watchNamespaces cases (their Roles live there); team-c is never watched.
+  for (const ns of ["team-a", "team-b", "team-c"]) await kubectlOk(["create", "namespace", ns]);
 });
 
 afterAll(async () => {
@@ -90,8 +106,8 @@ describe("Helm chart", () => {
   });
 
   it.each([
-    ["default values", [] as readonly string[]],
-    ["every optional feature on", ALL_FEATURES],
+    ["default values", [] as readonly string[], "clusterrole.rbac.authorization.k8s.io/tether"],
+    ["every optional feature on", ALL_FEATURES, "clusterrole.rbac.authorization.k8s.io/tether"],
     [
       "one namespace watched, no leader election",
       [
@@ -102,8 +118,9 @@ describe("Helm chart", () => {
         "--set",
         "operator.replicas=1",
       ],
+      "role.rbac.authorization.k8s.io/tether",
     ],
-  ])("renders objects the API server accepts: %s", async (_label, extra) => {
+  ])("renders objects the API server accepts: %s", async (_label, extra, rbacObject) => {
     const rendered = await helm(plane().binDir, [
       "template",
       "tether",
@@ -115,12 +132,10 @@ describe("Helm chart", () => {
       "--skip-tests",
     ]);
     expect(rendered.code, rendered.stderr).toBe(0);
-    const out = await kubectlOk(
-      ["apply", "--dry-run=server", "-n", "tether-system", "-f", "-"],
-      rendered.stdout,
-    );
+    // Every namespaced object names its namespace (with watchNamespaces, Roles go to those).
+    const out = await kubectlOk(["apply", "--dry-run=server", "-f", "-"], rendered.stdout);
     expect(out).toContain("deployment.apps/tether created (server dry run)");
-    expect(out).toContain("clusterrole.rbac.authorization.k8s.io/tether created (server dry run)");
+    expect(out).toContain(`${rbacObject} created (server dry run)`);
   });
 
   it("renders the monitoring objects only when asked", async () => {
@@ -148,12 +163,77 @@ describe("Helm chart", () => {
   it("grants exactly the rules the operator declares (operator/src/rbac.ts), and nothing on Secrets", async () => {
     const r = await helm(plane().binDir, ["template", "tether", CHART_DIR, "-s", "templates/rbac.yaml"]);
     expect(r.code, r.stderr).toBe(0);
-    const docs = parseAllDocuments(r.stdout).map((d) => d.toJS() as { kind: string; rules?: unknown[] });
+    const docs = rbacObjects(r.stdout);
+    expect(docs.map((d) => `${d.kind} ${d.metadata.name}`).sort()).toEqual([
+      "ClusterRole tether",
+      "ClusterRoleBinding tether",
+      "Role tether-leader-election",
+      "RoleBinding tether-leader-election",
+    ]);
     const clusterRole = docs.find((d) => d.kind === "ClusterRole");
     const role = docs.find((d) => d.kind === "Role");
-    expect(clusterRole?.rules).toEqual(OPERATOR_RULES);
+    expect(clusterRole?.rules).toEqual([...OPERATOR_RULES, ...CLUSTER_SCOPED_RULES]);
     expect(role?.rules).toEqual(LEADER_ELECTION_RULES);
     expect(JSON.stringify(clusterRole)).not.toContain("secrets");
+  });
+
+  it("with operator.watchNamespaces: a Role per watched namespace, a ClusterRole only for cluster-scoped calls; the API server grants nothing elsewhere", async () => {
+    const ns = "tether-roles";
+    await kubectlOk(["create", "namespace", ns]);
+    const rendered = await template([
+      CHART_DIR,
+      "--namespace",
+      ns,
+      "-s",
+      "templates/rbac.yaml",
+      "--set",
+      "operator.watchNamespaces={team-a,team-b}",
+    ]);
+    const docs = rbacObjects(rendered);
+    const expected = [
+      `Role team-a/tether`,
+      `Role team-b/tether`,
+      `Role ${ns}/tether-leader-election`,
+      `RoleBinding team-a/tether`,
+      `RoleBinding team-b/tether`,
+      `RoleBinding ${ns}/tether-leader-election`,
+      // Cluster-scoped calls only, when the operator makes any (operator/src/rbac.ts names each).
+      ...(CLUSTER_SCOPED_RULES.length === 0
+        ? []
+        : ["ClusterRole /tether-cluster-scoped", "ClusterRoleBinding /tether-cluster-scoped"]),
+    ];
+    expect(docs.map((d) => `${d.kind} ${d.metadata.namespace ?? ""}/${d.metadata.name}`).sort()).toEqual(
+      expected.sort(),
+    );
+    for (const d of docs) {
+      if (d.kind === "Role" && d.metadata.name === "tether") expect(d.rules).toEqual(OPERATOR_RULES);
+      if (d.kind === "ClusterRole") expect(d.rules).toEqual(CLUSTER_SCOPED_RULES);
+      if (d.kind.endsWith("Binding")) {
+        expect(d.subjects).toEqual([{ kind: "ServiceAccount", name: "tether", namespace: ns }]);
+      }
+    }
+    expect(rendered).not.toContain("secrets");
+    // Applied for real: the API server grants the ServiceAccount the watched namespaces only.
+    await kubectlOk(["apply", "-f", "-"], rendered);
+    const can = async (verb: string, resource: string, where: string[]): Promise<string> => {
+      const r = await plane().kubectl([
+        "auth",
+        "can-i",
+        verb,
+        resource,
+        ...where,
+        `--as=system:serviceaccount:${ns}:tether`,
+      ]);
+      return r.stdout.trim();
+    };
+    for (const watched of ["team-a", "team-b"]) {
+      expect(await can("watch", "agents.tether.dev", ["-n", watched])).toBe("yes");
+      expect(await can("patch", "deployments.apps", ["-n", watched])).toBe("yes");
+    }
+    expect(await can("watch", "agents.tether.dev", ["-n", "team-c"])).toBe("no");
+    expect(await can("list", "deployments.apps", ["-n", "team-c"])).toBe("no");
+    expect(await can("list", "agents.tether.dev", ["--all-namespaces"])).toBe("no");
+    expect(await can("update", "leases.coordination.k8s.io", ["-n", ns])).toBe("yes");
   });
 
   it("renders every option the API server accepts, and each option does what it says", async () => {

@@ -7,7 +7,7 @@ import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
 import { grafanaDashboard } from "../observability/dashboard.ts";
-import { LEADER_ELECTION_RULES, OPERATOR_RULES, type PolicyRule } from "../rbac.ts";
+import { CLUSTER_SCOPED_RULES, LEADER_ELECTION_RULES, OPERATOR_RULES, type PolicyRule } from "../rbac.ts";
 import { crdFileName, customResourceDefinitionYaml, KINDS } from "./index.ts";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -34,6 +34,7 @@ export function generatedFiles(root: string = REPO_ROOT): Map<string, string> {
       JSON.stringify(grafanaDashboard(), null, 2) + "\n",
     );
     files.set(join(root, "charts/tether/files/operator-rules.yaml"), rulesYaml(OPERATOR_RULES));
+    files.set(join(root, "charts/tether/files/cluster-scoped-rules.yaml"), rulesYaml(CLUSTER_SCOPED_RULES));
     files.set(join(root, "charts/tether/files/leader-election-rules.yaml"), rulesYaml(LEADER_ELECTION_RULES));
   }
   return files;
