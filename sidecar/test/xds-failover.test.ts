@@ -89,7 +89,10 @@ class Front {
   /** Servers whose packets vanish (a lost node): nothing is forwarded, nothing is closed. */
   private readonly lost = new Set<number>();
 
-  constructor(private readonly ports: readonly number[]) {
+  private readonly ports: readonly number[];
+
+  constructor(ports: readonly number[]) {
+    this.ports = ports;
     this.server = net.createServer((client) => {
       const port = this.ports[this.next++ % this.ports.length] ?? 0;
       const upstream = net.connect(port, "127.0.0.1");
