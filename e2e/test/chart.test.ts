@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import {
   caSecretRules,
+  CLUSTER_SCOPED_RULES,
   LEADER_ELECTION_RULES,
   OPERATOR_RULES,
   XDS_AUTH_POD_RULES,
@@ -49,6 +50,20 @@ function objects(
     .filter((o): o is { kind: string; metadata: { name: string } } => typeof o?.kind === "string");
 }
 
+interface RbacObject {
+  kind: string;
+  metadata: { name: string; namespace?: string };
+  rules?: unknown[];
+  subjects?: unknown[];
+}
+
+/** The RBAC objects of a rendered stream. */
+function rbacObjects(yaml: string): RbacObject[] {
+  return parseAllDocuments(yaml)
+    .map((d) => d.toJS() as RbacObject | null)
+    .filter((o): o is RbacObject => o !== null && /^(Cluster)?Role(Binding)?$/.test(o.kind));
+}
+
 /** `helm template` that must succeed; its stdout. */
 async function template(args: readonly string[]): Promise<string> {
   const r = await helm(plane().binDir, ["template", "tether", ...args]);
@@ -80,6 +95,8 @@ beforeAll(async () => {
   }
   await kubectlOk(["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
   await kubectlOk(["create", "namespace", "tether-system"]);
+  // Watched by the operator.watchNamespaces cases (their Roles live there); team-c is never watched.
+  for (const ns of ["team-a", "team-b", "team-c"]) await kubectlOk(["create", "namespace", ns]);
 });
 
 afterAll(async () => {
@@ -97,8 +114,8 @@ describe("Helm chart", () => {
   });
 
   it.each([
-    ["default values", [] as readonly string[]],
-    ["every optional feature on", ALL_FEATURES],
+    ["default values", [] as readonly string[], "clusterrole.rbac.authorization.k8s.io/tether"],
+    ["every optional feature on", ALL_FEATURES, "clusterrole.rbac.authorization.k8s.io/tether"],
     [
       "one namespace watched, no leader election",
       [
@@ -109,8 +126,9 @@ describe("Helm chart", () => {
         "--set",
         "operator.replicas=1",
       ],
+      "role.rbac.authorization.k8s.io/tether",
     ],
-  ])("renders objects the API server accepts: %s", async (_label, extra) => {
+  ])("renders objects the API server accepts: %s", async (_label, extra, rbacObject) => {
     const rendered = await helm(plane().binDir, [
       "template",
       "tether",
@@ -122,12 +140,10 @@ describe("Helm chart", () => {
       "--skip-tests",
     ]);
     expect(rendered.code, rendered.stderr).toBe(0);
-    const out = await kubectlOk(
-      ["apply", "--dry-run=server", "-n", "tether-system", "-f", "-"],
-      rendered.stdout,
-    );
+    // Every namespaced object names its namespace (with watchNamespaces, Roles go to those).
+    const out = await kubectlOk(["apply", "--dry-run=server", "-f", "-"], rendered.stdout);
     expect(out).toContain("deployment.apps/tether created (server dry run)");
-    expect(out).toContain("clusterrole.rbac.authorization.k8s.io/tether created (server dry run)");
+    expect(out).toContain(`${rbacObject} created (server dry run)`);
   });
 
   it("renders the monitoring objects only when asked", async () => {
@@ -155,13 +171,21 @@ describe("Helm chart", () => {
   it("grants exactly the rules the operator declares (operator/src/rbac.ts), Secrets only its CA's", async () => {
     const r = await helm(plane().binDir, ["template", "tether", CHART_DIR, "-s", "templates/rbac.yaml"]);
     expect(r.code, r.stderr).toBe(0);
-    const docs = parseAllDocuments(r.stdout).map(
-      (d) => d.toJS() as { kind: string; metadata: { name: string }; rules?: unknown[] },
-    );
-    const clusterRole = docs.find((d) => d.kind === "ClusterRole");
+    const docs = rbacObjects(r.stdout);
+    expect(docs.map((d) => `${d.kind} ${d.metadata.name}`).sort()).toEqual([
+      "ClusterRole tether",
+      "ClusterRole tether-xds-auth",
+      "ClusterRoleBinding tether",
+      "ClusterRoleBinding tether-xds-auth",
+      "Role tether-ca",
+      "Role tether-leader-election",
+      "RoleBinding tether-ca",
+      "RoleBinding tether-leader-election",
+    ]);
+    const clusterRole = docs.find((d) => d.kind === "ClusterRole" && d.metadata.name === "tether");
     const role = docs.find((d) => d.kind === "Role" && d.metadata.name === "tether-leader-election");
     const caRole = docs.find((d) => d.kind === "Role" && d.metadata.name === "tether-ca");
-    expect(clusterRole?.rules).toEqual(OPERATOR_RULES);
+    expect(clusterRole?.rules).toEqual([...OPERATOR_RULES, ...CLUSTER_SCOPED_RULES]);
     expect(role?.rules).toEqual(LEADER_ELECTION_RULES);
     expect(caRole?.rules).toEqual(caSecretRules("tether-ca"));
     expect(JSON.stringify(clusterRole)).not.toContain("secrets");
@@ -288,6 +312,77 @@ describe("Helm chart", () => {
     expect(out).toContain(
       "mutatingwebhookconfiguration.admissionregistration.k8s.io/tether-injector created (server dry run)",
     );
+  });
+
+  it("with operator.watchNamespaces: a Role per watched namespace, a ClusterRole only for cluster-scoped calls; the API server grants nothing elsewhere", async () => {
+    const ns = "tether-roles";
+    await kubectlOk(["create", "namespace", ns]);
+    const rendered = await template([
+      CHART_DIR,
+      "--namespace",
+      ns,
+      "-s",
+      "templates/rbac.yaml",
+      "--set",
+      "operator.watchNamespaces={team-a,team-b}",
+    ]);
+    const docs = rbacObjects(rendered);
+    const expected = [
+      `Role team-a/tether`,
+      `Role team-b/tether`,
+      `Role ${ns}/tether-leader-election`,
+      `RoleBinding team-a/tether`,
+      `RoleBinding team-b/tether`,
+      `RoleBinding ${ns}/tether-leader-election`,
+      // The operator's own CA Secret (xDS TLS, the webhook's certificate), by name, in its namespace.
+      `Role ${ns}/tether-ca`,
+      `RoleBinding ${ns}/tether-ca`,
+      // TokenReviews for the xDS identity check are cluster-scoped; the pod GET is in the Roles.
+      "ClusterRole /tether-xds-auth",
+      "ClusterRoleBinding /tether-xds-auth",
+      // Cluster-scoped calls only, when the operator makes any (operator/src/rbac.ts names each).
+      ...(CLUSTER_SCOPED_RULES.length === 0
+        ? []
+        : ["ClusterRole /tether-cluster-scoped", "ClusterRoleBinding /tether-cluster-scoped"]),
+    ];
+    expect(docs.map((d) => `${d.kind} ${d.metadata.namespace ?? ""}/${d.metadata.name}`).sort()).toEqual(
+      expected.sort(),
+    );
+    for (const d of docs) {
+      if (d.kind === "Role" && d.metadata.name === "tether") {
+        expect(d.rules).toEqual([...OPERATOR_RULES, ...XDS_AUTH_POD_RULES]);
+      }
+      if (d.kind === "ClusterRole" && d.metadata.name === "tether-cluster-scoped") {
+        expect(d.rules).toEqual(CLUSTER_SCOPED_RULES);
+      }
+      if (d.kind === "ClusterRole" && d.metadata.name === "tether-xds-auth")
+        expect(d.rules).toEqual(XDS_AUTH_RULES);
+      if (d.kind.endsWith("Binding")) {
+        expect(d.subjects).toEqual([{ kind: "ServiceAccount", name: "tether", namespace: ns }]);
+      }
+    }
+    expect(JSON.stringify(docs.filter((d) => d.metadata.name !== "tether-ca"))).not.toContain("secrets");
+    // Applied for real: the API server grants the ServiceAccount the watched namespaces only.
+    await kubectlOk(["apply", "-f", "-"], rendered);
+    const can = async (verb: string, resource: string, where: string[]): Promise<string> => {
+      const r = await plane().kubectl([
+        "auth",
+        "can-i",
+        verb,
+        resource,
+        ...where,
+        `--as=system:serviceaccount:${ns}:tether`,
+      ]);
+      return r.stdout.trim();
+    };
+    for (const watched of ["team-a", "team-b"]) {
+      expect(await can("watch", "agents.tether.dev", ["-n", watched])).toBe("yes");
+      expect(await can("patch", "deployments.apps", ["-n", watched])).toBe("yes");
+    }
+    expect(await can("watch", "agents.tether.dev", ["-n", "team-c"])).toBe("no");
+    expect(await can("list", "deployments.apps", ["-n", "team-c"])).toBe("no");
+    expect(await can("list", "agents.tether.dev", ["--all-namespaces"])).toBe("no");
+    expect(await can("update", "leases.coordination.k8s.io", ["-n", ns])).toBe("yes");
   });
 
   it("renders every option the API server accepts, and each option does what it says", async () => {

@@ -639,7 +639,19 @@ export const httpProtocolOptionsSchema = z.strictObject({
   explicit_http_config: z
     .strictObject({
       http_protocol_options: z.strictObject({}).optional(),
-      http2_protocol_options: z.strictObject({}).optional(),
+      http2_protocol_options: z
+        .strictObject({
+          // Envoy's KeepaliveSettings: a PING every `interval` (none when absent); no answer within
+          // `timeout` closes the connection. Only the ADS cluster speaks HTTP/2, so this is how a
+          // sidecar notices a control-plane replica that vanished without closing its connection.
+          connection_keepalive: z
+            .strictObject({
+              interval: duration.refine((ms) => ms >= 1, { message: "must be at least 1ms" }).optional(),
+              timeout: duration.refine((ms) => ms >= 1, { message: "must be at least 1ms" }),
+            })
+            .optional(),
+        })
+        .optional(),
     })
     .superRefine((e, ctx) => {
       if ((e.http_protocol_options === undefined) === (e.http2_protocol_options === undefined)) {

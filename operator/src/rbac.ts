@@ -1,7 +1,10 @@
 /**
- * Every API permission the operator uses, and nothing more. operator/README.md lists the same rules
- * and the Helm chart's ClusterRole is built from them; test/rbac.test.ts runs the operator as a
- * ServiceAccount holding exactly these rules.
+ * Every API permission the operator uses, and nothing more, split by scope: OPERATOR_RULES are calls
+ * on namespaced objects in the watched namespaces (a ClusterRole when it watches all namespaces, a
+ * Role in each watched namespace with --namespaces), CLUSTER_SCOPED_RULES are calls that only a
+ * ClusterRole can grant, whatever it watches. operator/README.md lists the same rules and the Helm
+ * chart's RBAC is built from them; test/rbac.test.ts runs the operator as a ServiceAccount holding
+ * exactly these rules, in both modes.
  */
 import { GROUP } from "./api/index.ts";
 
@@ -12,7 +15,10 @@ export interface PolicyRule {
   readonly verbs: readonly string[];
 }
 
-/** Cluster-wide (ClusterRole), or per watched namespace (Role) with --namespaces. */
+/**
+ * Namespaced calls: cluster-wide (ClusterRole) when every namespace is watched, or per watched
+ * namespace (Role) with --namespaces, where every informer lists and watches that namespace only.
+ */
 export const OPERATOR_RULES: readonly PolicyRule[] = [
   // Watch the four kinds.
   {
@@ -43,6 +49,17 @@ export const OPERATOR_RULES: readonly PolicyRule[] = [
   // The xDS server's endpoints (EDS): every replica caches them, so list and watch only.
   { apiGroups: ["discovery.k8s.io"], resources: ["endpointslices"], verbs: ["list", "watch"] },
 ];
+
+/**
+ * Cluster-scoped calls of the core operator (a ClusterRole in both modes): none. It reads no
+ * CustomResourceDefinitions (a kind that is not installed shows as a failing list, logged and retried
+ * with back-off) and no Namespaces or Nodes; discovery (`/version`, `/apis`) is open to every
+ * authenticated user through the built-in system:discovery ClusterRole. The two features that do call
+ * cluster-scoped APIs keep their own rules below: the xDS identity check (XDS_AUTH_RULES, TokenReviews)
+ * and the sidecar-injection webhook (webhookConfigurationRules). A rule added here must name the
+ * cluster-scoped call it is for.
+ */
+export const CLUSTER_SCOPED_RULES: readonly PolicyRule[] = [];
 
 /** In the Lease's namespace only (Role), when leader election is on. */
 export const LEADER_ELECTION_RULES: readonly PolicyRule[] = [

@@ -1,14 +1,18 @@
 /**
- * The operator runs as a ServiceAccount holding exactly OPERATOR_RULES (ClusterRole),
- * LEADER_ELECTION_RULES and caSecretRules (Roles in its namespace) and webhookConfigurationRules
- * (ClusterRole) — the rules operator/README.md lists — and does all of its work, xDS over TLS and
- * the injection webhook's caBundle included: no request is forbidden.
+ * The operator runs as a ServiceAccount holding exactly the rules operator/README.md lists and does
+ * all of its work, xDS over TLS and the injection webhook's caBundle included: no request is
+ * forbidden. Watching every namespace: OPERATOR_RULES and CLUSTER_SCOPED_RULES in a ClusterRole,
+ * webhookConfigurationRules in a ClusterRole, LEADER_ELECTION_RULES and caSecretRules in Roles in
+ * its namespace. With --namespaces: OPERATOR_RULES as a Role in the watched namespace only (and a
+ * ClusterRole only for CLUSTER_SCOPED_RULES), so any list or watch across all namespaces would be
+ * forbidden.
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import {
   caSecretRules,
+  CLUSTER_SCOPED_RULES,
   LEADER_ELECTION_RULES,
   OPERATOR_RULES,
   webhookConfigurationRules,
@@ -33,7 +37,7 @@ function rbacManifest(): string {
       apiVersion: "rbac.authorization.k8s.io/v1",
       kind: "ClusterRole",
       metadata: { name: "tether-operator" },
-      rules: OPERATOR_RULES,
+      rules: [...OPERATOR_RULES, ...CLUSTER_SCOPED_RULES],
     },
     {
       apiVersion: "rbac.authorization.k8s.io/v1",
@@ -223,6 +227,29 @@ describe("RBAC for chosen namespaces", () => {
       roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name },
       subjects: [{ kind: "ServiceAccount", name: "team-operator", namespace: "team-a" }],
     });
+    // Cluster-scoped calls only, when the operator makes any (none today: no ClusterRole at all).
+    const clusterScoped =
+      CLUSTER_SCOPED_RULES.length === 0
+        ? []
+        : [
+            {
+              apiVersion: "rbac.authorization.k8s.io/v1",
+              kind: "ClusterRole",
+              metadata: { name: "team-operator-cluster-scoped" },
+              rules: CLUSTER_SCOPED_RULES,
+            },
+            {
+              apiVersion: "rbac.authorization.k8s.io/v1",
+              kind: "ClusterRoleBinding",
+              metadata: { name: "team-operator-cluster-scoped" },
+              roleRef: {
+                apiGroup: "rbac.authorization.k8s.io",
+                kind: "ClusterRole",
+                name: "team-operator-cluster-scoped",
+              },
+              subjects: [{ kind: "ServiceAccount", name: "team-operator", namespace: "team-a" }],
+            },
+          ];
     const docs = [
       { apiVersion: "v1", kind: "Namespace", metadata: { name: "team-a" } },
       { apiVersion: "v1", kind: "Namespace", metadata: { name: "team-b" } },
@@ -233,8 +260,26 @@ describe("RBAC for chosen namespaces", () => {
       binding("team-operator-leader-election"),
       role("team-operator-ca", caSecretRules("team-ca")),
       binding("team-operator-ca"),
+      ...clusterScoped,
     ];
     await cluster.ok(["apply", "-f", "-"], docs.map((d) => stringify(d)).join("---\n"));
+    // The API server grants the ServiceAccount nothing outside team-a: a list or watch across all
+    // namespaces, or in team-b, would be forbidden (and show in the operator's log).
+    const as = "--as=system:serviceaccount:team-a:team-operator";
+    for (const [verb, resource] of [
+      ["watch", "agents.tether.dev"],
+      ["list", "deployments.apps"],
+      ["list", "endpointslices.discovery.k8s.io"],
+    ] as const) {
+      expect(await cluster.cp.kubectl(["auth", "can-i", verb, resource, "-n", "team-a", as])).toMatchObject({
+        stdout: "yes\n",
+      });
+      for (const where of [["-n", "team-b"], ["--all-namespaces"]]) {
+        expect(await cluster.cp.kubectl(["auth", "can-i", verb, resource, ...where, as])).toMatchObject({
+          stdout: "no\n",
+        });
+      }
+    }
     const kubeconfig = await cluster.cp.kubeconfigForServiceAccount("team-a", "team-operator");
     operator = await OperatorProcess.start({
       kubeconfig,
@@ -280,6 +325,8 @@ spec:
           .caBundle === ca,
     );
     expect(await operator.metric("tether_operator_reconcile_total", { result: "error" })).toBe(0);
+    // Every informer listed and watched team-a only: nothing restarted on an error (a forbidden list).
+    expect(await operator.metric("tether_operator_watch_restarts_total", { reason: "error" })).toBe(0);
     expect(operator.logText()).not.toMatch(/forbidden/i);
   });
 });

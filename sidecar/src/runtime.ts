@@ -4,7 +4,12 @@ import { AdminServer } from "./admin/server.ts";
 import type { ReloadCounts } from "./admin/metrics.ts";
 import { redactSecrets } from "./admin/redact.ts";
 import { parseConfigText, type LoadedConfig } from "./config/load.ts";
-import type { Bootstrap, ClusterConfig, ClusterLoadAssignmentConfig } from "@tether/envoy";
+import {
+  HTTP_PROTOCOL_OPTIONS_KEY,
+  type Bootstrap,
+  type ClusterConfig,
+  type ClusterLoadAssignmentConfig,
+} from "@tether/envoy";
 import type { DrainManager } from "./drain.ts";
 import { TetherError } from "./errors.ts";
 import { ListenerBindError } from "./listeners/bind.ts";
@@ -133,6 +138,13 @@ export class Runtime implements AdminView, DynamicApplier {
     };
     const tls = adsTls(b.static_resources.clusters.find((c) => c.name === adsCluster));
     const tokenFile = this.options.xdsTokenFile;
+    // As Envoy: the ADS cluster's connect_timeout bounds each connect, so a reconnect that lands on
+    // a vanished control-plane replica gives up quickly and the next attempt tries again.
+    const ads = this.clustersMgr.get(adsCluster);
+    const connectTimeoutMs = ads?.connectTimeoutMs;
+    const keepalive =
+      ads?.config.typed_extension_protocol_options?.[HTTP_PROTOCOL_OPTIONS_KEY]?.explicit_http_config
+        .http2_protocol_options?.connection_keepalive;
     const client = factory(
       {
         target,
@@ -141,6 +153,10 @@ export class Runtime implements AdminView, DynamicApplier {
         random: this.random,
         ...(tls === undefined ? {} : { tls }),
         ...(tokenFile === undefined ? {} : { callMetadata: () => bearerMetadata(tokenFile) }),
+        ...(connectTimeoutMs === undefined ? {} : { connectTimeoutMs }),
+        ...(keepalive === undefined
+          ? {}
+          : { keepalive: { timeMs: keepalive.interval ?? 0, timeoutMs: keepalive.timeout } }),
       },
       xds,
     );

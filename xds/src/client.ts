@@ -30,8 +30,13 @@ export interface AdsClientOptions {
   readonly log: LoggerLike;
   /** Jitter source in [0, 1); Math.random by default. */
   readonly random?: () => number;
-  /** HTTP/2 keepalive pings, to notice a vanished operator on an idle stream. Default 30 s / 10 s. */
+  /**
+   * HTTP/2 keepalive pings, to notice a vanished operator on an idle stream: a PING every `timeMs`
+   * (0: none), the connection closed when one is not answered within `timeoutMs`. Default 30 s / 10 s.
+   */
   readonly keepalive?: { readonly timeMs: number; readonly timeoutMs: number };
+  /** Each connect must finish within this, or the attempt fails and the next one is scheduled. Default 5 s (Envoy's connect_timeout default). */
+  readonly connectTimeoutMs?: number;
   /**
    * TLS to the server, as Envoy's UpstreamTlsContext: the chain verified against `caFile` (PEM,
    * read at every connect, so a rotated bundle applies from the next reconnect), `sni` sent, and
@@ -166,6 +171,7 @@ export class AdsClient {
         tls,
         ...(metadata === undefined ? {} : { metadata }),
         keepalive: this.options.keepalive ?? { timeMs: 30_000, timeoutMs: 10_000 },
+        connectTimeoutMs: this.options.connectTimeoutMs ?? 5_000,
         userAgent: `tether-sidecar${this.options.userAgentVersion === undefined ? "" : `/${this.options.userAgentVersion}`}`,
       },
       {

@@ -17,7 +17,10 @@ export interface StreamEvents {
 export interface StreamOptions {
   readonly host: string;
   readonly port: number;
+  /** A PING every `timeMs` (0: none); no answer within `timeoutMs` ends the connection. */
   readonly keepalive: { readonly timeMs: number; readonly timeoutMs: number };
+  /** The TCP connect must finish within this (a vanished server's address drops SYNs: no refusal). */
+  readonly connectTimeoutMs: number;
   readonly userAgent: string;
   /** TLS: the chain verified against `ca` (PEM); `sni` sent; the SANs checked against `verifyName`. */
   readonly tls?:
@@ -87,10 +90,18 @@ export function openAdsStream(options: StreamOptions, events: StreamEvents): Ads
           checkServerIdentity: (_host, cert) =>
             tls.verifyName === undefined ? undefined : checkServerIdentity(tls.verifyName, cert),
         });
+  // With TLS, "connect" fires after the handshake: the deadline bounds both.
+  const connectDeadline = setTimeout(() => {
+    close(`connect timeout after ${options.connectTimeoutMs} ms`);
+  }, options.connectTimeoutMs);
+  session.once("connect", () => {
+    clearTimeout(connectDeadline);
+  });
 
   const close = (reason: string): void => {
     if (closed) return;
     closed = true;
+    clearTimeout(connectDeadline);
     clearInterval(pingTimer);
     clearTimeout(pingDeadline);
     if (!session.destroyed) session.destroy();
@@ -107,18 +118,23 @@ export function openAdsStream(options: StreamOptions, events: StreamEvents): Ads
     close("connection closed");
   });
   // Keepalive: an operator gone without a FIN would otherwise leave the stream hanging forever.
-  const pingTimer = setInterval(() => {
-    if (closed || pingDeadline !== undefined) return;
-    pingDeadline = setTimeout(() => {
-      close(`no keepalive answer within ${options.keepalive.timeoutMs} ms`);
-    }, options.keepalive.timeoutMs);
-    session.ping((err) => {
-      clearTimeout(pingDeadline);
-      pingDeadline = undefined;
-      if (err !== null) close(`keepalive failed: ${err.message}`);
-    });
-  }, options.keepalive.timeMs);
+  const pingTimer = setInterval(
+    () => {
+      if (options.keepalive.timeMs <= 0) return;
+      if (closed || pingDeadline !== undefined) return;
+      pingDeadline = setTimeout(() => {
+        close(`no keepalive answer within ${options.keepalive.timeoutMs} ms`);
+      }, options.keepalive.timeoutMs);
+      session.ping((err) => {
+        clearTimeout(pingDeadline);
+        pingDeadline = undefined;
+        if (err !== null) close(`keepalive failed: ${err.message}`);
+      });
+    },
+    Math.max(1, options.keepalive.timeMs),
+  );
   pingTimer.unref();
+  if (options.keepalive.timeMs <= 0) clearInterval(pingTimer);
 
   const stream = session.request({
     ...options.metadata,
@@ -178,6 +194,7 @@ export function openAdsStream(options: StreamOptions, events: StreamEvents): Ads
     cancel(): void {
       if (closed) return;
       closed = true;
+      clearTimeout(connectDeadline);
       clearInterval(pingTimer);
       clearTimeout(pingDeadline);
       stream.close(http2.constants.NGHTTP2_CANCEL);

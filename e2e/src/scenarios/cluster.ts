@@ -30,7 +30,7 @@ export interface PodJson {
   status?: {
     podIP?: string;
     phase?: string;
-    containerStatuses?: { name: string; restartCount: number; ready: boolean }[];
+    containerStatuses?: { name: string; restartCount: number; ready: boolean; containerID?: string }[];
     initContainerStatuses?: { name: string; restartCount: number; ready: boolean }[];
   };
 }
@@ -174,6 +174,46 @@ export class Cluster {
     return async () => {
       await onNode(["ip", "link", "set", "dev", name, "up"]);
     };
+  }
+
+  /**
+   * SIGKILLs a pod's container from the node, as a crash does: its processes die at once, the kernel
+   * closes their sockets (no graceful shutdown runs), and the kubelet restarts the container in the
+   * same pod. Finds the processes by the container's ID in their cgroup path (both cgroup drivers
+   * put it there); `nodeExec` as for isolatePod (the node's PID namespace: the local cluster's is the
+   * host's, kind's is the node container's). Resolves with the PIDs killed.
+   */
+  async killContainer(
+    namespace: string,
+    pod: string,
+    container: string,
+    nodeExec: readonly string[],
+  ): Promise<string[]> {
+    const json = JSON.parse(
+      await this.kubectl(["get", "pod", "-n", namespace, pod, "-o", "json"]),
+    ) as PodJson;
+    const status = json.status?.containerStatuses?.find((c) => c.name === container);
+    const id = status?.containerID?.split("://")[1] ?? "";
+    if (!/^[0-9a-f]{16,}$/.test(id)) {
+      throw new ClusterError(`${namespace}/${pod}: container ${container} has no running container ID`);
+    }
+    const [command, ...rest] = nodeExec;
+    if (command === undefined) throw new ClusterError("TETHER_E2E_NODE_EXEC is empty");
+    const script =
+      'for f in /proc/[0-9]*/cgroup; do if grep -q "$0" "$f" 2>/dev/null; then p=${f#/proc/}; p=${p%/cgroup}; kill -9 "$p" 2>/dev/null && echo "$p"; fi; done';
+    let stdout: string;
+    try {
+      stdout = (await run(command, [...rest, "sh", "-c", script, id], { timeout: 30_000 })).stdout;
+    } catch (error) {
+      const e = error as { stderr?: string; message?: string };
+      throw new ClusterError(
+        `kill ${namespace}/${pod} ${container}: ${e.stderr ?? e.message ?? String(error)}`,
+      );
+    }
+    const pids = stdout.split("\n").filter((l) => l.trim() !== "");
+    if (pids.length === 0)
+      throw new ClusterError(`${namespace}/${pod}: no process of container ${id} on the node`);
+    return pids;
   }
 
   /** A long-running kubectl (e.g. `exec -i`) as a child process; `stdin: "pipe"` keeps its input open. */

@@ -1,5 +1,5 @@
 /**
- * End-to-end scenarios S1–S15 against a real cluster with the chart installed and the images loaded
+ * End-to-end scenarios S1–S16 against a real cluster with the chart installed and the images loaded
  * (`npm run e2e:kind` sets that up on kind, `npm run e2e:local` on the local one-node cluster; any
  * cluster works). Skipped unless TETHER_E2E_KUBECONFIG names the cluster's kubeconfig, so
  * `npm test` on a machine without a cluster does not run them.
@@ -242,6 +242,80 @@ const allIn = (
   const values = Object.values(states);
   return values.length === count && values.every((v) => v === state) ? states : undefined;
 };
+
+/** The operator's admin port (chart value `operator.adminPort`, the run scripts keep its default). */
+const OPERATOR_ADMIN_PORT = 8080;
+
+/**
+ * `tether_operator_xds_streams` of every running operator pod, by pod name, read from its admin
+ * `/metrics` through the client pod; a pod that does not answer (killed, restarting) counts 0.
+ */
+async function operatorStreams(client: ClientPod, selector: string): Promise<Record<string, number>> {
+  const streams: Record<string, number> = {};
+  for (const pod of await k().pods(OPERATOR.namespace, selector)) {
+    const ip = pod.status?.podIP ?? "";
+    if (ip === "" || pod.metadata.deletionTimestamp !== undefined) continue;
+    const host = ip.includes(":") ? `[${ip}]` : ip;
+    const answer = await client
+      .request(`http://${host}:${OPERATOR_ADMIN_PORT}/metrics`, { timeoutMs: 5_000 })
+      .catch(() => undefined);
+    streams[pod.metadata.name] =
+      answer?.status === 200 ? metricSum(String(answer.body), "tether_operator_xds_streams") : 0;
+  }
+  return streams;
+}
+
+interface SidecarConfig {
+  /**
+   * The snapshot version the sidecar runs: the version_info of its latest update. (Each type keeps
+   * the version it was last pushed with, so the set of versions differs after a reconnect re-sends
+   * every type at the current one, for the same config.)
+   */
+  version: string;
+  /** A hash of every cluster, listener and endpoint assignment as the sidecar runs it. */
+  content: string;
+}
+
+/** What the sidecar of `pod` runs, from its loopback admin's /config_dump (read inside the pod). */
+async function sidecarConfig(ns: string, pod: string): Promise<SidecarConfig> {
+  const script = `fetch("http://127.0.0.1:${LOCAL_ADMIN_PORT}/config_dump", { signal: AbortSignal.timeout(10000) }).then((r) => r.json()).then((dump) => {
+  let latest = { at: "", version: "" }; const raw = [];
+  const walk = (o) => { if (Array.isArray(o)) { for (const x of o) walk(x); return; } if (o === null || typeof o !== "object") return;
+    if (typeof o.version_info === "string" && typeof o.last_updated === "string" && o.last_updated >= latest.at) latest = { at: o.last_updated, version: o.version_info };
+    for (const [key, value] of Object.entries(o)) { if (key === "cluster" || key === "listener" || key === "endpoint_config") raw.push(JSON.stringify(value)); else walk(value); } };
+  walk(dump);
+  console.log(JSON.stringify({ version: latest.version, content: require("crypto").createHash("sha256").update(raw.sort().join("\\n")).digest("hex").slice(0, 16) }));
+})`;
+  const result = await k().exec(ns, pod, ["node", "-e", script], 30_000, "tether-sidecar");
+  const line = result.stdout.trim().split("\n").at(-1) ?? "";
+  if (result.code !== 0 || line === "") {
+    throw new Error(`config_dump in ${ns}/${pod} (exit ${result.code}): ${result.stderr.slice(-2000)}`);
+  }
+  return JSON.parse(line) as SidecarConfig;
+}
+
+/**
+ * From the sidecar's log (pino JSON lines, epoch-ms `time`): when it saw its xDS stream break after
+ * `sinceMs` and when it was connected again; undefined when its stream did not break.
+ */
+async function xdsReconnect(
+  ns: string,
+  pod: string,
+  sinceMs: number,
+): Promise<{ disconnectedAt: number; connectedAt: number | undefined } | undefined> {
+  const text = await k().kubectl(["logs", "-n", ns, pod, "-c", "tether-sidecar"]);
+  let disconnectedAt: number | undefined;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    const entry = JSON.parse(line) as { time?: number; msg?: string };
+    if (entry.time === undefined || entry.time < sinceMs) continue;
+    if (entry.msg === "xDS disconnected" && disconnectedAt === undefined) disconnectedAt = entry.time;
+    if (entry.msg === "xDS connected" && disconnectedAt !== undefined) {
+      return { disconnectedAt, connectedAt: entry.time };
+    }
+  }
+  return disconnectedAt === undefined ? undefined : { disconnectedAt, connectedAt: undefined };
+}
 
 describe.skipIf(cluster === undefined)("end-to-end scenarios (TETHER_E2E_KUBECONFIG)", () => {
   afterAll(() => {
@@ -855,6 +929,136 @@ describe.skipIf(cluster === undefined)("end-to-end scenarios (TETHER_E2E_KUBECON
         // Whatever failed, the operator comes back (idempotent when it already is).
         await scaleOperator(operator.replicas);
       }
+    });
+  }, 600_000);
+
+  it("S16: the operator replica serving the most sidecars SIGKILLed under traffic while a policy server restarts: no failed request, every sidecar on the other replica within 2 s, same config", async () => {
+    const ns = "tether-e2e-s16";
+    const agents = 2;
+    const servers = podsOf("ps-main", "policy-server");
+    await withNamespace(ns, async () => {
+      const operator = await operatorDeployment();
+      expect(
+        operator.replicas,
+        "S16 needs two operator replicas (the chart's default)",
+      ).toBeGreaterThanOrEqual(2);
+      await k().rolloutStatus(OPERATOR.namespace, OPERATOR.deployment);
+      const client = await deploy(ns, "servers-first", { replicas: 3, agents });
+      await eventually("every sidecar connected to the operator's xDS", async () =>
+        allIn(await controlPlaneConnected(client, ns), agents, 1),
+      );
+      const sidecars = (await k().pods(ns, podsOf("web", "agent"))).map((p) => p.metadata.name);
+      const before = Object.fromEntries(
+        await Promise.all(sidecars.map(async (pod) => [pod, await sidecarConfig(ns, pod)] as const)),
+      );
+      // The replica serving the most ADS streams (every sidecar of the namespace counts, as they all do).
+      const streams = await eventually(
+        "every sidecar's stream counted by the operator replicas",
+        async () => {
+          const counts = await operatorStreams(client, operator.selector);
+          const total = Object.values(counts).reduce((a, b) => a + b, 0);
+          return total >= agents ? counts : undefined;
+        },
+      );
+      const [victim, victimStreams] = Object.entries(streams).sort((a, b) => b[1] - a[1])[0] ?? ["", 0];
+      const psVictim = await eventually("three running policy servers", async () => {
+        const running = (await k().pods(ns, servers)).filter(
+          (p) => p.status?.phase === "Running" && p.metadata.deletionTimestamp === undefined,
+        );
+        return running.length === 3 ? running[0] : undefined;
+      });
+      const psContainer = psVictim.status?.containerStatuses?.[0]?.name ?? "";
+      const psRestarts = psVictim.status?.containerStatuses?.[0]?.restartCount ?? 0;
+      // SIGKILL from the node when the suite can run commands there; otherwise a forced delete
+      // (grace 0: the kubelet still sends SIGTERM first, so the replica closes its streams itself).
+      const how = nodeExec.length > 0 ? "SIGKILLed" : "force-deleted";
+      let killedAt = 0;
+      let allConnectedMs = 0;
+      const result = await underLoad(
+        client,
+        { target: agentUrl(ns), ratePerSecond: 50 },
+        async () => {
+          // A policy server restarts in place (same pod, same address): the sidecars' health checks
+          // take it out and back, and the EndpointSlice, and so EDS, ends as it began.
+          if (nodeExec.length > 0) await k().killContainer(ns, psVictim.metadata.name, psContainer, nodeExec);
+          else
+            await k().exec(
+              ns,
+              psVictim.metadata.name,
+              ["node", "-e", "process.kill(1, 'SIGTERM')"],
+              30_000,
+              psContainer,
+            );
+          killedAt = Date.now();
+          if (nodeExec.length > 0) await k().killContainer(OPERATOR.namespace, victim, "operator", nodeExec);
+          else await k().deletePods(OPERATOR.namespace, [victim], true);
+          await eventually(
+            "every sidecar connected again, all streams on live replicas",
+            async () => {
+              const states = allIn(await controlPlaneConnected(client, ns), agents, 1);
+              const counts = await operatorStreams(client, operator.selector);
+              const total = Object.values(counts).reduce((a, b) => a + b, 0);
+              return states !== undefined && total >= agents ? true : undefined;
+            },
+            60_000,
+          );
+          allConnectedMs = Date.now() - killedAt;
+          await eventually(
+            "the policy server restarted and ready",
+            async () => {
+              const pod = (await k().pods(ns, servers)).find(
+                (p) => p.metadata.name === psVictim.metadata.name,
+              );
+              const status = pod?.status?.containerStatuses?.[0];
+              return status !== undefined && status.restartCount > psRestarts && status.ready
+                ? true
+                : undefined;
+            },
+            120_000,
+          );
+        },
+        { settleMs: 5_000 },
+      );
+      // Per sidecar, from its own log: the stream broke, and was up again how long after the kill.
+      const reconnects = await Promise.all(sidecars.map((pod) => xdsReconnect(ns, pod, killedAt - 1_000)));
+      const moved = reconnects.filter((r) => r !== undefined);
+      // Stream broken → open again on a live replica (the kill itself is seen at once: the kernel
+      // closes a killed process's connections); and from just before the kill command ran.
+      const slowest = Math.max(
+        0,
+        ...moved.map((r) => (r.connectedAt ?? Number.POSITIVE_INFINITY) - r.disconnectedAt),
+      );
+      const sinceKill = Math.max(
+        0,
+        ...moved.map((r) => (r.connectedAt ?? Number.POSITIVE_INFINITY) - killedAt),
+      );
+      // The config ends as it began: the other replica serves the same snapshot (same versions).
+      const after = await eventually(
+        "every sidecar back on the config it had",
+        async () => {
+          const configs = Object.fromEntries(
+            await Promise.all(sidecars.map(async (pod) => [pod, await sidecarConfig(ns, pod)] as const)),
+          );
+          return sidecars.every((pod) => JSON.stringify(configs[pod]) === JSON.stringify(before[pod]))
+            ? configs
+            : undefined;
+        },
+        60_000,
+      ).catch(async () =>
+        Object.fromEntries(
+          await Promise.all(sidecars.map(async (pod) => [pod, await sidecarConfig(ns, pod)] as const)),
+        ),
+      );
+      report.add(
+        "S16 the busiest xDS replica killed, a policy server restarted",
+        result,
+        `${victim} (${victimStreams} of ${agents} streams) ${how} while ${psVictim.metadata.name} restarted in place; ${moved.length} sidecars reconnected ≤ ${formatMs(slowest)} after their stream broke (${formatMs(sinceKill)} after the kill command started; their logs; all connected, polled: ${formatMs(allConnectedMs)}); config version ${JSON.stringify(after) === JSON.stringify(before) ? "unchanged" : "CHANGED"}`,
+      );
+      expect(result.failures, describeFailures(result)).toBe(0);
+      expect(moved.length, "no sidecar of the scenario was on the killed replica").toBeGreaterThan(0);
+      expect(moved.every((r) => r.connectedAt !== undefined)).toBe(true);
+      expect(slowest).toBeLessThanOrEqual(2_000);
+      expect(after).toEqual(before);
     });
   }, 600_000);
 

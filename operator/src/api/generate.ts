@@ -9,6 +9,7 @@ import { stringify } from "yaml";
 import { grafanaDashboard } from "../observability/dashboard.ts";
 import {
   caSecretRules,
+  CLUSTER_SCOPED_RULES,
   LEADER_ELECTION_RULES,
   OPERATOR_RULES,
   XDS_AUTH_POD_RULES,
@@ -42,6 +43,7 @@ export function generatedFiles(root: string = REPO_ROOT): Map<string, string> {
       JSON.stringify(grafanaDashboard(), null, 2) + "\n",
     );
     files.set(join(root, "charts/tether/files/operator-rules.yaml"), rulesYaml(OPERATOR_RULES));
+    files.set(join(root, "charts/tether/files/cluster-scoped-rules.yaml"), rulesYaml(CLUSTER_SCOPED_RULES));
     files.set(join(root, "charts/tether/files/leader-election-rules.yaml"), rulesYaml(LEADER_ELECTION_RULES));
     // Rendered by the chart with `tpl`: the Secret's name depends on the release.
     files.set(

@@ -57,7 +57,9 @@ describe("bootstraps with xDS", () => {
       },
       typed_extension_protocol_options: {
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-          explicit_http_config: { http2_protocol_options: {} },
+          explicit_http_config: {
+            http2_protocol_options: { connection_keepalive: { interval: "5s", timeout: "5s" } },
+          },
         },
       },
     });

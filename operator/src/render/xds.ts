@@ -52,6 +52,9 @@ export interface EdsService {
   readonly port: number;
 }
 
+/** Envoy's http2_protocol_options.connection_keepalive of the sidecars' connection to the operator. */
+export const XDS_KEEPALIVE = { interval: "5s", timeout: "5s" } as const;
+
 /**
  * A static STRICT_DNS cluster on the operator's xDS Service, speaking HTTP/2 (gRPC); with TLS, an
  * UpstreamTlsContext trusting the mounted CA bundle, SNI and the SAN checked against the Service name.
@@ -75,7 +78,9 @@ export function xdsCluster(target: XdsTarget): ClusterInput {
     typed_extension_protocol_options: {
       [HTTP_PROTOCOL_OPTIONS_KEY]: {
         "@type": HTTP_PROTOCOL_OPTIONS_TYPE,
-        explicit_http_config: { http2_protocol_options: {} },
+        // PINGs find a replica that vanished without closing the stream (a lost node) in ≤ 10 s,
+        // not at TCP's timeouts; a replica that crashed closes its sockets and is noticed at once.
+        explicit_http_config: { http2_protocol_options: { connection_keepalive: XDS_KEEPALIVE } },
       },
     },
   };

@@ -54,6 +54,23 @@ describe("config: dynamic_resources and EDS", () => {
     );
   });
 
+  it("accepts connection_keepalive on the ADS cluster, durations in milliseconds", () => {
+    const b = parseConfigText(
+      DYNAMIC.replace(
+        "http2_protocol_options: {}",
+        "http2_protocol_options: { connection_keepalive: { interval: 5s, timeout: 0.5s } }",
+      ),
+    ).bootstrap;
+    const options =
+      b.static_resources.clusters[0]?.typed_extension_protocol_options?.[
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+      ];
+    expect(options?.explicit_http_config.http2_protocol_options?.connection_keepalive).toEqual({
+      interval: 5_000,
+      timeout: 500,
+    });
+  });
+
   it.each([
     [
       "an ADS cluster that does not exist",
@@ -74,6 +91,22 @@ describe("config: dynamic_resources and EDS", () => {
       "HTTP/2 to a cluster that is not the ADS cluster",
       DYNAMIC.replace("name: tether_xds\n      type: STRICT_DNS", "name: other\n      type: STRICT_DNS"),
       "static_resources.clusters[0].typed_extension_protocol_options.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.explicit_http_config.http2_protocol_options: HTTP/2 upstreams are supported only for the ADS cluster",
+    ],
+    [
+      "connection_keepalive without its timeout",
+      DYNAMIC.replace(
+        "http2_protocol_options: {}",
+        "http2_protocol_options: { connection_keepalive: { interval: 5s } }",
+      ),
+      "static_resources.clusters[0].typed_extension_protocol_options.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.explicit_http_config.http2_protocol_options.connection_keepalive.timeout:",
+    ],
+    [
+      "a connection_keepalive interval that is not a duration",
+      DYNAMIC.replace(
+        "http2_protocol_options: {}",
+        "http2_protocol_options: { connection_keepalive: { interval: soon, timeout: 1s } }",
+      ),
+      'http2_protocol_options.connection_keepalive.interval: expected a duration like "1.5s", got "soon"',
     ],
     [
       "an EDS cluster with a load_assignment",
