@@ -142,6 +142,7 @@ function options(): {
       changes: { type: "string", default: "20" },
       "idle-seconds": { type: "string", default: "60" },
       "node-options": { type: "string", default: "" },
+      "cold-deadline": { type: "string", default: "300" },
     },
   });
   const agents = Number(values.agents);
@@ -162,7 +163,8 @@ function options(): {
       "--agents 1..5000; --pscs ≥ 1; --changes 1..200; --idle-seconds ≥ 1",
     );
   const nodeOptions = values["node-options"].split(" ").filter((o) => o !== "");
-  return { agents, pscs, changes, idleSeconds, nodeOptions };
+  const coldDeadlineSeconds = Number(values["cold-deadline"]);
+  return { agents, pscs, changes, idleSeconds, coldDeadlineSeconds, nodeOptions };
 }
 
 async function main(): Promise<void> {
@@ -222,8 +224,15 @@ async function main(): Promise<void> {
       env: { PATH: process.env["PATH"] ?? "", KUBECONFIG: cp.kubeconfigPath },
     });
     const pid = operator.pid;
-    await until("every Agent and ProxyRoute reconciled", () => allReconciled(client), 300_000, 500);
+    // Past the deadline the run goes on (the rest is still worth measuring) and says how far it got.
+    let progress = { done: 0, of: 1 };
+    while (performance.now() - spawnedAt < opts.coldDeadlineSeconds * 1000) {
+      progress = await reconciled(client);
+      if (progress.done === progress.of) break;
+      await pause(500);
+    }
     const coldMs = performance.now() - spawnedAt;
+    const coldDone = progress.done === progress.of;
     const coldCpu = cpuSeconds(pid);
     const rssAfterColdMb = memory(pid).rssMb;
     await operatorQuiet(pid, 120_000);
@@ -282,7 +291,7 @@ async function main(): Promise<void> {
     const rows: [string, string][] = [
       [
         "cold reconcile (spawn → every Agent and ProxyRoute has status for its generation)",
-        `${(coldMs / 1000).toFixed(1)} s (operator CPU ${coldCpu.toFixed(1)} s)`,
+        `${coldDone ? "" : "not done: "}${(coldMs / 1000).toFixed(1)} s${coldDone ? "" : ` (${String(progress.done)} of ${String(progress.of)} reconciled)`} (operator CPU ${coldCpu.toFixed(1)} s)`,
       ],
       ["VmRSS after the cold reconcile", mib(rssAfterColdMb)],
       [`connect ${String(opts.agents)} ADS clients → all hold EDS`, ms(connectMs)],

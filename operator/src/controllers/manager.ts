@@ -40,6 +40,8 @@ export interface ManagerOptions {
   readonly xds?: SnapshotServer;
 }
 
+/** The label naming an EndpointSlice's Service. */
+const SERVICE_NAME = "kubernetes.io/service-name";
 const OWNED_SELECTOR = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
 
 export class ControllerManager {
@@ -243,24 +245,50 @@ export class ControllerManager {
     return undefined;
   }
 
-  /** Anything a snapshot is rendered from rebuilds the snapshots of its namespace. */
+  /**
+   * What each event can change in the snapshots: an Agent's or Broker's spec its own group; a
+   * ProxyRoute its Agent's; a slice or a Service's ports the endpoints of the groups using that
+   * Service; a PolicyServerCluster its Agents'. Status-only updates change nothing rendered. The
+   * rare events that can change any group (a Service appearing or going) rebuild the namespace.
+   */
   private wireXds(): void {
     const xds = this.xds;
     if (xds === undefined) return;
     const s = this.stores;
-    const mark = (_type: InformerEventType, o: KubeObject): void => {
-      xds.markNamespace(o.metadata.namespace ?? "");
-    };
-    for (const store of [
-      s.policyServerClusters,
-      s.agents,
-      s.brokers,
-      s.proxyRoutes,
-      s.services,
-      s.endpointSlices,
-    ]) {
-      store.on(mark);
-    }
+    s.agents.on((type, o, old) => {
+      if (specChanged(type, o, old)) xds.markGroup(o.metadata.namespace ?? "", "agent", o.metadata.name);
+    });
+    s.brokers.on((type, o, old) => {
+      if (specChanged(type, o, old)) xds.markGroup(o.metadata.namespace ?? "", "broker", o.metadata.name);
+    });
+    s.proxyRoutes.on((type, o, old) => {
+      if (!specChanged(type, o, old)) return;
+      const ns = o.metadata.namespace ?? "";
+      for (const agent of new Set([
+        refName(o, "agentRef"),
+        old === undefined ? undefined : refName(old, "agentRef"),
+      ]))
+        if (agent !== undefined) xds.markGroup(ns, "agent", agent);
+    });
+    s.policyServerClusters.on((type, o, old) => {
+      if (!specChanged(type, o, old)) return;
+      const ns = o.metadata.namespace ?? "";
+      for (const agent of s.agents.list(ns))
+        if (refName(agent, "policyServerClusterRef") === o.metadata.name)
+          xds.markGroup(ns, "agent", agent.metadata.name);
+    });
+    s.services.on((type, o) => {
+      if (type === "MODIFIED") xds.markService(o.metadata.namespace ?? "", o.metadata.name);
+      else xds.markNamespace(o.metadata.namespace ?? "");
+    });
+    s.endpointSlices.on((_type, o, old) => {
+      const ns = o.metadata.namespace ?? "";
+      for (const service of new Set([
+        o.metadata.labels?.[SERVICE_NAME],
+        old?.metadata.labels?.[SERVICE_NAME],
+      ]))
+        if (service !== undefined) xds.markService(ns, service);
+    });
   }
 
   private wire(): void {
