@@ -101,15 +101,19 @@ function backendSlice(k: number): { body: object; newest: string } {
 
 const SLICES = `/apis/discovery.k8s.io/v1/namespaces/${NS}/endpointslices`;
 
-async function allReconciled(client: KubeClient): Promise<boolean> {
+/** How many Agents and ProxyRoutes have status for their generation, of how many. */
+async function reconciled(client: KubeClient): Promise<{ done: number; of: number }> {
+  let done = 0;
+  let of = 0;
   for (const plural of ["agents", "proxyroutes"]) {
     const list = await client.request<StatusList>(
       "GET",
       `/apis/tether.dev/v1alpha1/namespaces/${NS}/${plural}`,
     );
-    if (list.items.some((o) => o.status?.observedGeneration !== o.metadata.generation)) return false;
+    of += list.items.length;
+    done += list.items.filter((o) => o.status?.observedGeneration === o.metadata.generation).length;
   }
-  return true;
+  return { done, of };
 }
 
 /** Waits until the operator used under 3 % of a core over one second. */
@@ -133,6 +137,7 @@ function options(): {
   pscs: number;
   changes: number;
   idleSeconds: number;
+  coldDeadlineSeconds: number;
   nodeOptions: string[];
 } {
   const { values } = parseArgs({
