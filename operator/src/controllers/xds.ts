@@ -255,11 +255,16 @@ export class XdsController {
     const [namespace = "", kind, name = ""] = group.split("/");
     const previous = this.groups.get(group);
     if (rebuild === "endpoints" && previous !== undefined) {
+      // Only EDS can differ: its hash comes from the shared per-Service hashes, the rest is kept.
+      const { cluster, listener, route } = previous.typeHashes;
+      const typeHashes = { cluster, listener, route, endpoint: this.endpointHash(previous.eds) };
+      if (typeHashes.endpoint === previous.typeHashes.endpoint) return;
       const endpoint = new Map(previous.eds.map((svc) => [svc.cluster, this.endpoints(svc).assignment]));
       this.publish(
         group,
         { ...previous.snapshot, resources: { ...previous.snapshot.resources, endpoint } },
         previous.eds,
+        typeHashes,
       );
       return;
     }
@@ -353,13 +358,22 @@ export class XdsController {
     return byService.get(service) ?? [];
   }
 
-  private publish(group: string, snapshot: Snapshot, eds: readonly EdsService[]): void {
+  private endpointHash(eds: readonly EdsService[]): string {
+    return stableHash(eds.map((svc) => [svc.cluster, this.endpoints(svc).hash]));
+  }
+
+  private publish(
+    group: string,
+    snapshot: Snapshot,
+    eds: readonly EdsService[],
+    known?: Record<ResourceType, string>,
+  ): void {
     const previous = this.groups.get(group);
-    const typeHashes = {
+    const typeHashes = known ?? {
       cluster: stableHash([...snapshot.resources.cluster.entries()]),
       listener: stableHash([...snapshot.resources.listener.entries()]),
       route: stableHash([...snapshot.resources.route.entries()]),
-      endpoint: stableHash(eds.map((svc) => [svc.cluster, this.endpoints(svc).hash])),
+      endpoint: this.endpointHash(eds),
     };
     const version = snapshotVersion(typeHashes);
     if (previous?.version === version) return;
