@@ -116,6 +116,16 @@ async function reconciled(client: KubeClient): Promise<{ done: number; of: numbe
   return { done, of };
 }
 
+async function metricSum(adminAddress: string, name: string): Promise<number> {
+  const text = await (
+    await fetch(`http://${adminAddress}/metrics`, { signal: AbortSignal.timeout(5_000) })
+  ).text();
+  return text
+    .split("\n")
+    .filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
+    .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
+}
+
 /** Waits until the operator used under 3 % of a core over one second. */
 async function operatorQuiet(pid: number, timeoutMs: number): Promise<void> {
   let before = cpuSeconds(pid);
@@ -139,6 +149,8 @@ function options(): {
   idleSeconds: number;
   coldDeadlineSeconds: number;
   nodeOptions: string[];
+  /** The operator's --concurrency; empty: its default. */
+  concurrency: string;
 } {
   const { values } = parseArgs({
     options: {
@@ -148,6 +160,7 @@ function options(): {
       "idle-seconds": { type: "string", default: "60" },
       "node-options": { type: "string", default: "" },
       "cold-deadline": { type: "string", default: "300" },
+      concurrency: { type: "string", default: "" },
     },
   });
   const agents = Number(values.agents);
@@ -169,7 +182,15 @@ function options(): {
     );
   const nodeOptions = values["node-options"].split(" ").filter((o) => o !== "");
   const coldDeadlineSeconds = Number(values["cold-deadline"]);
-  return { agents, pscs, changes, idleSeconds, coldDeadlineSeconds, nodeOptions };
+  return {
+    agents,
+    pscs,
+    changes,
+    idleSeconds,
+    coldDeadlineSeconds,
+    nodeOptions,
+    concurrency: values.concurrency,
+  };
 }
 
 async function main(): Promise<void> {
@@ -224,11 +245,13 @@ async function main(): Promise<void> {
         ...["--leader-elect", "false", "--resync-period", "0", "--namespaces", NS],
         ...["--admin-address", "127.0.0.1:0", "--xds-address", `127.0.0.1:${String(xdsPort)}`],
         ...["--xds-service", "tether-xds.tether-system", "--log-level", "info"],
+        ...(opts.concurrency === "" ? [] : ["--concurrency", opts.concurrency]),
       ],
       cwd: REPO,
       env: { PATH: process.env["PATH"] ?? "", KUBECONFIG: cp.kubeconfigPath },
     });
     const pid = operator.pid;
+    const admin = await operator.waitForStdoutLine((l) => /"admin":"([^"]+)"/.exec(l)?.[1], 60_000);
     // Past the deadline the run goes on (the rest is still worth measuring) and says how far it got.
     let progress = { done: 0, of: 1 };
     while (performance.now() - spawnedAt < opts.coldDeadlineSeconds * 1000) {
@@ -239,6 +262,7 @@ async function main(): Promise<void> {
     const coldMs = performance.now() - spawnedAt;
     const coldDone = progress.done === progress.of;
     const coldCpu = cpuSeconds(pid);
+    const coldWrites = await metricSum(admin, "tether_operator_api_writes_total");
     const rssAfterColdMb = memory(pid).rssMb;
     await operatorQuiet(pid, 120_000);
 
@@ -292,11 +316,11 @@ async function main(): Promise<void> {
     const loadAtEnd = readFileSync("/proc/loadavg", "utf8").trim();
     const ms = (v: number): string => `${v.toFixed(0)} ms`;
     const mib = (v: number): string => `${v.toFixed(0)} MiB`;
-    const command = `node bench/src/operator-scale.ts --agents ${String(opts.agents)} --pscs ${String(opts.pscs)} --changes ${String(opts.changes)} --idle-seconds ${String(opts.idleSeconds)}${opts.nodeOptions.length === 0 ? "" : ` --node-options "${opts.nodeOptions.join(" ")}"`}`;
+    const command = `node bench/src/operator-scale.ts --agents ${String(opts.agents)} --pscs ${String(opts.pscs)} --changes ${String(opts.changes)} --idle-seconds ${String(opts.idleSeconds)}${opts.concurrency === "" ? "" : ` --concurrency ${opts.concurrency}`}${opts.nodeOptions.length === 0 ? "" : ` --node-options "${opts.nodeOptions.join(" ")}"`}`;
     const rows: [string, string][] = [
       [
         "cold reconcile (spawn → every Agent and ProxyRoute has status for its generation)",
-        `${coldDone ? "" : "not done: "}${(coldMs / 1000).toFixed(1)} s${coldDone ? "" : ` (${String(progress.done)} of ${String(progress.of)} reconciled)`} (operator CPU ${coldCpu.toFixed(1)} s)`,
+        `${coldDone ? "" : "not done: "}${(coldMs / 1000).toFixed(1)} s${coldDone ? "" : ` (${String(progress.done)} of ${String(progress.of)} reconciled)`} (operator CPU ${coldCpu.toFixed(1)} s, ${String(coldWrites)} API writes)`,
       ],
       ["VmRSS after the cold reconcile", mib(rssAfterColdMb)],
       [`connect ${String(opts.agents)} ADS clients → all hold EDS`, ms(connectMs)],

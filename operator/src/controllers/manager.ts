@@ -19,6 +19,7 @@ import { reconcileBroker } from "./broker.ts";
 import { parseQueueKey, queueKey, type ControllerContext, type Stores, type TetherKind } from "./context.ts";
 import { reconcilePolicyServerCluster } from "./policy-server-cluster.ts";
 import { reconcileProxyRoute } from "./proxy-route.ts";
+import { trimConfigMap, trimDeployment, trimMetadata } from "./trim.ts";
 import { XdsController } from "./xds.ts";
 import type { SnapshotServer } from "../xds/contract.ts";
 
@@ -55,13 +56,19 @@ export class ControllerManager {
   constructor(options: ManagerOptions) {
     this.options = options;
     const { client, logger, metrics } = options;
-    const store = (resource: StoreOptions["resource"], labelSelector?: string, metadataOnly = false): Store =>
+    const store = (
+      resource: StoreOptions["resource"],
+      labelSelector?: string,
+      metadataOnly = false,
+      transform?: StoreOptions["transform"],
+    ): Store =>
       new Store({
         resource,
         namespaces: options.namespaces,
         client,
         logger,
         metadataOnly,
+        ...(transform === undefined ? {} : { transform }),
         ...(labelSelector === undefined ? {} : { labelSelector }),
         informer: {
           ...options.informer,
@@ -76,11 +83,13 @@ export class ControllerManager {
       agents: store(RESOURCES.agents),
       brokers: store(RESOURCES.brokers),
       proxyRoutes: store(RESOURCES.proxyRoutes),
-      deployments: store(RESOURCES.deployments, OWNED_SELECTOR),
+      // Children are cached trimmed (trim.ts): at a thousand Agents their templates and configs
+      // would otherwise be most of the operator's memory.
+      deployments: store(RESOURCES.deployments, OWNED_SELECTOR, false, trimDeployment),
       services: store(RESOURCES.services),
-      configMaps: store(RESOURCES.configMaps, OWNED_SELECTOR),
-      deploymentNames: store(RESOURCES.deployments, undefined, true),
-      configMapNames: store(RESOURCES.configMaps, undefined, true),
+      configMaps: store(RESOURCES.configMaps, OWNED_SELECTOR, false, trimConfigMap),
+      deploymentNames: store(RESOURCES.deployments, undefined, true, trimMetadata),
+      configMapNames: store(RESOURCES.configMaps, undefined, true, trimMetadata),
       endpointSlices: store(RESOURCES.endpointSlices),
     };
     const base: ControllerContext = {
