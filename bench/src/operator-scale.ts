@@ -126,6 +126,13 @@ async function metricSum(adminAddress: string, name: string): Promise<number> {
     .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
 }
 
+/** The operator's V8 heap, used / total, from its /metrics. */
+async function heapMb(adminAddress: string): Promise<string> {
+  const used = await metricSum(adminAddress, "nodejs_heap_size_used_bytes");
+  const total = await metricSum(adminAddress, "nodejs_heap_size_total_bytes");
+  return `${(used / 2 ** 20).toFixed(0)} of ${(total / 2 ** 20).toFixed(0)} MiB`;
+}
+
 /** Waits until the operator used under 3 % of a core over one second. */
 async function operatorQuiet(pid: number, timeoutMs: number): Promise<void> {
   let before = cpuSeconds(pid);
@@ -284,6 +291,7 @@ async function main(): Promise<void> {
     const connectMs = performance.now() - connectStart;
     await operatorQuiet(pid, 60_000);
     const rssConnectedMb = memory(pid).rssMb;
+    const heapConnected = await heapMb(admin);
 
     const latencies: number[] = [];
     let rssMaxMb = rssConnectedMb;
@@ -313,6 +321,7 @@ async function main(): Promise<void> {
     }
     const idleCpu = (cpuSeconds(pid) - idleBefore) / ((performance.now() - idleStart) / 1000);
     const end = memory(pid);
+    const heapEnd = await heapMb(admin);
     const loadAtEnd = readFileSync("/proc/loadavg", "utf8").trim();
     const ms = (v: number): string => `${v.toFixed(0)} ms`;
     const mib = (v: number): string => `${v.toFixed(0)} MiB`;
@@ -324,7 +333,7 @@ async function main(): Promise<void> {
       ],
       ["VmRSS after the cold reconcile", mib(rssAfterColdMb)],
       [`connect ${String(opts.agents)} ADS clients → all hold EDS`, ms(connectMs)],
-      ["VmRSS, all streams connected, quiet", mib(rssConnectedMb)],
+      ["VmRSS, all streams connected, quiet", `${mib(rssConnectedMb)} (V8 heap used ${heapConnected})`],
       [
         `EndpointSlice change → client, ${String(latencies.length)} receipts`,
         `p50 ${ms(percentile(latencies, 50))}, p99 ${ms(percentile(latencies, 99))}, max ${ms(latencies.at(-1) ?? Number.NaN)}`,
@@ -339,7 +348,10 @@ async function main(): Promise<void> {
         `idle CPU over ${String(opts.idleSeconds)} s, streams open`,
         `${(idleCpu * 100).toFixed(2)} % of a core`,
       ],
-      ["VmRSS idle (largest) / VmHWM at the end", `${mib(rssIdleMaxMb)} / ${mib(end.hwmMb)}`],
+      [
+        "VmRSS idle (largest) / VmHWM at the end",
+        `${mib(rssIdleMaxMb)} / ${mib(end.hwmMb)} (V8 heap used ${heapEnd})`,
+      ],
     ];
     process.stdout.write(
       [
