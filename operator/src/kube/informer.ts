@@ -321,7 +321,11 @@ function slim<T extends { metadata?: { managedFields?: unknown; annotations?: Re
 ): T {
   if (object.metadata?.managedFields !== undefined) delete object.metadata.managedFields;
   const annotations = object.metadata?.annotations;
-  if (annotations?.[LAST_APPLIED] !== undefined) delete annotations[LAST_APPLIED];
+  if (object.metadata !== undefined && annotations?.[LAST_APPLIED] !== undefined) {
+    object.metadata.annotations = Object.fromEntries(
+      Object.entries(annotations).filter(([key]) => key !== LAST_APPLIED),
+    );
+  }
   return object;
 }
 

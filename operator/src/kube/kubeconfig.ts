@@ -92,9 +92,9 @@ function inCluster(): ApiAccess | undefined {
   };
 }
 
-function entry<T>(list: NamedEntry[] | undefined, name: string | undefined, field: string): T | undefined {
-  const found = list?.find((e) => e.name === name);
-  return found?.[field] as T | undefined;
+/** The `field` object of the list item called `name` (a kubeconfig's contexts, clusters, users). */
+function entry(list: NamedEntry[] | undefined, name: string | undefined, field: string): unknown {
+  return list?.find((e) => e.name === name)?.[field];
 }
 
 /** Inline `*-data` (base64) or a file path relative to the kubeconfig's directory. */
@@ -108,15 +108,16 @@ function material(base: string, data: string | undefined, file: string | undefin
 function fromFile(path: string): ApiAccess | undefined {
   const config = (parseYaml(readFileSync(path, "utf8")) ?? {}) as KubeconfigFile;
   const contextName = config["current-context"];
-  const context = entry<{ cluster?: string; user?: string }>(config.contexts, contextName, "context");
-  const cluster = entry<ClusterEntry>(config.clusters, context?.cluster, "cluster");
+  const context = entry(config.contexts, contextName, "context") as
+    { cluster?: string; user?: string } | undefined;
+  const cluster = entry(config.clusters, context?.cluster, "cluster") as ClusterEntry | undefined;
   if (cluster?.server === undefined) {
     throw new KubeError(
       "TETHER_ERR_KUBE_CONFIG",
       `kubeconfig ${path} has no current cluster (set current-context)`,
     );
   }
-  const user = entry<UserEntry>(config.users, context?.user, "user") ?? {};
+  const user = (entry(config.users, context?.user, "user") ?? {}) as UserEntry;
   if (user.exec !== undefined || user["auth-provider"] !== undefined) return undefined;
   const base = dirname(path);
   const token =
