@@ -271,6 +271,9 @@ async function main(): Promise<void> {
     const coldCpu = cpuSeconds(pid);
     const coldWrites = await metricSum(admin, "tether_operator_api_writes_total");
     const rssAfterColdMb = memory(pid).rssMb;
+    process.stderr.write(
+      `operator-scale: cold reconcile ${(coldMs / 1000).toFixed(1)} s (${String(progress.done)}/${String(progress.of)}), VmRSS ${rssAfterColdMb.toFixed(0)} MiB\n`,
+    );
     await operatorQuiet(pid, 120_000);
 
     fleet = new AdsFleet({ host: "127.0.0.1", port: xdsPort }, "*");
@@ -285,10 +288,13 @@ async function main(): Promise<void> {
     await until(
       `${String(opts.agents)} clients with EDS`,
       () => Promise.resolve(fleet?.holding(first) === opts.agents),
-      120_000,
+      opts.coldDeadlineSeconds * 1000,
       50,
     );
     const connectMs = performance.now() - connectStart;
+    process.stderr.write(
+      `operator-scale: ${String(opts.agents)} clients hold EDS after ${connectMs.toFixed(0)} ms, VmRSS ${memory(pid).rssMb.toFixed(0)} MiB\n`,
+    );
     await operatorQuiet(pid, 60_000);
     const rssConnectedMb = memory(pid).rssMb;
     const heapConnected = await heapMb(admin);
