@@ -36,6 +36,7 @@ function addressesOf(cla: ResourceJson | undefined): string[] {
 
 export class AdsFleet {
   private readonly target: { readonly host: string; readonly port: number };
+  /** The EDS cluster whose addresses are tracked; "*": every cluster's, pooled. */
   private readonly edsCluster: string;
   private readonly clients: AdsClient[] = [];
   /** Latest addresses of `edsCluster` per client index. */
@@ -121,7 +122,9 @@ export class AdsFleet {
               .map((c) => String(c["name"]));
             client.subscribe("endpoint", eds);
           } else if (type === "endpoint") {
-            this.received(index, addressesOf(resources.get(this.edsCluster)));
+            const tracked =
+              this.edsCluster === "*" ? [...resources.values()] : [resources.get(this.edsCluster)];
+            this.received(index, tracked.flatMap(addressesOf));
           }
           return Promise.resolve(undefined);
         },

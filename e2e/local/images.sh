@@ -318,7 +318,7 @@ for image in "${images[@]}"; do
   case "$image" in
     operator)
       config=$(node_config tether-operator "The Tether Kubernetes operator" '["8080/tcp", "18000/tcp"]' \
-        '["node", "/app/operator/bin/tether-operator.js"]')
+        '["node", "/app/operator/bin/tether-operator.js"]' null '["NODE_OPTIONS=--max-semi-space-size=4"]')
       app=$(app_layer operator yes)
       oci_archive operator "$ref" "$config" "$base" "$app"
       ;;

@@ -441,7 +441,10 @@ describe.skipIf(SKIP !== undefined)(
 
     it("gives each Node container the Dockerfile's entrypoint, user, environment and working directory", async () => {
       const expected = {
-        operator: { args: ["node", "/app/operator/bin/tether-operator.js"], env: [] as string[] },
+        operator: {
+          args: ["node", "/app/operator/bin/tether-operator.js"],
+          env: ["NODE_OPTIONS=--max-semi-space-size=4"],
+        },
         sidecar: {
           args: ["node", "/app/sidecar/bin/tether-sidecar.js", "--config", "/etc/tether/envoy.yaml"],
           env: ["NODE_OPTIONS=--max-semi-space-size=4 --no-maglev"],

@@ -135,6 +135,11 @@ interface AdsStream {
   group: string | undefined;
   nonce: number;
   readonly types: Map<ResourceType, TypeState>;
+  /**
+   * Types held back while the stream's send buffer is full (a slow or stuck client), with whether
+   * the response is owed regardless of change; each is sent once, with the then-latest snapshot.
+   */
+  readonly held: Map<ResourceType, boolean>;
   /** Requests received while authorize() runs, handled in order once it allows the stream. */
   queued: DiscoveryRequest[] | undefined;
   closed: boolean;
@@ -146,11 +151,22 @@ function resourceName(type: ResourceType, json: ResourceJson): unknown {
   return type === "endpoint" ? json["cluster_name"] : json["name"];
 }
 
-function encodeSnapshot(snapshot: Snapshot): EncodedSnapshot {
+/**
+ * Encodings by resource object: a control plane that passes the same object again (a type whose
+ * content did not change) is not encoded twice; entries go with the objects.
+ */
+type EncodeCache = WeakMap<ResourceJson, { readonly name: string; readonly encoded: EncodedResource }>;
+
+function encodeSnapshot(snapshot: Snapshot, cache: EncodeCache): EncodedSnapshot {
   const encoded = {} as { [T in ResourceType]: Map<string, EncodedResource> };
   for (const type of RESOURCE_TYPES) {
     const out = new Map<string, EncodedResource>();
     for (const [name, json] of snapshot.resources[type]) {
+      const known = cache.get(json);
+      if (known !== undefined && known.name === name) {
+        out.set(name, known.encoded);
+        continue;
+      }
       const own = resourceName(type, json);
       if (own !== undefined && own !== name) {
         throw new XdsError(
@@ -161,7 +177,9 @@ function encodeSnapshot(snapshot: Snapshot): EncodedSnapshot {
       const body =
         own === undefined ? { ...json, [type === "endpoint" ? "cluster_name" : "name"]: name } : json;
       const any = packResource(TYPE_URLS[type], body, `${type} ${JSON.stringify(name)}`);
-      out.set(name, { any, hash: createHash("sha256").update(any.value).digest("base64url").slice(0, 22) });
+      const resource = { any, hash: createHash("sha256").update(any.value).digest("base64url").slice(0, 22) };
+      cache.set(json, { name, encoded: resource });
+      out.set(name, resource);
     }
     encoded[type] = out;
   }
@@ -191,6 +209,9 @@ export class AdsServer {
   private grpc: typeof Grpc | undefined;
   private readonly snapshots = new Map<string, EncodedSnapshot>();
   private readonly open = new Set<AdsStream>();
+  /** Open streams by group, so a snapshot change visits only its own group's streams. */
+  private readonly byGroup = new Map<string, Set<AdsStream>>();
+  private readonly encodeCache: EncodeCache = new WeakMap();
   private readonly nackListeners: ((e: NackEvent) => void)[] = [];
   private readonly ackListeners: ((e: AckEvent) => void)[] = [];
   private readonly pushListeners: ((e: PushEvent) => void)[] = [];
@@ -256,6 +277,7 @@ export class AdsServer {
       stream.call.emit("error", { code: UNAVAILABLE, details: "xDS server stopping" });
     }
     this.open.clear();
+    this.byGroup.clear();
     const server = this.server;
     if (!this.started || server === undefined) return;
     this.started = false;
@@ -274,10 +296,9 @@ export class AdsServer {
 
   /** Sets the group's config and pushes, to each of its streams, the types whose content changed. */
   setSnapshot(group: string, snapshot: Snapshot): void {
-    const encoded = encodeSnapshot(snapshot); // throws before anything changes
+    const encoded = encodeSnapshot(snapshot, this.encodeCache); // throws before anything changes
     this.snapshots.set(group, encoded);
-    for (const stream of this.open) {
-      if (stream.group !== group) continue;
+    for (const stream of this.byGroup.get(group) ?? []) {
       for (const type of RESOURCE_TYPES) if (stream.types.has(type)) this.push(stream, type, false);
     }
   }
@@ -321,6 +342,7 @@ export class AdsServer {
       group: undefined,
       nonce: 0,
       types: new Map(),
+      held: new Map(),
       queued: undefined,
       closed: false,
     };
@@ -343,14 +365,29 @@ export class AdsServer {
     });
     call.on("close", () => {
       stream.closed = true;
-      if (this.open.delete(stream) && stream.group !== undefined) {
+      if (this.forget(stream) && stream.group !== undefined) {
         this.log.info({ nodeId: stream.nodeId, group: stream.group }, "xDS stream closed");
       }
     });
     call.on("cancelled", () => {
       stream.closed = true;
-      this.open.delete(stream);
+      this.forget(stream);
     });
+    // The transport took what was waiting: send the latest state of every type held back.
+    call.on("drain", () => {
+      const held = [...stream.held];
+      stream.held.clear();
+      for (const [type, force] of held) this.push(stream, type, force);
+    });
+  }
+
+  private forget(stream: AdsStream): boolean {
+    if (stream.group !== undefined) {
+      const peers = this.byGroup.get(stream.group);
+      peers?.delete(stream);
+      if (peers?.size === 0) this.byGroup.delete(stream.group);
+    }
+    return this.open.delete(stream);
   }
 
   private onRequest(stream: AdsStream, request: DiscoveryRequest): void {
@@ -378,8 +415,7 @@ export class AdsServer {
         });
         return;
       }
-      stream.group = request.node.cluster;
-      this.log.info({ nodeId: stream.nodeId, group: stream.group }, "xDS stream opened");
+      this.join(stream, request.node.cluster);
     }
     const type = resourceTypeOf(request.type_url);
     if (type === undefined) {
@@ -444,8 +480,7 @@ export class AdsServer {
       }
       const queued = stream.queued ?? [];
       stream.queued = undefined;
-      stream.group = node.cluster;
-      this.log.info({ nodeId: stream.nodeId, group: stream.group }, "xDS stream opened");
+      this.join(stream, node.cluster);
       for (const request of queued) {
         try {
           this.onRequest(stream, request);
@@ -456,6 +491,15 @@ export class AdsServer {
         }
       }
     });
+  }
+
+  /** The stream serves `group` from now on: its snapshot changes reach it. */
+  private join(stream: AdsStream, group: string): void {
+    stream.group = group;
+    const peers = this.byGroup.get(group) ?? new Set<AdsStream>();
+    peers.add(stream);
+    this.byGroup.set(group, peers);
+    this.log.info({ nodeId: stream.nodeId, group }, "xDS stream opened");
   }
 
   /** Ends a stream that is not to be served, with its status; it never had a group. */
@@ -513,6 +557,11 @@ export class AdsServer {
     const state = stream.types.get(type);
     const snapshot = stream.group === undefined ? undefined : this.snapshots.get(stream.group);
     if (state === undefined || snapshot === undefined) return;
+    // Bounded per stream: while the client does not read, keep at most one pending push per type.
+    if (stream.call.writableNeedDrain) {
+      stream.held.set(type, force || stream.held.get(type) === true);
+      return;
+    }
     const resources: WireAny[] = [];
     const key: string[] = [];
     const all = snapshot.resources[type];

@@ -387,3 +387,54 @@ describe("AdsServer <-> AdsClient", () => {
     expect(TYPE_URLS.route).toBe("type.googleapis.com/envoy.config.route.v3.RouteConfiguration");
   });
 });
+
+describe("AdsServer with a client that does not read", () => {
+  it("holds at most one push per type while the stream is full, then sends the latest snapshot", async () => {
+    const { server, port } = await startServer();
+    // Big enough that a few responses fill the HTTP/2 window and the stream's buffer.
+    const big = (v: number): Snapshot =>
+      snapshot(`v${String(v)}`, {
+        cluster: [{ ...cluster("ps", false), alt_stat_name: "x".repeat(200_000 + v) }],
+      });
+    server.setSnapshot(GROUP, big(0));
+    let pushes = 0;
+    server.onPush(() => {
+      pushes++;
+    });
+    const grpc = await import("@grpc/grpc-js");
+    const { ADS_METHOD } = await import("../src/wire.ts");
+    const client = new grpc.Client(`127.0.0.1:${String(port)}`, grpc.credentials.createInsecure());
+    cleanups.push(() => {
+      client.close();
+      return Promise.resolve();
+    });
+    const call = client.makeBidiStreamRequest(
+      ADS_METHOD.path,
+      ADS_METHOD.requestSerialize,
+      ADS_METHOD.responseDeserialize,
+    );
+    call.on("error", () => undefined); // the cancel at the end
+    call.write({
+      version_info: "",
+      node: { id: "ns/slow-1", cluster: GROUP },
+      resource_names: [],
+      type_url: TYPE_URLS.cluster,
+      response_nonce: "",
+    });
+    const received: string[] = [];
+    const deadline = Date.now() + 10_000;
+    while (pushes === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    // 100 changes while the client reads nothing.
+    for (let v = 1; v <= 100; v++) {
+      server.setSnapshot(GROUP, big(v));
+      await new Promise((r) => setImmediate(r));
+    }
+    const sentWhileStuck = pushes;
+    expect(sentWhileStuck).toBeLessThan(50);
+    call.on("data", (r: { version_info: string }) => received.push(r.version_info));
+    while (received.at(-1) !== "v100" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(received.at(-1)).toBe("v100");
+    expect(received.length).toBeLessThan(50);
+    call.cancel();
+  });
+});

@@ -9,6 +9,7 @@ import { RESOURCES, resourcePath, type KubeObject, type ResourceType } from "../
 import type { Store } from "../kube/store.ts";
 import type { ControllerContext } from "./context.ts";
 import { sameStatus, type ConditionUpdate } from "./conditions.ts";
+import { trimChild } from "./trim.ts";
 
 export interface DesiredChild {
   readonly apiVersion: string;
@@ -80,7 +81,8 @@ async function observe(
   if (meta === undefined) return undefined;
   // Ours but not in the labelled cache (someone removed a label): read it whole to compare.
   try {
-    return await ctx.client.request<KubeObject>("GET", resourcePath(stores.resource, namespace, name));
+    const whole = await ctx.client.request<KubeObject>("GET", resourcePath(stores.resource, namespace, name));
+    return trimChild(desired.kind, whole);
   } catch (error) {
     if (isNotFound(error)) return undefined;
     throw error;
@@ -137,7 +139,9 @@ async function convergeChild(
     return { conflict: { kind: child.kind, name: child.metadata.name, controller }, applied: false };
   }
   // Lists leave apiVersion and kind out of their items: compare what the object holds.
-  if (current !== undefined && isSubset({ ...child, apiVersion: undefined, kind: undefined }, current)) {
+  // Both sides trimmed alike (trim.ts): the caches hold digests where the whole content was.
+  const wanted = trimChild(child.kind, child as unknown as KubeObject);
+  if (current !== undefined && isSubset({ ...wanted, apiVersion: undefined, kind: undefined }, current)) {
     return { object: current, applied: false };
   }
   let result: KubeObject;

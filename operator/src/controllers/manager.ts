@@ -20,6 +20,7 @@ import { resolveInjection, type InjectionResolution } from "./injection.ts";
 import { parseQueueKey, queueKey, type ControllerContext, type Stores, type TetherKind } from "./context.ts";
 import { reconcilePolicyServerCluster } from "./policy-server-cluster.ts";
 import { reconcileProxyRoute } from "./proxy-route.ts";
+import { trimConfigMap, trimDeployment, trimMetadata } from "./trim.ts";
 import { XdsController } from "./xds.ts";
 import type { SnapshotServer } from "../xds/contract.ts";
 
@@ -43,6 +44,8 @@ export interface ManagerOptions {
   readonly xdsCa?: { bundle(): string };
 }
 
+/** The label naming an EndpointSlice's Service. */
+const SERVICE_NAME = "kubernetes.io/service-name";
 const OWNED_SELECTOR = `app.kubernetes.io/managed-by=${MANAGED_BY}`;
 
 export class ControllerManager {
@@ -56,13 +59,19 @@ export class ControllerManager {
   constructor(options: ManagerOptions) {
     this.options = options;
     const { client, logger, metrics } = options;
-    const store = (resource: StoreOptions["resource"], labelSelector?: string, metadataOnly = false): Store =>
+    const store = (
+      resource: StoreOptions["resource"],
+      labelSelector?: string,
+      metadataOnly = false,
+      transform?: StoreOptions["transform"],
+    ): Store =>
       new Store({
         resource,
         namespaces: options.namespaces,
         client,
         logger,
         metadataOnly,
+        ...(transform === undefined ? {} : { transform }),
         ...(labelSelector === undefined ? {} : { labelSelector }),
         informer: {
           ...options.informer,
@@ -77,11 +86,13 @@ export class ControllerManager {
       agents: store(RESOURCES.agents),
       brokers: store(RESOURCES.brokers),
       proxyRoutes: store(RESOURCES.proxyRoutes),
-      deployments: store(RESOURCES.deployments, OWNED_SELECTOR),
+      // Children are cached trimmed (trim.ts): at a thousand Agents their templates and configs
+      // would otherwise be most of the operator's memory.
+      deployments: store(RESOURCES.deployments, OWNED_SELECTOR, false, trimDeployment),
       services: store(RESOURCES.services),
-      configMaps: store(RESOURCES.configMaps, OWNED_SELECTOR),
-      deploymentNames: store(RESOURCES.deployments, undefined, true),
-      configMapNames: store(RESOURCES.configMaps, undefined, true),
+      configMaps: store(RESOURCES.configMaps, OWNED_SELECTOR, false, trimConfigMap),
+      deploymentNames: store(RESOURCES.deployments, undefined, true, trimMetadata),
+      configMapNames: store(RESOURCES.configMaps, undefined, true, trimMetadata),
       endpointSlices: store(RESOURCES.endpointSlices),
     };
     const base: ControllerContext = {
@@ -252,24 +263,50 @@ export class ControllerManager {
     return undefined;
   }
 
-  /** Anything a snapshot is rendered from rebuilds the snapshots of its namespace. */
+  /**
+   * What each event can change in the snapshots: an Agent's or Broker's spec its own group; a
+   * ProxyRoute its Agent's; a slice or a Service's ports the endpoints of the groups using that
+   * Service; a PolicyServerCluster its Agents'. Status-only updates change nothing rendered. The
+   * rare events that can change any group (a Service appearing or going) rebuild the namespace.
+   */
   private wireXds(): void {
     const xds = this.xds;
     if (xds === undefined) return;
     const s = this.stores;
-    const mark = (_type: InformerEventType, o: KubeObject): void => {
-      xds.markNamespace(o.metadata.namespace ?? "");
-    };
-    for (const store of [
-      s.policyServerClusters,
-      s.agents,
-      s.brokers,
-      s.proxyRoutes,
-      s.services,
-      s.endpointSlices,
-    ]) {
-      store.on(mark);
-    }
+    s.agents.on((type, o, old) => {
+      if (specChanged(type, o, old)) xds.markGroup(o.metadata.namespace ?? "", "agent", o.metadata.name);
+    });
+    s.brokers.on((type, o, old) => {
+      if (specChanged(type, o, old)) xds.markGroup(o.metadata.namespace ?? "", "broker", o.metadata.name);
+    });
+    s.proxyRoutes.on((type, o, old) => {
+      if (!specChanged(type, o, old)) return;
+      const ns = o.metadata.namespace ?? "";
+      for (const agent of new Set([
+        refName(o, "agentRef"),
+        old === undefined ? undefined : refName(old, "agentRef"),
+      ]))
+        if (agent !== undefined) xds.markGroup(ns, "agent", agent);
+    });
+    s.policyServerClusters.on((type, o, old) => {
+      if (!specChanged(type, o, old)) return;
+      const ns = o.metadata.namespace ?? "";
+      for (const agent of s.agents.list(ns))
+        if (refName(agent, "policyServerClusterRef") === o.metadata.name)
+          xds.markGroup(ns, "agent", agent.metadata.name);
+    });
+    s.services.on((type, o) => {
+      if (type === "MODIFIED") xds.markService(o.metadata.namespace ?? "", o.metadata.name);
+      else xds.markNamespace(o.metadata.namespace ?? "");
+    });
+    s.endpointSlices.on((_type, o, old) => {
+      const ns = o.metadata.namespace ?? "";
+      for (const service of new Set([
+        o.metadata.labels?.[SERVICE_NAME],
+        old?.metadata.labels?.[SERVICE_NAME],
+      ]))
+        if (service !== undefined) xds.markService(ns, service);
+    });
   }
 
   private wire(): void {

@@ -266,4 +266,49 @@ describe("XdsController", () => {
     await turn();
     expect(server.removed).toEqual(["ns/agent/web"]);
   });
+
+  it("a slice change rebuilds only the endpoints of the groups using its Service, reusing the rest", async () => {
+    const { stores, server, xds } = setup();
+    stores.agents.put({
+      metadata: meta("api"),
+      spec: {
+        policyServerClusterRef: { name: "ps" },
+        template: { spec: { containers: [{ name: "agent", image: "agent:1" }] } },
+      },
+    });
+    stores.services.put({ metadata: meta("backend"), spec: { ports: [{ name: "http", port: 7001 }] } });
+    stores.proxyRoutes.put({
+      metadata: meta("r", { creationTimestamp: "2026-01-01T00:00:00Z" }),
+      spec: {
+        agentRef: { name: "api" },
+        listenerPort: 8081,
+        match: { pathPrefix: "/app/" },
+        backend: { serviceRef: { name: "backend", port: 7001 } },
+      },
+    });
+    xds.start();
+    await turn();
+    expect(server.set.map((s) => s.group).sort()).toEqual(["ns/agent/api", "ns/agent/web"]);
+    const before = server.set.find((s) => s.group === "ns/agent/api")?.snapshot;
+    server.set.length = 0;
+    // A Service no group uses: nothing to rebuild.
+    xds.markService(ns, "unused");
+    await turn();
+    expect(server.set).toEqual([]);
+    stores.endpointSlices.put({
+      metadata: meta("backend-1", { labels: { "kubernetes.io/service-name": "backend" } }),
+      addressType: "IPv4",
+      ports: [{ name: "http", port: 7001, protocol: "TCP" }],
+      endpoints: [{ addresses: ["10.9.0.1"], conditions: { ready: true } }],
+    });
+    xds.markService(ns, "backend");
+    await turn();
+    expect(server.set.map((s) => s.group)).toEqual(["ns/agent/api"]);
+    const after = server.last();
+    expect(after.version).not.toBe(before?.version);
+    expect(JSON.stringify(after.resources.endpoint.get("route-r"))).toContain("10.9.0.1");
+    // Clusters and listeners are the very objects published before: the server need not encode them again.
+    expect(after.resources.cluster).toBe(before?.resources.cluster);
+    expect(after.resources.listener).toBe(before?.resources.listener);
+  });
 });

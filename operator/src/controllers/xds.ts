@@ -59,7 +59,19 @@ interface Rejection {
 interface GroupState {
   readonly version: string;
   readonly typeHashes: Record<ResourceType, string>;
+  readonly snapshot: Snapshot;
+  /** The EDS services the snapshot's endpoints come from (to rebuild only EDS on a slice change). */
+  readonly eds: readonly EdsService[];
 }
+
+/** A Service's load assignment, computed once per flush and shared by every group using it. */
+interface ServiceEndpoints {
+  readonly assignment: ClusterLoadAssignmentInput;
+  readonly hash: string;
+}
+
+/** Where a group's snapshot is rebuilt from: everything, or only its endpoints (a slice changed). */
+type Rebuild = "full" | "endpoints";
 
 /** The dynamic resources of one sidecar group, from its bootstrap and the EndpointSlices. */
 export function buildSnapshot(
@@ -67,8 +79,17 @@ export function buildSnapshot(
   eds: readonly EdsService[],
   endpointsOf: (service: EdsService) => ClusterLoadAssignmentInput,
 ): Snapshot {
+  const resources = dynamicResources(bootstrap, eds, endpointsOf);
+  return { version: snapshotVersion(typeHashesOf(resources)), resources };
+}
+
+function dynamicResources(
+  bootstrap: BootstrapInput,
+  eds: readonly EdsService[],
+  endpointsOf: (service: EdsService) => ClusterLoadAssignmentInput,
+): Snapshot["resources"] {
   const { listeners, clusters } = dynamicListenersAndClusters(bootstrap, eds);
-  const resources = {
+  return {
     cluster: new Map<string, ClusterInput>(clusters.map((c) => [c.name, c])),
     endpoint: new Map<string, ClusterLoadAssignmentInput>(
       eds.map((s) => endpointsOf(s)).map((a) => [a.cluster_name, a]),
@@ -76,12 +97,19 @@ export function buildSnapshot(
     listener: new Map<string, ListenerInput>(listeners.map((l) => [l.name, l])),
     route: new Map<string, ResourceJson>(),
   };
-  return { version: snapshotVersion(resources), resources };
 }
 
-function snapshotVersion(resources: Snapshot["resources"]): string {
-  return stableHash(RESOURCE_TYPES.map((t) => [...resources[t].entries()]));
+function typeHashesOf(resources: Snapshot["resources"]): Record<ResourceType, string> {
+  return Object.fromEntries(
+    RESOURCE_TYPES.map((t) => [t, stableHash([...resources[t].entries()])]),
+  ) as Record<ResourceType, string>;
 }
+
+function snapshotVersion(typeHashes: Record<ResourceType, string>): string {
+  return stableHash(RESOURCE_TYPES.map((t) => typeHashes[t]));
+}
+
+const serviceKey = (namespace: string, service: string): string => `${namespace}/${service}`;
 
 export class XdsController {
   private readonly ctx: ControllerContext;
@@ -91,7 +119,15 @@ export class XdsController {
   private readonly rejections = new Map<string, Map<string, Rejection>>();
   /** group → the ConfigRejected condition once known (undefined: keep what status says). */
   private readonly verdicts = new Map<string, ConditionUpdate>();
+  /** Namespaces whose every group is rebuilt (and groups of deleted owners removed). */
   private readonly dirty = new Set<string>();
+  /** Groups to rebuild, and how much of them. */
+  private readonly dirtyGroups = new Map<string, Rebuild>();
+  /** `namespace/service` → the groups whose EDS clusters take endpoints from it. */
+  private readonly serviceUsers = new Map<string, Set<string>>();
+  /** Per flush: endpoints by `namespace/service:port`, and slices by namespace and service. */
+  private flushEndpoints = new Map<string, ServiceEndpoints>();
+  private flushSlices = new Map<string, Map<string, EndpointSliceLike[]>>();
   private scheduled: NodeJS.Immediate | undefined;
   /** Open ADS streams per group, as counted at the start of the current flush. */
   private streamCounts = new Map<string, number>();
@@ -126,6 +162,20 @@ export class XdsController {
     this.schedule();
   }
 
+  /** The Agent's or Broker's own inputs changed (its spec, its routes): rebuild its group. */
+  markGroup(namespace: string, kind: XdsKind, name: string): void {
+    this.dirtyGroups.set(xdsGroup(namespace, kind, name), "full");
+    this.schedule();
+  }
+
+  /** A Service's endpoints (its slices or ports) changed: rebuild the endpoints of the groups using it. */
+  markService(namespace: string, service: string): void {
+    const users = this.serviceUsers.get(serviceKey(namespace, service));
+    if (users === undefined) return;
+    for (const group of users) if (!this.dirtyGroups.has(group)) this.dirtyGroups.set(group, "endpoints");
+    this.schedule();
+  }
+
   markAll(): void {
     const s = this.ctx.stores;
     for (const o of [...s.agents.list(), ...s.brokers.list()]) this.dirty.add(o.metadata.namespace ?? "");
@@ -150,47 +200,96 @@ export class XdsController {
   private flush(): void {
     const namespaces = [...this.dirty];
     this.dirty.clear();
+    const groups = [...this.dirtyGroups];
+    this.dirtyGroups.clear();
+    this.flushEndpoints = new Map();
+    this.flushSlices = new Map();
     // Open streams per group, counted once per flush (not once per group: that was quadratic).
     this.streamCounts = new Map();
     for (const st of this.options.server.streams()) {
       this.streamCounts.set(st.group, (this.streamCounts.get(st.group) ?? 0) + 1);
     }
+    const done = new Set<string>();
     for (const ns of namespaces) {
       try {
-        this.rebuildNamespace(ns);
+        for (const group of this.rebuildNamespace(ns)) done.add(group);
       } catch (error) {
         this.options.logger.error({ err: error, namespace: ns }, "could not build xDS snapshots");
       }
     }
+    for (const [group, rebuild] of groups) {
+      if (done.has(group)) continue;
+      try {
+        this.rebuildGroup(group, rebuild);
+      } catch (error) {
+        this.options.logger.error({ err: error, group }, "could not build the xDS snapshot");
+      }
+    }
+    this.flushEndpoints = new Map();
+    this.flushSlices = new Map();
   }
 
-  private rebuildNamespace(namespace: string): void {
+  /** Rebuilds every group of the namespace and drops those whose owner is gone; returns the groups. */
+  private rebuildNamespace(namespace: string): Set<string> {
     const s = this.ctx.stores;
     const wanted = new Set<string>();
     for (const agent of s.agents.list(namespace)) {
       const group = xdsGroup(namespace, "agent", agent.metadata.name);
       wanted.add(group);
       const built = this.agentSnapshot(agent);
-      if (built !== undefined) this.publish(group, built);
+      if (built !== undefined) this.publish(group, built.snapshot, built.eds);
     }
     for (const broker of s.brokers.list(namespace)) {
       const group = xdsGroup(namespace, "broker", broker.metadata.name);
       wanted.add(group);
       const built = this.brokerSnapshot(broker);
-      if (built !== undefined) this.publish(group, built);
+      if (built !== undefined) this.publish(group, built.snapshot, built.eds);
     }
     for (const group of [...this.groups.keys()]) {
-      if (group.startsWith(`${namespace}/`) && !wanted.has(group)) {
-        this.groups.delete(group);
-        this.rejections.delete(group);
-        this.verdicts.delete(group);
-        this.options.server.removeSnapshot(group);
-      }
+      if (group.startsWith(`${namespace}/`) && !wanted.has(group)) this.remove(group);
     }
+    return wanted;
+  }
+
+  private rebuildGroup(group: string, rebuild: Rebuild): void {
+    const [namespace = "", kind, name = ""] = group.split("/");
+    const previous = this.groups.get(group);
+    if (rebuild === "endpoints" && previous !== undefined) {
+      // Only EDS can differ: its hash comes from the shared per-Service hashes, the rest is kept.
+      const { cluster, listener, route } = previous.typeHashes;
+      const typeHashes = { cluster, listener, route, endpoint: this.endpointHash(previous.eds) };
+      if (typeHashes.endpoint === previous.typeHashes.endpoint) return;
+      const endpoint = new Map(previous.eds.map((svc) => [svc.cluster, this.endpoints(svc).assignment]));
+      this.publish(
+        group,
+        { ...previous.snapshot, resources: { ...previous.snapshot.resources, endpoint } },
+        previous.eds,
+        typeHashes,
+      );
+      return;
+    }
+    const store = kind === "broker" ? this.ctx.stores.brokers : this.ctx.stores.agents;
+    const object = store.get(namespace, name);
+    if (object === undefined) {
+      if (previous !== undefined) this.remove(group);
+      return;
+    }
+    const built = kind === "broker" ? this.brokerSnapshot(object) : this.agentSnapshot(object);
+    if (built !== undefined) this.publish(group, built.snapshot, built.eds);
+  }
+
+  private remove(group: string): void {
+    const state = this.groups.get(group);
+    for (const svc of state?.eds ?? [])
+      this.serviceUsers.get(serviceKey(svc.namespace, svc.service))?.delete(group);
+    this.groups.delete(group);
+    this.rejections.delete(group);
+    this.verdicts.delete(group);
+    this.options.server.removeSnapshot(group);
   }
 
   /** Undefined while the Agent is invalid or its PolicyServerCluster unresolved: the last snapshot stays. */
-  private agentSnapshot(object: KubeObject): Snapshot | undefined {
+  private agentSnapshot(object: KubeObject): { snapshot: Snapshot; eds: EdsService[] } | undefined {
     if (object.metadata.deletionTimestamp !== undefined) return undefined;
     const parsed = parseAgent(object);
     // Opted out of xDS: its sidecars never subscribe, so there is nothing to build.
@@ -205,42 +304,97 @@ export class XdsController {
       routes: acceptedRoutes(verdictsFor(this.ctx, namespace, object.metadata.name)),
       options: this.ctx.render,
     });
-    return buildSnapshot(renderAgentBootstrap(input), agentEdsServices(input), (svc) => this.endpoints(svc));
+    const eds = agentEdsServices(input);
+    return { snapshot: this.snapshotOf(renderAgentBootstrap(input), eds), eds };
   }
 
-  private brokerSnapshot(object: KubeObject): Snapshot | undefined {
+  private brokerSnapshot(object: KubeObject): { snapshot: Snapshot; eds: EdsService[] } | undefined {
     if (object.metadata.deletionTimestamp !== undefined) return undefined;
     const parsed = parseBroker(object);
     if (!parsed.ok || !parsed.spec.sidecar.xds.enabled) return undefined;
     const input = { owner: ownerMeta("Broker", object), spec: parsed.spec, options: this.ctx.render };
-    return buildSnapshot(renderBrokerBootstrap(input), brokerEdsServices(input), (svc) =>
-      this.endpoints(svc),
-    );
+    const eds = brokerEdsServices(input);
+    return { snapshot: this.snapshotOf(renderBrokerBootstrap(input), eds), eds };
   }
 
-  private endpoints(svc: EdsService): ClusterLoadAssignmentInput {
-    const service = this.ctx.stores.services.get(svc.namespace, svc.service);
-    const ports = (service?.["spec"] as { ports?: ServicePortLike[] } | undefined)?.ports ?? [];
-    const slices = this.ctx.stores.endpointSlices
-      .list(svc.namespace)
-      .filter(
-        (o) => o.metadata.labels?.[SERVICE_NAME_LABEL] === svc.service,
-      ) as unknown as EndpointSliceLike[];
-    return clusterLoadAssignment(
-      svc.cluster,
-      ports.find((p) => p.port === svc.port),
-      slices,
-    );
+  /** The group's resources; its version is set by publish (from per-type hashes). */
+  private snapshotOf(bootstrap: BootstrapInput, eds: readonly EdsService[]): Snapshot {
+    return {
+      version: "",
+      resources: dynamicResources(bootstrap, eds, (svc) => this.endpoints(svc).assignment),
+    };
   }
 
-  private publish(group: string, snapshot: Snapshot): void {
+  /** The Service's endpoints under the cluster's name; the load assignment is computed once per flush. */
+  private endpoints(svc: EdsService): ServiceEndpoints {
+    const key = `${serviceKey(svc.namespace, svc.service)}:${String(svc.port)}`;
+    let shared = this.flushEndpoints.get(key);
+    if (shared === undefined) {
+      const service = this.ctx.stores.services.get(svc.namespace, svc.service);
+      const ports = (service?.["spec"] as { ports?: ServicePortLike[] } | undefined)?.ports ?? [];
+      const assignment = clusterLoadAssignment(
+        "",
+        ports.find((p) => p.port === svc.port),
+        this.slicesOf(svc.namespace, svc.service),
+      );
+      shared = { assignment, hash: stableHash(assignment) };
+      this.flushEndpoints.set(key, shared);
+    }
+    return { assignment: { ...shared.assignment, cluster_name: svc.cluster }, hash: shared.hash };
+  }
+
+  private slicesOf(namespace: string, service: string): EndpointSliceLike[] {
+    let byService = this.flushSlices.get(namespace);
+    if (byService === undefined) {
+      byService = new Map();
+      for (const o of this.ctx.stores.endpointSlices.list(namespace)) {
+        const name = o.metadata.labels?.[SERVICE_NAME_LABEL];
+        if (name === undefined) continue;
+        const list = byService.get(name) ?? [];
+        list.push(o as unknown as EndpointSliceLike);
+        byService.set(name, list);
+      }
+      this.flushSlices.set(namespace, byService);
+    }
+    return byService.get(service) ?? [];
+  }
+
+  private endpointHash(eds: readonly EdsService[]): string {
+    return stableHash(eds.map((svc) => [svc.cluster, this.endpoints(svc).hash]));
+  }
+
+  private publish(
+    group: string,
+    snapshot: Snapshot,
+    eds: readonly EdsService[],
+    known?: Record<ResourceType, string>,
+  ): void {
     const previous = this.groups.get(group);
-    if (previous?.version === snapshot.version) return;
-    const typeHashes = Object.fromEntries(
-      RESOURCE_TYPES.map((t) => [t, stableHash([...snapshot.resources[t].entries()])]),
-    ) as Record<ResourceType, string>;
-    this.groups.set(group, { version: snapshot.version, typeHashes });
-    this.options.server.setSnapshot(group, snapshot);
+    const typeHashes = known ?? {
+      cluster: stableHash([...snapshot.resources.cluster.entries()]),
+      listener: stableHash([...snapshot.resources.listener.entries()]),
+      route: stableHash([...snapshot.resources.route.entries()]),
+      endpoint: this.endpointHash(eds),
+    };
+    const version = snapshotVersion(typeHashes);
+    if (previous?.version === version) return;
+    // Unchanged types keep the previous objects, so the server reuses their encoding.
+    const resources = { ...snapshot.resources };
+    for (const type of RESOURCE_TYPES) {
+      if (previous !== undefined && previous.typeHashes[type] === typeHashes[type])
+        Object.assign(resources, { [type]: previous.snapshot.resources[type] });
+    }
+    const published: Snapshot = { version, resources };
+    for (const svc of previous?.eds ?? [])
+      this.serviceUsers.get(serviceKey(svc.namespace, svc.service))?.delete(group);
+    for (const svc of eds) {
+      const key = serviceKey(svc.namespace, svc.service);
+      const users = this.serviceUsers.get(key) ?? new Set<string>();
+      users.add(group);
+      this.serviceUsers.set(key, users);
+    }
+    this.groups.set(group, { version, typeHashes, snapshot: published, eds });
+    this.options.server.setSnapshot(group, published);
     // A push per connected sidecar of the group, per type whose resources changed.
     const streams = this.streamCounts.get(group) ?? 0;
     for (const type of RESOURCE_TYPES) {
@@ -248,7 +402,7 @@ export class XdsController {
         this.options.metrics.xdsPushes.inc({ type }, streams);
       }
     }
-    this.options.logger.debug({ group, version: snapshot.version, streams }, "xDS snapshot set");
+    this.options.logger.debug({ group, version, streams }, "xDS snapshot set");
   }
 
   private nack(e: NackEvent): void {

@@ -1,11 +1,13 @@
 /**
  * A small client for the Kubernetes REST API over undici: one connection pool for every request
- * and watch, authentication from a kubeconfig (or in-cluster config) via @kubernetes/client-node.
+ * and watch, authentication from a kubeconfig or the in-cluster config (kubeconfig.ts; through
+ * @kubernetes/client-node, loaded on demand, only for exec and auth-provider plugins).
  * Every request has a timeout; every write can be gated (only the leader writes).
  */
-import { KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 import { Agent, request, type Dispatcher } from "undici";
 import { KubeError } from "./errors.ts";
+import { loadApiAccess, type ApiAccess } from "./kubeconfig.ts";
 
 export interface RequestOptions {
   readonly query?: Record<string, string | number | boolean | undefined>;
@@ -36,18 +38,18 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 
 export class KubeClient implements KubeTransport {
   readonly server: string;
-  private readonly config: KubeConfig;
+  private readonly authHeaders: () => Promise<Record<string, string>>;
   private readonly dispatcher: Dispatcher;
   private readonly options: KubeClientOptions;
   private gate: (() => boolean) | undefined;
 
   private constructor(
-    config: KubeConfig,
+    authHeaders: () => Promise<Record<string, string>>,
     server: string,
     dispatcher: Dispatcher,
     options: KubeClientOptions,
   ) {
-    this.config = config;
+    this.authHeaders = authHeaders;
     this.server = server.replace(/\/$/, "");
     this.dispatcher = dispatcher;
     this.options = options;
@@ -56,25 +58,17 @@ export class KubeClient implements KubeTransport {
 
   /** From KUBECONFIG / ~/.kube/config, or the in-cluster service account. */
   static async create(options: KubeClientOptions = {}, kubeconfigPath?: string): Promise<KubeClient> {
-    const kc = new KubeConfig();
-    if (kubeconfigPath !== undefined) kc.loadFromFile(kubeconfigPath);
-    else kc.loadFromDefault();
-    const cluster = kc.getCurrentCluster();
-    if (cluster === null) {
-      throw new KubeError("TETHER_ERR_KUBE_CONFIG", "kubeconfig has no current cluster (set KUBECONFIG)");
-    }
-    const tls: { ca?: unknown; cert?: unknown; key?: unknown; rejectUnauthorized?: boolean } = {};
-    await kc.applyToHTTPSOptions(tls as Parameters<KubeConfig["applyToHTTPSOptions"]>[0]);
+    const access = loadApiAccess(kubeconfigPath) ?? (await viaClientNode(kubeconfigPath));
     const dispatcher = new Agent({
       connect: {
-        ca: tls.ca as string | Buffer | undefined,
-        cert: tls.cert as string | Buffer | undefined,
-        key: tls.key as string | Buffer | undefined,
-        rejectUnauthorized: tls.rejectUnauthorized ?? !cluster.skipTLSVerify,
+        ca: access.ca,
+        cert: access.cert,
+        key: access.key,
+        rejectUnauthorized: !access.skipTlsVerify,
       },
       keepAliveTimeout: 30_000,
     });
-    return new KubeClient(kc, cluster.server, dispatcher, options);
+    return new KubeClient(() => access.headers(), access.server, dispatcher, options);
   }
 
   setWriteGate(gate: (() => boolean) | undefined): void {
@@ -86,10 +80,7 @@ export class KubeClient implements KubeTransport {
   }
 
   private async headers(contentType?: string, accept = "application/json"): Promise<Record<string, string>> {
-    const opts: { headers?: Record<string, unknown> } = {};
-    await this.config.applyToHTTPSOptions(opts as Parameters<KubeConfig["applyToHTTPSOptions"]>[0]);
-    const headers: Record<string, string> = { accept };
-    for (const [k, v] of Object.entries(opts.headers ?? {})) headers[k.toLowerCase()] = String(v);
+    const headers: Record<string, string> = { accept, ...(await this.authHeaders()) };
     if (contentType !== undefined) headers["content-type"] = contentType;
     return headers;
   }
@@ -167,6 +158,35 @@ export class KubeClient implements KubeTransport {
     }
     return response.body as AsyncIterable<Buffer>;
   }
+}
+
+/** Exec and auth-provider plugins (and KUBECONFIG lists): @kubernetes/client-node, loaded only then. */
+async function viaClientNode(kubeconfigPath?: string): Promise<ApiAccess> {
+  const { KubeConfig: Config } = await import("@kubernetes/client-node");
+  const kc: KubeConfig = new Config();
+  if (kubeconfigPath !== undefined) kc.loadFromFile(kubeconfigPath);
+  else kc.loadFromDefault();
+  const cluster = kc.getCurrentCluster();
+  if (cluster === null) {
+    throw new KubeError("TETHER_ERR_KUBE_CONFIG", "kubeconfig has no current cluster (set KUBECONFIG)");
+  }
+  type HttpsOptions = Parameters<KubeConfig["applyToHTTPSOptions"]>[0];
+  const tls: { ca?: unknown; cert?: unknown; key?: unknown; rejectUnauthorized?: boolean } = {};
+  await kc.applyToHTTPSOptions(tls as HttpsOptions);
+  return {
+    server: cluster.server,
+    ca: tls.ca as string | Buffer | undefined,
+    cert: tls.cert as string | Buffer | undefined,
+    key: tls.key as string | Buffer | undefined,
+    skipTlsVerify: tls.rejectUnauthorized === false || cluster.skipTLSVerify,
+    headers: async () => {
+      const opts: { headers?: Record<string, unknown> } = {};
+      await kc.applyToHTTPSOptions(opts as HttpsOptions);
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(opts.headers ?? {})) headers[k.toLowerCase()] = String(v);
+      return headers;
+    },
+  };
 }
 
 function apiError(method: string, path: string, status: number, text: string): KubeError {

@@ -38,6 +38,12 @@ export interface InformerOptions {
    * them, at a fraction of the memory of whole objects.
    */
   readonly metadataOnly?: boolean;
+  /**
+   * Applied to every object before it is cached or handed to handlers (after managedFields are
+   * dropped): keep only what the controllers read. Must return the object unchanged in meaning for
+   * them, and accept an object it already trimmed.
+   */
+  readonly transform?: (object: KubeObject) => KubeObject;
 }
 
 const METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
@@ -175,7 +181,7 @@ export class Informer {
         },
       );
       for (const item of page.items ?? [])
-        seen.set(objectKey(item.metadata.namespace, item.metadata.name), slim(item));
+        seen.set(objectKey(item.metadata.namespace, item.metadata.name), this.trim(item));
       continueToken = page.metadata.continue === "" ? undefined : page.metadata.continue;
       rv = page.metadata.resourceVersion;
     } while (continueToken !== undefined);
@@ -261,16 +267,22 @@ export class Informer {
     }
   }
 
+  private trim(object: KubeObject): KubeObject {
+    const slimmed = slim(object);
+    return this.options.transform === undefined ? slimmed : this.options.transform(slimmed);
+  }
+
   private apply(event: WatchEvent): void {
-    const object = slim(event.object);
     if (event.type === "ERROR") {
-      const code = object.code ?? 0;
+      const status = event.object;
+      const code = status.code ?? 0;
       throw new KubeError(
         code === 410 ? "TETHER_ERR_KUBE_GONE" : "TETHER_ERR_KUBE_API",
-        `watch of ${this.resource.plural}: ${object.message ?? "error"}`,
+        `watch of ${this.resource.plural}: ${status.message ?? "error"}`,
         code,
       );
     }
+    const object = this.trim(event.object);
     if (object.metadata.resourceVersion !== undefined) this.resourceVersion = object.metadata.resourceVersion;
     if (event.type === "BOOKMARK") return;
     const key = objectKey(object.metadata.namespace, object.metadata.name);
@@ -294,13 +306,26 @@ export class Informer {
   remember(object: KubeObject): void {
     if (this.options.labelSelector !== undefined && !matchesSelector(object, this.options.labelSelector))
       return;
-    this.cache.set(objectKey(object.metadata.namespace, object.metadata.name), object);
+    this.cache.set(objectKey(object.metadata.namespace, object.metadata.name), this.trim(object));
   }
 }
 
-/** The cache never needs managedFields, often the largest part of an object: drop them. */
-function slim<T extends { metadata?: { managedFields?: unknown } }>(object: T): T {
+const LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration";
+
+/**
+ * The cache never needs managedFields, often the largest part of an object, nor kubectl's copy of
+ * the whole object in an annotation: drop them.
+ */
+function slim<T extends { metadata?: { managedFields?: unknown; annotations?: Record<string, string> } }>(
+  object: T,
+): T {
   if (object.metadata?.managedFields !== undefined) delete object.metadata.managedFields;
+  const annotations = object.metadata?.annotations;
+  if (object.metadata !== undefined && annotations?.[LAST_APPLIED] !== undefined) {
+    object.metadata.annotations = Object.fromEntries(
+      Object.entries(annotations).filter(([key]) => key !== LAST_APPLIED),
+    );
+  }
   return object;
 }
 

@@ -10,6 +10,8 @@ export interface StoreOptions {
   readonly namespaces: readonly string[];
   readonly labelSelector?: string;
   readonly metadataOnly?: boolean;
+  /** What of each object is cached (see InformerOptions.transform). */
+  readonly transform?: (object: KubeObject) => KubeObject;
   readonly client: KubeTransport;
   readonly logger: Logger;
   readonly informer?: Partial<
@@ -34,6 +36,7 @@ export class Store {
         logger: options.logger,
         ...(options.labelSelector === undefined ? {} : { labelSelector: options.labelSelector }),
         ...(options.metadataOnly === true ? { metadataOnly: true } : {}),
+        ...(options.transform === undefined ? {} : { transform: options.transform }),
       });
       this.byNamespace.set(namespace, informer);
       return informer;
