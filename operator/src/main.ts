@@ -45,30 +45,7 @@ async function main(): Promise<void> {
   let pki: { authority: CertificateAuthority; serving: ServingCertificate } | undefined;
   if (config.xds !== undefined) {
     if (config.xdsTls) pki = await startPki(config, client, logger);
-    let authenticator: XdsAuthenticator | undefined;
-    if (config.xdsAuth) {
-      for (const reason of REFUSAL_REASONS) metrics.xdsStreamsRefused.inc({ reason }, 0);
-      authenticator = new XdsAuthenticator({
-        api: kubeIdentityApi(client),
-        onRefused: (reason) => {
-          metrics.xdsStreamsRefused.inc({ reason });
-        },
-      });
-    }
-    const auth = authenticator;
-    const server = new AdsServer({
-      host: config.xds.host,
-      port: config.xds.port,
-      log: logger.child({ part: "xds" }),
-      ...(pki === undefined ? {} : { tls: pki.serving.current }),
-      ...(auth === undefined ? {} : { authorize: (credentials) => auth.authorize(credentials) }),
-    });
-    const { port } = await server.start();
-    pki?.serving.onRotate((identity) => {
-      server.setTlsIdentity(identity);
-    });
-    xds = { server, port };
-    metrics.xdsStreamCount = () => server.streams().length;
+    xds = await startXds(config, config.xds, client, logger, metrics, pki);
   }
   const xdsTarget =
     xds === undefined || config.xdsService === undefined
@@ -204,6 +181,41 @@ async function main(): Promise<void> {
  * The operator's CA (its Secret read, created or rotated as due) and this replica's serving
  * certificate for the xDS Service's DNS names (`localhost` when there is no --xds-service).
  */
+/** The ADS server: TLS from the operator's CA when `pki` is set, the sidecars' identity checked with --xds-auth. */
+async function startXds(
+  config: OperatorConfig,
+  address: { readonly host: string; readonly port: number },
+  client: KubeClient,
+  logger: Logger,
+  metrics: OperatorMetrics,
+  pki: { serving: ServingCertificate } | undefined,
+): Promise<{ server: AdsServer; port: number }> {
+  let authenticator: XdsAuthenticator | undefined;
+  if (config.xdsAuth) {
+    for (const reason of REFUSAL_REASONS) metrics.xdsStreamsRefused.inc({ reason }, 0);
+    authenticator = new XdsAuthenticator({
+      api: kubeIdentityApi(client),
+      onRefused: (reason) => {
+        metrics.xdsStreamsRefused.inc({ reason });
+      },
+    });
+  }
+  const auth = authenticator;
+  const server = new AdsServer({
+    host: address.host,
+    port: address.port,
+    log: logger.child({ part: "xds" }),
+    ...(pki === undefined ? {} : { tls: pki.serving.current }),
+    ...(auth === undefined ? {} : { authorize: (credentials) => auth.authorize(credentials) }),
+  });
+  const { port } = await server.start();
+  pki?.serving.onRotate((identity) => {
+    server.setTlsIdentity(identity);
+  });
+  metrics.xdsStreamCount = () => server.streams().length;
+  return { server, port };
+}
+
 async function startWebhookIfConfigured(
   config: OperatorConfig,
   client: KubeClient,
