@@ -18,13 +18,15 @@ export interface Target {
 }
 
 /**
- * The Node flags the sidecar image runs with (`ENV NODE_OPTIONS=…` in sidecar/Dockerfile), so the
- * bench measures the sidecar as it ships.
+ * The Node flags the sidecar image runs with (between `node` and the script in sidecar/Dockerfile's
+ * ENTRYPOINT), so the bench measures the sidecar as it ships.
  */
 export function sidecarImageNodeFlags(): string[] {
   const dockerfile = readFileSync(`${REPO_ROOT}sidecar/Dockerfile`, "utf8");
-  const line = /^ENV NODE_OPTIONS="?([^"\n]*)"?$/m.exec(dockerfile)?.[1] ?? "";
-  return line.split(" ").filter((f) => f !== "");
+  const line = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile)?.[1];
+  if (line === undefined) throw new Error("sidecar/Dockerfile: no exec-form ENTRYPOINT line");
+  const args = JSON.parse(line) as string[];
+  return args.slice(1).filter((a) => a.startsWith("--"));
 }
 
 export type ProxyKind = "tether-sidecar" | "haproxy" | "nginx";

@@ -325,8 +325,8 @@ for image in "${images[@]}"; do
     sidecar)
       # The operator passes --config /etc/tether/envoy.yaml itself; CMD is the same default.
       config=$(node_config tether-sidecar "Tether's Envoy-compatible sidecar proxy" '["9901/tcp"]' \
-        '["node", "/app/sidecar/bin/tether-sidecar.js"]' '["--config", "/etc/tether/envoy.yaml"]' \
-        '["NODE_OPTIONS=--max-semi-space-size=4 --no-maglev"]')
+        '["node", "--max-semi-space-size=4", "--no-maglev", "/app/sidecar/bin/tether-sidecar.js"]' \
+        '["--config", "/etc/tether/envoy.yaml"]')
       app=$(app_layer sidecar yes)
       oci_archive sidecar "$ref" "$config" "$base" "$app"
       ;;

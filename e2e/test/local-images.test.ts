@@ -446,8 +446,16 @@ describe.skipIf(SKIP !== undefined)(
           env: ["NODE_OPTIONS=--max-semi-space-size=4"],
         },
         sidecar: {
-          args: ["node", "/app/sidecar/bin/tether-sidecar.js", "--config", "/etc/tether/envoy.yaml"],
-          env: ["NODE_OPTIONS=--max-semi-space-size=4 --no-maglev"],
+          // Node refuses --no-maglev in NODE_OPTIONS: the flags are on the command line.
+          args: [
+            "node",
+            "--max-semi-space-size=4",
+            "--no-maglev",
+            "/app/sidecar/bin/tether-sidecar.js",
+            "--config",
+            "/etc/tether/envoy.yaml",
+          ],
+          env: [] as string[],
         },
         demo: { args: ["node", "/app/e2e/dist/image/main.js"], env: [] as string[] },
       };
