@@ -13,15 +13,37 @@ const BIN = path.resolve(here, "../../bin/tether-sidecar.js");
 const UPSTREAM = path.resolve(here, "upstream.ts");
 const POLICY_SERVER = path.resolve(here, "../../../e2e/src/demo/policy-server.ts");
 
+/**
+ * A port nothing listens on now. Picked at random below Linux's ephemeral range (32768+), so the
+ * outgoing connections of the tests running beside this one cannot take it between this call and
+ * the bind that follows (with port 0 the kernel hands out ports from that very range).
+ */
 export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const candidate = 20_000 + Math.floor(Math.random() * 12_000);
+    if (await bindable(candidate)) return candidate;
+  }
+  return listenOn(0);
+}
+
+async function bindable(port: number): Promise<boolean> {
+  try {
+    await listenOn(port);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function listenOn(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
+    s.listen(port, "127.0.0.1", () => {
       const a = s.address();
-      const port = typeof a === "object" && a !== null ? a.port : 0;
+      const bound = typeof a === "object" && a !== null ? a.port : 0;
       s.close(() => {
-        resolve(port);
+        resolve(bound);
       });
     });
   });
