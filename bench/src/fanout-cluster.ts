@@ -57,9 +57,23 @@ spec:
     template: {spec: {containers: [{name: ps, image: "ps:1"}]}}`;
 }
 
-/** Step `k` of a rolling restart of three policy-server pods: the previous new pod drains. */
-export function sliceAt(namespace: string, k: number): { body: object; newest: string } {
-  const ip = (n: number): string => `10.2.${String(Math.floor(n / 250))}.${String((n % 250) + 1)}`;
+/** The Service an EndpointSlice of `rollingSlice` belongs to, and where its new pods' addresses come from. */
+export interface SliceTarget {
+  readonly namespace: string;
+  readonly service: string;
+  readonly sliceName: string;
+  readonly port: { readonly name: string; readonly port: number };
+  /** The first two octets of the new pods' addresses, e.g. "10.2". */
+  readonly subnet: string;
+}
+
+/**
+ * Step `k` of a rolling restart: two pods that stay, the previous new pod draining (serving,
+ * terminating) and a new ready one.
+ */
+export function rollingSlice(target: SliceTarget, k: number): { body: object; newest: string } {
+  const ip = (n: number): string =>
+    `${target.subnet}.${String(Math.floor(n / 250))}.${String((n % 250) + 1)}`;
   const endpoint = (address: string, ready: boolean): object => ({
     addresses: [address],
     conditions: { ready, serving: true, terminating: !ready },
@@ -72,12 +86,30 @@ export function sliceAt(namespace: string, k: number): { body: object; newest: s
     body: {
       apiVersion: "discovery.k8s.io/v1",
       kind: "EndpointSlice",
-      metadata: { name: `${PSC}-fanout`, namespace, labels: { "kubernetes.io/service-name": PSC } },
+      metadata: {
+        name: target.sliceName,
+        namespace: target.namespace,
+        labels: { "kubernetes.io/service-name": target.service },
+      },
       addressType: "IPv4",
-      ports: [{ name: EDS_CLUSTER, port: PS_PORT, protocol: "TCP" }],
+      ports: [{ ...target.port, protocol: "TCP" }],
       endpoints,
     },
   };
+}
+
+/** Step `k` of a rolling restart of three policy-server pods: the previous new pod drains. */
+export function sliceAt(namespace: string, k: number): { body: object; newest: string } {
+  return rollingSlice(
+    {
+      namespace,
+      service: PSC,
+      sliceName: `${PSC}-fanout`,
+      port: { name: EDS_CLUSTER, port: PS_PORT },
+      subnet: "10.2",
+    },
+    k,
+  );
 }
 
 export const slicePath = (namespace: string): string =>

@@ -11,37 +11,22 @@
  * Run: `node bench/src/operator-scale.ts [--agents 1000] [--pscs 100] [--changes 20] [--idle-seconds 60]
  * [--node-options "--max-semi-space-size=4"]`. Control plane, operator and this driver share the machine.
  */
-import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { AdsFleet } from "./fanout-fleet.ts";
 import { percentile } from "./fanout-report.ts";
-import { until, type KubeClient } from "./fanout-cluster.ts";
+import { rollingSlice, until, type KubeClient } from "./fanout-cluster.ts";
+import { metricSum, operatorQuiet, REPO, startOperatorPlane } from "./operator-plane.ts";
 import { BenchError, freePort, pause, Proc, runBench } from "./proc.ts";
 import { cpuSeconds, memory } from "./procstat.ts";
 
-const REPO = join(import.meta.dirname, "..", "..");
 const NS = "scale";
 const BACKEND = "backend";
 const BACKEND_PORT = 8080;
 
-interface ControlPlane {
-  readonly kubeconfigPath: string;
-  kubectl(
-    args: readonly string[],
-    options?: { input?: string; timeoutMs?: number },
-  ): Promise<{ code: number | null; stdout: string; stderr: string }>;
-  stop(): Promise<void>;
-}
-
 interface StatusList {
   items: { metadata: { generation?: number }; status?: { observedGeneration?: number } }[];
-}
-
-async function load<T>(relative: string): Promise<T> {
-  return (await import(pathToFileURL(join(REPO, relative)).href)) as T;
 }
 
 function manifests(agents: number, pscs: number): string[] {
@@ -78,25 +63,16 @@ spec:
 
 /** Step `k` of a rolling restart of the backend: the previous new pod drains, a new one is ready. */
 function backendSlice(k: number): { body: object; newest: string } {
-  const ip = (n: number): string => `10.3.${String(Math.floor(n / 250))}.${String((n % 250) + 1)}`;
-  const endpoint = (address: string, ready: boolean): object => ({
-    addresses: [address],
-    conditions: { ready, serving: true, terminating: !ready },
-  });
-  const endpoints = [endpoint("10.1.0.1", true), endpoint("10.1.0.2", true)];
-  if (k > 0) endpoints.push(endpoint(ip(k - 1), false));
-  endpoints.push(endpoint(ip(k), true));
-  return {
-    newest: ip(k),
-    body: {
-      apiVersion: "discovery.k8s.io/v1",
-      kind: "EndpointSlice",
-      metadata: { name: `${BACKEND}-1`, namespace: NS, labels: { "kubernetes.io/service-name": BACKEND } },
-      addressType: "IPv4",
-      ports: [{ name: "http", port: BACKEND_PORT, protocol: "TCP" }],
-      endpoints,
+  return rollingSlice(
+    {
+      namespace: NS,
+      service: BACKEND,
+      sliceName: `${BACKEND}-1`,
+      port: { name: "http", port: BACKEND_PORT },
+      subnet: "10.3",
     },
-  };
+    k,
+  );
 }
 
 const SLICES = `/apis/discovery.k8s.io/v1/namespaces/${NS}/endpointslices`;
@@ -116,37 +92,11 @@ async function reconciled(client: KubeClient): Promise<{ done: number; of: numbe
   return { done, of };
 }
 
-async function metricSum(adminAddress: string, name: string): Promise<number> {
-  const text = await (
-    await fetch(`http://${adminAddress}/metrics`, { signal: AbortSignal.timeout(5_000) })
-  ).text();
-  return text
-    .split("\n")
-    .filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
-    .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
-}
-
 /** The operator's V8 heap, used / total, from its /metrics. */
 async function heapMb(adminAddress: string): Promise<string> {
   const used = await metricSum(adminAddress, "nodejs_heap_size_used_bytes");
   const total = await metricSum(adminAddress, "nodejs_heap_size_total_bytes");
   return `${(used / 2 ** 20).toFixed(0)} of ${(total / 2 ** 20).toFixed(0)} MiB`;
-}
-
-/** Waits until the operator used under 3 % of a core over one second. */
-async function operatorQuiet(pid: number, timeoutMs: number): Promise<void> {
-  let before = cpuSeconds(pid);
-  await until(
-    "the operator to go quiet",
-    () => {
-      const now = cpuSeconds(pid);
-      const quiet = now - before < 0.03;
-      before = now;
-      return Promise.resolve(quiet);
-    },
-    timeoutMs,
-    1000,
-  );
 }
 
 function options(): {
@@ -204,37 +154,16 @@ async function main(): Promise<void> {
   const opts = options();
   const loadAtStart = readFileSync("/proc/loadavg", "utf8").trim();
   const startedAt = new Date();
-  const tsc = join(REPO, "node_modules", "typescript", "bin", "tsc");
-  execFileSync(process.execPath, [tsc, "-b", "envoy", "xds", "operator"], { cwd: REPO });
-  const { startControlPlane } = await load<{ startControlPlane: () => Promise<ControlPlane> }>(
-    "e2e/src/controlplane/index.ts",
+  const plane = await startOperatorPlane(
+    ["envoy", "xds", "operator"],
+    ["agents", "proxyroutes", "policyserverclusters"],
   );
-  const { KubeClient: Client } = await load<{
-    KubeClient: { create(o: object, path: string): Promise<KubeClient> };
-  }>("operator/src/kube/client.ts");
-  const cp = await startControlPlane();
+  const kubectl = plane.kubectl;
   let operator: Proc | undefined;
   let fleet: AdsFleet | undefined;
   try {
-    const kubectl = async (args: string[], input?: string): Promise<void> => {
-      const r = await cp.kubectl(
-        args,
-        input === undefined ? { timeoutMs: 300_000 } : { input, timeoutMs: 300_000 },
-      );
-      if (r.code !== 0)
-        throw new BenchError("TETHER_ERR_BENCH_KUBECTL", `kubectl ${args.join(" ")}: ${r.stderr}`);
-    };
-    await kubectl(["apply", "--server-side", "-f", join(REPO, "crds")]);
-    await kubectl([
-      "wait",
-      "--for=condition=Established",
-      "--timeout=60s",
-      "crd/agents.tether.dev",
-      "crd/proxyroutes.tether.dev",
-      "crd/policyserverclusters.tether.dev",
-    ]);
     await kubectl(["create", "namespace", NS]);
-    const client = await Client.create({}, cp.kubeconfigPath);
+    const client = await plane.connect();
     const docs = manifests(opts.agents, opts.pscs);
     for (let i = 0; i < docs.length; i += 300)
       await kubectl(["create", "-f", "-"], docs.slice(i, i + 300).join("\n---\n"));
@@ -255,7 +184,7 @@ async function main(): Promise<void> {
         ...(opts.concurrency === "" ? [] : ["--concurrency", opts.concurrency]),
       ],
       cwd: REPO,
-      env: { PATH: process.env["PATH"] ?? "", KUBECONFIG: cp.kubeconfigPath },
+      env: { PATH: process.env["PATH"] ?? "", KUBECONFIG: plane.kubeconfigPath },
     });
     const pid = operator.pid;
     const admin = await operator.waitForStdoutLine((l) => /"admin":"([^"]+)"/.exec(l)?.[1], 60_000);
@@ -376,7 +305,7 @@ async function main(): Promise<void> {
   } finally {
     await fleet?.stop();
     await operator?.stop();
-    await cp.stop();
+    await plane.stop();
   }
 }
 

@@ -12,11 +12,9 @@
  * Run: `node bench/src/xds-fanout.ts [--sizes 100,1000] [--pods-per-agent 10] [--changes 20] [--sidecars 5]`.
  * The control plane, the operator and this driver (with every client) share the machine.
  */
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { AdsFleet, type FleetMember } from "./fanout-fleet.ts";
 import { fanoutReport, type CrossCheck, type SizeResult } from "./fanout-report.ts";
@@ -30,53 +28,13 @@ import {
   until,
   type KubeClient,
 } from "./fanout-cluster.ts";
+import { metricSum, operatorQuiet, REPO, startOperatorPlane } from "./operator-plane.ts";
 import { BenchError, freePort, pause, Proc, runBench } from "./proc.ts";
 import { cpuSeconds, memory } from "./procstat.ts";
 
-const REPO = join(import.meta.dirname, "..", "..");
 const NS = "fanout";
 /** The cross-check's namespace: the operator rebuilds snapshots per namespace. */
 const NS_REAL = "fanout-real";
-
-interface ControlPlane {
-  readonly kubeconfigPath: string;
-  kubectl(
-    args: readonly string[],
-    options?: { input?: string; timeoutMs?: number },
-  ): Promise<{ code: number | null; stdout: string; stderr: string }>;
-  stop(): Promise<void>;
-}
-
-// Loaded at run time from the other workspaces (outside this package's rootDir).
-async function load<T>(relative: string): Promise<T> {
-  return (await import(pathToFileURL(join(REPO, relative)).href)) as T;
-}
-
-async function metricSum(adminAddress: string, name: string): Promise<number> {
-  const text = await (
-    await fetch(`http://${adminAddress}/metrics`, { signal: AbortSignal.timeout(5_000) })
-  ).text();
-  return text
-    .split("\n")
-    .filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
-    .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
-}
-
-/** Waits until the operator used under 3 % of a core over one second (its cold work is done). */
-async function operatorQuiet(pid: number, timeoutMs: number): Promise<void> {
-  let before = cpuSeconds(pid);
-  await until(
-    "the operator to go quiet",
-    () => {
-      const now = cpuSeconds(pid);
-      const quiet = now - before < 0.03;
-      before = now;
-      return Promise.resolve(quiet);
-    },
-    timeoutMs,
-    1000,
-  );
-}
 
 async function measureSize(
   bench: Bench,
@@ -265,35 +223,15 @@ async function main(): Promise<void> {
   const opts = options();
   const loadAtStart = readFileSync("/proc/loadavg", "utf8").trim();
   const startedAt = new Date();
-  const tsc = join(REPO, "node_modules", "typescript", "bin", "tsc");
-  execFileSync(process.execPath, [tsc, "-b", "envoy", "xds", "operator", "sidecar"], { cwd: REPO });
-  const { startControlPlane } = await load<{ startControlPlane: () => Promise<ControlPlane> }>(
-    "e2e/src/controlplane/index.ts",
+  const plane = await startOperatorPlane(
+    ["envoy", "xds", "operator", "sidecar"],
+    ["agents", "policyserverclusters"],
   );
-  const { KubeClient: Client } = await load<{
-    KubeClient: { create(o: object, path: string): Promise<KubeClient> };
-  }>("operator/src/kube/client.ts");
-  const cp = await startControlPlane();
+  const kubectl = plane.kubectl;
   let operator: Proc | undefined;
   let fleet: AdsFleet | undefined;
   try {
-    const kubectl = async (args: string[], input?: string): Promise<void> => {
-      const r = await cp.kubectl(
-        args,
-        input === undefined ? { timeoutMs: 300_000 } : { input, timeoutMs: 300_000 },
-      );
-      if (r.code !== 0)
-        throw new BenchError("TETHER_ERR_BENCH_KUBECTL", `kubectl ${args.join(" ")}: ${r.stderr}`);
-    };
-    await kubectl(["apply", "--server-side", "-f", join(REPO, "crds")]);
-    await kubectl([
-      "wait",
-      "--for=condition=Established",
-      "--timeout=60s",
-      "crd/agents.tether.dev",
-      "crd/policyserverclusters.tether.dev",
-    ]);
-    const client = await Client.create({}, cp.kubeconfigPath);
+    const client = await plane.connect();
     const bench = new Bench(client, kubectl);
     for (const ns of [NS, NS_REAL]) {
       await kubectl(["create", "-f", "-"], pscManifest(ns));
@@ -313,7 +251,7 @@ async function main(): Promise<void> {
         ...["--xds-auth", "false"],
       ],
       cwd: REPO,
-      env: { PATH: process.env["PATH"] ?? "", KUBECONFIG: cp.kubeconfigPath },
+      env: { PATH: process.env["PATH"] ?? "", KUBECONFIG: plane.kubeconfigPath },
     });
     const admin = await operator.waitForStdoutLine((l) => /"admin":"([^"]+)"/.exec(l)?.[1], 30_000);
     const pid = operator.pid;
@@ -347,7 +285,7 @@ async function main(): Promise<void> {
   } finally {
     await fleet?.stop();
     await operator?.stop();
-    await cp.stop();
+    await plane.stop();
   }
 }
 
