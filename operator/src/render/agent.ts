@@ -18,7 +18,6 @@ import {
   SIDECAR_CONTAINER,
   userTemplate,
   withTemplateHash,
-  XDS_TOKEN_VOLUME,
   xdsTokenVolume,
   type JsonObject,
   type PodTemplate,
@@ -26,8 +25,8 @@ import {
 import { accessLogVolume, nativeSidecar, sidecarDrainArgs, terminationGracePeriod } from "./lifecycle.ts";
 import { routeSecrets, type AcceptedRoute } from "./routes.ts";
 import { uniqueMounts } from "./secrets.ts";
-import { XDS_TOKEN_AUDIENCE, xdsGroup, type XdsTarget } from "./xds.ts";
-import { XDS_CA_VOLUME, xdsCaVolume } from "./xds-ca.ts";
+import { sidecarXds, XDS_TOKEN_AUDIENCE, xdsGroup, type XdsTarget } from "./xds.ts";
+import { xdsCaVolume } from "./xds-ca.ts";
 
 export const ENV_POLICY_SERVER_HOST = "TETHER_POLICY_SERVER_HOST";
 export const ENV_POLICY_SERVER_PORT = "TETHER_POLICY_SERVER_PORT";
@@ -80,13 +79,8 @@ export function bootstrapInput(input: AgentInput): AgentBootstrapInput {
     policyServers: input.policyServers,
     routes: input.routes,
     clusterDomain: input.options.clusterDomain,
-    xds: agentXds(input),
+    xds: sidecarXds(input),
   };
-}
-
-/** The operator's xDS server, unless the Agent's sidecar opted out of it. */
-function agentXds(input: AgentInput): XdsTarget | undefined {
-  return input.spec.sidecar.xds.enabled ? input.options.xds : undefined;
 }
 
 export function renderAgentSidecarConfig(input: AgentInput): ConfigMap {
@@ -109,12 +103,6 @@ export function renderAgentConfig(owner: OwnerMeta, spec: AgentSpec): ConfigMap 
 }
 
 const OUR_ENV = new Set([ENV_POLICY_SERVER_HOST, ENV_POLICY_SERVER_PORT, ENV_AGENT_CONFIG_DIR]);
-const OUR_VOLUMES = new Set([
-  "tether-sidecar-config",
-  "tether-agent-config",
-  XDS_CA_VOLUME,
-  XDS_TOKEN_VOLUME,
-]);
 
 /** An agent container with the sidecar's address in its environment and the agent config mounted. */
 function agentContainer(container: JsonObject, listenerPort: number): JsonObject {
@@ -153,7 +141,9 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
     template.spec["terminationGracePeriodSeconds"],
   );
   const logVolume = accessLogVolume(spec.sidecar.accessLog);
-  const xdsToken = agentXds(input)?.tokenAuth === true;
+  const xds = sidecarXds(input);
+  const xdsToken = xds?.tokenAuth === true;
+  const xdsCa = xds?.tls === true;
   const sidecar = sidecarContainer({
     // The API: an empty image means the operator's configured one.
     image:
@@ -165,14 +155,14 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
     // Route listener ports are not declared (declaring is informational): a ProxyRoute added or
     // removed is then a config-only change that the sidecar hot-reloads, not a rollout.
     ports: [],
-    xdsCa: agentXds(input)?.tls === true,
+    xdsCa,
     resources: spec.sidecar.resources,
     extraMounts: [
       ...secrets.map((s) => ({ name: s.volumeName, mountPath: s.mountPath, readOnly: true })),
       ...(logVolume === undefined ? [] : [logVolume.mount]),
     ],
     args: sidecarDrainArgs(spec.sidecar.drain, grace),
-    xdsGroup: agentXds(input) === undefined ? undefined : xdsGroup(owner.namespace, "agent", owner.name),
+    xdsGroup: xds === undefined ? undefined : xdsGroup(owner.namespace, "agent", owner.name),
     xdsToken: xdsToken,
   });
   const native = input.options.nativeSidecar !== false;
@@ -184,6 +174,17 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
   const userVolumes = Array.isArray(template.spec["volumes"])
     ? (template.spec["volumes"] as JsonObject[])
     : [];
+  // The volumes the sidecar and the agent config need; a template that already has one of them (a
+  // pod rendered before, e.g. at admission) keeps it once, at the end.
+  const ourVolumes: JsonObject[] = [
+    configMapVolume("tether-sidecar-config", childNames.sidecarConfigMap(owner.name)),
+    configMapVolume("tether-agent-config", childNames.agentConfigMap(owner.name)),
+    ...secrets.map((s) => ({ name: s.volumeName, secret: { secretName: s.secretName } })),
+    ...(logVolume === undefined ? [] : [logVolume.volume]),
+    ...(xdsCa ? [xdsCaVolume()] : []),
+    ...(xdsToken ? [xdsTokenVolume(XDS_TOKEN_AUDIENCE)] : []),
+  ];
+  const ourNames = new Set(ourVolumes.map((v) => String(v["name"])));
   template.spec = {
     ...template.spec,
     terminationGracePeriodSeconds: grace,
@@ -194,15 +195,7 @@ export function renderAgentPodTemplate(input: AgentInput): PodTemplate {
         .map((c) => agentContainer(c, listenerPort)),
       ...(native ? [] : [sidecar]),
     ],
-    volumes: [
-      ...userVolumes.filter((v) => !OUR_VOLUMES.has(String(v["name"]))),
-      configMapVolume("tether-sidecar-config", childNames.sidecarConfigMap(owner.name)),
-      configMapVolume("tether-agent-config", childNames.agentConfigMap(owner.name)),
-      ...secrets.map((s) => ({ name: s.volumeName, secret: { secretName: s.secretName } })),
-      ...(logVolume === undefined ? [] : [logVolume.volume]),
-      ...(agentXds(input)?.tls === true ? [xdsCaVolume()] : []),
-      ...(xdsToken ? [xdsTokenVolume(XDS_TOKEN_AUDIENCE)] : []),
-    ],
+    volumes: [...userVolumes.filter((v) => !ourNames.has(String(v["name"]))), ...ourVolumes],
   };
   return withTemplateHash(template);
 }

@@ -43,7 +43,7 @@ import {
   type PodTemplate,
 } from "./pod.ts";
 import type { Service } from "./policy-server-cluster.ts";
-import { withXds, XDS_TOKEN_AUDIENCE, xdsGroup, type EdsService, type XdsTarget } from "./xds.ts";
+import { sidecarXds, withXds, XDS_TOKEN_AUDIENCE, xdsGroup, type EdsService } from "./xds.ts";
 
 /** Connection attempts per new client connection (tcp_proxy max_connect_attempts). */
 const BROKER_CONNECT_ATTEMPTS = 3;
@@ -155,13 +155,8 @@ export function renderBrokerBootstrap(input: BrokerInput): BootstrapInput {
     spec.sidecar.accessLog,
     PUBLIC_ADMIN_LISTENER,
   );
-  const xds = brokerXds(input);
+  const xds = sidecarXds(input);
   return xds === undefined ? bootstrap : withXds(bootstrap, xds, `${owner.namespace}/${owner.name}`, group);
-}
-
-/** The operator's xDS server, unless the Broker's sidecar opted out of it. */
-function brokerXds(input: BrokerInput): XdsTarget | undefined {
-  return input.spec.sidecar.xds.enabled ? input.options.xds : undefined;
 }
 
 /** A Broker's in-cluster backends (serviceRef), served as an EDS cluster over xDS. */
@@ -220,7 +215,9 @@ export function renderBroker(input: BrokerInput): BrokerChildren {
   const selector = selectorLabels(owner, "broker");
   const grace = terminationGracePeriod(spec.terminationGracePeriodSeconds, undefined);
   const logVolume = accessLogVolume(spec.sidecar.accessLog);
-  const xdsToken = brokerXds(input)?.tokenAuth === true;
+  const xds = sidecarXds(input);
+  const xdsToken = xds?.tokenAuth === true;
+  const xdsCa = xds?.tls === true;
   const image =
     spec.sidecar.image === undefined || spec.sidecar.image === ""
       ? input.options.sidecarImage
@@ -233,11 +230,10 @@ export function renderBroker(input: BrokerInput): BrokerChildren {
         imagePullPolicy: input.options.sidecarImagePullPolicy,
         adminPort: brokerAdminPort(spec),
         ports: [{ name: "broker", containerPort: spec.port }],
-        xdsCa: brokerXds(input)?.tls === true,
+        xdsCa,
         resources: spec.podTemplate.resources,
         args: sidecarDrainArgs(spec.sidecar.drain, grace),
-        xdsGroup:
-          brokerXds(input) === undefined ? undefined : xdsGroup(owner.namespace, "broker", owner.name),
+        xdsGroup: xds === undefined ? undefined : xdsGroup(owner.namespace, "broker", owner.name),
         xdsToken,
         ...(logVolume === undefined ? {} : { extraMounts: [logVolume.mount] }),
       }),
@@ -245,7 +241,7 @@ export function renderBroker(input: BrokerInput): BrokerChildren {
     volumes: [
       configMapVolume("tether-sidecar-config", childNames.sidecarConfigMap(owner.name)),
       ...(logVolume === undefined ? [] : [logVolume.volume]),
-      ...(brokerXds(input)?.tls === true ? [xdsCaVolume()] : []),
+      ...(xdsCa ? [xdsCaVolume()] : []),
       ...(xdsToken ? [xdsTokenVolume(XDS_TOKEN_AUDIENCE)] : []),
     ],
   });

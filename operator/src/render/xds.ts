@@ -34,6 +34,15 @@ export interface XdsTarget {
   readonly tokenAuth?: boolean;
 }
 
+/** The operator's xDS server for a sidecar, unless its Agent or Broker opted out (spec.sidecar.xds). */
+export function sidecarXds(
+  input: { readonly spec: { readonly sidecar: { readonly xds: { readonly enabled: boolean } } } } & {
+    readonly options: { readonly xds?: XdsTarget | undefined };
+  },
+): XdsTarget | undefined {
+  return input.spec.sidecar.xds.enabled ? input.options.xds : undefined;
+}
+
 export type XdsKind = "agent" | "broker";
 
 /** `node.cluster` of every sidecar of one Agent or Broker; the ADS server keys snapshots by it. */

@@ -43,27 +43,11 @@ function nameOf(value: unknown): string | undefined {
   return isObject(value) && typeof value["name"] === "string" ? value["name"] : undefined;
 }
 
-/**
- * One entry per name, the last one (at its place). The renderer appends the volumes it mounts
- * (Secrets, the access log) to the pod's own, which after an earlier injection already hold them.
- */
-function uniqueByName(items: readonly unknown[]): unknown[] {
-  const seen = new Set<string>();
-  const out: unknown[] = [];
-  for (let i = items.length - 1; i >= 0; i--) {
-    const name = nameOf(items[i]);
-    if (name !== undefined && seen.has(name)) continue;
-    if (name !== undefined) seen.add(name);
-    out.push(items[i]);
-  }
-  return out.reverse();
-}
-
 /** What the field should be: the rendered value, keeping the pod's (defaulted) entries it already contains. */
 function settle(rendered: unknown, current: unknown): unknown {
   if (!Array.isArray(rendered)) return containedIn(rendered, current) ? current : rendered;
   const existing: readonly unknown[] = Array.isArray(current) ? (current as unknown[]) : [];
-  return uniqueByName(rendered).map((item) => {
+  return (rendered as unknown[]).map((item) => {
     const name = nameOf(item);
     const mine = name === undefined ? undefined : existing.find((e) => nameOf(e) === name);
     return mine !== undefined && containedIn(item, mine) ? mine : item;
