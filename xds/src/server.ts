@@ -539,7 +539,7 @@ export class AdsServer {
     if (request.version_info !== state.sentVersion) return false;
     state.ackedVersion = request.version_info;
     const event: AckEvent = { nodeId: stream.nodeId, group, type, version: request.version_info };
-    this.log.debug({ ...event }, "xDS update accepted (ACK)");
+    this.log.debug(event, "xDS update accepted (ACK)");
     for (const listener of this.ackListeners) this.emit(listener, event);
     return true;
   }
@@ -593,7 +593,7 @@ export class AdsServer {
       nonce,
       resources: resources.length,
     };
-    this.log.debug({ ...event }, "xDS push");
+    this.log.debug(event, "xDS push");
     for (const listener of this.pushListeners) this.emit(listener, event);
   }
 }

@@ -98,18 +98,14 @@ export function kubeIdentityApi(client: KubeTransport, timeoutMs = 5_000): Ident
         if (isNotFound(error)) return undefined;
         throw error;
       }
+      // Only the annotation the xDS server reads is kept: pods are cached, whole annotations can be large.
+      const adoptedBy = pod.metadata?.annotations?.[AGENT_ANNOTATION];
       return {
         namespace: pod.metadata?.namespace ?? "",
         name: pod.metadata?.name ?? "",
         uid: pod.metadata?.uid ?? "",
         labels: pod.metadata?.labels ?? {},
-        ...(pod.metadata?.annotations?.[AGENT_ANNOTATION] === undefined
-          ? {}
-          : {
-              annotations: {
-                [AGENT_ANNOTATION]: pod.metadata.annotations[AGENT_ANNOTATION],
-              },
-            }),
+        ...(adoptedBy === undefined ? {} : { annotations: { [AGENT_ANNOTATION]: adoptedBy } }),
       };
     },
   };
