@@ -1,6 +1,8 @@
 // What the operator benches (xds-fanout.ts, operator-scale.ts) share: a real kube-apiserver and etcd
 // with Tether's CRDs established, the operator's metrics, and waiting for it to go quiet.
 import { execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { until, type KubeClient } from "./fanout-cluster.ts";
@@ -102,4 +104,18 @@ export async function operatorQuiet(pid: number, timeoutMs: number): Promise<voi
     timeoutMs,
     1000,
   );
+}
+
+/** The xDS Service's name the operator's certificate carries (its --xds-service) and clients check. */
+export const XDS_NAME = "tether-xds.tether-system.svc.cluster.local";
+
+/** The operator's CA bundle (its Secret in the namespace it runs in: default here), as a file. */
+export async function caBundleFile(client: KubeClient): Promise<string> {
+  const secret = await client.request<{ data?: Record<string, string> }>(
+    "GET",
+    "/api/v1/namespaces/default/secrets/tether-ca",
+  );
+  const file = join(mkdtempSync(join(tmpdir(), "tether-xds-fanout-ca-")), "ca.crt");
+  writeFileSync(file, Buffer.from(secret.data?.["ca.crt"] ?? "", "base64"));
+  return file;
 }

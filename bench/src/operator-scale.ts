@@ -17,7 +17,14 @@ import { parseArgs } from "node:util";
 import { AdsFleet } from "./fanout-fleet.ts";
 import { percentile } from "./fanout-report.ts";
 import { rollingSlice, until, type KubeClient } from "./fanout-cluster.ts";
-import { metricSum, operatorQuiet, REPO, startOperatorPlane } from "./operator-plane.ts";
+import {
+  caBundleFile,
+  metricSum,
+  operatorQuiet,
+  REPO,
+  startOperatorPlane,
+  XDS_NAME,
+} from "./operator-plane.ts";
 import { BenchError, freePort, pause, Proc, runBench } from "./proc.ts";
 import { cpuSeconds, memory } from "./procstat.ts";
 
@@ -181,6 +188,8 @@ async function main(): Promise<void> {
         ...["--leader-elect", "false", "--resync-period", "0", "--namespaces", NS],
         ...["--admin-address", "127.0.0.1:0", "--xds-address", `127.0.0.1:${String(xdsPort)}`],
         ...["--xds-service", "tether-xds.tether-system", "--log-level", "info"],
+        // The fleet's clients are not pods and present no ServiceAccount tokens.
+        ...["--xds-auth", "false"],
         ...(opts.concurrency === "" ? [] : ["--concurrency", opts.concurrency]),
       ],
       cwd: REPO,
@@ -205,7 +214,12 @@ async function main(): Promise<void> {
     );
     await operatorQuiet(pid, 120_000);
 
-    fleet = new AdsFleet({ host: "127.0.0.1", port: xdsPort }, "*");
+    // Over TLS, as deployed: every client verifies the operator's certificate with its CA.
+    fleet = new AdsFleet({ host: "127.0.0.1", port: xdsPort }, "*", {
+      caFile: await caBundleFile(client),
+      sni: XDS_NAME,
+      verifyName: XDS_NAME,
+    });
     const connectStart = performance.now();
     await fleet.connect(
       Array.from({ length: opts.agents }, (_, a) => ({

@@ -12,23 +12,22 @@
  * Run: `node bench/src/xds-fanout.ts [--sizes 100,1000] [--pods-per-agent 10] [--changes 20] [--sidecars 5]`.
  * The control plane, the operator and this driver (with every client) share the machine.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { AdsFleet, type FleetMember } from "./fanout-fleet.ts";
 import { fanoutReport, type CrossCheck, type SizeResult } from "./fanout-report.ts";
 import { SidecarFleet } from "./fanout-sidecars.ts";
+import { agentManifest, Bench, EDS_CLUSTER, PS_PORT, pscManifest, until } from "./fanout-cluster.ts";
 import {
-  agentManifest,
-  Bench,
-  EDS_CLUSTER,
-  PS_PORT,
-  pscManifest,
-  until,
-  type KubeClient,
-} from "./fanout-cluster.ts";
-import { metricSum, operatorQuiet, REPO, startOperatorPlane } from "./operator-plane.ts";
+  caBundleFile,
+  metricSum,
+  operatorQuiet,
+  REPO,
+  startOperatorPlane,
+  XDS_NAME,
+} from "./operator-plane.ts";
 import { BenchError, freePort, pause, Proc, runBench } from "./proc.ts";
 import { cpuSeconds, memory } from "./procstat.ts";
 
@@ -100,20 +99,6 @@ async function measureSize(
     hwmMb: memory(pid).hwmMb,
     pushes: (await metricSum(operator.admin, "tether_operator_xds_pushes_total")) - pushesBefore,
   };
-}
-
-/** The xDS Service's name the operator's certificate carries (its --xds-service) and clients check. */
-const XDS_NAME = "tether-xds.tether-system.svc.cluster.local";
-
-/** The operator's CA bundle (its Secret in the namespace it runs in: default here), as a file. */
-async function caBundleFile(client: KubeClient): Promise<string> {
-  const secret = await client.request<{ data?: Record<string, string> }>(
-    "GET",
-    "/api/v1/namespaces/default/secrets/tether-ca",
-  );
-  const file = join(mkdtempSync(join(tmpdir(), "tether-xds-fanout-ca-")), "ca.crt");
-  writeFileSync(file, Buffer.from(secret.data?.["ca.crt"] ?? "", "base64"));
-  return file;
 }
 
 /** K real sidecars (one Agent each: their listeners need distinct ports) and K light clients. */
