@@ -256,6 +256,64 @@ spec:
     });
     expect(cleared["reason"]).toBe("Accepted");
   });
+
+  it("a NACK on a standby replica is an Event at once; status stays the leader's to write", async () => {
+    // A Lease someone else holds for an hour keeps a second operator a standby.
+    const now = new Date().toISOString().replace(/Z$/, "000Z");
+    await cluster.apply(`apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata: {name: tether-operator, namespace: default}
+spec: {holderIdentity: elsewhere, leaseDurationSeconds: 3600, acquireTime: "${now}", renewTime: "${now}"}
+`);
+    const standby = await OperatorProcess.start({
+      kubeconfig: cluster.kubeconfig,
+      args: [
+        "--leader-elect",
+        "true",
+        "--identity",
+        "standby",
+        "--lease-namespace",
+        "default",
+        "--xds-service",
+        "tether-xds.tether-system",
+        "--xds-auth",
+        "false",
+      ],
+    });
+    const [host, port] = standby.xdsAddress.split(":");
+    const rejecting = new AdsClient(
+      {
+        target: { host: host ?? "127.0.0.1", port: Number(port) },
+        node: { id: "default/web-1", cluster: "default/agent/web" },
+        backoff: { baseMs: 100, maxMs: 1000 },
+        log: pino({ level: "silent" }),
+        tls: { caFile, sni: XDS_NAME, verifyName: XDS_NAME },
+      },
+      {
+        onResources: (type) =>
+          Promise.resolve(
+            type === "listener" ? "listener policy-server: port 44443 is in use here" : undefined,
+          ),
+      },
+    );
+    try {
+      rejecting.start();
+      const event = await waitFor("the standby's XdsNack Event", async () => {
+        const list = (await cluster.list("events")) as unknown as { reason?: string; message?: string }[];
+        return list.find((e) => e.reason === "XdsNack" && e.message?.includes("default/web-1") === true);
+      });
+      expect(event.message).toContain("port 44443 is in use here");
+      expect(await standby.metric("tether_operator_leader")).toBe(0);
+      expect(await standby.metric("tether_operator_xds_nacks_total", { type: "listener" })).toBeGreaterThan(
+        0,
+      );
+      // The status is the leader's; the leader never saw this NACK.
+      expect((await cluster.condition("agent", "web", "ConfigRejected"))?.["status"]).toBe("False");
+    } finally {
+      await rejecting.stop();
+      await standby.stop();
+    }
+  });
   it("an independent client (go-control-plane's protos and grpc-go's TLS, xds-check) gets CDS, EDS and LDS from the operator, all valid Envoy API", () => {
     const script = fileURLToPath(new URL("../../tools/xds-check/build.sh", import.meta.url));
     const built = spawnSync("bash", [script], { encoding: "utf8", timeout: 600_000 });

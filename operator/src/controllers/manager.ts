@@ -55,6 +55,8 @@ export class ControllerManager {
   private readonly options: ManagerOptions;
   readonly xds: XdsController | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
+  /** This replica runs the queue (the leader, or leader election off). */
+  private leading = false;
 
   constructor(options: ManagerOptions) {
     this.options = options;
@@ -113,6 +115,7 @@ export class ControllerManager {
             metrics,
             onRejectionChange: (kind, namespace, name) => {
               this.queue.add(queueKey(kind, namespace, name));
+              if (!this.leading) this.reportStandbyVerdict(kind, namespace, name);
             },
           });
     this.ctx = this.xds === undefined ? base : { ...base, xds: this.xds };
@@ -186,6 +189,7 @@ export class ControllerManager {
 
   /** Leadership gained: run the queue over everything once caches are complete. */
   async startReconciling(): Promise<void> {
+    this.leading = true;
     await this.synced();
     this.enqueueAll();
     this.options.logger.info({ queued: this.queue.depth }, "reconciling");
@@ -193,7 +197,22 @@ export class ControllerManager {
   }
 
   stopReconciling(): void {
+    this.leading = false;
     this.queue.pause();
+  }
+
+  /**
+   * A sidecar connected to this standby replica NACKed (or then ACKed) its config. Only the leader
+   * writes status, so the verdict would wait for a leader change; the Event shows it now, from any
+   * replica, the same Event the leader records with the ConfigRejected condition.
+   */
+  private reportStandbyVerdict(kind: TetherKind, namespace: string, name: string): void {
+    const object = this.storeOf(kind).get(namespace, name);
+    const verdict = this.xds?.configRejected(kind === "Broker" ? "broker" : "agent", namespace, name);
+    if (object === undefined || verdict === undefined) return;
+    const type = verdict.status === "True" ? "Warning" : "Normal";
+    const message = verdict.status === "True" ? verdict.message : `${verdict.type}: ${verdict.message}`;
+    void this.ctx.events.record(object, type, verdict.reason, message, true);
   }
 
   async stop(): Promise<void> {

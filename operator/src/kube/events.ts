@@ -23,8 +23,17 @@ export class EventRecorder {
     this.now = now;
   }
 
-  /** Records the event; never throws (an event is best effort). */
-  async record(object: KubeObject, type: EventType, reason: string, message: string): Promise<void> {
+  /**
+   * Records the event; never throws (an event is best effort). `anyReplica`: written even by a
+   * replica that is not the leader (a report of what that replica alone saw, never state).
+   */
+  async record(
+    object: KubeObject,
+    type: EventType,
+    reason: string,
+    message: string,
+    anyReplica = false,
+  ): Promise<void> {
     const { name, namespace, uid } = object.metadata;
     const key = `${uid ?? name}|${reason}|${message}`;
     const now = this.now();
@@ -59,7 +68,12 @@ export class EventRecorder {
       count: 1,
     };
     try {
-      await this.client.request("POST", resourcePath(RESOURCES.events, namespace), { body: event });
+      await this.client.request(
+        "POST",
+        resourcePath(RESOURCES.events, namespace),
+        { body: event },
+        anyReplica,
+      );
     } catch (error) {
       this.logger.debug({ err: error, reason }, "could not record event");
     }
