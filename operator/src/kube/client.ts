@@ -2,7 +2,8 @@
  * A small client for the Kubernetes REST API over undici: one connection pool for every request
  * and watch, authentication from a kubeconfig or the in-cluster config (kubeconfig.ts; through
  * @kubernetes/client-node, loaded on demand, only for exec and auth-provider plugins).
- * Every request has a timeout; every write can be gated (only the leader writes).
+ * Every request has a timeout; every write can be gated (only the leader writes; Lease updates and
+ * a standby's NACK Events pass the gate explicitly).
  */
 import type { KubeConfig } from "@kubernetes/client-node";
 import { Agent, request, type Dispatcher } from "undici";
