@@ -81,6 +81,16 @@ export function caSecretRules(secretName: string): readonly PolicyRule[] {
 }
 
 /**
+ * In the operator's own namespace only (Role), with --xds-tls-secret: the Secret cert-manager writes
+ * the xDS serving certificate into. Read only, and watched so a renewal is served at once; list and
+ * watch are limited to this name because the operator always sends `fieldSelector=metadata.name=<it>`
+ * (the API server then authorizes them against resourceNames). No create, update or other Secret.
+ */
+export function xdsTlsSecretRules(secretName: string): readonly PolicyRule[] {
+  return [{ apiGroups: [""], resources: ["secrets"], resourceNames: [secretName], verbs: ["get", "list", "watch"] }];
+}
+
+/**
  * Always a ClusterRole (TokenReviews are cluster-scoped), only with the xDS identity check
  * (--xds-auth): the ADS server asks the API server who a sidecar's token belongs to, then reads
  * the one pod the token is bound to (XDS_AUTH_POD_RULES: by name, never a list or watch of pods).
