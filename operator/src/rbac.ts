@@ -7,6 +7,7 @@
  * exactly these rules, in both modes.
  */
 import { GROUP } from "./api/index.ts";
+import { XDS_CA_CONFIGMAP } from "./render/xds-ca.ts";
 
 export interface PolicyRule {
   readonly apiGroups: readonly string[];
@@ -45,6 +46,8 @@ export const OPERATOR_RULES: readonly PolicyRule[] = [
     resources: ["services", "configmaps"],
     verbs: ["get", "list", "watch", "create", "patch"],
   },
+  // The shared CA bundle ConfigMap, deleted by name when the last Agent or Broker of its namespace goes.
+  { apiGroups: [""], resources: ["configmaps"], resourceNames: [XDS_CA_CONFIGMAP], verbs: ["delete"] },
   { apiGroups: [""], resources: ["events"], verbs: ["create"] },
   // The xDS server's endpoints (EDS): every replica caches them, so list and watch only.
   { apiGroups: ["discovery.k8s.io"], resources: ["endpointslices"], verbs: ["list", "watch"] },

@@ -346,7 +346,11 @@ describe("RBAC with the xDS certificate from cert-manager", () => {
     const b64 = (t: string): string => Buffer.from(t).toString("base64");
     const subject = [{ kind: "ServiceAccount", name: "cm-operator", namespace: "tether-system" }];
     const docs = [
-      { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "cm-operator", namespace: "tether-system" } },
+      {
+        apiVersion: "v1",
+        kind: "ServiceAccount",
+        metadata: { name: "cm-operator", namespace: "tether-system" },
+      },
       {
         apiVersion: "rbac.authorization.k8s.io/v1",
         kind: "ClusterRoleBinding",
@@ -358,7 +362,11 @@ describe("RBAC with the xDS certificate from cert-manager", () => {
         apiVersion: "rbac.authorization.k8s.io/v1",
         kind: "RoleBinding",
         metadata: { name: "cm-operator-leader-election", namespace: "tether-system" },
-        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "tether-operator-leader-election" },
+        roleRef: {
+          apiGroup: "rbac.authorization.k8s.io",
+          kind: "Role",
+          name: "tether-operator-leader-election",
+        },
         subjects: subject,
       },
       {
@@ -390,9 +398,9 @@ describe("RBAC with the xDS certificate from cert-manager", () => {
       [["get", "secrets/tether-ca"], "no\n"],
       [["create", "secrets"], "no\n"],
     ] as const) {
-      expect(
-        await cluster.cp.kubectl(["auth", "can-i", ...args, "-n", "tether-system", as]),
-      ).toMatchObject({ stdout: answer });
+      expect(await cluster.cp.kubectl(["auth", "can-i", ...args, "-n", "tether-system", as])).toMatchObject({
+        stdout: answer,
+      });
     }
     const kubeconfig = await cluster.cp.kubeconfigForServiceAccount("tether-system", "cm-operator");
     operator = await OperatorProcess.start({
@@ -421,6 +429,34 @@ describe("RBAC with the xDS certificate from cert-manager", () => {
     await cluster.waitFor("configmap", "tether-xds-ca", (o) => o.data?.["ca.crt"] === ca.certPem);
     expect(await operator.metric("tether_operator_reconcile_total", { result: "error" })).toBe(0);
     expect(await operator.metric("tether_operator_watch_restarts_total", { reason: "error" })).toBe(0);
+    expect(operator.logText()).not.toMatch(/forbidden/i);
+  });
+
+  it("deletes tether-xds-ca with the last Agent or Broker of its namespace, and brings it back with the next", async () => {
+    // The quick-start namespace: Agents web and clash, Broker appserver-broker.
+    const agentReconciles = (): Promise<number> =>
+      operator.metric("tether_operator_reconcile_total", { kind: "Agent", result: "success" });
+    const before = await agentReconciles();
+    await cluster.ok(["delete", "agents", "--all", "-n", "default", "--wait=false"]);
+    await waitFor("the Agents gone", async () => (await cluster.list("agents")).length === 0);
+    // A Broker is left: the bundle stays once the deleted Agents' reconciles have run.
+    await waitFor("the deleted Agents' reconciles", async () => (await agentReconciles()) >= before + 2);
+    expect(await cluster.get("configmap", "tether-xds-ca")).toBeDefined();
+    await cluster.ok(["delete", "brokers", "--all", "-n", "default", "--wait=false"]);
+    await waitFor(
+      "tether-xds-ca deleted",
+      async () => (await cluster.get("configmap", "tether-xds-ca")) === undefined,
+    );
+    // The next Agent of the namespace applies it again.
+    await cluster.apply(`apiVersion: tether.dev/v1alpha1
+kind: Agent
+metadata: {name: again}
+spec:
+  policyServerClusterRef: {name: ps-main}
+  template: {spec: {containers: [{name: agent, image: "agent:1"}]}}
+`);
+    await cluster.waitFor("configmap", "tether-xds-ca", (o) => o.data?.["ca.crt"] !== undefined);
+    expect(await operator.metric("tether_operator_reconcile_total", { result: "error" })).toBe(0);
     expect(operator.logText()).not.toMatch(/forbidden/i);
   });
 });
