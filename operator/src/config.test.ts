@@ -78,9 +78,10 @@ describe("loadConfig", () => {
 
   it("bounds the identity check's concurrent reviews", () => {
     expect(load([])).toMatchObject({ xdsAuthMaxReviews: 16, xdsAuthQueueTimeoutMs: 10_000 });
-    expect(
-      load(["--xds-auth-max-reviews", "4", "--xds-auth-queue-timeout", "500ms"]),
-    ).toMatchObject({ xdsAuthMaxReviews: 4, xdsAuthQueueTimeoutMs: 500 });
+    expect(load(["--xds-auth-max-reviews", "4", "--xds-auth-queue-timeout", "500ms"])).toMatchObject({
+      xdsAuthMaxReviews: 4,
+      xdsAuthQueueTimeoutMs: 500,
+    });
     expect(() => load(["--xds-auth-max-reviews", "0"])).toThrow(/--xds-auth-max-reviews/);
     expect(() => load(["--xds-auth-queue-timeout", "soon"])).toThrow(/--xds-auth-queue-timeout/);
   });

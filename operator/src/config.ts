@@ -312,11 +312,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ope
   const caSecret = get("ca-secret").trim();
   if (!/^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/.test(caSecret) || caSecret.length > 253)
     throw new ConfigError(`--ca-secret: "${caSecret}" is not a Secret name`);
-  const xdsTlsSecret = get("xds-tls-secret").trim();
-  if (xdsTlsSecret !== "" && (!/^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/.test(xdsTlsSecret) || xdsTlsSecret.length > 253))
-    throw new ConfigError(`--xds-tls-secret: "${xdsTlsSecret}" is not a Secret name`);
   const xdsTls = bool("xds-tls", get("xds-tls"));
-  if (xdsTlsSecret !== "" && !xdsTls) throw new ConfigError("--xds-tls-secret needs --xds-tls=true");
+  const xdsTlsSecret = xdsTlsSecretOf(get, xdsTls);
   return {
     kubeconfig: kubeconfig === "" ? undefined : kubeconfig,
     namespaces:
@@ -346,7 +343,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ope
     xds: xdsAddress === "" ? undefined : address("xds-address", xdsAddress),
     xdsService: xdsService === "" ? undefined : xdsService,
     xdsTls,
-    xdsTlsSecret: xdsTlsSecret === "" ? undefined : xdsTlsSecret,
+    xdsTlsSecret,
     caSecret,
     operatorNamespace,
     xdsAuth: bool("xds-auth", get("xds-auth")),
@@ -354,6 +351,15 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ope
     xdsAuthQueueTimeoutMs: durationMs("xds-auth-queue-timeout", get("xds-auth-queue-timeout")),
     webhook: webhookConfig(get),
   };
+}
+
+function xdsTlsSecretOf(get: (name: FlagName) => string, xdsTls: boolean): string | undefined {
+  const name = get("xds-tls-secret").trim();
+  if (name === "") return undefined;
+  if (!/^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/.test(name) || name.length > 253)
+    throw new ConfigError(`--xds-tls-secret: "${name}" is not a Secret name`);
+  if (!xdsTls) throw new ConfigError("--xds-tls-secret needs --xds-tls=true");
+  return name;
 }
 
 const DNS_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;

@@ -66,11 +66,7 @@ async function main(): Promise<void> {
   let xds: { server: AdsServer; port: number } | undefined;
   let pki: XdsPki | undefined;
   if (config.xds !== undefined) {
-    if (config.xdsTls)
-      pki =
-        config.xdsTlsSecret === undefined
-          ? await startPki(config, client, logger)
-          : await startTlsSecret(config, config.xdsTlsSecret, client, logger);
+    if (config.xdsTls) pki = await startXdsPki(config, client, logger);
     xds = await startXds(config, config.xds, client, logger, metrics, pki);
   }
   const xdsTarget =
@@ -118,7 +114,7 @@ async function main(): Promise<void> {
       xds: xds === undefined ? "off" : `${config.xds?.host ?? ""}:${xds.port}`,
       xdsAuth: xds !== undefined && config.xdsAuth ? "token" : "off",
       xdsService: xdsTarget === undefined ? "none" : `${xdsTarget.host}:${xdsTarget.port}`,
-      xdsTls: pki?.describe ?? "off",
+      xdsTls: describeXdsTls(pki),
       webhook: webhook?.address ?? "off",
       namespaces: config.namespaces.length === 0 ? "all" : config.namespaces,
       server: client.server,
@@ -270,15 +266,22 @@ async function startWebhookIfConfigured(
   });
 }
 
+function describeXdsTls(pki: XdsPki | undefined): string {
+  return pki === undefined ? "off" : pki.describe;
+}
+
+/** xDS TLS: the certificate from --xds-tls-secret when set, else from the operator's own CA. */
+function startXdsPki(config: OperatorConfig, client: KubeClient, logger: Logger): Promise<XdsPki> {
+  return config.xdsTlsSecret === undefined
+    ? startPki(config, client, logger)
+    : startTlsSecret(config, config.xdsTlsSecret, client, logger);
+}
+
 /**
  * The operator's CA (its Secret read, created or rotated as due) and this replica's serving
  * certificate for the xDS Service's DNS names (`localhost` when there is no --xds-service).
  */
-async function startPki(
-  config: OperatorConfig,
-  client: KubeClient,
-  logger: Logger,
-): Promise<XdsPki> {
+async function startPki(config: OperatorConfig, client: KubeClient, logger: Logger): Promise<XdsPki> {
   const log = logger.child({ part: "pki" });
   const authority = new CertificateAuthority({
     client,

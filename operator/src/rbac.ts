@@ -90,7 +90,9 @@ export function caSecretRules(secretName: string): readonly PolicyRule[] {
  * (the API server then authorizes them against resourceNames). No create, update or other Secret.
  */
 export function xdsTlsSecretRules(secretName: string): readonly PolicyRule[] {
-  return [{ apiGroups: [""], resources: ["secrets"], resourceNames: [secretName], verbs: ["get", "list", "watch"] }];
+  return [
+    { apiGroups: [""], resources: ["secrets"], resourceNames: [secretName], verbs: ["get", "list", "watch"] },
+  ];
 }
 
 /**

@@ -88,7 +88,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await (operator as OperatorProcess | undefined)?.stop();
   await (cluster as TestCluster | undefined)?.stop();
-  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true });
 });
 
 describe("xDS TLS from a cert-manager Secret", () => {

@@ -37,17 +37,13 @@ export async function pruneXdsCaBundle(ctx: ControllerContext, namespace: string
   if (cached === undefined || hasXdsCaUsers(ctx, namespace)) return;
   const { uid, resourceVersion } = cached.metadata;
   try {
-    await ctx.client.request(
-      "DELETE",
-      resourcePath(RESOURCES.configMaps, namespace, XDS_CA_CONFIGMAP),
-      {
-        body: {
-          apiVersion: "v1",
-          kind: "DeleteOptions",
-          ...(uid === undefined ? {} : { preconditions: { uid, resourceVersion } }),
-        },
+    await ctx.client.request("DELETE", resourcePath(RESOURCES.configMaps, namespace, XDS_CA_CONFIGMAP), {
+      body: {
+        apiVersion: "v1",
+        kind: "DeleteOptions",
+        ...(uid === undefined ? {} : { preconditions: { uid, resourceVersion } }),
       },
-    );
+    });
     ctx.logger.info({ namespace }, "deleted tether-xds-ca: no Agent or Broker left in the namespace");
   } catch (error) {
     if (!isNotFound(error)) throw error;

@@ -29,7 +29,11 @@ describe("parseTlsSecret", () => {
 
   it.each([
     ["no Secret", undefined, /has no tls\.crt/],
-    ["no ca.crt (an ACME issuer)", secret({ ...good, "ca.crt": "" }), /has no ca\.crt \(cert-manager writes it/],
+    [
+      "no ca.crt (an ACME issuer)",
+      secret({ ...good, "ca.crt": "" }),
+      /has no ca\.crt \(cert-manager writes it/,
+    ],
     ["a bad certificate", secret({ ...good, "tls.crt": "junk" }), /tls\.crt is not a PEM certificate/],
     ["a bad key", secret({ ...good, "tls.key": "junk" }), /tls\.key is not a PEM private key/],
     ["an empty bundle", secret({ ...good, "ca.crt": "junk" }), /ca\.crt holds no certificate/],
@@ -51,7 +55,10 @@ describe("parseTlsSecret", () => {
 
   it("refuses an expired certificate", () => {
     const result = parseTlsSecret(secret(good), NAME, NOW + 2 * DAY);
-    expect(result).toMatchObject({ ok: false, error: expect.stringMatching(/tls\.crt expired at/) as unknown });
+    expect(result).toMatchObject({
+      ok: false,
+      error: expect.stringMatching(/tls\.crt expired at/) as unknown,
+    });
   });
 });
 

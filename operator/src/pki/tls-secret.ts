@@ -32,8 +32,7 @@ export interface TlsSecretCertificateOptions {
 
 /** A usable identity, or why the Secret is not one (the message names the key at fault). */
 export type TlsSecretResult =
-  | { readonly ok: true; readonly identity: ServingIdentity }
-  | { readonly ok: false; readonly error: string };
+  { readonly ok: true; readonly identity: ServingIdentity } | { readonly ok: false; readonly error: string };
 
 /** Checks what a Secret holds: a certificate for `verifyName`, its own key, a CA bundle; pure. */
 export function parseTlsSecret(
@@ -54,7 +53,8 @@ export function parseTlsSecret(
     [TLS_SECRET_KEYS.ca, caPem],
   ] as const) {
     if (value === undefined) {
-      const hint = key === TLS_SECRET_KEYS.ca ? " (cert-manager writes it for CA and self-signed issuers)" : "";
+      const hint =
+        key === TLS_SECRET_KEYS.ca ? " (cert-manager writes it for CA and self-signed issuers)" : "";
       return { ok: false, error: `has no ${key}${hint}` };
     }
   }

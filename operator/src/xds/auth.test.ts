@@ -196,10 +196,10 @@ describe("XdsAuthenticator's bound on concurrent reviews", () => {
     });
     // 20 sidecars with 20 different tokens reconnect at once (empty caches).
     const results = Array.from({ length: 20 }, (_, n) => auth.authorize(streamOf(n)));
-    let settled = false;
-    void Promise.all(results).then(() => (settled = true));
+    const progress = { settled: false };
+    void Promise.all(results).then(() => (progress.settled = true));
     // Release whatever is held until every stream has its answer, checking the bound each round.
-    for (let round = 0; round < 200 && !settled; round++) {
+    for (let round = 0; round < 200 && !progress.settled; round++) {
       await new Promise((resolve) => setImmediate(resolve));
       expect(identity.inFlight).toBeLessThanOrEqual(4);
       identity.releaseAll();
@@ -223,7 +223,9 @@ describe("XdsAuthenticator's bound on concurrent reviews", () => {
     const first = [auth.authorize(streamOf(1)), auth.authorize(streamOf(2))];
     const late = await auth.authorize(streamOf(3)); // both slots held: waits 50 ms, then gives up
     expect(late).toMatchObject({ allowed: false, code: "UNAVAILABLE", reason: "review_busy" });
-    expect((late as { message: string }).message).toMatch(/2 identity reviews already in flight; waited 50 ms/);
+    expect((late as { message: string }).message).toMatch(
+      /2 identity reviews already in flight; waited 50 ms/,
+    );
     expect(refused).toEqual(["review_busy"]);
     expect(identity.peak).toBe(2);
     // Nothing about the token is remembered: once the slots free, the same stream is served.

@@ -24,7 +24,8 @@ export class ReviewLimiter {
   private running = 0;
 
   constructor(limit: number, timeoutMs: number, onChange?: (inFlight: number) => void) {
-    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`limit ${limit} is not a positive integer`);
+    if (!Number.isInteger(limit) || limit < 1)
+      throw new RangeError(`limit ${limit} is not a positive integer`);
     this.limit = limit;
     this.timeoutMs = timeoutMs;
     this.onChange = onChange;
