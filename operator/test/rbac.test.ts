@@ -402,6 +402,18 @@ describe("RBAC with the xDS certificate from cert-manager", () => {
         stdout: answer,
       });
     }
+    // A bundle left in a namespace whose Agents went while no operator ran: cleaned at leadership.
+    await cluster.ok(["create", "namespace", "left-behind"]);
+    await cluster.apply(
+      `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: tether-xds-ca
+  labels: {app.kubernetes.io/name: tether, app.kubernetes.io/component: xds-ca, app.kubernetes.io/managed-by: tether-operator}
+data: {ca.crt: stale}
+`,
+      "left-behind",
+    );
     const kubeconfig = await cluster.cp.kubeconfigForServiceAccount("tether-system", "cm-operator");
     operator = await OperatorProcess.start({
       kubeconfig,
@@ -427,6 +439,10 @@ describe("RBAC with the xDS certificate from cert-manager", () => {
     // The quick-start namespace's bundle is now cert-manager's CA (the leader re-applied it).
     await waitFor("leadership", async () => (await operator.metric("tether_operator_leader")) === 1);
     await cluster.waitFor("configmap", "tether-xds-ca", (o) => o.data?.["ca.crt"] === ca.certPem);
+    await waitFor(
+      "the left-behind bundle deleted",
+      async () => (await cluster.get("configmap", "tether-xds-ca", "left-behind")) === undefined,
+    );
     expect(await operator.metric("tether_operator_reconcile_total", { result: "error" })).toBe(0);
     expect(await operator.metric("tether_operator_watch_restarts_total", { reason: "error" })).toBe(0);
     expect(operator.logText()).not.toMatch(/forbidden/i);
