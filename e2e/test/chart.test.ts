@@ -1,8 +1,8 @@
 /**
  * The Helm chart: lint-clean, its values validated by values.schema.json, and everything it renders
  * (default values, every optional feature and override on, the packaged chart, the chart as a
- * subchart of a parent with `global` values) accepted by a real API server with the Tether and
- * Prometheus Operator CRDs installed; its `helm test` script run against that API server.
+ * subchart of a parent with `global` values) accepted by a real API server with the Tether,
+ * Prometheus Operator and cert-manager (Certificate) CRDs installed; its `helm test` script run against that API server.
  */
 import { execFile } from "node:child_process";
 import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
@@ -20,8 +20,16 @@ import {
   XDS_AUTH_POD_RULES,
   XDS_AUTH_RULES,
   webhookConfigurationRules,
+  xdsTlsSecretRules,
 } from "../../operator/src/rbac.ts";
-import { ALL_FEATURES, CHART_DIR, EVERY_OPTION, helm, monitoringCrdDir } from "../src/chart/index.ts";
+import {
+  ALL_FEATURES,
+  certManagerCrdDir,
+  CHART_DIR,
+  EVERY_OPTION,
+  helm,
+  monitoringCrdDir,
+} from "../src/chart/index.ts";
 import { REPO_ROOT } from "../src/controlplane/binaries.ts";
 import { startControlPlane, type ControlPlane } from "../src/controlplane/index.ts";
 
@@ -93,6 +101,8 @@ beforeAll(async () => {
   for (const kind of ["servicemonitors", "podmonitors", "prometheusrules"]) {
     await kubectlOk(["apply", "--server-side", "-f", join(monitoring, `monitoring.coreos.com_${kind}.yaml`)]);
   }
+  const certManager = await certManagerCrdDir();
+  await kubectlOk(["apply", "--server-side", "-f", join(certManager, "cert-manager.io_certificates.yaml")]);
   await kubectlOk(["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
   await kubectlOk(["create", "namespace", "tether-system"]);
   // Watched by the operator.watchNamespaces cases (their Roles live there); team-c is never watched.
@@ -127,6 +137,11 @@ describe("Helm chart", () => {
         "operator.replicas=1",
       ],
       "role.rbac.authorization.k8s.io/tether",
+    ],
+    [
+      "xDS certificate from cert-manager",
+      ["--set", "xds.tls.certManager.issuerRef.name=tether-ca-issuer"],
+      "certificate.cert-manager.io/tether-xds",
     ],
   ])("renders objects the API server accepts: %s", async (_label, extra, rbacObject) => {
     const rendered = await helm(plane().binDir, [
@@ -206,6 +221,55 @@ describe("Helm chart", () => {
     ]);
     expect(off.code, off.stderr).toBe(0);
     expect(off.stdout).not.toContain("tether-xds-auth");
+  });
+
+  it("with xds.tls.certManager.issuerRef: a Certificate for the xDS Service's names, the flag, a Role on that Secret only", async () => {
+    type Doc = {
+      kind: string;
+      metadata: { name: string; namespace?: string };
+      spec?: Record<string, unknown>;
+      rules?: unknown[];
+    };
+    const render = async (extra: string[]): Promise<Doc[]> =>
+      parseAllDocuments(await template([CHART_DIR, "--namespace", "tether-system", "--skip-tests", ...extra]))
+        .map((d) => d.toJS() as Doc | null)
+        .filter((d): d is Doc => d !== null);
+    const docs = await render([
+      ...["--set", "xds.tls.certManager.issuerRef.name=platform-ca"],
+      ...["--set", "xds.tls.certManager.issuerRef.kind=ClusterIssuer"],
+    ]);
+    const certificate = docs.find((d) => d.kind === "Certificate");
+    expect(certificate?.metadata).toMatchObject({ name: "tether-xds", namespace: "tether-system" });
+    expect(certificate?.spec).toMatchObject({
+      secretName: "tether-xds-tls",
+      dnsNames: [
+        "tether-xds",
+        "tether-xds.tether-system",
+        "tether-xds.tether-system.svc",
+        "tether-xds.tether-system.svc.cluster.local",
+      ],
+      privateKey: { algorithm: "ECDSA", size: 256 },
+      issuerRef: { name: "platform-ca", kind: "ClusterIssuer", group: "cert-manager.io" },
+    });
+    const env = JSON.stringify(docs.find((d) => d.kind === "Deployment"));
+    expect(env).toContain('{"name":"TETHER_XDS_TLS_SECRET","value":"tether-xds-tls"}');
+    const role = docs.find((d) => d.kind === "Role" && d.metadata.name === "tether-xds-tls");
+    expect(role?.rules).toEqual(xdsTlsSecretRules("tether-xds-tls"));
+    // The operator's own CA Secret is then only the webhook's: without the webhook, no access to it.
+    const noWebhook = await render([
+      ...["--set", "xds.tls.certManager.issuerRef.name=platform-ca", "--set", "webhook.enabled=false"],
+    ]);
+    expect(noWebhook.filter((d) => d.metadata.name === "tether-ca")).toEqual([]);
+    expect(JSON.stringify(noWebhook)).not.toContain("TETHER_CA_SECRET");
+    // A chosen Secret name; and nothing of cert-manager when no issuer is named (the default).
+    const named = await render([
+      ...["--set", "xds.tls.certManager.issuerRef.name=platform-ca"],
+      ...["--set", "xds.tls.certManager.secretName=xds-serving"],
+    ]);
+    expect(named.find((d) => d.kind === "Certificate")?.spec?.["secretName"]).toBe("xds-serving");
+    const plain = await render([]);
+    expect(plain.filter((d) => d.kind === "Certificate" || d.metadata.name === "tether-xds-tls")).toEqual([]);
+    expect(JSON.stringify(plain)).not.toContain("TETHER_XDS_TLS_SECRET");
   });
 
   it("renders the sidecar-injection webhook: opted-in namespaces only, never its own, caBundle left to the operator", async () => {

@@ -68,6 +68,24 @@ describe("loadConfig", () => {
     expect(() => load(["--xds-tls", "maybe"])).toThrow(/--xds-tls/);
   });
 
+  it("serves xDS with a cert-manager Secret when --xds-tls-secret names one", () => {
+    expect(load([]).xdsTlsSecret).toBeUndefined();
+    expect(load(["--xds-tls-secret", "tether-xds-tls"]).xdsTlsSecret).toBe("tether-xds-tls");
+    expect(load([], { TETHER_XDS_TLS_SECRET: "from-env" }).xdsTlsSecret).toBe("from-env");
+    expect(() => load(["--xds-tls-secret", "Bad_Name"])).toThrow(/--xds-tls-secret/);
+    expect(() => load(["--xds-tls-secret", "x", "--xds-tls", "false"])).toThrow(/--xds-tls-secret needs/);
+  });
+
+  it("bounds the identity check's concurrent reviews", () => {
+    expect(load([])).toMatchObject({ xdsAuthMaxReviews: 16, xdsAuthQueueTimeoutMs: 10_000 });
+    expect(load(["--xds-auth-max-reviews", "4", "--xds-auth-queue-timeout", "500ms"])).toMatchObject({
+      xdsAuthMaxReviews: 4,
+      xdsAuthQueueTimeoutMs: 500,
+    });
+    expect(() => load(["--xds-auth-max-reviews", "0"])).toThrow(/--xds-auth-max-reviews/);
+    expect(() => load(["--xds-auth-queue-timeout", "soon"])).toThrow(/--xds-auth-queue-timeout/);
+  });
+
   it("has the documented defaults", () => {
     const c = load([], { POD_NAMESPACE: "tether-system" });
     expect(c).toMatchObject({

@@ -37,12 +37,21 @@ export interface OperatorConfig {
   readonly xdsService: string | undefined;
   /** Serve xDS over TLS with a certificate from the operator's own CA (and tell sidecars to verify it). */
   readonly xdsTls: boolean;
+  /**
+   * A kubernetes.io/tls Secret in the operator's namespace (cert-manager's) to serve xDS with instead
+   * of the operator's own CA; undefined: the operator's CA.
+   */
+  readonly xdsTlsSecret: string | undefined;
   /** The Secret, in the operator's namespace, holding the operator's CA. */
   readonly caSecret: string;
   /** The namespace the operator runs in (the CA Secret's). */
   readonly operatorNamespace: string;
   /** Sidecars present projected ServiceAccount tokens, verified by TokenReview (see docs/xds-security.md). */
   readonly xdsAuth: boolean;
+  /** TokenReviews and pod GETs of the identity check in flight at once; more streams wait. */
+  readonly xdsAuthMaxReviews: number;
+  /** How long a stream waits for a review slot before it is refused with UNAVAILABLE. */
+  readonly xdsAuthQueueTimeoutMs: number;
   /** The admission webhook (sidecar injection); undefined: not served. */
   readonly webhook: WebhookConfig | undefined;
 }
@@ -164,6 +173,11 @@ export const FLAGS = {
     default: "true",
     help: "serve xDS over TLS from the operator's own CA; sidecars verify it (true|false)",
   },
+  "xds-tls-secret": {
+    env: "TETHER_XDS_TLS_SECRET",
+    default: "",
+    help: "kubernetes.io/tls Secret in the operator's namespace (e.g. cert-manager's) to serve xDS with; its ca.crt goes to the sidecars; empty = the operator's own CA",
+  },
   "webhook-address": {
     env: "TETHER_WEBHOOK_ADDRESS",
     default: "",
@@ -193,6 +207,16 @@ export const FLAGS = {
     env: "TETHER_XDS_AUTH",
     default: "true",
     help: "sidecars present a projected ServiceAccount token (TokenReview) and get their own Agent's or Broker's config only; false: no identity check (true|false)",
+  },
+  "xds-auth-max-reviews": {
+    env: "TETHER_XDS_AUTH_MAX_REVIEWS",
+    default: "16",
+    help: "TokenReviews and pod GETs of the xDS identity check in flight at once; more streams wait",
+  },
+  "xds-auth-queue-timeout": {
+    env: "TETHER_XDS_AUTH_QUEUE_TIMEOUT",
+    default: "10s",
+    help: "a stream waiting this long for a review slot is refused with UNAVAILABLE (the sidecar retries)",
   },
   "log-level": {
     env: "TETHER_LOG_LEVEL",
@@ -288,6 +312,8 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ope
   const caSecret = get("ca-secret").trim();
   if (!/^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/.test(caSecret) || caSecret.length > 253)
     throw new ConfigError(`--ca-secret: "${caSecret}" is not a Secret name`);
+  const xdsTls = bool("xds-tls", get("xds-tls"));
+  const xdsTlsSecret = xdsTlsSecretOf(get, xdsTls);
   return {
     kubeconfig: kubeconfig === "" ? undefined : kubeconfig,
     namespaces:
@@ -316,12 +342,24 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Ope
     logLevel: get("log-level"),
     xds: xdsAddress === "" ? undefined : address("xds-address", xdsAddress),
     xdsService: xdsService === "" ? undefined : xdsService,
-    xdsTls: bool("xds-tls", get("xds-tls")),
+    xdsTls,
+    xdsTlsSecret,
     caSecret,
     operatorNamespace,
     xdsAuth: bool("xds-auth", get("xds-auth")),
+    xdsAuthMaxReviews: positiveInt("xds-auth-max-reviews", get("xds-auth-max-reviews")),
+    xdsAuthQueueTimeoutMs: durationMs("xds-auth-queue-timeout", get("xds-auth-queue-timeout")),
     webhook: webhookConfig(get),
   };
+}
+
+function xdsTlsSecretOf(get: (name: FlagName) => string, xdsTls: boolean): string | undefined {
+  const name = get("xds-tls-secret").trim();
+  if (name === "") return undefined;
+  if (!/^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/.test(name) || name.length > 253)
+    throw new ConfigError(`--xds-tls-secret: "${name}" is not a Secret name`);
+  if (!xdsTls) throw new ConfigError("--xds-tls-secret needs --xds-tls=true");
+  return name;
 }
 
 const DNS_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;

@@ -11,9 +11,31 @@ import { KubeClient } from "./kube/client.ts";
 import { kubeIdentityApi } from "./kube/identity.ts";
 import { LeaderElector } from "./kube/leader.ts";
 import { OperatorMetrics, resourceOfPath } from "./metrics.ts";
-import { CertificateAuthority, ServingCertificate, serviceDnsNames } from "./pki/index.ts";
+import {
+  CertificateAuthority,
+  ServingCertificate,
+  serviceDnsNames,
+  TlsSecretCertificate,
+  type ServingIdentity,
+} from "./pki/index.ts";
 import { REFUSAL_REASONS, XdsAuthenticator } from "./xds/auth.ts";
 import { startWebhook, type WebhookRuntime } from "./webhook/start.ts";
+
+/** Where the xDS serving certificate and the sidecars' CA bundle come from. */
+interface XdsPki {
+  readonly serving: {
+    readonly current: ServingIdentity;
+    onRotate(listener: (identity: ServingIdentity) => void): void;
+  };
+  /** What tether-xds-ca carries. */
+  bundle(): string;
+  onBundleChange(listener: () => void): void;
+  /** The operator's own CA; undefined with --xds-tls-secret. */
+  readonly authority: CertificateAuthority | undefined;
+  /** For the startup log line. */
+  readonly describe: string;
+  stop(): Promise<void>;
+}
 
 async function main(): Promise<void> {
   let config;
@@ -42,9 +64,9 @@ async function main(): Promise<void> {
   );
   // Every replica serves xDS from its own caches (only the leader writes), so it starts at once.
   let xds: { server: AdsServer; port: number } | undefined;
-  let pki: { authority: CertificateAuthority; serving: ServingCertificate } | undefined;
+  let pki: XdsPki | undefined;
   if (config.xds !== undefined) {
-    if (config.xdsTls) pki = await startPki(config, client, logger);
+    if (config.xdsTls) pki = await startXdsPki(config, client, logger);
     xds = await startXds(config, config.xds, client, logger, metrics, pki);
   }
   const xdsTarget =
@@ -72,10 +94,10 @@ async function main(): Promise<void> {
     resyncPeriodMs: config.resyncPeriodMs,
     informer: { watchTimeoutSeconds: config.watchTimeoutSeconds },
     ...(xds === undefined ? {} : { xds: xds.server }),
-    ...(pki === undefined ? {} : { xdsCa: pki.authority }),
+    ...(pki === undefined ? {} : { xdsCa: pki }),
   });
   // A new bundle (a successor CA published, an expired one dropped) goes to every namespace.
-  pki?.authority.onChange(() => {
+  pki?.onBundleChange(() => {
     manager.enqueueAll();
   });
   // Every replica answers admission reviews from its own caches (the API server picks any).
@@ -92,7 +114,7 @@ async function main(): Promise<void> {
       xds: xds === undefined ? "off" : `${config.xds?.host ?? ""}:${xds.port}`,
       xdsAuth: xds !== undefined && config.xdsAuth ? "token" : "off",
       xdsService: xdsTarget === undefined ? "none" : `${xdsTarget.host}:${xdsTarget.port}`,
-      xdsTls: pki === undefined ? "off" : `CA in Secret ${config.operatorNamespace}/${config.caSecret}`,
+      xdsTls: describeXdsTls(pki),
       webhook: webhook?.address ?? "off",
       namespaces: config.namespaces.length === 0 ? "all" : config.namespaces,
       server: client.server,
@@ -160,8 +182,7 @@ async function main(): Promise<void> {
       // Sidecars keep their last config and reconnect (to another replica) with back-off.
       await xds?.server.stop();
       await webhook?.stop();
-      pki?.serving.stop();
-      pki?.authority.stop();
+      await pki?.stop();
       await admin.server.close();
       await client.close();
       clearTimeout(deadline);
@@ -177,10 +198,6 @@ async function main(): Promise<void> {
   });
 }
 
-/**
- * The operator's CA (its Secret read, created or rotated as due) and this replica's serving
- * certificate for the xDS Service's DNS names (`localhost` when there is no --xds-service).
- */
 /** The ADS server: TLS from the operator's CA when `pki` is set, the sidecars' identity checked with --xds-auth. */
 async function startXds(
   config: OperatorConfig,
@@ -188,13 +205,18 @@ async function startXds(
   client: KubeClient,
   logger: Logger,
   metrics: OperatorMetrics,
-  pki: { serving: ServingCertificate } | undefined,
+  pki: XdsPki | undefined,
 ): Promise<{ server: AdsServer; port: number }> {
   let authenticator: XdsAuthenticator | undefined;
   if (config.xdsAuth) {
     for (const reason of REFUSAL_REASONS) metrics.xdsStreamsRefused.inc({ reason }, 0);
     authenticator = new XdsAuthenticator({
       api: kubeIdentityApi(client),
+      maxConcurrentReviews: config.xdsAuthMaxReviews,
+      reviewQueueTimeoutMs: config.xdsAuthQueueTimeoutMs,
+      onReviewsInFlight: (n) => {
+        metrics.xdsReviewsInFlight.set(n);
+      },
       onRefused: (reason) => {
         metrics.xdsStreamsRefused.inc({ reason });
       },
@@ -222,9 +244,10 @@ async function startWebhookIfConfigured(
   logger: Logger,
   manager: ControllerManager,
   metrics: OperatorMetrics,
-  pki: { authority: CertificateAuthority } | undefined,
+  pki: XdsPki | undefined,
 ): Promise<WebhookRuntime | undefined> {
   if (config.webhook === undefined) return undefined;
+  // With --xds-tls-secret the webhook still runs the operator's own CA (in --ca-secret).
   const authority = pki?.authority;
   return startWebhook({
     config: config.webhook,
@@ -243,11 +266,22 @@ async function startWebhookIfConfigured(
   });
 }
 
-async function startPki(
-  config: OperatorConfig,
-  client: KubeClient,
-  logger: Logger,
-): Promise<{ authority: CertificateAuthority; serving: ServingCertificate }> {
+function describeXdsTls(pki: XdsPki | undefined): string {
+  return pki === undefined ? "off" : pki.describe;
+}
+
+/** xDS TLS: the certificate from --xds-tls-secret when set, else from the operator's own CA. */
+function startXdsPki(config: OperatorConfig, client: KubeClient, logger: Logger): Promise<XdsPki> {
+  return config.xdsTlsSecret === undefined
+    ? startPki(config, client, logger)
+    : startTlsSecret(config, config.xdsTlsSecret, client, logger);
+}
+
+/**
+ * The operator's CA (its Secret read, created or rotated as due) and this replica's serving
+ * certificate for the xDS Service's DNS names (`localhost` when there is no --xds-service).
+ */
+async function startPki(config: OperatorConfig, client: KubeClient, logger: Logger): Promise<XdsPki> {
   const log = logger.child({ part: "pki" });
   const authority = new CertificateAuthority({
     client,
@@ -265,14 +299,63 @@ async function startPki(
       { cause: error },
     );
   }
-  const [service = "", namespace = ""] = (config.xdsService ?? "").split(".");
-  const dnsNames =
-    config.xdsService === undefined
-      ? ["localhost"]
-      : serviceDnsNames(service, namespace, config.clusterDomain);
-  const serving = new ServingCertificate({ authority, dnsNames, logger: log });
+  const serving = new ServingCertificate({ authority, dnsNames: xdsDnsNames(config), logger: log });
   serving.start();
-  return { authority, serving };
+  return {
+    serving,
+    bundle: () => authority.bundle(),
+    onBundleChange: (listener) => {
+      authority.onChange(listener);
+    },
+    authority,
+    describe: `CA in Secret ${config.operatorNamespace}/${config.caSecret}`,
+    stop: () => {
+      serving.stop();
+      authority.stop();
+      return Promise.resolve();
+    },
+  };
+}
+
+/** The xDS Service's DNS names (`localhost` when there is no --xds-service), shortest first. */
+function xdsDnsNames(config: OperatorConfig): string[] {
+  const [service = "", namespace = ""] = (config.xdsService ?? "").split(".");
+  return config.xdsService === undefined
+    ? ["localhost"]
+    : serviceDnsNames(service, namespace, config.clusterDomain);
+}
+
+/**
+ * --xds-tls-secret: the serving certificate and the bundle from a Secret cert-manager keeps
+ * (watched by name; renewals swapped in). Waits for a usable Secret, logging why it is not yet.
+ */
+async function startTlsSecret(
+  config: OperatorConfig,
+  secretName: string,
+  client: KubeClient,
+  logger: Logger,
+): Promise<XdsPki> {
+  const names = xdsDnsNames(config);
+  const source = new TlsSecretCertificate({
+    client,
+    namespace: config.operatorNamespace,
+    secretName,
+    // Sidecars verify the longest name (<svc>.<ns>.svc.<cluster-domain>).
+    verifyName: names[names.length - 1] ?? "localhost",
+    logger: logger.child({ part: "pki" }),
+    watchTimeoutSeconds: config.watchTimeoutSeconds,
+  });
+  await source.start();
+  return {
+    serving: source,
+    bundle: () => source.bundle(),
+    onBundleChange: (listener) => {
+      source.onBundleChange(listener);
+    },
+    authority: undefined,
+    describe: `certificate from Secret ${source.secretRef}`,
+    stop: () => source.stop(),
+  };
 }
 
 main().catch((error: unknown) => {

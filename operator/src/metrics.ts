@@ -20,6 +20,8 @@ export class OperatorMetrics {
   readonly xdsPushes: Counter<"type">;
   readonly xdsNacks: Counter<"type">;
   readonly xdsStreamsRefused: Counter<"reason">;
+  /** TokenReviews and pod GETs of the identity check in flight now (at most --xds-auth-max-reviews). */
+  readonly xdsReviewsInFlight: Gauge;
   /** Pod admission reviews the webhook answered, by result. */
   readonly webhookAdmissions: Counter<"result">;
   /** How many ADS streams are open now (set by main once the xDS server runs). */
@@ -88,6 +90,11 @@ export class OperatorMetrics {
       name: "tether_operator_xds_streams_refused_total",
       help: "ADS streams refused by the identity check (--xds-auth), by reason.",
       labelNames: ["reason"],
+      registers: [this.registry],
+    });
+    this.xdsReviewsInFlight = new Gauge({
+      name: "tether_operator_xds_reviews_in_flight",
+      help: "TokenReviews and pod GETs of the xDS identity check in flight (at most --xds-auth-max-reviews).",
       registers: [this.registry],
     });
     this.webhookAdmissions = new Counter({

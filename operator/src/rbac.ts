@@ -7,6 +7,7 @@
  * exactly these rules, in both modes.
  */
 import { GROUP } from "./api/index.ts";
+import { XDS_CA_CONFIGMAP } from "./render/xds-ca.ts";
 
 export interface PolicyRule {
   readonly apiGroups: readonly string[];
@@ -45,6 +46,8 @@ export const OPERATOR_RULES: readonly PolicyRule[] = [
     resources: ["services", "configmaps"],
     verbs: ["get", "list", "watch", "create", "patch"],
   },
+  // The shared CA bundle ConfigMap, deleted by name when the last Agent or Broker of its namespace goes.
+  { apiGroups: [""], resources: ["configmaps"], resourceNames: [XDS_CA_CONFIGMAP], verbs: ["delete"] },
   { apiGroups: [""], resources: ["events"], verbs: ["create"] },
   // The xDS server's endpoints (EDS): every replica caches them, so list and watch only.
   { apiGroups: ["discovery.k8s.io"], resources: ["endpointslices"], verbs: ["list", "watch"] },
@@ -77,6 +80,18 @@ export function caSecretRules(secretName: string): readonly PolicyRule[] {
   return [
     { apiGroups: [""], resources: ["secrets"], verbs: ["create"] },
     { apiGroups: [""], resources: ["secrets"], resourceNames: [secretName], verbs: ["get", "update"] },
+  ];
+}
+
+/**
+ * In the operator's own namespace only (Role), with --xds-tls-secret: the Secret cert-manager writes
+ * the xDS serving certificate into. Read only, and watched so a renewal is served at once; list and
+ * watch are limited to this name because the operator always sends `fieldSelector=metadata.name=<it>`
+ * (the API server then authorizes them against resourceNames). No create, update or other Secret.
+ */
+export function xdsTlsSecretRules(secretName: string): readonly PolicyRule[] {
+  return [
+    { apiGroups: [""], resources: ["secrets"], resourceNames: [secretName], verbs: ["get", "list", "watch"] },
   ];
 }
 

@@ -5,9 +5,11 @@
  * webhookConfigurationRules in a ClusterRole, LEADER_ELECTION_RULES and caSecretRules in Roles in
  * its namespace. With --namespaces: OPERATOR_RULES as a Role in the watched namespace only (and a
  * ClusterRole only for CLUSTER_SCOPED_RULES), so any list or watch across all namespaces would be
- * forbidden.
+ * forbidden. With --xds-tls-secret (the chart's xds.tls.certManager): xdsTlsSecretRules instead of
+ * caSecretRules, so the operator reads and watches that one Secret and no other.
  */
 import { join } from "node:path";
+import { connect } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import {
@@ -16,7 +18,9 @@ import {
   LEADER_ELECTION_RULES,
   OPERATOR_RULES,
   webhookConfigurationRules,
+  xdsTlsSecretRules,
 } from "../src/rbac.ts";
+import { createCa, issueServing } from "../src/pki/index.ts";
 import { TestCluster } from "./helpers/cluster.ts";
 import { buildOperator, OperatorProcess, REPO_ROOT } from "./helpers/operator-process.ts";
 import { waitFor } from "./helpers/wait.ts";
@@ -327,6 +331,148 @@ spec:
     expect(await operator.metric("tether_operator_reconcile_total", { result: "error" })).toBe(0);
     // Every informer listed and watched team-a only: nothing restarted on an error (a forbidden list).
     expect(await operator.metric("tether_operator_watch_restarts_total", { reason: "error" })).toBe(0);
+    expect(operator.logText()).not.toMatch(/forbidden/i);
+  });
+});
+
+describe("RBAC with the xDS certificate from cert-manager", () => {
+  it("serves the Secret's certificate and publishes its ca.crt with get/list/watch on that one Secret", async () => {
+    await operator.stop(); // the team-a operator above
+    const names = ["tether-xds", "tether-xds.tether-system", "tether-xds.tether-system.svc"];
+    const xdsName = "tether-xds.tether-system.svc.cluster.local";
+    const valid = { notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000) };
+    const ca = createCa("cert-manager CA", valid);
+    const leaf = issueServing(ca, [...names, xdsName], valid);
+    const b64 = (t: string): string => Buffer.from(t).toString("base64");
+    const subject = [{ kind: "ServiceAccount", name: "cm-operator", namespace: "tether-system" }];
+    const docs = [
+      {
+        apiVersion: "v1",
+        kind: "ServiceAccount",
+        metadata: { name: "cm-operator", namespace: "tether-system" },
+      },
+      {
+        apiVersion: "rbac.authorization.k8s.io/v1",
+        kind: "ClusterRoleBinding",
+        metadata: { name: "cm-operator" },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "tether-operator" },
+        subjects: subject,
+      },
+      {
+        apiVersion: "rbac.authorization.k8s.io/v1",
+        kind: "RoleBinding",
+        metadata: { name: "cm-operator-leader-election", namespace: "tether-system" },
+        roleRef: {
+          apiGroup: "rbac.authorization.k8s.io",
+          kind: "Role",
+          name: "tether-operator-leader-election",
+        },
+        subjects: subject,
+      },
+      {
+        apiVersion: "rbac.authorization.k8s.io/v1",
+        kind: "Role",
+        metadata: { name: "cm-operator-xds-tls", namespace: "tether-system" },
+        rules: xdsTlsSecretRules("tether-xds-tls"),
+      },
+      {
+        apiVersion: "rbac.authorization.k8s.io/v1",
+        kind: "RoleBinding",
+        metadata: { name: "cm-operator-xds-tls", namespace: "tether-system" },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "cm-operator-xds-tls" },
+        subjects: subject,
+      },
+      {
+        apiVersion: "v1",
+        kind: "Secret",
+        metadata: { name: "tether-xds-tls", namespace: "tether-system" },
+        type: "kubernetes.io/tls",
+        data: { "tls.crt": b64(leaf.certPem), "tls.key": b64(leaf.keyPem), "ca.crt": b64(ca.certPem) },
+      },
+    ];
+    await cluster.ok(["apply", "-f", "-"], docs.map((d) => stringify(d)).join("---\n"));
+    const as = "--as=system:serviceaccount:tether-system:cm-operator";
+    for (const [args, answer] of [
+      [["watch", "secrets/tether-xds-tls"], "yes\n"],
+      [["list", "secrets"], "no\n"],
+      [["get", "secrets/tether-ca"], "no\n"],
+      [["create", "secrets"], "no\n"],
+    ] as const) {
+      expect(await cluster.cp.kubectl(["auth", "can-i", ...args, "-n", "tether-system", as])).toMatchObject({
+        stdout: answer,
+      });
+    }
+    // A bundle left in a namespace whose Agents went while no operator ran: cleaned at leadership.
+    await cluster.ok(["create", "namespace", "left-behind"]);
+    await cluster.apply(
+      `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: tether-xds-ca
+  labels: {app.kubernetes.io/name: tether, app.kubernetes.io/component: xds-ca, app.kubernetes.io/managed-by: tether-operator}
+data: {ca.crt: stale}
+`,
+      "left-behind",
+    );
+    const kubeconfig = await cluster.cp.kubeconfigForServiceAccount("tether-system", "cm-operator");
+    operator = await OperatorProcess.start({
+      kubeconfig,
+      args: [
+        ...["--leader-elect", "true", "--lease-namespace", "tether-system", "--lease-name", "cm-operator"],
+        ...["--resync-period", "0", "--xds-service", "tether-xds.tether-system"],
+        ...["--xds-tls-secret", "tether-xds-tls", "--xds-auth", "false"],
+      ],
+      env: { POD_NAMESPACE: "tether-system" },
+    });
+    const [host = "", port = ""] = operator.xdsAddress.split(":");
+    const serial = await new Promise<string>((resolve, reject) => {
+      const socket = connect(
+        { host, port: Number(port), ca: ca.certPem, servername: xdsName, ALPNProtocols: ["h2"] },
+        () => {
+          resolve(socket.getPeerX509Certificate()?.serialNumber ?? "");
+          socket.destroy();
+        },
+      );
+      socket.on("error", reject);
+    });
+    expect(serial).not.toBe("");
+    // The quick-start namespace's bundle is now cert-manager's CA (the leader re-applied it).
+    await waitFor("leadership", async () => (await operator.metric("tether_operator_leader")) === 1);
+    await cluster.waitFor("configmap", "tether-xds-ca", (o) => o.data?.["ca.crt"] === ca.certPem);
+    await waitFor(
+      "the left-behind bundle deleted",
+      async () => (await cluster.get("configmap", "tether-xds-ca", "left-behind")) === undefined,
+    );
+    expect(await operator.metric("tether_operator_reconcile_total", { result: "error" })).toBe(0);
+    expect(await operator.metric("tether_operator_watch_restarts_total", { reason: "error" })).toBe(0);
+    expect(operator.logText()).not.toMatch(/forbidden/i);
+  });
+
+  it("deletes tether-xds-ca with the last Agent or Broker of its namespace, and brings it back with the next", async () => {
+    // The quick-start namespace: Agents web and clash, Broker appserver-broker.
+    const agentReconciles = (): Promise<number> =>
+      operator.metric("tether_operator_reconcile_total", { kind: "Agent", result: "success" });
+    const before = await agentReconciles();
+    await cluster.ok(["delete", "agents", "--all", "-n", "default", "--wait=false"]);
+    await waitFor("the Agents gone", async () => (await cluster.list("agents")).length === 0);
+    // A Broker is left: the bundle stays once the deleted Agents' reconciles have run.
+    await waitFor("the deleted Agents' reconciles", async () => (await agentReconciles()) >= before + 2);
+    expect(await cluster.get("configmap", "tether-xds-ca")).toBeDefined();
+    await cluster.ok(["delete", "brokers", "--all", "-n", "default", "--wait=false"]);
+    await waitFor(
+      "tether-xds-ca deleted",
+      async () => (await cluster.get("configmap", "tether-xds-ca")) === undefined,
+    );
+    // The next Agent of the namespace applies it again.
+    await cluster.apply(`apiVersion: tether.dev/v1alpha1
+kind: Agent
+metadata: {name: again}
+spec:
+  policyServerClusterRef: {name: ps-main}
+  template: {spec: {containers: [{name: agent, image: "agent:1"}]}}
+`);
+    await cluster.waitFor("configmap", "tether-xds-ca", (o) => o.data?.["ca.crt"] !== undefined);
+    expect(await operator.metric("tether_operator_reconcile_total", { result: "error" })).toBe(0);
     expect(operator.logText()).not.toMatch(/forbidden/i);
   });
 });

@@ -96,6 +96,16 @@ app.kubernetes.io/component: test
 {{- default (printf "%s-ca" (include "tether.fullname" .)) .Values.xds.tls.caSecretName -}}
 {{- end -}}
 
+{{/* The Secret cert-manager writes the xDS certificate into (xds.tls.certManager): secretName, else <fullname>-xds-tls. */}}
+{{- define "tether.xdsTlsSecretName" -}}
+{{- default (printf "%s-xds-tls" (include "tether.fullname" .)) .Values.xds.tls.certManager.secretName -}}
+{{- end -}}
+
+{{/* True (non-empty) when xDS serves TLS from a cert-manager Certificate. */}}
+{{- define "tether.xdsCertManager" -}}
+{{- if and .Values.xds.enabled .Values.xds.tls.enabled .Values.xds.tls.certManager.issuerRef.name -}}true{{- end -}}
+{{- end -}}
+
 {{/* The sidecar-injection MutatingWebhookConfiguration (cluster-scoped): <fullname>-injector. */}}
 {{- define "tether.webhookConfigurationName" -}}
 {{- printf "%s-injector" (include "tether.fullname" .) -}}

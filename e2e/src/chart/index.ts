@@ -1,7 +1,7 @@
 /**
  * Helpers for testing the Helm chart against a real API server: the pinned helm binary, the
- * Prometheus Operator's CRDs (from its Go module, at the version pinned in e2e/k8s/versions.env),
- * and `helm template` with values.
+ * Prometheus Operator's and cert-manager's CRDs (from their Go modules, at the versions pinned in
+ * e2e/k8s/versions.env), and `helm template` with values.
  */
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -39,6 +39,20 @@ export async function monitoringCrdDir(): Promise<string> {
   if (dir === undefined)
     throw new Error(`go mod download gave no directory for prometheus-operator ${version}`);
   return join(dir, "example", "prometheus-operator-crd");
+}
+
+/** Directory of cert-manager's CRD files (deploy/crds/), downloaded through the Go module proxy. */
+export async function certManagerCrdDir(): Promise<string> {
+  const version = pinnedVersions().CERT_MANAGER_VERSION;
+  if (version === undefined) throw new Error("CERT_MANAGER_VERSION missing from e2e/k8s/versions.env");
+  const { stdout } = await run(
+    "go",
+    ["mod", "download", "-json", `github.com/cert-manager/cert-manager@${version}`],
+    { timeout: 300_000, maxBuffer: 1 << 20 },
+  );
+  const dir = (JSON.parse(stdout) as { Dir?: string }).Dir;
+  if (dir === undefined) throw new Error(`go mod download gave no directory for cert-manager ${version}`);
+  return join(dir, "deploy", "crds");
 }
 
 export interface HelmResult {

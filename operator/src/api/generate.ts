@@ -15,6 +15,7 @@ import {
   XDS_AUTH_POD_RULES,
   XDS_AUTH_RULES,
   webhookConfigurationRules,
+  xdsTlsSecretRules,
   type PolicyRule,
 } from "../rbac.ts";
 import { crdFileName, customResourceDefinitionYaml, KINDS } from "./index.ts";
@@ -49,6 +50,10 @@ export function generatedFiles(root: string = REPO_ROOT): Map<string, string> {
     files.set(
       join(root, "charts/tether/files/ca-secret-rules.yaml"),
       rulesYaml(caSecretRules('{{ include "tether.caSecretName" . }}')),
+    );
+    files.set(
+      join(root, "charts/tether/files/xds-tls-secret-rules.yaml"),
+      rulesYaml(xdsTlsSecretRules('{{ include "tether.xdsTlsSecretName" . }}')),
     );
     files.set(join(root, "charts/tether/files/xds-auth-rules.yaml"), rulesYaml(XDS_AUTH_RULES));
     files.set(join(root, "charts/tether/files/xds-auth-pod-rules.yaml"), rulesYaml(XDS_AUTH_POD_RULES));

@@ -25,7 +25,7 @@ import {
 } from "./parse.ts";
 import { acceptedRoutes, verdictsFor } from "./route-verdicts.ts";
 import { notify } from "./notify.ts";
-import { applyXdsCaBundle } from "./xds-ca.ts";
+import { applyXdsCaBundle, pruneXdsCaBundle } from "./xds-ca.ts";
 
 type Resolution =
   | { ok: true; spec: PolicyServerClusterSpec; condition: ConditionUpdate }
@@ -130,7 +130,11 @@ function readyCondition(
 
 export async function reconcileAgent(ctx: ControllerContext, namespace: string, name: string): Promise<void> {
   const object = ctx.stores.agents.get(namespace, name);
-  if (object === undefined || object.metadata.deletionTimestamp !== undefined) return;
+  if (object === undefined || object.metadata.deletionTimestamp !== undefined) {
+    // Gone (or going): the namespace's shared CA bundle goes with the last Agent or Broker.
+    await pruneXdsCaBundle(ctx, namespace);
+    return;
+  }
   const generation = generationOf(object);
   const previous = object["status"] as { conditions?: Condition[] } | undefined;
   const parsed = parseAgent(object);

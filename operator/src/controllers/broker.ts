@@ -12,7 +12,7 @@ import {
 } from "./conditions.ts";
 import type { ControllerContext } from "./context.ts";
 import { notify } from "./notify.ts";
-import { applyXdsCaBundle } from "./xds-ca.ts";
+import { applyXdsCaBundle, pruneXdsCaBundle } from "./xds-ca.ts";
 import { deploymentReadiness, generationOf, ownerMeta, parseBroker } from "./parse.ts";
 
 export async function reconcileBroker(
@@ -21,7 +21,11 @@ export async function reconcileBroker(
   name: string,
 ): Promise<void> {
   const object = ctx.stores.brokers.get(namespace, name);
-  if (object === undefined || object.metadata.deletionTimestamp !== undefined) return;
+  if (object === undefined || object.metadata.deletionTimestamp !== undefined) {
+    // Gone (or going): the namespace's shared CA bundle goes with the last Agent or Broker.
+    await pruneXdsCaBundle(ctx, namespace);
+    return;
+  }
   const generation = generationOf(object);
   const previous = (object["status"] as { conditions?: Condition[] } | undefined)?.conditions;
   const parsed = parseBroker(object);

@@ -12,7 +12,7 @@ import { WorkQueue } from "../kube/queue.ts";
 import { RESOURCES, type KubeObject } from "../kube/resources.ts";
 import { Store, type StoreOptions } from "../kube/store.ts";
 import { WORKQUEUE_NAME, type OperatorMetrics } from "../metrics.ts";
-import { MANAGED_BY, type RenderOptions } from "../render/index.ts";
+import { MANAGED_BY, XDS_CA_CONFIGMAP, type RenderOptions } from "../render/index.ts";
 import { reconcileAgent } from "./agent.ts";
 import { controllerOf } from "./children.ts";
 import { reconcileBroker } from "./broker.ts";
@@ -22,6 +22,7 @@ import { reconcilePolicyServerCluster } from "./policy-server-cluster.ts";
 import { reconcileProxyRoute } from "./proxy-route.ts";
 import { trimConfigMap, trimDeployment, trimMetadata } from "./trim.ts";
 import { XdsController } from "./xds.ts";
+import { hasXdsCaUsers } from "./xds-ca.ts";
 import type { SnapshotServer } from "../xds/contract.ts";
 
 /** The labels of the work queue's controller-runtime series. */
@@ -235,6 +236,13 @@ export class ControllerManager {
       ["ProxyRoute", this.stores.proxyRoutes],
     ];
     for (const [kind, s] of kinds) for (const o of s.list()) this.add(kind, o);
+    // A tether-xds-ca left in a namespace with no Agent or Broker (they went while no leader ran):
+    // the reconcile of an Agent that does not exist is what deletes it (pruneXdsCaBundle).
+    for (const cm of this.stores.configMaps.list()) {
+      const ns = cm.metadata.namespace ?? "";
+      if (cm.metadata.name === XDS_CA_CONFIGMAP && !hasXdsCaUsers(this.ctx, ns))
+        this.queue.add(queueKey("Agent", ns, XDS_CA_CONFIGMAP));
+    }
   }
 
   private storeOf(kind: TetherKind): Store {
@@ -373,6 +381,14 @@ export class ControllerManager {
     };
     s.deployments.on(toOwner);
     s.configMaps.on(toOwner);
+    // tether-xds-ca deleted (the last Agent went, or by hand) while the namespace still has Agents or
+    // Brokers: they apply it again at once, rather than at the next resync.
+    s.configMaps.on((type, o) => {
+      if (type !== "DELETED" || o.metadata.name !== XDS_CA_CONFIGMAP) return;
+      const ns = o.metadata.namespace;
+      for (const agent of s.agents.list(ns)) this.add("Agent", agent);
+      for (const broker of s.brokers.list(ns)) this.add("Broker", broker);
+    });
     // A name taken by someone else may be freed: the resources that want it try again at once.
     const wanters = (
       type: InformerEventType,

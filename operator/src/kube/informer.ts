@@ -22,6 +22,8 @@ export interface InformerOptions {
   /** "" or undefined: all namespaces. */
   readonly namespace?: string;
   readonly labelSelector?: string;
+  /** Server-side only, e.g. `metadata.name=x` (RBAC can then grant list/watch by resourceNames). */
+  readonly fieldSelector?: string;
   readonly client: KubeTransport;
   readonly logger: Logger;
   /** Server-side watch timeout; the server ends the watch cleanly after this. Default 300 s. */
@@ -173,6 +175,7 @@ export class Informer {
         {
           query: {
             labelSelector: this.options.labelSelector,
+            fieldSelector: this.options.fieldSelector,
             limit: this.options.pageSize ?? 500,
             continue: continueToken,
           },
@@ -234,6 +237,7 @@ export class Informer {
           allowWatchBookmarks: true,
           timeoutSeconds,
           labelSelector: this.options.labelSelector,
+          fieldSelector: this.options.fieldSelector,
         },
         signal: watchAbort.signal,
         ...(this.options.metadataOnly === true ? { accept: METADATA } : {}),

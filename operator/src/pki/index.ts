@@ -9,6 +9,9 @@
  *   const first = serving.start();                      // { certPem, keyPem, caBundlePem, ... }
  *   serving.onRotate((next) => server.setSecureContext(next));
  *   ca.onChange((state) => publish(state.bundle));      // the bundle clients should trust
+ *
+ * Or, with --xds-tls-secret, a certificate issued elsewhere (cert-manager) read from a Secret
+ * (tls-secret.ts): `new TlsSecretCertificate({ client, namespace, secretName, verifyName, logger })`.
  */
 export { CA_SECRET_KEYS, CertificateAuthority, type CertificateAuthorityOptions } from "./authority.ts";
 export { DEFAULT_CA_POLICY, planCa, type CaPlan, type CaPolicy, type CaState } from "./ca-state.ts";
@@ -19,4 +22,11 @@ export {
   type ServingIdentity,
   type SigningAuthority,
 } from "./serving.ts";
+export {
+  parseTlsSecret,
+  TLS_SECRET_KEYS,
+  TlsSecretCertificate,
+  type TlsSecretCertificateOptions,
+  type TlsSecretResult,
+} from "./tls-secret.ts";
 export { createCa, issueServing, splitPem, type CertifiedKey, type Validity } from "./x509.ts";

@@ -153,3 +153,92 @@ describe("XdsAuthenticator owners", () => {
     });
   });
 });
+
+describe("XdsAuthenticator's bound on concurrent reviews", () => {
+  /** An identity source whose answers wait until the test releases them, counting calls in flight. */
+  function slowApi(): IdentityApi & { inFlight: number; peak: number; releaseAll: () => void } {
+    const held: (() => void)[] = [];
+    const state = { inFlight: 0, peak: 0 };
+    const hold = async <T>(value: T): Promise<T> => {
+      state.inFlight++;
+      state.peak = Math.max(state.peak, state.inFlight);
+      await new Promise<void>((resolve) => held.push(resolve));
+      state.inFlight--;
+      return value;
+    };
+    return Object.assign(state, {
+      reviewToken: (token: string): Promise<TokenReviewResult> => {
+        const n = token.split(".")[1] ?? "";
+        return hold({ ...OK, pod: { name: `web-${n}`, uid: `uid-${n}` } });
+      },
+      getPod: (_ns: string, name: string): Promise<PodIdentity | undefined> =>
+        hold({ ...POD, name, uid: `uid-${name.slice("web-".length)}` }),
+      releaseAll: (): void => {
+        for (const release of held.splice(0)) release();
+      },
+    });
+  }
+
+  const streamOf = (n: number): Parameters<XdsAuthenticator["authorize"]>[0] => ({
+    authorization: `Bearer head.${n}.sig`,
+    node: { id: `ns/web-${n}`, cluster: "ns/agent/web" },
+    peer: "test",
+  });
+
+  it("runs at most N TokenReviews and pod GETs at once; the rest wait their turn and are served", async () => {
+    const identity = slowApi();
+    const gauge: number[] = [];
+    const auth = new XdsAuthenticator({
+      api: identity,
+      maxConcurrentReviews: 4,
+      reviewQueueTimeoutMs: 60_000,
+      onReviewsInFlight: (n) => gauge.push(n),
+    });
+    // 20 sidecars with 20 different tokens reconnect at once (empty caches).
+    const results = Array.from({ length: 20 }, (_, n) => auth.authorize(streamOf(n)));
+    const progress = { settled: false };
+    void Promise.all(results).then(() => (progress.settled = true));
+    // Release whatever is held until every stream has its answer, checking the bound each round.
+    for (let round = 0; round < 200 && !progress.settled; round++) {
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(identity.inFlight).toBeLessThanOrEqual(4);
+      identity.releaseAll();
+    }
+    expect(await Promise.all(results)).toEqual(Array.from({ length: 20 }, () => ({ allowed: true })));
+    expect(identity.peak).toBe(4);
+    expect(Math.max(...gauge)).toBe(4);
+    expect(gauge.at(-1)).toBe(0);
+    expect(auth.reviewLoad()).toEqual({ inFlight: 0, waiting: 0 });
+  });
+
+  it("refuses a stream that waits past the deadline with UNAVAILABLE and counts it", async () => {
+    const identity = slowApi();
+    const refused: string[] = [];
+    const auth = new XdsAuthenticator({
+      api: identity,
+      maxConcurrentReviews: 2,
+      reviewQueueTimeoutMs: 50,
+      onRefused: (reason) => refused.push(reason),
+    });
+    const first = [auth.authorize(streamOf(1)), auth.authorize(streamOf(2))];
+    const late = await auth.authorize(streamOf(3)); // both slots held: waits 50 ms, then gives up
+    expect(late).toMatchObject({ allowed: false, code: "UNAVAILABLE", reason: "review_busy" });
+    expect((late as { message: string }).message).toMatch(
+      /2 identity reviews already in flight; waited 50 ms/,
+    );
+    expect(refused).toEqual(["review_busy"]);
+    expect(identity.peak).toBe(2);
+    // Nothing about the token is remembered: once the slots free, the same stream is served.
+    for (let round = 0; round < 20 && identity.inFlight > 0; round++) {
+      identity.releaseAll();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(await Promise.all(first)).toEqual([{ allowed: true }, { allowed: true }]);
+    const retry = auth.authorize(streamOf(3));
+    for (let round = 0; round < 20; round++) {
+      identity.releaseAll();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(await retry).toEqual({ allowed: true });
+  });
+});

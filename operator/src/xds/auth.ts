@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import type { IdentityApi, PodIdentity, TokenReviewResult } from "../kube/identity.ts";
 import { AGENT_ANNOTATION } from "../render/meta.ts";
 import { selectorLabels, XDS_TOKEN_AUDIENCE, type XdsKind } from "../render/index.ts";
+import { ReviewLimiter, ReviewQueueTimeout } from "./review-limit.ts";
 import type { RefusalCode, StreamAuthorization, StreamCredentials } from "@tether/xds";
 
 /** Values of tether_operator_xds_streams_refused_total's `reason` label. */
@@ -21,6 +22,7 @@ export const REFUSAL_REASONS = [
   "pod_mismatch",
   "wrong_owner",
   "review_failed",
+  "review_busy",
 ] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
@@ -35,6 +37,12 @@ export interface XdsAuthenticatorOptions {
   readonly podTtlMs?: number;
   /** Entries per cache; the oldest goes first. Default 10 000. */
   readonly maxEntries?: number;
+  /** TokenReviews and pod GETs in flight at once; more wait. Default 16. */
+  readonly maxConcurrentReviews?: number;
+  /** How long a stream waits for a slot before it is refused (UNAVAILABLE). Default 10 s. */
+  readonly reviewQueueTimeoutMs?: number;
+  /** Called with the number of API calls in flight whenever it changes (for the gauge). */
+  readonly onReviewsInFlight?: (inFlight: number) => void;
 }
 
 interface Reviewed {
@@ -119,6 +127,11 @@ function describeOwner(labels: Readonly<Record<string, string>>): string {
     : `${component} ${instance}`;
 }
 
+/** Too many reviews under way for this stream to be checked in time: it retries with back-off. */
+function busy(error: ReviewQueueTimeout): Refusal {
+  return new Refusal("UNAVAILABLE", "review_busy", `the identity check is busy: ${error.message}; retry`);
+}
+
 export class XdsAuthenticator {
   private readonly options: XdsAuthenticatorOptions;
   private readonly now: () => number;
@@ -126,9 +139,15 @@ export class XdsAuthenticator {
   private readonly pods: ExpiringCache<PodIdentity>;
   /** Reviews under way, so streams presenting one token at once share one TokenReview. */
   private readonly inFlight = new Map<string, Promise<TokenReviewResult>>();
+  private readonly limiter: ReviewLimiter;
 
   constructor(options: XdsAuthenticatorOptions) {
     this.options = options;
+    this.limiter = new ReviewLimiter(
+      options.maxConcurrentReviews ?? 16,
+      options.reviewQueueTimeoutMs ?? 10_000,
+      options.onReviewsInFlight,
+    );
     this.now = options.now ?? Date.now;
     this.reviews = new ExpiringCache(options.maxEntries ?? 10_000);
     this.pods = new ExpiringCache(options.maxEntries ?? 10_000);
@@ -144,6 +163,11 @@ export class XdsAuthenticator {
       this.options.onRefused?.(error.reason);
       return { allowed: false, code: error.code, reason: error.reason, message: error.message };
     }
+  }
+
+  /** API calls of the check in flight and streams waiting for one (for tests and debugging). */
+  reviewLoad(): { inFlight: number; waiting: number } {
+    return { inFlight: this.limiter.inFlight, waiting: this.limiter.waiting };
   }
 
   /** Cached reviews and pods now (for tests and debugging). */
@@ -218,7 +242,7 @@ export class XdsAuthenticator {
     if (hit !== undefined) return hit;
     let pending = this.inFlight.get(key);
     if (pending === undefined) {
-      pending = this.options.api.reviewToken(token, [XDS_TOKEN_AUDIENCE]);
+      pending = this.limiter.run(() => this.options.api.reviewToken(token, [XDS_TOKEN_AUDIENCE]));
       this.inFlight.set(key, pending);
       const forget = (): void => {
         this.inFlight.delete(key);
@@ -229,6 +253,7 @@ export class XdsAuthenticator {
     try {
       result = await pending;
     } catch (error) {
+      if (error instanceof ReviewQueueTimeout) throw busy(error);
       throw new Refusal(
         "UNAVAILABLE",
         "review_failed",
@@ -258,8 +283,9 @@ export class XdsAuthenticator {
     if (hit !== undefined) return hit;
     let pod: PodIdentity | undefined;
     try {
-      pod = await this.options.api.getPod(identity.namespace, identity.pod.name);
+      pod = await this.limiter.run(() => this.options.api.getPod(identity.namespace, identity.pod.name));
     } catch (error) {
+      if (error instanceof ReviewQueueTimeout) throw busy(error);
       throw new Refusal(
         "UNAVAILABLE",
         "review_failed",
