@@ -3,7 +3,8 @@
 // headers only answers requests with the same values. Notifications invalidate a session's entries
 // or everything at once (hybrid mode). Errors are never cached. Memory is bounded by max_entries
 // (least recently used evicted) × max_body_bytes.
-import type { ClientRequest, IncomingMessage } from "node:http";
+import type { ClientRequest } from "node:http";
+import type { DownstreamRequest } from "./server/request.ts";
 import type { DecisionCacheConfig } from "@tether/envoy";
 import type { Logger } from "../../log.ts";
 import { timerDelay } from "../../timers.ts";
@@ -63,10 +64,10 @@ export class DecisionCache {
   }
 
   /** The request's key and what the cache may do with it, or undefined when it bypasses the cache. */
-  admit(req: IncomingMessage): CacheRequest | undefined {
-    const method = req.method ?? "GET";
+  admit(req: DownstreamRequest): CacheRequest | undefined {
+    const method = req.method;
     if (!this.methods.has(method)) return undefined;
-    return this.keyRule.request(method, req.url ?? "/", req.rawHeaders);
+    return this.keyRule.request(method, req.url, req.rawHeaders);
   }
 
   /**

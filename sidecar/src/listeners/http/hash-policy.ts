@@ -2,7 +2,7 @@
 // combined (rotate-left, xor), `terminal` stops at the first policy that produced a hash. A cookie
 // policy with a ttl creates the cookie when the request has none (value from the client address,
 // so parallel requests of one client agree) and the response sets it.
-import type { IncomingMessage } from "node:http";
+import type { DownstreamRequest as IncomingMessage } from "./server/request.ts";
 import type { HashPolicyConfig } from "@tether/envoy";
 import { combineHashes, hash32 } from "../../upstream/ring.ts";
 
