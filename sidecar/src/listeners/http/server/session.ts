@@ -55,6 +55,9 @@ export interface SessionOwner {
 
 const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
 
+/** Pipelined responses waiting behind the one going out before the socket's reads stop. */
+const MAX_QUEUED_RESPONSES = 32;
+
 class RequestTimeoutError extends Error {
   readonly code = "ERR_HTTP_REQUEST_TIMEOUT";
 }
@@ -127,6 +130,9 @@ export class Http1Session implements BodySource, ResponseSink {
   expired = false;
   private stopped = false;
   private errorReported = false;
+  /** Reads stopped: a request body's reader is behind / too many pipelined responses wait. */
+  private bodyPaused = false;
+  private pipelinePaused = false;
   private closedAfterResponse = false;
   private readonly onFlushed = (err?: Error | null): void => {
     if (err == null) this.responseFlushed();
@@ -179,7 +185,9 @@ export class Http1Session implements BodySource, ResponseSink {
     const ret = this.parser.execute(data);
     if (typeof ret !== "number") {
       this.stopped = true;
-      this.reportError(ret);
+      // Bytes after a request that asked for Connection: close are ignored (RFC 9112 §9.6): its
+      // response still goes out, then the connection closes. Any other parse error is the client's.
+      if (ret.code !== "HPE_CLOSED_CONNECTION") this.reportError(ret);
     }
   }
 
@@ -253,6 +261,10 @@ export class Http1Session implements BodySource, ResponseSink {
     const queue = this.queue;
     queue.push(res);
     res.attached = queue.length === 1;
+    if (queue.length > MAX_QUEUED_RESPONSES && !this.pipelinePaused) {
+      this.pipelinePaused = true;
+      this.socket.pause();
+    }
     if (this.closedAfterResponse) return 0; // answered by nobody: the socket is ending
     const http11 = major === 1 && minor === 1;
     if (http11 && !hasHost(headers)) {
@@ -289,11 +301,13 @@ export class Http1Session implements BodySource, ResponseSink {
   // ---- BodySource ---------------------------------------------------------------------------------
 
   pauseReading(): void {
+    this.bodyPaused = true;
     this.socket.pause();
   }
 
   resumeReading(): void {
-    this.socket.resume();
+    this.bodyPaused = false;
+    if (!this.pipelinePaused) this.socket.resume();
   }
 
   // ---- ResponseSink -------------------------------------------------------------------------------
@@ -339,6 +353,10 @@ export class Http1Session implements BodySource, ResponseSink {
     res.writableFinished = true;
     res.attached = false;
     this.queue.shift();
+    if (this.pipelinePaused && this.queue.length <= MAX_QUEUED_RESPONSES / 2) {
+      this.pipelinePaused = false;
+      if (!this.bodyPaused) this.socket.resume();
+    }
     const req = res.req;
     // A body nobody reads (a local reply before it) is read and dropped, so the next request can come.
     if (!req.complete && req.listenerCount("data") === 0) req.resume();
