@@ -129,12 +129,7 @@ export class HttpAccessRecord implements AccessLogEntry {
   private readonly req: LoggedRequest;
   private readonly res: LoggedResponse;
 
-  constructor(
-    req: LoggedRequest,
-    res: LoggedResponse,
-    connectionId: number | undefined,
-    logs: AccessLogs,
-  ) {
+  constructor(req: LoggedRequest, res: LoggedResponse, connectionId: number | undefined, logs: AccessLogs) {
     this.req = req;
     this.res = res;
     this.protocol = `HTTP/${req.httpVersion}`;
@@ -211,9 +206,7 @@ export class HttpAccessRecord implements AccessLogEntry {
 
   responseHeader(name: string): string | undefined {
     if (name === ":status") return this.res.headersSent ? String(this.res.statusCode) : undefined;
-    const v = this.res.getHeader(name);
-    if (v === undefined) return undefined;
-    return Array.isArray(v) ? v.join(",") : String(v);
+    return this.res.getHeader(name);
   }
 }
 

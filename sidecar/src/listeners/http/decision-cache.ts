@@ -4,7 +4,6 @@
 // or everything at once (hybrid mode). Errors are never cached. Memory is bounded by max_entries
 // (least recently used evicted) × max_body_bytes.
 import type { ClientRequest } from "node:http";
-import type { DownstreamRequest } from "./server/request.ts";
 import type { DecisionCacheConfig } from "@tether/envoy";
 import type { Logger } from "../../log.ts";
 import { timerDelay } from "../../timers.ts";
@@ -64,7 +63,11 @@ export class DecisionCache {
   }
 
   /** The request's key and what the cache may do with it, or undefined when it bypasses the cache. */
-  admit(req: DownstreamRequest): CacheRequest | undefined {
+  admit(req: {
+    readonly method: string;
+    readonly url: string;
+    readonly rawHeaders: readonly string[];
+  }): CacheRequest | undefined {
     const method = req.method;
     if (!this.methods.has(method)) return undefined;
     return this.keyRule.request(method, req.url, req.rawHeaders);

@@ -352,11 +352,7 @@ export class HttpListener implements ProxyEnv, Http1Handler {
   }
 
   /** A route's direct_response, as Envoy sends it: text/plain when there is a body, none for HEAD. */
-  private replyDirect(
-    req: DownstreamRequest,
-    res: DownstreamResponse,
-    direct: CompiledDirectResponse,
-  ): void {
+  private replyDirect(req: DownstreamRequest, res: DownstreamResponse, direct: CompiledDirectResponse): void {
     req.resume();
     this.stats.downstream_rq_active--;
     this.stats.countStatus(direct.status);

@@ -123,6 +123,7 @@ export class DownstreamRequest extends EventEmitter {
     return false;
   }
 
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- EventEmitter's own listener type
   override on(event: string | symbol, listener: (...args: any[]) => void): this {
     super.on(event, listener);
     // As a Readable: listening for data starts the flow unless the reader paused it.
@@ -156,24 +157,28 @@ export class DownstreamRequest extends EventEmitter {
     const held = this.held;
     this.held = undefined;
     this.heldBytes = 0;
-    if (held !== undefined) {
-      for (let i = 0; i < held.length; i++) {
-        const chunk = held[i] as Buffer;
-        if (this.paused || this.mode !== 1) {
-          if (this.mode === 1) {
-            this.held = held.slice(i);
-            for (const c of this.held) this.heldBytes += c.length;
-          }
-          break;
-        }
-        this.emit("data", chunk);
-      }
+    const rest = held === undefined ? undefined : this.deliver(held);
+    if (rest !== undefined) {
+      this.held = rest;
+      for (const c of rest) this.heldBytes += c.length;
+      return;
     }
-    if (this.held === undefined && !this.paused && this.readingStopped) {
+    if (this.paused) return;
+    if (this.readingStopped) {
       this.readingStopped = false;
       this.source.resumeReading();
     }
-    if (this.complete && this.held === undefined && !this.paused) this.emitEnd();
+    if (this.complete) this.emitEnd();
+  }
+
+  /** Emits `held` in order until the reader pauses; returns what is left then. */
+  private deliver(held: Buffer[]): Buffer[] | undefined {
+    for (let i = 0; i < held.length; i++) {
+      if (this.mode !== 1) return undefined; // dropped meanwhile
+      if (this.paused) return held.slice(i);
+      this.emit("data", held[i]);
+    }
+    return undefined;
   }
 
   private emitEnd(): void {

@@ -59,7 +59,8 @@ function nameFlags(name: string, value: string): number {
 }
 
 /** Node's check for a Link value in early hints (a URI reference in angle brackets, with params). */
-const LINK = /^<[^>]*>(?:\s*;\s*[^;"\s]+(?:=(")?[^;"\s]*\1)?)*(?:\s*,\s*<[^>]*>(?:\s*;\s*[^;"\s]+(?:=(")?[^;"\s]*\2)?)*)*$/;
+const LINK =
+  /^<[^>]*>(?:\s*;\s*[^;"\s]+(?:=(")?[^;"\s]*\1)?)*(?:\s*,\s*<[^>]*>(?:\s*;\s*[^;"\s]+(?:=(")?[^;"\s]*\2)?)*)*$/;
 const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 
 export class DownstreamResponse extends EventEmitter {
@@ -104,7 +105,8 @@ export class DownstreamResponse extends EventEmitter {
     else if (Array.isArray(headers)) list = headers as readonly string[];
     else {
       const flat: string[] = [];
-      for (const [k, v] of Object.entries(headers as Record<string, string | number>)) flat.push(k, String(v));
+      for (const [k, v] of Object.entries(headers as Record<string, string | number>))
+        flat.push(k, String(v));
       list = flat;
     }
     this.headerList = list;
@@ -143,7 +145,8 @@ export class DownstreamResponse extends EventEmitter {
   getHeader(name: string): string | undefined {
     const list = this.headerList;
     if (list === undefined) return undefined;
-    for (let i = 0; i < list.length; i += 2) if ((list[i] as string).toLowerCase() === name) return list[i + 1];
+    for (let i = 0; i < list.length; i += 2)
+      if ((list[i] as string).toLowerCase() === name) return list[i + 1];
     return undefined;
   }
 

@@ -323,7 +323,8 @@ export class Http1Session implements BodySource, ResponseSink {
     if (socket.destroyed || res !== this.queue[0]) return false;
     const cb = final ? this.onFlushed : undefined;
     let ok = true;
-    if (head !== undefined && body === undefined && tail === undefined) return socket.write(head, "latin1", cb);
+    if (head !== undefined && body === undefined && tail === undefined)
+      return socket.write(head, "latin1", cb);
     if (head === undefined && tail === undefined) {
       if (body === undefined) {
         if (final) process.nextTick(flushedNT, this);
