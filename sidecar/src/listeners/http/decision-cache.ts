@@ -33,6 +33,13 @@ export interface CachedResponse {
   readonly vary: StoredVary | undefined;
 }
 
+/** What the cache reads from a downstream request to key it. */
+export interface CacheableRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly rawHeaders: readonly string[];
+}
+
 export class DecisionCacheStats {
   hits = 0;
   misses = 0;
@@ -63,11 +70,7 @@ export class DecisionCache {
   }
 
   /** The request's key and what the cache may do with it, or undefined when it bypasses the cache. */
-  admit(req: {
-    readonly method: string;
-    readonly url: string;
-    readonly rawHeaders: readonly string[];
-  }): CacheRequest | undefined {
+  admit(req: CacheableRequest): CacheRequest | undefined {
     const method = req.method;
     if (!this.methods.has(method)) return undefined;
     return this.keyRule.request(method, req.url, req.rawHeaders);
