@@ -452,6 +452,26 @@ describe("pipelined requests", () => {
     expect(await c.get("/again")).toContain("u0 GET /again 0");
   });
 
+  it("streams a large body behind a pipelined request, intact and in order", async () => {
+    const { listen } = await setup({});
+    const c = new RawClient(listen);
+    await c.opened;
+    const size = 8 * 1024 * 1024;
+    c.socket.write("GET /slow?ms=200 HTTP/1.1\r\nHost: test\r\n\r\n");
+    c.socket.write(`POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: ${size}\r\n\r\n`);
+    c.socket.write(Buffer.alloc(size, 0x61));
+    c.socket.write("GET /after HTTP/1.1\r\nHost: test\r\n\r\n");
+    const got = await waitFor(
+      "three responses",
+      () => {
+        const r = responses(c.data);
+        return r.length >= 3 ? r : undefined;
+      },
+      20_000,
+    );
+    expect(got.map((r) => r[1])).toEqual(["u0 GET /slow 0", `u0 POST /upload ${size}`, "u0 GET /after 0"]);
+  });
+
   it("answers the request that asked for Connection: close, then closes without serving the rest", async () => {
     const { listen, up } = await setup({});
     const c = new RawClient(listen);
