@@ -413,3 +413,77 @@ describe("request heads refused at the listener", () => {
     expect(await httpStat(s, "downstream_rq_ws_on_non_ws_route")).toBe(1);
   });
 });
+
+/** Splits `text` into complete responses framed by Content-Length: [status line, body] each. */
+function responses(text: string): [string, string][] {
+  const out: [string, string][] = [];
+  let at = 0;
+  for (;;) {
+    const head = text.indexOf("\r\n\r\n", at);
+    if (head === -1) return out;
+    const headText = text.slice(at, head);
+    const length = Number(/content-length: (\d+)/i.exec(headText)?.[1] ?? "0");
+    if (text.length < head + 4 + length) return out;
+    out.push([headText.split("\r\n")[0] ?? "", text.slice(head + 4, head + 4 + length)]);
+    at = head + 4 + length;
+  }
+}
+
+describe("pipelined requests", () => {
+  it("answers them in order on one connection, a slow first response holding back the ready ones", async () => {
+    const { listen } = await setup({});
+    const c = new RawClient(listen);
+    await c.opened;
+    c.socket.write(
+      "GET /slow?ms=300 HTTP/1.1\r\nHost: test\r\n\r\n" +
+        "POST /fast HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello" +
+        "GET /fast?second HTTP/1.1\r\nHost: test\r\n\r\n",
+    );
+    const got = await waitFor("three responses", () => {
+      const r = responses(c.data);
+      return r.length >= 3 ? r : undefined;
+    });
+    expect(got).toEqual([
+      ["HTTP/1.1 200 OK", "u0 GET /slow 0"],
+      ["HTTP/1.1 200 OK", "u0 POST /fast 5"],
+      ["HTTP/1.1 200 OK", "u0 GET /fast 0"],
+    ]);
+    // Still open for the next request (keep-alive).
+    expect(await c.get("/again")).toContain("u0 GET /again 0");
+  });
+
+  it("streams a large body behind a pipelined request, intact and in order", async () => {
+    const { listen } = await setup({});
+    const c = new RawClient(listen);
+    await c.opened;
+    const size = 8 * 1024 * 1024;
+    c.socket.write("GET /slow?ms=200 HTTP/1.1\r\nHost: test\r\n\r\n");
+    c.socket.write(`POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: ${size}\r\n\r\n`);
+    c.socket.write(Buffer.alloc(size, 0x61));
+    c.socket.write("GET /after HTTP/1.1\r\nHost: test\r\n\r\n");
+    const got = await waitFor(
+      "three responses",
+      () => {
+        const r = responses(c.data);
+        return r.length >= 3 ? r : undefined;
+      },
+      20_000,
+    );
+    expect(got.map((r) => r[1])).toEqual(["u0 GET /slow 0", `u0 POST /upload ${size}`, "u0 GET /after 0"]);
+  });
+
+  it("answers the request that asked for Connection: close, then closes without serving the rest", async () => {
+    const { listen, up } = await setup({});
+    const c = new RawClient(listen);
+    await c.opened;
+    c.socket.write(
+      "GET /first HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n" +
+        "GET /second HTTP/1.1\r\nHost: test\r\n\r\n",
+    );
+    const all = await c.closedWithin(3000);
+    const r = responses(all);
+    expect(r).toEqual([["HTTP/1.1 200 OK", "u0 GET /first 0"]]);
+    expect(all).toMatch(/\r\nConnection: close\r\n/);
+    expect((await up.stats()).paths["GET /second"]).toBeUndefined();
+  });
+});

@@ -2,7 +2,6 @@
 // request they log. Nothing here runs unless the listener has access_log entries: the listener
 // checks `accessLog !== undefined` once per request, so the hot path without logs is unchanged.
 import { createWriteStream, type WriteStream } from "node:fs";
-import type http from "node:http";
 import {
   DEFAULT_TEXT_FORMAT,
   FILE_ACCESS_LOG_TYPE,
@@ -81,9 +80,36 @@ function address(ip: string | undefined, port: number | undefined): string | und
   return ip.includes(":") ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
 
+/** What a record reads from a downstream request (the HTTP listener's request object). */
+export interface LoggedRequest {
+  readonly httpVersion: string;
+  readonly method: string;
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>> & { readonly host?: string };
+  readonly socket: {
+    readonly remoteAddress?: string | undefined;
+    readonly remotePort?: number | undefined;
+    readonly localAddress?: string | undefined;
+    readonly localPort?: number | undefined;
+  };
+  /** Takes each body chunk from the parser (null at the end). */
+  push(chunk: Buffer | null): boolean;
+}
+
+/** What a record reads from the response to it. */
+export interface LoggedResponse {
+  readonly headersSent: boolean;
+  readonly statusCode: number;
+  readonly writableFinished: boolean;
+  write(chunk: Buffer | string): boolean;
+  end(chunk?: Buffer | string): unknown;
+  once(event: "close", listener: () => void): unknown;
+  getHeader(name: string): string | undefined;
+}
+
 /**
- * One HTTP request, logged when its response closes. Body bytes are counted where Node hands them
- * over (the request's push, the response's write/end) on this request's objects only.
+ * One HTTP request, logged when its response closes. Body bytes are counted where the server hands
+ * them over (the request's push, the response's write/end) on this request's objects only.
  */
 export class HttpAccessRecord implements AccessLogEntry {
   readonly startTimeMs = Date.now();
@@ -100,15 +126,10 @@ export class HttpAccessRecord implements AccessLogEntry {
   readonly connectionId: number | undefined;
   readonly downstreamRemoteAddress: string | undefined;
   readonly downstreamLocalAddress: string | undefined;
-  private readonly req: http.IncomingMessage;
-  private readonly res: http.ServerResponse;
+  private readonly req: LoggedRequest;
+  private readonly res: LoggedResponse;
 
-  constructor(
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
-    connectionId: number | undefined,
-    logs: AccessLogs,
-  ) {
+  constructor(req: LoggedRequest, res: LoggedResponse, connectionId: number | undefined, logs: AccessLogs) {
     this.req = req;
     this.res = res;
     this.protocol = `HTTP/${req.httpVersion}`;
@@ -117,24 +138,24 @@ export class HttpAccessRecord implements AccessLogEntry {
     this.downstreamRemoteAddress = address(s.remoteAddress, s.remotePort);
     this.downstreamLocalAddress = address(s.localAddress, s.localPort);
     const push = req.push.bind(req);
-    req.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
-      if (chunk !== null && chunk !== undefined) this.bytesReceived += (chunk as Buffer | string).length;
-      return push(chunk, encoding);
+    req.push = (chunk: Buffer | null): boolean => {
+      if (chunk !== null) this.bytesReceived += chunk.length;
+      return push(chunk);
     };
     const count = (chunk: unknown): void => {
       if (typeof chunk === "string") this.bytesSent += Buffer.byteLength(chunk);
       else if (chunk instanceof Uint8Array) this.bytesSent += chunk.byteLength;
     };
-    const write = res.write.bind(res) as (...args: unknown[]) => boolean;
-    res.write = ((...args: unknown[]): boolean => {
-      count(args[0]);
-      return write(...args);
-    }) as typeof res.write;
-    const end = res.end.bind(res) as (...args: unknown[]) => http.ServerResponse;
-    res.end = ((...args: unknown[]): http.ServerResponse => {
-      if (typeof args[0] !== "function") count(args[0]);
-      return end(...args);
-    }) as typeof res.end;
+    const write = res.write.bind(res);
+    res.write = (chunk: Buffer | string): boolean => {
+      count(chunk);
+      return write(chunk);
+    };
+    const end = res.end.bind(res);
+    res.end = (chunk?: Buffer | string): unknown => {
+      count(chunk);
+      return end(chunk);
+    };
     res.once("close", () => {
       this.finish();
       logs.log(this);
@@ -185,9 +206,7 @@ export class HttpAccessRecord implements AccessLogEntry {
 
   responseHeader(name: string): string | undefined {
     if (name === ":status") return this.res.headersSent ? String(this.res.statusCode) : undefined;
-    const v = this.res.getHeader(name);
-    if (v === undefined) return undefined;
-    return Array.isArray(v) ? v.join(",") : String(v);
+    return this.res.getHeader(name);
   }
 }
 

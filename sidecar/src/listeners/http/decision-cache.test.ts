@@ -1,14 +1,19 @@
-import http, { type IncomingMessage } from "node:http";
+import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { describe, expect, it } from "vitest";
 import { decisionCacheSchema } from "@tether/envoy";
-import { DecisionCache, NotificationStream, parseNotification } from "./decision-cache.ts";
+import {
+  DecisionCache,
+  NotificationStream,
+  parseNotification,
+  type CacheableRequest,
+} from "./decision-cache.ts";
 
 const config = (extra: Record<string, unknown> = {}) =>
   decisionCacheSchema.parse({ "@type": "type.googleapis.com/tether.v1alpha1.DecisionCache", ...extra });
 const req = (url: string, headers: Record<string, string> = {}, method = "GET") =>
-  ({ url, method, headers, rawHeaders: Object.entries(headers).flat() }) as unknown as IncomingMessage;
-const keyOf = (c: DecisionCache, r: IncomingMessage): string | undefined => c.admit(r)?.key;
+  ({ url, method, rawHeaders: Object.entries(headers).flat() }) satisfies CacheableRequest;
+const keyOf = (c: DecisionCache, r: CacheableRequest): string | undefined => c.admit(r)?.key;
 
 describe("DecisionCache", () => {
   it("stores 200 responses and expires them after ttl (injected clock)", () => {

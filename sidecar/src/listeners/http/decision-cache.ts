@@ -3,7 +3,7 @@
 // headers only answers requests with the same values. Notifications invalidate a session's entries
 // or everything at once (hybrid mode). Errors are never cached. Memory is bounded by max_entries
 // (least recently used evicted) × max_body_bytes.
-import type { ClientRequest, IncomingMessage } from "node:http";
+import type { ClientRequest } from "node:http";
 import type { DecisionCacheConfig } from "@tether/envoy";
 import type { Logger } from "../../log.ts";
 import { timerDelay } from "../../timers.ts";
@@ -31,6 +31,13 @@ export interface CachedResponse {
   readonly storedAt: number;
   readonly session: string | undefined;
   readonly vary: StoredVary | undefined;
+}
+
+/** What the cache reads from a downstream request to key it. */
+export interface CacheableRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly rawHeaders: readonly string[];
 }
 
 export class DecisionCacheStats {
@@ -63,10 +70,10 @@ export class DecisionCache {
   }
 
   /** The request's key and what the cache may do with it, or undefined when it bypasses the cache. */
-  admit(req: IncomingMessage): CacheRequest | undefined {
-    const method = req.method ?? "GET";
+  admit(req: CacheableRequest): CacheRequest | undefined {
+    const method = req.method;
     if (!this.methods.has(method)) return undefined;
-    return this.keyRule.request(method, req.url ?? "/", req.rawHeaders);
+    return this.keyRule.request(method, req.url, req.rawHeaders);
   }
 
   /**

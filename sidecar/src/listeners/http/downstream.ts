@@ -2,13 +2,12 @@
 // - idle_timeout: no request in progress (from accept, or from the end of the last response) → close.
 // - stream_idle_timeout: a request in progress (from its first byte) with no bytes either way → 408.
 // - request_headers_timeout / request_timeout: the head / the whole request not received in time
-//   → 408. Node's parser knows when a request's first byte arrived; its connections check (every
-//   TIMEOUT_CHECK_INTERVAL_MS) reports the late ones as ERR_HTTP_REQUEST_TIMEOUT.
-// Node's own keep-alive timer is off: the socket timeout is the stream idle timer here (Node
-// refreshes it on every read and write, also for the sockets its parser consumes).
-import type http from "node:http";
+//   → 408. The parser knows when a request's first byte arrived; the server's connections check
+//   (every TIMEOUT_CHECK_INTERVAL_MS, server/server.ts) reports the late ones as ERR_HTTP_REQUEST_TIMEOUT.
+// The socket timeout is the stream idle timer here (Node refreshes it on every read and write).
 import type { Socket } from "node:net";
 import type { HttpConnectionManagerConfig } from "@tether/envoy";
+import type { DownstreamResponse } from "./server/response.ts";
 import type { HttpStats } from "./stats.ts";
 
 /** How often Node checks request_headers_timeout / request_timeout: they fire up to this much late. */
@@ -17,7 +16,7 @@ export const TIMEOUT_CHECK_INTERVAL_MS = 250;
 /** Envoy's delayed_close_timeout: after a local reply that closes, the client gets this long to read it. */
 export const DELAYED_CLOSE_MS = 1000;
 
-/** Node's headersTimeout and requestTimeout for the config (Node requires headers <= request). */
+/** The server's headersTimeout and requestTimeout for the config (headers <= request, as node:http). */
 export function nodeRequestTimeouts(hcm: HttpConnectionManagerConfig): {
   headersTimeout: number;
   requestTimeout: number;
@@ -42,7 +41,7 @@ export interface TimedStream {
 
 const CONN = Symbol("tether.downstreamConnection");
 const STREAM = Symbol("tether.timedStream");
-type TrackedResponse = http.ServerResponse & {
+type TrackedResponse = DownstreamResponse & {
   [CONN]?: DownstreamConnection;
   [STREAM]?: TimedStream;
 };
@@ -97,7 +96,7 @@ export class DownstreamConnection {
   }
 
   /** A request's head arrived: a stream until its response closes. */
-  onRequest(res: http.ServerResponse): void {
+  onRequest(res: DownstreamResponse): void {
     const tracked = res as TrackedResponse;
     tracked[CONN] = this;
     tracked.on("close", responseClosed);
@@ -106,7 +105,7 @@ export class DownstreamConnection {
   }
 
   /** The proxy stream that answers `res` with a 408 if a timeout fires before its response is done. */
-  static attachStream(res: http.ServerResponse, stream: TimedStream): void {
+  static attachStream(res: DownstreamResponse, stream: TimedStream): void {
     (res as TrackedResponse)[STREAM] = stream;
   }
 

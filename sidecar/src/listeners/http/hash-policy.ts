@@ -2,7 +2,11 @@
 // combined (rotate-left, xor), `terminal` stops at the first policy that produced a hash. A cookie
 // policy with a ttl creates the cookie when the request has none (value from the client address,
 // so parallel requests of one client agree) and the response sets it.
-import type { IncomingMessage } from "node:http";
+/** What a hash policy reads from a request. */
+export interface HashedRequest {
+  readonly headers: Readonly<Record<string, string | string[] | undefined>> & { readonly cookie?: string };
+  readonly socket: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined };
+}
 import type { HashPolicyConfig } from "@tether/envoy";
 import { combineHashes, hash32 } from "../../upstream/ring.ts";
 
@@ -23,12 +27,12 @@ export function cookieValue(header: string | undefined, name: string): string | 
   return undefined;
 }
 
-function headerText(req: IncomingMessage, name: string): string | undefined {
+function headerText(req: HashedRequest, name: string): string | undefined {
   const v = req.headers[name.toLowerCase()];
   return Array.isArray(v) ? v.join(",") : v;
 }
 
-export function requestHash(policies: readonly HashPolicyConfig[], req: IncomingMessage): RequestHash {
+export function requestHash(policies: readonly HashPolicyConfig[], req: HashedRequest): RequestHash {
   let hash: number | undefined;
   let setCookie: string | undefined;
   for (const p of policies) {

@@ -1,6 +1,5 @@
-// The http_connection_manager listener: node:http server, route table, proxying through clusters.
-// Config reloads swap the route table in place, so established connections stay open.
-import http from "node:http";
+// The http_connection_manager listener: HTTP/1.1 server (server/), route table, proxying through
+// clusters. Config reloads swap the route table in place, so established connections stay open.
 import type { Socket } from "node:net";
 import {
   DECISION_CACHE_TYPE,
@@ -21,26 +20,30 @@ import { clientErrorReply, rejectRequestHead, toOriginForm } from "./request-che
 import { RouteTable, type CompiledDirectResponse, type RequestFacts } from "./route-table.ts";
 import { HttpStats } from "./stats.ts";
 import { boundAddress, listenOn } from "../bind.ts";
+import type { DownstreamRequest, RequestHeaders } from "./server/request.ts";
+import type { DownstreamResponse } from "./server/response.ts";
+import { Http1Server } from "./server/server.ts";
+import type { Http1Handler } from "./server/session.ts";
 
 /**
- * What route matching reads from a request. Node builds `req.headers` lazily, on first access; this
- * view reads the Host header from the raw list and leaves `headers` for the header matchers that
+ * What route matching reads from a request. The request builds `headers` lazily, on first access;
+ * this view reads the Host header from the raw list and leaves `headers` for the header matchers that
  * actually need it.
  */
 class RequestView implements RequestFacts {
   readonly method: string;
   readonly url: string;
   readonly authority: string;
-  private readonly req: http.IncomingMessage;
+  private readonly req: DownstreamRequest;
 
-  constructor(req: http.IncomingMessage) {
+  constructor(req: DownstreamRequest) {
     this.req = req;
-    this.method = req.method ?? "GET";
-    this.url = req.url ?? "/";
+    this.method = req.method;
+    this.url = req.url;
     this.authority = hostOf(req.rawHeaders);
   }
 
-  get headers(): http.IncomingHttpHeaders {
+  get headers(): RequestHeaders {
     return this.req.headers;
   }
 }
@@ -54,17 +57,7 @@ function hostOf(raw: readonly string[]): string {
   return "";
 }
 
-/**
- * A response on this connection has begun (e.g. the upstream answered before a malformed request body
- * was read): a 400 now would land inside it, so the connection can only be closed (Node's own rule).
- */
-function responseUnderWay(socket: Socket): boolean {
-  return (
-    (socket as Socket & { _httpMessage?: http.ServerResponse | null })._httpMessage?.headersSent === true
-  );
-}
-
-export class HttpListener implements ProxyEnv {
+export class HttpListener implements ProxyEnv, Http1Handler {
   readonly name: string;
   readonly stats: HttpStats;
   readonly random: RandomSource;
@@ -74,7 +67,7 @@ export class HttpListener implements ProxyEnv {
   private routes: RouteTable;
   private readonly clusters: ClusterManager;
   private readonly log: Logger;
-  private readonly server: http.Server;
+  private readonly server: Http1Server;
   private readonly connections = new Map<Socket, DownstreamConnection>();
   /** The listener's connection cap: its connection_limit filter, or the default. */
   readonly limit: ConnectionLimit;
@@ -110,29 +103,10 @@ export class HttpListener implements ProxyEnv {
     this.cache = HttpListener.buildCache(hcm, undefined);
     this.subscription = this.buildSubscription();
     this.limit = new ConnectionLimit(config);
-    this.server = http.createServer({
-      // The connection's timers (downstream.ts) own the socket timeout; Node's keep-alive would reset it.
-      keepAliveTimeout: 0,
+    this.server = new Http1Server(this, {
       ...nodeRequestTimeouts(hcm),
-      connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+      checkIntervalMs: TIMEOUT_CHECK_INTERVAL_MS,
       maxHeaderSize: hcm.max_request_headers_kb * 1024,
-      noDelay: true,
-    });
-    this.server.maxHeadersCount = hcm.common_http_protocol_options.max_headers_count;
-    this.server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
-      this.onRequest(req, res);
-    });
-    this.server.on("connection", (socket: Socket) => {
-      this.onConnection(socket);
-    });
-    this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
-      this.onClientError(err, socket);
-    });
-    this.server.on("timeout", (socket: Socket) => {
-      this.connections.get(socket)?.onInactive();
-    });
-    this.server.on("connect", (_req: http.IncomingMessage, socket: Socket) => {
-      this.onConnect(socket);
     });
   }
 
@@ -143,13 +117,13 @@ export class HttpListener implements ProxyEnv {
   }
 
   get address(): { address: string; port: number } {
-    return boundAddress(this.server, this.config.address.socket_address);
+    return boundAddress(this.server.net, this.config.address.socket_address);
   }
 
   /** Binds the address (again, after release); rejects with a ListenerBindError. */
   async listen(): Promise<void> {
     const sa = this.config.address.socket_address;
-    await listenOn(this.server, sa, this.name);
+    await listenOn(this.server.net, sa, this.name);
     this.log.info(
       { listener: this.name, address: `${sa.address}:${this.address.port}` },
       "http listener started",
@@ -170,7 +144,7 @@ export class HttpListener implements ProxyEnv {
     return this.server.listening;
   }
 
-  /** Frees the address so another listener can take it over; requests in progress go on (Node closes idle keep-alive connections). */
+  /** Frees the address so another listener can take it over; requests in progress go on (idle keep-alive connections close). */
   release(): void {
     this.server.close();
   }
@@ -207,10 +181,8 @@ export class HttpListener implements ProxyEnv {
     const timeouts = nodeRequestTimeouts(hcm);
     this.server.headersTimeout = timeouts.headersTimeout;
     this.server.requestTimeout = timeouts.requestTimeout;
-    // Both are read when a connection is accepted: connections already open keep theirs.
-    (this.server as http.Server & { maxHeaderSize: number }).maxHeaderSize =
-      hcm.max_request_headers_kb * 1024;
-    this.server.maxHeadersCount = hcm.common_http_protocol_options.max_headers_count;
+    // Read when a connection is accepted: connections already open keep theirs.
+    this.server.maxHeaderSize = hcm.max_request_headers_kb * 1024;
     if (this.cache === previous) {
       // Same filter config: the stream stays open unless its cluster was replaced.
       this.subscription?.refresh();
@@ -221,7 +193,11 @@ export class HttpListener implements ProxyEnv {
     if (this.started && !this.isDraining) this.subscription?.start();
   }
 
-  private onConnection(socket: Socket): void {
+  onTimeout(socket: Socket): void {
+    this.connections.get(socket)?.onInactive();
+  }
+
+  onConnection(socket: Socket): void {
     if (!this.limit.admit()) {
       this.log.debug(
         { listener: this.name, remote: `${socket.remoteAddress}:${socket.remotePort}`, max: this.limit.max },
@@ -260,7 +236,7 @@ export class HttpListener implements ProxyEnv {
     });
   }
 
-  private onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
     const conn = this.connections.get(socket);
     if (conn === undefined) {
       // A connection over the limit, held for the filter's delay: its timer closes it.
@@ -272,7 +248,7 @@ export class HttpListener implements ProxyEnv {
       return;
     }
     this.stats.downstream_cx_protocol_error++;
-    if (err.code === "ECONNRESET" || !socket.writable || responseUnderWay(socket)) {
+    if (err.code === "ECONNRESET" || !socket.writable || this.server.responseUnderWay(socket)) {
       socket.destroy();
       return;
     }
@@ -287,7 +263,7 @@ export class HttpListener implements ProxyEnv {
   }
 
   /** CONNECT without a CONNECT upgrade config: Envoy answers 403 (upgrade_failed). */
-  private onConnect(socket: Socket): void {
+  onConnect(_req: DownstreamRequest, socket: Socket): void {
     const stats = this.stats;
     stats.downstream_rq_total++;
     stats.downstream_rq_ws_on_non_ws_route++;
@@ -300,7 +276,7 @@ export class HttpListener implements ProxyEnv {
     conn.closeWith(403, "CONNECT is not supported");
   }
 
-  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+  onRequest(req: DownstreamRequest, res: DownstreamResponse): void {
     const conn = this.connections.get(req.socket);
     if (conn === undefined || conn.closing) {
       // Held over the limit, or a request read after a local reply that closes the connection.
@@ -361,8 +337,8 @@ export class HttpListener implements ProxyEnv {
   }
 
   private replyFromCache(
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
+    req: DownstreamRequest,
+    res: DownstreamResponse,
     status: number,
     headers: readonly string[],
     body: Buffer,
@@ -376,22 +352,18 @@ export class HttpListener implements ProxyEnv {
   }
 
   /** A route's direct_response, as Envoy sends it: text/plain when there is a body, none for HEAD. */
-  private replyDirect(
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
-    direct: CompiledDirectResponse,
-  ): void {
+  private replyDirect(req: DownstreamRequest, res: DownstreamResponse, direct: CompiledDirectResponse): void {
     req.resume();
     this.stats.downstream_rq_active--;
     this.stats.countStatus(direct.status);
-    const headers: http.OutgoingHttpHeaders = { "content-length": direct.body.length };
+    const headers: Record<string, string | number> = { "content-length": direct.body.length };
     if (direct.body.length > 0) headers["content-type"] = "text/plain";
     res.writeHead(direct.status, headers);
     if (req.method === "HEAD") res.end();
     else res.end(direct.body);
   }
 
-  private reply(res: http.ServerResponse, status: number, text: string): void {
+  private reply(res: DownstreamResponse, status: number, text: string): void {
     this.stats.downstream_rq_active--;
     this.stats.countStatus(status);
     res.writeHead(status, { "content-type": "text/plain", "content-length": Buffer.byteLength(text) });

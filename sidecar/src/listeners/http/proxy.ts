@@ -2,7 +2,8 @@
 // pool's exchange handler (no per-request closures on the hot path); a retry makes a new attempt so
 // late callbacks from an abandoned one are ignored.
 import { RESPONSE_FLAGS } from "@tether/envoy";
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { DownstreamRequest as IncomingMessage } from "./server/request.ts";
+import type { DownstreamResponse as ServerResponse } from "./server/response.ts";
 import { JitteredBackoff, type RandomSource } from "../../upstream/backoff.ts";
 import type { Cluster, PendingWaiter } from "../../upstream/cluster.ts";
 import { UpstreamConnectError } from "../../upstream/connect.ts";
@@ -243,7 +244,7 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
     this.cluster = cluster;
     this.env = env;
     this.headers = requestHeaders(req.rawHeaders, this.bodyFacts);
-    const url = req.url ?? "/";
+    const url = req.url;
     this.path = route.rewrite === undefined ? url : route.rewrite(url);
     if (route.hashPolicy.length > 0) {
       const h = requestHash(route.hashPolicy, req);
@@ -378,7 +379,7 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
     this.cluster.poolFor(host).dispatch(
       {
         path: this.path,
-        method: this.req.method ?? "GET",
+        method: this.req.method,
         headers: this.headers,
         body: this.body,
         contentLength: declared === undefined ? undefined : Number(declared),

@@ -1,6 +1,6 @@
 // What the listener refuses in a request head before any routing, with Envoy's status codes, and
 // the absolute-form request target (RFC 9112 §3.2.2) turned into an authority and an origin-form path.
-import type { IncomingMessage } from "node:http";
+import type { DownstreamRequest as IncomingMessage } from "./server/request.ts";
 
 /** A local reply for a request the listener will not route; the connection is closed after it. */
 export interface Rejection {
@@ -65,7 +65,7 @@ const INVALID_TARGET: Rejection = { status: 400, text: "invalid request target" 
  * the target's authority replaces the Host header, for routing and upstream (RFC 9112 §3.2.2).
  */
 export function toOriginForm(req: IncomingMessage): Rejection | undefined {
-  const target = absoluteTarget(req.url ?? "/");
+  const target = absoluteTarget(req.url);
   if (target === undefined) return undefined;
   if (target === "invalid") return INVALID_TARGET;
   req.url = target.path;
@@ -79,7 +79,7 @@ export function toOriginForm(req: IncomingMessage): Rejection | undefined {
     }
   }
   if (!replaced) raw.push("host", target.authority);
-  // Node built req.headers before the request event (its Host check); keep it in step.
+  // req.headers is built from the raw list on first use: built already, it is kept in step.
   req.headers.host = target.authority;
   return undefined;
 }

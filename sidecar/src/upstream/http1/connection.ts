@@ -4,7 +4,7 @@
 // are bound once per connection; a request costs no closures.
 import type net from "node:net";
 import { timerDelay } from "../../timers.ts";
-import type { UpstreamRequest } from "./request-head.ts";
+import type { RequestBodyStream, UpstreamRequest } from "./request-head.ts";
 import { ResponseParser, type ResponseSink } from "./response-parser.ts";
 
 /** The connection ended before the response was complete (the server closed or reset it). */
@@ -50,7 +50,7 @@ export class UpstreamConnection implements ResponseSink {
   private readonly parser: ResponseParser;
   private socket: net.Socket | undefined;
   private handler: ExchangeHandler | undefined;
-  private body: NodeJS.ReadableStream | undefined;
+  private body: RequestBodyStream | undefined;
   private chunked = false;
   /** The request's last byte was written. */
   private requestDone = true;

@@ -11,6 +11,17 @@ export class UpstreamRequestError extends Error {
   }
 }
 
+/** A streamed request body as the client reads it: the downstream request's events and flow control. */
+export interface RequestBodyStream {
+  on(event: "data", listener: (chunk: Buffer) => void): unknown;
+  on(event: "end" | "close", listener: () => void): unknown;
+  on(event: "error", listener: (err: Error) => void): unknown;
+  removeListener(event: "data", listener: (chunk: Buffer) => void): unknown;
+  removeListener(event: "end" | "close", listener: () => void): unknown;
+  pause(): unknown;
+  resume(): unknown;
+}
+
 /** What the proxy asks the pool to send. */
 export interface UpstreamRequest {
   readonly method: string;
@@ -19,7 +30,7 @@ export interface UpstreamRequest {
   /** Name/value pairs, hop-by-hop headers and Content-Length already removed. */
   readonly headers: readonly string[];
   /** The body: none, whole (replayable), or streamed once from the downstream request. */
-  readonly body: Buffer | NodeJS.ReadableStream | null;
+  readonly body: Buffer | RequestBodyStream | null;
   /** The length the downstream declared for a streamed body; undefined: chunked. */
   readonly contentLength: number | undefined;
 }

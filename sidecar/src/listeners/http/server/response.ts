@@ -1,0 +1,231 @@
+// A downstream response written straight to the socket: the head is one latin1 string built once
+// (status line, the caller's flat header list, then Date / Connection / framing as node:http adds
+// them), sent with the first body bytes in one write. While an earlier pipelined response is still
+// going out, this one's bytes wait in order.
+import { EventEmitter } from "node:events";
+import { STATUS_CODES } from "node:http";
+import type { DownstreamRequest } from "./request.ts";
+
+/** What a response needs from its connection. */
+export interface ResponseSink {
+  /** Writes bytes of the response at the head of the line; false when the socket's buffer is full. */
+  writeOut(
+    res: DownstreamResponse,
+    head: string | undefined,
+    body: Buffer | string | undefined,
+    tail: string | undefined,
+    final: boolean,
+  ): boolean;
+  destroyConnection(): void;
+}
+
+/** Content-Length / Transfer-Encoding / Connection / Date present in a header list (lower-case check). */
+const HAS_LENGTH = 1;
+const HAS_TE = 2;
+const HAS_CONNECTION = 4;
+const HAS_DATE = 8;
+const CONNECTION_CLOSE = 16;
+
+/** Holds output of a response that is not at the head of the line yet. */
+type Pending = (string | Buffer)[];
+
+let cachedDate = "";
+let cachedDateAt = 0;
+
+/** The Date header's value, renewed once a second as node:http does. */
+function httpDate(): string {
+  const now = Date.now();
+  if (now - cachedDateAt >= 1000 || cachedDate === "") {
+    cachedDateAt = now - (now % 1000);
+    cachedDate = new Date(now).toUTCString();
+  }
+  return cachedDate;
+}
+
+function nameFlags(name: string, value: string): number {
+  switch (name.length) {
+    case 4:
+      return name.toLowerCase() === "date" ? HAS_DATE : 0;
+    case 10:
+      if (name.toLowerCase() !== "connection") return 0;
+      return /(?:^|,)\s*close\s*(?:,|$)/i.test(value) ? HAS_CONNECTION | CONNECTION_CLOSE : HAS_CONNECTION;
+    case 14:
+      return name.toLowerCase() === "content-length" ? HAS_LENGTH : 0;
+    case 17:
+      return name.toLowerCase() === "transfer-encoding" ? HAS_TE : 0;
+    default:
+      return 0;
+  }
+}
+
+/** Node's check for a Link value in early hints (a URI reference in angle brackets, with params). */
+const LINK =
+  /^<[^>]*>(?:\s*;\s*[^;"\s]+(?:=(")?[^;"\s]*\1)?)*(?:\s*,\s*<[^>]*>(?:\s*;\s*[^;"\s]+(?:=(")?[^;"\s]*\2)?)*)*$/;
+const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+
+export class DownstreamResponse extends EventEmitter {
+  readonly req: DownstreamRequest;
+  statusCode = 200;
+  /** Keep the connection open after this response (false: `Connection: close`, then the socket ends). */
+  shouldKeepAlive: boolean;
+  headersSent = false;
+  /** end() was called. */
+  writableEnded = false;
+  /** The last byte went to the kernel. */
+  writableFinished = false;
+  destroyed = false;
+  /** The socket ends after this response (decided when its head is written). */
+  closesConnection = false;
+  /** At the head of the line: its bytes go to the socket as they are written. */
+  attached = false;
+  pending: Pending | undefined;
+  private readonly sink: ResponseSink;
+  private readonly http10: boolean;
+  private hasBody: boolean;
+  private chunked = false;
+  private head: string | undefined;
+  private headerList: readonly string[] | undefined;
+
+  constructor(req: DownstreamRequest, sink: ResponseSink, keepAlive: boolean) {
+    super();
+    this.req = req;
+    this.sink = sink;
+    this.shouldKeepAlive = keepAlive;
+    this.http10 = req.httpVersion === "1.0";
+    this.hasBody = req.method !== "HEAD";
+  }
+
+  /** The status line and headers; `headers` is a flat name/value list or an object. */
+  writeHead(status: number, headers?: readonly string[] | Record<string, string | number>): this {
+    if (this.headersSent) throw new Error("writeHead after the response head was sent");
+    this.statusCode = status;
+    if (status === 204 || status === 304) this.hasBody = false;
+    let list: readonly string[];
+    if (headers === undefined) list = [];
+    else if (Array.isArray(headers)) list = headers as readonly string[];
+    else {
+      const flat: string[] = [];
+      for (const [k, v] of Object.entries(headers as Record<string, string | number>))
+        flat.push(k, String(v));
+      list = flat;
+    }
+    this.headerList = list;
+    let text = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "unknown"}\r\n`;
+    let flags = 0;
+    for (let i = 0; i < list.length; i += 2) {
+      const name = list[i] as string;
+      const value = list[i + 1] as string;
+      if (BAD_VALUE.test(value)) throw new Error(`invalid character in header ${name}`);
+      flags |= nameFlags(name, value);
+      text += `${name}: ${value}\r\n`;
+    }
+    if ((flags & HAS_DATE) === 0) text += `Date: ${httpDate()}\r\n`;
+    // node:http's rules: keep-alive needs a framed body (length or chunked); HTTP/1.0 is never chunked.
+    const framed = (flags & (HAS_LENGTH | HAS_TE)) !== 0 || !this.hasBody || !this.http10;
+    if ((flags & HAS_CONNECTION) === 0) {
+      if (this.shouldKeepAlive && framed) text += "Connection: keep-alive\r\n";
+      else {
+        this.closesConnection = true;
+        text += "Connection: close\r\n";
+      }
+    } else if ((flags & CONNECTION_CLOSE) !== 0 || !this.shouldKeepAlive) this.closesConnection = true;
+    if ((flags & (HAS_LENGTH | HAS_TE)) === 0 && this.hasBody) {
+      if (this.http10) this.closesConnection = true;
+      else {
+        this.chunked = true;
+        text += "Transfer-Encoding: chunked\r\n";
+      }
+    }
+    this.head = `${text}\r\n`;
+    this.headersSent = true;
+    return this;
+  }
+
+  /** A response header as written (first value), for the access log. */
+  getHeader(name: string): string | undefined {
+    const list = this.headerList;
+    if (list === undefined) return undefined;
+    for (let i = 0; i < list.length; i += 2)
+      if ((list[i] as string).toLowerCase() === name) return list[i + 1];
+    return undefined;
+  }
+
+  write(chunk: Buffer | string): boolean {
+    if (this.writableEnded || this.destroyed) return false;
+    if (!this.headersSent) this.writeHead(this.statusCode);
+    return this.send(chunk, false);
+  }
+
+  end(chunk?: Buffer | string): this {
+    if (this.writableEnded || this.destroyed) return this;
+    if (!this.headersSent) {
+      const length = chunk === undefined ? 0 : Buffer.byteLength(chunk);
+      this.writeHead(this.statusCode, ["Content-Length", String(length)]);
+    }
+    this.writableEnded = true;
+    this.send(chunk, true);
+    return this;
+  }
+
+  private send(chunk: Buffer | string | undefined, final: boolean): boolean {
+    const head = this.head;
+    this.head = undefined;
+    const body = this.hasBody && chunk !== undefined && chunk.length > 0 ? chunk : undefined;
+    if (!this.chunked) return this.out(head, body, undefined, final);
+    if (body === undefined) return this.out(head, final ? "0\r\n\r\n" : undefined, undefined, final);
+    const size = `${Buffer.byteLength(body).toString(16)}\r\n`;
+    return this.out(head === undefined ? size : head + size, body, final ? "\r\n0\r\n\r\n" : "\r\n", final);
+  }
+
+  private out(
+    head: string | undefined,
+    body: Buffer | string | undefined,
+    tail: string | undefined,
+    final: boolean,
+  ): boolean {
+    if (this.attached) return this.sink.writeOut(this, head, body, tail, final);
+    const pending = (this.pending ??= []);
+    if (head !== undefined) pending.push(head);
+    if (body !== undefined) pending.push(typeof body === "string" ? Buffer.from(body, "utf8") : body);
+    if (tail !== undefined) pending.push(tail);
+    return true;
+  }
+
+  /** An interim 102 Processing. */
+  writeProcessing(): void {
+    this.interim("HTTP/1.1 102 Processing\r\n\r\n");
+  }
+
+  /** An interim 103 Early Hints; as node:http, only with a valid Link. */
+  writeEarlyHints(hints: Record<string, string | string[]>): void {
+    const link = hints["link"];
+    const links = link === undefined ? [] : Array.isArray(link) ? link : [link];
+    if (links.length === 0 || links.some((l) => !LINK.test(l)))
+      throw new Error("early hints need a valid link header");
+    let text = `HTTP/1.1 103 Early Hints\r\nLink: ${links.join(", ")}\r\n`;
+    for (const [name, value] of Object.entries(hints)) {
+      if (name === "link") continue;
+      for (const v of Array.isArray(value) ? value : [value]) {
+        if (BAD_VALUE.test(v)) throw new Error(`invalid character in header ${name}`);
+        text += `${name}: ${v}\r\n`;
+      }
+    }
+    this.interim(`${text}\r\n`);
+  }
+
+  /** `HTTP/1.1 100 Continue`, for a request that expects it. */
+  writeContinue(): void {
+    this.interim("HTTP/1.1 100 Continue\r\n\r\n");
+  }
+
+  private interim(text: string): void {
+    if (this.headersSent || this.destroyed) return;
+    this.out(undefined, text, undefined, false);
+  }
+
+  /** Drops the connection (a response cut short, as node:http's res.destroy()). */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.sink.destroyConnection();
+  }
+}

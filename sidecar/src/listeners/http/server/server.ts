@@ -1,0 +1,99 @@
+// The HTTP/1.1 server of an http_connection_manager listener: a net.Server whose connections are
+// Http1Sessions. It keeps node:http's connection rules the listener was built on: request_headers_timeout
+// and request_timeout checked every checkIntervalMs from a request's first byte (from the accept for
+// the first request), close() closing idle keep-alive connections, closeAllConnections() for the end.
+import net, { type Socket } from "node:net";
+import { Http1Session, type Http1Handler, type SessionOwner } from "./session.ts";
+
+export interface Http1ServerOptions {
+  /** ms for a request's head; 0: none. */
+  headersTimeout: number;
+  /** ms for a whole request; 0: none. */
+  requestTimeout: number;
+  /** Bytes of request head accepted (llhttp answers HPE_HEADER_OVERFLOW past it). */
+  maxHeaderSize: number;
+  /** How often the two timeouts are checked. */
+  checkIntervalMs: number;
+}
+
+const SESSION = Symbol("tether.http1Session");
+type SessionSocket = Socket & { [SESSION]?: Http1Session };
+
+function checkFired(server: Http1Server): void {
+  server.checkTimeouts();
+}
+
+export class Http1Server implements SessionOwner {
+  readonly net: net.Server;
+  readonly handler: Http1Handler;
+  headersTimeout: number;
+  requestTimeout: number;
+  /** Read when a connection is accepted: connections already open keep theirs. */
+  maxHeaderSize: number;
+  private readonly checkIntervalMs: number;
+  private readonly sessions = new Set<Http1Session>();
+  private checkTimer: NodeJS.Timeout | undefined;
+
+  constructor(handler: Http1Handler, options: Http1ServerOptions) {
+    this.handler = handler;
+    this.headersTimeout = options.headersTimeout;
+    this.requestTimeout = options.requestTimeout;
+    this.maxHeaderSize = options.maxHeaderSize;
+    this.checkIntervalMs = options.checkIntervalMs;
+    this.net = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket: Socket) => {
+      this.onConnection(socket);
+    });
+    this.net.on("listening", () => {
+      this.checkTimer ??= setInterval(checkFired, this.checkIntervalMs, this).unref();
+    });
+  }
+
+  get listening(): boolean {
+    return this.net.listening;
+  }
+
+  private onConnection(socket: Socket): void {
+    const session = new Http1Session(socket, this, this.maxHeaderSize);
+    (socket as SessionSocket)[SESSION] = session;
+    this.sessions.add(session);
+    this.handler.onConnection(socket);
+  }
+
+  onSessionClosed(session: Http1Session): void {
+    this.sessions.delete(session);
+  }
+
+  /** The response being written on `socket` has sent its head. */
+  responseUnderWay(socket: Socket): boolean {
+    return (socket as SessionSocket)[SESSION]?.responseUnderWay === true;
+  }
+
+  /** Reports each connection whose request head (or whole request) is late, once, as node:http does. */
+  checkTimeouts(): void {
+    const headers = this.headersTimeout;
+    const request = this.requestTimeout;
+    if (headers <= 0 && request <= 0) return;
+    const now = performance.now();
+    for (const s of this.sessions) {
+      if (!s.active || s.expired) continue;
+      const age = now - s.messageStart;
+      if ((headers > 0 && s.headersPending && age > headers) || (request > 0 && age > request)) s.timedOut();
+    }
+  }
+
+  /** Stops accepting and closes idle connections; connections with a request in progress go on. */
+  close(): void {
+    if (this.net.listening) this.net.close();
+    clearInterval(this.checkTimer);
+    this.checkTimer = undefined;
+    this.closeIdleConnections();
+  }
+
+  closeIdleConnections(): void {
+    for (const s of this.sessions) if (s.idle) s.socket.destroy();
+  }
+
+  closeAllConnections(): void {
+    for (const s of this.sessions) s.socket.destroy();
+  }
+}
