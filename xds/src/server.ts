@@ -232,6 +232,9 @@ export class AdsServer {
     const server = new grpc.Server({
       // Sidecars ping every 30 s to find a dead operator; let them.
       "grpc.keepalive_permit_without_calls": 1,
+      // Nothing reads channelz; on, it keeps a call tracker, a trace and a registry entry per
+      // connection (~7 KiB of heap per stream at 1000 streams).
+      "grpc.enable_channelz": 0,
     });
     const service: Grpc.ServiceDefinition = { StreamAggregatedResources: ADS_METHOD };
     server.addService(service, {
