@@ -39,9 +39,15 @@ class FakeServer implements SnapshotServer {
   readonly set: { group: string; sent: ResourceType[]; snapshot: Snapshot }[] = [];
   readonly removed: string[] = [];
   private readonly current = new Map<string, Snapshot>();
+  /** How many of the next updates to refuse, as AdsServer does a snapshot it cannot encode. */
+  refuse = 0;
   nack: (e: NackEvent) => void = () => undefined;
   ack: (e: AckEvent) => void = () => undefined;
   updateSnapshot(group: string, version: string, changed: Partial<Snapshot["resources"]>): void {
+    if (this.refuse > 0) {
+      this.refuse--;
+      throw new Error("refused");
+    }
     const before = this.current.get(group)?.resources;
     const pick = <T extends ResourceType>(type: T): Snapshot["resources"][T] => {
       const resources = changed[type] ?? before?.[type];
@@ -176,6 +182,21 @@ function setup(): {
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 describe("XdsController", () => {
+  it("publishes every type again after the server refused a group's snapshot", async () => {
+    const { server, xds } = setup();
+    server.refuse = 1;
+    xds.markNamespace(ns);
+    xds.start();
+    await turn();
+    expect(server.set).toEqual([]);
+    // Nothing was recorded as published: the same content is sent again, whole.
+    xds.markNamespace(ns);
+    await turn();
+    expect(server.set.map((s) => [s.group, [...s.sent].sort()])).toEqual([
+      ["ns/agent/web", ["cluster", "endpoint", "listener", "route"]],
+    ]);
+  });
+
   it("pushes nothing before the caches are complete, then one snapshot per Agent", async () => {
     const { server, xds } = setup();
     xds.markNamespace(ns);

@@ -384,6 +384,8 @@ export class XdsController {
       if (previous?.typeHashes[type] !== typeHashes[type])
         Object.assign(changed, { [type]: resources[type] });
     }
+    // First: if the server refuses the snapshot, nothing here records it as published.
+    this.options.server.updateSnapshot(group, version, changed);
     for (const svc of previous?.eds ?? [])
       this.serviceUsers.get(serviceKey(svc.namespace, svc.service))?.delete(group);
     for (const svc of eds) {
@@ -393,7 +395,6 @@ export class XdsController {
       this.serviceUsers.set(key, users);
     }
     this.groups.set(group, { version, typeHashes, eds });
-    this.options.server.updateSnapshot(group, version, changed);
     // A push per connected sidecar of the group, per type whose resources changed.
     const streams = this.streamCounts.get(group) ?? 0;
     for (const type of RESOURCE_TYPES) {
