@@ -9,7 +9,8 @@
  * `--idle-seconds` with every stream open; its VmRSS and VmHWM throughout.
  *
  * Run: `node bench/src/operator-scale.ts [--agents 1000] [--pscs 100] [--changes 20] [--idle-seconds 60]
- * [--node-options "--max-semi-space-size=4"]`. Control plane, operator and this driver share the machine.
+ * [--node-options="--max-semi-space-size=1 --optimize-for-size"] [--env "KEY=value ..."]`. Control plane,
+ * operator and this driver share the machine.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -99,6 +100,26 @@ async function reconciled(client: KubeClient): Promise<{ done: number; of: numbe
   return { done, of };
 }
 
+/** The operator's V8 heap spaces, used / committed MiB each, from its /metrics (for stderr). */
+async function heapSpaces(adminAddress: string): Promise<string> {
+  const text = await (
+    await fetch(`http://${adminAddress}/metrics`, { signal: AbortSignal.timeout(5_000) })
+  ).text();
+  const spaces = new Map<string, [number, number]>();
+  for (const line of text.split("\n")) {
+    const m = /^nodejs_heap_space_size_(used|total)_bytes\{space="(\w+)"\} (\S+)/.exec(line);
+    if (m === null) continue;
+    const [, kind, space = "", value] = m;
+    const entry = spaces.get(space) ?? [0, 0];
+    entry[kind === "used" ? 0 : 1] = Number(value) / 2 ** 20;
+    spaces.set(space, entry);
+  }
+  return [...spaces]
+    .filter(([, [, total]]) => total >= 1)
+    .map(([space, [used, total]]) => `${space} ${used.toFixed(0)}/${total.toFixed(0)}`)
+    .join(", ");
+}
+
 /** The operator's V8 heap, used / total, from its /metrics. */
 async function heapMb(adminAddress: string): Promise<string> {
   const used = await metricSum(adminAddress, "nodejs_heap_size_used_bytes");
@@ -115,6 +136,8 @@ function options(): {
   nodeOptions: string[];
   /** The operator's --concurrency; empty: its default. */
   concurrency: string;
+  /** Extra environment of the operator (`KEY=value`), as an image's ENV. */
+  env: Record<string, string>;
 } {
   const { values } = parseArgs({
     options: {
@@ -125,6 +148,7 @@ function options(): {
       "node-options": { type: "string", default: "" },
       "cold-deadline": { type: "string", default: "300" },
       concurrency: { type: "string", default: "" },
+      env: { type: "string", default: "" },
     },
   });
   const agents = Number(values.agents);
@@ -146,6 +170,13 @@ function options(): {
     );
   const nodeOptions = values["node-options"].split(" ").filter((o) => o !== "");
   const coldDeadlineSeconds = Number(values["cold-deadline"]);
+  const env: Record<string, string> = {};
+  for (const pair of values.env.split(" ").filter((p) => p !== "")) {
+    const eq = pair.indexOf("=");
+    if (eq < 1)
+      throw new BenchError("TETHER_ERR_BENCH_ARGS", `--env: ${JSON.stringify(pair)} is not KEY=value`);
+    env[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
   return {
     agents,
     pscs,
@@ -154,6 +185,7 @@ function options(): {
     coldDeadlineSeconds,
     nodeOptions,
     concurrency: values.concurrency,
+    env,
   };
 }
 
@@ -193,7 +225,7 @@ async function main(): Promise<void> {
         ...(opts.concurrency === "" ? [] : ["--concurrency", opts.concurrency]),
       ],
       cwd: REPO,
-      env: { PATH: process.env["PATH"] ?? "", KUBECONFIG: plane.kubeconfigPath },
+      env: { ...opts.env, PATH: process.env["PATH"] ?? "", KUBECONFIG: plane.kubeconfigPath },
     });
     const pid = operator.pid;
     const admin = await operator.waitForStdoutLine((l) => /"admin":"([^"]+)"/.exec(l)?.[1], 60_000);
@@ -209,10 +241,14 @@ async function main(): Promise<void> {
     const coldCpu = cpuSeconds(pid);
     const coldWrites = await metricSum(admin, "tether_operator_api_writes_total");
     const rssAfterColdMb = memory(pid).rssMb;
+    const heapAfterCold = await heapMb(admin);
     process.stderr.write(
-      `operator-scale: cold reconcile ${(coldMs / 1000).toFixed(1)} s (${String(progress.done)}/${String(progress.of)}), VmRSS ${rssAfterColdMb.toFixed(0)} MiB\n`,
+      `operator-scale: cold reconcile ${(coldMs / 1000).toFixed(1)} s (${String(progress.done)}/${String(progress.of)}), VmRSS ${rssAfterColdMb.toFixed(0)} MiB (V8 heap used ${heapAfterCold})\n`,
     );
     await operatorQuiet(pid, 120_000);
+    process.stderr.write(
+      `operator-scale: quiet after the cold reconcile: VmRSS ${memory(pid).rssMb.toFixed(0)} MiB, V8 heap used ${await heapMb(admin)} (${await heapSpaces(admin)})\n`,
+    );
 
     // Over TLS, as deployed: every client verifies the operator's certificate with its CA.
     fleet = new AdsFleet({ host: "127.0.0.1", port: xdsPort }, "*", {
@@ -241,6 +277,9 @@ async function main(): Promise<void> {
     await operatorQuiet(pid, 60_000);
     const rssConnectedMb = memory(pid).rssMb;
     const heapConnected = await heapMb(admin);
+    process.stderr.write(
+      `operator-scale: quiet with the streams: VmRSS ${rssConnectedMb.toFixed(0)} MiB, V8 heap used ${heapConnected} (${await heapSpaces(admin)})\n`,
+    );
 
     const latencies: number[] = [];
     let rssMaxMb = rssConnectedMb;
@@ -274,13 +313,19 @@ async function main(): Promise<void> {
     const loadAtEnd = readFileSync("/proc/loadavg", "utf8").trim();
     const ms = (v: number): string => `${v.toFixed(0)} ms`;
     const mib = (v: number): string => `${v.toFixed(0)} MiB`;
-    const command = `node bench/src/operator-scale.ts --agents ${String(opts.agents)} --pscs ${String(opts.pscs)} --changes ${String(opts.changes)} --idle-seconds ${String(opts.idleSeconds)}${opts.concurrency === "" ? "" : ` --concurrency ${opts.concurrency}`}${opts.nodeOptions.length === 0 ? "" : ` --node-options "${opts.nodeOptions.join(" ")}"`}`;
+    const command = `node bench/src/operator-scale.ts --agents ${String(opts.agents)} --pscs ${String(opts.pscs)} --changes ${String(opts.changes)} --idle-seconds ${String(opts.idleSeconds)}${opts.concurrency === "" ? "" : ` --concurrency ${opts.concurrency}`}${opts.nodeOptions.length === 0 ? "" : ` --node-options "${opts.nodeOptions.join(" ")}"`}${
+      Object.keys(opts.env).length === 0
+        ? ""
+        : ` --env "${Object.entries(opts.env)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(" ")}"`
+    }`;
     const rows: [string, string][] = [
       [
         "cold reconcile (spawn → every Agent and ProxyRoute has status for its generation)",
         `${coldDone ? "" : "not done: "}${(coldMs / 1000).toFixed(1)} s${coldDone ? "" : ` (${String(progress.done)} of ${String(progress.of)} reconciled)`} (operator CPU ${coldCpu.toFixed(1)} s, ${String(coldWrites)} API writes)`,
       ],
-      ["VmRSS after the cold reconcile", mib(rssAfterColdMb)],
+      ["VmRSS after the cold reconcile", `${mib(rssAfterColdMb)} (V8 heap used ${heapAfterCold})`],
       [`connect ${String(opts.agents)} ADS clients → all hold EDS`, ms(connectMs)],
       ["VmRSS, all streams connected, quiet", `${mib(rssConnectedMb)} (V8 heap used ${heapConnected})`],
       [

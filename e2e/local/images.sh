@@ -318,7 +318,8 @@ for image in "${images[@]}"; do
   case "$image" in
     operator)
       config=$(node_config tether-operator "The Tether Kubernetes operator" '["8080/tcp", "18000/tcp"]' \
-        '["node", "/app/operator/bin/tether-operator.js"]' null '["NODE_OPTIONS=--max-semi-space-size=4"]')
+        '["node", "--max-semi-space-size=1", "--optimize-for-size", "/app/operator/bin/tether-operator.js"]' \
+        null '["MALLOC_ARENA_MAX=2", "MALLOC_MMAP_THRESHOLD_=65536"]')
       app=$(app_layer operator yes)
       oci_archive operator "$ref" "$config" "$base" "$app"
       ;;

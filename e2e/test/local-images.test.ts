@@ -442,8 +442,14 @@ describe.skipIf(SKIP !== undefined)(
     it("gives each Node container the Dockerfile's entrypoint, user, environment and working directory", async () => {
       const expected = {
         operator: {
-          args: ["node", "/app/operator/bin/tether-operator.js"],
-          env: ["NODE_OPTIONS=--max-semi-space-size=4"],
+          // Node refuses --optimize-for-size in NODE_OPTIONS: the flags are on the command line.
+          args: [
+            "node",
+            "--max-semi-space-size=1",
+            "--optimize-for-size",
+            "/app/operator/bin/tether-operator.js",
+          ],
+          env: ["MALLOC_ARENA_MAX=2", "MALLOC_MMAP_THRESHOLD_=65536"],
         },
         sidecar: {
           // Node refuses --no-maglev in NODE_OPTIONS: the flags are on the command line.

@@ -279,6 +279,49 @@ describe("AdsServer <-> AdsClient", () => {
     expect(order).not.toContain("route");
   });
 
+  it("updates a group from the changed types only, keeping the others; a type never set must be given", async () => {
+    const { server, port } = await startServer();
+    const pushes: PushEvent[] = [];
+    server.onPush((e) => pushes.push(e));
+    expect(() => {
+      server.updateSnapshot(GROUP, "v0", { cluster: new Map([["ps", cluster("ps")]]) });
+    }).toThrow(/no endpoint resources given and none set before/);
+    server.setSnapshot(
+      GROUP,
+      snapshot("v1", {
+        cluster: [cluster("ps")],
+        endpoint: [endpoints("ps", [8080])],
+        listener: [listener("http", "r")],
+      }),
+    );
+    const rec = new Recorder();
+    const client = startClient(port, rec);
+    await rec.until(() => rec.last("listener") !== undefined, "LDS");
+    client.subscribe("endpoint", ["ps"]);
+    await rec.until(() => server.streams()[0]?.acked.endpoint === "v1", "EDS ACK");
+    const before = pushes.length;
+
+    // Only the endpoints are given: the clusters and listeners stay as they were, and are not re-sent.
+    server.updateSnapshot(GROUP, "v2", { endpoint: new Map([["ps", endpoints("ps", [9090])]]) });
+    await rec.until(() => rec.last("endpoint")?.version === "v2", "EDS v2");
+    expect(rec.last("endpoint")!.resources.get("ps")).toEqual(endpoints("ps", [9090]));
+    expect(pushes.slice(before).map((p) => [p.type, p.version])).toEqual([["endpoint", "v2"]]);
+
+    // A client connecting now gets the kept clusters and listeners with the new endpoints.
+    const late = new Recorder();
+    const second = startClient(port, late);
+    await late.until(
+      () => late.last("cluster") !== undefined && late.last("listener") !== undefined,
+      "CDS+LDS",
+    );
+    expect([...late.last("cluster")!.resources.keys()]).toEqual(["ps"]);
+    expect([...late.last("listener")!.resources.keys()]).toEqual(["http"]);
+    expect(late.last("cluster")!.version).toBe("v2");
+    second.subscribe("endpoint", ["ps"]);
+    await late.until(() => late.last("endpoint") !== undefined, "EDS on the second stream");
+    expect(late.last("endpoint")!.resources.get("ps")).toEqual(endpoints("ps", [9090]));
+  });
+
   it("reports a NACK with the rejected version and keeps the stream; the client keeps its accepted version", async () => {
     const { server, port } = await startServer();
     const nacks: NackEvent[] = [];

@@ -2,7 +2,14 @@ import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import type { KubeObject } from "../kube/resources.ts";
 import { OperatorMetrics } from "../metrics.ts";
-import type { AckEvent, NackEvent, Snapshot, SnapshotServer, StreamInfo } from "../xds/contract.ts";
+import type {
+  AckEvent,
+  NackEvent,
+  ResourceType,
+  Snapshot,
+  SnapshotServer,
+  StreamInfo,
+} from "../xds/contract.ts";
 import type { ControllerContext, Stores, TetherKind } from "./context.ts";
 import { XdsController } from "./xds.ts";
 
@@ -26,15 +33,42 @@ class FakeStore {
   on(): void {}
 }
 
+/** As AdsServer: a type left out of an update keeps the group's current resources. */
 class FakeServer implements SnapshotServer {
-  readonly set: { group: string; snapshot: Snapshot }[] = [];
+  /** Each update: the types sent, and the group's whole snapshot after it. */
+  readonly set: { group: string; sent: ResourceType[]; snapshot: Snapshot }[] = [];
   readonly removed: string[] = [];
+  private readonly current = new Map<string, Snapshot>();
+  /** How many of the next updates to refuse, as AdsServer does a snapshot it cannot encode. */
+  refuse = 0;
   nack: (e: NackEvent) => void = () => undefined;
   ack: (e: AckEvent) => void = () => undefined;
-  setSnapshot(group: string, snapshot: Snapshot): void {
-    this.set.push({ group, snapshot });
+  updateSnapshot(group: string, version: string, changed: Partial<Snapshot["resources"]>): void {
+    if (this.refuse > 0) {
+      this.refuse--;
+      throw new Error("refused");
+    }
+    const before = this.current.get(group)?.resources;
+    const pick = <T extends ResourceType>(type: T): Snapshot["resources"][T] => {
+      const resources = changed[type] ?? before?.[type];
+      if (resources === undefined) throw new Error(`${group}: no ${type} resources given or kept`);
+      return resources;
+    };
+    const snapshot: Snapshot = {
+      version,
+      resources: {
+        cluster: pick("cluster"),
+        endpoint: pick("endpoint"),
+        listener: pick("listener"),
+        route: pick("route"),
+      },
+    };
+    this.current.set(group, snapshot);
+    const sent = (Object.keys(changed) as ResourceType[]).filter((t) => changed[t] !== undefined);
+    this.set.push({ group, sent, snapshot });
   }
   removeSnapshot(group: string): void {
+    this.current.delete(group);
     this.removed.push(group);
   }
   onNack(listener: (e: NackEvent) => void): void {
@@ -148,6 +182,21 @@ function setup(): {
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 describe("XdsController", () => {
+  it("publishes every type again after the server refused a group's snapshot", async () => {
+    const { server, xds } = setup();
+    server.refuse = 1;
+    xds.markNamespace(ns);
+    xds.start();
+    await turn();
+    expect(server.set).toEqual([]);
+    // Nothing was recorded as published: the same content is sent again, whole.
+    xds.markNamespace(ns);
+    await turn();
+    expect(server.set.map((s) => [s.group, [...s.sent].sort()])).toEqual([
+      ["ns/agent/web", ["cluster", "endpoint", "listener", "route"]],
+    ]);
+  });
+
   it("pushes nothing before the caches are complete, then one snapshot per Agent", async () => {
     const { server, xds } = setup();
     xds.markNamespace(ns);
@@ -307,7 +356,8 @@ describe("XdsController", () => {
     const after = server.last();
     expect(after.version).not.toBe(before?.version);
     expect(JSON.stringify(after.resources.endpoint.get("route-r"))).toContain("10.9.0.1");
-    // Clusters and listeners are the very objects published before: the server need not encode them again.
+    // Only the endpoints are sent: the server keeps the clusters and listeners it encoded before.
+    expect(server.set.at(-1)?.sent).toEqual(["endpoint"]);
     expect(after.resources.cluster).toBe(before?.resources.cluster);
     expect(after.resources.listener).toBe(before?.resources.listener);
   });

@@ -59,7 +59,6 @@ interface Rejection {
 interface GroupState {
   readonly version: string;
   readonly typeHashes: Record<ResourceType, string>;
-  readonly snapshot: Snapshot;
   /** The EDS services the snapshot's endpoints come from (to rebuild only EDS on a slice change). */
   readonly eds: readonly EdsService[];
 }
@@ -237,13 +236,13 @@ export class XdsController {
       const group = xdsGroup(namespace, "agent", agent.metadata.name);
       wanted.add(group);
       const built = this.agentSnapshot(agent);
-      if (built !== undefined) this.publish(group, built.snapshot, built.eds);
+      if (built !== undefined) this.publish(group, built.snapshot.resources, built.eds);
     }
     for (const broker of s.brokers.list(namespace)) {
       const group = xdsGroup(namespace, "broker", broker.metadata.name);
       wanted.add(group);
       const built = this.brokerSnapshot(broker);
-      if (built !== undefined) this.publish(group, built.snapshot, built.eds);
+      if (built !== undefined) this.publish(group, built.snapshot.resources, built.eds);
     }
     for (const group of [...this.groups.keys()]) {
       if (group.startsWith(`${namespace}/`) && !wanted.has(group)) this.remove(group);
@@ -260,12 +259,7 @@ export class XdsController {
       const typeHashes = { cluster, listener, route, endpoint: this.endpointHash(previous.eds) };
       if (typeHashes.endpoint === previous.typeHashes.endpoint) return;
       const endpoint = new Map(previous.eds.map((svc) => [svc.cluster, this.endpoints(svc).assignment]));
-      this.publish(
-        group,
-        { ...previous.snapshot, resources: { ...previous.snapshot.resources, endpoint } },
-        previous.eds,
-        typeHashes,
-      );
+      this.publish(group, { endpoint }, previous.eds, typeHashes);
       return;
     }
     const store = kind === "broker" ? this.ctx.stores.brokers : this.ctx.stores.agents;
@@ -275,7 +269,7 @@ export class XdsController {
       return;
     }
     const built = kind === "broker" ? this.brokerSnapshot(object) : this.agentSnapshot(object);
-    if (built !== undefined) this.publish(group, built.snapshot, built.eds);
+    if (built !== undefined) this.publish(group, built.snapshot.resources, built.eds);
   }
 
   private remove(group: string): void {
@@ -363,28 +357,35 @@ export class XdsController {
     return stableHash(eds.map((svc) => [svc.cluster, this.endpoints(svc).hash]));
   }
 
+  /**
+   * Publishes the group's snapshot: the server gets only the types whose hash changed (with `known`
+   * hashes, `resources` need hold only those). The rendered objects are not kept here: the server
+   * keeps their encoding, and an unchanged type is never re-encoded.
+   */
   private publish(
     group: string,
-    snapshot: Snapshot,
+    resources: Partial<Snapshot["resources"]>,
     eds: readonly EdsService[],
     known?: Record<ResourceType, string>,
   ): void {
     const previous = this.groups.get(group);
+    const hashOf = (type: ResourceType): string =>
+      stableHash([...(resources[type] ?? new Map<string, ResourceJson>()).entries()]);
     const typeHashes = known ?? {
-      cluster: stableHash([...snapshot.resources.cluster.entries()]),
-      listener: stableHash([...snapshot.resources.listener.entries()]),
-      route: stableHash([...snapshot.resources.route.entries()]),
+      cluster: hashOf("cluster"),
+      listener: hashOf("listener"),
+      route: hashOf("route"),
       endpoint: this.endpointHash(eds),
     };
     const version = snapshotVersion(typeHashes);
     if (previous?.version === version) return;
-    // Unchanged types keep the previous objects, so the server reuses their encoding.
-    const resources = { ...snapshot.resources };
+    const changed: Partial<Snapshot["resources"]> = {};
     for (const type of RESOURCE_TYPES) {
-      if (previous !== undefined && previous.typeHashes[type] === typeHashes[type])
-        Object.assign(resources, { [type]: previous.snapshot.resources[type] });
+      if (previous?.typeHashes[type] !== typeHashes[type])
+        Object.assign(changed, { [type]: resources[type] });
     }
-    const published: Snapshot = { version, resources };
+    // First: if the server refuses the snapshot, nothing here records it as published.
+    this.options.server.updateSnapshot(group, version, changed);
     for (const svc of previous?.eds ?? [])
       this.serviceUsers.get(serviceKey(svc.namespace, svc.service))?.delete(group);
     for (const svc of eds) {
@@ -393,8 +394,7 @@ export class XdsController {
       users.add(group);
       this.serviceUsers.set(key, users);
     }
-    this.groups.set(group, { version, typeHashes, snapshot: published, eds });
-    this.options.server.setSnapshot(group, published);
+    this.groups.set(group, { version, typeHashes, eds });
     // A push per connected sidecar of the group, per type whose resources changed.
     const streams = this.streamCounts.get(group) ?? 0;
     for (const type of RESOURCE_TYPES) {

@@ -5,7 +5,8 @@ export type { AckEvent, NackEvent, ResourceJson, ResourceType, Snapshot, StreamI
 
 /** What the operator needs of AdsServer (the real one, or a fake in unit tests). */
 export interface SnapshotServer {
-  setSnapshot(group: string, snapshot: Snapshot): void;
+  /** Types left out of `changed` keep the group's current resources (see AdsServer.updateSnapshot). */
+  updateSnapshot(group: string, version: string, changed: Partial<Snapshot["resources"]>): void;
   removeSnapshot(group: string): void;
   onNack(listener: (e: NackEvent) => void): void;
   onAck(listener: (e: AckEvent) => void): void;
