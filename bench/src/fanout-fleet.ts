@@ -112,6 +112,9 @@ export class AdsFleet {
         target: this.target,
         node: { id: member.nodeId, cluster: member.group },
         log: silent,
+        // A PING every 5 s, as the operator's rendered tether_xds cluster asks of real sidecars
+        // (connection_keepalive interval 5s, timeout 5s), so idle CPU counts their pings.
+        keepalive: { timeMs: 5_000, timeoutMs: 5_000 },
         ...(this.tls === undefined ? {} : { tls: this.tls }),
       },
       {
