@@ -72,7 +72,7 @@ function skipReason(): string | undefined {
   for (const tool of ["runc", "gcc", "jq", "tar", "gzip"]) {
     if (!onPath(tool)) return `${tool} is not on PATH (apt-get install -y ${tool})`;
   }
-  for (const file of ["operator/dist/main.js", "sidecar/dist/main.js", "e2e/dist/image/main.js"]) {
+  for (const file of ["operator/dist/main.js", "sidecar/dist/bundle/main.js", "e2e/dist/image/main.js"]) {
     if (!existsSync(join(REPO_ROOT, file))) return `${file} is missing (npm run build)`;
   }
   return undefined;

@@ -23,11 +23,10 @@ interface XdsModule {
 
 /** Loads @tether/xds's AdsClient; throws TETHER_ERR_XDS_UNAVAILABLE when the package is missing. */
 export async function loadAdsClientFactory(): Promise<AdsClientFactory> {
-  // A variable specifier: the package is optional at build time and loaded only on demand.
-  const specifier = "@tether/xds";
+  // A dynamic import: loaded only on demand (in the bundle, a chunk of its own).
   let mod: XdsModule;
   try {
-    mod = (await import(specifier)) as XdsModule;
+    mod = (await import("@tether/xds")) as XdsModule;
   } catch (err) {
     const message = `dynamic_resources needs the @tether/xds package: ${(err as Error).message}`;
     throw new TetherError("TETHER_ERR_XDS_UNAVAILABLE", message, [message]);
