@@ -192,9 +192,8 @@ app_layer() {
   mkdir -p "$root/app"
   case "$ws" in
     sidecar)
-      # The bundle (sidecar/scripts/bundle.ts) holds everything but re2js, which @tether/envoy
-      # requires lazily by name, at the first safe_regex.
-      stage "$root/app" sidecar/package.json sidecar/bin sidecar/dist/bundle node_modules/re2js
+      # The bundle and its start-up snapshot (sidecar/scripts/bundle.ts) hold all its dependencies.
+      stage "$root/app" sidecar/package.json sidecar/bin sidecar/dist/bundle
       ;;
     operator)
       stage "$root/app" package.json "$ws/package.json" "$ws/bin" "$ws/dist"
@@ -309,7 +308,7 @@ if [ "$needs_node" = yes ]; then
     PATH=$repo/node_modules/.bin:$PATH tsc -b envoy xds operator sidecar e2e
     PATH=$repo/node_modules/.bin:$PATH node sidecar/scripts/bundle.ts > /dev/null
   fi
-  for f in envoy/dist/index.js xds/dist/index.js operator/dist/main.js sidecar/dist/bundle/main.js e2e/dist/image/main.js; do
+  for f in envoy/dist/index.js xds/dist/index.js operator/dist/main.js sidecar/dist/bundle/sidecar.blob e2e/dist/image/main.js; do
     [ -f "$f" ] || die "$f is missing: run npm run build"
   done
   log "base layer: $(readlink -f node_modules/node/bin/node) ($("$repo/node_modules/node/bin/node" --version)) and its libraries"
@@ -331,7 +330,7 @@ for image in "${images[@]}"; do
     sidecar)
       # The operator passes --config /etc/tether/envoy.yaml itself; CMD is the same default.
       config=$(node_config tether-sidecar "Tether's Envoy-compatible sidecar proxy" '["9901/tcp"]' \
-        '["node", "--max-semi-space-size=4", "--no-maglev", "/app/sidecar/bin/tether-sidecar.js"]' \
+        '["node", "--snapshot-blob=/app/sidecar/dist/bundle/sidecar.blob", "--max-semi-space-size=4", "--no-maglev", "/app/sidecar/bin/tether-sidecar.js"]' \
         '["--config", "/etc/tether/envoy.yaml"]')
       app=$(app_layer sidecar no)
       oci_archive sidecar "$ref" "$config" "$base" "$app"
