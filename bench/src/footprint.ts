@@ -38,6 +38,9 @@ export interface Footprint {
   readonly perConnectionKb: number;
   /** VmHWM at the end: through start-up, the idle connections and a `wrk -c32` saturation run. */
   readonly peakMb: number;
+  /** RSS split right after the saturation run: what the peak is made of. */
+  readonly loadAnonMb: number;
+  readonly loadFileMb: number;
   readonly saturationRps: number;
   /** Requests answered in the saturation run per CPU-second the proxy used (user + system). */
   readonly rpsPerCpuSecond: number;
@@ -219,6 +222,8 @@ export async function measureFootprint(
       connections,
       perConnectionKb: ((withConnections.rss - idle.rss) * 1024) / connections,
       peakMb: end.hwm,
+      loadAnonMb: end.anon,
+      loadFileMb: end.file,
       saturationRps: wrk.requestsPerSecond,
       // wrk runs 5 s (its 1 s warm-up is not part of runWrk): requests over the proxy's CPU time.
       rpsPerCpuSecond: cpu > 0 ? (wrk.requestsPerSecond * 5) / cpu : 0,
@@ -230,14 +235,15 @@ export async function measureFootprint(
 
 export function footprintTable(rows: readonly Footprint[]): string {
   const lines = [
-    "| proxy | start-up to serving | idle RSS | idle anon / file-backed | RSS per idle connection | peak RSS (VmHWM) | req/s in the saturation run | req per proxy CPU-second |",
-    "|---|---|---|---|---|---|---|---|",
+    "| proxy | start-up to serving | idle RSS | idle anon / file-backed | RSS per idle connection | peak RSS (VmHWM) | after load anon / file-backed | req/s in the saturation run | req per proxy CPU-second |",
+    "|---|---|---|---|---|---|---|---|---|",
   ];
   for (const r of rows) {
     lines.push(
       `| ${r.name} | ${r.startupMs.toFixed(0)} ms | ${r.idleRssMb.toFixed(1)} MB | ` +
         `${r.idleAnonMb.toFixed(1)} / ${r.idleFileMb.toFixed(1)} MB | ` +
-        `${r.perConnectionKb.toFixed(1)} KB (${r.connections}) | ${r.peakMb.toFixed(1)} MB | ${r.saturationRps.toFixed(0)} | ` +
+        `${r.perConnectionKb.toFixed(1)} KB (${r.connections}) | ${r.peakMb.toFixed(1)} MB | ` +
+        `${r.loadAnonMb.toFixed(1)} / ${r.loadFileMb.toFixed(1)} MB | ${r.saturationRps.toFixed(0)} | ` +
         `${(r.rpsPerCpuSecond / 1000).toFixed(1)}k |`,
     );
   }

@@ -450,7 +450,7 @@ describe.skipIf(SKIP !== undefined)(
           env: ["NODE_OPTIONS=--max-semi-space-size=4"],
         },
         sidecar: {
-          // Node refuses --no-maglev and --snapshot-blob in NODE_OPTIONS: the flags are on the command line.
+          // Node refuses --no-maglev in NODE_OPTIONS: the flags are on the command line.
           args: [
             "node",
             "--snapshot-blob=/app/sidecar/dist/bundle/sidecar.blob",
