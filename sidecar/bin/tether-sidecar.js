@@ -1,5 +1,5 @@
 #!/usr/bin/env -S node --max-semi-space-size=4 --no-maglev
-// The flags are the image's NODE_OPTIONS (sidecar/Dockerfile), for `npx tether-sidecar` and a direct
+// The flags are the image's (sidecar/Dockerfile's ENTRYPOINT), for `npx tether-sidecar` and a direct
 // exec; `node sidecar/bin/tether-sidecar.js` runs without them.
 // Runs the built sidecar, what the image ships (`npm run build` writes it, sidecar/scripts/bundle.ts):
 // dist/bundle/sidecar.blob, a start-up snapshot of the bundled sidecar, by replacing this process
