@@ -16,6 +16,7 @@ import { request } from "undici";
 import { sidecarConfig } from "./configs.ts";
 import type { Endpoint } from "./configs.ts";
 import { BenchError, Proc, freePort, pause, runBench } from "./proc.ts";
+import { cpuSeconds } from "./procstat.ts";
 import { REPO_ROOT, sidecarImageNodeFlags, startProxy, startUpstreamNginx, waitServing } from "./targets.ts";
 import type { ProxyKind } from "./targets.ts";
 import { runWrk } from "./wrk.ts";
@@ -37,7 +38,12 @@ export interface Footprint {
   readonly perConnectionKb: number;
   /** VmHWM at the end: through start-up, the idle connections and a `wrk -c32` saturation run. */
   readonly peakMb: number;
+  /** RSS split right after the saturation run: what the peak is made of. */
+  readonly loadAnonMb: number;
+  readonly loadFileMb: number;
   readonly saturationRps: number;
+  /** Requests answered in the saturation run per CPU-second the proxy used (user + system). */
+  readonly rpsPerCpuSecond: number;
 }
 
 interface ProcMemory {
@@ -203,7 +209,9 @@ export async function measureFootprint(
     for (const s of sockets) s.destroy();
     await pause(1000);
     const url = `${origin}/payload`;
+    const cpuBefore = cpuSeconds(proc.pid);
     const wrk = await runWrk({ url, threads: 1, connections: 32, durationS: 5, cpus: LOAD_CPU });
+    const cpu = cpuSeconds(proc.pid) - cpuBefore;
     const end = procMemory(proc.pid);
     return {
       name: target.name,
@@ -214,7 +222,11 @@ export async function measureFootprint(
       connections,
       perConnectionKb: ((withConnections.rss - idle.rss) * 1024) / connections,
       peakMb: end.hwm,
+      loadAnonMb: end.anon,
+      loadFileMb: end.file,
       saturationRps: wrk.requestsPerSecond,
+      // wrk runs 5 s (its 1 s warm-up is not part of runWrk): requests over the proxy's CPU time.
+      rpsPerCpuSecond: cpu > 0 ? (wrk.requestsPerSecond * 5) / cpu : 0,
     };
   } finally {
     await proc.kill();
@@ -223,14 +235,16 @@ export async function measureFootprint(
 
 export function footprintTable(rows: readonly Footprint[]): string {
   const lines = [
-    "| proxy | start-up to serving | idle RSS | idle anon / file-backed | RSS per idle connection | peak RSS (VmHWM) | req/s in the saturation run |",
-    "|---|---|---|---|---|---|---|",
+    "| proxy | start-up to serving | idle RSS | idle anon / file-backed | RSS per idle connection | peak RSS (VmHWM) | after load anon / file-backed | req/s in the saturation run | req per proxy CPU-second |",
+    "|---|---|---|---|---|---|---|---|---|",
   ];
   for (const r of rows) {
     lines.push(
       `| ${r.name} | ${r.startupMs.toFixed(0)} ms | ${r.idleRssMb.toFixed(1)} MB | ` +
         `${r.idleAnonMb.toFixed(1)} / ${r.idleFileMb.toFixed(1)} MB | ` +
-        `${r.perConnectionKb.toFixed(1)} KB (${r.connections}) | ${r.peakMb.toFixed(1)} MB | ${r.saturationRps.toFixed(0)} |`,
+        `${r.perConnectionKb.toFixed(1)} KB (${r.connections}) | ${r.peakMb.toFixed(1)} MB | ` +
+        `${r.loadAnonMb.toFixed(1)} / ${r.loadFileMb.toFixed(1)} MB | ${r.saturationRps.toFixed(0)} | ` +
+        `${(r.rpsPerCpuSecond / 1000).toFixed(1)}k |`,
     );
   }
   return lines.join("\n") + "\n";

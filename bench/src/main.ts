@@ -108,8 +108,8 @@ async function main(): Promise<void> {
   const rounds = Number(values.rounds);
   const wanted = values.targets.split(",").map((t) => t.trim());
   let proxies = PROXIES.filter((p) => wanted.includes(p));
-  if (proxies.includes("tether-sidecar") && !existsSync(`${REPO_ROOT}sidecar/dist/main.js`)) {
-    log("sidecar/dist/main.js missing (run `npm run build`): tether-sidecar is left out");
+  if (proxies.includes("tether-sidecar") && !existsSync(`${REPO_ROOT}sidecar/dist/bundle/sidecar.blob`)) {
+    log("sidecar/dist/bundle/sidecar.blob missing (run `npm run build`): tether-sidecar is left out");
     proxies = proxies.filter((p) => p !== "tether-sidecar");
   }
   const dir = mkdtempSync(join(os.tmpdir(), "tether-bench-"));

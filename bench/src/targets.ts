@@ -26,7 +26,8 @@ export function sidecarImageNodeFlags(): string[] {
   const line = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile)?.[1];
   if (line === undefined) throw new Error("sidecar/Dockerfile: no exec-form ENTRYPOINT line");
   const args = JSON.parse(line) as string[];
-  return args.slice(1).filter((a) => a.startsWith("--"));
+  // The image names its snapshot's path; sidecar/bin/tether-sidecar.js adds the local build's itself.
+  return args.slice(1).filter((a) => a.startsWith("--") && !a.startsWith("--snapshot-blob"));
 }
 
 export type ProxyKind = "tether-sidecar" | "haproxy" | "nginx";

@@ -191,9 +191,13 @@ app_layer() {
   root=$work/app-$ws
   mkdir -p "$root/app"
   case "$ws" in
-    operator | sidecar)
+    sidecar)
+      # The bundle and its start-up snapshot (sidecar/scripts/bundle.ts) hold all its dependencies.
+      stage "$root/app" sidecar/package.json sidecar/bin sidecar/dist/bundle
+      ;;
+    operator)
       stage "$root/app" package.json "$ws/package.json" "$ws/bin" "$ws/dist"
-      # Both depend on the envoy and xds workspaces (@tether/envoy, @tether/xds), linked into
+      # It depends on the envoy and xds workspaces (@tether/envoy, @tether/xds), linked into
       # node_modules as npm does.
       stage "$root/app" envoy/package.json envoy/dist
       stage "$root/app" xds/package.json xds/dist xds/generated
@@ -300,10 +304,11 @@ done
 
 if [ "$needs_node" = yes ]; then
   if [ "${TETHER_IMAGES_SKIP_BUILD:-0}" != 1 ]; then
-    log "building TypeScript (tsc -b envoy xds operator sidecar e2e)"
+    log "building TypeScript (tsc -b envoy xds operator sidecar e2e) and the sidecar's bundle"
     PATH=$repo/node_modules/.bin:$PATH tsc -b envoy xds operator sidecar e2e
+    PATH=$repo/node_modules/.bin:$PATH node sidecar/scripts/bundle.ts > /dev/null
   fi
-  for f in envoy/dist/index.js xds/dist/index.js operator/dist/main.js sidecar/dist/main.js e2e/dist/image/main.js; do
+  for f in envoy/dist/index.js xds/dist/index.js operator/dist/main.js sidecar/dist/bundle/sidecar.blob e2e/dist/image/main.js; do
     [ -f "$f" ] || die "$f is missing: run npm run build"
   done
   log "base layer: $(readlink -f node_modules/node/bin/node) ($("$repo/node_modules/node/bin/node" --version)) and its libraries"
@@ -326,9 +331,9 @@ for image in "${images[@]}"; do
     sidecar)
       # The operator passes --config /etc/tether/envoy.yaml itself; CMD is the same default.
       config=$(node_config tether-sidecar "Tether's Envoy-compatible sidecar proxy" '["9901/tcp"]' \
-        '["node", "--max-semi-space-size=4", "--no-maglev", "/app/sidecar/bin/tether-sidecar.js"]' \
+        '["node", "--snapshot-blob=/app/sidecar/dist/bundle/sidecar.blob", "--max-semi-space-size=4", "--no-maglev", "/app/sidecar/bin/tether-sidecar.js"]' \
         '["--config", "/etc/tether/envoy.yaml"]')
-      app=$(app_layer sidecar yes)
+      app=$(app_layer sidecar no)
       oci_archive sidecar "$ref" "$config" "$base" "$app"
       ;;
     demo)

@@ -72,7 +72,11 @@ function skipReason(): string | undefined {
   for (const tool of ["runc", "gcc", "jq", "tar", "gzip"]) {
     if (!onPath(tool)) return `${tool} is not on PATH (apt-get install -y ${tool})`;
   }
-  for (const file of ["operator/dist/main.js", "sidecar/dist/main.js", "e2e/dist/image/main.js"]) {
+  for (const file of [
+    "operator/dist/main.js",
+    "sidecar/dist/bundle/sidecar.blob",
+    "e2e/dist/image/main.js",
+  ]) {
     if (!existsSync(join(REPO_ROOT, file))) return `${file} is missing (npm run build)`;
   }
   return undefined;
@@ -455,6 +459,7 @@ describe.skipIf(SKIP !== undefined)(
           // Node refuses --no-maglev in NODE_OPTIONS: the flags are on the command line.
           args: [
             "node",
+            "--snapshot-blob=/app/sidecar/dist/bundle/sidecar.blob",
             "--max-semi-space-size=4",
             "--no-maglev",
             "/app/sidecar/bin/tether-sidecar.js",

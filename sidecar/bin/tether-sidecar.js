@@ -1,8 +1,12 @@
 #!/usr/bin/env -S node --max-semi-space-size=4 --no-maglev
-// The flags are the image's NODE_OPTIONS (sidecar/Dockerfile), for `npx tether-sidecar` and a direct
+// The flags are the image's (sidecar/Dockerfile's ENTRYPOINT), for `npx tether-sidecar` and a direct
 // exec; `node sidecar/bin/tether-sidecar.js` runs without them.
-// Runs the built sidecar (`npm run build` first). Plain JS so npm can link it before a build, and so an
-// old Node gets a clear message instead of a crash deep inside a dependency.
+// Runs the built sidecar, what the image ships (`npm run build` writes it, sidecar/scripts/bundle.ts):
+// dist/bundle/sidecar.blob, a start-up snapshot of the bundled sidecar, by replacing this process
+// with `node --snapshot-blob sidecar.blob <this file> <arguments>` (same pid, same node options);
+// if the snapshot was written by another node binary, the bundle itself (dist/bundle/sidecar.cjs).
+// Plain JS so npm can link it before a build, and so an old Node gets a clear message instead of a
+// crash deep inside a dependency.
 const major = Number(process.versions.node.split(".")[0]);
 if (major < 24) {
   console.error(
@@ -11,10 +15,37 @@ if (major < 24) {
   );
   process.exit(1);
 }
-const main = new URL("../dist/main.js", import.meta.url);
-const { existsSync } = await import("node:fs");
-if (!existsSync(main)) {
-  console.error(`tether-sidecar: not built yet (${main.pathname} is missing): run npm run build`);
+const { existsSync, readFileSync } = await import("node:fs");
+const { fileURLToPath } = await import("node:url");
+const script = fileURLToPath(new URL("../dist/bundle/sidecar.cjs", import.meta.url));
+const blob = fileURLToPath(new URL("../dist/bundle/sidecar.blob", import.meta.url));
+if (!existsSync(script) || !existsSync(blob)) {
+  console.error(`tether-sidecar: not built yet (${script} or its .blob is missing): run npm run build`);
   process.exit(1);
 }
-await import(main.href);
+let builtBy;
+try {
+  builtBy = JSON.parse(readFileSync(`${blob}.json`, "utf8"));
+} catch {
+  builtBy = {};
+}
+if (
+  builtBy.node === process.version &&
+  builtBy.arch === process.arch &&
+  builtBy.platform === process.platform
+) {
+  process.execve(process.execPath, [
+    process.execPath,
+    ...process.execArgv,
+    "--snapshot-blob",
+    blob,
+    fileURLToPath(import.meta.url),
+    ...process.argv.slice(2),
+  ]);
+}
+console.error(
+  `tether-sidecar: ${blob} was written by node ${builtBy.node ?? "?"}, this is ${process.version}: ` +
+    "starting without it (slower, more memory); npm run build writes one for this node",
+);
+const { createRequire } = await import("node:module");
+createRequire(import.meta.url)(script);

@@ -38,7 +38,7 @@ export class SidecarProcess {
   /** Starts the sidecar and resolves once its admin /ready answers 200. */
   async start(): Promise<void> {
     const bin = `${repoRoot()}sidecar/bin/tether-sidecar.js`;
-    const main = `${repoRoot()}sidecar/dist/main.js`;
+    const main = `${repoRoot()}sidecar/dist/bundle/sidecar.blob`;
     if (!existsSync(main)) {
       throw new ProcessError(
         "TETHER_ERR_SIDECAR_NOT_BUILT",

@@ -21,7 +21,7 @@ export function buildOperator(): void {
   );
 }
 
-/** Builds sidecar/dist, for `tether-sidecar --mode validate` on rendered configs. */
+/** Builds sidecar/dist and its bundle (what the bin runs), for `tether-sidecar --mode validate` on rendered configs. */
 export function buildSidecar(): void {
   execFileSync(
     process.execPath,
@@ -31,6 +31,10 @@ export function buildSidecar(): void {
       stdio: "pipe",
     },
   );
+  execFileSync(process.execPath, [join(REPO_ROOT, "sidecar", "scripts", "bundle.ts")], {
+    cwd: REPO_ROOT,
+    stdio: "pipe",
+  });
 }
 
 /** Runs the real sidecar's validation on a config file; resolves with its exit code and output. */

@@ -17,23 +17,14 @@ export interface AdsClientLike {
 
 export type AdsClientFactory = (options: AdsClientOptions, handler: AdsHandler) => AdsClientLike;
 
-interface XdsModule {
-  AdsClient: new (options: AdsClientOptions, handler: AdsHandler) => AdsClientLike;
-}
-
 /** Loads @tether/xds's AdsClient; throws TETHER_ERR_XDS_UNAVAILABLE when the package is missing. */
 export async function loadAdsClientFactory(): Promise<AdsClientFactory> {
-  // A variable specifier: the package is optional at build time and loaded only on demand.
-  const specifier = "@tether/xds";
-  let mod: XdsModule;
+  // A dynamic import: evaluated only on demand (in the bundle, a module initialized at first use).
+  let mod: typeof import("@tether/xds");
   try {
-    mod = (await import(specifier)) as XdsModule;
+    mod = await import("@tether/xds");
   } catch (err) {
     const message = `dynamic_resources needs the @tether/xds package: ${(err as Error).message}`;
-    throw new TetherError("TETHER_ERR_XDS_UNAVAILABLE", message, [message]);
-  }
-  if (typeof mod.AdsClient !== "function") {
-    const message = "@tether/xds does not export AdsClient";
     throw new TetherError("TETHER_ERR_XDS_UNAVAILABLE", message, [message]);
   }
   return (options, handler) => new mod.AdsClient(options, handler);

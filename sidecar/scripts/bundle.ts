@@ -1,0 +1,132 @@
+// Writes sidecar/dist/bundle/: the sidecar as one minified script (sidecar.cjs) with @tether/envoy,
+// @tether/xds, zod, yaml, re2js and protobufjs inside, and a Node start-up snapshot of it
+// (sidecar.blob) with every module already evaluated, so a start deserializes a heap instead of
+// parsing and compiling ~400 modules. That is most of the sidecar's start-up time and file-backed
+// resident memory (bench/RESULTS.md, "Bundled sidecar and start-up snapshot"). Runs after `tsc -b`
+// (it bundles envoy/ and xds/ from dist/):
+//   node sidecar/scripts/bundle.ts          (part of the root `npm run build`)
+// A snapshot only runs on the node binary that wrote it: this script writes it with the node that
+// runs it, and sidecar.blob.json names that node's version for sidecar/bin/tether-sidecar.js to check.
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { build, type Plugin } from "esbuild";
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+const sidecarDir = path.resolve(here, "..");
+const outdir = path.join(sidecarDir, "dist", "bundle");
+const script = path.join(outdir, "sidecar.cjs");
+const blob = path.join(outdir, "sidecar.blob");
+
+/** Replaces one exact piece of a dependency's built file, failing the build when it is gone. */
+function rewrite(name: string, file: RegExp, from: string, to: string): Plugin {
+  return {
+    name,
+    setup(b) {
+      b.onLoad({ filter: file }, (args) => {
+        const source = readFileSync(args.path, "utf8");
+        if (!source.includes(from)) throw new Error(`${args.path}: no ${from} to rewrite (${name})`);
+        return { contents: source.replace(from, to), loader: "js" };
+      });
+    },
+  };
+}
+
+// @tether/envoy requires re2js by name at the first safe_regex, and @tether/xds reads its protobuf
+// descriptor beside its dist/ at the first xDS message. Both become plain require()s of bundled
+// modules, still evaluated only on first use.
+const re2jsInside = rewrite(
+  "re2js-inside",
+  /[\\/]envoy[\\/]dist[\\/]regex\.js$/,
+  'createRequire(import.meta.url)("re2js")',
+  'require("re2js")',
+);
+const descriptorInside = rewrite(
+  "xds-descriptor-inside",
+  /[\\/]xds[\\/]dist[\\/]descriptor\.js$/,
+  'readFileSync(new URL("../generated/envoy-subset.json", import.meta.url), "utf8")',
+  'require("../generated/envoy-subset.json?text")',
+);
+const jsonAsText: Plugin = {
+  name: "json-as-text",
+  setup(b) {
+    b.onResolve({ filter: /\.json\?text$/ }, (args) => ({
+      path: path.resolve(args.resolveDir, args.path.slice(0, -"?text".length)),
+      namespace: "json-text",
+    }));
+    b.onLoad({ filter: /.*/, namespace: "json-text" }, (args) => ({
+      contents: readFileSync(args.path, "utf8"),
+      loader: "text",
+    }));
+  },
+};
+
+/**
+ * Node cannot put some built-in modules' native state into a snapshot (node:http's parser binding
+ * aborts the build). The bundle reaches these through objects whose properties load the real module
+ * on first access, after the snapshot is deserialized.
+ */
+const LAZY_BUILTINS = ["http", "https", "http2", "tls", "net", "dns", "dns/promises", "perf_hooks"];
+const requireBuiltin = createRequire(import.meta.url);
+const lazyBuiltins: Plugin = {
+  name: "lazy-builtins",
+  setup(b) {
+    const filter = new RegExp(`^(node:)?(${LAZY_BUILTINS.join("|").replace("/", "\\/")})$`);
+    b.onResolve({ filter }, (args) =>
+      args.namespace === "lazy-builtin"
+        ? { path: args.path, external: true }
+        : { path: args.path.replace(/^node:/, ""), namespace: "lazy-builtin" },
+    );
+    b.onLoad({ filter: /.*/, namespace: "lazy-builtin" }, (args) => {
+      const keys = Object.keys(requireBuiltin(`node:${args.path}`) as object);
+      return {
+        contents:
+          `let real; const load = () => (real ??= require("node:${args.path}"));\n` +
+          `const lazy = {};\n` +
+          `for (const key of ${JSON.stringify(keys)}) ` +
+          `Object.defineProperty(lazy, key, { enumerable: true, get: () => load()[key] });\n` +
+          `module.exports = lazy;\n`,
+        loader: "js",
+      };
+    });
+  },
+};
+
+rmSync(outdir, { recursive: true, force: true });
+mkdirSync(outdir, { recursive: true });
+const result = await build({
+  entryPoints: [path.join(sidecarDir, "src", "snapshot.ts")],
+  bundle: true,
+  format: "cjs",
+  platform: "node",
+  target: "node24",
+  outfile: script,
+  minify: true,
+  // The sources are ES modules: keep their strict-mode semantics in the script.
+  banner: { js: '"use strict";' },
+  // No keepNames: it wraps every named function and closure in a defineProperty call, also the ones
+  // created per request (~7 % more CPU per request in bench/RESULTS.md). Stack frames name minified
+  // functions either way; the source map restores them.
+  // A linked map costs nothing at run time; `node --enable-source-maps` reads it when debugging.
+  sourcemap: "linked",
+  legalComments: "linked",
+  // Only AdsServer (never used by the sidecar) loads gRPC.
+  external: ["@grpc/grpc-js"],
+  plugins: [re2jsInside, descriptorInside, jsonAsText, lazyBuiltins],
+  metafile: true,
+  logLevel: "warning",
+});
+const bytes = result.metafile.outputs[path.relative(process.cwd(), script)]?.bytes ?? 0;
+execFileSync(process.execPath, ["--snapshot-blob", blob, "--build-snapshot", script], {
+  cwd: outdir,
+  stdio: ["ignore", "ignore", "pipe"],
+});
+writeFileSync(
+  `${blob}.json`,
+  JSON.stringify({ node: process.version, arch: process.arch, platform: process.platform }) + "\n",
+);
+process.stdout.write(
+  `${path.relative(process.cwd(), script)}  ${(bytes / 1024).toFixed(0)} KB\n` +
+    `${path.relative(process.cwd(), blob)}  ${(readFileSync(blob).length / 1048576).toFixed(1)} MB (node ${process.version})\n`,
+);

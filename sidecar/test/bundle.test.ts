@@ -1,0 +1,105 @@
+// What ships: the bin starts the bundle's start-up snapshot (dist/bundle/sidecar.blob) in its own
+// process, the bundle needs nothing outside dist/bundle/ (no node_modules), and a snapshot written by
+// another node falls back to the bundle itself.
+import { spawn } from "node:child_process";
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  bootstrapYaml,
+  clusterYaml,
+  freePort,
+  httpListenerYaml,
+  routeYaml,
+  Sidecar,
+} from "./support/harness.ts";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const SIDECAR_DIR = path.resolve(here, "..");
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function run(bin: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [bin, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+    p.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+    p.on("exit", (code) => {
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** The shipped files (bin/, dist/bundle/, package.json) copied outside the repository's node_modules reach. */
+function shippedCopy(): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "tether-shipped-"));
+  for (const part of ["package.json", "bin", "dist/bundle"]) {
+    cpSync(path.join(SIDECAR_DIR, part), path.join(dir, part), { recursive: true });
+  }
+  return path.join(dir, "bin", "tether-sidecar.js");
+}
+
+/** A config whose route uses safe_regex (so re2js is loaded) and whose xDS-free start needs nothing else. */
+function regexConfig(admin: number, listen: number): string {
+  const routes = [
+    `                      - match: { safe_regex: { regex: '/jsp/(\\w+/?)+\\.jsp' } }
+                        route: { cluster: backend, timeout: 5s }`,
+    routeYaml({ cluster: "backend" }),
+  ];
+  return bootstrapYaml(
+    admin,
+    httpListenerYaml(listen, routes),
+    clusterYaml({ name: "backend", endpoints: [{ port: 9 }] }),
+  );
+}
+
+describe("the shipped sidecar", () => {
+  it("runs from its start-up snapshot in the bin's own process, with the process's own start time", async () => {
+    const [listen, admin] = await Promise.all([freePort(), freePort()]);
+    const startedAt = Date.now() / 1000;
+    const s = new Sidecar(admin, Sidecar.writeConfig(regexConfig(admin, listen)));
+    cleanups.push(() => s.stop());
+    await s.start();
+    const pid = s.proc?.pid ?? 0;
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    expect(cmdline).toContain("--snapshot-blob");
+    expect(cmdline).toContain(path.join(SIDECAR_DIR, "dist", "bundle", "sidecar.blob"));
+    // Taken at start, not when the snapshot was written.
+    const start = await s.metric("process_start_time_seconds");
+    expect(start).toBeGreaterThanOrEqual(Math.floor(startedAt) - 1);
+    expect(start).toBeLessThanOrEqual(Date.now() / 1000 + 1);
+  });
+
+  it("needs no node_modules: validates a safe_regex config from a copy outside the repository", async () => {
+    const bin = shippedCopy();
+    const file = Sidecar.writeConfig(regexConfig(await freePort(), await freePort()));
+    const r = await run(bin, ["--config", file, "--mode", "validate"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("OK");
+  });
+
+  it("starts from the bundle itself, saying so, when the snapshot was written by another node", async () => {
+    const bin = shippedCopy();
+    const manifest = path.join(path.dirname(bin), "..", "dist", "bundle", "sidecar.blob.json");
+    writeFileSync(
+      manifest,
+      JSON.stringify({ node: "v0.0.0", arch: process.arch, platform: process.platform }),
+    );
+    const file = Sidecar.writeConfig(regexConfig(await freePort(), await freePort()));
+    const r = await run(bin, ["--config", file, "--mode", "validate"]);
+    expect(r.stderr).toContain("was written by node v0.0.0");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("OK");
+    const bad = await run(bin, ["--config", "/nonexistent/envoy.yaml", "--mode", "validate"]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain("TETHER_ERR_CONFIG_READ");
+  });
+});
