@@ -2,7 +2,6 @@
 // strict as node:http runs it (no lenient flags), so framing errors (both Content-Length and
 // Transfer-Encoding, bad chunk sizes, obs-fold...) are refused exactly as before. Pipelined requests
 // are answered in order: a response waits until the one before it went out.
-import { createRequire } from "node:module";
 import type { Socket } from "node:net";
 import { DownstreamRequest, type BodySource } from "./request.ts";
 import { DownstreamResponse, type ResponseSink } from "./response.ts";
@@ -33,7 +32,14 @@ interface HttpCommon {
   methods: readonly string[];
 }
 
-const { HTTPParser, methods } = createRequire(import.meta.url)("node:_http_common") as HttpCommon;
+let httpCommon: HttpCommon | undefined;
+/**
+ * node:_http_common, loaded at the first connection rather than at import: the sidecar's start-up
+ * snapshot is built with every module evaluated, and the parser's native binding cannot be in it.
+ */
+function llhttp(): HttpCommon {
+  return (httpCommon ??= process.getBuiltinModule("node:_http_common") as HttpCommon);
+}
 
 /** What a connection reports to its server's user (the HTTP listener). */
 export interface Http1Handler {
@@ -141,6 +147,7 @@ export class Http1Session implements BodySource, ResponseSink {
   constructor(socket: Socket, owner: SessionOwner, maxHeaderSize: number) {
     this.socket = socket;
     this.owner = owner;
+    const { HTTPParser } = llhttp();
     const parser = new HTTPParser();
     parser.initialize(HTTPParser.REQUEST, {}, maxHeaderSize, HTTPParser.kLenientNone);
     parser[HTTPParser.kOnMessageBegin] = onMessageBegin;
@@ -247,7 +254,7 @@ export class Http1Session implements BodySource, ResponseSink {
     }
     const url = this.urlPart + (parsedUrl ?? "");
     this.urlPart = "";
-    const method = methods[methodIndex] ?? "GET";
+    const method = llhttp().methods[methodIndex] ?? "GET";
     const socket = this.socket;
     const req = new DownstreamRequest(method, url, headers, `${major}.${minor}`, socket, this);
     this.incoming = req;
