@@ -23,36 +23,35 @@ export function pinnedVersions(): Record<string, string> {
   return out;
 }
 
+/** A Go module pinned in e2e/k8s/versions.env (by `versionKey`), downloaded through the Go module proxy. */
+async function pinnedModuleDir(versionKey: string, module: string): Promise<string> {
+  const version = pinnedVersions()[versionKey];
+  if (version === undefined) throw new Error(`${versionKey} missing from e2e/k8s/versions.env`);
+  const { stdout } = await run("go", ["mod", "download", "-json", `${module}@${version}`], {
+    timeout: 300_000,
+    maxBuffer: 1 << 20,
+  });
+  const dir = (JSON.parse(stdout) as { Dir?: string }).Dir;
+  if (dir === undefined) throw new Error(`go mod download gave no directory for ${module} ${version}`);
+  return dir;
+}
+
 /** Directory of the Prometheus Operator's CRD files, downloaded through the Go module proxy. */
 export async function monitoringCrdDir(): Promise<string> {
-  const version = pinnedVersions().PROMETHEUS_OPERATOR_VERSION;
-  if (version === undefined) throw new Error("PROMETHEUS_OPERATOR_VERSION missing from e2e/k8s/versions.env");
-  const { stdout } = await run(
-    "go",
-    ["mod", "download", "-json", `github.com/prometheus-operator/prometheus-operator@${version}`],
-    {
-      timeout: 300_000,
-      maxBuffer: 1 << 20,
-    },
+  const dir = await pinnedModuleDir(
+    "PROMETHEUS_OPERATOR_VERSION",
+    "github.com/prometheus-operator/prometheus-operator",
   );
-  const dir = (JSON.parse(stdout) as { Dir?: string }).Dir;
-  if (dir === undefined)
-    throw new Error(`go mod download gave no directory for prometheus-operator ${version}`);
   return join(dir, "example", "prometheus-operator-crd");
 }
 
 /** Directory of cert-manager's CRD files (deploy/crds/), downloaded through the Go module proxy. */
 export async function certManagerCrdDir(): Promise<string> {
-  const version = pinnedVersions().CERT_MANAGER_VERSION;
-  if (version === undefined) throw new Error("CERT_MANAGER_VERSION missing from e2e/k8s/versions.env");
-  const { stdout } = await run(
-    "go",
-    ["mod", "download", "-json", `github.com/cert-manager/cert-manager@${version}`],
-    { timeout: 300_000, maxBuffer: 1 << 20 },
+  return join(
+    await pinnedModuleDir("CERT_MANAGER_VERSION", "github.com/cert-manager/cert-manager"),
+    "deploy",
+    "crds",
   );
-  const dir = (JSON.parse(stdout) as { Dir?: string }).Dir;
-  if (dir === undefined) throw new Error(`go mod download gave no directory for cert-manager ${version}`);
-  return join(dir, "deploy", "crds");
 }
 
 export interface HelmResult {
