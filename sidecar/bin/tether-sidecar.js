@@ -15,12 +15,21 @@ if (major < 24) {
   );
   process.exit(1);
 }
-const { existsSync, readFileSync } = await import("node:fs");
+const { existsSync, readFileSync, statSync } = await import("node:fs");
 const { fileURLToPath } = await import("node:url");
 const script = fileURLToPath(new URL("../dist/bundle/sidecar.cjs", import.meta.url));
 const blob = fileURLToPath(new URL("../dist/bundle/sidecar.blob", import.meta.url));
 if (!existsSync(script) || !existsSync(blob)) {
   console.error(`tether-sidecar: not built yet (${script} or its .blob is missing): run npm run build`);
+  process.exit(1);
+}
+// In a checkout, a `tsc -b` after the last `npm run build` means the bundle is older than the code.
+const buildInfo = fileURLToPath(new URL("../tsconfig.tsbuildinfo", import.meta.url));
+if (existsSync(buildInfo) && statSync(buildInfo).mtimeMs > statSync(blob).mtimeMs) {
+  console.error(
+    `tether-sidecar: ${blob} is older than the last TypeScript build (${buildInfo}): ` +
+      "run npm run build, which also writes the bundle",
+  );
   process.exit(1);
 }
 let builtBy;
