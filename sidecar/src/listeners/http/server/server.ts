@@ -3,7 +3,7 @@
 // and request_timeout checked every checkIntervalMs from a request's first byte (from the accept for
 // the first request), close() closing idle keep-alive connections, closeAllConnections() for the end.
 import net, { type Socket } from "node:net";
-import { Http1Session, type Http1Handler, type SessionOwner } from "./session.ts";
+import { Http1Session, sessionOf, type Http1Handler, type SessionOwner } from "./session.ts";
 
 export interface Http1ServerOptions {
   /** ms for a request's head; 0: none. */
@@ -15,9 +15,6 @@ export interface Http1ServerOptions {
   /** How often the two timeouts are checked. */
   checkIntervalMs: number;
 }
-
-const SESSION = Symbol("tether.http1Session");
-type SessionSocket = Socket & { [SESSION]?: Http1Session };
 
 function checkFired(server: Http1Server): void {
   server.checkTimeouts();
@@ -54,7 +51,6 @@ export class Http1Server implements SessionOwner {
 
   private onConnection(socket: Socket): void {
     const session = new Http1Session(socket, this, this.maxHeaderSize);
-    (socket as SessionSocket)[SESSION] = session;
     this.sessions.add(session);
     this.handler.onConnection(socket);
   }
@@ -65,7 +61,7 @@ export class Http1Server implements SessionOwner {
 
   /** The response being written on `socket` has sent its head. */
   responseUnderWay(socket: Socket): boolean {
-    return (socket as SessionSocket)[SESSION]?.responseUnderWay === true;
+    return sessionOf(socket)?.responseUnderWay === true;
   }
 
   /** Reports each connection whose request head (or whole request) is late, once, as node:http does. */
