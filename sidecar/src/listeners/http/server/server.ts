@@ -2,6 +2,8 @@
 // Http1Sessions. It keeps node:http's connection rules the listener was built on: request_headers_timeout
 // and request_timeout checked every checkIntervalMs from a request's first byte (from the accept for
 // the first request), close() closing idle keep-alive connections, closeAllConnections() for the end.
+// The same check is the handler's clock (onTimeoutCheck) for its own per-connection deadlines, so a
+// connection holds no timer of its own; it runs until the server is closed and its last connection is.
 import net, { type Socket } from "node:net";
 import { Http1Session, sessionOf, type Http1Handler, type SessionOwner } from "./session.ts";
 
@@ -57,6 +59,12 @@ export class Http1Server implements SessionOwner {
 
   onSessionClosed(session: Http1Session): void {
     this.sessions.delete(session);
+    if (this.sessions.size === 0 && !this.net.listening) this.stopChecks();
+  }
+
+  private stopChecks(): void {
+    clearInterval(this.checkTimer);
+    this.checkTimer = undefined;
   }
 
   /** The response being written on `socket` has sent its head. */
@@ -66,10 +74,11 @@ export class Http1Server implements SessionOwner {
 
   /** Reports each connection whose request head (or whole request) is late, once, as node:http does. */
   checkTimeouts(): void {
+    const now = performance.now();
+    this.handler.onTimeoutCheck(now);
     const headers = this.headersTimeout;
     const request = this.requestTimeout;
     if (headers <= 0 && request <= 0) return;
-    const now = performance.now();
     for (const s of this.sessions) {
       if (!s.active || s.expired) continue;
       const age = now - s.messageStart;
@@ -80,9 +89,9 @@ export class Http1Server implements SessionOwner {
   /** Stops accepting and closes idle connections; connections with a request in progress go on. */
   close(): void {
     if (this.net.listening) this.net.close();
-    clearInterval(this.checkTimer);
-    this.checkTimer = undefined;
     this.closeIdleConnections();
+    // Connections still answering keep the check (their timeouts and the handler's) until they close.
+    if (this.sessions.size === 0) this.stopChecks();
   }
 
   closeIdleConnections(): void {

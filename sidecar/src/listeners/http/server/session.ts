@@ -85,6 +85,8 @@ export interface Http1Handler {
   onTimeout(socket: Socket): void;
   /** A CONNECT request: the socket is the handler's from here on. */
   onConnect(req: DownstreamRequest, socket: Socket): void;
+  /** The server's periodic check (performance.now()): the handler's per-connection deadlines. */
+  onTimeoutCheck(now: number): void;
 }
 
 /** What a session needs from its server. */
