@@ -5,13 +5,7 @@
 // The same check is the handler's clock (onTimeoutCheck) for its own per-connection deadlines, so a
 // connection holds no timer of its own; it runs until the server is closed and its last connection is.
 import net, { type Socket } from "node:net";
-import {
-  Http1Session,
-  PARSER_IDLE_CHECKS,
-  sessionOf,
-  type Http1Handler,
-  type SessionOwner,
-} from "./session.ts";
+import { Http1Session, sessionOf, type Http1Handler, type SessionOwner } from "./session.ts";
 
 export interface Http1ServerOptions {
   /** ms for a request's head; 0: none. */
@@ -78,22 +72,15 @@ export class Http1Server implements SessionOwner {
     return sessionOf(socket)?.responseUnderWay === true;
   }
 
-  /**
-   * Reports each connection whose request head (or whole request) is late, once, as node:http does;
-   * connections idle since the check before last give their parser back.
-   */
+  /** Reports each connection whose request head (or whole request) is late, once, as node:http does. */
   checkTimeouts(): void {
     const now = performance.now();
     this.handler.onTimeoutCheck(now);
     const headers = this.headersTimeout;
     const request = this.requestTimeout;
+    if (headers <= 0 && request <= 0) return;
     for (const s of this.sessions) {
-      if (s.idle) {
-        if (++s.idleChecks >= PARSER_IDLE_CHECKS && s.hasParser) s.shedParser();
-        continue;
-      }
-      s.idleChecks = 0;
-      if (!s.active || s.expired || (headers <= 0 && request <= 0)) continue;
+      if (!s.active || s.expired) continue;
       const age = now - s.messageStart;
       if ((headers > 0 && s.headersPending && age > headers) || (request > 0 && age > request)) s.timedOut();
     }

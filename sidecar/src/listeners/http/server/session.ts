@@ -141,15 +141,9 @@ function onExecute(this: LlhttpParser, ret: number | ParseError): void {
   this.session?.onExecuted(ret);
 }
 
-/**
- * Parsers of closed (or idle) connections, reused as node:http does (llhttp re-initialised per
- * connection). Few are kept: a parser is a few KB of native memory, and idle connections give theirs back.
- */
+/** Parsers of closed connections, reused as node:http does (llhttp re-initialised per connection). */
 const parserPool: LlhttpParser[] = [];
-const PARSER_POOL_MAX = 32;
-
-/** Periodic checks a keep-alive connection stays idle through before it gives its parser back. */
-export const PARSER_IDLE_CHECKS = 2;
+const PARSER_POOL_MAX = 256;
 /** The async resource handed to every parser: the sidecar does not use async hooks. */
 const PARSER_RESOURCE = {};
 
@@ -225,13 +219,7 @@ function expectation(raw: readonly string[]): string | undefined {
 export class Http1Session implements BodySource, ResponseSink {
   readonly socket: Socket;
   private readonly owner: SessionOwner;
-  /** undefined while the connection is idle and gave it back (shedParser). */
-  private parser: LlhttpParser | undefined;
-  private readonly maxHeaderSize: number;
-  /** The socket's handle can be consumed by the parser (a TCP or pipe stream). */
-  private readonly consumable: boolean;
-  /** Periodic checks this connection was idle through, with no message begun since. */
-  idleChecks = 0;
+  private readonly parser: LlhttpParser;
   /** The request whose message is being read (head seen, body not complete). */
   incoming: DownstreamRequest | undefined;
   /** Responses not finished yet, oldest (the one being written) first. */
@@ -261,11 +249,13 @@ export class Http1Session implements BodySource, ResponseSink {
   constructor(socket: Socket, owner: SessionOwner, maxHeaderSize: number) {
     this.socket = socket;
     this.owner = owner;
-    this.maxHeaderSize = maxHeaderSize;
+    this.parser = takeParser(this, maxHeaderSize);
     (socket as SessionSocket)[SESSION] = this;
-    this.consumable = (socket as SessionSocket)._handle?.isStreamBase === true;
-    if (!this.consumable) socket.on("data", onSocketData);
-    this.attachParser();
+    const handle = (socket as SessionSocket)._handle;
+    if (handle?.isStreamBase === true) {
+      this.parser.consume(handle);
+      this.consumed = true;
+    } else socket.on("data", onSocketData);
     socket.on("end", onSocketEnd);
     socket.on("error", onSocketError);
     socket.on("timeout", onSocketTimeout);
@@ -283,51 +273,9 @@ export class Http1Session implements BodySource, ResponseSink {
     return this.queue[0]?.headersSent === true;
   }
 
-  /** The session holds a parser (false: an idle connection gave it back). */
-  get hasParser(): boolean {
-    return this.parser !== undefined;
-  }
-
-  /** Takes a parser; it reads the socket's handle from now on when the handle can be consumed. */
-  private attachParser(): LlhttpParser {
-    const parser = takeParser(this, this.maxHeaderSize);
-    this.parser = parser;
-    const socket = this.socket as SessionSocket;
-    const handle = socket._handle;
-    if (this.consumable && handle !== null) {
-      parser.consume(handle);
-      this.consumed = true;
-    }
-    return parser;
-  }
-
-  /**
-   * An idle keep-alive connection gives its parser back (a few KB of native memory each): until the
-   * next request, reads arrive as net.Socket `data` events, and the first one takes a parser again.
-   */
-  shedParser(): void {
-    const parser = this.parser;
-    if (parser === undefined || !this.consumed || this.stopped || this.closedAfterResponse || !this.idle)
-      return;
-    if (this.bodyPaused || this.pipelinePaused) return;
-    this.stopConsuming();
-    this.parser = undefined;
-    releaseParser(parser);
-    this.socket.on("data", onSocketData);
-  }
-
   onData(data: Buffer): void {
     if (this.stopped) return;
-    let parser = this.parser;
-    if (parser === undefined) {
-      // The first bytes after an idle period: the parser takes the handle's reads over again.
-      const socket = this.socket;
-      socket.off("data", onSocketData);
-      parser = this.attachParser();
-      // net.Socket marks itself reading again, so it does not restart reads the parser stops.
-      if (this.consumed) socket.read(0);
-    }
-    this.onExecuted(parser.execute(data));
+    this.onExecuted(this.parser.execute(data));
   }
 
   /** After the parser executed one read (from the handle, or from onData). */
@@ -351,7 +299,7 @@ export class Http1Session implements BodySource, ResponseSink {
   }
 
   onEnd(): void {
-    if (!this.stopped && this.parser !== undefined) {
+    if (!this.stopped) {
       const err = this.parser.finish();
       if (err !== undefined) {
         this.stopped = true;
@@ -379,7 +327,6 @@ export class Http1Session implements BodySource, ResponseSink {
 
   onMessageBegin(): void {
     this.active = true;
-    this.idleChecks = 0;
     this.headersPending = true;
     this.messageStart = performance.now();
     this.headerParts = undefined;
@@ -491,7 +438,7 @@ export class Http1Session implements BodySource, ResponseSink {
   private stopConsuming(): void {
     if (!this.consumed) return;
     this.consumed = false;
-    this.parser?.unconsume();
+    this.parser.unconsume();
   }
 
   // ---- ResponseSink -------------------------------------------------------------------------------
@@ -585,8 +532,7 @@ export class Http1Session implements BodySource, ResponseSink {
       res.emit("close");
     }
     this.stopConsuming();
-    if (this.parser !== undefined) releaseParser(this.parser);
-    this.parser = undefined;
+    releaseParser(this.parser);
     (this.socket as SessionSocket)[SESSION] = undefined;
     this.owner.onSessionClosed(this);
   }
