@@ -487,3 +487,87 @@ describe("pipelined requests", () => {
     expect((await up.stats()).paths["GET /second"]).toBeUndefined();
   });
 });
+
+describe("read back-pressure", () => {
+  it("stops reading a request body the upstream does not take, and delivers it whole once it does", async () => {
+    const [upPort, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
+    // An upstream that takes the connection but reads nothing until the test lets it.
+    const accepted: net.Socket[] = [];
+    const upstream = net.createServer({ pauseOnConnect: true }, (socket) => {
+      socket.on("error", () => undefined);
+      accepted.push(socket);
+    });
+    await new Promise<void>((resolve) => upstream.listen(upPort, "127.0.0.1", resolve));
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          for (const socket of accepted) socket.destroy();
+          upstream.close(() => {
+            resolve();
+          });
+        }),
+    );
+    const yaml = bootstrapYaml(
+      admin,
+      listenerYaml(listen, {}),
+      clusterYaml({ endpoints: [{ port: upPort }] }),
+    );
+    const s = new Sidecar(admin, Sidecar.writeConfig(yaml));
+    cleanups.push(() => s.stop());
+    await s.start();
+
+    const c = new RawClient(listen);
+    await c.opened;
+    const chunk = Buffer.alloc(1024 * 1024, 0x61);
+    const chunks = 64;
+    const size = chunk.length * chunks;
+    c.socket.write(`POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: ${size}\r\n\r\n`);
+    for (let i = 0; i < chunks; i++) c.socket.write(chunk);
+    await waitFor("the upstream connection", () => accepted[0]);
+    // The bytes the client's kernel took stop growing: the sidecar stopped reading. Without read
+    // back-pressure the sidecar would read (and hold) the whole body and the client would send it all.
+    let last = -1;
+    let still = 0;
+    const taken = await waitFor(
+      "the client's writes to stall",
+      () => {
+        const now = size - c.socket.writableLength;
+        still = now === last ? still + 1 : 0;
+        last = now;
+        return still >= 25 ? now : undefined; // unchanged for 25 polls (~0.5 s)
+      },
+      15_000,
+    );
+    // What is not in the client is in the kernel's buffers on the way (a few MB each) and in the
+    // sidecar's bounded buffers; a quarter of the body is far past all of them.
+    expect(taken).toBeLessThan(size / 4);
+    expect(c.socket.writableLength).toBeGreaterThan(0);
+
+    // Once the upstream reads, the sidecar reads again: the whole body arrives and is answered.
+    const upstreamSocket = accepted[0] as net.Socket;
+    let head = "";
+    let body = 0;
+    upstreamSocket.on("data", (data: Buffer) => {
+      if (!head.endsWith("\r\n\r\n")) {
+        const text = data.toString("latin1");
+        const end = (head + text).indexOf("\r\n\r\n");
+        if (end === -1) {
+          head += text;
+          return;
+        }
+        body += data.length - (end + 4 - head.length);
+        head = (head + text).slice(0, end + 4);
+      } else body += data.length;
+      if (body === size)
+        upstreamSocket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${String(size).length}\r\n\r\n${size}`);
+    });
+    upstreamSocket.resume();
+    const got = await waitFor(
+      "the response",
+      () => (responses(c.data).length > 0 ? responses(c.data) : undefined),
+      20_000,
+    );
+    expect(got).toEqual([["HTTP/1.1 200 OK", String(size)]]);
+    expect(head).toMatch(/^POST \/upload HTTP\/1\.1\r\n/);
+  });
+});

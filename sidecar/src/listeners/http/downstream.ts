@@ -1,5 +1,6 @@
 // One downstream HTTP/1.1 connection's timeouts, with Envoy's HttpConnectionManager semantics:
-// - idle_timeout: no request in progress (from accept, or from the end of the last response) → close.
+// - idle_timeout: no request in progress (from accept, or from the end of the last response) → close;
+//   checked on the server's periodic check (checkIdle), not by a timer per connection.
 // - stream_idle_timeout: a request in progress (from its first byte) with no bytes either way → 408.
 // - request_headers_timeout / request_timeout: the head / the whole request not received in time
 //   → 408. The parser knows when a request's first byte arrived; the server's connections check
@@ -10,7 +11,7 @@ import type { HttpConnectionManagerConfig } from "@tether/envoy";
 import type { DownstreamResponse } from "./server/response.ts";
 import type { HttpStats } from "./stats.ts";
 
-/** How often Node checks request_headers_timeout / request_timeout: they fire up to this much late. */
+/** How often request_headers_timeout, request_timeout and idle_timeout are checked: they fire up to this much late. */
 export const TIMEOUT_CHECK_INTERVAL_MS = 250;
 
 /** Envoy's delayed_close_timeout: after a local reply that closes, the client gets this long to read it. */
@@ -50,10 +51,6 @@ function responseClosed(this: TrackedResponse): void {
   this[CONN]?.onResponseClosed(this);
 }
 
-function idleFired(conn: DownstreamConnection): void {
-  conn.onIdleTimer();
-}
-
 const REASONS: Record<number, string> = {
   400: "Bad Request",
   403: "Forbidden",
@@ -72,20 +69,26 @@ export function rawReply(status: number, text: string): string {
 
 export class DownstreamConnection {
   readonly socket: Socket;
+  /** The connection's id in the logs ("d42"). */
+  readonly id: string;
+  readonly openedAt = performance.now();
   /** Why we closed it (logged); undefined when the client or an error did. */
   closeReason: string | undefined;
   private readonly owner: ConnectionOwner;
   /** Responses of requests received and not yet closed (more than one when pipelined). */
   private readonly responses: TrackedResponse[] = [];
-  private idleTimer: NodeJS.Timeout | undefined;
+  /** When the connection last became idle (performance.now()); -1 once idle_timeout was checked. */
+  private idleSince = -1;
+  /** idle_timeout when it became idle (a reload changes it for later idle periods). */
   private idleMs = 0;
   private streamIdleMs = 0;
   /** socket.bytesRead when the connection last became idle: more means a request has begun. */
   private bytesAtIdle = 0;
   private closeTimer: NodeJS.Timeout | undefined;
 
-  constructor(socket: Socket, owner: ConnectionOwner) {
+  constructor(socket: Socket, owner: ConnectionOwner, id: string) {
     this.socket = socket;
+    this.id = id;
     this.owner = owner;
     this.applyStreamIdle();
     this.enterIdle();
@@ -119,14 +122,15 @@ export class DownstreamConnection {
 
   private enterIdle(): void {
     this.bytesAtIdle = this.socket.bytesRead;
-    const ms = this.owner.hcm.common_http_protocol_options.idle_timeout;
-    if (ms === this.idleMs && this.idleTimer !== undefined) {
-      this.idleTimer.refresh();
-      return;
-    }
-    clearTimeout(this.idleTimer);
-    this.idleMs = ms;
-    this.idleTimer = ms > 0 ? setTimeout(idleFired, ms, this) : undefined;
+    this.idleMs = this.owner.hcm.common_http_protocol_options.idle_timeout;
+    this.idleSince = this.idleMs > 0 ? performance.now() : -1;
+  }
+
+  /** The server's periodic check: idle_timeout passed since the connection became idle. */
+  checkIdle(now: number): void {
+    if (this.idleSince < 0 || now - this.idleSince < this.idleMs) return;
+    this.idleSince = -1;
+    this.onIdleTimer();
   }
 
   private applyStreamIdle(): void {
@@ -219,8 +223,7 @@ export class DownstreamConnection {
 
   /** The socket closed: timers go with it. */
   dispose(): void {
-    clearTimeout(this.idleTimer);
     clearTimeout(this.closeTimer);
-    this.idleTimer = undefined;
+    this.idleSince = -1;
   }
 }

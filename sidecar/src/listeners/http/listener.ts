@@ -57,6 +57,14 @@ function hostOf(raw: readonly string[]): string {
   return "";
 }
 
+const LISTENER = Symbol("tether.httpListener");
+type ListenerSocket = Socket & { [LISTENER]?: HttpListener };
+
+/** Shared by every downstream socket (no closure per connection): `this` is the socket. */
+function downstreamSocketClosed(this: Socket, hadError: boolean): void {
+  (this as ListenerSocket)[LISTENER]?.onConnectionClosed(this, hadError);
+}
+
 export class HttpListener implements ProxyEnv, Http1Handler {
   readonly name: string;
   readonly stats: HttpStats;
@@ -193,6 +201,10 @@ export class HttpListener implements ProxyEnv, Http1Handler {
     if (this.started && !this.isDraining) this.subscription?.start();
   }
 
+  onTimeoutCheck(now: number): void {
+    for (const conn of this.connections.values()) conn.checkIdle(now);
+  }
+
   onTimeout(socket: Socket): void {
     this.connections.get(socket)?.onInactive();
   }
@@ -207,8 +219,7 @@ export class HttpListener implements ProxyEnv, Http1Handler {
       return;
     }
     const id = nextConnectionId("d");
-    const started = performance.now();
-    const conn = new DownstreamConnection(socket, this);
+    const conn = new DownstreamConnection(socket, this, id);
     this.connections.set(socket, conn);
     if (this.accessLog !== undefined) this.connectionIds.set(socket, Number(id.slice(1)));
     this.stats.downstream_cx_total++;
@@ -217,23 +228,28 @@ export class HttpListener implements ProxyEnv, Http1Handler {
       { conn: id, listener: this.name, remote: `${socket.remoteAddress}:${socket.remotePort}` },
       "downstream connection open",
     );
-    socket.once("close", (hadError: boolean) => {
-      this.connections.delete(socket);
-      conn.dispose();
-      this.limit.release();
-      this.stats.downstream_cx_active--;
-      this.log.info(
-        {
-          conn: id,
-          listener: this.name,
-          bytesIn: socket.bytesRead,
-          bytesOut: socket.bytesWritten,
-          durationMs: Math.round(performance.now() - started),
-          reason: conn.closeReason ?? (hadError ? "error" : this.isDraining ? "drain" : "closed"),
-        },
-        "downstream connection closed",
-      );
-    });
+    (socket as ListenerSocket)[LISTENER] = this;
+    socket.once("close", downstreamSocketClosed);
+  }
+
+  onConnectionClosed(socket: Socket, hadError: boolean): void {
+    const conn = this.connections.get(socket);
+    if (conn === undefined) return;
+    this.connections.delete(socket);
+    conn.dispose();
+    this.limit.release();
+    this.stats.downstream_cx_active--;
+    this.log.info(
+      {
+        conn: conn.id,
+        listener: this.name,
+        bytesIn: socket.bytesRead,
+        bytesOut: socket.bytesWritten,
+        durationMs: Math.round(performance.now() - conn.openedAt),
+        reason: conn.closeReason ?? (hadError ? "error" : this.isDraining ? "drain" : "closed"),
+      },
+      "downstream connection closed",
+    );
   }
 
   onClientError(err: NodeJS.ErrnoException, socket: Socket): void {

@@ -2,8 +2,10 @@
 // Http1Sessions. It keeps node:http's connection rules the listener was built on: request_headers_timeout
 // and request_timeout checked every checkIntervalMs from a request's first byte (from the accept for
 // the first request), close() closing idle keep-alive connections, closeAllConnections() for the end.
+// The same check is the handler's clock (onTimeoutCheck) for its own per-connection deadlines, so a
+// connection holds no timer of its own; it runs until the server is closed and its last connection is.
 import net, { type Socket } from "node:net";
-import { Http1Session, type Http1Handler, type SessionOwner } from "./session.ts";
+import { Http1Session, sessionOf, type Http1Handler, type SessionOwner } from "./session.ts";
 
 export interface Http1ServerOptions {
   /** ms for a request's head; 0: none. */
@@ -15,9 +17,6 @@ export interface Http1ServerOptions {
   /** How often the two timeouts are checked. */
   checkIntervalMs: number;
 }
-
-const SESSION = Symbol("tether.http1Session");
-type SessionSocket = Socket & { [SESSION]?: Http1Session };
 
 function checkFired(server: Http1Server): void {
   server.checkTimeouts();
@@ -54,26 +53,32 @@ export class Http1Server implements SessionOwner {
 
   private onConnection(socket: Socket): void {
     const session = new Http1Session(socket, this, this.maxHeaderSize);
-    (socket as SessionSocket)[SESSION] = session;
     this.sessions.add(session);
     this.handler.onConnection(socket);
   }
 
   onSessionClosed(session: Http1Session): void {
     this.sessions.delete(session);
+    if (this.sessions.size === 0 && !this.net.listening) this.stopChecks();
+  }
+
+  private stopChecks(): void {
+    clearInterval(this.checkTimer);
+    this.checkTimer = undefined;
   }
 
   /** The response being written on `socket` has sent its head. */
   responseUnderWay(socket: Socket): boolean {
-    return (socket as SessionSocket)[SESSION]?.responseUnderWay === true;
+    return sessionOf(socket)?.responseUnderWay === true;
   }
 
   /** Reports each connection whose request head (or whole request) is late, once, as node:http does. */
   checkTimeouts(): void {
+    const now = performance.now();
+    this.handler.onTimeoutCheck(now);
     const headers = this.headersTimeout;
     const request = this.requestTimeout;
     if (headers <= 0 && request <= 0) return;
-    const now = performance.now();
     for (const s of this.sessions) {
       if (!s.active || s.expired) continue;
       const age = now - s.messageStart;
@@ -84,9 +89,9 @@ export class Http1Server implements SessionOwner {
   /** Stops accepting and closes idle connections; connections with a request in progress go on. */
   close(): void {
     if (this.net.listening) this.net.close();
-    clearInterval(this.checkTimer);
-    this.checkTimer = undefined;
     this.closeIdleConnections();
+    // Connections still answering keep the check (their timeouts and the handler's) until they close.
+    if (this.sessions.size === 0) this.stopChecks();
   }
 
   closeIdleConnections(): void {

@@ -2,6 +2,9 @@
 // strict as node:http runs it (no lenient flags), so framing errors (both Content-Length and
 // Transfer-Encoding, bad chunk sizes, obs-fold...) are refused exactly as before. Pipelined requests
 // are answered in order: a response waits until the one before it went out.
+// As node:http does for plain TCP, the parser reads the socket's handle itself (`consume`): a read
+// is parsed in C++ from one shared buffer, without a JS Buffer or a `data` event, and reads are
+// stopped and restarted on the handle (readStop / readStart) for back-pressure.
 import type { Socket } from "node:net";
 import { DownstreamRequest, type BodySource } from "./request.ts";
 import { DownstreamResponse, type ResponseSink } from "./response.ts";
@@ -11,6 +14,12 @@ interface LlhttpParser {
   initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
   execute(data: Buffer): number | ParseError;
   finish(): ParseError | undefined;
+  /** Reads `handle` directly: every read is executed, then reported to the kOnExecute callback. */
+  consume(handle: StreamHandle): void;
+  unconsume(): void;
+  /** Drops async-hooks state before the parser goes back to the pool (as node:http's freeParser). */
+  remove(): void;
+  free(): void;
   close(): void;
   session: Http1Session | undefined;
   [callback: number]: unknown;
@@ -27,6 +36,7 @@ interface HttpCommon {
     kOnHeadersComplete: number;
     kOnBody: number;
     kOnMessageComplete: number;
+    kOnExecute: number;
     kLenientNone: number;
   };
   methods: readonly string[];
@@ -41,6 +51,30 @@ function llhttp(): HttpCommon {
   return (httpCommon ??= process.getBuiltinModule("node:_http_common") as HttpCommon);
 }
 
+/** A socket's libuv stream (TCPWrap / PipeWrap), as net.Socket keeps it in `_handle`. */
+interface StreamHandle {
+  readonly isStreamBase?: boolean;
+  /** net.Socket's own record of whether reads are started; kept in step with readStart / readStop. */
+  reading?: boolean;
+  readStart(): number;
+  readStop(): number;
+}
+
+/** net.Socket internals the session relies on, as node:http does. */
+type SessionSocket = Socket & {
+  _handle: StreamHandle | null;
+  /** Refreshes the socket's timeout: reads the parser consumes never pass through net.Socket. */
+  _unrefTimer(): void;
+  [SESSION]?: Http1Session;
+};
+
+/** The session of a socket the server accepted. */
+export const SESSION = Symbol("tether.http1Session");
+
+export function sessionOf(socket: Socket): Http1Session | undefined {
+  return (socket as SessionSocket)[SESSION];
+}
+
 /** What a connection reports to its server's user (the HTTP listener). */
 export interface Http1Handler {
   onConnection(socket: Socket): void;
@@ -51,6 +85,8 @@ export interface Http1Handler {
   onTimeout(socket: Socket): void;
   /** A CONNECT request: the socket is the handler's from here on. */
   onConnect(req: DownstreamRequest, socket: Socket): void;
+  /** The server's periodic check (performance.now()): the handler's per-connection deadlines. */
+  onTimeoutCheck(now: number): void;
 }
 
 /** What a session needs from its server. */
@@ -101,6 +137,69 @@ function onMessageComplete(this: LlhttpParser): void {
   this.session?.onMessageComplete();
 }
 
+function onExecute(this: LlhttpParser, ret: number | ParseError): void {
+  this.session?.onExecuted(ret);
+}
+
+/** Parsers of closed connections, reused as node:http does (llhttp re-initialised per connection). */
+const parserPool: LlhttpParser[] = [];
+const PARSER_POOL_MAX = 256;
+/** The async resource handed to every parser: the sidecar does not use async hooks. */
+const PARSER_RESOURCE = {};
+
+function takeParser(session: Http1Session, maxHeaderSize: number): LlhttpParser {
+  const { HTTPParser } = llhttp();
+  let parser = parserPool.pop();
+  if (parser === undefined) {
+    parser = new HTTPParser();
+    parser[HTTPParser.kOnMessageBegin] = onMessageBegin;
+    parser[HTTPParser.kOnHeaders] = onHeaders;
+    parser[HTTPParser.kOnHeadersComplete] = onHeadersComplete;
+    parser[HTTPParser.kOnBody] = onBody;
+    parser[HTTPParser.kOnMessageComplete] = onMessageComplete;
+    parser[HTTPParser.kOnExecute] = onExecute;
+  }
+  parser.initialize(HTTPParser.REQUEST, PARSER_RESOURCE, maxHeaderSize, HTTPParser.kLenientNone);
+  parser.session = session;
+  return parser;
+}
+
+function releaseParser(parser: LlhttpParser): void {
+  parser.session = undefined;
+  if (parserPool.length >= PARSER_POOL_MAX) {
+    parser.close();
+    return;
+  }
+  parser.remove();
+  parser.free();
+  parserPool.push(parser);
+}
+
+// Socket listeners shared by every session (no closures per connection): `this` is the socket.
+function onSocketData(this: Socket, data: Buffer): void {
+  sessionOf(this)?.onData(data);
+}
+
+function onSocketEnd(this: Socket): void {
+  sessionOf(this)?.onEnd();
+}
+
+function onSocketError(this: Socket, err: NodeJS.ErrnoException): void {
+  sessionOf(this)?.reportError(err);
+}
+
+function onSocketTimeout(this: Socket): void {
+  sessionOf(this)?.onTimeout();
+}
+
+function onSocketDrain(this: Socket): void {
+  sessionOf(this)?.onDrain();
+}
+
+function onSocketClose(this: Socket): void {
+  sessionOf(this)?.onClose();
+}
+
 function hasHost(raw: readonly string[]): boolean {
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
@@ -125,7 +224,8 @@ export class Http1Session implements BodySource, ResponseSink {
   incoming: DownstreamRequest | undefined;
   /** Responses not finished yet, oldest (the one being written) first. */
   private readonly queue: DownstreamResponse[] = [];
-  private headerParts: string[] = [];
+  /** Header fields llhttp flushed before the head completed (a head split over reads); rare. */
+  private headerParts: string[] | undefined;
   private urlPart = "";
   /** As node:http: a message is being read (from accept, or its first byte) until it is complete. */
   active = true;
@@ -140,6 +240,8 @@ export class Http1Session implements BodySource, ResponseSink {
   private bodyPaused = false;
   private pipelinePaused = false;
   private closedAfterResponse = false;
+  /** The parser reads the socket's handle (false: it is fed from `data` events). */
+  private consumed = false;
   private readonly onFlushed = (err?: Error | null): void => {
     if (err == null) this.responseFlushed();
   };
@@ -147,34 +249,18 @@ export class Http1Session implements BodySource, ResponseSink {
   constructor(socket: Socket, owner: SessionOwner, maxHeaderSize: number) {
     this.socket = socket;
     this.owner = owner;
-    const { HTTPParser } = llhttp();
-    const parser = new HTTPParser();
-    parser.initialize(HTTPParser.REQUEST, {}, maxHeaderSize, HTTPParser.kLenientNone);
-    parser[HTTPParser.kOnMessageBegin] = onMessageBegin;
-    parser[HTTPParser.kOnHeaders] = onHeaders;
-    parser[HTTPParser.kOnHeadersComplete] = onHeadersComplete;
-    parser[HTTPParser.kOnBody] = onBody;
-    parser[HTTPParser.kOnMessageComplete] = onMessageComplete;
-    parser.session = this;
-    this.parser = parser;
-    socket.on("data", (data: Buffer) => {
-      this.onData(data);
-    });
-    socket.on("end", () => {
-      this.onEnd();
-    });
-    socket.on("error", (err: NodeJS.ErrnoException) => {
-      this.reportError(err);
-    });
-    socket.on("timeout", () => {
-      this.owner.handler.onTimeout(socket);
-    });
-    socket.on("drain", () => {
-      this.queue[0]?.emit("drain");
-    });
-    socket.once("close", () => {
-      this.onClose();
-    });
+    this.parser = takeParser(this, maxHeaderSize);
+    (socket as SessionSocket)[SESSION] = this;
+    const handle = (socket as SessionSocket)._handle;
+    if (handle?.isStreamBase === true) {
+      this.parser.consume(handle);
+      this.consumed = true;
+    } else socket.on("data", onSocketData);
+    socket.on("end", onSocketEnd);
+    socket.on("error", onSocketError);
+    socket.on("timeout", onSocketTimeout);
+    socket.on("drain", onSocketDrain);
+    socket.once("close", onSocketClose);
   }
 
   /** No request in progress and no response going out (node:http's idle connection). */
@@ -187,9 +273,15 @@ export class Http1Session implements BodySource, ResponseSink {
     return this.queue[0]?.headersSent === true;
   }
 
-  private onData(data: Buffer): void {
+  onData(data: Buffer): void {
     if (this.stopped) return;
-    const ret = this.parser.execute(data);
+    this.onExecuted(this.parser.execute(data));
+  }
+
+  /** After the parser executed one read (from the handle, or from onData). */
+  onExecuted(ret: number | ParseError): void {
+    if (this.consumed) (this.socket as SessionSocket)._unrefTimer();
+    if (this.stopped) return;
     if (typeof ret !== "number") {
       this.stopped = true;
       // Bytes after a request that asked for Connection: close are ignored (RFC 9112 §9.6): its
@@ -198,7 +290,15 @@ export class Http1Session implements BodySource, ResponseSink {
     }
   }
 
-  private onEnd(): void {
+  onTimeout(): void {
+    this.owner.handler.onTimeout(this.socket);
+  }
+
+  onDrain(): void {
+    this.queue[0]?.emit("drain");
+  }
+
+  onEnd(): void {
     if (!this.stopped) {
       const err = this.parser.finish();
       if (err !== undefined) {
@@ -212,7 +312,7 @@ export class Http1Session implements BodySource, ResponseSink {
     if (this.socket.writable) this.socket.end();
   }
 
-  private reportError(err: NodeJS.ErrnoException): void {
+  reportError(err: NodeJS.ErrnoException): void {
     if (this.errorReported) return;
     this.errorReported = true;
     this.owner.handler.onClientError(err, this.socket);
@@ -229,12 +329,13 @@ export class Http1Session implements BodySource, ResponseSink {
     this.active = true;
     this.headersPending = true;
     this.messageStart = performance.now();
-    this.headerParts = [];
+    this.headerParts = undefined;
     this.urlPart = "";
   }
 
   onHeaders(headers: string[], url: string): void {
-    for (const h of headers) this.headerParts.push(h);
+    const parts = (this.headerParts ??= []);
+    for (const h of headers) parts.push(h);
     this.urlPart += url;
   }
 
@@ -248,9 +349,9 @@ export class Http1Session implements BodySource, ResponseSink {
   ): number {
     this.headersPending = false;
     let headers = parsedHeaders;
-    if (headers === undefined || this.headerParts.length > 0) {
-      headers = this.headerParts.concat(headers ?? []);
-      this.headerParts = [];
+    if (headers === undefined || this.headerParts !== undefined) {
+      headers = (this.headerParts ?? []).concat(headers ?? []);
+      this.headerParts = undefined;
     }
     const url = this.urlPart + (parsedUrl ?? "");
     this.urlPart = "";
@@ -270,7 +371,7 @@ export class Http1Session implements BodySource, ResponseSink {
     res.attached = queue.length === 1;
     if (queue.length > MAX_QUEUED_RESPONSES && !this.pipelinePaused) {
       this.pipelinePaused = true;
-      this.socket.pause();
+      this.setReading(false);
     }
     if (this.closedAfterResponse) return 0; // answered by nobody: the socket is ending
     const http11 = major === 1 && minor === 1;
@@ -302,6 +403,7 @@ export class Http1Session implements BodySource, ResponseSink {
   }
 
   connect(req: DownstreamRequest): void {
+    this.stopConsuming();
     this.owner.handler.onConnect(req, this.socket);
   }
 
@@ -309,12 +411,34 @@ export class Http1Session implements BodySource, ResponseSink {
 
   pauseReading(): void {
     this.bodyPaused = true;
-    this.socket.pause();
+    this.setReading(false);
   }
 
   resumeReading(): void {
     this.bodyPaused = false;
-    if (!this.pipelinePaused) this.socket.resume();
+    if (!this.pipelinePaused) this.setReading(true);
+  }
+
+  /** Starts or stops the socket's reads: on the handle itself while the parser consumes it. */
+  private setReading(on: boolean): void {
+    const socket = this.socket as SessionSocket;
+    if (!this.consumed) {
+      if (on) socket.resume();
+      else socket.pause();
+      return;
+    }
+    const handle = socket._handle;
+    if (handle === null || socket.destroyed || handle.reading === on) return;
+    handle.reading = on;
+    const err = on ? handle.readStart() : handle.readStop();
+    if (err !== 0) socket.destroy();
+  }
+
+  /** Hands the socket's reads back to net.Socket (the socket leaves the session, or closes). */
+  private stopConsuming(): void {
+    if (!this.consumed) return;
+    this.consumed = false;
+    this.parser.unconsume();
   }
 
   // ---- ResponseSink -------------------------------------------------------------------------------
@@ -363,7 +487,7 @@ export class Http1Session implements BodySource, ResponseSink {
     this.queue.shift();
     if (this.pipelinePaused && this.queue.length <= MAX_QUEUED_RESPONSES / 2) {
       this.pipelinePaused = false;
-      if (!this.bodyPaused) this.socket.resume();
+      if (!this.bodyPaused) this.setReading(true);
     }
     const req = res.req;
     // A body nobody reads (a local reply before it) is read and dropped, so the next request can come.
@@ -398,7 +522,7 @@ export class Http1Session implements BodySource, ResponseSink {
     socket.uncork();
   }
 
-  private onClose(): void {
+  onClose(): void {
     this.stopped = true;
     this.incoming?.destroy(new Error("aborted"));
     this.incoming = undefined;
@@ -407,8 +531,9 @@ export class Http1Session implements BodySource, ResponseSink {
       res.destroyed = true;
       res.emit("close");
     }
-    this.parser.session = undefined;
-    this.parser.close();
+    this.stopConsuming();
+    releaseParser(this.parser);
+    (this.socket as SessionSocket)[SESSION] = undefined;
     this.owner.onSessionClosed(this);
   }
 }
