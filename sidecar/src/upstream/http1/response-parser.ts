@@ -431,14 +431,6 @@ function isHex(c: number): boolean {
   return (c >= 48 && c <= 57) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102);
 }
 
-function trimOws(line: string, from: number): string {
-  let s = from;
-  let e = line.length;
-  while (s < e && (line.charCodeAt(s) === 32 || line.charCodeAt(s) === 9)) s++;
-  while (e > s && (line.charCodeAt(e - 1) === 32 || line.charCodeAt(e - 1) === 9)) e--;
-  return line.slice(s, e);
-}
-
 /** Whether the comma-separated, lower-cased `list` holds `token`. */
 function hasToken(list: string, token: string): boolean {
   if (list === token) return true;
