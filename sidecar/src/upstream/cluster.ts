@@ -595,8 +595,8 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
       pool = new Pool({
         ...this.poolOptions,
         defaultHost: host.key,
-        connect: (callback) => {
-          connectUpstream(this, host, callback);
+        connect: (callback, onread) => {
+          connectUpstream(this, host, callback, undefined, undefined, onread);
         },
       });
       host.pool = pool;

@@ -92,8 +92,16 @@ export function dial(
   proxied: ProxiedAddresses | undefined,
   timeoutMs: number,
   callback: DialCallback,
+  onread?: net.OnReadOpts,
 ): net.Socket {
-  const raw = net.connect({ host: host.address, port: host.port, noDelay: true });
+  // `onread` reads straight into the caller's buffer; TLS reads the raw socket itself, so not there.
+  const plainOnread = transport.tls === undefined ? onread : undefined;
+  const raw = net.connect({
+    host: host.address,
+    port: host.port,
+    noDelay: true,
+    ...(plainOnread !== undefined ? { onread: plainOnread } : {}),
+  });
   let current: net.Socket = raw;
   let tcpConnected = false;
   let settled = false;
@@ -150,6 +158,7 @@ export type ConnectCallback = (err: UpstreamConnectError | null, socket: net.Soc
  * Opens a connection to `host` over its transport (the cluster's transport socket, or the one its
  * metadata matched); the callback runs exactly once. Accounting follows the socket's life.
  * `conn` is the downstream connection the attempt serves (tcp_proxy), logged with a failure.
+ * `onread` (net's option) reads a plain TCP connection into a caller's buffer; a TLS one emits 'data'.
  */
 export function connectUpstream(
   ctx: ConnectContext,
@@ -157,9 +166,10 @@ export function connectUpstream(
   callback: ConnectCallback,
   proxied?: ProxiedAddresses,
   conn?: number | string,
+  onread?: net.OnReadOpts,
 ): void {
   const started = performance.now();
-  dial(host, host.transport, proxied, ctx.connectTimeoutMs, (failure, socket) => {
+  const onDialed: DialCallback = (failure, socket) => {
     if (failure !== null || socket === null) {
       const cls = failure?.cls ?? "other";
       const elapsed = performance.now() - started;
@@ -189,7 +199,8 @@ export function connectUpstream(
     trackConnection(ctx, host, socket, started);
     ctx.onConnectResult?.(host, true, true);
     callback(null, socket);
-  });
+  };
+  dial(host, host.transport, proxied, ctx.connectTimeoutMs, onDialed, onread);
 }
 
 function trackConnection(ctx: ConnectContext, host: Host, socket: net.Socket, started: number): void {

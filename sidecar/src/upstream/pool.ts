@@ -10,7 +10,10 @@ export { UpstreamConnection, UpstreamResetError } from "./http1/connection.ts";
 export { UpstreamRequestError, type UpstreamRequest } from "./http1/request-head.ts";
 export { UpstreamProtocolError } from "./http1/response-parser.ts";
 
-export type PoolConnect = (callback: (err: Error | null, socket: net.Socket | null) => void) => void;
+export type PoolConnect = (
+  callback: (err: Error | null, socket: net.Socket | null) => void,
+  onread?: net.OnReadOpts,
+) => void;
 
 export interface PoolOptions {
   /** Most connections open (or opening) at once (circuit_breakers max_connections). */
@@ -107,7 +110,7 @@ export class Pool implements ConnectionOwner {
       }
       conn.attach(socket);
       conn.start(head, req, handler);
-    });
+    }, conn.onread);
   }
 
   release(conn: UpstreamConnection): void {

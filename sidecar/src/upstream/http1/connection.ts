@@ -45,6 +45,18 @@ const KEEP_ALIVE_END = "connection: keep-alive\r\n\r\n";
 const CLOSE_END = "connection: close\r\n\r\n";
 const CHUNKED_END = "0\r\n\r\n";
 
+/** Bytes one read of a plain TCP connection may bring (libuv's usual read size). */
+const READ_BUFFER_BYTES = 64 * 1024;
+let sharedReadBuffer: Buffer | undefined;
+/**
+ * One read buffer for every plain TCP upstream connection (net's `onread`): each read is parsed
+ * before the next one lands, and what outlives it (a body chunk) is copied. Made at the first
+ * connection, not in the start-up snapshot.
+ */
+function readBuffer(): Buffer {
+  return (sharedReadBuffer ??= Buffer.allocUnsafe(READ_BUFFER_BYTES));
+}
+
 export class UpstreamConnection implements ResponseSink {
   private readonly owner: ConnectionOwner;
   private readonly parser: ResponseParser;
@@ -61,7 +73,22 @@ export class UpstreamConnection implements ResponseSink {
   private idleMs = -1;
   private socketError: Error | undefined;
   private paused = false;
+  /** The bytes being parsed are in the shared read buffer: a body chunk is copied before it leaves. */
+  private sharedRead = false;
   closed = false;
+  /**
+   * For a plain TCP connection: reads land in the shared buffer and come straight here, with no
+   * stream 'data' event and no new Buffer per read (a TLS socket ignores it and emits 'data').
+   */
+  readonly onread: net.OnReadOpts = {
+    buffer: readBuffer,
+    callback: (bytes: number, buf: Uint8Array): boolean => {
+      this.sharedRead = true;
+      this.onData((buf as Buffer).subarray(0, bytes));
+      this.sharedRead = false;
+      return true;
+    },
+  };
 
   constructor(owner: ConnectionOwner) {
     this.owner = owner;
@@ -192,7 +219,7 @@ export class UpstreamConnection implements ResponseSink {
   }
 
   onBody(chunk: Buffer): void {
-    this.handler?.onResponseData(this, chunk);
+    this.handler?.onResponseData(this, this.sharedRead ? Buffer.from(chunk) : chunk);
   }
 
   onComplete(reusable: boolean): void {

@@ -98,6 +98,45 @@ describe("ResponseParser framing", () => {
     );
   });
 
+  it("reads a status line with or without a reason phrase", () => {
+    expect(parse(["HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n"])).toMatchObject({
+      status: 200,
+      complete: true,
+    });
+    expect(parse(["HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n"])).toMatchObject({
+      status: 404,
+      complete: true,
+    });
+    expect(parse(["HTTP/1.0 503 Service Unavailable\r\n\r\n"], { eof: true })).toMatchObject({
+      status: 503,
+      complete: false,
+    });
+  });
+
+  it("lower-cases header names and keeps values as sent, without surrounding whitespace", () => {
+    const r = parse([
+      "HTTP/1.1 200 OK\r\nX-UPPER: MiXed\r\nX-Empty:\r\nX-Tab:\t v \t\r\nContent-Length: 0\r\n\r\n",
+    ]);
+    expect(r.headers).toEqual(["x-upper", "MiXed", "x-empty", "", "x-tab", "v", "content-length", "0"]);
+  });
+
+  it("reads the server's Keep-Alive timeout hint in any of its spellings", () => {
+    const hint = (value: string | undefined): number => {
+      const sink: ResponseSink = { onInterim() {}, onHead() {}, onBody() {}, onComplete() {} };
+      const p = new ResponseParser(sink, 1024);
+      p.reset(false);
+      const field = value === undefined ? "" : `Keep-Alive: ${value}\r\n`;
+      expect(p.execute(Buffer.from(`HTTP/1.1 204 No Content\r\n${field}\r\n`))).toBeUndefined();
+      return p.keepAliveHintS;
+    };
+    expect(hint("timeout=5")).toBe(5);
+    expect(hint("timeout=15, max=100")).toBe(15);
+    expect(hint("max=100, timeout=7")).toBe(7);
+    expect(hint("Timeout = 3")).toBe(3);
+    expect(hint("max=100")).toBe(-1);
+    expect(hint(undefined)).toBe(-1);
+  });
+
   it("skips interim responses and reads the final one in the same read", () => {
     const r = parse([
       "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
@@ -141,6 +180,13 @@ describe("ResponseParser strictness (request smuggling defences)", () => {
     "chunk data longer than its size":
       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n",
     "a folded trailer": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: a\r\n b\r\n\r\n",
+    "a separator in a header name": "HTTP/1.1 200 OK\r\nX@A: b\r\nContent-Length: 0\r\n\r\n",
+    "an empty header name": "HTTP/1.1 200 OK\r\n: b\r\nContent-Length: 0\r\n\r\n",
+    "a control character in the reason phrase": "HTTP/1.1 200 O\x01K\r\nContent-Length: 0\r\n\r\n",
+    "an HTTP/1.2 status line": "HTTP/1.2 200 OK\r\nContent-Length: 0\r\n\r\n",
+    "a two-digit status": "HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n",
+    "a status without a space before the reason": "HTTP/1.1 200OK\r\nContent-Length: 0\r\n\r\n",
+    "an empty Content-Length": "HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\n",
   };
   for (const [what, text] of Object.entries(rejects)) {
     it(`rejects ${what}`, () => {

@@ -43,8 +43,6 @@ const MAX_LENGTH_DIGITS = 15;
 const MAX_HEX_DIGITS = 13;
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const DIGITS = /^[0-9]+$/;
-const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9][0-9][0-9])(?: ([^]*))?$/;
 const CRLF = Buffer.from("\r\n");
 const HEAD_END = Buffer.from("\r\n\r\n");
 const EMPTY = Buffer.alloc(0);
@@ -208,13 +206,13 @@ export class ResponseParser {
   }
 
   private parseHead(text: string): UpstreamProtocolError | undefined {
-    const lines = text.split("\r\n");
-    const m = STATUS_LINE.exec(lines[0] ?? "");
-    if (m === null || (m[3] !== undefined && hasCtl(m[3])))
-      return new UpstreamProtocolError(`bad status line ${JSON.stringify((lines[0] ?? "").slice(0, 64))}`);
-    const http10 = m[1] === "0";
-    const status = Number(m[2]);
-    const fields = this.readFields(lines);
+    let eol = text.indexOf("\r\n");
+    if (eol === -1) eol = text.length;
+    const status = statusOf(text, eol);
+    if (status < 0)
+      return new UpstreamProtocolError(`bad status line ${JSON.stringify(text.slice(0, Math.min(eol, 64)))}`);
+    const http10 = text.charCodeAt(7) === 48; /* 0 */
+    const fields = this.readFields(text, eol + 2);
     if (fields instanceof UpstreamProtocolError) return fields;
     if (status < 200) {
       if (status === 101)
@@ -232,28 +230,39 @@ export class ResponseParser {
     return undefined;
   }
 
-  /** The header lines: lower-cased name/value pairs and the fields that frame the message. */
-  private readFields(lines: readonly string[]): HeadFields | UpstreamProtocolError {
+  /**
+   * The header lines from offset `from` of the head: lower-cased name/value pairs and the fields
+   * that frame the message. One pass over the head's characters, no array of lines.
+   */
+  private readFields(text: string, from: number): HeadFields | UpstreamProtocolError {
     const f: HeadFields = {
       headers: [],
       contentLength: undefined,
       transferEncoding: undefined,
       connection: "",
     };
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i] ?? "";
-      const c0 = line.charCodeAt(0);
+    const end = text.length;
+    let at = from;
+    while (at < end) {
+      let lineEnd = text.indexOf("\r\n", at);
+      if (lineEnd === -1) lineEnd = end;
+      const c0 = text.charCodeAt(at);
       if (c0 === 32 || c0 === 9) return new UpstreamProtocolError("obsolete line folding in a header");
-      const colon = line.indexOf(":");
-      if (colon <= 0) return new UpstreamProtocolError("header line without a name and colon");
-      const name = line.slice(0, colon);
-      if (!TOKEN.test(name))
-        return new UpstreamProtocolError(`bad header name ${JSON.stringify(name.slice(0, 64))}`);
-      const value = trimOws(line, colon + 1);
-      if (hasCtl(value)) return new UpstreamProtocolError(`control character in header ${name}`);
+      let colon = at;
+      while (colon < lineEnd && TOKEN_CHARS[text.charCodeAt(colon)] === 1) colon++;
+      if (colon === at || colon === lineEnd || text.charCodeAt(colon) !== 58 /* : */)
+        return badName(text, at, lineEnd);
+      let vs = colon + 1;
+      let ve = lineEnd;
+      while (vs < ve && isOws(text.charCodeAt(vs))) vs++;
+      while (ve > vs && isOws(text.charCodeAt(ve - 1))) ve--;
+      const name = text.slice(at, colon);
+      if (hasCtl(text, vs, ve)) return new UpstreamProtocolError(`control character in header ${name}`);
+      const value = text.slice(vs, ve);
       const lower = name.toLowerCase();
+      at = lineEnd + 2;
       if (lower === "content-length") {
-        if (!DIGITS.test(value) || value.length > MAX_LENGTH_DIGITS)
+        if (!isDigits(value) || value.length > MAX_LENGTH_DIGITS)
           return new UpstreamProtocolError(`bad content-length ${JSON.stringify(value.slice(0, 32))}`);
         if (f.contentLength !== undefined) {
           if (Number(f.contentLength) !== Number(value))
@@ -360,9 +369,58 @@ function chunkSize(line: string): number {
   return parseInt(line.slice(0, i), 16);
 }
 
-/** Control characters other than HTAB: never part of a field value or reason phrase. */
-function hasCtl(text: string): boolean {
+/**
+ * The status code of a status line ending at `eol` (`HTTP/1.x NNN[ reason]`), or -1. The reason
+ * phrase may hold any character but a control one.
+ */
+function statusOf(text: string, eol: number): number {
+  if (eol < 12 || !text.startsWith("HTTP/1.")) return -1;
+  const minor = text.charCodeAt(7);
+  if ((minor !== 48 && minor !== 49) || text.charCodeAt(8) !== 32) return -1;
+  const d0 = text.charCodeAt(9) - 48;
+  const d1 = text.charCodeAt(10) - 48;
+  const d2 = text.charCodeAt(11) - 48;
+  if (d0 < 1 || d0 > 9 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) return -1;
+  if (eol > 12 && (text.charCodeAt(12) !== 32 || hasCtl(text, 13, eol))) return -1;
+  return d0 * 100 + d1 * 10 + d2;
+}
+
+/** The error for a header line whose name is empty, has no colon after it, or is not a token. */
+function badName(text: string, at: number, lineEnd: number): UpstreamProtocolError {
+  const colon = text.indexOf(":", at);
+  if (colon <= at || colon >= lineEnd)
+    return new UpstreamProtocolError("header line without a name and colon");
+  return new UpstreamProtocolError(
+    `bad header name ${JSON.stringify(text.slice(at, Math.min(colon, at + 64)))}`,
+  );
+}
+
+/** Characters of a token (RFC 9110 §5.6.2), by char code: a field name is one. */
+const TOKEN_CHARS = ((): Uint8Array => {
+  const table = new Uint8Array(256);
+  for (const c of "!#$%&'*+-.^_`|~") table[c.charCodeAt(0)] = 1;
+  for (let c = 48; c <= 57; c++) table[c] = 1;
+  for (let c = 65; c <= 90; c++) table[c] = 1;
+  for (let c = 97; c <= 122; c++) table[c] = 1;
+  return table;
+})();
+
+function isOws(c: number): boolean {
+  return c === 32 || c === 9;
+}
+
+function isDigits(text: string): boolean {
+  if (text.length === 0) return false;
   for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
+
+/** Control characters other than HTAB in `text` (from `from` to `to`): never part of a field value or reason phrase. */
+function hasCtl(text: string, from = 0, to = text.length): boolean {
+  for (let i = from; i < to; i++) {
     const c = text.charCodeAt(i);
     if ((c < 32 && c !== 9) || c === 127) return true;
   }
@@ -373,23 +431,22 @@ function isHex(c: number): boolean {
   return (c >= 48 && c <= 57) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102);
 }
 
-function trimOws(line: string, from: number): string {
-  let s = from;
-  let e = line.length;
-  while (s < e && (line.charCodeAt(s) === 32 || line.charCodeAt(s) === 9)) s++;
-  while (e > s && (line.charCodeAt(e - 1) === 32 || line.charCodeAt(e - 1) === 9)) e--;
-  return line.slice(s, e);
-}
-
 /** Whether the comma-separated, lower-cased `list` holds `token`. */
 function hasToken(list: string, token: string): boolean {
-  if (list === "") return false;
+  if (list === token) return true;
+  if (list.indexOf(",") === -1) return list.trim() === token;
   for (const part of list.split(",")) if (part.trim() === token) return true;
   return false;
 }
 
 /** The `timeout=N` of a Keep-Alive header, in seconds, or -1. */
 function keepAliveTimeout(value: string): number {
+  // The common `timeout=N[, max=M]` read without a regular expression.
+  if (value.startsWith("timeout=")) {
+    let i = 8;
+    while (i < value.length && value.charCodeAt(i) >= 48 && value.charCodeAt(i) <= 57) i++;
+    if (i > 8 && i <= 17) return Number(value.slice(8, i));
+  }
   const m = /(?:^|[,;\s])timeout\s*=\s*"?([0-9]{1,9})/i.exec(value);
   return m === null ? -1 : Number(m[1]);
 }
