@@ -253,7 +253,7 @@ export class AdsServer {
     const grpc = await import("@grpc/grpc-js");
     this.grpc = grpc;
     const server = new grpc.Server({
-      // Sidecars ping every 30 s to find a dead operator; let them.
+      // Sidecars ping (every 5 s as the operator renders them) to find a dead operator; let them.
       "grpc.keepalive_permit_without_calls": 1,
       // Nothing reads channelz; on, it keeps a call tracker, a trace and a registry entry per
       // connection (~7 KiB of heap per stream at 1000 streams).

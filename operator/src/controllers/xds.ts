@@ -236,13 +236,13 @@ export class XdsController {
       const group = xdsGroup(namespace, "agent", agent.metadata.name);
       wanted.add(group);
       const built = this.agentSnapshot(agent);
-      if (built !== undefined) this.publish(group, built.snapshot.resources, built.eds);
+      if (built !== undefined) this.publish(group, built.resources, built.eds);
     }
     for (const broker of s.brokers.list(namespace)) {
       const group = xdsGroup(namespace, "broker", broker.metadata.name);
       wanted.add(group);
       const built = this.brokerSnapshot(broker);
-      if (built !== undefined) this.publish(group, built.snapshot.resources, built.eds);
+      if (built !== undefined) this.publish(group, built.resources, built.eds);
     }
     for (const group of [...this.groups.keys()]) {
       if (group.startsWith(`${namespace}/`) && !wanted.has(group)) this.remove(group);
@@ -269,7 +269,7 @@ export class XdsController {
       return;
     }
     const built = kind === "broker" ? this.brokerSnapshot(object) : this.agentSnapshot(object);
-    if (built !== undefined) this.publish(group, built.snapshot.resources, built.eds);
+    if (built !== undefined) this.publish(group, built.resources, built.eds);
   }
 
   private remove(group: string): void {
@@ -283,7 +283,9 @@ export class XdsController {
   }
 
   /** Undefined while the Agent is invalid or its PolicyServerCluster unresolved: the last snapshot stays. */
-  private agentSnapshot(object: KubeObject): { snapshot: Snapshot; eds: EdsService[] } | undefined {
+  private agentSnapshot(
+    object: KubeObject,
+  ): { resources: Snapshot["resources"]; eds: EdsService[] } | undefined {
     if (object.metadata.deletionTimestamp !== undefined) return undefined;
     const parsed = parseAgent(object);
     // Opted out of xDS: its sidecars never subscribe, so there is nothing to build.
@@ -299,24 +301,23 @@ export class XdsController {
       options: this.ctx.render,
     });
     const eds = agentEdsServices(input);
-    return { snapshot: this.snapshotOf(renderAgentBootstrap(input), eds), eds };
+    return { resources: this.resourcesOf(renderAgentBootstrap(input), eds), eds };
   }
 
-  private brokerSnapshot(object: KubeObject): { snapshot: Snapshot; eds: EdsService[] } | undefined {
+  private brokerSnapshot(
+    object: KubeObject,
+  ): { resources: Snapshot["resources"]; eds: EdsService[] } | undefined {
     if (object.metadata.deletionTimestamp !== undefined) return undefined;
     const parsed = parseBroker(object);
     if (!parsed.ok || !parsed.spec.sidecar.xds.enabled) return undefined;
     const input = { owner: ownerMeta("Broker", object), spec: parsed.spec, options: this.ctx.render };
     const eds = brokerEdsServices(input);
-    return { snapshot: this.snapshotOf(renderBrokerBootstrap(input), eds), eds };
+    return { resources: this.resourcesOf(renderBrokerBootstrap(input), eds), eds };
   }
 
-  /** The group's resources; its version is set by publish (from per-type hashes). */
-  private snapshotOf(bootstrap: BootstrapInput, eds: readonly EdsService[]): Snapshot {
-    return {
-      version: "",
-      resources: dynamicResources(bootstrap, eds, (svc) => this.endpoints(svc).assignment),
-    };
+  /** The group's resources; publish versions them (from per-type hashes). */
+  private resourcesOf(bootstrap: BootstrapInput, eds: readonly EdsService[]): Snapshot["resources"] {
+    return dynamicResources(bootstrap, eds, (svc) => this.endpoints(svc).assignment);
   }
 
   /** The Service's endpoints under the cluster's name; the load assignment is computed once per flush. */
