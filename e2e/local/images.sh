@@ -332,7 +332,7 @@ for image in "${images[@]}"; do
       # The operator passes --config /etc/tether/envoy.yaml itself; CMD is the same default.
       config=$(node_config tether-sidecar "Tether's Envoy-compatible sidecar proxy" '["9901/tcp"]' \
         '["node", "--snapshot-blob=/app/sidecar/dist/bundle/sidecar.blob", "--max-semi-space-size=4", "--no-maglev", "/app/sidecar/bin/tether-sidecar.js"]' \
-        '["--config", "/etc/tether/envoy.yaml"]')
+        '["--config", "/etc/tether/envoy.yaml"]' '["MALLOC_ARENA_MAX=2", "MALLOC_MMAP_THRESHOLD_=131072"]')
       app=$(app_layer sidecar no)
       oci_archive sidecar "$ref" "$config" "$base" "$app"
       ;;

@@ -466,7 +466,7 @@ describe.skipIf(SKIP !== undefined)(
             "--config",
             "/etc/tether/envoy.yaml",
           ],
-          env: [] as string[],
+          env: ["MALLOC_ARENA_MAX=2", "MALLOC_MMAP_THRESHOLD_=131072"],
         },
         demo: { args: ["node", "/app/e2e/dist/image/main.js"], env: [] as string[] },
       };

@@ -1,7 +1,7 @@
 // Envoy's access_log on the http_connection_manager and tcp_proxy: the stdout and file loggers
 // (envoy.access_loggers.stdout / .file) with a log_format of text_format_source.inline_string or
 // json_format. Formats are compiled here, so an unknown %COMMAND% is a config error naming the field.
-import { z } from "zod";
+import * as z from "zod";
 import { AccessLogFormatError, jsonFormatter, textFormatter, type JsonFormat } from "./access-log-format.ts";
 
 export const STDOUT_ACCESS_LOG_TYPE =

@@ -2,7 +2,7 @@
 // outside the subset is an error naming its path, never silently ignored. Defaults are Envoy's.
 // Durations are protobuf-JSON strings ("1.5s") in the file and milliseconds after parsing.
 import { isIP } from "node:net";
-import { z } from "zod";
+import * as z from "zod";
 import { accessLogListSchema } from "./access-log.ts";
 import { formatDuration, MAX_PROTOBUF_DURATION_MS, MAX_TIMER_MS, parseDuration } from "./duration.ts";
 import { Re2Regex, regexProblem, rewriteProblem } from "./regex.ts";

@@ -118,10 +118,16 @@ const result = await build({
   logLevel: "warning",
 });
 const bytes = result.metafile.outputs[path.relative(process.cwd(), script)]?.bytes ?? 0;
-execFileSync(process.execPath, ["--snapshot-blob", blob, "--build-snapshot", script], {
+// Without node's code cache for its own built-in modules: the running process keeps the V8 part of
+// the blob for its whole life, and the cache made it 4.5 MB larger (idle RSS 70.7 -> 66.2 MB); the
+// few built-ins loaded after start-up (net, http's parser) compile from source in a few milliseconds.
+const snapshotConfig = path.join(outdir, "snapshot-config.json");
+writeFileSync(snapshotConfig, JSON.stringify({ builder: script, withoutCodeCache: true }));
+execFileSync(process.execPath, ["--snapshot-blob", blob, "--build-snapshot-config", snapshotConfig], {
   cwd: outdir,
   stdio: ["ignore", "ignore", "pipe"],
 });
+rmSync(snapshotConfig);
 writeFileSync(
   `${blob}.json`,
   JSON.stringify({ node: process.version, arch: process.arch, platform: process.platform }) + "\n",

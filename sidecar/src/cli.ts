@@ -1,6 +1,8 @@
 // The sidecar's command line, run by main.ts (unbundled) and by snapshot.ts (the shipped bundle):
 //   --config FILE [--mode serve|validate] [--log-level LEVEL] [drain flags, see shutdown.ts]
 //   [--service-node ID] [--service-cluster NAME] [--xds-token-file PATH]
+// First: it sets how zod builds the config schemas, which the imports below build as they load.
+import "./schema-mode.ts";
 import { parseArgs } from "node:util";
 import { loadConfigFile, type LoadedConfig } from "./config/load.ts";
 import { ConfigWatcher } from "./config/watcher.ts";
