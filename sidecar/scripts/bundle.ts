@@ -93,8 +93,62 @@ const lazyBuiltins: Plugin = {
   },
 };
 
+/**
+ * Parts only some configs use, each built as its own file beside the bundle (CHUNKS) and loaded from
+ * there on first use, so they are not in the start-up snapshot: the process keeps the snapshot's heap
+ * and its blob for life, and a source that is never run still costs its text in both. @tether/xds is
+ * imported only for dynamic_resources, re2js only for a safe_regex.
+ */
+const CHUNKS: Record<string, { entry: string; file: string }> = {
+  "@tether/xds": { entry: createRequire(import.meta.url).resolve("@tether/xds"), file: "xds.cjs" },
+  re2js: {
+    entry: createRequire(path.join(sidecarDir, "..", "envoy", "package.json")).resolve("re2js"),
+    file: "re2js.cjs",
+  },
+};
+const chunkLoader: Plugin = {
+  name: "chunk-loader",
+  setup(b) {
+    const filter = new RegExp(`^(${Object.keys(CHUNKS).join("|").replace("/", "\\/")})$`);
+    b.onResolve({ filter }, (args) => ({ path: args.path, namespace: "chunk" }));
+    // A CommonJS module in the bundle, so it runs at its first require or import(), not at start-up.
+    // From the snapshot, the chunk sits beside the blob (`--snapshot-blob PATH` or `=PATH` in
+    // execArgv): __dirname is where the snapshot was built. Run as a script, beside the script.
+    b.onLoad({ filter: /.*/, namespace: "chunk" }, (args) => ({
+      contents:
+        `const path = require("node:path");\n` +
+        `let dir = __dirname;\n` +
+        `const argv = process.execArgv;\n` +
+        `for (let i = 0; i < argv.length; i++) {\n` +
+        `  if (argv[i] === "--snapshot-blob") dir = path.dirname(argv[i + 1]);\n` +
+        `  else if (argv[i].startsWith("--snapshot-blob=")) dir = path.dirname(argv[i].slice("--snapshot-blob=".length));\n` +
+        `}\n` +
+        `const file = path.join(dir, ${JSON.stringify(CHUNKS[args.path]?.file)});\n` +
+        `module.exports = process.getBuiltinModule("node:module").createRequire(file)(file);\n`,
+      loader: "js",
+    }));
+  },
+};
+
 rmSync(outdir, { recursive: true, force: true });
 mkdirSync(outdir, { recursive: true });
+for (const chunk of Object.values(CHUNKS)) {
+  await build({
+    entryPoints: [chunk.entry],
+    bundle: true,
+    format: "cjs",
+    platform: "node",
+    target: "node24",
+    outfile: path.join(outdir, chunk.file),
+    minify: true,
+    banner: { js: '"use strict";' },
+    sourcemap: "linked",
+    legalComments: "linked",
+    external: ["@grpc/grpc-js"],
+    plugins: [descriptorInside, jsonAsText],
+    logLevel: "warning",
+  });
+}
 const result = await build({
   entryPoints: [path.join(sidecarDir, "src", "snapshot.ts")],
   bundle: true,
@@ -113,7 +167,7 @@ const result = await build({
   legalComments: "linked",
   // Only AdsServer (never used by the sidecar) loads gRPC.
   external: ["@grpc/grpc-js"],
-  plugins: [re2jsInside, descriptorInside, jsonAsText, lazyBuiltins],
+  plugins: [re2jsInside, chunkLoader, lazyBuiltins],
   metafile: true,
   logLevel: "warning",
 });

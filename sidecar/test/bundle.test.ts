@@ -6,14 +6,19 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { AdsServer } from "@tether/xds";
+import { request } from "undici";
 import { afterEach, describe, expect, it } from "vitest";
+import { createLogger } from "../src/log.ts";
 import {
   bootstrapYaml,
   clusterYaml,
+  exited,
   freePort,
   httpListenerYaml,
   routeYaml,
   Sidecar,
+  waitFor,
 } from "./support/harness.ts";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -60,6 +65,36 @@ function regexConfig(admin: number, listen: number): string {
   );
 }
 
+/** A static listener and an ADS stream to 127.0.0.1:`xdsPort` (so the xDS client is loaded). */
+function adsConfig(admin: number, listen: number, xdsPort: number): string {
+  return `node: { id: ns/pod-1, cluster: ns/agent/demo }
+admin:
+  address: { socket_address: { address: 127.0.0.1, port_value: ${admin} } }
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    grpc_services: [{ envoy_grpc: { cluster_name: tether_xds } }]
+  cds_config: { ads: {}, resource_api_version: V3 }
+  lds_config: { ads: {}, resource_api_version: V3 }
+static_resources:
+  listeners:
+${httpListenerYaml(listen, [routeYaml({ cluster: "backend" })])}
+  clusters:
+${clusterYaml({ name: "backend", endpoints: [{ port: 9 }] })}
+    - name: tether_xds
+      type: STATIC
+      connect_timeout: 1s
+      typed_extension_protocol_options:
+        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+          explicit_http_config: { http2_protocol_options: {} }
+      load_assignment:
+        cluster_name: tether_xds
+        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${xdsPort} } } } }] }]
+`;
+}
+
 describe("the shipped sidecar", () => {
   it("runs from its start-up snapshot in the bin's own process, with the process's own start time", async () => {
     const [listen, admin] = await Promise.all([freePort(), freePort()]);
@@ -101,5 +136,31 @@ describe("the shipped sidecar", () => {
     const bad = await run(bin, ["--config", "/nonexistent/envoy.yaml", "--mode", "validate"]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain("TETHER_ERR_CONFIG_READ");
+  });
+
+  it("loads its xDS client from beside the snapshot (dist/bundle/xds.cjs), outside the repository", async () => {
+    const bin = shippedCopy();
+    const server = new AdsServer({ host: "127.0.0.1", port: 0, log: createLogger("silent") });
+    const { port: xdsPort } = await server.start();
+    cleanups.push(() => server.stop());
+    const [admin, listen] = [await freePort(), await freePort()];
+    const file = Sidecar.writeConfig(adsConfig(admin, listen, xdsPort));
+    const p = spawn(process.execPath, [bin, "--config", file, "--drain-time-s", "0"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let logs = "";
+    p.stdout.on("data", (c: Buffer) => (logs += c.toString()));
+    p.stderr.on("data", (c: Buffer) => (logs += c.toString()));
+    cleanups.push(async () => {
+      p.kill("SIGKILL");
+      await exited(p);
+    });
+    await waitFor("the ADS stream connected", async () => {
+      if (p.exitCode !== null) throw new Error(`sidecar exited: ${logs}`);
+      const res = await request(`http://127.0.0.1:${admin}/stats/prometheus`).catch(() => undefined);
+      const text = (await res?.body.text()) ?? "";
+      return /^envoy_control_plane_connected_state 1$/m.test(text);
+    });
+    expect(logs).not.toContain("TETHER_ERR_XDS_UNAVAILABLE");
   });
 });
