@@ -67,7 +67,7 @@ const jsonAsText: Plugin = {
  * aborts the build). The bundle reaches these through objects whose properties load the real module
  * on first access, after the snapshot is deserialized.
  */
-const LAZY_BUILTINS = ["http", "https", "http2", "tls", "net", "dns", "dns/promises", "perf_hooks"];
+const LAZY_BUILTINS = ["http", "https", "http2", "tls", "net", "dns", "dns/promises", "perf_hooks", "crypto"];
 const requireBuiltin = createRequire(import.meta.url);
 const lazyBuiltins: Plugin = {
   name: "lazy-builtins",

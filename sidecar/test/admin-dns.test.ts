@@ -76,6 +76,18 @@ describe("admin", () => {
       ),
     ).toBe(10);
     expect(m.has("process_resident_memory_bytes")).toBe(true);
+    // The loop sampled every 50 ms: each interval is the 50 ms plus however late the loop ran it.
+    await waitFor("an event loop sample", async () =>
+      (await s.metrics()).has("nodejs_eventloop_lag_p50_seconds"),
+    );
+    const lag = await s.metrics();
+    expect(lag.get("nodejs_eventloop_lag_min_seconds")).toBeGreaterThanOrEqual(0.045);
+    expect(lag.get("nodejs_eventloop_lag_p50_seconds")).toBeGreaterThanOrEqual(
+      lag.get("nodejs_eventloop_lag_min_seconds")!,
+    );
+    expect(lag.get("nodejs_eventloop_lag_max_seconds")).toBeGreaterThanOrEqual(
+      lag.get("nodejs_eventloop_lag_p99_seconds")!,
+    );
     const same = await (await request(`http://127.0.0.1:${admin}/metrics`)).body.text();
     expect(same).toContain("# TYPE envoy_cluster_upstream_cx_active gauge");
 

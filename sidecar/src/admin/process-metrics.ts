@@ -1,7 +1,7 @@
 // The process and Node.js series Prometheus clients export by default (prom-client's names), read
 // straight from /proc and Node: prom-client with its default collectors cost ~20 MB of RSS.
 import { readdirSync, readFileSync } from "node:fs";
-import { monitorEventLoopDelay } from "node:perf_hooks";
+import { LoopDelay } from "./loop-delay.ts";
 
 function procStatusBytes(status: string, field: string): number | undefined {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status);
@@ -29,18 +29,14 @@ function maxFds(): number | undefined {
   return m?.[1] === undefined ? undefined : Number(m[1]);
 }
 
-/** Collects between scrapes: the event loop delay histogram (a native 50 ms timer: 20 wake-ups a second idle, not 100). */
+/** Collects between scrapes: the event loop delay histogram (a 50 ms timer: 20 wake-ups a second idle, not 100). */
 export class ProcessMetrics {
-  private readonly loopDelay = monitorEventLoopDelay({ resolution: 50 });
+  private readonly loopDelay = new LoopDelay();
   // Taken when the admin server starts, not at import: a start-up snapshot evaluates modules at build time.
   private readonly startTimeSeconds = Math.round((Date.now() - process.uptime() * 1000) / 1000);
 
-  constructor() {
-    this.loopDelay.enable();
-  }
-
   stop(): void {
-    this.loopDelay.disable();
+    this.loopDelay.stop();
   }
 
   render(): string {
@@ -115,7 +111,7 @@ export class ProcessMetrics {
       process.getActiveResourcesInfo().length,
       "Number of active libuv handles and requests.",
     );
-    const d = this.loopDelay;
+    const d = this.loopDelay.histogram;
     metric(
       "nodejs_eventloop_lag_min_seconds",
       "gauge",
