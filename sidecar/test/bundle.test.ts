@@ -20,6 +20,7 @@ import {
   Sidecar,
   waitFor,
 } from "./support/harness.ts";
+import { adsBootstrapYaml, httpListenerResource } from "./support/xds-resources.ts";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SIDECAR_DIR = path.resolve(here, "..");
@@ -63,36 +64,6 @@ function regexConfig(admin: number, listen: number): string {
     httpListenerYaml(listen, routes),
     clusterYaml({ name: "backend", endpoints: [{ port: 9 }] }),
   );
-}
-
-/** A static listener and an ADS stream to 127.0.0.1:`xdsPort` (so the xDS client is loaded). */
-function adsConfig(admin: number, listen: number, xdsPort: number): string {
-  return `node: { id: ns/pod-1, cluster: ns/agent/demo }
-admin:
-  address: { socket_address: { address: 127.0.0.1, port_value: ${admin} } }
-dynamic_resources:
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    grpc_services: [{ envoy_grpc: { cluster_name: tether_xds } }]
-  cds_config: { ads: {}, resource_api_version: V3 }
-  lds_config: { ads: {}, resource_api_version: V3 }
-static_resources:
-  listeners:
-${httpListenerYaml(listen, [routeYaml({ cluster: "backend" })])}
-  clusters:
-${clusterYaml({ name: "backend", endpoints: [{ port: 9 }] })}
-    - name: tether_xds
-      type: STATIC
-      connect_timeout: 1s
-      typed_extension_protocol_options:
-        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-          explicit_http_config: { http2_protocol_options: {} }
-      load_assignment:
-        cluster_name: tether_xds
-        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${xdsPort} } } } }] }]
-`;
 }
 
 describe("the shipped sidecar", () => {
@@ -144,7 +115,9 @@ describe("the shipped sidecar", () => {
     const { port: xdsPort } = await server.start();
     cleanups.push(() => server.stop());
     const [admin, listen] = [await freePort(), await freePort()];
-    const file = Sidecar.writeConfig(adsConfig(admin, listen, xdsPort));
+    const listener = httpListenerResource(listen, "backend");
+    const yaml = adsBootstrapYaml({ admin, group: "ns/agent/demo", listener, backendPort: 9, xdsPort });
+    const file = Sidecar.writeConfig(yaml);
     const p = spawn(process.execPath, [bin, "--config", file, "--drain-time-s", "0"], {
       stdio: ["ignore", "pipe", "pipe"],
     });

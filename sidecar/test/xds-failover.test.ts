@@ -11,7 +11,7 @@ import type { ResourceJson } from "@tether/xds";
 import { request } from "undici";
 import { afterEach, describe, expect, it } from "vitest";
 import { exited, freePort, Sidecar, Upstream, waitFor, waitForLine } from "./support/harness.ts";
-import { httpListenerResource } from "./support/xds-resources.ts";
+import { adsBootstrapYaml, httpListenerResource } from "./support/xds-resources.ts";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ADS_SERVER = path.join(here, "support/ads-server.ts");
@@ -170,36 +170,8 @@ function bootstrap(
   xdsPort: number,
   http2Options = "{}",
 ): string {
-  return `node: { id: ns/pod-1, cluster: ${GROUP} }
-admin:
-  address: { socket_address: { address: 127.0.0.1, port_value: ${admin} } }
-dynamic_resources:
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    grpc_services: [{ envoy_grpc: { cluster_name: tether_xds } }]
-  cds_config: { ads: {}, resource_api_version: V3 }
-  lds_config: { ads: {}, resource_api_version: V3 }
-static_resources:
-  listeners:
-    - ${JSON.stringify(httpListenerResource(listenerPort, "backend", "5s"))}
-  clusters:
-    - name: tether_xds
-      type: STATIC
-      connect_timeout: 1s
-      typed_extension_protocol_options:
-        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-          explicit_http_config: { http2_protocol_options: ${http2Options} }
-      load_assignment:
-        cluster_name: tether_xds
-        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${xdsPort} } } } }] }]
-    - name: backend
-      connect_timeout: 0.25s
-      load_assignment:
-        cluster_name: backend
-        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${backendPort} } } } }] }]
-`;
+  const listener = httpListenerResource(listenerPort, "backend", "5s");
+  return adsBootstrapYaml({ admin, group: GROUP, listener, backendPort, xdsPort, http2Options });
 }
 
 /** Which upstream answered on `port` (a fresh connection each time). */

@@ -44,3 +44,47 @@ export function httpListenerResource(port: number, cluster: string, timeout?: st
     ],
   };
 }
+
+/**
+ * A bootstrap serving `listener` (static, routing to `backend` on 127.0.0.1:`backendPort`) with ADS
+ * to 127.0.0.1:`xdsPort` over the static HTTP/2 cluster `tether_xds`, as node `ns/pod-1` of `group`.
+ */
+export function adsBootstrapYaml(o: {
+  admin: number;
+  group: string;
+  listener: ResourceJson;
+  backendPort: number;
+  xdsPort: number;
+  http2Options?: string;
+}): string {
+  return `node: { id: ns/pod-1, cluster: ${o.group} }
+admin:
+  address: { socket_address: { address: 127.0.0.1, port_value: ${o.admin} } }
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    grpc_services: [{ envoy_grpc: { cluster_name: tether_xds } }]
+  cds_config: { ads: {}, resource_api_version: V3 }
+  lds_config: { ads: {}, resource_api_version: V3 }
+static_resources:
+  listeners:
+    - ${JSON.stringify(o.listener)}
+  clusters:
+    - name: tether_xds
+      type: STATIC
+      connect_timeout: 1s
+      typed_extension_protocol_options:
+        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+          explicit_http_config: { http2_protocol_options: ${o.http2Options ?? "{}"} }
+      load_assignment:
+        cluster_name: tether_xds
+        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${o.xdsPort} } } } }] }]
+    - name: backend
+      connect_timeout: 0.25s
+      load_assignment:
+        cluster_name: backend
+        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${o.backendPort} } } } }] }]
+`;
+}
