@@ -424,8 +424,9 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
       this.captured = [];
       this.capturedHeaders = this.setCookie === undefined ? out : out.slice();
     }
+    const parsed = out.length;
     if (this.setCookie !== undefined) out.push("set-cookie", this.setCookie);
-    res.writeHead(status, out);
+    res.writeHead(status, out, parsed);
   }
 
   onResponseData(conn: UpstreamConnection, chunk: Buffer): void {
