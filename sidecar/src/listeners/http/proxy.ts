@@ -18,17 +18,31 @@ import { retryOnFailure, retryOnStatus, type AttemptFailure } from "./retry.ts";
 import type { CompiledRoute } from "./route-table.ts";
 import type { HttpStats } from "./stats.ts";
 
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "transfer-encoding",
-  "te",
-  "upgrade",
-  "trailer",
-  "expect",
-  "http2-settings",
-]);
+/**
+ * Hop-by-hop headers (connection, keep-alive, proxy-connection, transfer-encoding, te, upgrade,
+ * trailer, expect, http2-settings), by lower-case name. Compared by length first: no string hash
+ * per header, as a Set lookup of a fresh string would compute.
+ */
+export function isHopByHop(lower: string): boolean {
+  switch (lower.length) {
+    case 2:
+      return lower === "te";
+    case 6:
+      return lower === "expect";
+    case 7:
+      return lower === "upgrade" || lower === "trailer";
+    case 10:
+      return lower === "connection" || lower === "keep-alive";
+    case 14:
+      return lower === "http2-settings";
+    case 16:
+      return lower === "proxy-connection";
+    case 17:
+      return lower === "transfer-encoding";
+    default:
+      return false;
+  }
+}
 
 export interface ProxyEnv {
   readonly stats: HttpStats;
@@ -62,7 +76,7 @@ function requestHeaders(raw: readonly string[], body: BodyFacts): string[] {
     } else if (lower === "x-forwarded-proto") {
       forwardedProto = forwardedProto === undefined ? value : `${forwardedProto},${value}`;
       continue;
-    } else if (HOP_BY_HOP.has(lower)) {
+    } else if (isHopByHop(lower)) {
       if (lower === "transfer-encoding") body.chunked = true;
       continue;
     }
@@ -78,7 +92,7 @@ function interimHints(parsed: readonly string[]): Record<string, string | string
   for (let i = 0; i < parsed.length; i += 2) {
     const k = parsed[i] ?? "";
     const v = parsed[i + 1] ?? "";
-    if (HOP_BY_HOP.has(k)) continue;
+    if (isHopByHop(k)) continue;
     const seen = out[k];
     out[k] = seen === undefined ? v : Array.isArray(seen) ? [...seen, v] : [seen, v];
   }
@@ -91,12 +105,12 @@ function interimHints(parsed: readonly string[]): Record<string, string | string
  */
 function responseHeaders(parsed: string[]): string[] {
   let hop = false;
-  for (let i = 0; i < parsed.length; i += 2) if (HOP_BY_HOP.has(parsed[i] ?? "")) hop = true;
+  for (let i = 0; i < parsed.length; i += 2) if (isHopByHop(parsed[i] ?? "")) hop = true;
   if (!hop) return parsed;
   const out: string[] = [];
   for (let i = 0; i < parsed.length; i += 2) {
     const k = parsed[i] ?? "";
-    if (!HOP_BY_HOP.has(k)) out.push(k, parsed[i + 1] ?? "");
+    if (!isHopByHop(k)) out.push(k, parsed[i + 1] ?? "");
   }
   return out;
 }
