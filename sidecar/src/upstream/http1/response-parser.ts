@@ -244,20 +244,30 @@ export class ResponseParser {
     const end = text.length;
     let at = from;
     while (at < end) {
-      let lineEnd = text.indexOf("\r\n", at);
-      if (lineEnd === -1) lineEnd = end;
       const c0 = text.charCodeAt(at);
       if (c0 === 32 || c0 === 9) return new UpstreamProtocolError("obsolete line folding in a header");
       let colon = at;
-      while (colon < lineEnd && TOKEN_CHARS[text.charCodeAt(colon)] === 1) colon++;
-      if (colon === at || colon === lineEnd || text.charCodeAt(colon) !== 58 /* : */)
-        return badName(text, at, lineEnd);
+      // A CR or the head's end stops the name too (neither is a token character).
+      while (colon < end && TOKEN_CHARS[text.charCodeAt(colon)] === 1) colon++;
+      if (colon === at || text.charCodeAt(colon) !== 58 /* : */) {
+        const lineEnd = text.indexOf("\r\n", at);
+        return badName(text, at, lineEnd === -1 ? end : lineEnd);
+      }
+      // The value up to the line's CRLF (or the head's end), refusing control characters on the way:
+      // one pass for both. A CR not followed by LF is a control character.
+      let lineEnd = colon + 1;
+      for (; lineEnd < end; lineEnd++) {
+        const c = text.charCodeAt(lineEnd);
+        if (c >= 32 ? c === 127 : c !== 9) {
+          if (c === 13 && text.charCodeAt(lineEnd + 1) === 10) break;
+          return new UpstreamProtocolError(`control character in header ${text.slice(at, colon)}`);
+        }
+      }
       let vs = colon + 1;
       let ve = lineEnd;
       while (vs < ve && isOws(text.charCodeAt(vs))) vs++;
       while (ve > vs && isOws(text.charCodeAt(ve - 1))) ve--;
       const name = text.slice(at, colon);
-      if (hasCtl(text, vs, ve)) return new UpstreamProtocolError(`control character in header ${name}`);
       const value = text.slice(vs, ve);
       const lower = name.toLowerCase();
       at = lineEnd + 2;
