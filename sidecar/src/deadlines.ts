@@ -84,6 +84,11 @@ export class DeadlineList {
     this.timer = setTimeout(deadlinesDue, timerDelay(Math.ceil(ms)), this).unref();
   }
 
+  /** Arms the timer unless a deadline's handler already did (by starting a deadline here). */
+  private armIfIdle(ms: number): void {
+    if (this.timer === undefined) this.arm(ms);
+  }
+
   /** The timer fired: runs the entries due now, then re-arms for the next one. */
   runDue(): void {
     this.timer = undefined;
@@ -95,7 +100,7 @@ export class DeadlineList {
       }
     } finally {
       const head = this.head;
-      if (head !== undefined && this.timer === undefined) this.arm(Math.max(1, head.dueAt - now));
+      if (head !== undefined) this.armIfIdle(Math.max(1, head.dueAt - now));
     }
   }
 }

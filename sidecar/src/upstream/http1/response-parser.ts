@@ -253,16 +253,9 @@ export class ResponseParser {
         const lineEnd = text.indexOf("\r\n", at);
         return badName(text, at, lineEnd === -1 ? end : lineEnd);
       }
-      // The value up to the line's CRLF (or the head's end), refusing control characters on the way:
-      // one pass for both. A CR not followed by LF is a control character.
-      let lineEnd = colon + 1;
-      for (; lineEnd < end; lineEnd++) {
-        const c = text.charCodeAt(lineEnd);
-        if (c >= 32 ? c === 127 : c !== 9) {
-          if (c === 13 && text.charCodeAt(lineEnd + 1) === 10) break;
-          return new UpstreamProtocolError(`control character in header ${text.slice(at, colon)}`);
-        }
-      }
+      const lineEnd = valueEnd(text, colon + 1, end);
+      if (lineEnd < 0)
+        return new UpstreamProtocolError(`control character in header ${text.slice(at, colon)}`);
       let vs = colon + 1;
       let ve = lineEnd;
       while (vs < ve && isOws(text.charCodeAt(vs))) vs++;
@@ -364,6 +357,19 @@ export class ResponseParser {
     }
     return next;
   }
+}
+
+/**
+ * Where the header value starting at `from` ends: at its line's CRLF, or at `end` (the head's last
+ * line); -1 when a control character comes first (a CR not followed by LF is one). One pass finds
+ * the line's end and checks the value.
+ */
+function valueEnd(text: string, from: number, end: number): number {
+  for (let i = from; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 32 ? c === 127 : c !== 9) return c === 13 && text.charCodeAt(i + 1) === 10 ? i : -1;
+  }
+  return end;
 }
 
 /** `1*HEXDIG [ BWS ";" chunk-ext ]`, or -1. */
