@@ -14,21 +14,36 @@ import type { CacheRequest, DecisionCache } from "./decision-cache.ts";
 import { requestHash } from "./hash-policy.ts";
 import { localDispatchError } from "./local-error.ts";
 import { timerDelay } from "../../timers.ts";
+import { Deadline } from "../../deadlines.ts";
 import { retryOnFailure, retryOnStatus, type AttemptFailure } from "./retry.ts";
 import type { CompiledRoute } from "./route-table.ts";
 import type { HttpStats } from "./stats.ts";
 
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "transfer-encoding",
-  "te",
-  "upgrade",
-  "trailer",
-  "expect",
-  "http2-settings",
-]);
+/**
+ * Hop-by-hop headers (connection, keep-alive, proxy-connection, transfer-encoding, te, upgrade,
+ * trailer, expect, http2-settings), by lower-case name. Compared by length first: no string hash
+ * per header, as a Set lookup of a fresh string would compute.
+ */
+export function isHopByHop(lower: string): boolean {
+  switch (lower.length) {
+    case 2:
+      return lower === "te";
+    case 6:
+      return lower === "expect";
+    case 7:
+      return lower === "upgrade" || lower === "trailer";
+    case 10:
+      return lower === "connection" || lower === "keep-alive";
+    case 14:
+      return lower === "http2-settings";
+    case 16:
+      return lower === "proxy-connection";
+    case 17:
+      return lower === "transfer-encoding";
+    default:
+      return false;
+  }
+}
 
 export interface ProxyEnv {
   readonly stats: HttpStats;
@@ -62,7 +77,7 @@ function requestHeaders(raw: readonly string[], body: BodyFacts): string[] {
     } else if (lower === "x-forwarded-proto") {
       forwardedProto = forwardedProto === undefined ? value : `${forwardedProto},${value}`;
       continue;
-    } else if (HOP_BY_HOP.has(lower)) {
+    } else if (isHopByHop(lower)) {
       if (lower === "transfer-encoding") body.chunked = true;
       continue;
     }
@@ -78,7 +93,7 @@ function interimHints(parsed: readonly string[]): Record<string, string | string
   for (let i = 0; i < parsed.length; i += 2) {
     const k = parsed[i] ?? "";
     const v = parsed[i + 1] ?? "";
-    if (HOP_BY_HOP.has(k)) continue;
+    if (isHopByHop(k)) continue;
     const seen = out[k];
     out[k] = seen === undefined ? v : Array.isArray(seen) ? [...seen, v] : [seen, v];
   }
@@ -91,17 +106,18 @@ function interimHints(parsed: readonly string[]): Record<string, string | string
  */
 function responseHeaders(parsed: string[]): string[] {
   let hop = false;
-  for (let i = 0; i < parsed.length; i += 2) if (HOP_BY_HOP.has(parsed[i] ?? "")) hop = true;
+  for (let i = 0; i < parsed.length; i += 2) if (isHopByHop(parsed[i] ?? "")) hop = true;
   if (!hop) return parsed;
   const out: string[] = [];
   for (let i = 0; i < parsed.length; i += 2) {
     const k = parsed[i] ?? "";
-    if (!HOP_BY_HOP.has(k)) out.push(k, parsed[i + 1] ?? "");
+    if (!isHopByHop(k)) out.push(k, parsed[i + 1] ?? "");
   }
   return out;
 }
 
-class ProxyAttempt implements ExchangeHandler {
+/** One try; its deadline is the per-try timeout. */
+class ProxyAttempt extends Deadline implements ExchangeHandler {
   readonly stream: ProxyStream;
   readonly host: Host;
   conn: UpstreamConnection | undefined;
@@ -109,9 +125,11 @@ class ProxyAttempt implements ExchangeHandler {
   abandoned = false;
   finished = false;
   status = 0;
-  perTryTimer: NodeJS.Timeout | undefined;
+  /** The per-try timeout was started (it starts once per attempt). */
+  perTryStarted = false;
 
   constructor(stream: ProxyStream, host: Host) {
+    super();
     this.stream = stream;
     this.host = host;
   }
@@ -157,18 +175,13 @@ class ProxyAttempt implements ExchangeHandler {
   /** Stop caring about this attempt (timeout, retry on status, client gone). */
   abandon(): void {
     this.abandoned = true;
-    clearTimeout(this.perTryTimer);
+    this.cancelDeadline();
     this.conn?.abort(this);
   }
-}
 
-function perTryTimeoutFired(attempt: ProxyAttempt): void {
-  attempt.perTryTimer = undefined;
-  attempt.stream.onPerTryTimeout(attempt);
-}
-
-function routeTimeoutFired(stream: ProxyStream): void {
-  stream.onRouteTimeout();
+  override onDeadline(): void {
+    this.stream.onPerTryTimeout(this);
+  }
 }
 
 function backoffFired(stream: ProxyStream): void {
@@ -190,7 +203,8 @@ function downstreamEnded(this: StreamRequest): void {
   this[STREAM]?.onRequestComplete();
 }
 
-export class ProxyStream implements PendingWaiter, HostWaiter {
+/** One downstream request; its deadline is the route timeout. */
+export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter {
   private readonly req: IncomingMessage;
   private readonly res: ServerResponse;
   private readonly route: CompiledRoute;
@@ -212,7 +226,6 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
   private attempt: ProxyAttempt | undefined;
   private retries = 0;
   private backoff: JitteredBackoff | undefined;
-  private routeTimer: NodeJS.Timeout | undefined;
   private backoffTimer: NodeJS.Timeout | undefined;
   private state: "idle" | "pending" | "backoff" | "attempt" | "done" = "idle";
   /** Envoy's response flags (envoy/src/response-flags.ts), read by the access log when it is on. */
@@ -238,6 +251,7 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
     cluster: Cluster,
     env: ProxyEnv,
   ) {
+    super();
     this.req = req;
     this.res = res;
     this.route = route;
@@ -294,8 +308,7 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
   onRequestComplete(): void {
     this.requestComplete = true;
     if (this.state === "done") return;
-    if (this.route.timeoutMs > 0)
-      this.routeTimer = setTimeout(routeTimeoutFired, timerDelay(this.route.timeoutMs), this);
+    if (this.route.timeoutMs > 0) this.startDeadline(this.route.timeoutMs);
     const attempt = this.attempt;
     if (this.state === "attempt" && attempt !== undefined && !this.responseStarted)
       this.startPerTryTimer(attempt);
@@ -303,8 +316,9 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
 
   private startPerTryTimer(attempt: ProxyAttempt): void {
     const perTry = this.route.retry?.perTryTimeoutMs ?? 0;
-    if (perTry > 0 && attempt.perTryTimer === undefined && !attempt.finished) {
-      attempt.perTryTimer = setTimeout(perTryTimeoutFired, timerDelay(perTry), attempt);
+    if (perTry > 0 && !attempt.perTryStarted && !attempt.finished) {
+      attempt.perTryStarted = true;
+      attempt.startDeadline(perTry);
     }
   }
 
@@ -392,7 +406,7 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
   private endAttempt(attempt: ProxyAttempt): void {
     if (attempt.finished) return;
     attempt.finished = true;
-    clearTimeout(attempt.perTryTimer);
+    attempt.cancelDeadline();
     attempt.host.stats.rq_active--;
     this.cluster.releaseRequest();
   }
@@ -412,7 +426,7 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
         return;
       }
     }
-    clearTimeout(attempt.perTryTimer);
+    attempt.cancelDeadline();
     this.responseStarted = true;
     const res = this.res;
     if (this.env.draining()) res.shouldKeepAlive = false;
@@ -424,8 +438,9 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
       this.captured = [];
       this.capturedHeaders = this.setCookie === undefined ? out : out.slice();
     }
+    const parsed = out.length;
     if (this.setCookie !== undefined) out.push("set-cookie", this.setCookie);
-    res.writeHead(status, out);
+    res.writeHead(status, out, parsed);
   }
 
   onResponseData(conn: UpstreamConnection, chunk: Buffer): void {
@@ -630,8 +645,11 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
     this.dispatch();
   }
 
+  override onDeadline(): void {
+    this.onRouteTimeout();
+  }
+
   onRouteTimeout(): void {
-    this.routeTimer = undefined;
     if (this.state === "done") return;
     this.cluster.stats.counters.upstream_rq_timeout++;
     this.env.stats.downstream_rq_timeout++;
@@ -711,7 +729,7 @@ export class ProxyStream implements PendingWaiter, HostWaiter {
   private finish(status: number): void {
     if (this.state === "done") return;
     this.state = "done";
-    clearTimeout(this.routeTimer);
+    this.cancelDeadline();
     clearTimeout(this.backoffTimer);
     this.cluster.stopWaiting(this);
     const ms = performance.now() - this.startedAt;

@@ -244,20 +244,23 @@ export class ResponseParser {
     const end = text.length;
     let at = from;
     while (at < end) {
-      let lineEnd = text.indexOf("\r\n", at);
-      if (lineEnd === -1) lineEnd = end;
       const c0 = text.charCodeAt(at);
       if (c0 === 32 || c0 === 9) return new UpstreamProtocolError("obsolete line folding in a header");
       let colon = at;
-      while (colon < lineEnd && TOKEN_CHARS[text.charCodeAt(colon)] === 1) colon++;
-      if (colon === at || colon === lineEnd || text.charCodeAt(colon) !== 58 /* : */)
-        return badName(text, at, lineEnd);
+      // A CR or the head's end stops the name too (neither is a token character).
+      while (colon < end && TOKEN_CHARS[text.charCodeAt(colon)] === 1) colon++;
+      if (colon === at || text.charCodeAt(colon) !== 58 /* : */) {
+        const lineEnd = text.indexOf("\r\n", at);
+        return badName(text, at, lineEnd === -1 ? end : lineEnd);
+      }
+      const lineEnd = valueEnd(text, colon + 1, end);
+      if (lineEnd < 0)
+        return new UpstreamProtocolError(`control character in header ${text.slice(at, colon)}`);
       let vs = colon + 1;
       let ve = lineEnd;
       while (vs < ve && isOws(text.charCodeAt(vs))) vs++;
       while (ve > vs && isOws(text.charCodeAt(ve - 1))) ve--;
       const name = text.slice(at, colon);
-      if (hasCtl(text, vs, ve)) return new UpstreamProtocolError(`control character in header ${name}`);
       const value = text.slice(vs, ve);
       const lower = name.toLowerCase();
       at = lineEnd + 2;
@@ -354,6 +357,19 @@ export class ResponseParser {
     }
     return next;
   }
+}
+
+/**
+ * Where the header value starting at `from` ends: at its line's CRLF, or at `end` (the head's last
+ * line); -1 when a control character comes first (a CR not followed by LF is one). One pass finds
+ * the line's end and checks the value.
+ */
+function valueEnd(text: string, from: number, end: number): number {
+  for (let i = from; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 32 ? c === 127 : c !== 9) return c === 13 && text.charCodeAt(i + 1) === 10 ? i : -1;
+  }
+  return end;
 }
 
 /** `1*HEXDIG [ BWS ";" chunk-ext ]`, or -1. */

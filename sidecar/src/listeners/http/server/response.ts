@@ -42,17 +42,22 @@ function httpDate(): string {
   return cachedDate;
 }
 
-function nameFlags(name: string, value: string): number {
+/** Whether header `name` is `target` (lower-case); `lower`: `name` is known to be lower-case. */
+function isName(name: string, lower: boolean, target: string): boolean {
+  return (lower ? name : name.toLowerCase()) === target;
+}
+
+function nameFlags(name: string, value: string, lower: boolean): number {
   switch (name.length) {
     case 4:
-      return name.toLowerCase() === "date" ? HAS_DATE : 0;
+      return isName(name, lower, "date") ? HAS_DATE : 0;
     case 10:
-      if (name.toLowerCase() !== "connection") return 0;
+      if (!isName(name, lower, "connection")) return 0;
       return /(?:^|,)\s*close\s*(?:,|$)/i.test(value) ? HAS_CONNECTION | CONNECTION_CLOSE : HAS_CONNECTION;
     case 14:
-      return name.toLowerCase() === "content-length" ? HAS_LENGTH : 0;
+      return isName(name, lower, "content-length") ? HAS_LENGTH : 0;
     case 17:
-      return name.toLowerCase() === "transfer-encoding" ? HAS_TE : 0;
+      return isName(name, lower, "transfer-encoding") ? HAS_TE : 0;
     default:
       return 0;
   }
@@ -95,8 +100,16 @@ export class DownstreamResponse extends EventEmitter {
     this.hasBody = req.method !== "HEAD";
   }
 
-  /** The status line and headers; `headers` is a flat name/value list or an object. */
-  writeHead(status: number, headers?: readonly string[] | Record<string, string | number>): this {
+  /**
+   * The status line and headers; `headers` is a flat name/value list or an object. The first
+   * `checked` entries of a list come from the upstream response parser: their values were already
+   * refused for control characters (the same rule as here) and their names are lower-case.
+   */
+  writeHead(
+    status: number,
+    headers?: readonly string[] | Record<string, string | number>,
+    checked = 0,
+  ): this {
     if (this.headersSent) throw new Error("writeHead after the response head was sent");
     this.statusCode = status;
     if (status === 204 || status === 304) this.hasBody = false;
@@ -115,8 +128,9 @@ export class DownstreamResponse extends EventEmitter {
     for (let i = 0; i < list.length; i += 2) {
       const name = list[i] as string;
       const value = list[i + 1] as string;
-      if (BAD_VALUE.test(value)) throw new Error(`invalid character in header ${name}`);
-      flags |= nameFlags(name, value);
+      const parsed = i < checked;
+      if (!parsed && BAD_VALUE.test(value)) throw new Error(`invalid character in header ${name}`);
+      flags |= nameFlags(name, value, parsed);
       text += `${name}: ${value}\r\n`;
     }
     if ((flags & HAS_DATE) === 0) text += `Date: ${httpDate()}\r\n`;

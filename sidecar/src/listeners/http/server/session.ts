@@ -97,6 +97,12 @@ export interface SessionOwner {
 
 const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
 
+/**
+ * A response head and body up to this many bytes together are copied into one buffer and written
+ * at once (Buffer.allocUnsafe takes such a buffer from Node's pool); larger bodies go out corked.
+ */
+const JOINED_WRITE_MAX = 4096;
+
 /** Pipelined responses waiting behind the one going out before the socket's reads stop. */
 const MAX_QUEUED_RESPONSES = 32;
 
@@ -456,6 +462,19 @@ export class Http1Session implements BodySource, ResponseSink {
     let ok = true;
     if (head !== undefined && body === undefined && tail === undefined)
       return socket.write(head, "latin1", cb);
+    if (
+      head !== undefined &&
+      tail === undefined &&
+      typeof body !== "string" &&
+      body !== undefined &&
+      head.length + body.length <= JOINED_WRITE_MAX
+    ) {
+      // A head and a small body (the usual proxied response): one buffer, one write, no cork.
+      const joined = Buffer.allocUnsafe(head.length + body.length);
+      joined.write(head, 0, "latin1");
+      body.copy(joined, head.length);
+      return socket.write(joined, cb);
+    }
     if (head === undefined && tail === undefined) {
       if (body === undefined) {
         if (final) process.nextTick(flushedNT, this);
