@@ -57,7 +57,7 @@ export class DeadlineList {
     else this.tail.deadlineNext = entry;
     this.tail = entry;
     // An armed timer is never later than this entry: it was armed for an entry added before it.
-    if (this.timer === undefined) this.arm(this.ms);
+    this.armIfIdle(this.ms);
   }
 
   remove(entry: Deadline): void {
@@ -80,13 +80,10 @@ export class DeadlineList {
     return n;
   }
 
-  private arm(ms: number): void {
-    this.timer = setTimeout(deadlinesDue, timerDelay(Math.ceil(ms)), this).unref();
-  }
-
-  /** Arms the timer unless a deadline's handler already did (by starting a deadline here). */
+  /** Arms the timer for `ms` from now, unless it is armed (for an earlier entry, or by a handler). */
   private armIfIdle(ms: number): void {
-    if (this.timer === undefined) this.arm(ms);
+    if (this.timer === undefined)
+      this.timer = setTimeout(deadlinesDue, timerDelay(Math.ceil(ms)), this).unref();
   }
 
   /** The timer fired: runs the entries due now, then re-arms for the next one. */

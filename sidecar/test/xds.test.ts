@@ -27,7 +27,7 @@ import {
   waitFor,
   waitForLine,
 } from "./support/harness.ts";
-import { httpListenerResource } from "./support/xds-resources.ts";
+import { adsBootstrapYaml, httpListenerResource } from "./support/xds-resources.ts";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -97,7 +97,7 @@ function xdsTlsYaml(caFile: string, name: string): string {
               match_typed_subject_alt_names: [{ san_type: DNS, matcher: { exact: ${name} } }]`;
 }
 
-/** A bootstrap serving `backend` (static) on `listenerPort`, with ADS to 127.0.0.1:`xdsPort`. */
+/** A bootstrap serving `backend` (static) on `listenerPort`, with ADS to localhost:`xdsPort`. */
 function bootstrap(
   admin: number,
   listenerPort: number,
@@ -105,36 +105,16 @@ function bootstrap(
   xdsPort: number,
   xdsTls = "",
 ): string {
-  return `node: { id: ns/pod-1, cluster: ${GROUP} }
-admin:
-  address: { socket_address: { address: 127.0.0.1, port_value: ${admin} } }
-dynamic_resources:
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    grpc_services: [{ envoy_grpc: { cluster_name: tether_xds } }]
-  cds_config: { ads: {}, resource_api_version: V3 }
-  lds_config: { ads: {}, resource_api_version: V3 }
-static_resources:
-  listeners:
-    - ${JSON.stringify(httpListenerResource(listenerPort, "backend", "5s"))}
-  clusters:
-    - name: tether_xds
-      type: STRICT_DNS
-      connect_timeout: 1s
-      typed_extension_protocol_options:
-        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-          explicit_http_config: { http2_protocol_options: {} }${xdsTls}
-      load_assignment:
-        cluster_name: tether_xds
-        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: localhost, port_value: ${xdsPort} } } } }] }]
-    - name: backend
-      connect_timeout: 0.25s
-      load_assignment:
-        cluster_name: backend
-        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${backendPort} } } } }] }]
-`;
+  const listener = httpListenerResource(listenerPort, "backend", "5s");
+  return adsBootstrapYaml({
+    admin,
+    group: GROUP,
+    listener,
+    backendPort,
+    xdsPort,
+    xdsHost: "localhost",
+    xdsTls,
+  });
 }
 
 /** Which upstream answered `path` on `port` (a fresh connection each time). */

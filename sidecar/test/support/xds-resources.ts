@@ -47,7 +47,9 @@ export function httpListenerResource(port: number, cluster: string, timeout?: st
 
 /**
  * A bootstrap serving `listener` (static, routing to `backend` on 127.0.0.1:`backendPort`) with ADS
- * to 127.0.0.1:`xdsPort` over the static HTTP/2 cluster `tether_xds`, as node `ns/pod-1` of `group`.
+ * over the static HTTP/2 cluster `tether_xds`, as node `ns/pod-1` of `group`: to 127.0.0.1:`xdsPort`,
+ * or with `xdsHost` to that name resolved by DNS (STRICT_DNS); `xdsTls` is appended to the cluster
+ * (its transport_socket).
  */
 export function adsBootstrapYaml(o: {
   admin: number;
@@ -55,6 +57,8 @@ export function adsBootstrapYaml(o: {
   listener: ResourceJson;
   backendPort: number;
   xdsPort: number;
+  xdsHost?: string;
+  xdsTls?: string;
   http2Options?: string;
 }): string {
   return `node: { id: ns/pod-1, cluster: ${o.group} }
@@ -72,15 +76,15 @@ static_resources:
     - ${JSON.stringify(o.listener)}
   clusters:
     - name: tether_xds
-      type: STATIC
+      type: ${o.xdsHost === undefined ? "STATIC" : "STRICT_DNS"}
       connect_timeout: 1s
       typed_extension_protocol_options:
         envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
           "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-          explicit_http_config: { http2_protocol_options: ${o.http2Options ?? "{}"} }
+          explicit_http_config: { http2_protocol_options: ${o.http2Options ?? "{}"} }${o.xdsTls ?? ""}
       load_assignment:
         cluster_name: tether_xds
-        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${o.xdsPort} } } } }] }]
+        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: ${o.xdsHost ?? "127.0.0.1"}, port_value: ${o.xdsPort} } } } }] }]
     - name: backend
       connect_timeout: 0.25s
       load_assignment:
