@@ -11,7 +11,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { build, type Plugin } from "esbuild";
+import { build, type BuildOptions, type Plugin } from "esbuild";
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const sidecarDir = path.resolve(here, "..");
@@ -130,32 +130,12 @@ const chunkLoader: Plugin = {
   },
 };
 
-rmSync(outdir, { recursive: true, force: true });
-mkdirSync(outdir, { recursive: true });
-for (const chunk of Object.values(CHUNKS)) {
-  await build({
-    entryPoints: [chunk.entry],
-    bundle: true,
-    format: "cjs",
-    platform: "node",
-    target: "node24",
-    outfile: path.join(outdir, chunk.file),
-    minify: true,
-    banner: { js: '"use strict";' },
-    sourcemap: "linked",
-    legalComments: "linked",
-    external: ["@grpc/grpc-js"],
-    plugins: [descriptorInside, jsonAsText],
-    logLevel: "warning",
-  });
-}
-const result = await build({
-  entryPoints: [path.join(sidecarDir, "src", "snapshot.ts")],
+/** What every script here is built with: one minified CommonJS file for Node 24, with its map. */
+const scriptOptions: BuildOptions = {
   bundle: true,
   format: "cjs",
   platform: "node",
   target: "node24",
-  outfile: script,
   minify: true,
   // The sources are ES modules: keep their strict-mode semantics in the script.
   banner: { js: '"use strict";' },
@@ -167,9 +147,25 @@ const result = await build({
   legalComments: "linked",
   // Only AdsServer (never used by the sidecar) loads gRPC.
   external: ["@grpc/grpc-js"],
+  logLevel: "warning",
+};
+
+rmSync(outdir, { recursive: true, force: true });
+mkdirSync(outdir, { recursive: true });
+for (const chunk of Object.values(CHUNKS)) {
+  await build({
+    ...scriptOptions,
+    entryPoints: [chunk.entry],
+    outfile: path.join(outdir, chunk.file),
+    plugins: [descriptorInside, jsonAsText],
+  });
+}
+const result = await build({
+  ...scriptOptions,
+  entryPoints: [path.join(sidecarDir, "src", "snapshot.ts")],
+  outfile: script,
   plugins: [re2jsInside, chunkLoader, lazyBuiltins],
   metafile: true,
-  logLevel: "warning",
 });
 const bytes = result.metafile.outputs[path.relative(process.cwd(), script)]?.bytes ?? 0;
 // Without node's code cache for its own built-in modules: the running process keeps the V8 part of
