@@ -3,6 +3,7 @@
 // to its pool only when both messages ended cleanly and the response allows keep-alive. Listeners
 // are bound once per connection; a request costs no closures.
 import type net from "node:net";
+import { writeOut } from "../../socket-write.ts";
 import { timerDelay } from "../../timers.ts";
 import type { RequestBodyStream, UpstreamRequest } from "./request-head.ts";
 import { ResponseParser, type ResponseSink } from "./response-parser.ts";
@@ -133,7 +134,7 @@ export class UpstreamConnection implements ResponseSink {
     const body = req.body;
     if (body === null) {
       this.requestDone = true;
-      socket.write(full, "latin1");
+      writeOut(socket, full);
     } else if (Buffer.isBuffer(body)) {
       this.requestDone = true;
       // One writev for head and body.

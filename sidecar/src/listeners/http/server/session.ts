@@ -6,6 +6,7 @@
 // is parsed in C++ from one shared buffer, without a JS Buffer or a `data` event, and reads are
 // stopped and restarted on the handle (readStop / readStart) for back-pressure.
 import type { Socket } from "node:net";
+import { writeOut } from "../../../socket-write.ts";
 import { DownstreamRequest, type BodySource } from "./request.ts";
 import { DownstreamResponse, type ResponseSink } from "./response.ts";
 
@@ -460,8 +461,7 @@ export class Http1Session implements BodySource, ResponseSink {
     if (socket.destroyed || res !== this.queue[0]) return false;
     const cb = final ? this.onFlushed : undefined;
     let ok = true;
-    if (head !== undefined && body === undefined && tail === undefined)
-      return socket.write(head, "latin1", cb);
+    if (head !== undefined && body === undefined && tail === undefined) return writeOut(socket, head, cb);
     if (
       head !== undefined &&
       tail === undefined &&
@@ -473,14 +473,14 @@ export class Http1Session implements BodySource, ResponseSink {
       const joined = Buffer.allocUnsafe(head.length + body.length);
       joined.write(head, 0, "latin1");
       body.copy(joined, head.length);
-      return socket.write(joined, cb);
+      return writeOut(socket, joined, cb);
     }
     if (head === undefined && tail === undefined) {
       if (body === undefined) {
         if (final) process.nextTick(flushedNT, this);
         return true;
       }
-      return typeof body === "string" ? socket.write(body, "utf8", cb) : socket.write(body, cb);
+      return typeof body === "string" ? socket.write(body, "utf8", cb) : writeOut(socket, body, cb);
     }
     socket.cork();
     if (head !== undefined) socket.write(head, "latin1");

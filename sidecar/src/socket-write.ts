@@ -1,0 +1,146 @@
+// One write on a plain TCP socket, handed to its libuv handle directly when nothing waits in front
+// of it. This is what net.Socket does underneath `socket.write`; going there directly skips the
+// stream bookkeeping around it (Writable's write, writeOrBuffer and onwrite, and a next-tick
+// afterWrite per call), which is a measurable part of a proxied request's CPU (bench/RESULTS.md).
+//
+// Why it is safe to mix with `socket.write`, `end` and `destroy` on the same socket:
+// - Order: the direct path is taken only while the socket has nothing buffered (or corked) and is
+//   not connecting. libuv keeps a stream's writes in order and shuts a stream down only after its
+//   queued writes, so a later `socket.write` or `socket.end` lands after this write.
+// - Back-pressure: a direct write is always smaller than the socket's high-water mark, and while
+//   one waits in libuv's queue the next goes through `socket.write`, which counts it and returns
+//   false (then emits 'drain') as usual. A direct write returns true, as `socket.write` would have
+//   for it; no 'drain' is owed for it.
+// - Counts: `socket.bytesWritten` reads the handle's own counter, which includes these bytes.
+// - Timeouts: the socket's timeout is refreshed on the write and on its completion, as net does.
+// - Errors: a failed write destroys the socket with the errno error, as a failed `socket.write`.
+// Anything else (TLS, a pipe mid-connect, a write in flight, a large write) goes through
+// `socket.write` unchanged.
+import type { Socket } from "node:net";
+import { getSystemErrorName } from "node:util";
+
+/** A libuv write request (node's WriteWrap); `oncomplete` runs when an asynchronous write ends. */
+interface WriteReq {
+  handle: StreamWriteHandle;
+  oncomplete: (this: WriteReq, status: number) => void;
+  socket: DirectSocket | null;
+  /** The written Buffer, kept alive while libuv still reads from it. */
+  buffer: Buffer | null;
+  callback: WriteCallback | undefined;
+}
+
+interface StreamWriteHandle {
+  writeBuffer(req: WriteReq, data: Buffer): number;
+  writeLatin1String(req: WriteReq, data: string): number;
+}
+
+interface StreamBinding {
+  WriteWrap: new () => WriteReq;
+  /** Shared with C++: what the last write did. */
+  streamBaseState: Int32Array;
+  kLastWriteWasAsync: number;
+}
+
+const IN_FLIGHT = Symbol("tether.directWriteInFlight");
+
+type DirectSocket = Socket & {
+  _handle: (StreamWriteHandle & { isStreamBase?: boolean }) | null;
+  _unrefTimer(): void;
+  connecting: boolean;
+  encrypted?: boolean;
+  [IN_FLIGHT]?: boolean;
+};
+
+/** Called once the bytes are with the kernel (next tick at the soonest), or with the write's error. */
+export type WriteCallback = (err: Error | null) => void;
+
+let binding: StreamBinding | undefined;
+/** node's stream_wrap binding, loaded at the first write: it cannot be in the start-up snapshot. */
+function streamBinding(): StreamBinding {
+  return (binding ??= (process as unknown as { binding(name: string): StreamBinding }).binding(
+    "stream_wrap",
+  ));
+}
+
+/** An errno from libuv as net reports it (`write EPIPE`, with code, errno and syscall). */
+function writeError(status: number): NodeJS.ErrnoException {
+  const code = getSystemErrorName(status);
+  const err: NodeJS.ErrnoException = new Error(`write ${code}`);
+  err.code = code;
+  err.errno = status;
+  err.syscall = "write";
+  return err;
+}
+
+function onDirectWriteComplete(this: WriteReq, status: number): void {
+  const socket = this.socket;
+  const cb = this.callback;
+  this.socket = null;
+  this.buffer = null;
+  this.callback = undefined;
+  if (socket === null) return;
+  socket[IN_FLIGHT] = false;
+  if (socket.destroyed) {
+    cb?.(null);
+    return;
+  }
+  if (status < 0) {
+    const err = writeError(status);
+    socket.destroy(err);
+    cb?.(err);
+    return;
+  }
+  socket._unrefTimer();
+  cb?.(null);
+}
+
+function callbackNT(cb: WriteCallback): void {
+  cb(null);
+}
+
+/**
+ * Writes `data` (a Buffer, or a latin1 string) on `socket`, as `socket.write(data, "latin1", cb)`
+ * would, and returns what that would return.
+ */
+export function writeOut(socket: Socket, data: Buffer | string, cb?: WriteCallback): boolean {
+  const s = socket as DirectSocket;
+  const handle = s._handle;
+  if (
+    handle === null ||
+    handle.isStreamBase !== true ||
+    s.encrypted === true ||
+    s.connecting ||
+    s.destroyed ||
+    s.writableEnded ||
+    s.writableLength !== 0 ||
+    s[IN_FLIGHT] === true ||
+    data.length >= s.writableHighWaterMark
+  )
+    return cb === undefined
+      ? socket.write(data, "latin1")
+      : socket.write(data, "latin1", cb as (err?: Error | null) => void);
+  const b = streamBinding();
+  const req = new b.WriteWrap();
+  req.handle = handle;
+  req.oncomplete = onDirectWriteComplete;
+  req.socket = null;
+  req.buffer = null;
+  req.callback = cb;
+  s._unrefTimer();
+  const status =
+    typeof data === "string" ? handle.writeLatin1String(req, data) : handle.writeBuffer(req, data);
+  if (status !== 0) {
+    // As net: the socket is destroyed with the error; the callback hears it on the next tick.
+    const err = writeError(status);
+    s.destroy(err);
+    if (cb !== undefined) process.nextTick(cb, err);
+    return false;
+  }
+  if (b.streamBaseState[b.kLastWriteWasAsync] !== 0) {
+    // Part of it waits in libuv's queue: the request completes later.
+    req.socket = s;
+    if (typeof data !== "string") req.buffer = data;
+    s[IN_FLIGHT] = true;
+  } else if (cb !== undefined) process.nextTick(callbackNT, cb);
+  return true;
+}
