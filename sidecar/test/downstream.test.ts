@@ -223,6 +223,30 @@ describe("downstream timeouts", () => {
     expect(await httpStat(s, "downstream_rq_header_timeout")).toBe(0);
   });
 
+  it("times a head out from its first byte, also when the connection was silent past the timeout first", async () => {
+    const { s, listen } = await setup({
+      hcm: `                request_headers_timeout: 0.4s
+                common_http_protocol_options: { idle_timeout: 30s }`,
+    });
+    const late = new RawClient(listen);
+    await late.opened;
+    // Silent past request_headers_timeout (no request yet: not a header timeout), then a head
+    // that trickles in and never completes.
+    await new Promise((resolve) => setTimeout(resolve, 900));
+    const bytes = "GET /late HTTP/1.1\r\nHost: test\r\nx-slow: " + "a".repeat(1000);
+    let sent = 0;
+    const pump = setInterval(() => {
+      if (!late.isClosed && sent < bytes.length) late.socket.write(bytes[sent++] ?? "");
+    }, 50);
+    cleanups.push(() => {
+      clearInterval(pump);
+    });
+    const began = performance.now();
+    expect(await late.closedWithin(3000)).toMatch(/^HTTP\/1\.1 408 [\s\S]*\r\n\r\nrequest header timeout$/);
+    expect(performance.now() - began).toBeGreaterThanOrEqual(350);
+    expect(await httpStat(s, "downstream_rq_header_timeout")).toBe(1);
+  });
+
   it("answers 408 when the body does not arrive within request_timeout", async () => {
     const { up, s, listen } = await setup({
       hcm: `                request_timeout: 0.5s

@@ -175,7 +175,8 @@ export class DownstreamConnection {
       this.timeOut("request_timeout", "request timeout");
       return;
     }
-    // Node counts the first request from the accept; Envoy from its first byte (idle_timeout before).
+    // The session times a message from its first byte; a connection that has sent nothing since it
+    // was last idle is idle_timeout's, never answered with a 408.
     if (!this.requestBegun()) return;
     const { request_timeout: request, request_headers_timeout: headers } = this.owner.hcm;
     const byRequestTimeout = request > 0 && (headers === 0 || request < headers);

@@ -234,11 +234,16 @@ export class Http1Session implements BodySource, ResponseSink {
   /** Header fields llhttp flushed before the head completed (a head split over reads); rare. */
   private headerParts: string[] | undefined;
   private urlPart = "";
-  /** As node:http: a message is being read (from accept, or its first byte) until it is complete. */
-  active = true;
+  /**
+   * A message is being read, from its first byte until it is complete (Envoy's request timers start
+   * at the first byte; a connection that has sent nothing is idle_timeout's business). Not from the
+   * accept, as node:http counts: a timeout reported for a silent connection would be ignored and,
+   * reported once, would leave the head that follows with no timeout at all.
+   */
+  active = false;
   /** The head of the message being read has not completed. */
   headersPending = true;
-  messageStart = performance.now();
+  messageStart = 0;
   /** Timed out once (request_headers_timeout / request_timeout): not checked again. */
   expired = false;
   private stopped = false;
