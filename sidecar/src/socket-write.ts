@@ -94,6 +94,22 @@ function onDirectWriteComplete(this: WriteReq, status: number): void {
   cb?.(null);
 }
 
+/**
+ * The request object for the next write. A write the kernel took whole never reaches libuv's queue
+ * (node attaches its native request to the object only then), so the same object serves again; one
+ * that went asynchronous (or failed) is left to libuv and a new one is made.
+ */
+let spareReq: WriteReq | undefined;
+
+function newWriteReq(b: StreamBinding): WriteReq {
+  const req = new b.WriteWrap();
+  req.oncomplete = onDirectWriteComplete;
+  req.socket = null;
+  req.buffer = null;
+  req.callback = undefined;
+  return req;
+}
+
 function callbackNT(cb: WriteCallback): void {
   cb(null);
 }
@@ -120,16 +136,13 @@ export function writeOut(socket: Socket, data: Buffer | string, cb?: WriteCallba
       ? socket.write(data, "latin1")
       : socket.write(data, "latin1", cb as (err?: Error | null) => void);
   const b = streamBinding();
-  const req = new b.WriteWrap();
+  const req = (spareReq ??= newWriteReq(b));
   req.handle = handle;
-  req.oncomplete = onDirectWriteComplete;
-  req.socket = null;
-  req.buffer = null;
-  req.callback = cb;
   s._unrefTimer();
   const status =
     typeof data === "string" ? handle.writeLatin1String(req, data) : handle.writeBuffer(req, data);
   if (status !== 0) {
+    spareReq = undefined;
     // As net: the socket is destroyed with the error; the callback hears it on the next tick.
     const err = writeError(status);
     s.destroy(err);
@@ -137,8 +150,10 @@ export function writeOut(socket: Socket, data: Buffer | string, cb?: WriteCallba
     return false;
   }
   if (b.streamBaseState[b.kLastWriteWasAsync] !== 0) {
-    // Part of it waits in libuv's queue: the request completes later.
+    // Part of it waits in libuv's queue: the request is libuv's until it completes.
+    spareReq = undefined;
     req.socket = s;
+    req.callback = cb;
     if (typeof data !== "string") req.buffer = data;
     s[IN_FLIGHT] = true;
   } else if (cb !== undefined) process.nextTick(callbackNT, cb);
