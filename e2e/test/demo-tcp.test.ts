@@ -76,8 +76,9 @@ describe("demo over TCP: policy-server restart behind the sidecar", () => {
 
   it("holds a new agent connection while no server listens, and connects once one is back", async () => {
     await Promise.all(servers.map((server) => server.kill()));
-    // The agent connects during the outage; the sidecar retries the upstream connect with back-off
-    // (max_connect_attempts 5, 0.2–2 s), so a server back within a second or so is reached.
+    // The agent connects during the outage; the sidecar retries the upstream connect with jittered
+    // back-off (max_connect_attempts 10, waits drawn below 0.2, 0.4, 0.8, 1.6 and then 2 s: ~6.5 s
+    // in all on average), so a server back within a few seconds is reached.
     const pending = connectAgent(15_000);
     const [ps1] = servers;
     const listening = await ps1!.start();

@@ -55,7 +55,7 @@ describe("--mode validate", () => {
   it("lists every problem by path and exits non-zero", async () => {
     const text = readFileSync(path.join(EXAMPLES, "envoy-tcp.yaml"), "utf8")
       .replace("connect_timeout: 1s", "connect_timeout: 1s\n      foo: bar")
-      .replace("max_connect_attempts: 5", "max_connect_attempts: 0");
+      .replace("max_connect_attempts: 10", "max_connect_attempts: 0");
     const file = Sidecar.writeConfig(text);
     const r = await run(["--config", file, "--mode", "validate"]);
     expect(r.code).toBe(1);
