@@ -867,7 +867,17 @@ export const dynamicResourcesSchema = z.strictObject({
     api_type: z.literal("GRPC"),
     transport_api_version: z.literal("V3"),
     grpc_services: z
-      .array(z.strictObject({ envoy_grpc: z.strictObject({ cluster_name: z.string().min(1) }) }))
+      .array(
+        z.strictObject({
+          envoy_grpc: z.strictObject({
+            cluster_name: z.string().min(1),
+            // Envoy's GrpcService.EnvoyGrpc.retry_policy: for an xDS stream only its back-off is
+            // used, the reconnect wait (full jitter up to min(max, base × 2^attempt)). Without it,
+            // Envoy's default: 500 ms base, 30 s max.
+            retry_policy: z.strictObject({ retry_back_off: backoffSchema.optional() }).optional(),
+          }),
+        }),
+      )
       .length(1, "exactly one grpc_service is supported"),
   }),
   cds_config: adsConfigSourceSchema,

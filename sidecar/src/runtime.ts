@@ -16,11 +16,12 @@ import { ListenerBindError } from "./listeners/bind.ts";
 import { ListenerManager, type Listener, type ListenerPlan } from "./listeners/manager.ts";
 import type { Logger } from "./log.ts";
 import { drainSequence } from "./shutdown.ts";
+import { timerDelay } from "./timers.ts";
 import type { RandomSource } from "./upstream/backoff.ts";
 import { ClusterManager } from "./upstream/cluster-manager.ts";
 import type { Cluster } from "./upstream/cluster.ts";
 import type { Host } from "./upstream/host.ts";
-import { loadAdsClientFactory, type AdsClientFactory } from "./xds/ads-api.ts";
+import { loadAdsClientFactory, type AdsClientFactory, type AdsClientOptions } from "./xds/ads-api.ts";
 import { adsTls } from "./xds/ads-tls.ts";
 import { bearerMetadata } from "./xds/token.ts";
 import { XdsSubscriber, type DynamicApplier, type DynamicSet, type XdsStats } from "./xds/subscriber.ts";
@@ -54,6 +55,30 @@ export function isTetherOwn(name: string): boolean {
 
 function adsClusterName(b: Bootstrap): string | undefined {
   return b.dynamic_resources?.ads_config.grpc_services[0]?.envoy_grpc.cluster_name;
+}
+
+/** The ADS stream's timing from the config, as Envoy takes it (each part only when configured). */
+function adsStreamTiming(
+  b: Bootstrap,
+  ads: Cluster | undefined,
+): Pick<AdsClientOptions, "connectTimeoutMs" | "keepalive" | "backoff"> {
+  // The ADS cluster's connect_timeout bounds each connect, so a reconnect that lands on a vanished
+  // control-plane replica gives up quickly and the next attempt tries again.
+  const connectTimeoutMs = ads?.connectTimeoutMs;
+  const keepalive =
+    ads?.config.typed_extension_protocol_options?.[HTTP_PROTOCOL_OPTIONS_KEY]?.explicit_http_config
+      .http2_protocol_options?.connection_keepalive;
+  const backOff = b.dynamic_resources?.ads_config.grpc_services[0]?.envoy_grpc.retry_policy?.retry_back_off;
+  return {
+    ...(connectTimeoutMs === undefined ? {} : { connectTimeoutMs }),
+    ...(keepalive === undefined
+      ? {}
+      : { keepalive: { timeMs: keepalive.interval ?? 0, timeoutMs: keepalive.timeout } }),
+    // max_interval defaults to ten times base_interval, which can pass the longest timer Node arms.
+    ...(backOff === undefined
+      ? {}
+      : { backoff: { baseMs: backOff.base_interval, maxMs: timerDelay(backOff.max_interval) } }),
+  };
 }
 
 export class Runtime implements AdminView, DynamicApplier {
@@ -138,13 +163,6 @@ export class Runtime implements AdminView, DynamicApplier {
     };
     const tls = adsTls(b.static_resources.clusters.find((c) => c.name === adsCluster));
     const tokenFile = this.options.xdsTokenFile;
-    // As Envoy: the ADS cluster's connect_timeout bounds each connect, so a reconnect that lands on
-    // a vanished control-plane replica gives up quickly and the next attempt tries again.
-    const ads = this.clustersMgr.get(adsCluster);
-    const connectTimeoutMs = ads?.connectTimeoutMs;
-    const keepalive =
-      ads?.config.typed_extension_protocol_options?.[HTTP_PROTOCOL_OPTIONS_KEY]?.explicit_http_config
-        .http2_protocol_options?.connection_keepalive;
     const client = factory(
       {
         target,
@@ -153,10 +171,7 @@ export class Runtime implements AdminView, DynamicApplier {
         random: this.random,
         ...(tls === undefined ? {} : { tls }),
         ...(tokenFile === undefined ? {} : { callMetadata: () => bearerMetadata(tokenFile) }),
-        ...(connectTimeoutMs === undefined ? {} : { connectTimeoutMs }),
-        ...(keepalive === undefined
-          ? {}
-          : { keepalive: { timeMs: keepalive.interval ?? 0, timeoutMs: keepalive.timeout } }),
+        ...adsStreamTiming(b, this.clustersMgr.get(adsCluster)),
       },
       xds,
     );

@@ -29,7 +29,7 @@ class AdsServerProcess {
   port = 0;
   private proc: ChildProcess | undefined;
 
-  async start(listenerPort: number, backendPort: number): Promise<this> {
+  async start(listenerPort: number, backendPort: number, port = 0): Promise<this> {
     const snapshot = {
       group: GROUP,
       version: "1",
@@ -59,7 +59,8 @@ class AdsServerProcess {
       ],
       listener: [httpListenerResource(listenerPort, "ps", "5s")] as ResourceJson[],
     };
-    const proc = spawn(process.execPath, [ADS_SERVER, "--snapshot", JSON.stringify(snapshot)], {
+    const args = [ADS_SERVER, "--snapshot", JSON.stringify(snapshot), "--port", String(port)];
+    const proc = spawn(process.execPath, args, {
       stdio: ["ignore", "pipe", "inherit"],
     });
     this.proc = proc;
@@ -263,6 +264,47 @@ async function failover(
     await traffic;
   }
 }
+
+describe("sidecar ADS reconnect back-off (retry_policy.retry_back_off)", () => {
+  it("waits no longer than max_interval between attempts, so it is back within it once the server is", async () => {
+    const [a, b] = [await upstream("a"), await upstream("b")];
+    const listenerPort = await freePort();
+    const xdsPort = await freePort();
+    const server = await new AdsServerProcess().start(listenerPort, b.port, xdsPort);
+    const admin = await freePort();
+    const listener = httpListenerResource(listenerPort, "backend", "5s");
+    const yaml = adsBootstrapYaml({
+      admin,
+      group: GROUP,
+      listener,
+      backendPort: a.port,
+      xdsPort,
+      retryBackOff: "{ base_interval: 0.1s, max_interval: 0.4s }",
+    });
+    const sidecar = new Sidecar(admin, Sidecar.writeConfig(yaml));
+    cleanups.push(() => sidecar.stop());
+    await sidecar.start();
+    await waitFor("traffic on the ADS config", async () => (await who(listenerPort)) === "b", ADS_WAIT_MS);
+
+    // Away for 4 s: Envoy's default back-off (0.5 s doubling to 30 s) would be drawing waits of
+    // seconds by then; this one never waits more than 0.4 s.
+    await server.kill();
+    await new Promise((resolve) => setTimeout(resolve, 4_000));
+    const back = performance.now();
+    await new AdsServerProcess().start(listenerPort, b.port, xdsPort);
+    await waitFor(
+      "connected gauge 1",
+      async () => (await sidecar.metric("envoy_control_plane_connected_state")) === 1,
+      3_000,
+    );
+    const reconnectMs = performance.now() - back;
+    console.log(`ADS back-off: reconnected ${reconnectMs.toFixed(0)} ms after the server listened again`);
+    const waits = [...sidecar.logs.matchAll(/"retryInMs":(\d+)/g)].map((m) => Number(m[1]));
+    expect(waits.length).toBeGreaterThanOrEqual(5);
+    expect(Math.max(...waits)).toBeLessThanOrEqual(400);
+    expect(await who(listenerPort)).toBe("b");
+  });
+});
 
 describe("sidecar ADS failover between two servers behind one address", () => {
   it("reconnects to the other server within 3 s after the serving one is SIGKILLed, serving throughout, same config", async () => {

@@ -35,7 +35,14 @@ describe("bootstraps with xDS", () => {
       ads_config: {
         api_type: "GRPC",
         transport_api_version: "V3",
-        grpc_services: [{ envoy_grpc: { cluster_name: "tether_xds" } }],
+        grpc_services: [
+          {
+            envoy_grpc: {
+              cluster_name: "tether_xds",
+              retry_policy: { retry_back_off: { base_interval: "0.5s", max_interval: "5s" } },
+            },
+          },
+        ],
       },
       cds_config: { ads: {}, resource_api_version: "V3" },
       lds_config: { ads: {}, resource_api_version: "V3" },

@@ -65,6 +65,14 @@ export interface EdsService {
 export const XDS_KEEPALIVE = { interval: "5s", timeout: "5s" } as const;
 
 /**
+ * How long a sidecar waits between attempts to reach the operator (full jitter below
+ * min(max, base × 2^attempt)). Envoy's default caps the wait at 30 s, so a sidecar whose operator
+ * was away for half a minute could wait up to 30 s more after it came back before its next config;
+ * with 5 s, a fleet still spreads its reconnects over five seconds.
+ */
+export const XDS_RETRY_BACK_OFF = { base_interval: "0.5s", max_interval: "5s" } as const;
+
+/**
  * A static STRICT_DNS cluster on the operator's xDS Service, speaking HTTP/2 (gRPC); with TLS, an
  * UpstreamTlsContext trusting the mounted CA bundle, SNI and the SAN checked against the Service name.
  */
@@ -101,7 +109,9 @@ export function dynamicResources(): DynamicResourcesInput {
     ads_config: {
       api_type: "GRPC",
       transport_api_version: "V3",
-      grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER } }],
+      grpc_services: [
+        { envoy_grpc: { cluster_name: XDS_CLUSTER, retry_policy: { retry_back_off: XDS_RETRY_BACK_OFF } } },
+      ],
     },
     cds_config: { ads: {}, resource_api_version: "V3" },
     lds_config: { ads: {}, resource_api_version: "V3" },

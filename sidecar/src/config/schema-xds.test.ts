@@ -71,7 +71,39 @@ describe("config: dynamic_resources and EDS", () => {
     });
   });
 
+  it("accepts the ADS stream's retry_policy.retry_back_off, max_interval defaulting to ten times base", () => {
+    const withBackOff = (backOff: string): unknown =>
+      parseConfigText(
+        DYNAMIC.replace(
+          "cluster_name: tether_xds } }]",
+          `cluster_name: tether_xds, retry_policy: { retry_back_off: ${backOff} } } }]`,
+        ),
+      ).bootstrap.dynamic_resources?.ads_config.grpc_services[0]?.envoy_grpc.retry_policy;
+    expect(withBackOff("{ base_interval: 0.5s, max_interval: 5s }")).toEqual({
+      retry_back_off: { base_interval: 500, max_interval: 5_000 },
+    });
+    expect(withBackOff("{ base_interval: 0.2s }")).toEqual({
+      retry_back_off: { base_interval: 200, max_interval: 2_000 },
+    });
+  });
+
   it.each([
+    [
+      "a retry back-off whose max_interval is below its base_interval",
+      DYNAMIC.replace(
+        "cluster_name: tether_xds } }]",
+        "cluster_name: tether_xds, retry_policy: { retry_back_off: { base_interval: 2s, max_interval: 1s } } } }]",
+      ),
+      "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.retry_policy.retry_back_off.max_interval: must be >= base_interval",
+    ],
+    [
+      "a retry_policy field an xDS stream does not use",
+      DYNAMIC.replace(
+        "cluster_name: tether_xds } }]",
+        "cluster_name: tether_xds, retry_policy: { num_retries: 3 } } }]",
+      ),
+      "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.retry_policy.num_retries: unsupported field",
+    ],
     [
       "an ADS cluster that does not exist",
       DYNAMIC.replace("cluster_name: tether_xds } }]", "cluster_name: nope } }]"),

@@ -49,7 +49,7 @@ export function httpListenerResource(port: number, cluster: string, timeout?: st
  * A bootstrap serving `listener` (static, routing to `backend` on 127.0.0.1:`backendPort`) with ADS
  * over the static HTTP/2 cluster `tether_xds`, as node `ns/pod-1` of `group`: to 127.0.0.1:`xdsPort`,
  * or with `xdsHost` to that name resolved by DNS (STRICT_DNS); `xdsTls` is appended to the cluster
- * (its transport_socket).
+ * (its transport_socket); `retryBackOff` is the ADS stream's reconnect back-off.
  */
 export function adsBootstrapYaml(o: {
   admin: number;
@@ -60,7 +60,10 @@ export function adsBootstrapYaml(o: {
   xdsHost?: string;
   xdsTls?: string;
   http2Options?: string;
+  /** The ADS service's retry_policy.retry_back_off, as YAML flow (`{ base_interval: 0.1s }`). */
+  retryBackOff?: string;
 }): string {
+  const retry = o.retryBackOff === undefined ? "" : `, retry_policy: { retry_back_off: ${o.retryBackOff} }`;
   return `node: { id: ns/pod-1, cluster: ${o.group} }
 admin:
   address: { socket_address: { address: 127.0.0.1, port_value: ${o.admin} } }
@@ -68,7 +71,7 @@ dynamic_resources:
   ads_config:
     api_type: GRPC
     transport_api_version: V3
-    grpc_services: [{ envoy_grpc: { cluster_name: tether_xds } }]
+    grpc_services: [{ envoy_grpc: { cluster_name: tether_xds${retry} } }]
   cds_config: { ads: {}, resource_api_version: V3 }
   lds_config: { ads: {}, resource_api_version: V3 }
 static_resources:
