@@ -117,6 +117,18 @@ class RawClient {
     });
   }
 
+  /** Writes `text` one byte every `everyMs` until all of it went or the connection closed. */
+  trickle(text: string, everyMs = 50): { readonly sent: number } {
+    const state = { sent: 0 };
+    const pump = setInterval(() => {
+      if (!this.isClosed && state.sent < text.length) this.socket.write(text[state.sent++] ?? "");
+    }, everyMs);
+    cleanups.push(() => {
+      clearInterval(pump);
+    });
+    return state;
+  }
+
   /** Resolves with what was received once the server closed the connection; rejects after `ms`. */
   async closedWithin(ms: number): Promise<string> {
     let timer: NodeJS.Timeout | undefined;
@@ -166,14 +178,7 @@ describe("downstream timeouts", () => {
     const trickle = new RawClient(listen);
     await trickle.opened;
     // One byte every 50 ms: never idle for stream_idle_timeout, never a whole head either.
-    const bytes = "GET /trickle HTTP/1.1\r\nHost: test\r\nx-slow: " + "a".repeat(1000);
-    let sent = 0;
-    const pump = setInterval(() => {
-      if (!trickle.isClosed && sent < bytes.length) trickle.socket.write(bytes[sent++] ?? "");
-    }, 50);
-    cleanups.push(() => {
-      clearInterval(pump);
-    });
+    const pumped = trickle.trickle("GET /trickle HTTP/1.1\r\nHost: test\r\nx-slow: " + "a".repeat(1000));
     // A request that waits on its upstream longer than request_headers_timeout and idle_timeout
     // (its head is complete; a 0.3 s silence is under stream_idle_timeout).
     const slow = request(`http://127.0.0.1:${listen}/slow?ms=300`);
@@ -187,7 +192,7 @@ describe("downstream timeouts", () => {
     expect(await idle.closedWithin(5000)).toBe(""); // idle_timeout closes without a word, as Envoy
     // Each went by its own timeout, none before it was due.
     expect(performance.now() - t0).toBeGreaterThanOrEqual(750);
-    expect(sent).toBeGreaterThan(10);
+    expect(pumped.sent).toBeGreaterThan(10);
     const res = await slow;
     expect(res.statusCode).toBe(200);
     expect(await res.body.text()).toBe("u0 GET /slow 0");
@@ -233,14 +238,7 @@ describe("downstream timeouts", () => {
     // Silent past request_headers_timeout (no request yet: not a header timeout), then a head
     // that trickles in and never completes.
     await new Promise((resolve) => setTimeout(resolve, 900));
-    const bytes = "GET /late HTTP/1.1\r\nHost: test\r\nx-slow: " + "a".repeat(1000);
-    let sent = 0;
-    const pump = setInterval(() => {
-      if (!late.isClosed && sent < bytes.length) late.socket.write(bytes[sent++] ?? "");
-    }, 50);
-    cleanups.push(() => {
-      clearInterval(pump);
-    });
+    late.trickle("GET /late HTTP/1.1\r\nHost: test\r\nx-slow: " + "a".repeat(1000));
     const began = performance.now();
     expect(await late.closedWithin(3000)).toMatch(/^HTTP\/1\.1 408 [\s\S]*\r\n\r\nrequest header timeout$/);
     expect(performance.now() - began).toBeGreaterThanOrEqual(350);
