@@ -14,7 +14,7 @@
 // - Counts: `socket.bytesWritten` reads the handle's own counter, which includes these bytes.
 // - Timeouts: the socket's timeout is refreshed on the write and on its completion, as net does.
 // - Errors: a failed write destroys the socket with the errno error, as a failed `socket.write`.
-// Anything else (TLS, a pipe mid-connect, a write in flight, a large write) goes through
+// Anything else (TLS, a socket still connecting, a write in flight, a large write) goes through
 // `socket.write` unchanged.
 import type { Socket } from "node:net";
 import { getSystemErrorName } from "node:util";
@@ -54,12 +54,30 @@ type DirectSocket = Socket & {
 /** Called once the bytes are with the kernel (next tick at the soonest), or with the write's error. */
 export type WriteCallback = (err: Error | null) => void;
 
-let binding: StreamBinding | undefined;
-/** node's stream_wrap binding, loaded at the first write: it cannot be in the start-up snapshot. */
-function streamBinding(): StreamBinding {
-  return (binding ??= (process as unknown as { binding(name: string): StreamBinding }).binding(
-    "stream_wrap",
-  ));
+/** node's stream_wrap binding; null once it turned out not to be there. */
+let binding: StreamBinding | null | undefined;
+/**
+ * node's stream_wrap binding (what net.Socket writes through), loaded at the first write: it cannot
+ * be in the start-up snapshot. `process.binding` is deprecated in documentation only (DEP0111: a
+ * warning only under --pending-deprecation); should a Node release stop offering this module, every
+ * write goes through `socket.write` instead.
+ */
+function streamBinding(): StreamBinding | null {
+  if (binding !== undefined) return binding;
+  try {
+    const b = (process as unknown as { binding(name: string): Partial<StreamBinding> }).binding(
+      "stream_wrap",
+    );
+    binding =
+      typeof b.WriteWrap === "function" &&
+      b.streamBaseState instanceof Int32Array &&
+      typeof b.kLastWriteWasAsync === "number"
+        ? (b as StreamBinding)
+        : null;
+  } catch {
+    binding = null;
+  }
+  return binding;
 }
 
 /** An errno from libuv as net reports it (`write EPIPE`, with code, errno and syscall). */
@@ -110,6 +128,12 @@ function newWriteReq(b: StreamBinding): WriteReq {
   return req;
 }
 
+function plainWrite(socket: Socket, data: Buffer | string, cb: WriteCallback | undefined): boolean {
+  return cb === undefined
+    ? socket.write(data, "latin1")
+    : socket.write(data, "latin1", cb as (err?: Error | null) => void);
+}
+
 function callbackNT(cb: WriteCallback): void {
   cb(null);
 }
@@ -132,10 +156,9 @@ export function writeOut(socket: Socket, data: Buffer | string, cb?: WriteCallba
     s[IN_FLIGHT] === true ||
     data.length >= s.writableHighWaterMark
   )
-    return cb === undefined
-      ? socket.write(data, "latin1")
-      : socket.write(data, "latin1", cb as (err?: Error | null) => void);
+    return plainWrite(socket, data, cb);
   const b = streamBinding();
+  if (b === null) return plainWrite(socket, data, cb);
   const req = (spareReq ??= newWriteReq(b));
   req.handle = handle;
   s._unrefTimer();
