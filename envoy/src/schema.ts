@@ -990,8 +990,15 @@ export function listenerProblems(
   return out;
 }
 
+/** The ADS stream's gRPC service (its cluster and retry policy), when the config has dynamic_resources. */
+export function adsGrpcService(cfg: {
+  dynamic_resources?: z.output<typeof dynamicResourcesSchema>;
+}): z.output<typeof dynamicResourcesSchema>["ads_config"]["grpc_services"][number]["envoy_grpc"] | undefined {
+  return cfg.dynamic_resources?.ads_config.grpc_services[0]?.envoy_grpc;
+}
+
 function adsClusterOf(cfg: BootstrapShape): string | undefined {
-  return cfg.dynamic_resources?.ads_config.grpc_services[0]?.envoy_grpc.cluster_name;
+  return adsGrpcService(cfg)?.cluster_name;
 }
 
 export interface ClusterProblem {

@@ -5,6 +5,7 @@ import type { ReloadCounts } from "./admin/metrics.ts";
 import { redactSecrets } from "./admin/redact.ts";
 import { parseConfigText, type LoadedConfig } from "./config/load.ts";
 import {
+  adsGrpcService,
   HTTP_PROTOCOL_OPTIONS_KEY,
   type Bootstrap,
   type ClusterConfig,
@@ -54,7 +55,7 @@ export function isTetherOwn(name: string): boolean {
 }
 
 function adsClusterName(b: Bootstrap): string | undefined {
-  return b.dynamic_resources?.ads_config.grpc_services[0]?.envoy_grpc.cluster_name;
+  return adsGrpcService(b)?.cluster_name;
 }
 
 /** The ADS stream's timing from the config, as Envoy takes it (each part only when configured). */
@@ -68,7 +69,7 @@ function adsStreamTiming(
   const keepalive =
     ads?.config.typed_extension_protocol_options?.[HTTP_PROTOCOL_OPTIONS_KEY]?.explicit_http_config
       .http2_protocol_options?.connection_keepalive;
-  const backOff = b.dynamic_resources?.ads_config.grpc_services[0]?.envoy_grpc.retry_policy?.retry_back_off;
+  const backOff = adsGrpcService(b)?.retry_policy?.retry_back_off;
   return {
     ...(connectTimeoutMs === undefined ? {} : { connectTimeoutMs }),
     ...(keepalive === undefined
