@@ -39,7 +39,7 @@ describe("bootstraps with xDS", () => {
           {
             envoy_grpc: {
               cluster_name: "tether_xds",
-              retry_policy: { retry_back_off: { base_interval: "0.5s", max_interval: "5s" } },
+              retry_policy: { retry_back_off: { base_interval: "0.25s", max_interval: "5s" } },
             },
           },
         ],
