@@ -1,7 +1,7 @@
 // `npm run bench`: direct vs tether-sidecar vs HAProxy vs nginx in front of the same nginx
 // upstream, then the restart scenarios. See bench/README.md for what each number means.
 //
-//   node bench/src/main.ts [--rounds 3] [--targets direct,tether-sidecar,haproxy,nginx]
+//   node bench/src/main.ts [--rounds 3] [--targets direct,tether-sidecar,haproxy,nginx,node-relay]
 //                          [--scenarios all|none|<proxy,…>] [--out FILE]
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -17,8 +17,8 @@ import { fixedRateTable, memoryTable, saturationTable, scenarioErrors, scenarioT
 import type { MemoryMeasurement, RoundMeasurement } from "./report.ts";
 import { SCENARIOS, runScenario } from "./scenarios.ts";
 import type { ScenarioResult } from "./scenarios.ts";
-import { REPO_ROOT, startProxy, startUpstreamNginx, waitServing } from "./targets.ts";
-import type { ProxyKind, Target } from "./targets.ts";
+import { REPO_ROOT, startAnchor, startProxy, startUpstreamNginx, waitServing } from "./targets.ts";
+import type { AnchorKind, ProxyKind, Target } from "./targets.ts";
 import { runWrk } from "./wrk.ts";
 import { fixedRateLoad } from "./fixed-rate.ts";
 
@@ -29,6 +29,8 @@ const FIXED_RATE = 1000;
 /** Idle keep-alive downstream connections held open to measure RSS per connection. */
 const IDLE_CONNECTIONS = 1000;
 const PROXIES: readonly ProxyKind[] = ["tether-sidecar", "haproxy", "nginx"];
+/** Measured in the rounds only: no footprint, no restart scenarios (it has no failover). */
+const ANCHORS: readonly AnchorKind[] = ["node-relay"];
 
 function log(message: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
@@ -99,7 +101,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       rounds: { type: "string", default: "3" },
-      targets: { type: "string", default: "direct,tether-sidecar,haproxy,nginx" },
+      targets: { type: "string", default: "direct,tether-sidecar,haproxy,nginx,node-relay" },
       scenarios: { type: "string", default: "all" },
       out: { type: "string" },
     },
@@ -107,6 +109,14 @@ async function main(): Promise<void> {
   preflight();
   const rounds = Number(values.rounds);
   const wanted = values.targets.split(",").map((t) => t.trim());
+  const known: readonly string[] = ["direct", ...PROXIES, ...ANCHORS];
+  const unknown = wanted.filter((t) => !known.includes(t));
+  if (unknown.length > 0) {
+    throw new BenchError(
+      "TETHER_ERR_BENCH_ARGS",
+      `--targets: unknown ${unknown.join(", ")} (known: ${known.join(", ")})`,
+    );
+  }
   let proxies = PROXIES.filter((p) => wanted.includes(p));
   if (proxies.includes("tether-sidecar") && !existsSync(`${REPO_ROOT}sidecar/dist/bundle/sidecar.blob`)) {
     log("sidecar/dist/bundle/sidecar.blob missing (run `npm run build`): tether-sidecar is left out");
@@ -133,6 +143,17 @@ async function main(): Promise<void> {
         dir,
         port: await freePort(),
         adminPort: await freePort(),
+        upstreams,
+        cpus: PROXY_CPU,
+      });
+      if (target.proc) started.push(target.proc);
+      targets.push(target);
+    }
+    for (const kind of ANCHORS.filter((a) => wanted.includes(a))) {
+      const target = await startAnchor(kind, {
+        dir,
+        port: await freePort(),
+        adminPort: 0,
         upstreams,
         cpus: PROXY_CPU,
       });

@@ -1,4 +1,5 @@
-// Starting the processes under test: the upstream nginx, and the three proxies in front of it.
+// Starting the processes under test: the upstream nginx, the three proxies in front of it, and the
+// Node relay that shows what the runtime itself costs.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { request } from "undici";
@@ -31,6 +32,9 @@ export function sidecarImageNodeFlags(): string[] {
 }
 
 export type ProxyKind = "tether-sidecar" | "haproxy" | "nginx";
+
+/** A reference measured beside the proxies but not put through the footprint or restart scenarios. */
+export type AnchorKind = "node-relay";
 
 export interface ProxyStart {
   readonly dir: string;
@@ -90,6 +94,33 @@ export async function startProxy(kind: ProxyKind, options: ProxyStart): Promise<
     return { name: kind, origin, proc };
   }
   return startSidecar(options);
+}
+
+/**
+ * The Node reference (bench/src/node-relay.ts, run compiled): the same node binary with the sidecar image's flags,
+ * relaying bytes only, so the runtime's own cost per request is measured in the same run.
+ */
+export async function startAnchor(kind: AnchorKind, options: ProxyStart): Promise<Target> {
+  // The compiled file: a .ts entry would load Node's type stripper, megabytes the relay does not need.
+  const script = `${REPO_ROOT}bench/dist/node-relay.js`;
+  if (!existsSync(script)) {
+    throw new BenchError("TETHER_ERR_BENCH_NOT_BUILT", `${script} is missing: run \`npm run build\``);
+  }
+  const proc = new Proc({
+    name: kind,
+    command: process.execPath,
+    args: [
+      ...sidecarImageNodeFlags(),
+      script,
+      "--port",
+      String(options.port),
+      "--upstreams",
+      options.upstreams.map((u) => `${u.host}:${u.port}`).join(","),
+    ],
+    cpus: options.cpus,
+  });
+  await waitForPort("127.0.0.1", options.port, START_TIMEOUT_MS, proc);
+  return { name: kind, origin: `http://127.0.0.1:${options.port}`, proc };
 }
 
 async function startSidecar(options: ProxyStart): Promise<Target> {
