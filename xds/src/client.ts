@@ -25,7 +25,11 @@ export interface AdsHandler {
 export interface AdsClientOptions {
   readonly target: { readonly host: string; readonly port: number };
   readonly node: { readonly id: string; readonly cluster: string };
-  /** Reconnect back-off: full jitter over min(max, base * 2^attempt). Default 500 ms -> 30 s. */
+  /**
+   * Reconnect back-off: full jitter over min(max, base * 2^attempt). Default 500 ms -> 30 s. The
+   * first REFUSED_AT_BASE connects refused in a row each wait below `base` and do not count as
+   * attempts (see broken()).
+   */
   readonly backoff?: { readonly baseMs: number; readonly maxMs: number };
   readonly log: LoggerLike;
   /** Jitter source in [0, 1); Math.random by default. */
@@ -62,6 +66,8 @@ type Call = AdsStreamHandle;
 
 /** error_detail.code of a NACK: google.rpc.Code INVALID_ARGUMENT. */
 const NACK_CODE = 3;
+/** Connects refused in a row that wait below the back-off base before refusals count as attempts. */
+const REFUSED_AT_BASE = 3;
 
 interface TypeState {
   /** The version last accepted (ACKed); "" before the first. */
@@ -92,6 +98,8 @@ export class AdsClient {
   private call: Call | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
+  /** Connects refused in a row (reset by any other outcome). */
+  private refusals = 0;
   private stopped = true;
   private isConnected = false;
   /** Responses are handled one at a time, in order. */
@@ -182,10 +190,11 @@ export class AdsClient {
           if (this.call !== call) return;
           this.setConnected(true);
           this.attempt = 0;
+          this.refusals = 0;
           this.queue = this.queue.then(() => this.onResponse(call, response));
         },
-        onClose: (reason) => {
-          if (this.call === call) this.broken(reason);
+        onClose: (reason, refused) => {
+          if (this.call === call) this.broken(reason, refused);
         },
       },
     );
@@ -198,14 +207,21 @@ export class AdsClient {
     }
   }
 
-  private broken(reason: string): void {
+  private broken(reason: string, refused = false): void {
     this.call = undefined;
     this.setConnected(false);
     if (this.stopped) return;
     const { baseMs, maxMs } = this.options.backoff ?? { baseMs: 500, maxMs: 30_000 };
-    const cap = Math.min(maxMs, baseMs * 2 ** Math.min(this.attempt, 30));
+    // A refused connect reached no server, so waiting longer spares nobody; and behind a Service
+    // address the next connect may reach another replica (kube-proxy keeps sending some connects to
+    // a dead replica's address until it drops it). So the first few refusals in a row wait below
+    // the base and do not grow the back-off; after that they count like any failure, and a control
+    // plane that is down altogether is not asked more often than the back-off allows.
+    this.refusals = refused ? this.refusals + 1 : 0;
+    const atBase = refused && this.refusals <= REFUSED_AT_BASE;
+    const cap = atBase ? Math.min(maxMs, baseMs) : Math.min(maxMs, baseMs * 2 ** Math.min(this.attempt, 30));
     const delay = Math.max(1, Math.floor(this.random() * cap));
-    this.attempt++;
+    if (!atBase) this.attempt++;
     this.log.warn({ reason, retryInMs: delay, attempt: this.attempt }, "xDS stream closed; reconnecting");
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;

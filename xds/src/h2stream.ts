@@ -10,8 +10,11 @@ export interface StreamEvents {
   /** The server answered with gRPC response headers: the stream is up. */
   onOpen(): void;
   onMessage(response: DiscoveryResponse): void;
-  /** The stream is over (once), with why. */
-  onClose(reason: string): void;
+  /**
+   * The stream is over (once), with why. `refused`: the TCP connect itself was refused (no server
+   * listens at the address it reached), so no stream was ever open.
+   */
+  onClose(reason: string, refused: boolean): void;
 }
 
 export interface StreamOptions {
@@ -94,22 +97,30 @@ export function openAdsStream(options: StreamOptions, events: StreamEvents): Ads
   const connectDeadline = setTimeout(() => {
     close(`connect timeout after ${options.connectTimeoutMs} ms`);
   }, options.connectTimeoutMs);
+  let connected = false;
   session.once("connect", () => {
+    connected = true;
     clearTimeout(connectDeadline);
   });
 
-  const close = (reason: string): void => {
+  const close = (reason: string, refused = false): void => {
     if (closed) return;
     closed = true;
     clearTimeout(connectDeadline);
     clearInterval(pingTimer);
     clearTimeout(pingDeadline);
     if (!session.destroyed) session.destroy();
-    events.onClose(reason);
+    events.onClose(reason, refused);
   };
 
-  session.on("error", (err: Error) => {
-    close(`connection error: ${err.message}`);
+  // The session and its pending stream both hear a failed connect (the stream as a cancel caused
+  // by it); whichever tells first closes.
+  const refusedConnect = (err: NodeJS.ErrnoException): boolean => {
+    const cause = err.cause as NodeJS.ErrnoException | undefined;
+    return !connected && (err.code === "ECONNREFUSED" || cause?.code === "ECONNREFUSED");
+  };
+  session.on("error", (err: NodeJS.ErrnoException) => {
+    close(`connection error: ${err.message}`, refusedConnect(err));
   });
   session.on("goaway", () => {
     close("the server closed the connection (GOAWAY)");
@@ -180,8 +191,8 @@ export function openAdsStream(options: StreamOptions, events: StreamEvents): Ads
   stream.on("trailers", (trailers: http2.IncomingHttpHeaders) => {
     close(statusText(trailers) ?? "stream ended without a status");
   });
-  stream.on("error", (err: Error) => {
-    close(`stream error: ${err.message}`);
+  stream.on("error", (err: NodeJS.ErrnoException) => {
+    close(`stream error: ${err.message}`, refusedConnect(err));
   });
   stream.on("close", () => {
     close("stream closed");

@@ -417,6 +417,36 @@ describe("AdsServer <-> AdsClient", () => {
     expect(delays.length).toBeGreaterThan(0);
   });
 
+  it("waits below the base after its first three refused connects, then backs off as usual", async () => {
+    // A port nothing listens on: every connect is refused at once.
+    const { server, port } = await startServer();
+    await server.stop();
+    const retries: { reason: string; retryInMs: number }[] = [];
+    const log = {
+      ...silent,
+      warn(fields: object, msg: string) {
+        if (msg === "xDS stream closed; reconnecting") retries.push(fields as (typeof retries)[number]);
+      },
+    };
+    const client = new AdsClient(
+      {
+        target: { host: "127.0.0.1", port },
+        node: { id: "ns/pod-1", cluster: GROUP },
+        log,
+        random: () => 0.999, // the longest wait each step allows
+        backoff: { baseMs: 20, maxMs: 160 },
+      },
+      new Recorder(),
+    );
+    client.start();
+    cleanups.push(() => client.stop());
+    await new Recorder().until(() => retries.length >= 8, "eight refused connects", 5_000);
+    const first = retries.slice(0, 8);
+    expect(first.every((r) => r.reason.includes("ECONNREFUSED"))).toBe(true);
+    // Three below the base, then the usual sequence from the base up to the cap.
+    expect(first.map((r) => r.retryInMs)).toEqual([19, 19, 19, 19, 39, 79, 159, 159]);
+  });
+
   it("answers a second subscription of the same type on the stream with the current state", async () => {
     const { server, port } = await startServer();
     server.setSnapshot(GROUP, snapshot("v1", { route: [route("a", "x"), route("b", "y")] }));

@@ -68,11 +68,11 @@ export const XDS_KEEPALIVE = { interval: "5s", timeout: "5s" } as const;
  * How long a sidecar waits between attempts to reach the operator (full jitter below
  * min(max, base × 2^attempt)). Envoy's default caps the wait at 30 s, so a sidecar whose operator
  * was away for half a minute could wait up to 30 s more after it came back before its next config;
- * with 5 s, a fleet still spreads its reconnects over five seconds. The base is half Envoy's: when a
- * replica dies, the xDS Service keeps sending some connects to its address until kube-proxy drops
- * it, each refused at once, and with 0.25 s two such refusals in a row still leave a sidecar on a
- * live replica within 2 s (0.25 + 0.5 + 1 s at most); the first reconnects of the replica's
- * sidecars spread over 0.25 s.
+ * with 5 s, a fleet still spreads its reconnects over five seconds. The base is half Envoy's, so a
+ * dead replica's sidecars are back on another within about a second: the xDS Service keeps sending
+ * some connects to the dead replica's address until kube-proxy drops it, each refused at once, and
+ * the sidecar's ADS client waits below the base again after each of its first three refusals in a
+ * row; the first reconnects of the replica's sidecars spread over 0.25 s.
  */
 export const XDS_RETRY_BACK_OFF = { base_interval: "0.25s", max_interval: "5s" } as const;
 
