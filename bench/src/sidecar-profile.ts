@@ -5,10 +5,13 @@
 //   node bench/src/sidecar-profile.ts --variant base=/tmp/ab/base --variant new=sidecar --rounds 3
 //   node bench/src/sidecar-profile.ts --variant "lean=sidecar|--max-semi-space-size=1"
 //
-// A variant is NAME=DIR[|NODE_FLAGS]: DIR holds dist/main.js (a copy of sidecar/ with its
-// package.json, or sidecar/ itself); NODE_FLAGS are passed to node before the script.
+// A variant is NAME=DIR[|NODE_FLAGS]: DIR is sidecar/ itself or a copy of it (cp -a, so the build's
+// times stay in order) after `npm run build`. It runs as shipped — bin/tether-sidecar.js, which
+// starts the bundle from its start-up snapshot — when DIR has the bundle, else dist/main.js (the
+// unbundled build: slower to start, more memory). NODE_FLAGS are passed to node before the script;
+// add the image's own (sidecar/Dockerfile's ENTRYPOINT) to measure the image.
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -28,6 +31,19 @@ interface Variant {
   readonly name: string;
   readonly dir: string;
   readonly flags: readonly string[];
+  /** The script node runs: the shipped entry point, or the unbundled build. */
+  readonly entry: string;
+}
+
+/** The shipped entry point when `dir` has the bundle and its snapshot, else the unbundled build. */
+function entryOf(dir: string): string {
+  const bin = `${dir}/bin/tether-sidecar.js`;
+  if (existsSync(bin) && existsSync(`${dir}/dist/bundle/sidecar.blob`)) return bin;
+  if (existsSync(`${dir}/dist/main.js`)) return `${dir}/dist/main.js`;
+  throw new BenchError(
+    "TETHER_ERR_BENCH_SIDECAR_NOT_BUILT",
+    `--variant: ${dir} has neither dist/bundle/sidecar.blob nor dist/main.js: run \`npm run build\``,
+  );
 }
 
 interface Round {
@@ -73,15 +89,22 @@ function countInstructions(pid: number): () => Promise<number> {
   };
 }
 
+/** Thousands, or "—" where perf could not count (no hardware counters, as in many VMs). */
+function kilo(n: number): string {
+  return Number.isNaN(n) ? "—" : `${(n / 1000).toFixed(0)}k`;
+}
+
 function parseVariant(text: string): Variant {
   const eq = text.indexOf("=");
   if (eq <= 0)
     throw new BenchError("TETHER_ERR_BENCH_ARGS", `--variant: expected NAME=DIR[|FLAGS], got ${text}`);
   const [dir = "", flags = ""] = text.slice(eq + 1).split("|");
+  const resolved = path.resolve(REPO_ROOT, dir);
   return {
     name: text.slice(0, eq),
-    dir: path.resolve(REPO_ROOT, dir),
+    dir: resolved,
     flags: flags.split(" ").filter((f) => f !== ""),
+    entry: entryOf(resolved),
   };
 }
 
@@ -120,7 +143,7 @@ async function measureVariant(
   const proc = new Proc({
     name: `tether-sidecar ${variant.name}`,
     command: process.execPath,
-    args: [...variant.flags, `${variant.dir}/dist/main.js`, "--config", config],
+    args: [...variant.flags, variant.entry, "--config", config],
     cwd: REPO_ROOT,
     cpus: PROXY_CPU,
   });
@@ -179,6 +202,9 @@ async function main(): Promise<void> {
     },
   });
   const variants = (values.variant ?? ["current=sidecar"]).map(parseVariant);
+  for (const v of variants) {
+    process.stderr.write(`${v.name}: node ${[...v.flags, path.relative(REPO_ROOT, v.entry)].join(" ")}\n`);
+  }
   const rounds = Number(values.rounds);
   const dir = mkdtempSync(path.join(os.tmpdir(), "tether-sidecar-profile-"));
   const ports = [await freePort(), await freePort()];
@@ -202,7 +228,7 @@ async function main(): Promise<void> {
             `${round.loadRssMb.toFixed(1)} hwm ${round.hwmMb.toFixed(1)} after ${round.afterRssMb.toFixed(1)} MB, ` +
             `@${values.rate}/s service p50 ${(round.serviceP50Ms * 1000).toFixed(0)} µs p99 ` +
             `${round.serviceP99Ms.toFixed(2)} ms, ${round.rateCores.toFixed(3)} cores, ` +
-            `${(round.instrPerRequest / 1000).toFixed(0)}k instr/req\n`,
+            `${kilo(round.instrPerRequest)} instr/req\n`,
         );
       }
     }
@@ -229,7 +255,7 @@ async function main(): Promise<void> {
         `${m((r) => r.idleRssMb).toFixed(1)} MB | ${m((r) => r.loadRssMb).toFixed(1)} MB | ` +
         `${m((r) => r.hwmMb).toFixed(1)} MB | ${m((r) => r.afterRssMb).toFixed(1)} MB | ` +
         `${(m((r) => r.serviceP50Ms) * 1000).toFixed(0)} µs | ${m((r) => r.rateCores).toFixed(3)} | ` +
-        `${(m((r) => r.instrPerRequest) / 1000).toFixed(0)}k |`,
+        `${kilo(m((r) => r.instrPerRequest))} |`,
     );
   }
   process.stdout.write(lines.join("\n") + "\n");
