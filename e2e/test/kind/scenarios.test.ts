@@ -903,7 +903,7 @@ describe.skipIf(cluster === undefined)("end-to-end scenarios (TETHER_E2E_KUBECON
         await scaleOperator(operator.replicas);
         await k().rolloutStatus(OPERATOR.namespace, OPERATOR.deployment);
         const readyAt = performance.now();
-        // Each sidecar retries with a jittered back-off capped at 30 s.
+        // Each sidecar retries with a jittered back-off capped at 5 s (the rendered retry_back_off).
         await eventually(
           "every sidecar reconnected to the operator",
           async () => allIn(await controlPlaneConnected(client, ns), agents, 1),
