@@ -1,9 +1,10 @@
 // The bench's Node reference, as the bench runs it: a child process between a client and two real
 // upstream servers on loopback.
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess, type ChildProcessByStdio } from "node:child_process";
 import { once } from "node:events";
 import http from "node:http";
 import net from "node:net";
+import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { freePort } from "./proc.ts";
@@ -24,7 +25,7 @@ async function listening(server: net.Server): Promise<number> {
 }
 
 function relay(args: string[]): {
-  child: ChildProcess;
+  child: ChildProcessByStdio<null, Readable, Readable>;
   output: Promise<{ code: number | null; text: string }>;
 } {
   const child = spawn(process.execPath, [RELAY, ...args], { stdio: ["ignore", "pipe", "pipe"] });
