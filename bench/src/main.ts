@@ -17,7 +17,14 @@ import { fixedRateTable, memoryTable, saturationTable, scenarioErrors, scenarioT
 import type { MemoryMeasurement, RoundMeasurement } from "./report.ts";
 import { SCENARIOS, runScenario } from "./scenarios.ts";
 import type { ScenarioResult } from "./scenarios.ts";
-import { REPO_ROOT, startAnchor, startProxy, startUpstreamNginx, waitServing } from "./targets.ts";
+import {
+  NODE_RELAY_SCRIPT,
+  REPO_ROOT,
+  startAnchor,
+  startProxy,
+  startUpstreamNginx,
+  waitServing,
+} from "./targets.ts";
 import type { AnchorKind, ProxyKind, Target } from "./targets.ts";
 import { runWrk } from "./wrk.ts";
 import { fixedRateLoad } from "./fixed-rate.ts";
@@ -97,18 +104,8 @@ function machine(): string {
   ].join("\n");
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      rounds: { type: "string", default: "3" },
-      targets: { type: "string", default: "direct,tether-sidecar,haproxy,nginx,node-relay" },
-      scenarios: { type: "string", default: "all" },
-      out: { type: "string" },
-    },
-  });
-  preflight();
-  const rounds = Number(values.rounds);
-  const wanted = values.targets.split(",").map((t) => t.trim());
+/** The proxies and references asked for (an unknown name is an error); one not built is left out. */
+function runnableTargets(wanted: readonly string[]): { proxies: ProxyKind[]; anchors: AnchorKind[] } {
   const known: readonly string[] = ["direct", ...PROXIES, ...ANCHORS];
   const unknown = wanted.filter((t) => !known.includes(t));
   if (unknown.length > 0) {
@@ -122,6 +119,27 @@ async function main(): Promise<void> {
     log("sidecar/dist/bundle/sidecar.blob missing (run `npm run build`): tether-sidecar is left out");
     proxies = proxies.filter((p) => p !== "tether-sidecar");
   }
+  let anchors = ANCHORS.filter((a) => wanted.includes(a));
+  if (anchors.length > 0 && !existsSync(NODE_RELAY_SCRIPT)) {
+    log("bench/dist/node-relay.js missing (run `npm run build`): node-relay is left out");
+    anchors = [];
+  }
+  return { proxies, anchors };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      rounds: { type: "string", default: "3" },
+      targets: { type: "string", default: "direct,tether-sidecar,haproxy,nginx,node-relay" },
+      scenarios: { type: "string", default: "all" },
+      out: { type: "string" },
+    },
+  });
+  preflight();
+  const rounds = Number(values.rounds);
+  const wanted = values.targets.split(",").map((t) => t.trim());
+  const { proxies, anchors } = runnableTargets(wanted);
   const dir = mkdtempSync(join(os.tmpdir(), "tether-bench-"));
   const started: Proc[] = [];
   const measurements: RoundMeasurement[] = [];
@@ -149,7 +167,7 @@ async function main(): Promise<void> {
       if (target.proc) started.push(target.proc);
       targets.push(target);
     }
-    for (const kind of ANCHORS.filter((a) => wanted.includes(a))) {
+    for (const kind of anchors) {
       const target = await startAnchor(kind, {
         dir,
         port: await freePort(),

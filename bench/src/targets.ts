@@ -36,6 +36,9 @@ export type ProxyKind = "tether-sidecar" | "haproxy" | "nginx";
 /** A reference measured beside the proxies but not put through the footprint or restart scenarios. */
 export type AnchorKind = "node-relay";
 
+/** The relay as `npm run build` compiles it: a .ts entry would load Node's type stripper (~18 MB). */
+export const NODE_RELAY_SCRIPT = `${REPO_ROOT}bench/dist/node-relay.js`;
+
 export interface ProxyStart {
   readonly dir: string;
   readonly port: number;
@@ -101,8 +104,7 @@ export async function startProxy(kind: ProxyKind, options: ProxyStart): Promise<
  * relaying bytes only, so the runtime's own cost per request is measured in the same run.
  */
 export async function startAnchor(kind: AnchorKind, options: ProxyStart): Promise<Target> {
-  // The compiled file: a .ts entry would load Node's type stripper, megabytes the relay does not need.
-  const script = `${REPO_ROOT}bench/dist/node-relay.js`;
+  const script = NODE_RELAY_SCRIPT;
   if (!existsSync(script)) {
     throw new BenchError("TETHER_ERR_BENCH_NOT_BUILT", `${script} is missing: run \`npm run build\``);
   }
