@@ -238,13 +238,23 @@ export class Cluster {
     await this.kubectl(["delete", "namespace", name, "--ignore-not-found", "--wait=true", "--timeout=120s"]);
   }
 
-  /** `kubectl wait` with a deadline, e.g. wait(ns, "deployment/web", "condition=Available"). */
+  /**
+   * `kubectl wait` with a deadline, e.g. wait(ns, "deployment/web", "condition=Available"). A
+   * condition is waited for only once the object exists (`--for=create` first, within the same
+   * deadline): what the operator creates from a resource just applied may not be there yet, and
+   * `kubectl wait` on a missing object fails at once.
+   */
   async wait(namespace: string, target: string, condition: string, timeoutSeconds = 180): Promise<void> {
-    await this.kubectl(
-      ["wait", "-n", namespace, target, `--for=${condition}`, `--timeout=${timeoutSeconds}s`],
-      undefined,
-      (timeoutSeconds + 10) * 1000,
-    );
+    const deadline = performance.now() + timeoutSeconds * 1000;
+    const waitFor = async (what: string, seconds: number): Promise<void> => {
+      await this.kubectl(
+        ["wait", "-n", namespace, target, `--for=${what}`, `--timeout=${seconds}s`],
+        undefined,
+        (seconds + 10) * 1000,
+      );
+    };
+    if (condition !== "delete" && condition !== "create") await waitFor("create", timeoutSeconds);
+    await waitFor(condition, Math.max(1, Math.ceil((deadline - performance.now()) / 1000)));
   }
 
   async rolloutStatus(namespace: string, deployment: string, timeoutSeconds = 180): Promise<void> {
