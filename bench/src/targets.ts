@@ -100,20 +100,16 @@ export async function startProxy(kind: ProxyKind, options: ProxyStart): Promise<
 }
 
 /**
- * The Node reference (bench/src/node-relay.ts, run compiled): the same node binary with the sidecar image's flags,
+ * The Node reference (bench/src/node-relay.ts, run compiled; main.ts leaves it out when not built): the same node binary with the sidecar image's flags,
  * relaying bytes only, so the runtime's own cost per request is measured in the same run.
  */
 export async function startAnchor(kind: AnchorKind, options: ProxyStart): Promise<Target> {
-  const script = NODE_RELAY_SCRIPT;
-  if (!existsSync(script)) {
-    throw new BenchError("TETHER_ERR_BENCH_NOT_BUILT", `${script} is missing: run \`npm run build\``);
-  }
   const proc = new Proc({
     name: kind,
     command: process.execPath,
     args: [
       ...sidecarImageNodeFlags(),
-      script,
+      NODE_RELAY_SCRIPT,
       "--port",
       String(options.port),
       "--upstreams",

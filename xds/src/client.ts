@@ -219,7 +219,8 @@ export class AdsClient {
     // plane that is down altogether is not asked more often than the back-off allows.
     this.refusals = refused ? this.refusals + 1 : 0;
     const atBase = refused && this.refusals <= REFUSED_AT_BASE;
-    const cap = atBase ? Math.min(maxMs, baseMs) : Math.min(maxMs, baseMs * 2 ** Math.min(this.attempt, 30));
+    const doublings = atBase ? 0 : Math.min(this.attempt, 30);
+    const cap = Math.min(maxMs, baseMs * 2 ** doublings);
     const delay = Math.max(1, Math.floor(this.random() * cap));
     if (!atBase) this.attempt++;
     this.log.warn({ reason, retryInMs: delay, attempt: this.attempt }, "xDS stream closed; reconnecting");
