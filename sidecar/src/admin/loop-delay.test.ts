@@ -1,5 +1,26 @@
 import { describe, expect, it } from "vitest";
-import { bucketOf, bucketUpperNs, DelayHistogram } from "./loop-delay.ts";
+import {
+  bucketOf,
+  bucketUpperNs,
+  DelayHistogram,
+  IDLE_RESOLUTION_MS,
+  LoopDelay,
+  RESOLUTION_MS,
+} from "./loop-delay.ts";
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Keeps the loop running callbacks for `ms`: 5 ms of spinning per turn, other timers still run. */
+async function work(ms: number): Promise<void> {
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    const turn = performance.now() + 5;
+    while (performance.now() < turn) {
+      // spin
+    }
+    await new Promise((r) => setImmediate(r));
+  }
+}
 
 describe("DelayHistogram", () => {
   it("reports nothing before the first value", () => {
@@ -44,5 +65,48 @@ describe("DelayHistogram", () => {
     }
     // Beyond the last bound: the last bucket.
     expect(bucketOf(1e15)).toBe(bucketOf(1e16));
+  });
+});
+
+describe("LoopDelay", () => {
+  it("samples every RESOLUTION_MS while the loop works and every IDLE_RESOLUTION_MS while it idles", async () => {
+    const d = new LoopDelay();
+    try {
+      await work(600);
+      expect(d.intervalMs).toBe(RESOLUTION_MS);
+      const working = d.histogram.count;
+      // 12 intervals of 50 ms; a slow machine may run fewer.
+      expect(working).toBeGreaterThanOrEqual(6);
+
+      await sleep(1600);
+      expect(d.intervalMs).toBe(IDLE_RESOLUTION_MS);
+      // At 50 ms that would be 32 more samples; idle, one at the old pace and then two a second.
+      const idle = d.histogram.count - working;
+      expect(idle).toBeGreaterThanOrEqual(2);
+      expect(idle).toBeLessThanOrEqual(6);
+      // An idle sample counts as RESOLUTION_MS plus its lateness, not as the 500 ms it waited.
+      expect(d.histogram.max).toBeLessThan((IDLE_RESOLUTION_MS - 100) * 1e6);
+
+      // The idle timer fires within IDLE_RESOLUTION_MS of work starting, and the pace returns.
+      await work(IDLE_RESOLUTION_MS + 150);
+      expect(d.intervalMs).toBe(RESOLUTION_MS);
+      // A 300 ms stall of a working loop is one sample of at least that interval.
+      const stallEnd = performance.now() + 300;
+      while (performance.now() < stallEnd) {
+        // a synchronous stall
+      }
+      await work(120);
+      expect(d.histogram.max).toBeGreaterThanOrEqual(299e6);
+      expect(d.histogram.min).toBeGreaterThan((RESOLUTION_MS - 5) * 1e6);
+    } finally {
+      d.stop();
+    }
+  });
+
+  it("stops sampling when stopped", async () => {
+    const d = new LoopDelay();
+    d.stop();
+    await sleep(RESOLUTION_MS * 3);
+    expect(d.histogram.count).toBe(0);
   });
 });

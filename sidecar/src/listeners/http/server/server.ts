@@ -3,7 +3,7 @@
 // and request_timeout checked every checkIntervalMs from a request's first byte (from the accept for
 // the first request), close() closing idle keep-alive connections, closeAllConnections() for the end.
 // The same check is the handler's clock (onTimeoutCheck) for its own per-connection deadlines, so a
-// connection holds no timer of its own; it runs until the server is closed and its last connection is.
+// connection holds no timer of its own; it runs while the server has connections (none: no wake-ups).
 import net, { type Socket } from "node:net";
 import { Http1Session, sessionOf, type Http1Handler, type SessionOwner } from "./session.ts";
 
@@ -42,9 +42,6 @@ export class Http1Server implements SessionOwner {
     this.net = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket: Socket) => {
       this.onConnection(socket);
     });
-    this.net.on("listening", () => {
-      this.checkTimer ??= setInterval(checkFired, this.checkIntervalMs, this).unref();
-    });
   }
 
   get listening(): boolean {
@@ -54,12 +51,14 @@ export class Http1Server implements SessionOwner {
   private onConnection(socket: Socket): void {
     const session = new Http1Session(socket, this, this.maxHeaderSize);
     this.sessions.add(session);
+    // The check runs while there are connections to check: a listener nobody is connected to sleeps.
+    this.checkTimer ??= setInterval(checkFired, this.checkIntervalMs, this).unref();
     this.handler.onConnection(socket);
   }
 
   onSessionClosed(session: Http1Session): void {
     this.sessions.delete(session);
-    if (this.sessions.size === 0 && !this.net.listening) this.stopChecks();
+    if (this.sessions.size === 0) this.stopChecks();
   }
 
   private stopChecks(): void {
