@@ -36,6 +36,13 @@ const FIXED_RATE = 1000;
 /** Idle keep-alive downstream connections held open to measure RSS per connection. */
 const IDLE_CONNECTIONS = 1000;
 const PROXIES: readonly ProxyKind[] = ["tether-sidecar", "haproxy", "nginx"];
+/**
+ * The idle window: after start-up work has settled, long enough that the kernel's 10 ms CPU ticks
+ * resolve a few thousandths of a core (over 3 s one tick is 0.0033 cores).
+ */
+const IDLE_SETTLE_MS = 2000;
+const IDLE_MS = 10_000;
+
 /** Measured in the rounds only: no footprint, no restart scenarios (it has no failover). */
 const ANCHORS: readonly AnchorKind[] = ["node-relay"];
 
@@ -180,10 +187,11 @@ async function main(): Promise<void> {
     }
     for (const target of targets) await waitServing(target.origin, PAYLOAD_PATH, 10_000);
 
-    log("idle: 3 s");
+    log(`idle: ${IDLE_SETTLE_MS / 1000} s to settle, then ${IDLE_MS / 1000} s measured`);
+    await pause(IDLE_SETTLE_MS);
     const idle = await Promise.all(
       targets.map(async (t) =>
-        t.proc ? { target: t, ...(await measureDuring(t.proc.pid, () => pause(3000))) } : null,
+        t.proc ? { target: t, ...(await measureDuring(t.proc.pid, () => pause(IDLE_MS))) } : null,
       ),
     );
     for (let round = 1; round <= rounds; round++) {
