@@ -46,6 +46,8 @@ export interface ProxyStart {
   readonly adminPort: number;
   readonly upstreams: readonly Endpoint[];
   readonly cpus: string;
+  /** Node flags added after the image's, for the Node targets (sidecar, relay): e.g. --perf-basic-prof. */
+  readonly nodeFlags?: readonly string[];
 }
 
 export async function startUpstreamNginx(dir: string, ports: readonly number[], cpus: string): Promise<Proc> {
@@ -109,6 +111,7 @@ export async function startAnchor(kind: AnchorKind, options: ProxyStart): Promis
     command: process.execPath,
     args: [
       ...sidecarImageNodeFlags(),
+      ...(options.nodeFlags ?? []),
       NODE_RELAY_SCRIPT,
       "--port",
       String(options.port),
@@ -136,7 +139,13 @@ async function startSidecar(options: ProxyStart): Promise<Target> {
   const proc = new Proc({
     name: "tether-sidecar",
     command: process.execPath,
-    args: [...sidecarImageNodeFlags(), `${REPO_ROOT}sidecar/bin/tether-sidecar.js`, "--config", configPath],
+    args: [
+      ...sidecarImageNodeFlags(),
+      ...(options.nodeFlags ?? []),
+      `${REPO_ROOT}sidecar/bin/tether-sidecar.js`,
+      "--config",
+      configPath,
+    ],
     cwd: REPO_ROOT,
     cpus: options.cpus,
   });
