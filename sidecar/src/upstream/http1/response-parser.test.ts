@@ -120,6 +120,20 @@ describe("ResponseParser framing", () => {
     expect(r.headers).toEqual(["x-upper", "MiXed", "x-empty", "", "x-tab", "v", "content-length", "0"]);
   });
 
+  it("keeps Latin-1 bytes of values as sent, and the names after them, whatever their case", () => {
+    const r = parse([
+      "HTTP/1.1 200 OK\r\nX-Name: \u00c0\u00c9\u00de\u00ff\r\nX-After-It: Ok\r\nContent-Length: 0\r\n\r\n",
+    ]);
+    expect(r.headers).toEqual([
+      "x-name",
+      "\u00c0\u00c9\u00de\u00ff",
+      "x-after-it",
+      "Ok",
+      "content-length",
+      "0",
+    ]);
+  });
+
   it("reads the server's Keep-Alive timeout hint in any of its spellings", () => {
     const hint = (value: string | undefined): number => {
       const sink: ResponseSink = { onInterim() {}, onHead() {}, onBody() {}, onComplete() {} };

@@ -242,6 +242,9 @@ export class ResponseParser {
       connection: "",
     };
     const end = text.length;
+    // Names are sliced from the head lower-cased once: a latin1 head keeps its length, and a
+    // flat string lower-cases in V8's fast path where each sliced name would go through its runtime.
+    const lowered = text.toLowerCase();
     let at = from;
     while (at < end) {
       const c0 = text.charCodeAt(at);
@@ -260,9 +263,8 @@ export class ResponseParser {
       let ve = lineEnd;
       while (vs < ve && isOws(text.charCodeAt(vs))) vs++;
       while (ve > vs && isOws(text.charCodeAt(ve - 1))) ve--;
-      const name = text.slice(at, colon);
+      const lower = lowered.slice(at, colon);
       const value = text.slice(vs, ve);
-      const lower = name.toLowerCase();
       at = lineEnd + 2;
       if (lower === "content-length") {
         if (!isDigits(value) || value.length > MAX_LENGTH_DIGITS)

@@ -229,8 +229,14 @@ export class Http1Session implements BodySource, ResponseSink {
   private readonly parser: LlhttpParser;
   /** The request whose message is being read (head seen, body not complete). */
   incoming: DownstreamRequest | undefined;
-  /** Responses not finished yet, oldest (the one being written) first. */
-  private readonly queue: DownstreamResponse[] = [];
+  /** The response being written (the oldest one not finished). */
+  private current: DownstreamResponse | undefined;
+  /**
+   * Pipelined responses behind it, oldest first. Kept apart from `current` so the usual connection,
+   * one response at a time, never shifts an array: V8 shrinks a one-element array's backing store
+   * on shift() in its runtime, and the next push grows it again, once per request.
+   */
+  private readonly waiting: DownstreamResponse[] = [];
   /** Header fields llhttp flushed before the head completed (a head split over reads); rare. */
   private headerParts: string[] | undefined;
   private urlPart = "";
@@ -277,12 +283,12 @@ export class Http1Session implements BodySource, ResponseSink {
 
   /** No request in progress and no response going out (node:http's idle connection). */
   get idle(): boolean {
-    return !this.active && !this.expired && this.queue.length === 0;
+    return !this.active && !this.expired && this.current === undefined;
   }
 
   /** The response being written has sent its head (a 400 now would land inside it). */
   get responseUnderWay(): boolean {
-    return this.queue[0]?.headersSent === true;
+    return this.current?.headersSent === true;
   }
 
   onData(data: Buffer): void {
@@ -307,7 +313,7 @@ export class Http1Session implements BodySource, ResponseSink {
   }
 
   onDrain(): void {
-    this.queue[0]?.emit("drain");
+    this.current?.emit("drain");
   }
 
   onEnd(): void {
@@ -378,10 +384,14 @@ export class Http1Session implements BodySource, ResponseSink {
       return 2;
     }
     const res = new DownstreamResponse(req, this, keepAlive);
-    const queue = this.queue;
-    queue.push(res);
-    res.attached = queue.length === 1;
-    if (queue.length > MAX_QUEUED_RESPONSES && !this.pipelinePaused) {
+    if (this.current === undefined) {
+      this.current = res;
+      res.attached = true;
+    } else {
+      this.waiting.push(res);
+      res.attached = false;
+    }
+    if (this.waiting.length + 1 > MAX_QUEUED_RESPONSES && !this.pipelinePaused) {
       this.pipelinePaused = true;
       this.setReading(false);
     }
@@ -463,7 +473,7 @@ export class Http1Session implements BodySource, ResponseSink {
     final: boolean,
   ): boolean {
     const socket = this.socket;
-    if (socket.destroyed || res !== this.queue[0]) return false;
+    if (socket.destroyed || res !== this.current) return false;
     const cb = final ? this.onFlushed : undefined;
     let ok = true;
     if (head !== undefined && body === undefined && tail === undefined) return writeOut(socket, head, cb);
@@ -504,12 +514,15 @@ export class Http1Session implements BodySource, ResponseSink {
 
   /** The head response's last byte reached the kernel: the next one may write, or the socket ends. */
   responseFlushed(): void {
-    const res = this.queue[0];
+    const res = this.current;
     if (res === undefined || !res.writableEnded || res.writableFinished) return;
     res.writableFinished = true;
     res.attached = false;
-    this.queue.shift();
-    if (this.pipelinePaused && this.queue.length <= MAX_QUEUED_RESPONSES / 2) {
+    this.current = this.waiting.length === 0 ? undefined : this.waiting.shift();
+    if (
+      this.pipelinePaused &&
+      this.waiting.length + (this.current === undefined ? 0 : 1) <= MAX_QUEUED_RESPONSES / 2
+    ) {
       this.pipelinePaused = false;
       if (!this.bodyPaused) this.setReading(true);
     }
@@ -520,7 +533,7 @@ export class Http1Session implements BodySource, ResponseSink {
       this.closedAfterResponse = true;
       this.socket.end();
     } else {
-      const next = this.queue[0];
+      const next = this.current;
       if (next !== undefined) this.attach(next);
     }
     res.emit("close");
@@ -550,7 +563,8 @@ export class Http1Session implements BodySource, ResponseSink {
     this.stopped = true;
     this.incoming?.destroy(new Error("aborted"));
     this.incoming = undefined;
-    const queue = this.queue.splice(0);
+    const queue = this.current === undefined ? [] : [this.current, ...this.waiting.splice(0)];
+    this.current = undefined;
     for (const res of queue) {
       res.destroyed = true;
       res.emit("close");
