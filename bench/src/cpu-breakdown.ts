@@ -12,7 +12,7 @@
 // JavaScript is named. CPU time per request comes from /proc (not from the sample counts), and the
 // categories share it out in proportion to their samples.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -213,6 +213,8 @@ async function measure(target: Target, rate: number, seconds: number, dir: strin
     maxBuffer: 1 << 30,
     stdio: ["ignore", "pipe", "ignore"],
   }).toString();
+  // The JIT symbol map --perf-basic-prof wrote for perf (Node targets only).
+  rmSync(`/tmp/perf-${proc.pid}.map`, { force: true });
   return breakdown(target.name, countSamples(script), cpu, load.requests, load.failures, elapsed);
 }
 
@@ -252,7 +254,12 @@ async function main(): Promise<void> {
         adminPort: await freePort(),
         upstreams,
         cpus: PROXY_CPU,
-        nodeFlags: ["--perf-basic-prof"],
+        // --perf-basic-prof also writes V8's code-event log: into the run's directory, not the cwd.
+        nodeFlags: [
+          "--perf-basic-prof",
+          `--logfile=${join(dir, `${kind}-v8.log`)}`,
+          "--no-logfile-per-isolate",
+        ],
       };
       const target =
         kind === "node-relay" ? await startAnchor(kind, options) : await startProxy(kind, options);
@@ -266,6 +273,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await upstream.kill();
+    rmSync(dir, { recursive: true, force: true });
   }
   const report = [
     `# CPU per request at ${rate} req/s (${seconds} s, perf record -g -F 4999)`,
