@@ -12,12 +12,12 @@
 // JavaScript is named. CPU time per request comes from /proc (not from the sample counts), and the
 // categories share it out in proportion to their samples.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { fixedRateLoad } from "./fixed-rate.ts";
-import { BenchError, Proc, freePort, pause, runBench } from "./proc.ts";
+import { BenchError, Proc, freePort, missingTools, pause, runBench } from "./proc.ts";
 import { cpuSeconds } from "./procstat.ts";
 import {
   NODE_RELAY_SCRIPT,
@@ -145,44 +145,35 @@ export function breakdownTable(rows: readonly Breakdown[]): string {
   const line = (label: string, cell: (r: Breakdown) => string): string =>
     `| ${label} | ${rows.map(cell).join(" | ")} |`;
   const us = (v: number): string => (Number.isFinite(v) ? v.toFixed(1) : "—");
+  const categoryLines = (kernel: boolean): string[] =>
+    CATEGORIES.filter((c) => c.startsWith("kernel") === kernel).map((c) =>
+      line(`&nbsp;&nbsp;${c}`, (r) => us(r.perRequestUs.get(c) ?? Number.NaN)),
+    );
   return [
     head,
     rule,
     line("CPU (cores) / requests / failures", (r) => `${r.cores.toFixed(3)} / ${r.requests} / ${r.failures}`),
     line("**µs of CPU per request**", (r) => `**${us(sum(r, true) + sum(r, false))}**`),
     line("kernel, all", (r) => us(sum(r, true))),
-    ...CATEGORIES.filter((c) => c.startsWith("kernel")).map((c) =>
-      line(`&nbsp;&nbsp;${c}`, (r) => us(r.perRequestUs.get(c) ?? Number.NaN)),
-    ),
+    ...categoryLines(true),
     line("user space, all", (r) => us(sum(r, false))),
-    ...CATEGORIES.filter((c) => !c.startsWith("kernel")).map((c) =>
-      line(`&nbsp;&nbsp;${c}`, (r) => us(r.perRequestUs.get(c) ?? Number.NaN)),
-    ),
+    ...categoryLines(false),
     line("perf samples", (r) => String(r.samples)),
   ].join("\n");
 }
 
 function preflight(targets: readonly BreakdownTarget[]): void {
-  for (const tool of ["perf", "nginx", "wrk", "taskset"]) {
-    try {
-      execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
-    } catch {
-      throw new BenchError(
-        "TETHER_ERR_BENCH_TOOL_MISSING",
-        `${tool} is not installed (perf: Debian's linux-perf)`,
-      );
-    }
-  }
-  if (targets.includes("node-relay")) {
-    try {
-      execFileSync("test", ["-f", NODE_RELAY_SCRIPT]);
-    } catch {
-      throw new BenchError(
-        "TETHER_ERR_BENCH_RELAY_NOT_BUILT",
-        `${NODE_RELAY_SCRIPT} is missing: run \`npm run build\``,
-      );
-    }
-  }
+  const missing = missingTools(["perf", "nginx", "wrk", "taskset"]);
+  if (missing.length > 0)
+    throw new BenchError(
+      "TETHER_ERR_BENCH_TOOL_MISSING",
+      `${missing.join(", ")} not installed (perf: Debian's linux-perf)`,
+    );
+  if (targets.includes("node-relay") && !existsSync(NODE_RELAY_SCRIPT))
+    throw new BenchError(
+      "TETHER_ERR_BENCH_RELAY_NOT_BUILT",
+      `${NODE_RELAY_SCRIPT} is missing: run \`npm run build\``,
+    );
 }
 
 async function measure(target: Target, rate: number, seconds: number, dir: string): Promise<Breakdown> {

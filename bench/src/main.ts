@@ -12,7 +12,7 @@ import type { LoadSummary } from "./loadgen.ts";
 import { footprintTable, measureFootprint } from "./footprint.ts";
 import type { Footprint } from "./footprint.ts";
 import { measureDuring, memory } from "./procstat.ts";
-import { BenchError, Proc, freePort, pause, runBench } from "./proc.ts";
+import { BenchError, Proc, freePort, missingTools, pause, runBench } from "./proc.ts";
 import { fixedRateTable, memoryTable, saturationTable, scenarioErrors, scenarioTable } from "./report.ts";
 import type { MemoryMeasurement, RoundMeasurement } from "./report.ts";
 import { SCENARIOS, runScenario } from "./scenarios.ts";
@@ -51,14 +51,7 @@ function log(message: string): void {
 }
 
 function preflight(): void {
-  const missing = ["wrk", "haproxy", "nginx", "taskset"].filter((tool) => {
-    try {
-      execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
-      return false;
-    } catch {
-      return true;
-    }
-  });
+  const missing = missingTools(["wrk", "haproxy", "nginx", "taskset"]);
   if (missing.length > 0) {
     throw new BenchError(
       "TETHER_ERR_BENCH_TOOLS",

@@ -1,6 +1,6 @@
 // Child processes for the benchmark: spawned (optionally pinned with taskset), waited for with a
 // deadline, and always killed — on success, failure or Ctrl-C.
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import net from "node:net";
@@ -239,6 +239,18 @@ export async function waitForPort(host: string, port: number, timeoutMs: number,
 }
 
 /** One poll interval of a deadline-bounded wait. */
+/** The commands of `tools` that are not on PATH. */
+export function missingTools(tools: readonly string[]): string[] {
+  return tools.filter((tool) => {
+    try {
+      execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
+      return false;
+    } catch {
+      return true;
+    }
+  });
+}
+
 export async function pause(ms: number): Promise<void> {
   await new Promise<void>((resolve) => setTimeout(resolve, ms));
 }

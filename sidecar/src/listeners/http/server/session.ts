@@ -286,6 +286,11 @@ export class Http1Session implements BodySource, ResponseSink {
     return !this.active && !this.expired && this.current === undefined;
   }
 
+  /** Responses not finished yet. */
+  private get queued(): number {
+    return this.current === undefined ? 0 : this.waiting.length + 1;
+  }
+
   /** The response being written has sent its head (a 400 now would land inside it). */
   get responseUnderWay(): boolean {
     return this.current?.headersSent === true;
@@ -391,7 +396,7 @@ export class Http1Session implements BodySource, ResponseSink {
       this.waiting.push(res);
       res.attached = false;
     }
-    if (this.waiting.length + 1 > MAX_QUEUED_RESPONSES && !this.pipelinePaused) {
+    if (this.queued > MAX_QUEUED_RESPONSES && !this.pipelinePaused) {
       this.pipelinePaused = true;
       this.setReading(false);
     }
@@ -518,11 +523,8 @@ export class Http1Session implements BodySource, ResponseSink {
     if (res === undefined || !res.writableEnded || res.writableFinished) return;
     res.writableFinished = true;
     res.attached = false;
-    this.current = this.waiting.length === 0 ? undefined : this.waiting.shift();
-    if (
-      this.pipelinePaused &&
-      this.waiting.length + (this.current === undefined ? 0 : 1) <= MAX_QUEUED_RESPONSES / 2
-    ) {
+    this.current = this.waiting.shift();
+    if (this.pipelinePaused && this.queued <= MAX_QUEUED_RESPONSES / 2) {
       this.pipelinePaused = false;
       if (!this.bodyPaused) this.setReading(true);
     }
