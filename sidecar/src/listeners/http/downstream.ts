@@ -8,7 +8,7 @@
 // The socket timeout is the stream idle timer here (Node refreshes it on every read and write).
 import type { Socket } from "node:net";
 import type { HttpConnectionManagerConfig } from "@tether/envoy";
-import type { DownstreamResponse } from "./server/response.ts";
+import type { DownstreamResponse, ResponseObserver } from "./server/response.ts";
 import type { HttpStats } from "./stats.ts";
 
 /** How often request_headers_timeout, request_timeout and idle_timeout are checked: they fire up to this much late. */
@@ -35,22 +35,6 @@ export interface ConnectionOwner {
   readonly stats: HttpStats;
 }
 
-/** Something that can answer a request in progress with a local reply (a ProxyStream). */
-export interface TimedStream {
-  onDownstreamTimeout(text: string): void;
-}
-
-const CONN = Symbol("tether.downstreamConnection");
-const STREAM = Symbol("tether.timedStream");
-type TrackedResponse = DownstreamResponse & {
-  [CONN]?: DownstreamConnection;
-  [STREAM]?: TimedStream;
-};
-
-function responseClosed(this: TrackedResponse): void {
-  this[CONN]?.onResponseClosed(this);
-}
-
 const REASONS: Record<number, string> = {
   400: "Bad Request",
   403: "Forbidden",
@@ -67,7 +51,7 @@ export function rawReply(status: number, text: string): string {
   );
 }
 
-export class DownstreamConnection {
+export class DownstreamConnection implements ResponseObserver {
   readonly socket: Socket;
   /** The connection's id in the logs ("d42"). */
   readonly id: string;
@@ -75,8 +59,12 @@ export class DownstreamConnection {
   /** Why we closed it (logged); undefined when the client or an error did. */
   closeReason: string | undefined;
   private readonly owner: ConnectionOwner;
-  /** Responses of requests received and not yet closed (more than one when pipelined). */
-  private readonly responses: TrackedResponse[] = [];
+  /**
+   * The oldest response of a request received and not yet closed, and the pipelined ones behind it.
+   * Apart, so the usual connection (one request at a time) never grows and shrinks an array.
+   */
+  private oldest: DownstreamResponse | undefined;
+  private readonly later: DownstreamResponse[] = [];
   /** When the connection last became idle (performance.now()); -1 once idle_timeout was checked. */
   private idleSince = -1;
   /** idle_timeout when it became idle (a reload changes it for later idle periods). */
@@ -100,24 +88,24 @@ export class DownstreamConnection {
 
   /** A request's head arrived: a stream until its response closes. */
   onRequest(res: DownstreamResponse): void {
-    const tracked = res as TrackedResponse;
-    tracked[CONN] = this;
-    tracked.on("close", responseClosed);
-    this.responses.push(tracked);
+    res.tracker = this;
+    if (this.oldest === undefined) this.oldest = res;
+    else this.later.push(res);
     this.applyStreamIdle();
   }
 
-  /** The proxy stream that answers `res` with a 408 if a timeout fires before its response is done. */
-  static attachStream(res: DownstreamResponse, stream: TimedStream): void {
-    (res as TrackedResponse)[STREAM] = stream;
+  onResponseClose(res: DownstreamResponse): void {
+    if (res === this.oldest) this.oldest = this.later.shift();
+    else {
+      const i = this.later.indexOf(res);
+      if (i !== -1) this.later.splice(i, 1);
+    }
+    if (this.oldest === undefined && !this.socket.destroyed) this.enterIdle();
   }
 
-  onResponseClosed(res: TrackedResponse): void {
-    res[CONN] = undefined;
-    res[STREAM] = undefined;
-    const i = this.responses.indexOf(res);
-    if (i !== -1) this.responses.splice(i, 1);
-    if (this.responses.length === 0 && !this.socket.destroyed) this.enterIdle();
+  /** The response of the last request received, while it is open. */
+  private get newest(): DownstreamResponse | undefined {
+    return this.later.length > 0 ? this.later[this.later.length - 1] : this.oldest;
   }
 
   private enterIdle(): void {
@@ -142,7 +130,7 @@ export class DownstreamConnection {
 
   /** Bytes of a request whose head is not complete yet have arrived. */
   private requestBegun(): boolean {
-    return this.responses.length > 0 || this.socket.bytesRead > this.bytesAtIdle;
+    return this.oldest !== undefined || this.socket.bytesRead > this.bytesAtIdle;
   }
 
   onIdleTimer(): void {
@@ -167,7 +155,7 @@ export class DownstreamConnection {
   /** Node's check: the current request's head (or, with request_timeout, all of it) is late. */
   onRequestTimeout(): void {
     if (this.closing) return;
-    const current = this.responses[this.responses.length - 1];
+    const current = this.newest;
     if (current !== undefined && !current.req.complete) {
       // Head received, body still coming: request_timeout, which stops once the response starts.
       if (current.headersSent) return;
@@ -182,7 +170,7 @@ export class DownstreamConnection {
     const byRequestTimeout = request > 0 && (headers === 0 || request < headers);
     if (byRequestTimeout) this.owner.stats.downstream_rq_timeout++;
     else this.owner.stats.downstream_rq_header_timeout++;
-    if (this.responses.length > 0) {
+    if (this.oldest !== undefined) {
       // The late head is a pipelined request behind one still being answered: no room for a 408.
       this.closeReason = "request_header_timeout";
       this.socket.destroy();
@@ -195,14 +183,14 @@ export class DownstreamConnection {
   /** Answers 408 and closes: through the request in progress, or raw while none has a response yet. */
   private timeOut(reason: string, text: string): void {
     this.closeReason = reason;
-    const current = this.responses[0];
+    const current = this.oldest;
     if (current === undefined) {
       this.closeWith(408, text);
       return;
     }
     current.shouldKeepAlive = false;
-    const stream = current[STREAM];
-    if (stream !== undefined) stream.onDownstreamTimeout(text);
+    const stream = current.stream;
+    if (stream?.onDownstreamTimeout !== undefined) stream.onDownstreamTimeout(text);
     else if (current.headersSent) this.socket.destroy();
     else {
       current.writeHead(408, { "content-type": "text/plain", "content-length": Buffer.byteLength(text) });
@@ -214,7 +202,7 @@ export class DownstreamConnection {
   closeWith(status: number, text: string): void {
     this.closeReason ??= `local_reply_${status}`;
     const socket = this.socket;
-    if (!socket.writable || this.responses.some((r) => r.headersSent)) {
+    if (!socket.writable || this.oldest?.headersSent === true || this.later.some((r) => r.headersSent)) {
       socket.destroy();
       return;
     }

@@ -347,7 +347,6 @@ export class HttpListener implements ProxyEnv, Http1Handler {
     }
     const stream = new ProxyStream(req, res, route, cluster, this);
     if (record !== undefined) record.upstream = stream;
-    DownstreamConnection.attachStream(res, stream);
     if (cache !== undefined && cacheRequest?.store === true) stream.captureFor(cache, cacheRequest);
     stream.start();
   }

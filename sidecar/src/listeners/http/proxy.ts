@@ -3,7 +3,7 @@
 // late callbacks from an abandoned one are ignored.
 import { RESPONSE_FLAGS } from "@tether/envoy";
 import type { DownstreamRequest as IncomingMessage } from "./server/request.ts";
-import type { DownstreamResponse as ServerResponse } from "./server/response.ts";
+import type { ResponseObserver, DownstreamResponse as ServerResponse } from "./server/response.ts";
 import { JitteredBackoff, type RandomSource } from "../../upstream/backoff.ts";
 import type { Cluster, PendingWaiter } from "../../upstream/cluster.ts";
 import { UpstreamConnectError } from "../../upstream/connect.ts";
@@ -188,15 +188,8 @@ function backoffFired(stream: ProxyStream): void {
   stream.onBackoffDone();
 }
 
-// The stream rides on its response, so one shared "close" listener serves every request.
+// A streamed request body rides on its request, so one shared "end" listener serves every request.
 const STREAM = Symbol("tether.proxyStream");
-type StreamResponse = ServerResponse & { [STREAM]?: ProxyStream };
-
-function downstreamClosed(this: StreamResponse): void {
-  this[STREAM]?.onDownstreamClose();
-}
-
-// A streamed request body rides the same way, for its one "end" listener.
 type StreamRequest = IncomingMessage & { [STREAM]?: ProxyStream };
 
 function downstreamEnded(this: StreamRequest): void {
@@ -204,7 +197,7 @@ function downstreamEnded(this: StreamRequest): void {
 }
 
 /** One downstream request; its deadline is the route timeout. */
-export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter {
+export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter, ResponseObserver {
   private readonly req: IncomingMessage;
   private readonly res: ServerResponse;
   private readonly route: CompiledRoute;
@@ -274,8 +267,7 @@ export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter {
   }
 
   start(): void {
-    (this.res as StreamResponse)[STREAM] = this;
-    this.res.on("close", downstreamClosed);
+    this.res.stream = this;
     const body = this.bodyFacts;
     if (body.contentLength === undefined ? !body.chunked : body.contentLength === "0") {
       this.req.resume();
@@ -342,7 +334,7 @@ export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter {
   }
 
   /** The downstream response closed (sent, or the client went away). */
-  onDownstreamClose(): void {
+  onResponseClose(): void {
     if (this.state === "done") return;
     this.abort();
     this.responseFlagBits |= RESPONSE_FLAGS.DC;

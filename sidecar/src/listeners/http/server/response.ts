@@ -26,6 +26,18 @@ const HAS_CONNECTION = 4;
 const HAS_DATE = 8;
 const CONNECTION_CLOSE = 16;
 
+/**
+ * Told when a response closes: its last byte went to the kernel, or its connection went away. The
+ * connection's tracker and the stream answering the request are one each, in fields read once per
+ * response, where two "close" listeners would cost an addListener each and an emit over a copied
+ * listener array.
+ */
+export interface ResponseObserver {
+  onResponseClose(res: DownstreamResponse): void;
+  /** A timeout of the connection ends the request in progress: the stream answers it (408). */
+  onDownstreamTimeout?(text: string): void;
+}
+
 /** Holds output of a response that is not at the head of the line yet. */
 type Pending = (string | Buffer)[];
 
@@ -84,6 +96,10 @@ export class DownstreamResponse extends EventEmitter {
   /** At the head of the line: its bytes go to the socket as they are written. */
   attached = false;
   pending: Pending | undefined;
+  /** Told first when the response closes (the connection's bookkeeping). */
+  tracker: ResponseObserver | undefined = undefined;
+  /** The stream answering the request: told last when the response closes, after "close". */
+  stream: ResponseObserver | undefined = undefined;
   private readonly sink: ResponseSink;
   private readonly http10: boolean;
   private hasBody: boolean;
@@ -235,6 +251,17 @@ export class DownstreamResponse extends EventEmitter {
   private interim(text: string): void {
     if (this.headersSent || this.destroyed) return;
     this.out(undefined, text, undefined, false);
+  }
+
+  /** The response closed (sent, or its connection went away): the tracker, "close", then the stream. */
+  closed(): void {
+    const tracker = this.tracker;
+    const stream = this.stream;
+    this.tracker = undefined;
+    this.stream = undefined;
+    tracker?.onResponseClose(this);
+    this.emit("close");
+    stream?.onResponseClose(this);
   }
 
   /** Drops the connection (a response cut short, as node:http's res.destroy()). */

@@ -492,7 +492,7 @@ export class Http1Session implements BodySource, ResponseSink {
       // A head and a small body (the usual proxied response): one buffer, one write, no cork.
       const joined = Buffer.allocUnsafe(head.length + body.length);
       joined.write(head, 0, "latin1");
-      body.copy(joined, head.length);
+      joined.set(body, head.length);
       return writeOut(socket, joined, cb);
     }
     if (head === undefined && tail === undefined) {
@@ -538,7 +538,7 @@ export class Http1Session implements BodySource, ResponseSink {
       const next = this.current;
       if (next !== undefined) this.attach(next);
     }
-    res.emit("close");
+    res.closed();
   }
 
   /** A queued (pipelined) response reaches the head of the line: what it wrote so far goes out. */
@@ -569,7 +569,7 @@ export class Http1Session implements BodySource, ResponseSink {
     this.current = undefined;
     for (const res of queue) {
       res.destroyed = true;
-      res.emit("close");
+      res.closed();
     }
     this.stopConsuming();
     releaseParser(this.parser);
