@@ -62,10 +62,13 @@ async function rawServer(
   return { port: address.port, received, sockets };
 }
 
-function pool(port: number, options: Partial<{ connections: number; maxRequests: number }> = {}): Pool {
+function pool(
+  port: number,
+  options: Partial<{ connections: number; maxRequests: number; idleTimeoutMs: number }> = {},
+): Pool {
   const p = new Pool({
     connections: options.connections ?? 4,
-    idleTimeoutMs: 60_000,
+    idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
     keepAliveThresholdMs: 1000,
     maxRequestsPerConnection: options.maxRequests ?? 0,
     maxHeadBytes: 16384,
@@ -128,6 +131,19 @@ async function send(
 
 const OK = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
 
+async function pause(ms: number): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Resolves once `done()` holds; fails after `ms`. */
+async function until(done: () => boolean, ms: number): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!done()) {
+    if (performance.now() > deadline) throw new Error(`not done within ${ms} ms`);
+    await pause(5);
+  }
+}
+
 describe("Pool", () => {
   it("reuses one keep-alive connection and writes each request head whole", async () => {
     const server = await rawServer((socket) => socket.write(OK));
@@ -167,6 +183,43 @@ describe("Pool", () => {
     });
     expect(await send(p, {})).toMatchObject({ status: 200, error: undefined });
     expect(server.received.length).toBe(2);
+  });
+
+  it("closes a connection idle for the idle timeout, and never with idle timeout 0", async () => {
+    const server = await rawServer((socket) => socket.write(OK));
+    const p = pool(server.port, { idleTimeoutMs: 150 });
+    expect((await send(p, {})).status).toBe(200);
+    // A request inside the idle timeout keeps the connection and moves its deadline.
+    await pause(100);
+    expect((await send(p, {})).status).toBe(200);
+    await pause(100);
+    expect(p.size).toBe(1);
+    await until(() => p.size === 0, 2000);
+    expect(server.received.length).toBe(1);
+
+    const forever = await rawServer((socket) => socket.write(OK));
+    const q = pool(forever.port, { idleTimeoutMs: 0 });
+    expect((await send(q, {})).status).toBe(200);
+    await pause(300);
+    expect(q.size).toBe(1);
+    expect((await send(q, {})).status).toBe(200);
+    expect(forever.received.length).toBe(1);
+  });
+
+  it("closes an idle connection by the server's Keep-Alive hint when it is shorter, first sent on a later response", async () => {
+    // timeout=2 less the pool's 1 s threshold: idle for 1 s at most, from the response that said so.
+    let answered = 0;
+    const server = await rawServer((socket) => {
+      const hint = answered++ === 0 ? "" : "keep-alive: timeout=2\r\n";
+      socket.write(`HTTP/1.1 200 OK\r\n${hint}content-length: 2\r\n\r\nok`);
+    });
+    const p = pool(server.port);
+    expect((await send(p, {})).status).toBe(200);
+    expect((await send(p, {})).status).toBe(200);
+    const idleFrom = performance.now();
+    await until(() => p.size === 0, 3000);
+    expect(performance.now() - idleFrom).toBeGreaterThanOrEqual(950);
+    expect(server.received.length).toBe(1);
   });
 
   it("never reuses a connection whose body ran until close, or after max requests", async () => {

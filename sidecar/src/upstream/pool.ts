@@ -114,7 +114,7 @@ export class Pool implements ConnectionOwner {
   }
 
   release(conn: UpstreamConnection): void {
-    const next = this.queue.shift();
+    const next = this.queue.length === 0 ? undefined : this.queue.shift();
     if (next !== undefined) {
       conn.start(next.head, next.req, next.handler);
       return;

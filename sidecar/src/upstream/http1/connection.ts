@@ -3,8 +3,8 @@
 // to its pool only when both messages ended cleanly and the response allows keep-alive. Listeners
 // are bound once per connection; a request costs no closures.
 import type net from "node:net";
+import { Deadline } from "../../deadlines.ts";
 import { writeOut } from "../../socket-write.ts";
-import { timerDelay } from "../../timers.ts";
 import type { RequestBodyStream, UpstreamRequest } from "./request-head.ts";
 import { ResponseParser, type ResponseSink } from "./response-parser.ts";
 
@@ -58,7 +58,8 @@ function readBuffer(): Buffer {
   return (sharedReadBuffer ??= Buffer.allocUnsafe(READ_BUFFER_BYTES));
 }
 
-export class UpstreamConnection implements ResponseSink {
+/** Its deadline is the idle timeout: armed each time it goes back to its pool, shared by every connection of that duration. */
+export class UpstreamConnection extends Deadline implements ResponseSink {
   private readonly owner: ConnectionOwner;
   private readonly parser: ResponseParser;
   private socket: net.Socket | undefined;
@@ -70,7 +71,7 @@ export class UpstreamConnection implements ResponseSink {
   /** This request may be followed by another (max requests per connection not reached). */
   private mayReuse = true;
   private requests = 0;
-  private idleTimer: NodeJS.Timeout | undefined;
+  /** The server's Keep-Alive hint made shorter than the pool's idle timeout, or -1. */
   private idleMs = -1;
   private socketError: Error | undefined;
   private paused = false;
@@ -92,6 +93,7 @@ export class UpstreamConnection implements ResponseSink {
   };
 
   constructor(owner: ConnectionOwner) {
+    super();
     this.owner = owner;
     this.parser = new ResponseParser(this, owner.maxHeadBytes);
   }
@@ -174,24 +176,28 @@ export class UpstreamConnection implements ResponseSink {
     this.socket?.resume();
   }
 
-  /** Keeps the connection idle for `idleMs` at most (a pool's idle timeout, or the server's hint). */
+  /**
+   * Keeps the connection idle for the pool's idle timeout at most (0: no limit, as Envoy's
+   * idle_timeout), or for the server's hint when that is shorter. A deadline in a list shared by
+   * every connection of that duration (deadlines.ts): a few field writes per request, where
+   * refreshing a Node timer reads the loop's clock and re-inserts it.
+   */
   armIdle(): void {
     const ms = this.idleMs > 0 ? this.idleMs : this.owner.idleTimeoutMs;
-    if (this.idleTimer !== undefined && ms === this.idleMs) {
-      this.idleTimer.refresh();
-      return;
-    }
-    clearTimeout(this.idleTimer);
-    this.idleMs = ms;
-    this.idleTimer = setTimeout(this.onIdleTimeout, timerDelay(ms));
-    this.idleTimer.unref();
+    if (ms > 0) this.startDeadline(ms);
+    else this.cancelDeadline();
+  }
+
+  /** Idle for its whole idle timeout (a request since then has moved the deadline). */
+  override onDeadline(): void {
+    if (this.handler === undefined) this.destroy();
   }
 
   /** Closes the socket now; a request in flight gets no more callbacks (the caller handles it). */
   destroy(): void {
     if (this.closed) return;
     this.closed = true;
-    clearTimeout(this.idleTimer);
+    this.cancelDeadline();
     this.detachBody();
     this.socket?.destroy();
     this.owner.remove(this);
@@ -233,7 +239,7 @@ export class UpstreamConnection implements ResponseSink {
       // a connection the server is about to drop (the stale keep-alive race).
       const ms = hint * 1000 - this.owner.keepAliveThresholdMs;
       if (ms < 1000) reuse = false;
-      else this.idleMs = Math.min(this.owner.idleTimeoutMs, ms);
+      else this.idleMs = this.owner.idleTimeoutMs > 0 ? Math.min(this.owner.idleTimeoutMs, ms) : ms;
     }
     if (reuse) {
       // Paused for a slow client and completed in the same read: the next request must be read.
@@ -279,10 +285,6 @@ export class UpstreamConnection implements ResponseSink {
 
   private readonly onDrain = (): void => {
     this.body?.resume();
-  };
-
-  private readonly onIdleTimeout = (): void => {
-    if (this.handler === undefined) this.destroy();
   };
 
   // ---- streamed request body ---------------------------------------------------------------------

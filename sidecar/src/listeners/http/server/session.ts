@@ -523,7 +523,7 @@ export class Http1Session implements BodySource, ResponseSink {
     if (res === undefined || !res.writableEnded || res.writableFinished) return;
     res.writableFinished = true;
     res.attached = false;
-    this.current = this.waiting.shift();
+    this.current = this.waiting.length === 0 ? undefined : this.waiting.shift();
     if (this.pipelinePaused && this.queued <= MAX_QUEUED_RESPONSES / 2) {
       this.pipelinePaused = false;
       if (!this.bodyPaused) this.setReading(true);
