@@ -13,6 +13,7 @@ import { UpstreamProtocolError, type ExchangeHandler, type UpstreamConnection } 
 import type { CacheRequest, DecisionCache } from "./decision-cache.ts";
 import { requestHash } from "./hash-policy.ts";
 import { localDispatchError } from "./local-error.ts";
+import { retainable } from "../../read-buffer.ts";
 import { timerDelay } from "../../timers.ts";
 import { Deadline } from "../../deadlines.ts";
 import { retryOnFailure, retryOnStatus, type AttemptFailure } from "./retry.ts";
@@ -439,11 +440,13 @@ export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter, 
     if (this.captured !== undefined) {
       this.capturedBytes += chunk.length;
       if (this.cache !== undefined && this.capturedBytes <= this.cache.config.max_body_bytes)
-        this.captured.push(chunk);
+        this.captured.push(retainable(chunk));
       else this.captured = undefined;
     }
     if (this.responseRemaining === chunk.length && this.lastChunk === undefined) {
-      // The body's last bytes: they leave with res.end(), headers and body in one write.
+      // The body's last bytes: they leave with res.end(), headers and body in one write. Held as
+      // handed over (a view of the read buffer, maybe): the parser ends the response in the same
+      // read, and the end copies what it keeps.
       this.responseRemaining = 0;
       this.lastChunk = chunk;
       return;

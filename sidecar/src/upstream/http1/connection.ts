@@ -4,6 +4,7 @@
 // are bound once per connection; a request costs no closures.
 import type net from "node:net";
 import { Deadline } from "../../deadlines.ts";
+import { sharedReadBuffer } from "../../read-buffer.ts";
 import { writeOut } from "../../socket-write.ts";
 import type { RequestBodyStream, UpstreamRequest } from "./request-head.ts";
 import { ResponseParser, type ResponseSink } from "./response-parser.ts";
@@ -24,6 +25,10 @@ export interface ExchangeHandler {
   onRequestStart(conn: UpstreamConnection): boolean;
   /** A response head: a 1xx interim one (never 100, which is dropped) or the final one. */
   onResponseStart(conn: UpstreamConnection, status: number, headers: string[], contentLength: number): void;
+  /**
+   * Response body bytes. From a plain TCP connection they are a view of the shared read buffer
+   * (read-buffer.ts), valid during this call: keep `retainable(chunk)`, not the chunk.
+   */
   onResponseData(conn: UpstreamConnection, chunk: Buffer): void;
   onResponseEnd(conn: UpstreamConnection): void;
   /** The exchange failed; `conn` is undefined when no connection carried it (refused, connect failed). */
@@ -46,18 +51,6 @@ const KEEP_ALIVE_END = "connection: keep-alive\r\n\r\n";
 const CLOSE_END = "connection: close\r\n\r\n";
 const CHUNKED_END = "0\r\n\r\n";
 
-/** Bytes one read of a plain TCP connection may bring (libuv's usual read size). */
-const READ_BUFFER_BYTES = 64 * 1024;
-let sharedReadBuffer: Buffer | undefined;
-/**
- * One read buffer for every plain TCP upstream connection (net's `onread`): each read is parsed
- * before the next one lands, and what outlives it (a body chunk) is copied. Made at the first
- * connection, not in the start-up snapshot.
- */
-function readBuffer(): Buffer {
-  return (sharedReadBuffer ??= Buffer.allocUnsafe(READ_BUFFER_BYTES));
-}
-
 /** Its deadline is the idle timeout: armed each time it goes back to its pool, shared by every connection of that duration. */
 export class UpstreamConnection extends Deadline implements ResponseSink {
   private readonly owner: ConnectionOwner;
@@ -75,19 +68,15 @@ export class UpstreamConnection extends Deadline implements ResponseSink {
   private idleMs = -1;
   private socketError: Error | undefined;
   private paused = false;
-  /** The bytes being parsed are in the shared read buffer: a body chunk is copied before it leaves. */
-  private sharedRead = false;
   closed = false;
   /**
    * For a plain TCP connection: reads land in the shared buffer and come straight here, with no
    * stream 'data' event and no new Buffer per read (a TLS socket ignores it and emits 'data').
    */
   readonly onread: net.OnReadOpts = {
-    buffer: readBuffer,
+    buffer: sharedReadBuffer,
     callback: (bytes: number, buf: Uint8Array): boolean => {
-      this.sharedRead = true;
       this.onData((buf as Buffer).subarray(0, bytes));
-      this.sharedRead = false;
       return true;
     },
   };
@@ -226,7 +215,7 @@ export class UpstreamConnection extends Deadline implements ResponseSink {
   }
 
   onBody(chunk: Buffer): void {
-    this.handler?.onResponseData(this, this.sharedRead ? Buffer.from(chunk) : chunk);
+    this.handler?.onResponseData(this, chunk);
   }
 
   onComplete(reusable: boolean): void {

@@ -4,6 +4,7 @@
 // going out, this one's bytes wait in order.
 import { EventEmitter } from "node:events";
 import { STATUS_CODES } from "node:http";
+import { retainable } from "../../../read-buffer.ts";
 import type { DownstreamRequest } from "./request.ts";
 
 /** What a response needs from its connection. */
@@ -216,7 +217,8 @@ export class DownstreamResponse extends EventEmitter {
     if (this.attached) return this.sink.writeOut(this, head, body, tail, final);
     const pending = (this.pending ??= []);
     if (head !== undefined) pending.push(head);
-    if (body !== undefined) pending.push(typeof body === "string" ? Buffer.from(body, "utf8") : body);
+    if (body !== undefined)
+      pending.push(typeof body === "string" ? Buffer.from(body, "utf8") : retainable(body));
     if (tail !== undefined) pending.push(tail);
     return true;
   }

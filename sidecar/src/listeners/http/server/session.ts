@@ -6,6 +6,7 @@
 // is parsed in C++ from one shared buffer, without a JS Buffer or a `data` event, and reads are
 // stopped and restarted on the handle (readStop / readStart) for back-pressure.
 import type { Socket } from "node:net";
+import { retainable } from "../../../read-buffer.ts";
 import { writeOut } from "../../../socket-write.ts";
 import { DownstreamRequest, type BodySource } from "./request.ts";
 import { DownstreamResponse, type ResponseSink } from "./response.ts";
@@ -500,13 +501,18 @@ export class Http1Session implements BodySource, ResponseSink {
         if (final) process.nextTick(flushedNT, this);
         return true;
       }
-      return typeof body === "string" ? socket.write(body, "utf8", cb) : writeOut(socket, body, cb);
+      return typeof body === "string"
+        ? socket.write(body, "utf8", cb)
+        : writeOut(socket, retainable(body), cb);
     }
     socket.cork();
     if (head !== undefined) socket.write(head, "latin1");
     if (body !== undefined) {
       const bodyCb = tail === undefined ? cb : undefined;
-      ok = typeof body === "string" ? socket.write(body, "utf8", bodyCb) : socket.write(body, bodyCb);
+      ok =
+        typeof body === "string"
+          ? socket.write(body, "utf8", bodyCb)
+          : socket.write(retainable(body), bodyCb);
     }
     if (tail !== undefined) ok = socket.write(tail, "latin1", cb);
     socket.uncork();

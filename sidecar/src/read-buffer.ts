@@ -1,0 +1,26 @@
+// One read buffer for every plain TCP upstream connection (net's `onread` option): each read lands in
+// it and is parsed before the next read, so a response body costs no Buffer of its own while it only
+// passes through. A body chunk handed on from a read is a view of this buffer, valid until the next
+// read: whoever keeps a chunk past the call that handed it over (a write that waits in a socket's
+// queue, a response held behind a pipelined one, the decision cache) keeps `retainable(chunk)`.
+
+/** Bytes one read of a plain TCP connection may bring (libuv's usual read size). */
+const READ_BUFFER_BYTES = 64 * 1024;
+
+let shared: Buffer | undefined;
+
+/** The shared read buffer: made at the first connection, not in the start-up snapshot. */
+export function sharedReadBuffer(): Buffer {
+  // Over its own ArrayBuffer (never a slice of Node's pool), so a view of it is told apart exactly.
+  return (shared ??= Buffer.from(new ArrayBuffer(READ_BUFFER_BYTES)));
+}
+
+/** Whether `chunk` is a view of the shared read buffer (its bytes change with the next read). */
+export function isSharedRead(chunk: Uint8Array): boolean {
+  return shared !== undefined && chunk.buffer === shared.buffer;
+}
+
+/** `chunk` itself, or a copy when it is a view of the shared read buffer. */
+export function retainable(chunk: Buffer): Buffer {
+  return isSharedRead(chunk) ? Buffer.from(chunk) : chunk;
+}
