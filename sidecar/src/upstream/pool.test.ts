@@ -279,6 +279,11 @@ describe("Pool", () => {
     expect(twoHosts.error?.message).toBe("duplicate host header");
     const injected = await send(p, { headers: ["x-a", "1\r\nx-b: 2"] });
     expect(injected.error?.message).toBe("invalid x-a header");
+    // Entries after the ones the downstream parser vouched for are checked as ever.
+    const added = await send(p, { headers: ["x-a", "1", "x-b", "2\n"], checkedHeaders: 2 });
+    expect(added.error?.message).toBe("invalid x-b header");
+    const badName = await send(p, { headers: ["x-a", "1", "x b", "2"], checkedHeaders: 2 });
+    expect(badName.error?.message).toBe("invalid header name");
     expect(server.received.length).toBe(0);
     expect(p.size).toBe(0);
   });

@@ -84,6 +84,7 @@ function requestHeaders(raw: readonly string[], body: BodyFacts): string[] {
     }
     out.push(name, value);
   }
+  // Appended last: the entries before it are the downstream parser's (see UpstreamRequest.checkedHeaders).
   out.push("x-forwarded-proto", forwardedProto ?? "http");
   return out;
 }
@@ -388,6 +389,8 @@ export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter, 
         path: this.path,
         method: this.req.method,
         headers: this.headers,
+        // All but the X-Forwarded-Proto pair came from llhttp as the client sent them.
+        checkedHeaders: this.headers.length - 2,
         body: this.body,
         contentLength: declared === undefined ? undefined : Number(declared),
       },

@@ -29,6 +29,12 @@ export interface UpstreamRequest {
   readonly path: string;
   /** Name/value pairs, hop-by-hop headers and Content-Length already removed. */
   readonly headers: readonly string[];
+  /**
+   * How many leading entries of `headers` are known good: read by the downstream parser, which
+   * refuses a name that is not a token and a value with CR, LF, NUL or another control character.
+   * Only the entries after them are checked here.
+   */
+  readonly checkedHeaders?: number;
   /** The body: none, whole (replayable), or streamed once from the downstream request. */
   readonly body: Buffer | RequestBodyStream | null;
   /** The length the downstream declared for a streamed body; undefined: chunked. */
@@ -53,6 +59,7 @@ export function requestHead(req: UpstreamRequest, defaultHost: string): string {
   if (path.length === 0 || BAD_PATH.test(path)) throw new UpstreamRequestError("invalid request path");
   let head = `${method} ${path} HTTP/1.1\r\n`;
   let host = false;
+  const checked = req.checkedHeaders ?? 0;
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i] ?? "";
     const value = headers[i + 1] ?? "";
@@ -60,8 +67,10 @@ export function requestHead(req: UpstreamRequest, defaultHost: string): string {
       if (host) throw new UpstreamRequestError("duplicate host header");
       host = true;
     }
-    if (!TOKEN.test(name)) throw new UpstreamRequestError("invalid header name");
-    if (BAD_VALUE.test(value)) throw new UpstreamRequestError(`invalid ${name} header`);
+    if (i >= checked) {
+      if (!TOKEN.test(name)) throw new UpstreamRequestError("invalid header name");
+      if (BAD_VALUE.test(value)) throw new UpstreamRequestError(`invalid ${name} header`);
+    }
     head += `${name}: ${value}\r\n`;
   }
   if (!host) head += `host: ${defaultHost}\r\n`;
