@@ -19,6 +19,8 @@
 import type { Socket } from "node:net";
 import { getSystemErrorName } from "node:util";
 
+const IN_FLIGHT = Symbol("tether.directWriteInFlight");
+
 /** A libuv write request (node's WriteWrap); `oncomplete` runs when an asynchronous write ends. */
 interface WriteReq {
   handle: StreamWriteHandle;
@@ -32,6 +34,11 @@ interface WriteReq {
 interface StreamWriteHandle {
   writeBuffer(req: WriteReq, data: Buffer): number;
   writeLatin1String(req: WriteReq, data: string): number;
+  /**
+   * A direct write waits in libuv's queue. Kept on the handle, not the socket: every TCP handle has
+   * the same shape, while sockets differ (each owner adds its own fields), so reading it stays cheap.
+   */
+  [IN_FLIGHT]?: boolean;
 }
 
 interface StreamBinding {
@@ -41,14 +48,11 @@ interface StreamBinding {
   kLastWriteWasAsync: number;
 }
 
-const IN_FLIGHT = Symbol("tether.directWriteInFlight");
-
 type DirectSocket = Socket & {
   _handle: (StreamWriteHandle & { isStreamBase?: boolean }) | null;
   _unrefTimer(): void;
   connecting: boolean;
   encrypted?: boolean;
-  [IN_FLIGHT]?: boolean;
 };
 
 /** Called once the bytes are with the kernel (next tick at the soonest), or with the write's error. */
@@ -97,7 +101,7 @@ function onDirectWriteComplete(this: WriteReq, status: number): void {
   this.buffer = null;
   this.callback = undefined;
   if (socket === null) return;
-  socket[IN_FLIGHT] = false;
+  this.handle[IN_FLIGHT] = false;
   if (socket.destroyed) {
     cb?.(null);
     return;
@@ -153,7 +157,7 @@ export function writeOut(socket: Socket, data: Buffer | string, cb?: WriteCallba
     s.destroyed ||
     s.writableEnded ||
     s.writableLength !== 0 ||
-    s[IN_FLIGHT] === true ||
+    handle[IN_FLIGHT] === true ||
     data.length >= s.writableHighWaterMark
   )
     return plainWrite(socket, data, cb);
@@ -178,7 +182,7 @@ export function writeOut(socket: Socket, data: Buffer | string, cb?: WriteCallba
     req.socket = s;
     req.callback = cb;
     if (typeof data !== "string") req.buffer = data;
-    s[IN_FLIGHT] = true;
+    handle[IN_FLIGHT] = true;
   } else if (cb !== undefined) process.nextTick(callbackNT, cb);
   return true;
 }

@@ -381,7 +381,9 @@ export class Http1Session implements BodySource, ResponseSink {
     this.urlPart = "";
     const method = llhttp().methods[methodIndex] ?? "GET";
     const socket = this.socket;
-    const req = new DownstreamRequest(method, url, headers, `${major}.${minor}`, socket, this);
+    const version =
+      major === 1 ? (minor === 1 ? "1.1" : minor === 0 ? "1.0" : `1.${minor}`) : `${major}.${minor}`;
+    const req = new DownstreamRequest(method, url, headers, version, socket, this);
     this.incoming = req;
     if (method === "CONNECT") {
       // No body and no response from here: the socket goes to the handler (after execute returns).
