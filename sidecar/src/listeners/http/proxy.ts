@@ -273,7 +273,8 @@ export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter, 
     const body = this.bodyFacts;
     if (body.contentLength === undefined ? !body.chunked : body.contentLength === "0") {
       this.req.resume();
-      this.onRequestComplete();
+      // Complete with its head, in the same turn the stream began: the clock read then serves.
+      this.onRequestComplete(this.startedAt);
       this.dispatch();
       return;
     }
@@ -299,10 +300,10 @@ export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter, 
    * The downstream request is complete. Envoy's route timeout (and a per-try timeout) counts from
    * here, not from the headers, so a slow upload is not cut off while it is still arriving.
    */
-  onRequestComplete(): void {
+  onRequestComplete(now: number = performance.now()): void {
     this.requestComplete = true;
     if (this.state === "done") return;
-    if (this.route.timeoutMs > 0) this.startDeadline(this.route.timeoutMs);
+    if (this.route.timeoutMs > 0) this.startDeadline(this.route.timeoutMs, now);
     const attempt = this.attempt;
     if (this.state === "attempt" && attempt !== undefined && !this.responseStarted)
       this.startPerTryTimer(attempt);
