@@ -12,6 +12,7 @@ import {
   httpListenerYaml,
   routeYaml,
   Sidecar,
+  waitFor,
 } from "./support/harness.ts";
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -131,13 +132,7 @@ class Client {
 
   /** Waits for `count` complete responses; fails after `ms`. */
   async responses(count: number, ms = 15_000): Promise<Buffer[]> {
-    const deadline = performance.now() + ms;
-    for (;;) {
-      const got = bodies(this.data, count);
-      if (got !== undefined) return got;
-      if (performance.now() > deadline) throw new Error(`${count} responses not complete within ${ms} ms`);
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    return await waitFor(`${count} complete responses`, () => bodies(this.data, count), ms);
   }
 }
 
