@@ -238,7 +238,6 @@ export async function waitForPort(host: string, port: number, timeoutMs: number,
   );
 }
 
-/** One poll interval of a deadline-bounded wait. */
 /** The commands of `tools` that are not on PATH. */
 export function missingTools(tools: readonly string[]): string[] {
   return tools.filter((tool) => {
@@ -251,6 +250,7 @@ export function missingTools(tools: readonly string[]): string[] {
   });
 }
 
+/** One poll interval of a deadline-bounded wait. */
 export async function pause(ms: number): Promise<void> {
   await new Promise<void>((resolve) => setTimeout(resolve, ms));
 }
