@@ -8,6 +8,7 @@
 // The socket timeout is the stream idle timer here (Node refreshes it on every read and write).
 import type { Socket } from "node:net";
 import type { HttpConnectionManagerConfig } from "@tether/envoy";
+import { HeadQueue } from "../../head-queue.ts";
 import type { DownstreamResponse, ResponseObserver } from "./server/response.ts";
 import type { HttpStats } from "./stats.ts";
 
@@ -59,12 +60,8 @@ export class DownstreamConnection implements ResponseObserver {
   /** Why we closed it (logged); undefined when the client or an error did. */
   closeReason: string | undefined;
   private readonly owner: ConnectionOwner;
-  /**
-   * The oldest response of a request received and not yet closed, and the pipelined ones behind it.
-   * Apart, so the usual connection (one request at a time) never grows and shrinks an array.
-   */
-  private oldest: DownstreamResponse | undefined;
-  private readonly later: DownstreamResponse[] = [];
+  /** Responses of requests received and not yet closed, oldest first (more than one when pipelined). */
+  private readonly responses = new HeadQueue<DownstreamResponse>();
   /** When the connection last became idle (performance.now()); -1 once idle_timeout was checked. */
   private idleSince = -1;
   /** idle_timeout when it became idle (a reload changes it for later idle periods). */
@@ -89,23 +86,13 @@ export class DownstreamConnection implements ResponseObserver {
   /** A request's head arrived: a stream until its response closes. */
   onRequest(res: DownstreamResponse): void {
     res.tracker = this;
-    if (this.oldest === undefined) this.oldest = res;
-    else this.later.push(res);
+    this.responses.push(res);
     this.applyStreamIdle();
   }
 
   onResponseClose(res: DownstreamResponse): void {
-    if (res === this.oldest) this.oldest = this.later.shift();
-    else {
-      const i = this.later.indexOf(res);
-      if (i !== -1) this.later.splice(i, 1);
-    }
-    if (this.oldest === undefined && !this.socket.destroyed) this.enterIdle();
-  }
-
-  /** The response of the last request received, while it is open. */
-  private get newest(): DownstreamResponse | undefined {
-    return this.later.length > 0 ? this.later[this.later.length - 1] : this.oldest;
+    this.responses.remove(res);
+    if (this.responses.head === undefined && !this.socket.destroyed) this.enterIdle();
   }
 
   private enterIdle(): void {
@@ -130,7 +117,7 @@ export class DownstreamConnection implements ResponseObserver {
 
   /** Bytes of a request whose head is not complete yet have arrived. */
   private requestBegun(): boolean {
-    return this.oldest !== undefined || this.socket.bytesRead > this.bytesAtIdle;
+    return this.responses.head !== undefined || this.socket.bytesRead > this.bytesAtIdle;
   }
 
   onIdleTimer(): void {
@@ -155,7 +142,7 @@ export class DownstreamConnection implements ResponseObserver {
   /** Node's check: the current request's head (or, with request_timeout, all of it) is late. */
   onRequestTimeout(): void {
     if (this.closing) return;
-    const current = this.newest;
+    const current = this.responses.last;
     if (current !== undefined && !current.req.complete) {
       // Head received, body still coming: request_timeout, which stops once the response starts.
       if (current.headersSent) return;
@@ -170,7 +157,7 @@ export class DownstreamConnection implements ResponseObserver {
     const byRequestTimeout = request > 0 && (headers === 0 || request < headers);
     if (byRequestTimeout) this.owner.stats.downstream_rq_timeout++;
     else this.owner.stats.downstream_rq_header_timeout++;
-    if (this.oldest !== undefined) {
+    if (this.responses.head !== undefined) {
       // The late head is a pipelined request behind one still being answered: no room for a 408.
       this.closeReason = "request_header_timeout";
       this.socket.destroy();
@@ -183,7 +170,7 @@ export class DownstreamConnection implements ResponseObserver {
   /** Answers 408 and closes: through the request in progress, or raw while none has a response yet. */
   private timeOut(reason: string, text: string): void {
     this.closeReason = reason;
-    const current = this.oldest;
+    const current = this.responses.head;
     if (current === undefined) {
       this.closeWith(408, text);
       return;
@@ -202,7 +189,7 @@ export class DownstreamConnection implements ResponseObserver {
   closeWith(status: number, text: string): void {
     this.closeReason ??= `local_reply_${status}`;
     const socket = this.socket;
-    if (!socket.writable || this.oldest?.headersSent === true || this.later.some((r) => r.headersSent)) {
+    if (!socket.writable || this.responses.some((r) => r.headersSent)) {
       socket.destroy();
       return;
     }

@@ -6,6 +6,7 @@
 // is parsed in C++ from one shared buffer, without a JS Buffer or a `data` event, and reads are
 // stopped and restarted on the handle (readStop / readStart) for back-pressure.
 import type { Socket } from "node:net";
+import { HeadQueue } from "../../../head-queue.ts";
 import { retainable } from "../../../read-buffer.ts";
 import { writeOut } from "../../../socket-write.ts";
 import { DownstreamRequest, type BodySource } from "./request.ts";
@@ -230,14 +231,8 @@ export class Http1Session implements BodySource, ResponseSink {
   private readonly parser: LlhttpParser;
   /** The request whose message is being read (head seen, body not complete). */
   incoming: DownstreamRequest | undefined;
-  /** The response being written (the oldest one not finished). */
-  private current: DownstreamResponse | undefined;
-  /**
-   * Pipelined responses behind it, oldest first. Kept apart from `current` so the usual connection,
-   * one response at a time, never shifts an array: V8 shrinks a one-element array's backing store
-   * on shift() in its runtime, and the next push grows it again, once per request.
-   */
-  private readonly waiting: DownstreamResponse[] = [];
+  /** Responses not finished yet, oldest first: the head is the one being written. */
+  private readonly responses = new HeadQueue<DownstreamResponse>();
   /** Header fields llhttp flushed before the head completed (a head split over reads); rare. */
   private headerParts: string[] | undefined;
   private urlPart = "";
@@ -284,17 +279,12 @@ export class Http1Session implements BodySource, ResponseSink {
 
   /** No request in progress and no response going out (node:http's idle connection). */
   get idle(): boolean {
-    return !this.active && !this.expired && this.current === undefined;
-  }
-
-  /** Responses not finished yet. */
-  private get queued(): number {
-    return this.current === undefined ? 0 : this.waiting.length + 1;
+    return !this.active && !this.expired && this.responses.head === undefined;
   }
 
   /** The response being written has sent its head (a 400 now would land inside it). */
   get responseUnderWay(): boolean {
-    return this.current?.headersSent === true;
+    return this.responses.head?.headersSent === true;
   }
 
   onData(data: Buffer): void {
@@ -319,7 +309,7 @@ export class Http1Session implements BodySource, ResponseSink {
   }
 
   onDrain(): void {
-    this.current?.emit("drain");
+    this.responses.head?.emit("drain");
   }
 
   onEnd(): void {
@@ -392,14 +382,9 @@ export class Http1Session implements BodySource, ResponseSink {
       return 2;
     }
     const res = new DownstreamResponse(req, this, keepAlive);
-    if (this.current === undefined) {
-      this.current = res;
-      res.attached = true;
-    } else {
-      this.waiting.push(res);
-      res.attached = false;
-    }
-    if (this.queued > MAX_QUEUED_RESPONSES && !this.pipelinePaused) {
+    this.responses.push(res);
+    res.attached = this.responses.head === res;
+    if (this.responses.size > MAX_QUEUED_RESPONSES && !this.pipelinePaused) {
       this.pipelinePaused = true;
       this.setReading(false);
     }
@@ -481,7 +466,7 @@ export class Http1Session implements BodySource, ResponseSink {
     final: boolean,
   ): boolean {
     const socket = this.socket;
-    if (socket.destroyed || res !== this.current) return false;
+    if (socket.destroyed || res !== this.responses.head) return false;
     const cb = final ? this.onFlushed : undefined;
     let ok = true;
     if (head !== undefined && body === undefined && tail === undefined) return writeOut(socket, head, cb);
@@ -527,12 +512,12 @@ export class Http1Session implements BodySource, ResponseSink {
 
   /** The head response's last byte reached the kernel: the next one may write, or the socket ends. */
   responseFlushed(): void {
-    const res = this.current;
+    const res = this.responses.head;
     if (res === undefined || !res.writableEnded || res.writableFinished) return;
     res.writableFinished = true;
     res.attached = false;
-    this.current = this.waiting.length === 0 ? undefined : this.waiting.shift();
-    if (this.pipelinePaused && this.queued <= MAX_QUEUED_RESPONSES / 2) {
+    this.responses.shift();
+    if (this.pipelinePaused && this.responses.size <= MAX_QUEUED_RESPONSES / 2) {
       this.pipelinePaused = false;
       if (!this.bodyPaused) this.setReading(true);
     }
@@ -543,7 +528,7 @@ export class Http1Session implements BodySource, ResponseSink {
       this.closedAfterResponse = true;
       this.socket.end();
     } else {
-      const next = this.current;
+      const next = this.responses.head;
       if (next !== undefined) this.attach(next);
     }
     res.closed();
@@ -573,9 +558,7 @@ export class Http1Session implements BodySource, ResponseSink {
     this.stopped = true;
     this.incoming?.destroy(new Error("aborted"));
     this.incoming = undefined;
-    const queue = this.current === undefined ? [] : [this.current, ...this.waiting.splice(0)];
-    this.current = undefined;
-    for (const res of queue) {
+    for (const res of this.responses.drain()) {
       res.destroyed = true;
       res.closed();
     }
