@@ -2,7 +2,7 @@
 // it and is parsed before the next read, so a response body costs no Buffer of its own while it only
 // passes through. A body chunk handed on from a read is a view of this buffer, valid until the next
 // read: whoever keeps a chunk past the call that handed it over (a write that waits in a socket's
-// queue, a response held behind a pipelined one, the decision cache) keeps `retainable(chunk)`.
+// queue, the decision cache) keeps `retainable(chunk)`.
 
 /** Bytes one read of a plain TCP connection may bring (libuv's usual read size). */
 const READ_BUFFER_BYTES = 64 * 1024;

@@ -1,6 +1,7 @@
 // The downstream side of the listeners through the built sidecar, over raw sockets: connections
 // that never finish a request are closed by the HttpConnectionManager timeouts, connections over a
 // connection_limit are closed at once, and request heads the listener refuses never reach a cluster.
+import http from "node:http";
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { request } from "undici";
@@ -30,6 +31,8 @@ interface ListenerOptions {
   limit?: { max: number; delay?: string };
   /** virtual host domains (default "*"). */
   domains?: string;
+  /** The route's retry policy (default: on; a retried request's body is buffered before it goes). */
+  retry?: boolean;
 }
 
 function listenerYaml(port: number, o: ListenerOptions): string {
@@ -59,8 +62,7 @@ ${o.hcm ?? ""}
                         - match: { prefix: "/" }
                           route:
                             cluster: backend
-                            timeout: 5s
-                            retry_policy: { retry_on: "connect-failure,reset", num_retries: 3 }
+                            timeout: 5s${o.retry === false ? "" : `\n                            retry_policy: { retry_on: "connect-failure,reset", num_retries: 3 }`}
                 http_filters:
                   - name: envoy.filters.http.router
                     typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }`;
@@ -97,8 +99,9 @@ class RawClient {
   readonly closed: Promise<string>;
   isClosed = false;
 
-  constructor(port: number) {
-    this.socket = net.connect(port, "127.0.0.1");
+  /** `allowHalfOpen`: the client does not end its side when the server ends its own. */
+  constructor(port: number, allowHalfOpen = false) {
+    this.socket = net.connect({ port, host: "127.0.0.1", allowHalfOpen });
     this.socket.on("error", () => undefined);
     this.socket.on("data", (c: Buffer) => (this.data += c.toString()));
     this.opened = new Promise((resolve) =>
@@ -257,6 +260,82 @@ describe("downstream timeouts", () => {
     expect(await httpStat(s, "downstream_rq_timeout")).toBe(1);
     // The body was being buffered for a retry: nothing went upstream.
     expect((await up.stats()).paths["POST /upload"]).toBeUndefined();
+  });
+
+  it("times a head out that began in the same read as the end of the request before it", async () => {
+    const { s, listen } = await setup({
+      hcm: `                request_headers_timeout: 0.5s
+                common_http_protocol_options: { idle_timeout: 30s }`,
+    });
+    const c = new RawClient(listen);
+    await c.opened;
+    c.socket.write("GET /first HTTP/1.1\r\nHost: test\r\n\r\nGET /second HTTP/1.1\r\nHo");
+    const all = await c.closedWithin(3000);
+    expect(responses(all).map((r) => r[0])).toEqual(["HTTP/1.1 200 OK", "HTTP/1.1 408 Request Timeout"]);
+    expect(await httpStat(s, "downstream_rq_header_timeout")).toBe(1);
+  });
+
+  it("times the next request on a connection whose request_timeout passed after its response began", async () => {
+    // An upstream that begins its answer before the request's body is in.
+    const early = http.createServer((req, res) => {
+      res.writeHead(200, { "content-length": "2" });
+      res.write("o");
+      req.resume();
+      req.on("end", () => res.end("k"));
+    });
+    const [upPort, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
+    await new Promise<void>((resolve) => early.listen(upPort, "127.0.0.1", resolve));
+    cleanups.push(() => {
+      early.closeAllConnections();
+      early.close();
+    });
+    const hcm = `                request_timeout: 0.6s
+                stream_idle_timeout: 10s`;
+    const s = new Sidecar(
+      admin,
+      Sidecar.writeConfig(
+        bootstrapYaml(
+          admin,
+          listenerYaml(listen, { hcm, retry: false }),
+          clusterYaml({ endpoints: [{ port: upPort }] }),
+        ),
+      ),
+    );
+    cleanups.push(() => s.stop());
+    await s.start();
+    const c = new RawClient(listen);
+    await c.opened;
+    // The body is late but the response began already: request_timeout has nothing to do then.
+    c.socket.write("POST /early HTTP/1.1\r\nHost: test\r\nContent-Length: 4\r\n\r\nab");
+    await waitFor("the response's head", () => (c.data.includes("\r\n\r\n") ? true : undefined));
+    await new Promise((resolve) => setTimeout(resolve, 900));
+    c.socket.write("cd");
+    await waitFor("the whole response", () => (responses(c.data).length === 1 ? true : undefined));
+    // A head that never completes on the same connection: request_timeout applies to it again.
+    const began = performance.now();
+    c.socket.write("GET /never HTTP/1.1\r\nHo");
+    expect(responses(await c.closedWithin(3000)).map((r) => r[0])).toEqual([
+      "HTTP/1.1 200 OK",
+      "HTTP/1.1 408 Request Timeout",
+    ]);
+    expect(performance.now() - began).toBeGreaterThanOrEqual(500);
+    expect(await httpStat(s, "downstream_rq_timeout")).toBe(1); // the first found nothing to do
+  });
+
+  it("closes a connection it ended after a response when the client never closes its side", async () => {
+    const { s, listen } = await setup({
+      hcm: `                common_http_protocol_options: { idle_timeout: 60s }`,
+    });
+    const c = new RawClient(listen, true);
+    await c.opened;
+    c.socket.write("GET /bye HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    await waitFor("the response", () => (responses(c.data).length === 1 ? true : undefined));
+    expect(await httpStat(s, "downstream_cx_active")).toBe(1);
+    // Envoy's delayed close: the sidecar gives the client 1 s to close, then closes the socket.
+    await waitFor("the connection closed by the sidecar", async () =>
+      (await httpStat(s, "downstream_cx_active")) === 0 ? true : undefined,
+    );
+    expect(c.isClosed).toBe(false); // the client's side is still open: only the sidecar closed
   });
 });
 
@@ -426,6 +505,33 @@ describe("request heads refused at the listener", () => {
     expect(paths["GET /"]).toBe(1);
   });
 
+  it("refuses a protocol upgrade with 403 and reads nothing after it; an h2c offer is served as HTTP/1.1", async () => {
+    const { up, s, listen } = await setup({});
+    const c = new RawClient(listen);
+    await c.opened;
+    // The bytes after an upgrade request belong to the new protocol, never to a request of ours.
+    c.socket.write(
+      "GET /ws HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n" +
+        "POST /smuggled HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n",
+    );
+    const all = await c.closedWithin(5000);
+    expect(responses(all).map((r) => r[0])).toEqual(["HTTP/1.1 403 Forbidden"]);
+    expect(all).toMatch(/\r\nConnection: close\r\n/);
+    expect(await httpStat(s, "downstream_rq_ws_on_non_ws_route")).toBe(1);
+
+    const h2c = new RawClient(listen);
+    await h2c.opened;
+    h2c.socket.write(
+      "GET /h2c HTTP/1.1\r\nHost: test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n" +
+        "HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\nGET /after-h2c HTTP/1.1\r\nHost: test\r\n\r\n",
+    );
+    expect(responses(await h2c.closedWithin(5000))).toEqual([["HTTP/1.1 200 OK", "u0 GET /h2c 0"]]);
+    const paths = (await up.stats()).paths;
+    expect(paths["GET /ws"]).toBeUndefined();
+    expect(paths["POST /smuggled"]).toBeUndefined();
+    expect(paths["GET /after-h2c"]).toBeUndefined();
+  });
+
   it("answers CONNECT with 403, as Envoy without a CONNECT upgrade config, and closes", async () => {
     const { s, listen } = await setup({});
     const c = new RawClient(listen);
@@ -507,6 +613,58 @@ describe("pipelined requests", () => {
     expect(r).toEqual([["HTTP/1.1 200 OK", "u0 GET /first 0"]]);
     expect(all).toMatch(/\r\nConnection: close\r\n/);
     expect((await up.stats()).paths["GET /second"]).toBeUndefined();
+  });
+
+  it("forwards a pipelined request only once the response before it went out", async () => {
+    const { listen, up } = await setup({});
+    const c = new RawClient(listen);
+    await c.opened;
+    c.socket.write(
+      "GET /slow?ms=1500 HTTP/1.1\r\nHost: test\r\n\r\nGET /behind HTTP/1.1\r\nHost: test\r\n\r\n",
+    );
+    // While the first is answered, the second waits in the sidecar: no upstream response can pile
+    // up behind a client that does not read.
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    const during = (await up.stats()).paths;
+    expect(during["GET /slow"]).toBe(1);
+    expect(during["GET /behind"]).toBeUndefined();
+    const got = await waitFor("two responses", () => {
+      const r = responses(c.data);
+      return r.length >= 2 ? r : undefined;
+    });
+    expect(got.map((r) => r[1])).toEqual(["u0 GET /slow 0", "u0 GET /behind 0"]);
+  });
+
+  it("never forwards a request read behind a refused one that closes the connection", async () => {
+    const { listen, up } = await setup({});
+    const refused = [
+      "GET /a HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n",
+      "GET /a HTTP/1.1\r\n\r\n",
+      "POST /a HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    ];
+    for (const head of refused) {
+      const c = new RawClient(listen);
+      await c.opened;
+      c.socket.write(`${head}POST /transfer HTTP/1.1\r\nHost: test\r\nContent-Length: 9\r\n\r\namount=10`);
+      const statuses = (await c.closedWithin(5000)).match(/HTTP\/1\.1 \d{3}/g);
+      expect(statuses, head).toHaveLength(1);
+      expect(statuses?.[0]).toMatch(/^HTTP\/1\.1 (400|501)$/);
+    }
+    expect((await up.stats()).paths["POST /transfer"]).toBeUndefined();
+  });
+
+  it("answers a malformed request behind an open one after that one's response, in order", async () => {
+    const { listen, up } = await setup({});
+    const c = new RawClient(listen);
+    await c.opened;
+    c.socket.write(
+      "POST /slow?ms=300 HTTP/1.1\r\nHost: test\r\nContent-Length: 2\r\n\r\nok" +
+        "GET /bad HTTP/1.1\r\nHost: test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    );
+    const r = responses(await c.closedWithin(5000));
+    expect(r.map((x) => x[0])).toEqual(["HTTP/1.1 200 OK", "HTTP/1.1 400 Bad Request"]);
+    expect(r[0]?.[1]).toBe("u0 POST /slow 2");
+    expect((await up.stats()).paths["GET /bad"]).toBeUndefined();
   });
 });
 

@@ -8,15 +8,13 @@
 // The socket timeout is the stream idle timer here (Node refreshes it on every read and write).
 import type { Socket } from "node:net";
 import type { HttpConnectionManagerConfig } from "@tether/envoy";
-import { HeadQueue } from "../../head-queue.ts";
 import type { DownstreamResponse, ResponseObserver } from "./server/response.ts";
+import { DELAYED_CLOSE_MS, sessionOf } from "./server/session.ts";
 import type { HttpStats } from "./stats.ts";
 
 /** How often request_headers_timeout, request_timeout and idle_timeout are checked: they fire up to this much late. */
 export const TIMEOUT_CHECK_INTERVAL_MS = 250;
 
-/** Envoy's delayed_close_timeout: after a local reply that closes, the client gets this long to read it. */
-export const DELAYED_CLOSE_MS = 1000;
 
 /** The server's headersTimeout and requestTimeout for the config (headers <= request, as node:http). */
 export function nodeRequestTimeouts(hcm: HttpConnectionManagerConfig): {
@@ -60,15 +58,16 @@ export class DownstreamConnection implements ResponseObserver {
   /** Why we closed it (logged); undefined when the client or an error did. */
   closeReason: string | undefined;
   private readonly owner: ConnectionOwner;
-  /** Responses of requests received and not yet closed, oldest first (more than one when pipelined). */
-  private readonly responses = new HeadQueue<DownstreamResponse>();
+  /**
+   * The response of the request being answered, until it closes: one at a time (the session hands a
+   * pipelined request on only once the response before it has closed).
+   */
+  private current: DownstreamResponse | undefined;
   /** When the connection last became idle (performance.now()); -1 once idle_timeout was checked. */
   private idleSince = -1;
   /** idle_timeout when it became idle (a reload changes it for later idle periods). */
   private idleMs = 0;
   private streamIdleMs = 0;
-  /** socket.bytesRead when the connection last became idle: more means a request has begun. */
-  private bytesAtIdle = 0;
   private closeTimer: NodeJS.Timeout | undefined;
 
   constructor(socket: Socket, owner: ConnectionOwner, id: string) {
@@ -86,17 +85,17 @@ export class DownstreamConnection implements ResponseObserver {
   /** A request's head arrived: a stream until its response closes. */
   onRequest(res: DownstreamResponse): void {
     res.tracker = this;
-    this.responses.push(res);
+    this.current = res;
     this.applyStreamIdle();
   }
 
   onResponseClose(res: DownstreamResponse): void {
-    this.responses.remove(res);
-    if (this.responses.head === undefined && !this.socket.destroyed) this.enterIdle();
+    if (this.current !== res) return;
+    this.current = undefined;
+    if (!this.socket.destroyed) this.enterIdle();
   }
 
   private enterIdle(): void {
-    this.bytesAtIdle = this.socket.bytesRead;
     this.idleMs = this.owner.hcm.common_http_protocol_options.idle_timeout;
     this.idleSince = this.idleMs > 0 ? performance.now() : -1;
   }
@@ -115,9 +114,12 @@ export class DownstreamConnection implements ResponseObserver {
     this.socket.setTimeout(ms);
   }
 
-  /** Bytes of a request whose head is not complete yet have arrived. */
+  /**
+   * A request is being answered, or bytes of one are being read (the parser's view: the first byte
+   * of a head that arrived in the same read as the end of the previous request counts too).
+   */
   private requestBegun(): boolean {
-    return this.responses.head !== undefined || this.socket.bytesRead > this.bytesAtIdle;
+    return this.current !== undefined || sessionOf(this.socket)?.active === true;
   }
 
   onIdleTimer(): void {
@@ -142,7 +144,7 @@ export class DownstreamConnection implements ResponseObserver {
   /** Node's check: the current request's head (or, with request_timeout, all of it) is late. */
   onRequestTimeout(): void {
     if (this.closing) return;
-    const current = this.responses.last;
+    const current = this.current;
     if (current !== undefined && !current.req.complete) {
       // Head received, body still coming: request_timeout, which stops once the response starts.
       if (current.headersSent) return;
@@ -157,7 +159,7 @@ export class DownstreamConnection implements ResponseObserver {
     const byRequestTimeout = request > 0 && (headers === 0 || request < headers);
     if (byRequestTimeout) this.owner.stats.downstream_rq_timeout++;
     else this.owner.stats.downstream_rq_header_timeout++;
-    if (this.responses.head !== undefined) {
+    if (current !== undefined) {
       // The late head is a pipelined request behind one still being answered: no room for a 408.
       this.closeReason = "request_header_timeout";
       this.socket.destroy();
@@ -170,7 +172,7 @@ export class DownstreamConnection implements ResponseObserver {
   /** Answers 408 and closes: through the request in progress, or raw while none has a response yet. */
   private timeOut(reason: string, text: string): void {
     this.closeReason = reason;
-    const current = this.responses.head;
+    const current = this.current;
     if (current === undefined) {
       this.closeWith(408, text);
       return;
@@ -189,7 +191,7 @@ export class DownstreamConnection implements ResponseObserver {
   closeWith(status: number, text: string): void {
     this.closeReason ??= `local_reply_${status}`;
     const socket = this.socket;
-    if (!socket.writable || this.responses.some((r) => r.headersSent)) {
+    if (!socket.writable || this.current?.headersSent === true) {
       socket.destroy();
       return;
     }

@@ -16,7 +16,7 @@ import { DecisionCache } from "./decision-cache.ts";
 import { DownstreamConnection, nodeRequestTimeouts, TIMEOUT_CHECK_INTERVAL_MS } from "./downstream.ts";
 import { NotificationSubscription } from "./notification-subscription.ts";
 import { ProxyStream, type ProxyEnv } from "./proxy.ts";
-import { clientErrorReply, rejectRequestHead, toOriginForm } from "./request-checks.ts";
+import { clientErrorReply, refusedUpgrade, rejectRequestHead, toOriginForm } from "./request-checks.ts";
 import { RouteTable, type CompiledDirectResponse, type RequestFacts } from "./route-table.ts";
 import { HttpStats } from "./stats.ts";
 import { boundAddress, listenOn } from "../bind.ts";
@@ -309,6 +309,11 @@ export class HttpListener implements ProxyEnv, Http1Handler {
     stats.downstream_rq_active++;
     // Envoy's HTTP/1 drain: the response carries `Connection: close` and the connection ends after it.
     if (this.isDraining || (this.drainClose !== undefined && this.drainClose())) res.shouldKeepAlive = false;
+    if (refusedUpgrade(req.upgrade)) {
+      stats.downstream_rq_ws_on_non_ws_route++;
+      this.reply(res, 403, "upgrade is not supported");
+      return;
+    }
     const rejected =
       rejectRequestHead(req.rawHeaders, this.hcm.common_http_protocol_options.max_headers_count) ??
       toOriginForm(req);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { absoluteTarget, rejectRequestHead } from "./request-checks.ts";
+import { absoluteTarget, refusedUpgrade, rejectRequestHead } from "./request-checks.ts";
 
 describe("rejectRequestHead", () => {
   it("refuses two Host headers (RFC 9112 §3.2), in any case", () => {
@@ -52,5 +52,16 @@ describe("absoluteTarget", () => {
     expect(absoluteTarget("http:///path")).toBe("invalid");
     expect(absoluteTarget("http://user@example.test/")).toBe("invalid");
     expect(absoluteTarget("relative/path")).toBe("invalid");
+  });
+});
+
+describe("refusedUpgrade", () => {
+  it("refuses every protocol switch but an h2c offer", () => {
+    expect(refusedUpgrade(undefined)).toBe(false);
+    expect(refusedUpgrade("h2c")).toBe(false);
+    expect(refusedUpgrade(" H2C ")).toBe(false);
+    expect(refusedUpgrade("websocket")).toBe(true);
+    expect(refusedUpgrade("")).toBe(true);
+    expect(refusedUpgrade("h2c, websocket")).toBe(true);
   });
 });

@@ -88,6 +88,15 @@ const HEADERS_TOO_LARGE: Rejection = { status: 431, text: "request headers too l
 const BAD_REQUEST: Rejection = { status: 400, text: "Bad Request" };
 
 /** The reply to a parse error of Node's: 431 / 501 where they apply, else 400 (malformed). */
+/**
+ * Whether a request asking to switch protocols (its Upgrade header's value) is refused: every
+ * upgrade is, as Envoy without upgrade_configs refuses it (403, upgrade_failed), except an h2c
+ * offer, which Envoy's HTTP/1 codec drops to serve the request as HTTP/1.1.
+ */
+export function refusedUpgrade(upgrade: string | undefined): boolean {
+  return upgrade !== undefined && upgrade.trim().toLowerCase() !== "h2c";
+}
+
 export function clientErrorReply(code: string | undefined): Rejection {
   if (code === "HPE_HEADER_OVERFLOW") return HEADERS_TOO_LARGE;
   if (code === "HPE_INVALID_TRANSFER_ENCODING") return TRANSFER_ENCODING;

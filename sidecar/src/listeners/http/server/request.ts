@@ -67,6 +67,8 @@ export class DownstreamRequest extends EventEmitter {
   readonly socket: Socket;
   /** The whole message (head and body) has been read. */
   complete = false;
+  /** The Upgrade header's value when the request asks to switch protocols (Connection: upgrade). */
+  upgrade: string | undefined = undefined;
   /** The request broke off (its connection closed or failed) before it was complete. */
   destroyed = false;
   private readonly source: BodySource;

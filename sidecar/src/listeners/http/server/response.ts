@@ -1,10 +1,9 @@
 // A downstream response written straight to the socket: the head is one latin1 string built once
 // (status line, the caller's flat header list, then Date / Connection / framing as node:http adds
-// them), sent with the first body bytes in one write. While an earlier pipelined response is still
-// going out, this one's bytes wait in order.
+// them), sent with the first body bytes in one write. Only the oldest open response of a connection
+// is ever written: a pipelined request is handed on once the responses before it have gone out.
 import { EventEmitter } from "node:events";
 import { STATUS_CODES } from "node:http";
-import { retainable } from "../../../read-buffer.ts";
 import type { DownstreamRequest } from "./request.ts";
 
 /** What a response needs from its connection. */
@@ -38,9 +37,6 @@ export interface ResponseObserver {
   /** A timeout of the connection ends the request in progress: the stream answers it (408). */
   onDownstreamTimeout?(text: string): void;
 }
-
-/** Holds output of a response that is not at the head of the line yet. */
-type Pending = (string | Buffer)[];
 
 let cachedDate = "";
 let cachedDateAt = 0;
@@ -94,9 +90,6 @@ export class DownstreamResponse extends EventEmitter {
   destroyed = false;
   /** The socket ends after this response (decided when its head is written). */
   closesConnection = false;
-  /** At the head of the line: its bytes go to the socket as they are written. */
-  attached = false;
-  pending: Pending | undefined;
   /** Told first when the response closes (the connection's bookkeeping). */
   tracker: ResponseObserver | undefined = undefined;
   /** The stream answering the request: told last when the response closes, after "close". */
@@ -214,13 +207,7 @@ export class DownstreamResponse extends EventEmitter {
     tail: string | undefined,
     final: boolean,
   ): boolean {
-    if (this.attached) return this.sink.writeOut(this, head, body, tail, final);
-    const pending = (this.pending ??= []);
-    if (head !== undefined) pending.push(head);
-    if (body !== undefined)
-      pending.push(typeof body === "string" ? Buffer.from(body, "utf8") : retainable(body));
-    if (tail !== undefined) pending.push(tail);
-    return true;
+    return this.sink.writeOut(this, head, body, tail, final);
   }
 
   /** An interim 102 Processing. */

@@ -1,7 +1,10 @@
 // One downstream HTTP/1.1 connection on a plain socket, read by llhttp: the parser node:http uses,
 // strict as node:http runs it (no lenient flags), so framing errors (both Content-Length and
 // Transfer-Encoding, bad chunk sizes, obs-fold...) are refused exactly as before. Pipelined requests
-// are answered in order: a response waits until the one before it went out.
+// are read but handed on one at a time, as Envoy's HTTP/1 codec does: a request read while an earlier
+// response is still open waits, unanswered and unforwarded, until that response has gone out. So no
+// upstream response piles up behind a slow reader, and nothing read after a response that closes the
+// connection (or after a malformed request) is ever forwarded.
 // As node:http does for plain TCP, the parser reads the socket's handle itself (`consume`): a read
 // is parsed in C++ from one shared buffer, without a JS Buffer or a `data` event, and reads are
 // stopped and restarted on the handle (readStop / readStart) for back-pressure.
@@ -100,13 +103,16 @@ export interface SessionOwner {
 
 const CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i;
 
+/** Envoy's delayed_close_timeout: after a response that closes, the client gets this long to close its side. */
+export const DELAYED_CLOSE_MS = 1000;
+
 /**
  * A response head and body up to this many bytes together are copied into one buffer and written
  * at once (Buffer.allocUnsafe takes such a buffer from Node's pool); larger bodies go out corked.
  */
 const JOINED_WRITE_MAX = 4096;
 
-/** Pipelined responses waiting behind the one going out before the socket's reads stop. */
+/** Pipelined requests waiting behind the one being answered before the socket's reads stop. */
 const MAX_QUEUED_RESPONSES = 32;
 
 class RequestTimeoutError extends Error {
@@ -132,10 +138,10 @@ function onHeadersComplete(
   url: string | undefined,
   _status: unknown,
   _reason: unknown,
-  _upgrade: boolean,
+  upgrade: boolean,
   keepAlive: boolean,
 ): number {
-  return this.session?.onHeadersComplete(major, minor, headers, method, url, keepAlive) ?? 0;
+  return this.session?.onHeadersComplete(major, minor, headers, method, url, upgrade, keepAlive) ?? 0;
 }
 
 function onBody(this: LlhttpParser, chunk: Buffer): void {
@@ -217,12 +223,17 @@ function hasHost(raw: readonly string[]): boolean {
   return false;
 }
 
-function expectation(raw: readonly string[]): string | undefined {
+/** The first value of header `name` (lower-case) in a raw name/value list. */
+function rawHeader(raw: readonly string[], name: string): string | undefined {
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string;
-    if (name.length === 6 && name.toLowerCase() === "expect") return raw[i + 1];
+    const n = raw[i] as string;
+    if (n.length === name.length && n.toLowerCase() === name) return raw[i + 1];
   }
   return undefined;
+}
+
+function destroyNT(socket: Socket): void {
+  socket.destroy();
 }
 
 export class Http1Session implements BodySource, ResponseSink {
@@ -246,14 +257,17 @@ export class Http1Session implements BodySource, ResponseSink {
   /** The head of the message being read has not completed. */
   headersPending = true;
   messageStart = 0;
-  /** Timed out once (request_headers_timeout / request_timeout): not checked again. */
+  /** The message being read timed out (request_headers_timeout / request_timeout): not checked again. */
   expired = false;
   private stopped = false;
   private errorReported = false;
+  /** A malformed request read behind open responses: reported once they have gone out. */
+  private pendingError: ParseError | undefined;
+  /** Destroys a socket we ended if the client does not close its side (DELAYED_CLOSE_MS). */
+  private closeTimer: NodeJS.Timeout | undefined;
   /** Reads stopped: a request body's reader is behind / too many pipelined responses wait. */
   private bodyPaused = false;
   private pipelinePaused = false;
-  private closedAfterResponse = false;
   /** The parser reads the socket's handle (false: it is fed from `data` events). */
   private consumed = false;
   private readonly onFlushed = (err?: Error | null): void => {
@@ -299,8 +313,12 @@ export class Http1Session implements BodySource, ResponseSink {
     if (typeof ret !== "number") {
       this.stopped = true;
       // Bytes after a request that asked for Connection: close are ignored (RFC 9112 §9.6): its
-      // response still goes out, then the connection closes. Any other parse error is the client's.
-      if (ret.code !== "HPE_CLOSED_CONNECTION") this.reportError(ret);
+      // response still goes out, then the connection closes. Any other parse error is the client's:
+      // in a body being read, that request's; in a new head behind open responses, it is answered
+      // (400, then the connection closes) after them, in order.
+      if (ret.code === "HPE_CLOSED_CONNECTION") return;
+      if (this.incoming === undefined && this.responses.head !== undefined) this.pendingError = ret;
+      else this.reportError(ret);
     }
   }
 
@@ -335,12 +353,15 @@ export class Http1Session implements BodySource, ResponseSink {
   /** request_headers_timeout / request_timeout passed for the message being read. */
   timedOut(): void {
     this.expired = true;
+    // Reported while the message still counts as begun; not through reportError, which reports a
+    // connection's first error only: a timeout that found nothing to do leaves later ones reportable.
+    this.owner.handler.onClientError(new RequestTimeoutError("request timeout"), this.socket);
     this.active = false;
-    this.reportError(new RequestTimeoutError("request timeout"));
   }
 
   onMessageBegin(): void {
     this.active = true;
+    this.expired = false;
     this.headersPending = true;
     this.messageStart = performance.now();
     this.headerParts = undefined;
@@ -359,9 +380,11 @@ export class Http1Session implements BodySource, ResponseSink {
     parsedHeaders: string[] | undefined,
     methodIndex: number,
     parsedUrl: string | undefined,
+    upgrade: boolean,
     keepAlive: boolean,
   ): number {
     this.headersPending = false;
+    if (this.stopped) return 0;
     let headers = parsedHeaders;
     if (headers === undefined || this.headerParts !== undefined) {
       headers = (this.headerParts ?? []).concat(headers ?? []);
@@ -381,33 +404,50 @@ export class Http1Session implements BodySource, ResponseSink {
       process.nextTick(connectNT, this, req);
       return 2;
     }
-    const res = new DownstreamResponse(req, this, keepAlive);
+    if (upgrade) {
+      // llhttp reads nothing after an upgrade request (the bytes that follow are the new protocol's),
+      // so it is the connection's last: answered (the listener refuses upgrades but h2c's), then closed.
+      req.upgrade = rawHeader(headers, "upgrade") ?? "";
+      this.stopped = true;
+    }
+    const res = new DownstreamResponse(req, this, keepAlive && !upgrade);
     this.responses.push(res);
-    res.attached = this.responses.head === res;
     if (this.responses.size > MAX_QUEUED_RESPONSES && !this.pipelinePaused) {
       this.pipelinePaused = true;
       this.setReading(false);
     }
-    if (this.closedAfterResponse) return 0; // answered by nobody: the socket is ending
-    const http11 = major === 1 && minor === 1;
-    if (http11 && !hasHost(headers)) {
+    // Behind an open response the request waits (responseFlushed hands it on).
+    if (this.responses.head === res) this.dispatch(res);
+    return 0;
+  }
+
+  /** Hands a request on: its response is the oldest open one. */
+  private dispatch(res: DownstreamResponse): void {
+    const req = res.req;
+    const http11 = req.httpVersion === "1.1";
+    if (http11 && !hasHost(req.rawHeaders)) {
       // node:http's requireHostHeader: refused before anyone sees the request.
       res.shouldKeepAlive = false;
       res.writeHead(400, ["Connection", "close"]);
       res.end();
-      return 0;
+      return;
     }
-    const expect = http11 ? expectation(headers) : undefined;
+    const expect = http11 ? rawHeader(req.rawHeaders, "expect") : undefined;
     if (expect !== undefined) {
       if (!CONTINUE.test(expect)) {
         res.writeHead(417, ["Content-Length", "0"]);
         res.end();
-        return 0;
+        return;
       }
       res.writeContinue();
     }
-    this.owner.handler.onRequest(req, res);
-    return 0;
+    try {
+      this.owner.handler.onRequest(req, res);
+    } catch (err) {
+      // Called from the parser's callback or a write's completion: a defect of ours costs this
+      // connection (reported as its error), never the process.
+      this.socket.destroy(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   onMessageComplete(): void {
@@ -415,6 +455,8 @@ export class Http1Session implements BodySource, ResponseSink {
     const req = this.incoming;
     this.incoming = undefined;
     req?.push(null);
+    // After an upgrade request, nothing more is read: the bytes are not HTTP.
+    if (req?.upgrade !== undefined) this.setReading(false);
   }
 
   connect(req: DownstreamRequest): void {
@@ -515,7 +557,6 @@ export class Http1Session implements BodySource, ResponseSink {
     const res = this.responses.head;
     if (res === undefined || !res.writableEnded || res.writableFinished) return;
     res.writableFinished = true;
-    res.attached = false;
     this.responses.shift();
     if (this.pipelinePaused && this.responses.size <= MAX_QUEUED_RESPONSES / 2) {
       this.pipelinePaused = false;
@@ -524,37 +565,30 @@ export class Http1Session implements BodySource, ResponseSink {
     const req = res.req;
     // A body nobody reads (a local reply before it) is read and dropped, so the next request can come.
     if (!req.complete && req.listenerCount("data") === 0) req.resume();
-    if (res.closesConnection) {
-      this.closedAfterResponse = true;
-      this.socket.end();
-    } else {
-      const next = this.responses.head;
-      if (next !== undefined) this.attach(next);
-    }
     res.closed();
-  }
-
-  /** A queued (pipelined) response reaches the head of the line: what it wrote so far goes out. */
-  private attach(res: DownstreamResponse): void {
-    res.attached = true;
-    const pending = res.pending;
-    res.pending = undefined;
-    if (pending === undefined || pending.length === 0) {
-      if (res.writableEnded) process.nextTick(flushedNT, this);
+    if (res.closesConnection) {
+      // Requests read behind it are never handed on (RFC 9112 §9.6); they close with the socket.
+      this.closeAfterResponse();
       return;
     }
-    const socket = this.socket;
-    socket.cork();
-    for (let i = 0; i < pending.length; i++) {
-      const piece = pending[i] as string | Buffer;
-      const cb = res.writableEnded && i === pending.length - 1 ? this.onFlushed : undefined;
-      if (typeof piece === "string") socket.write(piece, "latin1", cb);
-      else socket.write(piece, cb);
+    const next = this.responses.head;
+    if (next !== undefined) this.dispatch(next);
+    else if (this.pendingError !== undefined) {
+      const err = this.pendingError;
+      this.pendingError = undefined;
+      this.reportError(err);
     }
-    socket.uncork();
+  }
+
+  /** Ends our side; the socket is destroyed if the client has not closed its own within DELAYED_CLOSE_MS. */
+  private closeAfterResponse(): void {
+    this.stopped = true;
+    this.socket.end();
+    if (!this.socket.destroyed) this.closeTimer = setTimeout(destroyNT, DELAYED_CLOSE_MS, this.socket);
   }
 
   onClose(): void {
+    clearTimeout(this.closeTimer);
     this.stopped = true;
     this.incoming?.destroy(new Error("aborted"));
     this.incoming = undefined;
