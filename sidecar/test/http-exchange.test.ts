@@ -242,6 +242,38 @@ describe("1xx responses from the upstream", () => {
     expect(await s.healthFlags("backend", up.port)).toBe("healthy");
   });
 
+  it("relays no 1xx to an HTTP/1.0 client, which would take it for the answer", async () => {
+    const up = await rawUpstream(
+      () =>
+        "HTTP/1.1 102 Processing\r\n\r\n" +
+        "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n" +
+        "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal",
+    );
+    const listen = await freePort();
+    await sidecar(listen, [routeYaml({})], staticCluster([up]));
+    const c = new RawClient(listen);
+    c.write("GET /page HTTP/1.0\r\nHost: x\r\n\r\n");
+    const text = await c.until("the final response", (r) => r.endsWith("final"));
+    expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(text.match(/HTTP\/1\.1 \d{3}/g)).toEqual(["HTTP/1.1 200"]);
+  });
+
+  it("relays a 103 hint named like an object property as the header it is", async () => {
+    const up = await rawUpstream(
+      () =>
+        "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nconstructor: x\r\n__proto__: y\r\n\r\n" +
+        "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal",
+    );
+    const listen = await freePort();
+    await sidecar(listen, [routeYaml({})], staticCluster([up]));
+    const c = new RawClient(listen);
+    c.write("GET /page HTTP/1.1\r\nHost: x\r\n\r\n");
+    const text = await c.until("the final response", (r) => r.endsWith("final"));
+    const hints = text.slice(0, text.indexOf("\r\n\r\n"));
+    expect(headerValues(hints, "constructor")).toEqual(["x"]);
+    expect(headerValues(hints, "__proto__")).toEqual(["y"]);
+  });
+
   it("answers a client's Expect: 100-continue itself and does not pass the expectation upstream", async () => {
     const up = await rawUpstream(
       (r) => `HTTP/1.1 200 OK\r\ncontent-length: ${r.body.length + 4}\r\n\r\ngot ${r.body}`,

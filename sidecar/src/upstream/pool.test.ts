@@ -92,6 +92,7 @@ interface Outcome {
   body: string;
   error: Error | undefined;
   conn: UpstreamConnection | undefined;
+  handler: ExchangeHandler | undefined;
 }
 
 /** Sends `req` and resolves with what came back; `onData` may pause the connection. */
@@ -101,7 +102,7 @@ async function send(
   onData?: (conn: UpstreamConnection, chunk: Buffer) => void,
 ): Promise<Outcome> {
   return new Promise((resolve) => {
-    const out: Outcome = { status: 0, body: "", error: undefined, conn: undefined };
+    const out: Outcome = { status: 0, body: "", error: undefined, conn: undefined, handler: undefined };
     const handler: ExchangeHandler = {
       onRequestStart: (conn) => {
         out.conn = conn;
@@ -122,6 +123,7 @@ async function send(
         resolve(out);
       },
     };
+    out.handler = handler;
     p.dispatch(
       { method: "GET", path: "/", headers: ["host", "a.test"], body: null, contentLength: undefined, ...req },
       handler,
@@ -247,6 +249,49 @@ describe("Pool", () => {
     const second = await send(p, {});
     expect(second).toMatchObject({ status: 200, body: "ok" });
     expect(second.conn).toBe(first.conn);
+  });
+
+  it("resumes a paused connection for its own exchange only, not for one that ended on it before", async () => {
+    const server = await rawServer((socket, request) => {
+      if (!request.startsWith("GET /second ")) {
+        socket.write(OK);
+        return;
+      }
+      socket.write("HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nab");
+      setTimeout(() => socket.write("cd"), 50);
+    });
+    const p = pool(server.port);
+    // The first pauses on its last bytes (a slow client) and completes in the same read.
+    const first = await send(p, {}, (conn) => {
+      conn.pause();
+    });
+    let paused: UpstreamConnection | undefined;
+    const second = send(p, { path: "/second" }, (conn) => {
+      if (paused !== undefined) return;
+      paused = conn;
+      conn.pause();
+    });
+    await until(() => paused !== undefined, 2000);
+    expect(paused).toBe(first.conn);
+    let done = false;
+    void second.then(() => (done = true));
+    // The first exchange's client drains late: its resume must not lift the second one's pause.
+    paused?.resumeFor(first.handler as ExchangeHandler);
+    await pause(200);
+    expect(done).toBe(false);
+    paused?.resume();
+    expect(await second).toMatchObject({ status: 200, body: "abcd" });
+  });
+
+  it("reports a body delimited by the close that a reset cut short as an error, not a response", async () => {
+    const server = await rawServer((socket) => {
+      socket.write("HTTP/1.1 200 OK\r\n\r\npartial");
+      setTimeout(() => socket.resetAndDestroy(), 50);
+    });
+    const p = pool(server.port);
+    const out = await send(p, {});
+    expect(out.body).toBe("partial");
+    expect(out.error?.message).toMatch(/ECONNRESET/);
   });
 
   it("streams a body without a declared length chunked, and one with a length as is", async () => {

@@ -91,7 +91,8 @@ function requestHeaders(raw: readonly string[], body: BodyFacts): string[] {
 
 /** The headers of an interim response for Node's writeEarlyHints (hop-by-hop ones dropped). */
 function interimHints(parsed: readonly string[]): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
+  // No prototype: a header named "constructor" or "__proto__" is a header like any other.
+  const out = Object.create(null) as Record<string, string | string[]>;
   for (let i = 0; i < parsed.length; i += 2) {
     const k = parsed[i] ?? "";
     const v = parsed[i + 1] ?? "";
@@ -158,7 +159,7 @@ class ProxyAttempt extends Deadline implements ExchangeHandler {
   onResponseData(conn: UpstreamConnection, chunk: Buffer): void {
     if (this.abandoned) return;
     try {
-      this.stream.onResponseData(conn, chunk);
+      this.stream.onResponseData(this, conn, chunk);
     } catch (err) {
       this.stream.onRelayError(this, err);
     }
@@ -440,7 +441,7 @@ export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter, 
     res.writeHead(status, out, parsed);
   }
 
-  onResponseData(conn: UpstreamConnection, chunk: Buffer): void {
+  onResponseData(attempt: ProxyAttempt, conn: UpstreamConnection, chunk: Buffer): void {
     if (this.captured !== undefined) {
       this.capturedBytes += chunk.length;
       if (this.cache !== undefined && this.capturedBytes <= this.cache.config.max_body_bytes)
@@ -458,8 +459,10 @@ export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter, 
     if (this.responseRemaining > 0) this.responseRemaining -= chunk.length;
     if (!this.res.write(chunk)) {
       conn.pause();
+      // Resumes this attempt's exchange only: the connection may carry another by the time the
+      // client drains (the response completed in the read it was paused in).
       this.res.once("drain", () => {
-        conn.resume();
+        conn.resumeFor(attempt);
       });
     }
   }
@@ -472,6 +475,8 @@ export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter, 
   private forwardInterim(status: number, headers: string[]): void {
     const res = this.res;
     if ((status !== 102 && status !== 103) || res.headersSent || res.destroyed) return;
+    // An HTTP/1.0 client would read a 1xx as the answer (RFC 9110 §15.2: never sent to one).
+    if (this.req.httpVersion === "1.0") return;
     if (status === 102) res.writeProcessing();
     else {
       const hints = interimHints(headers);

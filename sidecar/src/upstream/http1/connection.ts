@@ -159,6 +159,11 @@ export class UpstreamConnection extends Deadline implements ResponseSink {
     this.socket?.pause();
   }
 
+  /** resume() while the exchange of `handler` is still this connection's (not a later one's). */
+  resumeFor(handler: ExchangeHandler): void {
+    if (this.handler === handler) this.resume();
+  }
+
   resume(): void {
     if (!this.paused) return;
     this.paused = false;
@@ -252,7 +257,8 @@ export class UpstreamConnection extends Deadline implements ResponseSink {
       this.destroy();
       return;
     }
-    if (this.parser.untilClose) {
+    // A body delimited by the close ends well on the server's FIN; a reset cuts it short.
+    if (this.parser.untilClose && this.socketError === undefined) {
       this.parser.finish();
       this.destroy();
       return;
