@@ -1,5 +1,5 @@
-// A first-in first-out queue for queues that nearly always hold one item: a connection's open
-// responses, more than one only when the client pipelines. The head is a field and only the items
+// A first-in first-out queue for queues that nearly always hold one item: a downstream connection's
+// requests read and not yet answered, more than one only when the client pipelines. The head is a field and only the items
 // behind it live in an array, so a queue of one never grows and shrinks an array per item (V8
 // shrinks a one-element array's backing store on shift() in its runtime, and the next push grows it
 // again).
@@ -10,11 +10,6 @@ export class HeadQueue<T> {
   /** The oldest item. */
   get head(): T | undefined {
     return this.first;
-  }
-
-  /** The newest item. */
-  get last(): T | undefined {
-    return this.rest.length > 0 ? this.rest[this.rest.length - 1] : this.first;
   }
 
   get size(): number {
@@ -31,20 +26,6 @@ export class HeadQueue<T> {
     const item = this.first;
     this.first = this.rest.length === 0 ? undefined : this.rest.shift();
     return item;
-  }
-
-  /** Takes `item` off wherever it is. */
-  remove(item: T): void {
-    if (item === this.first) {
-      this.shift();
-      return;
-    }
-    const i = this.rest.indexOf(item);
-    if (i !== -1) this.rest.splice(i, 1);
-  }
-
-  some(test: (item: T) => boolean): boolean {
-    return (this.first !== undefined && test(this.first)) || this.rest.some(test);
   }
 
   /** Empties the queue; its items, oldest first. */
