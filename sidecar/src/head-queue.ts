@@ -1,8 +1,8 @@
 // A first-in first-out queue for queues that nearly always hold one item: a downstream connection's
-// requests read and not yet answered, more than one only when the client pipelines. The head is a field and only the items
-// behind it live in an array, so a queue of one never grows and shrinks an array per item (V8
-// shrinks a one-element array's backing store on shift() in its runtime, and the next push grows it
-// again).
+// requests read and not yet answered, more than one only when the client pipelines. The head is a
+// field and only the items behind it live in an array, so a queue of one never grows and shrinks an
+// array per item (V8 shrinks a one-element array's backing store on shift() in its runtime, and the
+// next push grows it again).
 export class HeadQueue<T> {
   private first: T | undefined = undefined;
   private readonly rest: T[] = [];
