@@ -653,7 +653,7 @@ describe("pipelined requests", () => {
     expect((await up.stats()).paths["POST /transfer"]).toBeUndefined();
   });
 
-  it("answers a malformed request behind an open one after that one's response, in order", async () => {
+  it("answers a malformed request or a CONNECT behind an open one after that one's response, in order", async () => {
     const { listen, up } = await setup({});
     const c = new RawClient(listen);
     await c.opened;
@@ -665,6 +665,15 @@ describe("pipelined requests", () => {
     expect(r.map((x) => x[0])).toEqual(["HTTP/1.1 200 OK", "HTTP/1.1 400 Bad Request"]);
     expect(r[0]?.[1]).toBe("u0 POST /slow 2");
     expect((await up.stats()).paths["GET /bad"]).toBeUndefined();
+
+    const connect = new RawClient(listen);
+    await connect.opened;
+    connect.socket.write(
+      "GET /slow?ms=300 HTTP/1.1\r\nHost: test\r\n\r\nCONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\n",
+    );
+    const both = responses(await connect.closedWithin(5000));
+    expect(both.map((x) => x[0])).toEqual(["HTTP/1.1 200 OK", "HTTP/1.1 403 Forbidden"]);
+    expect(both[0]?.[1]).toBe("u0 GET /slow 0");
   });
 });
 

@@ -261,8 +261,11 @@ export class Http1Session implements BodySource, ResponseSink {
   expired = false;
   private stopped = false;
   private errorReported = false;
-  /** A malformed request read behind open responses: reported once they have gone out. */
-  private pendingError: ParseError | undefined;
+  /**
+   * Read behind open responses and answered once they have gone out, in order: a malformed request
+   * (reported: 400) or a CONNECT (handed to the handler: 403).
+   */
+  private afterResponses: ParseError | DownstreamRequest | undefined;
   /** Destroys a socket we ended if the client does not close its side (DELAYED_CLOSE_MS). */
   private closeTimer: NodeJS.Timeout | undefined;
   /** Reads stopped: a request body's reader is behind / too many pipelined responses wait. */
@@ -317,7 +320,7 @@ export class Http1Session implements BodySource, ResponseSink {
       // in a body being read, that request's; in a new head behind open responses, it is answered
       // (400, then the connection closes) after them, in order.
       if (ret.code === "HPE_CLOSED_CONNECTION") return;
-      if (this.incoming === undefined && this.responses.head !== undefined) this.pendingError = ret;
+      if (this.incoming === undefined && this.responses.head !== undefined) this.afterResponses = ret;
       else this.reportError(ret);
     }
   }
@@ -360,6 +363,8 @@ export class Http1Session implements BodySource, ResponseSink {
   }
 
   onMessageBegin(): void {
+    // Bytes after the connection's last request (closing, or after an upgrade) start nothing.
+    if (this.stopped) return;
     this.active = true;
     this.expired = false;
     this.headersPending = true;
@@ -399,9 +404,11 @@ export class Http1Session implements BodySource, ResponseSink {
     const req = new DownstreamRequest(method, url, headers, version, socket, this);
     this.incoming = req;
     if (method === "CONNECT") {
-      // No body and no response from here: the socket goes to the handler (after execute returns).
+      // No body and no response from here: the socket goes to the handler (after execute returns,
+      // or after the responses before it went out).
       this.stopped = true;
-      process.nextTick(connectNT, this, req);
+      if (this.responses.head === undefined) process.nextTick(connectNT, this, req);
+      else this.afterResponses = req;
       return 2;
     }
     if (upgrade) {
@@ -573,10 +580,11 @@ export class Http1Session implements BodySource, ResponseSink {
     }
     const next = this.responses.head;
     if (next !== undefined) this.dispatch(next);
-    else if (this.pendingError !== undefined) {
-      const err = this.pendingError;
-      this.pendingError = undefined;
-      this.reportError(err);
+    else if (this.afterResponses !== undefined) {
+      const after = this.afterResponses;
+      this.afterResponses = undefined;
+      if (after instanceof DownstreamRequest) this.connect(after);
+      else this.reportError(after);
     }
   }
 
