@@ -310,7 +310,7 @@ export class Runtime implements AdminView, DynamicApplier {
       throw err;
     }
     // Clusters first: a kept listener's update looks its clusters up by name.
-    const retired = this.clustersMgr.commit(clusters);
+    this.clustersMgr.commit(clusters);
     this.listenersMgr.commit(listeners, this.listenerDrainMs);
     // An EDS update that arrived while the new clusters were being built reached only the old ones.
     if (assignmentFor !== undefined) {
@@ -319,7 +319,6 @@ export class Runtime implements AdminView, DynamicApplier {
         if (cla !== undefined) c.applyAssignment(cla);
       }
     }
-    await Promise.all(retired.map((c) => c.stop()));
   }
 
   /** Shutdown: /ready fails at once, then the listener steps of drainSequence (shutdown.ts). */

@@ -173,6 +173,31 @@ describe("a reload whose listener cannot bind", () => {
   });
 });
 
+describe("a reload that replaces a cluster", () => {
+  it("applies at once while a request is in flight on the retired cluster, which still completes", async () => {
+    const { a, b } = await upstreams();
+    const [listen, admin] = await Promise.all([freePort(), freePort()]);
+    const config = (port: number): string =>
+      bootstrapYaml(admin, httpListener("main", listen, "backend"), clusterYaml({ endpoints: [{ port }] }));
+    const { s, file } = await sidecar(admin, config(a.port));
+    const slow = request(`http://127.0.0.1:${listen}/slow?ms=3000`).then(async (res) => ({
+      status: res.statusCode,
+      body: await res.body.text(),
+      at: performance.now(),
+    }));
+    await waitFor("the slow request at the upstream", async () => (await a.stats()).paths["GET /slow"] === 1);
+    writeFileSync(file, config(b.port));
+    // Not held until the retired cluster's request is done (3 s): the next reload, xDS updates and
+    // shutdown would wait behind it too.
+    await waitFor("the reload applied", async () => (await reloads(s, "success")) === 1, 2000);
+    const applied = performance.now();
+    expect(await who(listen)).toBe("b");
+    const done = await slow;
+    expect(done).toMatchObject({ status: 200, body: "a GET /slow 0" });
+    expect(done.at).toBeGreaterThan(applied);
+  });
+});
+
 describe("an empty or truncated config file", () => {
   it("is refused while serving, and a valid change after it is applied", async () => {
     const { a, b } = await upstreams();

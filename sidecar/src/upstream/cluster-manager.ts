@@ -21,6 +21,8 @@ export interface ClusterPlan {
 export class ClusterManager {
   private readonly deps: ClusterDeps;
   private clusters = new Map<string, ClusterEntry>();
+  /** Retired clusters finishing their in-flight requests (stop() waits for them). */
+  private readonly retiring = new Set<Promise<void>>();
 
   constructor(deps: ClusterDeps) {
     this.deps = deps;
@@ -73,22 +75,28 @@ export class ClusterManager {
     return { next, created };
   }
 
-  /** Makes a prepared plan the running set; returns the clusters it retired, for the caller to stop. */
-  commit(plan: ClusterPlan): Cluster[] {
+  /**
+   * Makes a prepared plan the running set. The clusters it retired stop in the background: their
+   * in-flight requests finish on their connections (a streamed response may take minutes), and
+   * nothing waits for that — not the reload, not the next one, not an xDS update.
+   */
+  commit(plan: ClusterPlan): void {
     const retired = [...this.clusters.values()].filter((e) => plan.next.get(e.cluster.name) !== e);
     this.clusters = new Map(plan.next);
-    return retired.map((e) => e.cluster);
+    for (const e of retired) this.retire(e.cluster);
+  }
+
+  private retire(cluster: Cluster): void {
+    const forget = (): void => {
+      this.retiring.delete(stopped);
+    };
+    const stopped: Promise<void> = cluster.stop().then(forget, forget);
+    this.retiring.add(stopped);
   }
 
   /** Stops what a prepared plan built; the running set never saw it. */
   async abort(plan: ClusterPlan): Promise<void> {
     await Promise.all(plan.created.map((c) => c.stop()));
-  }
-
-  /** prepare() and commit() in one, then stops what was retired (when nothing else must agree). */
-  async apply(configs: readonly ClusterConfig[]): Promise<void> {
-    const retired = this.commit(await this.prepare(configs));
-    await Promise.all(retired.map((c) => c.stop()));
   }
 
   /** An EDS update for every running EDS cluster whose service_name it names; returns the clusters it updated. */
@@ -102,9 +110,10 @@ export class ClusterManager {
     await Promise.all(this.all().map((c) => c.warmed()));
   }
 
+  /** Stops every cluster, the retired ones still finishing included. */
   async stop(): Promise<void> {
     const all = this.all();
     this.clusters = new Map();
-    await Promise.all(all.map((c) => c.stop()));
+    await Promise.all([...all.map((c) => c.stop()), ...this.retiring]);
   }
 }

@@ -47,7 +47,7 @@ static_resources:
         endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${port} } } } }] }]
 `).bootstrap;
   const clusters = new ClusterManager({ log: createLogger("silent"), random: () => 0.5, now: Date.now });
-  await clusters.apply(boot.static_resources.clusters);
+  clusters.commit(await clusters.prepare(boot.static_resources.clusters));
   cleanups.push(() => clusters.stop());
   return clusters;
 }
