@@ -198,6 +198,43 @@ describe("a reload that replaces a cluster", () => {
   });
 });
 
+describe("a reload refused because its listener cannot bind", () => {
+  it("leaves the running listener on the same port alone: listening, its keep-alive connections open", async () => {
+    const { a } = await upstreams();
+    const [listen, admin] = await Promise.all([freePort(), freePort()]);
+    const config = (address: string): string =>
+      bootstrapYaml(
+        admin,
+        httpListener("main", listen, "backend", address),
+        clusterYaml({ endpoints: [{ port: a.port }] }),
+      );
+    const { s, file } = await sidecar(admin, config("127.0.0.1"));
+    const client = net.connect(listen, "127.0.0.1");
+    let received = "";
+    let closed = false;
+    client.on("data", (c: Buffer) => (received += c.toString()));
+    client.on("error", () => undefined);
+    client.on("close", () => (closed = true));
+    cleanups.push(() => {
+      client.destroy();
+    });
+    const get = async (n: number): Promise<void> => {
+      client.write(`GET /k${n} HTTP/1.1\r\nHost: test\r\n\r\n`);
+      await waitFor(`response ${n}`, () => (received.split("HTTP/1.1 200").length > n ? true : undefined));
+    };
+    await get(1);
+    // The same port on an address this host does not have (TEST-NET-1): the bind fails, and as
+    // the two addresses never contend for the port the running listener is not asked to let go.
+    writeFileSync(file, config("192.0.2.1"));
+    await waitFor("the reload refused", async () => (await reloads(s, "failure")) === 1);
+    expect(s.logs).toMatch(/cannot bind 192\.0\.2\.1:\d+: EADDRNOTAVAIL/);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(closed).toBe(false);
+    await get(2);
+    expect(await who(listen)).toBe("a");
+  });
+});
+
 describe("an empty or truncated config file", () => {
   it("is refused while serving, and a valid change after it is applied", async () => {
     const { a, b } = await upstreams();

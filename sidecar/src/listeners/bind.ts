@@ -16,6 +16,8 @@ export function boundAddress(server: Server, sa: SocketAddress): { address: stri
 export class ListenerBindError extends TetherError {
   readonly listener: string;
   readonly address: string;
+  /** The system's error code (EADDRINUSE, EADDRNOTAVAIL, EACCES...) or message. */
+  readonly reason: string;
 
   constructor(listener: string, sa: SocketAddress, cause: unknown) {
     const address = `${sa.address}:${sa.port_value}`;
@@ -23,7 +25,19 @@ export class ListenerBindError extends TetherError {
     super("TETHER_ERR_LISTEN", `listener "${listener}" cannot bind ${address}: ${reason}`);
     this.listener = listener;
     this.address = address;
+    this.reason = reason;
   }
+}
+
+const WILDCARDS = new Set(["0.0.0.0", "::", "::0", "0:0:0:0:0:0:0:0"]);
+
+/** Whether two listening addresses can contend for the same port (equal, or either a wildcard). */
+export function addressesOverlap(
+  a: { address: string; port: number },
+  b: { address: string; port: number },
+): boolean {
+  if (a.port !== b.port) return false;
+  return a.address === b.address || WILDCARDS.has(a.address) || WILDCARDS.has(b.address);
 }
 
 /** Listens on the configured address; rejects with a ListenerBindError (address in use, ...). */

@@ -10,6 +10,7 @@ import {
   type TcpProxyConfig,
 } from "@tether/envoy";
 import type { Logger } from "../log.ts";
+import { addressesOverlap, ListenerBindError } from "./bind.ts";
 import type { RandomSource } from "../upstream/backoff.ts";
 import type { ClusterManager } from "../upstream/cluster-manager.ts";
 import { HttpListener } from "./http/listener.ts";
@@ -108,9 +109,10 @@ export class ListenerManager {
   }
 
   /**
-   * Binds what the new config adds while the running listeners keep serving. A new listener on the
-   * port of one being removed or replaced can only bind once that one lets go, so those go last:
-   * release, bind, and on failure bind the old one again. Any failure undoes everything this call
+   * Binds what the new config adds while the running listeners keep serving. A new listener whose
+   * address overlaps one being removed or replaced goes last: it tries to bind beside it first, and
+   * only when the address is in use does the old one let go (stop listening; its connections go on),
+   * the new one bind, and on failure the old one bind again. Any failure undoes everything this call
    * did and rejects (a ListenerBindError names the listener and address); nothing is committed.
    */
   async prepare(configs: readonly ListenerConfig[]): Promise<ListenerPlan> {
@@ -125,6 +127,12 @@ export class ListenerManager {
         else await listener.listen();
       }
       for (const listener of takeovers) {
+        try {
+          await listener.listen();
+          continue;
+        } catch (err) {
+          if (!(err instanceof ListenerBindError) || err.reason !== "EADDRINUSE") throw err;
+        }
         for (const holder of this.holdersOf(listener, plan.removed)) {
           holder.release();
           released.push(holder);
@@ -138,11 +146,10 @@ export class ListenerManager {
     return plan;
   }
 
-  /** Removed listeners bound to the port `listener` wants (port 0 asks for any free port). */
+  /** Removed listeners bound where `listener` wants to be (port 0 asks for any free port). */
   private holdersOf(listener: Listener, removed: readonly Listener[]): Listener[] {
-    const port = listener.address.port;
-    if (port === 0) return [];
-    return removed.filter((r) => r.listening && r.address.port === port);
+    if (listener.address.port === 0) return [];
+    return removed.filter((r) => r.listening && addressesOverlap(r.address, listener.address));
   }
 
   /** Closes what a failed prepare() bound and binds the listeners it released again. */

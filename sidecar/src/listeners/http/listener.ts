@@ -152,9 +152,12 @@ export class HttpListener implements ProxyEnv, Http1Handler {
     return this.server.listening;
   }
 
-  /** Frees the address so another listener can take it over; requests in progress go on (idle keep-alive connections close). */
+  /**
+   * Frees the address so another listener can take it over. It only stops listening: every
+   * connection goes on (a rollback binds it again, a commit drains it).
+   */
   release(): void {
-    this.server.close();
+    if (this.server.net.listening) this.server.net.close();
   }
 
   /** Keeps the current cache (and its entries) when its config did not change. */
