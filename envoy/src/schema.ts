@@ -532,7 +532,12 @@ export const healthCheckSchema = z
         path: z.string().min(1),
         host: z.string().optional(),
         expected_statuses: z
-          .array(z.strictObject({ start: z.number().int().min(100), end: z.number().int().max(600) }))
+          .array(
+            z
+              .strictObject({ start: z.number().int().min(100), end: z.number().int().max(600) })
+              // Envoy refuses an empty range (start inclusive, end exclusive): it would fail every host.
+              .refine((r) => r.start < r.end, { message: "start must be below end (end is exclusive)" }),
+          )
           .optional(),
       })
       .optional(),

@@ -207,6 +207,11 @@ describe("config: every bad case names its path", () => {
       `${C}.health_checks[0]: exactly one of tcp_health_check, http_health_check is required`,
     ],
     [
+      "health check expected status range that is empty",
+      (d) => (cluster(d).health_checks[0].http_health_check.expected_statuses = [{ start: 200, end: 200 }]),
+      `${C}.health_checks[0].http_health_check.expected_statuses[0]: start must be below end (end is exclusive)`,
+    ],
+    [
       "health check missing threshold",
       (d) => delete cluster(d).health_checks[0].unhealthy_threshold,
       `${C}.health_checks[0].unhealthy_threshold: required field missing`,

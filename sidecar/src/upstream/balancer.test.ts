@@ -26,6 +26,16 @@ describe("balancer", () => {
     hosts[1]!.stats.rq_active = 0;
   });
 
+  it("least request with as many choices as hosts or more takes the least loaded of all, at once", () => {
+    hosts[0]!.stats.rq_active = 3;
+    hosts[1]!.stats.rq_active = 2;
+    hosts[2]!.stats.rq_active = 1;
+    // Draws that would sample hosts[0] every time: only a scan of all finds hosts[2].
+    for (const count of [3, 1_000_000_000])
+      expect(pickHost("LEAST_REQUEST", hosts, 0, { rrCursor: [] }, () => 0, count)?.address).toBe("10.0.0.3");
+    for (const h of hosts) h.stats.rq_active = 0;
+  });
+
   it("least request counts open tcp_proxy sessions too (least connections for brokers)", () => {
     const session = { close: () => undefined };
     hosts[0]!.sessions.add(session);

@@ -31,6 +31,16 @@ export function pickHost(
     return candidates[cursor % n];
   }
   let best: Host | undefined;
+  if (choiceCount >= n) {
+    // As many choices as hosts, or more (choice_count has no upper bound): the least loaded of all,
+    // the limit random draws approach, in n steps however large the count; ties from a random start.
+    const start = Math.floor(random() * n);
+    for (let i = 0; i < n; i++) {
+      const h = candidates[(start + i) % n];
+      if (h !== undefined && (best === undefined || load(h) < load(best))) best = h;
+    }
+    return best;
+  }
   for (let i = 0; i < choiceCount; i++) {
     const h = candidates[Math.floor(random() * n)];
     if (h !== undefined && (best === undefined || load(h) < load(best))) best = h;

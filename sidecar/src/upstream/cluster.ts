@@ -347,6 +347,8 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
   chooseHost(avoid?: readonly Host[], maxReselects = 0, hash?: number, lastFailed?: Host): Host | undefined {
     let host = this.pickOnce(hash, lastFailed);
     if (avoid === undefined || avoid.length === 0) return host;
+    // No reselect can find a host outside `avoid` when it holds them all (the count has no bound).
+    if (this.hosts.every((h) => avoid.includes(h))) return host;
     for (let i = 1; i <= maxReselects && host !== undefined && avoid.includes(host); i++) {
       // A reselect with a hash policy perturbs the hash, or it would land on the same host.
       host = this.pickOnce(hash === undefined ? undefined : hash32(String(hash), i), lastFailed);

@@ -141,6 +141,23 @@ describe("cluster: panic routing", () => {
   });
 });
 
+describe("cluster: host reselection", () => {
+  it("picks once when every host is to be avoided, however many reselects are allowed", async () => {
+    const c = cluster([1001, 1002]);
+    await c.start();
+    const [a, b] = c.allHosts() as Host[];
+    // Round robin: each pick moves the cursor. Five reselects would move it to 1001 next.
+    expect(c.chooseHost([a!, b!], 5)).toBe(a);
+    expect(c.chooseHost(undefined, 0)).toBe(b);
+    // A count with no bound (host_selection_retry_max_attempts) costs one pick, not a billion.
+    c.chooseHost([a!, b!], 1_000_000_000);
+    expect(c.chooseHost(undefined, 0)).toBe(b);
+    // With a host left outside `avoid`, reselects go on until they find it.
+    expect(c.chooseHost([a!], 5)).toBe(b);
+    await c.stop();
+  });
+});
+
 describe("cluster: held requests woken", () => {
   it("wakes every waiter once, after the event, when a connect succeeds or a host returns", async () => {
     const c = cluster([1001, 1002]);
