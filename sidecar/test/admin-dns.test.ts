@@ -1,5 +1,6 @@
 // Admin endpoints, Envoy-named metrics, connection logs, and a STRICT_DNS cluster.
 import { readFileSync } from "node:fs";
+import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { request } from "undici";
 import {
@@ -157,6 +158,19 @@ describe("admin", () => {
     expect(big.status).toBe(413);
     expect((await call("POST", "/notifications", { body: "{}", type: "application/json" })).status).toBe(404);
     expect((await call("GET", "/ready")).body).toBe("LIVE\n");
+    // A request target that is no URL at all: the client's error (400), not the server's.
+    const raw = await new Promise<string>((resolve) => {
+      let got = "";
+      const c = net.connect(admin, "127.0.0.1", () =>
+        c.write("GET http://[/ready HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+      );
+      c.on("data", (d: Buffer) => (got += d.toString()));
+      c.on("close", () => {
+        resolve(got);
+      });
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(raw).toContain('"message":"the request target is not a valid path"');
   });
 
   it("/config_dump shows [redacted] in place of an inline private key", async () => {

@@ -44,7 +44,7 @@ function problem(status: number, error: string, message: string): Reply {
 
 type Handler = (url: URL, body: unknown) => Reply;
 
-class BodyError extends Error {
+class RequestError extends Error {
   readonly status: number;
   readonly error: string;
   constructor(status: number, error: string, message: string) {
@@ -61,14 +61,18 @@ async function readJsonBody(req: IncomingMessage): Promise<unknown> {
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
     if (size > ADMIN_BODY_LIMIT) {
-      throw new BodyError(413, "Payload Too Large", `request body is larger than ${ADMIN_BODY_LIMIT} bytes`);
+      throw new RequestError(
+        413,
+        "Payload Too Large",
+        `request body is larger than ${ADMIN_BODY_LIMIT} bytes`,
+      );
     }
     chunks.push(chunk);
   }
   if (size === 0) return undefined;
   const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase();
   if (type !== "application/json") {
-    throw new BodyError(
+    throw new RequestError(
       415,
       "Unsupported Media Type",
       `unsupported content type: ${type === "" ? "(none)" : type}`,
@@ -77,7 +81,7 @@ async function readJsonBody(req: IncomingMessage): Promise<unknown> {
   try {
     return JSON.parse(Buffer.concat(chunks).toString("utf8")) as unknown;
   } catch (err) {
-    throw new BodyError(400, "Bad Request", `request body is not JSON: ${(err as Error).message}`);
+    throw new RequestError(400, "Bad Request", `request body is not JSON: ${(err as Error).message}`);
   }
 }
 
@@ -147,7 +151,8 @@ export class AdminServer {
     const method = req.method ?? "GET";
     let reply: Reply;
     try {
-      const url = new URL(req.url ?? "/", "http://admin");
+      const url = URL.parse(req.url ?? "/", "http://admin");
+      if (url === null) throw new RequestError(400, "Bad Request", "the request target is not a valid path");
       const methods = this.routes.get(url.pathname);
       const handler = methods?.get(method);
       if (methods === undefined) {
@@ -166,7 +171,7 @@ export class AdminServer {
       }
     } catch (err) {
       reply =
-        err instanceof BodyError
+        err instanceof RequestError
           ? problem(err.status, err.error, err.message)
           : problem(500, "Internal Server Error", (err as Error).message);
     }
