@@ -173,6 +173,38 @@ describe("admin", () => {
     expect(raw).toContain('"message":"the request target is not a valid path"');
   });
 
+  it("sums the stats of listeners that share a stat_prefix into one series, as Envoy shares them", async () => {
+    const [pa, one, two, admin] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    const a = await new Upstream(pa, "a").start();
+    cleanups.push(() => a.kill());
+    // Both listeners keep the helper's stat_prefix (ingress_http).
+    const listeners = `${httpListenerYaml(one, [routeYaml({})], "one")}\n${httpListenerYaml(two, [routeYaml({})], "two")}`;
+    const s = new Sidecar(
+      admin,
+      Sidecar.writeConfig(bootstrapYaml(admin, listeners, clusterYaml({ endpoints: [{ port: pa }] }))),
+    );
+    cleanups.push(() => s.stop());
+    await s.start();
+    for (const [port, n] of [
+      [one, 2],
+      [two, 3],
+    ] as const) {
+      for (let i = 0; i < n; i++) {
+        const res = await request(`http://127.0.0.1:${port}/x`);
+        await res.body.text();
+      }
+    }
+    const text = await (await request(`http://127.0.0.1:${admin}/stats/prometheus`)).body.text();
+    const rqTotal = text.split("\n").filter((l) => l.startsWith("envoy_http_downstream_rq_total{"));
+    expect(rqTotal).toEqual([
+      'envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix="ingress_http"} 5',
+    ]);
+    const count = text.split("\n").filter((l) => l.startsWith("envoy_http_downstream_rq_time_count{"));
+    expect(count).toEqual([
+      'envoy_http_downstream_rq_time_count{envoy_http_conn_manager_prefix="ingress_http"} 5',
+    ]);
+  });
+
   it("/config_dump shows [redacted] in place of an inline private key", async () => {
     const [pu, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
     const certs = makeCertificates();

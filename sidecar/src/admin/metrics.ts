@@ -26,17 +26,33 @@ export interface ReloadCounts {
 
 type Sample = [labels: string, value: number];
 
+/**
+ * The text format. Samples with the same labels are one series, summed: listeners that share a
+ * stat_prefix share their stats, as in Envoy (and Prometheus keeps only one of two equal series).
+ */
 class Exposition {
   private readonly lines: string[] = [];
 
   family(name: string, type: "counter" | "gauge", samples: readonly Sample[]): void {
     if (samples.length === 0) return;
+    const series = new Map<string, number>();
+    for (const [labels, value] of samples) series.set(labels, (series.get(labels) ?? 0) + value);
     this.lines.push(`# TYPE ${name} ${type}`);
-    for (const [labels, value] of samples) this.lines.push(`${name}{${labels}} ${value}`);
+    for (const [labels, value] of series) this.lines.push(`${name}{${labels}} ${value}`);
   }
 
-  histogram(name: string, series: readonly [labels: string, h: Histogram][]): void {
-    if (series.length === 0) return;
+  histogram(name: string, samples: readonly [labels: string, h: Histogram][]): void {
+    if (samples.length === 0) return;
+    const series = new Map<string, { counts: number[]; sum: number; count: number }>();
+    for (const [labels, h] of samples) {
+      const s = series.get(labels) ?? { counts: ENVOY_BUCKETS_MS.map(() => 0), sum: 0, count: 0 };
+      ENVOY_BUCKETS_MS.forEach((_, i) => {
+        s.counts[i] = (s.counts[i] ?? 0) + (h.counts[i] ?? 0);
+      });
+      s.sum += h.sum;
+      s.count += h.count;
+      series.set(labels, s);
+    }
     this.lines.push(`# TYPE ${name} histogram`);
     for (const [labels, h] of series) {
       let acc = 0;
