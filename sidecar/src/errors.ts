@@ -8,7 +8,8 @@ export type TetherErrorCode =
   | "TETHER_ERR_LISTEN"
   | "TETHER_ERR_XDS_UNAVAILABLE"
   | "TETHER_ERR_XDS_REJECTED"
-  | "TETHER_ERR_TLS_MATERIAL";
+  | "TETHER_ERR_TLS_MATERIAL"
+  | "TETHER_ERR_ACCESS_LOG";
 
 export class TetherError extends Error {
   readonly code: TetherErrorCode;

@@ -1,10 +1,12 @@
 // Access logs through the built sidecar: the HCM's and tcp_proxy's access_log (file with json_format,
 // stdout with the default text format) write one entry per request or connection with Envoy's
 // operators — method, path, protocol, status, flags, body bytes, upstream host, connection id.
-import { mkdtempSync, readFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { Client } from "undici";
 import {
@@ -205,6 +207,91 @@ describe("access_log", () => {
     expect(s.proc?.exitCode).toBe(1);
     expect(s.logs).toContain(
       "access_log[0].typed_config.log_format.text_format_source.inline_string: unsupported command operator %NOPE%",
+    );
+  });
+});
+
+describe("access_log of pipelined requests", () => {
+  it("counts the body a request sent while it waited behind another", async () => {
+    const [pa, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
+    const a = await new Upstream(pa, "a").start();
+    cleanups.push(() => a.kill());
+    const log = path.join(mkdtempSync(path.join(os.tmpdir(), "tether-access-")), "http.log");
+    const listener = httpListenerYaml(listen, [routeYaml({})]).replace(
+      "                stat_prefix:",
+      `${accessLogYaml(log, "                ").slice(1)}\n                stat_prefix:`,
+    );
+    const s = new Sidecar(
+      admin,
+      Sidecar.writeConfig(bootstrapYaml(admin, listener, clusterYaml({ endpoints: [{ port: pa }] }))),
+    );
+    cleanups.push(() => s.stop());
+    await s.start();
+    const c = net.connect(listen, "127.0.0.1");
+    cleanups.push(() => {
+      c.destroy();
+    });
+    c.write(
+      "GET /slow?ms=300 HTTP/1.1\r\nHost: test\r\n\r\n" +
+        "POST /behind HTTP/1.1\r\nHost: test\r\nContent-Length: 11\r\n\r\nhello world",
+    );
+    const behind = await waitFor("the second request logged", () =>
+      entries(log).find((e) => e["path"] === "/behind"),
+    );
+    expect(behind).toMatchObject({ method: "POST", status: 200, received: 11 });
+  });
+});
+
+describe("an access log file that cannot be opened", () => {
+  const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../bin/tether-sidecar.js");
+
+  it("stops the sidecar from starting and is refused on reload, naming the listener and the path", async () => {
+    const [pa, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
+    const a = await new Upstream(pa, "a").start();
+    cleanups.push(() => a.kill());
+    const dir = mkdtempSync(path.join(os.tmpdir(), "tether-access-"));
+    const bad = path.join(dir, "missing-dir", "http.log");
+    const config = (log: string | undefined): string => {
+      const listener = httpListenerYaml(listen, [routeYaml({})]);
+      return bootstrapYaml(
+        admin,
+        log === undefined
+          ? listener
+          : listener.replace(
+              "                stat_prefix:",
+              `${accessLogYaml(log, "                ").slice(1)}\n                stat_prefix:`,
+            ),
+        clusterYaml({ endpoints: [{ port: pa }] }),
+      );
+    };
+    // Logged as JSON: the listener's name is in escaped quotes.
+    const refused = `listener \\"http\\": access log ${bad} cannot be opened for writing: ENOENT`;
+
+    const file = Sidecar.writeConfig(config(bad));
+    const started = await new Promise<{ code: number | null; output: string }>((resolve) => {
+      const p = spawn(process.execPath, [BIN, "--config", file], { stdio: ["ignore", "pipe", "pipe"] });
+      let output = "";
+      p.stdout.on("data", (c: Buffer) => (output += c.toString()));
+      p.stderr.on("data", (c: Buffer) => (output += c.toString()));
+      p.on("exit", (code) => {
+        resolve({ code, output });
+      });
+    });
+    expect(started.code).toBe(1);
+    expect(started.output).toContain(refused);
+    expect(started.output).toContain('"code":"TETHER_ERR_ACCESS_LOG","msg":"cannot start"');
+
+    const good = path.join(dir, "http.log");
+    const s = new Sidecar(admin, Sidecar.writeConfig(config(good)));
+    cleanups.push(() => s.stop());
+    await s.start();
+    writeFileSync(s.configFile, config(bad));
+    await waitFor("the reload refused", () => (s.logs.includes(refused) ? true : undefined));
+    const res = await new Client(`http://127.0.0.1:${listen}`).request({ path: "/after", method: "GET" });
+    expect(res.statusCode).toBe(200);
+    await res.body.text();
+    await waitFor("the request logged by the running config", () =>
+      entries(good).some((e) => e["path"] === "/after") ? true : undefined,
     );
   });
 });

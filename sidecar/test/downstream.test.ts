@@ -1,6 +1,7 @@
 // The downstream side of the listeners through the built sidecar, over raw sockets: connections
 // that never finish a request are closed by the HttpConnectionManager timeouts, connections over a
 // connection_limit are closed at once, and request heads the listener refuses never reach a cluster.
+import { writeFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
@@ -320,6 +321,49 @@ describe("downstream timeouts", () => {
     ]);
     expect(performance.now() - began).toBeGreaterThanOrEqual(500);
     expect(await httpStat(s, "downstream_rq_timeout")).toBe(1); // the first found nothing to do
+
+    // Such a connection is idle again once its request is complete: a reload that moves the
+    // listener closes it at once (a connection with a request in progress would be drained).
+    const c2 = new RawClient(listen);
+    await c2.opened;
+    c2.socket.write("POST /early HTTP/1.1\r\nHost: test\r\nContent-Length: 4\r\n\r\nab");
+    await waitFor("the second response's head", () => (c2.data.includes("\r\n\r\n") ? true : undefined));
+    await new Promise((resolve) => setTimeout(resolve, 900));
+    c2.socket.write("cd");
+    await waitFor("the second response", () => (responses(c2.data).length === 1 ? true : undefined));
+    const moved = await freePort();
+    writeFileSync(
+      s.configFile,
+      bootstrapYaml(
+        admin,
+        listenerYaml(moved, { hcm, retry: false }),
+        clusterYaml({ endpoints: [{ port: upPort }] }),
+      ),
+    );
+    await c2.closedWithin(3000);
+  });
+
+  it("reads and drops what the client still sends after the connection's last request, so its close is no reset", async () => {
+    const { s, listen } = await setup({});
+    const c = new RawClient(listen, true);
+    await c.opened;
+    // An upgrade offer is the connection's last request: reads stop after it (the bytes that follow
+    // are not HTTP), and 256 KiB would wait unread when the response closes the connection. Unread
+    // bytes at the close make the kernel reset the connection (the client can lose the response's end).
+    const trailing = 256 * 1024;
+    c.socket.write(
+      "GET /h2c HTTP/1.1\r\nHost: test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n" +
+        "HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n" +
+        "x".repeat(trailing),
+    );
+    await waitFor("the response", () => (responses(c.data).length === 1 ? true : undefined));
+    // Closed by the sidecar 1 s after its FIN, having read everything the client sent.
+    const closed = await waitFor(
+      "the connection closed",
+      () => /"bytesIn":(\d+)[^\n]*"downstream connection closed"/.exec(s.logs) ?? undefined,
+    );
+    expect(Number(closed[1])).toBeGreaterThan(trailing);
+    expect(responses(c.data)).toEqual([["HTTP/1.1 200 OK", "u0 GET /h2c 0"]]);
   });
 
   it("closes a connection it ended after a response when the client never closes its side", async () => {
@@ -613,6 +657,37 @@ describe("pipelined requests", () => {
     expect(r).toEqual([["HTTP/1.1 200 OK", "u0 GET /first 0"]]);
     expect(all).toMatch(/\r\nConnection: close\r\n/);
     expect((await up.stats()).paths["GET /second"]).toBeUndefined();
+  });
+
+  it("times a held request's body from when it is handed on, never cutting the response in front of it", async () => {
+    const { listen, up, s } = await setup({ hcm: `                request_timeout: 1s` });
+    const c = new RawClient(listen);
+    await c.opened;
+    // The second request's body never completes; while it waits behind the first (1.5 s), its
+    // request_timeout does not run.
+    c.socket.write(
+      "GET /slow?ms=1500 HTTP/1.1\r\nHost: test\r\n\r\n" +
+        "POST /held HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nhalf.",
+    );
+    const r = responses(await c.closedWithin(5000));
+    expect(r.map((x) => x[0])).toEqual(["HTTP/1.1 200 OK", "HTTP/1.1 408 Request Timeout"]);
+    expect(r[0]?.[1]).toBe("u0 GET /slow 0");
+    expect(await httpStat(s, "downstream_rq_timeout")).toBe(1);
+    expect((await up.stats()).paths["POST /held"]).toBeUndefined();
+  });
+
+  it("answers a held request whose body is malformed after the response before it", async () => {
+    const { listen, up } = await setup({});
+    const c = new RawClient(listen);
+    await c.opened;
+    c.socket.write(
+      "GET /slow?ms=300 HTTP/1.1\r\nHost: test\r\n\r\n" +
+        "POST /broken HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    );
+    const r = responses(await c.closedWithin(5000));
+    expect(r.map((x) => x[0])).toEqual(["HTTP/1.1 200 OK", "HTTP/1.1 400 Bad Request"]);
+    expect(r[0]?.[1]).toBe("u0 GET /slow 0");
+    expect((await up.stats()).paths["POST /broken"]).toBeUndefined();
   });
 
   it("forwards a pipelined request only once the response before it went out", async () => {

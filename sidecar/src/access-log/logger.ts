@@ -1,7 +1,7 @@
 // The access loggers of one listener (HCM or tcp_proxy access_log) and the record of one HTTP
 // request they log. Nothing here runs unless the listener has access_log entries: the listener
 // checks `accessLog !== undefined` once per request, so the hot path without logs is unchanged.
-import { createWriteStream, type WriteStream } from "node:fs";
+import { closeSync, createWriteStream, openSync, type WriteStream } from "node:fs";
 import {
   DEFAULT_TEXT_FORMAT,
   FILE_ACCESS_LOG_TYPE,
@@ -16,11 +16,33 @@ import {
   type LogFormatConfig,
   type ResponseFlag,
 } from "@tether/envoy";
+import { TetherError } from "../errors.ts";
 
 type Write = (line: string) => void;
 
 /** One stream per file path for the whole process: loggers rebuilt by a reload append to the same one. */
 const files = new Map<string, WriteStream>();
+
+/**
+ * Opens (creates) each access log file a listener's config names that is not open yet, so a path
+ * that cannot be written refuses the config with its name (at start: exit 1; on reload: the running
+ * config stays) instead of leaving a listener whose log goes nowhere. Throws a TetherError.
+ */
+export function checkAccessLogFiles(listener: string, configs: readonly AccessLogConfig[]): void {
+  for (const c of configs) {
+    const t = c.typed_config;
+    if (t["@type"] !== FILE_ACCESS_LOG_TYPE || t.path === "/dev/stdout" || t.path === "/dev/stderr") continue;
+    if (files.has(t.path)) continue;
+    try {
+      closeSync(openSync(t.path, "a"));
+    } catch (err) {
+      throw new TetherError(
+        "TETHER_ERR_ACCESS_LOG",
+        `listener "${listener}": access log ${t.path} cannot be opened for writing: ${(err as Error).message}`,
+      );
+    }
+  }
+}
 
 function sink(config: AccessLogConfig["typed_config"]): Write {
   if (config["@type"] === FILE_ACCESS_LOG_TYPE) {
@@ -92,8 +114,8 @@ export interface LoggedRequest {
     readonly localAddress?: string | undefined;
     readonly localPort?: number | undefined;
   };
-  /** Takes each body chunk from the parser (null at the end). */
-  push(chunk: Buffer | null): boolean;
+  /** Body bytes read so far (also those read while the request waited behind a pipelined one). */
+  readonly bodyBytes: number;
 }
 
 /** What a record reads from the response to it. */
@@ -109,7 +131,7 @@ export interface LoggedResponse {
 
 /**
  * One HTTP request, logged when its response closes. Body bytes are counted where the server hands
- * them over (the request's push, the response's write/end) on this request's objects only.
+ * them over (the request's own count, the response's write/end) on this request's objects only.
  */
 export class HttpAccessRecord implements AccessLogEntry {
   readonly startTimeMs = Date.now();
@@ -137,11 +159,6 @@ export class HttpAccessRecord implements AccessLogEntry {
     const s = req.socket;
     this.downstreamRemoteAddress = address(s.remoteAddress, s.remotePort);
     this.downstreamLocalAddress = address(s.localAddress, s.localPort);
-    const push = req.push.bind(req);
-    req.push = (chunk: Buffer | null): boolean => {
-      if (chunk !== null) this.bytesReceived += chunk.length;
-      return push(chunk);
-    };
     const count = (chunk: unknown): void => {
       if (typeof chunk === "string") this.bytesSent += Buffer.byteLength(chunk);
       else if (chunk instanceof Uint8Array) this.bytesSent += chunk.byteLength;
@@ -180,6 +197,7 @@ export class HttpAccessRecord implements AccessLogEntry {
 
   private finish(): void {
     this.durationMs = Math.floor(performance.now() - this.startedAt);
+    this.bytesReceived = this.req.bodyBytes;
     const res = this.res;
     // Envoy's 0: no response was started (the client went away first).
     this.responseCode = res.headersSent ? res.statusCode : 0;

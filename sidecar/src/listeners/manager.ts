@@ -9,6 +9,7 @@ import {
   type ListenerConfig,
   type TcpProxyConfig,
 } from "@tether/envoy";
+import { checkAccessLogFiles } from "../access-log/logger.ts";
 import type { Logger } from "../log.ts";
 import { addressesOverlap, ListenerBindError } from "./bind.ts";
 import type { RandomSource } from "../upstream/backoff.ts";
@@ -116,6 +117,8 @@ export class ListenerManager {
    * did and rejects (a ListenerBindError names the listener and address); nothing is committed.
    */
   async prepare(configs: readonly ListenerConfig[]): Promise<ListenerPlan> {
+    for (const config of configs)
+      checkAccessLogFiles(config.name, terminalFilterOf(config)?.access_log ?? []);
     const plan = this.plan(configs);
     const released: Listener[] = [];
     try {

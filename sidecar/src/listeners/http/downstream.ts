@@ -161,7 +161,7 @@ export class DownstreamConnection implements ResponseObserver {
     else this.owner.stats.downstream_rq_header_timeout++;
     if (current !== undefined) {
       // The late head is a pipelined request behind one still being answered: no room for a 408.
-      this.closeReason = "request_header_timeout";
+      this.closeReason = byRequestTimeout ? "request_timeout" : "request_header_timeout";
       this.socket.destroy();
       return;
     }

@@ -69,6 +69,8 @@ export class DownstreamRequest extends EventEmitter {
   complete = false;
   /** The Upgrade header's value when the request asks to switch protocols (Connection: upgrade). */
   upgrade: string | undefined = undefined;
+  /** Body bytes read from the connection so far (the access log's %BYTES_RECEIVED%). */
+  bodyBytes = 0;
   /** The request broke off (its connection closed or failed) before it was complete. */
   destroyed = false;
   private readonly source: BodySource;
@@ -111,6 +113,7 @@ export class DownstreamRequest extends EventEmitter {
       if (this.mode !== 0 && !this.paused && this.held === undefined) this.emitEnd();
       return true;
     }
+    this.bodyBytes += chunk.length;
     if (this.mode === 2) return true;
     if (this.mode === 1 && !this.paused && this.held === undefined) {
       this.emit("data", chunk);

@@ -79,7 +79,7 @@ export class Http1Server implements SessionOwner {
     const request = this.requestTimeout;
     if (headers <= 0 && request <= 0) return;
     for (const s of this.sessions) {
-      if (!s.active || s.expired) continue;
+      if (!s.active || s.expired || s.readingHeld) continue;
       const age = now - s.messageStart;
       if ((headers > 0 && s.headersPending && age > headers) || (request > 0 && age > request)) s.timedOut();
     }

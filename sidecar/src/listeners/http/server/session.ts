@@ -294,6 +294,16 @@ export class Http1Session implements BodySource, ResponseSink {
     socket.once("close", onSocketClose);
   }
 
+  /**
+   * The message being read belongs to a request that waits behind an open response: its timers
+   * (request_timeout) start when it is handed on, not while the sidecar holds it (and may have
+   * stopped reading its body).
+   */
+  get readingHeld(): boolean {
+    const req = this.incoming;
+    return req !== undefined && this.responses.head?.req !== req;
+  }
+
   /** No request in progress and no response going out (node:http's idle connection). */
   get idle(): boolean {
     return !this.active && !this.expired && this.responses.head === undefined;
@@ -320,8 +330,17 @@ export class Http1Session implements BodySource, ResponseSink {
       // in a body being read, that request's; in a new head behind open responses, it is answered
       // (400, then the connection closes) after them, in order.
       if (ret.code === "HPE_CLOSED_CONNECTION") return;
-      if (this.incoming === undefined && this.responses.head !== undefined) this.afterResponses = ret;
-      else this.reportError(ret);
+      const held = this.readingHeld;
+      if (this.responses.head === undefined || (this.incoming !== undefined && !held)) {
+        this.reportError(ret);
+        return;
+      }
+      // A held request whose body broke is never handed on; its 400 comes after the ones before it.
+      if (held) {
+        this.incoming?.destroy(ret);
+        this.incoming = undefined;
+      }
+      this.afterResponses = ret;
     }
   }
 
@@ -431,6 +450,8 @@ export class Http1Session implements BodySource, ResponseSink {
   /** Hands a request on: its response is the oldest open one. */
   private dispatch(res: DownstreamResponse): void {
     const req = res.req;
+    // Its body still coming: request_timeout counts from now (it was held until now).
+    if (req === this.incoming) this.messageStart = performance.now();
     const http11 = req.httpVersion === "1.1";
     if (http11 && !hasHost(req.rawHeaders)) {
       // node:http's requireHostHeader: refused before anyone sees the request.
@@ -459,6 +480,8 @@ export class Http1Session implements BodySource, ResponseSink {
 
   onMessageComplete(): void {
     this.active = false;
+    // A timeout of this message that found its response under way is over with it (idle again).
+    this.expired = false;
     const req = this.incoming;
     this.incoming = undefined;
     req?.push(null);
@@ -578,7 +601,14 @@ export class Http1Session implements BodySource, ResponseSink {
       this.closeAfterResponse();
       return;
     }
-    const next = this.responses.head;
+    let next = this.responses.head;
+    if (next?.req.destroyed === true) {
+      // Held and broken (a malformed body): dropped unanswered, the 400 below answers it.
+      this.responses.shift();
+      next.destroyed = true;
+      next.closed();
+      next = undefined;
+    }
     if (next !== undefined) this.dispatch(next);
     else if (this.afterResponses !== undefined) {
       const after = this.afterResponses;
@@ -588,9 +618,19 @@ export class Http1Session implements BodySource, ResponseSink {
     }
   }
 
-  /** Ends our side; the socket is destroyed if the client has not closed its own within DELAYED_CLOSE_MS. */
+  /**
+   * Ends our side; the socket is destroyed if the client has not closed its own within
+   * DELAYED_CLOSE_MS. Meanwhile what the client still sends is read and dropped (a lingering close):
+   * bytes left unread at the close would make the kernel reset the connection, and the client could
+   * lose the end of the response.
+   */
   private closeAfterResponse(): void {
     this.stopped = true;
+    this.incoming?.destroy(new Error("aborted"));
+    this.incoming = undefined;
+    this.bodyPaused = false;
+    this.pipelinePaused = false;
+    this.setReading(true);
     this.socket.end();
     if (!this.socket.destroyed) this.closeTimer = setTimeout(destroyNT, DELAYED_CLOSE_MS, this.socket);
   }
