@@ -15,7 +15,6 @@ import type { HttpStats } from "./stats.ts";
 /** How often request_headers_timeout, request_timeout and idle_timeout are checked: they fire up to this much late. */
 export const TIMEOUT_CHECK_INTERVAL_MS = 250;
 
-
 /** The server's headersTimeout and requestTimeout for the config (headers <= request, as node:http). */
 export function nodeRequestTimeouts(hcm: HttpConnectionManagerConfig): {
   headersTimeout: number;
