@@ -1,7 +1,7 @@
 // Access logs through the built sidecar: the HCM's and tcp_proxy's access_log (file with json_format,
 // stdout with the default text format) write one entry per request or connection with Envoy's
 // operators — method, path, protocol, status, flags, body bytes, upstream host, connection id.
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -293,5 +293,26 @@ describe("an access log file that cannot be opened", () => {
     await waitFor("the request logged by the running config", () =>
       entries(good).some((e) => e["path"] === "/after") ? true : undefined,
     );
+  });
+
+  it("starts with a named pipe nobody reads yet as its log (opened later, without blocking)", async () => {
+    const [pa, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
+    const a = await new Upstream(pa, "a").start();
+    cleanups.push(() => a.kill());
+    const fifo = path.join(mkdtempSync(path.join(os.tmpdir(), "tether-access-")), "shipper.pipe");
+    execFileSync("mkfifo", [fifo]);
+    const listener = httpListenerYaml(listen, [routeYaml({})]).replace(
+      "                stat_prefix:",
+      `${accessLogYaml(fifo, "                ").slice(1)}\n                stat_prefix:`,
+    );
+    const s = new Sidecar(
+      admin,
+      Sidecar.writeConfig(bootstrapYaml(admin, listener, clusterYaml({ endpoints: [{ port: pa }] }))),
+    );
+    cleanups.push(() => s.stop());
+    await s.start();
+    const res = await new Client(`http://127.0.0.1:${listen}`).request({ path: "/through", method: "GET" });
+    expect(res.statusCode).toBe(200);
+    await res.body.text();
   });
 });

@@ -235,6 +235,66 @@ describe("a reload refused because its listener cannot bind", () => {
   });
 });
 
+describe("a reload that moves a listener to the same address spelled another way", () => {
+  it("takes the port over from the old listener once its own bind finds it in use", async () => {
+    const { a, b } = await upstreams();
+    const [listen, admin] = await Promise.all([freePort(), freePort()]);
+    const config = (name: string, address: string, cluster: string): string =>
+      bootstrapYaml(
+        admin,
+        httpListener(name, listen, cluster, address),
+        clusterYaml({ endpoints: [{ port: a.port }] }) +
+          clusterYaml({ name: "other", endpoints: [{ port: b.port }] }),
+      );
+    const { s, file } = await sidecar(admin, config("v4", "127.0.0.1", "backend"));
+    expect(await who(listen)).toBe("a");
+    // 127.0.0.1 as an IPv4-mapped IPv6 address: one address to the kernel, two strings to us.
+    writeFileSync(file, config("mapped", "::ffff:127.0.0.1", "other"));
+    await waitFor("the reload applied", async () => (await reloads(s, "success")) === 1);
+    expect(await who(listen)).toBe("b");
+  });
+});
+
+describe("a retry on a cluster a reload retired", () => {
+  it("closes the connection it opened once the response is done", async () => {
+    // The first request on the first connection is cut after 800 ms (a reset): its retry goes out
+    // after the reload below retired the cluster, on a new connection.
+    let connections = 0;
+    const open = new Set<net.Socket>();
+    const server = net.createServer((socket) => {
+      const n = ++connections;
+      open.add(socket);
+      socket.on("close", () => open.delete(socket));
+      socket.on("error", () => undefined);
+      socket.once("data", () => {
+        if (n === 1) setTimeout(() => socket.resetAndDestroy(), 800);
+        else socket.write("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nretry");
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    cleanups.push(() => closeServer(server));
+    const port = (server.address() as net.AddressInfo).port;
+    const [listen, admin] = await Promise.all([freePort(), freePort()]);
+    const config = (timeout: string): string =>
+      bootstrapYaml(
+        admin,
+        httpListenerYaml(listen, [routeYaml({ retryOn: "reset", numRetries: 1 })]),
+        clusterYaml({ endpoints: [{ port }] }).replace(
+          "connect_timeout: 0.25s",
+          `connect_timeout: ${timeout}`,
+        ),
+      );
+    const { s, file } = await sidecar(admin, config("0.25s"));
+    const answer = request(`http://127.0.0.1:${listen}/once`).then(async (res) => await res.body.text());
+    await waitFor("the first connection", () => connections === 1);
+    writeFileSync(file, config("0.5s")); // the cluster changes: the running one is retired
+    await waitFor("the reload applied", async () => (await reloads(s, "success")) === 1);
+    expect(await answer).toBe("retry");
+    expect(connections).toBe(2);
+    await waitFor("the retry's connection closed", () => open.size === 0);
+  });
+});
+
 describe("an empty or truncated config file", () => {
   it("is refused while serving, and a valid change after it is applied", async () => {
     const { a, b } = await upstreams();

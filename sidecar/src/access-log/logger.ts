@@ -1,7 +1,7 @@
 // The access loggers of one listener (HCM or tcp_proxy access_log) and the record of one HTTP
 // request they log. Nothing here runs unless the listener has access_log entries: the listener
 // checks `accessLog !== undefined` once per request, so the hot path without logs is unchanged.
-import { closeSync, createWriteStream, openSync, type WriteStream } from "node:fs";
+import { closeSync, createWriteStream, openSync, statSync, type WriteStream } from "node:fs";
 import {
   DEFAULT_TEXT_FORMAT,
   FILE_ACCESS_LOG_TYPE,
@@ -34,6 +34,11 @@ export function checkAccessLogFiles(listener: string, configs: readonly AccessLo
     if (t["@type"] !== FILE_ACCESS_LOG_TYPE || t.path === "/dev/stdout" || t.path === "/dev/stderr") continue;
     if (files.has(t.path)) continue;
     try {
+      // Only a regular file (or none yet) is opened here: opening a named pipe with no reader (a
+      // log shipper not started yet) would block the whole process. Such a path opens later, off the
+      // main thread, as before.
+      const existing = statSync(t.path, { throwIfNoEntry: false });
+      if (existing !== undefined && !existing.isFile()) continue;
       closeSync(openSync(t.path, "a"));
     } catch (err) {
       throw new TetherError(

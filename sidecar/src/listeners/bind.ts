@@ -29,17 +29,6 @@ export class ListenerBindError extends TetherError {
   }
 }
 
-const WILDCARDS = new Set(["0.0.0.0", "::", "::0", "0:0:0:0:0:0:0:0"]);
-
-/** Whether two listening addresses can contend for the same port (equal, or either a wildcard). */
-export function addressesOverlap(
-  a: { address: string; port: number },
-  b: { address: string; port: number },
-): boolean {
-  if (a.port !== b.port) return false;
-  return a.address === b.address || WILDCARDS.has(a.address) || WILDCARDS.has(b.address);
-}
-
 /** Listens on the configured address; rejects with a ListenerBindError (address in use, ...). */
 export async function listenOn(server: Server, sa: SocketAddress, listener: string): Promise<void> {
   await new Promise<void>((resolve, reject) => {

@@ -11,7 +11,7 @@ import {
 } from "@tether/envoy";
 import { checkAccessLogFiles } from "../access-log/logger.ts";
 import type { Logger } from "../log.ts";
-import { addressesOverlap, ListenerBindError } from "./bind.ts";
+import { ListenerBindError } from "./bind.ts";
 import type { RandomSource } from "../upstream/backoff.ts";
 import type { ClusterManager } from "../upstream/cluster-manager.ts";
 import { HttpListener } from "./http/listener.ts";
@@ -111,9 +111,10 @@ export class ListenerManager {
 
   /**
    * Binds what the new config adds while the running listeners keep serving. A new listener whose
-   * address overlaps one being removed or replaced goes last: it tries to bind beside it first, and
-   * only when the address is in use does the old one let go (stop listening; its connections go on),
-   * the new one bind, and on failure the old one bind again. Any failure undoes everything this call
+   * bind finds its address in use while a listener being removed or replaced holds that port goes
+   * last: the old one lets go (stops listening; its connections go on), the new one binds, and on
+   * failure the old one binds again. Any other failure (an address not available, a port another
+   * process holds) leaves the running listeners untouched. Any failure undoes everything this call
    * did and rejects (a ListenerBindError names the listener and address); nothing is committed.
    */
   async prepare(configs: readonly ListenerConfig[]): Promise<ListenerPlan> {
@@ -126,16 +127,15 @@ export class ListenerManager {
       for (const { listener } of plan.kept) if (!listener.listening) await listener.listen();
       const takeovers: Listener[] = [];
       for (const listener of plan.created) {
-        if (this.holdersOf(listener, plan.removed).length > 0) takeovers.push(listener);
-        else await listener.listen();
-      }
-      for (const listener of takeovers) {
         try {
           await listener.listen();
-          continue;
         } catch (err) {
-          if (!(err instanceof ListenerBindError) || err.reason !== "EADDRINUSE") throw err;
+          const inUse = err instanceof ListenerBindError && err.reason === "EADDRINUSE";
+          if (!inUse || this.holdersOf(listener, plan.removed).length === 0) throw err;
+          takeovers.push(listener);
         }
+      }
+      for (const listener of takeovers) {
         for (const holder of this.holdersOf(listener, plan.removed)) {
           holder.release();
           released.push(holder);
@@ -149,10 +149,15 @@ export class ListenerManager {
     return plan;
   }
 
-  /** Removed listeners bound where `listener` wants to be (port 0 asks for any free port). */
+  /**
+   * Removed listeners on the port `listener` found in use (port 0 asks for any free port). The
+   * system said the addresses conflict; which of them it meant is not compared here (`::1` and
+   * `0:0:0:0:0:0:0:1`, an IPv4-mapped address and its IPv4 form are one address).
+   */
   private holdersOf(listener: Listener, removed: readonly Listener[]): Listener[] {
-    if (listener.address.port === 0) return [];
-    return removed.filter((r) => r.listening && addressesOverlap(r.address, listener.address));
+    const port = listener.address.port;
+    if (port === 0) return [];
+    return removed.filter((r) => r.listening && r.address.port === port);
   }
 
   /** Closes what a failed prepare() bound and binds the listeners it released again. */

@@ -347,9 +347,12 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
   chooseHost(avoid?: readonly Host[], maxReselects = 0, hash?: number, lastFailed?: Host): Host | undefined {
     let host = this.pickOnce(hash, lastFailed);
     if (avoid === undefined || avoid.length === 0) return host;
-    // No reselect can find a host outside `avoid` when it holds them all (the count has no bound).
+    // No reselect can find a host outside `avoid` when it holds them all; otherwise at most one
+    // reselect per host (the configured count has no upper bound, and picks draw only from the
+    // hosts in rotation at one priority, which `avoid` may cover while other hosts are outside it).
     if (this.hosts.every((h) => avoid.includes(h))) return host;
-    for (let i = 1; i <= maxReselects && host !== undefined && avoid.includes(host); i++) {
+    const reselects = Math.min(maxReselects, this.hosts.length);
+    for (let i = 1; i <= reselects && host !== undefined && avoid.includes(host); i++) {
       // A reselect with a hash policy perturbs the hash, or it would land on the same host.
       host = this.pickOnce(hash === undefined ? undefined : hash32(String(hash), i), lastFailed);
     }
@@ -602,6 +605,9 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
         },
       });
       host.pool = pool;
+      // A retry of a request that was in flight when a reload retired this cluster: its connection
+      // closes once the response is done (stop() already closed the pools it knew).
+      if (this.stopped) void pool.close();
     }
     return pool;
   }

@@ -156,6 +156,17 @@ describe("cluster: host reselection", () => {
     expect(c.chooseHost([a!], 5)).toBe(b);
     await c.stop();
   });
+
+  it("reselects at most once per host when `avoid` covers every host in rotation but not the cluster", async () => {
+    const c = cluster([1001, 1002, 1003], "ROUND_ROBIN", [0, 0, 1]);
+    await c.start();
+    const [a, b] = c.allHosts() as Host[];
+    // Picks draw from priority 0 only: a billion reselects would all land in `avoid`. Three hosts:
+    // one pick and three reselects, so the cursor moved four times and the next pick is 1001 again.
+    expect([a, b]).toContain(c.chooseHost([a!, b!], 1_000_000_000));
+    expect(c.chooseHost(undefined, 0)).toBe(a);
+    await c.stop();
+  });
 });
 
 describe("cluster: held requests woken", () => {
