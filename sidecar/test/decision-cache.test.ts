@@ -2,6 +2,7 @@
 // errors are not cached, notifications on the admin listener invalidate at once, and one subject's
 // decision is never served to another.
 import http from "node:http";
+import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { request } from "undici";
 import {
@@ -198,5 +199,88 @@ describe("decision cache", () => {
     const first = await ask("/sticky/decide", {});
     expect(first["cookie"]).toMatch(/^JSESSIONID=/);
     expect(await ask("/sticky/decide", {})).toEqual({ ...first, hit: true, cookie: undefined });
+  });
+
+  it("replaces an entry with an answer it cannot store; never stores a close-delimited answer or keys a GET's body", async () => {
+    // A policy server on a raw socket: framing is exactly what each path says.
+    let served = 0;
+    const ps = net.createServer((socket) => {
+      socket.on("error", () => undefined);
+      let buf = "";
+      socket.on("data", (c: Buffer) => {
+        buf += c.toString("latin1");
+        const end = buf.indexOf("\r\n\r\n");
+        if (end === -1) return;
+        const head = buf.slice(0, end);
+        const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? "0");
+        if (buf.length < end + 4 + length) return;
+        const reqBody = buf.slice(end + 4, end + 4 + length);
+        buf = buf.slice(end + 4 + length);
+        served++;
+        const path = head.split(" ")[1] ?? "";
+        const answer = (status: string, text: string): void => {
+          socket.write(
+            `HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\ncontent-length: ${text.length}\r\n\r\n${text}`,
+          );
+        };
+        if (path === "/close")
+          socket.end(`HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nallow ${served}`);
+        else if (path === "/flip" && /\r\ncache-control: no-cache/i.test(head))
+          answer("403 Forbidden", `deny ${served}`);
+        else if (path === "/body") answer("200 OK", `about ${reqBody} ${served}`);
+        else answer("200 OK", `allow ${served}`);
+      });
+    });
+    await new Promise<void>((r) => ps.listen(0, "127.0.0.1", r));
+    cleanups.push(async () => {
+      await new Promise((r) => ps.close(r));
+    });
+    const pu = (ps.address() as { port: number }).port;
+    const [listen, admin] = await Promise.all([freePort(), freePort()]);
+    const listener = httpListenerYaml(listen, [routeYaml({})]).replace(
+      "                http_filters:\n",
+      `                http_filters:
+                  - name: tether.filters.http.decision_cache
+                    typed_config: { "@type": type.googleapis.com/tether.v1alpha1.DecisionCache }
+`,
+    );
+    const s = new Sidecar(
+      admin,
+      Sidecar.writeConfig(bootstrapYaml(admin, listener, clusterYaml({ endpoints: [{ port: pu }] }))),
+    );
+    cleanups.push(() => s.stop());
+    await s.start();
+    const ask = async (
+      path: string,
+      headers: Record<string, string> = {},
+      body?: string,
+    ): Promise<{ status: number; text: string; hit: boolean }> => {
+      const res = await request(`http://127.0.0.1:${listen}${path}`, {
+        headers,
+        ...(body === undefined ? {} : { body }),
+      });
+      return {
+        status: res.statusCode,
+        text: await res.body.text(),
+        hit: res.headers["x-tether-cache"] === "hit",
+      };
+    };
+
+    const allow = await ask("/flip");
+    expect(await ask("/flip")).toEqual({ ...allow, hit: true });
+    // A fresh answer the cache may not store (a 403) still replaces the "allow" it had.
+    expect(await ask("/flip", { "cache-control": "no-cache" })).toMatchObject({ status: 403, hit: false });
+    expect(await ask("/flip")).toMatchObject({ status: 200, hit: false });
+
+    // Read until the server closed: a cut-short answer would look the same, so it is never stored.
+    expect(await ask("/close")).toMatchObject({ status: 200, hit: false });
+    expect(await ask("/close")).toMatchObject({ status: 200, hit: false });
+
+    // A GET whose body says what it asks about is not answered from another body's entry.
+    expect((await ask("/body", {}, "doc1")).text).toMatch(/^about doc1 /);
+    expect(await ask("/body", {}, "doc2")).toMatchObject({
+      hit: false,
+      text: expect.stringMatching(/^about doc2 /) as unknown,
+    });
   });
 });

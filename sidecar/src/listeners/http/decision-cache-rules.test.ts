@@ -5,11 +5,12 @@ import {
   responseStorable,
   varyNames,
   varyValues,
+  MAX_KEY_CHARS,
 } from "./decision-cache-rules.ts";
 
 const rule = new CacheKeyRule("X-Session-Id", ["authorization", "cookie", "x-tenant"]);
 const keyOf = (raw: string[], target = "/decide", method = "GET"): string | undefined =>
-  rule.request(method, target, raw)?.key;
+  rule.request("", method, target, raw)?.key;
 
 describe("CacheKeyRule (what the decision cache keys on)", () => {
   it("keys on method, request target, Host, the session header, Authorization and the key headers", () => {
@@ -32,8 +33,8 @@ describe("CacheKeyRule (what the decision cache keys on)", () => {
   it("keys Authorization even when key_headers leaves it out", () => {
     const r = new CacheKeyRule("x-session-id", ["cookie"]);
     expect(r.names).toEqual(["host", "x-session-id", "authorization", "cookie"]);
-    expect(r.request("GET", "/", ["authorization", "Bearer a"])?.key).not.toBe(
-      r.request("GET", "/", ["authorization", "Bearer b"])?.key,
+    expect(r.request("", "GET", "/", ["authorization", "Bearer a"])?.key).not.toBe(
+      r.request("", "GET", "/", ["authorization", "Bearer b"])?.key,
     );
   });
 
@@ -61,14 +62,14 @@ describe("CacheKeyRule (what the decision cache keys on)", () => {
   });
 
   it("bypasses the cache when the session header is sent twice (no single session to invalidate)", () => {
-    expect(rule.request("GET", "/", ["x-session-id", "a", "x-session-id", "b"])).toBeUndefined();
-    expect(rule.request("GET", "/", ["x-session-id", "a"])?.session).toBe("a");
-    expect(rule.request("GET", "/", [])?.session).toBeUndefined();
+    expect(rule.request("", "GET", "/", ["x-session-id", "a", "x-session-id", "b"])).toBeUndefined();
+    expect(rule.request("", "GET", "/", ["x-session-id", "a"])?.session).toBe("a");
+    expect(rule.request("", "GET", "/", [])?.session).toBeUndefined();
   });
 
   it("reads the request's Cache-Control: no-cache skips the lookup, no-store the insert", () => {
     const flags = (raw: string[]): [boolean, boolean] | undefined => {
-      const r = rule.request("GET", "/", raw);
+      const r = rule.request("", "GET", "/", raw);
       return r === undefined ? undefined : [r.serve, r.store];
     };
     expect(flags([])).toEqual([true, true]);
@@ -79,8 +80,8 @@ describe("CacheKeyRule (what the decision cache keys on)", () => {
     // Pragma counts only without Cache-Control (RFC 9111 §5.4).
     expect(flags(["Pragma", "no-cache", "Cache-Control", "max-age=60"])).toEqual([true, true]);
     // The cache-control header value is keyed nowhere: it does not change the key.
-    expect(rule.request("GET", "/", ["cache-control", "no-cache"])?.key).toBe(
-      rule.request("GET", "/", [])?.key,
+    expect(rule.request("", "GET", "/", ["cache-control", "no-cache"])?.key).toBe(
+      rule.request("", "GET", "/", [])?.key,
     );
   });
 });
@@ -122,5 +123,26 @@ describe("responseStorable (what the decision cache may store)", () => {
 
   it("parses directive names, arguments dropped", () => {
     expect(directiveNames(" Private, max-age=60 ,No-Store, ,")).toEqual(["private", "max-age", "no-store"]);
+  });
+});
+
+describe("CacheKeyRule: what bypasses the cache", () => {
+  const rule = new CacheKeyRule("x-session-id", []);
+
+  it("a request with a body (its answer depends on what the key does not hold)", () => {
+    expect(rule.request("", "GET", "/", ["content-length", "5"])).toBeUndefined();
+    expect(rule.request("", "GET", "/", ["transfer-encoding", "chunked"])).toBeUndefined();
+    expect(rule.request("", "GET", "/", ["content-length", "0"])).toBeDefined();
+  });
+
+  it("a key longer than MAX_KEY_CHARS (a huge credential): entries stay bounded in memory", () => {
+    expect(rule.request("", "GET", "/", ["authorization", "a".repeat(MAX_KEY_CHARS)])).toBeUndefined();
+    expect(rule.request("", "GET", "/", ["authorization", "a".repeat(1000)])).toBeDefined();
+  });
+
+  it("keys where the route sends the request: one target sent two ways is two entries", () => {
+    expect(rule.request("ps-a /decide", "GET", "/d", [])?.key).not.toBe(
+      rule.request("ps-b /decide", "GET", "/d", [])?.key,
+    );
   });
 });

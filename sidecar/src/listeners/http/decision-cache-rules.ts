@@ -5,7 +5,7 @@
 
 /** What the cache may do for one request. */
 export interface CacheRequest {
-  /** Method, request target, and every value of the keyed headers (see CacheKeyRule). */
+  /** Upstream, method, request target, and every value of the keyed headers (see CacheKeyRule). */
   readonly key: string;
   /** The session header's value, for session notifications. */
   readonly session: string | undefined;
@@ -13,7 +13,12 @@ export interface CacheRequest {
   readonly serve: boolean;
   /** False with `Cache-Control: no-store` on the request (RFC 9111 §5.2.1.5). */
   readonly store: boolean;
+  /** The cache's invalidation count when the request was admitted: an answer is stored only if no invalidation came since. */
+  readonly generation: number;
 }
+
+/** A longer key (a huge cookie or credential) bypasses the cache: the entries' memory stays bounded. */
+export const MAX_KEY_CHARS = 8192;
 
 /** Directive names in a Cache-Control (or Pragma) value, lower case, arguments dropped. */
 export function directiveNames(value: string): string[] {
@@ -49,9 +54,18 @@ export class CacheKeyRule {
 
   /**
    * The request's key and what the cache may do with it, or undefined when the request bypasses the
-   * cache: a session header sent more than once names no single session a notification could drop.
+   * cache: a session header sent more than once names no single session a notification could drop;
+   * a request with a body asks about something the key does not hold; a key over MAX_KEY_CHARS.
+   * `upstream` names where the request goes as sent (cluster and rewritten path): two routes that
+   * send one target to different places never share an entry.
    */
-  request(method: string, target: string, raw: readonly string[]): CacheRequest | undefined {
+  request(
+    upstream: string,
+    method: string,
+    target: string,
+    raw: readonly string[],
+    generation = 0,
+  ): CacheRequest | undefined {
     const values: string[][] = this.names.map(() => []);
     let serve = true;
     let store = true;
@@ -62,6 +76,8 @@ export class CacheKeyRule {
       const value = raw[i + 1] ?? "";
       const slot = this.slots.get(name);
       if (slot !== undefined) values[slot]?.push(value);
+      if (name === "transfer-encoding" || (name === "content-length" && value.trim() !== "0"))
+        return undefined;
       if (name === "cache-control") {
         cacheControl = true;
         for (const d of directiveNames(value)) {
@@ -76,7 +92,9 @@ export class CacheKeyRule {
     if (pragmaNoCache && !cacheControl) serve = false;
     const sessions = values[this.sessionSlot] ?? [];
     if (sessions.length > 1) return undefined;
-    return { key: JSON.stringify([method, target, values]), session: sessions[0], serve, store };
+    const key = JSON.stringify([upstream, method, target, values]);
+    if (key.length > MAX_KEY_CHARS) return undefined;
+    return { key, session: sessions[0], serve, store, generation };
   }
 }
 

@@ -41,6 +41,27 @@ describe("DecisionCache", () => {
     expect(c.admit(req("/a", { "x-session-id": "s1" }))?.session).toBe("s1");
   });
 
+  it("never stores an answer requested before an invalidation (it may be the decision revoked)", () => {
+    const c = new DecisionCache(config());
+    const before = c.admit(req("/d", { "x-session-id": "alice" }))!;
+    c.invalidateSession("alice"); // nothing stored yet: 0 dropped, but the answer on its way is stale
+    c.store(before.key, 200, [], Buffer.from("allow"), "alice", [], before.generation);
+    expect(c.lookup(before.key)).toBeUndefined();
+    const after = c.admit(req("/d", { "x-session-id": "alice" }))!;
+    c.store(after.key, 200, [], Buffer.from("deny"), "alice", [], after.generation);
+    expect(c.lookup(after.key)?.body.toString()).toBe("deny");
+    c.invalidateAll();
+    c.store(after.key, 200, [], Buffer.from("allow"), "alice", [], after.generation);
+    expect(c.lookup(after.key)).toBeUndefined();
+  });
+
+  it("forgets an entry the upstream's newer answer could not replace", () => {
+    const c = new DecisionCache(config());
+    c.store("k", 200, [], Buffer.from("allow"), "s1");
+    c.forget("k");
+    expect(c.lookup("k")).toBeUndefined();
+  });
+
   it("key_headers and session_header come from the config", () => {
     const c = new DecisionCache(config({ key_headers: ["x-tenant"], session_header: "x-user-session" }));
     const key = keyOf(c, req("/a", { "x-tenant": "t1", "x-user-session": "u1" }));

@@ -57,6 +57,8 @@ export class DecisionCache {
   private readonly entries = new Map<string, CachedResponse>();
   private readonly methods: ReadonlySet<string>;
   private readonly keyRule: CacheKeyRule;
+  /** Invalidations so far: an answer requested before one is never stored (it may be what it revoked). */
+  private generation = 0;
 
   constructor(config: DecisionCacheConfig, now: () => number = Date.now) {
     this.config = config;
@@ -69,11 +71,19 @@ export class DecisionCache {
     return this.entries.size;
   }
 
-  /** The request's key and what the cache may do with it, or undefined when it bypasses the cache. */
-  admit(req: CacheableRequest): CacheRequest | undefined {
+  /**
+   * The request's key and what the cache may do with it, or undefined when it bypasses the cache.
+   * `upstream` says where the route sends it (see CacheKeyRule.request).
+   */
+  admit(req: CacheableRequest, upstream = ""): CacheRequest | undefined {
     const method = req.method;
     if (!this.methods.has(method)) return undefined;
-    return this.keyRule.request(method, req.url, req.rawHeaders);
+    return this.keyRule.request(upstream, method, req.url, req.rawHeaders, this.generation);
+  }
+
+  /** The upstream's answer to a request that may fill the cache could not be stored: it replaces the entry all the same. */
+  forget(key: string): void {
+    this.entries.delete(key);
   }
 
   /**
@@ -120,7 +130,13 @@ export class DecisionCache {
     body: Buffer,
     session: string | undefined,
     requestHeaders: readonly string[] = [],
+    generation = this.generation,
   ): void {
+    if (generation !== this.generation) {
+      // Invalidated while the answer was on its way: it may be the decision just revoked.
+      this.entries.delete(key);
+      return;
+    }
     if (body.length > this.config.max_body_bytes || !responseStorable(status, headers)) return;
     const names = varyNames(headers);
     const vary = names.length === 0 ? undefined : { names, values: varyValues(names, requestHeaders) };
@@ -137,6 +153,7 @@ export class DecisionCache {
 
   /** A session ended or changed: drop its entries. Returns how many were dropped. */
   invalidateSession(session: string): number {
+    this.generation++;
     let n = 0;
     for (const [key, entry] of this.entries) {
       if (entry.session === session) {
@@ -150,6 +167,7 @@ export class DecisionCache {
 
   /** Policy changed: nothing cached can be trusted. */
   invalidateAll(): number {
+    this.generation++;
     const n = this.entries.size;
     this.entries.clear();
     this.stats.invalidated_policy += n;

@@ -40,6 +40,16 @@ describe("hash_policy", () => {
     ).toBe(r.hash);
   });
 
+  it("writes the cookie's Max-Age in whole seconds, and none under one second (Max-Age=0 deletes it)", () => {
+    const value = hash32("10.1.2.3:5000").toString(16).padStart(8, "0");
+    expect(requestHash(policies({ cookie: { name: "S", ttl: "90.5s", path: "/" } }), req({})).setCookie).toBe(
+      `S="${value}"; Max-Age=90; Path=/; HttpOnly`,
+    );
+    expect(requestHash(policies({ cookie: { name: "S", ttl: "0.5s" } }), req({})).setCookie).toBe(
+      `S="${value}"; HttpOnly`,
+    );
+  });
+
   it("combines policies and stops at a terminal one that produced a hash", () => {
     const both = requestHash(
       policies({ header: { header_name: "a" } }, { header: { header_name: "b" } }),

@@ -47,7 +47,9 @@ export function requestHash(policies: readonly HashPolicyConfig[], req: HashedRe
           .toString(16)
           .padStart(8, "0");
         const path = p.cookie.path === undefined ? "" : `; Path=${p.cookie.path}`;
-        const maxAge = p.cookie.ttl > 0 ? `; Max-Age=${Math.floor(p.cookie.ttl / 1000)}` : "";
+        // Whole seconds; under 1 s none (Max-Age=0 would make the browser drop the cookie at once).
+        const seconds = Math.floor(p.cookie.ttl / 1000);
+        const maxAge = seconds > 0 ? `; Max-Age=${seconds}` : "";
         setCookie = `${p.cookie.name}="${v}"${maxAge}${path}; HttpOnly`;
       }
       if (v !== undefined) part = hash32(v);

@@ -10,14 +10,20 @@ import {
 import { AccessLogs, HttpAccessRecord } from "../../access-log/logger.ts";
 import { nextConnectionId, type Logger } from "../../log.ts";
 import type { RandomSource } from "../../upstream/backoff.ts";
+import type { Cluster } from "../../upstream/cluster.ts";
 import type { ClusterManager } from "../../upstream/cluster-manager.ts";
 import { ConnectionLimit } from "../connection-limit.ts";
-import { DecisionCache } from "./decision-cache.ts";
+import { DecisionCache, type CacheRequest } from "./decision-cache.ts";
 import { DownstreamConnection, nodeRequestTimeouts, TIMEOUT_CHECK_INTERVAL_MS } from "./downstream.ts";
 import { NotificationSubscription } from "./notification-subscription.ts";
 import { ProxyStream, type ProxyEnv } from "./proxy.ts";
 import { clientErrorReply, refusedUpgrade, rejectRequestHead, toOriginForm } from "./request-checks.ts";
-import { RouteTable, type CompiledDirectResponse, type RequestFacts } from "./route-table.ts";
+import {
+  RouteTable,
+  type CompiledDirectResponse,
+  type CompiledRoute,
+  type RequestFacts,
+} from "./route-table.ts";
 import { HttpStats } from "./stats.ts";
 import { boundAddress, listenOn } from "../bind.ts";
 import type { DownstreamRequest, RequestHeaders } from "./server/request.ts";
@@ -344,19 +350,34 @@ export class HttpListener implements ProxyEnv, Http1Handler {
       this.reply(res, 503, "cluster not found");
       return;
     }
-    const cache = this.cache;
-    const cacheRequest = cache?.admit(req);
-    if (cache !== undefined && cacheRequest?.serve === true) {
-      const hit = cache.lookup(cacheRequest.key, req.rawHeaders);
-      if (hit !== undefined) {
-        this.replyFromCache(req, res, hit.status, hit.headers, hit.body);
-        return;
-      }
-    }
+    const cacheRequest = this.fromCache(req, res, route, cluster);
+    if (cacheRequest === "answered") return;
     const stream = new ProxyStream(req, res, route, cluster, this);
     if (record !== undefined) record.upstream = stream;
-    if (cache !== undefined && cacheRequest?.store === true) stream.captureFor(cache, cacheRequest);
+    if (this.cache !== undefined && cacheRequest?.store === true) stream.captureFor(this.cache, cacheRequest);
     stream.start();
+  }
+
+  /**
+   * Answers the request from the decision cache when it holds a fresh entry ("answered"); else the
+   * request's cache key (for the answer to fill it), or undefined when it bypasses the cache. The key
+   * names where the route sends it (the cluster and the rewritten path).
+   */
+  private fromCache(
+    req: DownstreamRequest,
+    res: DownstreamResponse,
+    route: CompiledRoute,
+    cluster: Cluster,
+  ): CacheRequest | "answered" | undefined {
+    const cache = this.cache;
+    if (cache === undefined) return undefined;
+    const upstream = `${cluster.name} ${route.rewrite === undefined ? "" : route.rewrite(req.url)}`;
+    const cacheRequest = cache.admit(req, upstream);
+    if (cacheRequest?.serve !== true) return cacheRequest;
+    const hit = cache.lookup(cacheRequest.key, req.rawHeaders);
+    if (hit === undefined) return cacheRequest;
+    this.replyFromCache(req, res, hit.status, hit.headers, hit.body);
+    return "answered";
   }
 
   private replyFromCache(

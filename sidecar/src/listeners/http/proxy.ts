@@ -103,6 +103,12 @@ function interimHints(parsed: readonly string[]): Record<string, string | string
   return out;
 }
 
+/** Whether the parser's name/value pairs (names in lower case) hold header `name`. */
+function hasHeader(parsed: readonly string[], name: string): boolean {
+  for (let i = 0; i < parsed.length; i += 2) if (parsed[i] === name) return true;
+  return false;
+}
+
 /**
  * The response headers to send downstream: the parser's name/value pairs (names in lower case)
  * without the hop-by-hop ones.
@@ -432,10 +438,12 @@ export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter, 
     this.responseRemaining = contentLength;
     // Judged and stored as the upstream sent it: the cookie our hash policy adds routes this client
     // only, and is never replayed from the cache.
-    if (this.cache?.cacheable(status, out) === true) {
+    // Only a response framed by its length or chunks: one cut short by a close looks complete.
+    const framed = contentLength >= 0 || hasHeader(headers, "transfer-encoding");
+    if (framed && this.cache?.cacheable(status, out) === true) {
       this.captured = [];
       this.capturedHeaders = this.setCookie === undefined ? out : out.slice();
-    }
+    } else if (this.cacheRequest !== undefined) this.cache?.forget(this.cacheRequest.key);
     const parsed = out.length;
     if (this.setCookie !== undefined) out.push("set-cookie", this.setCookie);
     res.writeHead(status, out, parsed);
@@ -446,7 +454,10 @@ export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter, 
       this.capturedBytes += chunk.length;
       if (this.cache !== undefined && this.capturedBytes <= this.cache.config.max_body_bytes)
         this.captured.push(retainable(chunk));
-      else this.captured = undefined;
+      else {
+        this.captured = undefined;
+        if (this.cacheRequest !== undefined) this.cache?.forget(this.cacheRequest.key);
+      }
     }
     if (this.responseRemaining === chunk.length && this.lastChunk === undefined) {
       // The body's last bytes: they leave with res.end(), headers and body in one write. Held as
@@ -499,8 +510,16 @@ export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter, 
     if (this.captured !== undefined && this.cache !== undefined && request !== undefined) {
       const body =
         this.captured.length === 1 ? (this.captured[0] ?? Buffer.alloc(0)) : Buffer.concat(this.captured);
-      const { key, session } = request;
-      this.cache.store(key, attempt.status, this.capturedHeaders, body, session, this.req.rawHeaders);
+      const { key, session, generation } = request;
+      this.cache.store(
+        key,
+        attempt.status,
+        this.capturedHeaders,
+        body,
+        session,
+        this.req.rawHeaders,
+        generation,
+      );
       this.captured = undefined;
     }
     const last = this.lastChunk;
