@@ -1,5 +1,5 @@
 // Admin endpoints, Envoy-named metrics, connection logs, and a STRICT_DNS cluster.
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { request } from "undici";
@@ -203,6 +203,23 @@ describe("admin", () => {
     expect(count).toEqual([
       'envoy_http_downstream_rq_time_count{envoy_http_conn_manager_prefix="ingress_http"} 5',
     ]);
+    // A reload that removes one of them leaves the counts it added: a counter never goes back.
+    writeFileSync(
+      s.configFile,
+      bootstrapYaml(
+        admin,
+        httpListenerYaml(one, [routeYaml({})], "one"),
+        clusterYaml({ endpoints: [{ port: pa }] }),
+      ),
+    );
+    await waitFor("the reload applied", async () =>
+      (await s.metrics()).get('tether_config_reload_total{result="success"}') === 1 ? true : undefined,
+    );
+    expect(
+      (await s.metrics()).get(
+        'envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix="ingress_http"}',
+      ),
+    ).toBe(5);
   });
 
   it("/config_dump shows [redacted] in place of an inline private key", async () => {

@@ -3,6 +3,7 @@
 // Tether-only series are tether_*.
 import { DecisionCacheStats } from "../listeners/http/decision-cache.ts";
 import { HttpListener } from "../listeners/http/listener.ts";
+import type { HttpStats } from "../listeners/http/stats.ts";
 import type { Listener } from "../listeners/manager.ts";
 import { TcpListener } from "../listeners/tcp.ts";
 import type { Cluster } from "../upstream/cluster.ts";
@@ -27,8 +28,8 @@ export interface ReloadCounts {
 type Sample = [labels: string, value: number];
 
 /**
- * The text format. Samples with the same labels are one series, summed: listeners that share a
- * stat_prefix share their stats, as in Envoy (and Prometheus keeps only one of two equal series).
+ * The text format. Samples with the same labels are one series, summed (Prometheus would keep only
+ * one of two equal series): two decision caches under one stat_prefix, say.
  */
 class Exposition {
   private readonly lines: string[] = [];
@@ -210,27 +211,27 @@ const TCP_FIELDS = [
 function listenerFamilies(out: Exposition, listeners: readonly Listener[]): void {
   const http = listeners.filter((x): x is HttpListener => x instanceof HttpListener);
   const hl = (x: HttpListener): string => `envoy_http_conn_manager_prefix="${label(x.stats.prefix)}"`;
+  // Listeners that share a stat_prefix share one stats object: each is written once.
+  const httpStats = [...new Set(http.map((x) => x.stats))];
+  const hp = (st: HttpStats): string => `envoy_http_conn_manager_prefix="${label(st.prefix)}"`;
   for (const [field, type] of HTTP_FIELDS) {
     out.family(
       `envoy_http_${field}`,
       type,
-      http.map((x) => [hl(x), x.stats[field]]),
+      httpStats.map((st) => [hp(st), st[field]]),
     );
   }
   const classes = ["1", "2", "3", "4", "5"] as const;
   out.family(
     "envoy_http_downstream_rq_xx",
     "counter",
-    http.flatMap((x) =>
-      classes.map((k): Sample => [
-        `${hl(x)},envoy_response_code_class="${k}"`,
-        x.stats[`downstream_rq_${k}xx`],
-      ]),
+    httpStats.flatMap((st) =>
+      classes.map((k): Sample => [`${hp(st)},envoy_response_code_class="${k}"`, st[`downstream_rq_${k}xx`]]),
     ),
   );
   out.histogram(
     "envoy_http_downstream_rq_time",
-    http.map((x) => [hl(x), x.stats.downstream_rq_time]),
+    httpStats.map((st) => [hp(st), st.downstream_rq_time]),
   );
   const cached = http.filter((x) => x.cache !== undefined);
   const cs = (x: HttpListener): DecisionCacheStats => x.cache?.stats ?? new DecisionCacheStats();
@@ -255,12 +256,14 @@ function listenerFamilies(out: Exposition, listeners: readonly Listener[]): void
     cached.map((x) => [hl(x), x.cache?.size ?? 0]),
   );
   streamFamilies(out, http, hl);
-  const tcp = listeners.filter((x): x is TcpListener => x instanceof TcpListener);
+  const tcpStats = [
+    ...new Set(listeners.filter((x): x is TcpListener => x instanceof TcpListener).map((x) => x.stats)),
+  ];
   for (const [field, type] of TCP_FIELDS) {
     out.family(
       `envoy_tcp_${field}`,
       type,
-      tcp.map((x) => [`envoy_tcp_prefix="${label(x.stats.prefix)}"`, x.stats[field]]),
+      tcpStats.map((st) => [`envoy_tcp_prefix="${label(st.prefix)}"`, st[field]]),
     );
   }
   connectionLimitFamilies(out, listeners);

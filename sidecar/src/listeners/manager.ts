@@ -15,7 +15,9 @@ import { ListenerBindError } from "./bind.ts";
 import type { RandomSource } from "../upstream/backoff.ts";
 import type { ClusterManager } from "../upstream/cluster-manager.ts";
 import { HttpListener } from "./http/listener.ts";
-import { TcpListener } from "./tcp.ts";
+import { HttpStats } from "./http/stats.ts";
+import { StatsByPrefix } from "./stats-by-prefix.ts";
+import { TcpListener, TcpStats } from "./tcp.ts";
 
 export type Listener = HttpListener | TcpListener;
 
@@ -61,6 +63,9 @@ export class ListenerManager {
   private readonly random: RandomSource;
   private listeners = new Map<string, ListenerEntry>();
   private readonly retiring = new Set<Listener>();
+  /** Listeners that share a stat_prefix share its stats, also across reloads. */
+  private readonly httpStats = new StatsByPrefix((prefix) => new HttpStats(prefix));
+  private readonly tcpStats = new StatsByPrefix((prefix) => new TcpStats(prefix));
 
   constructor(clusters: ClusterManager, log: Logger, random: RandomSource) {
     this.clusters = clusters;
@@ -76,8 +81,9 @@ export class ListenerManager {
   private create(config: ListenerConfig): Listener {
     const tc = terminalFilterOf(config);
     if (tc === undefined) throw new Error(`listener ${config.name} has no terminal filter`);
-    if (tc["@type"] === HCM_TYPE) return new HttpListener(config, tc, this.clusters, this.log, this.random);
-    return new TcpListener(config, tc, this.clusters, this.log, this.random);
+    if (tc["@type"] === HCM_TYPE)
+      return new HttpListener(config, tc, this.clusters, this.log, this.random, this.httpStats);
+    return new TcpListener(config, tc, this.clusters, this.log, this.random, this.tcpStats);
   }
 
   private static update(listener: Listener, config: ListenerConfig): void {

@@ -9,6 +9,7 @@ import { JitteredBackoff, type RandomSource } from "../upstream/backoff.ts";
 import type { ClusterManager } from "../upstream/cluster-manager.ts";
 import type { Cluster } from "../upstream/cluster.ts";
 import { timerDelay } from "../timers.ts";
+import { StatsByPrefix } from "./stats-by-prefix.ts";
 import { connectUpstream, type UpstreamConnectError } from "../upstream/connect.ts";
 import type { Host, HostSession } from "../upstream/host.ts";
 import type { HostWaiter } from "../upstream/host-wait.ts";
@@ -293,6 +294,7 @@ export class TcpListener {
     clusters: ClusterManager,
     log: Logger,
     random: RandomSource,
+    stats: StatsByPrefix<TcpStats> = new StatsByPrefix((prefix) => new TcpStats(prefix)),
   ) {
     this.name = config.name;
     this.config = config;
@@ -301,7 +303,7 @@ export class TcpListener {
     this.clusters = clusters;
     this.log = log;
     this.random = random;
-    this.stats = new TcpStats(tcp.stat_prefix);
+    this.stats = stats.get(tcp.stat_prefix);
     this.limit = new ConnectionLimit(config);
     this.server = net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => {
       if (!this.limit.admit()) {

@@ -25,6 +25,7 @@ import {
   type RequestFacts,
 } from "./route-table.ts";
 import { HttpStats } from "./stats.ts";
+import { StatsByPrefix } from "../stats-by-prefix.ts";
 import { boundAddress, listenOn } from "../bind.ts";
 import type { DownstreamRequest, RequestHeaders } from "./server/request.ts";
 import type { DownstreamResponse } from "./server/response.ts";
@@ -103,6 +104,7 @@ export class HttpListener implements ProxyEnv, Http1Handler {
     clusters: ClusterManager,
     log: Logger,
     random: RandomSource,
+    stats: StatsByPrefix<HttpStats> = new StatsByPrefix((prefix) => new HttpStats(prefix)),
   ) {
     this.name = config.name;
     this.config = config;
@@ -110,7 +112,7 @@ export class HttpListener implements ProxyEnv, Http1Handler {
     this.clusters = clusters;
     this.log = log;
     this.random = random;
-    this.stats = new HttpStats(hcm.stat_prefix);
+    this.stats = stats.get(hcm.stat_prefix);
     this.bufferLimit = config.per_connection_buffer_limit_bytes;
     this.routes = new RouteTable(hcm.route_config.virtual_hosts);
     this.accessLog = AccessLogs.of(hcm.access_log);
