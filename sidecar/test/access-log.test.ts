@@ -211,22 +211,30 @@ describe("access_log", () => {
   });
 });
 
+/** A bootstrap with one HTTP listener on `listen`, logging to `log`, in front of the upstream on `upstream`. */
+function loggedBootstrap(admin: number, listen: number, upstream: number, log: string): string {
+  const listener = httpListenerYaml(listen, [routeYaml({})]).replace(
+    "                stat_prefix:",
+    `${accessLogYaml(log, "                ").slice(1)}\n                stat_prefix:`,
+  );
+  return bootstrapYaml(admin, listener, clusterYaml({ endpoints: [{ port: upstream }] }));
+}
+
+/** An upstream and a started sidecar logging to `log`. */
+async function loggedSidecar(log: string): Promise<{ s: Sidecar; listen: number }> {
+  const [pa, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
+  const a = await new Upstream(pa, "a").start();
+  cleanups.push(() => a.kill());
+  const s = new Sidecar(admin, Sidecar.writeConfig(loggedBootstrap(admin, listen, pa, log)));
+  cleanups.push(() => s.stop());
+  await s.start();
+  return { s, listen };
+}
+
 describe("access_log of pipelined requests", () => {
   it("counts the body a request sent while it waited behind another", async () => {
-    const [pa, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
-    const a = await new Upstream(pa, "a").start();
-    cleanups.push(() => a.kill());
     const log = path.join(mkdtempSync(path.join(os.tmpdir(), "tether-access-")), "http.log");
-    const listener = httpListenerYaml(listen, [routeYaml({})]).replace(
-      "                stat_prefix:",
-      `${accessLogYaml(log, "                ").slice(1)}\n                stat_prefix:`,
-    );
-    const s = new Sidecar(
-      admin,
-      Sidecar.writeConfig(bootstrapYaml(admin, listener, clusterYaml({ endpoints: [{ port: pa }] }))),
-    );
-    cleanups.push(() => s.stop());
-    await s.start();
+    const { listen } = await loggedSidecar(log);
     const c = net.connect(listen, "127.0.0.1");
     cleanups.push(() => {
       c.destroy();
@@ -251,19 +259,7 @@ describe("an access log file that cannot be opened", () => {
     cleanups.push(() => a.kill());
     const dir = mkdtempSync(path.join(os.tmpdir(), "tether-access-"));
     const bad = path.join(dir, "missing-dir", "http.log");
-    const config = (log: string | undefined): string => {
-      const listener = httpListenerYaml(listen, [routeYaml({})]);
-      return bootstrapYaml(
-        admin,
-        log === undefined
-          ? listener
-          : listener.replace(
-              "                stat_prefix:",
-              `${accessLogYaml(log, "                ").slice(1)}\n                stat_prefix:`,
-            ),
-        clusterYaml({ endpoints: [{ port: pa }] }),
-      );
-    };
+    const config = (log: string): string => loggedBootstrap(admin, listen, pa, log);
     // Logged as JSON: the listener's name is in escaped quotes.
     const refused = `listener \\"http\\": access log ${bad} cannot be opened for writing: ENOENT`;
 
@@ -296,21 +292,9 @@ describe("an access log file that cannot be opened", () => {
   });
 
   it("starts with a named pipe nobody reads yet as its log (opened later, without blocking)", async () => {
-    const [pa, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
-    const a = await new Upstream(pa, "a").start();
-    cleanups.push(() => a.kill());
     const fifo = path.join(mkdtempSync(path.join(os.tmpdir(), "tether-access-")), "shipper.pipe");
     execFileSync("mkfifo", [fifo]);
-    const listener = httpListenerYaml(listen, [routeYaml({})]).replace(
-      "                stat_prefix:",
-      `${accessLogYaml(fifo, "                ").slice(1)}\n                stat_prefix:`,
-    );
-    const s = new Sidecar(
-      admin,
-      Sidecar.writeConfig(bootstrapYaml(admin, listener, clusterYaml({ endpoints: [{ port: pa }] }))),
-    );
-    cleanups.push(() => s.stop());
-    await s.start();
+    const { listen } = await loggedSidecar(fifo);
     const res = await new Client(`http://127.0.0.1:${listen}`).request({ path: "/through", method: "GET" });
     expect(res.statusCode).toBe(200);
     await res.body.text();
