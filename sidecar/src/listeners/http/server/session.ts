@@ -450,8 +450,6 @@ export class Http1Session implements BodySource, ResponseSink {
   /** Hands a request on: its response is the oldest open one. */
   private dispatch(res: DownstreamResponse): void {
     const req = res.req;
-    // Its body still coming: request_timeout counts from now (it was held until now).
-    if (req === this.incoming) this.messageStart = performance.now();
     const http11 = req.httpVersion === "1.1";
     if (http11 && !hasHost(req.rawHeaders)) {
       // node:http's requireHostHeader: refused before anyone sees the request.
@@ -609,8 +607,11 @@ export class Http1Session implements BodySource, ResponseSink {
       next.closed();
       next = undefined;
     }
-    if (next !== undefined) this.dispatch(next);
-    else if (this.afterResponses !== undefined) {
+    if (next !== undefined) {
+      // Held until now with its body still coming: its request_timeout counts from now.
+      if (next.req === this.incoming) this.messageStart = performance.now();
+      this.dispatch(next);
+    } else if (this.afterResponses !== undefined) {
       const after = this.afterResponses;
       this.afterResponses = undefined;
       if (after instanceof DownstreamRequest) this.connect(after);
