@@ -294,7 +294,7 @@ export class TcpListener {
     clusters: ClusterManager,
     log: Logger,
     random: RandomSource,
-    stats: StatsByPrefix<TcpStats> = new StatsByPrefix((prefix) => new TcpStats(prefix)),
+    stats: StatsByPrefix<TcpStats>,
   ) {
     this.name = config.name;
     this.config = config;

@@ -104,7 +104,7 @@ export class HttpListener implements ProxyEnv, Http1Handler {
     clusters: ClusterManager,
     log: Logger,
     random: RandomSource,
-    stats: StatsByPrefix<HttpStats> = new StatsByPrefix((prefix) => new HttpStats(prefix)),
+    stats: StatsByPrefix<HttpStats>,
   ) {
     this.name = config.name;
     this.config = config;

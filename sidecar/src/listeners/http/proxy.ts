@@ -103,12 +103,6 @@ function interimHints(parsed: readonly string[]): Record<string, string | string
   return out;
 }
 
-/** Whether the parser's name/value pairs (names in lower case) hold header `name`. */
-function hasHeader(parsed: readonly string[], name: string): boolean {
-  for (let i = 0; i < parsed.length; i += 2) if (parsed[i] === name) return true;
-  return false;
-}
-
 /**
  * The response headers to send downstream: the parser's name/value pairs (names in lower case)
  * without the hop-by-hop ones.
@@ -439,14 +433,19 @@ export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter, 
     // Judged and stored as the upstream sent it: the cookie our hash policy adds routes this client
     // only, and is never replayed from the cache.
     // Only a response framed by its length or chunks: one cut short by a close looks complete.
-    const framed = contentLength >= 0 || hasHeader(headers, "transfer-encoding");
-    if (framed && this.cache?.cacheable(status, out) === true) {
+    if (attempt.conn?.closeDelimited !== true && this.cache?.cacheable(status, out) === true) {
       this.captured = [];
       this.capturedHeaders = this.setCookie === undefined ? out : out.slice();
-    } else if (this.cacheRequest !== undefined) this.cache?.forget(this.cacheRequest.key);
+    } else this.stopCapture();
     const parsed = out.length;
     if (this.setCookie !== undefined) out.push("set-cookie", this.setCookie);
     res.writeHead(status, out, parsed);
+  }
+
+  /** This answer will not be stored: it still replaces the entry it would have (the cache forgets it). */
+  private stopCapture(): void {
+    this.captured = undefined;
+    if (this.cacheRequest !== undefined) this.cache?.forget(this.cacheRequest.key);
   }
 
   onResponseData(attempt: ProxyAttempt, conn: UpstreamConnection, chunk: Buffer): void {
@@ -454,10 +453,7 @@ export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter, 
       this.capturedBytes += chunk.length;
       if (this.cache !== undefined && this.capturedBytes <= this.cache.config.max_body_bytes)
         this.captured.push(retainable(chunk));
-      else {
-        this.captured = undefined;
-        if (this.cacheRequest !== undefined) this.cache?.forget(this.cacheRequest.key);
-      }
+      else this.stopCapture();
     }
     if (this.responseRemaining === chunk.length && this.lastChunk === undefined) {
       // The body's last bytes: they leave with res.end(), headers and body in one write. Held as

@@ -159,6 +159,11 @@ export class UpstreamConnection extends Deadline implements ResponseSink {
     this.socket?.pause();
   }
 
+  /** The response being read runs until the server closes the connection (no length, no chunks). */
+  get closeDelimited(): boolean {
+    return this.parser.untilClose;
+  }
+
   /** resume() while the exchange of `handler` is still this connection's (not a later one's). */
   resumeFor(handler: ExchangeHandler): void {
     if (this.handler === handler) this.resume();

@@ -195,19 +195,17 @@ export class DownstreamResponse extends EventEmitter {
     const head = this.head;
     this.head = undefined;
     const body = this.hasBody && chunk !== undefined && chunk.length > 0 ? chunk : undefined;
-    if (!this.chunked) return this.out(head, body, undefined, final);
-    if (body === undefined) return this.out(head, final ? "0\r\n\r\n" : undefined, undefined, final);
+    if (!this.chunked) return this.sink.writeOut(this, head, body, undefined, final);
+    if (body === undefined)
+      return this.sink.writeOut(this, head, final ? "0\r\n\r\n" : undefined, undefined, final);
     const size = `${Buffer.byteLength(body).toString(16)}\r\n`;
-    return this.out(head === undefined ? size : head + size, body, final ? "\r\n0\r\n\r\n" : "\r\n", final);
-  }
-
-  private out(
-    head: string | undefined,
-    body: Buffer | string | undefined,
-    tail: string | undefined,
-    final: boolean,
-  ): boolean {
-    return this.sink.writeOut(this, head, body, tail, final);
+    return this.sink.writeOut(
+      this,
+      head === undefined ? size : head + size,
+      body,
+      final ? "\r\n0\r\n\r\n" : "\r\n",
+      final,
+    );
   }
 
   /** An interim 102 Processing. */
@@ -239,7 +237,7 @@ export class DownstreamResponse extends EventEmitter {
 
   private interim(text: string): void {
     if (this.headersSent || this.destroyed) return;
-    this.out(undefined, text, undefined, false);
+    this.sink.writeOut(this, undefined, text, undefined, false);
   }
 
   /** The response closed (sent, or its connection went away): the tracker, "close", then the stream. */

@@ -215,14 +215,6 @@ function onSocketClose(this: Socket): void {
   sessionOf(this)?.onClose();
 }
 
-function hasHost(raw: readonly string[]): boolean {
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string;
-    if (name.length === 4 && name.toLowerCase() === "host") return (raw[i + 1] ?? "") !== "";
-  }
-  return false;
-}
-
 /** The first value of header `name` (lower-case) in a raw name/value list. */
 function rawHeader(raw: readonly string[], name: string): string | undefined {
   for (let i = 0; i < raw.length; i += 2) {
@@ -451,7 +443,7 @@ export class Http1Session implements BodySource, ResponseSink {
   private dispatch(res: DownstreamResponse): void {
     const req = res.req;
     const http11 = req.httpVersion === "1.1";
-    if (http11 && !hasHost(req.rawHeaders)) {
+    if (http11 && (rawHeader(req.rawHeaders, "host") ?? "") === "") {
       // node:http's requireHostHeader: refused before anyone sees the request.
       res.shouldKeepAlive = false;
       res.writeHead(400, ["Connection", "close"]);
