@@ -40,7 +40,10 @@ const JSON_FORMAT = `
                       upstream: "%UPSTREAM_HOST%"
                       cluster: "%UPSTREAM_CLUSTER%"
                       connection: "%CONNECTION_ID%"
-                      agent: "%REQ(USER-AGENT)%"`;
+                      agent: "%REQ(USER-AGENT)%"
+                      answeredBy: "%RESP(X-UPSTREAM)%"
+                      answerLength: "%RESP(CONTENT-LENGTH)%"
+                      absent: "%RESP(X-NOT-SENT)%"`;
 
 function accessLogYaml(file: string, indent: string): string {
   return `
@@ -144,6 +147,10 @@ describe("access_log", () => {
       upstream: `127.0.0.1:${pa}`,
       cluster: "backend",
       agent: "tether-test",
+      // Response headers as relayed from the upstream's bytes.
+      answeredBy: "a",
+      answerLength: String(Buffer.byteLength(answer)),
+      absent: null,
     });
     expect(typeof ok!["connection"]).toBe("string");
     expect(Number(ok!["connection"])).toBeGreaterThan(0);

@@ -9,6 +9,7 @@ export type { ExchangeHandler } from "./http1/connection.ts";
 export { UpstreamConnection, UpstreamResetError } from "./http1/connection.ts";
 export { UpstreamRequestError, type UpstreamRequest } from "./http1/request-head.ts";
 export { UpstreamProtocolError } from "./http1/response-parser.ts";
+export type { ResponseHead } from "./http1/response-head.ts";
 
 export type PoolConnect = (
   callback: (err: Error | null, socket: net.Socket | null) => void,

@@ -9,7 +9,12 @@ import type { Cluster, PendingWaiter } from "../../upstream/cluster.ts";
 import { UpstreamConnectError } from "../../upstream/connect.ts";
 import type { Host } from "../../upstream/host.ts";
 import type { HostWaiter } from "../../upstream/host-wait.ts";
-import { UpstreamProtocolError, type ExchangeHandler, type UpstreamConnection } from "../../upstream/pool.ts";
+import {
+  UpstreamProtocolError,
+  type ExchangeHandler,
+  type ResponseHead,
+  type UpstreamConnection,
+} from "../../upstream/pool.ts";
 import type { CacheRequest, DecisionCache } from "./decision-cache.ts";
 import { requestHash } from "./hash-policy.ts";
 import { localDispatchError } from "./local-error.ts";
@@ -89,32 +94,15 @@ function requestHeaders(raw: readonly string[], body: BodyFacts): string[] {
   return out;
 }
 
-/** The headers of an interim response for Node's writeEarlyHints (hop-by-hop ones dropped). */
-function interimHints(parsed: readonly string[]): Record<string, string | string[]> {
+/** The headers of an interim response for Node's writeEarlyHints, from its relayed (not hop-by-hop) ones. */
+function interimHints(relayed: readonly string[]): Record<string, string | string[]> {
   // No prototype: a header named "constructor" or "__proto__" is a header like any other.
   const out = Object.create(null) as Record<string, string | string[]>;
-  for (let i = 0; i < parsed.length; i += 2) {
-    const k = parsed[i] ?? "";
-    const v = parsed[i + 1] ?? "";
-    if (isHopByHop(k)) continue;
+  for (let i = 0; i < relayed.length; i += 2) {
+    const k = relayed[i] ?? "";
+    const v = relayed[i + 1] ?? "";
     const seen = out[k];
     out[k] = seen === undefined ? v : Array.isArray(seen) ? [...seen, v] : [seen, v];
-  }
-  return out;
-}
-
-/**
- * The response headers to send downstream: the parser's name/value pairs (names in lower case)
- * without the hop-by-hop ones.
- */
-function responseHeaders(parsed: string[]): string[] {
-  let hop = false;
-  for (let i = 0; i < parsed.length; i += 2) if (isHopByHop(parsed[i] ?? "")) hop = true;
-  if (!hop) return parsed;
-  const out: string[] = [];
-  for (let i = 0; i < parsed.length; i += 2) {
-    const k = parsed[i] ?? "";
-    if (!isHopByHop(k)) out.push(k, parsed[i + 1] ?? "");
   }
   return out;
 }
@@ -145,12 +133,17 @@ class ProxyAttempt extends Deadline implements ExchangeHandler {
     return true;
   }
 
-  onResponseStart(_conn: UpstreamConnection, status: number, headers: string[], contentLength: number): void {
+  onResponseStart(
+    _conn: UpstreamConnection,
+    status: number,
+    head: ResponseHead,
+    contentLength: number,
+  ): void {
     if (this.abandoned) return;
     // A throw here is ours (relaying to the client), not the upstream's: it must not be reported as
     // a failed exchange, or the host would take the blame.
     try {
-      this.stream.onResponseStart(this, status, headers, contentLength);
+      this.stream.onResponseStart(this, status, head, contentLength);
     } catch (err) {
       this.stream.onRelayError(this, err);
     }
@@ -409,9 +402,9 @@ export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter, 
     this.cluster.releaseRequest();
   }
 
-  onResponseStart(attempt: ProxyAttempt, status: number, headers: string[], contentLength: number): void {
+  onResponseStart(attempt: ProxyAttempt, status: number, head: ResponseHead, contentLength: number): void {
     if (status < 200) {
-      this.forwardInterim(status, headers);
+      this.forwardInterim(status, head);
       return;
     }
     attempt.status = status;
@@ -428,18 +421,21 @@ export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter, 
     this.responseStarted = true;
     const res = this.res;
     if (this.env.draining()) res.shouldKeepAlive = false;
-    const out = responseHeaders(headers);
     this.responseRemaining = contentLength;
-    // Judged and stored as the upstream sent it: the cookie our hash policy adds routes this client
-    // only, and is never replayed from the cache.
+    // Judged and stored as the upstream sent it (hop-by-hop headers left out): the cookie our hash
+    // policy adds routes this client only, and is never replayed from the cache.
     // Only a response framed by its length or chunks: one cut short by a close looks complete.
-    if (attempt.conn?.closeDelimited !== true && this.cache?.cacheable(status, out) === true) {
+    const cache = this.cache;
+    const relayed = cache === undefined ? undefined : head.relayedList();
+    if (
+      relayed !== undefined &&
+      attempt.conn?.closeDelimited !== true &&
+      cache?.cacheable(status, relayed) === true
+    ) {
       this.captured = [];
-      this.capturedHeaders = this.setCookie === undefined ? out : out.slice();
+      this.capturedHeaders = relayed;
     } else this.stopCapture();
-    const parsed = out.length;
-    if (this.setCookie !== undefined) out.push("set-cookie", this.setCookie);
-    res.writeHead(status, out, parsed);
+    res.writeRelayedHead(status, head, this.setCookie);
   }
 
   /** This answer will not be stored: it still replaces the entry it would have (the cache forgets it). */
@@ -479,14 +475,14 @@ export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter, 
    * and 103 go on to the client and the others are dropped (the pool drops 100 itself, see
    * upstream/http1/connection.ts; the client's own Expect: 100-continue is answered by the listener).
    */
-  private forwardInterim(status: number, headers: string[]): void {
+  private forwardInterim(status: number, head: ResponseHead): void {
     const res = this.res;
     if ((status !== 102 && status !== 103) || res.headersSent || res.destroyed) return;
     // An HTTP/1.0 client would read a 1xx as the answer (RFC 9110 §15.2: never sent to one).
     if (this.req.httpVersion === "1.0") return;
     if (status === 102) res.writeProcessing();
     else {
-      const hints = interimHints(headers);
+      const hints = interimHints(head.relayedList());
       // Node writes a 103 only with a Link it accepts; hints are optional, so drop any other.
       if (hints["link"] === undefined) return;
       try {

@@ -7,6 +7,7 @@ import { Deadline } from "../../deadlines.ts";
 import { sharedReadBuffer } from "../../read-buffer.ts";
 import { writeOut } from "../../socket-write.ts";
 import type { RequestBodyStream, UpstreamRequest } from "./request-head.ts";
+import type { ResponseHead } from "./response-head.ts";
 import { ResponseParser, type ResponseSink } from "./response-parser.ts";
 
 /** The connection ended before the response was complete (the server closed or reset it). */
@@ -23,8 +24,11 @@ export class UpstreamResetError extends Error {
 export interface ExchangeHandler {
   /** The request is about to be written on `conn`; false withdraws it and nothing is sent. */
   onRequestStart(conn: UpstreamConnection): boolean;
-  /** A response head: a 1xx interim one (never 100, which is dropped) or the final one. */
-  onResponseStart(conn: UpstreamConnection, status: number, headers: string[], contentLength: number): void;
+  /**
+   * A response head: a 1xx interim one (never 100, which is dropped) or the final one. The head is
+   * valid during this call only (response-head.ts).
+   */
+  onResponseStart(conn: UpstreamConnection, status: number, head: ResponseHead, contentLength: number): void;
   /**
    * Response body bytes. From a plain TCP connection they are a view of the shared read buffer
    * (read-buffer.ts), valid during this call: keep `retainable(chunk)`, not the chunk.
@@ -213,15 +217,15 @@ export class UpstreamConnection extends Deadline implements ResponseSink {
 
   // ---- response (ResponseSink) ------------------------------------------------------------------
 
-  onInterim(status: number, headers: string[]): void {
+  onInterim(status: number, head: ResponseHead): void {
     // Envoy without proxy_100_continue drops an upstream 100 and waits for the final response; a
     // server may send one unasked (RFC 9110 §15.2).
     if (status === 100) return;
-    this.handler?.onResponseStart(this, status, headers, -1);
+    this.handler?.onResponseStart(this, status, head, -1);
   }
 
-  onHead(status: number, headers: string[], contentLength: number): void {
-    this.handler?.onResponseStart(this, status, headers, contentLength);
+  onHead(status: number, head: ResponseHead, contentLength: number): void {
+    this.handler?.onResponseStart(this, status, head, contentLength);
   }
 
   onBody(chunk: Buffer): void {

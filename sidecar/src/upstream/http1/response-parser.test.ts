@@ -5,6 +5,11 @@ interface Recorded {
   interim: number[];
   status: number;
   headers: string[];
+  /** The headers that go on to the client, as strings and as the bytes relayed. */
+  relayed: string[];
+  relayedBytes: string;
+  hasDate: boolean;
+  hasLength: boolean;
   contentLength: number;
   body: string;
   complete: boolean | undefined;
@@ -20,6 +25,10 @@ function parse(
     interim: [],
     status: 0,
     headers: [],
+    relayed: [],
+    relayedBytes: "",
+    hasDate: false,
+    hasLength: false,
     contentLength: -2,
     body: "",
     complete: undefined,
@@ -27,9 +36,15 @@ function parse(
   };
   const sink: ResponseSink = {
     onInterim: (status) => r.interim.push(status),
-    onHead: (status, headers, contentLength) => {
+    onHead: (status, head, contentLength) => {
       r.status = status;
-      r.headers = headers;
+      r.headers = head.list();
+      r.relayed = head.relayedList();
+      const bytes = Buffer.alloc(head.relayedLength());
+      expect(head.writeRelayed(bytes, 0)).toBe(bytes.length);
+      r.relayedBytes = bytes.toString("latin1");
+      r.hasDate = head.hasDate;
+      r.hasLength = head.hasLength;
       r.contentLength = contentLength;
     },
     onBody: (chunk) => (r.body += chunk.toString("latin1")),
@@ -120,6 +135,37 @@ describe("ResponseParser framing", () => {
     expect(r.headers).toEqual(["x-upper", "MiXed", "x-empty", "", "x-tab", "v", "content-length", "0"]);
   });
 
+  it("relays every header but the hop-by-hop ones and a repeated Content-Length, names lower-cased", () => {
+    const r = parse([
+      "HTTP/1.1 200 OK\r\nX-UPPER: MiXed\r\nConnection: keep-alive, X-Drop\r\nKeep-Alive: timeout=5\r\n" +
+        "Content-Length: 2\r\nDATE: Mon\r\nTE: x\r\nUpgrade: y\r\nTrailer: z\r\nExpect: e\r\n" +
+        "Proxy-Connection: p\r\nHTTP2-Settings: s\r\ncontent-length:  2 \r\nX-Tab:\t v \t\r\n\r\nok",
+    ]);
+    expect(r).toMatchObject({ status: 200, body: "ok", complete: true, hasDate: true, hasLength: true });
+    expect(r.relayed).toEqual(["x-upper", "MiXed", "content-length", "2", "date", "Mon", "x-tab", "v"]);
+    expect(r.relayedBytes).toBe("x-upper: MiXed\r\ncontent-length: 2\r\ndate: Mon\r\nx-tab: v\r\n");
+    // Listed: everything the upstream sent but the repeated Content-Length.
+    expect(r.headers.filter((_, i) => i % 2 === 0)).toEqual([
+      "x-upper",
+      "connection",
+      "keep-alive",
+      "content-length",
+      "date",
+      "te",
+      "upgrade",
+      "trailer",
+      "expect",
+      "proxy-connection",
+      "http2-settings",
+      "x-tab",
+    ]);
+  });
+
+  it("relays nothing of a head without headers, and says it has no Date or Content-Length", () => {
+    const r = parse(["HTTP/1.1 204 No Content\r\n\r\n"]);
+    expect(r).toMatchObject({ relayed: [], relayedBytes: "", hasDate: false, hasLength: false });
+  });
+
   it("keeps Latin-1 bytes of values as sent, and the names after them, whatever their case", () => {
     const r = parse([
       "HTTP/1.1 200 OK\r\nX-Name: \u00c0\u00c9\u00de\u00ff\r\nX-After-It: Ok\r\nContent-Length: 0\r\n\r\n",
@@ -132,6 +178,9 @@ describe("ResponseParser framing", () => {
       "content-length",
       "0",
     ]);
+    expect(r.relayedBytes).toBe(
+      "x-name: \u00c0\u00c9\u00de\u00ff\r\nx-after-it: Ok\r\ncontent-length: 0\r\n",
+    );
   });
 
   it("reads the server's Keep-Alive timeout hint in any of its spellings", () => {
@@ -201,6 +250,8 @@ describe("ResponseParser strictness (request smuggling defences)", () => {
     "a separator in a header name": "HTTP/1.1 200 OK\r\nX@A: b\r\nContent-Length: 0\r\n\r\n",
     "an empty header name": "HTTP/1.1 200 OK\r\n: b\r\nContent-Length: 0\r\n\r\n",
     "a control character in the reason phrase": "HTTP/1.1 200 O\x01K\r\nContent-Length: 0\r\n\r\n",
+    "a bare CR in the reason phrase": "HTTP/1.1 200 O\rK\r\nContent-Length: 0\r\n\r\n",
+    "a bare CR ending the status line": "HTTP/1.1 200 OK\rContent-Length: 0\r\n\r\n",
     "an HTTP/1.2 status line": "HTTP/1.2 200 OK\r\nContent-Length: 0\r\n\r\n",
     "a two-digit status": "HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n",
     "a status without a space before the reason": "HTTP/1.1 200OK\r\nContent-Length: 0\r\n\r\n",

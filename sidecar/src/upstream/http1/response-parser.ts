@@ -2,6 +2,7 @@
 // request: status line and headers, then the body framed by Content-Length, chunked coding or the
 // connection's close. Anything that could make two parties disagree on where a response ends (the
 // request-smuggling family) is an error, and a connection whose framing is in doubt is never reused.
+import { LISTED, RELAYED, ResponseHead } from "./response-head.ts";
 
 /** Why a response could not be read; the connection that carried it is closed. */
 export class UpstreamProtocolError extends Error {
@@ -13,12 +14,15 @@ export class UpstreamProtocolError extends Error {
   }
 }
 
-/** What the parser reports; the connection implements it (no closures per response). */
+/**
+ * What the parser reports; the connection implements it (no closures per response). A head is valid
+ * only during the call that hands it over (response-head.ts).
+ */
 export interface ResponseSink {
   /** A 1xx response (never 101: that is an error, no upgrade is ever asked for). */
-  onInterim(status: number, headers: string[]): void;
+  onInterim(status: number, head: ResponseHead): void;
   /** The final response head; `contentLength` is -1 unless Content-Length frames the body. */
-  onHead(status: number, headers: string[], contentLength: number): void;
+  onHead(status: number, head: ResponseHead, contentLength: number): void;
   onBody(chunk: Buffer): void;
   /** The response is complete; `reusable` when the connection may carry another request. */
   onComplete(reusable: boolean): void;
@@ -47,12 +51,17 @@ const CRLF = Buffer.from("\r\n");
 const HEAD_END = Buffer.from("\r\n\r\n");
 const EMPTY = Buffer.alloc(0);
 
-interface HeadFields {
-  readonly headers: string[];
-  contentLength: string | undefined;
-  transferEncoding: string | undefined;
-  connection: string;
-}
+/** Header names the parser acts on, told apart by length and then by their lower-cased bytes. */
+const Field = {
+  Other: 0,
+  ContentLength: 1,
+  TransferEncoding: 2,
+  Connection: 3,
+  KeepAlive: 4,
+  /** Another hop-by-hop header: listed, never relayed. */
+  HopByHop: 5,
+  Date: 6,
+} as const;
 
 export class ResponseParser {
   private readonly sink: ResponseSink;
@@ -67,6 +76,13 @@ export class ResponseParser {
   private halted = false;
   /** The server's Keep-Alive: timeout hint in seconds, or -1. */
   keepAliveHintS = -1;
+  /** The head being read (one object, reused for every response of the connection). */
+  private readonly head = new ResponseHead();
+  /** The head's Content-Length, or -1. */
+  private contentLength = -1;
+  private transferEncoding: string | undefined;
+  /** The head's Connection values, lower-cased and joined with ",". */
+  private connection = "";
 
   constructor(sink: ResponseSink, maxHeadBytes: number) {
     this.sink = sink;
@@ -199,111 +215,137 @@ export class ResponseParser {
     if (idx + 4 - from > this.maxHeadBytes)
       return new UpstreamProtocolError(`response head larger than ${this.maxHeadBytes} bytes`);
     this.partial = EMPTY;
-    const err = this.parseHead(buf.toString("latin1", from, idx));
+    const err = this.parseHead(buf, from, idx);
     if (err !== undefined) return err;
     // Offset in `chunk`: the head ended `idx + 4 - carried` bytes into the new data.
     return carried > 0 ? at + idx + 4 - carried : idx + 4;
   }
 
-  private parseHead(text: string): UpstreamProtocolError | undefined {
-    let eol = text.indexOf("\r\n");
-    if (eol === -1) eol = text.length;
-    const status = statusOf(text, eol);
+  /** The head in `buf` from `from` to `end` (its blank line excluded). */
+  private parseHead(buf: Buffer, from: number, end: number): UpstreamProtocolError | undefined {
+    let eol = from;
+    while (eol < end && buf[eol] !== 13) eol++;
+    const status = statusOf(buf, from, eol);
     if (status < 0)
-      return new UpstreamProtocolError(`bad status line ${JSON.stringify(text.slice(0, Math.min(eol, 64)))}`);
-    const http10 = text.charCodeAt(7) === 48; /* 0 */
-    const fields = this.readFields(text, eol + 2);
-    if (fields instanceof UpstreamProtocolError) return fields;
+      return new UpstreamProtocolError(
+        `bad status line ${JSON.stringify(buf.toString("latin1", from, Math.min(eol, from + 64)))}`,
+      );
+    if (eol < end && buf[eol + 1] !== 10)
+      return new UpstreamProtocolError("control character in the status line");
+    const http10 = buf[from + 7] === 48; /* 0 */
+    const head = this.head;
+    head.reset(buf);
+    const err = this.readFields(buf, eol + 2, end);
+    if (err !== undefined) return err;
     if (status < 200) {
       if (status === 101)
         return new UpstreamProtocolError("101 Switching Protocols without an upgrade request");
       this.state = State.Head;
-      this.sink.onInterim(status, fields.headers);
+      this.sink.onInterim(status, head);
       return undefined;
     }
-    this.keepAlive = http10
-      ? hasToken(fields.connection, "keep-alive")
-      : !hasToken(fields.connection, "close");
-    const err = this.frame(status, http10, fields);
-    if (err !== undefined) return err;
-    this.sink.onHead(status, fields.headers, this.state === State.Length ? this.remaining : -1);
+    this.keepAlive = http10 ? hasToken(this.connection, "keep-alive") : !hasToken(this.connection, "close");
+    const framing = this.frame(status, http10);
+    if (framing !== undefined) return framing;
+    this.sink.onHead(status, head, this.state === State.Length ? this.remaining : -1);
     return undefined;
   }
 
   /**
-   * The header lines from offset `from` of the head: lower-cased name/value pairs and the fields
-   * that frame the message. One pass over the head's characters, no array of lines.
+   * The header lines of `buf` from `from` to `end`: their places go into the head, and the fields
+   * that frame the message into the parser. One pass over the bytes; no string unless a framing
+   * field needs reading as one.
    */
-  private readFields(text: string, from: number): HeadFields | UpstreamProtocolError {
-    const f: HeadFields = {
-      headers: [],
-      contentLength: undefined,
-      transferEncoding: undefined,
-      connection: "",
-    };
-    const end = text.length;
-    // Names are sliced from the head lower-cased once: a latin1 head keeps its length, and a
-    // flat string lower-cases in V8's fast path where each sliced name would go through its runtime.
-    const lowered = text.toLowerCase();
+  private readFields(buf: Buffer, from: number, end: number): UpstreamProtocolError | undefined {
+    const head = this.head;
+    this.contentLength = -1;
+    this.transferEncoding = undefined;
+    this.connection = "";
     let at = from;
     while (at < end) {
-      const c0 = text.charCodeAt(at);
+      const c0 = buf[at];
       if (c0 === 32 || c0 === 9) return new UpstreamProtocolError("obsolete line folding in a header");
       let colon = at;
       // A CR or the head's end stops the name too (neither is a token character).
-      while (colon < end && TOKEN_CHARS[text.charCodeAt(colon)] === 1) colon++;
-      if (colon === at || text.charCodeAt(colon) !== 58 /* : */) {
-        const lineEnd = text.indexOf("\r\n", at);
-        return badName(text, at, lineEnd === -1 ? end : lineEnd);
-      }
-      const lineEnd = valueEnd(text, colon + 1, end);
+      while (colon < end && TOKEN_CHARS[buf[colon] as number] === 1) colon++;
+      if (colon === at || buf[colon] !== 58 /* : */) return badName(buf, at, end);
+      const lineEnd = valueEnd(buf, colon + 1, end);
       if (lineEnd < 0)
-        return new UpstreamProtocolError(`control character in header ${text.slice(at, colon)}`);
+        return new UpstreamProtocolError(`control character in header ${buf.toString("latin1", at, colon)}`);
       let vs = colon + 1;
       let ve = lineEnd;
-      while (vs < ve && isOws(text.charCodeAt(vs))) vs++;
-      while (ve > vs && isOws(text.charCodeAt(ve - 1))) ve--;
-      const lower = lowered.slice(at, colon);
-      const value = text.slice(vs, ve);
+      while (vs < ve && isOws(buf[vs] as number)) vs++;
+      while (ve > vs && isOws(buf[ve - 1] as number)) ve--;
+      const flags = this.readField(fieldKind(buf, at, colon), buf, vs, ve);
+      if (typeof flags !== "number") return flags;
+      if (flags !== 0) head.add(at, colon, vs, ve, flags);
       at = lineEnd + 2;
-      if (lower === "content-length") {
-        if (!isDigits(value) || value.length > MAX_LENGTH_DIGITS)
-          return new UpstreamProtocolError(`bad content-length ${JSON.stringify(value.slice(0, 32))}`);
-        if (f.contentLength !== undefined) {
-          if (Number(f.contentLength) !== Number(value))
-            return new UpstreamProtocolError("conflicting content-length headers");
-          continue;
-        }
-        f.contentLength = value;
-      } else if (lower === "transfer-encoding") {
-        f.transferEncoding = f.transferEncoding === undefined ? value : `${f.transferEncoding},${value}`;
-      } else if (lower === "connection") {
-        f.connection = f.connection === "" ? value.toLowerCase() : `${f.connection},${value.toLowerCase()}`;
-      } else if (lower === "keep-alive") {
-        this.keepAliveHintS = keepAliveTimeout(value);
-      }
-      f.headers.push(lower, value);
     }
-    return f;
+    return undefined;
+  }
+
+  /**
+   * What a header line of `kind` with the value from `vs` to `ve` means for the framing; returns its
+   * flags in the head (0: a repeated Content-Length, left out) or an error.
+   */
+  private readField(kind: number, buf: Buffer, vs: number, ve: number): number | UpstreamProtocolError {
+    switch (kind) {
+      case Field.ContentLength: {
+        const n = decimal(buf, vs, ve);
+        if (n < 0)
+          return new UpstreamProtocolError(
+            `bad content-length ${JSON.stringify(buf.toString("latin1", vs, Math.min(ve, vs + 32)))}`,
+          );
+        if (this.contentLength >= 0) {
+          if (this.contentLength !== n)
+            return new UpstreamProtocolError("conflicting content-length headers");
+          return 0;
+        }
+        this.contentLength = n;
+        this.head.hasLength = true;
+        return RELAYED | LISTED;
+      }
+      case Field.TransferEncoding: {
+        const value = buf.toString("latin1", vs, ve);
+        this.transferEncoding =
+          this.transferEncoding === undefined ? value : `${this.transferEncoding},${value}`;
+        return LISTED;
+      }
+      case Field.Connection: {
+        const value = buf.toString("latin1", vs, ve).toLowerCase();
+        this.connection = this.connection === "" ? value : `${this.connection},${value}`;
+        return LISTED;
+      }
+      case Field.KeepAlive:
+        this.keepAliveHintS = keepAliveTimeout(buf.toString("latin1", vs, ve));
+        return LISTED;
+      case Field.HopByHop:
+        return LISTED;
+      case Field.Date:
+        this.head.hasDate = true;
+        return RELAYED | LISTED;
+      default:
+        return RELAYED | LISTED;
+    }
   }
 
   /** How the final response's body is delimited (RFC 9112 §6.3). */
-  private frame(status: number, http10: boolean, f: HeadFields): UpstreamProtocolError | undefined {
+  private frame(status: number, http10: boolean): UpstreamProtocolError | undefined {
     if (this.noBody || status === 204 || status === 304) {
       this.state = State.Done;
       return undefined;
     }
-    const te = f.transferEncoding;
+    const te = this.transferEncoding;
     if (te !== undefined) {
-      if (f.contentLength !== undefined)
+      if (this.contentLength >= 0)
         return new UpstreamProtocolError("both content-length and transfer-encoding");
       if (http10) return new UpstreamProtocolError("transfer-encoding in an HTTP/1.0 response");
       if (te.trim().toLowerCase() !== "chunked")
         return new UpstreamProtocolError(`unsupported transfer-encoding ${JSON.stringify(te.slice(0, 64))}`);
       this.state = State.ChunkSize;
       this.trailerBytes = 0;
-    } else if (f.contentLength !== undefined) {
-      this.remaining = Number(f.contentLength);
+    } else if (this.contentLength >= 0) {
+      this.remaining = this.contentLength;
       this.state = this.remaining === 0 ? State.Done : State.Length;
     } else {
       this.state = State.UntilClose;
@@ -362,14 +404,14 @@ export class ResponseParser {
 }
 
 /**
- * Where the header value starting at `from` ends: at its line's CRLF, or at `end` (the head's last
- * line); -1 when a control character comes first (a CR not followed by LF is one). One pass finds
- * the line's end and checks the value.
+ * Where the header value in `buf` starting at `from` ends: at its line's CRLF, or at `end` (the
+ * head's last line); -1 when a control character comes first (a CR not followed by LF is one). One
+ * pass finds the line's end and checks the value.
  */
-function valueEnd(text: string, from: number, end: number): number {
+function valueEnd(buf: Buffer, from: number, end: number): number {
   for (let i = from; i < end; i++) {
-    const c = text.charCodeAt(i);
-    if (c >= 32 ? c === 127 : c !== 9) return c === 13 && text.charCodeAt(i + 1) === 10 ? i : -1;
+    const c = buf[i] as number;
+    if (c >= 32 ? c === 127 : c !== 9) return c === 13 && buf[i + 1] === 10 ? i : -1;
   }
   return end;
 }
@@ -388,29 +430,105 @@ function chunkSize(line: string): number {
 }
 
 /**
- * The status code of a status line ending at `eol` (`HTTP/1.x NNN[ reason]`), or -1. The reason
- * phrase may hold any character but a control one.
+ * The status code of the status line in `buf` from `from` to `eol` (`HTTP/1.x NNN[ reason]`), or
+ * -1. The reason phrase may hold any character but a control one.
  */
-function statusOf(text: string, eol: number): number {
-  if (eol < 12 || !text.startsWith("HTTP/1.")) return -1;
-  const minor = text.charCodeAt(7);
-  if ((minor !== 48 && minor !== 49) || text.charCodeAt(8) !== 32) return -1;
-  const d0 = text.charCodeAt(9) - 48;
-  const d1 = text.charCodeAt(10) - 48;
-  const d2 = text.charCodeAt(11) - 48;
+function statusOf(buf: Buffer, from: number, eol: number): number {
+  if (eol - from < 12) return -1;
+  for (let i = 0; i < 7; i++) if (buf[from + i] !== HTTP_1_DOT[i]) return -1;
+  const minor = buf[from + 7];
+  if ((minor !== 48 && minor !== 49) || buf[from + 8] !== 32) return -1;
+  const d0 = (buf[from + 9] as number) - 48;
+  const d1 = (buf[from + 10] as number) - 48;
+  const d2 = (buf[from + 11] as number) - 48;
   if (d0 < 1 || d0 > 9 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) return -1;
-  if (eol > 12 && (text.charCodeAt(12) !== 32 || hasCtl(text, 13, eol))) return -1;
+  if (eol - from > 12) {
+    if (buf[from + 12] !== 32) return -1;
+    for (let i = from + 13; i < eol; i++) {
+      const c = buf[i] as number;
+      if ((c < 32 && c !== 9) || c === 127) return -1;
+    }
+  }
   return d0 * 100 + d1 * 10 + d2;
 }
 
-/** The error for a header line whose name is empty, has no colon after it, or is not a token. */
-function badName(text: string, at: number, lineEnd: number): UpstreamProtocolError {
-  const colon = text.indexOf(":", at);
+const HTTP_1_DOT = Buffer.from("HTTP/1.", "latin1");
+
+/** The error for a header line at `at` whose name is empty, has no colon after it, or is not a token. */
+function badName(buf: Buffer, at: number, end: number): UpstreamProtocolError {
+  let lineEnd = buf.indexOf(CRLF, at);
+  if (lineEnd === -1 || lineEnd > end) lineEnd = end;
+  const colon = buf.indexOf(58 /* : */, at);
   if (colon <= at || colon >= lineEnd)
     return new UpstreamProtocolError("header line without a name and colon");
   return new UpstreamProtocolError(
-    `bad header name ${JSON.stringify(text.slice(at, Math.min(colon, at + 64)))}`,
+    `bad header name ${JSON.stringify(buf.toString("latin1", at, Math.min(colon, at + 64)))}`,
   );
+}
+
+/** Lower-case names the parser acts on, as bytes. */
+const NAMES = {
+  contentLength: Buffer.from("content-length"),
+  transferEncoding: Buffer.from("transfer-encoding"),
+  connection: Buffer.from("connection"),
+  keepAlive: Buffer.from("keep-alive"),
+  te: Buffer.from("te"),
+  date: Buffer.from("date"),
+  expect: Buffer.from("expect"),
+  upgrade: Buffer.from("upgrade"),
+  trailer: Buffer.from("trailer"),
+  http2Settings: Buffer.from("http2-settings"),
+  proxyConnection: Buffer.from("proxy-connection"),
+};
+
+/**
+ * Whether the token in `buf` from `at` (as long as `name`) is `name` in any case. A token's bytes
+ * that OR 0x20 to a lower-case letter, a digit or "-" are only that character and its upper case.
+ */
+function isName(buf: Buffer, at: number, name: Buffer): boolean {
+  for (let i = 0; i < name.length; i++) if (((buf[at + i] as number) | 0x20) !== name[i]) return false;
+  return true;
+}
+
+/**
+ * Which header the name from `at` to `end` is (hop-by-hop: connection, keep-alive,
+ * proxy-connection, transfer-encoding, te, upgrade, trailer, expect, http2-settings).
+ */
+function fieldKind(buf: Buffer, at: number, end: number): number {
+  switch (end - at) {
+    case 2:
+      return isName(buf, at, NAMES.te) ? Field.HopByHop : Field.Other;
+    case 4:
+      return isName(buf, at, NAMES.date) ? Field.Date : Field.Other;
+    case 6:
+      return isName(buf, at, NAMES.expect) ? Field.HopByHop : Field.Other;
+    case 7:
+      return isName(buf, at, NAMES.upgrade) || isName(buf, at, NAMES.trailer) ? Field.HopByHop : Field.Other;
+    case 10:
+      if (isName(buf, at, NAMES.connection)) return Field.Connection;
+      return isName(buf, at, NAMES.keepAlive) ? Field.KeepAlive : Field.Other;
+    case 14:
+      if (isName(buf, at, NAMES.contentLength)) return Field.ContentLength;
+      return isName(buf, at, NAMES.http2Settings) ? Field.HopByHop : Field.Other;
+    case 16:
+      return isName(buf, at, NAMES.proxyConnection) ? Field.HopByHop : Field.Other;
+    case 17:
+      return isName(buf, at, NAMES.transferEncoding) ? Field.TransferEncoding : Field.Other;
+    default:
+      return Field.Other;
+  }
+}
+
+/** The decimal number in `buf` from `from` to `to` (1 to 15 digits, nothing else), or -1. */
+function decimal(buf: Buffer, from: number, to: number): number {
+  if (to === from || to - from > MAX_LENGTH_DIGITS) return -1;
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const d = (buf[i] as number) - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
 }
 
 /** Characters of a token (RFC 9110 §5.6.2), by char code: a field name is one. */
@@ -425,15 +543,6 @@ const TOKEN_CHARS = ((): Uint8Array => {
 
 function isOws(c: number): boolean {
   return c === 32 || c === 9;
-}
-
-function isDigits(text: string): boolean {
-  if (text.length === 0) return false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 48 || c > 57) return false;
-  }
-  return true;
 }
 
 /** Control characters other than HTAB in `text` (from `from` to `to`): never part of a field value or reason phrase. */

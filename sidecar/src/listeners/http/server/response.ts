@@ -1,9 +1,10 @@
-// A downstream response written straight to the socket: the head is one latin1 string built once
-// (status line, the caller's flat header list, then Date / Connection / framing as node:http adds
-// them), sent with the first body bytes in one write. Only the oldest open response of a connection
+// A downstream response written straight to the socket: the head is built once (status line, the
+// caller's flat header list or a proxied response's header bytes, then Date / Connection / framing as
+// node:http adds them), sent with the first body bytes in one write. Only the oldest open response of a connection
 // is ever written: a pipelined request is handed on once the responses before it have gone out.
 import { EventEmitter } from "node:events";
 import { STATUS_CODES } from "node:http";
+import type { ResponseHead } from "../../../upstream/pool.ts";
 import type { DownstreamRequest } from "./request.ts";
 
 /** What a response needs from its connection. */
@@ -11,7 +12,7 @@ export interface ResponseSink {
   /** Writes bytes of the response at the head of the line; false when the socket's buffer is full. */
   writeOut(
     res: DownstreamResponse,
-    head: string | undefined,
+    head: string | Buffer | undefined,
     body: Buffer | string | undefined,
     tail: string | undefined,
     final: boolean,
@@ -72,10 +73,25 @@ function nameFlags(name: string, value: string, lower: boolean): number {
   }
 }
 
+/** `HTTP/1.1 NNN Reason\r\n` as bytes, by status, made on first use. */
+const statusLines: (Buffer | undefined)[] = [];
+
+function statusLine(status: number): Buffer {
+  let line = statusLines[status];
+  if (line === undefined) {
+    line = Buffer.from(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "unknown"}\r\n`, "latin1");
+    statusLines[status] = line;
+  }
+  return line;
+}
+
 /** Node's check for a Link value in early hints (a URI reference in angle brackets, with params). */
 const LINK =
   /^<[^>]*>(?:\s*;\s*[^;"\s]+(?:=(")?[^;"\s]*\1)?)*(?:\s*,\s*<[^>]*>(?:\s*;\s*[^;"\s]+(?:=(")?[^;"\s]*\2)?)*)*$/;
 const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+/** The usual end of a head (Date given, keep-alive, framed), as one constant string. */
+const KEEP_ALIVE_TAIL_LINES = "Connection: keep-alive\r\n";
+const KEEP_ALIVE_TAIL = "Connection: keep-alive\r\n\r\n";
 
 export class DownstreamResponse extends EventEmitter {
   readonly req: DownstreamRequest;
@@ -98,8 +114,11 @@ export class DownstreamResponse extends EventEmitter {
   private readonly http10: boolean;
   private hasBody: boolean;
   private chunked = false;
-  private head: string | undefined;
+  private head: string | Buffer | undefined;
   private headerList: readonly string[] | undefined;
+  /** A proxied response's head (writeRelayedHead), and where its header lines end in it. */
+  private relayedHead: Buffer | undefined;
+  private relayedEnd = 0;
 
   constructor(req: DownstreamRequest, sink: ResponseSink, keepAlive: boolean) {
     super();
@@ -143,6 +162,45 @@ export class DownstreamResponse extends EventEmitter {
       flags |= nameFlags(name, value, parsed);
       text += `${name}: ${value}\r\n`;
     }
+    this.head = text + this.headTail(flags);
+    this.headersSent = true;
+    return this;
+  }
+
+  /**
+   * The head of a proxied response: the status line, the upstream's header lines copied as bytes
+   * (hop-by-hop ones left out, see upstream/http1/response-head.ts), `setCookie` when the route's
+   * hash policy sets one, then Date / Connection / framing as writeHead adds them.
+   */
+  writeRelayedHead(status: number, upstream: ResponseHead, setCookie: string | undefined): this {
+    if (this.headersSent) throw new Error("writeHead after the response head was sent");
+    this.statusCode = status;
+    if (status === 204 || status === 304) this.hasBody = false;
+    let cookie = "";
+    if (setCookie !== undefined) {
+      if (BAD_VALUE.test(setCookie)) throw new Error("invalid character in header set-cookie");
+      cookie = `set-cookie: ${setCookie}\r\n`;
+    }
+    const tail = this.headTail((upstream.hasDate ? HAS_DATE : 0) | (upstream.hasLength ? HAS_LENGTH : 0));
+    const line = statusLine(status);
+    const head = Buffer.allocUnsafe(line.length + upstream.relayedLength() + cookie.length + tail.length);
+    head.set(line, 0);
+    let at = upstream.writeRelayed(head, line.length);
+    if (cookie !== "") at += head.write(cookie, at, "latin1");
+    this.relayedEnd = at;
+    head.write(tail, at, "latin1");
+    this.relayedHead = head;
+    this.head = head;
+    this.headersSent = true;
+    return this;
+  }
+
+  /**
+   * What follows the header lines given (`flags`: which of Date, Connection and the framing headers
+   * they hold): Date, Connection and Transfer-Encoding as node:http adds them, and the blank line.
+   */
+  private headTail(flags: number): string {
+    let text = "";
     if ((flags & HAS_DATE) === 0) text += `Date: ${httpDate()}\r\n`;
     // node:http's rules: keep-alive needs a framed body (length or chunked); HTTP/1.0 is never chunked.
     const framed = (flags & (HAS_LENGTH | HAS_TE)) !== 0 || !this.hasBody || !this.http10;
@@ -160,17 +218,26 @@ export class DownstreamResponse extends EventEmitter {
         text += "Transfer-Encoding: chunked\r\n";
       }
     }
-    this.head = `${text}\r\n`;
-    this.headersSent = true;
-    return this;
+    return text === KEEP_ALIVE_TAIL_LINES ? KEEP_ALIVE_TAIL : `${text}\r\n`;
   }
 
   /** A response header as written (first value), for the access log. */
   getHeader(name: string): string | undefined {
     const list = this.headerList;
-    if (list === undefined) return undefined;
-    for (let i = 0; i < list.length; i += 2)
-      if ((list[i] as string).toLowerCase() === name) return list[i + 1];
+    if (list !== undefined) {
+      for (let i = 0; i < list.length; i += 2)
+        if ((list[i] as string).toLowerCase() === name) return list[i + 1];
+      return undefined;
+    }
+    const relayed = this.relayedHead;
+    if (relayed === undefined) return undefined;
+    // `name: value` lines after the status line, names lower-case.
+    const lines = relayed.toString("latin1", 0, this.relayedEnd).split("\r\n");
+    for (let i = 1; i < lines.length; i++) {
+      const l = lines[i] as string;
+      if (l.length > name.length && l.startsWith(name) && l.charCodeAt(name.length) === 58 /* : */)
+        return l.slice(name.length + 2);
+    }
     return undefined;
   }
 
@@ -201,7 +268,11 @@ export class DownstreamResponse extends EventEmitter {
     const size = `${Buffer.byteLength(body).toString(16)}\r\n`;
     return this.sink.writeOut(
       this,
-      head === undefined ? size : head + size,
+      head === undefined
+        ? size
+        : typeof head === "string"
+          ? head + size
+          : Buffer.concat([head, Buffer.from(size, "latin1")]),
       body,
       final ? "\r\n0\r\n\r\n" : "\r\n",
       final,

@@ -522,7 +522,7 @@ export class Http1Session implements BodySource, ResponseSink {
 
   writeOut(
     res: DownstreamResponse,
-    head: string | undefined,
+    head: string | Buffer | undefined,
     body: Buffer | string | undefined,
     tail: string | undefined,
     final: boolean,
@@ -541,7 +541,8 @@ export class Http1Session implements BodySource, ResponseSink {
     ) {
       // A head and a small body (the usual proxied response): one buffer, one write, no cork.
       const joined = Buffer.allocUnsafe(head.length + body.length);
-      joined.write(head, 0, "latin1");
+      if (typeof head === "string") joined.write(head, 0, "latin1");
+      else joined.set(head, 0);
       joined.set(body, head.length);
       return writeOut(socket, joined, cb);
     }
