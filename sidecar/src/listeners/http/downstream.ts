@@ -5,7 +5,9 @@
 // - request_headers_timeout / request_timeout: the head / the whole request not received in time
 //   → 408. The parser knows when a request's first byte arrived; the server's connections check
 //   (every TIMEOUT_CHECK_INTERVAL_MS, server/server.ts) reports the late ones as ERR_HTTP_REQUEST_TIMEOUT.
-// The socket timeout is the stream idle timer here (Node refreshes it on every read and write).
+// stream_idle_timeout is checked on the same periodic check: a connection whose byte counts in
+// both directions have not moved for that long is inactive. No socket timeout, which Node would
+// refresh (a timer re-insert) on every read and write.
 import type { Socket } from "node:net";
 import type { HttpConnectionManagerConfig } from "@tether/envoy";
 import type { DownstreamResponse, ResponseObserver } from "./server/response.ts";
@@ -66,14 +68,15 @@ export class DownstreamConnection implements ResponseObserver {
   private idleSince = -1;
   /** idle_timeout when it became idle (a reload changes it for later idle periods). */
   private idleMs = 0;
-  private streamIdleMs = 0;
+  /** Bytes read and written when the periodic check last saw them change, and when (-1: not yet). */
+  private activityBytes = -1;
+  private activityAt = 0;
   private closeTimer: NodeJS.Timeout | undefined;
 
   constructor(socket: Socket, owner: ConnectionOwner, id: string) {
     this.socket = socket;
     this.id = id;
     this.owner = owner;
-    this.applyStreamIdle();
     this.enterIdle();
   }
 
@@ -85,7 +88,6 @@ export class DownstreamConnection implements ResponseObserver {
   onRequest(res: DownstreamResponse): void {
     res.tracker = this;
     this.current = res;
-    this.applyStreamIdle();
   }
 
   onResponseClose(res: DownstreamResponse): void {
@@ -99,18 +101,35 @@ export class DownstreamConnection implements ResponseObserver {
     this.idleSince = this.idleMs > 0 ? performance.now() : -1;
   }
 
-  /** The server's periodic check: idle_timeout passed since the connection became idle. */
+  /**
+   * The server's periodic check: stream_idle_timeout passed with no byte either way, or idle_timeout
+   * passed since the connection became idle.
+   */
   checkIdle(now: number): void {
+    this.checkActivity(now);
     if (this.idleSince < 0 || now - this.idleSince < this.idleMs) return;
     this.idleSince = -1;
     this.onIdleTimer();
   }
 
-  private applyStreamIdle(): void {
+  /**
+   * Bytes moved since the last check restart the stream idle clock, from this check: so the timeout
+   * fires up to two check intervals late, never early.
+   */
+  private checkActivity(now: number): void {
     const ms = this.owner.hcm.stream_idle_timeout;
-    if (ms === this.streamIdleMs) return;
-    this.streamIdleMs = ms;
-    this.socket.setTimeout(ms);
+    const socket = this.socket;
+    if (ms <= 0 || socket.destroyed) return;
+    const bytes = socket.bytesRead + socket.bytesWritten;
+    if (bytes !== this.activityBytes) {
+      this.activityBytes = bytes;
+      this.activityAt = now;
+      return;
+    }
+    if (now - this.activityAt < ms) return;
+    // Once per silence: the next byte either way starts the clock again.
+    this.activityAt = Infinity;
+    this.onInactive();
   }
 
   /**
@@ -130,7 +149,7 @@ export class DownstreamConnection implements ResponseObserver {
   }
 
   /** The socket saw no bytes either way for stream_idle_timeout. */
-  onInactive(): void {
+  private onInactive(): void {
     if (this.closing) {
       this.socket.destroy();
       return;

@@ -216,10 +216,6 @@ export class HttpListener implements ProxyEnv, Http1Handler {
     for (const conn of this.connections.values()) conn.checkIdle(now);
   }
 
-  onTimeout(socket: Socket): void {
-    this.connections.get(socket)?.onInactive();
-  }
-
   onConnection(socket: Socket): void {
     if (!this.limit.admit()) {
       this.log.debug(

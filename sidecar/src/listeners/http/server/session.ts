@@ -87,8 +87,6 @@ export interface Http1Handler {
   onRequest(req: DownstreamRequest, res: DownstreamResponse): void;
   /** A parse error, a socket error, or ERR_HTTP_REQUEST_TIMEOUT (node:http's clientError). */
   onClientError(err: NodeJS.ErrnoException, socket: Socket): void;
-  /** No bytes either way for the socket's timeout. */
-  onTimeout(socket: Socket): void;
   /** A CONNECT request: the socket is the handler's from here on. */
   onConnect(req: DownstreamRequest, socket: Socket): void;
   /** The server's periodic check (performance.now()): the handler's per-connection deadlines. */
@@ -203,10 +201,6 @@ function onSocketError(this: Socket, err: NodeJS.ErrnoException): void {
   sessionOf(this)?.reportError(err);
 }
 
-function onSocketTimeout(this: Socket): void {
-  sessionOf(this)?.onTimeout();
-}
-
 function onSocketDrain(this: Socket): void {
   sessionOf(this)?.onDrain();
 }
@@ -281,7 +275,6 @@ export class Http1Session implements BodySource, ResponseSink {
     } else socket.on("data", onSocketData);
     socket.on("end", onSocketEnd);
     socket.on("error", onSocketError);
-    socket.on("timeout", onSocketTimeout);
     socket.on("drain", onSocketDrain);
     socket.once("close", onSocketClose);
   }
@@ -334,10 +327,6 @@ export class Http1Session implements BodySource, ResponseSink {
       }
       this.afterResponses = ret;
     }
-  }
-
-  onTimeout(): void {
-    this.owner.handler.onTimeout(this.socket);
   }
 
   onDrain(): void {
