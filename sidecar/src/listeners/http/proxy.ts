@@ -51,6 +51,13 @@ export function isHopByHop(lower: string): boolean {
   }
 }
 
+/** 1 at the lengths of content-length, x-forwarded-proto and the hop-by-hop names (isHopByHop). */
+const SPECIAL_LENGTHS = ((): Uint8Array => {
+  const table = new Uint8Array(32);
+  for (const n of [2, 6, 7, 10, 14, 16, 17]) table[n] = 1;
+  return table;
+})();
+
 export interface ProxyEnv {
   readonly stats: HttpStats;
   readonly random: RandomSource;
@@ -76,7 +83,12 @@ function requestHeaders(raw: readonly string[], body: BodyFacts): string[] {
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] ?? "";
     const value = raw[i + 1] ?? "";
-    const lower = name.toLowerCase();
+    // Only a name as long as one acted on below is lower-cased (most are not: no string made).
+    const lower = SPECIAL_LENGTHS[name.length] === 1 ? name.toLowerCase() : "";
+    if (lower === "") {
+      out.push(name, value);
+      continue;
+    }
     if (lower === "content-length") {
       body.contentLength ??= value;
       continue;

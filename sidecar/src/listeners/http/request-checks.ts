@@ -87,7 +87,6 @@ export function toOriginForm(req: IncomingMessage): Rejection | undefined {
 const HEADERS_TOO_LARGE: Rejection = { status: 431, text: "request headers too large" };
 const BAD_REQUEST: Rejection = { status: 400, text: "Bad Request" };
 
-/** The reply to a parse error of Node's: 431 / 501 where they apply, else 400 (malformed). */
 /**
  * Whether a request asking to switch protocols (its Upgrade header's value) is refused: every
  * upgrade is, as Envoy without upgrade_configs refuses it (403, upgrade_failed), except an h2c
@@ -97,6 +96,7 @@ export function refusedUpgrade(upgrade: string | undefined): boolean {
   return upgrade !== undefined && upgrade.trim().toLowerCase() !== "h2c";
 }
 
+/** The reply to a parse error of Node's: 431 / 501 where they apply, else 400 (malformed). */
 export function clientErrorReply(code: string | undefined): Rejection {
   if (code === "HPE_HEADER_OVERFLOW") return HEADERS_TOO_LARGE;
   if (code === "HPE_INVALID_TRANSFER_ENCODING") return TRANSFER_ENCODING;

@@ -69,8 +69,6 @@ interface StreamHandle {
 /** net.Socket internals the session relies on, as node:http does. */
 type SessionSocket = Socket & {
   _handle: StreamHandle | null;
-  /** Refreshes the socket's timeout: reads the parser consumes never pass through net.Socket. */
-  _unrefTimer(): void;
   [SESSION]?: Http1Session;
 };
 
@@ -306,7 +304,7 @@ export class Http1Session implements BodySource, ResponseSink {
 
   /** After the parser executed one read (from the handle, or from onData). */
   onExecuted(ret: number | ParseError): void {
-    if (this.consumed) (this.socket as SessionSocket)._unrefTimer();
+    // No socket timeout to refresh: stream_idle_timeout reads the byte counts (../downstream.ts).
     if (this.stopped) return;
     if (typeof ret !== "number") {
       this.stopped = true;
