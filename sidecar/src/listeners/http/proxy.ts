@@ -101,7 +101,6 @@ function requestHeaders(raw: readonly string[], body: BodyFacts): string[] {
     }
     out.push(name, value);
   }
-  // Appended last: the entries before it are the downstream parser's (see UpstreamRequest.checkedHeaders).
   out.push("x-forwarded-proto", forwardedProto ?? "http");
   return out;
 }
@@ -396,8 +395,11 @@ export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter, 
         path: this.path,
         method: this.req.method,
         headers: this.headers,
-        // All but the X-Forwarded-Proto pair came from llhttp as the client sent them.
-        checkedHeaders: this.headers.length - 2,
+        // Every header came from llhttp as the client sent them, but X-Forwarded-Proto: its name is
+        // ours and its value is the listener's scheme or the client's values joined with ",".
+        checkedHeaders: this.headers.length,
+        // A rewritten path is the route's: checked when sent.
+        checkedTarget: this.route.rewrite === undefined,
         body: this.body,
         contentLength: declared === undefined ? undefined : Number(declared),
       },

@@ -35,6 +35,11 @@ export interface UpstreamRequest {
    * Only the entries after them are checked here.
    */
   readonly checkedHeaders?: number;
+  /**
+   * The method and path are the downstream parser's (a method from its table; a target it read,
+   * which holds no space or control character): not checked again here.
+   */
+  readonly checkedTarget?: boolean;
   /** The body: none, whole (replayable), or streamed once from the downstream request. */
   readonly body: Buffer | RequestBodyStream | null;
   /** The length the downstream declared for a streamed body; undefined: chunked. */
@@ -55,8 +60,10 @@ const PAYLOAD_METHODS: ReadonlySet<string> = new Set(["POST", "PUT", "PATCH"]);
  */
 export function requestHead(req: UpstreamRequest, defaultHost: string): string {
   const { method, path, headers, body } = req;
-  if (!TOKEN.test(method)) throw new UpstreamRequestError("invalid request method");
-  if (path.length === 0 || BAD_PATH.test(path)) throw new UpstreamRequestError("invalid request path");
+  if (req.checkedTarget !== true) {
+    if (!TOKEN.test(method)) throw new UpstreamRequestError("invalid request method");
+    if (path.length === 0 || BAD_PATH.test(path)) throw new UpstreamRequestError("invalid request path");
+  }
   let head = `${method} ${path} HTTP/1.1\r\n`;
   let host = false;
   const checked = req.checkedHeaders ?? 0;

@@ -113,6 +113,17 @@ describe("ResponseParser framing", () => {
     );
   });
 
+  it("finds close and keep-alive among a Connection header's options, in any case and any header", () => {
+    const reused = (head: string): boolean | undefined =>
+      parse([`${head}Content-Length: 0\r\n\r\n`]).complete;
+    expect(reused("HTTP/1.1 200 OK\r\nConnection: X-Opt , CLOSE\r\n")).toBe(false);
+    expect(reused("HTTP/1.1 200 OK\r\nConnection: x-opt\r\nconnection:close\r\n")).toBe(false);
+    expect(reused("HTTP/1.1 200 OK\r\nConnection: closed, x-close\r\n")).toBe(true);
+    expect(reused("HTTP/1.0 200 OK\r\nConnection: Upgrade,\tKeep-Alive\r\n")).toBe(true);
+    expect(reused("HTTP/1.0 200 OK\r\nConnection: keep-alive-ish\r\n")).toBe(false);
+    expect(reused("HTTP/1.0 200 OK\r\nConnection: keep-alive, close\r\n")).toBe(true);
+  });
+
   it("reads a status line with or without a reason phrase", () => {
     expect(parse(["HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n"])).toMatchObject({
       status: 200,

@@ -81,8 +81,9 @@ export class ResponseParser {
   /** The head's Content-Length, or -1. */
   private contentLength = -1;
   private transferEncoding: string | undefined;
-  /** The head's Connection values, lower-cased and joined with ",". */
-  private connection = "";
+  /** The head's Connection values hold `close` / `keep-alive`. */
+  private connectionClose = false;
+  private connectionKeepAlive = false;
 
   constructor(sink: ResponseSink, maxHeadBytes: number) {
     this.sink = sink;
@@ -244,7 +245,7 @@ export class ResponseParser {
       this.sink.onInterim(status, head);
       return undefined;
     }
-    this.keepAlive = http10 ? hasToken(this.connection, "keep-alive") : !hasToken(this.connection, "close");
+    this.keepAlive = http10 ? this.connectionKeepAlive : !this.connectionClose;
     const framing = this.frame(status, http10);
     if (framing !== undefined) return framing;
     this.sink.onHead(status, head, this.state === State.Length ? this.remaining : -1);
@@ -260,7 +261,8 @@ export class ResponseParser {
     const head = this.head;
     this.contentLength = -1;
     this.transferEncoding = undefined;
-    this.connection = "";
+    this.connectionClose = false;
+    this.connectionKeepAlive = false;
     let at = from;
     while (at < end) {
       const c0 = buf[at];
@@ -311,11 +313,9 @@ export class ResponseParser {
           this.transferEncoding === undefined ? value : `${this.transferEncoding},${value}`;
         return LISTED;
       }
-      case Field.Connection: {
-        const value = buf.toString("latin1", vs, ve).toLowerCase();
-        this.connection = this.connection === "" ? value : `${this.connection},${value}`;
+      case Field.Connection:
+        this.readConnection(buf, vs, ve);
         return LISTED;
-      }
       case Field.KeepAlive:
         this.keepAliveHintS = keepAliveTimeout(buf.toString("latin1", vs, ve));
         return LISTED;
@@ -326,6 +326,22 @@ export class ResponseParser {
         return RELAYED | LISTED;
       default:
         return RELAYED | LISTED;
+    }
+  }
+
+  /** The `close` and `keep-alive` options among a Connection value's comma-separated ones, in any case. */
+  private readConnection(buf: Buffer, from: number, to: number): void {
+    let at = from;
+    while (at < to) {
+      let end = at;
+      while (end < to && buf[end] !== 44 /* , */) end++;
+      let s = at;
+      let e = end;
+      while (s < e && isOws(buf[s] as number)) s++;
+      while (e > s && isOws(buf[e - 1] as number)) e--;
+      if (e - s === 5 && isName(buf, s, NAMES.close)) this.connectionClose = true;
+      else if (e - s === 10 && isName(buf, s, NAMES.keepAlive)) this.connectionKeepAlive = true;
+      at = end + 1;
     }
   }
 
@@ -472,6 +488,7 @@ const NAMES = {
   transferEncoding: Buffer.from("transfer-encoding"),
   connection: Buffer.from("connection"),
   keepAlive: Buffer.from("keep-alive"),
+  close: Buffer.from("close"),
   te: Buffer.from("te"),
   date: Buffer.from("date"),
   expect: Buffer.from("expect"),
@@ -482,8 +499,9 @@ const NAMES = {
 };
 
 /**
- * Whether the token in `buf` from `at` (as long as `name`) is `name` in any case. A token's bytes
- * that OR 0x20 to a lower-case letter, a digit or "-" are only that character and its upper case.
+ * Whether the bytes in `buf` from `at` (as many as `name` has) are `name` in any case. The only bytes
+ * that OR 0x20 to a lower-case letter, a digit or "-" are that character, its upper case and (for
+ * "-") a CR, which no name or value holds.
  */
 function isName(buf: Buffer, at: number, name: Buffer): boolean {
   for (let i = 0; i < name.length; i++) if (((buf[at + i] as number) | 0x20) !== name[i]) return false;
@@ -556,14 +574,6 @@ function hasCtl(text: string, from = 0, to = text.length): boolean {
 
 function isHex(c: number): boolean {
   return (c >= 48 && c <= 57) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102);
-}
-
-/** Whether the comma-separated, lower-cased `list` holds `token`. */
-function hasToken(list: string, token: string): boolean {
-  if (list === token) return true;
-  if (list.indexOf(",") === -1) return list.trim() === token;
-  for (const part of list.split(",")) if (part.trim() === token) return true;
-  return false;
 }
 
 /** The `timeout=N` of a Keep-Alive header, in seconds, or -1. */

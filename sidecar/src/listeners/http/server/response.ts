@@ -92,6 +92,7 @@ const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 /** The usual end of a head (Date given, keep-alive, framed), as one constant string. */
 const KEEP_ALIVE_TAIL_LINES = "Connection: keep-alive\r\n";
 const KEEP_ALIVE_TAIL = "Connection: keep-alive\r\n\r\n";
+const KEEP_ALIVE_TAIL_BYTES = Buffer.from(KEEP_ALIVE_TAIL, "latin1");
 
 export class DownstreamResponse extends EventEmitter {
   readonly req: DownstreamRequest;
@@ -188,7 +189,8 @@ export class DownstreamResponse extends EventEmitter {
     let at = upstream.writeRelayed(head, line.length);
     if (cookie !== "") at += head.write(cookie, at, "latin1");
     this.relayedEnd = at;
-    head.write(tail, at, "latin1");
+    if (tail === KEEP_ALIVE_TAIL) head.set(KEEP_ALIVE_TAIL_BYTES, at);
+    else head.write(tail, at, "latin1");
     this.relayedHead = head;
     this.head = head;
     this.headersSent = true;
