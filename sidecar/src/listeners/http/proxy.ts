@@ -509,9 +509,24 @@ export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter, 
   }
 
   onAttemptEnd(attempt: ProxyAttempt): void {
-    this.endAttempt(attempt);
-    this.cluster.recordStatus(attempt.host, attempt.status);
-    attempt.host.stats.rq_success++;
+    // The client's answer goes out first: the bookkeeping after it (a request slot freed may wake a
+    // pending request, which would write upstream before this one's response) is off its path.
+    const last = this.lastChunk;
+    this.lastChunk = undefined;
+    try {
+      if (last === undefined) this.res.end();
+      else this.res.end(last);
+    } finally {
+      this.endAttempt(attempt);
+      this.cluster.recordStatus(attempt.host, attempt.status);
+      attempt.host.stats.rq_success++;
+      this.storeCaptured(attempt);
+      this.finish(attempt.status);
+    }
+  }
+
+  /** A response captured for the decision cache goes into it, now that it is complete. */
+  private storeCaptured(attempt: ProxyAttempt): void {
     const request = this.cacheRequest;
     if (this.captured !== undefined && this.cache !== undefined && request !== undefined) {
       const body =
@@ -528,11 +543,6 @@ export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter, 
       );
       this.captured = undefined;
     }
-    const last = this.lastChunk;
-    this.lastChunk = undefined;
-    if (last === undefined) this.res.end();
-    else this.res.end(last);
-    this.finish(attempt.status);
   }
 
   onAttemptError(attempt: ProxyAttempt, err: Error): void {
