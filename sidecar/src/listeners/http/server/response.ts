@@ -1,7 +1,8 @@
 // A downstream response written straight to the socket: the head is built once (status line, the
-// caller's flat header list or a proxied response's header bytes, then Date / Connection / framing as
-// node:http adds them), sent with the first body bytes in one write. Only the oldest open response of a connection
-// is ever written: a pipelined request is handed on once the responses before it have gone out.
+// caller's flat header list or a proxied response's header bytes, then Date / Connection / framing
+// as node:http adds them), sent with the first body bytes in one write. Only the oldest open
+// response of a connection is ever written: a pipelined request is handed on once the responses
+// before it have gone out.
 import { EventEmitter } from "node:events";
 import { STATUS_CODES } from "node:http";
 import type { ResponseHead } from "../../../upstream/pool.ts";
