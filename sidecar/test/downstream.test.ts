@@ -249,6 +249,29 @@ describe("downstream timeouts", () => {
     expect(await httpStat(s, "downstream_rq_header_timeout")).toBe(1);
   });
 
+  it("starts no request on the CR LF a client sends after a request, and times the next head from its own read", async () => {
+    const { s, listen } = await setup({
+      hcm: `                request_headers_timeout: 0.4s
+                common_http_protocol_options: { idle_timeout: 30s }`,
+    });
+    const c = new RawClient(listen);
+    await c.opened;
+    c.socket.write("POST /one HTTP/1.1\r\nHost: test\r\ncontent-length: 2\r\n\r\nok");
+    await waitFor("the first response", () => c.data.includes("u0 POST /one 2"));
+    // An empty line in a read of its own (RFC 9112 §2.2: skipped before a request line): nothing
+    // began, so the connection stays open and idle well past request_headers_timeout.
+    c.socket.write("\r\n");
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(c.isClosed).toBe(false);
+    expect(await httpStat(s, "downstream_rq_header_timeout")).toBe(0);
+    // The next head begins in a read of its own and never completes: timed from that read.
+    c.socket.write("GET /two HTTP/1.1\r\nHost: te");
+    const began = performance.now();
+    expect(await c.closedWithin(3000)).toMatch(/\r\n\r\nrequest header timeout$/);
+    expect(performance.now() - began).toBeGreaterThanOrEqual(350);
+    expect(await httpStat(s, "downstream_rq_header_timeout")).toBe(1);
+  });
+
   it("answers 408 when the body does not arrive within request_timeout", async () => {
     const { up, s, listen } = await setup({
       hcm: `                request_timeout: 0.5s

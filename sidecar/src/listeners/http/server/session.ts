@@ -27,6 +27,8 @@ interface LlhttpParser {
   remove(): void;
   free(): void;
   close(): void;
+  /** The bytes of the read being executed (a copy): only during a kOnExecute callback. */
+  getCurrentBuffer(): Buffer;
   session: Http1Session | undefined;
   [callback: number]: unknown;
 }
@@ -116,8 +118,10 @@ class RequestTimeoutError extends Error {
 }
 
 // The parser's callbacks are shared functions: `this` is the parser, which knows its session.
+// kOnMessageBegin is set only while it is needed (Http1Session.armBegin): each call from llhttp into
+// JavaScript costs a few µs, on the path of every request.
 function onMessageBegin(this: LlhttpParser): number {
-  this.session?.onMessageBegin();
+  this.session?.begin();
   return 0;
 }
 
@@ -163,13 +167,14 @@ function takeParser(session: Http1Session, maxHeaderSize: number): LlhttpParser 
   let parser = parserPool.pop();
   if (parser === undefined) {
     parser = new HTTPParser();
-    parser[HTTPParser.kOnMessageBegin] = onMessageBegin;
     parser[HTTPParser.kOnHeaders] = onHeaders;
     parser[HTTPParser.kOnHeadersComplete] = onHeadersComplete;
     parser[HTTPParser.kOnBody] = onBody;
     parser[HTTPParser.kOnMessageComplete] = onMessageComplete;
     parser[HTTPParser.kOnExecute] = onExecute;
   }
+  // A pooled parser may have been released with it armed.
+  parser[HTTPParser.kOnMessageBegin] = undefined;
   parser.initialize(HTTPParser.REQUEST, PARSER_RESOURCE, maxHeaderSize, HTTPParser.kLenientNone);
   parser.session = session;
   return parser;
@@ -184,6 +189,12 @@ function releaseParser(parser: LlhttpParser): void {
   parser.remove();
   parser.free();
   parserPool.push(parser);
+}
+
+/** Whether `bytes` are all CR and LF: what llhttp skips before a request line, beginning nothing. */
+function lineBreaksOnly(bytes: Buffer): boolean {
+  for (let i = 0; i < bytes.length; i++) if (bytes[i] !== 13 && bytes[i] !== 10) return false;
+  return true;
 }
 
 // Socket listeners shared by every session (no closures per connection): `this` is the socket.
@@ -243,6 +254,12 @@ export class Http1Session implements BodySource, ResponseSink {
   messageStart = 0;
   /** The message being read timed out (request_headers_timeout / request_timeout): not checked again. */
   expired = false;
+  /** A message's first byte was read and its end was not (`active` also ends with a timeout). */
+  private messageBegun = false;
+  /** llhttp calls onMessageBegin: armed by a message's end, disarmed when that read is parsed. */
+  private beginArmed = false;
+  /** A message ended in the read being parsed. */
+  private completedInRead = false;
   private stopped = false;
   private errorReported = false;
   /**
@@ -299,32 +316,47 @@ export class Http1Session implements BodySource, ResponseSink {
 
   onData(data: Buffer): void {
     if (this.stopped) return;
-    this.onExecuted(this.parser.execute(data));
+    this.onExecuted(this.parser.execute(data), data);
   }
 
-  /** After the parser executed one read (from the handle, or from onData). */
-  onExecuted(ret: number | ParseError): void {
+  /**
+   * After the parser executed one read (from the handle, or from onData with its bytes). A message
+   * is timed from the read that held its first byte; llhttp says when that was only through
+   * onMessageBegin, which is not called for every message (armBegin), so it is found here: a read
+   * that ended no message and left none in progress began one (unless it held only the CR and LF
+   * that llhttp skips between requests).
+   */
+  onExecuted(ret: number | ParseError, data?: Buffer): void {
     // No socket timeout to refresh: stream_idle_timeout reads the byte counts (../downstream.ts).
-    if (this.stopped) return;
-    if (typeof ret !== "number") {
-      this.stopped = true;
-      // Bytes after a request that asked for Connection: close are ignored (RFC 9112 §9.6): its
-      // response still goes out, then the connection closes. Any other parse error is the client's:
-      // in a body being read, that request's; in a new head behind open responses, it is answered
-      // (400, then the connection closes) after them, in order.
-      if (ret.code === "HPE_CLOSED_CONNECTION") return;
-      const held = this.readingHeld;
-      if (this.responses.head === undefined || (this.incoming !== undefined && !held)) {
-        this.reportError(ret);
-        return;
-      }
-      // A held request whose body broke is never handed on; its 400 comes after the ones before it.
-      if (held) {
-        this.incoming?.destroy(ret);
-        this.incoming = undefined;
-      }
-      this.afterResponses = ret;
+    if (this.beginArmed) {
+      this.beginArmed = false;
+      this.parser[llhttp().HTTPParser.kOnMessageBegin] = undefined;
     }
+    const completed = this.completedInRead;
+    this.completedInRead = false;
+    if (this.stopped) return;
+    if (typeof ret === "number") {
+      if (completed || this.messageBegun || ret === 0) return;
+      if (!lineBreaksOnly(data ?? this.parser.getCurrentBuffer())) this.begin();
+      return;
+    }
+    this.stopped = true;
+    // Bytes after a request that asked for Connection: close are ignored (RFC 9112 §9.6): its
+    // response still goes out, then the connection closes. Any other parse error is the client's:
+    // in a body being read, that request's; in a new head behind open responses, it is answered
+    // (400, then the connection closes) after them, in order.
+    if (ret.code === "HPE_CLOSED_CONNECTION") return;
+    const held = this.readingHeld;
+    if (this.responses.head === undefined || (this.incoming !== undefined && !held)) {
+      this.reportError(ret);
+      return;
+    }
+    // A held request whose body broke is never handed on; its 400 comes after the ones before it.
+    if (held) {
+      this.incoming?.destroy(ret);
+      this.incoming = undefined;
+    }
+    this.afterResponses = ret;
   }
 
   onDrain(): void {
@@ -360,18 +392,29 @@ export class Http1Session implements BodySource, ResponseSink {
     this.active = false;
   }
 
-  onMessageBegin(): void {
+  /** A message's first byte was read (in the read being parsed): its timers start. */
+  begin(): void {
     // Bytes after the connection's last request (closing, or after an upgrade) start nothing.
-    if (this.stopped) return;
+    if (this.stopped || this.messageBegun) return;
+    this.messageBegun = true;
     this.active = true;
     this.expired = false;
     this.headersPending = true;
     this.messageStart = performance.now();
-    this.headerParts = undefined;
-    this.urlPart = "";
+  }
+
+  /**
+   * Another message may begin in the read that ended one: llhttp is asked to say so (a message that
+   * begins in a later read is found by onExecuted or by its head's completion).
+   */
+  private armBegin(): void {
+    if (this.beginArmed || this.stopped) return;
+    this.beginArmed = true;
+    this.parser[llhttp().HTTPParser.kOnMessageBegin] = onMessageBegin;
   }
 
   onHeaders(headers: string[], url: string): void {
+    this.begin();
     const parts = (this.headerParts ??= []);
     for (const h of headers) parts.push(h);
     this.urlPart += url;
@@ -386,6 +429,8 @@ export class Http1Session implements BodySource, ResponseSink {
     upgrade: boolean,
     keepAlive: boolean,
   ): number {
+    // Begun in this read, unless an earlier one or onMessageBegin already said so.
+    this.begin();
     this.headersPending = false;
     if (this.stopped) return 0;
     let headers = parsedHeaders;
@@ -456,6 +501,9 @@ export class Http1Session implements BodySource, ResponseSink {
   }
 
   onMessageComplete(): void {
+    this.messageBegun = false;
+    this.completedInRead = true;
+    this.armBegin();
     this.active = false;
     // A timeout of this message that found its response under way is over with it (idle again).
     this.expired = false;
