@@ -324,7 +324,9 @@ export class Http1Session implements BodySource, ResponseSink {
    * is timed from the read that held its first byte; llhttp says when that was only through
    * onMessageBegin, which is not called for every message (armBegin), so it is found here: a read
    * that ended no message and left none in progress began one (unless it held only the CR and LF
-   * that llhttp skips between requests).
+   * that llhttp skips between requests). So did a read that failed (llhttp begins a message at its
+   * first byte, before it finds the error), but for bytes after a request that closes the
+   * connection, which begin nothing.
    */
   onExecuted(ret: number | ParseError, data?: Buffer): void {
     // No socket timeout to refresh: stream_idle_timeout reads the byte counts (../downstream.ts).
@@ -335,11 +337,15 @@ export class Http1Session implements BodySource, ResponseSink {
     const completed = this.completedInRead;
     this.completedInRead = false;
     if (this.stopped) return;
-    if (typeof ret === "number") {
-      if (completed || this.messageBegun || ret === 0) return;
-      if (!lineBreaksOnly(data ?? this.parser.getCurrentBuffer())) this.begin();
-      return;
-    }
+    const failed = typeof ret !== "number";
+    if (
+      !completed &&
+      !this.messageBegun &&
+      (failed ? ret.code !== "HPE_CLOSED_CONNECTION" : ret > 0) &&
+      !lineBreaksOnly(data ?? this.parser.getCurrentBuffer())
+    )
+      this.begin();
+    if (!failed) return;
     this.stopped = true;
     // Bytes after a request that asked for Connection: close are ignored (RFC 9112 §9.6): its
     // response still goes out, then the connection closes. Any other parse error is the client's:

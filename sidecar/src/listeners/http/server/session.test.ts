@@ -1,0 +1,79 @@
+// When a downstream session counts a message as begun (its request timers run, the connection is not
+// idle): from the read that held its first byte, whether or not llhttp was asked to call back at the
+// message's beginning (it is only after a message ended within a read). Real sockets on loopback; the
+// handler keeps every response open and records the errors it is told of.
+import net from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { Http1Session, type Http1Handler } from "./session.ts";
+
+const closers: (() => void)[] = [];
+afterEach(() => {
+  for (const c of closers.splice(0)) c();
+});
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Writes each of `reads` (one write each, 50 ms apart) and returns the session's state after each. */
+async function statesAfter(reads: readonly string[]): Promise<{ states: string[]; errors: string[] }> {
+  const errors: string[] = [];
+  let session: Http1Session | undefined;
+  const handler: Http1Handler = {
+    onConnection: () => undefined,
+    onRequest: () => undefined,
+    onClientError: (err) => errors.push(err.code ?? err.message),
+    onConnect: () => undefined,
+    onTimeoutCheck: () => undefined,
+  };
+  const owner = { handler, onSessionClosed: () => undefined };
+  const server = net.createServer((socket) => {
+    session = new Http1Session(socket, owner, 16384);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const client = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
+  client.on("error", () => undefined);
+  closers.push(() => {
+    client.destroy();
+    server.close();
+  });
+  await new Promise((resolve) => client.once("connect", resolve));
+  const states: string[] = [];
+  for (const read of reads) {
+    client.write(read);
+    await pause(50);
+    states.push(`${session?.active === true ? "begun" : "-"}${session?.idle === true ? " idle" : ""}`);
+  }
+  return { states, errors };
+}
+
+const GET = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`;
+
+describe("Http1Session: when a message counts as begun", () => {
+  it("from a head's first read, also when the head completes or ends a pipelined read", async () => {
+    const r = await statesAfter([GET("/a"), "GET /b HT", "TP/1.1\r\nHost: x\r\n\r\n"]);
+    // /a completed in its read (answered later: not idle); /b began in its own read and stays begun.
+    expect(r.states).toEqual(["-", "begun", "-"]);
+    expect((await statesAfter([`${GET("/a")}GET /b HT`])).states).toEqual(["begun"]);
+  });
+
+  it("not from the CR and LF between requests, which llhttp skips", async () => {
+    const r = await statesAfter([GET("/a"), "\r\n", "\r\nGE"]);
+    expect(r.states).toEqual(["-", "-", "begun"]);
+  });
+
+  it("through a chunked body spread over reads, and not after it", async () => {
+    const r = await statesAfter([
+      "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+      "0\r\n\r\n",
+    ]);
+    expect(r.states).toEqual(["begun", "-"]);
+  });
+
+  it("from a read whose head is malformed: until its 400 is out the connection is not idle", async () => {
+    const first = await statesAfter(["G@T / HTTP/1.1\r\n"]);
+    expect(first).toEqual({ states: ["begun"], errors: ["HPE_INVALID_METHOD"] });
+    // Behind an open response, in a read of its own (reported after that response, so no error yet).
+    expect((await statesAfter([GET("/a"), "G@T / HTTP/1.1\r\n"])).states).toEqual(["-", "begun"]);
+  });
+});
