@@ -439,13 +439,9 @@ export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter, 
     // Judged and stored as the upstream sent it (hop-by-hop headers left out): the cookie our hash
     // policy adds routes this client only, and is never replayed from the cache.
     // Only a response framed by its length or chunks: one cut short by a close looks complete.
-    const cache = this.cache;
-    const relayed = cache === undefined ? undefined : head.relayedList();
-    if (
-      relayed !== undefined &&
-      attempt.conn?.closeDelimited !== true &&
-      cache?.cacheable(status, relayed) === true
-    ) {
+    const relayed =
+      this.cache === undefined || attempt.conn?.closeDelimited === true ? undefined : head.relayedList();
+    if (relayed !== undefined && this.cache?.cacheable(status, relayed) === true) {
       this.captured = [];
       this.capturedHeaders = relayed;
     } else this.stopCapture();
