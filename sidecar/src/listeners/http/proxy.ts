@@ -395,8 +395,8 @@ export class ProxyStream extends Deadline implements PendingWaiter, HostWaiter, 
         path: this.path,
         method: this.req.method,
         headers: this.headers,
-        // Every header came from llhttp as the client sent them, but X-Forwarded-Proto: its name is
-        // ours and its value is the listener's scheme or the client's values joined with ",".
+        // Every header came from the request parser as the client sent them, but X-Forwarded-Proto:
+        // its name is ours and its value is the listener's scheme or the client's values joined by ",".
         checkedHeaders: this.headers.length,
         // A rewritten path is the route's: checked when sent.
         checkedTarget: this.route.rewrite === undefined,

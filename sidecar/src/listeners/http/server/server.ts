@@ -12,7 +12,7 @@ export interface Http1ServerOptions {
   headersTimeout: number;
   /** ms for a whole request; 0: none. */
   requestTimeout: number;
-  /** Bytes of request head accepted (llhttp answers HPE_HEADER_OVERFLOW past it). */
+  /** Bytes of request head accepted (the parser answers HPE_HEADER_OVERFLOW past it, as llhttp). */
   maxHeaderSize: number;
   /** How often the two timeouts are checked. */
   checkIntervalMs: number;

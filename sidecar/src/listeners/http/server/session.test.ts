@@ -1,9 +1,10 @@
 // When a downstream session counts a message as begun (its request timers run, the connection is not
-// idle): from the read that held its first byte, whether or not llhttp was asked to call back at the
-// message's beginning (it is only after a message ended within a read). Real sockets on loopback; the
-// handler keeps every response open and records the errors it is told of.
+// idle): from the read that held its first byte. And what a request the session hands on looks like.
+// Real sockets on loopback; the handler keeps every response open (or answers it, when asked) and
+// records the requests and errors it is told of.
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import type { DownstreamRequest } from "./request.ts";
 import { Http1Session, type Http1Handler } from "./session.ts";
 
 const closers: (() => void)[] = [];
@@ -15,13 +16,31 @@ function pause(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Writes each of `reads` (one write each, 50 ms apart) and returns the session's state after each. */
-async function statesAfter(reads: readonly string[]): Promise<{ states: string[]; errors: string[] }> {
+interface Seen {
+  states: string[];
+  errors: string[];
+  requests: { method: string; url: string; headers: string[]; body: string }[];
+}
+
+/**
+ * Writes each of `reads` (one write each, 50 ms apart) and returns the session's state after each,
+ * and what it handed on (each response answered at once when `answer` is set).
+ */
+async function statesAfter(reads: readonly string[], answer = false): Promise<Seen> {
   const errors: string[] = [];
+  const requests: Seen["requests"] = [];
   let session: Http1Session | undefined;
   const handler: Http1Handler = {
     onConnection: () => undefined,
-    onRequest: () => undefined,
+    onRequest: (req: DownstreamRequest, res) => {
+      const seen = { method: req.method, url: req.url, headers: [...req.rawHeaders], body: "" };
+      requests.push(seen);
+      req.on("data", (chunk: Buffer) => (seen.body += chunk.toString("latin1")));
+      if (answer) {
+        res.writeHead(200, ["content-length", "0"]);
+        res.end();
+      }
+    },
     onClientError: (err) => errors.push(err.code ?? err.message),
     onConnect: () => undefined,
     onTimeoutCheck: () => undefined,
@@ -44,7 +63,7 @@ async function statesAfter(reads: readonly string[]): Promise<{ states: string[]
     await pause(50);
     states.push(`${session?.active === true ? "begun" : "-"}${session?.idle === true ? " idle" : ""}`);
   }
-  return { states, errors };
+  return { states, errors, requests };
 }
 
 const GET = (path: string): string => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`;
@@ -57,7 +76,7 @@ describe("Http1Session: when a message counts as begun", () => {
     expect((await statesAfter([`${GET("/a")}GET /b HT`])).states).toEqual(["begun"]);
   });
 
-  it("not from the CR and LF between requests, which llhttp skips", async () => {
+  it("not from the CR and LF allowed between requests", async () => {
     const r = await statesAfter([GET("/a"), "\r\n", "\r\nGE"]);
     expect(r.states).toEqual(["-", "-", "begun"]);
   });
@@ -72,8 +91,41 @@ describe("Http1Session: when a message counts as begun", () => {
 
   it("from a read whose head is malformed: until its 400 is out the connection is not idle", async () => {
     const first = await statesAfter(["G@T / HTTP/1.1\r\n"]);
-    expect(first).toEqual({ states: ["begun"], errors: ["HPE_INVALID_METHOD"] });
+    expect(first).toEqual({ states: ["begun"], errors: ["HPE_INVALID_METHOD"], requests: [] });
     // Behind an open response, in a read of its own (reported after that response, so no error yet).
     expect((await statesAfter([GET("/a"), "G@T / HTTP/1.1\r\n"])).states).toEqual(["-", "begun"]);
+  });
+});
+
+describe("Http1Session: the requests it hands on", () => {
+  it("drops a chunked request's trailers: they never reach the request after it", async () => {
+    const r = await statesAfter(
+      [
+        "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Injected: yes\r\n\r\n" +
+          GET("/next"),
+      ],
+      true,
+    );
+    expect(r.errors).toEqual([]);
+    expect(r.requests).toEqual([
+      { method: "POST", url: "/c", headers: ["Host", "x", "Transfer-Encoding", "chunked"], body: "abc" },
+      { method: "GET", url: "/next", headers: ["Host", "x"], body: "" },
+    ]);
+  });
+
+  it("hands on every method node:http lists by its name (QUERY too)", async () => {
+    const r = await statesAfter(
+      ["QUERY /q HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", GET("/g")],
+      true,
+    );
+    expect(r.requests.map((q) => `${q.method} ${q.url} ${q.body}`)).toEqual(["QUERY /q {}", "GET /g "]);
+  });
+
+  it("reads a head and body split over many reads, the same as in one", async () => {
+    const whole = "POST /s HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
+    const r = await statesAfter(whole.match(/.{1,7}/gs) ?? [], true);
+    expect(r.requests).toEqual([
+      { method: "POST", url: "/s", headers: ["Host", "x", "Content-Length", "5"], body: "hello" },
+    ]);
   });
 });

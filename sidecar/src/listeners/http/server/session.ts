@@ -1,71 +1,39 @@
-// One downstream HTTP/1.1 connection on a plain socket, read by llhttp: the parser node:http uses,
-// strict as node:http runs it (no lenient flags), so framing errors (both Content-Length and
-// Transfer-Encoding, bad chunk sizes, obs-fold...) are refused exactly as before. Pipelined requests
-// are read but handed on one at a time, as Envoy's HTTP/1 codec does: a request read while an earlier
-// response is still open waits, unanswered and unforwarded, until that response has gone out. So no
-// upstream response piles up behind a slow reader, and nothing read after a response that closes the
-// connection (or after a malformed request) is ever forwarded.
-// As node:http does for plain TCP, the parser reads the socket's handle itself (`consume`): a read
-// is parsed in C++ from one shared buffer, without a JS Buffer or a `data` event, and reads are
-// stopped and restarted on the handle (readStop / readStart) for back-pressure.
+// One downstream HTTP/1.1 connection on a plain socket, read by the sidecar's own strict request
+// parser (request-parser.ts: as strict as llhttp under node:http, and checked against llhttp by its
+// tests), so framing errors (both Content-Length and Transfer-Encoding, bad chunk sizes, obs-fold...)
+// are refused. Pipelined requests are read but handed on one at a time, as Envoy's HTTP/1 codec does:
+// a request read while an earlier response is still open waits, unanswered and unforwarded, until
+// that response has gone out. So no upstream response piles up behind a slow reader, and nothing
+// read after a response that closes the connection (or after a malformed request) is ever forwarded.
+// On a plain TCP (or pipe) socket, reads land in the shared read buffer and go straight from the
+// socket's handle to the parser, with no Buffer and no `data` event per read; reads are stopped and
+// restarted on the handle (readStop / readStart) for back-pressure. Other sockets (TLS) are read
+// through `data` events.
 import type { Socket } from "node:net";
 import { HeadQueue } from "../../../head-queue.ts";
-import { retainable } from "../../../read-buffer.ts";
+import { retainable, sharedReadBuffer } from "../../../read-buffer.ts";
 import { writeOut } from "../../../socket-write.ts";
 import { DownstreamRequest, type BodySource } from "./request.ts";
+import { RequestParser, type RequestParseError, type RequestSink } from "./request-parser.ts";
 import { DownstreamResponse, type ResponseSink } from "./response.ts";
 
-/** llhttp as node:http binds it (node:_http_common's HTTPParser). */
-interface LlhttpParser {
-  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
-  execute(data: Buffer): number | ParseError;
-  finish(): ParseError | undefined;
-  /** Reads `handle` directly: every read is executed, then reported to the kOnExecute callback. */
-  consume(handle: StreamHandle): void;
-  unconsume(): void;
-  /** Drops async-hooks state before the parser goes back to the pool (as node:http's freeParser). */
-  remove(): void;
-  free(): void;
-  close(): void;
-  /** The bytes of the read being executed (a copy): only during a kOnExecute callback. */
-  getCurrentBuffer(): Buffer;
-  session: Http1Session | undefined;
-  [callback: number]: unknown;
-}
+export type ParseError = RequestParseError;
 
-export type ParseError = Error & { code?: string; bytesParsed?: number };
-
-interface HttpCommon {
-  HTTPParser: {
-    new (): LlhttpParser;
-    REQUEST: number;
-    kOnMessageBegin: number;
-    kOnHeaders: number;
-    kOnHeadersComplete: number;
-    kOnBody: number;
-    kOnMessageComplete: number;
-    kOnExecute: number;
-    kLenientNone: number;
-  };
-  methods: readonly string[];
-}
-
-let httpCommon: HttpCommon | undefined;
-/**
- * node:_http_common, loaded at the first connection rather than at import: the sidecar's start-up
- * snapshot is built with every module evaluated, and the parser's native binding cannot be in it.
- */
-function llhttp(): HttpCommon {
-  return (httpCommon ??= process.getBuiltinModule("node:_http_common") as HttpCommon);
-}
+type OnRead = (this: StreamHandle, arrayBuffer?: ArrayBuffer) => unknown;
 
 /** A socket's libuv stream (TCPWrap / PipeWrap), as net.Socket keeps it in `_handle`. */
 interface StreamHandle {
-  readonly isStreamBase?: boolean;
   /** net.Socket's own record of whether reads are started; kept in step with readStart / readStop. */
   reading?: boolean;
   readStart(): number;
   readStop(): number;
+  /** Reads land in `buffer` from now on (what net's `onread` option sets up); TCP and pipes only. */
+  useUserBuffer?: (buffer: Buffer) => void;
+  /** Called by the handle for each read, its length (or error) in the stream_wrap binding's state. */
+  onread: OnRead;
+  [SESSION]?: Http1Session;
+  /** net.Socket's own onread, which the end of the stream and read errors still go to. */
+  [NET_ONREAD]?: OnRead;
 }
 
 /** net.Socket internals the session relies on, as node:http does. */
@@ -73,6 +41,49 @@ type SessionSocket = Socket & {
   _handle: StreamHandle | null;
   [SESSION]?: Http1Session;
 };
+
+const NET_ONREAD = Symbol("tether.netOnread");
+
+/** node's stream_wrap binding: what the read being reported brought (bytes, or an error). */
+interface ReadState {
+  streamBaseState: Int32Array;
+  kReadBytesOrError: number;
+}
+
+let readState: ReadState | null | undefined;
+/**
+ * The stream_wrap binding's read state, loaded at the first connection (it cannot be in the
+ * start-up snapshot); null if this Node does not offer it: then sockets are read through `data`.
+ */
+function streamReadState(): ReadState | null {
+  if (readState !== undefined) return readState;
+  try {
+    const b = (process as unknown as { binding(name: string): Partial<ReadState> }).binding("stream_wrap");
+    readState =
+      b.streamBaseState instanceof Int32Array && typeof b.kReadBytesOrError === "number"
+        ? (b as ReadState)
+        : null;
+  } catch {
+    readState = null;
+  }
+  return readState;
+}
+
+/**
+ * A read of a handle the session reads directly: its bytes are in the shared read buffer. The end
+ * of the stream and read errors go to net.Socket's own handler, which ends or destroys the socket.
+ * Bytes read after the socket left the session (a CONNECT handed on) go to the socket as net would
+ * have delivered them.
+ */
+function onDirectRead(this: StreamHandle, arrayBuffer?: ArrayBuffer): unknown {
+  const state = readState as ReadState;
+  const nread = state.streamBaseState[state.kReadBytesOrError] as number;
+  if (nread <= 0) return this[NET_ONREAD]?.call(this, arrayBuffer);
+  const bytes = sharedReadBuffer().subarray(0, nread);
+  const session = this[SESSION];
+  if (session !== undefined) session.onData(bytes);
+  return undefined;
+}
 
 /** The session of a socket the server accepted. */
 export const SESSION = Symbol("tether.http1Session");
@@ -117,86 +128,6 @@ class RequestTimeoutError extends Error {
   readonly code = "ERR_HTTP_REQUEST_TIMEOUT";
 }
 
-// The parser's callbacks are shared functions: `this` is the parser, which knows its session.
-// kOnMessageBegin is set only while it is needed (Http1Session.armBegin): each call from llhttp into
-// JavaScript costs a few µs, on the path of every request.
-function onMessageBegin(this: LlhttpParser): number {
-  this.session?.begin();
-  return 0;
-}
-
-function onHeaders(this: LlhttpParser, headers: string[], url: string): void {
-  this.session?.onHeaders(headers, url);
-}
-
-function onHeadersComplete(
-  this: LlhttpParser,
-  major: number,
-  minor: number,
-  headers: string[] | undefined,
-  method: number,
-  url: string | undefined,
-  _status: unknown,
-  _reason: unknown,
-  upgrade: boolean,
-  keepAlive: boolean,
-): number {
-  return this.session?.onHeadersComplete(major, minor, headers, method, url, upgrade, keepAlive) ?? 0;
-}
-
-function onBody(this: LlhttpParser, chunk: Buffer): void {
-  this.session?.incoming?.push(chunk);
-}
-
-function onMessageComplete(this: LlhttpParser): void {
-  this.session?.onMessageComplete();
-}
-
-function onExecute(this: LlhttpParser, ret: number | ParseError): void {
-  this.session?.onExecuted(ret);
-}
-
-/** Parsers of closed connections, reused as node:http does (llhttp re-initialised per connection). */
-const parserPool: LlhttpParser[] = [];
-const PARSER_POOL_MAX = 256;
-/** The async resource handed to every parser: the sidecar does not use async hooks. */
-const PARSER_RESOURCE = {};
-
-function takeParser(session: Http1Session, maxHeaderSize: number): LlhttpParser {
-  const { HTTPParser } = llhttp();
-  let parser = parserPool.pop();
-  if (parser === undefined) {
-    parser = new HTTPParser();
-    parser[HTTPParser.kOnHeaders] = onHeaders;
-    parser[HTTPParser.kOnHeadersComplete] = onHeadersComplete;
-    parser[HTTPParser.kOnBody] = onBody;
-    parser[HTTPParser.kOnMessageComplete] = onMessageComplete;
-    parser[HTTPParser.kOnExecute] = onExecute;
-  }
-  // A pooled parser may have been released with it armed.
-  parser[HTTPParser.kOnMessageBegin] = undefined;
-  parser.initialize(HTTPParser.REQUEST, PARSER_RESOURCE, maxHeaderSize, HTTPParser.kLenientNone);
-  parser.session = session;
-  return parser;
-}
-
-function releaseParser(parser: LlhttpParser): void {
-  parser.session = undefined;
-  if (parserPool.length >= PARSER_POOL_MAX) {
-    parser.close();
-    return;
-  }
-  parser.remove();
-  parser.free();
-  parserPool.push(parser);
-}
-
-/** Whether `bytes` are all CR and LF: what llhttp skips before a request line, beginning nothing. */
-function lineBreaksOnly(bytes: Buffer): boolean {
-  for (let i = 0; i < bytes.length; i++) if (bytes[i] !== 13 && bytes[i] !== 10) return false;
-  return true;
-}
-
 // Socket listeners shared by every session (no closures per connection): `this` is the socket.
 function onSocketData(this: Socket, data: Buffer): void {
   sessionOf(this)?.onData(data);
@@ -231,17 +162,14 @@ function destroyNT(socket: Socket): void {
   socket.destroy();
 }
 
-export class Http1Session implements BodySource, ResponseSink {
+export class Http1Session implements BodySource, ResponseSink, RequestSink {
   readonly socket: Socket;
   private readonly owner: SessionOwner;
-  private readonly parser: LlhttpParser;
+  private readonly parser: RequestParser;
   /** The request whose message is being read (head seen, body not complete). */
   incoming: DownstreamRequest | undefined;
   /** Responses not finished yet, oldest first: the head is the one being written. */
   private readonly responses = new HeadQueue<DownstreamResponse>();
-  /** Header fields llhttp flushed before the head completed (a head split over reads); rare. */
-  private headerParts: string[] | undefined;
-  private urlPart = "";
   /**
    * A message is being read, from its first byte until it is complete (Envoy's request timers start
    * at the first byte; a connection that has sent nothing is idle_timeout's business). Not from the
@@ -256,10 +184,6 @@ export class Http1Session implements BodySource, ResponseSink {
   expired = false;
   /** A message's first byte was read and its end was not (`active` also ends with a timeout). */
   private messageBegun = false;
-  /** llhttp calls onMessageBegin: armed by a message's end, disarmed when that read is parsed. */
-  private beginArmed = false;
-  /** A message ended in the read being parsed. */
-  private completedInRead = false;
   private stopped = false;
   private errorReported = false;
   /**
@@ -272,8 +196,10 @@ export class Http1Session implements BodySource, ResponseSink {
   /** Reads stopped: a request body's reader is behind / too many pipelined responses wait. */
   private bodyPaused = false;
   private pipelinePaused = false;
-  /** The parser reads the socket's handle (false: it is fed from `data` events). */
-  private consumed = false;
+  /** The socket's handle is read directly (false: the parser is fed from `data` events). */
+  private direct = false;
+  /** A CONNECT gave the socket to the handler: the session reads nothing more. */
+  private handedOver = false;
   private readonly onFlushed = (err?: Error | null): void => {
     if (err == null) this.responseFlushed();
   };
@@ -281,12 +207,15 @@ export class Http1Session implements BodySource, ResponseSink {
   constructor(socket: Socket, owner: SessionOwner, maxHeaderSize: number) {
     this.socket = socket;
     this.owner = owner;
-    this.parser = takeParser(this, maxHeaderSize);
+    this.parser = new RequestParser(this, maxHeaderSize);
     (socket as SessionSocket)[SESSION] = this;
     const handle = (socket as SessionSocket)._handle;
-    if (handle?.isStreamBase === true) {
-      this.parser.consume(handle);
-      this.consumed = true;
+    if (handle !== null && typeof handle.useUserBuffer === "function" && streamReadState() !== null) {
+      handle.useUserBuffer(sharedReadBuffer());
+      handle[NET_ONREAD] = handle.onread;
+      handle[SESSION] = this;
+      handle.onread = onDirectRead;
+      this.direct = true;
     } else socket.on("data", onSocketData);
     socket.on("end", onSocketEnd);
     socket.on("error", onSocketError);
@@ -314,38 +243,36 @@ export class Http1Session implements BodySource, ResponseSink {
     return this.responses.head?.headersSent === true;
   }
 
+  /**
+   * One read: parsed at once (a view of the shared read buffer is only valid during this call). A
+   * message is timed from the read that held its first byte: the parser says so (onMessageBegin),
+   * before any error it finds in the message; bytes after a request that closes the connection,
+   * and the CR and LF allowed between requests, begin nothing.
+   */
   onData(data: Buffer): void {
+    // No socket timeout to refresh: stream_idle_timeout reads the byte counts (../downstream.ts).
+    if (this.handedOver) {
+      // The socket is its handler's now: what it reads is delivered as net would have.
+      if (this.direct) this.socket.push(Buffer.from(data));
+      return;
+    }
     if (this.stopped) return;
-    this.onExecuted(this.parser.execute(data), data);
+    let ret: number | ParseError;
+    try {
+      ret = this.parser.execute(data);
+    } catch (err) {
+      // Thrown from a callback of ours, called from the socket's read: a defect of ours costs this
+      // connection (reported as its error), never the process.
+      this.stopped = true;
+      this.socket.destroy(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    if (typeof ret === "number") return;
+    this.onParseError(ret);
   }
 
-  /**
-   * After the parser executed one read (from the handle, or from onData with its bytes). A message
-   * is timed from the read that held its first byte; llhttp says when that was only through
-   * onMessageBegin, which is not called for every message (armBegin), so it is found here: a read
-   * that ended no message and left none in progress began one (unless it held only the CR and LF
-   * that llhttp skips between requests). So did a read that failed (llhttp begins a message at its
-   * first byte, before it finds the error), but for bytes after a request that closes the
-   * connection, which begin nothing.
-   */
-  onExecuted(ret: number | ParseError, data?: Buffer): void {
-    // No socket timeout to refresh: stream_idle_timeout reads the byte counts (../downstream.ts).
-    if (this.beginArmed) {
-      this.beginArmed = false;
-      this.parser[llhttp().HTTPParser.kOnMessageBegin] = undefined;
-    }
-    const completed = this.completedInRead;
-    this.completedInRead = false;
+  private onParseError(ret: ParseError): void {
     if (this.stopped) return;
-    const failed = typeof ret !== "number";
-    if (
-      !completed &&
-      !this.messageBegun &&
-      (failed ? ret.code !== "HPE_CLOSED_CONNECTION" : ret > 0) &&
-      !lineBreaksOnly(data ?? this.parser.getCurrentBuffer())
-    )
-      this.begin();
-    if (!failed) return;
     this.stopped = true;
     // Bytes after a request that asked for Connection: close are ignored (RFC 9112 §9.6): its
     // response still goes out, then the connection closes. Any other parse error is the client's:
@@ -373,9 +300,8 @@ export class Http1Session implements BodySource, ResponseSink {
     if (!this.stopped) {
       const err = this.parser.finish();
       if (err !== undefined) {
-        this.stopped = true;
-        this.reportError(err);
-        return;
+        this.onParseError(err);
+        if (this.errorReported) return;
       }
     }
     // As node:http (no half-open HTTP): the client's FIN ends the connection.
@@ -398,6 +324,10 @@ export class Http1Session implements BodySource, ResponseSink {
     this.active = false;
   }
 
+  onMessageBegin(): void {
+    this.begin();
+  }
+
   /** A message's first byte was read (in the read being parsed): its timers start. */
   begin(): void {
     // Bytes after the connection's last request (closing, or after an upgrade) start nothing.
@@ -409,44 +339,17 @@ export class Http1Session implements BodySource, ResponseSink {
     this.messageStart = performance.now();
   }
 
-  /**
-   * Another message may begin in the read that ended one: llhttp is asked to say so (a message that
-   * begins in a later read is found by onExecuted or by its head's completion).
-   */
-  private armBegin(): void {
-    if (this.beginArmed || this.stopped) return;
-    this.beginArmed = true;
-    this.parser[llhttp().HTTPParser.kOnMessageBegin] = onMessageBegin;
-  }
-
-  onHeaders(headers: string[], url: string): void {
-    this.begin();
-    const parts = (this.headerParts ??= []);
-    for (const h of headers) parts.push(h);
-    this.urlPart += url;
-  }
-
   onHeadersComplete(
     major: number,
     minor: number,
-    parsedHeaders: string[] | undefined,
-    methodIndex: number,
-    parsedUrl: string | undefined,
+    headers: string[],
+    method: string,
+    url: string,
     upgrade: boolean,
     keepAlive: boolean,
-  ): number {
-    // Begun in this read, unless an earlier one or onMessageBegin already said so.
-    this.begin();
+  ): void {
     this.headersPending = false;
-    if (this.stopped) return 0;
-    let headers = parsedHeaders;
-    if (headers === undefined || this.headerParts !== undefined) {
-      headers = (this.headerParts ?? []).concat(headers ?? []);
-      this.headerParts = undefined;
-    }
-    const url = this.urlPart + (parsedUrl ?? "");
-    this.urlPart = "";
-    const method = llhttp().methods[methodIndex] ?? "GET";
+    if (this.stopped) return;
     const socket = this.socket;
     const version =
       major === 1 ? (minor === 1 ? "1.1" : minor === 0 ? "1.0" : `1.${minor}`) : `${major}.${minor}`;
@@ -458,10 +361,10 @@ export class Http1Session implements BodySource, ResponseSink {
       this.stopped = true;
       if (this.responses.head === undefined) process.nextTick(connectNT, this, req);
       else this.afterResponses = req;
-      return 2;
+      return;
     }
     if (upgrade) {
-      // llhttp reads nothing after an upgrade request (the bytes that follow are the new protocol's),
+      // Nothing is read after an upgrade request (the bytes that follow are the new protocol's),
       // so it is the connection's last: answered (the listener refuses upgrades but h2c's), then closed.
       req.upgrade = rawHeader(headers, "upgrade") ?? "";
       this.stopped = true;
@@ -474,7 +377,11 @@ export class Http1Session implements BodySource, ResponseSink {
     }
     // Behind an open response the request waits (responseFlushed hands it on).
     if (this.responses.head === res) this.dispatch(res);
-    return 0;
+  }
+
+  onBody(chunk: Buffer): void {
+    // Kept past this call (held for a reader, queued in a socket): not a view of the read buffer.
+    this.incoming?.push(retainable(chunk));
   }
 
   /** Hands a request on: its response is the oldest open one. */
@@ -508,8 +415,6 @@ export class Http1Session implements BodySource, ResponseSink {
 
   onMessageComplete(): void {
     this.messageBegun = false;
-    this.completedInRead = true;
-    this.armBegin();
     this.active = false;
     // A timeout of this message that found its response under way is over with it (idle again).
     this.expired = false;
@@ -521,7 +426,7 @@ export class Http1Session implements BodySource, ResponseSink {
   }
 
   connect(req: DownstreamRequest): void {
-    this.stopConsuming();
+    this.handedOver = true;
     this.owner.handler.onConnect(req, this.socket);
   }
 
@@ -540,7 +445,7 @@ export class Http1Session implements BodySource, ResponseSink {
   /** Starts or stops the socket's reads: on the handle itself while the parser consumes it. */
   private setReading(on: boolean): void {
     const socket = this.socket as SessionSocket;
-    if (!this.consumed) {
+    if (!this.direct) {
       if (on) socket.resume();
       else socket.pause();
       return;
@@ -550,13 +455,6 @@ export class Http1Session implements BodySource, ResponseSink {
     handle.reading = on;
     const err = on ? handle.readStart() : handle.readStop();
     if (err !== 0) socket.destroy();
-  }
-
-  /** Hands the socket's reads back to net.Socket (the socket leaves the session, or closes). */
-  private stopConsuming(): void {
-    if (!this.consumed) return;
-    this.consumed = false;
-    this.parser.unconsume();
   }
 
   // ---- ResponseSink -------------------------------------------------------------------------------
@@ -679,8 +577,6 @@ export class Http1Session implements BodySource, ResponseSink {
       res.destroyed = true;
       res.closed();
     }
-    this.stopConsuming();
-    releaseParser(this.parser);
     (this.socket as SessionSocket)[SESSION] = undefined;
     this.owner.onSessionClosed(this);
   }
