@@ -2,6 +2,14 @@
 // request: status line and headers, then the body framed by Content-Length, chunked coding or the
 // connection's close. Anything that could make two parties disagree on where a response ends (the
 // request-smuggling family) is an error, and a connection whose framing is in doubt is never reused.
+import {
+  CONNECTION_CLOSE,
+  CONNECTION_KEEP_ALIVE,
+  connectionOptions,
+  isName,
+  isOws,
+  TOKEN_CHARS,
+} from "../../http1-bytes.ts";
 import { LISTED, RELAYED, ResponseHead } from "./response-head.ts";
 
 /** Why a response could not be read; the connection that carried it is closed. */
@@ -331,18 +339,9 @@ export class ResponseParser {
 
   /** The `close` and `keep-alive` options among a Connection value's comma-separated ones, in any case. */
   private readConnection(buf: Buffer, from: number, to: number): void {
-    let at = from;
-    while (at < to) {
-      let end = at;
-      while (end < to && buf[end] !== 44 /* , */) end++;
-      let s = at;
-      let e = end;
-      while (s < e && isOws(buf[s] as number)) s++;
-      while (e > s && isOws(buf[e - 1] as number)) e--;
-      if (e - s === 5 && isName(buf, s, NAMES.close)) this.connectionClose = true;
-      else if (e - s === 10 && isName(buf, s, NAMES.keepAlive)) this.connectionKeepAlive = true;
-      at = end + 1;
-    }
+    const options = connectionOptions(buf, from, to);
+    if ((options & CONNECTION_CLOSE) !== 0) this.connectionClose = true;
+    if ((options & CONNECTION_KEEP_ALIVE) !== 0) this.connectionKeepAlive = true;
   }
 
   /** How the final response's body is delimited (RFC 9112 §6.3). */
@@ -488,7 +487,6 @@ const NAMES = {
   transferEncoding: Buffer.from("transfer-encoding"),
   connection: Buffer.from("connection"),
   keepAlive: Buffer.from("keep-alive"),
-  close: Buffer.from("close"),
   te: Buffer.from("te"),
   date: Buffer.from("date"),
   expect: Buffer.from("expect"),
@@ -497,16 +495,6 @@ const NAMES = {
   http2Settings: Buffer.from("http2-settings"),
   proxyConnection: Buffer.from("proxy-connection"),
 };
-
-/**
- * Whether the bytes in `buf` from `at` (as many as `name` has) are `name` in any case. The only bytes
- * that OR 0x20 to a lower-case letter, a digit or "-" are that character, its upper case and (for
- * "-") a CR, which no name or value holds.
- */
-function isName(buf: Buffer, at: number, name: Buffer): boolean {
-  for (let i = 0; i < name.length; i++) if (((buf[at + i] as number) | 0x20) !== name[i]) return false;
-  return true;
-}
 
 /**
  * Which header the name from `at` to `end` is (hop-by-hop: connection, keep-alive,
@@ -547,20 +535,6 @@ function decimal(buf: Buffer, from: number, to: number): number {
     n = n * 10 + d;
   }
   return n;
-}
-
-/** Characters of a token (RFC 9110 §5.6.2), by char code: a field name is one. */
-const TOKEN_CHARS = ((): Uint8Array => {
-  const table = new Uint8Array(256);
-  for (const c of "!#$%&'*+-.^_`|~") table[c.charCodeAt(0)] = 1;
-  for (let c = 48; c <= 57; c++) table[c] = 1;
-  for (let c = 65; c <= 90; c++) table[c] = 1;
-  for (let c = 97; c <= 122; c++) table[c] = 1;
-  return table;
-})();
-
-function isOws(c: number): boolean {
-  return c === 32 || c === 9;
 }
 
 /** Control characters other than HTAB in `text` (from `from` to `to`): never part of a field value or reason phrase. */

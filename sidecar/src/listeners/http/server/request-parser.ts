@@ -20,6 +20,16 @@
 // without a version (HTTP/0.9), an RTSP/ or ICE/ protocol, a target byte llhttp lets through only
 // in authority-form (LF), and lengths past 2^53 − 1 are refused.
 
+import {
+  CONNECTION_CLOSE,
+  CONNECTION_KEEP_ALIVE,
+  CONNECTION_UPGRADE,
+  connectionOptions,
+  isName,
+  isOws,
+  TOKEN_CHARS as TOKEN,
+} from "../../../http1-bytes.ts";
+
 /** What the parser reports: the HTTP/1 session implements it. */
 export interface RequestSink {
   /** A message's first byte was read (CR and LF between messages begin none). */
@@ -146,13 +156,6 @@ function table(pick: (c: number) => boolean): Uint8Array {
   for (let c = 0; c < 256; c++) t[c] = pick(c) ? 1 : 0;
   return t;
 }
-const TOKEN = table(
-  (c) =>
-    (c >= 48 && c <= 57) ||
-    (c >= 65 && c <= 90) ||
-    (c >= 97 && c <= 122) ||
-    "!#$%&'*+-.^_`|~".includes(String.fromCharCode(c)),
-);
 /** A field value's bytes (HTAB, visible ASCII, obs-text), CR excluded. */
 const VALUE = table((c) => c === HTAB || (c >= 32 && c !== 127));
 /** A request target's bytes: visible ASCII. */
@@ -178,13 +181,13 @@ function latin1(buf: Buffer, start: number, end: number): string {
   return (buf as unknown as Latin1Slicer).latin1Slice(start, end);
 }
 
-/** Whether `buf` from `at` holds `lower` (lower-case ASCII letters and "-") in any case. */
-function isName(buf: Buffer, at: number, lower: string): boolean {
-  for (let i = 0; i < lower.length; i++) {
-    if (((buf[at + i] as number) | 0x20) !== lower.charCodeAt(i)) return false;
-  }
-  return true;
-}
+const NAMES = {
+  upgrade: Buffer.from("upgrade"),
+  connection: Buffer.from("connection"),
+  contentLength: Buffer.from("content-length"),
+  transferEncoding: Buffer.from("transfer-encoding"),
+  chunked: Buffer.from("chunked"),
+};
 
 /** Header names the parser acts on: told apart by length, then by their bytes. */
 const F_OTHER = 0;
@@ -196,13 +199,13 @@ const F_UPGRADE = 4;
 function fieldKind(buf: Buffer, at: number, end: number): number {
   switch (end - at) {
     case 7:
-      return isName(buf, at, "upgrade") ? F_UPGRADE : F_OTHER;
+      return isName(buf, at, NAMES.upgrade) ? F_UPGRADE : F_OTHER;
     case 10:
-      return isName(buf, at, "connection") ? F_CONNECTION : F_OTHER;
+      return isName(buf, at, NAMES.connection) ? F_CONNECTION : F_OTHER;
     case 14:
-      return isName(buf, at, "content-length") ? F_CONTENT_LENGTH : F_OTHER;
+      return isName(buf, at, NAMES.contentLength) ? F_CONTENT_LENGTH : F_OTHER;
     case 17:
-      return isName(buf, at, "transfer-encoding") ? F_TRANSFER_ENCODING : F_OTHER;
+      return isName(buf, at, NAMES.transferEncoding) ? F_TRANSFER_ENCODING : F_OTHER;
     default:
       return F_OTHER;
   }
@@ -273,9 +276,8 @@ export class RequestParser {
   private hasTransferEncoding = false;
   /** The last Transfer-Encoding coding seen is `chunked` (nothing may follow it). */
   private chunked = false;
-  private connectionClose = false;
-  private connectionKeepAlive = false;
-  private connectionUpgrade = false;
+  /** The Connection options seen (CONNECTION_* bits). */
+  private connection = 0;
   private hasUpgrade = false;
   private keepAlive = true;
   private upgrade = false;
@@ -394,9 +396,7 @@ export class RequestParser {
     this.contentLength = -1;
     this.hasTransferEncoding = false;
     this.chunked = false;
-    this.connectionClose = false;
-    this.connectionKeepAlive = false;
-    this.connectionUpgrade = false;
+    this.connection = 0;
     this.hasUpgrade = false;
   }
 
@@ -801,7 +801,7 @@ export class RequestParser {
       case F_TRANSFER_ENCODING:
         return this.readTransferEncoding(buf, vs, ve, cr);
       case F_CONNECTION:
-        this.readConnection(buf, vs, ve);
+        this.connection |= connectionOptions(buf, vs, ve);
         return true;
       case F_UPGRADE:
         // An empty Upgrade asks for nothing (llhttp's rule).
@@ -841,7 +841,7 @@ export class RequestParser {
         this.setError("HPE_INVALID_TRANSFER_ENCODING", "Invalid `Transfer-Encoding` header value");
         return false;
       case F_CONNECTION:
-        this.readConnection(buf, vs, ve);
+        this.connection |= connectionOptions(buf, vs, ve);
         return true;
       default:
         return true;
@@ -905,9 +905,9 @@ export class RequestParser {
       while (e < ve && buf[e] !== 44 /* , */) e++;
       let s = k;
       let t = e;
-      while (s < t && (buf[s] === SP || buf[s] === HTAB)) s++;
-      while (t > s && (buf[t - 1] === SP || buf[t - 1] === HTAB)) t--;
-      this.chunked = t - s === 7 && isName(buf, s, "chunked");
+      while (s < t && isOws(buf[s] as number)) s++;
+      while (t > s && isOws(buf[t - 1] as number)) t--;
+      this.chunked = t - s === 7 && isName(buf, s, NAMES.chunked);
       if (this.chunked && e < ve) {
         // A comma after `chunked`, even with nothing behind it.
         this.setError("HPE_INVALID_TRANSFER_ENCODING", "Invalid `Transfer-Encoding` header value");
@@ -918,24 +918,6 @@ export class RequestParser {
     // llhttp takes trailing spaces after the last `chunked` but not a tab: then it is another coding.
     if (this.chunked) for (let t = ve; t < cr; t++) if (buf[t] === HTAB) this.chunked = false;
     return true;
-  }
-
-  /** The `close`, `keep-alive` and `upgrade` options of a Connection value, in any case. */
-  private readConnection(buf: Buffer, vs: number, ve: number): void {
-    let k = vs;
-    while (k < ve) {
-      let e = k;
-      while (e < ve && buf[e] !== 44 /* , */) e++;
-      let s = k;
-      let t = e;
-      while (s < t && (buf[s] === SP || buf[s] === HTAB)) s++;
-      while (t > s && (buf[t - 1] === SP || buf[t - 1] === HTAB)) t--;
-      const n = t - s;
-      if (n === 5 && isName(buf, s, "close")) this.connectionClose = true;
-      else if (n === 10 && isName(buf, s, "keep-alive")) this.connectionKeepAlive = true;
-      else if (n === 7 && isName(buf, s, "upgrade")) this.connectionUpgrade = true;
-      k = e + 1;
-    }
   }
 
   /** The head (or the trailer section) ended: the request goes to the sink, then its body is read. */
@@ -969,8 +951,12 @@ export class RequestParser {
     const major = this.major;
     const minor = this.minor;
     // llhttp's rule: HTTP/1.1 (and later minors) unless `close`; others only with `keep-alive`.
-    this.keepAlive = major > 0 && minor > 0 ? !this.connectionClose : this.connectionKeepAlive;
-    this.upgrade = connect || (this.hasUpgrade && this.connectionUpgrade);
+    const connection = this.connection;
+    this.keepAlive =
+      major > 0 && minor > 0
+        ? (connection & CONNECTION_CLOSE) === 0
+        : (connection & CONNECTION_KEEP_ALIVE) !== 0;
+    this.upgrade = connect || (this.hasUpgrade && (connection & CONNECTION_UPGRADE) !== 0);
     if (connect) this.state = S_STOPPED;
     else if (this.chunked) {
       this.state = S_CHUNK_SIZE;
@@ -992,7 +978,7 @@ export class RequestParser {
   /** The message's last byte was read. */
   private completeMessage(): void {
     // A trailer may have said `Connection: close`.
-    if (this.inTrailers && this.connectionClose) this.keepAlive = false;
+    if (this.inTrailers && (this.connection & CONNECTION_CLOSE) !== 0) this.keepAlive = false;
     this.state = this.upgrade ? S_STOPPED : this.keepAlive ? S_START : S_CLOSED;
     this.sink.onMessageComplete();
   }
@@ -1081,59 +1067,28 @@ export class RequestParser {
     return i;
   }
 
-  /** One byte of a chunk extension (`;name[=token|"quoted"]`, repeated). False on an error. */
+  /**
+   * One byte of a chunk extension (`;name[=token|"quoted"]`, repeated; as llhttp takes them, an
+   * empty name and `;;` too). False on an error.
+   */
   private chunkExtension(c: number): boolean {
-    switch (this.extState) {
-      case X_START:
-        if (c === 59) return true;
-        if (c === 61 /* = */) {
-          this.extState = X_VALUE_START;
-          return true;
-        }
-        if (TOKEN[c] === 1) {
-          this.extState = X_NAME;
-          return true;
-        }
-        break;
-      case X_NAME:
-        if (TOKEN[c] === 1) return true;
-        if (c === 59) {
-          this.extState = X_START;
-          return true;
-        }
-        if (c === 61) {
-          this.extState = X_VALUE_START;
-          return true;
-        }
-        if (c === CR) return this.extensionsEnd();
-        break;
-      case X_VALUE_START:
-        if (c === 34 /* " */) {
-          this.extState = X_QUOTED;
-          return true;
-        }
-        if (TOKEN[c] === 1) {
-          this.extState = X_VALUE;
-          return true;
-        }
-        if (c === 59) {
-          this.extState = X_START;
-          return true;
-        }
-        if (c === CR) return this.extensionsEnd();
-        break;
-      case X_VALUE:
-        if (TOKEN[c] === 1) return true;
-        if (c === 59) {
-          this.extState = X_START;
-          return true;
-        }
-        if (c === CR) return this.extensionsEnd();
-        break;
-      default:
-        if (this.quotedExtension(c)) return true;
-        break;
-    }
+    const x = this.extState;
+    const named = x === X_START || x === X_NAME;
+    if (x >= X_QUOTED) {
+      if (this.quotedExtension(c)) return true;
+    } else if (TOKEN[c] === 1) {
+      this.extState = named ? X_NAME : X_VALUE;
+      return true;
+    } else if (c === 59 /* ; */) {
+      this.extState = X_START;
+      return true;
+    } else if (c === 61 /* = */ && named) {
+      this.extState = X_VALUE_START;
+      return true;
+    } else if (c === 34 /* " */ && x === X_VALUE_START) {
+      this.extState = X_QUOTED;
+      return true;
+    } else if (c === CR && x !== X_START) return this.extensionsEnd();
     this.setError(c === LF ? "HPE_CR_EXPECTED" : "HPE_STRICT", "Invalid character in chunk extensions");
     return false;
   }
