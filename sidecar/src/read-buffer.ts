@@ -1,8 +1,9 @@
 // One read buffer for every plain TCP connection, upstream (net's `onread` option) and downstream (the
 // HTTP session reads its socket's handle into it): each read lands in it and is parsed before the
-// next read, so a body costs no Buffer of its own while it only passes through. A body chunk handed on from a read is a view of this buffer, valid until the next
-// read: whoever keeps a chunk past the call that handed it over (a write that waits in a socket's
-// queue, the decision cache) keeps `retainable(chunk)`.
+// next read, so a body costs no Buffer of its own while it only passes through. A body chunk handed
+// on from a read is a view of this buffer, valid until the next read: whoever keeps a chunk past the
+// call that handed it over (a write that waits in a socket's queue, the decision cache, a request
+// body held for its reader) keeps `retainable(chunk)`.
 
 /** Bytes one read of a plain TCP connection may bring (libuv's usual read size). */
 const READ_BUFFER_BYTES = 64 * 1024;
