@@ -138,12 +138,6 @@ function ours(input: Buffer, maxHeaderSize: number, cuts: readonly number[] = []
   return { reply: "ok", code: undefined, events };
 }
 
-/**
- * Where this parser is stricter than llhttp on purpose (the one-line reason is what the test
- * reports): a request line without a version (HTTP/0.9), an RTSP/ or ICE/ protocol, lengths past
- * 2^53 − 1, and PRI (the HTTP/2 preface, which llhttp refuses only once it is complete). And a Transfer-Encoding llhttp refuses only after handing the head on
- * (`Transfer-Encoding: gzip`): refused here before the head, so nothing is dispatched.
- */
 /** Whether llhttp read `head` from a request line that had no version (it calls that HTTP/0.9). */
 function versionless(input: string, head: Head): boolean {
   if (head.version !== "0.9") return false;
@@ -151,16 +145,31 @@ function versionless(input: string, head: Head): boolean {
   return !new RegExp(`${url} +HTTP/0\\.9\r\n`).test(input);
 }
 
+function hasHead(outcome: Outcome, test: (head: Head) => boolean): boolean {
+  return outcome.events.some((e) => typeof e === "object" && "head" in e && test(e.head));
+}
+
+/**
+ * Where this parser is stricter than llhttp on purpose (the one-line reason is what the test
+ * reports): a request line without a version (HTTP/0.9), an RTSP/ or ICE/ protocol, lengths past
+ * 2^53 − 1, PRI (the HTTP/2 preface, which llhttp refuses only once it is complete), and an upgrade
+ * request whose Transfer-Encoding does not end in chunked (llhttp reads it as bodiless, the rest
+ * as the other protocol's). And a Transfer-Encoding llhttp refuses only after handing the head on
+ * (`Transfer-Encoding: gzip`): refused here before the head, so nothing is dispatched.
+ */
 function deliberate(input: string, theirs: Outcome, mine: Outcome): string | undefined {
   if (mine.reply !== "ok" && mine.reply !== "closed") {
     // Each message's request line: does one lack a version, or name another protocol?
-    if (theirs.events.some((e) => typeof e === "object" && "head" in e && versionless(input, e.head)))
+    if (hasHead(theirs, (head) => versionless(input, head))) return "HTTP/0.9";
+    if (mine.code === "HPE_INVALID_URL" && /^[\r\n]*[A-Z-]+ +[\x21-\x7e]+\r?\n/.test(input))
       return "HTTP/0.9";
     if (/^[\r\n]*PRI /.test(input)) return "HTTP/2 preface";
     if (/(?:^|\n)[A-Z-]+ +[\x21-\x7e]+ +(?:RTSP|ICE)\//.test(input)) return "RTSP/ICE";
     if (mine.code === "HPE_INVALID_CONTENT_LENGTH" || mine.code === "HPE_INVALID_CHUNK_SIZE") {
       if (/[0-9a-fA-F]{14,}/.test(input)) return "length past 2^53";
     }
+    if (mine.code === "HPE_INVALID_TRANSFER_ENCODING" && hasHead(theirs, (head) => head.upgrade))
+      return "upgrade with an unknown transfer coding";
   }
   if (
     theirs.code === "HPE_INVALID_TRANSFER_ENCODING" &&
@@ -310,6 +319,9 @@ const CASES: readonly string[] = [
   "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n X: 1\r\n\r\n",
   "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\n\r\n",
   "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\n",
+  // chunk extensions: node:http refuses one over 16 KiB, not many smaller ones
+  `POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;x=${"a".repeat(16400)}\r\nz\r\n0\r\n\r\n`,
+  `POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1${";x=a".repeat(2)}${`;e=${"a".repeat(1000)}`.repeat(40)}\r\nz\r\n0\r\n\r\n`,
 ];
 
 const MAX = 16384;
@@ -395,9 +407,8 @@ describe("request parser, against llhttp", () => {
       const max = random() < 0.1 ? 64 : MAX;
       const r = agree(input, max);
       if (r.why !== undefined) differences.push({ input, max, llhttp: r.theirs, ours: r.mine });
-      // Split anywhere, the same bytes give the same requests (the error code may name the
-      // problem from another byte; the reply is the same). Heads over the limit are counted
-      // line by line while they are incomplete, so they are left out of this comparison.
+      // Split anywhere, the same bytes give the same requests and the same reply (the error code
+      // may name the problem from another byte).
       const cuts = [random(), random(), random()]
         .map((x) => 1 + Math.floor(x * input.length))
         .sort((a, b) => a - b);
@@ -482,5 +493,76 @@ describe("request parser, reads split anywhere", () => {
     expect(parser.execute(Buffer.from("GET / HTTP/1.1\r\nX: "))).toBe(19);
     const ret = parser.execute(Buffer.from("v".repeat(1100)));
     expect(typeof ret === "number" ? ret : ret.code).toBe("HPE_HEADER_OVERFLOW");
+  });
+});
+
+describe("request parser, limits", () => {
+  const nothing = {
+    onMessageBegin: () => undefined,
+    onHeadersComplete: () => undefined,
+    onBody: () => undefined,
+    onMessageComplete: () => undefined,
+  };
+
+  it("counts a trailer section afresh against the head's limit, as node:http does", () => {
+    const input =
+      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Trailer-Name: value-value\r\n\r\n";
+    for (const max of [64, 80]) {
+      const r = agree(input, max);
+      expect(r.why, JSON.stringify(r)).toBeUndefined();
+      expect(r.mine.reply).toBe("ok");
+    }
+  });
+
+  it("counts only the target, names and values (not a split's delimiters) near the limit", () => {
+    const url = `/${"u".repeat(16376)}`;
+    const input = Buffer.from(`GET ${url} HTTP/1.1\r\n\r\n`, "latin1");
+    expect(llhttp(input, 16384).reply).toBe("ok");
+    for (const cut of [4, 6 + url.length, 9 + url.length, input.length - 3]) {
+      expect(ours(input, 16384, [cut]).reply).toBe("ok");
+    }
+    const value = Buffer.from(`GET / HTTP/1.1\r\nX:    ${"v".repeat(16380)}\r\n\r\n`, "latin1");
+    expect(llhttp(value, 16384).reply).toBe("ok");
+    expect(ours(value, 16384, [value.length - 6]).reply).toBe("ok");
+  });
+
+  it("refuses a head whose blank-valued lines outgrow what is kept across reads (431)", () => {
+    // Whitespace and delimiters are not counted against the limit: each line counts one byte.
+    const parser = new RequestParser(nothing, 1024);
+    expect(parser.execute(Buffer.from("GET / HTTP/1.1\r\n"))).toBe(16);
+    const line = Buffer.from(`X:${" ".repeat(60000)}\r\n`, "latin1");
+    let sent = 0;
+    let ret: ReturnType<RequestParser["execute"]> = 0;
+    while (typeof ret === "number" && sent < 10_000_000) {
+      ret = parser.execute(line);
+      sent += line.length;
+    }
+    expect(typeof ret === "number" ? ret : ret.code).toBe("HPE_HEADER_OVERFLOW");
+    // Refused once what it kept passed 2 × the limit + 64 KiB.
+    expect(sent).toBeLessThanOrEqual(2 * 1024 + 64 * 1024 + line.length);
+  });
+
+  it("refuses a chunk extension over 16 KiB as it arrives, in pieces too", () => {
+    const parser = new RequestParser(nothing, 16384);
+    expect(
+      parser.execute(Buffer.from("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;x=")),
+    ).toBeGreaterThan(0);
+    let ret: ReturnType<RequestParser["execute"]> = 0;
+    for (let k = 0; k < 100 && typeof ret === "number"; k++) ret = parser.execute(Buffer.alloc(1000, 0x61));
+    expect(typeof ret === "number" ? ret : ret.code).toBe("HPE_CHUNK_EXTENSIONS_OVERFLOW");
+  });
+
+  it("finds a bad byte in a target that arrives a byte at a time when it arrives", () => {
+    for (const [line, bad] of [
+      ["CONNECT host{:443 HTTP/1.1\r\n", "CONNECT host".length],
+      ["GET http://host<x/ HTTP/1.1\r\n", "GET http://host".length],
+      ["GET ht1p://x/ HTTP/1.1\r\n", "GET ht".length],
+    ] as const) {
+      const parser = new RequestParser(nothing, 16384);
+      const bytes = Buffer.from(line, "latin1");
+      let k = 0;
+      for (; k < bytes.length; k++) if (typeof parser.execute(bytes.subarray(k, k + 1)) !== "number") break;
+      expect(k, line).toBe(bad);
+    }
   });
 });

@@ -18,7 +18,10 @@
 // Errors carry llhttp's codes (the listener's reply depends on HPE_HEADER_OVERFLOW and
 // HPE_INVALID_TRANSFER_ENCODING). Where it is stricter than llhttp, on purpose: a request line
 // without a version (HTTP/0.9), an RTSP/ or ICE/ protocol, a target byte llhttp lets through only
-// in authority-form (LF), and lengths past 2^53 − 1 are refused.
+// in authority-form (LF), lengths past 2^53 − 1, PRI (the HTTP/2 preface) and an upgrade request
+// whose Transfer-Encoding does not end in `chunked` (llhttp takes it as bodiless) are refused; a
+// head is refused (431) once more than 2 × the limit + 64 KiB of it is kept across reads (llhttp
+// keeps no bytes, and counts neither whitespace nor delimiters against the limit).
 
 import {
   CONNECTION_CLOSE,
@@ -147,6 +150,17 @@ const LF = 10;
 const SP = 32;
 const HTAB = 9;
 
+/** A chunk's extensions (their names and values) longer than this are refused, as Node limits llhttp's. */
+const MAX_CHUNK_EXTENSION = 16 * 1024;
+
+// Where the check of a target's form is (it resumes when a read ends inside the target).
+const T_START = 0;
+const T_SCHEME = 1;
+const T_SLASH1 = 2; // after "scheme:"
+const T_SLASH2 = 3;
+const T_AUTHORITY = 4;
+const T_REST = 5; // a path (or what follows the authority): any visible byte
+
 /** Chunk sizes and Content-Length stay at or below 2^53 − 1 (exact in a number). */
 const MAX_LENGTH = Number.MAX_SAFE_INTEGER;
 
@@ -212,7 +226,6 @@ function fieldKind(buf: Buffer, at: number, end: number): number {
 }
 
 const EMPTY = Buffer.alloc(0);
-const COLON_SLASH_SLASH = [58, 47, 47];
 const HTTP_VERSION = [72, 84, 84, 80, 47, -1, 46, -1]; // "HTTP/" DIGIT "." DIGIT
 
 /** Whether `buf` from `start` to `end` begins one of the methods (a read ended inside it). */
@@ -267,6 +280,9 @@ export class RequestParser {
   private fields = new Int32Array(64);
   private fieldCount = 0;
   private counted = 0;
+  /** How far the target's form was checked, and where that check is. */
+  private targetAt = 0;
+  private targetPhase = T_START;
   private inTrailers = false;
   private method = "";
   private major = 0;
@@ -285,6 +301,8 @@ export class RequestParser {
   // ---- the body ----------------------------------------------------------------------------------
   private remaining = 0;
   private extState = X_START;
+  /** Bytes of the chunk extensions being read (names and values). */
+  private extBytes = 0;
   /** A hex digit of the chunk size was read. */
   private sizeSeen = false;
 
@@ -407,6 +425,7 @@ export class RequestParser {
    */
   private continueHead(data: Buffer): number {
     const before = this.carried;
+    if (this.carryTooLong(before + data.length)) return -2;
     let carry = this.carry;
     if (before + data.length > carry.length) {
       const grown = Buffer.allocUnsafe(Math.max(carry.length * 2, before + data.length));
@@ -435,6 +454,7 @@ export class RequestParser {
     // Split over reads: its bytes so far are kept, offsets moved to the copy.
     const start = this.inTrailers ? this.lineStart : this.headStart;
     const length = end - start;
+    if (this.carryTooLong(length)) return -2;
     if (this.carry.length < length || this.carry.length === 0)
       this.carry = Buffer.allocUnsafe(Math.max(1024, length * 2));
     data.copy(this.carry, 0, start, end);
@@ -444,12 +464,25 @@ export class RequestParser {
     return -1;
   }
 
+  /**
+   * Whether `bytes` of an unfinished head are more than are kept across reads (then it is refused). Delimiters and whitespace are not counted
+   * against the head's limit (as node:http counts), so without this a head of blank-valued lines
+   * could grow without bound; past it the head is refused (431), where llhttp, which keeps no bytes,
+   * would go on reading.
+   */
+  private carryTooLong(bytes: number): boolean {
+    if (bytes <= 2 * this.maxHeaderSize + 64 * 1024) return false;
+    this.setError("HPE_HEADER_OVERFLOW", "Header overflow");
+    return true;
+  }
+
   /** Moves every head offset back by `by` (the head's bytes were copied to the carry buffer). */
   private rebase(by: number): void {
     this.headStart -= by;
     this.methodEnd -= by;
     this.urlStart -= by;
     this.urlEnd -= by;
+    this.targetAt -= by;
     this.versionStart -= by;
     this.lineStart -= by;
     this.nameEnd -= by;
@@ -496,6 +529,8 @@ export class RequestParser {
         while (i < end && buf[i] === SP) i++;
         if (i < end) {
           this.urlStart = i;
+          this.targetAt = i;
+          this.targetPhase = T_START;
           this.state = S_URL;
         }
         return i;
@@ -535,8 +570,15 @@ export class RequestParser {
       return i;
     }
     this.urlEnd = i;
-    if (!this.targetForm(buf, this.urlStart, i, true)) {
+    const phase = this.checkTarget(buf, i) ? this.targetPhase : T_START;
+    if (phase !== T_REST && phase !== T_AUTHORITY) {
       this.setError("HPE_INVALID_URL", "Invalid url");
+      return i;
+    }
+    // node:http counts the target against the head's limit as soon as it is read.
+    this.counted += i - this.urlStart;
+    if (this.counted >= this.maxHeaderSize) {
+      this.setError("HPE_HEADER_OVERFLOW", "Header overflow");
       return i;
     }
     this.state = S_AFTER_URL;
@@ -572,6 +614,12 @@ export class RequestParser {
           return i;
         }
         this.nameEnd = i;
+        // node:http counts a name against the head's limit as soon as it is read.
+        this.counted += i - this.lineStart;
+        if (this.counted >= this.maxHeaderSize) {
+          this.setError("HPE_HEADER_OVERFLOW", "Header overflow");
+          return i;
+        }
         this.state = S_VALUE_OWS;
         return i + 1;
       case S_VALUE_OWS:
@@ -624,7 +672,7 @@ export class RequestParser {
     if (buf[i] !== LF) {
       if (this.framingErrorBefore(buf, i - 1)) return i;
       // node:http counts the value before llhttp finds the missing LF.
-      if (this.counted + (i - this.lineStart) >= this.maxHeaderSize)
+      if (this.counted + this.pendingCount(i) >= this.maxHeaderSize)
         this.setError("HPE_HEADER_OVERFLOW", "Header overflow");
       else this.setError("HPE_LF_EXPECTED", "Missing expected LF after header value");
       return i;
@@ -646,7 +694,7 @@ export class RequestParser {
       this.setError("HPE_INVALID_METHOD", "Invalid method encountered");
       return false;
     }
-    if (state === S_URL && !this.targetForm(buf, this.urlStart, i, false)) {
+    if (state === S_URL && !this.checkTarget(buf, i)) {
       this.setError("HPE_INVALID_URL", "Invalid url");
       return false;
     }
@@ -660,12 +708,32 @@ export class RequestParser {
         return false;
       }
     }
-    const lineBytes = state >= S_LINE ? i - this.lineStart : i - this.headStart;
-    if (this.counted + lineBytes >= this.maxHeaderSize) {
+    if (this.counted + this.pendingCount(i) >= this.maxHeaderSize) {
       this.setError("HPE_HEADER_OVERFLOW", "Header overflow");
       return false;
     }
     return true;
+  }
+
+  /**
+   * What node:http has counted of the part being read when the bytes stop at `i`: the target so
+   * far, a name so far, or a value so far (a complete name is in `counted` already; delimiters and
+   * leading whitespace are not counted).
+   */
+  private pendingCount(i: number): number {
+    switch (this.state) {
+      case S_URL:
+        return i - this.urlStart;
+      case S_NAME:
+        return i - this.lineStart;
+      case S_VALUE:
+        return i - this.valueStart;
+      case S_VALUE_LF:
+        // The CR is not the value's.
+        return i - 1 - this.valueStart;
+      default:
+        return 0;
+    }
   }
 
   /** The method from `start` to `end`: one llhttp knows (the common ones without a string). */
@@ -692,28 +760,37 @@ export class RequestParser {
     return true;
   }
 
-  /** Whether the target (visible ASCII already) has a form llhttp accepts for the method. */
-  private targetForm(buf: Buffer, start: number, end: number, complete: boolean): boolean {
-    const c0 = buf[start] as number;
-    if (this.method === "CONNECT") {
-      // authority-form: host:port (llhttp reads it as a URL's server part)
-      for (let k = start; k < end; k++) if (AUTHORITY[buf[k] as number] === 0) return false;
-      return true;
+  /**
+   * Checks the target's form (its bytes are visible ASCII already) from where the last check
+   * stopped up to `end`: origin-form (`/…`) and asterisk-form (`*…`) take any byte after the first;
+   * absolute-form is letters, "://", then an authority up to a "/" or "?"; CONNECT's target is an
+   * authority. False on a byte the form may not hold there. Resumable, so a target that arrives a
+   * byte at a time is read once.
+   */
+  private checkTarget(buf: Buffer, end: number): boolean {
+    let k = this.targetAt;
+    let phase = this.targetPhase;
+    const connect = this.method === "CONNECT";
+    if (phase === T_START && k < end) {
+      const c0 = buf[k] as number;
+      phase = connect ? T_AUTHORITY : c0 === 47 /* / */ || c0 === 42 /* * */ ? T_REST : T_SCHEME;
     }
-    if (c0 === 47 /* / */ || c0 === 42 /* * */) return true;
-    // absolute-form: scheme "://" authority [ ("/" | "?") rest ]
-    let k = start;
-    while (k < end && ((buf[k] as number) | 0x20) >= 97 && ((buf[k] as number) | 0x20) <= 122) k++;
-    if (!complete && k === end) return true;
-    if (k === start) return false;
-    for (let j = 0; j < 3; j++, k++) {
-      if (k === end) return !complete;
-      if (buf[k] !== COLON_SLASH_SLASH[j]) return false;
+    for (; k < end && phase !== T_REST; k++) {
+      const c = buf[k] as number;
+      if (phase === T_AUTHORITY) {
+        if (!connect && (c === 47 || c === 63) /* ? */) phase = T_REST;
+        else if (AUTHORITY[c] === 0) return false;
+      } else if (phase === T_SCHEME) {
+        if ((c | 0x20) >= 97 && (c | 0x20) <= 122) continue;
+        if (c !== 58 /* : */ || k === this.urlStart) return false;
+        phase = T_SLASH1;
+      } else {
+        if (c !== 47) return false;
+        phase = phase === T_SLASH1 ? T_SLASH2 : T_AUTHORITY;
+      }
     }
-    while (k < end && buf[k] !== 47 && buf[k] !== 63) {
-      if (AUTHORITY[buf[k] as number] === 0) return false;
-      k++;
-    }
+    this.targetAt = phase === T_REST ? end : k;
+    this.targetPhase = phase;
     return true;
   }
 
@@ -759,16 +836,12 @@ export class RequestParser {
     const vs = this.valueStart;
     const ve = this.valueEnd;
     // What the value means first: llhttp finds a bad framing value while it reads it, before
-    // node:http counts the value (at its end) against the limit.
+    // node:http counts the value (at its end) against the limit (the name counted at its colon).
     const kind = fieldKind(buf, nameStart, nameEnd);
     if (!(this.inTrailers ? this.trailer(kind, buf, vs, ve) : this.framing(kind, buf, vs, ve, cr)))
       return false;
     // node:http counts the value from its first byte to the line's end, trailing whitespace in.
-    this.counted +=
-      nameEnd -
-      nameStart +
-      (cr - vs) +
-      (this.fieldCount === 0 && !this.inTrailers ? this.urlEnd - this.urlStart : 0);
+    this.counted += cr - vs;
     if (this.counted >= this.maxHeaderSize) {
       this.setError("HPE_HEADER_OVERFLOW", "Header overflow");
       return false;
@@ -930,14 +1003,6 @@ export class RequestParser {
       this.setError("HPE_INVALID_TRANSFER_ENCODING", "Request has invalid `Transfer-Encoding`");
       return;
     }
-    if (this.fieldCount === 0) {
-      // A head without fields: the target alone counts (node:http counts it with the first field).
-      this.counted += this.urlEnd - this.urlStart;
-      if (this.counted >= this.maxHeaderSize) {
-        this.setError("HPE_HEADER_OVERFLOW", "Header overflow");
-        return;
-      }
-    }
     const f = this.fields;
     const n = this.fieldCount;
     const headers: string[] = new Array<string>(n * 2);
@@ -1009,6 +1074,7 @@ export class RequestParser {
           else if (c === 59 /* ; */) {
             this.state = S_CHUNK_EXT;
             this.extState = X_START;
+            this.extBytes = 0;
           } else if (c === LF) {
             this.setError("HPE_CR_EXPECTED", "Missing expected CR after chunk size");
             return i;
@@ -1033,6 +1099,8 @@ export class RequestParser {
           if (this.remaining === 0) {
             // The last chunk: trailer lines follow, read like header lines (and dropped).
             this.inTrailers = true;
+            // node:http counts a trailer section afresh.
+            this.counted = 0;
             this.lineStart = i;
             this.state = S_LINE;
             return i;
@@ -1073,6 +1141,12 @@ export class RequestParser {
    */
   private chunkExtension(c: number): boolean {
     const x = this.extState;
+    // Names and values count (node:http's count, per chunk), not the ";" and "=" between them.
+    const separator = (c === 59 /* ; */ || c === 61) /* = */ && (x < X_QUOTED || x === X_QUOTED_END);
+    if (!separator && ++this.extBytes > MAX_CHUNK_EXTENSION) {
+      this.setError("HPE_CHUNK_EXTENSIONS_OVERFLOW", "Chunk extensions overflow");
+      return false;
+    }
     const named = x === X_START || x === X_NAME;
     if (x >= X_QUOTED) {
       if (this.quotedExtension(c)) return true;

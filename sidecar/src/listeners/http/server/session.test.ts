@@ -19,7 +19,7 @@ function pause(ms: number): Promise<void> {
 interface Seen {
   states: string[];
   errors: string[];
-  requests: { method: string; url: string; headers: string[]; body: string }[];
+  requests: { method: string; url: string; headers: string[]; body: string; ended: boolean }[];
 }
 
 /**
@@ -33,9 +33,10 @@ async function statesAfter(reads: readonly string[], answer = false): Promise<Se
   const handler: Http1Handler = {
     onConnection: () => undefined,
     onRequest: (req: DownstreamRequest, res) => {
-      const seen = { method: req.method, url: req.url, headers: [...req.rawHeaders], body: "" };
+      const seen = { method: req.method, url: req.url, headers: [...req.rawHeaders], body: "", ended: false };
       requests.push(seen);
       req.on("data", (chunk: Buffer) => (seen.body += chunk.toString("latin1")));
+      req.on("end", () => (seen.ended = true));
       if (answer) {
         res.writeHead(200, ["content-length", "0"]);
         res.end();
@@ -108,8 +109,14 @@ describe("Http1Session: the requests it hands on", () => {
     );
     expect(r.errors).toEqual([]);
     expect(r.requests).toEqual([
-      { method: "POST", url: "/c", headers: ["Host", "x", "Transfer-Encoding", "chunked"], body: "abc" },
-      { method: "GET", url: "/next", headers: ["Host", "x"], body: "" },
+      {
+        method: "POST",
+        url: "/c",
+        headers: ["Host", "x", "Transfer-Encoding", "chunked"],
+        body: "abc",
+        ended: true,
+      },
+      { method: "GET", url: "/next", headers: ["Host", "x"], body: "", ended: true },
     ]);
   });
 
@@ -125,7 +132,61 @@ describe("Http1Session: the requests it hands on", () => {
     const whole = "POST /s HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
     const r = await statesAfter(whole.match(/.{1,7}/gs) ?? [], true);
     expect(r.requests).toEqual([
-      { method: "POST", url: "/s", headers: ["Host", "x", "Content-Length", "5"], body: "hello" },
+      {
+        method: "POST",
+        url: "/s",
+        headers: ["Host", "x", "Content-Length", "5"],
+        body: "hello",
+        ended: true,
+      },
     ]);
+  });
+
+  it("reads an h2c upgrade request's body when it comes in later reads, and nothing after it", async () => {
+    const head =
+      "POST /up HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: h2c\r\nContent-Length: 4\r\n\r\n";
+    // Its response stays open, as a proxied one would until the upstream answers.
+    const r = await statesAfter([head, "bo", "dyGET /after HTTP/1.1\r\nHost: x\r\n\r\n"]);
+    expect(r.errors).toEqual([]);
+    expect(r.requests.map((q) => `${q.method} ${q.url} ${q.body} ${String(q.ended)}`)).toEqual([
+      "POST /up body true",
+    ]);
+  });
+});
+
+describe("Http1Session: a CONNECT's socket handed to the handler", () => {
+  it("stops reading while nobody takes what the client sends", async () => {
+    let serverSocket: net.Socket | undefined;
+    let connected = false;
+    const handler: Http1Handler = {
+      onConnection: () => undefined,
+      onRequest: () => undefined,
+      onClientError: () => undefined,
+      // Takes the socket and reads nothing from it (the listener only writes its 403 and closes).
+      onConnect: () => (connected = true),
+      onTimeoutCheck: () => undefined,
+    };
+    const owner = { handler, onSessionClosed: () => undefined };
+    const server = net.createServer((socket) => {
+      serverSocket = socket;
+      new Http1Session(socket, owner, 16384);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const client = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
+    client.on("error", () => undefined);
+    closers.push(() => {
+      client.destroy();
+      server.close();
+    });
+    await new Promise((resolve) => client.once("connect", resolve));
+    client.write("CONNECT example:443 HTTP/1.1\r\nHost: example:443\r\n\r\n");
+    await pause(100);
+    expect(connected).toBe(true);
+    const flood = Buffer.alloc(1024 * 1024, 0x61);
+    for (let k = 0; k < 8; k++) client.write(flood);
+    await pause(500);
+    // What the socket holds unread stays near its high-water mark, not the 8 MiB sent.
+    expect(serverSocket?.readableLength ?? -1).toBeGreaterThan(0);
+    expect(serverSocket?.readableLength ?? Infinity).toBeLessThan(512 * 1024);
   });
 });

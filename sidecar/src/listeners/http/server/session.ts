@@ -252,8 +252,9 @@ export class Http1Session implements BodySource, ResponseSink, RequestSink {
   onData(data: Buffer): void {
     // No socket timeout to refresh: stream_idle_timeout reads the byte counts (../downstream.ts).
     if (this.handedOver) {
-      // The socket is its handler's now: what it reads is delivered as net would have.
-      if (this.direct) this.socket.push(Buffer.from(data));
+      // The socket is its handler's now: what it reads is delivered as net would have, reads
+      // stopping while nobody takes them (net starts them again when its reader asks).
+      if (this.direct && !this.socket.push(Buffer.from(data))) this.setReading(false);
       return;
     }
     if (this.stopped) return;
@@ -365,9 +366,9 @@ export class Http1Session implements BodySource, ResponseSink, RequestSink {
     }
     if (upgrade) {
       // Nothing is read after an upgrade request (the bytes that follow are the new protocol's),
-      // so it is the connection's last: answered (the listener refuses upgrades but h2c's), then closed.
+      // so it is the connection's last: answered (the listener refuses upgrades but h2c's), then
+      // closed. Its own body is still read, in as many reads as it takes.
       req.upgrade = rawHeader(headers, "upgrade") ?? "";
-      this.stopped = true;
     }
     const res = new DownstreamResponse(req, this, keepAlive && !upgrade);
     this.responses.push(res);
@@ -422,7 +423,10 @@ export class Http1Session implements BodySource, ResponseSink, RequestSink {
     this.incoming = undefined;
     req?.push(null);
     // After an upgrade request, nothing more is read: the bytes are not HTTP.
-    if (req?.upgrade !== undefined) this.setReading(false);
+    if (req?.upgrade !== undefined) {
+      this.stopped = true;
+      this.setReading(false);
+    }
   }
 
   connect(req: DownstreamRequest): void {
