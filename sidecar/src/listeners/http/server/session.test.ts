@@ -23,14 +23,36 @@ interface Seen {
 }
 
 /**
+ * A loopback server whose connections each get a session with `handler`, and a client connected to
+ * it; both are closed after the test. Resolves with the client and the server side's socket and session.
+ */
+async function connected(
+  handler: Http1Handler,
+): Promise<{ client: net.Socket; server: () => { socket: net.Socket; session: Http1Session } | undefined }> {
+  let accepted: { socket: net.Socket; session: Http1Session } | undefined;
+  const owner = { handler, onSessionClosed: () => undefined };
+  const server = net.createServer((socket) => {
+    accepted = { socket, session: new Http1Session(socket, owner, 16384) };
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const client = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
+  client.on("error", () => undefined);
+  closers.push(() => {
+    client.destroy();
+    server.close();
+  });
+  await new Promise((resolve) => client.once("connect", resolve));
+  return { client, server: () => accepted };
+}
+
+/**
  * Writes each of `reads` (one write each, 50 ms apart) and returns the session's state after each,
  * and what it handed on (each response answered at once when `answer` is set).
  */
 async function statesAfter(reads: readonly string[], answer = false): Promise<Seen> {
   const errors: string[] = [];
   const requests: Seen["requests"] = [];
-  let session: Http1Session | undefined;
-  const handler: Http1Handler = {
+  const { client, server } = await connected({
     onConnection: () => undefined,
     onRequest: (req: DownstreamRequest, res) => {
       const seen = { method: req.method, url: req.url, headers: [...req.rawHeaders], body: "", ended: false };
@@ -45,23 +67,12 @@ async function statesAfter(reads: readonly string[], answer = false): Promise<Se
     onClientError: (err) => errors.push(err.code ?? err.message),
     onConnect: () => undefined,
     onTimeoutCheck: () => undefined,
-  };
-  const owner = { handler, onSessionClosed: () => undefined };
-  const server = net.createServer((socket) => {
-    session = new Http1Session(socket, owner, 16384);
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const client = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
-  client.on("error", () => undefined);
-  closers.push(() => {
-    client.destroy();
-    server.close();
-  });
-  await new Promise((resolve) => client.once("connect", resolve));
   const states: string[] = [];
   for (const read of reads) {
     client.write(read);
     await pause(50);
+    const session = server()?.session;
     states.push(`${session?.active === true ? "begun" : "-"}${session?.idle === true ? " idle" : ""}`);
   }
   return { states, errors, requests };
@@ -156,37 +167,23 @@ describe("Http1Session: the requests it hands on", () => {
 
 describe("Http1Session: a CONNECT's socket handed to the handler", () => {
   it("stops reading while nobody takes what the client sends", async () => {
-    let serverSocket: net.Socket | undefined;
-    let connected = false;
-    const handler: Http1Handler = {
+    let handedOver = false;
+    const { client, server } = await connected({
       onConnection: () => undefined,
       onRequest: () => undefined,
       onClientError: () => undefined,
       // Takes the socket and reads nothing from it (the listener only writes its 403 and closes).
-      onConnect: () => (connected = true),
+      onConnect: () => (handedOver = true),
       onTimeoutCheck: () => undefined,
-    };
-    const owner = { handler, onSessionClosed: () => undefined };
-    const server = net.createServer((socket) => {
-      serverSocket = socket;
-      new Http1Session(socket, owner, 16384);
     });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const client = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
-    client.on("error", () => undefined);
-    closers.push(() => {
-      client.destroy();
-      server.close();
-    });
-    await new Promise((resolve) => client.once("connect", resolve));
     client.write("CONNECT example:443 HTTP/1.1\r\nHost: example:443\r\n\r\n");
     await pause(100);
-    expect(connected).toBe(true);
+    expect(handedOver).toBe(true);
     const flood = Buffer.alloc(1024 * 1024, 0x61);
     for (let k = 0; k < 8; k++) client.write(flood);
     await pause(500);
     // What the socket holds unread stays near its high-water mark, not the 8 MiB sent.
-    expect(serverSocket?.readableLength ?? -1).toBeGreaterThan(0);
-    expect(serverSocket?.readableLength ?? Infinity).toBeLessThan(512 * 1024);
+    expect(server()?.socket.readableLength ?? -1).toBeGreaterThan(0);
+    expect(server()?.socket.readableLength ?? Infinity).toBeLessThan(512 * 1024);
   });
 });
