@@ -267,7 +267,6 @@ export class RequestParser {
   /** Where the scan of a carried head resumes. */
   private scanFrom = 0;
   private headStart = 0;
-  private methodEnd = 0;
   private urlStart = 0;
   private urlEnd = 0;
   private versionStart = 0;
@@ -382,14 +381,6 @@ export class RequestParser {
     return this.error;
   }
 
-  /** Makes the parser ready for a new connection (it is pooled). */
-  reset(): void {
-    this.state = S_START;
-    this.error = undefined;
-    this.carry = EMPTY;
-    this.carried = 0;
-  }
-
   private fail(at: number): RequestParseError {
     const err = this.error as RequestParseError;
     err.bytesParsed = at;
@@ -479,7 +470,6 @@ export class RequestParser {
   /** Moves every head offset back by `by` (the head's bytes were copied to the carry buffer). */
   private rebase(by: number): void {
     this.headStart -= by;
-    this.methodEnd -= by;
     this.urlStart -= by;
     this.urlEnd -= by;
     this.targetAt -= by;
@@ -522,7 +512,6 @@ export class RequestParser {
           this.setError("HPE_INVALID_METHOD", "Invalid method encountered");
           return i;
         }
-        this.methodEnd = i;
         this.state = S_AFTER_METHOD;
         return i + 1;
       case S_AFTER_METHOD:
