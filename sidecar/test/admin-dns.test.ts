@@ -3,6 +3,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { request } from "undici";
+import { ADMIN_KEEP_ALIVE_MS } from "../src/admin/server.ts";
 import {
   bootstrapYaml,
   clusterYaml,
@@ -20,6 +21,23 @@ const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
+
+/** Sends `text` on a fresh connection; what came back, and how long after the send it closed. */
+function rawExchange(port: number, text: string): Promise<{ text: string; closedAfterMs: number }> {
+  return new Promise((resolve, reject) => {
+    let got = "";
+    let sentAt = 0;
+    const c = net.connect(port, "127.0.0.1", () => {
+      sentAt = performance.now();
+      c.write(text);
+    });
+    c.on("data", (d: Buffer) => (got += d.toString()));
+    c.on("error", reject);
+    c.on("close", () => {
+      resolve({ text: got, closedAfterMs: performance.now() - sentAt });
+    });
+  });
+}
 
 describe("admin", () => {
   it("serves /ready, /clusters (text and JSON), /config_dump and Envoy-named metrics", async () => {
@@ -171,6 +189,15 @@ describe("admin", () => {
     });
     expect(raw).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
     expect(raw).toContain('"message":"the request target is not a valid path"');
+    // A head the parser refuses: node:http's bare answer, then the connection closes.
+    const malformed = await rawExchange(admin, "GET /ready HTTP/1.1\r\nHost: a\r\nno colon here\r\n\r\n");
+    expect(malformed.text).toBe("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+    // Keep-alive: answered, then closed after ADMIN_KEEP_ALIVE_MS with no further request.
+    const kept = await rawExchange(admin, "GET /ready HTTP/1.1\r\nHost: a\r\n\r\n");
+    expect(kept.text).toMatch(/^HTTP\/1\.1 200 OK\r\n[^]*LIVE\n$/);
+    expect(kept.text).toContain("Connection: keep-alive\r\n");
+    expect(kept.closedAfterMs).toBeGreaterThanOrEqual(ADMIN_KEEP_ALIVE_MS - 100);
+    expect(kept.closedAfterMs).toBeLessThan(ADMIN_KEEP_ALIVE_MS + 2500);
   });
 
   it("sums the stats of listeners that share a stat_prefix into one series, as Envoy shares them", async () => {

@@ -18,6 +18,7 @@ import {
   httpListenerYaml,
   routeYaml,
   Sidecar,
+  Upstream,
   waitFor,
 } from "./support/harness.ts";
 import { adsBootstrapYaml, httpListenerResource } from "./support/xds-resources.ts";
@@ -81,6 +82,52 @@ describe("the shipped sidecar", () => {
     const start = await s.metric("process_start_time_seconds");
     expect(start).toBeGreaterThanOrEqual(Math.floor(startedAt) - 1);
     expect(start).toBeLessThanOrEqual(Date.now() / 1000 + 1);
+  });
+
+  it("serves and answers its admin without loading node:http or node:cluster", async () => {
+    // Both would cost every sidecar resident memory for nothing (sidecar/README.md, "Memory"): the
+    // listeners and the admin run on the sidecar's own HTTP/1.1 server, and a listen does not ask
+    // node:cluster whether the process is a worker. The list is Node's own record of what it loaded.
+    const [pa, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
+    const a = await new Upstream(pa, "a").start();
+    cleanups.push(() => a.kill());
+    const dir = mkdtempSync(path.join(os.tmpdir(), "tether-modules-"));
+    const list = path.join(dir, "modules.txt");
+    const probe = path.join(dir, "probe.cjs");
+    writeFileSync(
+      probe,
+      `process.on("SIGUSR2", () => require("node:fs").writeFileSync(${JSON.stringify(list)}, process.moduleLoadList.join("\\n")));\n`,
+    );
+    const s = new Sidecar(
+      admin,
+      Sidecar.writeConfig(
+        bootstrapYaml(
+          admin,
+          httpListenerYaml(listen, [routeYaml({})]),
+          clusterYaml({ endpoints: [{ port: pa }] }),
+        ),
+      ),
+    );
+    s.nodeArgs = ["--require", probe];
+    cleanups.push(() => s.stop());
+    await s.start();
+    const proxied = await request(`http://127.0.0.1:${listen}/x`);
+    await proxied.body.text();
+    expect(proxied.statusCode).toBe(200);
+    const metrics = await (await request(`http://127.0.0.1:${admin}/metrics`)).body.text();
+    expect(metrics).toMatch(/^envoy_http_downstream_rq_total\{[^}]*\} 1$/m);
+    process.kill(s.proc?.pid ?? 0, "SIGUSR2");
+    const loaded = await waitFor("the module list", () => {
+      try {
+        return readFileSync(list, "utf8").split("\n");
+      } catch {
+        return undefined;
+      }
+    });
+    expect(loaded).toContain("NativeModule net");
+    for (const m of ["http", "_http_server", "_http_client", "cluster", "child_process", "dgram"]) {
+      expect(loaded).not.toContain(`NativeModule ${m}`);
+    }
   });
 
   it("needs no node_modules: validates a safe_regex config from a copy outside the repository", async () => {

@@ -1,7 +1,16 @@
-// The admin listener on node:http. It reads runtime state and never changes it (POST /notifications
-// only invalidates decision-cache entries). A web framework here cost ~25 MB of RSS for six routes.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+// The admin listener, on the sidecar's own HTTP/1.1 server (the listeners' parser and response
+// writer, with node:http's timeouts and keep-alive rules). It reads runtime state and never changes
+// it (POST /notifications only invalidates decision-cache entries). A web framework here cost ~25 MB
+// of RSS for six routes, node:http itself ~1.4 MB.
+import type { Socket } from "node:net";
+import { reasonPhrase } from "../http-node.ts";
+import { listenAt } from "../listeners/bind.ts";
 import { HttpListener } from "../listeners/http/listener.ts";
+import { clientErrorReply } from "../listeners/http/request-checks.ts";
+import type { DownstreamRequest } from "../listeners/http/server/request.ts";
+import type { DownstreamResponse } from "../listeners/http/server/response.ts";
+import { Http1Server } from "../listeners/http/server/server.ts";
+import { sessionOf, type Http1Handler } from "../listeners/http/server/session.ts";
 import type { Listener } from "../listeners/manager.ts";
 import type { Cluster } from "../upstream/cluster.ts";
 import type { XdsStats } from "../xds/subscriber.ts";
@@ -55,22 +64,33 @@ class RequestError extends Error {
 }
 
 /** Reads a JSON body (or none); a body of another content type, too large, or not JSON is refused. */
-async function readJsonBody(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > ADMIN_BODY_LIMIT) {
-      throw new RequestError(
-        413,
-        "Payload Too Large",
-        `request body is larger than ${ADMIN_BODY_LIMIT} bytes`,
-      );
-    }
-    chunks.push(chunk);
-  }
-  if (size === 0) return undefined;
-  const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase();
+async function readJsonBody(req: DownstreamRequest): Promise<unknown> {
+  const chunks = await new Promise<Buffer[]>((resolve, reject) => {
+    const held: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      if (size > ADMIN_BODY_LIMIT) return;
+      size += chunk.length;
+      if (size > ADMIN_BODY_LIMIT) {
+        reject(
+          new RequestError(413, "Payload Too Large", `request body is larger than ${ADMIN_BODY_LIMIT} bytes`),
+        );
+        return;
+      }
+      // The parser's chunk may be a view of a shared read buffer: keep a copy.
+      held.push(Buffer.from(chunk));
+    });
+    req.on("end", () => {
+      resolve(held);
+    });
+    req.on("close", () => {
+      reject(new RequestError(400, "Bad Request", "the request broke off before its body was complete"));
+    });
+  });
+  const body = Buffer.concat(chunks);
+  if (body.length === 0) return undefined;
+  const header = req.headers["content-type"];
+  const type = (typeof header === "string" ? header : "").split(";")[0]?.trim().toLowerCase();
   if (type !== "application/json") {
     throw new RequestError(
       415,
@@ -79,17 +99,35 @@ async function readJsonBody(req: IncomingMessage): Promise<unknown> {
     );
   }
   try {
-    return JSON.parse(Buffer.concat(chunks).toString("utf8")) as unknown;
+    return JSON.parse(body.toString("utf8")) as unknown;
   } catch (err) {
     throw new RequestError(400, "Bad Request", `request body is not JSON: ${(err as Error).message}`);
   }
 }
 
-export class AdminServer {
-  private readonly server: Server;
+/** node:http's defaults, which the admin listener has always had. */
+const ADMIN_SERVER_OPTIONS = {
+  headersTimeout: 60_000,
+  requestTimeout: 300_000,
+  maxHeaderSize: 16 * 1024,
+  checkIntervalMs: 1000,
+};
+
+/** A keep-alive connection with no request in progress is closed after this long (node:http's 5 s). */
+export const ADMIN_KEEP_ALIVE_MS = 5000;
+
+/** A parse error or a late request: the status line and nothing else, then the connection closes. */
+function clientErrorStatus(code: string | undefined): number {
+  return code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : clientErrorReply(code).status;
+}
+
+export class AdminServer implements Http1Handler {
+  private readonly server: Http1Server;
   private readonly process = new ProcessMetrics();
   /** path → method → handler; GET routes answer HEAD too. */
   private readonly routes = new Map<string, Map<string, Handler>>();
+  /** Open connections → since when each has been idle (performance.now()), or -1 while answering. */
+  private readonly idleSince = new Map<Socket, number>();
 
   constructor(view: AdminView) {
     const route = (method: "GET" | "POST", path: string, handler: Handler): void => {
@@ -142,16 +180,51 @@ export class AdminServer {
       }
       return json(400, { error: 'expected {"session": "<id>"} or {"type": "policy-changed"}' });
     });
-    this.server = createServer((req, res) => {
-      void this.serve(req, res);
-    });
+    this.server = new Http1Server(this, ADMIN_SERVER_OPTIONS);
   }
 
-  private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const method = req.method ?? "GET";
+  onConnection(socket: Socket): void {
+    this.idleSince.set(socket, performance.now());
+    socket.once("close", () => this.idleSince.delete(socket));
+  }
+
+  onRequest(req: DownstreamRequest, res: DownstreamResponse): void {
+    const socket = req.socket;
+    this.idleSince.set(socket, -1);
+    res.once("close", () => {
+      if (this.idleSince.has(socket)) this.idleSince.set(socket, performance.now());
+    });
+    void this.serve(req, res);
+  }
+
+  /** As node:http answers a malformed or late request: a bare status, then the connection closes. */
+  onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    if (err.code === "ECONNRESET" || !socket.writable || this.server.responseUnderWay(socket)) {
+      socket.destroy();
+      return;
+    }
+    const status = clientErrorStatus(err.code);
+    socket.end(`HTTP/1.1 ${status} ${reasonPhrase(status)}\r\nConnection: close\r\n\r\n`);
+  }
+
+  onConnect(_req: DownstreamRequest, socket: Socket): void {
+    socket.end("HTTP/1.1 405 Method Not Allowed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+  }
+
+  /** Closes keep-alive connections idle for ADMIN_KEEP_ALIVE_MS. */
+  onTimeoutCheck(now: number): void {
+    for (const [socket, since] of this.idleSince) {
+      if (since >= 0 && now - since >= ADMIN_KEEP_ALIVE_MS && sessionOf(socket)?.idle !== false) {
+        socket.destroy();
+      }
+    }
+  }
+
+  private async serve(req: DownstreamRequest, res: DownstreamResponse): Promise<void> {
+    const method = req.method;
     let reply: Reply;
     try {
-      const url = URL.parse(req.url ?? "/", "http://admin");
+      const url = URL.parse(req.url, "http://admin");
       if (url === null) throw new RequestError(400, "Bad Request", "the request target is not a valid path");
       const methods = this.routes.get(url.pathname);
       const handler = methods?.get(method);
@@ -175,7 +248,9 @@ export class AdminServer {
           ? problem(err.status, err.error, err.message)
           : problem(500, "Internal Server Error", (err as Error).message);
     }
-    if (res.destroyed) return;
+    if (res.destroyed || req.destroyed) return;
+    // A body refused before its end (413) is not read on: the connection closes after the answer.
+    if (reply.status === 413) res.shouldKeepAlive = false;
     const body = Buffer.from(reply.body, "utf8");
     res.writeHead(reply.status, {
       ...reply.headers,
@@ -185,29 +260,22 @@ export class AdminServer {
     res.end(method === "HEAD" ? undefined : body);
   }
 
-  listen(address: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error): void => {
-        reject(err);
-      };
-      this.server.once("error", onError);
-      this.server.listen(port, address, () => {
-        this.server.off("error", onError);
-        const a = this.server.address();
-        resolve(typeof a === "object" && a !== null ? a.port : port);
-      });
-    });
+  async listen(address: string, port: number): Promise<number> {
+    await listenAt(this.server.net, port, address);
+    const a = this.server.net.address();
+    return typeof a === "object" && a !== null ? a.port : port;
   }
 
   /** Stops accepting, closes idle keep-alive connections, and waits for answers in progress. */
   async close(): Promise<void> {
     this.process.stop();
     if (!this.server.listening) return;
-    await new Promise<void>((resolve) => {
-      this.server.close(() => {
+    const closed = new Promise<void>((resolve) => {
+      this.server.net.once("close", () => {
         resolve();
       });
-      this.server.closeIdleConnections();
     });
+    this.server.close();
+    await closed;
   }
 }

@@ -1,5 +1,5 @@
 /** Binding a listener's server to its configured socket address (shared by the HTTP and TCP listeners). */
-import type { Server } from "node:net";
+import { isIP, type Server } from "node:net";
 import type { SocketAddress } from "@tether/envoy";
 import { TetherError } from "../errors.ts";
 
@@ -29,16 +29,50 @@ export class ListenerBindError extends TetherError {
   }
 }
 
-/** Listens on the configured address; rejects with a ListenerBindError (address in use, ...). */
-export async function listenOn(server: Server, sa: SocketAddress, listener: string): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
+/** The step net.Server.listen() ends in, kept under its old name: creates, binds and listens the handle. */
+type SetUpListen = (
+  address: string,
+  port: number,
+  addressType: number,
+  backlog: number,
+  fd: undefined,
+  flags: number,
+) => void;
+
+/**
+ * Listens on `address` (an IP address, or a name to resolve) and `port`; resolves on "listening",
+ * rejects with the server's "error". net.Server.listen() asks node:cluster whether this process is a
+ * cluster worker before it binds, loading cluster, child_process and dgram into a process that never
+ * forks (~2 MB of resident memory in the sidecar). For an IP address the server's handle is set up
+ * directly with the step listen() ends in (its `_listen2`, which emits "listening" or "error" as
+ * listen() does); a name goes through listen() and its lookup.
+ */
+export function listenAt(server: Server, port: number, address: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => {
-      reject(new ListenerBindError(listener, sa, err));
+      server.off("listening", onListening);
+      reject(err);
     };
-    server.once("error", onError);
-    server.listen(sa.port_value, sa.address, () => {
+    const onListening = (): void => {
       server.off("error", onError);
       resolve();
-    });
+    };
+    server.once("error", onError);
+    server.once("listening", onListening);
+    const family = isIP(address);
+    const setUp = (server as Server & { _listen2?: SetUpListen })._listen2;
+    // 511: listen()'s default backlog (the kernel rounds backlog + 1 up to a power of two).
+    if (family !== 0 && typeof setUp === "function")
+      setUp.call(server, address, port, family, 511, undefined, 0);
+    else server.listen(port, address);
   });
+}
+
+/** Listens on the configured address; rejects with a ListenerBindError (address in use, ...). */
+export async function listenOn(server: Server, sa: SocketAddress, listener: string): Promise<void> {
+  try {
+    await listenAt(server, sa.port_value, sa.address);
+  } catch (err) {
+    throw new ListenerBindError(listener, sa, err);
+  }
 }

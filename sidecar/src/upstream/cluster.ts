@@ -1,6 +1,5 @@
 // A cluster: its endpoints grouped by priority, health (active + outlier), the load balancer,
 // per-endpoint HTTP pools, and the circuit breakers. Listeners ask it for a host and a pool.
-import http from "node:http";
 import { Pool, type PoolOptions } from "./pool.ts";
 import {
   HTTP_PROTOCOL_OPTIONS_KEY,
@@ -9,6 +8,7 @@ import {
   type ClusterLoadAssignmentConfig,
   type HealthStatus,
 } from "@tether/envoy";
+import { nodeMaxHeaderSize } from "../http-node.ts";
 import type { Logger } from "../log.ts";
 import type { RandomSource } from "./backoff.ts";
 import { pickHost, type BalancerState } from "./balancer.ts";
@@ -143,7 +143,7 @@ export class Cluster implements HealthCheckOwner, OutlierOwner, ConnectContext, 
       keepAliveThresholdMs: 1000,
       maxRequestsPerConnection: proto?.max_requests_per_connection ?? 0,
       // Node's limit for a message head (--max-http-header-size, 16 KiB by default).
-      maxHeadBytes: http.maxHeaderSize,
+      maxHeadBytes: nodeMaxHeaderSize(),
     };
     const hc = config.health_checks[0];
     this.healthChecker = hc === undefined ? undefined : new HealthChecker(hc, this, this.transports);

@@ -299,11 +299,14 @@ export class Sidecar extends ServerProcess {
 
   /** Command-line flags after the defaults (a later flag wins), e.g. the drain flags. */
   extraArgs: string[] = [];
+  /** Flags for node itself, before the sidecar's script (the bin passes them on to its snapshot start). */
+  nodeArgs: string[] = [];
 
   async start(waitReady = true): Promise<this> {
     const proc = spawn(
       process.execPath,
       [
+        ...this.nodeArgs,
         BIN,
         "--config",
         this.configFile,

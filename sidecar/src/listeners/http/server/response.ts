@@ -4,7 +4,7 @@
 // response of a connection is ever written: a pipelined request is handed on once the responses
 // before it have gone out.
 import { EventEmitter } from "node:events";
-import { STATUS_CODES } from "node:http";
+import { reasonPhrase } from "../../../http-node.ts";
 import type { ResponseHead } from "../../../upstream/pool.ts";
 import type { DownstreamRequest } from "./request.ts";
 
@@ -80,7 +80,7 @@ const statusLines: (Buffer | undefined)[] = [];
 function statusLine(status: number): Buffer {
   let line = statusLines[status];
   if (line === undefined) {
-    line = Buffer.from(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "unknown"}\r\n`, "latin1");
+    line = Buffer.from(`HTTP/1.1 ${status} ${reasonPhrase(status)}\r\n`, "latin1");
     statusLines[status] = line;
   }
   return line;
@@ -154,7 +154,7 @@ export class DownstreamResponse extends EventEmitter {
       list = flat;
     }
     this.headerList = list;
-    let text = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "unknown"}\r\n`;
+    let text = `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\n`;
     let flags = 0;
     for (let i = 0; i < list.length; i += 2) {
       const name = list[i] as string;
