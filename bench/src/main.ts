@@ -210,6 +210,11 @@ async function main(): Promise<void> {
     for (const kind of proxies) {
       log(`footprint of ${kind}: start-up, idle, ${IDLE_CONNECTIONS} idle connections, peak`);
       footprints.push(await measureFootprint({ name: kind, kind }, dir, upstreams, IDLE_CONNECTIONS));
+      if (kind === "tether-sidecar") {
+        log(`footprint of ${kind} configured over ADS, as the operator configures agent sidecars`);
+        const xds = { name: `${kind} (xDS)`, kind, xds: true } as const;
+        footprints.push(await measureFootprint(xds, dir, upstreams, IDLE_CONNECTIONS));
+      }
     }
 
     const scenarioProxies =
