@@ -35,7 +35,8 @@ function tlsYaml(tls: SidecarXdsTls | undefined): string {
               match_typed_subject_alt_names: [{ san_type: DNS, matcher: { exact: ${tls.name} } }]`;
 }
 
-function bootstrap(
+/** A sidecar bootstrap with only the admin and the ADS cluster: everything else comes over ADS. */
+export function adsBootstrap(
   member: SidecarMember,
   adminPort: number,
   xdsPort: number,
@@ -88,7 +89,7 @@ export class SidecarFleet {
     for (const [i, member] of members.entries()) {
       const adminPort = await freePort();
       const config = join(dir, `sidecar-${String(i)}.yaml`);
-      writeFileSync(config, bootstrap(member, adminPort, xdsPort, tls));
+      writeFileSync(config, adsBootstrap(member, adminPort, xdsPort, tls));
       const proc = new Proc({
         name: `tether-sidecar ${member.nodeId}`,
         command: process.execPath,
