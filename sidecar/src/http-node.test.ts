@@ -17,5 +17,6 @@ describe("http-node", () => {
     // Set: node:http answers with the value this process runs with (its own flags, here the default).
     expect(nodeMaxHeaderSize(["--max-http-header-size=32768"], undefined)).toBe(http.maxHeaderSize);
     expect(nodeMaxHeaderSize([], "--max-http-header-size 32768")).toBe(http.maxHeaderSize);
+    expect(nodeMaxHeaderSize(["--max_http_header_size=32768"], undefined)).toBe(http.maxHeaderSize);
   });
 });

@@ -87,9 +87,11 @@ export function nodeMaxHeaderSize(
   nodeOptions: string | undefined = process.env["NODE_OPTIONS"],
 ): number {
   const flag = "--max-http-header-size";
-  const set = [...execArgv, ...(nodeOptions ?? "").split(/\s+/)].some(
-    (a) => a === flag || a.startsWith(`${flag}=`),
-  );
+  // Node takes a flag's name with "_" for "-" too (--max_http_header_size).
+  const set = [...execArgv, ...(nodeOptions ?? "").split(/\s+/)].some((a) => {
+    const name = a.split("=")[0]?.replaceAll("_", "-");
+    return name === flag;
+  });
   if (!set) return NODE_DEFAULT_MAX_HEADER_SIZE;
   return process.getBuiltinModule("node:http").maxHeaderSize;
 }

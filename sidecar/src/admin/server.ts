@@ -3,14 +3,14 @@
 // it (POST /notifications only invalidates decision-cache entries). A web framework here cost ~25 MB
 // of RSS for six routes, node:http itself ~1.4 MB.
 import type { Socket } from "node:net";
-import { reasonPhrase } from "../http-node.ts";
+import { nodeMaxHeaderSize, reasonPhrase } from "../http-node.ts";
 import { listenAt } from "../listeners/bind.ts";
 import { HttpListener } from "../listeners/http/listener.ts";
 import { clientErrorReply } from "../listeners/http/request-checks.ts";
 import type { DownstreamRequest } from "../listeners/http/server/request.ts";
 import type { DownstreamResponse } from "../listeners/http/server/response.ts";
 import { Http1Server } from "../listeners/http/server/server.ts";
-import { sessionOf, type Http1Handler } from "../listeners/http/server/session.ts";
+import { DELAYED_CLOSE_MS, sessionOf, type Http1Handler } from "../listeners/http/server/session.ts";
 import type { Listener } from "../listeners/manager.ts";
 import type { Cluster } from "../upstream/cluster.ts";
 import type { XdsStats } from "../xds/subscriber.ts";
@@ -105,11 +105,10 @@ async function readJsonBody(req: DownstreamRequest): Promise<unknown> {
   }
 }
 
-/** node:http's defaults, which the admin listener has always had. */
+/** node:http's defaults, which the admin listener has always had (the head limit: node's flag). */
 const ADMIN_SERVER_OPTIONS = {
   headersTimeout: 60_000,
   requestTimeout: 300_000,
-  maxHeaderSize: 16 * 1024,
   checkIntervalMs: 1000,
 };
 
@@ -119,6 +118,15 @@ export const ADMIN_KEEP_ALIVE_MS = 5000;
 /** A parse error or a late request: the status line and nothing else, then the connection closes. */
 function clientErrorStatus(code: string | undefined): number {
   return code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : clientErrorReply(code).status;
+}
+
+/** Writes `text` and ends our side; the socket is destroyed if the client has not closed its own in DELAYED_CLOSE_MS. */
+function endAndClose(socket: Socket, text: string): void {
+  socket.end(text);
+  const timer = setTimeout(() => socket.destroy(), DELAYED_CLOSE_MS);
+  socket.once("close", () => {
+    clearTimeout(timer);
+  });
 }
 
 export class AdminServer implements Http1Handler {
@@ -180,7 +188,7 @@ export class AdminServer implements Http1Handler {
       }
       return json(400, { error: 'expected {"session": "<id>"} or {"type": "policy-changed"}' });
     });
-    this.server = new Http1Server(this, ADMIN_SERVER_OPTIONS);
+    this.server = new Http1Server(this, { ...ADMIN_SERVER_OPTIONS, maxHeaderSize: nodeMaxHeaderSize() });
   }
 
   onConnection(socket: Socket): void {
@@ -204,11 +212,11 @@ export class AdminServer implements Http1Handler {
       return;
     }
     const status = clientErrorStatus(err.code);
-    socket.end(`HTTP/1.1 ${status} ${reasonPhrase(status)}\r\nConnection: close\r\n\r\n`);
+    endAndClose(socket, `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\nConnection: close\r\n\r\n`);
   }
 
   onConnect(_req: DownstreamRequest, socket: Socket): void {
-    socket.end("HTTP/1.1 405 Method Not Allowed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    endAndClose(socket, "HTTP/1.1 405 Method Not Allowed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
   }
 
   /** Closes keep-alive connections idle for ADMIN_KEEP_ALIVE_MS. */

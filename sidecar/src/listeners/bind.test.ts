@@ -40,6 +40,17 @@ describe("listenAt", () => {
     expect(await fetchGreeting(b.port, "::1")).toBe("hello");
   });
 
+  it("refuses what listen() refuses: a port out of range, a server already listening", async () => {
+    const s = server();
+    await expect(listenAt(s, 70000, "127.0.0.1")).rejects.toMatchObject({ code: "ERR_SOCKET_BAD_PORT" });
+    await expect(listenAt(s, -1, "127.0.0.1")).rejects.toMatchObject({ code: "ERR_SOCKET_BAD_PORT" });
+    await listenAt(s, 0, "127.0.0.1");
+    await expect(listenAt(s, 0, "127.0.0.1")).rejects.toMatchObject({ code: "ERR_SERVER_ALREADY_LISTEN" });
+    // A refusal leaves no listener of its own behind.
+    expect(s.listenerCount("error")).toBe(0);
+    expect(s.listenerCount("listening")).toBe(0);
+  });
+
   it("resolves a name through listen()", async () => {
     const s = server();
     await listenAt(s, 0, "localhost");

@@ -61,10 +61,19 @@ export function listenAt(server: Server, port: number, address: string): Promise
     server.once("listening", onListening);
     const family = isIP(address);
     const setUp = (server as Server & { _listen2?: SetUpListen })._listen2;
-    // 511: listen()'s default backlog (the kernel rounds backlog + 1 up to a power of two).
-    if (family !== 0 && typeof setUp === "function")
-      setUp.call(server, address, port, family, 511, undefined, 0);
-    else server.listen(port, address);
+    // listen() refuses a port out of range or a server already listening: so does this, through it.
+    const plain = Number.isInteger(port) && port >= 0 && port <= 65535 && !server.listening;
+    try {
+      // 511: listen()'s default backlog (the kernel rounds backlog + 1 up to a power of two).
+      if (family !== 0 && plain && typeof setUp === "function") {
+        setUp.call(server, address, port, family, 511, undefined, 0);
+      } else {
+        server.listen(port, address);
+      }
+    } catch (err) {
+      server.off("error", onError);
+      onError(err as Error);
+    }
   });
 }
 
