@@ -1,7 +1,8 @@
 // The two things the sidecar takes from node:http, without loading it. node:http brings its client,
 // agent, server and perf modules along (~1.4 MB of resident memory in every sidecar); the sidecar
 // serves and relays HTTP with its own code, so node:http is loaded only where it is still the
-// client (a decision cache's notification stream) or the user sets --max-http-header-size.
+// client (a decision cache's notification stream), where node:http2 (the xDS client) loads it, or
+// when the user sets --max-http-header-size.
 
 /** Reason phrases by status code, as node:http's STATUS_CODES has them. */
 export const STATUS_REASONS: Readonly<Record<number, string>> = {
