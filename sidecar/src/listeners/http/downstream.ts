@@ -10,6 +10,7 @@
 // refresh (a timer re-insert) on every read and write.
 import type { Socket } from "node:net";
 import type { HttpConnectionManagerConfig } from "@tether/envoy";
+import { reasonPhrase } from "../../http-node.ts";
 import type { DownstreamResponse, ResponseObserver } from "./server/response.ts";
 import { DELAYED_CLOSE_MS, sessionOf } from "./server/session.ts";
 import type { HttpStats } from "./stats.ts";
@@ -35,18 +36,10 @@ export interface ConnectionOwner {
   readonly stats: HttpStats;
 }
 
-const REASONS: Record<number, string> = {
-  400: "Bad Request",
-  403: "Forbidden",
-  408: "Request Timeout",
-  431: "Request Header Fields Too Large",
-  501: "Not Implemented",
-};
-
 /** A complete plain-text response that closes the connection, for a socket without a response object. */
 export function rawReply(status: number, text: string): string {
   return (
-    `HTTP/1.1 ${status} ${REASONS[status] ?? "Error"}\r\ncontent-type: text/plain\r\n` +
+    `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\ncontent-type: text/plain\r\n` +
     `content-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`
   );
 }
