@@ -10,7 +10,7 @@ import { clientErrorReply } from "../listeners/http/request-checks.ts";
 import type { DownstreamRequest } from "../listeners/http/server/request.ts";
 import type { DownstreamResponse } from "../listeners/http/server/response.ts";
 import { Http1Server } from "../listeners/http/server/server.ts";
-import { DELAYED_CLOSE_MS, sessionOf, type Http1Handler } from "../listeners/http/server/session.ts";
+import { endAndClose, sessionOf, type Http1Handler } from "../listeners/http/server/session.ts";
 import type { Listener } from "../listeners/manager.ts";
 import type { Cluster } from "../upstream/cluster.ts";
 import type { XdsStats } from "../xds/subscriber.ts";
@@ -118,15 +118,6 @@ export const ADMIN_KEEP_ALIVE_MS = 5000;
 /** A parse error or a late request: the status line and nothing else, then the connection closes. */
 function clientErrorStatus(code: string | undefined): number {
   return code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : clientErrorReply(code).status;
-}
-
-/** Writes `text` and ends our side; the socket is destroyed if the client has not closed its own in DELAYED_CLOSE_MS. */
-function endAndClose(socket: Socket, text: string): void {
-  socket.end(text);
-  const timer = setTimeout(() => socket.destroy(), DELAYED_CLOSE_MS);
-  socket.once("close", () => {
-    clearTimeout(timer);
-  });
 }
 
 export class AdminServer implements Http1Handler {

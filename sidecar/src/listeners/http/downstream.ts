@@ -12,7 +12,7 @@ import type { Socket } from "node:net";
 import type { HttpConnectionManagerConfig } from "@tether/envoy";
 import { reasonPhrase } from "../../http-node.ts";
 import type { DownstreamResponse, ResponseObserver } from "./server/response.ts";
-import { DELAYED_CLOSE_MS, sessionOf } from "./server/session.ts";
+import { endAndClose, sessionOf } from "./server/session.ts";
 import type { HttpStats } from "./stats.ts";
 
 /** How often request_headers_timeout, request_timeout and idle_timeout are checked: they fire up to this much late. */
@@ -64,7 +64,6 @@ export class DownstreamConnection implements ResponseObserver {
   /** Bytes read and written when the periodic check last saw them change, and when (-1: not yet). */
   private activityBytes = -1;
   private activityAt = 0;
-  private closeTimer: NodeJS.Timeout | undefined;
 
   constructor(socket: Socket, owner: ConnectionOwner, id: string) {
     this.socket = socket;
@@ -206,13 +205,11 @@ export class DownstreamConnection implements ResponseObserver {
       socket.destroy();
       return;
     }
-    socket.end(rawReply(status, text));
-    this.closeTimer = setTimeout(() => socket.destroy(), DELAYED_CLOSE_MS);
+    endAndClose(socket, rawReply(status, text));
   }
 
-  /** The socket closed: timers go with it. */
+  /** The socket closed: its idle timeout no longer runs. */
   dispose(): void {
-    clearTimeout(this.closeTimer);
     this.idleSince = -1;
   }
 }

@@ -162,6 +162,19 @@ function destroyNT(socket: Socket): void {
   socket.destroy();
 }
 
+/**
+ * Writes `text` (a whole answer) and ends our side; the socket is destroyed if the client has not
+ * closed its own within DELAYED_CLOSE_MS.
+ */
+export function endAndClose(socket: Socket, text: string): void {
+  socket.end(text);
+  if (socket.destroyed) return;
+  const timer = setTimeout(destroyNT, DELAYED_CLOSE_MS, socket);
+  socket.once("close", () => {
+    clearTimeout(timer);
+  });
+}
+
 export class Http1Session implements BodySource, ResponseSink, RequestSink {
   readonly socket: Socket;
   private readonly owner: SessionOwner;
