@@ -11,6 +11,7 @@ import {
   healthCheckYaml,
   httpListenerYaml,
   makeCertificates,
+  oneRouteYaml,
   routeYaml,
   Sidecar,
   Upstream,
@@ -124,13 +125,7 @@ describe("admin", () => {
     cleanups.push(() => a.kill());
     const s = new Sidecar(
       admin,
-      Sidecar.writeConfig(
-        bootstrapYaml(
-          admin,
-          httpListenerYaml(listen, [routeYaml({})]),
-          clusterYaml({ endpoints: [{ port: pa }] }),
-        ),
-      ),
+      Sidecar.writeConfig(oneRouteYaml(admin, listen, { endpoints: [{ port: pa }] })),
     );
     cleanups.push(() => s.stop());
     await s.start();
@@ -265,13 +260,7 @@ describe("admin", () => {
 `;
     const s = new Sidecar(
       admin,
-      Sidecar.writeConfig(
-        bootstrapYaml(
-          admin,
-          httpListenerYaml(listen, [routeYaml({})]),
-          clusterYaml({ endpoints: [{ port: pu }], extra: tls }),
-        ),
-      ),
+      Sidecar.writeConfig(oneRouteYaml(admin, listen, { endpoints: [{ port: pu }], extra: tls })),
     );
     cleanups.push(() => s.stop());
     await s.start();
@@ -309,13 +298,7 @@ describe("admin", () => {
     const [pdead, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
     const s = new Sidecar(
       admin,
-      Sidecar.writeConfig(
-        bootstrapYaml(
-          admin,
-          httpListenerYaml(listen, [routeYaml({})]),
-          clusterYaml({ endpoints: [{ port: pdead }] }),
-        ),
-      ),
+      Sidecar.writeConfig(oneRouteYaml(admin, listen, { endpoints: [{ port: pdead }] })),
     );
     cleanups.push(() => s.stop());
     await s.start();
@@ -346,10 +329,7 @@ describe("STRICT_DNS", () => {
         "type: STRICT_DNS\n      dns_lookup_family: V4_ONLY\n      dns_refresh_rate: 0.5s",
       )
       .replace("address: 127.0.0.1", "address: localhost");
-    const s = new Sidecar(
-      admin,
-      Sidecar.writeConfig(bootstrapYaml(admin, httpListenerYaml(listen, [routeYaml({})]), cluster)),
-    );
+    const s = new Sidecar(admin, Sidecar.writeConfig(oneRouteYaml(admin, listen, cluster)));
     cleanups.push(() => s.stop());
     await s.start();
     const res = await request(`http://127.0.0.1:${listen}/dns`);

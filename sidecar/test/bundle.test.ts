@@ -16,6 +16,7 @@ import {
   exited,
   freePort,
   httpListenerYaml,
+  oneRouteYaml,
   routeYaml,
   Sidecar,
   Upstream,
@@ -100,13 +101,7 @@ describe("the shipped sidecar", () => {
     );
     const s = new Sidecar(
       admin,
-      Sidecar.writeConfig(
-        bootstrapYaml(
-          admin,
-          httpListenerYaml(listen, [routeYaml({})]),
-          clusterYaml({ endpoints: [{ port: pa }] }),
-        ),
-      ),
+      Sidecar.writeConfig(oneRouteYaml(admin, listen, { endpoints: [{ port: pa }] })),
     );
     s.nodeArgs = ["--require", probe];
     cleanups.push(() => s.stop());

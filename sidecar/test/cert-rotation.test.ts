@@ -11,12 +11,9 @@ import path from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Agent, Pool, request } from "undici";
 import {
-  bootstrapYaml,
-  clusterYaml,
   freePort,
-  httpListenerYaml,
+  oneRouteYaml,
   protocolOptionsYaml,
-  routeYaml,
   Sidecar,
   Upstream,
   waitFor,
@@ -154,12 +151,11 @@ describe("TLS material rotation (Secret ..data swap)", () => {
     const s = new Sidecar(
       admin,
       Sidecar.writeConfig(
-        bootstrapYaml(
-          admin,
-          httpListenerYaml(listen, [routeYaml({})]),
-          // One request per upstream connection: every request is a new handshake.
-          clusterYaml({ endpoints: [{ port: pu }], extra: protocolOptionsYaml("30s", 1) + tls }),
-        ),
+        // One request per upstream connection: every request is a new handshake.
+        oneRouteYaml(admin, listen, {
+          endpoints: [{ port: pu }],
+          extra: protocolOptionsYaml("30s", 1) + tls,
+        }),
       ),
     );
     cleanups.push(() => s.stop());

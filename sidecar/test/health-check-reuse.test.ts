@@ -1,17 +1,7 @@
 // Active HTTP health checks reuse one connection per host (Envoy's reuse_connection, default true):
 // the built sidecar against a real upstream that counts the connections it accepted.
 import { afterEach, describe, expect, it } from "vitest";
-import {
-  bootstrapYaml,
-  clusterYaml,
-  freePort,
-  healthCheckYaml,
-  httpListenerYaml,
-  routeYaml,
-  Sidecar,
-  Upstream,
-  waitFor,
-} from "./support/harness.ts";
+import { freePort, healthCheckYaml, oneRouteYaml, Sidecar, Upstream, waitFor } from "./support/harness.ts";
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -30,13 +20,7 @@ async function checked(
   cleanups.push(() => u.kill());
   const s = new Sidecar(
     admin,
-    Sidecar.writeConfig(
-      bootstrapYaml(
-        admin,
-        httpListenerYaml(listen, [routeYaml({})]),
-        clusterYaml({ endpoints: [{ port: pu }], healthCheck: check }),
-      ),
-    ),
+    Sidecar.writeConfig(oneRouteYaml(admin, listen, { endpoints: [{ port: pu }], healthCheck: check })),
   );
   cleanups.push(() => s.stop());
   await s.start();

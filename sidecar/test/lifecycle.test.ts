@@ -14,6 +14,7 @@ import {
   exited,
   freePort,
   httpListenerYaml,
+  oneRouteYaml,
   routeYaml,
   Sidecar,
   tcpListenerYaml,
@@ -138,8 +139,7 @@ describe("hot reload", () => {
       () => a.kill(),
       () => b.kill(),
     );
-    const make = (port: number): string =>
-      bootstrapYaml(admin, httpListenerYaml(listen, [routeYaml({})]), clusterYaml({ endpoints: [{ port }] }));
+    const make = (port: number): string => oneRouteYaml(admin, listen, { endpoints: [{ port }] });
     // Kubernetes layout: envoy.yaml → ..data/envoy.yaml, ..data → ..<timestamp>/
     const dir = mkdtempSync(path.join(os.tmpdir(), "tether-cm-"));
     mkdirSync(path.join(dir, "..v1"));
@@ -167,13 +167,7 @@ describe("SIGTERM", () => {
     cleanups.push(() => a.kill());
     const s = new Sidecar(
       admin,
-      Sidecar.writeConfig(
-        bootstrapYaml(
-          admin,
-          httpListenerYaml(listen, [routeYaml({})]),
-          clusterYaml({ endpoints: [{ port: pa }] }),
-        ),
-      ),
+      Sidecar.writeConfig(oneRouteYaml(admin, listen, { endpoints: [{ port: pa }] })),
     );
     cleanups.push(() => s.stop());
     await s.start();

@@ -14,9 +14,8 @@ import {
   clusterYaml,
   freePort,
   healthCheckYaml,
-  httpListenerYaml,
   makeCertificates,
-  routeYaml,
+  oneRouteYaml,
   Sidecar,
   tcpListenerYaml,
   Upstream,
@@ -56,10 +55,7 @@ async function setup(ca: string, check = false): Promise<{ u: Upstream; s: Sidec
     extra: tlsYaml(ca),
     healthCheck: check ? healthCheckYaml("http") : "",
   });
-  const s = new Sidecar(
-    admin,
-    Sidecar.writeConfig(bootstrapYaml(admin, httpListenerYaml(listen, [routeYaml({})]), cluster)),
-  );
+  const s = new Sidecar(admin, Sidecar.writeConfig(oneRouteYaml(admin, listen, cluster)));
   cleanups.push(() => s.stop());
   await s.start();
   return { u, s, listen };
@@ -88,9 +84,7 @@ describe("upstream TLS", () => {
   it("refuses to start when a referenced file cannot be read, naming the path", async () => {
     const [listen, admin] = await Promise.all([freePort(), freePort()]);
     const cluster = clusterYaml({ endpoints: [{ port: 1 }], extra: tlsYaml("/nonexistent/ca.pem") });
-    const file = Sidecar.writeConfig(
-      bootstrapYaml(admin, httpListenerYaml(listen, [routeYaml({})]), cluster),
-    );
+    const file = Sidecar.writeConfig(oneRouteYaml(admin, listen, cluster));
     const bin = fileURLToPath(new URL("../bin/tether-sidecar.js", import.meta.url));
     const r = spawnSync(process.execPath, [bin, "--config", file, "--mode", "validate"], {
       encoding: "utf8",
@@ -143,10 +137,7 @@ async function sanSetup(
   const u = await new Upstream(pu, "secure", "http", serverCert).start();
   cleanups.push(() => u.kill());
   const cluster = clusterYaml({ endpoints: [{ port: pu }], extra: transport });
-  const s = new Sidecar(
-    admin,
-    Sidecar.writeConfig(bootstrapYaml(admin, httpListenerYaml(listen, [routeYaml({})]), cluster)),
-  );
+  const s = new Sidecar(admin, Sidecar.writeConfig(oneRouteYaml(admin, listen, cluster)));
   cleanups.push(() => s.stop());
   await s.start();
   return { u, s, listen };
@@ -243,13 +234,7 @@ describe("client certificates", () => {
     );
     const s = new Sidecar(
       admin,
-      Sidecar.writeConfig(
-        bootstrapYaml(
-          admin,
-          httpListenerYaml(listen, [routeYaml({})]),
-          clusterYaml({ endpoints: [{ port: pu }], extra: withClientCert }),
-        ),
-      ),
+      Sidecar.writeConfig(oneRouteYaml(admin, listen, { endpoints: [{ port: pu }], extra: withClientCert })),
     );
     cleanups.push(() => s.stop());
     await s.start();

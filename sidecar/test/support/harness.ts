@@ -470,6 +470,15 @@ export function routeYaml(r: RouteOptions): string {
                           timeout: ${r.timeout ?? "5s"}${retry}`;
 }
 
+/**
+ * A bootstrap with the admin on `admin`, one HTTP listener on `listen` whose one route sends every
+ * request to the cluster: `cluster` as YAML, or the options of a clusterYaml.
+ */
+export function oneRouteYaml(admin: number, listen: number, cluster: ClusterOptions | string): string {
+  const clusters = typeof cluster === "string" ? cluster : clusterYaml(cluster);
+  return bootstrapYaml(admin, httpListenerYaml(listen, [routeYaml({})]), clusters);
+}
+
 export function httpListenerYaml(port: number, routes: string[], name = "http"): string {
   return `    - name: ${name}
       address: { socket_address: { address: 127.0.0.1, port_value: ${port} } }
