@@ -1,5 +1,5 @@
 // Writes sidecar/dist/bundle/: the sidecar as one minified script (sidecar.cjs) with @tether/envoy,
-// @tether/xds, zod, yaml, re2js and protobufjs inside, and a Node start-up snapshot of it
+// @tether/xds/client, zod, yaml and re2js inside, and a Node start-up snapshot of it
 // (sidecar.blob) with every module already evaluated, so a start deserializes a heap instead of
 // parsing and compiling ~400 modules. That is most of the sidecar's start-up time and file-backed
 // resident memory (bench/RESULTS.md, "Bundled sidecar and start-up snapshot"). Runs after `tsc -b`
@@ -33,8 +33,8 @@ function rewrite(name: string, file: RegExp, from: string, to: string): Plugin {
   };
 }
 
-// @tether/envoy requires re2js by name at the first safe_regex, and @tether/xds reads its protobuf
-// descriptor beside its dist/ at the first xDS message. Both become plain require()s of bundled
+// @tether/envoy requires re2js by name at the first safe_regex, and @tether/xds/client reads its
+// decoding table beside its dist/ at the first xDS message. Both become plain require()s of bundled
 // modules, still evaluated only on first use.
 const re2jsInside = rewrite(
   "re2js-inside",
@@ -42,11 +42,11 @@ const re2jsInside = rewrite(
   'createRequire(import.meta.url)("re2js")',
   'require("re2js")',
 );
-const descriptorInside = rewrite(
-  "xds-descriptor-inside",
-  /[\\/]xds[\\/]dist[\\/]descriptor\.js$/,
-  'readFileSync(new URL("../generated/envoy-subset.json", import.meta.url), "utf8")',
-  'require("../generated/envoy-subset.json?text")',
+const wireTableInside = rewrite(
+  "xds-wire-table-inside",
+  /[\\/]xds[\\/]dist[\\/]wire-table\.js$/,
+  'readFileSync(new URL("../generated/envoy-subset.wire.json", import.meta.url), "utf8")',
+  'require("../generated/envoy-subset.wire.json?text")',
 );
 const jsonAsText: Plugin = {
   name: "json-as-text",
@@ -96,11 +96,14 @@ const lazyBuiltins: Plugin = {
 /**
  * Parts only some configs use, each built as its own file beside the bundle (CHUNKS) and loaded from
  * there on first use, so they are not in the start-up snapshot: the process keeps the snapshot's heap
- * and its blob for life, and a source that is never run still costs its text in both. @tether/xds is
+ * and its blob for life, and a source that is never run still costs its text in both. @tether/xds/client is
  * imported only for dynamic_resources, re2js only for a safe_regex.
  */
 const CHUNKS: Record<string, { entry: string; file: string }> = {
-  "@tether/xds": { entry: createRequire(import.meta.url).resolve("@tether/xds"), file: "xds.cjs" },
+  "@tether/xds/client": {
+    entry: createRequire(import.meta.url).resolve("@tether/xds/client"),
+    file: "xds.cjs",
+  },
   re2js: {
     entry: createRequire(path.join(sidecarDir, "..", "envoy", "package.json")).resolve("re2js"),
     file: "re2js.cjs",
@@ -145,20 +148,25 @@ const scriptOptions: BuildOptions = {
   // A linked map costs nothing at run time; `node --enable-source-maps` reads it when debugging.
   sourcemap: "linked",
   legalComments: "linked",
-  // Only AdsServer (never used by the sidecar) loads gRPC.
-  external: ["@grpc/grpc-js"],
   logLevel: "warning",
 };
 
 rmSync(outdir, { recursive: true, force: true });
 mkdirSync(outdir, { recursive: true });
 for (const chunk of Object.values(CHUNKS)) {
-  await build({
+  const built = await build({
     ...scriptOptions,
     entryPoints: [chunk.entry],
     outfile: path.join(outdir, chunk.file),
-    plugins: [descriptorInside, jsonAsText],
+    plugins: [wireTableInside, jsonAsText],
+    metafile: true,
   });
+  // The ADS client decodes with its own table: protobufjs' reflection (and the descriptor it parses)
+  // or gRPC in the chunk would cost every ADS-configured sidecar ~17 MB of RSS (bench/RESULTS.md).
+  const heavy = Object.keys(built.metafile.inputs).filter((input) =>
+    /node_modules[\\/](protobufjs|@grpc)[\\/]|envoy-subset\.json/.test(input),
+  );
+  if (heavy.length > 0) throw new Error(`${chunk.file} must not include ${heavy.join(", ")}`);
 }
 const result = await build({
   ...scriptOptions,

@@ -1,12 +1,14 @@
 // Writes xds/generated/envoy-subset.json: the protobufjs descriptor of exactly the Envoy messages
 // Tether's config subset uses (and what they reference), parsed from Envoy's .proto files as the
 // npm registry ships them in @grpc/grpc-js-xds (a devDependency) plus Tether's own protos in
-// xds/proto. Loading this JSON at run time costs far less than parsing ~150 .proto files.
+// xds/proto. Loading this JSON at run time costs far less than parsing ~150 .proto files. Beside it,
+// envoy-subset.wire.json: the ADS client's compact decoding table derived from it (wire-table.ts).
 //   node xds/scripts/generate.ts        (also run by the root `npm run generate`)
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import protobuf from "protobufjs";
+import { wireTable } from "./wire-table.ts";
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const xdsDir = path.resolve(here, "..");
@@ -188,7 +190,10 @@ function main(): void {
     ...tree,
   };
   writeFileSync(path.join(out, "envoy-subset.json"), JSON.stringify(doc) + "\n");
-  console.log(`${keep.size} types -> ${path.relative(process.cwd(), path.join(out, "envoy-subset.json"))}`);
+  // The ADS client's decoding table, from the descriptor just written (its JSON, as read back).
+  const table = wireTable(JSON.parse(JSON.stringify(doc)) as Json);
+  writeFileSync(path.join(out, "envoy-subset.wire.json"), JSON.stringify(table) + "\n");
+  console.log(`${keep.size} types -> ${path.relative(process.cwd(), out)}/envoy-subset{,.wire}.json`);
 }
 
 main();

@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import { openAdsStream } from "./h2stream.ts";
 import type { AdsStreamHandle, StreamOptions } from "./h2stream.ts";
-import { unpackResource } from "./json.ts";
+import { unpackResource } from "./decode.ts";
 import { RESOURCE_TYPES, TYPE_URLS, resourceTypeOf } from "./types.ts";
 import type { LoggerLike, ResourceJson, ResourceType } from "./types.ts";
 import type { DiscoveryResponse } from "./wire.ts";

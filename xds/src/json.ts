@@ -5,7 +5,9 @@
 // Unknown fields are errors naming the path, as the sidecar's config loader reports them.
 import protobuf from "protobufjs/light.js";
 import { findMessageType } from "./descriptor.ts";
-import { XdsError } from "./types.ts";
+import { XdsJsonError } from "./types.ts";
+
+export { XdsJsonError };
 
 type Obj = Record<string, unknown>;
 
@@ -35,14 +37,6 @@ const UINT32 = new Set(["uint32", "fixed32"]);
 const INT64 = new Set(["int64", "sint64", "sfixed64", "uint64", "fixed64"]);
 const DURATION = /^(-)?(\d+)(?:\.(\d{1,9}))?s$/;
 const MAX_DURATION_SECONDS = 315_576_000_000;
-
-export class XdsJsonError extends XdsError {
-  readonly path: string;
-  constructor(path: string, message: string) {
-    super("TETHER_ERR_XDS_JSON", `${path === "" ? "(root)" : path}: ${message}`);
-    this.path = path;
-  }
-}
 
 function isObj(v: unknown): v is Obj {
   return typeof v === "object" && v !== null && !Array.isArray(v);
@@ -397,14 +391,6 @@ export function packResource(
   return { type_url: typeUrl, value: type.encode(message).finish() };
 }
 
-/** The JSON of an Any-packed resource (without "@type"); throws XdsJsonError if undecodable. */
-export function unpackResource(typeUrl: string, value: Uint8Array, path = ""): Obj {
-  const type = typeForUrl(typeUrl, path);
-  let decoded: Obj;
-  try {
-    decoded = type.decode(value) as unknown as Obj;
-  } catch (err) {
-    throw new XdsJsonError(path, `cannot decode ${typeUrl}: ${(err as Error).message}`);
-  }
-  return toJson(type, decoded, path) as Obj;
-}
+// Decoding (binary -> JSON) is decode.ts's, table-driven and without protobufjs, so the ADS client
+// loads no descriptor; toJson above stays as an independent decoder the tests compare it with.
+export { unpackResource } from "./decode.ts";

@@ -90,6 +90,15 @@ export class XdsError extends Error {
 }
 
 /** What a stream presents before it is served: its call metadata and the node of its first request. */
+/** A resource's JSON that does not fit its message (or bytes that do not decode), naming the path. */
+export class XdsJsonError extends XdsError {
+  readonly path: string;
+  constructor(path: string, message: string) {
+    super("TETHER_ERR_XDS_JSON", `${path === "" ? "(root)" : path}: ${message}`);
+    this.path = path;
+  }
+}
+
 export interface StreamCredentials {
   /** The `authorization` call metadata (e.g. `Bearer <token>`), undefined when absent. */
   readonly authorization: string | undefined;

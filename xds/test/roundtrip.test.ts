@@ -1,6 +1,7 @@
 // Every listener and cluster of the sidecar's examples and of the operator's rendered bootstraps,
 // through protobuf binary and back: the bytes are stable, the JSON is the original less the proto3
-// defaults it spelled out, and the sidecar's own schema reads the same config from either.
+// defaults it spelled out, the ADS client's decoder (decode.ts) and protobufjs' reflection read the
+// bytes alike, and the sidecar's own schema reads the same config from either.
 import { readFileSync } from "node:fs";
 import protobuf from "protobufjs";
 import { describe, expect, it } from "vitest";
@@ -11,7 +12,7 @@ import { renderBroker } from "../../operator/src/render/broker.ts";
 import type { AcceptedRoute } from "../../operator/src/render/routes.ts";
 import { bootstrapSchema } from "@tether/envoy";
 import { messageType } from "../src/descriptor.ts";
-import { packResource, typeForUrl, unpackResource } from "../src/json.ts";
+import { packResource, toJson, typeForUrl, unpackResource } from "../src/json.ts";
 import { TYPE_URLS } from "../src/types.ts";
 
 type Obj = Record<string, unknown>;
@@ -75,6 +76,10 @@ function roundTrip(kind: "cluster" | "listener", resource: Obj): Obj {
   expect(Buffer.from(packResource(TYPE_URLS[kind], back).value)).toEqual(Buffer.from(any.value));
   const type = messageType(TYPE_URLS[kind].slice("type.googleapis.com/".length));
   expect(back).toEqual(withoutDefaults(type, resource));
+  // The ADS client's table-driven decoder reads the bytes as protobufjs' reflection does, to the
+  // order of the keys.
+  const reflected = toJson(type, type.decode(any.value) as unknown as Obj);
+  expect(JSON.stringify(back)).toBe(JSON.stringify(reflected));
   return back;
 }
 

@@ -3,7 +3,7 @@
 // and the one DNS name an exact SAN matcher names. The subset the ADS client speaks is small; any
 // other shape is a config error rather than a silently weaker connection.
 import { UPSTREAM_TLS_TYPE, type ClusterConfig } from "@tether/envoy";
-import type { AdsClientTls } from "@tether/xds";
+import type { AdsClientTls } from "@tether/xds/client";
 import { TetherError } from "../errors.ts";
 
 /** undefined: plaintext (the cluster has no transport_socket). */
