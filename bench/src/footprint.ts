@@ -6,7 +6,8 @@
 //                               [--variant "NAME=[DIR|]NODE_FLAGS"]… [--xds]
 // A variant is a sidecar build (DIR holds bin/ and dist/; default sidecar/) run with NODE_FLAGS;
 // without --variant the sidecar runs with the image's flags (sidecar/Dockerfile). --xds adds, for
-// each sidecar, a row of the same sidecar configured over ADS, as the operator configures agents.
+// each sidecar, two rows of the same sidecar configured over ADS, as the operator configures agents:
+// in plaintext, and over TLS (the operator's default).
 import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
@@ -18,6 +19,7 @@ import { request } from "undici";
 import { parse as parseYaml } from "yaml";
 import { sidecarConfig } from "./configs.ts";
 import type { Endpoint } from "./configs.ts";
+import { makeCertificates } from "./certs.ts";
 import { adsBootstrap } from "./fanout-sidecars.ts";
 import { BenchError, Proc, freePort, pause, runBench } from "./proc.ts";
 import { cpuSeconds } from "./procstat.ts";
@@ -112,22 +114,35 @@ const SILENT = {
   error: () => undefined,
 };
 
+/** The control plane's name in its certificate, and the SAN the sidecar checks (TLS rows). */
+const XDS_SERVER_NAME = "tether-xds.bench.test";
+
 /**
  * The same agent sidecar as its pods run it: a bootstrap with only the admin and the ADS cluster, and
- * the listener and clusters of agentSidecarConfig served over ADS (plaintext; the operator's default
- * adds TLS) by @tether/xds's server, the one the operator runs.
+ * the listener and clusters of agentSidecarConfig served over ADS by @tether/xds's server, the one the
+ * operator runs. With `tlsDir`, over TLS as the operator's default is (a throwaway CA written there,
+ * the sidecar verifying the server's name); else in plaintext.
  */
 export async function startAdsFor(
   listenPort: number,
   adminPort: number,
   upstreams: readonly Endpoint[],
+  tlsDir?: string,
 ): Promise<{ server: AdsServer; bootstrap: string }> {
   const config = parseYaml(agentSidecarConfig(listenPort, adminPort, upstreams)) as {
     static_resources: { listeners: ResourceJson[]; clusters: ResourceJson[] };
   };
   const byName = (list: ResourceJson[]): Map<string, ResourceJson> =>
     new Map(list.map((r) => [String(r["name"]), r]));
-  const server = new AdsServer({ host: "127.0.0.1", port: 0, log: SILENT });
+  const certs = tlsDir === undefined ? undefined : makeCertificates(tlsDir, XDS_SERVER_NAME);
+  const server = new AdsServer({
+    host: "127.0.0.1",
+    port: 0,
+    log: SILENT,
+    ...(certs === undefined
+      ? {}
+      : { tls: { certPem: readFileSync(certs.cert, "utf8"), keyPem: readFileSync(certs.key, "utf8") } }),
+  });
   const { port } = await server.start();
   const group = "bench/agent/footprint";
   server.setSnapshot(group, {
@@ -139,7 +154,8 @@ export async function startAdsFor(
       route: new Map(),
     },
   });
-  const bootstrap = adsBootstrap({ nodeId: "bench/agent-0", group }, adminPort, port, undefined);
+  const tls = certs === undefined ? undefined : { caFile: certs.ca, name: XDS_SERVER_NAME };
+  const bootstrap = adsBootstrap({ nodeId: "bench/agent-0", group }, adminPort, port, tls);
   return { server, bootstrap };
 }
 
@@ -206,7 +222,7 @@ export interface FootprintTarget {
   /** Sidecar only: the directory holding bin/ and dist/ (default: sidecar/). */
   readonly dir?: string;
   /** Sidecar only: listener and clusters over ADS, as the operator configures agent sidecars. */
-  readonly xds?: boolean;
+  readonly xds?: "plaintext" | "tls";
 }
 
 /** Starts the target fresh, measures, and stops it. */
@@ -224,8 +240,9 @@ export async function measureFootprint(
   if (target.kind === "tether-sidecar") {
     const adminPort = await freePort();
     const config = `${dir}/footprint-${port}.yaml`;
-    if (target.xds === true) {
-      const started = await startAdsFor(port, adminPort, upstreams);
+    if (target.xds !== undefined) {
+      const tlsDir = target.xds === "tls" ? mkdtempSync(path.join(dir, "xds-tls-")) : undefined;
+      const started = await startAdsFor(port, adminPort, upstreams, tlsDir);
       ads = started.server;
       writeFileSync(config, started.bootstrap);
     } else {
@@ -342,7 +359,8 @@ async function main(): Promise<void> {
   }
   if (values.xds) {
     for (const t of targets.filter((x) => x.kind === "tether-sidecar")) {
-      targets.push({ ...t, name: `${t.name} (xDS)`, xds: true });
+      targets.push({ ...t, name: `${t.name} (xDS)`, xds: "plaintext" });
+      targets.push({ ...t, name: `${t.name} (xDS, TLS)`, xds: "tls" });
     }
   }
   const dir = mkdtempSync(path.join(os.tmpdir(), "tether-footprint-"));

@@ -212,8 +212,13 @@ async function main(): Promise<void> {
       footprints.push(await measureFootprint({ name: kind, kind }, dir, upstreams, IDLE_CONNECTIONS));
       if (kind === "tether-sidecar") {
         log(`footprint of ${kind} configured over ADS, as the operator configures agent sidecars`);
-        const xds = { name: `${kind} (xDS)`, kind, xds: true } as const;
-        footprints.push(await measureFootprint(xds, dir, upstreams, IDLE_CONNECTIONS));
+        for (const [suffix, xds] of [
+          ["xDS", "plaintext"],
+          ["xDS, TLS", "tls"],
+        ] as const) {
+          const target = { name: `${kind} (${suffix})`, kind, xds };
+          footprints.push(await measureFootprint(target, dir, upstreams, IDLE_CONNECTIONS));
+        }
       }
     }
 

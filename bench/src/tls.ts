@@ -4,13 +4,14 @@
 // product has them. "direct" is plain HTTP to the same upstream process (no proxy, no TLS): the floor.
 //
 //   node bench/src/tls.ts [--rounds 2] [--out FILE]
-import { execSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { haproxyConfig, proxyNginxConfig, sidecarConfig, upstreamNginxConfig } from "./configs.ts";
 import type { Endpoint } from "./configs.ts";
+import { makeCertificates } from "./certs.ts";
+import type { Certificates } from "./certs.ts";
 import { BenchError, Proc, freePort, runBench, waitForPort } from "./proc.ts";
 import { fixedRateTable, saturationTable } from "./report.ts";
 import { REPO_ROOT, waitServing } from "./targets.ts";
@@ -26,26 +27,6 @@ import {
 } from "./routed.ts";
 
 const SERVER_NAME = "policy.test";
-
-interface Certificates {
-  readonly ca: string;
-  readonly cert: string;
-  readonly key: string;
-}
-
-/** A CA and a server certificate for policy.test (SAN), made with the openssl CLI. */
-function makeCertificates(dir: string): Certificates {
-  const openssl = (args: string): void => {
-    execSync(`openssl ${args}`, { cwd: dir, stdio: "ignore" });
-  };
-  openssl("req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=bench-ca -keyout ca.key -out ca.pem");
-  openssl(`req -newkey rsa:2048 -nodes -subj /CN=${SERVER_NAME} -keyout server.key -out server.csr`);
-  writeFileSync(join(dir, "san.ext"), `subjectAltName=DNS:${SERVER_NAME}\n`);
-  openssl(
-    "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out server.pem",
-  );
-  return { ca: join(dir, "ca.pem"), cert: join(dir, "server.pem"), key: join(dir, "server.key") };
-}
 
 /** The main bench's upstream nginx, with TLS on `tlsPorts` and plain HTTP on `plainPort`. */
 async function startTlsUpstream(
@@ -140,7 +121,7 @@ async function main(): Promise<void> {
   const startedAt = Date.now();
   let tables: string;
   try {
-    const certs = makeCertificates(dir);
+    const certs = makeCertificates(dir, SERVER_NAME);
     const tlsPorts = [await freePort(), await freePort()];
     const plainPort = await freePort();
     started.push(await startTlsUpstream(dir, tlsPorts, plainPort, certs));

@@ -68,6 +68,33 @@ function regexConfig(admin: number, listen: number): string {
   );
 }
 
+/**
+ * A `--require` script that writes Node's own record of the modules it loaded (moduleLoadList) to a
+ * file on SIGUSR2; `read(pid)` asks for it and returns it.
+ */
+function moduleProbe(): { file: string; read: (pid: number) => Promise<string[]> } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "tether-modules-"));
+  const list = path.join(dir, "modules.txt");
+  const file = path.join(dir, "probe.cjs");
+  writeFileSync(
+    file,
+    `process.on("SIGUSR2", () => require("node:fs").writeFileSync(${JSON.stringify(list)}, process.moduleLoadList.join("\\n")));\n`,
+  );
+  return {
+    file,
+    read: async (pid) => {
+      process.kill(pid, "SIGUSR2");
+      return waitFor("the module list", () => {
+        try {
+          return readFileSync(list, "utf8").split("\n");
+        } catch {
+          return undefined;
+        }
+      });
+    },
+  };
+}
+
 describe("the shipped sidecar", () => {
   it("runs from its start-up snapshot in the bin's own process, with the process's own start time", async () => {
     const [listen, admin] = await Promise.all([freePort(), freePort()]);
@@ -92,18 +119,12 @@ describe("the shipped sidecar", () => {
     const [pa, listen, admin] = await Promise.all([freePort(), freePort(), freePort()]);
     const a = await new Upstream(pa, "a").start();
     cleanups.push(() => a.kill());
-    const dir = mkdtempSync(path.join(os.tmpdir(), "tether-modules-"));
-    const list = path.join(dir, "modules.txt");
-    const probe = path.join(dir, "probe.cjs");
-    writeFileSync(
-      probe,
-      `process.on("SIGUSR2", () => require("node:fs").writeFileSync(${JSON.stringify(list)}, process.moduleLoadList.join("\\n")));\n`,
-    );
+    const probe = moduleProbe();
     const s = new Sidecar(
       admin,
       Sidecar.writeConfig(oneRouteYaml(admin, listen, { endpoints: [{ port: pa }] })),
     );
-    s.nodeArgs = ["--require", probe];
+    s.nodeArgs = ["--require", probe.file];
     cleanups.push(() => s.stop());
     await s.start();
     const proxied = await request(`http://127.0.0.1:${listen}/x`);
@@ -111,14 +132,7 @@ describe("the shipped sidecar", () => {
     expect(proxied.statusCode).toBe(200);
     const metrics = await (await request(`http://127.0.0.1:${admin}/metrics`)).body.text();
     expect(metrics).toMatch(/^envoy_http_downstream_rq_total\{[^}]*\} 1$/m);
-    process.kill(s.proc?.pid ?? 0, "SIGUSR2");
-    const loaded = await waitFor("the module list", () => {
-      try {
-        return readFileSync(list, "utf8").split("\n");
-      } catch {
-        return undefined;
-      }
-    });
+    const loaded = await probe.read(s.proc?.pid ?? 0);
     expect(loaded).toContain("NativeModule net");
     for (const m of ["http", "_http_server", "_http_client", "cluster", "child_process", "dgram"]) {
       expect(loaded).not.toContain(`NativeModule ${m}`);
@@ -151,7 +165,7 @@ describe("the shipped sidecar", () => {
     expect(bad.stderr).toContain("TETHER_ERR_CONFIG_READ");
   });
 
-  it("loads its xDS client from beside the snapshot (dist/bundle/xds.cjs), outside the repository", async () => {
+  it("loads its xDS client from beside the snapshot (dist/bundle/xds.cjs), outside the repository; plaintext ADS loads no node:http2, node:http or node:tls", async () => {
     const bin = shippedCopy();
     const server = new AdsServer({ host: "127.0.0.1", port: 0, log: createLogger("silent") });
     const { port: xdsPort } = await server.start();
@@ -160,9 +174,14 @@ describe("the shipped sidecar", () => {
     const listener = httpListenerResource(listen, "backend");
     const yaml = adsBootstrapYaml({ admin, group: "ns/agent/demo", listener, backendPort: 9, xdsPort });
     const file = Sidecar.writeConfig(yaml);
-    const p = spawn(process.execPath, [bin, "--config", file, "--drain-time-s", "0"], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const probe = moduleProbe();
+    const p = spawn(
+      process.execPath,
+      ["--require", probe.file, bin, "--config", file, "--drain-time-s", "0"],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     let logs = "";
     p.stdout.on("data", (c: Buffer) => (logs += c.toString()));
     p.stderr.on("data", (c: Buffer) => (logs += c.toString()));
@@ -177,5 +196,12 @@ describe("the shipped sidecar", () => {
       return /^envoy_control_plane_connected_state 1$/m.test(text);
     });
     expect(logs).not.toContain("TETHER_ERR_XDS_UNAVAILABLE");
+    // The ADS client speaks HTTP/2 itself on node:net: node:http2 (and the node:http, node:tls and
+    // node:crypto it would load) cost an ADS-configured sidecar ~7 MB of RSS.
+    const loaded = await probe.read(p.pid ?? 0);
+    expect(loaded).toContain("NativeModule net");
+    for (const m of ["http2", "http", "tls", "crypto", "assert"]) {
+      expect(loaded).not.toContain(`NativeModule ${m}`);
+    }
   });
 });

@@ -1,8 +1,13 @@
-// One gRPC bidirectional stream (the ADS method) on a plain node:http2 session: the client side of
-// the wire is small (length-prefixed protobuf messages, status in trailers), and doing it here keeps
-// @grpc/grpc-js' module graph (~12-15 MB of RSS) out of every sidecar.
-import http2 from "node:http2";
-import { checkServerIdentity } from "node:tls";
+// One gRPC bidirectional stream (the ADS method) on its own HTTP/2 connection (RFC 9113), spoken
+// here on a `net` socket (or a `tls` one): the client preface and SETTINGS, one stream's HEADERS and
+// DATA with flow control both ways, CONTINUATION, PING (answered, and sent as keepalive), GOAWAY
+// and RST_STREAM, with HPACK from hpack.ts. gRPC on top: length-prefixed protobuf messages, the
+// status in trailers. Doing it here keeps node:http2 (and the node:http, node:assert, node:crypto …
+// it loads: ~10 MB of RSS in a bare process) and @grpc/grpc-js out of every sidecar; node:tls is
+// loaded only for a TLS control plane.
+import type { Socket } from "node:net";
+import type { ConnectionOptions, PeerCertificate } from "node:tls";
+import { HpackDecoder, HpackError, encodeHeaders } from "./hpack.ts";
 import { ADS_METHOD_PATH, decodeResponse, encodeRequest } from "./wire.ts";
 import type { DiscoveryRequest, DiscoveryResponse } from "./wire.ts";
 
@@ -60,156 +65,500 @@ const STATUS = [
   "UNAUTHENTICATED",
 ];
 
+/** HTTP/2 error codes (RFC 9113 §7), for logs. */
+const H2_ERRORS = [
+  "NO_ERROR",
+  "PROTOCOL_ERROR",
+  "INTERNAL_ERROR",
+  "FLOW_CONTROL_ERROR",
+  "SETTINGS_TIMEOUT",
+  "STREAM_CLOSED",
+  "FRAME_SIZE_ERROR",
+  "REFUSED_STREAM",
+  "CANCEL",
+  "COMPRESSION_ERROR",
+  "CONNECT_ERROR",
+  "ENHANCE_YOUR_CALM",
+  "INADEQUATE_SECURITY",
+  "HTTP_1_1_REQUIRED",
+];
+
 /** A gRPC message frame longer than this ends the stream (Envoy's default max is 4 MiB too). */
 const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
-function frame(message: Buffer): Buffer {
-  const header = Buffer.alloc(5);
-  header.writeUInt32BE(message.length, 1);
-  return Buffer.concat([header, message]);
+// Frame types and flags (RFC 9113 §6).
+const DATA = 0x0;
+const HEADERS = 0x1;
+const RST_STREAM = 0x3;
+const SETTINGS = 0x4;
+const PUSH_PROMISE = 0x5;
+const PING = 0x6;
+const GOAWAY = 0x7;
+const WINDOW_UPDATE = 0x8;
+const CONTINUATION = 0x9;
+const END_STREAM = 0x1;
+const ACK = 0x1;
+const END_HEADERS = 0x4;
+const PADDED = 0x8;
+const PRIORITY_FLAG = 0x20;
+
+const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
+/** The largest frame payload we accept: HTTP/2's default SETTINGS_MAX_FRAME_SIZE, never raised. */
+const MAX_FRAME = 16_384;
+const DEFAULT_WINDOW = 65_535;
+const MAX_WINDOW = 2 ** 31 - 1;
+/** What we let the server send before it must wait for a WINDOW_UPDATE: a whole maximal message. */
+const RECEIVE_WINDOW = MAX_MESSAGE_BYTES + 5;
+/** The most octets one header list (response headers or trailers) may decode to. */
+const MAX_HEADER_LIST = 65_536;
+/** The one stream this connection carries (the first a client opens). */
+const STREAM = 1;
+
+class ProtocolError extends Error {}
+
+function frame(type: number, flags: number, streamId: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const header = Buffer.alloc(9);
+  header.writeUIntBE(payload.length, 0, 3);
+  header[3] = type;
+  header[4] = flags;
+  header.writeUInt32BE(streamId, 5);
+  return payload.length === 0 ? header : Buffer.concat([header, payload]);
 }
 
-function statusText(headers: http2.IncomingHttpHeaders): string | undefined {
-  const code = headers["grpc-status"];
+function settingsPayload(settings: readonly (readonly [number, number])[]): Buffer {
+  const out = Buffer.alloc(6 * settings.length);
+  settings.forEach(([id, value], i) => {
+    out.writeUInt16BE(id, 6 * i);
+    out.writeUInt32BE(value, 6 * i + 2);
+  });
+  return out;
+}
+
+function windowUpdate(streamId: number, increment: number): Buffer {
+  const payload = Buffer.alloc(4);
+  payload.writeUInt32BE(increment, 0);
+  return frame(WINDOW_UPDATE, 0, streamId, payload);
+}
+
+function statusText(headers: ReadonlyMap<string, string>): string | undefined {
+  const code = headers.get("grpc-status");
   if (code === undefined) return undefined;
-  const n = Number(code);
-  const message = headers["grpc-message"];
-  const details = typeof message === "string" ? decodeURIComponent(message) : "";
-  return `${STATUS[n] ?? String(code)}${details === "" ? "" : `: ${details}`}`;
+  const message = headers.get("grpc-message");
+  let details: string;
+  try {
+    details = message === undefined ? "" : decodeURIComponent(message);
+  } catch {
+    details = message ?? "";
+  }
+  return `${STATUS[Number(code)] ?? code}${details === "" ? "" : `: ${details}`}`;
+}
+
+/** A frame's payload without its padding (PADDED flag: the first octet says how much). */
+function unpadded(flags: number, payload: Buffer): Buffer {
+  if ((flags & PADDED) === 0) return payload;
+  const pad = payload[0];
+  if (pad === undefined || pad >= payload.length) throw new ProtocolError("padding longer than the frame");
+  return payload.subarray(1, payload.length - pad);
+}
+
+class GrpcStream implements AdsStreamHandle {
+  private readonly events: StreamEvents;
+  private readonly socket: Socket;
+  private readonly hpack = new HpackDecoder(4096, MAX_HEADER_LIST);
+  private closed = false;
+  private connected = false;
+  private readonly connectDeadline: NodeJS.Timeout;
+  private readonly pingTimer: NodeJS.Timeout | undefined;
+  private pingDeadline: NodeJS.Timeout | undefined;
+  /** Bytes read and not yet a whole frame. */
+  private input: Buffer = Buffer.alloc(0);
+  private sawSettings = false;
+  /** A header block being put together from HEADERS + CONTINUATION frames. */
+  private headerBlock: { parts: Buffer[]; endStream: boolean; size: number } | undefined;
+  /** undefined until the response headers came; then the trailers are next. */
+  private responded = false;
+  /** gRPC message bytes received and not yet a whole message, put together once it is whole. */
+  private pieces: Buffer[] = [];
+  private piecesLength = 0;
+  /** How many bytes the next step needs: the 5-byte prefix, then the prefix and its message. */
+  private needed = 5;
+  // Flow control: what we may still send (connection, stream), and what we consumed unannounced.
+  private sendWindow = DEFAULT_WINDOW;
+  private streamSendWindow = DEFAULT_WINDOW;
+  private peerInitialWindow = DEFAULT_WINDOW;
+  private peerMaxFrame = MAX_FRAME;
+  private unannounced = 0;
+  /** DATA waiting for window: gRPC-framed requests, in order. */
+  private pending: Buffer[] = [];
+  /** What is written once connected: the preface, our SETTINGS, a WINDOW_UPDATE, the HEADERS. */
+  private readonly opening: Buffer[];
+
+  constructor(options: StreamOptions, events: StreamEvents) {
+    this.events = events;
+    const host = options.host;
+    const tls = options.tls;
+    if (tls === undefined) {
+      const net = process.getBuiltinModule("node:net");
+      this.socket = net.connect({ host, port: options.port });
+      this.socket.once("connect", () => {
+        this.onConnect();
+      });
+    } else {
+      const tlsModule = process.getBuiltinModule("node:tls");
+      const connectOptions: ConnectionOptions = {
+        host,
+        port: options.port,
+        ca: tls.ca,
+        ALPNProtocols: ["h2"],
+        ...(tls.sni === undefined ? {} : { servername: tls.sni }),
+        // As Envoy: the name checked is the SAN matcher's, never the address dialled.
+        checkServerIdentity: (_host: string, cert: PeerCertificate) =>
+          tls.verifyName === undefined ? undefined : tlsModule.checkServerIdentity(tls.verifyName, cert),
+      };
+      const socket = tlsModule.connect(connectOptions);
+      this.socket = socket;
+      socket.once("secureConnect", () => {
+        // gRPC over TLS is HTTP/2 chosen by ALPN (RFC 9113 §3.2); a server that did not choose it
+        // would read our frames as garbage.
+        if (socket.alpnProtocol !== "h2") {
+          this.close(`the server did not agree to HTTP/2 over TLS (ALPN: ${String(socket.alpnProtocol)})`);
+          return;
+        }
+        this.onConnect();
+      });
+    }
+    this.socket.setNoDelay(true);
+    // With TLS, the connect event comes after the handshake: the deadline bounds both.
+    this.connectDeadline = setTimeout(() => {
+      this.close(`connect timeout after ${options.connectTimeoutMs} ms`);
+    }, options.connectTimeoutMs);
+    this.socket.on("data", (chunk: Buffer) => {
+      this.onData(chunk);
+    });
+    this.socket.on("error", (err: NodeJS.ErrnoException) => {
+      this.close(`connection error: ${err.message}`, !this.connected && err.code === "ECONNREFUSED");
+    });
+    this.socket.on("close", () => {
+      this.close("connection closed");
+    });
+    // Keepalive: an operator gone without a FIN would otherwise leave the stream hanging forever.
+    const { timeMs, timeoutMs } = options.keepalive;
+    if (timeMs > 0) {
+      this.pingTimer = setInterval(() => {
+        if (this.closed || !this.connected || this.pingDeadline !== undefined) return;
+        this.pingDeadline = setTimeout(() => {
+          this.close(`no keepalive answer within ${timeoutMs} ms`);
+        }, timeoutMs);
+        this.socket.write(frame(PING, 0, 0, Buffer.alloc(8)));
+      }, timeMs);
+      this.pingTimer.unref();
+    }
+
+    const authority = `${host.includes(":") ? `[${host}]` : host}:${options.port}`;
+    const headers: [string, string][] = [
+      [":method", "POST"],
+      [":scheme", tls === undefined ? "http" : "https"],
+      [":path", ADS_METHOD_PATH],
+      [":authority", authority],
+      ["content-type", "application/grpc"],
+      ["te", "trailers"],
+      ["grpc-accept-encoding", "identity"],
+      ["user-agent", options.userAgent],
+      ...Object.entries(options.metadata ?? {}),
+    ];
+    const block = encodeHeaders(headers, (name) => name === "authorization");
+    // The preface, our settings (no server push, a window for a whole message, a header list limit),
+    // the connection's window raised to match, then the request's headers: all written on connect.
+    this.opening = [
+      PREFACE,
+      frame(
+        SETTINGS,
+        0,
+        0,
+        settingsPayload([
+          [0x2, 0], // SETTINGS_ENABLE_PUSH
+          [0x4, RECEIVE_WINDOW], // SETTINGS_INITIAL_WINDOW_SIZE
+          [0x6, MAX_HEADER_LIST], // SETTINGS_MAX_HEADER_LIST_SIZE
+        ]),
+      ),
+      windowUpdate(0, RECEIVE_WINDOW - DEFAULT_WINDOW),
+      ...this.headerFrames(block),
+    ];
+  }
+
+  /** HEADERS, and CONTINUATION frames when the block is larger than the server takes in one. */
+  private headerFrames(block: Buffer): Buffer[] {
+    const frames: Buffer[] = [];
+    for (let at = 0; at === 0 || at < block.length; at += this.peerMaxFrame) {
+      const part = block.subarray(at, at + this.peerMaxFrame);
+      const last = at + this.peerMaxFrame >= block.length;
+      frames.push(frame(at === 0 ? HEADERS : CONTINUATION, last ? END_HEADERS : 0, STREAM, part));
+    }
+    return frames;
+  }
+
+  private onConnect(): void {
+    if (this.closed) return;
+    this.connected = true;
+    clearTimeout(this.connectDeadline);
+    this.socket.write(Buffer.concat(this.opening));
+    this.flush();
+  }
+
+  write(request: DiscoveryRequest): void {
+    if (this.closed) return;
+    const message = encodeRequest(request);
+    const framed = Buffer.alloc(5 + message.length);
+    framed.writeUInt32BE(message.length, 1);
+    message.copy(framed, 5);
+    this.pending.push(framed);
+    if (this.connected) this.flush();
+  }
+
+  /** Sends what the windows allow of the pending requests, in DATA frames. */
+  private flush(): void {
+    while (this.pending.length > 0 && !this.closed) {
+      const next = this.pending[0] as Buffer;
+      const size = Math.min(next.length, this.sendWindow, this.streamSendWindow, this.peerMaxFrame);
+      if (size <= 0) return; // wait for a WINDOW_UPDATE
+      this.socket.write(frame(DATA, 0, STREAM, next.subarray(0, size)));
+      this.sendWindow -= size;
+      this.streamSendWindow -= size;
+      if (size === next.length) this.pending.shift();
+      else this.pending[0] = next.subarray(size);
+    }
+  }
+
+  cancel(): void {
+    if (this.closed) return;
+    this.stop();
+    if (this.connected) {
+      const code = Buffer.alloc(4);
+      code.writeUInt32BE(8, 0); // CANCEL
+      this.socket.end(frame(RST_STREAM, 0, STREAM, code));
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+    } else {
+      this.socket.destroy();
+    }
+  }
+
+  /** Timers off, no further events. */
+  private stop(): void {
+    this.closed = true;
+    clearTimeout(this.connectDeadline);
+    clearInterval(this.pingTimer);
+    clearTimeout(this.pingDeadline);
+  }
+
+  private close(reason: string, refused = false): void {
+    if (this.closed) return;
+    this.stop();
+    this.socket.destroy();
+    this.events.onClose(reason, refused);
+  }
+
+  private onData(chunk: Buffer): void {
+    this.input = this.input.length === 0 ? chunk : Buffer.concat([this.input, chunk]);
+    try {
+      while (!this.closed && this.input.length >= 9) {
+        const length = this.input.readUIntBE(0, 3);
+        const type = this.input[3] as number;
+        // A server speaks first with SETTINGS; anything else (an HTTP/1.1 answer, a TLS alert) is
+        // not HTTP/2.
+        if (!this.sawSettings && type !== SETTINGS) {
+          throw new ProtocolError(
+            `the server did not answer with HTTP/2 (first bytes ${JSON.stringify(this.input.subarray(0, 9).toString("latin1"))})`,
+          );
+        }
+        if (length > MAX_FRAME) throw new ProtocolError(`a frame of ${length} bytes (at most ${MAX_FRAME})`);
+        if (this.input.length < 9 + length) return;
+        const flags = this.input[4] as number;
+        const streamId = this.input.readUInt32BE(5) & 0x7fff_ffff;
+        const payload = this.input.subarray(9, 9 + length);
+        this.input = this.input.subarray(9 + length);
+        this.onFrame(type, flags, streamId, payload);
+      }
+    } catch (err) {
+      // Whatever the server sent, it ends this connection, never the process.
+      const kind = err instanceof ProtocolError || err instanceof HpackError ? "protocol error" : "error";
+      this.close(`HTTP/2 ${kind}: ${(err as Error).message}`);
+    }
+  }
+
+  private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
+    if (this.headerBlock !== undefined && type !== CONTINUATION)
+      throw new ProtocolError("a header block interrupted by another frame");
+    switch (type) {
+      case SETTINGS:
+        this.onSettings(flags, streamId, payload);
+        return;
+      case HEADERS: {
+        this.onStreamFrame(streamId, "HEADERS");
+        let fragment = unpadded(flags, payload);
+        if (flags & PRIORITY_FLAG) fragment = fragment.subarray(5);
+        this.headerBlock = { parts: [], endStream: (flags & END_STREAM) !== 0, size: 0 };
+        this.onHeaderFragment(flags, fragment);
+        return;
+      }
+      case CONTINUATION:
+        if (this.headerBlock === undefined || streamId !== STREAM)
+          throw new ProtocolError("CONTINUATION without HEADERS");
+        this.onHeaderFragment(flags, payload);
+        return;
+      case DATA:
+        this.onStreamFrame(streamId, "DATA");
+        this.onDataFrame(flags, payload);
+        return;
+      case WINDOW_UPDATE:
+        this.onWindowUpdate(streamId, payload);
+        return;
+      case PING:
+        if (payload.length !== 8 || streamId !== 0) throw new ProtocolError("a malformed PING");
+        if (flags & ACK) {
+          clearTimeout(this.pingDeadline);
+          this.pingDeadline = undefined;
+        } else {
+          this.socket.write(frame(PING, ACK, 0, payload));
+        }
+        return;
+      case RST_STREAM:
+        if (streamId === STREAM) {
+          const code = payload.length === 4 ? payload.readUInt32BE(0) : -1;
+          this.close(`the server reset the stream (${H2_ERRORS[code] ?? String(code)})`);
+        }
+        return;
+      case GOAWAY: {
+        const code = payload.length >= 8 ? payload.readUInt32BE(4) : -1;
+        const debug = payload.subarray(8).toString("latin1");
+        const why =
+          code === 0 ? "" : `, ${H2_ERRORS[code] ?? String(code)}${debug === "" ? "" : `: ${debug}`}`;
+        this.close(`the server closed the connection (GOAWAY${why})`);
+        return;
+      }
+      case PUSH_PROMISE:
+        throw new ProtocolError("PUSH_PROMISE, though push was disabled");
+      default:
+        // PRIORITY, and frame types this client does not know, are ignored (RFC 9113 §5.5).
+        return;
+    }
+  }
+
+  private onStreamFrame(streamId: number, what: string): void {
+    if (streamId !== STREAM) throw new ProtocolError(`${what} on stream ${streamId}, which was never opened`);
+  }
+
+  private onSettings(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId !== 0 || payload.length % 6 !== 0) throw new ProtocolError("a malformed SETTINGS frame");
+    this.sawSettings = true;
+    if (flags & ACK) return;
+    for (let at = 0; at < payload.length; at += 6) {
+      const id = payload.readUInt16BE(at);
+      const value = payload.readUInt32BE(at + 2);
+      if (id === 0x4) {
+        if (value > MAX_WINDOW) throw new ProtocolError(`SETTINGS_INITIAL_WINDOW_SIZE ${value}`);
+        // A change applies to the open stream's window at once (RFC 9113 §6.9.2).
+        this.streamSendWindow += value - this.peerInitialWindow;
+        this.peerInitialWindow = value;
+      } else if (id === 0x5) {
+        if (value < MAX_FRAME || value > 2 ** 24 - 1)
+          throw new ProtocolError(`SETTINGS_MAX_FRAME_SIZE ${value}`);
+        this.peerMaxFrame = value;
+      } else if (id === 0x2 && value > 1) {
+        throw new ProtocolError(`SETTINGS_ENABLE_PUSH ${value}`);
+      }
+      // HEADER_TABLE_SIZE: our encoder indexes nothing. MAX_CONCURRENT_STREAMS: we open one.
+    }
+    this.socket.write(frame(SETTINGS, ACK, 0));
+    this.flush();
+  }
+
+  private onWindowUpdate(streamId: number, payload: Buffer): void {
+    if (payload.length !== 4) throw new ProtocolError("a malformed WINDOW_UPDATE");
+    const increment = payload.readUInt32BE(0) & 0x7fff_ffff;
+    if (increment === 0) throw new ProtocolError("a WINDOW_UPDATE of 0");
+    if (streamId === 0) {
+      this.sendWindow += increment;
+      if (this.sendWindow > MAX_WINDOW) throw new ProtocolError("the connection window over 2^31-1");
+    } else if (streamId === STREAM) {
+      this.streamSendWindow += increment;
+      if (this.streamSendWindow > MAX_WINDOW) throw new ProtocolError("the stream window over 2^31-1");
+    }
+    this.flush();
+  }
+
+  private onHeaderFragment(flags: number, fragment: Buffer): void {
+    const block = this.headerBlock as { parts: Buffer[]; endStream: boolean; size: number };
+    block.parts.push(fragment);
+    block.size += fragment.length;
+    if (block.size > MAX_HEADER_LIST) throw new ProtocolError(`a header block over ${MAX_HEADER_LIST} bytes`);
+    if ((flags & END_HEADERS) === 0) return;
+    this.headerBlock = undefined;
+    const headers = new Map<string, string>();
+    for (const [name, value] of this.hpack.decode(Buffer.concat(block.parts))) {
+      const before = headers.get(name);
+      headers.set(name, before === undefined ? value : `${before}, ${value}`);
+    }
+    if (!this.responded) {
+      this.responded = true;
+      const status = statusText(headers); // a trailers-only answer: the call failed at once
+      if (status !== undefined) this.close(status);
+      else if (headers.get(":status") !== "200")
+        this.close(`HTTP status ${headers.get(":status") ?? "(none)"}`);
+      else if (block.endStream) this.close("stream ended without a status");
+      else this.events.onOpen();
+      return;
+    }
+    if (!block.endStream) throw new ProtocolError("trailers without END_STREAM");
+    this.close(statusText(headers) ?? "stream ended without a status");
+  }
+
+  private onDataFrame(flags: number, payload: Buffer): void {
+    if (!this.responded) throw new ProtocolError("DATA before the response headers");
+    // Flow control counts the whole payload, padding included; announce it back in large steps.
+    this.unannounced += payload.length;
+    if (this.unannounced >= RECEIVE_WINDOW / 4) {
+      this.socket.write(
+        Buffer.concat([windowUpdate(0, this.unannounced), windowUpdate(STREAM, this.unannounced)]),
+      );
+      this.unannounced = 0;
+    }
+    const data = unpadded(flags, payload);
+    this.pieces.push(data);
+    this.piecesLength += data.length;
+    while (!this.closed && this.piecesLength >= this.needed) {
+      const bytes = this.pieces.length === 1 ? (this.pieces[0] as Buffer) : Buffer.concat(this.pieces);
+      if (bytes[0] !== 0) {
+        this.close("compressed gRPC messages are not supported");
+        return;
+      }
+      const length = bytes.readUInt32BE(1);
+      if (length > MAX_MESSAGE_BYTES) {
+        this.close(`a message of ${length} bytes is over the ${MAX_MESSAGE_BYTES} limit`);
+        return;
+      }
+      if (bytes.length < 5 + length) {
+        // Wait for the rest in pieces: joined once, when whole.
+        this.pieces = [bytes];
+        this.needed = 5 + length;
+        break;
+      }
+      const rest = bytes.subarray(5 + length);
+      this.pieces = rest.length === 0 ? [] : [rest];
+      this.piecesLength = rest.length;
+      this.needed = 5;
+      let response: DiscoveryResponse;
+      try {
+        response = decodeResponse(bytes.subarray(5, 5 + length));
+      } catch (err) {
+        this.close(`undecodable DiscoveryResponse: ${(err as Error).message}`);
+        return;
+      }
+      this.events.onMessage(response);
+    }
+    if (!this.closed && flags & END_STREAM) this.close("stream ended without a status");
+  }
 }
 
 export function openAdsStream(options: StreamOptions, events: StreamEvents): AdsStreamHandle {
-  const host = options.host.includes(":") ? `[${options.host}]` : options.host;
-  let closed = false;
-  let pingDeadline: NodeJS.Timeout | undefined;
-  const tls = options.tls;
-  const session =
-    tls === undefined
-      ? http2.connect(`http://${host}:${options.port}`)
-      : http2.connect(`https://${host}:${options.port}`, {
-          ca: tls.ca,
-          ...(tls.sni === undefined ? {} : { servername: tls.sni }),
-          // As Envoy: the name checked is the SAN matcher's, never the address dialled.
-          checkServerIdentity: (_host, cert) =>
-            tls.verifyName === undefined ? undefined : checkServerIdentity(tls.verifyName, cert),
-        });
-  // With TLS, "connect" fires after the handshake: the deadline bounds both.
-  const connectDeadline = setTimeout(() => {
-    close(`connect timeout after ${options.connectTimeoutMs} ms`);
-  }, options.connectTimeoutMs);
-  let connected = false;
-  session.once("connect", () => {
-    connected = true;
-    clearTimeout(connectDeadline);
-  });
-
-  const close = (reason: string, refused = false): void => {
-    if (closed) return;
-    closed = true;
-    clearTimeout(connectDeadline);
-    clearInterval(pingTimer);
-    clearTimeout(pingDeadline);
-    if (!session.destroyed) session.destroy();
-    events.onClose(reason, refused);
-  };
-
-  // The session and its pending stream both hear a failed connect (the stream as a cancel caused
-  // by it); whichever tells first closes.
-  const refusedConnect = (err: NodeJS.ErrnoException): boolean => {
-    const cause = err.cause as NodeJS.ErrnoException | undefined;
-    return !connected && (err.code === "ECONNREFUSED" || cause?.code === "ECONNREFUSED");
-  };
-  session.on("error", (err: NodeJS.ErrnoException) => {
-    close(`connection error: ${err.message}`, refusedConnect(err));
-  });
-  session.on("goaway", () => {
-    close("the server closed the connection (GOAWAY)");
-  });
-  session.on("close", () => {
-    close("connection closed");
-  });
-  // Keepalive: an operator gone without a FIN would otherwise leave the stream hanging forever.
-  const pingTimer = setInterval(
-    () => {
-      if (options.keepalive.timeMs <= 0) return;
-      if (closed || pingDeadline !== undefined) return;
-      pingDeadline = setTimeout(() => {
-        close(`no keepalive answer within ${options.keepalive.timeoutMs} ms`);
-      }, options.keepalive.timeoutMs);
-      session.ping((err) => {
-        clearTimeout(pingDeadline);
-        pingDeadline = undefined;
-        if (err !== null) close(`keepalive failed: ${err.message}`);
-      });
-    },
-    Math.max(1, options.keepalive.timeMs),
-  );
-  pingTimer.unref();
-  if (options.keepalive.timeMs <= 0) clearInterval(pingTimer);
-
-  const stream = session.request({
-    ...options.metadata,
-    ":method": "POST",
-    ":path": ADS_METHOD_PATH,
-    "content-type": "application/grpc",
-    te: "trailers",
-    "grpc-accept-encoding": "identity",
-    "user-agent": options.userAgent,
-  });
-  stream.on("response", (headers) => {
-    const status = statusText(headers); // a trailers-only answer: the call failed at once
-    if (status !== undefined) close(status);
-    else if (headers[":status"] !== 200) close(`HTTP status ${String(headers[":status"])}`);
-    else events.onOpen();
-  });
-  let buffer: Buffer = Buffer.alloc(0);
-  stream.on("data", (chunk: Buffer) => {
-    buffer = buffer.length === 0 ? chunk : Buffer.concat([buffer, chunk]);
-    while (!closed && buffer.length >= 5) {
-      if (buffer[0] !== 0) {
-        close("compressed gRPC messages are not supported");
-        return;
-      }
-      const length = buffer.readUInt32BE(1);
-      if (length > MAX_MESSAGE_BYTES) {
-        close(`a message of ${length} bytes is over the ${MAX_MESSAGE_BYTES} limit`);
-        return;
-      }
-      if (buffer.length < 5 + length) return;
-      const message = buffer.subarray(5, 5 + length);
-      buffer = buffer.subarray(5 + length);
-      let response: DiscoveryResponse;
-      try {
-        response = decodeResponse(message);
-      } catch (err) {
-        close(`undecodable DiscoveryResponse: ${(err as Error).message}`);
-        return;
-      }
-      events.onMessage(response);
-    }
-  });
-  stream.on("trailers", (trailers: http2.IncomingHttpHeaders) => {
-    close(statusText(trailers) ?? "stream ended without a status");
-  });
-  stream.on("error", (err: NodeJS.ErrnoException) => {
-    close(`stream error: ${err.message}`, refusedConnect(err));
-  });
-  stream.on("close", () => {
-    close("stream closed");
-  });
-
-  return {
-    write(request: DiscoveryRequest): void {
-      if (!closed && stream.writable) stream.write(frame(encodeRequest(request)));
-    },
-    cancel(): void {
-      if (closed) return;
-      closed = true;
-      clearTimeout(connectDeadline);
-      clearInterval(pingTimer);
-      clearTimeout(pingDeadline);
-      stream.close(http2.constants.NGHTTP2_CANCEL);
-      session.destroy();
-    },
-  };
+  return new GrpcStream(options, events);
 }
