@@ -11,7 +11,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { build, type BuildOptions, type Plugin } from "esbuild";
+import { build, type BuildOptions, type Metafile, type Plugin } from "esbuild";
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const sidecarDir = path.resolve(here, "..");
@@ -151,6 +151,19 @@ const scriptOptions: BuildOptions = {
   logLevel: "warning",
 };
 
+/**
+ * The sidecar's ADS client decodes with its own table and speaks HTTP/2 itself: protobufjs'
+ * reflection (and the descriptor it parses) or gRPC in the bundle or a chunk would cost every
+ * ADS-configured sidecar ~17 MB of RSS (bench/RESULTS.md), for example after an import of the root
+ * `@tether/xds` in place of `@tether/xds/client`. The build fails instead.
+ */
+function refuseHeavy(file: string, metafile: Metafile): void {
+  const heavy = Object.keys(metafile.inputs).filter((input) =>
+    /node_modules[\\/](protobufjs|@grpc)[\\/]|envoy-subset\.json/.test(input),
+  );
+  if (heavy.length > 0) throw new Error(`${file} must not include ${heavy.join(", ")}`);
+}
+
 rmSync(outdir, { recursive: true, force: true });
 mkdirSync(outdir, { recursive: true });
 for (const chunk of Object.values(CHUNKS)) {
@@ -161,12 +174,7 @@ for (const chunk of Object.values(CHUNKS)) {
     plugins: [wireTableInside, jsonAsText],
     metafile: true,
   });
-  // The ADS client decodes with its own table: protobufjs' reflection (and the descriptor it parses)
-  // or gRPC in the chunk would cost every ADS-configured sidecar ~17 MB of RSS (bench/RESULTS.md).
-  const heavy = Object.keys(built.metafile.inputs).filter((input) =>
-    /node_modules[\\/](protobufjs|@grpc)[\\/]|envoy-subset\.json/.test(input),
-  );
-  if (heavy.length > 0) throw new Error(`${chunk.file} must not include ${heavy.join(", ")}`);
+  refuseHeavy(chunk.file, built.metafile);
 }
 const result = await build({
   ...scriptOptions,
@@ -175,6 +183,7 @@ const result = await build({
   plugins: [re2jsInside, chunkLoader, lazyBuiltins],
   metafile: true,
 });
+refuseHeavy(path.basename(script), result.metafile);
 const bytes = result.metafile.outputs[path.relative(process.cwd(), script)]?.bytes ?? 0;
 // Without node's code cache for its own built-in modules: the running process keeps the V8 part of
 // the blob for its whole life, and the cache made it 4.5 MB larger (idle RSS 70.7 -> 66.2 MB); the

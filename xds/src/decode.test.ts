@@ -212,8 +212,16 @@ describe("the ADS client's decoder", () => {
     expect(fail(tag(5, 4))).toMatch(/end of group/);
     expect(fail(tag(900, 3), tag(901, 4))).toMatch(/group 900 ended by 901/);
     expect(fail([...tag(1, 0), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01])).toMatch(
-      /longer than 10 bytes/,
+      /overflows 64 bits/,
     );
+    // Lengths and tags are not cut to 32 bits: 2^32 + 3 is not 3, and field 2^29 is past the last.
+    expect(fail([0x0a, 0x83, 0x80, 0x80, 0x80, 0x10, 0x61, 0x62, 0x63])).toMatch(
+      /truncated: 4294967299 bytes wanted/,
+    );
+    expect(fail([0x8a, 0x80, 0x80, 0x80, 0x10, 3, 0x61, 0x62, 0x63])).toMatch(/invalid tag 4294967306/);
+    expect(fail(varint(2 ** 29 * 8), [0])).toMatch(/invalid tag/);
+    // A string must be UTF-8, as protobuf's proto3 strings are.
+    expect(fail(len(1, [0xff, 0xfe, 0x41]))).toMatch(/invalid UTF-8/);
   });
 
   it("refuses messages nested past the limit, and an Any of a type outside the subset, naming the path", () => {
@@ -227,6 +235,88 @@ describe("the ADS client's decoder", () => {
     expect(() => decodeCluster(len(36, [...str(1, "k"), ...len(2, any)]))).toThrow(
       'c.typed_extension_protocol_options["k"]: unknown @type "type.googleapis.com/not.There"',
     );
+  });
+
+  it("merges a message field seen many times in one pass, however deep (no copy per level)", () => {
+    // Listener.listener_filters (9) -> ListenerFilter.filter_disabled (4): a predicate whose
+    // not_match (3) occurs twice at each of 96 levels, 1.9 MB of unknown bytes at the bottom of
+    // each chain. Merging by re-reading joined bytes would copy them once per level (~365 MB).
+    const lenB = (number: number, payload: Buffer): Buffer =>
+      Buffer.concat([Buffer.from([...tag(number, 2), ...varint(payload.length)]), payload]);
+    const chain = (leaf: Buffer): Buffer => {
+      let p = leaf;
+      for (let i = 0; i < 96; i++) p = lenB(3, p);
+      return p;
+    };
+    const filler = lenB(15, Buffer.alloc(1_900_000, 0x61));
+    const predicate = Buffer.concat([
+      chain(Buffer.concat([filler, Buffer.from([...tag(4, 0), 1])])),
+      chain(filler),
+    ]);
+    const listener = Buffer.concat([
+      Buffer.from(str(1, "l")),
+      lenB(9, Buffer.concat([Buffer.from(str(1, "f")), lenB(4, predicate)])),
+    ]);
+    const before = process.memoryUsage().arrayBuffers;
+    const out = unpackResource(TYPE_URLS.listener, listener, "l");
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(listener.length);
+    let predicateJson = (out["listener_filters"] as Obj[])[0]?.["filter_disabled"] as Obj;
+    for (let i = 0; i < 96; i++) predicateJson = predicateJson["not_match"] as Obj;
+    expect(predicateJson).toEqual({ any_match: true });
+  });
+
+  it("follows protojson on well-known types: invalid durations and values are errors, an empty Any is {}", () => {
+    const duration = (seconds: bigint, nanos: number): number[] =>
+      len(4, [...tag(1, 0), ...varint(seconds), ...tag(2, 0), ...varint(nanos)]);
+    expect(() => decodeCluster(duration(1n, -500_000_000))).toThrow(
+      "c.connect_timeout: Duration seconds 1 and nanos -500000000 differ in sign",
+    );
+    expect(() => decodeCluster(duration(1n, 2_000_000_000))).toThrow(/nanos 2000000000 is out of range/);
+    expect(() => decodeCluster(duration(315_576_000_001n, 0))).toThrow(
+      /315576000001 seconds is out of range/,
+    );
+    expect(decodeCluster(duration(-315_576_000_000n, -1))).toEqual({
+      connect_timeout: "-315576000000.000000001s",
+    });
+    // Cluster.metadata (25) -> filter_metadata (1) {"a": Struct {"k": Value}}.
+    const value = (payload: number[]): Obj =>
+      decodeCluster(
+        len(25, len(1, [...str(1, "a"), ...len(2, len(1, [...str(1, "k"), ...len(2, payload)]))])),
+      );
+    expect(() => value([])).toThrow(
+      /c\.metadata\.filter_metadata\["a"\]\["k"\]: a google.protobuf.Value with none/,
+    );
+    const nan = Buffer.alloc(8);
+    nan.writeDoubleLE(NaN);
+    expect(() => value([...tag(2, 1), ...nan])).toThrow(/a JSON number cannot be NaN/);
+    expect(value([...tag(1, 0), 0])).toEqual({ metadata: { filter_metadata: { a: { k: null } } } });
+    // Cluster.transport_socket (24) -> typed_config (3): an Any with no type and no bytes.
+    expect(decodeCluster(len(24, [...str(1, "t"), ...len(3, [])]))).toEqual({
+      transport_socket: { name: "t", typed_config: {} },
+    });
+  });
+
+  it("resolves a type URL by what follows its last slash (or all of it), only among the subset's own types", () => {
+    const socket = (url: string): Obj =>
+      decodeCluster(len(24, [...str(1, "t"), ...len(3, [...str(1, url), ...len(2, str(2, "sni.test"))])]));
+    const tlsType = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
+    expect(socket(tlsType)).toEqual({
+      transport_socket: { name: "t", typed_config: { "@type": tlsType, sni: "sni.test" } },
+    });
+    for (const url of ["x/constructor", "x/__proto__", "toString"])
+      expect(() => socket(url)).toThrow(
+        `c.transport_socket.typed_config: unknown @type ${JSON.stringify(url)}`,
+      );
+  });
+
+  it("merges a map entry's value seen twice, as protobuf merges messages", () => {
+    // Cluster.metadata (25) -> filter_metadata (1): one entry "a" whose Struct value comes in two parts.
+    const field = (k: string, b: boolean): number[] =>
+      len(1, [...str(1, k), ...len(2, [...tag(4, 0), b ? 1 : 0])]);
+    const entry = [...str(1, "a"), ...len(2, field("x", true)), ...len(2, field("y", false))];
+    expect(decodeCluster(len(25, len(1, entry)))).toEqual({
+      metadata: { filter_metadata: { a: { x: true, y: false } } },
+    });
   });
 
   it("the committed table is generate.ts's output for the committed descriptor, and every type in it resolves", () => {

@@ -5,10 +5,13 @@
 // the enum does not define stays a number), 64-bit integers as numbers while exact, else decimal
 // strings, bytes in base64, zero values of fields without presence left out.
 //
-// The parsing rules are protobuf's own: unknown fields are skipped, a known field arriving with
-// another wire type is treated as unknown (as Go's protobuf does), repeated scalars are read packed
-// or not, the last value of a singular field wins, a message field seen twice is merged, the last
-// member of a oneof clears the others. Malformed bytes throw, naming the Any being decoded.
+// The parsing rules are those of Go's protobuf (go-control-plane's): unknown fields are skipped, a
+// known field arriving with another wire type is treated as unknown, repeated scalars are read
+// packed or not, the last value of a singular field wins, a message field seen twice is merged (in
+// one pass: parsed into the same state), the last member of a oneof clears the others, strings must
+// be UTF-8. What protojson refuses to print is an error here too: a Duration out of range or with
+// mixed signs, a Value with no kind or a non-finite number. Malformed bytes throw, naming the Any
+// being decoded; nothing a control plane sends can do more than that.
 import { EGROUP, I32, I64, LEN, MAX_DEPTH, Reader, VARINT, WireError } from "./protowire.ts";
 import { XdsJsonError } from "./types.ts";
 import { enumName, messageInfo } from "./wire-table.ts";
@@ -141,75 +144,94 @@ function scalarJson(field: FieldInfo, v: Raw): unknown {
   return v;
 }
 
-/** One message being read: each field's value so far, by field index. */
-interface Fields {
-  /** Scalars and lists as read; for singular message fields, the bytes of each occurrence. */
+/**
+ * One message as parsed: each field's value by field index (a scalar as read; a State for a message
+ * field; a list for a repeated field; a Map for a map field), and per oneof the member set last.
+ * Parsing fills it in one pass, merging as protobuf does: a message field seen again is parsed into
+ * the same State, so every byte is read once however the input repeats itself.
+ */
+interface State {
+  readonly info: MessageInfo;
   readonly values: unknown[];
-  /** Per oneof: the index of the member set last. */
   readonly oneofs: number[];
+  /** How deep it sits (Any payloads included): bounded by MAX_DEPTH. */
+  readonly depth: number;
 }
 
-function setOneof(state: Fields, field: FieldInfo): void {
+function newState(typeName: string, depth: number): State {
+  if (depth > MAX_DEPTH) throw new WireError(`messages nested deeper than ${MAX_DEPTH}`);
+  const info = messageInfo(typeName);
+  if (info === undefined) throw new WireError(`${typeName} is not in Tether's Envoy subset`);
+  return { info, values: new Array<unknown>(info.fields.length), oneofs: [], depth };
+}
+
+function parseInto(state: State, r: Reader): State {
+  while (!r.done) {
+    const [number, wireType] = r.tag();
+    if (wireType === EGROUP) throw new WireError(`unexpected end of group ${number}`);
+    const field = state.info.byNumber.get(number);
+    if (field === undefined || !readField(state, field, wireType, r)) r.skip(wireType, number);
+  }
+  return state;
+}
+
+function sub(r: Reader): Reader {
+  const [start, end] = r.span();
+  return new Reader(r.buf, start, end);
+}
+
+function setOneof(state: State, field: FieldInfo): void {
   if (field.oneof < 0) return;
   const previous = state.oneofs[field.oneof];
   if (previous !== undefined && previous !== field.index) state.values[previous] = undefined;
   state.oneofs[field.oneof] = field.index;
 }
 
-function readField(state: Fields, field: FieldInfo, wireType: number, r: Reader, ctx: Ctx): boolean {
+/** Reads one occurrence of a known field; false when its wire type makes it an unknown field. */
+function readField(state: State, field: FieldInfo, wireType: number, r: Reader): boolean {
   const valueKind = field.mapKey === undefined ? field.kind : "message";
   const expected = wireTypeOf(valueKind);
   const packable = field.repeated && expected !== LEN;
   if (wireType !== expected && !(packable && wireType === LEN)) return false;
+  const depth = state.depth + 1;
   if (field.mapKey !== undefined) {
     const map = (state.values[field.index] ??= new Map<string, unknown>()) as Map<string, unknown>;
-    const [start, end] = r.span();
-    const [key, value] = mapEntry(field, new Reader(r.buf, start, end), ctx);
+    const [key, value] = mapEntry(field, sub(r), depth);
     map.set(key, value);
-    return true;
-  }
-  if (field.repeated) {
+  } else if (field.repeated) {
     const list = (state.values[field.index] ??= []) as unknown[];
     if (field.kind === "message") {
-      const [start, end] = r.span();
-      list.push(
-        decodeInto(field.typeName, new Reader(r.buf, start, end), ctx, `${ctx.path}[${list.length}]`),
-      );
-    } else if (wireType === LEN && packable) {
-      const [start, end] = r.span();
-      const packed = new Reader(r.buf, start, end);
+      list.push(parseInto(newState(field.typeName, depth), sub(r)));
+    } else if (packable && wireType === LEN) {
+      const packed = sub(r);
       while (!packed.done) list.push(readScalar(field.kind, packed));
     } else {
       list.push(readScalar(field.kind, r));
     }
-    return true;
-  }
-  setOneof(state, field);
-  if (field.kind === "message") {
-    // Merged with an earlier occurrence: decoding the concatenation is protobuf's merge.
-    const [start, end] = r.span();
-    const seen = state.values[field.index] as Buffer[] | undefined;
-    const bytes = r.buf.subarray(start, end);
-    if (seen === undefined) state.values[field.index] = [bytes];
-    else seen.push(bytes);
   } else {
-    state.values[field.index] = readScalar(field.kind, r);
+    setOneof(state, field);
+    if (field.kind === "message") {
+      const seen = state.values[field.index] as State | undefined;
+      state.values[field.index] = parseInto(seen ?? newState(field.typeName, depth), sub(r));
+    } else {
+      state.values[field.index] = readScalar(field.kind, r);
+    }
   }
   return true;
 }
 
-function mapEntry(field: FieldInfo, r: Reader, ctx: Ctx): [string, unknown] {
-  let key: Raw | undefined;
-  let value: unknown;
+/** A map entry (key = 1, value = 2), each defaulting to its zero value; a message value merges. */
+function mapEntry(field: FieldInfo, r: Reader, depth: number): [string, unknown] {
   const keyKind = field.mapKey as ScalarKind;
+  let key: Raw = zeroOf(keyKind);
+  let value: unknown;
   while (!r.done) {
     const [number, wireType] = r.tag();
     if (number === 1 && wireType === wireTypeOf(keyKind)) {
       key = readScalar(keyKind, r);
     } else if (number === 2 && wireType === wireTypeOf(field.kind)) {
       if (field.kind === "message") {
-        const [start, end] = r.span();
-        value = new Reader(r.buf, start, end);
+        value = parseInto((value as State | undefined) ?? newState(field.typeName, depth + 1), sub(r));
       } else {
         value = readScalar(field.kind, r);
       }
@@ -217,60 +239,65 @@ function mapEntry(field: FieldInfo, r: Reader, ctx: Ctx): [string, unknown] {
       r.skip(wireType, number);
     }
   }
-  const k = key === undefined ? zeroOf(keyKind) : key;
-  const name = Buffer.isBuffer(k) ? k.toString("base64") : String(k);
-  const path = `${ctx.path}[${JSON.stringify(name)}]`;
-  if (field.kind === "message") {
-    const inner = value instanceof Reader ? value : new Reader(Buffer.alloc(0));
-    return [name, decodeInto(field.typeName, inner, ctx, path)];
+  const name = Buffer.isBuffer(key) ? key.toString("base64") : String(key);
+  if (value === undefined) {
+    value = field.kind === "message" ? newState(field.typeName, depth + 1) : zeroOf(scalarKindOf(field));
   }
-  const raw = value === undefined ? zeroOf(field.kind === "enum" ? "int32" : field.kind) : (value as Raw);
-  return [name, scalarJson(field, raw)];
+  return [name, value];
 }
 
-interface Ctx {
-  readonly depth: number;
-  readonly path: string;
+function scalarKindOf(field: FieldInfo): ScalarKind {
+  return field.kind === "enum" ? "int32" : (field.kind as ScalarKind);
 }
 
-function decodeInto(typeName: string, r: Reader, parent: Ctx, path: string): unknown {
-  const ctx = { depth: parent.depth + 1, path };
-  if (ctx.depth > MAX_DEPTH) throw new WireError(`messages nested deeper than ${MAX_DEPTH}`);
-  const info = messageInfo(typeName);
-  if (info === undefined) throw new WireError(`${typeName} is not in Tether's Envoy subset`);
-  if (typeName === ANY) return anyJson(r, ctx);
-  const json = messageJson(info, r, ctx);
-  return SPECIAL.has(typeName) ? specialJson(info, json) : json;
+// ---------------------------------------------------------------------------------------------
+// A parsed State -> Envoy's JSON form
+
+function join(path: string, key: string): string {
+  return path === "" ? key : `${path}.${key}`;
 }
 
-function messageJson(info: MessageInfo, r: Reader, ctx: Ctx): Obj {
-  const state: Fields = { values: new Array<unknown>(info.fields.length), oneofs: [] };
-  while (!r.done) {
-    const [number, wireType] = r.tag();
-    if (wireType === EGROUP) throw new WireError(`unexpected end of group ${number}`);
-    const field = info.byNumber.get(number);
-    if (
-      field === undefined ||
-      !readField(state, field, wireType, r, { ...ctx, path: join(ctx.path, field.name) })
-    )
-      r.skip(wireType, number);
+function jsonOf(state: State, path: string): unknown {
+  switch (state.info.name) {
+    case ANY:
+      return anyJson(state, path);
+    case "google.protobuf.Duration":
+      return durationJson(state, path);
+    case "google.protobuf.Timestamp":
+      return timestampJson(state, path);
+    case "google.protobuf.Struct":
+      return mapJson(state, "fields", path);
+    case "google.protobuf.Value":
+      return valueJson(state, path);
+    case "google.protobuf.ListValue":
+      return ((raw(state, "values") ?? []) as State[]).map((v, i) => jsonOf(v, `${path}[${i}]`));
+    default:
+      if (WRAPPERS.has(state.info.name)) {
+        const field = state.info.fields[0] as FieldInfo;
+        return scalarJson(field, (state.values[0] as Raw | undefined) ?? zeroOf(scalarKindOf(field)));
+      }
+      return messageJson(state, path);
   }
+}
+
+function messageJson(state: State, path: string): Obj {
   const out: Obj = {};
-  for (const field of info.fields) {
+  for (const field of state.info.fields) {
     const value = state.values[field.index];
     if (value === undefined) continue;
-    const path = join(ctx.path, field.name);
+    const p = join(path, field.name);
     if (field.mapKey !== undefined) {
       const map = value as Map<string, unknown>;
-      if (map.size > 0) out[field.name] = Object.fromEntries(map);
+      if (map.size > 0) out[field.name] = mapValuesJson(field, map, p);
     } else if (field.repeated) {
       const list = value as unknown[];
       if (list.length === 0) continue;
-      out[field.name] = field.kind === "message" ? list : list.map((v) => scalarJson(field, v as Raw));
+      out[field.name] =
+        field.kind === "message"
+          ? list.map((v, i) => jsonOf(v as State, `${p}[${i}]`))
+          : list.map((v) => scalarJson(field, v as Raw));
     } else if (field.kind === "message") {
-      const parts = value as Buffer[];
-      const bytes = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
-      out[field.name] = decodeInto(field.typeName, new Reader(bytes), ctx, path);
+      out[field.name] = jsonOf(value as State, p);
     } else {
       // Implicit presence (proto3 scalars outside a oneof): the zero value means "not set".
       if (field.oneof < 0 && isZero(value as Raw)) continue;
@@ -280,86 +307,110 @@ function messageJson(info: MessageInfo, r: Reader, ctx: Ctx): Obj {
   return out;
 }
 
-function join(path: string, key: string): string {
-  return path === "" ? key : `${path}.${key}`;
-}
-
-function anyJson(r: Reader, ctx: Ctx): Obj {
-  let typeUrl = "";
-  let value: Buffer = Buffer.alloc(0);
-  while (!r.done) {
-    const [number, wireType] = r.tag();
-    if (number === 1 && wireType === LEN) typeUrl = r.string();
-    else if (number === 2 && wireType === LEN) value = r.bytes();
-    else r.skip(wireType, number);
+function mapValuesJson(field: FieldInfo, map: Map<string, unknown>, path: string): Obj {
+  const out: Obj = {};
+  for (const [k, v] of map) {
+    // defineProperty: a key such as "__proto__" is a key like any other.
+    const value =
+      field.kind === "message"
+        ? jsonOf(v as State, `${path}[${JSON.stringify(k)}]`)
+        : scalarJson(field, v as Raw);
+    Object.defineProperty(out, k, { value, enumerable: true, writable: true, configurable: true });
   }
-  return unpackAt(typeUrl, value, ctx);
+  return out;
 }
 
-/** The message type an Any's type URL names, or an error naming the path. */
+function mapJson(state: State, name: string, path: string): Obj {
+  const field = state.info.fields.find((f) => f.name === name) as FieldInfo;
+  const map = state.values[field.index] as Map<string, unknown> | undefined;
+  return map === undefined ? {} : mapValuesJson(field, map, path);
+}
+
+/** A field's parsed value by name (well-known types only: a handful of fields). */
+function raw(state: State, name: string): unknown {
+  const field = state.info.fields.find((f) => f.name === name);
+  return field === undefined ? undefined : state.values[field.index];
+}
+
+function anyJson(state: State, path: string): Obj {
+  const typeUrl = (raw(state, "type_url") as string | undefined) ?? "";
+  const value = (raw(state, "value") as Buffer | undefined) ?? Buffer.alloc(0);
+  // An empty Any (no type, no bytes) prints as {}, as protojson prints it.
+  if (typeUrl === "" && value.length === 0) return {};
+  return unpackAt(typeUrl, value, path, state.depth);
+}
+
+/** The message type an Any's type URL names (what follows its last "/"), or an error naming the path. */
 function typeNameForUrl(typeUrl: string, path: string): string {
-  const slash = typeUrl.lastIndexOf("/");
-  const name = slash < 0 ? "" : typeUrl.slice(slash + 1);
+  const name = typeUrl.slice(typeUrl.lastIndexOf("/") + 1);
   if (name === "" || messageInfo(name) === undefined)
     throw new XdsJsonError(path, `unknown @type ${JSON.stringify(typeUrl)} (not in Tether's Envoy subset)`);
   return name;
 }
 
-function unpackAt(typeUrl: string, value: Buffer, ctx: Ctx): Obj {
-  const name = typeNameForUrl(typeUrl, ctx.path);
-  let body: unknown;
+function unpackAt(typeUrl: string, value: Buffer, path: string, depth: number): Obj {
+  const name = typeNameForUrl(typeUrl, path);
+  let state: State;
   try {
-    body = decodeInto(name, new Reader(value), { depth: ctx.depth, path: ctx.path }, ctx.path);
+    state = parseInto(newState(name, depth + 1), new Reader(value));
   } catch (err) {
-    if (err instanceof WireError)
-      throw new XdsJsonError(ctx.path, `cannot decode ${typeUrl}: ${err.message}`);
+    if (err instanceof WireError) throw new XdsJsonError(path, `cannot decode ${typeUrl}: ${err.message}`);
     throw err;
   }
+  const body = jsonOf(state, path);
   return SPECIAL.has(name) ? { "@type": typeUrl, value: body } : { "@type": typeUrl, ...(body as Obj) };
 }
 
-function int64Json(v: unknown): number {
-  return typeof v === "string" ? Number(v) : typeof v === "number" ? v : 0;
-}
+const MAX_DURATION_SECONDS = 315_576_000_000n;
+/** 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, the range of protobuf's Timestamp. */
+const MIN_TIMESTAMP_SECONDS = -62_135_596_800n;
+const MAX_TIMESTAMP_SECONDS = 253_402_300_799n;
 
-function durationJson(json: Obj): string {
-  const seconds = int64Json(json["seconds"]);
-  const nanos = int64Json(json["nanos"]);
-  const negative = seconds < 0 || nanos < 0;
+function durationJson(state: State, path: string): string {
+  const seconds = (raw(state, "seconds") as bigint | undefined) ?? 0n;
+  const nanos = (raw(state, "nanos") as number | undefined) ?? 0;
+  // protojson's rules: at most 10,000 years, |nanos| below a second, both of one sign.
+  if (seconds > MAX_DURATION_SECONDS || seconds < -MAX_DURATION_SECONDS)
+    throw new XdsJsonError(path, `Duration of ${seconds} seconds is out of range`);
+  if (nanos <= -1e9 || nanos >= 1e9) throw new XdsJsonError(path, `Duration nanos ${nanos} is out of range`);
+  if ((seconds > 0n && nanos < 0) || (seconds < 0n && nanos > 0))
+    throw new XdsJsonError(path, `Duration seconds ${seconds} and nanos ${nanos} differ in sign`);
+  const negative = seconds < 0n || nanos < 0;
+  const whole = (seconds < 0n ? -seconds : seconds).toString();
   // protojson's canonical form, as Envoy and go-control-plane print it: 0, 3, 6 or 9 fractional
   // digits ("30s", "1.500s", "0.000250s").
   let fraction = nanos === 0 ? "" : `.${String(Math.abs(nanos)).padStart(9, "0")}`;
   while (fraction.endsWith("000")) fraction = fraction.slice(0, -3);
-  return `${negative ? "-" : ""}${String(Math.abs(seconds))}${fraction}s`;
+  return `${negative ? "-" : ""}${whole}${fraction}s`;
 }
 
-function valueJson(json: Obj): unknown {
-  if ("struct_value" in json) return json["struct_value"];
-  if ("list_value" in json) return json["list_value"];
-  for (const key of ["number_value", "string_value", "bool_value"]) if (key in json) return json[key];
-  return null;
+function timestampJson(state: State, path: string): string {
+  const seconds = (raw(state, "seconds") as bigint | undefined) ?? 0n;
+  const nanos = (raw(state, "nanos") as number | undefined) ?? 0;
+  if (seconds < MIN_TIMESTAMP_SECONDS || seconds > MAX_TIMESTAMP_SECONDS || nanos < 0 || nanos >= 1e9)
+    throw new XdsJsonError(path, `Timestamp ${seconds}s ${nanos}ns is out of range`);
+  return new Date(Number(seconds) * 1000 + Math.floor(nanos / 1e6)).toISOString();
 }
 
-/** The JSON of a well-known type, from its fields' JSON (nested values already converted). */
-function specialJson(info: MessageInfo, json: Obj): unknown {
-  switch (info.name) {
-    case "google.protobuf.Duration":
-      return durationJson(json);
-    case "google.protobuf.Timestamp": {
-      const ms = int64Json(json["seconds"]) * 1000 + Math.floor(int64Json(json["nanos"]) / 1e6);
-      return new Date(ms).toISOString();
+function valueJson(state: State, path: string): unknown {
+  const kind = state.oneofs[0];
+  const field = kind === undefined ? undefined : state.info.fields[kind];
+  const value = kind === undefined ? undefined : state.values[kind];
+  if (field === undefined || value === undefined)
+    throw new XdsJsonError(path, "a google.protobuf.Value with none of its kinds set");
+  switch (field.name) {
+    case "null_value":
+      return null;
+    case "number_value": {
+      const n = value as number;
+      if (!Number.isFinite(n)) throw new XdsJsonError(path, `a JSON number cannot be ${String(n)}`);
+      return n;
     }
-    case "google.protobuf.Struct":
-      return json["fields"] ?? {};
-    case "google.protobuf.Value":
-      return valueJson(json);
-    case "google.protobuf.ListValue":
-      return json["values"] ?? [];
-    default: {
-      // A wrapper: its value, the zero value when absent.
-      const field = info.fields[0] as FieldInfo;
-      return json["value"] ?? scalarJson(field, zeroOf(field.kind as ScalarKind));
-    }
+    case "struct_value":
+    case "list_value":
+      return jsonOf(value as State, path);
+    default:
+      return value;
   }
 }
 
@@ -371,7 +422,6 @@ export function unpackResource(typeUrl: string, value: Uint8Array, path = ""): O
   const bytes = Buffer.isBuffer(value)
     ? value
     : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-  const json = unpackAt(typeUrl, bytes, { depth: 0, path });
-  const { "@type": _type, ...body } = json;
+  const { "@type": _type, ...body } = unpackAt(typeUrl, bytes, path, 0);
   return body;
 }

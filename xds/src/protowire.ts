@@ -12,6 +12,10 @@ export const I32 = 5;
 
 export class WireError extends Error {}
 
+const MAX_FIELD_NUMBER = 2 ** 29 - 1;
+/** Strict: invalid UTF-8 throws; a leading U+FEFF is kept, as it is part of the string. */
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
 /** Reads one message's bytes `[pos, end)` of `buf`; every read past `end` throws WireError. */
 export class Reader {
   pos: number;
@@ -31,10 +35,9 @@ export class Reader {
   /** A varint's low 32 bits as an unsigned number (int32's negative values are 10 bytes long). */
   uint32(): number {
     let value = 0;
-    for (let shift = 0; shift < 70; shift += 7) {
-      if (this.pos >= this.end) throw new WireError("truncated varint");
-      const byte = this.buf[this.pos++] as number;
-      if (shift < 32) value |= (byte & 0x7f) << shift;
+    for (let i = 0; i < 10; i++) {
+      const byte = this.varintByte(i);
+      if (i < 5) value |= (byte & 0x7f) << (7 * i);
       if (byte < 0x80) return value >>> 0;
     }
     throw new WireError("varint longer than 10 bytes");
@@ -43,13 +46,34 @@ export class Reader {
   /** A whole varint, all 64 bits, unsigned. */
   uint64(): bigint {
     let value = 0n;
-    for (let shift = 0n; shift < 70n; shift += 7n) {
-      if (this.pos >= this.end) throw new WireError("truncated varint");
-      const byte = this.buf[this.pos++] as number;
-      value |= BigInt(byte & 0x7f) << shift;
-      if (byte < 0x80) return BigInt.asUintN(64, value);
+    for (let i = 0; i < 10; i++) {
+      const byte = this.varintByte(i);
+      value |= BigInt(byte & 0x7f) << BigInt(7 * i);
+      if (byte < 0x80) return value;
     }
     throw new WireError("varint longer than 10 bytes");
+  }
+
+  /** A varint that must fit in 2^53 (tags, lengths): exact, or an error. */
+  private count(): number {
+    let value = 0;
+    for (let i = 0; i < 10; i++) {
+      const byte = this.varintByte(i);
+      value += (byte & 0x7f) * 2 ** (7 * i);
+      if (byte < 0x80) {
+        if (value > Number.MAX_SAFE_INTEGER) throw new WireError("varint too large for a tag or length");
+        return value;
+      }
+    }
+    throw new WireError("varint longer than 10 bytes");
+  }
+
+  /** The i-th byte of a varint; a tenth byte may only carry bit 63. */
+  private varintByte(i: number): number {
+    if (this.pos >= this.end) throw new WireError("truncated varint");
+    const byte = this.buf[this.pos++] as number;
+    if (i === 9 && byte > 1) throw new WireError("varint overflows 64 bits");
+    return byte;
   }
 
   private take(n: number): number {
@@ -77,7 +101,7 @@ export class Reader {
 
   /** A length-delimited field's bounds `[start, end)`, checked against the message's end. */
   span(): [number, number] {
-    const length = this.uint32();
+    const length = this.count();
     const start = this.take(length);
     return [start, start + length];
   }
@@ -87,17 +111,23 @@ export class Reader {
     return this.buf.subarray(start, end);
   }
 
+  /** A proto3 string: valid UTF-8, or an error (as Go's protobuf and Envoy have it). */
   string(): string {
     const [start, end] = this.span();
-    return this.buf.toString("utf8", start, end);
+    try {
+      return UTF8.decode(this.buf.subarray(start, end));
+    } catch {
+      throw new WireError("a string field holds invalid UTF-8");
+    }
   }
 
-  /** A field's tag: its number and wire type. Number 0, or a wire type 6 or 7, is malformed. */
+  /** A field's tag: its number (1 to 2^29-1) and wire type (0 to 5). */
   tag(): [number, number] {
-    const key = this.uint32();
-    const number = key >>> 3;
-    const wireType = key & 7;
-    if (number === 0 || wireType > I32) throw new WireError(`invalid tag ${key}`);
+    const key = this.count();
+    const number = Math.floor(key / 8);
+    const wireType = key % 8;
+    if (number === 0 || number > MAX_FIELD_NUMBER || wireType > I32)
+      throw new WireError(`invalid tag ${key}`);
     return [number, wireType];
   }
 

@@ -85,8 +85,11 @@ function parseField(spec: string, index: number, owner: string): FieldInfo {
   const [name = "", number = "", type = "", flag = "", flag2 = ""] = spec.split(",");
   const where = `${owner}.${name}`;
   const t = loaded();
-  const kind =
-    t.messages[type] !== undefined ? "message" : t.enums[type] !== undefined ? "enum" : scalar(type, where);
+  const kind = Object.hasOwn(t.messages, type)
+    ? "message"
+    : Object.hasOwn(t.enums, type)
+      ? "enum"
+      : scalar(type, where);
   let repeated = false;
   let mapKey: ScalarKind | undefined;
   let oneof = -1;
@@ -102,8 +105,10 @@ function parseField(spec: string, index: number, owner: string): FieldInfo {
 export function messageInfo(fullName: string): MessageInfo | undefined {
   let info = messages.get(fullName);
   if (info === undefined) {
-    const spec = loaded().messages[fullName];
-    if (spec === undefined) return undefined;
+    // Own keys only: a type URL naming "constructor" or "__proto__" is simply not in the table.
+    const messagesTable = loaded().messages;
+    if (!Object.hasOwn(messagesTable, fullName)) return undefined;
+    const spec = messagesTable[fullName] as string;
     const fields = spec === "" ? [] : spec.split(";").map((f, i) => parseField(f, i, fullName));
     info = { name: fullName, fields, byNumber: new Map(fields.map((f) => [f.number, f])) };
     messages.set(fullName, info);
@@ -115,7 +120,8 @@ export function messageInfo(fullName: string): MessageInfo | undefined {
 export function enumName(fullName: string, value: number): string | undefined {
   let values = enums.get(fullName);
   if (values === undefined) {
-    const spec = loaded().enums[fullName] ?? "";
+    const enumsTable = loaded().enums;
+    const spec = Object.hasOwn(enumsTable, fullName) ? (enumsTable[fullName] as string) : "";
     const map = new Map<number, string>();
     for (const pair of spec === "" ? [] : spec.split(",")) {
       const eq = pair.indexOf("=");
