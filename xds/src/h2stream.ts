@@ -113,6 +113,10 @@ const RECEIVE_WINDOW = MAX_MESSAGE_BYTES + 5;
 const MAX_HEADER_LIST = 65_536;
 /** The one stream this connection carries (the first a client opens). */
 const STREAM = 1;
+/** Frames in a row that carry nothing (empty DATA or CONTINUATION) before the peer counts as hostile. */
+const MAX_EMPTY_FRAMES = 1000;
+/** Bytes we may have queued for a server that does not read them (our ACKs, PINGs, requests). */
+const MAX_BACKLOG = 8 * 1024 * 1024;
 
 class ProtocolError extends Error {}
 
@@ -170,18 +174,23 @@ class GrpcStream implements AdsStreamHandle {
   private readonly connectDeadline: NodeJS.Timeout;
   private readonly pingTimer: NodeJS.Timeout | undefined;
   private pingDeadline: NodeJS.Timeout | undefined;
-  /** Bytes read and not yet a whole frame. */
-  private input: Buffer = Buffer.alloc(0);
+  /** Bytes read and not yet a whole frame: the chunks as they came, joined once a frame is whole. */
+  private chunks: Buffer[] = [];
+  private chunkBytes = 0;
+  /** Frames in a row that carried nothing. */
+  private emptyFrames = 0;
   private sawSettings = false;
-  /** A header block being put together from HEADERS + CONTINUATION frames. */
-  private headerBlock: { parts: Buffer[]; endStream: boolean; size: number } | undefined;
+  /** A header block being put together from HEADERS + CONTINUATION frames (copied in). */
+  private headerBlock: { bytes: Buffer; size: number; endStream: boolean } | undefined;
   /** undefined until the response headers came; then the trailers are next. */
   private responded = false;
-  /** gRPC message bytes received and not yet a whole message, put together once it is whole. */
-  private pieces: Buffer[] = [];
-  private piecesLength = 0;
-  /** How many bytes the next step needs: the 5-byte prefix, then the prefix and its message. */
-  private needed = 5;
+  /** The next gRPC message's 5-byte prefix as it fills; then its body, allocated at its length. */
+  private readonly prefix = Buffer.alloc(5);
+  private prefixFilled = 0;
+  private body: Buffer | undefined;
+  private bodyFilled = 0;
+  /** Requests' bytes waiting for window in `pending`. */
+  private pendingBytes = 0;
   // Flow control: what we may still send (connection, stream), and what we consumed unannounced.
   private sendWindow = DEFAULT_WINDOW;
   private streamSendWindow = DEFAULT_WINDOW;
@@ -249,7 +258,7 @@ class GrpcStream implements AdsStreamHandle {
         this.pingDeadline = setTimeout(() => {
           this.close(`no keepalive answer within ${timeoutMs} ms`);
         }, timeoutMs);
-        this.socket.write(frame(PING, 0, 0, Buffer.alloc(8)));
+        this.send(frame(PING, 0, 0, Buffer.alloc(8)));
       }, timeMs);
       this.pingTimer.unref();
     }
@@ -301,7 +310,7 @@ class GrpcStream implements AdsStreamHandle {
     if (this.closed) return;
     this.connected = true;
     clearTimeout(this.connectDeadline);
-    this.socket.write(Buffer.concat(this.opening));
+    this.send(Buffer.concat(this.opening));
     this.flush();
   }
 
@@ -312,7 +321,26 @@ class GrpcStream implements AdsStreamHandle {
     framed.writeUInt32BE(message.length, 1);
     message.copy(framed, 5);
     this.pending.push(framed);
+    this.pendingBytes += framed.length;
     if (this.connected) this.flush();
+    this.checkBacklog();
+  }
+
+  /** Writes to the server; see checkBacklog. */
+  private send(bytes: Buffer): void {
+    this.socket.write(bytes);
+    this.checkBacklog();
+  }
+
+  /**
+   * A server that keeps sending (PINGs, SETTINGS, responses) but does not read our answers would
+   * pile them up in memory without end: past MAX_BACKLOG the connection ends instead.
+   */
+  private checkBacklog(): void {
+    const queued = this.socket.writableLength + this.pendingBytes;
+    if (!this.closed && queued > MAX_BACKLOG) {
+      this.close(`the server does not read what we send (${queued} bytes queued)`);
+    }
   }
 
   /** Sends what the windows allow of the pending requests, in DATA frames. */
@@ -324,6 +352,7 @@ class GrpcStream implements AdsStreamHandle {
       this.socket.write(frame(DATA, 0, STREAM, next.subarray(0, size)));
       this.sendWindow -= size;
       this.streamSendWindow -= size;
+      this.pendingBytes -= size;
       if (size === next.length) this.pending.shift();
       else this.pending[0] = next.subarray(size);
     }
@@ -358,31 +387,45 @@ class GrpcStream implements AdsStreamHandle {
   }
 
   private onData(chunk: Buffer): void {
-    this.input = this.input.length === 0 ? chunk : Buffer.concat([this.input, chunk]);
+    this.chunks.push(chunk);
+    this.chunkBytes += chunk.length;
     try {
-      while (!this.closed && this.input.length >= 9) {
-        const length = this.input.readUIntBE(0, 3);
-        const type = this.input[3] as number;
+      while (!this.closed && this.chunkBytes >= 9) {
+        // The 9-byte frame header in one piece (a trickle may have split it).
+        if ((this.chunks[0] as Buffer).length < 9) this.chunks = [Buffer.concat(this.chunks)];
+        const head = this.chunks[0] as Buffer;
+        const length = head.readUIntBE(0, 3);
+        const type = head[3] as number;
         // A server speaks first with SETTINGS; anything else (an HTTP/1.1 answer, a TLS alert) is
         // not HTTP/2.
         if (!this.sawSettings && type !== SETTINGS) {
           throw new ProtocolError(
-            `the server did not answer with HTTP/2 (first bytes ${JSON.stringify(this.input.subarray(0, 9).toString("latin1"))})`,
+            `the server did not answer with HTTP/2 (first bytes ${JSON.stringify(head.subarray(0, 9).toString("latin1"))})`,
           );
         }
         if (length > MAX_FRAME) throw new ProtocolError(`a frame of ${length} bytes (at most ${MAX_FRAME})`);
-        if (this.input.length < 9 + length) return;
-        const flags = this.input[4] as number;
-        const streamId = this.input.readUInt32BE(5) & 0x7fff_ffff;
-        const payload = this.input.subarray(9, 9 + length);
-        this.input = this.input.subarray(9 + length);
-        this.onFrame(type, flags, streamId, payload);
+        if (this.chunkBytes < 9 + length) return;
+        // The frame is whole: joined once (not at every chunk of a trickle).
+        const all = this.chunks.length === 1 ? head : Buffer.concat(this.chunks, this.chunkBytes);
+        const rest = all.subarray(9 + length);
+        this.chunks = rest.length === 0 ? [] : [rest];
+        this.chunkBytes = rest.length;
+        const flags = all[4] as number;
+        const streamId = all.readUInt32BE(5) & 0x7fff_ffff;
+        this.onFrame(type, flags, streamId, all.subarray(9, 9 + length));
       }
     } catch (err) {
       // Whatever the server sent, it ends this connection, never the process.
       const kind = err instanceof ProtocolError || err instanceof HpackError ? "protocol error" : "error";
       this.close(`HTTP/2 ${kind}: ${(err as Error).message}`);
     }
+  }
+
+  /** Counts frames that carry nothing; a long run of them is a flood, not a conversation. */
+  private countEmpty(empty: boolean): void {
+    this.emptyFrames = empty ? this.emptyFrames + 1 : 0;
+    if (this.emptyFrames > MAX_EMPTY_FRAMES)
+      throw new ProtocolError(`more than ${MAX_EMPTY_FRAMES} empty frames in a row`);
   }
 
   private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
@@ -392,17 +435,14 @@ class GrpcStream implements AdsStreamHandle {
       case SETTINGS:
         this.onSettings(flags, streamId, payload);
         return;
-      case HEADERS: {
+      case HEADERS:
         this.onStreamFrame(streamId, "HEADERS");
-        let fragment = unpadded(flags, payload);
-        if (flags & PRIORITY_FLAG) fragment = fragment.subarray(5);
-        this.headerBlock = { parts: [], endStream: (flags & END_STREAM) !== 0, size: 0 };
-        this.onHeaderFragment(flags, fragment);
+        this.onHeadersFrame(flags, payload);
         return;
-      }
       case CONTINUATION:
         if (this.headerBlock === undefined || streamId !== STREAM)
           throw new ProtocolError("CONTINUATION without HEADERS");
+        this.countEmpty(payload.length === 0 && (flags & END_HEADERS) === 0);
         this.onHeaderFragment(flags, payload);
         return;
       case DATA:
@@ -413,13 +453,7 @@ class GrpcStream implements AdsStreamHandle {
         this.onWindowUpdate(streamId, payload);
         return;
       case PING:
-        if (payload.length !== 8 || streamId !== 0) throw new ProtocolError("a malformed PING");
-        if (flags & ACK) {
-          clearTimeout(this.pingDeadline);
-          this.pingDeadline = undefined;
-        } else {
-          this.socket.write(frame(PING, ACK, 0, payload));
-        }
+        this.onPing(flags, streamId, payload);
         return;
       case RST_STREAM:
         if (streamId === STREAM) {
@@ -427,20 +461,45 @@ class GrpcStream implements AdsStreamHandle {
           this.close(`the server reset the stream (${H2_ERRORS[code] ?? String(code)})`);
         }
         return;
-      case GOAWAY: {
-        const code = payload.length >= 8 ? payload.readUInt32BE(4) : -1;
-        const debug = payload.subarray(8).toString("latin1");
-        const why =
-          code === 0 ? "" : `, ${H2_ERRORS[code] ?? String(code)}${debug === "" ? "" : `: ${debug}`}`;
-        this.close(`the server closed the connection (GOAWAY${why})`);
+      case GOAWAY:
+        this.onGoaway(payload);
         return;
-      }
       case PUSH_PROMISE:
         throw new ProtocolError("PUSH_PROMISE, though push was disabled");
       default:
         // PRIORITY, and frame types this client does not know, are ignored (RFC 9113 §5.5).
         return;
     }
+  }
+
+  private onHeadersFrame(flags: number, payload: Buffer): void {
+    let fragment = unpadded(flags, payload);
+    if (flags & PRIORITY_FLAG) fragment = fragment.subarray(5);
+    const endStream = (flags & END_STREAM) !== 0;
+    if (flags & END_HEADERS) {
+      this.onHeaders(this.hpack.decode(fragment), endStream);
+    } else {
+      // Continued: the fragments are copied into one buffer of the header list's limit.
+      this.headerBlock = { bytes: Buffer.alloc(MAX_HEADER_LIST), size: 0, endStream };
+      this.onHeaderFragment(flags, fragment);
+    }
+  }
+
+  private onPing(flags: number, streamId: number, payload: Buffer): void {
+    if (payload.length !== 8 || streamId !== 0) throw new ProtocolError("a malformed PING");
+    if (flags & ACK) {
+      clearTimeout(this.pingDeadline);
+      this.pingDeadline = undefined;
+    } else {
+      this.send(frame(PING, ACK, 0, payload));
+    }
+  }
+
+  private onGoaway(payload: Buffer): void {
+    const code = payload.length >= 8 ? payload.readUInt32BE(4) : -1;
+    const debug = payload.subarray(8).toString("latin1");
+    const why = code === 0 ? "" : `, ${H2_ERRORS[code] ?? String(code)}${debug === "" ? "" : `: ${debug}`}`;
+    this.close(`the server closed the connection (GOAWAY${why})`);
   }
 
   private onStreamFrame(streamId: number, what: string): void {
@@ -468,7 +527,7 @@ class GrpcStream implements AdsStreamHandle {
       }
       // HEADER_TABLE_SIZE: our encoder indexes nothing. MAX_CONCURRENT_STREAMS: we open one.
     }
-    this.socket.write(frame(SETTINGS, ACK, 0));
+    this.send(frame(SETTINGS, ACK, 0));
     this.flush();
   }
 
@@ -487,75 +546,93 @@ class GrpcStream implements AdsStreamHandle {
   }
 
   private onHeaderFragment(flags: number, fragment: Buffer): void {
-    const block = this.headerBlock as { parts: Buffer[]; endStream: boolean; size: number };
-    block.parts.push(fragment);
+    const block = this.headerBlock as { bytes: Buffer; size: number; endStream: boolean };
+    if (block.size + fragment.length > MAX_HEADER_LIST)
+      throw new ProtocolError(`a header block over ${MAX_HEADER_LIST} bytes`);
+    fragment.copy(block.bytes, block.size);
     block.size += fragment.length;
-    if (block.size > MAX_HEADER_LIST) throw new ProtocolError(`a header block over ${MAX_HEADER_LIST} bytes`);
     if ((flags & END_HEADERS) === 0) return;
     this.headerBlock = undefined;
+    this.onHeaders(this.hpack.decode(block.bytes.subarray(0, block.size)), block.endStream);
+  }
+
+  /** A whole header block: the response's headers, then its trailers. */
+  private onHeaders(list: readonly [string, string][], endStream: boolean): void {
     const headers = new Map<string, string>();
-    for (const [name, value] of this.hpack.decode(Buffer.concat(block.parts))) {
+    for (const [name, value] of list) {
       const before = headers.get(name);
       headers.set(name, before === undefined ? value : `${before}, ${value}`);
     }
     if (!this.responded) {
+      const status = headers.get(":status") ?? "";
+      // An informational answer (1xx) comes before the real one: skipped.
+      if (!endStream && /^1\d\d$/.test(status)) return;
       this.responded = true;
-      const status = statusText(headers); // a trailers-only answer: the call failed at once
-      if (status !== undefined) this.close(status);
-      else if (headers.get(":status") !== "200")
-        this.close(`HTTP status ${headers.get(":status") ?? "(none)"}`);
-      else if (block.endStream) this.close("stream ended without a status");
+      const grpcStatus = statusText(headers); // a trailers-only answer: the call failed at once
+      if (grpcStatus !== undefined) this.close(grpcStatus);
+      else if (status !== "200") this.close(`HTTP status ${status === "" ? "(none)" : status}`);
+      else if (endStream) this.close("stream ended without a status");
       else this.events.onOpen();
       return;
     }
-    if (!block.endStream) throw new ProtocolError("trailers without END_STREAM");
+    if (!endStream) throw new ProtocolError("trailers without END_STREAM");
     this.close(statusText(headers) ?? "stream ended without a status");
   }
 
   private onDataFrame(flags: number, payload: Buffer): void {
     if (!this.responded) throw new ProtocolError("DATA before the response headers");
+    const endStream = (flags & END_STREAM) !== 0;
+    this.countEmpty(payload.length === 0 && !endStream);
     // Flow control counts the whole payload, padding included; announce it back in large steps.
     this.unannounced += payload.length;
     if (this.unannounced >= RECEIVE_WINDOW / 4) {
-      this.socket.write(
-        Buffer.concat([windowUpdate(0, this.unannounced), windowUpdate(STREAM, this.unannounced)]),
-      );
+      this.send(Buffer.concat([windowUpdate(0, this.unannounced), windowUpdate(STREAM, this.unannounced)]));
       this.unannounced = 0;
     }
     const data = unpadded(flags, payload);
-    this.pieces.push(data);
-    this.piecesLength += data.length;
-    while (!this.closed && this.piecesLength >= this.needed) {
-      const bytes = this.pieces.length === 1 ? (this.pieces[0] as Buffer) : Buffer.concat(this.pieces);
-      if (bytes[0] !== 0) {
-        this.close("compressed gRPC messages are not supported");
-        return;
+    let at = 0;
+    while (!this.closed && at < data.length) {
+      if (this.body === undefined) {
+        const n = Math.min(5 - this.prefixFilled, data.length - at);
+        data.copy(this.prefix, this.prefixFilled, at, at + n);
+        this.prefixFilled += n;
+        at += n;
+        if (this.prefixFilled < 5) break;
+        if (this.prefix[0] !== 0) {
+          this.close("compressed gRPC messages are not supported");
+          return;
+        }
+        const length = this.prefix.readUInt32BE(1);
+        if (length > MAX_MESSAGE_BYTES) {
+          this.close(`a message of ${length} bytes is over the ${MAX_MESSAGE_BYTES} limit`);
+          return;
+        }
+        // The message's own buffer, filled by copying: however the server splits it into frames,
+        // it costs its length once.
+        this.body = Buffer.allocUnsafe(length);
+        this.bodyFilled = 0;
+      } else {
+        const n = Math.min(this.body.length - this.bodyFilled, data.length - at);
+        data.copy(this.body, this.bodyFilled, at, at + n);
+        this.bodyFilled += n;
+        at += n;
       }
-      const length = bytes.readUInt32BE(1);
-      if (length > MAX_MESSAGE_BYTES) {
-        this.close(`a message of ${length} bytes is over the ${MAX_MESSAGE_BYTES} limit`);
-        return;
-      }
-      if (bytes.length < 5 + length) {
-        // Wait for the rest in pieces: joined once, when whole.
-        this.pieces = [bytes];
-        this.needed = 5 + length;
-        break;
-      }
-      const rest = bytes.subarray(5 + length);
-      this.pieces = rest.length === 0 ? [] : [rest];
-      this.piecesLength = rest.length;
-      this.needed = 5;
-      let response: DiscoveryResponse;
-      try {
-        response = decodeResponse(bytes.subarray(5, 5 + length));
-      } catch (err) {
-        this.close(`undecodable DiscoveryResponse: ${(err as Error).message}`);
-        return;
-      }
-      this.events.onMessage(response);
+      if (this.body.length === this.bodyFilled) this.deliver(this.body);
     }
-    if (!this.closed && flags & END_STREAM) this.close("stream ended without a status");
+    if (!this.closed && endStream) this.close("stream ended without a status");
+  }
+
+  private deliver(message: Buffer): void {
+    this.body = undefined;
+    this.prefixFilled = 0;
+    let response: DiscoveryResponse;
+    try {
+      response = decodeResponse(message);
+    } catch (err) {
+      this.close(`undecodable DiscoveryResponse: ${(err as Error).message}`);
+      return;
+    }
+    this.events.onMessage(response);
   }
 }
 

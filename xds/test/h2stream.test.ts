@@ -213,3 +213,102 @@ describe("the ADS client's HTTP/2 stream", () => {
     }
   });
 });
+describe("the ADS client's HTTP/2 stream against a hostile or odd server", () => {
+  const raw = (type: number, flags: number, stream: number, payload: Buffer | number[] = []): Buffer => {
+    const body = Buffer.from(payload);
+    const head = Buffer.alloc(9);
+    head.writeUIntBE(body.length, 0, 3);
+    head[3] = type;
+    head[4] = flags;
+    head.writeUInt32BE(stream, 5);
+    return Buffer.concat([head, body]);
+  };
+  const SETTINGS = raw(4, 0, 0);
+  const OK_HEADERS = raw(1, 4, 1, [0x88]); // :status 200 (static index 8), END_HEADERS
+
+  /** A raw server: after the client's first bytes, `serve(socket)`; it reports how the client closed. */
+  async function rawPeer(serve: (socket: net.Socket) => void): Promise<number> {
+    return listen(
+      net.createServer((socket) => {
+        socket.on("error", () => undefined);
+        socket.once("data", () => {
+          serve(socket);
+        });
+      }),
+    );
+  }
+
+  it("ends a flood of empty DATA or CONTINUATION frames", async () => {
+    const emptyData = await rawPeer((socket) => {
+      socket.write(Buffer.concat([SETTINGS, OK_HEADERS, ...new Array<Buffer>(2000).fill(raw(0, 0, 1))]));
+    });
+    expect(await open(emptyData).closed).toMatch(/more than 1000 empty frames in a row/);
+    const continuation = await rawPeer((socket) => {
+      socket.write(
+        Buffer.concat([SETTINGS, raw(1, 0, 1, [0x88]), ...new Array<Buffer>(2000).fill(raw(9, 0, 1))]),
+      );
+    });
+    expect(await open(continuation).closed).toMatch(/more than 1000 empty frames in a row/);
+  });
+
+  it("ends the connection when the server sends PINGs but reads none of the answers", async () => {
+    const port = await rawPeer((socket) => {
+      socket.pause(); // reads nothing more: our PING ACKs pile up
+      const ping = Buffer.concat(new Array<Buffer>(4096).fill(raw(6, 0, 0, Buffer.alloc(8))));
+      let sent = 0;
+      const more = (): void => {
+        while (!socket.destroyed && sent < 64 * 1024 * 1024) {
+          sent += ping.length;
+          if (!socket.write(ping)) {
+            socket.once("drain", more);
+            return;
+          }
+        }
+      };
+      socket.write(SETTINGS);
+      more();
+    });
+    expect(await open(port).closed).toMatch(/^the server does not read what we send \(\d+ bytes queued\)$/);
+  });
+
+  it("puts a message together however it is split: 1-byte DATA frames, 1-byte TCP chunks", async () => {
+    const response: DiscoveryResponse = {
+      version_info: "7",
+      resources: [{ type_url: "t", value: Buffer.alloc(3000, 7) }],
+      type_url: "t",
+      nonce: "n",
+    };
+    const message = grpcFrame(encodeResponse(response));
+    const frames = [...message].map((b) => raw(0, 0, 1, [b]));
+    const port = await rawPeer((socket) => {
+      const all = Buffer.concat([SETTINGS, OK_HEADERS, ...frames]);
+      let at = 0;
+      const drip = (): void => {
+        // The first 20 000 bytes a byte at a time, the rest at once.
+        if (at < 20_000) {
+          socket.write(all.subarray(at, at + 1));
+          at++;
+          setImmediate(drip);
+        } else {
+          socket.write(all.subarray(at));
+        }
+      };
+      drip();
+    });
+    const s = open(port);
+    const deadline = Date.now() + 20_000;
+    while (s.messages.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(s.messages).toEqual([response]);
+  });
+
+  it("skips an informational (1xx) answer before the response", async () => {
+    const port = await rawPeer((socket) => {
+      // :status 100 as a literal with the static name (index 8): 0x08, length 3, "100".
+      socket.write(Buffer.concat([SETTINGS, raw(1, 4, 1, [0x08, 3, 0x31, 0x30, 0x30]), OK_HEADERS]));
+    });
+    const s = open(port);
+    const deadline = Date.now() + 5000;
+    while (!s.opened && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(s.opened).toBe(true);
+  });
+});
