@@ -182,7 +182,7 @@ class GrpcStream implements AdsStreamHandle {
   private sawSettings = false;
   /** A header block being put together from HEADERS + CONTINUATION frames (copied in). */
   private headerBlock: { bytes: Buffer; size: number; endStream: boolean } | undefined;
-  /** undefined until the response headers came; then the trailers are next. */
+  /** False until the response headers came; after them, the trailers are next. */
   private responded = false;
   /** The next gRPC message's 5-byte prefix as it fills; then its body, allocated at its length. */
   private readonly prefix = Buffer.alloc(5);
