@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import { openAdsStream } from "./h2stream.ts";
 import type { AdsStreamHandle, StreamOptions } from "./h2stream.ts";
-import { unpackResource } from "./decode.ts";
+import { messageBudget, unpackResource } from "./decode.ts";
 import { RESOURCE_TYPES, TYPE_URLS, resourceTypeOf } from "./types.ts";
 import type { LoggerLike, ResourceJson, ResourceType } from "./types.ts";
 import type { DiscoveryResponse } from "./wire.ts";
@@ -299,11 +299,13 @@ export class AdsClient {
     const out = new Map<string, ResourceJson>();
     const state = this.types.get(type);
     const wanted = state?.names === undefined ? undefined : new Set(state.names);
+    // One budget of decoded messages for the whole response (decode.ts, MAX_MESSAGES).
+    const budget = messageBudget();
     for (const [i, any] of response.resources.entries()) {
       if (any.type_url !== response.type_url) {
         throw new Error(`resources[${i}]: type ${any.type_url} in a response of ${response.type_url}`);
       }
-      const json = unpackResource(any.type_url, any.value, `resources[${i}]`);
+      const json = unpackResource(any.type_url, any.value, `resources[${i}]`, budget);
       const name = resourceName(type, json);
       if (name === undefined) throw new Error(`resources[${i}]: a ${type} without a name`);
       if (out.has(name)) throw new Error(`resources[${i}]: duplicate ${type} ${JSON.stringify(name)}`);

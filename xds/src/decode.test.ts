@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { wireTable } from "../scripts/wire-table.ts";
-import { unpackResource } from "./decode.ts";
+import { MAX_MESSAGES, messageBudget, unpackResource } from "./decode.ts";
 import { messageType } from "./descriptor.ts";
 import { packResource, toJson } from "./json.ts";
 import { TYPE_URLS, XdsJsonError } from "./types.ts";
@@ -263,6 +263,22 @@ describe("the ADS client's decoder", () => {
     let predicateJson = (out["listener_filters"] as Obj[])[0]?.["filter_disabled"] as Obj;
     for (let i = 0; i < 96; i++) predicateJson = predicateJson["not_match"] as Obj;
     expect(predicateJson).toEqual({ any_match: true });
+  });
+
+  it("refuses a resource of more messages than MAX_MESSAGES, and counts a shared budget across resources", () => {
+    // Cluster.health_checks (8): empty messages, 2 bytes each on the wire.
+    const empties = (n: number): number[] => {
+      const one = len(8, []);
+      return new Array<number[]>(n).fill(one).flat();
+    };
+    expect(() => decodeCluster(empties(MAX_MESSAGES + 1))).toThrow(`more than ${MAX_MESSAGES} messages`);
+    expect((decodeCluster(empties(1000))["health_checks"] as unknown[]).length).toBe(1000);
+    const budget = messageBudget();
+    const half = bytes(empties(MAX_MESSAGES / 2));
+    unpackResource(CLUSTER, half, "a", budget);
+    expect(() => unpackResource(CLUSTER, half, "b", budget)).toThrow(
+      /^b: cannot decode .*: more than 250000 messages$/,
+    );
   });
 
   it("follows protojson on well-known types: invalid durations and values are errors, an empty Any is {}", () => {

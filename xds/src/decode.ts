@@ -158,11 +158,32 @@ interface State {
   readonly depth: number;
 }
 
+/**
+ * How many messages one decoding may build (by default one resource; the client passes one budget
+ * for a whole response). Each costs memory however few bytes it took on the wire (an empty message
+ * is 2 bytes), so a 4 MiB response of empty messages would otherwise cost hundreds of MB. Envoy's
+ * own configs stay far below: an EDS resource of 10,000 endpoints is ~60,000 messages.
+ */
+export const MAX_MESSAGES = 250_000;
+
+export interface MessageBudget {
+  remaining: number;
+}
+
+export function messageBudget(): MessageBudget {
+  return { remaining: MAX_MESSAGES };
+}
+
+/** The budget of the decoding under way (decoding is synchronous: one at a time). */
+let budget: MessageBudget = messageBudget();
+
 function newState(typeName: string, depth: number): State {
   if (depth > MAX_DEPTH) throw new WireError(`messages nested deeper than ${MAX_DEPTH}`);
+  if (--budget.remaining < 0) throw new WireError(`more than ${MAX_MESSAGES} messages`);
   const info = messageInfo(typeName);
   if (info === undefined) throw new WireError(`${typeName} is not in Tether's Envoy subset`);
-  return { info, values: new Array<unknown>(info.fields.length), oneofs: [], depth };
+  // The arrays grow as fields are set: an empty message costs little.
+  return { info, values: [], oneofs: [], depth };
 }
 
 function parseInto(state: State, r: Reader): State {
@@ -418,10 +439,16 @@ function valueJson(state: State, path: string): unknown {
  * The JSON of an Any-packed resource (without "@type"). Throws XdsJsonError naming `path`: for a
  * type URL outside Tether's Envoy subset (also of a nested Any), or bytes that are not a message.
  */
-export function unpackResource(typeUrl: string, value: Uint8Array, path = ""): Obj {
+export function unpackResource(
+  typeUrl: string,
+  value: Uint8Array,
+  path = "",
+  within: MessageBudget = messageBudget(),
+): Obj {
   const bytes = Buffer.isBuffer(value)
     ? value
     : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  budget = within;
   const { "@type": _type, ...body } = unpackAt(typeUrl, bytes, path, 0);
   return body;
 }

@@ -115,8 +115,12 @@ const MAX_HEADER_LIST = 65_536;
 const STREAM = 1;
 /** Frames in a row that carry nothing (empty DATA or CONTINUATION) before the peer counts as hostile. */
 const MAX_EMPTY_FRAMES = 1000;
-/** Bytes we may have queued for a server that does not read them (our ACKs, PINGs, requests). */
+/** Bytes we may have written and the server not read (our ACKs, PINGs, requests). */
 const MAX_BACKLOG = 8 * 1024 * 1024;
+/** Request bytes that may wait for the server's flow-control window before we give up on it. */
+const MAX_PENDING = 64 * 1024 * 1024;
+/** Informational (1xx) answers we skip before the response; more is a flood. */
+const MAX_INFORMATIONAL = 8;
 
 class ProtocolError extends Error {}
 
@@ -191,6 +195,9 @@ class GrpcStream implements AdsStreamHandle {
   private bodyFilled = 0;
   /** Requests' bytes waiting for window in `pending`. */
   private pendingBytes = 0;
+  /** Control frames (ACKs, WINDOW_UPDATEs) answered while reading a chunk: written once, after it. */
+  private replies: Buffer[] | undefined;
+  private informational = 0;
   // Flow control: what we may still send (connection, stream), and what we consumed unannounced.
   private sendWindow = DEFAULT_WINDOW;
   private streamSendWindow = DEFAULT_WINDOW;
@@ -323,21 +330,32 @@ class GrpcStream implements AdsStreamHandle {
     this.pending.push(framed);
     this.pendingBytes += framed.length;
     if (this.connected) this.flush();
-    this.checkBacklog();
+    // Requests wait for the server's window; a server that never grants it would make them pile up.
+    // (Closed on the next tick: the caller of write() hears of it as of any other close.)
+    if (this.pendingBytes > MAX_PENDING) {
+      const held = this.pendingBytes;
+      process.nextTick(() => {
+        this.close(`the server's flow-control window has held back ${held} bytes of requests`);
+      });
+    }
   }
 
-  /** Writes to the server; see checkBacklog. */
+  /** Writes to the server (batched while a chunk is being read); see checkBacklog. */
   private send(bytes: Buffer): void {
+    if (this.replies !== undefined) {
+      this.replies.push(bytes);
+      return;
+    }
     this.socket.write(bytes);
     this.checkBacklog();
   }
 
   /**
    * A server that keeps sending (PINGs, SETTINGS, responses) but does not read our answers would
-   * pile them up in memory without end: past MAX_BACKLOG the connection ends instead.
+   * pile them up in memory without end: past MAX_BACKLOG written and unread the connection ends.
    */
   private checkBacklog(): void {
-    const queued = this.socket.writableLength + this.pendingBytes;
+    const queued = this.socket.writableLength;
     if (!this.closed && queued > MAX_BACKLOG) {
       this.close(`the server does not read what we send (${queued} bytes queued)`);
     }
@@ -389,6 +407,9 @@ class GrpcStream implements AdsStreamHandle {
   private onData(chunk: Buffer): void {
     this.chunks.push(chunk);
     this.chunkBytes += chunk.length;
+    // What the frames of this chunk ask us to answer goes out in one write after it: a flood of
+    // PINGs costs its bytes, not a write each.
+    this.replies = [];
     try {
       while (!this.closed && this.chunkBytes >= 9) {
         // The 9-byte frame header in one piece (a trickle may have split it).
@@ -418,6 +439,11 @@ class GrpcStream implements AdsStreamHandle {
       // Whatever the server sent, it ends this connection, never the process.
       const kind = err instanceof ProtocolError || err instanceof HpackError ? "protocol error" : "error";
       this.close(`HTTP/2 ${kind}: ${(err as Error).message}`);
+    } finally {
+      const replies = this.replies;
+      this.replies = undefined;
+      if (!this.closed && replies.length > 0)
+        this.send(replies.length === 1 ? (replies[0] as Buffer) : Buffer.concat(replies));
     }
   }
 
@@ -565,8 +591,12 @@ class GrpcStream implements AdsStreamHandle {
     }
     if (!this.responded) {
       const status = headers.get(":status") ?? "";
-      // An informational answer (1xx) comes before the real one: skipped.
-      if (!endStream && /^1\d\d$/.test(status)) return;
+      // An informational answer (1xx) comes before the real one: skipped, a few of them.
+      if (!endStream && /^1\d\d$/.test(status)) {
+        if (++this.informational > MAX_INFORMATIONAL)
+          throw new ProtocolError(`more than ${MAX_INFORMATIONAL} informational (1xx) answers`);
+        return;
+      }
       this.responded = true;
       const grpcStatus = statusText(headers); // a trailers-only answer: the call failed at once
       if (grpcStatus !== undefined) this.close(grpcStatus);
@@ -582,14 +612,15 @@ class GrpcStream implements AdsStreamHandle {
   private onDataFrame(flags: number, payload: Buffer): void {
     if (!this.responded) throw new ProtocolError("DATA before the response headers");
     const endStream = (flags & END_STREAM) !== 0;
-    this.countEmpty(payload.length === 0 && !endStream);
+    const data = unpadded(flags, payload);
+    // Padding alone carries nothing either.
+    this.countEmpty(data.length === 0 && !endStream);
     // Flow control counts the whole payload, padding included; announce it back in large steps.
     this.unannounced += payload.length;
     if (this.unannounced >= RECEIVE_WINDOW / 4) {
       this.send(Buffer.concat([windowUpdate(0, this.unannounced), windowUpdate(STREAM, this.unannounced)]));
       this.unannounced = 0;
     }
-    const data = unpadded(flags, payload);
     let at = 0;
     while (!this.closed && at < data.length) {
       if (this.body === undefined) {

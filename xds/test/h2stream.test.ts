@@ -251,6 +251,37 @@ describe("the ADS client's HTTP/2 stream against a hostile or odd server", () =>
     expect(await open(continuation).closed).toMatch(/more than 1000 empty frames in a row/);
   });
 
+  it("ends floods of informational (1xx) answers and of padding-only DATA frames", async () => {
+    const informational = await rawPeer((socket) => {
+      const info = raw(1, 4, 1, [0x08, 3, 0x31, 0x30, 0x30]); // :status 100, END_HEADERS
+      socket.write(Buffer.concat([SETTINGS, ...new Array<Buffer>(100).fill(info)]));
+    });
+    expect(await open(informational).closed).toMatch(/more than 8 informational \(1xx\) answers/);
+    const padding = await rawPeer((socket) => {
+      const padded = raw(0, 0x8, 1, [4, 0, 0, 0, 0]); // PADDED: 4 bytes of padding, no data
+      socket.write(Buffer.concat([SETTINGS, OK_HEADERS, ...new Array<Buffer>(2000).fill(padded)]));
+    });
+    expect(await open(padding).closed).toMatch(/more than 1000 empty frames in a row/);
+  });
+
+  it("lets requests wait for a window the server holds at 0, up to 64 MiB of them", async () => {
+    // SETTINGS_INITIAL_WINDOW_SIZE 0: no DATA may go out until a WINDOW_UPDATE, which never comes.
+    const port = await rawPeer((socket) => {
+      socket.write(Buffer.concat([raw(4, 0, 0, [0, 4, 0, 0, 0, 0]), OK_HEADERS]));
+    });
+    const s = open(port);
+    let closedWith: string | undefined;
+    void s.closed.then((reason) => (closedWith = reason));
+    while (!s.opened) await new Promise((r) => setTimeout(r, 10));
+    const names = (n: number): string[] => Array.from({ length: n }, (_, i) => `n${i}`.padEnd(1000, "x"));
+    // 12 MB of ACKs and NACKs held back by the window is not a server that stopped reading.
+    for (let i = 0; i < 3; i++) s.handle.write({ ...REQUEST, resource_names: names(4000) });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(closedWith).toBeUndefined();
+    for (let i = 0; i < 15; i++) s.handle.write({ ...REQUEST, resource_names: names(4000) });
+    expect(await s.closed).toMatch(/^the server's flow-control window has held back \d+ bytes of requests$/);
+  });
+
   it("ends the connection when the server sends PINGs but reads none of the answers", async () => {
     const port = await rawPeer((socket) => {
       socket.pause(); // reads nothing more: our PING ACKs pile up
