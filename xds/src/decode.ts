@@ -13,7 +13,7 @@
 // mixed signs, a Value with no kind or a non-finite number. Malformed bytes throw, naming the Any
 // being decoded; nothing a control plane sends can do more than that.
 import { EGROUP, I32, I64, LEN, MAX_DEPTH, Reader, VARINT, WireError } from "./protowire.ts";
-import { XdsJsonError } from "./types.ts";
+import { XdsJsonError, durationText, joinPath } from "./types.ts";
 import { enumName, messageInfo } from "./wire-table.ts";
 import type { FieldInfo, MessageInfo, ScalarKind } from "./wire-table.ts";
 
@@ -274,10 +274,6 @@ function scalarKindOf(field: FieldInfo): ScalarKind {
 // ---------------------------------------------------------------------------------------------
 // A parsed State -> Envoy's JSON form
 
-function join(path: string, key: string): string {
-  return path === "" ? key : `${path}.${key}`;
-}
-
 function jsonOf(state: State, path: string): unknown {
   switch (state.info.name) {
     case ANY:
@@ -306,7 +302,7 @@ function messageJson(state: State, path: string): Obj {
   for (const field of state.info.fields) {
     const value = state.values[field.index];
     if (value === undefined) continue;
-    const p = join(path, field.name);
+    const p = joinPath(path, field.name);
     if (field.mapKey !== undefined) {
       const map = value as Map<string, unknown>;
       if (map.size > 0) out[field.name] = mapValuesJson(field, map, p);
@@ -398,11 +394,7 @@ function durationJson(state: State, path: string): string {
     throw new XdsJsonError(path, `Duration seconds ${seconds} and nanos ${nanos} differ in sign`);
   const negative = seconds < 0n || nanos < 0;
   const whole = (seconds < 0n ? -seconds : seconds).toString();
-  // protojson's canonical form, as Envoy and go-control-plane print it: 0, 3, 6 or 9 fractional
-  // digits ("30s", "1.500s", "0.000250s").
-  let fraction = nanos === 0 ? "" : `.${String(Math.abs(nanos)).padStart(9, "0")}`;
-  while (fraction.endsWith("000")) fraction = fraction.slice(0, -3);
-  return `${negative ? "-" : ""}${whole}${fraction}s`;
+  return durationText(negative, whole, nanos);
 }
 
 function timestampJson(state: State, path: string): string {

@@ -5,7 +5,7 @@
 // Unknown fields are errors naming the path, as the sidecar's config loader reports them.
 import protobuf from "protobufjs/light.js";
 import { findMessageType } from "./descriptor.ts";
-import { XdsJsonError } from "./types.ts";
+import { XdsJsonError, durationText, joinPath } from "./types.ts";
 
 export { XdsJsonError };
 
@@ -42,10 +42,6 @@ function isObj(v: unknown): v is Obj {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-function join(path: string, key: string): string {
-  return path === "" ? key : `${path}.${key}`;
-}
-
 /** The message type an Any's type URL names, or an error naming the path. */
 export function typeForUrl(typeUrl: string, path: string): protobuf.Type {
   const slash = typeUrl.lastIndexOf("/");
@@ -67,7 +63,7 @@ export function fromJson(type: protobuf.Type, json: unknown, path = ""): Obj {
   const oneofSeen = new Map<string, string>();
   for (const [key, value] of Object.entries(json)) {
     const field = type.fields[key];
-    const p = join(path, key);
+    const p = joinPath(path, key);
     if (field === undefined) throw new XdsJsonError(p, `unknown field of ${type.fullName.slice(1)}`);
     if (value === null && field.resolvedType?.fullName !== ".google.protobuf.Value") continue;
     const oneof = field.partOf;
@@ -187,20 +183,20 @@ function valueFromJson(value: unknown, path: string): Obj {
 function structFromJson(value: unknown, path: string): Obj {
   if (!isObj(value)) throw new XdsJsonError(path, "expected an object (Struct)");
   const fields: Obj = {};
-  for (const [k, v] of Object.entries(value)) fields[k] = valueFromJson(v, join(path, k));
+  for (const [k, v] of Object.entries(value)) fields[k] = valueFromJson(v, joinPath(path, k));
   return { fields };
 }
 
 function anyFromJson(value: unknown, path: string): Obj {
   if (!isObj(value)) throw new XdsJsonError(path, "expected an object with @type");
   const { "@type": typeUrl, ...rest } = value;
-  if (typeof typeUrl !== "string") throw new XdsJsonError(join(path, "@type"), "required (a type URL)");
-  const inner = typeForUrl(typeUrl, join(path, "@type"));
+  if (typeof typeUrl !== "string") throw new XdsJsonError(joinPath(path, "@type"), "required (a type URL)");
+  const inner = typeForUrl(typeUrl, joinPath(path, "@type"));
   let body: unknown = rest;
   if (SPECIAL.has(inner.fullName)) {
     const keys = Object.keys(rest);
     if (keys.some((k) => k !== "value"))
-      throw new XdsJsonError(join(path, keys.find((k) => k !== "value") ?? ""), "unknown field");
+      throw new XdsJsonError(joinPath(path, keys.find((k) => k !== "value") ?? ""), "unknown field");
     body = rest["value"];
   }
   const message = fromJson(inner, body, path);
@@ -268,7 +264,7 @@ export function toJson(type: protobuf.Type, message: Obj, path = ""): unknown {
     if (!Object.prototype.hasOwnProperty.call(message, field.name)) continue;
     const value = message[field.name];
     if (value === undefined || value === null) continue;
-    const p = join(path, field.name);
+    const p = joinPath(path, field.name);
     if (field instanceof protobuf.MapField) {
       const entries = Object.entries(value as Obj);
       if (entries.length === 0) continue;
@@ -308,11 +304,7 @@ function durationToJson(message: Obj): string {
   const nanos = Number(message["nanos"] ?? 0);
   const negative = seconds < 0 || nanos < 0;
   const whole = String(Math.abs(seconds));
-  // protojson's canonical form, as Envoy and go-control-plane print it: 0, 3, 6 or 9 fractional
-  // digits ("30s", "1.500s", "0.000250s").
-  let fraction = nanos === 0 ? "" : `.${String(Math.abs(nanos)).padStart(9, "0")}`;
-  while (fraction.endsWith("000")) fraction = fraction.slice(0, -3);
-  return `${negative ? "-" : ""}${whole}${fraction}s`;
+  return durationText(negative, whole, nanos);
 }
 
 function valueToJson(message: Obj, path: string): unknown {
@@ -330,7 +322,7 @@ function valueToJson(message: Obj, path: string): unknown {
 
 function structToJson(message: Obj, path: string): Obj {
   const fields = (message["fields"] ?? {}) as Record<string, Obj>;
-  return Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, valueToJson(v, join(path, k))]));
+  return Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, valueToJson(v, joinPath(path, k))]));
 }
 
 function anyToJson(message: Obj, path: string): Obj {
@@ -384,7 +376,7 @@ export function packResource(
 ): { type_url: string; value: Uint8Array } {
   const type = typeForUrl(typeUrl, path);
   if (isObj(json) && json["@type"] !== undefined && json["@type"] !== typeUrl) {
-    throw new XdsJsonError(join(path, "@type"), `expected ${typeUrl}`);
+    throw new XdsJsonError(joinPath(path, "@type"), `expected ${typeUrl}`);
   }
   const { "@type": _ignored, ...body } = isObj(json) ? json : { "@type": undefined };
   const message = fromJson(type, isObj(json) ? body : json, path);

@@ -90,6 +90,21 @@ export class XdsError extends Error {
 }
 
 /** What a stream presents before it is served: its call metadata and the node of its first request. */
+/** A field's path below `path` ("" at the root), as errors name it. */
+export function joinPath(path: string, key: string): string {
+  return path === "" ? key : `${path}.${key}`;
+}
+
+/**
+ * A Duration in protojson's canonical text, as Envoy and go-control-plane print it: 0, 3, 6 or 9
+ * fractional digits ("30s", "1.500s", "0.000250s"). `seconds` is the whole seconds' magnitude.
+ */
+export function durationText(negative: boolean, seconds: string, nanos: number): string {
+  let fraction = nanos === 0 ? "" : `.${String(Math.abs(nanos)).padStart(9, "0")}`;
+  while (fraction.endsWith("000")) fraction = fraction.slice(0, -3);
+  return `${negative ? "-" : ""}${seconds}${fraction}s`;
+}
+
 /** A resource's JSON that does not fit its message (or bytes that do not decode), naming the path. */
 export class XdsJsonError extends XdsError {
   readonly path: string;
